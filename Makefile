@@ -1,0 +1,49 @@
+# The two entry points (see README.md): `make demo` and `make check`. Everything else is a helper.
+# Builds go to build/release (optimised) and build/asan (AddressSanitizer + UndefinedBehaviorSanitizer).
+MESON ?= meson
+B := build
+
+.PHONY: all deps release asan check check-release check-asan demo bench clean
+
+all: release
+
+deps:
+	@scripts/deps.sh build
+
+$(B)/release/build.ninja:
+	@scripts/deps.sh build
+	$(MESON) setup $(B)/release --buildtype=release
+
+$(B)/asan/build.ninja:
+	@scripts/deps.sh check
+	$(MESON) setup $(B)/asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false \
+		-Dc_args=-fno-sanitize-recover=all
+
+release: $(B)/release/build.ninja
+	ninja -C $(B)/release
+
+asan: $(B)/asan/build.ninja
+	ninja -C $(B)/asan
+
+# Every test, twice: release build then sanitizer build. Ends with "N passed, N failed[, N skipped]".
+check:
+	@scripts/deps.sh check
+	@$(MAKE) --no-print-directory release asan
+	@scripts/check.sh $(B)/release $(B)/asan
+
+check-release: release
+	@scripts/check.sh $(B)/release
+
+check-asan: asan
+	@scripts/check.sh $(B)/asan
+
+demo: release
+	@scripts/deps.sh demo
+	$(B)/release/tools/vhd-ringdemo
+
+bench: release
+	@scripts/deps.sh bench
+	bench/run.sh $(B)/release
+
+clean:
+	rm -rf $(B)

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file vhostd/log.h
+ * Where the library's messages go. By default, warnings and errors are written to stderr, one line each.
+ * Threading: set the handler and level before other threads use the library; logging itself is thread-safe
+ * as long as the handler is.
+ */
+#ifndef VHOSTD_LOG_H
+#define VHOSTD_LOG_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum vhd_log_level {
+	VHD_LOG_ERR = 0,
+	VHD_LOG_WARN = 1,
+	VHD_LOG_INFO = 2,
+	VHD_LOG_DEBUG = 3,
+};
+
+/**
+ * Replace the handler. fn receives the level, a NUL-terminated message without trailing newline, and opaque.
+ * Pass fn = NULL to restore the stderr handler.
+ */
+void vhd_log_set_handler(void (*fn)(enum vhd_log_level level, const char *msg, void *opaque), void *opaque);
+
+/** Drop messages less severe than level. */
+void vhd_log_set_level(enum vhd_log_level level);
+
+/** Current threshold. */
+enum vhd_log_level vhd_log_get_level(void);
+
+/** Log a message through the current handler (printf format). */
+void vhd_log(enum vhd_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file vhostd/virtq.h
+ * Virtqueues, split and packed, from either side.
+ *
+ * A queue is created for one side and one layout; the layout is chosen once, at creation, and every burst call
+ * goes straight to that layout's code. The device side takes available descriptor chains and returns used ones;
+ * the driver side does the reverse. Neither side ever trusts what the other wrote in shared memory: the device
+ * validates every descriptor, index and flag the driver wrote, and the driver validates every used id, length
+ * and index the device wrote. A violation marks the queue broken: every later call returns -EIO, and
+ * vhd_vq_error() says why. Nothing here asserts or exits on peer data.
+ *
+ * Threading: a queue belongs to one thread at a time; calls on different queues never share writable state.
+ * Memory ordering with the peer is handled inside (acquire/release on ring indices and flags).
+ */
+#ifndef VHOSTD_VIRTQ_H
+#define VHOSTD_VIRTQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vhd_mem;
+struct vhd_vq;
+
+/** Which end of the queue this process is. */
+enum vhd_vq_side {
+	VHD_VQ_DEVICE, /**< consumes available buffers, produces used ones */
+	VHD_VQ_DRIVER, /**< produces available buffers, consumes used ones */
+};
+
+/** Why a queue broke. Each peer misbehaviour has its own code; vhd_vq_strerror() names it. */
+enum vhd_vq_error {
+	VHD_VQ_OK = 0,
+	VHD_VQ_E_AVAIL_IDX,      /**< split: avail->idx moved by more than the queue size */
+	VHD_VQ_E_HEAD,           /**< split: avail ring entry names a descriptor beyond the table */
+	VHD_VQ_E_NEXT,           /**< descriptor next field beyond the table */
+	VHD_VQ_E_LOOP,           /**< descriptor chain loops */
+	VHD_VQ_E_CHAIN_LEN,      /**< chain longer than the queue size */
+	VHD_VQ_E_INDIRECT_NEST,  /**< indirect descriptor inside an indirect table */
+	VHD_VQ_E_INDIRECT_LEN,   /**< indirect table length 0 or not a multiple of 16 */
+	VHD_VQ_E_INDIRECT_FLAGS, /**< indirect not negotiated, or INDIRECT combined with NEXT */
+	VHD_VQ_E_ADDR,           /**< buffer or table not wholly inside guest memory */
+	VHD_VQ_E_OVERFLOW,       /**< address + length wraps, or chain length exceeds 2^32-1 */
+	VHD_VQ_E_ORDER,          /**< device-readable descriptor after a device-writable one */
+	VHD_VQ_E_PACKED_FLAGS,   /**< packed: inconsistent avail/used flags in a chain */
+	VHD_VQ_E_USED_IDX,       /**< driver: used index moved by more than the buffers in flight */
+	VHD_VQ_E_USED_ID,        /**< driver: used id out of range or not in flight */
+	VHD_VQ_E_USED_LEN,       /**< driver: used length larger than the buffer's writable part */
+	VHD_VQ_E_CALLER,         /**< this process misused the API (e.g. pushed an id it never popped) */
+	VHD_VQ_E__COUNT
+};
+
+/** Layout offsets for a queue the caller lays out in its own memory (the driver side usually). */
+struct vhd_vq_layout {
+	size_t desc_off;   /**< descriptor table (split) or ring (packed) */
+	size_t driver_off; /**< avail ring (split) or driver event suppression (packed) */
+	size_t device_off; /**< used ring (split) or device event suppression (packed) */
+	size_t size;       /**< total bytes, a multiple of 64 */
+};
+
+/** vhd_vq_config.base of a packed queue that has never run: position 0, wrap counter 1. */
+#define VHD_VQ_PACKED_BASE_INIT 0x8000u
+
+/** Queue parameters. Addresses are host pointers in this process; the rings must stay mapped. */
+struct vhd_vq_config {
+	enum vhd_vq_side side;
+	uint16_t num;      /**< queue size: 1..32768; a power of two for split rings */
+	uint64_t features; /**< negotiated bits: RING_PACKED, INDIRECT_DESC, EVENT_IDX, IN_ORDER matter here */
+	void *desc;        /**< descriptor table / packed ring */
+	void *driver;      /**< avail ring / driver event suppression */
+	void *device;      /**< used ring / device event suppression */
+	/** Device side: translates descriptor addresses. Must outlive the queue. */
+	const struct vhd_mem *mem;
+	/**
+	 * Where processing resumes (vhost-user SET_VRING_BASE). Split: the avail index (0 for a new queue).
+	 * Packed: bits 0-14 the ring position, bit 15 the wrap counter; a new queue starts at
+	 * VHD_VQ_PACKED_BASE_INIT because both wrap counters start at 1. The used index starts at the same value,
+	 * which is what vhost-user assumes when a queue is started with nothing in flight.
+	 */
+	uint16_t base;
+	/**
+	 * Driver side, optional: memory for indirect tables, num tables of indirect_max descriptors each, and the
+	 * address the device sees for its first byte. Without it, buffers are always chained directly.
+	 */
+	void *indirect;
+	uint64_t indirect_addr;
+	uint16_t indirect_max;
+	/** Name used in log messages, e.g. "port0 rxq1". Copied. */
+	const char *name;
+};
+
+/** One available chain, as vhd_vq_pop() returns it. */
+struct vhd_vq_chain {
+	uint16_t id;      /**< head index (split) or buffer id (packed); give it back in vhd_vq_used.id */
+	uint16_t ndesc;   /**< ring slots the chain took; give it back in vhd_vq_used.ndesc */
+	uint16_t nout;    /**< device-readable segments, iov[0..nout) */
+	uint16_t nin;     /**< device-writable segments, iov[nout..nout+nin) */
+	uint32_t out_len; /**< bytes readable */
+	uint32_t in_len;  /**< bytes writable */
+	struct iovec *iov;
+	/**
+	 * 0, or -ENOBUFS when the chain needed more segments than the whole iov array passed to vhd_vq_pop().
+	 * Such a chain has no segments; return it with length 0 (the driver sees an empty buffer).
+	 */
+	int err;
+};
+
+/** One buffer to return to the driver. */
+struct vhd_vq_used {
+	uint16_t id;    /**< from vhd_vq_chain.id */
+	uint16_t ndesc; /**< from vhd_vq_chain.ndesc */
+	uint32_t len;   /**< bytes written into the writable part */
+};
+
+/** One segment of a buffer the driver adds, in the device's address space. */
+struct vhd_vq_seg {
+	uint64_t addr;
+	uint32_t len;
+};
+
+/** Flags for vhd_vq_buf. */
+#define VHD_VQ_BUF_INDIRECT 1u /**< place the segments in an indirect table (needs INDIRECT_DESC and a table) */
+
+/** One buffer the driver adds. */
+struct vhd_vq_buf {
+	const struct vhd_vq_seg *segs; /**< nout readable segments then nin writable ones */
+	uint16_t nout;
+	uint16_t nin;
+	uint32_t flags; /**< VHD_VQ_BUF_* */
+	void *token;    /**< returned with the buffer by vhd_vq_get() */
+};
+
+/** A buffer the device has finished with. */
+struct vhd_vq_done {
+	void *token;
+	uint32_t len; /**< bytes the device wrote (0 for buffers the device batched in IN_ORDER mode) */
+};
+
+/** Counters a queue keeps. Read them from the owning thread, or accept slightly stale values. */
+struct vhd_vq_stats {
+	uint64_t chains;         /**< chains popped (device) or buffers added (driver) */
+	uint64_t used;           /**< buffers pushed (device) or collected (driver) */
+	uint64_t notify;         /**< times vhd_vq_need_notify() said yes */
+	uint64_t notify_skipped; /**< times it said no */
+	uint64_t oversized;      /**< chains returned with err = -ENOBUFS */
+};
+
+/**
+ * Compute where the parts of a queue go in one contiguous block, each 64-byte aligned.
+ * @return 0, or -EINVAL for a bad size (0, above 32768, or not a power of two for split).
+ */
+int vhd_vq_layout(bool packed, uint16_t num, struct vhd_vq_layout *out);
+
+/**
+ * Create a queue. The ring memory must be laid out per cfg and, for a driver, zeroed beforehand.
+ * @param out receives the queue; the caller frees it with vhd_vq_destroy().
+ * @return 0; -EINVAL for a bad size or a missing pointer (mem for a device, rings for either); -ENOMEM.
+ */
+int vhd_vq_create(const struct vhd_vq_config *cfg, struct vhd_vq **out);
+
+/** Free a queue. The rings are not touched. NULL is accepted. */
+void vhd_vq_destroy(struct vhd_vq *vq);
+
+/**
+ * Device: take up to n available chains.
+ *
+ * Each chain's segments are placed in iov[] (nout readable then nin writable). A chain that does not fit in
+ * what is left of iov[] stays in the ring for the next call, unless it is the first, in which case it is returned
+ * with err = -ENOBUFS. Every chain returned must eventually be given back with vhd_vq_push().
+ * @return chains taken (0 when none are available); -EIO if the queue is or becomes broken.
+ */
+int vhd_vq_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n, struct iovec *iov, unsigned niov);
+
+/**
+ * Device: give n chains back to the driver, in the order given. With IN_ORDER negotiated the chains must be
+ * given back in the order they were popped; a burst whose lengths are all 0 is then published as one used entry.
+ * @return n; -EIO if the queue is broken; -EINVAL (and the queue broken with VHD_VQ_E_CALLER) for an id or
+ *         ndesc no chain could have had.
+ */
+int vhd_vq_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsigned n);
+
+/**
+ * Device: does the driver want an interrupt for what was pushed since the last call? Honours
+ * VIRTQ_AVAIL_F_NO_INTERRUPT, used_event (EVENT_IDX) and the packed driver event suppression area.
+ * Call once per burst, after vhd_vq_push(). Driver: the same question for a kick after vhd_vq_add().
+ */
+bool vhd_vq_need_notify(struct vhd_vq *vq);
+
+/**
+ * Ask the peer to notify us again (driver: device interrupts; device: driver kicks) before going to sleep.
+ * @return true if work arrived meanwhile: process it instead of sleeping.
+ */
+bool vhd_vq_enable_notify(struct vhd_vq *vq);
+
+/** Tell the peer not to notify us: we are polling. */
+void vhd_vq_disable_notify(struct vhd_vq *vq);
+
+/**
+ * Driver: make up to n buffers available. Buffers are taken in order until one does not fit (not enough free
+ * descriptors); the rest are left to the caller.
+ * @return buffers added; -EIO if broken; -EINVAL if bufs[0] could never fit (more segments than the queue has,
+ *         or no segments at all).
+ */
+int vhd_vq_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned n);
+
+/**
+ * Driver: collect up to n buffers the device has used.
+ * @return buffers collected; -EIO if the queue is or becomes broken.
+ */
+int vhd_vq_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n);
+
+/** Driver: buffers added and not yet collected. */
+unsigned vhd_vq_inflight(const struct vhd_vq *vq);
+
+/**
+ * Where the next available chain will be read from (device) or written to (driver), in the form of
+ * vhd_vq_config.base: what vhost-user GET_VRING_BASE reports.
+ */
+uint16_t vhd_vq_base(const struct vhd_vq *vq);
+
+/** Why the queue broke, or VHD_VQ_OK. */
+enum vhd_vq_error vhd_vq_error(const struct vhd_vq *vq);
+
+/** Human-readable detail of the break, naming the index and value at fault ("" if not broken). */
+const char *vhd_vq_error_detail(const struct vhd_vq *vq);
+
+/** Short constant name for an error code. */
+const char *vhd_vq_strerror(enum vhd_vq_error err);
+
+/** Counters; see struct vhd_vq_stats. */
+void vhd_vq_get_stats(const struct vhd_vq *vq, struct vhd_vq_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

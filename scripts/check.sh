@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Run the test suite in each build directory given, then print one summary line over all of them:
+#   N passed, N failed[, N skipped]
+# Counts are per test case (the PASS/FAIL/SKIP lines tests/unit/harness.h prints). A test binary that fails
+# without reporting a failed case (crash before its first case, timeout) counts as one failure of its own.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+status=0
+logs=()
+for b in "$@"; do
+	echo "=== meson test in $b ==="
+	# ASan: fail on leaks too; UBSan: print stacks. Both abort so the harness records the case as failed.
+	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+	UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+		meson test -C "$b" --print-errorlogs --no-rebuild || status=1
+	logs+=("$b/meson-logs/testlog.json")
+done
+python3 "$here/check-summary.py" "${logs[@]}" || status=1
+exit $status

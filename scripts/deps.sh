@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install the Debian packages a target needs, and only those missing. Idempotent; apt-get runs only when
+# something is missing. Usage: scripts/deps.sh build|check|demo|bench
+set -euo pipefail
+
+build_pkgs=(gcc make meson ninja-build pkg-config python3 libc6-dev)
+check_pkgs=("${build_pkgs[@]}" libclang-rt-14-dev)
+case "${1:-build}" in
+build) want=("${build_pkgs[@]}") ;;
+check) want=("${check_pkgs[@]}") ;;
+demo) want=("${build_pkgs[@]}") ;;
+bench) want=("${build_pkgs[@]}") ;;
+*) echo "usage: $0 build|check|demo|bench" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+	exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing packages: ${missing[*]}; run as root or install them" >&2
+	exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

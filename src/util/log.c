@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "vhostd/log.h"
+
+static void stderr_handler(enum vhd_log_level level, const char *msg, void *opaque)
+{
+	static const char *const names[] = {"error", "warning", "info", "debug"};
+	(void)opaque;
+	fprintf(stderr, "vhostd %s: %s\n", names[level <= VHD_LOG_DEBUG ? level : VHD_LOG_DEBUG], msg);
+}
+
+static void (*log_fn)(enum vhd_log_level, const char *, void *) = stderr_handler;
+static void *log_opaque;
+static enum vhd_log_level log_level = VHD_LOG_WARN;
+
+void vhd_log_set_handler(void (*fn)(enum vhd_log_level, const char *, void *), void *opaque)
+{
+	log_fn = fn ? fn : stderr_handler;
+	log_opaque = opaque;
+}
+
+void vhd_log_set_level(enum vhd_log_level level)
+{
+	log_level = level;
+}
+
+enum vhd_log_level vhd_log_get_level(void)
+{
+	return log_level;
+}
+
+void vhd_log(enum vhd_log_level level, const char *fmt, ...)
+{
+	if (level > log_level)
+		return;
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_fn(level, buf, log_opaque);
+}

@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "mem_impl.h"
+
+int vhd_mem_create(struct vhd_mem **out)
+{
+	struct vhd_mem *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	*out = m;
+	return 0;
+}
+
+static void region_release(struct vhd_mem_region *r)
+{
+	if (r->mmap_base)
+		munmap(r->mmap_base, r->mmap_len);
+	if (r->fd >= 0)
+		close(r->fd);
+}
+
+void vhd_mem_destroy(struct vhd_mem *mem)
+{
+	if (!mem)
+		return;
+	for (unsigned i = 0; i < mem->nregions; i++)
+		region_release(&mem->r[i]);
+	free(mem);
+}
+
+static bool sum_overflows(uint64_t a, uint64_t b)
+{
+	uint64_t s;
+	return __builtin_add_overflow(a, b, &s);
+}
+
+static int insert_region(struct vhd_mem *mem, const struct vhd_mem_region *nr)
+{
+	if (nr->size == 0 || sum_overflows(nr->guest_addr, nr->size) ||
+	    sum_overflows(nr->user_addr, nr->size) || sum_overflows((uintptr_t)nr->host, nr->size))
+		return -EINVAL;
+	if (mem->nregions >= VHD_MEM_MAX_REGIONS)
+		return -ENOSPC;
+	unsigned pos = 0;
+	while (pos < mem->nregions && mem->r[pos].guest_addr < nr->guest_addr)
+		pos++;
+	/* Overlap with the neighbour below or above; ends are exclusive and computed without overflow above. */
+	if (pos > 0 && mem->r[pos - 1].guest_addr + mem->r[pos - 1].size > nr->guest_addr)
+		return -EEXIST;
+	if (pos < mem->nregions && nr->guest_addr + nr->size > mem->r[pos].guest_addr)
+		return -EEXIST;
+	memmove(&mem->r[pos + 1], &mem->r[pos], (mem->nregions - pos) * sizeof(mem->r[0]));
+	mem->r[pos] = *nr;
+	mem->nregions++;
+	return 0;
+}
+
+int vhd_mem_add(struct vhd_mem *mem, const struct vhd_mem_region_info *info)
+{
+	struct vhd_mem_region nr = {
+		.guest_addr = info->guest_addr,
+		.size = info->size,
+		.user_addr = info->user_addr,
+		.host = info->host,
+		.fd = -1,
+	};
+	if (!info->host)
+		return -EINVAL;
+	return insert_region(mem, &nr);
+}
+
+int vhd_mem_map_fd(struct vhd_mem *mem, int fd, uint64_t mmap_offset, uint64_t guest_addr, uint64_t size,
+		   uint64_t user_addr)
+{
+	uint64_t end;
+	if (fd < 0 || size == 0 || __builtin_add_overflow(mmap_offset, size, &end) || end > (uint64_t)SIZE_MAX)
+		return -EINVAL;
+	if (mem->nregions >= VHD_MEM_MAX_REGIONS)
+		return -ENOSPC;
+	/* mmap wants a page-aligned offset; vhost-user front-ends may hand an unaligned one, so map from the page
+	 * below and point host past the slack. */
+	long pg = sysconf(_SC_PAGESIZE);
+	uint64_t slack = mmap_offset % (uint64_t)pg;
+	size_t len = (size_t)(size + slack);
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)(mmap_offset - slack));
+	if (p == MAP_FAILED)
+		return -errno;
+	struct vhd_mem_region nr = {
+		.guest_addr = guest_addr,
+		.size = size,
+		.user_addr = user_addr,
+		.host = (uint8_t *)p + slack,
+		.mmap_base = p,
+		.mmap_len = len,
+		.fd = fd,
+	};
+	int rc = insert_region(mem, &nr);
+	if (rc < 0)
+		munmap(p, len);
+	return rc;
+}
+
+int vhd_mem_remove(struct vhd_mem *mem, uint64_t guest_addr, uint64_t size)
+{
+	for (unsigned i = 0; i < mem->nregions; i++) {
+		if (mem->r[i].guest_addr == guest_addr && mem->r[i].size == size) {
+			region_release(&mem->r[i]);
+			memmove(&mem->r[i], &mem->r[i + 1], (mem->nregions - i - 1) * sizeof(mem->r[0]));
+			mem->nregions--;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+unsigned vhd_mem_count(const struct vhd_mem *mem)
+{
+	return mem->nregions;
+}
+
+/* Index of the region holding addr, or -1. Binary search: the table is sorted and non-overlapping. */
+static int find_region(const struct vhd_mem *mem, uint64_t addr)
+{
+	unsigned lo = 0, hi = mem->nregions;
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		const struct vhd_mem_region *r = &mem->r[mid];
+		if (addr < r->guest_addr)
+			hi = mid;
+		else if (addr - r->guest_addr >= r->size)
+			lo = mid + 1;
+		else
+			return (int)mid;
+	}
+	return -1;
+}
+
+int vhd_mem_translate(const struct vhd_mem *mem, unsigned *hint, uint64_t addr, uint64_t len, struct iovec *iov,
+		      unsigned max_iov)
+{
+	uint64_t end;
+	if (__builtin_add_overflow(addr, len, &end))
+		return -EOVERFLOW;
+	if (len == 0)
+		return 0;
+	void *p = vhd_mem_xlate_hint(mem, *hint, addr, len);
+	if (p) {
+		if (max_iov < 1)
+			return -ENOBUFS;
+		iov[0].iov_base = p;
+		iov[0].iov_len = (size_t)len;
+		return 1;
+	}
+	int i = find_region(mem, addr);
+	if (i < 0)
+		return -EFAULT;
+	unsigned n = 0;
+	/* Each step consumes at least one region, so the loop runs at most nregions times. */
+	while (len > 0) {
+		if ((unsigned)i >= mem->nregions)
+			return -EFAULT;
+		const struct vhd_mem_region *r = &mem->r[i];
+		if (addr < r->guest_addr)
+			return -EFAULT; /* hole between this region and the previous one */
+		uint64_t off = addr - r->guest_addr;
+		uint64_t chunk = r->size - off;
+		if (chunk > len)
+			chunk = len;
+		if (n >= max_iov)
+			return -ENOBUFS;
+		iov[n].iov_base = r->host + off;
+		iov[n].iov_len = (size_t)chunk;
+		n++;
+		*hint = (unsigned)i;
+		addr += chunk;
+		len -= chunk;
+		i++;
+	}
+	return (int)n;
+}
+
+void *vhd_mem_guest_to_host(const struct vhd_mem *mem, uint64_t addr, uint64_t len)
+{
+	uint64_t end, off;
+	if (len == 0 || __builtin_add_overflow(addr, len, &end))
+		return NULL;
+	int i = find_region(mem, addr);
+	if (i < 0 || !vhd_region_contains(&mem->r[i], addr, len, &off))
+		return NULL;
+	return mem->r[i].host + off;
+}
+
+void *vhd_mem_user_to_host(const struct vhd_mem *mem, uint64_t user_addr, uint64_t len)
+{
+	uint64_t end;
+	if (len == 0 || __builtin_add_overflow(user_addr, len, &end))
+		return NULL;
+	/* Not sorted by user address, and only used at ring setup: a linear scan is fine. */
+	for (unsigned i = 0; i < mem->nregions; i++) {
+		const struct vhd_mem_region *r = &mem->r[i];
+		if (user_addr < r->user_addr)
+			continue;
+		uint64_t off = user_addr - r->user_addr;
+		if (off < r->size && len <= r->size - off)
+			return r->host + off;
+	}
+	return NULL;
+}

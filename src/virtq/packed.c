@@ -1,0 +1,437 @@
+/* SPDX-License-Identifier: MIT */
+/* Packed virtqueues (virtio 1.2, 2.8): device side then driver side. */
+#include <errno.h>
+
+#include "virtq_impl.h"
+
+/* A descriptor is available in the lap whose wrap counter is w when AVAIL == w and USED != w (2.8.1). */
+static inline bool desc_avail(uint16_t flags, bool w)
+{
+	return !!(flags & VIRTQ_DESC_F_AVAIL) == w && !!(flags & VIRTQ_DESC_F_USED) != w;
+}
+
+/* ... and used when both bits equal the wrap counter. */
+static inline bool desc_used(uint16_t flags, bool w)
+{
+	return !!(flags & VIRTQ_DESC_F_AVAIL) == w && !!(flags & VIRTQ_DESC_F_USED) == w;
+}
+
+static inline void advance(const struct vhd_vq *vq, uint16_t *pos, bool *w, unsigned by)
+{
+	unsigned p = *pos + by;
+	if (p >= vq->num) {
+		p -= vq->num;
+		*w = !*w;
+	}
+	*pos = (uint16_t)p;
+}
+
+/*
+ * Event suppression with VIRTQ_EVENT_F_DESC (2.8.10): the peer asked to be told once the descriptor at
+ * (off, wrap) is published. We just published the delta slots ending before (pos, w). Positions are
+ * unwrapped into one line: the event's lap is ours or, when its wrap differs, the previous one.
+ */
+static bool event_in_window(const struct vhd_vq *vq, uint16_t off_wrap, uint16_t pos, bool w, uint32_t delta)
+{
+	if (delta >= vq->num)
+		return true;
+	int32_t off = off_wrap & 0x7fff;
+	bool ew = off_wrap >> VIRTQ_EVENT_WRAP_SHIFT;
+	if (ew != w)
+		off -= vq->num;
+	int32_t new_pos = pos, old_pos = (int32_t)pos - (int32_t)delta;
+	return off >= old_pos && off < new_pos;
+}
+
+static bool event_wants(const struct vhd_vq *vq, const struct pvirtq_event_suppress *ev, uint16_t pos, bool w,
+			uint32_t delta)
+{
+	if (delta == 0)
+		return false;
+	uint16_t flags = RD16(&ev->flags) & 0x3;
+	if (flags == VIRTQ_EVENT_F_DISABLE)
+		return false;
+	if (flags == VIRTQ_EVENT_F_DESC && vq->event_idx)
+		return event_in_window(vq, RD16(&ev->off_wrap), pos, w, delta);
+	return true;
+}
+
+/* =============================== device side =============================== */
+
+/*
+ * Walk one chain starting at the head (whose flags were read with acquire), appending its buffers to acc.
+ * On success pos and w point past the chain, id is its buffer id (from the last descriptor) and count the slots
+ * it took.
+ */
+static int packed_walk(struct vhd_vq *vq, uint16_t head_flags, uint16_t *pos, bool *w, uint16_t *id,
+		       uint16_t *count, struct vhd_chain_acc *acc)
+{
+	unsigned n = 0;
+	uint16_t flags = head_flags;
+	for (;;) {
+		if (unlikely(++n > vq->num))
+			return vhd_vq_break(vq, VHD_VQ_E_CHAIN_LEN, "chain from slot %u is longer than the queue (%u)",
+					    vq->last_avail, vq->num);
+		const struct pvirtq_desc *d = &vq->packed.desc[*pos];
+		if (n > 1) {
+			flags = RD16(&d->flags);
+			/* The driver marks every descriptor of a chain available before the head (2.8.6). */
+			if (unlikely(!desc_avail(flags, *w)))
+				return vhd_vq_break(vq, VHD_VQ_E_PACKED_FLAGS,
+						    "chain from slot %u continues into slot %u, which is not available "
+						    "(flags 0x%04x, wrap %d)", vq->last_avail, *pos, flags, *w);
+		}
+		uint64_t addr = RD64(&d->addr);
+		uint32_t len = RD32(&d->len);
+		*id = RD16(&d->id);
+		int r;
+		if (unlikely(flags & VIRTQ_DESC_F_INDIRECT)) {
+			if (!vq->indirect || (flags & VIRTQ_DESC_F_NEXT))
+				return vhd_vq_break(vq, VHD_VQ_E_INDIRECT_FLAGS, "slot %u: INDIRECT %s", *pos,
+						    vq->indirect ? "combined with NEXT"
+								 : "without INDIRECT_DESC negotiated");
+			const struct pvirtq_desc *t =
+				(const struct pvirtq_desc *)vhd_vq_map_indirect(vq, addr, len, n - 1);
+			if (!t)
+				return -EIO;
+			/* Table entries are consecutive; their NEXT flags and ids carry no meaning (2.8.19). */
+			unsigned ents = len / sizeof(*t);
+			for (unsigned j = 0; j < ents; j++) {
+				uint16_t tf = RD16(&t[j].flags);
+				if (unlikely(tf & VIRTQ_DESC_F_INDIRECT))
+					return vhd_vq_break(vq, VHD_VQ_E_INDIRECT_NEST,
+							    "indirect descriptor inside the table of slot %u", *pos);
+				r = vhd_chain_add(vq, acc, RD64(&t[j].addr), RD32(&t[j].len), tf & VIRTQ_DESC_F_WRITE);
+				if (unlikely(r < 0))
+					return r;
+			}
+		} else {
+			r = vhd_chain_add(vq, acc, addr, len, flags & VIRTQ_DESC_F_WRITE);
+			if (unlikely(r < 0))
+				return r;
+		}
+		advance(vq, pos, w, 1);
+		if (!(flags & VIRTQ_DESC_F_NEXT))
+			break;
+	}
+	*count = (uint16_t)n;
+	return 0;
+}
+
+static int packed_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n, struct iovec *iov, unsigned niov)
+{
+	struct vhd_chain_acc acc;
+	unsigned used_iov = 0, i;
+	for (i = 0; i < n; i++) {
+		/* Acquire pairs with the driver's release store of the head flags (packed_add): the chain's other
+		 * descriptors and the buffer contents were written before it. */
+		uint16_t f = RD16_ACQ(&vq->packed.desc[vq->last_avail].flags);
+		if (!desc_avail(f, vq->avail_wrap)) {
+			/* Not yet available looks like (!w, !w) or (!w, w). (w, w) at the head means "used in this lap",
+			 * which only the device may write and never ahead of the avail position. */
+			if (unlikely(desc_used(f, vq->avail_wrap)))
+				return vhd_vq_break(vq, VHD_VQ_E_PACKED_FLAGS,
+						    "slot %u at the avail position is marked used (flags 0x%04x, wrap %d)",
+						    vq->last_avail, f, vq->avail_wrap);
+			break;
+		}
+		uint16_t pos = vq->last_avail, id = 0, count = 0;
+		bool w = vq->avail_wrap;
+		vhd_chain_begin(&acc, iov, used_iov, niov);
+		int r = packed_walk(vq, f, &pos, &w, &id, &count, &acc);
+		if (unlikely(r < 0))
+			return r;
+		if (!vhd_chain_finish(vq, &chains[i], &acc, i))
+			break;
+		chains[i].id = id;
+		chains[i].ndesc = count;
+		used_iov += acc.n;
+		vq->last_avail = pos;
+		vq->avail_wrap = w;
+		vq->dev_slots += count;
+		if (unlikely(chains[i].err)) {
+			i++;
+			break;
+		}
+	}
+	vq->inflight = (uint16_t)(vq->inflight + i);
+	vq->stats.chains += i;
+	return (int)i;
+}
+
+static int packed_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsigned n)
+{
+	if (n == 0)
+		return 0;
+	uint32_t slots = 0;
+	bool batch = vq->in_order && n > 1;
+	for (unsigned i = 0; i < n; i++) {
+		if (unlikely(used[i].ndesc == 0 || used[i].ndesc > vq->num))
+			return vhd_vq_break(vq, VHD_VQ_E_CALLER, "pushing id %u with ndesc %u", used[i].id,
+					    used[i].ndesc), -EINVAL;
+		slots += used[i].ndesc;
+		batch = batch && used[i].len == 0;
+	}
+	/* Used descriptors overwrite slots the driver filled; only slots we already consumed may be reused. */
+	if (unlikely(n > vq->inflight || slots > vq->dev_slots))
+		return vhd_vq_break(vq, VHD_VQ_E_CALLER, "pushing %u chains / %u slots with %u / %u popped", n,
+				    (unsigned)slots, vq->inflight, (unsigned)vq->dev_slots), -EINVAL;
+
+	uint16_t first = vq->used_idx, pos = first;
+	bool w = vq->used_wrap;
+	uint16_t first_flags = w ? (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED) : 0;
+	if (batch) {
+		/* IN_ORDER: one used descriptor with the last buffer's id stands for the batch; the driver skips
+		 * forward by the slots the batch took (2.8.21). */
+		struct pvirtq_desc *d = &vq->packed.desc[pos];
+		WR16(&d->id, used[n - 1].id);
+		WR32(&d->len, 0);
+		advance(vq, &pos, &w, slots);
+	} else {
+		for (unsigned i = 0; i < n; i++) {
+			struct pvirtq_desc *d = &vq->packed.desc[pos];
+			WR16(&d->id, used[i].id);
+			WR32(&d->len, used[i].len);
+			if (i > 0)
+				WR16(&d->flags, w ? (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED) : 0);
+			advance(vq, &pos, &w, used[i].ndesc);
+		}
+	}
+	/* Release pairs with the driver's acquire load of the flags at its used position (packed_get): the
+	 * ids, lengths and flags of the later descriptors above, and the buffer contents, are visible first.
+	 * The driver reads in ring order, so it cannot reach them before this one. */
+	WR16_REL(&vq->packed.desc[first].flags, first_flags);
+	vq->used_idx = pos;
+	vq->used_wrap = w;
+	vq->inflight = (uint16_t)(vq->inflight - n);
+	vq->dev_slots -= slots;
+	vq->notify_pending += slots;
+	vq->stats.used += n;
+	return (int)n;
+}
+
+static bool packed_dev_need_notify(struct vhd_vq *vq)
+{
+	/* The used flags must be visible before we read the driver's suppression area. Pairs with the fence in
+	 * packed_drv_enable_notify. */
+	FULL_FENCE();
+	uint32_t delta = vq->notify_pending;
+	vq->notify_pending = 0;
+	return event_wants(vq, vq->packed.driver, vq->used_idx, vq->used_wrap, delta);
+}
+
+static bool packed_dev_enable_notify(struct vhd_vq *vq)
+{
+	struct pvirtq_event_suppress *ev = vq->packed.device;
+	if (vq->event_idx) {
+		WR16(&ev->off_wrap, (uint16_t)(vq->last_avail | (vq->avail_wrap << VIRTQ_EVENT_WRAP_SHIFT)));
+		WR16(&ev->flags, VIRTQ_EVENT_F_DESC);
+	} else {
+		WR16(&ev->flags, VIRTQ_EVENT_F_ENABLE);
+	}
+	/* Pairs with the fence in packed_drv_need_notify. */
+	FULL_FENCE();
+	return desc_avail(RD16(&vq->packed.desc[vq->last_avail].flags), vq->avail_wrap);
+}
+
+static void packed_dev_disable_notify(struct vhd_vq *vq)
+{
+	WR16(&vq->packed.device->flags, VIRTQ_EVENT_F_DISABLE);
+}
+
+const struct vhd_vq_ops vhd_vq_packed_device_ops = {
+	.pop = packed_pop,
+	.push = packed_push,
+	.need_notify = packed_dev_need_notify,
+	.enable_notify = packed_dev_enable_notify,
+	.disable_notify = packed_dev_disable_notify,
+};
+
+/* =============================== driver side =============================== */
+
+static void fill_pdesc(struct pvirtq_desc *d, uint64_t addr, uint32_t len, uint16_t id)
+{
+	WR64(&d->addr, addr);
+	WR32(&d->len, len);
+	WR16(&d->id, id);
+}
+
+static uint16_t avail_bits(bool w)
+{
+	return w ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED;
+}
+
+static int packed_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned n)
+{
+	uint16_t first = vq->last_avail, first_flags = 0;
+	uint32_t slots = 0;
+	unsigned i;
+	for (i = 0; i < n; i++) {
+		const struct vhd_vq_buf *b = &bufs[i];
+		unsigned nseg = (unsigned)b->nout + b->nin;
+		bool ind = (b->flags & VHD_VQ_BUF_INDIRECT) && vq->ind_base && nseg <= vq->ind_max;
+		unsigned need = ind ? 1 : nseg;
+		if (nseg == 0 || need > vq->num) {
+			if (i == 0)
+				return -EINVAL;
+			break;
+		}
+		if (need > vq->num_free || vq->ids_free == 0)
+			break;
+		uint16_t id = vq->free_head;
+		vq->free_head = vq->free_next[id];
+		vq->ids_free--;
+
+		uint16_t pos = vq->last_avail;
+		bool w = vq->avail_wrap;
+		if (ind) {
+			size_t off = (size_t)id * vq->ind_max * sizeof(struct pvirtq_desc);
+			struct pvirtq_desc *t = (struct pvirtq_desc *)(vq->ind_base + off);
+			for (unsigned j = 0; j < nseg; j++) {
+				fill_pdesc(&t[j], b->segs[j].addr, b->segs[j].len, 0);
+				WR16(&t[j].flags, j >= b->nout ? VIRTQ_DESC_F_WRITE : 0);
+			}
+			fill_pdesc(&vq->packed.desc[pos], vq->ind_addr + off, (uint32_t)(nseg * sizeof(*t)), id);
+			uint16_t f = (uint16_t)(avail_bits(w) | VIRTQ_DESC_F_INDIRECT);
+			if (i == 0)
+				first_flags = f;
+			else
+				WR16(&vq->packed.desc[pos].flags, f);
+			advance(vq, &pos, &w, 1);
+		} else {
+			for (unsigned j = 0; j < nseg; j++) {
+				fill_pdesc(&vq->packed.desc[pos], b->segs[j].addr, b->segs[j].len, id);
+				uint16_t f = (uint16_t)(avail_bits(w) | (j >= b->nout ? VIRTQ_DESC_F_WRITE : 0) |
+							(j + 1 < nseg ? VIRTQ_DESC_F_NEXT : 0));
+				if (i == 0 && j == 0)
+					first_flags = f;
+				else
+					WR16(&vq->packed.desc[pos].flags, f);
+				advance(vq, &pos, &w, 1);
+			}
+		}
+		vq->last_avail = pos;
+		vq->avail_wrap = w;
+		vq->num_free = (uint16_t)(vq->num_free - need);
+		slots += need;
+		struct vhd_vq_drv_slot *s = &vq->slots[id];
+		s->token = b->token;
+		uint64_t in = 0;
+		for (unsigned j = b->nout; j < nseg; j++)
+			in += b->segs[j].len;
+		s->in_len = in > UINT32_MAX ? UINT32_MAX : (uint32_t)in;
+		s->ndesc = (uint16_t)need;
+		s->busy = true;
+		if (vq->in_order)
+			vq->fifo[(vq->fifo_head + vq->fifo_count++) % vq->num] = id;
+	}
+	if (i) {
+		/* Release pairs with the device's acquire load of the head flags (packed_pop): every other descriptor
+		 * of the burst, the indirect tables and the buffer contents are visible once this one is. */
+		WR16_REL(&vq->packed.desc[first].flags, first_flags);
+		vq->inflight = (uint16_t)(vq->inflight + i);
+		vq->notify_pending += slots;
+		vq->stats.chains += i;
+	}
+	return (int)i;
+}
+
+static void packed_complete(struct vhd_vq *vq, uint16_t id, uint32_t len, struct vhd_vq_done *d)
+{
+	struct vhd_vq_drv_slot *s = &vq->slots[id];
+	d->token = s->token;
+	d->len = len;
+	s->busy = false;
+	advance(vq, &vq->used_idx, &vq->used_wrap, s->ndesc);
+	vq->num_free = (uint16_t)(vq->num_free + s->ndesc);
+	vq->free_next[id] = vq->free_head;
+	vq->free_head = id;
+	vq->ids_free++;
+	vq->inflight--;
+	vq->stats.used++;
+}
+
+static unsigned packed_drain_in_order(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
+{
+	unsigned got = 0;
+	while (vq->ino_pending && got < n) {
+		uint16_t id = vq->fifo[vq->fifo_head];
+		vq->fifo_head = (uint16_t)((vq->fifo_head + 1) % vq->num);
+		vq->fifo_count--;
+		vq->ino_pending--;
+		packed_complete(vq, id, vq->ino_pending ? 0 : vq->ino_len, &done[got++]);
+	}
+	return got;
+}
+
+static int packed_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
+{
+	unsigned got = packed_drain_in_order(vq, done, n);
+	while (got < n && vq->inflight > vq->ino_pending) {
+		struct pvirtq_desc *d = &vq->packed.desc[vq->used_idx];
+		/* Acquire pairs with the device's release store of these flags (packed_push). */
+		uint16_t f = RD16_ACQ(&d->flags);
+		if (!desc_used(f, vq->used_wrap))
+			break;
+		uint16_t id = RD16(&d->id);
+		uint32_t len = RD32(&d->len);
+		if (unlikely(id >= vq->num || !vq->slots[id].busy))
+			return vhd_vq_break(vq, VHD_VQ_E_USED_ID, "used slot %u names buffer id %u, not in flight",
+					    vq->used_idx, id);
+		if (unlikely(len > vq->slots[id].in_len))
+			return vhd_vq_break(vq, VHD_VQ_E_USED_LEN, "used slot %u: len %u exceeds the %u writable bytes",
+					    vq->used_idx, len, vq->slots[id].in_len);
+		if (vq->in_order) {
+			unsigned span = 0;
+			for (unsigned k = 0; k < vq->fifo_count && !span; k++)
+				if (vq->fifo[(vq->fifo_head + k) % vq->num] == id)
+					span = k + 1;
+			if (unlikely(span == 0))
+				return vhd_vq_break(vq, VHD_VQ_E_USED_ID, "in-order used slot %u names id %u, not in flight",
+						    vq->used_idx, id);
+			vq->ino_pending = (uint16_t)span;
+			vq->ino_len = len;
+			got += packed_drain_in_order(vq, done + got, n - got);
+		} else {
+			packed_complete(vq, id, len, &done[got++]);
+		}
+	}
+	return (int)got;
+}
+
+static bool packed_drv_need_notify(struct vhd_vq *vq)
+{
+	/* The head flags store must be visible before we read the device's suppression area. Pairs with the
+	 * fence in packed_dev_enable_notify. */
+	FULL_FENCE();
+	uint32_t delta = vq->notify_pending;
+	vq->notify_pending = 0;
+	return event_wants(vq, vq->packed.device, vq->last_avail, vq->avail_wrap, delta);
+}
+
+static bool packed_drv_enable_notify(struct vhd_vq *vq)
+{
+	struct pvirtq_event_suppress *ev = vq->packed.driver;
+	if (vq->event_idx) {
+		WR16(&ev->off_wrap, (uint16_t)(vq->used_idx | (vq->used_wrap << VIRTQ_EVENT_WRAP_SHIFT)));
+		WR16(&ev->flags, VIRTQ_EVENT_F_DESC);
+	} else {
+		WR16(&ev->flags, VIRTQ_EVENT_F_ENABLE);
+	}
+	/* Pairs with the fence in packed_dev_need_notify. */
+	FULL_FENCE();
+	return vq->ino_pending || desc_used(RD16(&vq->packed.desc[vq->used_idx].flags), vq->used_wrap);
+}
+
+static void packed_drv_disable_notify(struct vhd_vq *vq)
+{
+	WR16(&vq->packed.driver->flags, VIRTQ_EVENT_F_DISABLE);
+}
+
+const struct vhd_vq_ops vhd_vq_packed_driver_ops = {
+	.add = packed_add,
+	.get = packed_get,
+	.need_notify = packed_drv_need_notify,
+	.enable_notify = packed_drv_enable_notify,
+	.disable_notify = packed_drv_disable_notify,
+};

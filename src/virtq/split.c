@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: MIT */
+/* Split virtqueues (virtio 1.2, 2.7): device side then driver side. */
+#include <errno.h>
+
+#include "virtq_impl.h"
+
+/* used_event lives after the avail ring entries, avail_event after the used ring entries (2.7.7, 2.7.10). */
+static inline uint16_t *used_event_ptr(struct vhd_vq *vq)
+{
+	return &vq->split.avail->ring[vq->num];
+}
+
+static inline uint16_t *avail_event_ptr(struct vhd_vq *vq)
+{
+	return (uint16_t *)&vq->split.used->ring[vq->num];
+}
+
+/* =============================== device side =============================== */
+
+/*
+ * Walk the chain that starts at head, appending its buffers to acc. Every value read from the table is the
+ * driver's and is checked before use; the walk is bounded by the table size, so a loop cannot spin.
+ */
+static int split_walk(struct vhd_vq *vq, uint16_t head, struct vhd_chain_acc *acc)
+{
+	const struct virtq_desc *tbl = vq->split.desc;
+	unsigned tbl_num = vq->num;
+	unsigned idx = head;
+	unsigned count = 0;
+	bool indirect = false;
+
+	for (;;) {
+		if (unlikely(++count > tbl_num))
+			return vhd_vq_break(vq, VHD_VQ_E_LOOP, "%s chain from head %u loops (more than %u descriptors)",
+					    indirect ? "indirect" : "descriptor", head, tbl_num);
+		const struct virtq_desc *d = &tbl[idx];
+		uint64_t addr = RD64(&d->addr);
+		uint32_t len = RD32(&d->len);
+		uint16_t flags = RD16(&d->flags);
+		uint16_t next = RD16(&d->next);
+
+		if (unlikely(flags & VIRTQ_DESC_F_INDIRECT)) {
+			if (indirect)
+				return vhd_vq_break(vq, VHD_VQ_E_INDIRECT_NEST,
+						    "indirect descriptor inside the indirect table of head %u", head);
+			if (!vq->indirect || (flags & VIRTQ_DESC_F_NEXT))
+				return vhd_vq_break(vq, VHD_VQ_E_INDIRECT_FLAGS,
+						    "descriptor %u: INDIRECT %s", idx,
+						    vq->indirect ? "combined with NEXT" : "without INDIRECT_DESC negotiated");
+			tbl = vhd_vq_map_indirect(vq, addr, len, count - 1);
+			if (!tbl)
+				return -EIO;
+			tbl_num = len / sizeof(struct virtq_desc);
+			idx = 0;
+			count = 0;
+			indirect = true;
+			continue;
+		}
+		int r = vhd_chain_add(vq, acc, addr, len, flags & VIRTQ_DESC_F_WRITE);
+		if (unlikely(r < 0))
+			return r;
+		if (!(flags & VIRTQ_DESC_F_NEXT))
+			return 0;
+		if (unlikely(next >= tbl_num))
+			return vhd_vq_break(vq, VHD_VQ_E_NEXT, "%s descriptor %u: next %u beyond %u entries",
+					    indirect ? "indirect" : "", idx, next, tbl_num);
+		idx = next;
+	}
+}
+
+static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n, struct iovec *iov, unsigned niov)
+{
+	/* Acquire pairs with the driver's release store of avail->idx (split_add): the ring entries and
+	 * descriptors it published are visible from here on. */
+	uint16_t avail_idx = RD16_ACQ(&vq->split.avail->idx);
+	uint16_t pending = (uint16_t)(avail_idx - vq->last_avail);
+	if (unlikely(pending > vq->num))
+		return vhd_vq_break(vq, VHD_VQ_E_AVAIL_IDX, "avail idx %u is %u entries past %u (queue size %u)",
+				    avail_idx, pending, vq->last_avail, vq->num);
+	if (n > pending)
+		n = pending;
+
+	struct vhd_chain_acc acc;
+	unsigned used_iov = 0, i;
+	for (i = 0; i < n; i++) {
+		uint16_t head = RD16(&vq->split.avail->ring[vq->last_avail & vq->mask]);
+		if (unlikely(head >= vq->num))
+			return vhd_vq_break(vq, VHD_VQ_E_HEAD, "avail ring entry %u names descriptor %u of %u",
+					    vq->last_avail, head, vq->num);
+		vhd_chain_begin(&acc, iov, used_iov, niov);
+		int r = split_walk(vq, head, &acc);
+		if (unlikely(r < 0))
+			return r;
+		if (!vhd_chain_finish(vq, &chains[i], &acc, i))
+			break;
+		chains[i].id = head;
+		chains[i].ndesc = 1;
+		used_iov += acc.n;
+		vq->last_avail++;
+		if (unlikely(chains[i].err)) {
+			i++;
+			break;
+		}
+	}
+	vq->inflight = (uint16_t)(vq->inflight + i);
+	vq->stats.chains += i;
+	return (int)i;
+}
+
+static int split_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsigned n)
+{
+	if (unlikely(n > vq->inflight))
+		return vhd_vq_break(vq, VHD_VQ_E_CALLER, "pushing %u chains with %u popped", n, vq->inflight), -EINVAL;
+	struct virtq_used *u = vq->split.used;
+	uint16_t idx = vq->used_idx;
+	bool batch = vq->in_order && n > 1;
+	for (unsigned i = 0; i < n; i++) {
+		if (unlikely(used[i].id >= vq->num))
+			return vhd_vq_break(vq, VHD_VQ_E_CALLER, "pushing id %u of %u", used[i].id, vq->num), -EINVAL;
+		batch = batch && used[i].len == 0;
+	}
+	if (batch) {
+		/* IN_ORDER (2.7.9-ish "in-order use"): one entry naming the last buffer stands for the whole batch;
+		 * the driver completes everything up to it and skips idx forward by n. */
+		WR32(&u->ring[idx & vq->mask].id, used[n - 1].id);
+		WR32(&u->ring[idx & vq->mask].len, 0);
+		idx = (uint16_t)(idx + n);
+	} else {
+		for (unsigned i = 0; i < n; i++, idx++) {
+			WR32(&u->ring[idx & vq->mask].id, used[i].id);
+			WR32(&u->ring[idx & vq->mask].len, used[i].len);
+		}
+	}
+	/* Release pairs with the driver's acquire load of used->idx (split_get): the entries above, and the data
+	 * the caller wrote into the buffers before calling us, are visible before the index that publishes them. */
+	WR16_REL(&u->idx, idx);
+	vq->used_idx = idx;
+	vq->inflight = (uint16_t)(vq->inflight - n);
+	vq->stats.used += n;
+	return (int)n;
+}
+
+static bool split_dev_need_notify(struct vhd_vq *vq)
+{
+	/* The used->idx store must be visible before we read used_event/flags. Pairs with the fence in
+	 * split_drv_enable_notify: the driver writes used_event then re-reads used->idx, so either it sees our new
+	 * index or we see its new used_event, and no interrupt is lost. */
+	FULL_FENCE();
+	uint16_t old = vq->notify_old, new_idx = vq->used_idx;
+	vq->notify_old = new_idx;
+	if (old == new_idx)
+		return false;
+	if (vq->event_idx)
+		return vring_need_event(RD16(used_event_ptr(vq)), new_idx, old);
+	return !(RD16(&vq->split.avail->flags) & VIRTQ_AVAIL_F_NO_INTERRUPT);
+}
+
+static bool split_dev_enable_notify(struct vhd_vq *vq)
+{
+	if (vq->event_idx)
+		WR16(avail_event_ptr(vq), vq->last_avail);
+	else
+		WR16(&vq->split.used->flags, 0);
+	/* Publish avail_event/flags before re-checking avail->idx. Pairs with the fence in split_drv_need_notify
+	 * between the driver's avail->idx store and its read of avail_event/flags. */
+	FULL_FENCE();
+	return RD16(&vq->split.avail->idx) != vq->last_avail;
+}
+
+static void split_dev_disable_notify(struct vhd_vq *vq)
+{
+	/* With EVENT_IDX a stale avail_event already stops kicks once the driver passes it. */
+	if (!vq->event_idx)
+		WR16(&vq->split.used->flags, VIRTQ_USED_F_NO_NOTIFY);
+}
+
+const struct vhd_vq_ops vhd_vq_split_device_ops = {
+	.pop = split_pop,
+	.push = split_push,
+	.need_notify = split_dev_need_notify,
+	.enable_notify = split_dev_enable_notify,
+	.disable_notify = split_dev_disable_notify,
+};
+
+/* =============================== driver side =============================== */
+
+static uint32_t in_bytes(const struct vhd_vq_buf *b)
+{
+	uint64_t sum = 0;
+	for (unsigned j = b->nout; j < (unsigned)b->nout + b->nin; j++)
+		sum += b->segs[j].len;
+	return sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum;
+}
+
+static void fill_desc(struct virtq_desc *d, const struct vhd_vq_seg *s, uint16_t flags, uint16_t next)
+{
+	WR64(&d->addr, s->addr);
+	WR32(&d->len, s->len);
+	WR16(&d->flags, flags);
+	WR16(&d->next, next);
+}
+
+static int split_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned n)
+{
+	uint16_t avail = vq->last_avail;
+	unsigned i;
+	for (i = 0; i < n; i++) {
+		const struct vhd_vq_buf *b = &bufs[i];
+		unsigned nseg = (unsigned)b->nout + b->nin;
+		bool ind = (b->flags & VHD_VQ_BUF_INDIRECT) && vq->ind_base && nseg <= vq->ind_max;
+		unsigned need = ind ? 1 : nseg;
+		if (nseg == 0 || need > vq->num) {
+			if (i == 0)
+				return -EINVAL;
+			break;
+		}
+		if (need > vq->num_free)
+			break;
+		/* IN_ORDER drivers use descriptors in ring order (2.7.5); others take them from the free list. */
+		uint16_t head = vq->in_order ? vq->next_desc : vq->free_head;
+		uint16_t last;
+		if (ind) {
+			size_t off = (size_t)head * vq->ind_max * sizeof(struct virtq_desc);
+			struct virtq_desc *t = (struct virtq_desc *)(vq->ind_base + off);
+			for (unsigned j = 0; j < nseg; j++)
+				fill_desc(&t[j], &b->segs[j],
+					  (uint16_t)((j >= b->nout ? VIRTQ_DESC_F_WRITE : 0) |
+						     (j + 1 < nseg ? VIRTQ_DESC_F_NEXT : 0)),
+					  (uint16_t)(j + 1 < nseg ? j + 1 : 0));
+			struct vhd_vq_seg tseg = {vq->ind_addr + off, (uint32_t)(nseg * sizeof(struct virtq_desc))};
+			fill_desc(&vq->split.desc[head], &tseg, VIRTQ_DESC_F_INDIRECT, 0);
+			last = head;
+		} else {
+			uint16_t idx = head;
+			for (unsigned j = 0;; j++) {
+				uint16_t next = vq->in_order ? (uint16_t)((idx + 1) & vq->mask) : vq->free_next[idx];
+				bool more = j + 1 < nseg;
+				fill_desc(&vq->split.desc[idx], &b->segs[j],
+					  (uint16_t)((j >= b->nout ? VIRTQ_DESC_F_WRITE : 0) | (more ? VIRTQ_DESC_F_NEXT : 0)),
+					  more ? next : 0);
+				if (!more) {
+					last = idx;
+					break;
+				}
+				idx = next;
+			}
+		}
+		if (vq->in_order)
+			vq->next_desc = (uint16_t)((last + 1) & vq->mask);
+		else
+			vq->free_head = vq->free_next[last];
+		vq->num_free = (uint16_t)(vq->num_free - need);
+		struct vhd_vq_drv_slot *s = &vq->slots[head];
+		s->token = b->token;
+		s->in_len = in_bytes(b);
+		s->ndesc = (uint16_t)need;
+		s->last = last;
+		s->busy = true;
+		if (vq->in_order)
+			vq->fifo[(vq->fifo_head + vq->fifo_count++) % vq->num] = head;
+		WR16(&vq->split.avail->ring[avail & vq->mask], head);
+		avail++;
+	}
+	if (i) {
+		/* Release pairs with the device's acquire load of avail->idx (split_pop): descriptors, indirect
+		 * tables, ring entries and buffer contents written above are visible before the index is. */
+		WR16_REL(&vq->split.avail->idx, avail);
+		vq->last_avail = avail;
+		vq->inflight = (uint16_t)(vq->inflight + i);
+		vq->stats.chains += i;
+	}
+	return (int)i;
+}
+
+/* Return head's descriptors to the free pool and hand its token back. */
+static void split_complete(struct vhd_vq *vq, uint16_t head, uint32_t len, struct vhd_vq_done *d)
+{
+	struct vhd_vq_drv_slot *s = &vq->slots[head];
+	d->token = s->token;
+	d->len = len;
+	s->busy = false;
+	if (!vq->in_order) {
+		vq->free_next[s->last] = vq->free_head;
+		vq->free_head = head;
+	}
+	vq->num_free = (uint16_t)(vq->num_free + s->ndesc);
+	vq->inflight--;
+	vq->stats.used++;
+}
+
+/* IN_ORDER: hand out buffers a batched used entry already completed. */
+static unsigned drain_in_order(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
+{
+	unsigned got = 0;
+	while (vq->ino_pending && got < n) {
+		uint16_t head = vq->fifo[vq->fifo_head];
+		vq->fifo_head = (uint16_t)((vq->fifo_head + 1) % vq->num);
+		vq->fifo_count--;
+		vq->ino_pending--;
+		split_complete(vq, head, vq->ino_pending ? 0 : vq->ino_len, &done[got++]);
+	}
+	return got;
+}
+
+/* IN_ORDER: how many in-flight buffers, oldest first, end with id; 0 if id is not in flight. */
+static unsigned fifo_span(const struct vhd_vq *vq, uint16_t id)
+{
+	for (unsigned k = 0; k < vq->fifo_count; k++)
+		if (vq->fifo[(vq->fifo_head + k) % vq->num] == id)
+			return k + 1;
+	return 0;
+}
+
+static int split_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
+{
+	unsigned got = drain_in_order(vq, done, n);
+	/* Acquire pairs with the device's release store of used->idx (split_push). */
+	uint16_t used_idx = RD16_ACQ(&vq->split.used->idx);
+	uint16_t ready = (uint16_t)(used_idx - vq->used_idx);
+	if (unlikely(ready > vq->inflight))
+		return vhd_vq_break(vq, VHD_VQ_E_USED_IDX, "used idx %u is %u past %u with %u buffers in flight",
+				    used_idx, ready, vq->used_idx, vq->inflight);
+	while (got < n && vq->used_idx != used_idx) {
+		struct virtq_used_elem *e = &vq->split.used->ring[vq->used_idx & vq->mask];
+		uint32_t id = RD32(&e->id);
+		uint32_t len = RD32(&e->len);
+		if (unlikely(id >= vq->num || !vq->slots[id].busy))
+			return vhd_vq_break(vq, VHD_VQ_E_USED_ID, "used entry %u names id %u, not in flight",
+					    vq->used_idx, id);
+		if (unlikely(len > vq->slots[id].in_len))
+			return vhd_vq_break(vq, VHD_VQ_E_USED_LEN, "used entry %u: len %u exceeds the %u writable bytes",
+					    vq->used_idx, len, vq->slots[id].in_len);
+		if (vq->in_order) {
+			unsigned span = fifo_span(vq, (uint16_t)id);
+			if (unlikely(span == 0 || span > (uint16_t)(used_idx - vq->used_idx)))
+				return vhd_vq_break(vq, VHD_VQ_E_USED_IDX,
+						    "in-order used entry %u (id %u) covers %u buffers, only %u published",
+						    vq->used_idx, id, span, (uint16_t)(used_idx - vq->used_idx));
+			vq->used_idx = (uint16_t)(vq->used_idx + span);
+			vq->ino_pending = (uint16_t)span;
+			vq->ino_len = len;
+			got += drain_in_order(vq, done + got, n - got);
+		} else {
+			vq->used_idx++;
+			split_complete(vq, (uint16_t)id, len, &done[got++]);
+		}
+	}
+	return (int)got;
+}
+
+static bool split_drv_need_notify(struct vhd_vq *vq)
+{
+	/* The avail->idx store must be visible before we read avail_event/flags. Pairs with the fence in
+	 * split_dev_enable_notify. */
+	FULL_FENCE();
+	uint16_t old = vq->notify_old, new_idx = vq->last_avail;
+	vq->notify_old = new_idx;
+	if (old == new_idx)
+		return false;
+	if (vq->event_idx)
+		return vring_need_event(RD16(avail_event_ptr(vq)), new_idx, old);
+	return !(RD16(&vq->split.used->flags) & VIRTQ_USED_F_NO_NOTIFY);
+}
+
+static bool split_drv_enable_notify(struct vhd_vq *vq)
+{
+	if (vq->event_idx)
+		WR16(used_event_ptr(vq), vq->used_idx);
+	else
+		WR16(&vq->split.avail->flags, 0);
+	/* Pairs with the fence in split_dev_need_notify. */
+	FULL_FENCE();
+	return vq->ino_pending || RD16(&vq->split.used->idx) != vq->used_idx;
+}
+
+static void split_drv_disable_notify(struct vhd_vq *vq)
+{
+	if (!vq->event_idx)
+		WR16(&vq->split.avail->flags, VIRTQ_AVAIL_F_NO_INTERRUPT);
+}
+
+const struct vhd_vq_ops vhd_vq_split_driver_ops = {
+	.add = split_add,
+	.get = split_get,
+	.need_notify = split_drv_need_notify,
+	.enable_notify = split_drv_enable_notify,
+	.disable_notify = split_drv_disable_notify,
+};

@@ -1,0 +1,312 @@
+/* SPDX-License-Identifier: MIT */
+/* Entry points shared by both layouts: creation, error reporting, and the per-queue dispatch. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "spec/virtio_config.h"
+#include "vhostd/log.h"
+#include "virtq_impl.h"
+
+static size_t align_up(size_t v, size_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static bool size_ok(bool packed, unsigned num)
+{
+	if (num == 0 || num > VIRTQ_MAX_SIZE)
+		return false;
+	return packed || (num & (num - 1)) == 0;
+}
+
+int vhd_vq_layout(bool packed, uint16_t num, struct vhd_vq_layout *out)
+{
+	if (!size_ok(packed, num))
+		return -EINVAL;
+	/* 64-byte alignment keeps the parts each side writes on separate cache lines. */
+	size_t off = 0;
+	out->desc_off = 0;
+	off = align_up(off + (packed ? sizeof(struct pvirtq_desc) * num : virtq_desc_size(num)), 64);
+	out->driver_off = off;
+	off = align_up(off + (packed ? sizeof(struct pvirtq_event_suppress) : virtq_avail_size(num)), 64);
+	out->device_off = off;
+	off = align_up(off + (packed ? sizeof(struct pvirtq_event_suppress) : virtq_used_size(num)), 64);
+	out->size = off;
+	return 0;
+}
+
+static bool aligned(const void *p, size_t a)
+{
+	return ((uintptr_t)p & (a - 1)) == 0;
+}
+
+static int driver_init(struct vhd_vq *vq, const struct vhd_vq_config *cfg)
+{
+	vq->slots = calloc(vq->num, sizeof(*vq->slots));
+	vq->free_next = calloc(vq->num, sizeof(*vq->free_next));
+	vq->fifo = calloc(vq->num, sizeof(*vq->fifo));
+	if (!vq->slots || !vq->free_next || !vq->fifo)
+		return -ENOMEM;
+	for (unsigned i = 0; i < vq->num; i++)
+		vq->free_next[i] = (uint16_t)(i + 1 < vq->num ? i + 1 : 0);
+	vq->free_head = 0;
+	vq->num_free = vq->num;
+	vq->ids_free = vq->num;
+	if (cfg->indirect && cfg->indirect_max > 0 && vq->indirect) {
+		if (!aligned(cfg->indirect, VIRTQ_DESC_ALIGN) || (cfg->indirect_addr & (VIRTQ_DESC_ALIGN - 1)))
+			return -EINVAL;
+		vq->ind_base = cfg->indirect;
+		vq->ind_addr = cfg->indirect_addr;
+		vq->ind_max = cfg->indirect_max;
+	}
+	return 0;
+}
+
+int vhd_vq_create(const struct vhd_vq_config *cfg, struct vhd_vq **out)
+{
+	bool packed = cfg->features & VHD_BIT(VIRTIO_F_RING_PACKED);
+	if (!size_ok(packed, cfg->num) || !cfg->desc || !cfg->driver || !cfg->device)
+		return -EINVAL;
+	if (cfg->side != VHD_VQ_DEVICE && cfg->side != VHD_VQ_DRIVER)
+		return -EINVAL;
+	if (cfg->side == VHD_VQ_DEVICE && !cfg->mem)
+		return -EINVAL;
+	if (packed ? !aligned(cfg->desc, PVIRTQ_DESC_ALIGN) || !aligned(cfg->driver, PVIRTQ_EVENT_ALIGN) ||
+			     !aligned(cfg->device, PVIRTQ_EVENT_ALIGN)
+		   : !aligned(cfg->desc, VIRTQ_DESC_ALIGN) || !aligned(cfg->driver, VIRTQ_AVAIL_ALIGN) ||
+			     !aligned(cfg->device, VIRTQ_USED_ALIGN))
+		return -EINVAL;
+
+	struct vhd_vq *vq = calloc(1, sizeof(*vq));
+	if (!vq)
+		return -ENOMEM;
+	vq->side = cfg->side;
+	vq->num = cfg->num;
+	vq->mask = (uint16_t)(cfg->num - 1);
+	vq->is_packed = packed;
+	vq->event_idx = cfg->features & VHD_BIT(VIRTIO_F_EVENT_IDX);
+	vq->indirect = cfg->features & VHD_BIT(VIRTIO_F_INDIRECT_DESC);
+	vq->in_order = cfg->features & VHD_BIT(VIRTIO_F_IN_ORDER);
+	vq->mem = cfg->mem;
+	snprintf(vq->name, sizeof(vq->name), "%s", cfg->name ? cfg->name : "vq");
+
+	if (packed) {
+		vq->packed.desc = cfg->desc;
+		vq->packed.driver = cfg->driver;
+		vq->packed.device = cfg->device;
+		uint16_t pos = cfg->base & 0x7fff;
+		if (pos >= cfg->num) {
+			free(vq);
+			return -EINVAL;
+		}
+		vq->last_avail = vq->used_idx = pos;
+		vq->avail_wrap = vq->used_wrap = (cfg->base >> 15) & 1;
+	} else {
+		vq->split.desc = cfg->desc;
+		vq->split.avail = cfg->driver;
+		vq->split.used = cfg->device;
+		vq->last_avail = vq->used_idx = cfg->base;
+	}
+	vq->notify_old = vq->used_idx;
+
+	int rc = 0;
+	if (cfg->side == VHD_VQ_DEVICE) {
+		vq->ops = packed ? &vhd_vq_packed_device_ops : &vhd_vq_split_device_ops;
+		if (vq->indirect) {
+			vq->ind_bounce = aligned_alloc(64, align_up(virtq_desc_size(vq->num), 64));
+			if (!vq->ind_bounce)
+				rc = -ENOMEM;
+		}
+	} else {
+		vq->ops = packed ? &vhd_vq_packed_driver_ops : &vhd_vq_split_driver_ops;
+		rc = driver_init(vq, cfg);
+		vq->next_desc = packed ? 0 : (uint16_t)(cfg->base & vq->mask);
+		vq->free_head = vq->next_desc;
+	}
+	if (rc < 0) {
+		vhd_vq_destroy(vq);
+		return rc;
+	}
+	*out = vq;
+	return 0;
+}
+
+void vhd_vq_destroy(struct vhd_vq *vq)
+{
+	if (!vq)
+		return;
+	free(vq->ind_bounce);
+	free(vq->slots);
+	free(vq->free_next);
+	free(vq->fifo);
+	free(vq);
+}
+
+static const char *const error_names[VHD_VQ_E__COUNT] = {
+	[VHD_VQ_OK] = "ok",
+	[VHD_VQ_E_AVAIL_IDX] = "avail-idx",
+	[VHD_VQ_E_HEAD] = "head-out-of-range",
+	[VHD_VQ_E_NEXT] = "next-out-of-range",
+	[VHD_VQ_E_LOOP] = "chain-loop",
+	[VHD_VQ_E_CHAIN_LEN] = "chain-too-long",
+	[VHD_VQ_E_INDIRECT_NEST] = "indirect-nested",
+	[VHD_VQ_E_INDIRECT_LEN] = "indirect-len",
+	[VHD_VQ_E_INDIRECT_FLAGS] = "indirect-flags",
+	[VHD_VQ_E_ADDR] = "addr-outside-memory",
+	[VHD_VQ_E_OVERFLOW] = "overflow",
+	[VHD_VQ_E_ORDER] = "readable-after-writable",
+	[VHD_VQ_E_PACKED_FLAGS] = "packed-flags",
+	[VHD_VQ_E_USED_IDX] = "used-idx",
+	[VHD_VQ_E_USED_ID] = "used-id",
+	[VHD_VQ_E_USED_LEN] = "used-len",
+	[VHD_VQ_E_CALLER] = "caller",
+};
+
+const char *vhd_vq_strerror(enum vhd_vq_error err)
+{
+	if ((unsigned)err >= VHD_VQ_E__COUNT)
+		return "unknown";
+	return error_names[err];
+}
+
+int vhd_vq_break(struct vhd_vq *vq, enum vhd_vq_error err, const char *fmt, ...)
+{
+	if (vq->err != VHD_VQ_OK)
+		return -EIO;
+	vq->err = err;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(vq->detail, sizeof(vq->detail), fmt, ap);
+	va_end(ap);
+	vhd_log(VHD_LOG_ERR, "%s: queue broken (%s): %s", vq->name, vhd_vq_strerror(err), vq->detail);
+	return -EIO;
+}
+
+enum vhd_vq_error vhd_vq_error(const struct vhd_vq *vq)
+{
+	return vq->err;
+}
+
+const char *vhd_vq_error_detail(const struct vhd_vq *vq)
+{
+	return vq->err ? vq->detail : "";
+}
+
+const struct virtq_desc *vhd_vq_map_indirect(struct vhd_vq *vq, uint64_t addr, uint32_t len, unsigned prior)
+{
+	if (len == 0 || len % sizeof(struct virtq_desc)) {
+		vhd_vq_break(vq, VHD_VQ_E_INDIRECT_LEN, "indirect table length %u is not a nonzero multiple of 16", len);
+		return NULL;
+	}
+	if (len / sizeof(struct virtq_desc) + prior > vq->num) {
+		vhd_vq_break(vq, VHD_VQ_E_CHAIN_LEN, "indirect table of %u entries after %u descriptors exceeds queue size %u",
+			     (unsigned)(len / sizeof(struct virtq_desc)), prior, vq->num);
+		return NULL;
+	}
+	void *p = vhd_mem_xlate_hint(vq->mem, vq->mem_hint, addr, len);
+	if (p && aligned(p, 8))
+		return p;
+	/* Rare: straddles regions or is misaligned. Gather it into the bounce buffer. */
+	struct iovec iov[VHD_MEM_MAX_REGIONS];
+	int n = vhd_mem_translate(vq->mem, &vq->mem_hint, addr, len, iov, VHD_MEM_MAX_REGIONS);
+	if (n == -EOVERFLOW) {
+		vhd_vq_break(vq, VHD_VQ_E_OVERFLOW, "indirect table 0x%llx+%u wraps", (unsigned long long)addr, len);
+		return NULL;
+	}
+	if (n < 0) {
+		vhd_vq_break(vq, VHD_VQ_E_ADDR, "indirect table 0x%llx+%u outside guest memory",
+			     (unsigned long long)addr, len);
+		return NULL;
+	}
+	uint8_t *dst = (uint8_t *)vq->ind_bounce;
+	for (int i = 0; i < n; i++) {
+		memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+		dst += iov[i].iov_len;
+	}
+	return vq->ind_bounce;
+}
+
+/* ---- public dispatch: the layout was chosen at creation, so each call is one indirect jump ---- */
+
+int vhd_vq_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n, struct iovec *iov, unsigned niov)
+{
+	if (unlikely(vq->err))
+		return -EIO;
+	if (unlikely(vq->side != VHD_VQ_DEVICE))
+		return -EINVAL;
+	if (niov > UINT16_MAX)
+		niov = UINT16_MAX;
+	return vq->ops->pop(vq, chains, n, iov, niov);
+}
+
+int vhd_vq_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsigned n)
+{
+	if (unlikely(vq->err))
+		return -EIO;
+	if (unlikely(vq->side != VHD_VQ_DEVICE))
+		return -EINVAL;
+	return vq->ops->push(vq, used, n);
+}
+
+int vhd_vq_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned n)
+{
+	if (unlikely(vq->err))
+		return -EIO;
+	if (unlikely(vq->side != VHD_VQ_DRIVER))
+		return -EINVAL;
+	return vq->ops->add(vq, bufs, n);
+}
+
+int vhd_vq_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
+{
+	if (unlikely(vq->err))
+		return -EIO;
+	if (unlikely(vq->side != VHD_VQ_DRIVER))
+		return -EINVAL;
+	return vq->ops->get(vq, done, n);
+}
+
+bool vhd_vq_need_notify(struct vhd_vq *vq)
+{
+	if (unlikely(vq->err))
+		return false;
+	bool r = vq->ops->need_notify(vq);
+	if (r)
+		vq->stats.notify++;
+	else
+		vq->stats.notify_skipped++;
+	return r;
+}
+
+bool vhd_vq_enable_notify(struct vhd_vq *vq)
+{
+	if (unlikely(vq->err))
+		return false;
+	return vq->ops->enable_notify(vq);
+}
+
+void vhd_vq_disable_notify(struct vhd_vq *vq)
+{
+	if (likely(!vq->err))
+		vq->ops->disable_notify(vq);
+}
+
+unsigned vhd_vq_inflight(const struct vhd_vq *vq)
+{
+	return vq->inflight;
+}
+
+uint16_t vhd_vq_base(const struct vhd_vq *vq)
+{
+	if (vq->is_packed)
+		return (uint16_t)(vq->last_avail | (vq->avail_wrap ? 0x8000u : 0));
+	return vq->last_avail;
+}
+
+void vhd_vq_get_stats(const struct vhd_vq *vq, struct vhd_vq_stats *out)
+{
+	*out = vq->stats;
+}

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: MIT */
+/* Virtqueue internals shared by virtq.c (common entry points), split.c and packed.c. */
+#ifndef VHD_VIRTQ_IMPL_H
+#define VHD_VIRTQ_IMPL_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mem_impl.h"
+#include "spec/endian.h"
+#include "spec/virtio_ring.h"
+#include "vhostd/virtq.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/*
+ * Shared-memory accessors. Everything the peer can write is read exactly once through these (no compiler
+ * re-fetch after validation) and converted from little-endian on the spot.
+ */
+#define RD16(p) vhd_le16(__atomic_load_n((p), __ATOMIC_RELAXED))
+#define RD32(p) vhd_le32(__atomic_load_n((p), __ATOMIC_RELAXED))
+#define RD64(p) vhd_le64(__atomic_load_n((p), __ATOMIC_RELAXED))
+#define WR16(p, v) __atomic_store_n((p), vhd_cpu_to_le16(v), __ATOMIC_RELAXED)
+#define WR32(p, v) __atomic_store_n((p), vhd_cpu_to_le32(v), __ATOMIC_RELAXED)
+#define WR64(p, v) __atomic_store_n((p), vhd_cpu_to_le64(v), __ATOMIC_RELAXED)
+#define RD16_ACQ(p) vhd_le16(__atomic_load_n((p), __ATOMIC_ACQUIRE))
+#define WR16_REL(p, v) __atomic_store_n((p), vhd_cpu_to_le16(v), __ATOMIC_RELEASE)
+/* Store-then-load ordering across the two sides' notification fields; see each use for its pair. */
+#define FULL_FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+
+struct vhd_vq;
+
+/* Per-layout, per-side implementation, chosen once in vhd_vq_create(). The dispatch in virtq.c checks the side,
+ * so a device's ops leave add/get NULL and a driver's leave pop/push NULL. */
+struct vhd_vq_ops {
+	int (*pop)(struct vhd_vq *, struct vhd_vq_chain *, unsigned, struct iovec *, unsigned);
+	int (*push)(struct vhd_vq *, const struct vhd_vq_used *, unsigned);
+	int (*add)(struct vhd_vq *, const struct vhd_vq_buf *, unsigned);
+	int (*get)(struct vhd_vq *, struct vhd_vq_done *, unsigned);
+	bool (*need_notify)(struct vhd_vq *);
+	bool (*enable_notify)(struct vhd_vq *);
+	void (*disable_notify)(struct vhd_vq *);
+};
+
+/* Driver-side bookkeeping for one buffer in flight, indexed by head (split) or buffer id (packed). */
+struct vhd_vq_drv_slot {
+	void *token;
+	uint32_t in_len; /* writable bytes, bound for the used length */
+	uint16_t ndesc;  /* descriptors the buffer took in the ring */
+	uint16_t last;   /* split: last descriptor of the chain, to splice it back onto the free list */
+	bool busy;
+};
+
+struct vhd_vq {
+	const struct vhd_vq_ops *ops;
+	enum vhd_vq_side side;
+	uint16_t num;
+	uint16_t mask; /* split only: num - 1 */
+	bool is_packed, event_idx, indirect, in_order;
+	enum vhd_vq_error err;
+
+	union {
+		struct {
+			struct virtq_desc *desc;
+			struct virtq_avail *avail;
+			struct virtq_used *used;
+		} split;
+		struct {
+			struct pvirtq_desc *desc;
+			struct pvirtq_event_suppress *driver;
+			struct pvirtq_event_suppress *device;
+		} packed;
+	};
+
+	/* ---- device side ---- */
+	const struct vhd_mem *mem;
+	unsigned mem_hint;
+	/* Split: free-running indices. Packed: ring positions plus wrap counters. */
+	uint16_t last_avail;
+	uint16_t used_idx;
+	bool avail_wrap;
+	bool used_wrap;
+	/* Split: used index at the last notify check. Packed: ring slots published since then. */
+	uint16_t notify_old;
+	uint32_t notify_pending;
+	/* Indirect tables that are misaligned or straddle regions are copied here (num entries). */
+	struct virtq_desc *ind_bounce;
+
+	/* ---- driver side ---- */
+	struct vhd_vq_drv_slot *slots;
+	uint16_t *free_next; /* split: descriptor free list links; packed: free buffer-id stack links */
+	uint16_t free_head;
+	uint16_t num_free;   /* split: free descriptors; packed: free ring slots */
+	uint16_t ids_free;   /* packed: free buffer ids */
+	uint16_t next_desc;  /* split IN_ORDER: next descriptor to use */
+	uint16_t inflight;   /* driver: buffers added, not collected; device: chains popped, not pushed */
+	uint32_t dev_slots;  /* device, packed: ring slots popped and not yet pushed back */
+	/* Driver, IN_ORDER: buffers a batched used entry completed that the caller has not collected yet. */
+	uint16_t ino_pending;
+	uint32_t ino_len;
+	/* IN_ORDER: ids in the order they were made available, to complete batched used entries. */
+	uint16_t *fifo;
+	uint16_t fifo_head, fifo_count;
+	uint8_t *ind_base;
+	uint64_t ind_addr;
+	uint16_t ind_max;
+
+	struct vhd_vq_stats stats;
+	char name[32];
+	char detail[192];
+};
+
+/* Mark the queue broken (first reason wins), log it once, and return -EIO for the caller to pass up. */
+int vhd_vq_break(struct vhd_vq *vq, enum vhd_vq_error err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4), cold));
+
+/* Segment accumulator for one chain being parsed on the device side. */
+struct vhd_chain_acc {
+	struct iovec *iov;
+	unsigned n, max;
+	uint16_t nout, nin;
+	uint64_t out_len, in_len;
+	/* Ran out of iov entries: the rest of the chain is still walked and checked, but not mapped. */
+	bool full;
+};
+
+/*
+ * Translate one descriptor's buffer and append its segments. Returns 0, or -EIO after breaking the queue
+ * (address outside memory, overflow, readable after writable). Running out of iov entries is not the driver's
+ * fault: it sets acc->full and returns 0.
+ */
+static inline int vhd_chain_add(struct vhd_vq *vq, struct vhd_chain_acc *acc, uint64_t addr, uint32_t len,
+				bool write)
+{
+	if (unlikely(!write && acc->nin))
+		return vhd_vq_break(vq, VHD_VQ_E_ORDER, "device-readable buffer at 0x%llx after a writable one",
+				    (unsigned long long)addr);
+	if (write) {
+		acc->in_len += len;
+	} else {
+		acc->out_len += len;
+	}
+	/* 2^32 bytes is the spec's limit for a chain; sums of 16-bit-many 32-bit lengths cannot wrap 64 bits. */
+	if (unlikely(acc->in_len + acc->out_len > UINT32_MAX))
+		return vhd_vq_break(vq, VHD_VQ_E_OVERFLOW, "chain longer than 4 GiB");
+	if (len == 0 || acc->full)
+		return 0;
+	unsigned added;
+	void *p = vhd_mem_xlate_hint(vq->mem, vq->mem_hint, addr, len);
+	if (likely(p != NULL)) {
+		if (unlikely(acc->n >= acc->max)) {
+			acc->full = true;
+			return 0;
+		}
+		acc->iov[acc->n].iov_base = p;
+		acc->iov[acc->n].iov_len = len;
+		added = 1;
+	} else {
+		int r = vhd_mem_translate(vq->mem, &vq->mem_hint, addr, len, acc->iov + acc->n, acc->max - acc->n);
+		if (r == -ENOBUFS) {
+			acc->full = true;
+			return 0;
+		}
+		if (r == -EOVERFLOW)
+			return vhd_vq_break(vq, VHD_VQ_E_OVERFLOW, "buffer 0x%llx+%u wraps the address space",
+					    (unsigned long long)addr, len);
+		if (r < 0)
+			return vhd_vq_break(vq, VHD_VQ_E_ADDR, "buffer 0x%llx+%u outside guest memory",
+					    (unsigned long long)addr, len);
+		added = (unsigned)r;
+	}
+	acc->n += added;
+	/* Segment counts fit: n never exceeds max, which vhd_vq_pop() caps at UINT16_MAX. */
+	if (write)
+		acc->nin = (uint16_t)(acc->nin + added);
+	else
+		acc->nout = (uint16_t)(acc->nout + added);
+	return 0;
+}
+
+/*
+ * Map an indirect table of len bytes at addr for reading. Returns a pointer to entries (in guest memory when
+ * it is one aligned contiguous piece, else copied to the bounce buffer), or NULL after breaking the queue.
+ */
+const struct virtq_desc *vhd_vq_map_indirect(struct vhd_vq *vq, uint64_t addr, uint32_t len, unsigned prior);
+
+/* Start accumulating a new chain at iov[start]. */
+static inline void vhd_chain_begin(struct vhd_chain_acc *acc, struct iovec *iov, unsigned start, unsigned niov)
+{
+	acc->iov = iov + start;
+	acc->n = 0;
+	acc->max = niov - start;
+	acc->nout = acc->nin = 0;
+	acc->out_len = acc->in_len = 0;
+	acc->full = false;
+}
+
+/*
+ * Finish a parsed chain. A chain that ran out of iov entries stays in the ring (returns false) unless it is the
+ * first of the burst, which no larger call could fit either: it is returned with err = -ENOBUFS.
+ */
+static inline bool vhd_chain_finish(struct vhd_vq *vq, struct vhd_vq_chain *c, const struct vhd_chain_acc *acc,
+				    unsigned index_in_burst)
+{
+	if (likely(!acc->full)) {
+		c->nout = acc->nout;
+		c->nin = acc->nin;
+		c->out_len = (uint32_t)acc->out_len;
+		c->in_len = (uint32_t)acc->in_len;
+		c->iov = acc->iov;
+		c->err = 0;
+		return true;
+	}
+	if (index_in_burst > 0)
+		return false;
+	c->nout = c->nin = 0;
+	c->out_len = c->in_len = 0;
+	c->iov = acc->iov;
+	c->err = -ENOBUFS;
+	vq->stats.oversized++;
+	return true;
+}
+
+extern const struct vhd_vq_ops vhd_vq_split_device_ops, vhd_vq_split_driver_ops;
+extern const struct vhd_vq_ops vhd_vq_packed_device_ops, vhd_vq_packed_driver_ops;
+
+#endif
