@@ -126,9 +126,9 @@ static inline int th_main(const char *suite, const struct th_case *cases, size_t
 		for (char *p = err; *p; p++)
 			if (*p == '\n' && p[1])
 				last = p + 1;
-		char *nl = strchr(last, '\n');
-		if (nl)
-			*nl = 0;
+		static char lastline[512];
+		snprintf(lastline, sizeof(lastline), "%.*s", (int)strcspn(last, "\n"), last);
+		last = lastline;
 		if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
 			printf("PASS: %s/%s\n", suite, c->name);
 		} else if (WIFEXITED(st) && WEXITSTATUS(st) == TH_SKIP_CODE) {
