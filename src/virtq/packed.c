@@ -70,14 +70,14 @@ static int packed_walk(struct vhd_vq *vq, uint16_t head_flags, uint16_t *pos, bo
 	uint16_t flags = head_flags;
 	for (;;) {
 		if (unlikely(++n > vq->num))
-			return vhd_vq_break(vq, VHD_VQ_E_CHAIN_LEN, "chain from slot %u is longer than the queue (%u)",
+			return vhdi_vq_break(vq, VHD_VQ_E_CHAIN_LEN, "chain from slot %u is longer than the queue (%u)",
 					    vq->last_avail, vq->num);
 		const struct pvirtq_desc *d = &vq->packed.desc[*pos];
 		if (n > 1) {
 			flags = RD16(&d->flags);
 			/* The driver marks every descriptor of a chain available before the head (2.8.6). */
 			if (unlikely(!desc_avail(flags, *w)))
-				return vhd_vq_break(vq, VHD_VQ_E_PACKED_FLAGS,
+				return vhdi_vq_break(vq, VHD_VQ_E_PACKED_FLAGS,
 						    "chain from slot %u continues into slot %u, which is not available "
 						    "(flags 0x%04x, wrap %d)", vq->last_avail, *pos, flags, *w);
 		}
@@ -87,11 +87,11 @@ static int packed_walk(struct vhd_vq *vq, uint16_t head_flags, uint16_t *pos, bo
 		int r;
 		if (unlikely(flags & VIRTQ_DESC_F_INDIRECT)) {
 			if (!vq->indirect || (flags & VIRTQ_DESC_F_NEXT))
-				return vhd_vq_break(vq, VHD_VQ_E_INDIRECT_FLAGS, "slot %u: INDIRECT %s", *pos,
+				return vhdi_vq_break(vq, VHD_VQ_E_INDIRECT_FLAGS, "slot %u: INDIRECT %s", *pos,
 						    vq->indirect ? "combined with NEXT"
 								 : "without INDIRECT_DESC negotiated");
 			const struct pvirtq_desc *t =
-				(const struct pvirtq_desc *)vhd_vq_map_indirect(vq, addr, len, n - 1);
+				(const struct pvirtq_desc *)vhdi_vq_map_indirect(vq, addr, len, n - 1);
 			if (!t)
 				return -EIO;
 			/* Table entries are consecutive; their NEXT flags and ids carry no meaning (2.8.19). */
@@ -99,7 +99,7 @@ static int packed_walk(struct vhd_vq *vq, uint16_t head_flags, uint16_t *pos, bo
 			for (unsigned j = 0; j < ents; j++) {
 				uint16_t tf = RD16(&t[j].flags);
 				if (unlikely(tf & VIRTQ_DESC_F_INDIRECT))
-					return vhd_vq_break(vq, VHD_VQ_E_INDIRECT_NEST,
+					return vhdi_vq_break(vq, VHD_VQ_E_INDIRECT_NEST,
 							    "indirect descriptor inside the table of slot %u", *pos);
 				r = vhd_chain_add(vq, acc, RD64(&t[j].addr), RD32(&t[j].len), tf & VIRTQ_DESC_F_WRITE);
 				if (unlikely(r < 0))
@@ -130,7 +130,7 @@ static int packed_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n
 			/* Not yet available looks like (!w, !w) or (!w, w). (w, w) at the head means "used in this lap",
 			 * which only the device may write and never ahead of the avail position. */
 			if (unlikely(desc_used(f, vq->avail_wrap)))
-				return vhd_vq_break(vq, VHD_VQ_E_PACKED_FLAGS,
+				return vhdi_vq_break(vq, VHD_VQ_E_PACKED_FLAGS,
 						    "slot %u at the avail position is marked used (flags 0x%04x, wrap %d)",
 						    vq->last_avail, f, vq->avail_wrap);
 			break;
@@ -167,14 +167,14 @@ static int packed_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsign
 	bool batch = vq->in_order && n > 1;
 	for (unsigned i = 0; i < n; i++) {
 		if (unlikely(used[i].ndesc == 0 || used[i].ndesc > vq->num))
-			return vhd_vq_break(vq, VHD_VQ_E_CALLER, "pushing id %u with ndesc %u", used[i].id,
+			return vhdi_vq_break(vq, VHD_VQ_E_CALLER, "pushing id %u with ndesc %u", used[i].id,
 					    used[i].ndesc), -EINVAL;
 		slots += used[i].ndesc;
 		batch = batch && used[i].len == 0;
 	}
 	/* Used descriptors overwrite slots the driver filled; only slots we already consumed may be reused. */
 	if (unlikely(n > vq->inflight || slots > vq->dev_slots))
-		return vhd_vq_break(vq, VHD_VQ_E_CALLER, "pushing %u chains / %u slots with %u / %u popped", n,
+		return vhdi_vq_break(vq, VHD_VQ_E_CALLER, "pushing %u chains / %u slots with %u / %u popped", n,
 				    (unsigned)slots, vq->inflight, (unsigned)vq->dev_slots), -EINVAL;
 
 	uint16_t first = vq->used_idx, pos = first;
@@ -239,7 +239,7 @@ static void packed_dev_disable_notify(struct vhd_vq *vq)
 	WR16(&vq->packed.device->flags, VIRTQ_EVENT_F_DISABLE);
 }
 
-const struct vhd_vq_ops vhd_vq_packed_device_ops = {
+const struct vhd_vq_ops vhdi_packed_device_ops = {
 	.pop = packed_pop,
 	.push = packed_push,
 	.need_notify = packed_dev_need_notify,
@@ -376,10 +376,10 @@ static int packed_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
 		uint16_t id = RD16(&d->id);
 		uint32_t len = RD32(&d->len);
 		if (unlikely(id >= vq->num || !vq->slots[id].busy))
-			return vhd_vq_break(vq, VHD_VQ_E_USED_ID, "used slot %u names buffer id %u, not in flight",
+			return vhdi_vq_break(vq, VHD_VQ_E_USED_ID, "used slot %u names buffer id %u, not in flight",
 					    vq->used_idx, id);
 		if (unlikely(len > vq->slots[id].in_len))
-			return vhd_vq_break(vq, VHD_VQ_E_USED_LEN, "used slot %u: len %u exceeds the %u writable bytes",
+			return vhdi_vq_break(vq, VHD_VQ_E_USED_LEN, "used slot %u: len %u exceeds the %u writable bytes",
 					    vq->used_idx, len, vq->slots[id].in_len);
 		if (vq->in_order) {
 			unsigned span = 0;
@@ -387,7 +387,7 @@ static int packed_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
 				if (vq->fifo[(vq->fifo_head + k) % vq->num] == id)
 					span = k + 1;
 			if (unlikely(span == 0))
-				return vhd_vq_break(vq, VHD_VQ_E_USED_ID, "in-order used slot %u names id %u, not in flight",
+				return vhdi_vq_break(vq, VHD_VQ_E_USED_ID, "in-order used slot %u names id %u, not in flight",
 						    vq->used_idx, id);
 			vq->ino_pending = (uint16_t)span;
 			vq->ino_len = len;
@@ -428,7 +428,7 @@ static void packed_drv_disable_notify(struct vhd_vq *vq)
 	WR16(&vq->packed.driver->flags, VIRTQ_EVENT_F_DISABLE);
 }
 
-const struct vhd_vq_ops vhd_vq_packed_driver_ops = {
+const struct vhd_vq_ops vhdi_packed_driver_ops = {
 	.add = packed_add,
 	.get = packed_get,
 	.need_notify = packed_drv_need_notify,

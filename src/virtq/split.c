@@ -31,7 +31,7 @@ static int split_walk(struct vhd_vq *vq, uint16_t head, struct vhd_chain_acc *ac
 
 	for (;;) {
 		if (unlikely(++count > tbl_num))
-			return vhd_vq_break(vq, VHD_VQ_E_LOOP, "%s chain from head %u loops (more than %u descriptors)",
+			return vhdi_vq_break(vq, VHD_VQ_E_LOOP, "%s chain from head %u loops (more than %u descriptors)",
 					    indirect ? "indirect" : "descriptor", head, tbl_num);
 		const struct virtq_desc *d = &tbl[idx];
 		uint64_t addr = RD64(&d->addr);
@@ -41,13 +41,13 @@ static int split_walk(struct vhd_vq *vq, uint16_t head, struct vhd_chain_acc *ac
 
 		if (unlikely(flags & VIRTQ_DESC_F_INDIRECT)) {
 			if (indirect)
-				return vhd_vq_break(vq, VHD_VQ_E_INDIRECT_NEST,
+				return vhdi_vq_break(vq, VHD_VQ_E_INDIRECT_NEST,
 						    "indirect descriptor inside the indirect table of head %u", head);
 			if (!vq->indirect || (flags & VIRTQ_DESC_F_NEXT))
-				return vhd_vq_break(vq, VHD_VQ_E_INDIRECT_FLAGS,
+				return vhdi_vq_break(vq, VHD_VQ_E_INDIRECT_FLAGS,
 						    "descriptor %u: INDIRECT %s", idx,
 						    vq->indirect ? "combined with NEXT" : "without INDIRECT_DESC negotiated");
-			tbl = vhd_vq_map_indirect(vq, addr, len, count - 1);
+			tbl = vhdi_vq_map_indirect(vq, addr, len, count - 1);
 			if (!tbl)
 				return -EIO;
 			tbl_num = len / sizeof(struct virtq_desc);
@@ -62,7 +62,7 @@ static int split_walk(struct vhd_vq *vq, uint16_t head, struct vhd_chain_acc *ac
 		if (!(flags & VIRTQ_DESC_F_NEXT))
 			return 0;
 		if (unlikely(next >= tbl_num))
-			return vhd_vq_break(vq, VHD_VQ_E_NEXT, "%s descriptor %u: next %u beyond %u entries",
+			return vhdi_vq_break(vq, VHD_VQ_E_NEXT, "%s descriptor %u: next %u beyond %u entries",
 					    indirect ? "indirect" : "", idx, next, tbl_num);
 		idx = next;
 	}
@@ -75,7 +75,7 @@ static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n,
 	uint16_t avail_idx = RD16_ACQ(&vq->split.avail->idx);
 	uint16_t pending = (uint16_t)(avail_idx - vq->last_avail);
 	if (unlikely(pending > vq->num))
-		return vhd_vq_break(vq, VHD_VQ_E_AVAIL_IDX, "avail idx %u is %u entries past %u (queue size %u)",
+		return vhdi_vq_break(vq, VHD_VQ_E_AVAIL_IDX, "avail idx %u is %u entries past %u (queue size %u)",
 				    avail_idx, pending, vq->last_avail, vq->num);
 	if (n > pending)
 		n = pending;
@@ -85,7 +85,7 @@ static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n,
 	for (i = 0; i < n; i++) {
 		uint16_t head = RD16(&vq->split.avail->ring[vq->last_avail & vq->mask]);
 		if (unlikely(head >= vq->num))
-			return vhd_vq_break(vq, VHD_VQ_E_HEAD, "avail ring entry %u names descriptor %u of %u",
+			return vhdi_vq_break(vq, VHD_VQ_E_HEAD, "avail ring entry %u names descriptor %u of %u",
 					    vq->last_avail, head, vq->num);
 		vhd_chain_begin(&acc, iov, used_iov, niov);
 		int r = split_walk(vq, head, &acc);
@@ -110,13 +110,13 @@ static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n,
 static int split_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsigned n)
 {
 	if (unlikely(n > vq->inflight))
-		return vhd_vq_break(vq, VHD_VQ_E_CALLER, "pushing %u chains with %u popped", n, vq->inflight), -EINVAL;
+		return vhdi_vq_break(vq, VHD_VQ_E_CALLER, "pushing %u chains with %u popped", n, vq->inflight), -EINVAL;
 	struct virtq_used *u = vq->split.used;
 	uint16_t idx = vq->used_idx;
 	bool batch = vq->in_order && n > 1;
 	for (unsigned i = 0; i < n; i++) {
 		if (unlikely(used[i].id >= vq->num))
-			return vhd_vq_break(vq, VHD_VQ_E_CALLER, "pushing id %u of %u", used[i].id, vq->num), -EINVAL;
+			return vhdi_vq_break(vq, VHD_VQ_E_CALLER, "pushing id %u of %u", used[i].id, vq->num), -EINVAL;
 		batch = batch && used[i].len == 0;
 	}
 	if (batch) {
@@ -174,7 +174,7 @@ static void split_dev_disable_notify(struct vhd_vq *vq)
 		WR16(&vq->split.used->flags, VIRTQ_USED_F_NO_NOTIFY);
 }
 
-const struct vhd_vq_ops vhd_vq_split_device_ops = {
+const struct vhd_vq_ops vhdi_split_device_ops = {
 	.pop = split_pop,
 	.push = split_push,
 	.need_notify = split_dev_need_notify,
@@ -318,22 +318,22 @@ static int split_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
 	uint16_t used_idx = RD16_ACQ(&vq->split.used->idx);
 	uint16_t ready = (uint16_t)(used_idx - vq->used_idx);
 	if (unlikely(ready > vq->inflight))
-		return vhd_vq_break(vq, VHD_VQ_E_USED_IDX, "used idx %u is %u past %u with %u buffers in flight",
+		return vhdi_vq_break(vq, VHD_VQ_E_USED_IDX, "used idx %u is %u past %u with %u buffers in flight",
 				    used_idx, ready, vq->used_idx, vq->inflight);
 	while (got < n && vq->used_idx != used_idx) {
 		struct virtq_used_elem *e = &vq->split.used->ring[vq->used_idx & vq->mask];
 		uint32_t id = RD32(&e->id);
 		uint32_t len = RD32(&e->len);
 		if (unlikely(id >= vq->num || !vq->slots[id].busy))
-			return vhd_vq_break(vq, VHD_VQ_E_USED_ID, "used entry %u names id %u, not in flight",
+			return vhdi_vq_break(vq, VHD_VQ_E_USED_ID, "used entry %u names id %u, not in flight",
 					    vq->used_idx, id);
 		if (unlikely(len > vq->slots[id].in_len))
-			return vhd_vq_break(vq, VHD_VQ_E_USED_LEN, "used entry %u: len %u exceeds the %u writable bytes",
+			return vhdi_vq_break(vq, VHD_VQ_E_USED_LEN, "used entry %u: len %u exceeds the %u writable bytes",
 					    vq->used_idx, len, vq->slots[id].in_len);
 		if (vq->in_order) {
 			unsigned span = fifo_span(vq, (uint16_t)id);
 			if (unlikely(span == 0 || span > (uint16_t)(used_idx - vq->used_idx)))
-				return vhd_vq_break(vq, VHD_VQ_E_USED_IDX,
+				return vhdi_vq_break(vq, VHD_VQ_E_USED_IDX,
 						    "in-order used entry %u (id %u) covers %u buffers, only %u published",
 						    vq->used_idx, id, span, (uint16_t)(used_idx - vq->used_idx));
 			vq->used_idx = (uint16_t)(vq->used_idx + span);
@@ -379,7 +379,7 @@ static void split_drv_disable_notify(struct vhd_vq *vq)
 		WR16(&vq->split.avail->flags, VIRTQ_AVAIL_F_NO_INTERRUPT);
 }
 
-const struct vhd_vq_ops vhd_vq_split_driver_ops = {
+const struct vhd_vq_ops vhdi_split_driver_ops = {
 	.add = split_add,
 	.get = split_get,
 	.need_notify = split_drv_need_notify,

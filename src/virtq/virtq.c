@@ -114,14 +114,14 @@ int vhd_vq_create(const struct vhd_vq_config *cfg, struct vhd_vq **out)
 
 	int rc = 0;
 	if (cfg->side == VHD_VQ_DEVICE) {
-		vq->ops = packed ? &vhd_vq_packed_device_ops : &vhd_vq_split_device_ops;
+		vq->ops = packed ? &vhdi_packed_device_ops : &vhdi_split_device_ops;
 		if (vq->indirect) {
 			vq->ind_bounce = aligned_alloc(64, align_up(virtq_desc_size(vq->num), 64));
 			if (!vq->ind_bounce)
 				rc = -ENOMEM;
 		}
 	} else {
-		vq->ops = packed ? &vhd_vq_packed_driver_ops : &vhd_vq_split_driver_ops;
+		vq->ops = packed ? &vhdi_packed_driver_ops : &vhdi_split_driver_ops;
 		rc = driver_init(vq, cfg);
 		vq->next_desc = packed ? 0 : (uint16_t)(cfg->base & vq->mask);
 		vq->free_head = vq->next_desc;
@@ -172,7 +172,7 @@ const char *vhd_vq_strerror(enum vhd_vq_error err)
 	return error_names[err];
 }
 
-int vhd_vq_break(struct vhd_vq *vq, enum vhd_vq_error err, const char *fmt, ...)
+int vhdi_vq_break(struct vhd_vq *vq, enum vhd_vq_error err, const char *fmt, ...)
 {
 	if (vq->err != VHD_VQ_OK)
 		return -EIO;
@@ -195,14 +195,14 @@ const char *vhd_vq_error_detail(const struct vhd_vq *vq)
 	return vq->err ? vq->detail : "";
 }
 
-const struct virtq_desc *vhd_vq_map_indirect(struct vhd_vq *vq, uint64_t addr, uint32_t len, unsigned prior)
+const struct virtq_desc *vhdi_vq_map_indirect(struct vhd_vq *vq, uint64_t addr, uint32_t len, unsigned prior)
 {
 	if (len == 0 || len % sizeof(struct virtq_desc)) {
-		vhd_vq_break(vq, VHD_VQ_E_INDIRECT_LEN, "indirect table length %u is not a nonzero multiple of 16", len);
+		vhdi_vq_break(vq, VHD_VQ_E_INDIRECT_LEN, "indirect table length %u is not a nonzero multiple of 16", len);
 		return NULL;
 	}
 	if (len / sizeof(struct virtq_desc) + prior > vq->num) {
-		vhd_vq_break(vq, VHD_VQ_E_CHAIN_LEN, "indirect table of %u entries after %u descriptors exceeds queue size %u",
+		vhdi_vq_break(vq, VHD_VQ_E_CHAIN_LEN, "indirect table of %u entries after %u descriptors exceeds queue size %u",
 			     (unsigned)(len / sizeof(struct virtq_desc)), prior, vq->num);
 		return NULL;
 	}
@@ -213,11 +213,11 @@ const struct virtq_desc *vhd_vq_map_indirect(struct vhd_vq *vq, uint64_t addr, u
 	struct iovec iov[VHD_MEM_MAX_REGIONS];
 	int n = vhd_mem_translate(vq->mem, &vq->mem_hint, addr, len, iov, VHD_MEM_MAX_REGIONS);
 	if (n == -EOVERFLOW) {
-		vhd_vq_break(vq, VHD_VQ_E_OVERFLOW, "indirect table 0x%llx+%u wraps", (unsigned long long)addr, len);
+		vhdi_vq_break(vq, VHD_VQ_E_OVERFLOW, "indirect table 0x%llx+%u wraps", (unsigned long long)addr, len);
 		return NULL;
 	}
 	if (n < 0) {
-		vhd_vq_break(vq, VHD_VQ_E_ADDR, "indirect table 0x%llx+%u outside guest memory",
+		vhdi_vq_break(vq, VHD_VQ_E_ADDR, "indirect table 0x%llx+%u outside guest memory",
 			     (unsigned long long)addr, len);
 		return NULL;
 	}

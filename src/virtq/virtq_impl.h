@@ -113,7 +113,7 @@ struct vhd_vq {
 };
 
 /* Mark the queue broken (first reason wins), log it once, and return -EIO for the caller to pass up. */
-int vhd_vq_break(struct vhd_vq *vq, enum vhd_vq_error err, const char *fmt, ...)
+int vhdi_vq_break(struct vhd_vq *vq, enum vhd_vq_error err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4), cold));
 
 /* Segment accumulator for one chain being parsed on the device side. */
@@ -124,6 +124,8 @@ struct vhd_chain_acc {
 	uint64_t out_len, in_len;
 	/* Ran out of iov entries: the rest of the chain is still walked and checked, but not mapped. */
 	bool full;
+	/* A writable descriptor was seen (even an empty one): no readable one may follow. */
+	bool seen_write;
 };
 
 /*
@@ -134,17 +136,18 @@ struct vhd_chain_acc {
 static inline int vhd_chain_add(struct vhd_vq *vq, struct vhd_chain_acc *acc, uint64_t addr, uint32_t len,
 				bool write)
 {
-	if (unlikely(!write && acc->nin))
-		return vhd_vq_break(vq, VHD_VQ_E_ORDER, "device-readable buffer at 0x%llx after a writable one",
+	if (unlikely(!write && acc->seen_write))
+		return vhdi_vq_break(vq, VHD_VQ_E_ORDER, "device-readable buffer at 0x%llx after a writable one",
 				    (unsigned long long)addr);
 	if (write) {
+		acc->seen_write = true;
 		acc->in_len += len;
 	} else {
 		acc->out_len += len;
 	}
 	/* 2^32 bytes is the spec's limit for a chain; sums of 16-bit-many 32-bit lengths cannot wrap 64 bits. */
 	if (unlikely(acc->in_len + acc->out_len > UINT32_MAX))
-		return vhd_vq_break(vq, VHD_VQ_E_OVERFLOW, "chain longer than 4 GiB");
+		return vhdi_vq_break(vq, VHD_VQ_E_OVERFLOW, "chain longer than 4 GiB");
 	if (len == 0 || acc->full)
 		return 0;
 	unsigned added;
@@ -164,10 +167,10 @@ static inline int vhd_chain_add(struct vhd_vq *vq, struct vhd_chain_acc *acc, ui
 			return 0;
 		}
 		if (r == -EOVERFLOW)
-			return vhd_vq_break(vq, VHD_VQ_E_OVERFLOW, "buffer 0x%llx+%u wraps the address space",
+			return vhdi_vq_break(vq, VHD_VQ_E_OVERFLOW, "buffer 0x%llx+%u wraps the address space",
 					    (unsigned long long)addr, len);
 		if (r < 0)
-			return vhd_vq_break(vq, VHD_VQ_E_ADDR, "buffer 0x%llx+%u outside guest memory",
+			return vhdi_vq_break(vq, VHD_VQ_E_ADDR, "buffer 0x%llx+%u outside guest memory",
 					    (unsigned long long)addr, len);
 		added = (unsigned)r;
 	}
@@ -184,7 +187,7 @@ static inline int vhd_chain_add(struct vhd_vq *vq, struct vhd_chain_acc *acc, ui
  * Map an indirect table of len bytes at addr for reading. Returns a pointer to entries (in guest memory when
  * it is one aligned contiguous piece, else copied to the bounce buffer), or NULL after breaking the queue.
  */
-const struct virtq_desc *vhd_vq_map_indirect(struct vhd_vq *vq, uint64_t addr, uint32_t len, unsigned prior);
+const struct virtq_desc *vhdi_vq_map_indirect(struct vhd_vq *vq, uint64_t addr, uint32_t len, unsigned prior);
 
 /* Start accumulating a new chain at iov[start]. */
 static inline void vhd_chain_begin(struct vhd_chain_acc *acc, struct iovec *iov, unsigned start, unsigned niov)
@@ -195,6 +198,7 @@ static inline void vhd_chain_begin(struct vhd_chain_acc *acc, struct iovec *iov,
 	acc->nout = acc->nin = 0;
 	acc->out_len = acc->in_len = 0;
 	acc->full = false;
+	acc->seen_write = false;
 }
 
 /*
@@ -223,7 +227,7 @@ static inline bool vhd_chain_finish(struct vhd_vq *vq, struct vhd_vq_chain *c, c
 	return true;
 }
 
-extern const struct vhd_vq_ops vhd_vq_split_device_ops, vhd_vq_split_driver_ops;
-extern const struct vhd_vq_ops vhd_vq_packed_device_ops, vhd_vq_packed_driver_ops;
+extern const struct vhd_vq_ops vhdi_split_device_ops, vhdi_split_driver_ops;
+extern const struct vhd_vq_ops vhdi_packed_device_ops, vhdi_packed_driver_ops;
 
 #endif
