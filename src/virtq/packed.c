@@ -323,7 +323,7 @@ static int packed_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned
 		s->ndesc = (uint16_t)need;
 		s->busy = true;
 		if (vq->in_order)
-			vq->fifo[(vq->fifo_head + vq->fifo_count++) % vq->num] = id;
+			vhdi_fifo_push(vq, id);
 	}
 	if (i) {
 		/* Release pairs with the device's acquire load of the head flags (packed_pop): every other descriptor
@@ -355,9 +355,7 @@ static unsigned packed_drain_in_order(struct vhd_vq *vq, struct vhd_vq_done *don
 {
 	unsigned got = 0;
 	while (vq->ino_pending && got < n) {
-		uint16_t id = vq->fifo[vq->fifo_head];
-		vq->fifo_head = (uint16_t)((vq->fifo_head + 1) % vq->num);
-		vq->fifo_count--;
+		uint16_t id = vhdi_fifo_pop(vq);
 		vq->ino_pending--;
 		packed_complete(vq, id, vq->ino_pending ? 0 : vq->ino_len, &done[got++]);
 	}
@@ -382,10 +380,7 @@ static int packed_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
 			return vhdi_vq_break(vq, VHD_VQ_E_USED_LEN, "used slot %u: len %u exceeds the %u writable bytes",
 					    vq->used_idx, len, vq->slots[id].in_len);
 		if (vq->in_order) {
-			unsigned span = 0;
-			for (unsigned k = 0; k < vq->fifo_count && !span; k++)
-				if (vq->fifo[(vq->fifo_head + k) % vq->num] == id)
-					span = k + 1;
+			unsigned span = vhdi_fifo_span(vq, id);
 			if (unlikely(span == 0))
 				return vhdi_vq_break(vq, VHD_VQ_E_USED_ID, "in-order used slot %u names id %u, not in flight",
 						    vq->used_idx, id);

@@ -257,7 +257,7 @@ static int split_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned 
 		s->last = last;
 		s->busy = true;
 		if (vq->in_order)
-			vq->fifo[(vq->fifo_head + vq->fifo_count++) % vq->num] = head;
+			vhdi_fifo_push(vq, head);
 		WR16(&vq->split.avail->ring[avail & vq->mask], head);
 		avail++;
 	}
@@ -293,22 +293,11 @@ static unsigned drain_in_order(struct vhd_vq *vq, struct vhd_vq_done *done, unsi
 {
 	unsigned got = 0;
 	while (vq->ino_pending && got < n) {
-		uint16_t head = vq->fifo[vq->fifo_head];
-		vq->fifo_head = (uint16_t)((vq->fifo_head + 1) % vq->num);
-		vq->fifo_count--;
+		uint16_t head = vhdi_fifo_pop(vq);
 		vq->ino_pending--;
 		split_complete(vq, head, vq->ino_pending ? 0 : vq->ino_len, &done[got++]);
 	}
 	return got;
-}
-
-/* IN_ORDER: how many in-flight buffers, oldest first, end with id; 0 if id is not in flight. */
-static unsigned fifo_span(const struct vhd_vq *vq, uint16_t id)
-{
-	for (unsigned k = 0; k < vq->fifo_count; k++)
-		if (vq->fifo[(vq->fifo_head + k) % vq->num] == id)
-			return k + 1;
-	return 0;
 }
 
 static int split_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
@@ -331,7 +320,7 @@ static int split_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
 			return vhdi_vq_break(vq, VHD_VQ_E_USED_LEN, "used entry %u: len %u exceeds the %u writable bytes",
 					    vq->used_idx, len, vq->slots[id].in_len);
 		if (vq->in_order) {
-			unsigned span = fifo_span(vq, (uint16_t)id);
+			unsigned span = vhdi_fifo_span(vq, (uint16_t)id);
 			if (unlikely(span == 0 || span > (uint16_t)(used_idx - vq->used_idx)))
 				return vhdi_vq_break(vq, VHD_VQ_E_USED_IDX,
 						    "in-order used entry %u (id %u) covers %u buffers, only %u published",

@@ -227,6 +227,38 @@ static inline bool vhd_chain_finish(struct vhd_vq *vq, struct vhd_vq_chain *c, c
 	return true;
 }
 
+/*
+ * Driver, IN_ORDER: FIFO of buffer ids in submission order. Positions wrap with a compare, not a division:
+ * packed queue sizes need not be powers of two.
+ */
+static inline unsigned vhdi_fifo_pos(const struct vhd_vq *vq, unsigned k)
+{
+	unsigned p = vq->fifo_head + k;
+	return p >= vq->num ? p - vq->num : p;
+}
+
+static inline void vhdi_fifo_push(struct vhd_vq *vq, uint16_t id)
+{
+	vq->fifo[vhdi_fifo_pos(vq, vq->fifo_count++)] = id;
+}
+
+static inline uint16_t vhdi_fifo_pop(struct vhd_vq *vq)
+{
+	uint16_t id = vq->fifo[vq->fifo_head];
+	vq->fifo_head = (uint16_t)vhdi_fifo_pos(vq, 1);
+	vq->fifo_count--;
+	return id;
+}
+
+/* How many in-flight buffers, oldest first, end with id; 0 if id is not in flight. */
+static inline unsigned vhdi_fifo_span(const struct vhd_vq *vq, uint16_t id)
+{
+	for (unsigned k = 0; k < vq->fifo_count; k++)
+		if (vq->fifo[vhdi_fifo_pos(vq, k)] == id)
+			return k + 1;
+	return 0;
+}
+
 extern const struct vhd_vq_ops vhdi_split_device_ops, vhdi_split_driver_ops;
 extern const struct vhd_vq_ops vhdi_packed_device_ops, vhdi_packed_driver_ops;
 
