@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file vhostd/vhost_user.h
+ * A vhost-user device (the back-end, "device side"): a process that serves a virtio device's data plane to a
+ * front-end (QEMU, DPDK virtio-user, vhostd's own frontend) over a unix socket, per QEMU's
+ * docs/interop/vhost-user.rst.
+ *
+ * The library never owns the event loop. The control thread polls the fds vhd_vu_dev_pollfds() reports (and
+ * honours vhd_vu_dev_timeout_ms() for reconnecting) and calls vhd_vu_dev_dispatch() when one is ready. Data-path
+ * threads, one per queue if they like, bracket each burst with vhd_vu_queue_acquire() / vhd_vu_queue_release();
+ * the control thread waits for a queue's burst to end before changing that queue or the memory table, so a
+ * data-path thread never sees rings or memory disappear under it.
+ *
+ * Everything the front-end sends is hostile: sizes, indices, fds, addresses and regions are checked; a bad
+ * message is refused with a log line naming it (and a REPLY_ACK failure when one was asked for), and only a
+ * message that leaves the stream unusable closes the connection.
+ */
+#ifndef VHOSTD_VHOST_USER_H
+#define VHOSTD_VHOST_USER_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vhd_vu_dev;
+struct vhd_vq;
+
+/** Most queue pairs a device offers. */
+#define VHD_VU_MAX_QUEUE_PAIRS 16
+
+/** What the control thread is told about (through vhd_vu_config.event). */
+enum vhd_vu_event {
+	VHD_VU_CONNECTED,      /**< a front-end connected */
+	VHD_VU_DISCONNECTED,   /**< it went away; every queue has stopped */
+	VHD_VU_QUEUE_STARTED,  /**< qidx is ready for the data path (rings mapped, enabled) */
+	VHD_VU_QUEUE_STOPPED,  /**< qidx stopped (disabled, GET_VRING_BASE, reset, disconnect) */
+	VHD_VU_STATUS,         /**< the front-end set the device status (VHOST_USER_SET_STATUS) */
+};
+
+struct vhd_vu_config {
+	const char *path;            /**< unix socket path; copied */
+	bool client;                 /**< connect to path (reconnecting) instead of listening on it */
+	uint16_t max_queue_pairs;    /**< 1..VHD_VU_MAX_QUEUE_PAIRS */
+	uint64_t features;           /**< virtio features offered; 0 picks vhd_vu_default_features() */
+	uint16_t mtu;                /**< advertised with VIRTIO_NET_F_MTU when nonzero */
+	uint8_t mac[6];              /**< config-space MAC (VIRTIO_NET_F_MAC offered when not all zero) */
+	unsigned reconnect_min_ms;   /**< client: first retry delay (default 100) */
+	unsigned reconnect_max_ms;   /**< client: back-off cap (default 5000) */
+	/** Called on the control thread from vhd_vu_dev_dispatch(); may be NULL. */
+	void (*event)(struct vhd_vu_dev *dev, enum vhd_vu_event ev, unsigned qidx, void *opaque);
+	void *opaque;
+	const char *name;            /**< for log lines; copied */
+};
+
+/** The virtio-net features a device offers by default. */
+uint64_t vhd_vu_default_features(void);
+
+/**
+ * Create a device and start listening (server) or connecting (client).
+ * @return 0; -EINVAL for a bad config; -errno of socket/bind/listen (server). A client that cannot connect yet
+ *         is not an error: it retries.
+ */
+int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out);
+
+/** Disconnect, stop every queue, unmap guest memory, close every fd, remove the socket file (server). */
+void vhd_vu_dev_destroy(struct vhd_vu_dev *dev);
+
+/**
+ * The fds the control thread should poll for input (listening socket or connection). Fills up to max entries.
+ * @return the number filled.
+ */
+unsigned vhd_vu_dev_pollfds(struct vhd_vu_dev *dev, struct pollfd *fds, unsigned max);
+
+/** Milliseconds until vhd_vu_dev_dispatch() must run even without input (client reconnect), or -1. */
+int vhd_vu_dev_timeout_ms(struct vhd_vu_dev *dev);
+
+/**
+ * Do whatever is pending: accept, reconnect, or handle one message. Never blocks waiting for input that is not
+ * there, but reads a message's payload once its header has arrived.
+ * @return 0, or a negative errno describing a connection that was just lost (the device keeps running and
+ *         listens or reconnects again).
+ */
+int vhd_vu_dev_dispatch(struct vhd_vu_dev *dev);
+
+/** True while a front-end is connected. */
+bool vhd_vu_dev_connected(const struct vhd_vu_dev *dev);
+
+/** Features the front-end acknowledged (VHOST_USER_SET_FEATURES), 0 before. */
+uint64_t vhd_vu_dev_features(const struct vhd_vu_dev *dev);
+
+/** Number of queues (2 per queue pair). */
+unsigned vhd_vu_dev_num_queues(const struct vhd_vu_dev *dev);
+
+/**
+ * Data path: begin a burst on queue qidx (even: the driver's RX, device writes; odd: TX, device reads).
+ * @return the queue if it is started, else NULL (then do not call release). Cheap: one atomic store and load.
+ * Threading: at most one thread per queue at a time.
+ */
+struct vhd_vq *vhd_vu_queue_acquire(struct vhd_vu_dev *dev, unsigned qidx);
+
+/** End the burst begun by a successful vhd_vu_queue_acquire(). */
+void vhd_vu_queue_release(struct vhd_vu_dev *dev, unsigned qidx);
+
+/**
+ * Interrupt the driver for qidx (write its call eventfd). Call between acquire and release, after
+ * vhd_vq_need_notify() said so. @return 0, or -errno of the write.
+ */
+int vhd_vu_queue_notify(struct vhd_vu_dev *dev, unsigned qidx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,968 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhost-user back-end: connection handling and one handler per front-end request.
+ *
+ * Queue lifecycle. A queue starts (its vhd_vq is created and the data path may use it) once it has a size,
+ * ring addresses, a kick (fd or NOFD), guest memory that holds its rings, and is enabled: at the kick when
+ * VHOST_USER_F_PROTOCOL_FEATURES was not negotiated, else by SET_VRING_ENABLE. Anything that changes a started
+ * queue or the memory it lives in first pauses it: ready is cleared and the control thread waits for the data
+ * path's current burst (busy) to end.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "msg.h"
+#include "spec/virtio_config.h"
+#include "spec/virtio_net.h"
+#include "spec/virtio_ring.h"
+#include "vhostd/log.h"
+#include "vhostd/mem.h"
+#include "vhostd/vhost_user.h"
+#include "vhostd/virtq.h"
+
+#define VU_MAX_QUEUES (2 * VHD_VU_MAX_QUEUE_PAIRS)
+/* Read timeout on the connection: a header whose payload never comes cannot stall the control thread. */
+#define VU_RCV_TIMEOUT_MS 1000
+/* Messages handled per dispatch call, so one chatty front-end cannot starve the caller's loop. */
+#define VU_DISPATCH_BUDGET 64
+
+struct vu_queue {
+	/* Data-path handshake, on its own cache line: see vhd_vu_queue_acquire() and queue_pause(). */
+	_Alignas(64) atomic_int ready;
+	atomic_int busy;
+	struct vhd_vq *vq;
+	int call_fd;
+	int kick_fd;
+	int err_fd;
+	uint32_t num;
+	uint16_t base;
+	bool addr_set, kick_set, enabled;
+	uint64_t desc_ua, avail_ua, used_ua;
+};
+
+struct vhd_vu_dev {
+	struct vhd_vu_config cfg;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char name[32];
+	int listen_fd, conn_fd;
+	unsigned backoff_ms;
+	struct timespec next_try;
+
+	uint64_t offered, features;
+	uint64_t proto_offered, proto;
+	bool owner;
+	uint8_t status;
+	uint16_t mtu;
+	uint8_t rarp_mac[6];
+	struct vhd_mem *mem;
+	int backend_req_fd;
+	unsigned nq;
+	struct vu_queue q[VU_MAX_QUEUES];
+};
+
+/* A handler's verdict: 0 or -errno (refused; the connection stays), or VU_FATAL (close the connection). */
+#define VU_FATAL (-10000)
+
+#define vu_err(dev, ...) vhd_log(VHD_LOG_ERR, __VA_ARGS__)
+
+uint64_t vhd_vu_default_features(void)
+{
+	return VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VIRTIO_F_RING_PACKED) | VHD_BIT(VIRTIO_F_INDIRECT_DESC) |
+	       VHD_BIT(VIRTIO_F_EVENT_IDX) | VHD_BIT(VIRTIO_F_IN_ORDER) | VHD_BIT(VIRTIO_NET_F_MRG_RXBUF) |
+	       VHD_BIT(VIRTIO_NET_F_STATUS) | VHD_BIT(VIRTIO_NET_F_MQ) | VHD_BIT(VIRTIO_NET_F_CSUM) |
+	       VHD_BIT(VIRTIO_NET_F_GUEST_CSUM) | VHD_BIT(VIRTIO_NET_F_HOST_TSO4) |
+	       VHD_BIT(VIRTIO_NET_F_HOST_TSO6) | VHD_BIT(VIRTIO_NET_F_GUEST_TSO4) |
+	       VHD_BIT(VIRTIO_NET_F_GUEST_TSO6) | VHD_BIT(VIRTIO_NET_F_GUEST_ANNOUNCE);
+}
+
+static uint64_t default_protocol_features(void)
+{
+	return VHD_BIT(VHOST_USER_PROTOCOL_F_MQ) | VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
+	       VHD_BIT(VHOST_USER_PROTOCOL_F_RARP) | VHD_BIT(VHOST_USER_PROTOCOL_F_MTU) |
+	       VHD_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ) | VHD_BIT(VHOST_USER_PROTOCOL_F_CONFIG) |
+	       VHD_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | VHD_BIT(VHOST_USER_PROTOCOL_F_STATUS) |
+	       VHD_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE);
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static void emit(struct vhd_vu_dev *dev, enum vhd_vu_event ev, unsigned qidx)
+{
+	if (dev->cfg.event)
+		dev->cfg.event(dev, ev, qidx, dev->cfg.opaque);
+}
+
+/* ---------------------------------------------------------------- queues */
+
+/* Stop the data path from entering q, then wait for a burst in progress to end. Returns whether it was ready. */
+static bool queue_pause(struct vu_queue *q)
+{
+	if (!atomic_load(&q->ready))
+		return false;
+	/* seq_cst store then load: pairs with the data path's store of busy then load of ready in
+	 * vhd_vu_queue_acquire(), so either it sees ready == 0 or we see its busy == 1. */
+	atomic_store(&q->ready, 0);
+	while (atomic_load(&q->busy))
+		sched_yield();
+	return true;
+}
+
+static void queue_resume(struct vu_queue *q)
+{
+	/* Publishes q->vq and the call fd, set before, to the data path's seq_cst load of ready. */
+	atomic_store(&q->ready, 1);
+}
+
+/* Stop a started queue: remember where it stopped, free the vhd_vq. */
+static void queue_stop(struct vhd_vu_dev *dev, unsigned qi)
+{
+	struct vu_queue *q = &dev->q[qi];
+	if (!q->vq)
+		return;
+	queue_pause(q);
+	q->base = vhd_vq_base(q->vq);
+	if (vhd_vq_error(q->vq))
+		vhd_log(VHD_LOG_WARN, "%s: queue %u stopped after breaking: %s", dev->name, qi,
+			vhd_vq_error_detail(q->vq));
+	vhd_vq_destroy(q->vq);
+	q->vq = NULL;
+	emit(dev, VHD_VU_QUEUE_STOPPED, qi);
+}
+
+static void queue_try_start(struct vhd_vu_dev *dev, unsigned qi)
+{
+	struct vu_queue *q = &dev->q[qi];
+	if (q->vq || !dev->mem || !q->num || !q->addr_set || !q->kick_set || !q->enabled)
+		return;
+	bool packed = dev->features & VHD_BIT(VIRTIO_F_RING_PACKED);
+	size_t dsz = (size_t)q->num * 16;
+	size_t asz = packed ? sizeof(struct pvirtq_event_suppress) : virtq_avail_size(q->num);
+	size_t usz = packed ? sizeof(struct pvirtq_event_suppress) : virtq_used_size(q->num);
+	void *desc = vhd_mem_user_to_host(dev->mem, q->desc_ua, dsz);
+	void *avail = vhd_mem_user_to_host(dev->mem, q->avail_ua, asz);
+	void *used = vhd_mem_user_to_host(dev->mem, q->used_ua, usz);
+	if (!desc || !avail || !used) {
+		vu_err(dev, "%s: queue %u: ring %s at 0x%llx is not in guest memory", dev->name, qi,
+		       !desc ? "descriptors" : !avail ? "driver area" : "device area",
+		       (unsigned long long)(!desc ? q->desc_ua : !avail ? q->avail_ua : q->used_ua));
+		return;
+	}
+	char name[48];
+	snprintf(name, sizeof(name), "%s q%u", dev->name, qi);
+	struct vhd_vq_config c = {
+		.side = VHD_VQ_DEVICE,
+		.num = (uint16_t)q->num,
+		.features = dev->features,
+		.desc = desc,
+		.driver = avail,
+		.device = used,
+		.mem = dev->mem,
+		.base = q->base,
+		.name = name,
+	};
+	int rc = vhd_vq_create(&c, &q->vq);
+	if (rc < 0) {
+		vu_err(dev, "%s: queue %u: cannot start (size %u%s, base 0x%x): %s", dev->name, qi, q->num,
+		       packed ? " packed" : " split", q->base, strerror(-rc));
+		q->vq = NULL;
+		return;
+	}
+	/* The data path polls: ask the driver not to kick. */
+	vhd_vq_disable_notify(q->vq);
+	queue_resume(q);
+	emit(dev, VHD_VU_QUEUE_STARTED, qi);
+}
+
+/* Memory table and feature changes stop every queue, then start again whichever can. */
+static void queues_stop_all(struct vhd_vu_dev *dev)
+{
+	for (unsigned i = 0; i < dev->nq; i++)
+		queue_stop(dev, i);
+}
+
+static void queues_start_all(struct vhd_vu_dev *dev)
+{
+	for (unsigned i = 0; i < dev->nq; i++)
+		queue_try_start(dev, i);
+}
+
+static void queue_reset(struct vhd_vu_dev *dev, unsigned qi)
+{
+	struct vu_queue *q = &dev->q[qi];
+	queue_stop(dev, qi);
+	close_fd(&q->call_fd);
+	close_fd(&q->kick_fd);
+	close_fd(&q->err_fd);
+	q->num = 0;
+	q->base = 0;
+	q->addr_set = q->kick_set = q->enabled = false;
+}
+
+/* Back to the state of a fresh connection (RESET_OWNER, RESET_DEVICE, disconnect). */
+static void device_reset(struct vhd_vu_dev *dev, bool keep_mem)
+{
+	for (unsigned i = 0; i < dev->nq; i++)
+		queue_reset(dev, i);
+	dev->features = 0;
+	dev->status = 0;
+	if (!keep_mem) {
+		vhd_mem_destroy(dev->mem);
+		dev->mem = NULL;
+	}
+}
+
+/* ---------------------------------------------------------------- replies */
+
+static int send_reply(struct vhd_vu_dev *dev, const struct vhu_msg *req, const void *payload, uint32_t size)
+{
+	struct vhu_msg r;
+	memset(&r.hdr, 0, sizeof(r.hdr));
+	r.hdr.request = req->hdr.request;
+	r.hdr.flags = VHOST_USER_VERSION | VHOST_USER_REPLY_MASK;
+	r.hdr.size = size;
+	if (size)
+		memcpy(&r.p, payload, size);
+	r.nfds = 0;
+	int rc = vhu_msg_send(dev->conn_fd, &r);
+	return rc < 0 ? VU_FATAL : 0;
+}
+
+static int reply_u64(struct vhd_vu_dev *dev, const struct vhu_msg *req, uint64_t v)
+{
+	return send_reply(dev, req, &v, sizeof(v));
+}
+
+/* ---------------------------------------------------------------- handlers */
+
+/* Queue index from a message, checked as the 32-bit value it arrived as. */
+static int queue_index(struct vhd_vu_dev *dev, const char *what, uint32_t idx)
+{
+	if (idx >= dev->nq) {
+		vu_err(dev, "%s: %s: vring index %u out of range (%u queues)", dev->name, what, idx, dev->nq);
+		return -ERANGE;
+	}
+	return (int)idx;
+}
+
+static int h_get_features(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	return reply_u64(dev, m, dev->offered);
+}
+
+static int h_set_features(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	uint64_t f = m->p.u64;
+	if (f & ~dev->offered) {
+		vu_err(dev, "%s: SET_FEATURES: front-end accepted features not offered: 0x%llx", dev->name,
+		       (unsigned long long)(f & ~dev->offered));
+		return -EINVAL;
+	}
+	if (f == dev->features)
+		return 0;
+	queues_stop_all(dev);
+	dev->features = f;
+	queues_start_all(dev);
+	return 0;
+}
+
+static int h_set_owner(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	(void)m;
+	dev->owner = true;
+	return 0;
+}
+
+static int h_reset_owner(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	(void)m;
+	device_reset(dev, false);
+	dev->owner = false;
+	return 0;
+}
+
+static int h_reset_device(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	(void)m;
+	device_reset(dev, true);
+	return 0;
+}
+
+static int h_set_mem_table(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	struct vhd_mem *mem;
+	if (vhd_mem_create(&mem) < 0)
+		return -ENOMEM;
+	const struct vhost_user_memory *t = &m->p.memory;
+	for (unsigned i = 0; i < t->nregions; i++) {
+		const struct vhost_user_memory_region *r = &t->regions[i];
+		int fd = m->fds[i];
+		int rc = vhd_mem_map_fd(mem, fd, r->mmap_offset, r->guest_phys_addr, r->memory_size, r->userspace_addr);
+		if (rc < 0) {
+			vu_err(dev, "%s: SET_MEM_TABLE: region %u (guest 0x%llx size 0x%llx offset 0x%llx): %s", dev->name,
+			       i, (unsigned long long)r->guest_phys_addr, (unsigned long long)r->memory_size,
+			       (unsigned long long)r->mmap_offset, strerror(-rc));
+			vhd_mem_destroy(mem); /* closes the fds it took; the rest stay in m and are closed there */
+			return rc;
+		}
+		m->fds[i] = -1; /* the table owns it now */
+	}
+	queues_stop_all(dev);
+	vhd_mem_destroy(dev->mem);
+	dev->mem = mem;
+	queues_start_all(dev);
+	return 0;
+}
+
+static int h_add_mem_reg(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	const struct vhost_user_memory_region *r = &m->p.mem_reg.region;
+	queues_stop_all(dev);
+	int rc = 0;
+	if (!dev->mem)
+		rc = vhd_mem_create(&dev->mem);
+	if (rc == 0)
+		rc = vhd_mem_map_fd(dev->mem, m->fds[0], r->mmap_offset, r->guest_phys_addr, r->memory_size,
+				    r->userspace_addr);
+	if (rc == 0)
+		m->fds[0] = -1;
+	else
+		vu_err(dev, "%s: ADD_MEM_REG: region guest 0x%llx size 0x%llx: %s", dev->name,
+		       (unsigned long long)r->guest_phys_addr, (unsigned long long)r->memory_size, strerror(-rc));
+	queues_start_all(dev);
+	return rc;
+}
+
+static int h_rem_mem_reg(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	const struct vhost_user_memory_region *r = &m->p.mem_reg.region;
+	queues_stop_all(dev);
+	int rc = dev->mem ? vhd_mem_remove(dev->mem, r->guest_phys_addr, r->memory_size) : -ENOENT;
+	if (rc < 0)
+		vu_err(dev, "%s: REM_MEM_REG: no region at guest 0x%llx size 0x%llx", dev->name,
+		       (unsigned long long)r->guest_phys_addr, (unsigned long long)r->memory_size);
+	queues_start_all(dev);
+	return rc;
+}
+
+static int h_get_max_mem_slots(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	return reply_u64(dev, m, VHD_MEM_MAX_REGIONS);
+}
+
+static int h_set_vring_num(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	int qi = queue_index(dev, "SET_VRING_NUM", m->p.state.index);
+	if (qi < 0)
+		return qi;
+	uint32_t num = m->p.state.num;
+	if (num == 0 || num > VIRTQ_MAX_SIZE) {
+		vu_err(dev, "%s: SET_VRING_NUM: queue %d size %u out of range", dev->name, qi, num);
+		return -EINVAL;
+	}
+	queue_stop(dev, (unsigned)qi);
+	dev->q[qi].num = num;
+	queue_try_start(dev, (unsigned)qi);
+	return 0;
+}
+
+static int h_set_vring_addr(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	const struct vhost_vring_addr *a = &m->p.addr;
+	int qi = queue_index(dev, "SET_VRING_ADDR", a->index);
+	if (qi < 0)
+		return qi;
+	struct vu_queue *q = &dev->q[qi];
+	queue_stop(dev, (unsigned)qi);
+	q->desc_ua = a->desc_user_addr;
+	q->avail_ua = a->avail_user_addr;
+	q->used_ua = a->used_user_addr;
+	q->addr_set = true;
+	queue_try_start(dev, (unsigned)qi);
+	return 0;
+}
+
+static int h_set_vring_base(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	int qi = queue_index(dev, "SET_VRING_BASE", m->p.state.index);
+	if (qi < 0)
+		return qi;
+	if (m->p.state.num > UINT16_MAX) {
+		vu_err(dev, "%s: SET_VRING_BASE: queue %d base %u does not fit 16 bits", dev->name, qi, m->p.state.num);
+		return -EINVAL;
+	}
+	queue_stop(dev, (unsigned)qi);
+	dev->q[qi].base = (uint16_t)m->p.state.num;
+	queue_try_start(dev, (unsigned)qi);
+	return 0;
+}
+
+static int h_get_vring_base(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	int qi = queue_index(dev, "GET_VRING_BASE", m->p.state.index);
+	if (qi < 0)
+		return qi;
+	struct vu_queue *q = &dev->q[qi];
+	/* Stops the ring (vhost-user.rst); with QEMU 7.2+ SET_VRING_ENABLE(0) may already have. */
+	queue_stop(dev, (unsigned)qi);
+	q->kick_set = false;
+	close_fd(&q->kick_fd);
+	struct vhost_vring_state st = {(uint32_t)qi, q->base};
+	return send_reply(dev, m, &st, sizeof(st));
+}
+
+/* SET_VRING_KICK/CALL/ERR: fd or NOFD in the u64. Returns the index, or -errno. */
+static int vring_fd_msg(struct vhd_vu_dev *dev, struct vhu_msg *m, const char *what, int *fd)
+{
+	if (m->p.u64 & ~(uint64_t)(VHOST_USER_VRING_IDX_MASK | VHOST_USER_VRING_NOFD)) {
+		vu_err(dev, "%s: %s: unknown bits in 0x%llx", dev->name, what, (unsigned long long)m->p.u64);
+		return -EINVAL;
+	}
+	int qi = queue_index(dev, what, (uint32_t)(m->p.u64 & VHOST_USER_VRING_IDX_MASK));
+	if (qi < 0)
+		return qi;
+	*fd = (m->p.u64 & VHOST_USER_VRING_NOFD) ? -1 : vhu_msg_take_fd(m, 0);
+	return qi;
+}
+
+static int h_set_vring_kick(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	int fd, qi = vring_fd_msg(dev, m, "SET_VRING_KICK", &fd);
+	if (qi < 0)
+		return qi;
+	struct vu_queue *q = &dev->q[qi];
+	queue_stop(dev, (unsigned)qi);
+	close_fd(&q->kick_fd);
+	q->kick_fd = fd; /* -1: the front-end expects us to poll */
+	q->kick_set = true;
+	/* Without PROTOCOL_FEATURES a ring is enabled once it is kicked (vhost-user.rst, "Ring states"). */
+	if (!(dev->features & VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES)))
+		q->enabled = true;
+	queue_try_start(dev, (unsigned)qi);
+	return 0;
+}
+
+static int h_set_vring_call(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	int fd, qi = vring_fd_msg(dev, m, "SET_VRING_CALL", &fd);
+	if (qi < 0)
+		return qi;
+	struct vu_queue *q = &dev->q[qi];
+	/* The data path writes the call fd inside a burst: swap it only between bursts. */
+	bool running = queue_pause(q);
+	close_fd(&q->call_fd);
+	q->call_fd = fd;
+	if (running)
+		queue_resume(q);
+	return 0;
+}
+
+static int h_set_vring_err(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	int fd, qi = vring_fd_msg(dev, m, "SET_VRING_ERR", &fd);
+	if (qi < 0)
+		return qi;
+	close_fd(&dev->q[qi].err_fd);
+	dev->q[qi].err_fd = fd;
+	return 0;
+}
+
+static int h_get_protocol_features(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	return reply_u64(dev, m, dev->proto_offered);
+}
+
+static int h_set_protocol_features(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	if (m->p.u64 & ~dev->proto_offered) {
+		vu_err(dev, "%s: SET_PROTOCOL_FEATURES: bits not offered: 0x%llx", dev->name,
+		       (unsigned long long)(m->p.u64 & ~dev->proto_offered));
+		return -EINVAL;
+	}
+	dev->proto = m->p.u64;
+	return 0;
+}
+
+static int h_get_queue_num(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	/* Queue pairs, as QEMU's vhost-user net client compares it with its queues= (and DPDK answers). */
+	return reply_u64(dev, m, dev->nq / 2);
+}
+
+static int h_set_vring_enable(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	int qi = queue_index(dev, "SET_VRING_ENABLE", m->p.state.index);
+	if (qi < 0)
+		return qi;
+	if (m->p.state.num > 1) {
+		vu_err(dev, "%s: SET_VRING_ENABLE: queue %d: state %u is neither 0 nor 1", dev->name, qi,
+		       m->p.state.num);
+		return -EINVAL;
+	}
+	struct vu_queue *q = &dev->q[qi];
+	q->enabled = m->p.state.num == 1;
+	if (q->enabled)
+		queue_try_start(dev, (unsigned)qi);
+	else
+		queue_stop(dev, (unsigned)qi);
+	return 0;
+}
+
+static int h_send_rarp(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	memcpy(dev->rarp_mac, &m->p.u64, sizeof(dev->rarp_mac));
+	vhd_log(VHD_LOG_INFO, "%s: SEND_RARP for %02x:%02x:%02x:%02x:%02x:%02x", dev->name, dev->rarp_mac[0],
+		dev->rarp_mac[1], dev->rarp_mac[2], dev->rarp_mac[3], dev->rarp_mac[4], dev->rarp_mac[5]);
+	return 0;
+}
+
+static int h_net_set_mtu(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	if (m->p.u64 < 68 || m->p.u64 > 65535) {
+		vu_err(dev, "%s: NET_SET_MTU: %llu outside 68..65535", dev->name, (unsigned long long)m->p.u64);
+		return -EINVAL;
+	}
+	dev->mtu = (uint16_t)m->p.u64;
+	return 0;
+}
+
+static int h_set_backend_req_fd(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	close_fd(&dev->backend_req_fd);
+	dev->backend_req_fd = vhu_msg_take_fd(m, 0);
+	return 0;
+}
+
+static void net_config(const struct vhd_vu_dev *dev, struct virtio_net_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	memcpy(c->mac, dev->cfg.mac, sizeof(c->mac));
+	c->status = VIRTIO_NET_S_LINK_UP;
+	c->max_virtqueue_pairs = (uint16_t)(dev->nq / 2);
+	c->mtu = dev->mtu;
+	c->speed = UINT32_MAX; /* unknown */
+	c->duplex = 0xff;      /* unknown */
+}
+
+static int h_get_config(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	struct vhost_user_config *c = &m->p.config;
+	struct virtio_net_config nc;
+	net_config(dev, &nc);
+	if (c->offset > sizeof(nc) || c->size > sizeof(nc) - c->offset) {
+		vu_err(dev, "%s: GET_CONFIG: bytes %u+%u beyond the %zu-byte config space", dev->name, c->offset,
+		       c->size, sizeof(nc));
+		return send_reply(dev, m, NULL, 0); /* an empty reply is the failure answer */
+	}
+	struct vhost_user_config out = {.offset = c->offset, .size = c->size, .flags = c->flags};
+	memcpy(out.region, (const uint8_t *)&nc + c->offset, c->size);
+	return send_reply(dev, m, &out, 12 + c->size);
+}
+
+static int h_set_config(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	vu_err(dev, "%s: SET_CONFIG: the virtio-net config space is read-only here (offset %u size %u)",
+	       dev->name, m->p.config.offset, m->p.config.size);
+	return -EPERM;
+}
+
+static int h_set_status(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	if (m->p.u64 > 0xff) {
+		vu_err(dev, "%s: SET_STATUS: 0x%llx does not fit the 8-bit status", dev->name,
+		       (unsigned long long)m->p.u64);
+		return -EINVAL;
+	}
+	dev->status = (uint8_t)m->p.u64;
+	if (dev->status == 0) /* a status write of 0 resets the device (virtio 1.2, 2.1) */
+		device_reset(dev, true);
+	emit(dev, VHD_VU_STATUS, 0);
+	return 0;
+}
+
+static int h_get_status(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	return reply_u64(dev, m, dev->status);
+}
+
+/* One handler per request, indexed by request id; NULL means "not supported by this back-end". */
+static int (*const handlers[VHOST_USER_REQUEST_MAX])(struct vhd_vu_dev *, struct vhu_msg *) = {
+	[VHOST_USER_GET_FEATURES] = h_get_features,
+	[VHOST_USER_SET_FEATURES] = h_set_features,
+	[VHOST_USER_SET_OWNER] = h_set_owner,
+	[VHOST_USER_RESET_OWNER] = h_reset_owner,
+	[VHOST_USER_SET_MEM_TABLE] = h_set_mem_table,
+	[VHOST_USER_SET_VRING_NUM] = h_set_vring_num,
+	[VHOST_USER_SET_VRING_ADDR] = h_set_vring_addr,
+	[VHOST_USER_SET_VRING_BASE] = h_set_vring_base,
+	[VHOST_USER_GET_VRING_BASE] = h_get_vring_base,
+	[VHOST_USER_SET_VRING_KICK] = h_set_vring_kick,
+	[VHOST_USER_SET_VRING_CALL] = h_set_vring_call,
+	[VHOST_USER_SET_VRING_ERR] = h_set_vring_err,
+	[VHOST_USER_GET_PROTOCOL_FEATURES] = h_get_protocol_features,
+	[VHOST_USER_SET_PROTOCOL_FEATURES] = h_set_protocol_features,
+	[VHOST_USER_GET_QUEUE_NUM] = h_get_queue_num,
+	[VHOST_USER_SET_VRING_ENABLE] = h_set_vring_enable,
+	[VHOST_USER_SEND_RARP] = h_send_rarp,
+	[VHOST_USER_NET_SET_MTU] = h_net_set_mtu,
+	[VHOST_USER_SET_BACKEND_REQ_FD] = h_set_backend_req_fd,
+	[VHOST_USER_GET_CONFIG] = h_get_config,
+	[VHOST_USER_SET_CONFIG] = h_set_config,
+	[VHOST_USER_RESET_DEVICE] = h_reset_device,
+	[VHOST_USER_GET_MAX_MEM_SLOTS] = h_get_max_mem_slots,
+	[VHOST_USER_ADD_MEM_REG] = h_add_mem_reg,
+	[VHOST_USER_REM_MEM_REG] = h_rem_mem_reg,
+	[VHOST_USER_SET_STATUS] = h_set_status,
+	[VHOST_USER_GET_STATUS] = h_get_status,
+};
+
+/* Requests whose answer is a reply of its own, so REPLY_ACK adds nothing. */
+static bool has_reply(uint32_t req)
+{
+	switch (req) {
+	case VHOST_USER_GET_FEATURES:
+	case VHOST_USER_GET_PROTOCOL_FEATURES:
+	case VHOST_USER_GET_VRING_BASE:
+	case VHOST_USER_GET_QUEUE_NUM:
+	case VHOST_USER_GET_CONFIG:
+	case VHOST_USER_GET_MAX_MEM_SLOTS:
+	case VHOST_USER_GET_STATUS:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Messages whose protocol feature we do not offer, and which therefore must not arrive. */
+static bool offered_request(const struct vhd_vu_dev *dev, uint32_t req)
+{
+	switch (req) {
+	case VHOST_USER_GET_MAX_MEM_SLOTS:
+	case VHOST_USER_ADD_MEM_REG:
+	case VHOST_USER_REM_MEM_REG:
+		return dev->proto & VHD_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+	case VHOST_USER_SET_STATUS:
+	case VHOST_USER_GET_STATUS:
+		return dev->proto & VHD_BIT(VHOST_USER_PROTOCOL_F_STATUS);
+	case VHOST_USER_GET_CONFIG:
+	case VHOST_USER_SET_CONFIG:
+		return dev->proto & VHD_BIT(VHOST_USER_PROTOCOL_F_CONFIG);
+	case VHOST_USER_RESET_DEVICE:
+		return dev->proto & VHD_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE);
+	default:
+		return true;
+	}
+}
+
+static int handle(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	const struct vhu_req_info *ri = vhu_req_info(m->hdr.request);
+	const char *why;
+	int rc;
+	if (vhu_msg_validate(m, &why) < 0) {
+		vu_err(dev, "%s: %s (%u): %s (%u payload bytes, %u fds)", dev->name, ri->name, m->hdr.request, why,
+		       m->hdr.size, m->nfds);
+		rc = -EINVAL;
+	} else if (m->hdr.request >= VHOST_USER_REQUEST_MAX || !handlers[m->hdr.request]) {
+		vu_err(dev, "%s: %s (%u) is not supported by this back-end", dev->name, ri->name, m->hdr.request);
+		rc = -ENOTSUP;
+	} else if (!offered_request(dev, m->hdr.request)) {
+		vu_err(dev, "%s: %s sent without negotiating its protocol feature", dev->name, ri->name);
+		rc = -ENOTSUP;
+	} else {
+		rc = handlers[m->hdr.request](dev, m);
+		if (rc == VU_FATAL)
+			return VU_FATAL;
+	}
+	/* A request that expects a reply gets one even when refused, or the front-end would wait forever. */
+	if (has_reply(m->hdr.request) && rc < 0 && rc != VU_FATAL) {
+		if (send_reply(dev, m, NULL, 0) == VU_FATAL)
+			return VU_FATAL;
+	} else if ((m->hdr.flags & VHOST_USER_NEED_REPLY) && (dev->proto & VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK)) &&
+		   !has_reply(m->hdr.request)) {
+		if (reply_u64(dev, m, rc < 0 ? 1 : 0) == VU_FATAL)
+			return VU_FATAL;
+	}
+	return rc;
+}
+
+/* ---------------------------------------------------------------- connection */
+
+static void now_plus_ms(struct timespec *t, unsigned ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, t);
+	t->tv_sec += ms / 1000;
+	t->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (t->tv_nsec >= 1000000000L) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000L;
+	}
+}
+
+static void set_conn(struct vhd_vu_dev *dev, int fd)
+{
+	struct timeval tv = {VU_RCV_TIMEOUT_MS / 1000, (VU_RCV_TIMEOUT_MS % 1000) * 1000};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	dev->conn_fd = fd;
+	dev->proto = 0;
+	dev->owner = false;
+	dev->backoff_ms = dev->cfg.reconnect_min_ms;
+	vhd_log(VHD_LOG_INFO, "%s: front-end connected", dev->name);
+	emit(dev, VHD_VU_CONNECTED, 0);
+}
+
+static void disconnect(struct vhd_vu_dev *dev, int why)
+{
+	if (dev->conn_fd < 0)
+		return;
+	device_reset(dev, false);
+	close_fd(&dev->backend_req_fd);
+	close_fd(&dev->conn_fd);
+	dev->proto = 0;
+	vhd_log(VHD_LOG_INFO, "%s: front-end disconnected (%s)", dev->name, strerror(why < 0 ? -why : why));
+	emit(dev, VHD_VU_DISCONNECTED, 0);
+	if (dev->cfg.client)
+		now_plus_ms(&dev->next_try, dev->backoff_ms);
+}
+
+static int fill_addr(const char *path, struct sockaddr_un *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa->sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa->sun_path, path);
+	return 0;
+}
+
+static int start_listen(struct vhd_vu_dev *dev)
+{
+	struct sockaddr_un sa;
+	int rc = fill_addr(dev->path, &sa);
+	if (rc < 0)
+		return rc;
+	/* A socket file left by a previous run would make bind fail; anything else at the path is not ours. */
+	struct stat st;
+	if (lstat(dev->path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(dev->path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	dev->listen_fd = fd;
+	return 0;
+}
+
+static void try_connect(struct vhd_vu_dev *dev)
+{
+	struct sockaddr_un sa;
+	if (fill_addr(dev->path, &sa) < 0)
+		return;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		set_conn(dev, fd);
+		return;
+	}
+	if (fd >= 0)
+		close(fd);
+	now_plus_ms(&dev->next_try, dev->backoff_ms);
+	unsigned next = dev->backoff_ms * 2;
+	dev->backoff_ms = next > dev->cfg.reconnect_max_ms ? dev->cfg.reconnect_max_ms : next;
+}
+
+int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
+{
+	if (!cfg->path || !*cfg->path || cfg->max_queue_pairs == 0 || cfg->max_queue_pairs > VHD_VU_MAX_QUEUE_PAIRS)
+		return -EINVAL;
+	struct vhd_vu_dev *dev = aligned_alloc(64, (sizeof(*dev) + 63) & ~(size_t)63);
+	if (!dev)
+		return -ENOMEM;
+	memset(dev, 0, sizeof(*dev));
+	dev->cfg = *cfg;
+	if (strlen(cfg->path) >= sizeof(dev->path)) {
+		free(dev);
+		return -ENAMETOOLONG;
+	}
+	strcpy(dev->path, cfg->path);
+	dev->cfg.path = dev->path;
+	snprintf(dev->name, sizeof(dev->name), "%s", cfg->name ? cfg->name : "vhost-user");
+	dev->cfg.name = dev->name;
+	if (!dev->cfg.reconnect_min_ms)
+		dev->cfg.reconnect_min_ms = 100;
+	if (!dev->cfg.reconnect_max_ms)
+		dev->cfg.reconnect_max_ms = 5000;
+	dev->backoff_ms = dev->cfg.reconnect_min_ms;
+	dev->listen_fd = dev->conn_fd = dev->backend_req_fd = -1;
+	dev->nq = 2u * cfg->max_queue_pairs;
+	dev->offered = (cfg->features ? cfg->features : vhd_vu_default_features()) |
+		       VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES);
+	if (cfg->max_queue_pairs == 1)
+		dev->offered &= ~VHD_BIT(VIRTIO_NET_F_MQ);
+	if (cfg->mtu)
+		dev->offered |= VHD_BIT(VIRTIO_NET_F_MTU);
+	static const uint8_t zero[6];
+	if (memcmp(cfg->mac, zero, 6))
+		dev->offered |= VHD_BIT(VIRTIO_NET_F_MAC);
+	dev->proto_offered = default_protocol_features();
+	dev->mtu = cfg->mtu;
+	for (unsigned i = 0; i < VU_MAX_QUEUES; i++) {
+		dev->q[i].call_fd = dev->q[i].kick_fd = dev->q[i].err_fd = -1;
+		atomic_init(&dev->q[i].ready, 0);
+		atomic_init(&dev->q[i].busy, 0);
+	}
+	if (!cfg->client) {
+		int rc = start_listen(dev);
+		if (rc < 0) {
+			free(dev);
+			return rc;
+		}
+	} else {
+		try_connect(dev);
+	}
+	*out = dev;
+	return 0;
+}
+
+void vhd_vu_dev_destroy(struct vhd_vu_dev *dev)
+{
+	if (!dev)
+		return;
+	disconnect(dev, ESHUTDOWN);
+	device_reset(dev, false);
+	if (dev->listen_fd >= 0) {
+		close_fd(&dev->listen_fd);
+		unlink(dev->path);
+	}
+	free(dev);
+}
+
+unsigned vhd_vu_dev_pollfds(struct vhd_vu_dev *dev, struct pollfd *fds, unsigned max)
+{
+	if (max == 0)
+		return 0;
+	int fd = dev->conn_fd >= 0 ? dev->conn_fd : dev->listen_fd;
+	if (fd < 0)
+		return 0;
+	fds[0] = (struct pollfd){.fd = fd, .events = POLLIN};
+	return 1;
+}
+
+int vhd_vu_dev_timeout_ms(struct vhd_vu_dev *dev)
+{
+	if (!dev->cfg.client || dev->conn_fd >= 0)
+		return -1;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	long long ms = (long long)(dev->next_try.tv_sec - now.tv_sec) * 1000 +
+		       (dev->next_try.tv_nsec - now.tv_nsec) / 1000000;
+	return ms < 0 ? 0 : (int)ms;
+}
+
+static bool readable(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	return poll(&p, 1, 0) > 0;
+}
+
+int vhd_vu_dev_dispatch(struct vhd_vu_dev *dev)
+{
+	if (dev->conn_fd < 0) {
+		if (!dev->cfg.client) {
+			int fd = accept4(dev->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd >= 0)
+				set_conn(dev, fd);
+		} else if (vhd_vu_dev_timeout_ms(dev) == 0) {
+			try_connect(dev);
+		}
+		return 0;
+	}
+	for (unsigned n = 0; n < VU_DISPATCH_BUDGET && dev->conn_fd >= 0 && readable(dev->conn_fd); n++) {
+		struct vhu_msg m;
+		int rc = vhu_msg_recv(dev->conn_fd, &m);
+		if (rc == -EBADMSG) {
+			vu_err(dev, "%s: message with more than %d fds refused", dev->name, VHOST_USER_MAX_FDS);
+			continue;
+		}
+		if (rc < 0) {
+			if (rc == -EPROTO)
+				vu_err(dev, "%s: malformed message header (request %u, flags 0x%x, size %u): closing",
+				       dev->name, m.hdr.request, m.hdr.flags, m.hdr.size);
+			else if (rc == -EAGAIN)
+				vu_err(dev, "%s: message payload did not arrive within %d ms: closing", dev->name,
+				       VU_RCV_TIMEOUT_MS);
+			disconnect(dev, rc);
+			return rc;
+		}
+		rc = handle(dev, &m);
+		vhu_msg_close_fds(&m);
+		if (rc == VU_FATAL) {
+			disconnect(dev, EPIPE);
+			return -EPIPE;
+		}
+	}
+	return 0;
+}
+
+bool vhd_vu_dev_connected(const struct vhd_vu_dev *dev)
+{
+	return dev->conn_fd >= 0;
+}
+
+uint64_t vhd_vu_dev_features(const struct vhd_vu_dev *dev)
+{
+	return dev->features;
+}
+
+unsigned vhd_vu_dev_num_queues(const struct vhd_vu_dev *dev)
+{
+	return dev->nq;
+}
+
+struct vhd_vq *vhd_vu_queue_acquire(struct vhd_vu_dev *dev, unsigned qidx)
+{
+	if (qidx >= dev->nq)
+		return NULL;
+	struct vu_queue *q = &dev->q[qidx];
+	/* seq_cst store then load: pairs with queue_pause() (see there). */
+	atomic_store(&q->busy, 1);
+	if (!atomic_load(&q->ready)) {
+		atomic_store_explicit(&q->busy, 0, memory_order_release);
+		return NULL;
+	}
+	return q->vq;
+}
+
+void vhd_vu_queue_release(struct vhd_vu_dev *dev, unsigned qidx)
+{
+	/* Release: the burst's ring accesses finish before queue_pause() sees busy == 0 and changes the queue. */
+	atomic_store_explicit(&dev->q[qidx].busy, 0, memory_order_release);
+}
+
+int vhd_vu_queue_notify(struct vhd_vu_dev *dev, unsigned qidx)
+{
+	int fd = dev->q[qidx].call_fd;
+	if (fd < 0)
+		return 0;
+	uint64_t one = 1;
+	if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		return -errno;
+	return 0;
+}

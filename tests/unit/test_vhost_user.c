@@ -1,0 +1,598 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhost-user back-end, driven by a hand-written front-end in the same process: real unix sockets, real fds
+ * (memfd guest memory, eventfds), every message built byte by byte. The test plays the guest too: it runs a
+ * driver-side virtqueue over the memfd and checks what the back-end's queue sees.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "harness.h"
+#include "spec/virtio_config.h"
+#include "spec/virtio_net.h"
+#include "vhost_user/msg.h"
+#include "vhostd/log.h"
+#include "vhostd/vhost_user.h"
+#include "vhostd/virtq.h"
+
+#define MEM_SIZE (2u << 20)
+#define GPA 0x100000000ull /* guest addresses differ from the front-end's virtual addresses */
+#define QSZ 64
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	CHECK(d != NULL);
+	int n = 0;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static int count_maps(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	CHECK(f != NULL);
+	int n = 0, c;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+/* ------------------------------------------------------------------ rig */
+
+struct events {
+	int started[8], stopped[8], connected, disconnected, status;
+};
+
+static void on_event(struct vhd_vu_dev *dev, enum vhd_vu_event ev, unsigned q, void *opaque)
+{
+	struct events *e = opaque;
+	(void)dev;
+	switch (ev) {
+	case VHD_VU_CONNECTED:
+		e->connected++;
+		break;
+	case VHD_VU_DISCONNECTED:
+		e->disconnected++;
+		break;
+	case VHD_VU_QUEUE_STARTED:
+		e->started[q & 7]++;
+		break;
+	case VHD_VU_QUEUE_STOPPED:
+		e->stopped[q & 7]++;
+		break;
+	case VHD_VU_STATUS:
+		e->status++;
+		break;
+	}
+}
+
+static int log_errors;
+static void count_log(enum vhd_log_level l, const char *msg, void *o)
+{
+	(void)o;
+	if (l == VHD_LOG_ERR)
+		log_errors++;
+	if (getenv("VHD_TEST_VERBOSE"))
+		fprintf(stderr, "log: %s\n", msg);
+}
+
+struct rig {
+	char path[108];
+	struct vhd_vu_dev *dev;
+	struct events ev;
+	int fe; /* front-end socket */
+	int memfd;
+	uint8_t *mem; /* the "guest" (and front-end) mapping */
+};
+
+static void rig_open(struct rig *r, uint16_t qp)
+{
+	memset(r, 0, sizeof(*r));
+	vhd_log_set_handler(count_log, NULL);
+	snprintf(r->path, sizeof(r->path), "/tmp/vhd-test-vu-%d.sock", getpid());
+	struct vhd_vu_config c = {.path = r->path, .max_queue_pairs = qp, .event = on_event, .opaque = &r->ev,
+				  .name = "t", .mtu = 1500};
+	CHECK_EQ(vhd_vu_dev_create(&c, &r->dev), 0);
+	r->memfd = memfd_create("guest", MFD_CLOEXEC);
+	CHECK(r->memfd >= 0);
+	CHECK(ftruncate(r->memfd, MEM_SIZE) == 0);
+	r->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd, 0);
+	CHECK(r->mem != MAP_FAILED);
+}
+
+static void rig_connect(struct rig *r)
+{
+	r->fe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	strcpy(sa.sun_path, r->path);
+	CHECK(connect(r->fe, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	CHECK_EQ(vhd_vu_dev_dispatch(r->dev), 0); /* accept */
+	CHECK(vhd_vu_dev_connected(r->dev));
+}
+
+static void rig_close(struct rig *r)
+{
+	if (r->fe >= 0)
+		close(r->fe);
+	vhd_vu_dev_destroy(r->dev);
+	munmap(r->mem, MEM_SIZE);
+	close(r->memfd);
+}
+
+static struct vhu_msg mk(uint32_t req, uint32_t size)
+{
+	struct vhu_msg m;
+	memset(&m, 0, sizeof(m));
+	m.hdr.request = req;
+	m.hdr.flags = VHOST_USER_VERSION;
+	m.hdr.size = size;
+	return m;
+}
+
+/* Send m (fds are the caller's and stay open), let the back-end handle it. */
+static void send_msg(struct rig *r, struct vhu_msg *m)
+{
+	CHECK_EQ(vhu_msg_send(r->fe, m), 0);
+	vhd_vu_dev_dispatch(r->dev);
+}
+
+static bool reply_ready(struct rig *r)
+{
+	struct pollfd p = {.fd = r->fe, .events = POLLIN};
+	return poll(&p, 1, 0) > 0;
+}
+
+static struct vhu_msg get_reply(struct rig *r, uint32_t req)
+{
+	struct vhu_msg m;
+	CHECK(reply_ready(r));
+	CHECK_EQ(vhu_msg_recv(r->fe, &m), 0);
+	CHECK_EQ(m.hdr.request, req);
+	CHECK(m.hdr.flags & VHOST_USER_REPLY_MASK);
+	return m;
+}
+
+static uint64_t get_u64(struct rig *r, uint32_t req)
+{
+	struct vhu_msg m = mk(req, 0);
+	send_msg(r, &m);
+	m = get_reply(r, req);
+	CHECK_EQ(m.hdr.size, 8);
+	return m.p.u64;
+}
+
+static void set_u64(struct rig *r, uint32_t req, uint64_t v)
+{
+	struct vhu_msg m = mk(req, 8);
+	m.p.u64 = v;
+	send_msg(r, &m);
+}
+
+/* With REPLY_ACK negotiated: send with NEED_REPLY, return the ack (0 success). */
+static uint64_t acked(struct rig *r, struct vhu_msg *m)
+{
+	m->hdr.flags |= VHOST_USER_NEED_REPLY;
+	send_msg(r, m);
+	struct vhu_msg a = get_reply(r, m->hdr.request);
+	CHECK_EQ(a.hdr.size, 8);
+	return a.p.u64;
+}
+
+static void negotiate(struct rig *r, uint64_t extra_features, bool protocol)
+{
+	uint64_t f = get_u64(r, VHOST_USER_GET_FEATURES);
+	CHECK(f & VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES));
+	CHECK(f & VHD_BIT(VIRTIO_F_VERSION_1));
+	struct vhu_msg m = mk(VHOST_USER_SET_OWNER, 0);
+	send_msg(r, &m);
+	uint64_t want = VHD_BIT(VIRTIO_F_VERSION_1) | extra_features;
+	if (protocol) {
+		want |= VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES);
+		uint64_t p = get_u64(r, VHOST_USER_GET_PROTOCOL_FEATURES);
+		CHECK(p & VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK));
+		set_u64(r, VHOST_USER_SET_PROTOCOL_FEATURES, p);
+	}
+	set_u64(r, VHOST_USER_SET_FEATURES, want);
+	CHECK(vhd_vu_dev_features(r->dev) == want);
+}
+
+static void set_mem_table(struct rig *r)
+{
+	struct vhu_msg m = mk(VHOST_USER_SET_MEM_TABLE, 8 + 32);
+	m.p.memory.nregions = 1;
+	m.p.memory.regions[0] = (struct vhost_user_memory_region){GPA, MEM_SIZE, (uintptr_t)r->mem, 0};
+	m.fds[0] = r->memfd;
+	m.nfds = 1;
+	send_msg(r, &m);
+}
+
+struct guest_q {
+	struct vhd_vq *vq;
+	struct vhd_vq_layout lay;
+	size_t off;
+	int kick, call;
+};
+
+/* Lay out a queue at off in guest memory and describe it to the back-end (everything but the enable). */
+static void setup_queue(struct rig *r, unsigned qi, struct guest_q *g, size_t off, bool packed, bool nofd_kick)
+{
+	memset(r->mem + off, 0, 64 * 1024);
+	CHECK_EQ(vhd_vq_layout(packed, QSZ, &g->lay), 0);
+	g->off = off;
+	struct vhd_vq_config c = {
+		.side = VHD_VQ_DRIVER, .num = QSZ,
+		.features = VHD_BIT(VIRTIO_F_VERSION_1) | (packed ? VHD_BIT(VIRTIO_F_RING_PACKED) : 0),
+		.desc = r->mem + off + g->lay.desc_off, .driver = r->mem + off + g->lay.driver_off,
+		.device = r->mem + off + g->lay.device_off, .base = packed ? VHD_VQ_PACKED_BASE_INIT : 0,
+	};
+	CHECK_EQ(vhd_vq_create(&c, &g->vq), 0);
+	struct vhu_msg m = mk(VHOST_USER_SET_VRING_NUM, 8);
+	m.p.state = (struct vhost_vring_state){qi, QSZ};
+	send_msg(r, &m);
+	m = mk(VHOST_USER_SET_VRING_BASE, 8);
+	m.p.state = (struct vhost_vring_state){qi, packed ? VHD_VQ_PACKED_BASE_INIT : 0};
+	send_msg(r, &m);
+	m = mk(VHOST_USER_SET_VRING_ADDR, 40);
+	uintptr_t base = (uintptr_t)r->mem + off;
+	m.p.addr = (struct vhost_vring_addr){qi, 0, base + g->lay.desc_off, base + g->lay.device_off,
+					     base + g->lay.driver_off, 0};
+	send_msg(r, &m);
+	g->call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	m = mk(VHOST_USER_SET_VRING_CALL, 8);
+	m.p.u64 = qi;
+	m.fds[0] = g->call;
+	m.nfds = 1;
+	send_msg(r, &m);
+	g->kick = nofd_kick ? -1 : eventfd(0, EFD_CLOEXEC);
+	m = mk(VHOST_USER_SET_VRING_KICK, 8);
+	m.p.u64 = qi | (nofd_kick ? VHOST_USER_VRING_NOFD : 0);
+	if (!nofd_kick) {
+		m.fds[0] = g->kick;
+		m.nfds = 1;
+	}
+	send_msg(r, &m);
+}
+
+static void free_queue(struct guest_q *g)
+{
+	vhd_vq_destroy(g->vq);
+	close(g->call);
+	if (g->kick >= 0)
+		close(g->kick);
+}
+
+static void enable(struct rig *r, unsigned qi, unsigned on)
+{
+	struct vhu_msg m = mk(VHOST_USER_SET_VRING_ENABLE, 8);
+	m.p.state = (struct vhost_vring_state){qi, on};
+	send_msg(r, &m);
+}
+
+/* Guest adds one readable buffer with bytes; the back-end's queue must deliver exactly those bytes. */
+static void pass_one(struct rig *r, unsigned qi, struct guest_q *g, uint8_t tag)
+{
+	size_t boff = g->off + 32 * 1024;
+	memset(r->mem + boff, tag, 100);
+	struct vhd_vq_seg s = {GPA + boff, 100};
+	struct vhd_vq_buf b = {.segs = &s, .nout = 1, .token = (void *)1};
+	CHECK_EQ(vhd_vq_add(g->vq, &b, 1), 1);
+	struct vhd_vq *vq = vhd_vu_queue_acquire(r->dev, qi);
+	CHECK(vq != NULL);
+	struct vhd_vq_chain ch;
+	struct iovec iov[4];
+	CHECK_EQ(vhd_vq_pop(vq, &ch, 1, iov, 4), 1);
+	CHECK_EQ(ch.out_len, 100);
+	CHECK(((uint8_t *)iov[0].iov_base)[99] == tag);
+	CHECK(iov[0].iov_base != r->mem + boff); /* the back-end's own mapping */
+	struct vhd_vq_used u = {ch.id, ch.ndesc, 0};
+	CHECK_EQ(vhd_vq_push(vq, &u, 1), 1);
+	CHECK_EQ(vhd_vu_queue_notify(r->dev, qi), 0);
+	vhd_vu_queue_release(r->dev, qi);
+	struct vhd_vq_done d;
+	CHECK_EQ(vhd_vq_get(g->vq, &d, 1), 1);
+	uint64_t v;
+	CHECK(read(g->call, &v, 8) == 8 && v >= 1);
+}
+
+/* ------------------------------------------------------------------ cases */
+
+static void test_negotiation(void)
+{
+	struct rig r;
+	rig_open(&r, 2);
+	rig_connect(&r);
+	CHECK_EQ(r.ev.connected, 1);
+	negotiate(&r, VHD_BIT(VIRTIO_NET_F_MRG_RXBUF), true);
+	CHECK_EQ(get_u64(&r, VHOST_USER_GET_QUEUE_NUM), 2);
+	CHECK_EQ(get_u64(&r, VHOST_USER_GET_MAX_MEM_SLOTS), 32);
+	/* Features never offered are refused, and the refusal is acknowledged as a failure. */
+	struct vhu_msg m = mk(VHOST_USER_SET_FEATURES, 8);
+	m.p.u64 = VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VHOST_F_LOG_ALL);
+	CHECK(acked(&r, &m) != 0);
+	m = mk(VHOST_USER_NET_SET_MTU, 8);
+	m.p.u64 = 9000;
+	CHECK_EQ(acked(&r, &m), 0);
+	/* Config space: MAC, link up, queue pairs, the MTU just set. */
+	m = mk(VHOST_USER_GET_CONFIG, 12 + sizeof(struct virtio_net_config));
+	m.p.config.size = sizeof(struct virtio_net_config);
+	send_msg(&r, &m);
+	m = get_reply(&r, VHOST_USER_GET_CONFIG);
+	struct virtio_net_config nc;
+	memcpy(&nc, m.p.config.region, sizeof(nc));
+	CHECK_EQ(nc.status, VIRTIO_NET_S_LINK_UP);
+	CHECK_EQ(nc.max_virtqueue_pairs, 2);
+	CHECK_EQ(nc.mtu, 9000);
+	/* Out of range config read: an empty reply. */
+	m = mk(VHOST_USER_GET_CONFIG, 12 + 8);
+	m.p.config.offset = 20;
+	m.p.config.size = 8;
+	send_msg(&r, &m);
+	m = get_reply(&r, VHOST_USER_GET_CONFIG);
+	CHECK_EQ(m.hdr.size, 0);
+	/* Status round trip. */
+	m = mk(VHOST_USER_SET_STATUS, 8);
+	m.p.u64 = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+	CHECK_EQ(acked(&r, &m), 0);
+	CHECK_EQ(get_u64(&r, VHOST_USER_GET_STATUS), 3);
+	CHECK_EQ(r.ev.status, 1);
+	rig_close(&r);
+}
+
+/* A split or packed queue set up message by message, used by the guest, then stopped with GET_VRING_BASE. */
+static void queue_lifecycle(bool packed)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	negotiate(&r, packed ? VHD_BIT(VIRTIO_F_RING_PACKED) : 0, true);
+	set_mem_table(&r);
+	struct guest_q g;
+	setup_queue(&r, 1, &g, 0, packed, false);
+	/* PROTOCOL_FEATURES negotiated: disabled until SET_VRING_ENABLE. */
+	CHECK_EQ(r.ev.started[1], 0);
+	CHECK(vhd_vu_queue_acquire(r.dev, 1) == NULL);
+	enable(&r, 1, 1);
+	CHECK_EQ(r.ev.started[1], 1);
+	for (int i = 0; i < 3; i++)
+		pass_one(&r, 1, &g, (uint8_t)(0x40 + i));
+	/* QEMU 7.2+ order: disable, then GET_VRING_BASE, which reports where the ring stopped. */
+	enable(&r, 1, 0);
+	CHECK_EQ(r.ev.stopped[1], 1);
+	CHECK(vhd_vu_queue_acquire(r.dev, 1) == NULL);
+	struct vhu_msg m = mk(VHOST_USER_GET_VRING_BASE, 8);
+	m.p.state.index = 1;
+	send_msg(&r, &m);
+	m = get_reply(&r, VHOST_USER_GET_VRING_BASE);
+	CHECK_EQ(m.p.state.index, 1);
+	CHECK_EQ(m.p.state.num, packed ? (VHD_VQ_PACKED_BASE_INIT | 3) : 3);
+	free_queue(&g);
+	rig_close(&r);
+}
+
+static void test_queue_split(void) { queue_lifecycle(false); }
+static void test_queue_packed(void) { queue_lifecycle(true); }
+
+static void test_no_protocol_features_nofd(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	negotiate(&r, 0, false);
+	set_mem_table(&r);
+	struct guest_q g;
+	/* Without PROTOCOL_FEATURES the ring starts at the kick; NOFD means the back-end polls. */
+	setup_queue(&r, 0, &g, 0, false, true);
+	CHECK_EQ(r.ev.started[0], 1);
+	pass_one(&r, 0, &g, 7);
+	/* The memory table replaced under a running queue: it stops, then restarts on the new table. */
+	set_mem_table(&r);
+	CHECK_EQ(r.ev.stopped[0], 1);
+	CHECK_EQ(r.ev.started[0], 2);
+	pass_one(&r, 0, &g, 8);
+	free_queue(&g);
+	rig_close(&r);
+}
+
+/* Each hostile message is refused (REPLY_ACK failure), logged, and the device keeps serving. */
+static void test_hostile_messages(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	int fds0 = count_fds();
+	rig_connect(&r);
+	negotiate(&r, 0, true);
+	int errs = log_errors;
+	struct vhu_msg m;
+
+	m = mk(VHOST_USER_SET_VRING_NUM, 8);
+	m.p.state = (struct vhost_vring_state){0xffffffffu, 64};
+	CHECK(acked(&r, &m) != 0); /* index not truncated to 8 or 16 bits */
+	m.p.state = (struct vhost_vring_state){256, 64};
+	CHECK(acked(&r, &m) != 0);
+	m.p.state = (struct vhost_vring_state){0, 0};
+	CHECK(acked(&r, &m) != 0);
+	m.p.state = (struct vhost_vring_state){0, 65536};
+	CHECK(acked(&r, &m) != 0);
+	m = mk(VHOST_USER_SET_VRING_BASE, 8);
+	m.p.state = (struct vhost_vring_state){0, 0x10000};
+	CHECK(acked(&r, &m) != 0);
+	m = mk(VHOST_USER_SET_VRING_ADDR, 16); /* short payload */
+	CHECK(acked(&r, &m) != 0);
+	m = mk(VHOST_USER_SET_VRING_ENABLE, 8);
+	m.p.state = (struct vhost_vring_state){0, 2};
+	CHECK(acked(&r, &m) != 0);
+	m = mk(VHOST_USER_SET_VRING_CALL, 8); /* neither fd nor NOFD */
+	m.p.u64 = 0;
+	CHECK(acked(&r, &m) != 0);
+	m = mk(VHOST_USER_SET_VRING_KICK, 8);
+	m.p.u64 = 0x10000 | VHOST_USER_VRING_NOFD; /* stray bits */
+	CHECK(acked(&r, &m) != 0);
+
+	/* Memory tables: region wrapping the guest address space, a size past the fd's end, fd/region mismatch,
+	 * too many regions, overlapping regions. */
+	m = mk(VHOST_USER_SET_MEM_TABLE, 8 + 32);
+	m.p.memory.nregions = 1;
+	m.p.memory.regions[0] = (struct vhost_user_memory_region){UINT64_MAX - 4095, 8192, 0x1000, 0};
+	m.fds[0] = r.memfd;
+	m.nfds = 1;
+	CHECK(acked(&r, &m) != 0);
+	m.p.memory.regions[0] = (struct vhost_user_memory_region){0, MEM_SIZE, 0x1000, UINT64_MAX - 10};
+	CHECK(acked(&r, &m) != 0);
+	m.nfds = 0;
+	CHECK(acked(&r, &m) != 0);
+	m = mk(VHOST_USER_SET_MEM_TABLE, sizeof(struct vhost_user_memory));
+	m.p.memory.nregions = 9;
+	CHECK(acked(&r, &m) != 0);
+	m = mk(VHOST_USER_SET_MEM_TABLE, 8 + 64);
+	m.p.memory.nregions = 2;
+	m.p.memory.regions[0] = (struct vhost_user_memory_region){0, MEM_SIZE, 0x1000, 0};
+	m.p.memory.regions[1] = (struct vhost_user_memory_region){4096, 4096, 0x1000, 0};
+	m.fds[0] = r.memfd;
+	m.fds[1] = r.memfd;
+	m.nfds = 2;
+	CHECK(acked(&r, &m) != 0);
+
+	/* Messages for features not offered, and unknown ones. */
+	m = mk(VHOST_USER_IOTLB_MSG, sizeof(struct vhost_iotlb_msg));
+	CHECK(acked(&r, &m) != 0);
+	m = mk(VHOST_USER_SET_LOG_BASE, 16);
+	m.fds[0] = r.memfd;
+	m.nfds = 1;
+	CHECK(acked(&r, &m) != 0);
+	m = mk(200, 0);
+	CHECK(acked(&r, &m) != 0);
+	/* GET_VRING_BASE on a bad index still gets a reply (empty), so the front-end does not hang. */
+	m = mk(VHOST_USER_GET_VRING_BASE, 8);
+	m.p.state.index = 99;
+	send_msg(&r, &m);
+	m = get_reply(&r, VHOST_USER_GET_VRING_BASE);
+	CHECK_EQ(m.hdr.size, 0);
+
+	CHECK(log_errors > errs);
+	CHECK(vhd_vu_dev_connected(r.dev));
+	/* Still serving. */
+	CHECK_EQ(get_u64(&r, VHOST_USER_GET_QUEUE_NUM), 1);
+	/* No fd we sent stayed open in the back-end: only the connection itself is extra. */
+	CHECK_EQ(count_fds(), fds0 + 2);
+
+	/* A header promising an oversized payload leaves the stream unusable: the connection is closed... */
+	struct vhost_user_header h = {VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, 1u << 20};
+	CHECK(send(r.fe, &h, sizeof(h), 0) == sizeof(h));
+	CHECK(vhd_vu_dev_dispatch(r.dev) < 0);
+	CHECK(!vhd_vu_dev_connected(r.dev));
+	CHECK_EQ(r.ev.disconnected, 1);
+	close(r.fe);
+	/* ...and the next front-end is served. */
+	rig_connect(&r);
+	CHECK_EQ(get_u64(&r, VHOST_USER_GET_QUEUE_NUM), 1);
+	rig_close(&r);
+}
+
+/* A header whose payload never comes must not stall the control thread for longer than the read timeout. */
+static void test_stalled_payload(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	struct vhost_user_header h = {VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, 8};
+	CHECK(send(r.fe, &h, sizeof(h), 0) == sizeof(h));
+	CHECK(vhd_vu_dev_dispatch(r.dev) < 0);
+	CHECK(!vhd_vu_dev_connected(r.dev));
+	rig_close(&r);
+}
+
+/* Front-ends come and go 100 times with full setups: no fd or mapping is left behind. */
+static void test_reconnect_no_leak(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	int fds0 = -1, maps0 = -1;
+	for (int i = 0; i < 100; i++) {
+		rig_connect(&r);
+		negotiate(&r, (i & 1) ? VHD_BIT(VIRTIO_F_RING_PACKED) : 0, true);
+		set_mem_table(&r);
+		struct guest_q g;
+		setup_queue(&r, 0, &g, 0, i & 1, false);
+		enable(&r, 0, 1);
+		pass_one(&r, 0, &g, (uint8_t)i);
+		free_queue(&g);
+		close(r.fe);
+		r.fe = -1;
+		CHECK_EQ(vhd_vu_dev_dispatch(r.dev), -ECONNRESET);
+		CHECK(!vhd_vu_dev_connected(r.dev));
+		if (i == 1) {
+			fds0 = count_fds();
+			maps0 = count_maps();
+		} else if (i > 1) {
+			CHECK_EQ(count_fds(), fds0);
+			CHECK_EQ(count_maps(), maps0);
+		}
+	}
+	CHECK_EQ(r.ev.disconnected, 100);
+	rig_close(&r);
+}
+
+/* Client mode: the back-end connects to the front-end's socket and reconnects with back-off when it goes. */
+static void test_client_reconnect(void)
+{
+	char path[108];
+	snprintf(path, sizeof(path), "/tmp/vhd-test-vuc-%d.sock", getpid());
+	unlink(path);
+	int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	strcpy(sa.sun_path, path);
+	CHECK(bind(ls, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	CHECK(listen(ls, 1) == 0);
+	struct events ev = {0};
+	struct vhd_vu_config c = {.path = path, .client = true, .max_queue_pairs = 1, .event = on_event,
+				  .opaque = &ev, .reconnect_min_ms = 10, .reconnect_max_ms = 40};
+	struct vhd_vu_dev *dev;
+	CHECK_EQ(vhd_vu_dev_create(&c, &dev), 0);
+	for (int round = 0; round < 3; round++) {
+		/* Wait (through the library's own timeout) until it has connected. */
+		for (int i = 0; i < 200 && !vhd_vu_dev_connected(dev); i++) {
+			int t = vhd_vu_dev_timeout_ms(dev);
+			CHECK(t >= 0 && t <= 40);
+			poll(NULL, 0, t);
+			vhd_vu_dev_dispatch(dev);
+		}
+		CHECK(vhd_vu_dev_connected(dev));
+		int fe = accept(ls, NULL, NULL);
+		CHECK(fe >= 0);
+		struct vhu_msg m = mk(VHOST_USER_GET_FEATURES, 0);
+		CHECK_EQ(vhu_msg_send(fe, &m), 0);
+		CHECK_EQ(vhd_vu_dev_dispatch(dev), 0);
+		CHECK_EQ(vhu_msg_recv(fe, &m), 0);
+		CHECK(m.p.u64 & VHD_BIT(VIRTIO_F_VERSION_1));
+		close(fe);
+		CHECK(vhd_vu_dev_dispatch(dev) < 0);
+		CHECK(!vhd_vu_dev_connected(dev));
+	}
+	CHECK_EQ(ev.connected, 3);
+	CHECK_EQ(ev.disconnected, 3);
+	vhd_vu_dev_destroy(dev);
+	close(ls);
+	unlink(path);
+}
+
+static const struct th_case cases[] = {
+	{"negotiation", test_negotiation, 0},
+	{"queue_split", test_queue_split, 0},
+	{"queue_packed", test_queue_packed, 0},
+	{"no_protocol_features_nofd", test_no_protocol_features_nofd, 0},
+	{"hostile_messages", test_hostile_messages, 0},
+	{"stalled_payload", test_stalled_payload, 0},
+	{"reconnect_no_leak", test_reconnect_no_leak, 120},
+	{"client_reconnect", test_client_reconnect, 0},
+};
+TH_MAIN("test_vhost_user", cases)
