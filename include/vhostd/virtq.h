@@ -215,6 +215,14 @@ int vhd_vq_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned n);
  */
 int vhd_vq_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n);
 
+/**
+ * Driver: take back the buffers still in flight once the device is gone (disconnect, reset), so their owner
+ * can free them. Tokens come back with len 0. Works on a broken queue too; afterwards the queue must only be
+ * destroyed.
+ * @return buffers returned; call again while it returns n.
+ */
+int vhd_vq_reclaim(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n);
+
 /** Driver: buffers added and not yet collected. */
 unsigned vhd_vq_inflight(const struct vhd_vq *vq);
 

@@ -16,11 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "msg.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
@@ -52,11 +50,8 @@ struct vu_queue {
 
 struct vhd_vu_dev {
 	struct vhd_vu_config cfg;
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char name[32];
-	int listen_fd, conn_fd;
-	unsigned backoff_ms;
-	struct timespec next_try;
+	struct vhu_conn conn;
 
 	uint64_t offered, features;
 	uint64_t proto_offered, proto;
@@ -238,7 +233,7 @@ static int send_reply(struct vhd_vu_dev *dev, const struct vhu_msg *req, const v
 	if (size)
 		memcpy(&r.p, payload, size);
 	r.nfds = 0;
-	int rc = vhu_msg_send(dev->conn_fd, &r);
+	int rc = vhu_msg_send(dev->conn.fd, &r);
 	return rc < 0 ? VU_FATAL : 0;
 }
 
@@ -702,90 +697,26 @@ static int handle(struct vhd_vu_dev *dev, struct vhu_msg *m)
 
 /* ---------------------------------------------------------------- connection */
 
-static void now_plus_ms(struct timespec *t, unsigned ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, t);
-	t->tv_sec += ms / 1000;
-	t->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (t->tv_nsec >= 1000000000L) {
-		t->tv_sec++;
-		t->tv_nsec -= 1000000000L;
-	}
-}
-
-static void set_conn(struct vhd_vu_dev *dev, int fd)
+static void set_conn(struct vhd_vu_dev *dev)
 {
 	struct timeval tv = {VU_RCV_TIMEOUT_MS / 1000, (VU_RCV_TIMEOUT_MS % 1000) * 1000};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	dev->conn_fd = fd;
+	setsockopt(dev->conn.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	dev->proto = 0;
 	dev->owner = false;
-	dev->backoff_ms = dev->cfg.reconnect_min_ms;
 	vhd_log(VHD_LOG_INFO, "%s: front-end connected", dev->name);
 	emit(dev, VHD_VU_CONNECTED, 0);
 }
 
 static void disconnect(struct vhd_vu_dev *dev, int why)
 {
-	if (dev->conn_fd < 0)
+	if (dev->conn.fd < 0)
 		return;
 	device_reset(dev, false);
 	close_fd(&dev->backend_req_fd);
-	close_fd(&dev->conn_fd);
+	vhu_conn_lost(&dev->conn);
 	dev->proto = 0;
 	vhd_log(VHD_LOG_INFO, "%s: front-end disconnected (%s)", dev->name, strerror(why < 0 ? -why : why));
 	emit(dev, VHD_VU_DISCONNECTED, 0);
-	if (dev->cfg.client)
-		now_plus_ms(&dev->next_try, dev->backoff_ms);
-}
-
-static int fill_addr(const char *path, struct sockaddr_un *sa)
-{
-	memset(sa, 0, sizeof(*sa));
-	sa->sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sa->sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa->sun_path, path);
-	return 0;
-}
-
-static int start_listen(struct vhd_vu_dev *dev)
-{
-	struct sockaddr_un sa;
-	int rc = fill_addr(dev->path, &sa);
-	if (rc < 0)
-		return rc;
-	/* A socket file left by a previous run would make bind fail; anything else at the path is not ours. */
-	struct stat st;
-	if (lstat(dev->path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(dev->path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	dev->listen_fd = fd;
-	return 0;
-}
-
-static void try_connect(struct vhd_vu_dev *dev)
-{
-	struct sockaddr_un sa;
-	if (fill_addr(dev->path, &sa) < 0)
-		return;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		set_conn(dev, fd);
-		return;
-	}
-	if (fd >= 0)
-		close(fd);
-	now_plus_ms(&dev->next_try, dev->backoff_ms);
-	unsigned next = dev->backoff_ms * 2;
-	dev->backoff_ms = next > dev->cfg.reconnect_max_ms ? dev->cfg.reconnect_max_ms : next;
 }
 
 int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
@@ -797,20 +728,9 @@ int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 		return -ENOMEM;
 	memset(dev, 0, sizeof(*dev));
 	dev->cfg = *cfg;
-	if (strlen(cfg->path) >= sizeof(dev->path)) {
-		free(dev);
-		return -ENAMETOOLONG;
-	}
-	strcpy(dev->path, cfg->path);
-	dev->cfg.path = dev->path;
 	snprintf(dev->name, sizeof(dev->name), "%s", cfg->name ? cfg->name : "vhost-user");
 	dev->cfg.name = dev->name;
-	if (!dev->cfg.reconnect_min_ms)
-		dev->cfg.reconnect_min_ms = 100;
-	if (!dev->cfg.reconnect_max_ms)
-		dev->cfg.reconnect_max_ms = 5000;
-	dev->backoff_ms = dev->cfg.reconnect_min_ms;
-	dev->listen_fd = dev->conn_fd = dev->backend_req_fd = -1;
+	dev->backend_req_fd = -1;
 	dev->nq = 2u * cfg->max_queue_pairs;
 	dev->offered = (cfg->features ? cfg->features : vhd_vu_default_features()) |
 		       VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES);
@@ -828,15 +748,14 @@ int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 		atomic_init(&dev->q[i].ready, 0);
 		atomic_init(&dev->q[i].busy, 0);
 	}
-	if (!cfg->client) {
-		int rc = start_listen(dev);
-		if (rc < 0) {
-			free(dev);
-			return rc;
-		}
-	} else {
-		try_connect(dev);
+	int rc = vhu_conn_init(&dev->conn, cfg->path, cfg->client, cfg->reconnect_min_ms, cfg->reconnect_max_ms);
+	if (rc < 0) {
+		free(dev);
+		return rc;
 	}
+	dev->cfg.path = dev->conn.path;
+	if (dev->conn.fd >= 0)
+		set_conn(dev);
 	*out = dev;
 	return 0;
 }
@@ -847,33 +766,18 @@ void vhd_vu_dev_destroy(struct vhd_vu_dev *dev)
 		return;
 	disconnect(dev, ESHUTDOWN);
 	device_reset(dev, false);
-	if (dev->listen_fd >= 0) {
-		close_fd(&dev->listen_fd);
-		unlink(dev->path);
-	}
+	vhu_conn_fini(&dev->conn);
 	free(dev);
 }
 
 unsigned vhd_vu_dev_pollfds(struct vhd_vu_dev *dev, struct pollfd *fds, unsigned max)
 {
-	if (max == 0)
-		return 0;
-	int fd = dev->conn_fd >= 0 ? dev->conn_fd : dev->listen_fd;
-	if (fd < 0)
-		return 0;
-	fds[0] = (struct pollfd){.fd = fd, .events = POLLIN};
-	return 1;
+	return vhu_conn_pollfds(&dev->conn, fds, max);
 }
 
 int vhd_vu_dev_timeout_ms(struct vhd_vu_dev *dev)
 {
-	if (!dev->cfg.client || dev->conn_fd >= 0)
-		return -1;
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	long long ms = (long long)(dev->next_try.tv_sec - now.tv_sec) * 1000 +
-		       (dev->next_try.tv_nsec - now.tv_nsec) / 1000000;
-	return ms < 0 ? 0 : (int)ms;
+	return vhu_conn_timeout_ms(&dev->conn);
 }
 
 static bool readable(int fd)
@@ -884,19 +788,14 @@ static bool readable(int fd)
 
 int vhd_vu_dev_dispatch(struct vhd_vu_dev *dev)
 {
-	if (dev->conn_fd < 0) {
-		if (!dev->cfg.client) {
-			int fd = accept4(dev->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-			if (fd >= 0)
-				set_conn(dev, fd);
-		} else if (vhd_vu_dev_timeout_ms(dev) == 0) {
-			try_connect(dev);
-		}
+	if (dev->conn.fd < 0) {
+		if (vhu_conn_poll(&dev->conn))
+			set_conn(dev);
 		return 0;
 	}
-	for (unsigned n = 0; n < VU_DISPATCH_BUDGET && dev->conn_fd >= 0 && readable(dev->conn_fd); n++) {
+	for (unsigned n = 0; n < VU_DISPATCH_BUDGET && dev->conn.fd >= 0 && readable(dev->conn.fd); n++) {
 		struct vhu_msg m;
-		int rc = vhu_msg_recv(dev->conn_fd, &m);
+		int rc = vhu_msg_recv(dev->conn.fd, &m);
 		if (rc == -EBADMSG) {
 			vu_err(dev, "%s: message with more than %d fds refused", dev->name, VHOST_USER_MAX_FDS);
 			continue;
@@ -923,7 +822,7 @@ int vhd_vu_dev_dispatch(struct vhd_vu_dev *dev)
 
 bool vhd_vu_dev_connected(const struct vhd_vu_dev *dev)
 {
-	return dev->conn_fd >= 0;
+	return dev->conn.fd >= 0;
 }
 
 uint64_t vhd_vu_dev_features(const struct vhd_vu_dev *dev)

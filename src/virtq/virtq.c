@@ -294,6 +294,21 @@ void vhd_vq_disable_notify(struct vhd_vq *vq)
 		vq->ops->disable_notify(vq);
 }
 
+int vhd_vq_reclaim(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
+{
+	if (vq->side != VHD_VQ_DRIVER)
+		return -EINVAL;
+	unsigned got = 0;
+	for (unsigned i = 0; i < vq->num && got < n; i++) {
+		if (!vq->slots[i].busy)
+			continue;
+		vq->slots[i].busy = false;
+		done[got++] = (struct vhd_vq_done){vq->slots[i].token, 0};
+		vq->inflight--;
+	}
+	return (int)got;
+}
+
 unsigned vhd_vq_inflight(const struct vhd_vq *vq)
 {
 	return vq->inflight;

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file vhostd/frontend.h
+ * The driver side of a vhost device without a VM ("virtio-user"): this process plays the guest. It connects to
+ * (or listens for) a vhost-user back-end, negotiates, shares one memfd holding every ring plus a packet-buffer
+ * area per queue pair, and then drives the queues with the driver-side virtqueue API (vhostd/virtq.h).
+ *
+ * Guest addresses are this process's virtual addresses (as with DPDK's virtio-user), so a buffer in the
+ * buffer area is handed to vhd_vq_add() at its own address.
+ *
+ * The library never owns the event loop: poll vhd_fe_pollfds(), honour vhd_fe_timeout_ms() and call
+ * vhd_fe_dispatch(). When the back-end goes away the frontend reports VHD_FE_DOWN (reclaim your in-flight
+ * buffers with vhd_vq_reclaim() in that callback: the queues are destroyed right after it), reconnects with
+ * back-off, sets everything up again and reports VHD_FE_UP. The memfd, and so the buffer areas, survive.
+ *
+ * Threading: setup and dispatch on one control thread; each queue used by one data-path thread, only between
+ * VHD_FE_UP and VHD_FE_DOWN (the caller stops its data path in the DOWN callback).
+ */
+#ifndef VHOSTD_FRONTEND_H
+#define VHOSTD_FRONTEND_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vhd_fe;
+struct vhd_vq;
+
+/** Transport kinds behind the frontend's ops table. */
+enum vhd_fe_transport_kind {
+	VHD_FE_VHOST_USER = 0,
+};
+
+enum vhd_fe_event {
+	VHD_FE_UP,   /**< negotiated, rings live: the data path may run */
+	VHD_FE_DOWN, /**< the back-end went away or refused setup; queues about to be destroyed */
+};
+
+struct vhd_fe_config {
+	enum vhd_fe_transport_kind transport;
+	const char *path;          /**< vhost-user socket */
+	bool server;               /**< listen on path instead of connecting */
+	uint16_t queue_pairs;      /**< 1..16 */
+	uint16_t queue_size;       /**< ring size, a power of two (default 256) */
+	uint64_t features;         /**< features wanted; 0 picks vhd_fe_default_features(). Negotiated down. */
+	size_t buf_area_size;      /**< bytes of shared buffer memory per queue pair (default 4 MiB) */
+	unsigned reconnect_min_ms; /**< default 100 */
+	unsigned reconnect_max_ms; /**< default 5000 */
+	void (*event)(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque);
+	void *opaque;
+	const char *name;
+};
+
+/** Features a frontend asks for by default (split ring, EVENT_IDX, MRG_RXBUF, MQ, STATUS, VERSION_1). */
+uint64_t vhd_fe_default_features(void);
+
+/**
+ * Allocate the shared memory and start connecting (or listening).
+ * @return 0; -EINVAL for a bad config; -ENOMEM; -errno of memfd/mmap/socket.
+ */
+int vhd_fe_create(const struct vhd_fe_config *cfg, struct vhd_fe **out);
+
+/** Stop the queues (GET_VRING_BASE), disconnect and free everything. */
+void vhd_fe_destroy(struct vhd_fe *fe);
+
+unsigned vhd_fe_pollfds(struct vhd_fe *fe, struct pollfd *fds, unsigned max);
+int vhd_fe_timeout_ms(struct vhd_fe *fe);
+
+/**
+ * Connect/accept when due, then set up, or notice a lost back-end.
+ * @return 0, or -errno when a connection was lost or setup failed (it retries).
+ */
+int vhd_fe_dispatch(struct vhd_fe *fe);
+
+/** True between VHD_FE_UP and VHD_FE_DOWN. */
+bool vhd_fe_up(const struct vhd_fe *fe);
+
+/** Negotiated virtio features (valid while up). */
+uint64_t vhd_fe_features(const struct vhd_fe *fe);
+
+/** Driver-side queue qidx (even: RX, odd: TX), or NULL while down. */
+struct vhd_vq *vhd_fe_vq(struct vhd_fe *fe, unsigned qidx);
+
+/** The buffer area of queue pair qp: its address (which is also its guest address) and length. */
+void *vhd_fe_buf_area(struct vhd_fe *fe, unsigned qp, size_t *len);
+
+/** Kick the device for qidx (after vhd_vq_need_notify() said so). @return 0 or -errno. */
+int vhd_fe_kick(struct vhd_fe *fe, unsigned qidx);
+
+/** The eventfd the device signals for qidx (poll it when sleeping on interrupts), or -1 while down. */
+int vhd_fe_call_fd(struct vhd_fe *fe, unsigned qidx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One vhost-user connection end, shared by the back-end and the frontend: either we listen on a path and accept
+ * one peer at a time, or we connect to it and, when that fails or the peer goes, retry with capped exponential
+ * back-off. The caller's event loop drives it through pollfds / timeout / poll.
+ */
+#ifndef VHD_VHOST_USER_CONN_H
+#define VHD_VHOST_USER_CONN_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <sys/un.h>
+#include <time.h>
+
+struct vhu_conn {
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	bool client;
+	int listen_fd;
+	int fd; /* the connection, or -1 */
+	unsigned backoff_ms, min_ms, max_ms;
+	struct timespec next_try;
+};
+
+/* Listen (server) or make a first connection attempt (client). Returns 0 or -errno (server only). */
+int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned min_ms, unsigned max_ms);
+
+/* Close everything; a server also removes its socket file. */
+void vhu_conn_fini(struct vhu_conn *c);
+
+/* The fd to poll for input: the connection, else the listening socket; 0 or 1 entries. */
+unsigned vhu_conn_pollfds(const struct vhu_conn *c, struct pollfd *fds, unsigned max);
+
+/* Milliseconds until vhu_conn_poll() should run without input (client retry), or -1. */
+int vhu_conn_timeout_ms(const struct vhu_conn *c);
+
+/* Accept or retry as due. Returns true when a connection was just made (c->fd is then valid). */
+bool vhu_conn_poll(struct vhu_conn *c);
+
+/* The connection ended: close it; a client schedules its next attempt after the current back-off. */
+void vhu_conn_lost(struct vhu_conn *c);
+
+#endif

@@ -1,0 +1,444 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Our frontend against our back-end, in two processes over a real vhost-user socket. The back-end echoes every
+ * frame the guest transmits on queue pair p's TX queue into the same pair's RX queue; the frontend checks each
+ * echoed frame's length, content and order. Then the peers are killed with SIGKILL mid-stream and restarted,
+ * and whichever side survived must recover without leaking fds or mappings.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "spec/virtio_config.h"
+#include "vhostd/frontend.h"
+#include "vhostd/log.h"
+#include "vhostd/vhost_user.h"
+#include "vhostd/virtq.h"
+
+#define QS 256
+#define SLOT 2048
+#define BURST 32
+#define MIN_LEN 60
+#define MAX_LEN 2000
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	CHECK(d != NULL);
+	int n = 0;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static int count_maps(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	CHECK(f != NULL);
+	int n = 0, c;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 31;
+	x *= 0x7fb5d329728ea185ull;
+	x ^= x >> 27;
+	x *= 0x81dadef4bc2dd44dull;
+	return x ^ (x >> 33);
+}
+
+static uint32_t len_of(uint64_t seq)
+{
+	return MIN_LEN + (uint32_t)(mix(seq) % (MAX_LEN - MIN_LEN + 1));
+}
+
+static void fill(uint8_t *p, uint32_t len, uint64_t seq)
+{
+	memcpy(p, &seq, 8);
+	for (uint32_t i = 8; i < len; i++)
+		p[i] = (uint8_t)(mix(seq + (i >> 3)) >> ((i & 7) * 8));
+}
+
+static bool same(const uint8_t *p, uint32_t len, uint64_t seq)
+{
+	uint64_t s;
+	memcpy(&s, p, 8);
+	if (s != seq)
+		return false;
+	for (uint32_t i = 8; i < len; i++)
+		if (p[i] != (uint8_t)(mix(seq + (i >> 3)) >> ((i & 7) * 8)))
+			return false;
+	return true;
+}
+
+/* ------------------------------------------------------------ back-end: echo TX into RX */
+
+static volatile sig_atomic_t stop_backend;
+static void on_term(int s)
+{
+	(void)s;
+	stop_backend = 1;
+}
+
+/* Echo what each pair's TX queue holds into its RX queue. Returns frames moved. */
+static unsigned echo(struct vhd_vu_dev *dev, unsigned pairs)
+{
+	unsigned moved = 0;
+	for (unsigned p = 0; p < pairs; p++) {
+		struct vhd_vq *rx = vhd_vu_queue_acquire(dev, 2 * p);
+		if (!rx)
+			continue;
+		struct vhd_vq *tx = vhd_vu_queue_acquire(dev, 2 * p + 1);
+		if (!tx) {
+			vhd_vu_queue_release(dev, 2 * p);
+			continue;
+		}
+		struct vhd_vq_chain rc[BURST], tc[BURST];
+		struct iovec riov[BURST * 4], tiov[BURST * 4];
+		struct vhd_vq_used ru[BURST], tu[BURST];
+		int nr = vhd_vq_pop(rx, rc, BURST, riov, BURST * 4);
+		int nt = nr > 0 ? vhd_vq_pop(tx, tc, (unsigned)nr, tiov, BURST * 4) : 0;
+		if (nt < 0 || nr < 0) {
+			fprintf(stderr, "backend: queue broke: %s / %s\n", vhd_vq_error_detail(rx), vhd_vq_error_detail(tx));
+			_exit(3);
+		}
+		for (int i = 0; i < nt; i++) {
+			uint8_t *dst = rc[i].iov[0].iov_base;
+			uint32_t off = 0;
+			for (unsigned k = 0; k < tc[i].nout; k++) {
+				if (off + tc[i].iov[k].iov_len > rc[i].in_len)
+					_exit(4);
+				memcpy(dst + off, tc[i].iov[k].iov_base, tc[i].iov[k].iov_len);
+				off += (uint32_t)tc[i].iov[k].iov_len;
+			}
+			ru[i] = (struct vhd_vq_used){rc[i].id, rc[i].ndesc, off};
+			tu[i] = (struct vhd_vq_used){tc[i].id, tc[i].ndesc, 0};
+		}
+		/* RX chains we had no frame for go back empty; the guest re-posts them. */
+		for (int i = nt; i < nr; i++)
+			ru[i] = (struct vhd_vq_used){rc[i].id, rc[i].ndesc, 0};
+		if (nt > 0)
+			vhd_vq_push(tx, tu, (unsigned)nt);
+		if (nr > 0) {
+			vhd_vq_push(rx, ru, (unsigned)nr);
+			if (vhd_vq_need_notify(rx))
+				vhd_vu_queue_notify(dev, 2 * p);
+		}
+		moved += (unsigned)(nt > 0 ? nt : 0);
+		vhd_vu_queue_release(dev, 2 * p + 1);
+		vhd_vu_queue_release(dev, 2 * p);
+	}
+	return moved;
+}
+
+static void backend_step(struct vhd_vu_dev *dev, unsigned pairs, bool idle)
+{
+	struct pollfd pfd[2];
+	unsigned n = vhd_vu_dev_pollfds(dev, pfd, 2);
+	int t = vhd_vu_dev_timeout_ms(dev);
+	if (poll(pfd, n, idle ? (t < 0 || t > 1 ? 1 : t) : 0) >= 0)
+		vhd_vu_dev_dispatch(dev);
+	echo(dev, pairs);
+}
+
+static int run_backend(const char *path, bool client, unsigned pairs)
+{
+	signal(SIGTERM, on_term);
+	vhd_log_set_level(VHD_LOG_WARN);
+	struct vhd_vu_config c = {.path = path, .client = client, .max_queue_pairs = (uint16_t)pairs,
+				  .reconnect_min_ms = 10, .reconnect_max_ms = 50, .name = "be"};
+	struct vhd_vu_dev *dev;
+	if (vhd_vu_dev_create(&c, &dev) < 0)
+		return 2;
+	while (!stop_backend)
+		backend_step(dev, pairs, !vhd_vu_dev_connected(dev));
+	vhd_vu_dev_destroy(dev);
+	return 0;
+}
+
+/* ------------------------------------------------------------ frontend: send, receive, check */
+
+struct pair_state {
+	uint64_t next_tx, next_rx; /* sequence numbers: seq = p + pairs * k */
+	uint16_t tx_free[QS], rx_free[QS];
+	unsigned ntx, nrx;
+};
+
+struct fe_run {
+	struct vhd_fe *fe;
+	unsigned pairs;
+	struct pair_state ps[4];
+	uint64_t received, lost_in_flight;
+	bool down_seen;
+};
+
+static void reset_pair(struct pair_state *s)
+{
+	s->ntx = s->nrx = QS;
+	for (unsigned i = 0; i < QS; i++) {
+		s->tx_free[i] = (uint16_t)i;
+		s->rx_free[i] = (uint16_t)(QS + i);
+	}
+}
+
+static void on_fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
+{
+	struct fe_run *r = opaque;
+	if (ev != VHD_FE_DOWN)
+		return;
+	/* The back-end is gone: take every in-flight buffer back; frames it never echoed are lost. */
+	r->down_seen = true;
+	for (unsigned p = 0; p < r->pairs; p++) {
+		struct vhd_vq_done d[QS];
+		int n = vhd_vq_reclaim(vhd_fe_vq(fe, 2 * p + 1), d, QS);
+		CHECK(n >= 0);
+		n = vhd_vq_reclaim(vhd_fe_vq(fe, 2 * p), d, QS);
+		CHECK(n >= 0);
+		reset_pair(&r->ps[p]);
+		/* Sequence numbers restart per connection: the next frame on this pair is expected fresh. */
+		r->lost_in_flight += r->ps[p].next_tx - r->ps[p].next_rx;
+		r->ps[p].next_rx = r->ps[p].next_tx;
+	}
+}
+
+static void fe_wait_up(struct fe_run *r)
+{
+	for (int i = 0; i < 5000 && !vhd_fe_up(r->fe); i++) {
+		struct pollfd pfd[2];
+		unsigned n = vhd_fe_pollfds(r->fe, pfd, 2);
+		int t = vhd_fe_timeout_ms(r->fe);
+		poll(pfd, n, t < 0 || t > 2 ? 2 : t);
+		vhd_fe_dispatch(r->fe);
+	}
+	CHECK(vhd_fe_up(r->fe));
+}
+
+/* One round of the guest's work on every pair. Returns false if the back-end went away. */
+static bool fe_step(struct fe_run *r, uint64_t limit_per_pair)
+{
+	for (unsigned p = 0; p < r->pairs; p++) {
+		struct pair_state *s = &r->ps[p];
+		struct vhd_vq *rx = vhd_fe_vq(r->fe, 2 * p), *tx = vhd_fe_vq(r->fe, 2 * p + 1);
+		if (!rx || !tx)
+			return false;
+		size_t alen;
+		uint8_t *area = vhd_fe_buf_area(r->fe, p, &alen);
+		CHECK(alen >= 2 * QS * SLOT);
+		struct vhd_vq_seg seg[BURST];
+		struct vhd_vq_buf buf[BURST];
+		struct vhd_vq_done done[BURST];
+		/* Post RX buffers. */
+		unsigned n = 0;
+		while (n < BURST && n < s->nrx) {
+			uint16_t b = s->rx_free[s->nrx - 1 - n];
+			seg[n] = (struct vhd_vq_seg){(uintptr_t)(area + (size_t)b * SLOT), SLOT};
+			buf[n] = (struct vhd_vq_buf){.segs = &seg[n], .nin = 1, .token = (void *)(uintptr_t)b};
+			n++;
+		}
+		int a = n ? vhd_vq_add(rx, buf, n) : 0;
+		CHECK(a >= 0);
+		s->nrx -= (unsigned)a;
+		/* Transmit. */
+		n = 0;
+		while (n < BURST && n < s->ntx && s->next_tx + n < limit_per_pair) {
+			uint16_t b = s->tx_free[s->ntx - 1 - n];
+			uint64_t seq = (s->next_tx + n) * r->pairs + p;
+			uint8_t *f = area + (size_t)b * SLOT;
+			fill(f, len_of(seq), seq);
+			seg[n] = (struct vhd_vq_seg){(uintptr_t)f, len_of(seq)};
+			buf[n] = (struct vhd_vq_buf){.segs = &seg[n], .nout = 1, .token = (void *)(uintptr_t)b};
+			n++;
+		}
+		a = n ? vhd_vq_add(tx, buf, n) : 0;
+		CHECK(a >= 0);
+		s->ntx -= (unsigned)a;
+		s->next_tx += (uint64_t)a;
+		int g = vhd_vq_get(tx, done, BURST);
+		CHECK(g >= 0);
+		for (int i = 0; i < g; i++)
+			s->tx_free[s->ntx++] = (uint16_t)(uintptr_t)done[i].token;
+		g = vhd_vq_get(rx, done, BURST);
+		CHECK(g >= 0);
+		for (int i = 0; i < g; i++) {
+			uint16_t b = (uint16_t)(uintptr_t)done[i].token;
+			s->rx_free[s->nrx++] = b;
+			if (done[i].len == 0)
+				continue;
+			uint64_t seq = s->next_rx * r->pairs + p;
+			if (done[i].len != len_of(seq) || !same(area + (size_t)b * SLOT, done[i].len, seq)) {
+				fprintf(stderr, "pair %u: frame %llu came back wrong (len %u, want %u)\n", p,
+					(unsigned long long)s->next_rx, done[i].len, len_of(seq));
+				_exit(1);
+			}
+			s->next_rx++;
+			r->received++;
+		}
+	}
+	struct pollfd pfd[2];
+	unsigned n = vhd_fe_pollfds(r->fe, pfd, 2);
+	if (poll(pfd, n, 0) > 0 && vhd_fe_dispatch(r->fe) < 0)
+		return false;
+	return true;
+}
+
+static void fe_open(struct fe_run *r, const char *path, bool server, unsigned pairs, uint64_t features)
+{
+	memset(r, 0, sizeof(*r));
+	r->pairs = pairs;
+	for (unsigned p = 0; p < pairs; p++)
+		reset_pair(&r->ps[p]);
+	struct vhd_fe_config c = {.path = path, .server = server, .queue_pairs = (uint16_t)pairs, .queue_size = QS,
+				  .features = features, .buf_area_size = 2 * QS * SLOT, .reconnect_min_ms = 10,
+				  .reconnect_max_ms = 50, .event = on_fe_event, .opaque = r, .name = "fe"};
+	CHECK_EQ(vhd_fe_create(&c, &r->fe), 0);
+}
+
+static pid_t spawn_backend(const char *path, bool client, unsigned pairs)
+{
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0)
+		_exit(run_backend(path, client, pairs));
+	return pid;
+}
+
+static void stop(pid_t pid)
+{
+	int st;
+	kill(pid, SIGTERM);
+	CHECK(waitpid(pid, &st, 0) == pid);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* ------------------------------------------------------------ cases */
+
+static void traffic(bool packed, bool in_order, unsigned pairs)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/vhd-febe-%d.sock", getpid());
+	pid_t be = spawn_backend(path, false, pairs);
+	usleep(50000);
+	struct fe_run r;
+	uint64_t f = vhd_fe_default_features() | (packed ? VHD_BIT(VIRTIO_F_RING_PACKED) : 0) |
+		     (in_order ? VHD_BIT(VIRTIO_F_IN_ORDER) : 0);
+	fe_open(&r, path, false, pairs, f);
+	fe_wait_up(&r);
+	CHECK(!!(vhd_fe_features(r.fe) & VHD_BIT(VIRTIO_F_RING_PACKED)) == packed);
+	const char *env = getenv("VHD_FEBE_COUNT");
+	uint64_t per_pair = (env ? strtoull(env, NULL, 10) : 200000) / pairs;
+	while (r.received < per_pair * pairs)
+		CHECK(fe_step(&r, per_pair));
+	CHECK(!r.down_seen);
+	vhd_fe_destroy(r.fe);
+	stop(be);
+}
+
+static void test_split(void) { traffic(false, false, 1); }
+static void test_packed(void) { traffic(true, false, 1); }
+static void test_split_4qp_inorder(void) { traffic(false, true, 4); }
+static void test_packed_4qp(void) { traffic(true, false, 4); }
+
+/* The back-end is killed mid-stream and restarted 20 times; the client frontend reconnects each time and
+ * traffic resumes. The frontend's fds and mappings stay as they were. */
+static void test_backend_killed(void)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/vhd-fekill-%d.sock", getpid());
+	pid_t be = spawn_backend(path, false, 2);
+	usleep(50000);
+	struct fe_run r;
+	fe_open(&r, path, false, 2, 0);
+	fe_wait_up(&r);
+	int fds0 = count_fds(), maps0 = count_maps();
+	for (int round = 0; round < 20; round++) {
+		uint64_t target = r.received + 2000;
+		while (r.received < target)
+			CHECK(fe_step(&r, UINT64_MAX));
+		kill(be, SIGKILL);
+		waitpid(be, NULL, 0);
+		for (int i = 0; i < 1000 && fe_step(&r, UINT64_MAX); i++)
+			usleep(1000);
+		CHECK(r.down_seen);
+		CHECK(!vhd_fe_up(r.fe));
+		r.down_seen = false;
+		be = spawn_backend(path, false, 2);
+		fe_wait_up(&r);
+		CHECK_EQ(count_fds(), fds0);
+		CHECK_EQ(count_maps(), maps0);
+	}
+	vhd_fe_destroy(r.fe);
+	stop(be);
+}
+
+/* The frontend is killed mid-stream 100 times; the back-end (in this process, client mode: it reconnects to
+ * the frontend's socket) recovers each time and keeps no fd or mapping from the dead peer. */
+static void test_frontend_killed(void)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/vhd-bekill-%d.sock", getpid());
+	vhd_log_set_level(VHD_LOG_ERR);
+	struct vhd_vu_config c = {.path = path, .client = true, .max_queue_pairs = 1, .reconnect_min_ms = 5,
+				  .reconnect_max_ms = 20, .name = "be"};
+	struct vhd_vu_dev *dev;
+	CHECK_EQ(vhd_vu_dev_create(&c, &dev), 0);
+	int fds0 = -1, maps0 = -1;
+	for (int round = 0; round < 100; round++) {
+		int sync[2];
+		CHECK(pipe(sync) == 0);
+		pid_t fe = fork();
+		CHECK(fe >= 0);
+		if (fe == 0) {
+			close(sync[0]);
+			struct fe_run r;
+			fe_open(&r, path, true, 1, 0);
+			fe_wait_up(&r);
+			while (r.received < 500)
+				if (!fe_step(&r, UINT64_MAX))
+					_exit(5);
+			CHECK(write(sync[1], "x", 1) == 1);
+			for (;;)
+				fe_step(&r, UINT64_MAX); /* mid-stream when the SIGKILL lands */
+		}
+		close(sync[1]);
+		/* Serve until the frontend says it has seen traffic, then kill it. */
+		for (;;) {
+			struct pollfd p = {.fd = sync[0], .events = POLLIN};
+			if (poll(&p, 1, 0) > 0)
+				break;
+			backend_step(dev, 1, !vhd_vu_dev_connected(dev));
+		}
+		kill(fe, SIGKILL);
+		waitpid(fe, NULL, 0);
+		close(sync[0]);
+		for (int i = 0; i < 1000 && vhd_vu_dev_connected(dev); i++)
+			backend_step(dev, 1, false);
+		CHECK(!vhd_vu_dev_connected(dev));
+		unlink(path);
+		if (round == 1) {
+			fds0 = count_fds();
+			maps0 = count_maps();
+		} else if (round > 1) {
+			CHECK_EQ(count_fds(), fds0);
+			CHECK_EQ(count_maps(), maps0);
+		}
+	}
+	vhd_vu_dev_destroy(dev);
+}
+
+static const struct th_case cases[] = {
+	{"split", test_split, 120},
+	{"packed", test_packed, 120},
+	{"split_4qp_inorder", test_split_4qp_inorder, 120},
+	{"packed_4qp", test_packed_4qp, 120},
+	{"backend_killed", test_backend_killed, 180},
+	{"frontend_killed", test_frontend_killed, 300},
+};
+TH_MAIN("test_fe_be", cases)
