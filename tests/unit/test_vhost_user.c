@@ -585,6 +585,39 @@ static void test_client_reconnect(void)
 	unlink(path);
 }
 
+/* Setup messages repeated on one connection replace state: fds and mappings do not pile up. */
+static void test_repeated_setup_no_leak(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	negotiate(&r, 0, true);
+	int fds0 = 0, maps0 = 0;
+	for (int i = 0; i < 50; i++) {
+		set_mem_table(&r);
+		struct guest_q g;
+		setup_queue(&r, 0, &g, 0, false, false);
+		enable(&r, 0, 1);
+		struct vhu_msg m = mk(VHOST_USER_SET_BACKEND_REQ_FD, 0);
+		m.fds[0] = g.call;
+		m.nfds = 1;
+		send_msg(&r, &m);
+		/* The queue was set up anew: the ring restarts at base 0, as the front-end said. */
+		free_queue(&g);
+		if (i == 1) {
+			fds0 = count_fds();
+			maps0 = count_maps();
+		} else if (i > 1) {
+			CHECK_EQ(count_fds(), fds0);
+			CHECK_EQ(count_maps(), maps0);
+		}
+	}
+	/* Every message that changes a running ring stops and restarts it; one start is still live. */
+	CHECK(r.ev.started[0] >= 50);
+	CHECK_EQ(r.ev.started[0], r.ev.stopped[0] + 1);
+	rig_close(&r);
+}
+
 static const struct th_case cases[] = {
 	{"negotiation", test_negotiation, 0},
 	{"queue_split", test_queue_split, 0},
@@ -593,6 +626,7 @@ static const struct th_case cases[] = {
 	{"hostile_messages", test_hostile_messages, 0},
 	{"stalled_payload", test_stalled_payload, 0},
 	{"reconnect_no_leak", test_reconnect_no_leak, 120},
+	{"repeated_setup_no_leak", test_repeated_setup_no_leak, 60},
 	{"client_reconnect", test_client_reconnect, 0},
 };
 TH_MAIN("test_vhost_user", cases)
