@@ -269,7 +269,8 @@ static int packed_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned
 	for (i = 0; i < n; i++) {
 		const struct vhd_vq_buf *b = &bufs[i];
 		unsigned nseg = (unsigned)b->nout + b->nin;
-		bool ind = (b->flags & VHD_VQ_BUF_INDIRECT) && vq->ind_base && nseg <= vq->ind_max;
+		/* A table counts towards the chain length, which may not exceed the queue size (2.7.5.3.1). */
+		bool ind = (b->flags & VHD_VQ_BUF_INDIRECT) && vq->ind_base && nseg <= vq->ind_max && nseg <= vq->num;
 		unsigned need = ind ? 1 : nseg;
 		if (nseg == 0 || need > vq->num) {
 			if (i == 0)

@@ -129,6 +129,24 @@ struct vhd_chain_acc {
 };
 
 /*
+ * Check, without mapping, that a buffer lies wholly in guest memory: for the part of a chain that no longer fits
+ * in the caller's iov[], which is not mapped but must be as valid as the rest. A range takes at most one segment
+ * per region, so VHD_MEM_MAX_REGIONS entries always suffice. Returns 0, or -EIO after breaking the queue.
+ */
+static __attribute__((noinline, cold, unused)) int vhd_chain_check(struct vhd_vq *vq, uint64_t addr, uint32_t len)
+{
+	struct iovec tmp[VHD_MEM_MAX_REGIONS];
+	int r = vhd_mem_translate(vq->mem, &vq->mem_hint, addr, len, tmp, VHD_MEM_MAX_REGIONS);
+	if (r == -EOVERFLOW)
+		return vhdi_vq_break(vq, VHD_VQ_E_OVERFLOW, "buffer 0x%llx+%u wraps the address space",
+				    (unsigned long long)addr, len);
+	if (r < 0)
+		return vhdi_vq_break(vq, VHD_VQ_E_ADDR, "buffer 0x%llx+%u outside guest memory",
+				    (unsigned long long)addr, len);
+	return 0;
+}
+
+/*
  * Translate one descriptor's buffer and append its segments. Returns 0, or -EIO after breaking the queue
  * (address outside memory, overflow, readable after writable). Running out of iov entries is not the driver's
  * fault: it sets acc->full and returns 0.
@@ -148,8 +166,10 @@ static inline int vhd_chain_add(struct vhd_vq *vq, struct vhd_chain_acc *acc, ui
 	/* 2^32 bytes is the spec's limit for a chain; sums of 16-bit-many 32-bit lengths cannot wrap 64 bits. */
 	if (unlikely(acc->in_len + acc->out_len > UINT32_MAX))
 		return vhdi_vq_break(vq, VHD_VQ_E_OVERFLOW, "chain longer than 4 GiB");
-	if (len == 0 || acc->full)
+	if (len == 0)
 		return 0;
+	if (unlikely(acc->full))
+		return vhd_chain_check(vq, addr, len);
 	unsigned added;
 	void *p = vhd_mem_xlate_hint(vq->mem, vq->mem_hint, addr, len);
 	if (likely(p != NULL)) {
@@ -164,7 +184,7 @@ static inline int vhd_chain_add(struct vhd_vq *vq, struct vhd_chain_acc *acc, ui
 		int r = vhd_mem_translate(vq->mem, &vq->mem_hint, addr, len, acc->iov + acc->n, acc->max - acc->n);
 		if (r == -ENOBUFS) {
 			acc->full = true;
-			return 0;
+			return vhd_chain_check(vq, addr, len);
 		}
 		if (r == -EOVERFLOW)
 			return vhdi_vq_break(vq, VHD_VQ_E_OVERFLOW, "buffer 0x%llx+%u wraps the address space",
