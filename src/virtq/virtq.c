@@ -195,6 +195,15 @@ const char *vhd_vq_error_detail(const struct vhd_vq *vq)
 	return vq->err ? vq->detail : "";
 }
 
+int vhdi_xlate_fail(struct vhd_vq *vq, int r, uint64_t addr, uint32_t len)
+{
+	if (r == -EOVERFLOW)
+		return vhdi_vq_break(vq, VHD_VQ_E_OVERFLOW, "buffer 0x%llx+%u wraps the address space",
+				     (unsigned long long)addr, len);
+	return vhdi_vq_break(vq, VHD_VQ_E_ADDR, "buffer 0x%llx+%u outside guest memory", (unsigned long long)addr,
+			     len);
+}
+
 const struct virtq_desc *vhdi_vq_map_indirect(struct vhd_vq *vq, uint64_t addr, uint32_t len, unsigned prior)
 {
 	if (len == 0 || len % sizeof(struct virtq_desc)) {

@@ -128,6 +128,9 @@ struct vhd_chain_acc {
 	bool seen_write;
 };
 
+/* Break the queue for a failed translation of a buffer (r from vhd_mem_translate()). Returns -EIO. */
+int vhdi_xlate_fail(struct vhd_vq *vq, int r, uint64_t addr, uint32_t len) __attribute__((cold));
+
 /*
  * Check, without mapping, that a buffer lies wholly in guest memory: for the part of a chain that no longer fits
  * in the caller's iov[], which is not mapped but must be as valid as the rest. A range takes at most one segment
@@ -137,13 +140,7 @@ static __attribute__((noinline, cold, unused)) int vhd_chain_check(struct vhd_vq
 {
 	struct iovec tmp[VHD_MEM_MAX_REGIONS];
 	int r = vhd_mem_translate(vq->mem, &vq->mem_hint, addr, len, tmp, VHD_MEM_MAX_REGIONS);
-	if (r == -EOVERFLOW)
-		return vhdi_vq_break(vq, VHD_VQ_E_OVERFLOW, "buffer 0x%llx+%u wraps the address space",
-				    (unsigned long long)addr, len);
-	if (r < 0)
-		return vhdi_vq_break(vq, VHD_VQ_E_ADDR, "buffer 0x%llx+%u outside guest memory",
-				    (unsigned long long)addr, len);
-	return 0;
+	return r < 0 ? vhdi_xlate_fail(vq, r, addr, len) : 0;
 }
 
 /*
@@ -186,12 +183,8 @@ static inline int vhd_chain_add(struct vhd_vq *vq, struct vhd_chain_acc *acc, ui
 			acc->full = true;
 			return vhd_chain_check(vq, addr, len);
 		}
-		if (r == -EOVERFLOW)
-			return vhdi_vq_break(vq, VHD_VQ_E_OVERFLOW, "buffer 0x%llx+%u wraps the address space",
-					    (unsigned long long)addr, len);
 		if (r < 0)
-			return vhdi_vq_break(vq, VHD_VQ_E_ADDR, "buffer 0x%llx+%u outside guest memory",
-					    (unsigned long long)addr, len);
+			return vhdi_xlate_fail(vq, r, addr, len);
 		added = (unsigned)r;
 	}
 	acc->n += added;
