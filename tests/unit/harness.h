@@ -12,6 +12,7 @@
 #ifndef VHD_TEST_HARNESS_H
 #define VHD_TEST_HARNESS_H
 
+#include <dirent.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -146,6 +147,32 @@ static inline int th_main(const char *suite, const struct th_case *cases, size_t
 		fflush(stdout);
 	}
 	return failed ? 1 : 0;
+}
+
+/* Open fds of this process, for leak checks. */
+static inline int th_count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return -1;
+	int n = 0;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* Mappings of this process, for leak checks. */
+static inline int th_count_maps(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (!f)
+		return -1;
+	int n = 0, c;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
 }
 
 #define TH_MAIN(suite, cases)                                                                                 \

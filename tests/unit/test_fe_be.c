@@ -5,7 +5,6 @@
  * echoed frame's length, content and order. Then the peers are killed with SIGKILL mid-stream and restarted,
  * and whichever side survived must recover without leaking fds or mappings.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -23,28 +22,6 @@
 #define BURST 32
 #define MIN_LEN 60
 #define MAX_LEN 2000
-
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	CHECK(d != NULL);
-	int n = 0;
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
-
-static int count_maps(void)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	CHECK(f != NULL);
-	int n = 0, c;
-	while ((c = fgetc(f)) != EOF)
-		n += c == '\n';
-	fclose(f);
-	return n;
-}
 
 static uint64_t mix(uint64_t x)
 {
@@ -357,7 +334,7 @@ static void test_backend_killed(void)
 	struct fe_run r;
 	fe_open(&r, path, false, 2, 0);
 	fe_wait_up(&r);
-	int fds0 = count_fds(), maps0 = count_maps();
+	int fds0 = th_count_fds(), maps0 = th_count_maps();
 	for (int round = 0; round < 20; round++) {
 		uint64_t target = r.received + 2000;
 		while (r.received < target)
@@ -371,8 +348,8 @@ static void test_backend_killed(void)
 		r.down_seen = false;
 		be = spawn_backend(path, false, 2);
 		fe_wait_up(&r);
-		CHECK_EQ(count_fds(), fds0);
-		CHECK_EQ(count_maps(), maps0);
+		CHECK_EQ(th_count_fds(), fds0);
+		CHECK_EQ(th_count_maps(), maps0);
 	}
 	vhd_fe_destroy(r.fe);
 	stop(be);
@@ -423,11 +400,11 @@ static void test_frontend_killed(void)
 		CHECK(!vhd_vu_dev_connected(dev));
 		unlink(path);
 		if (round == 1) {
-			fds0 = count_fds();
-			maps0 = count_maps();
+			fds0 = th_count_fds();
+			maps0 = th_count_maps();
 		} else if (round > 1) {
-			CHECK_EQ(count_fds(), fds0);
-			CHECK_EQ(count_maps(), maps0);
+			CHECK_EQ(th_count_fds(), fds0);
+			CHECK_EQ(th_count_maps(), maps0);
 		}
 	}
 	vhd_vu_dev_destroy(dev);

@@ -4,7 +4,6 @@
  * (memfd guest memory, eventfds), every message built byte by byte. The test plays the guest too: it runs a
  * driver-side virtqueue over the memfd and checks what the back-end's queue sees.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -24,28 +23,6 @@
 #define MEM_SIZE (2u << 20)
 #define GPA 0x100000000ull /* guest addresses differ from the front-end's virtual addresses */
 #define QSZ 64
-
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	CHECK(d != NULL);
-	int n = 0;
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
-
-static int count_maps(void)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	CHECK(f != NULL);
-	int n = 0, c;
-	while ((c = fgetc(f)) != EOF)
-		n += c == '\n';
-	fclose(f);
-	return n;
-}
 
 /* ------------------------------------------------------------------ rig */
 
@@ -408,7 +385,7 @@ static void test_hostile_messages(void)
 {
 	struct rig r;
 	rig_open(&r, 1);
-	int fds0 = count_fds();
+	int fds0 = th_count_fds();
 	rig_connect(&r);
 	negotiate(&r, 0, true);
 	int errs = log_errors;
@@ -483,7 +460,7 @@ static void test_hostile_messages(void)
 	/* Still serving. */
 	CHECK_EQ(get_u64(&r, VHOST_USER_GET_QUEUE_NUM), 1);
 	/* No fd we sent stayed open in the back-end: only the connection itself is extra. */
-	CHECK_EQ(count_fds(), fds0 + 2);
+	CHECK_EQ(th_count_fds(), fds0 + 2);
 
 	/* A header promising an oversized payload leaves the stream unusable: the connection is closed... */
 	struct vhost_user_header h = {VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, 1u << 20};
@@ -531,11 +508,11 @@ static void test_reconnect_no_leak(void)
 		CHECK_EQ(vhd_vu_dev_dispatch(r.dev), -ECONNRESET);
 		CHECK(!vhd_vu_dev_connected(r.dev));
 		if (i == 1) {
-			fds0 = count_fds();
-			maps0 = count_maps();
+			fds0 = th_count_fds();
+			maps0 = th_count_maps();
 		} else if (i > 1) {
-			CHECK_EQ(count_fds(), fds0);
-			CHECK_EQ(count_maps(), maps0);
+			CHECK_EQ(th_count_fds(), fds0);
+			CHECK_EQ(th_count_maps(), maps0);
 		}
 	}
 	CHECK_EQ(r.ev.disconnected, 100);
@@ -605,11 +582,11 @@ static void test_repeated_setup_no_leak(void)
 		/* The queue was set up anew: the ring restarts at base 0, as the front-end said. */
 		free_queue(&g);
 		if (i == 1) {
-			fds0 = count_fds();
-			maps0 = count_maps();
+			fds0 = th_count_fds();
+			maps0 = th_count_maps();
 		} else if (i > 1) {
-			CHECK_EQ(count_fds(), fds0);
-			CHECK_EQ(count_maps(), maps0);
+			CHECK_EQ(th_count_fds(), fds0);
+			CHECK_EQ(th_count_maps(), maps0);
 		}
 	}
 	/* Every message that changes a running ring stops and restarts it; one start is still live. */

@@ -1,23 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* vhost-user message I/O: framing, fd passing, and every way a peer can get a message wrong. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 
 #include "harness.h"
 #include "vhost_user/msg.h"
-
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	CHECK(d != NULL);
-	int n = 0;
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
 
 static void pair(int sv[2])
 {
@@ -38,7 +26,7 @@ static void test_roundtrip_with_fds(void)
 {
 	int sv[2];
 	pair(sv);
-	int before = count_fds();
+	int before = th_count_fds();
 	struct vhu_msg m = msg(VHOST_USER_SET_MEM_TABLE, 8 + 2 * 32);
 	m.p.memory.nregions = 2;
 	m.p.memory.regions[1].memory_size = 0x1000;
@@ -60,7 +48,7 @@ static void test_roundtrip_with_fds(void)
 	CHECK(fd >= 0);
 	close(fd);
 	vhu_msg_close_fds(&r);
-	CHECK_EQ(count_fds(), before);
+	CHECK_EQ(th_count_fds(), before);
 	/* Bytes past the payload are zeroed, not left over from an earlier message. */
 	struct vhu_msg s = msg(VHOST_USER_GET_FEATURES, 0);
 	CHECK_EQ(vhu_msg_send(sv[0], &s), 0);
@@ -74,7 +62,7 @@ static void test_too_many_fds(void)
 {
 	int sv[2];
 	pair(sv);
-	int before = count_fds();
+	int before = th_count_fds();
 	/* Hand-build a header carrying 12 fds: more than any message may. */
 	struct vhu_msg m = msg(VHOST_USER_SET_VRING_CALL, 8);
 	int fds[12];
@@ -103,7 +91,7 @@ static void test_too_many_fds(void)
 	CHECK_EQ(vhu_msg_send(sv[0], &s), 0);
 	CHECK_EQ(vhu_msg_recv(sv[1], &r), 0);
 	CHECK_EQ(r.hdr.request, VHOST_USER_GET_QUEUE_NUM);
-	CHECK_EQ(count_fds(), before);
+	CHECK_EQ(th_count_fds(), before);
 	close(sv[0]);
 	close(sv[1]);
 }
@@ -112,7 +100,7 @@ static void test_bad_header(void)
 {
 	int sv[2];
 	pair(sv);
-	int before = count_fds();
+	int before = th_count_fds();
 	struct vhu_msg m = msg(VHOST_USER_SET_FEATURES, 8);
 	m.hdr.flags = 2; /* version 2 does not exist */
 	m.fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -121,7 +109,7 @@ static void test_bad_header(void)
 	vhu_msg_close_fds(&m);
 	struct vhu_msg r;
 	CHECK_EQ(vhu_msg_recv(sv[1], &r), -EPROTO);
-	CHECK_EQ(count_fds(), before);
+	CHECK_EQ(th_count_fds(), before);
 	/* A size larger than any payload: raw header, since vhu_msg_send refuses to build it. */
 	struct vhost_user_header h = {VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, 1u << 20};
 	CHECK(send(sv[0], &h, sizeof(h), 0) == sizeof(h));
@@ -165,7 +153,7 @@ static int check(struct vhu_msg *m, const char **why)
 static void test_validate(void)
 {
 	const char *why;
-	int before = count_fds();
+	int before = th_count_fds();
 	struct vhu_msg m = msg(VHOST_USER_SET_FEATURES, 4);
 	CHECK_EQ(check(&m, &why), -EINVAL);
 	CHECK(why && strstr(why, "shorter"));
@@ -218,7 +206,7 @@ static void test_validate(void)
 	/* A missing fd. */
 	m = msg(VHOST_USER_SET_BACKEND_REQ_FD, 0);
 	CHECK_EQ(check(&m, &why), -EINVAL);
-	CHECK_EQ(count_fds(), before);
+	CHECK_EQ(th_count_fds(), before);
 	/* Unknown requests are named as such. */
 	CHECK(!vhu_req_info(9999)->known);
 	CHECK(!strcmp(vhu_req_info(VHOST_USER_SET_VRING_ENABLE)->name, "SET_VRING_ENABLE"));
