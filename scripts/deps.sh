@@ -4,7 +4,7 @@
 set -euo pipefail
 
 build_pkgs=(gcc make meson ninja-build pkg-config python3 libc6-dev)
-check_pkgs=("${build_pkgs[@]}" libclang-rt-14-dev)
+check_pkgs=("${build_pkgs[@]}" libasan8 libubsan1)
 case "${1:-build}" in
 build) want=("${build_pkgs[@]}") ;;
 check) want=("${check_pkgs[@]}") ;;
