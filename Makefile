@@ -39,7 +39,7 @@ check-asan: asan
 
 demo: release
 	@scripts/deps.sh demo
-	$(B)/release/tools/vhd-ringdemo
+	scripts/demo.sh $(B)/release
 
 bench: release
 	@scripts/deps.sh bench

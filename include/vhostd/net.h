@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file vhostd/net.h
+ * The virtio-net data path (virtio 1.2, section 5.1) on top of vhostd/virtq.h, from either side.
+ *
+ * Device side (a vhost-user back-end): vhd_net_dev_dequeue() takes the frames the guest transmits and copies
+ * them into pool packets; vhd_net_dev_enqueue() copies packets into the guest's receive buffers. Every byte and
+ * header field the guest wrote is copied out of shared memory before it is checked, and a bad header only drops
+ * that packet (counted); it never breaks the queue.
+ *
+ * Driver side (our own front-end): packets live in a pool made with vhd_pktpool_create_in() over memory the
+ * device can see. vhd_net_drv_xmit() offers them to the device in place (the header goes into the headroom),
+ * vhd_net_drv_refill() keeps the receive queue stocked with empty packets, vhd_net_drv_recv() returns the filled
+ * ones, copying only to reassemble a frame spread over several mergeable buffers.
+ *
+ * Notifications are the caller's business: after each burst call, call vhd_vq_need_notify() on that queue and
+ * kick/interrupt the peer if it says so; use vhd_vq_enable_notify() / vhd_vq_disable_notify() around sleeping.
+ * Do this even when a device-side call returned 0: buffers of dropped frames, and receive buffers given back
+ * empty, were still returned to the driver, which may be waiting for them. (vhd_vq_need_notify() is cheap and
+ * says no when nothing was published.) Nothing here makes a system call, allocates, or takes a lock.
+ *
+ * Threading: a queue and the pool its packets come from belong to one thread (see vhostd/pkt.h).
+ *
+ * Return values: the burst calls return a count or -EIO when the queue is broken (vhd_vq_error() says why); on
+ * -EIO no packet changed hands. Counters go to a caller-provided struct vhd_net_stats, which is only ever
+ * added to (one per queue is typical).
+ */
+#ifndef VHOSTD_NET_H
+#define VHOSTD_NET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pkt.h" /* same directory, installed or not */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vhd_vq;
+
+/** Most packets one burst call handles; a larger n is treated as this. */
+#define VHD_NET_BURST_MAX 256u
+
+/**
+ * What the data path needs to know about the negotiated features. Fill it with vhd_net_cfg_init(); the derived
+ * fields are read-only. Share one between the queues of a device.
+ */
+struct vhd_net_cfg {
+	uint64_t features;  /**< negotiated feature bits (1 << VIRTIO_*_F_* bit numbers) */
+	uint16_t hdr_size;  /**< virtio_net_hdr bytes before each frame: 20 with HASH_REPORT, 12 with VERSION_1 or
+				 MRG_RXBUF, else 10 (legacy) */
+	bool mrg_rxbuf;     /**< VIRTIO_NET_F_MRG_RXBUF: a received frame may span several buffers */
+	/**
+	 * Driver side, with MRG_RXBUF only: bytes offered per receive buffer (header included), so that big frames
+	 * spread over several buffers and vhd_net_drv_recv() gathers them into the first packet. 0 (the default)
+	 * offers each packet's whole buffer. Values below hdr_size are raised to hdr_size.
+	 */
+	uint32_t rx_buf_len;
+	/* Derived from features: which offloads each direction may carry. */
+	bool tx_csum;        /**< CSUM: the driver may send NEEDS_CSUM */
+	bool rx_csum;        /**< GUEST_CSUM: the device may send NEEDS_CSUM / DATA_VALID */
+	bool tx_ecn, rx_ecn; /**< HOST_ECN / GUEST_ECN */
+	bool tx_exact_hdr_len; /**< GUEST_HDRLEN: hdr_len of a GSO frame is exact, not a hint */
+	uint8_t tx_gso;      /**< bit (1 << gso_type) set for each gso_type the driver may send (HOST_TSO4/6, UFO, USO) */
+	uint8_t rx_gso;      /**< the same for the device (GUEST_TSO4/6, UFO, USO4/6) */
+};
+
+/**
+ * Derive the data-path configuration from the negotiated features.
+ * @return 0; -EINVAL if the features break a dependency of 5.1.3.1 that the data path relies on (e.g. HOST_TSO4
+ *         without CSUM, GUEST_ECN without GUEST_TSO4/6); -ENOTSUP for RSC_EXT, whose receive header semantics
+ *         this data path does not implement.
+ */
+int vhd_net_cfg_init(struct vhd_net_cfg *cfg, uint64_t features);
+
+/**
+ * Counters, added to by every call. "Dropped" packets were consumed and freed (or, for the device's receive
+ * path, not delivered while the caller keeps them); see each call for which counters it uses.
+ */
+struct vhd_net_stats {
+	uint64_t packets;         /**< packets moved: dequeued, delivered, sent or received */
+	uint64_t bytes;           /**< their frame bytes (headers excluded) */
+	uint64_t no_buffers;      /**< packets not taken because the ring or the pool had no room */
+	uint64_t bad_header;      /**< dropped: header malformed or inconsistent with the features */
+	uint64_t too_big;         /**< dropped: frame larger than the buffer(s) that had to hold it */
+	uint64_t too_small;       /**< dropped: frame shorter than an Ethernet header (14 bytes) */
+	uint64_t gso_unsupported; /**< dropped: segmentation type not negotiated for this direction */
+	/**
+	 * Buffers that carried no packet: the peer's buffers that were unusable (no room for a header, too many
+	 * segments) or, on the device's receive path, popped and returned empty; used buffers the driver received
+	 * empty or cut short; our own packets the driver could not offer (not device-visible, no headroom).
+	 */
+	uint64_t errors;
+};
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Device side                                                                                             */
+
+/**
+ * Device: take up to n frames the driver transmitted on txq and copy each into a packet from pool.
+ *
+ * For each chain, the header (cfg->hdr_size bytes, wherever the segment boundaries fall) is copied out and
+ * checked (5.1.6.2): NEEDS_CSUM needs CSUM and csum_start + csum_offset + 2 inside the frame; a gso_type must be
+ * known (bad_header otherwise), negotiated (gso_unsupported otherwise), come with NEEDS_CSUM and a nonzero
+ * gso_size, and hdr_len must lie inside the frame (and cover the checksum field with GUEST_HDRLEN). Frames under
+ * 14 bytes (too_small) or over the pool buffer minus VHD_PKT_HEADROOM (too_big) are dropped too. Unrecognised
+ * flag bits are ignored; meta holds only the fields that mean something (e.g. csum_start is 0 without
+ * NEEDS_CSUM). Every chain taken is given back (length 0) with one vhd_vq_push() per burst of up to 64.
+ * When the pool runs dry the rest of the chains stay in the ring.
+ * @return packets stored in pkts[0..ret), now owned by the caller; -EIO if the queue is broken.
+ */
+int vhd_net_dev_dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct vhd_pktpool *pool,
+			struct vhd_pkt **pkts, unsigned n, struct vhd_net_stats *st);
+
+/**
+ * Device: copy packets into the driver's receive buffers on rxq, each preceded by a header built from its meta.
+ *
+ * The header carries NEEDS_CSUM / DATA_VALID only with GUEST_CSUM; without it a NEEDS_CSUM packet has its
+ * checksum completed in place (pkt data and meta are updated) and DATA_VALID is dropped. A GSO packet needs the
+ * matching GUEST_TSO4/TSO6/UFO/USO4/USO6 (and GUEST_ECN for the ECN bit), else it is dropped (gso_unsupported);
+ * inconsistent meta (GSO without NEEDS_CSUM or gso_size, checksum field outside the frame) is bad_header; a
+ * frame under 14 bytes is too_small.
+ *
+ * Without MRG_RXBUF each packet goes into one buffer (5.1.6.3.2) and a packet larger than the buffer at hand is
+ * dropped (too_big; the buffer is kept for the next packet; once a buffer size is known, a packet larger than
+ * every buffer seen is dropped without taking another). With MRG_RXBUF a packet fills as many buffers as it
+ * needs, all but the last completely, and num_buffers in its header says how many (5.1.6.4.2); a packet needing
+ * more than 256 buffers is dropped (too_big). All buffers of one packet are published by the same push.
+ *
+ * Packets are taken in order. When the ring runs out, the call stops: pkts[ret..n) were not delivered (though
+ * their checksums may have been completed already) and count as no_buffers; offer them again or free them.
+ * If that happens part-way through a mergeable packet, the buffers it had taken are returned empty (length 0)
+ * rather than holding a partial frame, since the virtqueue API cannot put popped buffers back; drivers drop
+ * empty buffers (errors here, and in vhd_net_drv_recv()). Buffers the driver made unusable (writable part
+ * shorter than the header, or more segments than one pop maps) are likewise returned empty (errors).
+ *
+ * The caller keeps ownership of every packet. One vhd_vq_push() per burst (two or more only when a burst
+ * takes more than 256 buffers).
+ * @return packets consumed from the front of pkts: delivered, or dropped and counted. -EIO if broken.
+ */
+int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struct vhd_pkt *const *pkts, unsigned n,
+			struct vhd_net_stats *st);
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Driver side                                                                                             */
+
+/**
+ * Driver: send packets on txq without copying. First collects the buffers the device has finished with and
+ * frees their packets (call with n = 0 to do only that). Then, for each packet, writes the header into the
+ * headroom and offers header and frame as one readable buffer (5.1.6.2).
+ *
+ * Packets must come from a pool made with vhd_pktpool_create_in() and have at least cfg->hdr_size bytes of
+ * headroom; others are dropped (errors). A NEEDS_CSUM packet without CSUM negotiated gets its checksum
+ * completed in place; GSO without the matching HOST_ feature is dropped (gso_unsupported); inconsistent meta is
+ * bad_header; frames under 14 bytes are too_small.
+ * @return packets consumed from the front of pkts: sent (owned by the queue until completed) or dropped (freed).
+ *         pkts[ret..n) stay with the caller: the ring was full (no_buffers), or n was above VHD_NET_BURST_MAX.
+ *         -EIO if broken (nothing taken).
+ */
+int vhd_net_drv_xmit(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct vhd_pkt *const *pkts, unsigned n,
+		     struct vhd_net_stats *st);
+
+/**
+ * Driver: fill rxq with empty packets from pool (a vhd_pktpool_create_in() pool), each offered as one writable
+ * buffer starting cfg->hdr_size bytes before its data, so that the frame lands at the usual headroom. Stops when
+ * the ring or the pool is full/empty.
+ * @return buffers added; -EINVAL if the pool is not device-visible; -EIO if broken.
+ */
+int vhd_net_drv_refill(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struct vhd_pktpool *pool,
+		       struct vhd_net_stats *st);
+
+/**
+ * Driver: collect up to n received packets from rxq. The header is copied out and checked as in 5.1.6.4.3
+ * (flags and gso_type must be ones the negotiated GUEST_ features allow); with MRG_RXBUF, num_buffers buffers
+ * make one packet and the later ones are copied into the first (too_big if they do not fit; that packet is
+ * dropped). Used buffers shorter than the header are dropped (errors). Call vhd_net_drv_refill() afterwards.
+ * @return packets stored in pkts[0..ret), now owned by the caller; -EIO if broken (nothing returned).
+ */
+int vhd_net_drv_recv(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struct vhd_pkt **pkts, unsigned n,
+		     struct vhd_net_stats *st);
+
+/**
+ * Driver, at teardown (device gone or reset): free every packet still offered on vq (a TX or RX queue of this
+ * API). Afterwards the queue must only be destroyed (see vhd_vq_reclaim()).
+ * @return packets freed.
+ */
+unsigned vhd_net_drv_release(struct vhd_vq *vq);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

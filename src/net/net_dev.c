@@ -1,0 +1,410 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio-net, device side: guest TX chains -> pool packets, packets -> guest RX buffers.
+ *
+ * Everything the guest wrote is copied into private memory before it is looked at, so a guest changing a header
+ * after we checked it cannot change what we act on.
+ */
+#include <errno.h>
+
+#include "net_impl.h"
+#include "vhostd/virtq.h"
+
+/* Chains per pop/push round trip on the transmit side. */
+#define DEQ_BURST 64u
+/* iovecs per pop: enough for DEQ_BURST chains of 16 segments; longer chains wait for the next pop. */
+#define DEQ_NIOV (DEQ_BURST * 16u)
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Transmit (guest -> us)                                                                          */
+
+/* One chain -> one packet in p. Returns NV_OK or why the chain's frame is dropped; p is untouched on drops
+ * except for its data bytes. */
+static enum net_verdict dequeue_one(const struct vhd_vq_chain *c, const struct vhd_net_cfg *cfg,
+				    const struct net_dir *dir, struct vhd_pkt *p)
+{
+	if (unlikely(c->err))
+		return NV_ERROR;
+	uint32_t hs = cfg->hdr_size;
+	if (unlikely(c->out_len < hs))
+		return NV_BAD_HEADER;
+	uint32_t flen = c->out_len - hs;
+	if (unlikely(flen < ETH_HLEN_MIN))
+		return NV_TOO_SMALL;
+	if (unlikely(flen > p->cap - VHD_PKT_HEADROOM))
+		return NV_TOO_BIG;
+
+	/* Only the fields up to csum_offset matter on transmit: num_buffers is unused there (5.1.6.2) and the
+	 * hash fields are receive-only. */
+	struct virtio_net_hdr h;
+	net_iov_gather(c->iov, c->nout, 0, (uint8_t *)&h, sizeof(h));
+	struct vhd_net_meta m;
+	/* The driver MUST NOT set DATA_VALID or RSC_INFO, and the device ignores what it does not use (5.1.6.2.2). */
+	net_hdr_to_meta(&h, VIRTIO_NET_HDR_F_NEEDS_CSUM, &m);
+	if ((m.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !dir->csum)
+		return NV_BAD_HEADER;
+	enum net_verdict v = net_check_meta(&m, flen, dir);
+	if (unlikely(v != NV_OK))
+		return v;
+
+	p->off = VHD_PKT_HEADROOM;
+	net_iov_gather(c->iov, c->nout, hs, vhd_pkt_data(p), flen);
+	p->len = flen;
+	p->meta = m;
+	return NV_OK;
+}
+
+int vhd_net_dev_dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct vhd_pktpool *pool,
+			struct vhd_pkt **pkts, unsigned n, struct vhd_net_stats *st)
+{
+	struct vhd_vq_chain chains[DEQ_BURST];
+	struct iovec iov[DEQ_NIOV];
+	struct vhd_vq_used used[DEQ_BURST];
+	struct vhd_pkt *fresh[DEQ_BURST];
+	const struct net_dir dir = net_dir_tx(cfg);
+	unsigned out = 0;
+	uint64_t bytes = 0;
+
+	if (n > VHD_NET_BURST_MAX)
+		n = VHD_NET_BURST_MAX;
+	while (out < n) {
+		unsigned want = n - out < DEQ_BURST ? n - out : DEQ_BURST;
+		/* Packets first: with none to put frames in, chains stay in the ring rather than being dropped. */
+		unsigned have = vhd_pkt_alloc_bulk(pool, fresh, want);
+		if (have == 0)
+			break;
+		int nc = vhd_vq_pop(txq, chains, have, iov, DEQ_NIOV);
+		if (unlikely(nc < 0)) {
+			vhd_pkt_free_bulk(fresh, have);
+			goto broken;
+		}
+		unsigned k = 0;
+		for (int i = 0; i < nc; i++) {
+			const struct vhd_vq_chain *c = &chains[i];
+			used[i] = (struct vhd_vq_used){.id = c->id, .ndesc = c->ndesc, .len = 0};
+			enum net_verdict v = dequeue_one(c, cfg, &dir, fresh[k]);
+			if (unlikely(v != NV_OK)) {
+				net_count_drop(st, v);
+				continue; /* fresh[k] takes the next frame */
+			}
+			bytes += fresh[k]->len;
+			pkts[out++] = fresh[k++];
+		}
+		vhd_pkt_free_bulk(fresh + k, have - k);
+		if (nc > 0 && unlikely(vhd_vq_push(txq, used, (unsigned)nc) < 0))
+			goto broken;
+		if ((unsigned)nc < have)
+			break;
+	}
+	st->packets += out;
+	st->bytes += bytes;
+	return (int)out;
+
+broken:
+	/* The queue is dead: hand nothing over, so the caller has one outcome to handle. */
+	vhd_pkt_free_bulk(pkts, out);
+	return -EIO;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Receive (us -> guest)                                                                           */
+
+/* Chains per pop. */
+#define ENQ_WIN 64u
+#define ENQ_NIOV (ENQ_WIN * 8u)
+/* Used entries collected before a push. */
+#define ENQ_USED_MAX 512u
+/* Most buffers one mergeable packet may take (a 64 KiB frame in 256-byte buffers). */
+#define ENQ_PKT_MAX_CHAINS 256u
+
+struct enq {
+	struct vhd_vq *vq;
+	struct vhd_vq_chain win[ENQ_WIN]; /* popped chains, win[wpos..nwin) not used yet */
+	unsigned nwin, wpos;
+	uint32_t max_in; /* largest usable writable length seen, for sizing pops; 0 before the first */
+	uint32_t hs;
+	struct iovec iov[ENQ_NIOV];
+	struct vhd_vq_used used[ENQ_USED_MAX];
+	unsigned nused;
+};
+
+/* Publish what is collected. Only called between packets: a mergeable packet's buffers go out together. */
+static int enq_flush(struct enq *s)
+{
+	if (s->nused == 0)
+		return 0;
+	int r = vhd_vq_push(s->vq, s->used, s->nused);
+	s->nused = 0;
+	return r < 0 ? r : 0;
+}
+
+/*
+ * Next unused chain, popping about `want` more when the window is empty (the window is only refilled when
+ * empty, so iov[] is never shared between old and new chains). NULL when the ring is empty; *err < 0 if broken.
+ */
+static struct vhd_vq_chain *enq_next(struct enq *s, uint64_t want, int *err)
+{
+	if (s->wpos == s->nwin) {
+		unsigned k = want > ENQ_WIN ? ENQ_WIN : want == 0 ? 1 : (unsigned)want;
+		int r = vhd_vq_pop(s->vq, s->win, k, s->iov, ENQ_NIOV);
+		if (unlikely(r < 0)) {
+			*err = r;
+			return NULL;
+		}
+		s->nwin = (unsigned)r;
+		s->wpos = 0;
+		if (r == 0)
+			return NULL;
+		/* Unusable chains say nothing about the size of the driver's buffers. */
+		for (int i = 0; i < r; i++)
+			if (!s->win[i].err && s->win[i].in_len >= s->hs && s->win[i].in_len > s->max_in)
+				s->max_in = s->win[i].in_len;
+	}
+	return &s->win[s->wpos++];
+}
+
+static void enq_used(struct enq *s, const struct vhd_vq_chain *c, uint32_t len)
+{
+	s->used[s->nused++] = (struct vhd_vq_used){.id = c->id, .ndesc = c->ndesc, .len = len};
+}
+
+/* Writes a byte stream into one chain's writable segments. */
+struct wcur {
+	const struct iovec *iov;
+	unsigned i;
+	size_t off;
+};
+
+static void wcur_init(struct wcur *w, const struct vhd_vq_chain *c)
+{
+	w->iov = c->iov + c->nout;
+	w->i = 0;
+	w->off = 0;
+}
+
+/* Write len bytes (the caller checked they fit); returns where the first of them went. */
+static uint8_t *wcur_put(struct wcur *w, const uint8_t *src, size_t len)
+{
+	uint8_t *first = NULL;
+	while (len) {
+		const struct iovec *v = &w->iov[w->i];
+		size_t room = v->iov_len - w->off, take = len < room ? len : room;
+		uint8_t *dst = (uint8_t *)v->iov_base + w->off;
+		if (!first)
+			first = dst;
+		memcpy(dst, src, take);
+		src += take;
+		len -= take;
+		w->off += take;
+		if (w->off == v->iov_len) {
+			w->i++;
+			w->off = 0;
+		}
+	}
+	return first;
+}
+
+/* Is this chain of any use as a receive buffer? It must hold at least a header (5.1.6.3.1: "each buffer MUST be
+ * at least size of struct virtio_net_hdr" with MRG_RXBUF; and without it a header plus nothing is useless too). */
+static bool enq_chain_ok(const struct vhd_vq_chain *c, uint32_t hs)
+{
+	return likely(!c->err && c->in_len >= hs);
+}
+
+/* Classify one caller packet before any buffer is spent on it; completes checksums in software if needed. */
+static enum net_verdict enq_check(struct vhd_pkt *p, const struct vhd_net_cfg *cfg, const struct net_dir *dir)
+{
+	if (unlikely(p->len < ETH_HLEN_MIN))
+		return NV_TOO_SMALL;
+	enum net_verdict v = net_check_meta(&p->meta, p->len, dir);
+	if (unlikely(v != NV_OK))
+		return v;
+	if (unlikely((p->meta.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !cfg->rx_csum))
+		net_csum_complete(p);
+	return NV_OK;
+}
+
+int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struct vhd_pkt *const *pkts, unsigned n,
+			struct vhd_net_stats *st)
+{
+	struct enq s;
+	s.vq = rxq;
+	s.nwin = s.wpos = 0;
+	s.nused = 0;
+	s.max_in = 0;
+	s.hs = cfg->hdr_size;
+	const struct net_dir dir = net_dir_rx(cfg);
+	const uint32_t hs = cfg->hdr_size;
+	const uint8_t flag_mask = cfg->rx_csum ? (VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID) : 0;
+	int err = 0;
+
+	if (n > VHD_NET_BURST_MAX)
+		n = VHD_NET_BURST_MAX;
+
+	/* Verdicts first, and what the rest of the burst needs from here on, so that pops ask for about as
+	 * many chains as will be used: a chain popped and not filled can only be returned empty. */
+	uint8_t verdict[VHD_NET_BURST_MAX];
+	uint64_t suffix_bytes[VHD_NET_BURST_MAX + 1];
+	suffix_bytes[n] = 0;
+	for (unsigned i = n; i-- > 0;) {
+		verdict[i] = (uint8_t)enq_check(pkts[i], cfg, &dir);
+		bool ok = verdict[i] == NV_OK;
+		suffix_bytes[i] = suffix_bytes[i + 1] + (ok ? hs + pkts[i]->len : 0);
+	}
+
+	unsigned i, delivered = 0;
+	uint64_t bytes = 0;
+	for (i = 0; i < n; i++) {
+		struct vhd_pkt *p = pkts[i];
+		if (verdict[i] != NV_OK) {
+			net_count_drop(st, (enum net_verdict)verdict[i]);
+			continue;
+		}
+		struct net_hdr_wire hdr;
+		net_meta_to_hdr(&p->meta, p->meta.flags & flag_mask, &hdr);
+		const uint8_t *hb = (const uint8_t *)&hdr;
+		const uint8_t *data = vhd_pkt_data(p);
+		const uint32_t total = hs + p->len;
+
+		if (!cfg->mrg_rxbuf) {
+			/* One buffer per packet (5.1.6.3.2); num_buffers is 1 where the header has it. */
+			hdr.h.num_buffers = vhd_cpu_to_le16(1);
+			if (s.wpos == s.nwin && s.max_in && total > s.max_in) {
+				/* Bigger than every buffer seen: drivers without MRG_RXBUF offer buffers of
+				 * one size, so popping another would only waste it. */
+				st->too_big++;
+				continue;
+			}
+			struct vhd_vq_chain *c;
+			for (;;) {
+				if (s.nused == ENQ_USED_MAX && (err = enq_flush(&s)) < 0)
+					goto broken;
+				/* Pop one chain to learn the buffer size, then one per packet that fits it. */
+				unsigned want = 1;
+				if (s.max_in && s.wpos == s.nwin) {
+					want = 0;
+					for (unsigned j = i; j < n && want < ENQ_WIN; j++)
+						want += verdict[j] == NV_OK && hs + pkts[j]->len <= s.max_in;
+				}
+				c = enq_next(&s, want, &err);
+				if (!c || enq_chain_ok(c, hs))
+					break;
+				enq_used(&s, c, 0);
+				st->errors++;
+			}
+			if (err < 0)
+				goto broken;
+			if (!c)
+				break;
+			if (c->in_len < total) {
+				/* Give the buffer to the next packet instead. */
+				s.wpos--;
+				st->too_big++;
+				continue;
+			}
+			struct wcur w;
+			wcur_init(&w, c);
+			wcur_put(&w, hb, hs);
+			wcur_put(&w, data, p->len);
+			enq_used(&s, c, total);
+			delivered++;
+			bytes += p->len;
+			continue;
+		}
+
+		/* Mergeable: fill buffers completely, in ring order, until the packet is in (5.1.6.4.2). */
+		bool ring_out = false, gave_up = false;
+		for (;;) {
+			if (s.nused + ENQ_PKT_MAX_CHAINS + 1 > ENQ_USED_MAX && (err = enq_flush(&s)) < 0)
+				goto broken;
+			unsigned start = s.nused, nb = 0;
+			uint32_t pos = 0; /* bytes of header + frame written */
+			uint8_t *nb_lo = NULL, *nb_hi = NULL;
+			bool restart = false;
+			while (pos < total) {
+				uint64_t left = (total - pos) + suffix_bytes[i + 1];
+				uint64_t want = s.max_in ? (left + s.max_in - 1) / s.max_in : 1;
+				struct vhd_vq_chain *c = enq_next(&s, want, &err);
+				if (!c) {
+					ring_out = true;
+					break;
+				}
+				/* The first buffer must hold the header; later ones need only be non-empty. */
+				if (unlikely(c->err || c->in_len == 0 || (nb == 0 && c->in_len < hs))) {
+					/* Buffers already holding part of this packet cannot be followed by an
+					 * empty one: they go back empty too and the packet starts over. */
+					enq_used(&s, c, 0);
+					st->errors++;
+					restart = true;
+					break;
+				}
+				if (nb == ENQ_PKT_MAX_CHAINS) {
+					s.wpos--;
+					gave_up = true;
+					break;
+				}
+				struct wcur w;
+				wcur_init(&w, c);
+				uint32_t put = 0;
+				if (nb == 0) {
+					/* The whole header goes in the first buffer (it holds >= hs bytes).
+					 * num_buffers (bytes 10-11) is known only at the end: remember where
+					 * its bytes land, which may be two different segments. */
+					wcur_put(&w, hb, 10);
+					nb_lo = wcur_put(&w, hb + 10, 1);
+					nb_hi = wcur_put(&w, hb + 11, 1);
+					wcur_put(&w, hb + 12, hs - 12);
+					put = hs;
+				}
+				uint32_t fpos = pos + put - hs, take = c->in_len - put;
+				if (take > p->len - fpos)
+					take = p->len - fpos;
+				wcur_put(&w, data + fpos, take);
+				put += take;
+				enq_used(&s, c, put);
+				pos += put;
+				nb++;
+			}
+			if (restart || ring_out || gave_up || err < 0) {
+				for (unsigned k = start; k < s.nused; k++) {
+					st->errors += s.used[k].len != 0;
+					s.used[k].len = 0;
+				}
+				if (err < 0)
+					goto broken;
+				if (restart)
+					continue;
+				break;
+			}
+			uint16_t nbl = vhd_cpu_to_le16((uint16_t)nb);
+			memcpy(nb_lo, &nbl, 1);
+			memcpy(nb_hi, (uint8_t *)&nbl + 1, 1);
+			break;
+		}
+		if (ring_out)
+			break;
+		if (gave_up) {
+			st->too_big++;
+			continue;
+		}
+		delivered++;
+		bytes += p->len;
+	}
+
+	/* Chains popped beyond what the burst used can only go back empty; pops are sized to make this rare. */
+	while (s.wpos < s.nwin) {
+		if (s.nused == ENQ_USED_MAX && (err = enq_flush(&s)) < 0)
+			goto broken;
+		enq_used(&s, &s.win[s.wpos++], 0);
+		st->errors++;
+	}
+	if ((err = enq_flush(&s)) < 0)
+		goto broken;
+	st->packets += delivered;
+	st->bytes += bytes;
+	st->no_buffers += n - i;
+	return (int)i;
+
+broken:
+	return -EIO;
+}

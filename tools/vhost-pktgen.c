@@ -1,0 +1,773 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhost-pktgen: a testpmd-like traffic generator and sink over libvhostd, as a vhost-user back-end (serving a
+ * device, e.g. to QEMU or DPDK's virtio-user) or as a frontend (driving a back-end without a VM).
+ *
+ * One thread: it polls the control socket between data bursts and runs every queue pair in turn. Frames it
+ * generates carry, after an Ethernet/IPv4/UDP header, a per-queue sequence number, the queue and the frame
+ * length, then a byte pattern derived from the sequence number, so a receiving vhost-pktgen (--verify) can
+ * count lost, duplicated, reordered and corrupted frames.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "spec/virtio_config.h"
+#include "spec/virtio_net.h"
+#include "vhostd/frontend.h"
+#include "vhostd/log.h"
+#include "vhostd/net.h"
+#include "vhostd/pkt.h"
+#include "vhostd/vhost_user.h"
+#include "vhostd/virtq.h"
+
+#define MAX_QP 16
+#define MAX_BURST 256
+#define POOL_BUFS 2048
+#define BUF_SIZE 10240 /* 9000-byte frames plus headroom */
+#define HDRS (14 + 20 + 8)
+#define STAMP 12 /* seq (8), queue (2), length (2) */
+#define MIN_FRAME 60
+#define MAX_FRAME 9000
+
+enum mode { M_TXONLY, M_RXONLY, M_IO, M_MACSWAP, M_ICMPECHO };
+static const char *const mode_names[] = {"txonly", "rxonly", "io", "macswap", "icmpecho"};
+
+struct qstats {
+	uint64_t rx, rx_bytes, tx, tx_bytes, drops, errors;
+	uint64_t lost, dup, corrupt, next_seq; /* --verify */
+	uint64_t gen_seq;                      /* txonly */
+};
+
+struct opts {
+	const char *path;
+	bool backend, server, client_set, packed, no_mrg, in_order, json, verify;
+	enum mode mode;
+	uint32_t size_min, size_max;
+	unsigned burst, queues;
+	uint64_t count;
+	double duration;
+	uint8_t mac[6];
+};
+
+struct gen {
+	struct opts o;
+	struct vhd_vu_dev *dev;
+	struct vhd_fe *fe;
+	struct vhd_net_cfg cfg;
+	bool cfg_ok;
+	struct vhd_pktpool *pool[MAX_QP];
+	struct vhd_net_stats nst[2 * MAX_QP];
+	struct qstats qs[MAX_QP];
+	/* txonly: packets built but not yet taken by the queue, retried first next time */
+	struct vhd_pkt *pending[MAX_QP][MAX_BURST];
+	unsigned npending[MAX_QP];
+	struct timespec t_first, t_last;
+	bool started;
+};
+
+static volatile sig_atomic_t stop_now;
+static void on_signal(int s)
+{
+	(void)s;
+	stop_now = 1;
+}
+
+static double secs(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 31;
+	x *= 0x7fb5d329728ea185ull;
+	x ^= x >> 27;
+	x *= 0x81dadef4bc2dd44dull;
+	return x ^ (x >> 33);
+}
+
+/* ------------------------------------------------------------------ frames */
+
+static uint16_t csum_fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+static uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i += 2)
+		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (len & 1)
+		sum += (uint32_t)p[len - 1] << 8;
+	return sum;
+}
+
+static uint32_t frame_len_for(const struct opts *o, uint64_t seq, unsigned q)
+{
+	if (o->size_min == o->size_max)
+		return o->size_min;
+	return o->size_min + (uint32_t)(mix(seq * 31 + q) % (o->size_max - o->size_min + 1));
+}
+
+static uint8_t pattern(uint64_t seq, uint32_t i)
+{
+	return (uint8_t)(seq * 7 + i * 13 + (i >> 8));
+}
+
+/* Ethernet + IPv4 + UDP to 10.0.0.2:9 from 10.0.0.1:9, then the stamp and the pattern. */
+static void build_frame(const struct opts *o, uint8_t *f, uint32_t len, uint64_t seq, uint16_t q)
+{
+	static const uint8_t dst[6] = {0x02, 0, 0, 0, 0, 0x02};
+	memcpy(f, dst, 6);
+	memcpy(f + 6, o->mac, 6);
+	f[12] = 0x08;
+	f[13] = 0x00;
+	uint8_t *ip = f + 14;
+	uint16_t iplen = (uint16_t)(len - 14);
+	uint8_t iph[20] = {0x45, 0, (uint8_t)(iplen >> 8), (uint8_t)iplen, 0, 0, 0x40, 0, 64, 17, 0, 0,
+			   10, 0, 0, 1, 10, 0, 0, 2};
+	uint16_t c = csum_fold(csum_add(0, iph, 20));
+	iph[10] = (uint8_t)(c >> 8);
+	iph[11] = (uint8_t)c;
+	memcpy(ip, iph, 20);
+	uint8_t *udp = ip + 20;
+	uint16_t ulen = (uint16_t)(iplen - 20);
+	uint8_t uh[8] = {0, 9, 0, 9, (uint8_t)(ulen >> 8), (uint8_t)ulen, 0, 0}; /* UDP checksum 0: none (IPv4) */
+	memcpy(udp, uh, 8);
+	uint8_t *pl = f + HDRS;
+	memcpy(pl, &seq, 8);
+	memcpy(pl + 8, &q, 2);
+	uint16_t l16 = (uint16_t)len;
+	memcpy(pl + 10, &l16, 2);
+	for (uint32_t i = HDRS + STAMP; i < len; i++)
+		f[i] = pattern(seq, i);
+}
+
+/* Check a received generated frame and account for it in its queue's sequence. */
+static void verify_frame(struct gen *g, const uint8_t *f, uint32_t len)
+{
+	if (len < HDRS + STAMP || f[12] != 0x08 || f[13] != 0x00 || f[23] != 17) {
+		g->qs[0].corrupt++;
+		return;
+	}
+	uint64_t seq;
+	uint16_t q, l16;
+	memcpy(&seq, f + HDRS, 8);
+	memcpy(&q, f + HDRS + 8, 2);
+	memcpy(&l16, f + HDRS + 10, 2);
+	if (q >= MAX_QP || l16 != (uint16_t)len) {
+		g->qs[0].corrupt++;
+		return;
+	}
+	struct qstats *s = &g->qs[q];
+	for (uint32_t i = HDRS + STAMP; i < len; i++) {
+		if (f[i] != pattern(seq, i)) {
+			s->corrupt++;
+			return;
+		}
+	}
+	if (seq == s->next_seq) {
+		s->next_seq++;
+	} else if (seq > s->next_seq) {
+		s->lost += seq - s->next_seq;
+		s->next_seq = seq + 1;
+	} else {
+		s->dup++;
+	}
+}
+
+static void swap_mac(uint8_t *f)
+{
+	uint8_t t[6];
+	memcpy(t, f, 6);
+	memcpy(f, f + 6, 6);
+	memcpy(f + 6, t, 6);
+}
+
+/* Turn an ARP request or ICMP echo request into its reply, in place. Returns false for anything else. */
+static bool icmpecho(const struct opts *o, uint8_t *f, uint32_t len)
+{
+	if (len >= 42 && f[12] == 0x08 && f[13] == 0x06) {
+		uint8_t *a = f + 14;
+		if (a[6] != 0 || a[7] != 1) /* ARP request only */
+			return false;
+		uint8_t sha[6], spa[4], tpa[4];
+		memcpy(sha, a + 8, 6);
+		memcpy(spa, a + 14, 4);
+		memcpy(tpa, a + 24, 4);
+		a[7] = 2;
+		memcpy(a + 8, o->mac, 6);
+		memcpy(a + 14, tpa, 4);
+		memcpy(a + 18, sha, 6);
+		memcpy(a + 24, spa, 4);
+		memcpy(f, sha, 6);
+		memcpy(f + 6, o->mac, 6);
+		return true;
+	}
+	if (len >= 14 + 20 + 8 && f[12] == 0x08 && f[13] == 0x00 && f[23] == 1) {
+		uint8_t *ip = f + 14;
+		uint32_t ihl = (uint32_t)(ip[0] & 0xf) * 4;
+		uint32_t tot = (uint32_t)(ip[2] << 8 | ip[3]);
+		if (ihl < 20 || tot < ihl + 8 || 14 + tot > len)
+			return false;
+		uint8_t *icmp = ip + ihl;
+		if (icmp[0] != 8)
+			return false;
+		uint8_t t[4];
+		memcpy(t, ip + 12, 4);
+		memcpy(ip + 12, ip + 16, 4);
+		memcpy(ip + 16, t, 4); /* the IP checksum does not change: same words, other order */
+		icmp[0] = 0;
+		icmp[2] = icmp[3] = 0;
+		uint16_t c = csum_fold(csum_add(0, icmp, tot - ihl));
+		icmp[2] = (uint8_t)(c >> 8);
+		icmp[3] = (uint8_t)c;
+		swap_mac(f);
+		memcpy(f + 6, o->mac, 6);
+		return true;
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------------ ports */
+
+/* Receive up to n frames on queue pair q. */
+static int port_rx(struct gen *g, unsigned q, struct vhd_pkt **pkts, unsigned n)
+{
+	int r;
+	if (g->o.backend) {
+		struct vhd_vq *tx = vhd_vu_queue_acquire(g->dev, 2 * q + 1);
+		if (!tx)
+			return 0;
+		r = vhd_net_dev_dequeue(tx, &g->cfg, g->pool[q], pkts, n, &g->nst[2 * q + 1]);
+		/* Even with no packet produced, dropped frames' chains may have been given back. */
+		if (r >= 0 && vhd_vq_need_notify(tx))
+			vhd_vu_queue_notify(g->dev, 2 * q + 1);
+		vhd_vu_queue_release(g->dev, 2 * q + 1);
+	} else {
+		struct vhd_vq *rx = vhd_fe_vq(g->fe, 2 * q);
+		if (!rx)
+			return 0;
+		r = vhd_net_drv_recv(rx, &g->cfg, pkts, n, &g->nst[2 * q]);
+		int a = vhd_net_drv_refill(rx, &g->cfg, g->pool[q], &g->nst[2 * q]);
+		if (a > 0 && vhd_vq_need_notify(rx))
+			vhd_fe_kick(g->fe, 2 * q);
+	}
+	return r < 0 ? 0 : r;
+}
+
+/* Send pkts; returns how many the port took (now its problem); the rest stay with the caller. */
+static unsigned port_tx(struct gen *g, unsigned q, struct vhd_pkt **pkts, unsigned n)
+{
+	int r;
+	if (g->o.backend) {
+		struct vhd_vq *rx = vhd_vu_queue_acquire(g->dev, 2 * q);
+		if (!rx)
+			return 0;
+		r = vhd_net_dev_enqueue(rx, &g->cfg, pkts, n, &g->nst[2 * q]);
+		if (r >= 0 && vhd_vq_need_notify(rx))
+			vhd_vu_queue_notify(g->dev, 2 * q);
+		vhd_vu_queue_release(g->dev, 2 * q);
+		if (r > 0)
+			vhd_pkt_free_bulk(pkts, (unsigned)r); /* enqueue copied them */
+	} else {
+		struct vhd_vq *tx = vhd_fe_vq(g->fe, 2 * q + 1);
+		if (!tx)
+			return 0;
+		r = vhd_net_drv_xmit(tx, &g->cfg, pkts, n, &g->nst[2 * q + 1]);
+		if (r > 0 && vhd_vq_need_notify(tx))
+			vhd_fe_kick(g->fe, 2 * q + 1);
+	}
+	return r < 0 ? 0 : (unsigned)r;
+}
+
+static void note_traffic(struct gen *g)
+{
+	clock_gettime(CLOCK_MONOTONIC, &g->t_last);
+	if (!g->started) {
+		g->t_first = g->t_last;
+		g->started = true;
+	}
+}
+
+static uint64_t total(const struct gen *g, bool rx)
+{
+	uint64_t t = 0;
+	for (unsigned q = 0; q < g->o.queues; q++)
+		t += rx ? g->qs[q].rx : g->qs[q].tx;
+	return t;
+}
+
+/* txonly --verify: frames coming back (a peer in io or macswap mode) are checked and counted. */
+static unsigned rx_verify(struct gen *g, unsigned q)
+{
+	if (!g->o.verify)
+		return 0;
+	struct vhd_pkt *pkts[MAX_BURST];
+	int n = port_rx(g, q, pkts, g->o.burst);
+	for (int i = 0; i < n; i++) {
+		verify_frame(g, vhd_pkt_data(pkts[i]), pkts[i]->len);
+		g->qs[q].rx++;
+		g->qs[q].rx_bytes += pkts[i]->len;
+	}
+	if (n > 0)
+		vhd_pkt_free_bulk(pkts, (unsigned)n);
+	return n > 0 ? (unsigned)n : 0;
+}
+
+/* One burst of the mode's work on queue pair q. Returns frames moved. */
+static unsigned run_queue(struct gen *g, unsigned q)
+{
+	struct qstats *s = &g->qs[q];
+	struct vhd_pkt *pkts[MAX_BURST];
+	unsigned moved = 0;
+	if (g->o.mode == M_TXONLY) {
+		/* --count is split evenly over the queues, so the total comes out exact. */
+		uint64_t quota = g->o.count / g->o.queues + (q < g->o.count % g->o.queues);
+		unsigned have = g->npending[q];
+		if (g->o.count && s->tx + have >= quota && have == 0)
+			return 0;
+		/* Top the pending burst up with new frames, then offer it. */
+		unsigned want = g->o.burst - have;
+		if (g->o.count && want > quota - s->tx - have)
+			want = (unsigned)(quota - s->tx - have);
+		unsigned got = vhd_pkt_alloc_bulk(g->pool[q], g->pending[q] + have, want);
+		for (unsigned i = 0; i < got; i++) {
+			struct vhd_pkt *p = g->pending[q][have + i];
+			uint32_t len = frame_len_for(&g->o, s->gen_seq, q);
+			build_frame(&g->o, vhd_pkt_data(p), len, s->gen_seq++, (uint16_t)q);
+			p->len = len;
+		}
+		have += got;
+		unsigned sent = port_tx(g, q, g->pending[q], have);
+		memmove(g->pending[q], g->pending[q] + sent, (have - sent) * sizeof(pkts[0]));
+		g->npending[q] = have - sent;
+		s->tx += sent;
+		moved = sent + rx_verify(g, q);
+	} else {
+		int n = port_rx(g, q, pkts, g->o.burst);
+		if (n <= 0)
+			return 0;
+		s->rx += (uint64_t)n;
+		for (int i = 0; i < n; i++)
+			s->rx_bytes += pkts[i]->len;
+		moved = (unsigned)n;
+		unsigned keep = 0;
+		for (int i = 0; i < n; i++) {
+			struct vhd_pkt *p = pkts[i];
+			if (g->o.verify)
+				verify_frame(g, vhd_pkt_data(p), p->len);
+			bool send = false;
+			switch (g->o.mode) {
+			case M_IO:
+				send = true;
+				break;
+			case M_MACSWAP:
+				if (p->len >= 14)
+					swap_mac(vhd_pkt_data(p));
+				send = true;
+				break;
+			case M_ICMPECHO:
+				send = icmpecho(&g->o, vhd_pkt_data(p), p->len);
+				break;
+			default:
+				break;
+			}
+			if (send)
+				pkts[keep++] = p;
+			else
+				vhd_pkt_free(p);
+		}
+		if (keep) {
+			unsigned sent = port_tx(g, q, pkts, keep);
+			s->tx += sent;
+			/* Forwarding modes do not wait: what the peer has no room for is dropped, as testpmd does. */
+			s->drops += keep - sent;
+			vhd_pkt_free_bulk(pkts + sent, keep - sent);
+		}
+	}
+	if (moved)
+		note_traffic(g);
+	return moved;
+}
+
+/* ------------------------------------------------------------------ control */
+
+static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
+{
+	struct gen *g = opaque;
+	if (ev == VHD_FE_UP) {
+		g->cfg_ok = vhd_net_cfg_init(&g->cfg, vhd_fe_features(fe)) == 0;
+		if (!g->cfg_ok)
+			fprintf(stderr, "vhost-pktgen: negotiated features 0x%llx unusable\n",
+				(unsigned long long)vhd_fe_features(fe));
+		for (unsigned q = 0; q < g->o.queues; q++)
+			vhd_net_drv_refill(vhd_fe_vq(fe, 2 * q), &g->cfg, g->pool[q], &g->nst[2 * q]);
+	} else {
+		g->cfg_ok = false;
+		for (unsigned q = 0; q < 2 * g->o.queues; q++)
+			vhd_net_drv_release(vhd_fe_vq(fe, q));
+	}
+}
+
+static void be_event(struct vhd_vu_dev *dev, enum vhd_vu_event ev, unsigned qidx, void *opaque)
+{
+	struct gen *g = opaque;
+	(void)qidx;
+	if (ev == VHD_VU_QUEUE_STARTED)
+		g->cfg_ok = vhd_net_cfg_init(&g->cfg, vhd_vu_dev_features(dev)) == 0;
+}
+
+static void control(struct gen *g, int timeout_ms)
+{
+	struct pollfd p[2];
+	unsigned n;
+	int t;
+	if (g->o.backend) {
+		n = vhd_vu_dev_pollfds(g->dev, p, 2);
+		t = vhd_vu_dev_timeout_ms(g->dev);
+	} else {
+		n = vhd_fe_pollfds(g->fe, p, 2);
+		t = vhd_fe_timeout_ms(g->fe);
+	}
+	if (t >= 0 && (timeout_ms < 0 || t < timeout_ms))
+		timeout_ms = t;
+	if (poll(p, n, timeout_ms) < 0 && errno != EINTR)
+		return;
+	if (g->o.backend)
+		vhd_vu_dev_dispatch(g->dev);
+	else
+		vhd_fe_dispatch(g->fe);
+}
+
+static void report(struct gen *g)
+{
+	double dt = g->started ? secs(&g->t_first, &g->t_last) : 0;
+	struct qstats tot = {0};
+	for (unsigned q = 0; q < g->o.queues; q++) {
+		struct qstats *s = &g->qs[q];
+		const struct vhd_net_stats *rx = &g->nst[g->o.backend ? 2 * q + 1 : 2 * q];
+		const struct vhd_net_stats *tx = &g->nst[g->o.backend ? 2 * q : 2 * q + 1];
+		s->tx_bytes = tx->bytes;
+		s->errors = rx->bad_header + rx->too_big + rx->too_small + rx->gso_unsupported + rx->errors +
+			    tx->bad_header + tx->too_big + tx->too_small + tx->gso_unsupported + tx->errors;
+		tot.rx += s->rx, tot.rx_bytes += s->rx_bytes, tot.tx += s->tx, tot.tx_bytes += s->tx_bytes;
+		tot.drops += s->drops, tot.errors += s->errors, tot.lost += s->lost, tot.dup += s->dup;
+		tot.corrupt += s->corrupt;
+	}
+	double rx_mpps = dt > 0 ? (double)tot.rx / dt / 1e6 : 0, tx_mpps = dt > 0 ? (double)tot.tx / dt / 1e6 : 0;
+	FILE *f = stdout;
+	if (g->o.json) {
+		fprintf(f, "{\"mode\":\"%s\",\"role\":\"%s\",\"seconds\":%.6f,\"features\":%llu,\"queues\":[",
+			mode_names[g->o.mode], g->o.backend ? "backend" : "frontend", dt,
+			(unsigned long long)g->cfg.features);
+		for (unsigned q = 0; q < g->o.queues; q++) {
+			struct qstats *s = &g->qs[q];
+			fprintf(f,
+				"%s{\"queue\":%u,\"rx_packets\":%llu,\"rx_bytes\":%llu,\"tx_packets\":%llu,\"tx_bytes\":%llu,"
+				"\"drops\":%llu,\"errors\":%llu,\"lost\":%llu,\"dup\":%llu,\"corrupt\":%llu}",
+				q ? "," : "", q, (unsigned long long)s->rx, (unsigned long long)s->rx_bytes,
+				(unsigned long long)s->tx, (unsigned long long)s->tx_bytes, (unsigned long long)s->drops,
+				(unsigned long long)s->errors, (unsigned long long)s->lost, (unsigned long long)s->dup,
+				(unsigned long long)s->corrupt);
+		}
+		fprintf(f,
+			"],\"total\":{\"rx_packets\":%llu,\"rx_bytes\":%llu,\"tx_packets\":%llu,\"tx_bytes\":%llu,"
+			"\"drops\":%llu,\"errors\":%llu,\"lost\":%llu,\"dup\":%llu,\"corrupt\":%llu},"
+			"\"rx_mpps\":%.4f,\"tx_mpps\":%.4f}\n",
+			(unsigned long long)tot.rx, (unsigned long long)tot.rx_bytes, (unsigned long long)tot.tx,
+			(unsigned long long)tot.tx_bytes, (unsigned long long)tot.drops, (unsigned long long)tot.errors,
+			(unsigned long long)tot.lost, (unsigned long long)tot.dup, (unsigned long long)tot.corrupt, rx_mpps,
+			tx_mpps);
+		return;
+	}
+	fprintf(f, "vhost-pktgen %s (%s), %.3f s of traffic\n", mode_names[g->o.mode],
+		g->o.backend ? "backend" : "frontend", dt);
+	fprintf(f, "%-6s %14s %16s %14s %16s %10s %8s%s\n", "queue", "rx-packets", "rx-bytes", "tx-packets", "tx-bytes",
+		"drops", "errors", g->o.verify ? "     lost      dup  corrupt" : "");
+	for (unsigned q = 0; q <= g->o.queues; q++) {
+		struct qstats *s = q < g->o.queues ? &g->qs[q] : &tot;
+		char name[16];
+		snprintf(name, sizeof(name), q < g->o.queues ? "%u" : "total", q);
+		fprintf(f, "%-6s %14llu %16llu %14llu %16llu %10llu %8llu", name, (unsigned long long)s->rx,
+			(unsigned long long)s->rx_bytes, (unsigned long long)s->tx, (unsigned long long)s->tx_bytes,
+			(unsigned long long)s->drops, (unsigned long long)s->errors);
+		if (g->o.verify)
+			fprintf(f, " %8llu %8llu %8llu", (unsigned long long)s->lost, (unsigned long long)s->dup,
+				(unsigned long long)s->corrupt);
+		fputc('\n', f);
+	}
+	fprintf(f, "rx %.3f Mpps, tx %.3f Mpps\n", rx_mpps, tx_mpps);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vhost-pktgen (--backend PATH | --frontend PATH) [--server | --client]\n"
+		"                    [--mode txonly|rxonly|io|macswap|icmpecho] [--size BYTES | --size MIN-MAX]\n"
+		"                    [--burst N] [--queues N] [--count N | --duration S] [--packed] [--no-mrg]\n"
+		"                    [--in-order] [--verify] [--mac XX:XX:XX:XX:XX:XX] [--json]\n"
+		"\n"
+		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
+		"  --frontend PATH  drive the vhost-user device at PATH without a VM (connecting by default)\n"
+		"  --server/--client  listen on PATH, or connect to it (and reconnect)\n"
+		"  --mode           txonly: generate UDP frames; rxonly: count and drop; io: send back what arrives;\n"
+		"                   macswap: io with MACs swapped; icmpecho: answer ARP and ICMP echo requests\n"
+		"                   (default io)\n"
+		"  --size           frame bytes without FCS, %d..%d, or a range for random sizes (default 64)\n"
+		"  --burst N        frames per burst, 1..%d (default 32)\n"
+		"  --queues N       queue pairs, 1..%d (default 1)\n"
+		"  --count N        stop after N frames sent (txonly) or received (other modes)\n"
+		"  --duration S     stop after S seconds of traffic; without --count/--duration run until SIGINT\n"
+		"  --packed         frontend: ask for packed rings (a back-end always offers them)\n"
+		"  --no-mrg         do not negotiate mergeable RX buffers\n"
+		"  --in-order       frontend: ask for VIRTIO_F_IN_ORDER\n"
+		"  --verify         check received generated frames: per-queue sequence, length, contents\n"
+		"  --mac            our MAC (default 02:00:00:00:00:01)\n"
+		"  --json           print the final statistics as one JSON object\n"
+		"At exit (or on SIGINT/SIGTERM) prints per-queue and total packets, bytes, drops, errors and Mpps.\n"
+		"Exit status: 0, or 1 if --verify saw lost/duplicated/corrupted frames, 2 for bad usage.\n",
+		MIN_FRAME, MAX_FRAME, MAX_BURST, MAX_QP);
+}
+
+static int parse(int argc, char **argv, struct opts *o)
+{
+	*o = (struct opts){.mode = M_IO, .size_min = 64, .size_max = 64, .burst = 32, .queues = 1,
+			   .mac = {0x02, 0, 0, 0, 0, 0x01}};
+	bool client = false;
+	static const struct option lo[] = {
+		{"backend", 1, 0, 'b'}, {"frontend", 1, 0, 'f'}, {"server", 0, 0, 'S'}, {"client", 0, 0, 'C'},
+		{"mode", 1, 0, 'm'},    {"size", 1, 0, 's'},     {"burst", 1, 0, 'B'},  {"queues", 1, 0, 'q'},
+		{"count", 1, 0, 'n'},   {"duration", 1, 0, 'd'}, {"packed", 0, 0, 'P'}, {"no-mrg", 0, 0, 'M'},
+		{"in-order", 0, 0, 'I'}, {"verify", 0, 0, 'V'},  {"mac", 1, 0, 'a'},    {"json", 0, 0, 'j'},
+		{"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+	int c;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'b':
+		case 'f':
+			if (o->path) {
+				fprintf(stderr, "vhost-pktgen: give one of --backend or --frontend\n");
+				return -1;
+			}
+			o->path = optarg;
+			o->backend = c == 'b';
+			break;
+		case 'S':
+			o->server = true;
+			o->client_set = true;
+			break;
+		case 'C':
+			client = true;
+			o->client_set = true;
+			break;
+		case 'm': {
+			int m = -1;
+			for (int i = 0; i < 5; i++)
+				if (!strcmp(optarg, mode_names[i]))
+					m = i;
+			if (m < 0) {
+				fprintf(stderr, "vhost-pktgen: unknown mode '%s'\n", optarg);
+				return -1;
+			}
+			o->mode = (enum mode)m;
+			break;
+		}
+		case 's': {
+			unsigned a, b;
+			int k = sscanf(optarg, "%u-%u", &a, &b);
+			if (k == 1)
+				b = a;
+			if (k < 1 || a < MIN_FRAME || b > MAX_FRAME || a > b) {
+				fprintf(stderr, "vhost-pktgen: --size wants %d..%d or MIN-MAX within it\n", MIN_FRAME,
+					MAX_FRAME);
+				return -1;
+			}
+			o->size_min = a;
+			o->size_max = b;
+			break;
+		}
+		case 'B':
+			o->burst = (unsigned)atoi(optarg);
+			if (o->burst < 1 || o->burst > MAX_BURST) {
+				fprintf(stderr, "vhost-pktgen: --burst wants 1..%d\n", MAX_BURST);
+				return -1;
+			}
+			break;
+		case 'q':
+			o->queues = (unsigned)atoi(optarg);
+			if (o->queues < 1 || o->queues > MAX_QP) {
+				fprintf(stderr, "vhost-pktgen: --queues wants 1..%d\n", MAX_QP);
+				return -1;
+			}
+			break;
+		case 'n':
+			o->count = strtoull(optarg, NULL, 10);
+			break;
+		case 'd':
+			o->duration = atof(optarg);
+			break;
+		case 'P':
+			o->packed = true;
+			break;
+		case 'M':
+			o->no_mrg = true;
+			break;
+		case 'I':
+			o->in_order = true;
+			break;
+		case 'V':
+			o->verify = true;
+			break;
+		case 'a':
+			if (sscanf(optarg, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &o->mac[0], &o->mac[1], &o->mac[2], &o->mac[3],
+				   &o->mac[4], &o->mac[5]) != 6) {
+				fprintf(stderr, "vhost-pktgen: bad --mac\n");
+				return -1;
+			}
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			return -1;
+		}
+	}
+	if (!o->path || optind != argc) {
+		fprintf(stderr, "vhost-pktgen: give --backend PATH or --frontend PATH\n");
+		return -1;
+	}
+	if (o->server && client) {
+		fprintf(stderr, "vhost-pktgen: --server and --client exclude each other\n");
+		return -1;
+	}
+	/* Defaults: a back-end listens, a frontend connects. */
+	if (!o->client_set)
+		o->server = o->backend;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct gen *g = calloc(1, sizeof(*g));
+	if (!g || parse(argc, argv, &g->o) < 0) {
+		usage(stderr);
+		return 2;
+	}
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	int rc;
+	if (g->o.backend) {
+		uint64_t f = vhd_vu_default_features();
+		if (g->o.no_mrg)
+			f &= ~VHD_BIT(VIRTIO_NET_F_MRG_RXBUF);
+		struct vhd_vu_config c = {.path = g->o.path, .client = !g->o.server,
+					  .max_queue_pairs = (uint16_t)g->o.queues, .features = f, .mac = {0},
+					  .event = be_event, .opaque = g, .name = "pktgen"};
+		memcpy(c.mac, g->o.mac, 6);
+		rc = vhd_vu_dev_create(&c, &g->dev);
+		for (unsigned q = 0; rc == 0 && q < g->o.queues; q++)
+			rc = vhd_pktpool_create(POOL_BUFS, BUF_SIZE, &g->pool[q]);
+	} else {
+		uint64_t f = vhd_fe_default_features();
+		if (g->o.no_mrg)
+			f &= ~VHD_BIT(VIRTIO_NET_F_MRG_RXBUF);
+		if (g->o.packed)
+			f |= VHD_BIT(VIRTIO_F_RING_PACKED);
+		if (g->o.in_order)
+			f |= VHD_BIT(VIRTIO_F_IN_ORDER);
+		struct vhd_fe_config c = {.path = g->o.path, .server = g->o.server, .queue_pairs = (uint16_t)g->o.queues,
+					  .features = f, .buf_area_size = (size_t)POOL_BUFS * BUF_SIZE,
+					  .event = fe_event, .opaque = g, .name = "pktgen"};
+		rc = vhd_fe_create(&c, &g->fe);
+		for (unsigned q = 0; rc == 0 && q < g->o.queues; q++) {
+			size_t len;
+			void *area = vhd_fe_buf_area(g->fe, q, &len);
+			rc = vhd_pktpool_create_in(area, len, (uintptr_t)area, POOL_BUFS, BUF_SIZE, &g->pool[q]);
+		}
+	}
+	if (rc < 0) {
+		fprintf(stderr, "vhost-pktgen: cannot set up %s at %s: %s\n", g->o.backend ? "back-end" : "frontend",
+			g->o.path, strerror(-rc));
+		return 1;
+	}
+
+	unsigned idle = 0;
+	while (!stop_now) {
+		bool ready = g->cfg_ok && (g->o.backend ? vhd_vu_dev_connected(g->dev) : vhd_fe_up(g->fe));
+		unsigned moved = 0;
+		if (ready)
+			for (unsigned q = 0; q < g->o.queues; q++)
+				moved += run_queue(g, q);
+		/* The control socket is looked at when idle, and every 256 busy rounds. */
+		if (!moved) {
+			control(g, ready ? 0 : 10);
+			if (++idle > 1000 && ready)
+				usleep(50);
+		} else {
+			idle = 0;
+			static unsigned rounds;
+			if (++rounds % 256 == 0)
+				control(g, 0);
+		}
+		if (g->o.count &&
+		    (g->o.mode == M_TXONLY ? total(g, false) >= g->o.count : total(g, true) >= g->o.count))
+			break;
+		if (g->o.duration > 0 && g->started) {
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (secs(&g->t_first, &now) >= g->o.duration)
+				break;
+		}
+	}
+	/* txonly: let the last frames be consumed (frontend) and, with --verify, the echoes come back, until
+	 * nothing has moved for half a second. */
+	if (g->o.mode == M_TXONLY && !stop_now) {
+		for (int quiet = 0; quiet < 500 && !stop_now;) {
+			unsigned busy = 0;
+			for (unsigned q = 0; q < g->o.queues; q++) {
+				busy += rx_verify(g, q);
+				struct vhd_vq *tx = g->o.backend ? NULL : vhd_fe_vq(g->fe, 2 * q + 1);
+				if (tx) {
+					vhd_net_drv_xmit(tx, &g->cfg, NULL, 0, &g->nst[2 * q + 1]);
+					busy += vhd_vq_inflight(tx);
+				}
+			}
+			if ((g->o.verify && total(g, true) < total(g, false)) || busy) {
+				quiet = busy ? 0 : quiet + 1;
+			} else {
+				break;
+			}
+			control(g, 0);
+			usleep(1000);
+		}
+	}
+	report(g);
+	uint64_t bad = 0;
+	for (unsigned q = 0; q < g->o.queues; q++) {
+		bad += g->qs[q].lost + g->qs[q].dup + g->qs[q].corrupt;
+		vhd_pkt_free_bulk(g->pending[q], g->npending[q]);
+	}
+	bool failed = g->o.verify && bad;
+	if (g->o.backend)
+		vhd_vu_dev_destroy(g->dev);
+	else
+		vhd_fe_destroy(g->fe);
+	for (unsigned q = 0; q < g->o.queues; q++)
+		vhd_pktpool_destroy(g->pool[q]);
+	free(g);
+	return failed ? 1 : 0;
+}
