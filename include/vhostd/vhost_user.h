@@ -86,6 +86,17 @@ int vhd_vu_dev_timeout_ms(struct vhd_vu_dev *dev);
  */
 int vhd_vu_dev_dispatch(struct vhd_vu_dev *dev);
 
+/**
+ * After a live migration the front-end asks (VHOST_USER_SEND_RARP) that a RARP announcing the guest's MAC be
+ * sent on its behalf, so switches learn where the guest now is. The request is kept until taken here; whoever
+ * forwards the guest's traffic sends the frame (vhd_vu_build_rarp() builds it) as if the guest had.
+ * @return true and the MAC when a request was pending (it is then cleared), else false.
+ */
+bool vhd_vu_dev_take_rarp(struct vhd_vu_dev *dev, uint8_t mac[6]);
+
+/** Build the 60-byte broadcast RARP request announcing mac into frame (at least 60 bytes). @return 60. */
+unsigned vhd_vu_build_rarp(const uint8_t mac[6], uint8_t *frame);
+
 /** True while a front-end is connected. */
 bool vhd_vu_dev_connected(const struct vhd_vu_dev *dev);
 

@@ -59,6 +59,7 @@ struct vhd_vu_dev {
 	uint8_t status;
 	uint16_t mtu;
 	uint8_t rarp_mac[6];
+	bool rarp_pending;
 	struct vhd_mem *mem;
 	int backend_req_fd;
 	unsigned nq;
@@ -520,6 +521,7 @@ static int h_set_vring_enable(struct vhd_vu_dev *dev, struct vhu_msg *m)
 static int h_send_rarp(struct vhd_vu_dev *dev, struct vhu_msg *m)
 {
 	memcpy(dev->rarp_mac, &m->p.u64, sizeof(dev->rarp_mac));
+	dev->rarp_pending = true;
 	vhd_log(VHD_LOG_INFO, "%s: SEND_RARP for %02x:%02x:%02x:%02x:%02x:%02x", dev->name, dev->rarp_mac[0],
 		dev->rarp_mac[1], dev->rarp_mac[2], dev->rarp_mac[3], dev->rarp_mac[4], dev->rarp_mac[5]);
 	return 0;
@@ -818,6 +820,29 @@ int vhd_vu_dev_dispatch(struct vhd_vu_dev *dev)
 		}
 	}
 	return 0;
+}
+
+bool vhd_vu_dev_take_rarp(struct vhd_vu_dev *dev, uint8_t mac[6])
+{
+	if (!dev->rarp_pending)
+		return false;
+	memcpy(mac, dev->rarp_mac, 6);
+	dev->rarp_pending = false;
+	return true;
+}
+
+unsigned vhd_vu_build_rarp(const uint8_t mac[6], uint8_t *frame)
+{
+	/* RFC 903 request: Ethernet broadcast, EtherType 0x8035, hardware Ethernet, protocol IPv4, opcode 3
+	 * (request reverse), sender and target hardware address both the guest's, addresses 0, padded to 60. */
+	static const uint8_t head[] = {0x80, 0x35, 0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x03};
+	memset(frame, 0, 60);
+	memset(frame, 0xff, 6);
+	memcpy(frame + 6, mac, 6);
+	memcpy(frame + 12, head, sizeof(head));
+	memcpy(frame + 22, mac, 6);
+	memcpy(frame + 32, mac, 6);
+	return 60;
 }
 
 bool vhd_vu_dev_connected(const struct vhd_vu_dev *dev)

@@ -316,6 +316,18 @@ static void test_negotiation(void)
 	send_msg(&r, &m);
 	m = get_reply(&r, VHOST_USER_GET_CONFIG);
 	CHECK_EQ(m.hdr.size, 0);
+	/* SEND_RARP is kept for the forwarding code to take once. */
+	uint8_t mac[6];
+	CHECK(!vhd_vu_dev_take_rarp(r.dev, mac));
+	m = mk(VHOST_USER_SEND_RARP, 8);
+	memcpy(&m.p.u64, (uint8_t[8]){0x52, 0x54, 0, 0x12, 0x34, 0x56}, 8);
+	CHECK_EQ(acked(&r, &m), 0);
+	CHECK(vhd_vu_dev_take_rarp(r.dev, mac));
+	CHECK(mac[0] == 0x52 && mac[5] == 0x56);
+	CHECK(!vhd_vu_dev_take_rarp(r.dev, mac));
+	uint8_t fr[60];
+	CHECK_EQ(vhd_vu_build_rarp(mac, fr), 60);
+	CHECK(fr[0] == 0xff && fr[12] == 0x80 && fr[13] == 0x35 && fr[21] == 3 && fr[22] == 0x52 && fr[37] == 0x56);
 	/* Status round trip. */
 	m = mk(VHOST_USER_SET_STATUS, 8);
 	m.p.u64 = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
