@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -65,18 +67,18 @@ static void on_term(int s)
 	stop_backend = 1;
 }
 
-/* Echo what each pair's TX queue holds into its RX queue. Returns frames moved. */
-static unsigned echo(struct vhd_vu_dev *dev, unsigned pairs)
+/* Echo what pair p's TX queue holds into its RX queue. Returns frames moved. */
+static unsigned echo_pair(struct vhd_vu_dev *dev, unsigned p)
 {
 	unsigned moved = 0;
-	for (unsigned p = 0; p < pairs; p++) {
+	{
 		struct vhd_vq *rx = vhd_vu_queue_acquire(dev, 2 * p);
 		if (!rx)
-			continue;
+			return 0;
 		struct vhd_vq *tx = vhd_vu_queue_acquire(dev, 2 * p + 1);
 		if (!tx) {
 			vhd_vu_queue_release(dev, 2 * p);
-			continue;
+			return 0;
 		}
 		struct vhd_vq_chain rc[BURST], tc[BURST];
 		struct iovec riov[BURST * 4], tiov[BURST * 4];
@@ -116,6 +118,14 @@ static unsigned echo(struct vhd_vu_dev *dev, unsigned pairs)
 	return moved;
 }
 
+static unsigned echo(struct vhd_vu_dev *dev, unsigned pairs)
+{
+	unsigned moved = 0;
+	for (unsigned p = 0; p < pairs; p++)
+		moved += echo_pair(dev, p);
+	return moved;
+}
+
 static void backend_step(struct vhd_vu_dev *dev, unsigned pairs, bool idle)
 {
 	struct pollfd pfd[2];
@@ -137,6 +147,47 @@ static int run_backend(const char *path, bool client, unsigned pairs)
 		return 2;
 	while (!stop_backend)
 		backend_step(dev, pairs, !vhd_vu_dev_connected(dev));
+	vhd_vu_dev_destroy(dev);
+	return 0;
+}
+
+/* The same back-end with one data-path thread per queue pair and no locks: the control thread stops and
+ * restarts queues (front-ends leaving and coming) while the data threads run. */
+struct pair_thread {
+	struct vhd_vu_dev *dev;
+	unsigned p;
+};
+
+static void *pair_loop(void *arg)
+{
+	struct pair_thread *t = arg;
+	while (!stop_backend)
+		if (!echo_pair(t->dev, t->p))
+			sched_yield();
+	return NULL;
+}
+
+static int run_backend_threads(const char *path, unsigned pairs)
+{
+	signal(SIGTERM, on_term);
+	struct vhd_vu_config c = {.path = path, .max_queue_pairs = (uint16_t)pairs, .name = "be-mt"};
+	struct vhd_vu_dev *dev;
+	if (vhd_vu_dev_create(&c, &dev) < 0)
+		return 2;
+	pthread_t th[4];
+	struct pair_thread pt[4];
+	for (unsigned p = 0; p < pairs; p++) {
+		pt[p] = (struct pair_thread){dev, p};
+		pthread_create(&th[p], NULL, pair_loop, &pt[p]);
+	}
+	while (!stop_backend) {
+		struct pollfd pfd[2];
+		unsigned n = vhd_vu_dev_pollfds(dev, pfd, 2);
+		if (poll(pfd, n, 5) > 0)
+			vhd_vu_dev_dispatch(dev);
+	}
+	for (unsigned p = 0; p < pairs; p++)
+		pthread_join(th[p], NULL);
 	vhd_vu_dev_destroy(dev);
 	return 0;
 }
@@ -410,7 +461,29 @@ static void test_frontend_killed(void)
 	vhd_vu_dev_destroy(dev);
 }
 
+static void test_backend_thread_per_pair(void)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/vhd-femt-%d.sock", getpid());
+	pid_t be = fork();
+	CHECK(be >= 0);
+	if (be == 0)
+		_exit(run_backend_threads(path, 2));
+	usleep(50000);
+	for (int round = 0; round < 10; round++) {
+		struct fe_run r;
+		fe_open(&r, path, false, 2, vhd_fe_default_features() | ((round & 1) ? VHD_BIT(VIRTIO_F_RING_PACKED) : 0));
+		fe_wait_up(&r);
+		while (r.received < 20000)
+			CHECK(fe_step(&r, UINT64_MAX));
+		/* Leave mid-stream: the back-end's control thread stops the rings under its running data threads. */
+		vhd_fe_destroy(r.fe);
+	}
+	stop(be);
+}
+
 static const struct th_case cases[] = {
+	{"backend_thread_per_pair", test_backend_thread_per_pair, 120},
 	{"split", test_split, 120},
 	{"packed", test_packed, 120},
 	{"split_4qp_inorder", test_split_4qp_inorder, 120},
