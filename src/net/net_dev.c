@@ -211,19 +211,6 @@ static bool enq_chain_ok(const struct vhd_vq_chain *c, uint32_t hs)
 	return likely(!c->err && c->in_len >= hs);
 }
 
-/* Classify one caller packet before any buffer is spent on it; completes checksums in software if needed. */
-static enum net_verdict enq_check(struct vhd_pkt *p, const struct vhd_net_cfg *cfg, const struct net_dir *dir)
-{
-	if (unlikely(p->len < ETH_HLEN_MIN))
-		return NV_TOO_SMALL;
-	enum net_verdict v = net_check_meta(&p->meta, p->len, dir);
-	if (unlikely(v != NV_OK))
-		return v;
-	if (unlikely((p->meta.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !cfg->rx_csum))
-		net_csum_complete(p);
-	return NV_OK;
-}
-
 int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struct vhd_pkt *const *pkts, unsigned n,
 			struct vhd_net_stats *st)
 {
@@ -247,7 +234,7 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 	uint64_t suffix_bytes[VHD_NET_BURST_MAX + 1];
 	suffix_bytes[n] = 0;
 	for (unsigned i = n; i-- > 0;) {
-		verdict[i] = (uint8_t)enq_check(pkts[i], cfg, &dir);
+		verdict[i] = (uint8_t)net_check_outgoing(pkts[i], &dir);
 		bool ok = verdict[i] == NV_OK;
 		suffix_bytes[i] = suffix_bytes[i + 1] + (ok ? hs + pkts[i]->len : 0);
 	}

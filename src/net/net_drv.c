@@ -33,15 +33,7 @@ static enum net_verdict xmit_check(struct vhd_pkt *p, const struct vhd_net_cfg *
 {
 	if (unlikely(p->iova == 0 || p->off < cfg->hdr_size || p->off > p->cap || p->len > p->cap - p->off))
 		return NV_ERROR;
-	if (unlikely(p->len < ETH_HLEN_MIN))
-		return NV_TOO_SMALL;
-	enum net_verdict v = net_check_meta(&p->meta, p->len, dir);
-	if (unlikely(v != NV_OK))
-		return v;
-	/* 5.1.6.2.1: "If VIRTIO_NET_F_CSUM is not negotiated, the driver MUST set flags to zero". */
-	if (unlikely((p->meta.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !dir->csum))
-		net_csum_complete(p);
-	return NV_OK;
+	return net_check_outgoing(p, dir);
 }
 
 int vhd_net_drv_xmit(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct vhd_pkt *const *pkts, unsigned n,

@@ -201,6 +201,24 @@ static inline void net_csum_complete(struct vhd_pkt *p)
 	p->meta.csum_start = p->meta.csum_offset = 0;
 }
 
+/*
+ * A caller's packet about to go to the peer (device enqueue, driver xmit): at least an Ethernet header, meta
+ * allowed in direction d. When the peer takes no NEEDS_CSUM (d->csum false), the checksum is completed here,
+ * in place (5.1.6.2.1: without CSUM "the driver MUST set flags to zero"; likewise for the device without
+ * GUEST_CSUM).
+ */
+static inline enum net_verdict net_check_outgoing(struct vhd_pkt *p, const struct net_dir *d)
+{
+	if (unlikely(p->len < ETH_HLEN_MIN))
+		return NV_TOO_SMALL;
+	enum net_verdict v = net_check_meta(&p->meta, p->len, d);
+	if (unlikely(v != NV_OK))
+		return v;
+	if (unlikely((p->meta.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !d->csum))
+		net_csum_complete(p);
+	return NV_OK;
+}
+
 /* Copy len bytes starting skip bytes into iov[0..n) to dst. The caller knows the bytes are there. */
 static inline void net_iov_gather(const struct iovec *iov, unsigned n, size_t skip, uint8_t *dst, size_t len)
 {
