@@ -374,7 +374,7 @@ static void test_packed(void) { traffic(true, false, 1); }
 static void test_split_4qp_inorder(void) { traffic(false, true, 4); }
 static void test_packed_4qp(void) { traffic(true, false, 4); }
 
-/* The back-end is killed mid-stream and restarted 20 times; the client frontend reconnects each time and
+/* The back-end is killed mid-stream and restarted 100 times; the client frontend reconnects each time and
  * traffic resumes. The frontend's fds and mappings stay as they were. */
 static void test_backend_killed(void)
 {
@@ -386,7 +386,7 @@ static void test_backend_killed(void)
 	fe_open(&r, path, false, 2, 0);
 	fe_wait_up(&r);
 	int fds0 = th_count_fds(), maps0 = th_count_maps();
-	for (int round = 0; round < 20; round++) {
+	for (int round = 0; round < 100; round++) {
 		uint64_t target = r.received + 2000;
 		while (r.received < target)
 			CHECK(fe_step(&r, UINT64_MAX));
