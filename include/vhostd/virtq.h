@@ -180,8 +180,11 @@ int vhd_vq_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n, struc
 /**
  * Device: give n chains back to the driver, in the order given. With IN_ORDER negotiated the chains must be
  * given back in the order they were popped; a burst whose lengths are all 0 is then published as one used entry.
- * @return n; -EIO if the queue is broken; -EINVAL (and the queue broken with VHD_VQ_E_CALLER) for an id or
- *         ndesc no chain could have had.
+ * The ids are not matched against what was popped (that would cost a lookup per chain); what is checked is
+ * that a split id is inside the queue, a packed ndesc is 1..num, and no more chains (and, packed, ring slots)
+ * are given back than are out.
+ * @return n; -EIO if the queue is broken; -EINVAL (and the queue broken with VHD_VQ_E_CALLER) when one of those
+ *         checks fails.
  */
 int vhd_vq_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsigned n);
 
