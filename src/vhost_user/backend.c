@@ -584,9 +584,9 @@ static int h_set_status(struct vhd_vu_dev *dev, struct vhu_msg *m)
 		       (unsigned long long)m->p.u64);
 		return -EINVAL;
 	}
+	/* Recorded, never acted on: QEMU (7.2+) writes 0 while stopping, before GET_VRING_BASE, and must then still
+	 * get the ring positions back. The front-end owns the virtio device; RESET_DEVICE is the vhost reset. */
 	dev->status = (uint8_t)m->p.u64;
-	if (dev->status == 0) /* a status write of 0 resets the device (virtio 1.2, 2.1) */
-		device_reset(dev, true);
 	emit(dev, VHD_VU_STATUS, 0);
 	return 0;
 }

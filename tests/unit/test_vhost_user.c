@@ -354,11 +354,15 @@ static void queue_lifecycle(bool packed)
 	CHECK_EQ(r.ev.started[1], 1);
 	for (int i = 0; i < 3; i++)
 		pass_one(&r, 1, &g, (uint8_t)(0x40 + i));
-	/* QEMU 7.2+ order: disable, then GET_VRING_BASE, which reports where the ring stopped. */
+	/* QEMU 7.2+ stop order: status 0 first (which must not lose the ring positions), then disable, then
+	 * GET_VRING_BASE, which reports where the ring stopped. */
+	struct vhu_msg m = mk(VHOST_USER_SET_STATUS, 8);
+	m.p.u64 = 0;
+	send_msg(&r, &m);
 	enable(&r, 1, 0);
 	CHECK_EQ(r.ev.stopped[1], 1);
 	CHECK(vhd_vu_queue_acquire(r.dev, 1) == NULL);
-	struct vhu_msg m = mk(VHOST_USER_GET_VRING_BASE, 8);
+	m = mk(VHOST_USER_GET_VRING_BASE, 8);
 	m.p.state.index = 1;
 	send_msg(&r, &m);
 	m = get_reply(&r, VHOST_USER_GET_VRING_BASE);
