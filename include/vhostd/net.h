@@ -130,10 +130,10 @@ int vhd_net_dev_dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struc
  *
  * Packets are taken in order. When the ring runs out, the call stops: pkts[ret..n) were not delivered (though
  * their checksums may have been completed already) and count as no_buffers; offer them again or free them.
- * If that happens part-way through a mergeable packet, the buffers it had taken are returned empty (length 0)
- * rather than holding a partial frame, since the virtqueue API cannot put popped buffers back; drivers drop
- * empty buffers (errors here, and in vhd_net_drv_recv()). Buffers the driver made unusable (writable part
- * shorter than the header, or more segments than one pop maps) are likewise returned empty (errors).
+ * If that happens part-way through a mergeable packet, the buffers it had taken are put back in the ring
+ * (vhd_vq_unpop()) for the next call, as are buffers popped ahead and not needed, so none is wasted. Buffers the
+ * driver made unusable (writable part shorter than the header, or more segments than one pop maps) are returned
+ * empty (errors here, and in vhd_net_drv_recv()): the spec gives them no meaning and drivers drop them.
  *
  * The caller keeps ownership of every packet. One vhd_vq_push() per burst (two or more only when a burst
  * takes more than 256 buffers).

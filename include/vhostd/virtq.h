@@ -189,6 +189,15 @@ int vhd_vq_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n, struc
 int vhd_vq_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsigned n);
 
 /**
+ * Device: put back the n chains popped last (and not pushed), as if they had never been popped: the next
+ * vhd_vq_pop() returns them again and the driver sees nothing. For a packet that turned out not to fit in what
+ * the ring had left, so its buffers need not be returned empty. Only id and ndesc of each entry are used.
+ * @return 0; -EIO if broken; -EINVAL (and the queue broken with VHD_VQ_E_CALLER) for more chains or ring slots
+ *         than are out.
+ */
+int vhd_vq_unpop(struct vhd_vq *vq, const struct vhd_vq_used *chains, unsigned n);
+
+/**
  * Device: does the driver want an interrupt for what was pushed since the last call? Honours
  * VIRTQ_AVAIL_F_NO_INTERRUPT, used_event (EVENT_IDX) and the packed driver event suppression area.
  * Call once per burst, after vhd_vq_push(). Driver: the same question for a kick after vhd_vq_add().

@@ -352,7 +352,15 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 				pos += put;
 				nb++;
 			}
-			if (restart || ring_out || gave_up || err < 0) {
+			if (ring_out && err == 0) {
+				/* The ring ran out mid-packet. This packet's buffers are the last ones popped:
+				 * put them back for the next call instead of returning them empty. */
+				if ((err = vhd_vq_unpop(s.vq, s.used + start, s.nused - start)) < 0)
+					goto broken;
+				s.nused = start;
+				break;
+			}
+			if (restart || gave_up || err < 0) {
 				for (unsigned k = start; k < s.nused; k++) {
 					st->errors += s.used[k].len != 0;
 					s.used[k].len = 0;
@@ -378,12 +386,16 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 		bytes += p->len;
 	}
 
-	/* Chains popped beyond what the burst used can only go back empty; pops are sized to make this rare. */
-	while (s.wpos < s.nwin) {
-		if (s.nused == ENQ_USED_MAX && (err = enq_flush(&s)) < 0)
+	/* Chains popped beyond what the burst used are the last ones popped: they go back to the ring unused. */
+	if (s.wpos < s.nwin) {
+		struct vhd_vq_used back[ENQ_WIN];
+		unsigned nb = 0;
+		while (s.wpos < s.nwin) {
+			const struct vhd_vq_chain *c = &s.win[s.wpos++];
+			back[nb++] = (struct vhd_vq_used){.id = c->id, .ndesc = c->ndesc};
+		}
+		if ((err = vhd_vq_unpop(s.vq, back, nb)) < 0)
 			goto broken;
-		enq_used(&s, &s.win[s.wpos++], 0);
-		st->errors++;
 	}
 	if ((err = enq_flush(&s)) < 0)
 		goto broken;

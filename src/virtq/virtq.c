@@ -260,6 +260,36 @@ int vhd_vq_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsigned n)
 	return vq->ops->push(vq, used, n);
 }
 
+int vhd_vq_unpop(struct vhd_vq *vq, const struct vhd_vq_used *chains, unsigned n)
+{
+	if (unlikely(vq->err))
+		return -EIO;
+	if (unlikely(vq->side != VHD_VQ_DEVICE))
+		return -EINVAL;
+	/* Split: one avail entry per chain. Packed: the chains' slots, which the walk back crosses at most once. */
+	uint32_t slots = 0;
+	for (unsigned i = 0; i < n; i++)
+		slots += vq->is_packed ? chains[i].ndesc : 1;
+	if (n > vq->inflight || (vq->is_packed && slots > vq->dev_slots))
+		return vhdi_vq_break(vq, VHD_VQ_E_CALLER, "putting back %u chains / %u slots with %u / %u popped", n,
+				     (unsigned)slots, vq->inflight, (unsigned)vq->dev_slots),
+		       -EINVAL;
+	if (vq->is_packed) {
+		if (slots > vq->last_avail) {
+			vq->last_avail = (uint16_t)(vq->last_avail + vq->num - slots);
+			vq->avail_wrap = !vq->avail_wrap;
+		} else {
+			vq->last_avail = (uint16_t)(vq->last_avail - slots);
+		}
+		vq->dev_slots -= slots;
+	} else {
+		vq->last_avail = (uint16_t)(vq->last_avail - n);
+	}
+	vq->inflight = (uint16_t)(vq->inflight - n);
+	vq->stats.chains -= n;
+	return 0;
+}
+
 int vhd_vq_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned n)
 {
 	if (unlikely(vq->err))

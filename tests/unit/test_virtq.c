@@ -873,6 +873,52 @@ static void reverse_completion(uint64_t feat)
 static void test_split_reverse_completion(void) { reverse_completion(0); }
 static void test_packed_reverse_completion(void) { reverse_completion(F_PACKED); }
 
+/* Chains put back with vhd_vq_unpop() come out of the next pop again, unchanged; the driver sees nothing
+ * until they are pushed. Multi-descriptor chains on a small ring, so that packed positions walk back across the
+ * wrap. */
+static void unpop(uint64_t feat)
+{
+	struct rig r;
+	rig_init(&r, feat, 8);
+	for (unsigned lap = 0; lap < 6; lap++) {
+		struct vhd_vq_seg s2[2] = {{gpa(DATA_OFF), 16}, {gpa(DATA_OFF + 64), 16}};
+		for (uintptr_t t = 1; t <= 3; t++)
+			add1(&r, s2, 1, 1, 0, t);
+		struct vhd_vq_chain ch[3], again[3];
+		CHECK_EQ(pop(&r, ch, 3), 3);
+		struct vhd_vq_used back[2] = {{ch[1].id, ch[1].ndesc, 0}, {ch[2].id, ch[2].ndesc, 0}};
+		CHECK_EQ(vhd_vq_unpop(r.dev, back, 2), 0);
+		CHECK_EQ(vhd_vq_get(r.drv, (struct vhd_vq_done[3]){0}, 3), 0);
+		CHECK_EQ(pop(&r, again, 3), 2);
+		for (unsigned i = 0; i < 2; i++) {
+			CHECK_EQ(again[i].id, ch[i + 1].id);
+			CHECK_EQ(again[i].ndesc, ch[i + 1].ndesc);
+			CHECK_EQ(again[i].in_len, 16);
+		}
+		struct vhd_vq_used u[3] = {{ch[0].id, ch[0].ndesc, 1}, {again[0].id, again[0].ndesc, 2},
+					   {again[1].id, again[1].ndesc, 3}};
+		CHECK_EQ(vhd_vq_push(r.dev, u, 3), 3);
+		struct vhd_vq_done d[3];
+		CHECK_EQ(vhd_vq_get(r.drv, d, 3), 3);
+		for (unsigned i = 0; i < 3; i++) {
+			CHECK(d[i].token == (void *)(uintptr_t)(i + 1));
+			CHECK_EQ(d[i].len, i + 1);
+		}
+	}
+	check_healthy(r.dev);
+	/* Putting back more than is out is the caller's bug. */
+	add_simple(&r, 9);
+	struct vhd_vq_chain c;
+	CHECK_EQ(pop(&r, &c, 1), 1);
+	struct vhd_vq_used two[2] = {{c.id, c.ndesc, 0}, {c.id, c.ndesc, 0}};
+	CHECK_EQ(vhd_vq_unpop(r.dev, two, 2), -EINVAL);
+	CHECK_EQ(vhd_vq_error(r.dev), VHD_VQ_E_CALLER);
+	rig_fini(&r);
+}
+
+static void test_split_unpop(void) { unpop(0); }
+static void test_packed_unpop(void) { unpop(F_PACKED); }
+
 /* IN_ORDER: a burst pushed with all lengths 0 is one used entry, yet the driver gets every token, in order. */
 static void in_order_batch(uint64_t feat)
 {
@@ -2150,6 +2196,8 @@ static void test_packed_err_caller_too_many_slots(void)
 /* ================================================================ table ================================================================ */
 
 static const struct th_case cases[] = {
+	{"split_unpop", test_split_unpop, 0},
+	{"packed_unpop", test_packed_unpop, 0},
 	{"layout", test_layout, 0},
 	{"create_invalid", test_create_invalid, 0},
 	{"strerror", test_strerror, 0},
