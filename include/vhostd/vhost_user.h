@@ -39,6 +39,9 @@ enum vhd_vu_event {
 	VHD_VU_QUEUE_STARTED,  /**< qidx is ready for the data path (rings mapped, enabled) */
 	VHD_VU_QUEUE_STOPPED,  /**< qidx stopped (disabled, GET_VRING_BASE, reset, disconnect) */
 	VHD_VU_STATUS,         /**< the front-end set the device status (VHOST_USER_SET_STATUS) */
+	VHD_VU_READY,          /**< the device can carry traffic: queues 0 and 1 started, and every other queue
+				    the front-end has enabled too (qidx is 0) */
+	VHD_VU_NOT_READY,      /**< it no longer can (qidx is 0); sent once after each VHD_VU_READY */
 };
 
 struct vhd_vu_config {

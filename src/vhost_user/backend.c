@@ -56,6 +56,7 @@ struct vhd_vu_dev {
 	uint64_t offered, features;
 	uint64_t proto_offered, proto;
 	bool owner;
+	bool ready; /* last VHD_VU_READY / VHD_VU_NOT_READY sent */
 	uint8_t status;
 	uint16_t mtu;
 	uint8_t rarp_mac[6];
@@ -124,6 +125,19 @@ static void queue_resume(struct vu_queue *q)
 	atomic_store(&q->ready, 1);
 }
 
+/* Tell the application when the device as a whole becomes usable or stops being so. */
+static void update_ready(struct vhd_vu_dev *dev)
+{
+	bool ready = dev->q[0].vq && dev->q[1].vq;
+	for (unsigned i = 2; ready && i < dev->nq; i++)
+		if (dev->q[i].enabled && !dev->q[i].vq)
+			ready = false;
+	if (ready != dev->ready) {
+		dev->ready = ready;
+		emit(dev, ready ? VHD_VU_READY : VHD_VU_NOT_READY, 0);
+	}
+}
+
 /* Stop a started queue: remember where it stopped, free the vhd_vq. */
 static void queue_stop(struct vhd_vu_dev *dev, unsigned qi)
 {
@@ -138,6 +152,7 @@ static void queue_stop(struct vhd_vu_dev *dev, unsigned qi)
 	vhd_vq_destroy(q->vq);
 	q->vq = NULL;
 	emit(dev, VHD_VU_QUEUE_STOPPED, qi);
+	update_ready(dev);
 }
 
 static void queue_try_start(struct vhd_vu_dev *dev, unsigned qi)
@@ -182,6 +197,7 @@ static void queue_try_start(struct vhd_vu_dev *dev, unsigned qi)
 	vhd_vq_disable_notify(q->vq);
 	queue_resume(q);
 	emit(dev, VHD_VU_QUEUE_STARTED, qi);
+	update_ready(dev);
 }
 
 /* Memory table and feature changes stop every queue, then start again whichever can. */

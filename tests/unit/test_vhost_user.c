@@ -27,7 +27,7 @@
 /* ------------------------------------------------------------------ rig */
 
 struct events {
-	int started[8], stopped[8], connected, disconnected, status;
+	int started[8], stopped[8], connected, disconnected, status, ready, not_ready;
 };
 
 static void on_event(struct vhd_vu_dev *dev, enum vhd_vu_event ev, unsigned q, void *opaque)
@@ -49,6 +49,12 @@ static void on_event(struct vhd_vu_dev *dev, enum vhd_vu_event ev, unsigned q, v
 		break;
 	case VHD_VU_STATUS:
 		e->status++;
+		break;
+	case VHD_VU_READY:
+		e->ready++;
+		break;
+	case VHD_VU_NOT_READY:
+		e->not_ready++;
 		break;
 	}
 }
@@ -396,6 +402,41 @@ static void test_no_protocol_features_nofd(void)
 	rig_close(&r);
 }
 
+/* READY once both queues of the first pair run (and every other enabled one), NOT_READY when that ends. */
+static void test_ready_event(void)
+{
+	struct rig r;
+	rig_open(&r, 2);
+	rig_connect(&r);
+	negotiate(&r, 0, true);
+	set_mem_table(&r);
+	struct guest_q g0, g1, g2;
+	setup_queue(&r, 0, &g0, 0, false, false);
+	setup_queue(&r, 1, &g1, 64 * 1024, false, false);
+	setup_queue(&r, 2, &g2, 128 * 1024, false, false);
+	enable(&r, 0, 1);
+	CHECK_EQ(r.ev.ready, 0);
+	enable(&r, 2, 1);
+	CHECK_EQ(r.ev.ready, 0);
+	enable(&r, 1, 1);
+	CHECK_EQ(r.ev.ready, 1);
+	enable(&r, 2, 0); /* a disabled extra queue does not matter */
+	CHECK_EQ(r.ev.ready, 1);
+	CHECK_EQ(r.ev.not_ready, 0);
+	enable(&r, 0, 0);
+	CHECK_EQ(r.ev.not_ready, 1);
+	enable(&r, 0, 1);
+	CHECK_EQ(r.ev.ready, 2);
+	close(r.fe);
+	r.fe = -1;
+	CHECK(vhd_vu_dev_dispatch(r.dev) < 0);
+	CHECK_EQ(r.ev.not_ready, 2);
+	free_queue(&g0);
+	free_queue(&g1);
+	free_queue(&g2);
+	rig_close(&r);
+}
+
 /* Each hostile message is refused (REPLY_ACK failure), logged, and the device keeps serving. */
 static void test_hostile_messages(void)
 {
@@ -616,6 +657,7 @@ static const struct th_case cases[] = {
 	{"queue_split", test_queue_split, 0},
 	{"queue_packed", test_queue_packed, 0},
 	{"no_protocol_features_nofd", test_no_protocol_features_nofd, 0},
+	{"ready_event", test_ready_event, 0},
 	{"hostile_messages", test_hostile_messages, 0},
 	{"stalled_payload", test_stalled_payload, 0},
 	{"reconnect_no_leak", test_reconnect_no_leak, 120},
