@@ -139,8 +139,6 @@ static void go_down(struct vhd_fe *fe)
 		close_fd(&q->kick_fd);
 		close_fd(&q->call_fd);
 	}
-	/* Fresh rings for the next back-end: the driver must hand over zeroed rings. */
-	memset(fe->mem, 0, fe->buf_off);
 	fe->features = 0;
 }
 
@@ -168,6 +166,9 @@ static int setup(struct vhd_fe *fe)
 	const struct vhd_fe_transport_ops *o = t->ops;
 	const char *what = NULL;
 	int rc;
+	/* Fresh rings for this back-end. Zeroed here rather than when the last one left: that one may still be
+	 * finishing a burst over them until it notices the disconnect. */
+	memset(fe->mem, 0, fe->buf_off);
 	uint64_t offered, proto = 0;
 	TRY(o->get_features(t, &offered));
 	if (offered & VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES))
