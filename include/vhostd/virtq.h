@@ -244,6 +244,12 @@ unsigned vhd_vq_inflight(const struct vhd_vq *vq);
  */
 uint16_t vhd_vq_base(const struct vhd_vq *vq);
 
+/**
+ * Where the next used entry will be written (device) or read (driver), in the same form as vhd_vq_base().
+ * Equal to vhd_vq_base() on a device with nothing popped and not pushed.
+ */
+uint16_t vhd_vq_used_base(const struct vhd_vq *vq);
+
 /** Why the queue broke, or VHD_VQ_OK. */
 enum vhd_vq_error vhd_vq_error(const struct vhd_vq *vq);
 

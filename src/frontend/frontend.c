@@ -226,7 +226,8 @@ static int setup(struct vhd_fe *fe)
 			goto out;
 		}
 		TRY(o->set_vring_num(t, i, fe->cfg.queue_size));
-		TRY(o->set_vring_base(t, i, packed ? VHD_VQ_PACKED_BASE_INIT : 0));
+		/* Packed: avail and used position with their wrap counters in the two halves, as QEMU sends it. */
+		TRY(o->set_vring_base(t, i, packed ? VHD_VQ_PACKED_BASE_INIT * 0x10001u : 0));
 		TRY(o->set_vring_addr(t, i, (uintptr_t)(base + l.desc_off), (uintptr_t)(base + l.driver_off),
 				      (uintptr_t)(base + l.device_off)));
 		TRY(o->set_vring_call(t, i, q->call_fd));

@@ -43,7 +43,7 @@ struct vu_queue {
 	int kick_fd;
 	int err_fd;
 	uint32_t num;
-	uint16_t base;
+	uint16_t base, used_base; /* vhd_vq_base() / vhd_vq_used_base() form */
 	bool addr_set, kick_set, enabled;
 	uint64_t desc_ua, avail_ua, used_ua;
 };
@@ -146,6 +146,7 @@ static void queue_stop(struct vhd_vu_dev *dev, unsigned qi)
 		return;
 	queue_pause(q);
 	q->base = vhd_vq_base(q->vq);
+	q->used_base = vhd_vq_used_base(q->vq);
 	if (vhd_vq_error(q->vq))
 		vhd_log(VHD_LOG_WARN, "%s: queue %u stopped after breaking: %s", dev->name, qi,
 			vhd_vq_error_detail(q->vq));
@@ -221,7 +222,7 @@ static void queue_reset(struct vhd_vu_dev *dev, unsigned qi)
 	close_fd(&q->kick_fd);
 	close_fd(&q->err_fd);
 	q->num = 0;
-	q->base = 0;
+	q->base = q->used_base = 0;
 	q->addr_set = q->kick_set = q->enabled = false;
 }
 
@@ -413,12 +414,21 @@ static int h_set_vring_base(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	int qi = queue_index(dev, "SET_VRING_BASE", m->p.state.index);
 	if (qi < 0)
 		return qi;
-	if (m->p.state.num > UINT16_MAX) {
-		vu_err(dev, "%s: SET_VRING_BASE: queue %d base %u does not fit 16 bits", dev->name, qi, m->p.state.num);
+	uint32_t num = m->p.state.num;
+	bool packed = dev->features & VHD_BIT(VIRTIO_F_RING_PACKED);
+	/* Split: the avail index. Packed (as QEMU sends it): bits 0-14 avail position, 15 its wrap counter,
+	 * 16-30 used position, 31 its wrap counter. Rings are handed over with nothing in flight, so the used
+	 * half can only equal the avail half (or be 0 from front-ends that leave it out, like DPDK's). */
+	if (!packed && num > UINT16_MAX) {
+		vu_err(dev, "%s: SET_VRING_BASE: queue %d base %u does not fit 16 bits", dev->name, qi, num);
 		return -EINVAL;
 	}
+	if (packed && (num >> 16) && (num >> 16) != (num & 0xffff))
+		vhd_log(VHD_LOG_WARN, "%s: SET_VRING_BASE: queue %d used position 0x%x differs from avail 0x%x; "
+			"resuming both at avail", dev->name, qi, num >> 16, num & 0xffff);
 	queue_stop(dev, (unsigned)qi);
-	dev->q[qi].base = (uint16_t)m->p.state.num;
+	dev->q[qi].base = (uint16_t)num;
+	dev->q[qi].used_base = (uint16_t)num;
 	queue_try_start(dev, (unsigned)qi);
 	return 0;
 }
@@ -434,6 +444,9 @@ static int h_get_vring_base(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	q->kick_set = false;
 	close_fd(&q->kick_fd);
 	struct vhost_vring_state st = {(uint32_t)qi, q->base};
+	/* Packed: QEMU reads the used position and wrap counter from the upper half (see h_set_vring_base). */
+	if (dev->features & VHD_BIT(VIRTIO_F_RING_PACKED))
+		st.num |= (uint32_t)q->used_base << 16;
 	return send_reply(dev, m, &st, sizeof(st));
 }
 

@@ -360,6 +360,13 @@ uint16_t vhd_vq_base(const struct vhd_vq *vq)
 	return vq->last_avail;
 }
 
+uint16_t vhd_vq_used_base(const struct vhd_vq *vq)
+{
+	if (vq->is_packed)
+		return (uint16_t)(vq->used_idx | (vq->used_wrap ? 0x8000u : 0));
+	return vq->used_idx;
+}
+
 void vhd_vq_get_stats(const struct vhd_vq *vq, struct vhd_vq_stats *out)
 {
 	*out = vq->stats;

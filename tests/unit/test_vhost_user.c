@@ -223,7 +223,7 @@ static void setup_queue(struct rig *r, unsigned qi, struct guest_q *g, size_t of
 	m.p.state = (struct vhost_vring_state){qi, QSZ};
 	send_msg(r, &m);
 	m = mk(VHOST_USER_SET_VRING_BASE, 8);
-	m.p.state = (struct vhost_vring_state){qi, packed ? VHD_VQ_PACKED_BASE_INIT : 0};
+	m.p.state = (struct vhost_vring_state){qi, packed ? VHD_VQ_PACKED_BASE_INIT * 0x10001u : 0};
 	send_msg(r, &m);
 	m = mk(VHOST_USER_SET_VRING_ADDR, 40);
 	uintptr_t base = (uintptr_t)r->mem + off;
@@ -373,7 +373,8 @@ static void queue_lifecycle(bool packed)
 	send_msg(&r, &m);
 	m = get_reply(&r, VHOST_USER_GET_VRING_BASE);
 	CHECK_EQ(m.p.state.index, 1);
-	CHECK_EQ(m.p.state.num, packed ? (VHD_VQ_PACKED_BASE_INIT | 3) : 3);
+	/* Packed: the used position and wrap counter ride in bits 16-31, as QEMU reads them. */
+	CHECK_EQ(m.p.state.num, packed ? (VHD_VQ_PACKED_BASE_INIT | 3) * 0x10001u : 3);
 	free_queue(&g);
 	rig_close(&r);
 }
