@@ -57,13 +57,17 @@ int vhd_mem_add(struct vhd_mem *mem, const struct vhd_mem_region_info *info);
 /**
  * Map size bytes of fd at mmap_offset (read-write, shared) and add them as a region at guest_addr.
  * On success the table owns fd and the mapping; on failure fd is left open and owned by the caller.
+ * A region identical to one already present (same guest range, user address, file and offset) is not mapped
+ * again: fd is closed and the region gains a reference, which vhd_mem_remove() drops. (QEMU 7.2 sends every
+ * region once per queue pair with VHOST_USER_ADD_MEM_REG, and removes it as many times.)
  * @return 0; the errors of vhd_mem_add(); -EINVAL if mmap_offset+size overflows; -errno of mmap().
  */
 int vhd_mem_map_fd(struct vhd_mem *mem, int fd, uint64_t mmap_offset, uint64_t guest_addr, uint64_t size,
 		   uint64_t user_addr);
 
 /**
- * Remove the region that starts at guest_addr and has exactly size bytes, unmapping it if the table mapped it.
+ * Remove the region that starts at guest_addr and has exactly size bytes, unmapping it if the table mapped it;
+ * a region mapped more than once (see vhd_mem_map_fd()) only loses a reference until the last one goes.
  * @return 0, or -ENOENT if no such region exists.
  */
 int vhd_mem_remove(struct vhd_mem *mem, uint64_t guest_addr, uint64_t size);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mem_impl.h"
@@ -68,10 +69,18 @@ int vhd_mem_add(struct vhd_mem *mem, const struct vhd_mem_region_info *info)
 		.user_addr = info->user_addr,
 		.host = info->host,
 		.fd = -1,
+		.refs = 1,
 	};
 	if (!info->host)
 		return -EINVAL;
 	return insert_region(mem, &nr);
+}
+
+/* Same open file: the fds differ (each message brings its own), the inode does not. */
+static bool same_file(int a, int b)
+{
+	struct stat sa, sb;
+	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 int vhd_mem_map_fd(struct vhd_mem *mem, int fd, uint64_t mmap_offset, uint64_t guest_addr, uint64_t size,
@@ -80,6 +89,17 @@ int vhd_mem_map_fd(struct vhd_mem *mem, int fd, uint64_t mmap_offset, uint64_t g
 	uint64_t end;
 	if (fd < 0 || size == 0 || __builtin_add_overflow(mmap_offset, size, &end) || end > (uint64_t)SIZE_MAX)
 		return -EINVAL;
+	/* QEMU 7.2 with several queue pairs sends each region once per queue pair (one vhost_dev each, all on one
+	 * connection), and removes it as many times: the same bytes again are a reference, not an overlap. */
+	for (unsigned i = 0; i < mem->nregions; i++) {
+		struct vhd_mem_region *r = &mem->r[i];
+		if (r->guest_addr == guest_addr && r->size == size && r->user_addr == user_addr && r->fd >= 0 &&
+		    r->mmap_offset == mmap_offset && r->refs < UINT32_MAX && same_file(r->fd, fd)) {
+			r->refs++;
+			close(fd);
+			return 0;
+		}
+	}
 	if (mem->nregions >= VHD_MEM_MAX_REGIONS)
 		return -ENOSPC;
 	/* mmap wants a page-aligned offset; vhost-user front-ends may hand an unaligned one, so map from the page
@@ -97,7 +117,9 @@ int vhd_mem_map_fd(struct vhd_mem *mem, int fd, uint64_t mmap_offset, uint64_t g
 		.host = (uint8_t *)p + slack,
 		.mmap_base = p,
 		.mmap_len = len,
+		.mmap_offset = mmap_offset,
 		.fd = fd,
+		.refs = 1,
 	};
 	int rc = insert_region(mem, &nr);
 	if (rc < 0)
@@ -109,6 +131,8 @@ int vhd_mem_remove(struct vhd_mem *mem, uint64_t guest_addr, uint64_t size)
 {
 	for (unsigned i = 0; i < mem->nregions; i++) {
 		if (mem->r[i].guest_addr == guest_addr && mem->r[i].size == size) {
+			if (--mem->r[i].refs > 0)
+				return 0;
 			region_release(&mem->r[i]);
 			memmove(&mem->r[i], &mem->r[i + 1], (mem->nregions - i - 1) * sizeof(mem->r[0]));
 			mem->nregions--;

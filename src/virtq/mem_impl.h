@@ -17,7 +17,10 @@ struct vhd_mem_region {
 	/* Set only for regions the table mapped itself. */
 	void *mmap_base;
 	size_t mmap_len;
+	uint64_t mmap_offset;
 	int fd;
+	/* vhd_mem_map_fd() of an identical region takes another reference; vhd_mem_remove() drops one. */
+	unsigned refs;
 };
 
 struct vhd_mem {

@@ -447,6 +447,41 @@ static void test_map_fd_destroy_closes(void)
 	CHECK(page_mapped(buf));
 }
 
+/* QEMU 7.2 with two queue pairs: every region arrives twice (ADD_MEM_REG per vhost_dev) and leaves twice. */
+static void test_map_fd_same_region_twice(void)
+{
+	int fd = make_memfd("vhd-test-twice", 4 * PG);
+	int fd2 = dup(fd), fd3 = dup(fd), fd4 = dup(fd);
+	int other = make_memfd("vhd-test-twice", 4 * PG);
+	struct vhd_mem *m = mem_new();
+	CHECK_EQ(vhd_mem_map_fd(m, fd, 0, 0x100000, 2 * PG, 0x7000000), 0);
+	uint8_t *h = vhd_mem_guest_to_host(m, 0x100000, 1);
+	CHECK(h);
+	CHECK_EQ(vhd_mem_map_fd(m, fd2, 0, 0x100000, 2 * PG, 0x7000000), 0); /* a reference, not a second map */
+	CHECK(!fd_open(fd2));
+	CHECK_EQ(vhd_mem_count(m), 1u);
+	CHECK_EQ(maps_with("vhd-test-twice"), 1);
+	/* Anything not identical still overlaps: another offset, another user address, another file. */
+	CHECK_EQ(vhd_mem_map_fd(m, fd3, PG, 0x100000, 2 * PG, 0x7000000), -EEXIST);
+	CHECK_EQ(vhd_mem_map_fd(m, fd3, 0, 0x100000, 2 * PG, 0x8000000), -EEXIST);
+	CHECK_EQ(vhd_mem_map_fd(m, other, 0, 0x100000, 2 * PG, 0x7000000), -EEXIST);
+	CHECK(fd_open(fd3));
+	CHECK(fd_open(other));
+	CHECK_EQ(vhd_mem_remove(m, 0x100000, 2 * PG), 0); /* first removal: still mapped */
+	CHECK(page_mapped(h));
+	CHECK_EQ(vhd_mem_guest_to_host(m, 0x100000, 1), h);
+	CHECK_EQ(vhd_mem_remove(m, 0x100000, 2 * PG), 0); /* last: gone */
+	CHECK(!fd_open(fd));
+	CHECK_EQ(vhd_mem_count(m), 0u);
+	CHECK_EQ(vhd_mem_remove(m, 0x100000, 2 * PG), -ENOENT);
+	CHECK_EQ(vhd_mem_map_fd(m, fd4, 0, 0x100000, 2 * PG, 0x7000000), 0); /* and back */
+	vhd_mem_destroy(m);
+	CHECK(!fd_open(fd4));
+	CHECK_EQ(maps_with("vhd-test-twice"), 0);
+	close(fd3);
+	close(other);
+}
+
 static void test_map_fd_errors(void)
 {
 	int fd = make_memfd("vhd-test-maperr", 2 * PG);
@@ -502,5 +537,6 @@ static const struct th_case cases[] = {
 	{"map_fd_unaligned_offset", test_map_fd_unaligned, 0},
 	{"map_fd_destroy_closes_and_unmaps", test_map_fd_destroy_closes, 0},
 	{"map_fd_errors_keep_fd", test_map_fd_errors, 0},
+	{"map_fd_same_region_twice_is_a_reference", test_map_fd_same_region_twice, 0},
 };
 TH_MAIN("test_mem", cases)
