@@ -9,15 +9,21 @@
  * count lost, duplicated, reordered and corrupted frames.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "spec/endian.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "vhostd/frontend.h"
@@ -35,9 +41,12 @@
 #define STAMP 12 /* seq (8), queue (2), length (2) */
 #define MIN_FRAME 60
 #define MAX_FRAME 9000
+/* --mode tap: a 64 KiB GSO frame (plus Ethernet and VLAN headers) in one buffer, in both directions. */
+#define TAP_POOL_BUFS 512
+#define TAP_BUF_SIZE (VHD_PKT_HEADROOM + 65536 + 512)
 
-enum mode { M_TXONLY, M_RXONLY, M_IO, M_MACSWAP, M_ICMPECHO };
-static const char *const mode_names[] = {"txonly", "rxonly", "io", "macswap", "icmpecho"};
+enum mode { M_TXONLY, M_RXONLY, M_IO, M_MACSWAP, M_ICMPECHO, M_TAP, M_NMODES };
+static const char *const mode_names[] = {"txonly", "rxonly", "io", "macswap", "icmpecho", "tap"};
 
 struct qstats {
 	uint64_t rx, rx_bytes, tx, tx_bytes, drops, errors;
@@ -47,6 +56,7 @@ struct qstats {
 
 struct opts {
 	const char *path;
+	const char *tap; /* --mode tap: the tap interface */
 	bool backend, server, client_set, packed, no_mrg, in_order, json, verify;
 	enum mode mode;
 	uint32_t size_min, size_max;
@@ -70,6 +80,8 @@ struct gen {
 	unsigned npending[MAX_QP];
 	struct timespec t_first, t_last;
 	bool started;
+	int tap_fd[MAX_QP]; /* --mode tap: one tap queue per queue pair */
+	unsigned tap_offloads; /* TUN_F_* last set */
 };
 
 static volatile sig_atomic_t stop_now;
@@ -324,12 +336,135 @@ static unsigned rx_verify(struct gen *g, unsigned q)
 	return n > 0 ? (unsigned)n : 0;
 }
 
+/* ------------------------------------------------------------------ tap */
+
+/*
+ * --mode tap bridges the vhost-user port to a Linux tap interface, so that the host's own network stack (ping,
+ * UDP, TCP, with checksum and segmentation offloads carried in the virtio-net header both ways) is the peer of a
+ * guest or of a remote device. Syscalls per frame are fine here: this mode is for correctness, not speed.
+ */
+static int tap_open(struct gen *g)
+{
+	for (unsigned q = 0; q < g->o.queues; q++) {
+		int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		g->tap_fd[q] = fd;
+		struct ifreq ifr;
+		memset(&ifr, 0, sizeof(ifr));
+		ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (g->o.queues > 1 ? IFF_MULTI_QUEUE : 0);
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", g->o.tap);
+		if (ioctl(fd, TUNSETIFF, &ifr) < 0)
+			return -errno;
+		/* The 12-byte header (num_buffers included, always 0 here) whatever the port negotiated; the
+		 * fields are little-endian, as virtio 1.x has them. */
+		int hs = (int)sizeof(struct virtio_net_hdr_mrg_rxbuf), le = 1;
+		if (ioctl(fd, TUNSETVNETHDRSZ, &hs) < 0 || ioctl(fd, TUNSETVNETLE, &le) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+/*
+ * Tell the kernel which offloads the port can carry towards its peer, so that it hands us partially
+ * checksummed and unsegmented frames only when the peer negotiated them (a backend's peer receives with the
+ * GUEST_* features, a frontend's device with the HOST_* ones).
+ */
+static void tap_set_offloads(struct gen *g)
+{
+	if (g->o.mode != M_TAP || g->tap_fd[0] < 0 || !g->cfg_ok)
+		return;
+	bool csum = g->o.backend ? g->cfg.rx_csum : g->cfg.tx_csum;
+	unsigned gso = g->o.backend ? g->cfg.rx_gso : g->cfg.tx_gso;
+	bool ecn = g->o.backend ? g->cfg.rx_ecn : g->cfg.tx_ecn;
+	unsigned off = 0;
+	if (csum) {
+		off |= TUN_F_CSUM;
+		if (gso & (1u << VHD_NET_META_GSO_TCPV4))
+			off |= TUN_F_TSO4;
+		if (gso & (1u << VHD_NET_META_GSO_TCPV6))
+			off |= TUN_F_TSO6;
+		if (ecn && (off & (TUN_F_TSO4 | TUN_F_TSO6)))
+			off |= TUN_F_TSO_ECN;
+	}
+	if (off == g->tap_offloads)
+		return;
+	if (ioctl(g->tap_fd[0], TUNSETOFFLOAD, (unsigned long)off) < 0)
+		fprintf(stderr, "vhost-pktgen: tap %s: TUNSETOFFLOAD 0x%x: %s\n", g->o.tap, off, strerror(errno));
+	else
+		g->tap_offloads = off;
+}
+
+static unsigned run_tap(struct gen *g, unsigned q)
+{
+	struct qstats *s = &g->qs[q];
+	struct vhd_pkt *pkts[MAX_BURST];
+	struct virtio_net_hdr_mrg_rxbuf h;
+	unsigned moved = 0;
+	int fd = g->tap_fd[q];
+
+	/* Port -> tap. */
+	int n = port_rx(g, q, pkts, g->o.burst);
+	for (int i = 0; i < n; i++) {
+		struct vhd_pkt *p = pkts[i];
+		memset(&h, 0, sizeof(h));
+		h.hdr.flags = p->meta.flags;
+		h.hdr.gso_type = p->meta.gso_type;
+		h.hdr.hdr_len = vhd_cpu_to_le16(p->meta.hdr_len);
+		h.hdr.gso_size = vhd_cpu_to_le16(p->meta.gso_size);
+		h.hdr.csum_start = vhd_cpu_to_le16(p->meta.csum_start);
+		h.hdr.csum_offset = vhd_cpu_to_le16(p->meta.csum_offset);
+		struct iovec iov[2] = {{&h, sizeof(h)}, {vhd_pkt_data(p), p->len}};
+		s->rx++;
+		s->rx_bytes += p->len;
+		if (writev(fd, iov, 2) < 0) {
+			if (errno == EAGAIN || errno == ENOBUFS)
+				s->drops++;
+			else
+				s->errors++; /* e.g. the kernel refused the header */
+		}
+	}
+	if (n > 0) {
+		vhd_pkt_free_bulk(pkts, (unsigned)n);
+		moved += (unsigned)n;
+	}
+
+	/* Tap -> port. */
+	unsigned got = vhd_pkt_alloc_bulk(g->pool[q], pkts, g->o.burst), have = 0;
+	while (have < got) {
+		struct vhd_pkt *p = pkts[have];
+		struct iovec iov[2] = {{&h, sizeof(h)}, {vhd_pkt_data(p), vhd_pkt_tailroom(p)}};
+		ssize_t r = readv(fd, iov, 2);
+		if (r < (ssize_t)sizeof(h))
+			break; /* EAGAIN: nothing more for now */
+		p->len = (uint32_t)(r - (ssize_t)sizeof(h));
+		p->meta.flags = h.hdr.flags;
+		p->meta.gso_type = h.hdr.gso_type;
+		p->meta.hdr_len = vhd_le16(h.hdr.hdr_len);
+		p->meta.gso_size = vhd_le16(h.hdr.gso_size);
+		p->meta.csum_start = vhd_le16(h.hdr.csum_start);
+		p->meta.csum_offset = vhd_le16(h.hdr.csum_offset);
+		have++;
+	}
+	unsigned sent = have ? port_tx(g, q, pkts, have) : 0;
+	s->tx += sent;
+	s->drops += have - sent; /* the peer had no room: dropped, as a NIC would */
+	moved += have;
+	/* The port owns what it took; the rest, and the packets never read into, go back to the pool. */
+	vhd_pkt_free_bulk(pkts + sent, got - sent);
+	if (moved)
+		note_traffic(g);
+	return moved;
+}
+
 /* One burst of the mode's work on queue pair q. Returns frames moved. */
 static unsigned run_queue(struct gen *g, unsigned q)
 {
 	struct qstats *s = &g->qs[q];
 	struct vhd_pkt *pkts[MAX_BURST];
 	unsigned moved = 0;
+	if (g->o.mode == M_TAP)
+		return run_tap(g, q);
 	if (g->o.mode == M_TXONLY) {
 		/* --count is split evenly over the queues, so the total comes out exact. */
 		uint64_t quota = g->o.count / g->o.queues + (q < g->o.count % g->o.queues);
@@ -412,6 +547,7 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 				(unsigned long long)vhd_fe_features(fe));
 		for (unsigned q = 0; q < g->o.queues; q++)
 			vhd_net_drv_refill(vhd_fe_vq(fe, 2 * q), &g->cfg, g->pool[q], &g->nst[2 * q]);
+		tap_set_offloads(g);
 	} else {
 		g->cfg_ok = false;
 		for (unsigned q = 0; q < 2 * g->o.queues; q++)
@@ -423,8 +559,10 @@ static void be_event(struct vhd_vu_dev *dev, enum vhd_vu_event ev, unsigned qidx
 {
 	struct gen *g = opaque;
 	(void)qidx;
-	if (ev == VHD_VU_QUEUE_STARTED)
+	if (ev == VHD_VU_QUEUE_STARTED) {
 		g->cfg_ok = vhd_net_cfg_init(&g->cfg, vhd_vu_dev_features(dev)) == 0;
+		tap_set_offloads(g);
+	}
 }
 
 static void control(struct gen *g, int timeout_ms)
@@ -515,14 +653,15 @@ static void usage(FILE *f)
 		"usage: vhost-pktgen (--backend PATH | --frontend PATH) [--server | --client]\n"
 		"                    [--mode txonly|rxonly|io|macswap|icmpecho] [--size BYTES | --size MIN-MAX]\n"
 		"                    [--burst N] [--queues N] [--count N | --duration S] [--packed] [--no-mrg]\n"
-		"                    [--in-order] [--verify] [--mac XX:XX:XX:XX:XX:XX] [--json]\n"
+		"                    [--in-order] [--verify] [--mac XX:XX:XX:XX:XX:XX] [--json] [--mode tap --tap NAME]\n"
 		"\n"
 		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
 		"  --frontend PATH  drive the vhost-user device at PATH without a VM (connecting by default)\n"
 		"  --server/--client  listen on PATH, or connect to it (and reconnect)\n"
 		"  --mode           txonly: generate UDP frames; rxonly: count and drop; io: send back what arrives;\n"
-		"                   macswap: io with MACs swapped; icmpecho: answer ARP and ICMP echo requests\n"
-		"                   (default io)\n"
+		"                   macswap: io with MACs swapped; icmpecho: answer ARP and ICMP echo requests;\n"
+		"                   tap: bridge every frame to and from the tap interface --tap NAME (created if\n"
+		"                   missing; one tap queue per queue pair), offload headers included (default io)\n"
 		"  --size           frame bytes without FCS, %d..%d, or a range for random sizes (default 64)\n"
 		"  --burst N        frames per burst, 1..%d (default 32)\n"
 		"  --queues N       queue pairs, 1..%d (default 1)\n"
@@ -549,6 +688,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"mode", 1, 0, 'm'},    {"size", 1, 0, 's'},     {"burst", 1, 0, 'B'},  {"queues", 1, 0, 'q'},
 		{"count", 1, 0, 'n'},   {"duration", 1, 0, 'd'}, {"packed", 0, 0, 'P'}, {"no-mrg", 0, 0, 'M'},
 		{"in-order", 0, 0, 'I'}, {"verify", 0, 0, 'V'},  {"mac", 1, 0, 'a'},    {"json", 0, 0, 'j'},
+		{"tap", 1, 0, 't'},
 		{"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -572,7 +712,7 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'm': {
 			int m = -1;
-			for (int i = 0; i < 5; i++)
+			for (int i = 0; i < M_NMODES; i++)
 				if (!strcmp(optarg, mode_names[i]))
 					m = i;
 			if (m < 0) {
@@ -638,6 +778,13 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'j':
 			o->json = true;
 			break;
+		case 't':
+			if (strlen(optarg) >= IFNAMSIZ) {
+				fprintf(stderr, "vhost-pktgen: --tap name longer than %d\n", IFNAMSIZ - 1);
+				return -1;
+			}
+			o->tap = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -647,6 +794,10 @@ static int parse(int argc, char **argv, struct opts *o)
 	}
 	if (!o->path || optind != argc) {
 		fprintf(stderr, "vhost-pktgen: give --backend PATH or --frontend PATH\n");
+		return -1;
+	}
+	if ((o->mode == M_TAP) != (o->tap != NULL)) {
+		fprintf(stderr, "vhost-pktgen: --mode tap and --tap NAME go together\n");
 		return -1;
 	}
 	if (o->server && client) {
@@ -669,18 +820,28 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
-	int rc;
+	unsigned nbufs = g->o.mode == M_TAP ? TAP_POOL_BUFS : POOL_BUFS;
+	uint32_t buf_size = g->o.mode == M_TAP ? TAP_BUF_SIZE : BUF_SIZE;
+	int rc = 0;
+	for (unsigned q = 0; q < MAX_QP; q++)
+		g->tap_fd[q] = -1;
+	if (g->o.mode == M_TAP && (rc = tap_open(g)) < 0) {
+		fprintf(stderr, "vhost-pktgen: cannot open tap %s: %s\n", g->o.tap, strerror(-rc));
+		return 1;
+	}
 	if (g->o.backend) {
 		uint64_t f = vhd_vu_default_features();
 		if (g->o.no_mrg)
 			f &= ~VHD_BIT(VIRTIO_NET_F_MRG_RXBUF);
+		/* A bridge forwards whatever MAC the guest uses and has none of its own to offer. */
+		static const uint8_t no_mac[6];
 		struct vhd_vu_config c = {.path = g->o.path, .client = !g->o.server,
 					  .max_queue_pairs = (uint16_t)g->o.queues, .features = f, .mac = {0},
 					  .event = be_event, .opaque = g, .name = "pktgen"};
-		memcpy(c.mac, g->o.mac, 6);
+		memcpy(c.mac, g->o.mode == M_TAP ? no_mac : g->o.mac, 6);
 		rc = vhd_vu_dev_create(&c, &g->dev);
 		for (unsigned q = 0; rc == 0 && q < g->o.queues; q++)
-			rc = vhd_pktpool_create(POOL_BUFS, BUF_SIZE, &g->pool[q]);
+			rc = vhd_pktpool_create(nbufs, buf_size, &g->pool[q]);
 	} else {
 		uint64_t f = vhd_fe_default_features();
 		if (g->o.no_mrg)
@@ -690,13 +851,13 @@ int main(int argc, char **argv)
 		if (g->o.in_order)
 			f |= VHD_BIT(VIRTIO_F_IN_ORDER);
 		struct vhd_fe_config c = {.path = g->o.path, .server = g->o.server, .queue_pairs = (uint16_t)g->o.queues,
-					  .features = f, .buf_area_size = (size_t)POOL_BUFS * BUF_SIZE,
+					  .features = f, .buf_area_size = (size_t)nbufs * buf_size,
 					  .event = fe_event, .opaque = g, .name = "pktgen"};
 		rc = vhd_fe_create(&c, &g->fe);
 		for (unsigned q = 0; rc == 0 && q < g->o.queues; q++) {
 			size_t len;
 			void *area = vhd_fe_buf_area(g->fe, q, &len);
-			rc = vhd_pktpool_create_in(area, len, (uintptr_t)area, POOL_BUFS, BUF_SIZE, &g->pool[q]);
+			rc = vhd_pktpool_create_in(area, len, (uintptr_t)area, nbufs, buf_size, &g->pool[q]);
 		}
 	}
 	if (rc < 0) {
@@ -766,8 +927,11 @@ int main(int argc, char **argv)
 		vhd_vu_dev_destroy(g->dev);
 	else
 		vhd_fe_destroy(g->fe);
-	for (unsigned q = 0; q < g->o.queues; q++)
+	for (unsigned q = 0; q < g->o.queues; q++) {
 		vhd_pktpool_destroy(g->pool[q]);
+		if (g->tap_fd[q] >= 0)
+			close(g->tap_fd[q]);
+	}
 	free(g);
 	return failed ? 1 : 0;
 }
