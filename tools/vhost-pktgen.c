@@ -429,10 +429,16 @@ static unsigned run_tap(struct gen *g, unsigned q)
 		moved += (unsigned)n;
 	}
 
-	/* Tap -> port. */
-	unsigned got = vhd_pkt_alloc_bulk(g->pool[q], pkts, g->o.burst), have = 0;
-	while (have < got) {
-		struct vhd_pkt *p = pkts[have];
+	/* Tap -> port. Frames the port has no room for wait here, and the tap is not read until they are gone:
+	 * the backlog then builds up in the tap's own queue (which drops when full), the way vhost-net pushes
+	 * back on a guest that reads slowly. */
+	struct vhd_pkt **pend = g->pending[q];
+	unsigned have = g->npending[q], got = 0;
+	if (have < g->o.burst)
+		got = vhd_pkt_alloc_bulk(g->pool[q], pend + have, g->o.burst - have);
+	unsigned nread = 0;
+	while (nread < got) {
+		struct vhd_pkt *p = pend[have + nread];
 		struct iovec iov[2] = {{&h, sizeof(h)}, {vhd_pkt_data(p), vhd_pkt_tailroom(p)}};
 		ssize_t r = readv(fd, iov, 2);
 		if (r < (ssize_t)sizeof(h))
@@ -444,14 +450,15 @@ static unsigned run_tap(struct gen *g, unsigned q)
 		p->meta.gso_size = vhd_le16(h.hdr.gso_size);
 		p->meta.csum_start = vhd_le16(h.hdr.csum_start);
 		p->meta.csum_offset = vhd_le16(h.hdr.csum_offset);
-		have++;
+		nread++;
 	}
-	unsigned sent = have ? port_tx(g, q, pkts, have) : 0;
+	vhd_pkt_free_bulk(pend + have + nread, got - nread); /* never read into */
+	have += nread;
+	unsigned sent = have ? port_tx(g, q, pend, have) : 0;
+	memmove(pend, pend + sent, (have - sent) * sizeof(pend[0]));
+	g->npending[q] = have - sent;
 	s->tx += sent;
-	s->drops += have - sent; /* the peer had no room: dropped, as a NIC would */
-	moved += have;
-	/* The port owns what it took; the rest, and the packets never read into, go back to the pool. */
-	vhd_pkt_free_bulk(pkts + sent, got - sent);
+	moved += sent;
 	if (moved)
 		note_traffic(g);
 	return moved;

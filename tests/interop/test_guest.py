@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""A Linux guest's virtio-net driver (Debian 6.12 kernel under QEMU, TCG) against our vhost-user back-end.
+
+vhost-pktgen --backend serves the guest's NIC. In the tap cases it bridges the NIC to a tap interface in a
+network namespace of its own, so the host's kernel is the guest's peer: ping and ARP, 2000 UDP datagrams each
+way with every datagram checked (loss, duplication, corruption), 8 MiB of TCP each way with every byte checked,
+offloads (checksum, TSO) in the virtio-net header both ways. In the icmpecho cases vhost-pktgen itself answers
+ARP and ping. The guest (tests/interop/guest/) prints VHD-RESULT lines; the host's ends (hostpeer.py) print the
+same; vhost-pktgen's JSON counters must show the negotiated ring layout and no errors.
+
+usage: test_guest.py PKTGEN [case-substring]
+Prints PASS/FAIL lines like tests/unit/harness.h. VHD_INTEROP_WORK is where the guest is built and cached
+(default: the build directory's interop/).
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PKTGEN = os.path.abspath(sys.argv[1])
+FILTER = sys.argv[2] if len(sys.argv) > 2 else ""
+WORK = os.environ.get("VHD_INTEROP_WORK", os.path.join(os.path.dirname(os.path.dirname(PKTGEN)), "interop"))
+HOSTPEER = os.path.join(HERE, "hostpeer.py")
+GUEST_IP, HOST_IP = "10.0.0.2", "10.0.0.1"
+F_MRG, F_PACKED = 1 << 15, 1 << 34
+
+# The guest's tests (tests/interop/guest/tests/*.sh) and the host ends each one needs:
+# host receivers started before boot, and senders started when the guest says VHD-READY on a port.
+TRAFFIC = {"recv": [("udp-recv", 7001, 2000), ("tcp-recv", 7003, 8388608)],
+           "send": {7002: ("udp-send", 2000), 7004: ("tcp-send", 8388608)},
+           "guest": ["ping", "arping", "udp-send", "udp-recv", "tcp-send", "tcp-recv"]}
+GUEST_TESTS = {
+    "traffic": TRAFFIC,
+    "ping": {"recv": [], "send": {}, "guest": ["ping", "arping", "ping-again"]},
+    "mq": {"recv": [("udp-recv", 7001, 1000), ("udp-recv", 7005, 1000), ("tcp-recv", 7003, 4194304)],
+           "send": {7002: ("udp-send", 2000), 7004: ("tcp-send", 4194304)},
+           "guest": ["ping", "udp-send", "udp-send", "udp-recv", "tcp-send", "tcp-recv"]},
+    "reload": {"recv": [("udp-recv", 7001, 1000)], "send": {},
+               "guest": ["ping-before", "rmmod", "reload", "ping-after", "udp-send"]},
+    "hang": {"recv": [], "send": {}, "guest": ["ping"]},
+}
+
+# name: (peer mode, guest tests booted one after the other, options)
+#   packed / mrg: the NIC's packed= and mrg_rxbuf= (our back-end offers both)
+#   server: QEMU listens (server=on) and our back-end connects (--client)
+#   queues: queue pairs (the guest gets as many vCPUs, so that it uses them all)
+CASES = [
+    ("guest_split_mrg_tap", "tap", ["traffic"], {}),
+    ("guest_split_nomrg_tap", "tap", ["traffic"], {"mrg": False}),
+    ("guest_packed_mrg_tap", "tap", ["traffic"], {"packed": True}),
+    ("guest_packed_nomrg_tap", "tap", ["traffic"], {"packed": True, "mrg": False}),
+    ("guest_split_qemu_server_tap", "tap", ["traffic"], {"server": True}),
+    ("guest_packed_qemu_server_tap", "tap", ["ping"], {"server": True, "packed": True}),
+    ("guest_split_2qp_tap", "tap", ["mq"], {"queues": 2}),
+    ("guest_split_icmpecho", "icmpecho", ["ping"], {}),
+    ("guest_packed_nomrg_icmpecho", "icmpecho", ["ping"], {"packed": True, "mrg": False}),
+    ("guest_driver_reload", "tap", ["reload"], {}),
+    ("guest_packed_driver_reload", "tap", ["reload"], {"packed": True}),
+    ("guest_qemu_killed_and_restarted", "tap", ["hang", "traffic"], {}),
+]
+
+
+def log(msg):
+    print(f"# {msg}", flush=True)
+
+
+def run(cmd, check=True):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {r.stdout.strip()}")
+    return r
+
+
+class Case:
+    def __init__(self, name, peer, boots, opt):
+        self.name, self.peer, self.boots, self.opt = name, peer, boots, opt
+        self.tmp = tempfile.mkdtemp(prefix="vhd-guest-")
+        self.sock = os.path.join(self.tmp, "vu.sock")
+        self.ns = f"vhdg{os.getpid()}"
+        self.tap = f"vhdg{os.getpid() % 100000}"
+        self.procs = []
+        self.results = []  # (who, line)
+        self.lock = threading.Lock()
+        self.console = []
+
+    # ---------------------------------------------------------------- pieces
+    def start(self, cmd, **kw):
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True, **kw)
+        self.procs.append(p)
+        return p
+
+    def reader(self, p, who, on_line=None):
+        def go():
+            for line in p.stdout:
+                line = line.rstrip("\r\n")
+                with self.lock:
+                    if who == "guest":
+                        self.console.append(line)
+                    if line.startswith("VHD-RESULT "):
+                        self.results.append((who, line))
+                if on_line:
+                    on_line(line)
+        t = threading.Thread(target=go, daemon=True)
+        t.start()
+        return t
+
+    def hostpeer(self, *args):
+        cmd = ["ip", "netns", "exec", self.ns, sys.executable, HOSTPEER] + [str(a) for a in args]
+        p = self.start(cmd)
+        ready = threading.Event()
+
+        def on_line(line):
+            if line.startswith("VHD-READY"):
+                ready.set()
+        t = self.reader(p, f"host {args[0]} {args[-2] if args[0].endswith('recv') else args[2]}", on_line)
+        return p, t, ready
+
+    def qemu(self, test):
+        o = self.opt
+        q = o.get("queues", 1)
+        chardev = f"socket,id=chr0,path={self.sock}" + (",server=on,wait=off" if o.get("server") else "")
+        nic = f"virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56,vectors=0"
+        nic += ",packed=on" if o.get("packed") else ""
+        nic += ",mrg_rxbuf=off" if o.get("mrg", True) is False else ""
+        nic += ",mq=on" if q > 1 else ""
+        append = f"console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init vhd.test={test}"
+        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35,memory-backend=mem", "-cpu", "max",
+               "-smp", str(q), "-m", "512M", "-object", "memory-backend-memfd,id=mem,size=512M,share=on",
+               "-nographic", "-no-reboot", "-kernel", os.path.join(WORK, "vmlinuz"),
+               "-initrd", os.path.join(WORK, "initrd.gz"), "-append", append,
+               "-chardev", chardev, "-netdev", f"vhost-user,id=net0,chardev=chr0,queues={q}", "-device", nic]
+        return cmd
+
+    # ---------------------------------------------------------------- the case
+    def run(self):
+        o = self.opt
+        q = o.get("queues", 1)
+        be = [PKTGEN, "--backend", self.sock, "--json", "--queues", str(q)]
+        if o.get("server"):
+            be.append("--client")
+        if o.get("mrg", True) is False:
+            be.append("--no-mrg")  # not needed (QEMU's mrg_rxbuf=off is enough), but the offer should match
+        if self.peer == "tap":
+            be += ["--mode", "tap", "--tap", self.tap]
+            run(["ip", "netns", "add", self.ns])
+        else:
+            be += ["--mode", "icmpecho"]
+        pktgen = self.start(be)
+        pk_out = []
+        pk_thread = threading.Thread(target=lambda: pk_out.extend(pktgen.stdout), daemon=True)
+        pk_thread.start()
+        if self.peer == "tap":
+            for _ in range(200):
+                if run(["ip", "link", "show", self.tap], check=False).returncode == 0:
+                    break
+                if pktgen.poll() is not None:
+                    break
+                time.sleep(0.02)
+            run(["ip", "link", "set", self.tap, "netns", self.ns])
+            ns = ["ip", "netns", "exec", self.ns]
+            run(ns + ["ip", "addr", "add", f"{HOST_IP}/24", "dev", self.tap])
+            run(ns + ["ip", "link", "set", self.tap, "up"])
+            run(ns + ["ip", "link", "set", "lo", "up"])
+        elif not o.get("server"):
+            for _ in range(200):
+                if os.path.exists(self.sock):
+                    break
+                time.sleep(0.02)
+        errors = []
+        for boot in self.boots:
+            errors += self.boot(boot)
+            if pktgen.poll() is not None:
+                errors.append(f"vhost-pktgen exited ({pktgen.returncode}) during boot '{boot}'")
+                break
+        # vhost-pktgen's own view: it stayed up, negotiated what was asked for, saw no errors.
+        if pktgen.poll() is None:
+            pktgen.send_signal(signal.SIGINT)
+        try:
+            pktgen.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            errors.append("vhost-pktgen did not exit on SIGINT")
+        pk_thread.join(timeout=5)
+        stats = None
+        for line in reversed(pk_out):
+            if line.startswith("{"):
+                stats = json.loads(line)
+                break
+        if stats is None:
+            errors.append(f"no JSON from vhost-pktgen (exit {pktgen.returncode}): {''.join(pk_out)[-800:]}")
+        else:
+            t = stats["total"]
+            f = stats["features"]
+            if bool(f & F_PACKED) != bool(o.get("packed")):
+                errors.append(f"features 0x{f:x}: packed ring {'not ' if o.get('packed') else ''}negotiated")
+            if bool(f & F_MRG) != o.get("mrg", True):
+                errors.append(f"features 0x{f:x}: mergeable RX buffers {'not ' if o.get('mrg', True) else ''}"
+                              f"negotiated")
+            if t["errors"]:
+                errors.append(f"vhost-pktgen counted {t['errors']} errors")
+            if t["rx_packets"] == 0 or t["tx_packets"] == 0:
+                errors.append(f"vhost-pktgen moved rx {t['rx_packets']} tx {t['tx_packets']}")
+            if q > 1:
+                per = [x["rx_packets"] for x in stats["queues"]]
+                if len(per) != q or min(per) == 0:
+                    errors.append(f"guest TX not spread over {q} queues: {per}")
+            log(f"{self.name}: vhost-pktgen rx {t['rx_packets']} frames / {t['rx_bytes']} B, tx {t['tx_packets']}"
+                f" / {t['tx_bytes']} B, drops {t['drops']}, features 0x{f:x}")
+        if errors:
+            for line in pk_out[-30:]:
+                if not line.startswith("{"):
+                    log(f"{self.name} vhost-pktgen: {line.rstrip()}")
+        return errors
+
+    def boot(self, test):
+        spec = GUEST_TESTS[test]
+        errors = []
+        peers = []
+        with self.lock:
+            self.results = []
+            self.console = []
+        for what, port, amount in spec["recv"]:
+            p, t, ready = self.hostpeer(what, port, amount, 3000) if what == "udp-recv" else \
+                self.hostpeer(what, port, amount)
+            if not ready.wait(10):
+                errors.append(f"host {what} {port} never listened")
+            peers.append((p, t))
+        qemu_cmd = self.qemu(test)
+        qp = self.start(qemu_cmd)
+        senders = []
+
+        def on_line(line):
+            if line.startswith("VHD-READY "):
+                port = int(line.split()[2])
+                if port in spec["send"]:
+                    what, amount = spec["send"][port]
+                    senders.append(self.hostpeer(what, GUEST_IP, port, amount))
+            elif line.startswith("VHD-HANG"):
+                os.killpg(qp.pid, signal.SIGKILL)  # QEMU dies without a word to the back-end
+        qt = self.reader(qp, "guest", on_line)
+        try:
+            qp.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            errors.append("guest did not finish within 180 s")
+            os.killpg(qp.pid, signal.SIGKILL)
+            qp.wait()
+        qt.join(timeout=5)
+        killed = test == "hang"
+        if not killed and qp.returncode != 0:
+            errors.append(f"QEMU exited with {qp.returncode}")
+        # The host's ends had the whole guest run to finish; whatever is still running failed.
+        for p, t in peers + [(s[0], s[1]) for s in senders]:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+            t.join(timeout=5)
+        with self.lock:
+            results = list(self.results)
+            console = list(self.console)
+        guest = [line.split()[1] for who, line in results if who == "guest"]
+        for who, line in results:
+            parts = line.split(maxsplit=3)
+            if len(parts) < 3 or parts[2] != "ok":
+                errors.append(f"[{test}] {who}: {line}")
+        if guest != spec["guest"]:
+            errors.append(f"[{test}] guest results {guest}, wanted {spec['guest']}")
+        host_results = [(who, line) for who, line in results if who != "guest"]
+        want_host = len(spec["recv"]) + len(spec["send"])
+        if len(host_results) != want_host:
+            errors.append(f"[{test}] {len(host_results)} host results, wanted {want_host}: {host_results}")
+        for line in console:
+            if line.startswith(("VHD-RESULT", "VHD-COUNTERS", "VHD-ETH", "VHD-DONE")):
+                log(f"{self.name} [{test}] {line}")
+        if errors:
+            log(f"{self.name} [{test}] console tail:")
+            for line in console[-40:]:
+                log(f"  | {line}")
+        return errors
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+        if self.peer == "tap":
+            run(["ip", "netns", "del", self.ns], check=False)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def main():
+    cases = [c for c in CASES if FILTER in c[0]]
+    missing = [t for t in ("qemu-system-x86_64", "ip") if not shutil.which(t)]
+    prep = None
+    if not missing:
+        t0 = time.time()
+        prep = subprocess.run([os.path.join(HERE, "guest", "prepare.sh"), WORK], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+        for line in prep.stdout.splitlines():
+            log(line)
+        log(f"guest prepared in {time.time() - t0:.1f} s")
+    failed = 0
+    for name, peer, boots, opt in cases:
+        if missing:
+            print(f"FAIL: {name}: not installed: {' '.join(missing)} (scripts/deps.sh check installs them)")
+            failed += 1
+            continue
+        if prep.returncode != 0:
+            print(f"FAIL: {name}: could not build the guest: {prep.stdout.strip()[-500:]}")
+            failed += 1
+            continue
+        t0 = time.time()
+        c = Case(name, peer, boots, opt)
+        try:
+            errors = c.run()
+        except Exception as e:  # a broken step of the rig is this case's failure, not the suite's end
+            errors = [f"{type(e).__name__}: {e}"]
+        finally:
+            c.cleanup()
+        if errors:
+            failed += 1
+            print(f"FAIL: {name}: {'; '.join(errors)} ({time.time() - t0:.1f} s)", flush=True)
+        else:
+            print(f"PASS: {name} ({time.time() - t0:.1f} s)", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
