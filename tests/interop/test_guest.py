@@ -299,6 +299,8 @@ class Case:
 
 
 def main():
+    # meson's timeout sends SIGTERM: unwind through the running case's cleanup (QEMU, vhost-pktgen, netns).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     cases = [c for c in CASES if FILTER in c[0]]
     missing = [t for t in ("qemu-system-x86_64", "ip") if not shutil.which(t)]
     prep = None
