@@ -179,7 +179,10 @@ static int packed_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsign
 
 	uint16_t first = vq->used_idx, pos = first;
 	bool w = vq->used_wrap;
-	uint16_t first_flags = w ? (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED) : 0;
+	/* WRITE marks a used descriptor whose len means something (2.8.4: without it len is reserved and
+	 * drivers ignore it), so it goes on every element that wrote bytes. */
+	uint16_t first_flags = (uint16_t)((w ? (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED) : 0) |
+					  (!batch && used[0].len ? VIRTQ_DESC_F_WRITE : 0));
 	if (batch) {
 		/* IN_ORDER: one used descriptor with the last buffer's id stands for the batch; the driver skips
 		 * forward by the slots the batch took (2.8.21). */
@@ -193,7 +196,8 @@ static int packed_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsign
 			WR16(&d->id, used[i].id);
 			WR32(&d->len, used[i].len);
 			if (i > 0)
-				WR16(&d->flags, w ? (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED) : 0);
+				WR16(&d->flags, (uint16_t)((w ? (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED) : 0) |
+							   (used[i].len ? VIRTQ_DESC_F_WRITE : 0)));
 			advance(vq, &pos, &w, used[i].ndesc);
 		}
 	}
@@ -373,7 +377,8 @@ static int packed_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
 		if (!desc_used(f, vq->used_wrap))
 			break;
 		uint16_t id = RD16(&d->id);
-		uint32_t len = RD32(&d->len);
+		/* Without WRITE the length is reserved (2.8.4): DPDK's vhost leaves our own TX length there. */
+		uint32_t len = (f & VIRTQ_DESC_F_WRITE) ? RD32(&d->len) : 0;
 		if (unlikely(id >= vq->num || !vq->slots[id].busy))
 			return vhdi_vq_break(vq, VHD_VQ_E_USED_ID, "used slot %u names buffer id %u, not in flight",
 					    vq->used_idx, id);

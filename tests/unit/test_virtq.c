@@ -2117,7 +2117,32 @@ static void packed_used(uint64_t feat, uint16_t id, uint32_t len, enum vhd_vq_er
 static void test_packed_err_used_id_range(void) { packed_used(0, 8, 0, VHD_VQ_E_USED_ID); }
 static void test_packed_err_used_id_not_inflight(void) { packed_used(0, 4, 0, VHD_VQ_E_USED_ID); }
 static void test_packed_err_used_id_in_order(void) { packed_used(F_IN_ORDER, 4, 0, VHD_VQ_E_USED_ID); }
-static void test_packed_err_used_len(void) { packed_used(0, 1, 65, VHD_VQ_E_USED_LEN); }
+static void test_packed_err_used_len(void)
+{
+	struct rig r;
+	rig_init(&r, F_PACKED, 8);
+	add_simple(&r, 1);
+	add_simple(&r, 2);
+	wpdesc(&r.pd[0], 0, 65, 1, P_USED | VIRTQ_DESC_F_WRITE); /* more written than the buffer can take */
+	expect_get_error(&r, VHD_VQ_E_USED_LEN);
+	rig_fini(&r);
+}
+
+/* Without WRITE a used descriptor's len is reserved (2.8.4): DPDK's vhost leaves the driver's own TX length
+ * there. It reads as 0 and breaks nothing. */
+static void test_packed_used_len_reserved_without_write(void)
+{
+	struct rig r;
+	rig_init(&r, F_PACKED, 8);
+	add_simple(&r, 1);
+	add_simple(&r, 2);
+	wpdesc(&r.pd[0], 0, 72, 1, P_USED);
+	struct vhd_vq_done d[2];
+	CHECK_EQ(vhd_vq_get(r.drv, d, 2), 1);
+	CHECK_EQ(d[0].len, 0u);
+	check_healthy(r.drv);
+	rig_fini(&r);
+}
 
 /* ================================================================ caller misuse ================================================================ */
 
@@ -2324,6 +2349,7 @@ static const struct th_case cases[] = {
 	{"packed_err_used_id_not_inflight", test_packed_err_used_id_not_inflight, 0},
 	{"packed_err_used_id_in_order", test_packed_err_used_id_in_order, 0},
 	{"packed_err_used_len", test_packed_err_used_len, 0},
+	{"packed_used_len_reserved_without_write", test_packed_used_len_reserved_without_write, 0},
 	/* caller */
 	{"split_err_caller_push_more", test_split_err_caller_push_more, 0},
 	{"packed_err_caller_push_more", test_packed_err_caller_push_more, 0},
