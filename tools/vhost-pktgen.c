@@ -63,6 +63,7 @@ struct opts {
 	unsigned burst, queues;
 	uint64_t count;
 	double duration;
+	double pps; /* txonly: frames per second, 0 for as fast as possible */
 	uint8_t mac[6];
 };
 
@@ -480,6 +481,17 @@ static unsigned run_queue(struct gen *g, unsigned q)
 			return 0;
 		/* Top the pending burst up with new frames, then offer it. */
 		unsigned want = g->o.burst - have;
+		if (g->o.pps > 0) {
+			/* Rate: no more frames than the elapsed time allows since the first one. */
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			double allowed = g->started ? secs(&g->t_first, &now) * g->o.pps / g->o.queues + 1 : 1;
+			double room = allowed - (double)(s->tx + have);
+			if (room < want)
+				want = room > 0 ? (unsigned)room : 0;
+			if (!g->started)
+				note_traffic(g);
+		}
 		if (g->o.count && want > quota - s->tx - have)
 			want = (unsigned)(quota - s->tx - have);
 		unsigned got = vhd_pkt_alloc_bulk(g->pool[q], g->pending[q] + have, want);
@@ -661,6 +673,7 @@ static void usage(FILE *f)
 		"                    [--mode txonly|rxonly|io|macswap|icmpecho] [--size BYTES | --size MIN-MAX]\n"
 		"                    [--burst N] [--queues N] [--count N | --duration S] [--packed] [--no-mrg]\n"
 		"                    [--in-order] [--verify] [--mac XX:XX:XX:XX:XX:XX] [--json] [--mode tap --tap NAME]\n"
+		"                    [--pps N]\n"
 		"\n"
 		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
 		"  --frontend PATH  drive the vhost-user device at PATH without a VM (connecting by default)\n"
@@ -674,6 +687,7 @@ static void usage(FILE *f)
 		"  --queues N       queue pairs, 1..%d (default 1)\n"
 		"  --count N        stop after N frames sent (txonly) or received (other modes)\n"
 		"  --duration S     stop after S seconds of traffic; without --count/--duration run until SIGINT\n"
+		"  --pps N          txonly: send at most N frames per second (default: as fast as the peer takes them)\n"
 		"  --packed         frontend: ask for packed rings (a back-end always offers them)\n"
 		"  --no-mrg         do not negotiate mergeable RX buffers\n"
 		"  --in-order       frontend: ask for VIRTIO_F_IN_ORDER\n"
@@ -695,7 +709,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"mode", 1, 0, 'm'},    {"size", 1, 0, 's'},     {"burst", 1, 0, 'B'},  {"queues", 1, 0, 'q'},
 		{"count", 1, 0, 'n'},   {"duration", 1, 0, 'd'}, {"packed", 0, 0, 'P'}, {"no-mrg", 0, 0, 'M'},
 		{"in-order", 0, 0, 'I'}, {"verify", 0, 0, 'V'},  {"mac", 1, 0, 'a'},    {"json", 0, 0, 'j'},
-		{"tap", 1, 0, 't'},
+		{"tap", 1, 0, 't'},     {"pps", 1, 0, 'r'},
 		{"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -784,6 +798,13 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'j':
 			o->json = true;
+			break;
+		case 'r':
+			o->pps = atof(optarg);
+			if (o->pps < 0) {
+				fprintf(stderr, "vhost-pktgen: --pps wants a positive rate\n");
+				return -1;
+			}
 			break;
 		case 't':
 			if (strlen(optarg) >= IFNAMSIZ) {

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "switch/port.h"
+
+const struct sw_port_ops *sw_port_type(const char *name)
+{
+	static const struct sw_port_ops *const types[] = {&sw_vhost_user_ops, &sw_virtio_user_ops, &sw_tap_ops,
+							    &sw_af_packet_ops};
+	for (unsigned i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (!strcmp(types[i]->type, name))
+			return types[i];
+	return NULL;
+}
+
+const char *sw_kv_get(const struct sw_kv *args, unsigned nargs, const char *key, const char *def)
+{
+	for (unsigned i = 0; i < nargs; i++)
+		if (!strcmp(args[i].key, key))
+			return args[i].value;
+	return def;
+}
+
+int sw_kv_uint(const struct sw_kv *args, unsigned nargs, const char *key, unsigned def, unsigned min, unsigned max,
+	       unsigned *out, char *err, size_t errlen)
+{
+	const char *v = sw_kv_get(args, nargs, key, NULL);
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	char *end;
+	errno = 0;
+	unsigned long x = strtoul(v, &end, 10);
+	if (!*v || *end || errno || v[0] == '-' || x < min || x > max) {
+		snprintf(err, errlen, "%s=%s: want a number in %u..%u", key, v, min, max);
+		return -EINVAL;
+	}
+	*out = (unsigned)x;
+	return 0;
+}
+
+int sw_kv_on_off(const struct sw_kv *args, unsigned nargs, const char *key, bool def, bool *out, char *err,
+		 size_t errlen)
+{
+	const char *v = sw_kv_get(args, nargs, key, NULL);
+	if (!v)
+		*out = def;
+	else if (!strcmp(v, "on"))
+		*out = true;
+	else if (!strcmp(v, "off"))
+		*out = false;
+	else {
+		snprintf(err, errlen, "%s=%s: want on or off", key, v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int sw_kv_check(const struct sw_kv *args, unsigned nargs, const char *const *known, const char *type, char *err,
+		size_t errlen)
+{
+	for (unsigned i = 0; i < nargs; i++) {
+		unsigned k = 0;
+		while (known[k] && strcmp(known[k], args[i].key))
+			k++;
+		if (!known[k]) {
+			size_t used = (size_t)snprintf(err, errlen, "%s: unknown argument for a %s port (want", args[i].key,
+						       type);
+			for (k = 0; known[k] && used < errlen; k++)
+				used += (size_t)snprintf(err + used, errlen - used, " %s", known[k]);
+			if (used < errlen)
+				snprintf(err + used, errlen - used, ")");
+			return -EINVAL;
+		}
+		for (unsigned j = 0; j < i; j++)
+			if (!strcmp(args[j].key, args[i].key)) {
+				snprintf(err, errlen, "%s: given twice", args[i].key);
+				return -EINVAL;
+			}
+	}
+	return 0;
+}

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Switch ports: one ops table per port type (vhost-user, virtio-user, tap, af_packet), behind which the
+ * forwarding threads move bursts of packets without knowing what is on the other side.
+ *
+ * Threading contract:
+ *  - create, destroy, pollfds, timeout_ms, dispatch, describe and link_up run on the control thread only.
+ *  - rx_burst(q) runs on the one forwarding thread that owns receive queue q of the port at that moment
+ *    (ownership changes only across a quiescent period, see switch.h), so per-rx-queue state needs no lock.
+ *  - tx_burst(q) may run on several forwarding threads for the same q when the port has fewer transmit queues
+ *    than there are threads: the switch then serialises them with the port's per-queue tx lock before calling,
+ *    so a port never locks anything itself.
+ *  - No hot-path call may block, allocate (outside packet pools) or take a lock; syscalls only where the port
+ *    type has no other way (tap read/write, one sendto per af_packet tx burst to kick the kernel).
+ */
+#ifndef VHD_SWITCH_PORT_H
+#define VHD_SWITCH_PORT_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vhostd/pkt.h"
+
+#define SW_MAX_THREADS 16
+#define SW_MAX_QUEUES 16   /* queue pairs per port */
+#define SW_PORT_NAME_MAX 32
+#define SW_MAX_ARGS 16
+#define SW_BURST 32        /* most packets one rx_burst / tx_burst call is asked for */
+
+struct sw_port;
+struct sw_json; /* src/ctl/json.h: the writer port descriptions go to */
+
+/* One key=value argument from the command line, a config file or the control socket ("client" alone has
+ * value ""). */
+struct sw_kv {
+	const char *key;
+	const char *value;
+};
+
+/* Per-thread counters of one port: each forwarding thread writes only its own slot (relaxed atomics, own
+ * cache line), readers sum the slots, so reading never stalls forwarding. */
+struct sw_port_stats {
+	_Alignas(64) _Atomic uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
+	_Atomic uint64_t rx_drops; /* received then dropped by the switch: runt, hairpin, no output took it */
+	_Atomic uint64_t tx_drops; /* meant for this port but not taken: its queue was full, over its MTU */
+	_Atomic uint64_t errors;   /* malformed or refused frames, port errors */
+};
+
+/*
+ * Offload metadata (struct vhd_net_meta) one direction of a port carries, like the rx_/tx_ fields of struct
+ * vhd_net_cfg. DATA_VALID is advisory and never listed: any port may set it, any port may ignore it.
+ */
+struct sw_offloads {
+	bool csum;   /* VHD_NET_META_F_NEEDS_CSUM (partial checksum, csum_start/csum_offset) */
+	bool ecn;    /* VHD_NET_META_GSO_ECN on GSO frames */
+	uint8_t gso; /* bit (1 << gso_type) for each VHD_NET_META_GSO_* type */
+};
+
+struct sw_port_ops {
+	const char *type; /* "vhost-user", "virtio-user", "tap", "af_packet" */
+	/*
+	 * Set up p (p->name, p->id, p->mtu already filled in; set p->n_rxq, p->n_txq, p->priv). args are the
+	 * type's key=value options; unknown keys are an error. On failure write a one-line reason naming the
+	 * argument or resource at fault into err and return -errno; destroy is not called then.
+	 */
+	int (*create)(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen);
+	/* Release everything (fds, mappings, pools, packets held). Called with no forwarding thread using p. */
+	void (*destroy)(struct sw_port *p);
+	/* Control-plane fds to poll (may be none) and the longest the control thread may sleep (-1: forever). */
+	unsigned (*pollfds)(struct sw_port *p, struct pollfd *fds, unsigned max);
+	int (*timeout_ms)(struct sw_port *p);
+	/* Handle whatever is ready on those fds (vhost-user messages, reconnect timers). */
+	void (*dispatch)(struct sw_port *p);
+	/* Carrier: the peer is there and the port can move packets. */
+	bool (*link_up)(struct sw_port *p);
+	/* Type-specific fields for `show` (path, ifname, negotiated features, ring layout...), as JSON members. */
+	void (*describe)(struct sw_port *p, struct sw_json *w);
+	/*
+	 * Receive up to n frames from receive queue q into packets from pool (the calling thread's pool).
+	 * Returns the count; the caller owns pkts[0..ret).
+	 */
+	unsigned (*rx_burst)(struct sw_port *p, unsigned q, struct vhd_pktpool *pool, struct vhd_pkt **pkts,
+			     unsigned n);
+	/*
+	 * Transmit pkts[0..n) on transmit queue q. Returns how many the port took: those are its own now (it frees
+	 * them when done); pkts[ret..n) stay with the caller, who drops them.
+	 */
+	unsigned (*tx_burst)(struct sw_port *p, unsigned q, struct vhd_pkt **pkts, unsigned n);
+};
+
+struct sw_port {
+	const struct sw_port_ops *ops;
+	char name[SW_PORT_NAME_MAX];
+	uint16_t id;       /* index in the switch's port table */
+	uint32_t mtu;      /* largest frame payload (without Ethernet header) the port takes; GSO frames exempt */
+	unsigned n_rxq, n_txq;
+	void *priv;        /* the type's state */
+	/*
+	 * Set by create (all zero: plain frames only). rx_off: what frames from rx_burst may carry; tx_off: what
+	 * tx_burst takes as is. The switch completes the checksum of, or drops (GSO), a frame bound for a port whose
+	 * tx_off lacks what the frame carries.
+	 */
+	struct sw_offloads rx_off, tx_off;
+	struct sw_port_stats stats[SW_MAX_THREADS];
+	/* Taken around tx_burst(q) only when more threads than transmit queues share q (see switch.c). */
+	_Alignas(64) _Atomic int tx_lock[SW_MAX_QUEUES];
+};
+
+/* The port types; sw_port_type() finds one by name. */
+extern const struct sw_port_ops sw_vhost_user_ops, sw_virtio_user_ops, sw_tap_ops, sw_af_packet_ops;
+const struct sw_port_ops *sw_port_type(const char *name);
+
+/* Helpers for create(): the value of key, or def when absent; and a strict unsigned parse. */
+const char *sw_kv_get(const struct sw_kv *args, unsigned nargs, const char *key, const char *def);
+int sw_kv_uint(const struct sw_kv *args, unsigned nargs, const char *key, unsigned def, unsigned min, unsigned max,
+	       unsigned *out, char *err, size_t errlen);
+/* key=on|off (def when absent). @return 0 or -EINVAL with err naming the argument. */
+int sw_kv_on_off(const struct sw_kv *args, unsigned nargs, const char *key, bool def, bool *out, char *err,
+		 size_t errlen);
+/* Every key is one of known (NULL-terminated) and none is given twice. @return 0 or -EINVAL naming it. */
+int sw_kv_check(const struct sw_kv *args, unsigned nargs, const char *const *known, const char *type, char *err,
+		size_t errlen);
+
+#endif

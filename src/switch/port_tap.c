@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tap ports: a Linux tap interface with IFF_VNET_HDR, one nonblocking fd per queue (IFF_MULTI_QUEUE when there
+ * are several), so that the host's network stack is a peer on the switch. Offload metadata crosses in the
+ * 12-byte little-endian virtio-net header both ways, unchanged: the kernel's partial checksums and unsegmented
+ * TCP frames reach the switch as they are (offloads=on), and whatever offloads the switch hands us the kernel
+ * completes or segments itself.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "ctl/json.h"
+#include "spec/endian.h"
+#include "spec/virtio_net.h"
+#include "switch/port.h"
+
+#define TAP_ETH_HLEN 14u
+
+struct tap_port {
+	int fds[SW_MAX_QUEUES]; /* queue q's fd serves both rx queue q and tx queue q */
+	unsigned queues;
+	bool offloads;
+	bool created; /* the interface did not exist before us (it goes away with the last fd unless persistent) */
+	char ifname[IFNAMSIZ];
+	int ifindex;
+	int ctl_fd; /* a socket for the interface ioctls of the control thread */
+	/* Frames lost by this port; written from any forwarding thread, read by describe. */
+	_Alignas(64) _Atomic uint64_t rx_too_big; /* larger than the pool buffer (GSO frames in small pools) */
+	_Atomic uint64_t rx_errors;               /* short reads, read errors */
+	_Atomic uint64_t tx_errors;               /* frames the kernel refused (bad header, interface gone) */
+};
+
+static void count(_Atomic uint64_t *c)
+{
+	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------------ arguments */
+
+/* ------------------------------------------------------------------ control */
+
+static int iface_ioctl(int fd, const char *ifname, unsigned long req, struct ifreq *ifr)
+{
+	memset(ifr, 0, sizeof(*ifr));
+	snprintf(ifr->ifr_name, sizeof(ifr->ifr_name), "%s", ifname);
+	return ioctl(fd, req, ifr) < 0 ? -errno : 0;
+}
+
+/* Attach queue fd q to the interface; the first call also creates it if missing. */
+static int open_queue(struct tap_port *t, unsigned q, char *err, size_t errlen)
+{
+	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		int rc = -errno;
+		snprintf(err, errlen, "ifname=%s: /dev/net/tun: %s", t->ifname, strerror(-rc));
+		return rc;
+	}
+	t->fds[q] = fd;
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (t->queues > 1 ? IFF_MULTI_QUEUE : 0);
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", t->ifname);
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		int rc = -errno;
+		if (rc == -EINVAL)
+			snprintf(err, errlen, "ifname=%s: exists but is not a tap, or is not %s-queue", t->ifname,
+				 t->queues > 1 ? "multi" : "single");
+		else if (rc == -EBUSY)
+			snprintf(err, errlen, "ifname=%s: tap already in use by another process", t->ifname);
+		else
+			snprintf(err, errlen, "ifname=%s: TUNSETIFF: %s", t->ifname, strerror(-rc));
+		return rc;
+	}
+	/* A name pattern ("vt%d") comes back filled in; the other queues attach to that name. */
+	snprintf(t->ifname, sizeof(t->ifname), "%s", ifr.ifr_name);
+	if (q > 0)
+		return 0;
+
+	/* The header size, byte order and offloads belong to the interface, not the queue. The 12-byte header
+	 * (num_buffers included, unused) is the one virtio 1.x and vhost-user peers use, so frames can be moved
+	 * between ports without reshaping their headers. */
+	int hs = (int)sizeof(struct virtio_net_hdr_mrg_rxbuf), le = 1;
+	if (ioctl(fd, TUNSETVNETHDRSZ, &hs) < 0 || ioctl(fd, TUNSETVNETLE, &le) < 0) {
+		int rc = -errno;
+		snprintf(err, errlen, "ifname=%s: setting the vnet header: %s", t->ifname, strerror(-rc));
+		return rc;
+	}
+	/* Without TUN_F_CSUM the kernel completes checksums and segments before handing frames over; set 0
+	 * explicitly since a persistent tap keeps whatever its previous user asked for. */
+	unsigned long off = t->offloads ? TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 : 0;
+	if (ioctl(fd, TUNSETOFFLOAD, off) < 0) {
+		int rc = -errno;
+		snprintf(err, errlen, "ifname=%s: TUNSETOFFLOAD: %s", t->ifname, strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+static void tap_free(struct tap_port *t)
+{
+	for (unsigned q = 0; q < SW_MAX_QUEUES; q++)
+		if (t->fds[q] >= 0)
+			close(t->fds[q]);
+	if (t->ctl_fd >= 0)
+		close(t->ctl_fd);
+	free(t);
+}
+
+static int tap_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
+{
+	static const char *const known[] = {"ifname", "queues", "offloads", NULL};
+	int rc = sw_kv_check(args, nargs, known, "tap", err, errlen);
+	if (rc < 0)
+		return rc;
+	const char *ifname = sw_kv_get(args, nargs, "ifname", NULL);
+	if (!ifname || !*ifname) {
+		snprintf(err, errlen, "ifname: required (the tap interface, created if missing)");
+		return -EINVAL;
+	}
+	if (strlen(ifname) >= IFNAMSIZ) {
+		snprintf(err, errlen, "ifname=%s: longer than %u characters", ifname, IFNAMSIZ - 1);
+		return -EINVAL;
+	}
+	unsigned queues;
+	bool offloads;
+	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &queues, err, errlen)) < 0 ||
+	    (rc = sw_kv_on_off(args, nargs, "offloads", true, &offloads, err, errlen)) < 0)
+		return rc;
+
+	struct tap_port *t = aligned_alloc(_Alignof(struct tap_port), sizeof(*t));
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	memset(t, 0, sizeof(*t));
+	for (unsigned q = 0; q < SW_MAX_QUEUES; q++)
+		t->fds[q] = -1;
+	t->queues = queues;
+	t->offloads = offloads;
+	snprintf(t->ifname, sizeof(t->ifname), "%s", ifname);
+	/* Only informative (describe): a race with someone else creating it changes nothing we do. */
+	t->created = strchr(ifname, '%') || if_nametoindex(ifname) == 0;
+	t->ctl_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (t->ctl_fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "socket: %s", strerror(-rc));
+		goto fail;
+	}
+	for (unsigned q = 0; q < queues; q++)
+		if ((rc = open_queue(t, q, err, errlen)) < 0)
+			goto fail;
+
+	struct ifreq ifr;
+	if ((rc = iface_ioctl(t->ctl_fd, t->ifname, SIOCGIFINDEX, &ifr)) < 0) {
+		snprintf(err, errlen, "ifname=%s: SIOCGIFINDEX: %s", t->ifname, strerror(-rc));
+		goto fail;
+	}
+	t->ifindex = ifr.ifr_ifindex;
+	if (p->mtu == 0) {
+		if ((rc = iface_ioctl(t->ctl_fd, t->ifname, SIOCGIFMTU, &ifr)) < 0) {
+			snprintf(err, errlen, "ifname=%s: SIOCGIFMTU: %s", t->ifname, strerror(-rc));
+			goto fail;
+		}
+		p->mtu = (uint32_t)ifr.ifr_mtu;
+	}
+
+	p->n_rxq = p->n_txq = queues;
+	/* What TUNSETOFFLOAD allows the kernel to hand us (no TSO_ECN: it segments those itself). */
+	memset(&p->rx_off, 0, sizeof(p->rx_off));
+	if (offloads) {
+		p->rx_off.csum = true;
+		p->rx_off.gso = 1u << VHD_NET_META_GSO_TCPV4 | 1u << VHD_NET_META_GSO_TCPV6;
+	}
+	/* A tap takes every offload the header can express whatever TUNSETOFFLOAD says (that only governs the other
+	 * direction): the kernel completes or segments as the frame's destination needs. */
+	p->tx_off.csum = true;
+	p->tx_off.ecn = true;
+	p->tx_off.gso = 1u << VHD_NET_META_GSO_TCPV4 | 1u << VHD_NET_META_GSO_TCPV6 | 1u << VHD_NET_META_GSO_UDP |
+			1u << VHD_NET_META_GSO_UDP_L4;
+	p->priv = t;
+	return 0;
+fail:
+	tap_free(t);
+	return rc;
+}
+
+static void tap_destroy(struct sw_port *p)
+{
+	/* Closing is all: a tap we created goes with its last fd, a persistent one stays, as it should. */
+	tap_free(p->priv);
+	p->priv = NULL;
+}
+
+static unsigned tap_pollfds(struct sw_port *p, struct pollfd *fds, unsigned max)
+{
+	(void)p;
+	(void)fds;
+	(void)max;
+	return 0;
+}
+
+static int tap_timeout_ms(struct sw_port *p)
+{
+	(void)p;
+	return -1;
+}
+
+static void tap_dispatch(struct sw_port *p)
+{
+	(void)p;
+}
+
+static bool tap_link_up(struct sw_port *p)
+{
+	struct tap_port *t = p->priv;
+	struct ifreq ifr;
+	/* By index: the interface may have been renamed since. */
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_ifindex = t->ifindex;
+	if (ioctl(t->ctl_fd, SIOCGIFNAME, &ifr) < 0)
+		return false;
+	if (ioctl(t->ctl_fd, SIOCGIFFLAGS, &ifr) < 0)
+		return false;
+	return (ifr.ifr_flags & IFF_UP) != 0;
+}
+
+static void tap_describe(struct sw_port *p, struct sw_json *w)
+{
+	struct tap_port *t = p->priv;
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_ifindex = t->ifindex;
+	bool have_name = ioctl(t->ctl_fd, SIOCGIFNAME, &ifr) == 0;
+	sw_json_str(w, "ifname", have_name ? ifr.ifr_name : t->ifname);
+	sw_json_u64(w, "queues", t->queues);
+	sw_json_bool(w, "offloads", t->offloads);
+	sw_json_bool(w, "created", t->created);
+	sw_json_u64(w, "rx_too_big", atomic_load_explicit(&t->rx_too_big, memory_order_relaxed));
+	sw_json_u64(w, "rx_errors", atomic_load_explicit(&t->rx_errors, memory_order_relaxed));
+	sw_json_u64(w, "tx_errors", atomic_load_explicit(&t->tx_errors, memory_order_relaxed));
+}
+
+/* ------------------------------------------------------------------ data path */
+
+static void meta_from_hdr(struct vhd_net_meta *m, const struct virtio_net_hdr *h)
+{
+	m->flags = h->flags & (VHD_NET_META_F_NEEDS_CSUM | VHD_NET_META_F_DATA_VALID);
+	m->gso_type = h->gso_type;
+	if (m->flags & VHD_NET_META_F_NEEDS_CSUM) {
+		m->csum_start = vhd_le16(h->csum_start);
+		m->csum_offset = vhd_le16(h->csum_offset);
+	}
+	if (m->gso_type != VHD_NET_META_GSO_NONE) {
+		m->hdr_len = vhd_le16(h->hdr_len);
+		m->gso_size = vhd_le16(h->gso_size);
+	}
+}
+
+static unsigned tap_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *pool, struct vhd_pkt **pkts,
+			     unsigned n)
+{
+	struct tap_port *t = p->priv;
+	int fd = t->fds[q];
+	struct vhd_pkt *spare = NULL; /* allocated, not yet filled */
+	unsigned got = 0;
+	/* Every read counts against n, dropped frames included, so that one call does bounded work. */
+	for (unsigned reads = 0; reads < n; reads++) {
+		if (!spare && vhd_pkt_alloc_bulk(pool, &spare, 1) != 1)
+			break; /* pool dry: the frames wait in the tap's queue */
+		struct virtio_net_hdr_mrg_rxbuf h;
+		uint8_t spill; /* a byte past the buffer: reaching it means the frame did not fit */
+		uint32_t room = vhd_pkt_tailroom(spare);
+		struct iovec iov[3] = {{&h, sizeof(h)}, {vhd_pkt_data(spare), room}, {&spill, 1}};
+		ssize_t r = readv(fd, iov, 3);
+		if (r < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				count(&t->rx_errors);
+			break;
+		}
+		if ((size_t)r < sizeof(h) + TAP_ETH_HLEN) {
+			count(&t->rx_errors);
+			continue;
+		}
+		/* The kernel silently cuts what does not fit, hence the spill byte. */
+		size_t len = (size_t)r - sizeof(h);
+		if (len > room) {
+			count(&t->rx_too_big);
+			continue;
+		}
+		spare->len = (uint32_t)len;
+		meta_from_hdr(&spare->meta, &h.hdr);
+		pkts[got++] = spare;
+		spare = NULL;
+	}
+	vhd_pkt_free(spare);
+	return got;
+}
+
+static unsigned tap_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts, unsigned n)
+{
+	struct tap_port *t = p->priv;
+	int fd = t->fds[q];
+	unsigned i;
+	for (i = 0; i < n; i++) {
+		const struct vhd_pkt *k = pkts[i];
+		struct virtio_net_hdr_mrg_rxbuf h;
+		memset(&h, 0, sizeof(h));
+		h.hdr.flags = k->meta.flags;
+		h.hdr.gso_type = k->meta.gso_type;
+		h.hdr.hdr_len = vhd_cpu_to_le16(k->meta.hdr_len);
+		h.hdr.gso_size = vhd_cpu_to_le16(k->meta.gso_size);
+		h.hdr.csum_start = vhd_cpu_to_le16(k->meta.csum_start);
+		h.hdr.csum_offset = vhd_cpu_to_le16(k->meta.csum_offset);
+		struct iovec iov[2] = {{&h, sizeof(h)}, {vhd_pkt_data(k), k->len}};
+		if (writev(fd, iov, 2) < 0) {
+			if (errno == EAGAIN || errno == ENOBUFS || errno == EINTR)
+				break; /* full: the rest stay with the caller */
+			count(&t->tx_errors); /* refused: consumed all the same, or it would come back forever */
+		}
+	}
+	vhd_pkt_free_bulk(pkts, i);
+	return i;
+}
+
+const struct sw_port_ops sw_tap_ops = {
+	.type = "tap",
+	.create = tap_create,
+	.destroy = tap_destroy,
+	.pollfds = tap_pollfds,
+	.timeout_ms = tap_timeout_ms,
+	.dispatch = tap_dispatch,
+	.link_up = tap_link_up,
+	.describe = tap_describe,
+	.rx_burst = tap_rx_burst,
+	.tx_burst = tap_tx_burst,
+};

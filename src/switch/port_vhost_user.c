@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhost-user port: we serve a virtio-net device to a VM (QEMU as the front-end), listening on path (the
+ * default) or connecting to QEMU's server socket and reconnecting (client), the two modes libvirt's
+ * <interface type='vhostuser'> uses.
+ *
+ *   vhost-user path=PATH [client] [queues=N] [mrg=on|off] [tso=on|off]
+ *
+ * Frames the guest transmits are its TX queues (odd indices) dequeued into the switch's packets; frames for
+ * the guest are copied into its RX queues (even indices). The negotiated features are read after each
+ * successful queue acquire: the back-end changes them only while every queue is stopped, so the acquire
+ * orders that write before our read, and each queue keeps its own derived vhd_net_cfg.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl/json.h"
+#include "spec/virtio_config.h"
+#include "spec/virtio_net.h"
+#include "switch/port.h"
+#include "vhostd/log.h"
+#include "vhostd/net.h"
+#include "vhostd/vhost_user.h"
+#include "vhostd/virtq.h"
+
+struct vu_queue {
+	_Alignas(64) uint64_t features; /* what cfg was derived from */
+	bool cfg_ok;
+	struct vhd_net_cfg cfg;
+	struct vhd_net_stats st;
+};
+
+struct vu_port {
+	struct vhd_vu_dev *dev;
+	char path[108];
+	bool client;
+	unsigned nqp;
+	bool ready; /* VHD_VU_READY seen and not yet undone: the link is up (control thread) */
+	_Atomic uint64_t bad_features;
+	struct vu_queue q[2 * SW_MAX_QUEUES];
+};
+
+/* The queue's data-path configuration for the features now negotiated; false if they are unusable. */
+static bool queue_cfg(struct vu_port *vp, unsigned qi)
+{
+	struct vu_queue *q = &vp->q[qi];
+	uint64_t f = vhd_vu_dev_features(vp->dev);
+	if (f != q->features || !q->cfg_ok) {
+		q->features = f;
+		q->cfg_ok = vhd_net_cfg_init(&q->cfg, f) == 0;
+		if (!q->cfg_ok)
+			atomic_fetch_add_explicit(&vp->bad_features, 1, memory_order_relaxed);
+	}
+	return q->cfg_ok;
+}
+
+static unsigned vu_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *pool, struct vhd_pkt **pkts,
+			    unsigned n)
+{
+	struct vu_port *vp = p->priv;
+	unsigned qi = 2 * q + 1;
+	struct vhd_vq *vq = vhd_vu_queue_acquire(vp->dev, qi);
+	if (!vq)
+		return 0;
+	int r = 0;
+	if (queue_cfg(vp, qi)) {
+		r = vhd_net_dev_dequeue(vq, &vp->q[qi].cfg, pool, pkts, n, &vp->q[qi].st);
+		/* Chains of dropped frames were given back even when nothing came out. */
+		if (r >= 0 && vhd_vq_need_notify(vq))
+			vhd_vu_queue_notify(vp->dev, qi);
+	}
+	vhd_vu_queue_release(vp->dev, qi);
+	return r > 0 ? (unsigned)r : 0;
+}
+
+static unsigned vu_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts, unsigned n)
+{
+	struct vu_port *vp = p->priv;
+	unsigned qi = 2 * q;
+	struct vhd_vq *vq = vhd_vu_queue_acquire(vp->dev, qi);
+	if (!vq)
+		return 0;
+	int r = 0;
+	if (queue_cfg(vp, qi)) {
+		r = vhd_net_dev_enqueue(vq, &vp->q[qi].cfg, pkts, n, &vp->q[qi].st);
+		if (r > 0 && vhd_vq_need_notify(vq))
+			vhd_vu_queue_notify(vp->dev, qi);
+	}
+	vhd_vu_queue_release(vp->dev, qi);
+	if (r <= 0)
+		return 0;
+	vhd_pkt_free_bulk(pkts, (unsigned)r); /* copied into the guest (or dropped and counted there) */
+	return (unsigned)r;
+}
+
+static void vu_event(struct vhd_vu_dev *dev, enum vhd_vu_event ev, unsigned qidx, void *opaque)
+{
+	(void)dev;
+	(void)qidx;
+	struct vu_port *vp = opaque;
+	if (ev == VHD_VU_READY)
+		vp->ready = true;
+	else if (ev == VHD_VU_NOT_READY || ev == VHD_VU_DISCONNECTED)
+		vp->ready = false;
+}
+
+static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
+{
+	static const char *const known[] = {"path", "client", "queues", "mrg", "tso", NULL};
+	int rc = sw_kv_check(args, nargs, known, "vhost-user", err, errlen);
+	if (rc < 0)
+		return rc;
+	const char *path = sw_kv_get(args, nargs, "path", NULL);
+	if (!path || !*path) {
+		snprintf(err, errlen, "vhost-user: path=SOCKET is required");
+		return -EINVAL;
+	}
+	struct vu_port *vp = calloc(1, sizeof(*vp));
+	if (!vp)
+		return -ENOMEM;
+	if (strlen(path) >= sizeof(vp->path)) {
+		snprintf(err, errlen, "vhost-user: path '%s' longer than a unix socket path can be", path);
+		free(vp);
+		return -EINVAL;
+	}
+	snprintf(vp->path, sizeof(vp->path), "%s", path);
+	vp->client = sw_kv_get(args, nargs, "client", NULL) != NULL;
+	bool mrg, tso;
+	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &vp->nqp, err, errlen)) < 0 ||
+	    (rc = sw_kv_on_off(args, nargs, "mrg", true, &mrg, err, errlen)) < 0 ||
+	    (rc = sw_kv_on_off(args, nargs, "tso", true, &tso, err, errlen)) < 0) {
+		free(vp);
+		return rc;
+	}
+	uint64_t f = vhd_vu_default_features();
+	if (!mrg)
+		f &= ~VHD_BIT(VIRTIO_NET_F_MRG_RXBUF);
+	if (!tso)
+		f &= ~(VHD_BIT(VIRTIO_NET_F_HOST_TSO4) | VHD_BIT(VIRTIO_NET_F_HOST_TSO6) |
+		       VHD_BIT(VIRTIO_NET_F_GUEST_TSO4) | VHD_BIT(VIRTIO_NET_F_GUEST_TSO6));
+	struct vhd_vu_config c = {
+		.path = vp->path,
+		.client = vp->client,
+		.max_queue_pairs = (uint16_t)vp->nqp,
+		.features = f,
+		.mtu = (uint16_t)(p->mtu ? p->mtu : 0),
+		.event = vu_event,
+		.opaque = vp,
+		.name = p->name,
+	};
+	rc = vhd_vu_dev_create(&c, &vp->dev);
+	if (rc < 0) {
+		snprintf(err, errlen, "vhost-user: %s %s: %s", vp->client ? "connecting to" : "listening on", vp->path,
+			 strerror(-rc));
+		free(vp);
+		return rc;
+	}
+	p->priv = vp;
+	p->n_rxq = p->n_txq = vp->nqp;
+	/* The data path fits every frame to what the peer negotiated (completing checksums, dropping GSO it
+	 * cannot take, counted), so the switch hands it anything. */
+	p->rx_off = p->tx_off = (struct sw_offloads){.csum = true, .ecn = true, .gso = 0xff};
+	return 0;
+}
+
+static void vu_destroy(struct sw_port *p)
+{
+	struct vu_port *vp = p->priv;
+	vhd_vu_dev_destroy(vp->dev);
+	free(vp);
+}
+
+static unsigned vu_pollfds(struct sw_port *p, struct pollfd *fds, unsigned max)
+{
+	return vhd_vu_dev_pollfds(((struct vu_port *)p->priv)->dev, fds, max);
+}
+
+static int vu_timeout_ms(struct sw_port *p)
+{
+	return vhd_vu_dev_timeout_ms(((struct vu_port *)p->priv)->dev);
+}
+
+static void vu_dispatch(struct sw_port *p)
+{
+	struct vu_port *vp = p->priv;
+	/* One message per call; a front-end setting up sends dozens back to back, so take what is there. */
+	vhd_vu_dev_dispatch(vp->dev);
+	for (int i = 0; i < 64; i++) {
+		struct pollfd fds[4];
+		unsigned n = vhd_vu_dev_pollfds(vp->dev, fds, 4);
+		if (poll(fds, n, 0) <= 0)
+			break;
+		vhd_vu_dev_dispatch(vp->dev);
+	}
+}
+
+static bool vu_link_up(struct sw_port *p)
+{
+	return ((struct vu_port *)p->priv)->ready;
+}
+
+static void vu_describe(struct sw_port *p, struct sw_json *w)
+{
+	struct vu_port *vp = p->priv;
+	uint64_t f = vhd_vu_dev_features(vp->dev);
+	sw_json_str(w, "path", vp->path);
+	sw_json_str(w, "mode", vp->client ? "client" : "server");
+	sw_json_bool(w, "connected", vhd_vu_dev_connected(vp->dev));
+	sw_json_strf(w, "features", "0x%llx", (unsigned long long)f);
+	sw_json_str(w, "ring", f & VHD_BIT(VIRTIO_F_RING_PACKED) ? "packed" : "split");
+	sw_json_bool(w, "mrg_rxbuf", f & VHD_BIT(VIRTIO_NET_F_MRG_RXBUF));
+	sw_json_u64(w, "queue_pairs", vp->nqp);
+	uint64_t bad = 0, too_big = 0, nobuf = 0, gso = 0, errs = 0;
+	for (unsigned i = 0; i < 2 * vp->nqp; i++) {
+		/* Read racily from the control thread: approximate is fine for a report. */
+		const struct vhd_net_stats *s = &vp->q[i].st;
+		bad += s->bad_header;
+		too_big += s->too_big;
+		nobuf += s->no_buffers;
+		gso += s->gso_unsupported;
+		errs += s->errors;
+	}
+	sw_json_u64(w, "bad_header", bad);
+	sw_json_u64(w, "too_big", too_big);
+	sw_json_u64(w, "no_buffers", nobuf);
+	sw_json_u64(w, "gso_unsupported", gso);
+	sw_json_u64(w, "ring_errors", errs);
+}
+
+const struct sw_port_ops sw_vhost_user_ops = {
+	.type = "vhost-user",
+	.create = vu_create,
+	.destroy = vu_destroy,
+	.pollfds = vu_pollfds,
+	.timeout_ms = vu_timeout_ms,
+	.dispatch = vu_dispatch,
+	.link_up = vu_link_up,
+	.describe = vu_describe,
+	.rx_burst = vu_rx_burst,
+	.tx_burst = vu_tx_burst,
+};

@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio-user port: we are the driver of a remote vhost-user device (another switch, DPDK's vhost, a
+ * vhost-user NIC of any kind), without a VM.
+ *
+ *   virtio-user path=PATH [server] [queues=N] [packed] [mrg=on|off]
+ *
+ * Rings and buffers live in the frontend's memfd, which the device maps. Received frames are copied out of
+ * that memory into the switch's packets at once, and frames to send are copied into it, so the port's own
+ * pools are touched only inside the data-path window below and never by the forwarding code at large.
+ *
+ * The frontend may go down (the device went away) and come up again at any time; its callbacks run on the
+ * control thread. Each queue pair has a window flag pair (ready, busy) like vhd_vu_queue_acquire()'s: a
+ * forwarding thread enters by setting busy then checking ready; the control thread closes by clearing ready
+ * then waiting for busy to clear. Sequentially consistent, so one of the two always sees the other.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl/json.h"
+#include "spec/virtio_config.h"
+#include "spec/virtio_net.h"
+#include "switch/port.h"
+#include "vhostd/frontend.h"
+#include "vhostd/log.h"
+#include "vhostd/net.h"
+#include "vhostd/virtq.h"
+
+#define VUP_BUF_SIZE (VHD_PKT_HEADROOM + 65536 + 512) /* a GSO frame in one buffer */
+#define VUP_RX_BUFS 320
+#define VUP_TX_BUFS 384
+
+struct vup_qp {
+	_Alignas(64) atomic_int ready;
+	atomic_int busy;
+	struct vhd_pktpool *rx_pool, *tx_pool;
+	struct vhd_net_stats rx_st, tx_st;
+};
+
+struct vup_port {
+	struct vhd_fe *fe;
+	char path[108];
+	bool server, packed;
+	unsigned nqp;
+	struct vhd_net_cfg cfg; /* written only while every window is closed */
+	bool cfg_ok;
+	unsigned ups, downs;
+	struct vup_qp qp[SW_MAX_QUEUES];
+};
+
+static bool enter(struct vup_qp *q)
+{
+	atomic_store(&q->busy, 1);
+	if (atomic_load(&q->ready))
+		return true;
+	atomic_store(&q->busy, 0);
+	return false;
+}
+
+static void leave(struct vup_qp *q)
+{
+	atomic_store(&q->busy, 0);
+}
+
+static void close_window(struct vup_qp *q)
+{
+	atomic_store(&q->ready, 0);
+	while (atomic_load(&q->busy))
+		sched_yield();
+}
+
+static unsigned vup_rx_burst(struct sw_port *p, unsigned qn, struct vhd_pktpool *pool, struct vhd_pkt **pkts,
+			     unsigned n)
+{
+	struct vup_port *vp = p->priv;
+	struct vup_qp *q = &vp->qp[qn];
+	if (!enter(q))
+		return 0;
+	struct vhd_vq *rx = vhd_fe_vq(vp->fe, 2 * qn);
+	struct vhd_pkt *got[SW_BURST];
+	if (n > SW_BURST)
+		n = SW_BURST;
+	int r = rx ? vhd_net_drv_recv(rx, &vp->cfg, got, n, &q->rx_st) : 0;
+	unsigned out = 0;
+	if (r > 0) {
+		unsigned have = vhd_pkt_alloc_bulk(pool, pkts, (unsigned)r);
+		for (unsigned i = 0; i < (unsigned)r; i++) {
+			if (i < have && got[i]->len <= vhd_pkt_tailroom(pkts[out])) {
+				memcpy(vhd_pkt_data(pkts[out]), vhd_pkt_data(got[i]), got[i]->len);
+				pkts[out]->len = got[i]->len;
+				pkts[out]->meta = got[i]->meta;
+				out++;
+			}
+		}
+		vhd_pkt_free_bulk(pkts + out, have - out);
+		vhd_pkt_free_bulk(got, (unsigned)r);
+	}
+	if (rx) {
+		int a = vhd_net_drv_refill(rx, &vp->cfg, q->rx_pool, &q->rx_st);
+		if (a > 0 && vhd_vq_need_notify(rx))
+			vhd_fe_kick(vp->fe, 2 * qn);
+	}
+	leave(q);
+	return out;
+}
+
+static unsigned vup_tx_burst(struct sw_port *p, unsigned qn, struct vhd_pkt **pkts, unsigned n)
+{
+	struct vup_port *vp = p->priv;
+	struct vup_qp *q = &vp->qp[qn];
+	if (!enter(q))
+		return 0;
+	struct vhd_vq *tx = vhd_fe_vq(vp->fe, 2 * qn + 1);
+	unsigned sent = 0;
+	if (tx) {
+		struct vhd_pkt *c[SW_BURST];
+		if (n > SW_BURST)
+			n = SW_BURST;
+		/* Completed buffers first, so that the pool has room for this burst. */
+		vhd_net_drv_xmit(tx, &vp->cfg, NULL, 0, &q->tx_st);
+		unsigned have = vhd_pkt_alloc_bulk(q->tx_pool, c, n), k = 0;
+		for (; k < have && pkts[k]->len <= vhd_pkt_tailroom(c[k]); k++) {
+			memcpy(vhd_pkt_data(c[k]), vhd_pkt_data(pkts[k]), pkts[k]->len);
+			c[k]->len = pkts[k]->len;
+			c[k]->meta = pkts[k]->meta;
+		}
+		int r = vhd_net_drv_xmit(tx, &vp->cfg, c, k, &q->tx_st);
+		sent = r > 0 ? (unsigned)r : 0;
+		vhd_pkt_free_bulk(c + sent, have - sent);
+		if (sent && vhd_vq_need_notify(tx))
+			vhd_fe_kick(vp->fe, 2 * qn + 1);
+	}
+	leave(q);
+	vhd_pkt_free_bulk(pkts, sent); /* ours now, and copied */
+	return sent;
+}
+
+static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
+{
+	struct sw_port *p = opaque;
+	struct vup_port *vp = p->priv;
+	if (ev == VHD_FE_UP) {
+		vp->ups++;
+		vp->cfg_ok = vhd_net_cfg_init(&vp->cfg, vhd_fe_features(fe)) == 0;
+		if (!vp->cfg_ok) {
+			vhd_log(VHD_LOG_ERR, "%s: negotiated features 0x%llx unusable", p->name,
+				(unsigned long long)vhd_fe_features(fe));
+			return;
+		}
+		for (unsigned i = 0; i < vp->nqp; i++) {
+			vhd_net_drv_refill(vhd_fe_vq(fe, 2 * i), &vp->cfg, vp->qp[i].rx_pool, &vp->qp[i].rx_st);
+			vhd_fe_kick(fe, 2 * i);
+			atomic_store(&vp->qp[i].ready, 1);
+		}
+	} else {
+		vp->downs++;
+		for (unsigned i = 0; i < vp->nqp; i++)
+			close_window(&vp->qp[i]);
+		for (unsigned i = 0; i < 2 * vp->nqp; i++)
+			vhd_net_drv_release(vhd_fe_vq(fe, i));
+	}
+}
+
+static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
+{
+	static const char *const known[] = {"path", "server", "queues", "packed", "mrg", NULL};
+	int rc = sw_kv_check(args, nargs, known, "virtio-user", err, errlen);
+	if (rc < 0)
+		return rc;
+	const char *path = sw_kv_get(args, nargs, "path", NULL);
+	if (!path || !*path) {
+		snprintf(err, errlen, "virtio-user: path=SOCKET is required");
+		return -EINVAL;
+	}
+	struct vup_port *vp = calloc(1, sizeof(*vp));
+	if (!vp)
+		return -ENOMEM;
+	if (strlen(path) >= sizeof(vp->path)) {
+		snprintf(err, errlen, "virtio-user: path '%s' longer than a unix socket path can be", path);
+		free(vp);
+		return -EINVAL;
+	}
+	snprintf(vp->path, sizeof(vp->path), "%s", path);
+	vp->server = sw_kv_get(args, nargs, "server", NULL) != NULL;
+	vp->packed = sw_kv_get(args, nargs, "packed", NULL) != NULL;
+	bool mrg;
+	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &vp->nqp, err, errlen)) < 0 ||
+	    (rc = sw_kv_on_off(args, nargs, "mrg", true, &mrg, err, errlen)) < 0) {
+		free(vp);
+		return rc;
+	}
+	uint64_t f = vhd_fe_default_features() | VHD_BIT(VIRTIO_NET_F_CSUM) | VHD_BIT(VIRTIO_NET_F_GUEST_CSUM) |
+		     VHD_BIT(VIRTIO_NET_F_HOST_TSO4) | VHD_BIT(VIRTIO_NET_F_HOST_TSO6) |
+		     VHD_BIT(VIRTIO_NET_F_GUEST_TSO4) | VHD_BIT(VIRTIO_NET_F_GUEST_TSO6);
+	if (vp->packed)
+		f |= VHD_BIT(VIRTIO_F_RING_PACKED);
+	if (!mrg)
+		f &= ~VHD_BIT(VIRTIO_NET_F_MRG_RXBUF);
+	size_t area = (size_t)(VUP_RX_BUFS + VUP_TX_BUFS) * VUP_BUF_SIZE;
+	struct vhd_fe_config c = {
+		.path = vp->path,
+		.server = vp->server,
+		.queue_pairs = (uint16_t)vp->nqp,
+		.features = f,
+		.buf_area_size = area,
+		.event = fe_event,
+		.opaque = p,
+		.name = p->name,
+	};
+	p->priv = vp; /* for fe_event, which first runs from a later vhd_fe_dispatch() */
+	rc = vhd_fe_create(&c, &vp->fe);
+	if (rc < 0) {
+		snprintf(err, errlen, "virtio-user: %s %s: %s", vp->server ? "listening on" : "connecting to", vp->path,
+			 strerror(-rc));
+		free(vp);
+		p->priv = NULL;
+		return rc;
+	}
+	for (unsigned i = 0; i < vp->nqp && rc == 0; i++) {
+		size_t len;
+		uint8_t *a = vhd_fe_buf_area(vp->fe, i, &len);
+		size_t rx_len = (size_t)VUP_RX_BUFS * VUP_BUF_SIZE;
+		rc = vhd_pktpool_create_in(a, rx_len, (uintptr_t)a, VUP_RX_BUFS, VUP_BUF_SIZE, &vp->qp[i].rx_pool);
+		if (rc == 0)
+			rc = vhd_pktpool_create_in(a + rx_len, len - rx_len, (uintptr_t)(a + rx_len), VUP_TX_BUFS,
+						   VUP_BUF_SIZE, &vp->qp[i].tx_pool);
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "virtio-user: buffer pools: %s", strerror(-rc));
+		vhd_fe_destroy(vp->fe);
+		for (unsigned i = 0; i < vp->nqp; i++) {
+			vhd_pktpool_destroy(vp->qp[i].rx_pool);
+			vhd_pktpool_destroy(vp->qp[i].tx_pool);
+		}
+		free(vp);
+		p->priv = NULL;
+		return rc;
+	}
+	p->n_rxq = p->n_txq = vp->nqp;
+	/* The data path fits every frame to what the peer negotiated (completing checksums, dropping GSO it
+	 * cannot take, counted), so the switch hands it anything. */
+	p->rx_off = p->tx_off = (struct sw_offloads){.csum = true, .ecn = true, .gso = 0xff};
+	return 0;
+}
+
+static void vup_destroy(struct sw_port *p)
+{
+	struct vup_port *vp = p->priv;
+	/* Destroying the frontend reports DOWN (closing the windows, releasing buffers) if it was up. */
+	vhd_fe_destroy(vp->fe);
+	for (unsigned i = 0; i < vp->nqp; i++) {
+		vhd_pktpool_destroy(vp->qp[i].rx_pool);
+		vhd_pktpool_destroy(vp->qp[i].tx_pool);
+	}
+	free(vp);
+}
+
+static unsigned vup_pollfds(struct sw_port *p, struct pollfd *fds, unsigned max)
+{
+	return vhd_fe_pollfds(((struct vup_port *)p->priv)->fe, fds, max);
+}
+
+static int vup_timeout_ms(struct sw_port *p)
+{
+	return vhd_fe_timeout_ms(((struct vup_port *)p->priv)->fe);
+}
+
+static void vup_dispatch(struct sw_port *p)
+{
+	struct vup_port *vp = p->priv;
+	/* Also without input: a fresh connection is set up from here. */
+	vhd_fe_dispatch(vp->fe);
+}
+
+static bool vup_link_up(struct sw_port *p)
+{
+	struct vup_port *vp = p->priv;
+	return vhd_fe_up(vp->fe) && vp->cfg_ok;
+}
+
+static void vup_describe(struct sw_port *p, struct sw_json *w)
+{
+	struct vup_port *vp = p->priv;
+	uint64_t f = vhd_fe_up(vp->fe) ? vhd_fe_features(vp->fe) : 0;
+	sw_json_str(w, "path", vp->path);
+	sw_json_str(w, "mode", vp->server ? "server" : "client");
+	sw_json_bool(w, "up", vhd_fe_up(vp->fe));
+	sw_json_strf(w, "features", "0x%llx", (unsigned long long)f);
+	sw_json_str(w, "ring", f & VHD_BIT(VIRTIO_F_RING_PACKED) ? "packed" : "split");
+	sw_json_u64(w, "queue_pairs", vp->nqp);
+	sw_json_u64(w, "ups", vp->ups);
+	sw_json_u64(w, "downs", vp->downs);
+}
+
+const struct sw_port_ops sw_virtio_user_ops = {
+	.type = "virtio-user",
+	.create = vup_create,
+	.destroy = vup_destroy,
+	.pollfds = vup_pollfds,
+	.timeout_ms = vup_timeout_ms,
+	.dispatch = vup_dispatch,
+	.link_up = vup_link_up,
+	.describe = vup_describe,
+	.rx_burst = vup_rx_burst,
+	.tx_burst = vup_tx_burst,
+};

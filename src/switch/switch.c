@@ -1,0 +1,717 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net/net_impl.h"
+#include "switch/fdb.h"
+#include "switch/switch.h"
+#include "vhostd/log.h"
+
+#define IDLE_ROUNDS 1000
+
+/* The receive queues one thread polls: replaced as a whole, never edited in place. */
+struct rxq_list {
+	unsigned n;
+	struct {
+		struct sw_port *port;
+		unsigned q;
+	} e[];
+};
+
+/* Packets on their way to one output port, flushed when full or at the end of an input burst. */
+struct out_batch {
+	unsigned n;
+	bool listed; /* in touched[] */
+	struct vhd_pkt *p[SW_BURST];
+};
+
+struct sw_thread {
+	struct sw *sw;
+	unsigned idx;
+	pthread_t tid;
+	bool started;
+	_Atomic(struct rxq_list *) rxqs;
+	struct vhd_pktpool *pool;
+	/* Written by this thread once per poll round (release), read by the control thread (acquire) to learn
+	 * that everything published before its snapshot is no longer referenced here. */
+	_Alignas(64) _Atomic uint64_t qs;
+	_Alignas(64) struct out_batch out[SW_MAX_PORTS];
+	uint16_t touched[SW_MAX_PORTS];
+	unsigned ntouched;
+};
+
+struct sw {
+	struct sw_config cfg;
+	_Atomic(struct sw_port *) ports[SW_MAX_PORTS];
+	struct sw_fdb fdb;
+	_Atomic uint32_t now_s; /* coarse clock for the MAC table, ticked by the control thread */
+	_Atomic bool stop;
+	uint32_t last_age;
+	struct sw_thread th[SW_MAX_THREADS];
+};
+
+static uint32_t mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint32_t)ts.tv_sec;
+}
+
+/* Single-writer counters: each thread owns its slot, so load + store is enough and never a locked add. */
+static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v, memory_order_relaxed);
+}
+
+void sw_config_default(struct sw_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->threads = 1;
+	for (unsigned i = 0; i < SW_MAX_THREADS; i++)
+		c->cpu[i] = -1;
+	c->aging_s = 300;
+	c->pool_bufs = 2048;
+	c->buf_size = VHD_PKT_HEADROOM + 65536 + 512;
+	c->idle_us = 20;
+}
+
+/* ------------------------------------------------------------------ forwarding */
+
+static void flush_port(struct sw_thread *t, uint16_t id)
+{
+	struct out_batch *b = &t->out[id];
+	unsigned n = b->n;
+	b->n = 0;
+	if (!n)
+		return;
+	struct sw_port *p = atomic_load_explicit(&t->sw->ports[id], memory_order_acquire);
+	unsigned sent = 0;
+	uint32_t len[SW_BURST];
+	for (unsigned i = 0; i < n; i++) /* tx_burst may free what it takes: lengths first */
+		len[i] = b->p[i]->len;
+	if (p) {
+		unsigned q = t->idx % p->n_txq;
+		bool shared = t->sw->cfg.threads > p->n_txq;
+		if (shared)
+			while (atomic_exchange_explicit(&p->tx_lock[q], 1, memory_order_acquire)) /* pairs: release below */
+				sched_yield();
+		sent = p->ops->tx_burst(p, q, b->p, n);
+		if (shared)
+			atomic_store_explicit(&p->tx_lock[q], 0, memory_order_release);
+		struct sw_port_stats *s = &p->stats[t->idx];
+		uint64_t bytes = 0;
+		for (unsigned i = 0; i < sent; i++)
+			bytes += len[i];
+		stat_add(&s->tx_packets, sent);
+		stat_add(&s->tx_bytes, bytes);
+		stat_add(&s->tx_drops, n - sent);
+	}
+	vhd_pkt_free_bulk(b->p + sent, n - sent);
+}
+
+static void enqueue_out(struct sw_thread *t, uint16_t id, struct vhd_pkt *pkt)
+{
+	struct out_batch *b = &t->out[id];
+	if (!b->listed) {
+		b->listed = true;
+		t->touched[t->ntouched++] = id;
+	}
+	b->p[b->n++] = pkt;
+	if (b->n == SW_BURST)
+		flush_port(t, id);
+}
+
+/* Frames over the output's MTU are dropped there (GSO frames are segmented later, so their size is not). */
+static bool fits(const struct sw_port *p, const struct vhd_pkt *pkt)
+{
+	if (pkt->meta.gso_type != VHD_NET_META_GSO_NONE)
+		return true;
+	uint32_t l2 = 14;
+	const uint8_t *d = vhd_pkt_data(pkt);
+	if (pkt->len >= 18 && d[12] == 0x81 && d[13] == 0x00)
+		l2 = 18;
+	return pkt->len <= p->mtu + l2;
+}
+
+/*
+ * What the frame carries that the output cannot take as is: a partial checksum is completed here (the range was
+ * checked when the frame came in, and again below), a GSO frame the output cannot segment is dropped (software
+ * segmentation is not done here).
+ */
+static bool offloads_fit(const struct sw_port *out, struct vhd_pkt *pkt)
+{
+	const struct vhd_net_meta *m = &pkt->meta;
+	if (m->gso_type != VHD_NET_META_GSO_NONE) {
+		uint8_t type = m->gso_type & (uint8_t)~VHD_NET_META_GSO_ECN;
+		if (type > 7 || !(out->tx_off.gso & (1u << type)) ||
+		    ((m->gso_type & VHD_NET_META_GSO_ECN) && !out->tx_off.ecn))
+			return false;
+	}
+	if ((m->flags & VHD_NET_META_F_NEEDS_CSUM) && !out->tx_off.csum) {
+		if ((uint32_t)m->csum_start + m->csum_offset + 2 > pkt->len)
+			return false;
+		net_csum_complete(pkt);
+	}
+	return true;
+}
+
+static void to_port(struct sw_thread *t, struct sw_port *out, struct vhd_pkt *pkt)
+{
+	if (!fits(out, pkt) || !offloads_fit(out, pkt)) {
+		stat_add(&out->stats[t->idx].tx_drops, 1);
+		vhd_pkt_free(pkt);
+		return;
+	}
+	enqueue_out(t, out->id, pkt);
+}
+
+static struct vhd_pkt *clone_pkt(struct sw_thread *t, const struct vhd_pkt *src)
+{
+	struct vhd_pkt *c;
+	if (vhd_pkt_alloc_bulk(t->pool, &c, 1) != 1)
+		return NULL;
+	if (src->len > c->cap - c->off) {
+		vhd_pkt_free(c);
+		return NULL;
+	}
+	memcpy(vhd_pkt_data(c), vhd_pkt_data(src), src->len);
+	c->len = src->len;
+	c->meta = src->meta;
+	return c;
+}
+
+static void flood(struct sw_thread *t, struct sw_port *in, struct vhd_pkt *pkt)
+{
+	struct sw *sw = t->sw;
+	struct sw_port *last = NULL;
+	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
+		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_acquire);
+		if (!p || p == in)
+			continue;
+		if (last) {
+			struct vhd_pkt *c = clone_pkt(t, pkt);
+			if (c)
+				to_port(t, last, c);
+			else
+				stat_add(&last->stats[t->idx].tx_drops, 1);
+		}
+		last = p;
+	}
+	if (last)
+		to_port(t, last, pkt);
+	else {
+		stat_add(&in->stats[t->idx].rx_drops, 1);
+		vhd_pkt_free(pkt);
+	}
+}
+
+static void forward(struct sw_thread *t, struct sw_port *in, struct vhd_pkt **pkts, unsigned n)
+{
+	struct sw *sw = t->sw;
+	struct sw_port_stats *is = &in->stats[t->idx];
+	uint32_t now = atomic_load_explicit(&sw->now_s, memory_order_relaxed);
+	uint64_t bytes = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct vhd_pkt *pkt = pkts[i];
+		const uint8_t *d = vhd_pkt_data(pkt);
+		bytes += pkt->len;
+		if (pkt->len < 14) {
+			stat_add(&is->errors, 1);
+			vhd_pkt_free(pkt);
+			continue;
+		}
+		const uint8_t *dst = d, *src = d + 6;
+		if (!(src[0] & 1))
+			sw_fdb_learn(&sw->fdb, src, in->id, now);
+		if (dst[0] & 1) {
+			flood(t, in, pkt);
+			continue;
+		}
+		int o = sw_fdb_lookup(&sw->fdb, dst);
+		struct sw_port *out = o >= 0 ? atomic_load_explicit(&sw->ports[o], memory_order_acquire) : NULL;
+		if (!out) {
+			flood(t, in, pkt);
+		} else if (out == in) {
+			stat_add(&is->rx_drops, 1); /* the destination is behind the port it came from */
+			vhd_pkt_free(pkt);
+		} else {
+			to_port(t, out, pkt);
+		}
+	}
+	stat_add(&is->rx_packets, n);
+	stat_add(&is->rx_bytes, bytes);
+	for (unsigned i = 0; i < t->ntouched; i++) {
+		flush_port(t, t->touched[i]);
+		t->out[t->touched[i]].listed = false;
+	}
+	t->ntouched = 0;
+}
+
+static void *thread_main(void *arg)
+{
+	struct sw_thread *t = arg;
+	struct sw *sw = t->sw;
+	struct vhd_pkt *pkts[SW_BURST];
+	unsigned idle = 0;
+	uint64_t round = 0;
+	while (!atomic_load_explicit(&sw->stop, memory_order_relaxed)) {
+		/* Quiescent point: nothing from an earlier round is held. Pairs with the control thread's acquire
+		 * load in synchronize(). */
+		atomic_store_explicit(&t->qs, ++round, memory_order_release);
+		/* Pairs with the release store that published the list (publish()). */
+		struct rxq_list *l = atomic_load_explicit(&t->rxqs, memory_order_acquire);
+		unsigned moved = 0;
+		for (unsigned i = 0; l && i < l->n; i++) {
+			struct sw_port *p = l->e[i].port;
+			unsigned got = p->ops->rx_burst(p, l->e[i].q, t->pool, pkts, SW_BURST);
+			if (got) {
+				forward(t, p, pkts, got);
+				moved += got;
+			}
+		}
+		if (moved) {
+			idle = 0;
+		} else if (++idle > IDLE_ROUNDS && sw->cfg.idle_us) {
+			usleep(sw->cfg.idle_us);
+		}
+	}
+	atomic_store_explicit(&t->qs, UINT64_MAX, memory_order_release); /* gone: never waited for */
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ control */
+
+/* Wait until every thread has been through its quiescent point since now, so that nothing published before
+ * this call is still in use by any of them. */
+static void synchronize(struct sw *sw)
+{
+	uint64_t snap[SW_MAX_THREADS];
+	for (unsigned i = 0; i < sw->cfg.threads; i++)
+		snap[i] = atomic_load_explicit(&sw->th[i].qs, memory_order_acquire);
+	for (unsigned i = 0; i < sw->cfg.threads; i++) {
+		if (!sw->th[i].started)
+			continue;
+		while (snap[i] != UINT64_MAX && atomic_load_explicit(&sw->th[i].qs, memory_order_acquire) == snap[i])
+			usleep(10);
+	}
+}
+
+/* Deal every receive queue of every port out to the threads, round-robin, and publish the new lists. */
+static int publish(struct sw *sw)
+{
+	unsigned nt = sw->cfg.threads, total = 0;
+	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
+		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
+		if (p)
+			total += p->n_rxq;
+	}
+	struct rxq_list *nl[SW_MAX_THREADS] = {0}, *old[SW_MAX_THREADS];
+	for (unsigned i = 0; i < nt; i++) {
+		nl[i] = calloc(1, sizeof(struct rxq_list) + (total + 1) * sizeof(nl[i]->e[0]));
+		if (!nl[i]) {
+			for (unsigned j = 0; j < i; j++)
+				free(nl[j]);
+			return -ENOMEM;
+		}
+	}
+	unsigned k = 0;
+	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
+		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
+		for (unsigned q = 0; p && q < p->n_rxq; q++, k++) {
+			struct rxq_list *l = nl[k % nt];
+			l->e[l->n].port = p;
+			l->e[l->n].q = q;
+			l->n++;
+		}
+	}
+	for (unsigned i = 0; i < nt; i++) /* pairs with the acquire load in thread_main() */
+		old[i] = atomic_exchange_explicit(&sw->th[i].rxqs, nl[i], memory_order_acq_rel);
+	synchronize(sw);
+	for (unsigned i = 0; i < nt; i++)
+		free(old[i]);
+	return 0;
+}
+
+int sw_create(const struct sw_config *c, struct sw **out)
+{
+	if (c->threads < 1 || c->threads > SW_MAX_THREADS || c->pool_bufs < SW_BURST * 4)
+		return -EINVAL;
+	struct sw *sw = calloc(1, sizeof(*sw));
+	if (!sw)
+		return -ENOMEM;
+	sw->cfg = *c;
+	sw_fdb_init(&sw->fdb);
+	atomic_store(&sw->now_s, mono_s());
+	sw->last_age = mono_s();
+	int rc = 0;
+	for (unsigned i = 0; i < c->threads && rc == 0; i++) {
+		struct sw_thread *t = &sw->th[i];
+		t->sw = sw;
+		t->idx = i;
+		rc = vhd_pktpool_create(c->pool_bufs, c->buf_size, &t->pool);
+	}
+	for (unsigned i = 0; i < c->threads && rc == 0; i++) {
+		struct sw_thread *t = &sw->th[i];
+		rc = -pthread_create(&t->tid, NULL, thread_main, t);
+		if (rc)
+			break;
+		t->started = true;
+		if (c->cpu[i] >= 0) {
+			cpu_set_t set;
+			CPU_ZERO(&set);
+			CPU_SET(c->cpu[i], &set);
+			int e = pthread_setaffinity_np(t->tid, sizeof(set), &set);
+			if (e)
+				vhd_log(VHD_LOG_WARN, "switch: thread %u: cannot pin to CPU %d: %s", i, c->cpu[i],
+					strerror(e));
+		}
+		char name[16];
+		snprintf(name, sizeof(name), "vhd-fwd%u", i % 100u);
+		pthread_setname_np(t->tid, name);
+	}
+	if (rc) {
+		sw_destroy(sw);
+		return rc;
+	}
+	*out = sw;
+	return 0;
+}
+
+void sw_destroy(struct sw *sw)
+{
+	if (!sw)
+		return;
+	atomic_store(&sw->stop, true);
+	for (unsigned i = 0; i < sw->cfg.threads; i++)
+		if (sw->th[i].started)
+			pthread_join(sw->th[i].tid, NULL);
+	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
+		struct sw_port *p = atomic_load(&sw->ports[id]);
+		if (p) {
+			p->ops->destroy(p);
+			free(p);
+		}
+	}
+	for (unsigned i = 0; i < sw->cfg.threads; i++) {
+		free(atomic_load(&sw->th[i].rxqs));
+		vhd_pktpool_destroy(sw->th[i].pool);
+	}
+	free(sw);
+}
+
+static struct sw_port *find(struct sw *sw, const char *name)
+{
+	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
+		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
+		if (p && !strcmp(p->name, name))
+			return p;
+	}
+	return NULL;
+}
+
+static bool good_name(const char *n)
+{
+	size_t l = strlen(n);
+	if (l == 0 || l >= SW_PORT_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < l; i++) {
+		char c = n[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+		      c == '_' || c == '.'))
+			return false;
+	}
+	return true;
+}
+
+int sw_port_add(struct sw *sw, const char *name, const char *type, const struct sw_kv *args, unsigned nargs,
+		char *err, size_t errlen)
+{
+	if (!good_name(name)) {
+		snprintf(err, errlen, "port name '%s': want 1..%d of [A-Za-z0-9._-]", name, SW_PORT_NAME_MAX - 1);
+		return -EINVAL;
+	}
+	if (find(sw, name)) {
+		snprintf(err, errlen, "port %s exists already", name);
+		return -EEXIST;
+	}
+	const struct sw_port_ops *ops = sw_port_type(type);
+	if (!ops) {
+		snprintf(err, errlen, "port type '%s': want vhost-user, virtio-user, tap or af_packet", type);
+		return -EINVAL;
+	}
+	int id = -1;
+	for (unsigned i = 0; i < SW_MAX_PORTS && id < 0; i++)
+		if (!atomic_load_explicit(&sw->ports[i], memory_order_relaxed))
+			id = (int)i;
+	if (id < 0) {
+		snprintf(err, errlen, "the switch has %d ports already", SW_MAX_PORTS);
+		return -ENOSPC;
+	}
+	/* mtu is the switch's; the rest go to the port type. */
+	unsigned mtu;
+	int rc = sw_kv_uint(args, nargs, "mtu", 0, 68, 65535, &mtu, err, errlen);
+	if (rc < 0)
+		return rc;
+	struct sw_kv rest[SW_MAX_ARGS];
+	unsigned nrest = 0;
+	for (unsigned i = 0; i < nargs && nrest < SW_MAX_ARGS; i++)
+		if (strcmp(args[i].key, "mtu"))
+			rest[nrest++] = args[i];
+	struct sw_port *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->ops = ops;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->id = (uint16_t)id;
+	p->mtu = mtu;
+	err[0] = '\0';
+	rc = ops->create(p, rest, nrest, err, errlen);
+	if (rc < 0) {
+		if (!err[0])
+			snprintf(err, errlen, "%s: %s", type, strerror(-rc));
+		free(p);
+		return rc;
+	}
+	if (!p->mtu)
+		p->mtu = 1500;
+	if (p->n_rxq > SW_MAX_QUEUES || p->n_txq < 1 || p->n_txq > SW_MAX_QUEUES) {
+		snprintf(err, errlen, "%s: port type reported %u rx / %u tx queues", type, p->n_rxq, p->n_txq);
+		p->ops->destroy(p);
+		free(p);
+		return -EINVAL;
+	}
+	/* Visible as an output first (release pairs with forward()'s acquire loads), then polled. */
+	atomic_store_explicit(&sw->ports[id], p, memory_order_release);
+	rc = publish(sw);
+	if (rc < 0) {
+		atomic_store_explicit(&sw->ports[id], NULL, memory_order_release);
+		synchronize(sw);
+		p->ops->destroy(p);
+		free(p);
+		snprintf(err, errlen, "out of memory");
+		return rc;
+	}
+	vhd_log(VHD_LOG_INFO, "switch: port %s (%s) added as %d, %u rx / %u tx queues, mtu %u", name, type, id,
+		p->n_rxq, p->n_txq, p->mtu);
+	return 0;
+}
+
+int sw_port_del(struct sw *sw, const char *name, char *err, size_t errlen)
+{
+	struct sw_port *p = find(sw, name);
+	if (!p) {
+		snprintf(err, errlen, "no port %s", name);
+		return -ENOENT;
+	}
+	/* No new output to it, no more polling of it; then wait until no thread can still be inside it. */
+	atomic_store_explicit(&sw->ports[p->id], NULL, memory_order_release);
+	int rc = publish(sw);
+	if (rc < 0) {
+		/* Could not build the smaller lists: keep polling it, but it is already gone as an output. Put it
+		 * back so that the table stays consistent. */
+		atomic_store_explicit(&sw->ports[p->id], p, memory_order_release);
+		snprintf(err, errlen, "out of memory");
+		return rc;
+	}
+	synchronize(sw); /* a thread that loaded the port pointer for output before the store above is done */
+	sw_fdb_flush_port(&sw->fdb, p->id);
+	p->ops->destroy(p);
+	vhd_log(VHD_LOG_INFO, "switch: port %s removed", name);
+	free(p);
+	return 0;
+}
+
+unsigned sw_pollfds(struct sw *sw, struct pollfd *fds, unsigned max)
+{
+	unsigned n = 0;
+	for (unsigned id = 0; id < SW_MAX_PORTS && n < max; id++) {
+		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
+		if (p && p->ops->pollfds)
+			n += p->ops->pollfds(p, fds + n, max - n);
+	}
+	return n;
+}
+
+int sw_timeout_ms(struct sw *sw)
+{
+	int t = 1000; /* the MAC table's clock and aging */
+	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
+		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
+		if (p && p->ops->timeout_ms) {
+			int pt = p->ops->timeout_ms(p);
+			if (pt >= 0 && pt < t)
+				t = pt;
+		}
+	}
+	return t;
+}
+
+void sw_dispatch(struct sw *sw)
+{
+	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
+		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
+		if (p && p->ops->dispatch)
+			p->ops->dispatch(p);
+	}
+	uint32_t now = mono_s();
+	atomic_store_explicit(&sw->now_s, now, memory_order_relaxed);
+	if (now != sw->last_age) {
+		sw->last_age = now;
+		sw_fdb_age(&sw->fdb, now, sw->cfg.aging_s);
+	}
+}
+
+/* ------------------------------------------------------------------ reports */
+
+static void sum_stats(const struct sw_port *p, unsigned nt, struct sw_port_stats *o)
+{
+	uint64_t v[7] = {0};
+	for (unsigned i = 0; i < nt; i++) {
+		const struct sw_port_stats *s = &p->stats[i];
+		v[0] += atomic_load_explicit(&s->rx_packets, memory_order_relaxed);
+		v[1] += atomic_load_explicit(&s->rx_bytes, memory_order_relaxed);
+		v[2] += atomic_load_explicit(&s->tx_packets, memory_order_relaxed);
+		v[3] += atomic_load_explicit(&s->tx_bytes, memory_order_relaxed);
+		v[4] += atomic_load_explicit(&s->rx_drops, memory_order_relaxed);
+		v[5] += atomic_load_explicit(&s->tx_drops, memory_order_relaxed);
+		v[6] += atomic_load_explicit(&s->errors, memory_order_relaxed);
+	}
+	memset(o, 0, sizeof(*o));
+	atomic_store(&o->rx_packets, v[0]);
+	atomic_store(&o->rx_bytes, v[1]);
+	atomic_store(&o->tx_packets, v[2]);
+	atomic_store(&o->tx_bytes, v[3]);
+	atomic_store(&o->rx_drops, v[4]);
+	atomic_store(&o->tx_drops, v[5]);
+	atomic_store(&o->errors, v[6]);
+}
+
+int sw_port_stats(struct sw *sw, const char *port, struct sw_port_stats *out)
+{
+	struct sw_port *p = find(sw, port);
+	if (!p)
+		return -ENOENT;
+	sum_stats(p, sw->cfg.threads, out);
+	return 0;
+}
+
+static unsigned fdb_count(struct sw *sw);
+
+void sw_show(struct sw *sw, struct sw_json *w)
+{
+	sw_json_arr_begin(w, "ports");
+	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
+		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
+		if (!p)
+			continue;
+		sw_json_obj_begin(w, NULL);
+		sw_json_str(w, "name", p->name);
+		sw_json_str(w, "type", p->ops->type);
+		sw_json_u64(w, "id", p->id);
+		sw_json_str(w, "link", p->ops->link_up(p) ? "up" : "down");
+		sw_json_u64(w, "mtu", p->mtu);
+		sw_json_u64(w, "rxq", p->n_rxq);
+		sw_json_u64(w, "txq", p->n_txq);
+		sw_json_obj_begin(w, "info");
+		if (p->ops->describe)
+			p->ops->describe(p, w);
+		sw_json_obj_end(w);
+		sw_json_obj_end(w);
+	}
+	sw_json_arr_end(w);
+	sw_json_arr_begin(w, "threads");
+	for (unsigned i = 0; i < sw->cfg.threads; i++) {
+		sw_json_obj_begin(w, NULL);
+		sw_json_u64(w, "id", i);
+		sw_json_i64(w, "cpu", sw->cfg.cpu[i]);
+		sw_json_arr_begin(w, "rxqs");
+		/* The control thread is the only writer of these lists, so reading them here is safe. */
+		struct rxq_list *l = atomic_load_explicit(&sw->th[i].rxqs, memory_order_relaxed);
+		for (unsigned k = 0; l && k < l->n; k++)
+			sw_json_strf(w, NULL, "%s:%u", l->e[k].port->name, l->e[k].q);
+		sw_json_arr_end(w);
+		sw_json_obj_end(w);
+	}
+	sw_json_arr_end(w);
+	sw_json_obj_begin(w, "bridge");
+	sw_json_u64(w, "aging_s", sw->cfg.aging_s);
+	sw_json_u64(w, "fdb_entries", fdb_count(sw));
+	sw_json_u64(w, "fdb_full", atomic_load_explicit(&sw->fdb.full, memory_order_relaxed));
+	sw_json_obj_end(w);
+}
+
+static void stats_obj(struct sw *sw, struct sw_port *p, struct sw_json *w)
+{
+	struct sw_port_stats s;
+	sum_stats(p, sw->cfg.threads, &s);
+	sw_json_obj_begin(w, NULL);
+	sw_json_str(w, "name", p->name);
+	sw_json_u64(w, "rx_packets", atomic_load(&s.rx_packets));
+	sw_json_u64(w, "rx_bytes", atomic_load(&s.rx_bytes));
+	sw_json_u64(w, "tx_packets", atomic_load(&s.tx_packets));
+	sw_json_u64(w, "tx_bytes", atomic_load(&s.tx_bytes));
+	sw_json_u64(w, "rx_drops", atomic_load(&s.rx_drops));
+	sw_json_u64(w, "tx_drops", atomic_load(&s.tx_drops));
+	sw_json_u64(w, "errors", atomic_load(&s.errors));
+	sw_json_obj_end(w);
+}
+
+int sw_stats(struct sw *sw, const char *port, struct sw_json *w, char *err, size_t errlen)
+{
+	struct sw_port *one = NULL;
+	if (port && !(one = find(sw, port))) {
+		snprintf(err, errlen, "no port %s", port);
+		return -ENOENT;
+	}
+	sw_json_arr_begin(w, "ports");
+	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
+		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
+		if (p && (!one || p == one))
+			stats_obj(sw, p, w);
+	}
+	sw_json_arr_end(w);
+	return 0;
+}
+
+struct fdb_walk {
+	struct sw *sw;
+	struct sw_json *w;
+	uint32_t now;
+	unsigned n;
+};
+
+static void fdb_entry(const uint8_t mac[6], uint16_t port, uint32_t seen, void *arg)
+{
+	struct fdb_walk *fw = arg;
+	fw->n++;
+	if (!fw->w)
+		return;
+	struct sw_port *p = port < SW_MAX_PORTS ? atomic_load_explicit(&fw->sw->ports[port], memory_order_relaxed) : NULL;
+	sw_json_obj_begin(fw->w, NULL);
+	sw_json_strf(fw->w, "mac", "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+	sw_json_str(fw->w, "port", p ? p->name : "?");
+	sw_json_u64(fw->w, "age_s", fw->now - seen);
+	sw_json_obj_end(fw->w);
+}
+
+static unsigned fdb_count(struct sw *sw)
+{
+	struct fdb_walk fw = {.sw = sw};
+	sw_fdb_walk(&sw->fdb, fdb_entry, &fw);
+	return fw.n;
+}
+
+void sw_fdb_show(struct sw *sw, struct sw_json *w)
+{
+	struct fdb_walk fw = {.sw = sw, .w = w, .now = atomic_load(&sw->now_s)};
+	sw_json_arr_begin(w, "entries");
+	sw_fdb_walk(&sw->fdb, fdb_entry, &fw);
+	sw_json_arr_end(w);
+}

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The switch: a port table, N poll-mode forwarding threads and an L2 learning table.
+ *
+ * Each receive queue of each port belongs to one forwarding thread, which polls it, learns source MACs,
+ * looks destinations up and transmits on the output ports' queues, with no lock, syscall or allocation per
+ * packet (a transmit queue shared by more threads than the port has queues is locked per burst). The control
+ * thread (the caller of everything in this header) adds and removes ports while traffic flows: it publishes a
+ * new assignment of receive queues to threads, waits until every thread has passed a quiescent point (the top
+ * of its poll loop) since, and only then frees what the old assignment referenced.
+ */
+#ifndef VHD_SWITCH_SWITCH_H
+#define VHD_SWITCH_SWITCH_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ctl/json.h"
+#include "switch/port.h"
+
+#define SW_MAX_PORTS 64
+
+
+struct sw;
+
+struct sw_config {
+	unsigned threads;         /* forwarding threads, 1..SW_MAX_THREADS (default 1) */
+	int cpu[SW_MAX_THREADS];  /* CPU to pin each thread to, -1 for none */
+	unsigned aging_s;         /* MAC table aging (default 300; 0 never) */
+	unsigned pool_bufs;       /* packet buffers per thread (default 2048) */
+	uint32_t buf_size;        /* bytes per buffer (default: a 64 KiB GSO frame plus headroom) */
+	unsigned idle_us;         /* after 1000 empty polls in a row, sleep this long per round (default 20;
+				     0 spins, for dedicated cores) */
+};
+
+/* Fill c with the defaults above. */
+void sw_config_default(struct sw_config *c);
+
+/* Create the switch and start its threads. @return 0, -EINVAL for a bad config, -ENOMEM, -errno. */
+int sw_create(const struct sw_config *c, struct sw **out);
+/* Stop the threads, destroy every port (which removes vhost-user sockets), free everything. */
+void sw_destroy(struct sw *sw);
+
+/*
+ * Add a port of type (sw_port_type()) with key=value arguments. Common keys handled here: mtu=N.
+ * @return 0; -EEXIST name taken; -EINVAL bad name/type/argument; -ENOSPC table full; the type's errors.
+ *         err gets a one-line reason on failure.
+ */
+int sw_port_add(struct sw *sw, const char *name, const char *type, const struct sw_kv *args, unsigned nargs,
+		char *err, size_t errlen);
+/* Remove a port while traffic flows. @return 0 or -ENOENT. */
+int sw_port_del(struct sw *sw, const char *name, char *err, size_t errlen);
+
+/* Control plane: fds to poll, longest sleep, and the work to do after poll() returns (or times out). */
+unsigned sw_pollfds(struct sw *sw, struct pollfd *fds, unsigned max);
+int sw_timeout_ms(struct sw *sw);
+void sw_dispatch(struct sw *sw);
+
+/* Reports, as JSON members of the currently open object (shapes in docs/switch.md). */
+void sw_show(struct sw *sw, struct sw_json *w);
+int sw_stats(struct sw *sw, const char *port, struct sw_json *w, char *err, size_t errlen);
+void sw_fdb_show(struct sw *sw, struct sw_json *w);
+
+/* Totals over threads, for tests. @return 0 or -ENOENT. */
+int sw_port_stats(struct sw *sw, const char *port, struct sw_port_stats *out);
+
+#endif
