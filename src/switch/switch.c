@@ -11,6 +11,7 @@
 
 #include "net/net_impl.h"
 #include "switch/fdb.h"
+#include "switch/gso.h"
 #include "switch/switch.h"
 #include "vhostd/log.h"
 
@@ -162,8 +163,28 @@ static bool offloads_fit(const struct sw_port *out, struct vhd_pkt *pkt)
 	return true;
 }
 
+static void to_port(struct sw_thread *t, struct sw_port *out, struct vhd_pkt *pkt);
+
+/* A TCP GSO frame for a port that cannot segment: cut here, each segment sent on its own. */
+static bool segment_to(struct sw_thread *t, struct sw_port *out, struct vhd_pkt *pkt)
+{
+	uint8_t type = pkt->meta.gso_type & (uint8_t)~VHD_NET_META_GSO_ECN;
+	if (type == VHD_NET_META_GSO_NONE || (out->tx_off.gso & (1u << (type & 7))))
+		return false;
+	struct vhd_pkt *seg[64];
+	unsigned n = sw_gso_segment(pkt, t->pool, seg, 64);
+	if (!n)
+		return false;
+	vhd_pkt_free(pkt);
+	for (unsigned i = 0; i < n; i++)
+		to_port(t, out, seg[i]);
+	return true;
+}
+
 static void to_port(struct sw_thread *t, struct sw_port *out, struct vhd_pkt *pkt)
 {
+	if (segment_to(t, out, pkt))
+		return;
 	if (!fits(out, pkt) || !offloads_fit(out, pkt)) {
 		stat_add(&out->stats[t->idx].tx_drops, 1);
 		vhd_pkt_free(pkt);
