@@ -422,13 +422,31 @@ static bool serve_client(struct sw_ctl *c, struct ctl_client *cl)
 	return true;
 }
 
+static void serve_clients(struct sw_ctl *c)
+{
+	for (unsigned i = 0; i < c->nclients;) {
+		if (serve_client(c, &c->clients[i]))
+			i++;
+		else
+			drop_client(c, i); /* the last client moved into slot i: served next */
+	}
+}
+
 static void accept_clients(struct sw_ctl *c)
 {
+	/* A client that closed just before a new one connected may still hold its slot and fd: look once more
+	 * before refusing anyone for want of either. */
+	bool reaped = false;
 	for (int k = 0; k < ACCEPT_BURST; k++) {
 		int fd = accept4(c->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
+			if ((errno == EMFILE || errno == ENFILE) && !reaped) {
+				reaped = true;
+				serve_clients(c);
+				continue;
+			}
 			if ((errno == EMFILE || errno == ENFILE) && c->spare_fd >= 0) {
 				/* Otherwise the pending connection keeps the listening socket readable forever and
 				 * the control thread spins: free one fd to take it off the queue and refuse it. */
@@ -442,6 +460,10 @@ static void accept_clients(struct sw_ctl *c)
 				vhd_log(VHD_LOG_WARN, "control socket: out of file descriptors, refused a client");
 			}
 			return;
+		}
+		if (c->nclients == SW_CTL_MAX_CLIENTS && !reaped) {
+			reaped = true;
+			serve_clients(c);
 		}
 		if (c->nclients == SW_CTL_MAX_CLIENTS) {
 			char msg[64];
@@ -479,12 +501,7 @@ unsigned sw_ctl_pollfds(struct sw_ctl *c, struct pollfd *fds, unsigned max)
 void sw_ctl_dispatch(struct sw_ctl *c)
 {
 	/* Clients first, so a slot freed by one leaving can go to a connection already waiting. */
-	for (unsigned i = 0; i < c->nclients;) {
-		if (serve_client(c, &c->clients[i]))
-			i++;
-		else
-			drop_client(c, i); /* the last client moved into slot i: served next */
-	}
+	serve_clients(c);
 	accept_clients(c);
 }
 
