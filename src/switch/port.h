@@ -9,7 +9,7 @@
  *    (ownership changes only across a quiescent period, see switch.h), so per-rx-queue state needs no lock.
  *  - tx_burst(q) may run on several forwarding threads for the same q when the port has fewer transmit queues
  *    than there are threads: the switch then serialises them with the port's per-queue tx lock before calling,
- *    so a port never locks anything itself.
+ *    so a port needs no lock of its own unless it remaps queues (vhost-user: a guest with fewer queue pairs).
  *  - No hot-path call may block, allocate (outside packet pools) or take a lock; syscalls only where the port
  *    type has no other way (tap read/write, one sendto per af_packet tx burst to kick the kernel).
  */

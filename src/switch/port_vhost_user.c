@@ -12,6 +12,7 @@
  * orders that write before our read, and each queue keeps its own derived vhd_net_cfg.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,8 @@
 #include "vhostd/virtq.h"
 
 struct vu_queue {
-	_Alignas(64) uint64_t features; /* what cfg was derived from */
+	_Alignas(64) atomic_int tx_lock; /* see vu_tx_burst() */
+	uint64_t features;               /* what cfg was derived from */
 	bool cfg_ok;
 	struct vhd_net_cfg cfg;
 	struct vhd_net_stats st;
@@ -76,13 +78,40 @@ static unsigned vu_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *p
 	return r > 0 ? (unsigned)r : 0;
 }
 
+static void txq_lock(struct vu_queue *q)
+{
+	/* Acquire pairs with the release in txq_unlock(): the ring state the previous holder wrote is visible. */
+	while (atomic_exchange_explicit(&q->tx_lock, 1, memory_order_acquire))
+		sched_yield();
+}
+
+static void txq_unlock(struct vu_queue *q)
+{
+	atomic_store_explicit(&q->tx_lock, 0, memory_order_release);
+}
+
+/*
+ * A guest may enable fewer queue pairs than the port offers (Linux uses as many as it has vCPUs), so a thread
+ * whose transmit queue the guest left disabled sends on pair 0 instead, which another thread may be using at
+ * the same moment: every transmit burst therefore holds its queue's lock, one uncontended atomic per burst in
+ * the common case.
+ */
 static unsigned vu_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts, unsigned n)
 {
 	struct vu_port *vp = p->priv;
 	unsigned qi = 2 * q;
+	txq_lock(&vp->q[qi]);
 	struct vhd_vq *vq = vhd_vu_queue_acquire(vp->dev, qi);
-	if (!vq)
+	if (!vq && qi != 0) {
+		txq_unlock(&vp->q[qi]);
+		qi = 0;
+		txq_lock(&vp->q[qi]);
+		vq = vhd_vu_queue_acquire(vp->dev, qi);
+	}
+	if (!vq) {
+		txq_unlock(&vp->q[qi]);
 		return 0;
+	}
 	int r = 0;
 	if (queue_cfg(vp, qi)) {
 		r = vhd_net_dev_enqueue(vq, &vp->q[qi].cfg, pkts, n, &vp->q[qi].st);
@@ -90,6 +119,7 @@ static unsigned vu_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts
 			vhd_vu_queue_notify(vp->dev, qi);
 	}
 	vhd_vu_queue_release(vp->dev, qi);
+	txq_unlock(&vp->q[qi]);
 	if (r <= 0)
 		return 0;
 	vhd_pkt_free_bulk(pkts, (unsigned)r); /* copied into the guest (or dropped and counted there) */

@@ -171,6 +171,27 @@ def case_two_threads(r):
     return check_pair(ra, rb, r.stats()["b"], N)
 
 
+def case_guest_fewer_queues(r):
+    """b offers 2 queue pairs, its guest uses 1 (as a 1-vCPU Linux guest does): the thread whose transmit queue
+    is disabled sends on pair 0 instead, so nothing is lost for it."""
+    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')} queues=2",
+                    f"add-port b vhost-user path={r.sock('b')} queues=2"], extra=("--threads", "2"))
+    b = r.pktgen("--frontend", r.sock("b"), "--mode", "rxonly", "--duration", "60", "--count", str(N))
+    wait_link(r, ["b"])
+    a = r.pktgen("--frontend", r.sock("a"), "--mode", "txonly", "--mac", MAC["a"], "--queues", "2",
+                 "--count", str(N), "--pps", PPS)
+    ra = Rig.result(a)
+    time.sleep(0.5)
+    b.send_signal(signal.SIGINT)
+    rb = Rig.result(b)
+    s = r.stats()["b"]
+    if ra["total"]["tx_packets"] != N or rb["total"]["rx_packets"] + s["tx_drops"] != N:
+        return f"sent {ra['total']['tx_packets']}, received {rb['total']['rx_packets']}, dropped {s['tx_drops']}"
+    if rb["total"]["rx_packets"] < N * 9 // 10:
+        return f"only {rb['total']['rx_packets']} of {N} arrived (switch drops {s['tx_drops']})"
+    return None
+
+
 def case_learning(r):
     """Once b's MAC is known, frames for it go to b only; c got only the flood from before."""
     r.start_vhostd([f"add-port {p} vhost-user path={r.sock(p)}" for p in "abc"])
@@ -309,6 +330,7 @@ CASES = [
     ("switch_packed_pair", lambda r: case_pair(r, True)),
     ("switch_learning", case_learning),
     ("switch_two_threads_two_queues", case_two_threads),
+    ("switch_guest_uses_fewer_queues", case_guest_fewer_queues),
     ("switch_hotplug_under_traffic", case_hotplug),
     ("switch_virtio_user_port", case_virtio_user),
     ("switch_ctl_errors_and_shutdown", case_ctl_errors),
