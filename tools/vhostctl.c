@@ -383,7 +383,13 @@ struct cmd_info {
 
 static const struct cmd_info cmd_table[] = {
 	{"add-port", "add-port NAME TYPE [KEY=VALUE...]",
-	 "create a port; TYPE is vhost-user, virtio-user, tap or af_packet", 2, UINT_MAX, render_empty},
+	 "create a port; TYPE is vhost-user, virtio-user, tap or af_packet:\n"
+	 "  vhost-user  path=SOCK [client] [queues=N] [mrg=on|off] [tso=on|off]   a VM's NIC (we serve the device)\n"
+	 "  virtio-user path=SOCK [server] [queues=N] [packed] [mrg=on|off]       we drive a vhost-user device\n"
+	 "  tap         ifname=NAME [queues=N] [offloads=on|off]                  a Linux tap (created if missing)\n"
+	 "  af_packet   ifname=NAME [frames=N] [offloads=on|off] [qdisc_bypass=on|off]   any Linux interface\n"
+	 "  every type: mtu=N (largest payload forwarded to the port; default 1500, or the interface's)",
+	 2, UINT_MAX, render_empty},
 	{"del-port", "del-port NAME", "remove a port", 1, 1, render_empty},
 	{"show", "show", "ports, forwarding threads and bridge settings", 0, 0, render_show},
 	{"stats", "stats [PORT]", "packet, byte, drop and error counters of every port or one", 0, 1, render_stats},

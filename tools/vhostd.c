@@ -120,8 +120,9 @@ static int cmd_log_level(void *opaque, unsigned argc, char **argv, struct sw_jso
 
 static const struct sw_ctl_cmd commands[] = {
 	{"add-port", "add-port NAME TYPE [KEY=VALUE...]",
-	 "add a port: vhost-user path=SOCK [client] [queues=N], virtio-user path=SOCK [server] [packed], "
-	 "tap ifname=NAME, af_packet ifname=NAME; any type takes mtu=N",
+	 "add a port: vhost-user path=SOCK [client] [queues=N] [mrg=on|off] [tso=on|off], virtio-user path=SOCK "
+	 "[server] [queues=N] [packed] [mrg=on|off], tap ifname=NAME [queues=N] [offloads=on|off], af_packet "
+	 "ifname=NAME [frames=N] [offloads=on|off] [qdisc_bypass=on|off]; any type takes mtu=N",
 	 2, 2 + SW_MAX_ARGS, cmd_add_port},
 	{"del-port", "del-port NAME", "remove a port while traffic flows", 1, 1, cmd_del_port},
 	{"show", "show", "ports, their state and negotiated features, forwarding threads", 0, 0, cmd_show},
