@@ -10,7 +10,7 @@ check_pkgs=("${build_pkgs[@]}" libasan8 libubsan1 "${interop_pkgs[@]}")
 case "${1:-build}" in
 build) want=("${build_pkgs[@]}") ;;
 check) want=("${check_pkgs[@]}") ;;
-demo) want=("${build_pkgs[@]}") ;;
+demo) want=("${build_pkgs[@]}" qemu-system-x86 busybox-static cpio kmod xz-utils iproute2) ;;
 bench) want=("${build_pkgs[@]}") ;;
 *) echo "usage: $0 build|check|demo|bench" >&2; exit 2 ;;
 esac
