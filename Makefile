@@ -3,7 +3,7 @@
 MESON ?= meson
 B := build
 
-.PHONY: all deps release asan check check-release check-asan demo bench clean
+.PHONY: all deps release asan check check-release check-asan demo bench soak clean
 
 all: release
 
@@ -44,6 +44,12 @@ demo: release
 bench: release
 	@scripts/deps.sh bench
 	bench/run.sh $(B)/release
+
+# Long runs kept out of `make check`: SOAK_ROUNDS rounds (default 10) of guest traffic through vhostd with the
+# guests checking their own memory, and 10^7 frames through the frontend/back-end pair, in the sanitizer build.
+soak: asan
+	@scripts/deps.sh check
+	scripts/soak.sh $(B)/asan $(SOAK_ROUNDS)
 
 clean:
 	rm -rf $(B)
