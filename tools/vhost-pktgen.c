@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "spec/endian.h"
+#include "net/net_impl.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "vhostd/frontend.h"
@@ -400,7 +400,7 @@ static unsigned run_tap(struct gen *g, unsigned q)
 {
 	struct qstats *s = &g->qs[q];
 	struct vhd_pkt *pkts[MAX_BURST];
-	struct virtio_net_hdr_mrg_rxbuf h;
+	struct net_hdr_wire h; /* the 12-byte part, h.h, is what the tap reads and writes */
 	unsigned moved = 0;
 	int fd = g->tap_fd[q];
 
@@ -408,14 +408,8 @@ static unsigned run_tap(struct gen *g, unsigned q)
 	int n = port_rx(g, q, pkts, g->o.burst);
 	for (int i = 0; i < n; i++) {
 		struct vhd_pkt *p = pkts[i];
-		memset(&h, 0, sizeof(h));
-		h.hdr.flags = p->meta.flags;
-		h.hdr.gso_type = p->meta.gso_type;
-		h.hdr.hdr_len = vhd_cpu_to_le16(p->meta.hdr_len);
-		h.hdr.gso_size = vhd_cpu_to_le16(p->meta.gso_size);
-		h.hdr.csum_start = vhd_cpu_to_le16(p->meta.csum_start);
-		h.hdr.csum_offset = vhd_cpu_to_le16(p->meta.csum_offset);
-		struct iovec iov[2] = {{&h, sizeof(h)}, {vhd_pkt_data(p), p->len}};
+		net_meta_to_hdr(&p->meta, p->meta.flags, &h);
+		struct iovec iov[2] = {{&h.h, sizeof(h.h)}, {vhd_pkt_data(p), p->len}};
 		s->rx++;
 		s->rx_bytes += p->len;
 		if (writev(fd, iov, 2) < 0) {
@@ -440,17 +434,12 @@ static unsigned run_tap(struct gen *g, unsigned q)
 	unsigned nread = 0;
 	while (nread < got) {
 		struct vhd_pkt *p = pend[have + nread];
-		struct iovec iov[2] = {{&h, sizeof(h)}, {vhd_pkt_data(p), vhd_pkt_tailroom(p)}};
+		struct iovec iov[2] = {{&h.h, sizeof(h.h)}, {vhd_pkt_data(p), vhd_pkt_tailroom(p)}};
 		ssize_t r = readv(fd, iov, 2);
-		if (r < (ssize_t)sizeof(h))
+		if (r < (ssize_t)sizeof(h.h))
 			break; /* EAGAIN: nothing more for now */
-		p->len = (uint32_t)(r - (ssize_t)sizeof(h));
-		p->meta.flags = h.hdr.flags;
-		p->meta.gso_type = h.hdr.gso_type;
-		p->meta.hdr_len = vhd_le16(h.hdr.hdr_len);
-		p->meta.gso_size = vhd_le16(h.hdr.gso_size);
-		p->meta.csum_start = vhd_le16(h.hdr.csum_start);
-		p->meta.csum_offset = vhd_le16(h.hdr.csum_offset);
+		p->len = (uint32_t)(r - (ssize_t)sizeof(h.h));
+		net_hdr_to_meta(&h.h.hdr, VHD_NET_META_F_NEEDS_CSUM | VHD_NET_META_F_DATA_VALID, &p->meta);
 		nread++;
 	}
 	vhd_pkt_free_bulk(pend + have + nread, got - nread); /* never read into */

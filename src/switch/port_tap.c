@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "ctl/json.h"
-#include "spec/endian.h"
+#include "net/net_impl.h"
 #include "spec/virtio_net.h"
 #include "switch/port.h"
 
@@ -252,20 +252,6 @@ static void tap_describe(struct sw_port *p, struct sw_json *w)
 
 /* ------------------------------------------------------------------ data path */
 
-static void meta_from_hdr(struct vhd_net_meta *m, const struct virtio_net_hdr *h)
-{
-	m->flags = h->flags & (VHD_NET_META_F_NEEDS_CSUM | VHD_NET_META_F_DATA_VALID);
-	m->gso_type = h->gso_type;
-	if (m->flags & VHD_NET_META_F_NEEDS_CSUM) {
-		m->csum_start = vhd_le16(h->csum_start);
-		m->csum_offset = vhd_le16(h->csum_offset);
-	}
-	if (m->gso_type != VHD_NET_META_GSO_NONE) {
-		m->hdr_len = vhd_le16(h->hdr_len);
-		m->gso_size = vhd_le16(h->gso_size);
-	}
-}
-
 static unsigned tap_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *pool, struct vhd_pkt **pkts,
 			     unsigned n)
 {
@@ -298,7 +284,7 @@ static unsigned tap_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *
 			continue;
 		}
 		spare->len = (uint32_t)len;
-		meta_from_hdr(&spare->meta, &h.hdr);
+		net_hdr_to_meta(&h.hdr, VHD_NET_META_F_NEEDS_CSUM | VHD_NET_META_F_DATA_VALID, &spare->meta);
 		pkts[got++] = spare;
 		spare = NULL;
 	}
@@ -313,15 +299,9 @@ static unsigned tap_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkt
 	unsigned i;
 	for (i = 0; i < n; i++) {
 		const struct vhd_pkt *k = pkts[i];
-		struct virtio_net_hdr_mrg_rxbuf h;
-		memset(&h, 0, sizeof(h));
-		h.hdr.flags = k->meta.flags;
-		h.hdr.gso_type = k->meta.gso_type;
-		h.hdr.hdr_len = vhd_cpu_to_le16(k->meta.hdr_len);
-		h.hdr.gso_size = vhd_cpu_to_le16(k->meta.gso_size);
-		h.hdr.csum_start = vhd_cpu_to_le16(k->meta.csum_start);
-		h.hdr.csum_offset = vhd_cpu_to_le16(k->meta.csum_offset);
-		struct iovec iov[2] = {{&h, sizeof(h)}, {vhd_pkt_data(k), k->len}};
+		struct net_hdr_wire h;
+		net_meta_to_hdr(&k->meta, k->meta.flags, &h);
+		struct iovec iov[2] = {{&h.h, sizeof(h.h)}, {vhd_pkt_data(k), k->len}};
 		if (writev(fd, iov, 2) < 0) {
 			if (errno == EAGAIN || errno == ENOBUFS || errno == EINTR)
 				break; /* full: the rest stay with the caller */
