@@ -62,7 +62,4 @@ void sw_show(struct sw *sw, struct sw_json *w);
 int sw_stats(struct sw *sw, const char *port, struct sw_json *w, char *err, size_t errlen);
 void sw_fdb_show(struct sw *sw, struct sw_json *w);
 
-/* Totals over threads, for tests. @return 0 or -ENOENT. */
-int sw_port_stats(struct sw *sw, const char *port, struct sw_port_stats *out);
-
 #endif
