@@ -84,3 +84,19 @@ int sw_kv_check(const struct sw_kv *args, unsigned nargs, const char *const *kno
 	}
 	return 0;
 }
+
+int sw_kv_required(const struct sw_kv *args, unsigned nargs, const char *key, const char *what, char *buf,
+		   size_t size, char *err, size_t errlen)
+{
+	const char *v = sw_kv_get(args, nargs, key, NULL);
+	if (!v || !*v) {
+		snprintf(err, errlen, "%s: required (%s)", key, what);
+		return -EINVAL;
+	}
+	if (strlen(v) >= size) {
+		snprintf(err, errlen, "%s=%s: longer than %zu characters", key, v, size - 1);
+		return -EINVAL;
+	}
+	snprintf(buf, size, "%s", v);
+	return 0;
+}

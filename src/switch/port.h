@@ -116,6 +116,10 @@ const struct sw_port_ops *sw_port_type(const char *name);
 const char *sw_kv_get(const struct sw_kv *args, unsigned nargs, const char *key, const char *def);
 int sw_kv_uint(const struct sw_kv *args, unsigned nargs, const char *key, unsigned def, unsigned min, unsigned max,
 	       unsigned *out, char *err, size_t errlen);
+/* A required key's value, non-empty and shorter than size, copied into buf; what says what it names, for the
+ * message. @return 0 or -EINVAL naming the argument. */
+int sw_kv_required(const struct sw_kv *args, unsigned nargs, const char *key, const char *what, char *buf,
+		   size_t size, char *err, size_t errlen);
 /* key=on|off (def when absent). @return 0 or -EINVAL with err naming the argument. */
 int sw_kv_on_off(const struct sw_kv *args, unsigned nargs, const char *key, bool def, bool *out, char *err,
 		 size_t errlen);

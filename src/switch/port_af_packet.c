@@ -178,15 +178,10 @@ static int afp_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	int rc = sw_kv_check(args, nargs, known, "af_packet", err, errlen);
 	if (rc < 0)
 		return rc;
-	const char *ifname = sw_kv_get(args, nargs, "ifname", NULL);
-	if (!ifname || !*ifname) {
-		snprintf(err, errlen, "ifname: required (an existing interface)");
-		return -EINVAL;
-	}
-	if (strlen(ifname) >= IFNAMSIZ) {
-		snprintf(err, errlen, "ifname=%s: longer than %u characters", ifname, IFNAMSIZ - 1);
-		return -EINVAL;
-	}
+	char ifname[IFNAMSIZ];
+	if ((rc = sw_kv_required(args, nargs, "ifname", "an existing interface", ifname, sizeof(ifname), err,
+				 errlen)) < 0)
+		return rc;
 	unsigned frames;
 	bool vnet, bypass;
 	if ((rc = sw_kv_uint(args, nargs, "frames", AFP_DEFAULT_FRAMES, AFP_MIN_FRAMES, AFP_MAX_FRAMES, &frames, err,

@@ -122,15 +122,10 @@ static int tap_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	int rc = sw_kv_check(args, nargs, known, "tap", err, errlen);
 	if (rc < 0)
 		return rc;
-	const char *ifname = sw_kv_get(args, nargs, "ifname", NULL);
-	if (!ifname || !*ifname) {
-		snprintf(err, errlen, "ifname: required (the tap interface, created if missing)");
-		return -EINVAL;
-	}
-	if (strlen(ifname) >= IFNAMSIZ) {
-		snprintf(err, errlen, "ifname=%s: longer than %u characters", ifname, IFNAMSIZ - 1);
-		return -EINVAL;
-	}
+	char ifname[IFNAMSIZ];
+	if ((rc = sw_kv_required(args, nargs, "ifname", "the tap interface, created if missing", ifname,
+				 sizeof(ifname), err, errlen)) < 0)
+		return rc;
 	unsigned queues;
 	bool offloads;
 	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &queues, err, errlen)) < 0 ||

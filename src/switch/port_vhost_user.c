@@ -143,20 +143,13 @@ static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 	int rc = sw_kv_check(args, nargs, known, "vhost-user", err, errlen);
 	if (rc < 0)
 		return rc;
-	const char *path = sw_kv_get(args, nargs, "path", NULL);
-	if (!path || !*path) {
-		snprintf(err, errlen, "vhost-user: path=SOCKET is required");
-		return -EINVAL;
-	}
+	char path[sizeof(((struct vu_port *)0)->path)];
+	if ((rc = sw_kv_required(args, nargs, "path", "the vhost-user socket", path, sizeof(path), err, errlen)) < 0)
+		return rc;
 	struct vu_port *vp = calloc(1, sizeof(*vp));
 	if (!vp)
 		return -ENOMEM;
-	if (strlen(path) >= sizeof(vp->path)) {
-		snprintf(err, errlen, "vhost-user: path '%s' longer than a unix socket path can be", path);
-		free(vp);
-		return -EINVAL;
-	}
-	snprintf(vp->path, sizeof(vp->path), "%s", path);
+	memcpy(vp->path, path, sizeof(path));
 	vp->client = sw_kv_get(args, nargs, "client", NULL) != NULL;
 	bool mrg, tso;
 	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &vp->nqp, err, errlen)) < 0 ||

@@ -171,20 +171,14 @@ static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	int rc = sw_kv_check(args, nargs, known, "virtio-user", err, errlen);
 	if (rc < 0)
 		return rc;
-	const char *path = sw_kv_get(args, nargs, "path", NULL);
-	if (!path || !*path) {
-		snprintf(err, errlen, "virtio-user: path=SOCKET is required");
-		return -EINVAL;
-	}
+	char path[sizeof(((struct vup_port *)0)->path)];
+	if ((rc = sw_kv_required(args, nargs, "path", "the vhost-user device's socket", path, sizeof(path), err,
+				 errlen)) < 0)
+		return rc;
 	struct vup_port *vp = calloc(1, sizeof(*vp));
 	if (!vp)
 		return -ENOMEM;
-	if (strlen(path) >= sizeof(vp->path)) {
-		snprintf(err, errlen, "virtio-user: path '%s' longer than a unix socket path can be", path);
-		free(vp);
-		return -EINVAL;
-	}
-	snprintf(vp->path, sizeof(vp->path), "%s", path);
+	memcpy(vp->path, path, sizeof(path));
 	vp->server = sw_kv_get(args, nargs, "server", NULL) != NULL;
 	vp->packed = sw_kv_get(args, nargs, "packed", NULL) != NULL;
 	bool mrg;
