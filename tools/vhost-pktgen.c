@@ -890,10 +890,14 @@ int main(int argc, char **argv)
 		if (ready)
 			for (unsigned q = 0; q < g->o.queues; q++)
 				moved += run_queue(g, q);
-		/* The control socket is looked at when idle, and every 256 busy rounds. */
-		if (!moved) {
-			control(g, ready ? 0 : 10);
-			if (++idle > 1000 && ready)
+		/* The control socket is looked at every 64 idle and every 256 busy rounds: a poll() per empty round
+		 * made a fast consumer spend most of its time in the kernel instead of on the ring. */
+		if (!ready) {
+			control(g, 10);
+		} else if (!moved) {
+			if (++idle % 64 == 0)
+				control(g, 0);
+			if (idle > 100000)
 				usleep(50);
 		} else {
 			idle = 0;

@@ -239,6 +239,13 @@ int vhd_vq_reclaim(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n);
 unsigned vhd_vq_inflight(const struct vhd_vq *vq);
 
 /**
+ * Driver: how many one-segment buffers vhd_vq_add() would take right now (0 on a device-side queue; a
+ * broken queue still reports its free slots, and vhd_vq_add() reports the breakage). Lets a caller size its allocation to the ring instead of allocating a burst and freeing what did
+ * not fit. Same thread as vhd_vq_add().
+ */
+unsigned vhd_vq_room(const struct vhd_vq *vq);
+
+/**
  * Where the next available chain will be read from (device) or written to (driver), in the form of
  * vhd_vq_config.base: what vhost-user GET_VRING_BASE reports.
  */

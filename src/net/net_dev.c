@@ -36,8 +36,14 @@ static enum net_verdict dequeue_one(const struct vhd_vq_chain *c, const struct v
 
 	/* Only the fields up to csum_offset matter on transmit: num_buffers is unused there (5.1.6.2) and the
 	 * hash fields are receive-only. */
+	/* The header is copied out before it is looked at: one read of guest memory, then checks and use of
+	 * the private copy (a guest rewriting it meanwhile changes nothing). */
 	struct virtio_net_hdr h;
-	net_iov_gather(c->iov, c->nout, 0, (uint8_t *)&h, sizeof(h));
+	const bool flat = c->iov[0].iov_len >= c->out_len; /* header and frame in one segment, the usual case */
+	if (flat)
+		memcpy(&h, c->iov[0].iov_base, sizeof(h));
+	else
+		net_iov_gather(c->iov, c->nout, 0, (uint8_t *)&h, sizeof(h));
 	struct vhd_net_meta m;
 	/* The driver MUST NOT set DATA_VALID or RSC_INFO, and the device ignores what it does not use (5.1.6.2.2). */
 	net_hdr_to_meta(&h, VIRTIO_NET_HDR_F_NEEDS_CSUM, &m);
@@ -48,7 +54,10 @@ static enum net_verdict dequeue_one(const struct vhd_vq_chain *c, const struct v
 		return v;
 
 	p->off = VHD_PKT_HEADROOM;
-	net_iov_gather(c->iov, c->nout, hs, vhd_pkt_data(p), flen);
+	if (flat)
+		memcpy(vhd_pkt_data(p), (const uint8_t *)c->iov[0].iov_base + hs, flen);
+	else
+		net_iov_gather(c->iov, c->nout, hs, vhd_pkt_data(p), flen);
 	p->len = flen;
 	p->meta = m;
 	return NV_OK;
@@ -69,14 +78,25 @@ int vhd_net_dev_dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struc
 		n = VHD_NET_BURST_MAX;
 	while (out < n) {
 		unsigned want = n - out < DEQ_BURST ? n - out : DEQ_BURST;
-		/* Packets first: with none to put frames in, chains stay in the ring rather than being dropped. */
-		unsigned have = vhd_pkt_alloc_bulk(pool, fresh, want);
-		if (have == 0)
-			break;
-		int nc = vhd_vq_pop(txq, chains, have, iov, DEQ_NIOV);
-		if (unlikely(nc < 0)) {
-			vhd_pkt_free_bulk(fresh, have);
+		int nc = vhd_vq_pop(txq, chains, want, iov, DEQ_NIOV);
+		if (unlikely(nc < 0))
 			goto broken;
+		if (nc == 0)
+			break;
+		/* Chains first, then packets for exactly those: allocating a burst for an empty ring and freeing
+		 * it again was most of a polling device's work. Without packets to put frames in, the chains go
+		 * back to the ring (they were the last popped) rather than being dropped. */
+		unsigned have = vhd_pkt_alloc_bulk(pool, fresh, (unsigned)nc);
+		if (unlikely(have < (unsigned)nc)) {
+			for (unsigned i = have; i < (unsigned)nc; i++)
+				used[i - have] = (struct vhd_vq_used){.id = chains[i].id, .ndesc = chains[i].ndesc};
+			if (vhd_vq_unpop(txq, used, (unsigned)nc - have) < 0) {
+				vhd_pkt_free_bulk(fresh, have);
+				goto broken;
+			}
+			nc = (int)have;
+			if (nc == 0)
+				break;
 		}
 		unsigned k = 0;
 		for (int i = 0; i < nc; i++) {
@@ -90,10 +110,10 @@ int vhd_net_dev_dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struc
 			bytes += fresh[k]->len;
 			pkts[out++] = fresh[k++];
 		}
-		vhd_pkt_free_bulk(fresh + k, have - k);
-		if (nc > 0 && unlikely(vhd_vq_push(txq, used, (unsigned)nc) < 0))
+		vhd_pkt_free_bulk(fresh + k, (unsigned)nc - k);
+		if (unlikely(vhd_vq_push(txq, used, (unsigned)nc) < 0))
 			goto broken;
-		if ((unsigned)nc < have)
+		if ((unsigned)nc < want)
 			break;
 	}
 	st->packets += out;
@@ -228,16 +248,11 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 	if (n > VHD_NET_BURST_MAX)
 		n = VHD_NET_BURST_MAX;
 
-	/* Verdicts first, and what the rest of the burst needs from here on, so that pops ask for about as
-	 * many chains as will be used: a chain popped and not filled can only be returned empty. */
+	/* Verdicts first: pops ask for about as many chains as the rest of the burst will use (a chain popped and
+	 * not filled can only be returned empty), which needs to know which packets will go. */
 	uint8_t verdict[VHD_NET_BURST_MAX];
-	uint64_t suffix_bytes[VHD_NET_BURST_MAX + 1];
-	suffix_bytes[n] = 0;
-	for (unsigned i = n; i-- > 0;) {
-		verdict[i] = (uint8_t)net_check_outgoing(pkts[i], &dir);
-		bool ok = verdict[i] == NV_OK;
-		suffix_bytes[i] = suffix_bytes[i + 1] + (ok ? hs + pkts[i]->len : 0);
-	}
+	for (unsigned j = 0; j < n; j++)
+		verdict[j] = (uint8_t)net_check_outgoing(pkts[j], &dir);
 
 	unsigned i, delivered = 0;
 	uint64_t bytes = 0;
@@ -252,6 +267,23 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 		const uint8_t *hb = (const uint8_t *)&hdr;
 		const uint8_t *data = vhd_pkt_data(p);
 		const uint32_t total = hs + p->len;
+
+		if (likely(s.wpos < s.nwin && s.nused < ENQ_USED_MAX)) {
+			/* A chain is already popped and its first writable segment takes header and frame: the
+			 * usual case, with or without MRG_RXBUF (num_buffers is 1 either way). */
+			const struct vhd_vq_chain *c = &s.win[s.wpos];
+			if (likely(enq_chain_ok(c, hs) && c->nin && c->iov[c->nout].iov_len >= total)) {
+				uint8_t *dst = c->iov[c->nout].iov_base;
+				s.wpos++;
+				hdr.h.num_buffers = vhd_cpu_to_le16(1);
+				net_hdr_copy(dst, hb, hs);
+				memcpy(dst + hs, data, p->len);
+				enq_used(&s, c, total);
+				delivered++;
+				bytes += p->len;
+				continue;
+			}
+		}
 
 		if (!cfg->mrg_rxbuf) {
 			/* One buffer per packet (5.1.6.3.2); num_buffers is 1 where the header has it. */
@@ -268,10 +300,15 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 					goto broken;
 				/* Pop one chain to learn the buffer size, then one per packet that fits it. */
 				unsigned want = 1;
-				if (s.max_in && s.wpos == s.nwin) {
+				if (s.wpos == s.nwin) {
+					/* One chain per packet that fits (all of them until a pop has shown the
+					 * buffer size; chains no packet takes go back to the ring at the end). */
 					want = 0;
 					for (unsigned j = i; j < n && want < ENQ_WIN; j++)
-						want += verdict[j] == NV_OK && hs + pkts[j]->len <= s.max_in;
+						want += verdict[j] == NV_OK &&
+							(!s.max_in || hs + pkts[j]->len <= s.max_in);
+					if (want == 0)
+						want = 1;
 				}
 				c = enq_next(&s, want, &err);
 				if (!c || enq_chain_ok(c, hs))
@@ -309,8 +346,17 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 			uint8_t *nb_lo = NULL, *nb_hi = NULL;
 			bool restart = false;
 			while (pos < total) {
-				uint64_t left = (total - pos) + suffix_bytes[i + 1];
-				uint64_t want = s.max_in ? (left + s.max_in - 1) / s.max_in : 1;
+				uint64_t want = 1;
+				if (s.wpos == s.nwin) {
+					/* Buffers are never shared between packets: each needs its own
+					 * ceil(bytes / buffer size), so count them one by one (one each until a
+					 * pop has shown the buffer size). */
+					uint32_t bsz = s.max_in ? s.max_in : UINT32_MAX;
+					want = (total - pos + (uint64_t)bsz - 1) / bsz;
+					for (unsigned j = i + 1; j < n && want < ENQ_WIN; j++)
+						if (verdict[j] == NV_OK)
+							want += (hs + pkts[j]->len + (uint64_t)bsz - 1) / bsz;
+				}
 				struct vhd_vq_chain *c = enq_next(&s, want, &err);
 				if (!c) {
 					ring_out = true;
@@ -328,6 +374,19 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 				if (nb == ENQ_PKT_MAX_CHAINS) {
 					s.wpos--;
 					gave_up = true;
+					break;
+				}
+				if (nb == 0 && c->nin > 0 && c->iov[c->nout].iov_len >= total) {
+					/* The common case: header and frame fit the first segment, and
+					 * num_buffers is 1. */
+					uint8_t *dst = c->iov[c->nout].iov_base;
+					hdr.h.num_buffers = vhd_cpu_to_le16(1);
+					net_hdr_copy(dst, hb, hs);
+					memcpy(dst + hs, data, p->len);
+					enq_used(&s, c, total);
+					pos = total;
+					nb = 1;
+					nb_lo = nb_hi = NULL;
 					break;
 				}
 				struct wcur w;
@@ -371,9 +430,11 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 					continue;
 				break;
 			}
-			uint16_t nbl = vhd_cpu_to_le16((uint16_t)nb);
-			memcpy(nb_lo, &nbl, 1);
-			memcpy(nb_hi, (uint8_t *)&nbl + 1, 1);
+			if (nb_lo) {
+				uint16_t nbl = vhd_cpu_to_le16((uint16_t)nb);
+				memcpy(nb_lo, &nbl, 1);
+				memcpy(nb_hi, (uint8_t *)&nbl + 1, 1);
+			}
 			break;
 		}
 		if (ring_out)

@@ -43,6 +43,10 @@ int vhd_net_drv_xmit(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct v
 		return -EIO;
 	if (n > VHD_NET_BURST_MAX)
 		n = VHD_NET_BURST_MAX;
+	/* Each packet takes one descriptor. Those beyond the room stay the caller's, as they would after a
+	 * short add; not preparing them spares a sender that outruns the device a burst of wasted work per
+	 * call. */
+	unsigned room = vhd_vq_room(txq), want = n < room ? n : room;
 	const struct net_dir dir = net_dir_tx(cfg);
 	const uint32_t hs = cfg->hdr_size;
 	struct vhd_vq_seg segs[VHD_NET_BURST_MAX];
@@ -51,7 +55,8 @@ int vhd_net_drv_xmit(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct v
 	uint8_t verdict[VHD_NET_BURST_MAX];
 	unsigned nb = 0;
 
-	for (unsigned i = 0; i < n; i++) {
+	unsigned i;
+	for (i = 0; i < n && nb < want; i++) {
 		struct vhd_pkt *p = pkts[i];
 		verdict[i] = (uint8_t)xmit_check(p, cfg, &dir);
 		if (unlikely(verdict[i] != NV_OK))
@@ -60,7 +65,7 @@ int vhd_net_drv_xmit(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct v
 		 * flags the device may see: DATA_VALID is the device's to set (5.1.6.2.1). num_buffers is 0. */
 		struct net_hdr_wire h;
 		net_meta_to_hdr(&p->meta, p->meta.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM, &h);
-		memcpy(p->buf + p->off - hs, &h, hs);
+		net_hdr_copy(p->buf + p->off - hs, &h, hs);
 		segs[nb] = (struct vhd_vq_seg){.addr = p->iova + p->off - hs, .len = hs + p->len};
 		bufs[nb] = (struct vhd_vq_buf){.segs = &segs[nb], .nout = 1, .nin = 0, .flags = 0, .token = p};
 		idx[nb] = (uint16_t)i;
@@ -74,14 +79,14 @@ int vhd_net_drv_xmit(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct v
 			return -EIO;
 	}
 	/* Everything before the first buffer that did not fit is consumed: sent, or dropped here. */
-	unsigned consumed = (unsigned)added == nb ? n : idx[added];
+	unsigned consumed = (unsigned)added == nb ? i : idx[added];
 	uint64_t bytes = 0;
 	for (int k = 0; k < added; k++)
 		bytes += pkts[idx[k]]->len;
-	for (unsigned i = 0; i < consumed; i++) {
-		if (verdict[i] != NV_OK) {
-			net_count_drop(st, (enum net_verdict)verdict[i]);
-			vhd_pkt_free(pkts[i]);
+	for (unsigned j = 0; j < consumed; j++) {
+		if (verdict[j] != NV_OK) {
+			net_count_drop(st, (enum net_verdict)verdict[j]);
+			vhd_pkt_free(pkts[j]);
 		}
 	}
 	st->packets += (unsigned)added;
@@ -104,7 +109,10 @@ int vhd_net_drv_refill(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struct
 	int total = 0;
 
 	for (;;) {
-		unsigned k = vhd_pkt_alloc_bulk(pool, fresh, DRV_BURST);
+		/* Only as many as the ring takes: allocating a burst into a full ring and freeing it again was
+		 * most of a receive-only driver's work. */
+		unsigned room = vhd_vq_room(rxq);
+		unsigned k = vhd_pkt_alloc_bulk(pool, fresh, room < DRV_BURST ? room : DRV_BURST);
 		if (k == 0)
 			break;
 		if (unlikely(fresh[0]->iova == 0)) {
@@ -138,7 +146,11 @@ static enum net_verdict recv_header(const struct vhd_pkt *p, const struct vhd_ne
 				    uint16_t *num_buffers, struct vhd_net_meta *m)
 {
 	struct virtio_net_hdr_mrg_rxbuf h = {0};
-	memcpy(&h, p->buf + p->off - cfg->hdr_size, cfg->hdr_size < sizeof(h) ? cfg->hdr_size : sizeof(h));
+	/* The hash fields of a 20-byte header are not used: 12 bytes at most, at a constant size. */
+	if (cfg->hdr_size >= sizeof(h))
+		memcpy(&h, p->buf + p->off - cfg->hdr_size, sizeof(h));
+	else
+		memcpy(&h, p->buf + p->off - cfg->hdr_size, sizeof(h.hdr));
 	/* num_buffers is always 1 without MRG_RXBUF (5.1.6.4.2); don't trust a device that says otherwise. */
 	*num_buffers = cfg->mrg_rxbuf ? vhd_le16(h.num_buffers) : 1;
 	if (unlikely(*num_buffers == 0))

@@ -87,6 +87,26 @@ static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n,
 		if (unlikely(head >= vq->num))
 			return vhdi_vq_break(vq, VHD_VQ_E_HEAD, "avail ring entry %u names descriptor %u of %u",
 					    vq->last_avail, head, vq->num);
+		/* A chain of one plain descriptor in the hinted region, what net drivers post: mapped here
+		 * directly. The descriptor is read once, into locals, like the general walk does; anything else
+		 * (chains, tables, empty or unmapped buffers, a full iov[]) takes that walk. */
+		const struct virtq_desc *d = &vq->split.desc[head];
+		uint16_t flags = RD16(&d->flags);
+		if (likely(!(flags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) && used_iov < niov)) {
+			uint64_t addr = RD64(&d->addr);
+			uint32_t len = RD32(&d->len);
+			void *p = len ? vhd_mem_xlate_hint(vq->mem, vq->mem_hint, addr, len) : NULL;
+			if (likely(p != NULL)) {
+				bool w = flags & VIRTQ_DESC_F_WRITE;
+				iov[used_iov] = (struct iovec){.iov_base = p, .iov_len = len};
+				chains[i] = (struct vhd_vq_chain){.id = head, .ndesc = 1, .nout = !w, .nin = w,
+								  .out_len = w ? 0 : len, .in_len = w ? len : 0,
+								  .iov = &iov[used_iov], .err = 0};
+				used_iov++;
+				vq->last_avail++;
+				continue;
+			}
+		}
 		vhd_chain_begin(&acc, iov, used_iov, niov);
 		int r = split_walk(vq, head, &acc);
 		if (unlikely(r < 0))
@@ -207,6 +227,26 @@ static int split_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned 
 	for (i = 0; i < n; i++) {
 		const struct vhd_vq_buf *b = &bufs[i];
 		unsigned nseg = (unsigned)b->nout + b->nin;
+		if (likely(nseg == 1 && !(b->flags & VHD_VQ_BUF_INDIRECT))) {
+			/* One descriptor, no table: what a net driver adds for every packet. */
+			if (unlikely(vq->num_free == 0))
+				break;
+			uint16_t head = vq->in_order ? vq->next_desc : vq->free_head;
+			fill_desc(&vq->split.desc[head], &b->segs[0], b->nin ? VIRTQ_DESC_F_WRITE : 0, 0);
+			if (vq->in_order) {
+				vq->next_desc = (uint16_t)((head + 1) & vq->mask);
+				vhdi_fifo_push(vq, head);
+			} else {
+				vq->free_head = vq->free_next[head];
+			}
+			vq->num_free--;
+			vq->slots[head] = (struct vhd_vq_drv_slot){
+				.token = b->token, .in_len = b->nin ? b->segs[0].len : 0, .ndesc = 1, .last = head,
+				.busy = true};
+			WR16(&vq->split.avail->ring[avail & vq->mask], head);
+			avail++;
+			continue;
+		}
 		/* A table counts towards the chain length, which may not exceed the queue size (2.7.5.3.1). */
 		bool ind = (b->flags & VHD_VQ_BUF_INDIRECT) && vq->ind_base && nseg <= vq->ind_max && nseg <= vq->num;
 		unsigned need = ind ? 1 : nseg;

@@ -353,6 +353,16 @@ unsigned vhd_vq_inflight(const struct vhd_vq *vq)
 	return vq->inflight;
 }
 
+unsigned vhd_vq_room(const struct vhd_vq *vq)
+{
+	if (vq->side != VHD_VQ_DRIVER)
+		return 0;
+	/* Packed rings also run out of buffer ids, which out-of-order completion can hold longer than slots. */
+	if (vq->is_packed && vq->ids_free < vq->num_free)
+		return vq->ids_free;
+	return vq->num_free;
+}
+
 uint16_t vhd_vq_base(const struct vhd_vq *vq)
 {
 	if (vq->is_packed)

@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * netcost: what the virtio-net data path costs per packet, both sides in one thread.
+ *
+ * The cross-core benchmarks (vhost-pktgen, bench/compare.py) measure what users see, but on a 2-core machine
+ * shared with anything else their figures move by tens of percent. This one takes the other core and the cache
+ * line handoffs out: a driver-side and a device-side queue over the same rings in one process, driven in turn
+ * by one thread, so the work per packet is the library's alone. Run it under
+ *   valgrind --tool=callgrind bench/netcost --count N ...
+ * and divide the instruction total by the packets: that figure repeats exactly from run to run, whatever else
+ * the machine does, which is what an optimisation needs to be judged by. Natively it prints ns per packet.
+ *
+ *   tx: vhd_net_drv_xmit -> vhd_net_dev_dequeue -> free    (guest transmit, what a back-end receives)
+ *   rx: vhd_net_dev_enqueue -> vhd_net_drv_recv -> free -> vhd_net_drv_refill   (guest receive)
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "spec/virtio_config.h"
+#include "spec/virtio_net.h"
+#include "vhostd/mem.h"
+#include "vhostd/net.h"
+#include "vhostd/pkt.h"
+#include "vhostd/virtq.h"
+
+#define GPA_BASE 0x10000000ull
+#define BUF_SIZE 2048u
+#define POOL_COUNT 1024u
+#define BURST 32u
+
+struct side_pair {
+	struct vhd_vq *drv, *dev;
+};
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void die(const char *what, int rc)
+{
+	fprintf(stderr, "netcost: %s: %s\n", what, strerror(rc < 0 ? -rc : rc));
+	exit(1);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: netcost [--dir tx|rx] [--size BYTES] [--count N] [--packed] [--no-mrg] [--in-order]\n"
+		   "               [--qsize N]\n"
+		   "  One thread drives both the driver and the device side of a virtio-net queue pair over shared\n"
+		   "  rings and prints ns per packet; under callgrind, instructions / N is the exact cost per packet.\n"
+		   "  --dir     tx: driver xmit -> device dequeue; rx: device enqueue -> driver recv + refill (rx)\n"
+		   "  --size    frame bytes, 60..1514 (default 64)\n"
+		   "  --count   packets (default 10000000)\n"
+		   "  --qsize   ring size (default 256)\n");
+}
+
+int main(int argc, char **argv)
+{
+	bool rx = true, packed = false, mrg = true, in_order = false;
+	unsigned size = 64, qsize = 256;
+	unsigned long long count = 10000000ull;
+	static const struct option lo[] = {
+		{"dir", required_argument, 0, 'd'}, {"size", required_argument, 0, 's'},
+		{"count", required_argument, 0, 'c'}, {"packed", no_argument, 0, 'p'},
+		{"no-mrg", no_argument, 0, 'm'},      {"in-order", no_argument, 0, 'i'},
+		{"qsize", required_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0}};
+	int c;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			if (strcmp(optarg, "tx") && strcmp(optarg, "rx")) {
+				usage(stderr);
+				return 2;
+			}
+			rx = !strcmp(optarg, "rx");
+			break;
+		case 's':
+			size = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'c':
+			count = strtoull(optarg, NULL, 0);
+			break;
+		case 'p':
+			packed = true;
+			break;
+		case 'm':
+			mrg = false;
+			break;
+		case 'i':
+			in_order = true;
+			break;
+		case 'q':
+			qsize = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (size < 60 || size > 1514 || qsize < 2 || qsize > 4096 || (qsize & (qsize - 1)) || count == 0) {
+		usage(stderr);
+		return 2;
+	}
+
+	uint64_t features = 1ull << VIRTIO_F_VERSION_1;
+	if (mrg)
+		features |= 1ull << VIRTIO_NET_F_MRG_RXBUF;
+	if (packed)
+		features |= 1ull << VIRTIO_F_RING_PACKED;
+	if (in_order)
+		features |= 1ull << VIRTIO_F_IN_ORDER;
+	struct vhd_net_cfg cfg;
+	int rc = vhd_net_cfg_init(&cfg, features);
+	if (rc < 0)
+		die("vhd_net_cfg_init", rc);
+
+	struct vhd_vq_layout lay;
+	if ((rc = vhd_vq_layout(packed, (uint16_t)qsize, &lay)) < 0)
+		die("vhd_vq_layout", rc);
+	size_t pool_off = 2 * lay.size, len = pool_off + (size_t)POOL_COUNT * BUF_SIZE;
+	uint8_t *block = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (block == MAP_FAILED)
+		die("mmap", errno);
+	struct vhd_mem *mem;
+	if ((rc = vhd_mem_create(&mem)) < 0)
+		die("vhd_mem_create", rc);
+	struct vhd_mem_region_info ri = {.guest_addr = GPA_BASE, .size = len, .user_addr = (uintptr_t)block,
+					 .host = block};
+	if ((rc = vhd_mem_add(mem, &ri)) < 0)
+		die("vhd_mem_add", rc);
+
+	/* Queue 0 carries the direction measured; both sides see the same bytes, the device through the table. */
+	struct side_pair q;
+	for (int side = 0; side < 2; side++) {
+		struct vhd_vq_config vc = {
+			.side = side == 0 ? VHD_VQ_DRIVER : VHD_VQ_DEVICE,
+			.num = (uint16_t)qsize,
+			.features = features,
+			.desc = block + lay.desc_off,
+			.driver = block + lay.driver_off,
+			.device = block + lay.device_off,
+			.mem = side == 0 ? NULL : mem,
+			.base = packed ? VHD_VQ_PACKED_BASE_INIT : 0,
+			.name = side == 0 ? "driver" : "device",
+		};
+		if ((rc = vhd_vq_create(&vc, side == 0 ? &q.drv : &q.dev)) < 0)
+			die("vhd_vq_create", rc);
+		vhd_vq_disable_notify(side == 0 ? q.drv : q.dev);
+	}
+	struct vhd_pktpool *gpool, *hpool;
+	if ((rc = vhd_pktpool_create_in(block + pool_off, len - pool_off, GPA_BASE + pool_off, POOL_COUNT, BUF_SIZE,
+					&gpool)) < 0)
+		die("vhd_pktpool_create_in", rc);
+	if ((rc = vhd_pktpool_create(POOL_COUNT, BUF_SIZE, &hpool)) < 0)
+		die("vhd_pktpool_create", rc);
+
+	struct vhd_net_stats dst = {0}, hst = {0};
+	struct vhd_pkt *pk[BURST], *got[BURST];
+	unsigned long long done = 0;
+	double t0 = now();
+	if (rx && vhd_net_drv_refill(q.drv, &cfg, gpool, &dst) < 0)
+		die("refill", EIO);
+	while (done < count) {
+		if (rx) {
+			unsigned n = vhd_pkt_alloc_bulk(hpool, pk, BURST);
+			for (unsigned i = 0; i < n; i++)
+				pk[i]->len = size;
+			int r = vhd_net_dev_enqueue(q.dev, &cfg, pk, n, &hst);
+			vhd_pkt_free_bulk(pk, n); /* enqueue copies */
+			if (r < 0)
+				die("vhd_net_dev_enqueue", EIO);
+			int g = vhd_net_drv_recv(q.drv, &cfg, got, BURST, &dst);
+			if (g < 0)
+				die("vhd_net_drv_recv", EIO);
+			vhd_pkt_free_bulk(got, (unsigned)g);
+			if (vhd_net_drv_refill(q.drv, &cfg, gpool, &dst) < 0)
+				die("vhd_net_drv_refill", EIO);
+			done += (unsigned)g;
+		} else {
+			unsigned n = vhd_pkt_alloc_bulk(gpool, pk, BURST);
+			for (unsigned i = 0; i < n; i++)
+				pk[i]->len = size;
+			int s = vhd_net_drv_xmit(q.drv, &cfg, pk, n, &dst);
+			if (s < 0)
+				die("vhd_net_drv_xmit", EIO);
+			vhd_pkt_free_bulk(pk + s, n - (unsigned)s);
+			int g = vhd_net_dev_dequeue(q.dev, &cfg, hpool, got, BURST, &hst);
+			if (g < 0)
+				die("vhd_net_dev_dequeue", EIO);
+			vhd_pkt_free_bulk(got, (unsigned)g);
+			done += (unsigned)g;
+		}
+	}
+	double dt = now() - t0;
+	printf("netcost dir=%s size=%u %s%s%s qsize=%u: %llu packets, %.1f ns/packet, %.2f Mpps\n", rx ? "rx" : "tx",
+	       size, packed ? "packed" : "split", mrg ? " mrg" : "", in_order ? " in_order" : "", qsize, done,
+	       dt * 1e9 / (double)done, (double)done / dt / 1e6);
+	vhd_pktpool_destroy(hpool);
+	vhd_net_drv_release(q.drv);
+	vhd_pktpool_destroy(gpool);
+	vhd_vq_destroy(q.drv);
+	vhd_vq_destroy(q.dev);
+	vhd_mem_destroy(mem);
+	munmap(block, len);
+	return 0;
+}
