@@ -137,6 +137,25 @@ static int packed_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n
 		}
 		uint16_t pos = vq->last_avail, id = 0, count = 0;
 		bool w = vq->avail_wrap;
+		if (likely(!(f & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) && used_iov < niov)) {
+			/* One plain descriptor in the hinted region, what net drivers post: mapped here directly,
+			 * each field read once as in the general walk; anything else takes that walk. */
+			const struct pvirtq_desc *d = &vq->packed.desc[pos];
+			uint64_t addr = RD64(&d->addr);
+			uint32_t len = RD32(&d->len);
+			void *p = len ? vhd_mem_xlate_hint(vq->mem, vq->mem_hint, addr, len) : NULL;
+			if (likely(p != NULL)) {
+				bool wr = f & VIRTQ_DESC_F_WRITE;
+				iov[used_iov] = (struct iovec){.iov_base = p, .iov_len = len};
+				chains[i] = (struct vhd_vq_chain){.id = RD16(&d->id), .ndesc = 1, .nout = !wr, .nin = wr,
+								  .out_len = wr ? 0 : len, .in_len = wr ? len : 0,
+								  .iov = &iov[used_iov], .err = 0};
+				used_iov++;
+				advance(vq, &vq->last_avail, &vq->avail_wrap, 1);
+				vq->dev_slots++;
+				continue;
+			}
+		}
 		vhd_chain_begin(&acc, iov, used_iov, niov);
 		int r = packed_walk(vq, f, &pos, &w, &id, &count, &acc);
 		if (unlikely(r < 0))
@@ -273,6 +292,29 @@ static int packed_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned
 	for (i = 0; i < n; i++) {
 		const struct vhd_vq_buf *b = &bufs[i];
 		unsigned nseg = (unsigned)b->nout + b->nin;
+		if (likely(nseg == 1 && !(b->flags & VHD_VQ_BUF_INDIRECT))) {
+			/* One descriptor, no table: what a net driver adds for every packet. */
+			if (unlikely(vq->num_free == 0 || vq->ids_free == 0))
+				break;
+			uint16_t id = vq->free_head, pos = vq->last_avail;
+			vq->free_head = vq->free_next[id];
+			vq->ids_free--;
+			struct pvirtq_desc *d = &vq->packed.desc[pos];
+			fill_pdesc(d, b->segs[0].addr, b->segs[0].len, id);
+			uint16_t f = (uint16_t)(avail_bits(vq->avail_wrap) | (b->nin ? VIRTQ_DESC_F_WRITE : 0));
+			if (i == 0)
+				first_flags = f;
+			else
+				WR16(&d->flags, f);
+			advance(vq, &vq->last_avail, &vq->avail_wrap, 1);
+			vq->num_free--;
+			slots++;
+			vq->slots[id] = (struct vhd_vq_drv_slot){
+				.token = b->token, .in_len = b->nin ? b->segs[0].len : 0, .ndesc = 1, .busy = true};
+			if (vq->in_order)
+				vhdi_fifo_push(vq, id);
+			continue;
+		}
 		/* A table counts towards the chain length, which may not exceed the queue size (2.7.5.3.1). */
 		bool ind = (b->flags & VHD_VQ_BUF_INDIRECT) && vq->ind_base && nseg <= vq->ind_max && nseg <= vq->num;
 		unsigned need = ind ? 1 : nseg;
