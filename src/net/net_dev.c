@@ -183,6 +183,12 @@ static struct vhd_vq_chain *enq_next(struct enq *s, uint64_t want, int *err)
 	return &s->win[s->wpos++];
 }
 
+/* Buffers of bsz bytes that bytes take; the division only for packets bigger than one buffer. */
+static inline uint64_t enq_chains_for(uint64_t bytes, uint32_t bsz)
+{
+	return bytes <= bsz ? 1 : (bytes + bsz - 1) / bsz;
+}
+
 static void enq_used(struct enq *s, const struct vhd_vq_chain *c, uint32_t len)
 {
 	s->used[s->nused++] = (struct vhd_vq_used){.id = c->id, .ndesc = c->ndesc, .len = len};
@@ -351,11 +357,14 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 					/* Buffers are never shared between packets: each needs its own
 					 * ceil(bytes / buffer size), so count them one by one (one each until a
 					 * pop has shown the buffer size). */
-					uint32_t bsz = s.max_in ? s.max_in : UINT32_MAX;
-					want = (total - pos + (uint64_t)bsz - 1) / bsz;
-					for (unsigned j = i + 1; j < n && want < ENQ_WIN; j++)
-						if (verdict[j] == NV_OK)
-							want += (hs + pkts[j]->len + (uint64_t)bsz - 1) / bsz;
+					if (!s.max_in) {
+						want = n - i;
+					} else {
+						want = enq_chains_for(total - pos, s.max_in);
+						for (unsigned j = i + 1; j < n && want < ENQ_WIN; j++)
+							if (verdict[j] == NV_OK)
+								want += enq_chains_for(hs + pkts[j]->len, s.max_in);
+					}
 				}
 				struct vhd_vq_chain *c = enq_next(&s, want, &err);
 				if (!c) {
@@ -414,7 +423,7 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 			if (ring_out && err == 0) {
 				/* The ring ran out mid-packet. This packet's buffers are the last ones popped:
 				 * put them back for the next call instead of returning them empty. */
-				if ((err = vhd_vq_unpop(s.vq, s.used + start, s.nused - start)) < 0)
+				if (s.nused > start && (err = vhd_vq_unpop(s.vq, s.used + start, s.nused - start)) < 0)
 					goto broken;
 				s.nused = start;
 				break;
