@@ -236,7 +236,9 @@ static int packed_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsign
 static bool packed_dev_need_notify(struct vhd_vq *vq)
 {
 	/* The used flags must be visible before we read the driver's suppression area. Pairs with the fence in
-	 * packed_drv_enable_notify. */
+	 * packed_drv_enable_notify. Nothing published since the last check needs neither the fence nor a call. */
+	if (vq->notify_pending == 0)
+		return false;
 	FULL_FENCE();
 	uint32_t delta = vq->notify_pending;
 	vq->notify_pending = 0;
@@ -445,7 +447,9 @@ static int packed_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
 static bool packed_drv_need_notify(struct vhd_vq *vq)
 {
 	/* The head flags store must be visible before we read the device's suppression area. Pairs with the
-	 * fence in packed_dev_enable_notify. */
+	 * fence in packed_dev_enable_notify. Nothing published since the last check needs neither. */
+	if (vq->notify_pending == 0)
+		return false;
 	FULL_FENCE();
 	uint32_t delta = vq->notify_pending;
 	vq->notify_pending = 0;
