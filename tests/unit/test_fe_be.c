@@ -361,7 +361,7 @@ static void traffic(bool packed, bool in_order, unsigned pairs)
 	fe_wait_up(&r);
 	CHECK(!!(vhd_fe_features(r.fe) & VHD_BIT(VIRTIO_F_RING_PACKED)) == packed);
 	const char *env = getenv("VHD_FEBE_COUNT");
-	uint64_t per_pair = (env ? strtoull(env, NULL, 10) : 200000) / pairs;
+	uint64_t per_pair = (env ? strtoull(env, NULL, 10) : th_scaled(200000)) / pairs;
 	while (r.received < per_pair * pairs)
 		CHECK(fe_step(&r, per_pair));
 	CHECK(!r.down_seen);
