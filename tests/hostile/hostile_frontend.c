@@ -23,6 +23,7 @@
 
 #include "spec/virtio_config.h"
 #include "vhost_user/msg.h"
+#include "../unit/vu_raw.h"
 
 #define MEM_SIZE (1u << 20)
 #define REPLY_MS 3000
@@ -48,16 +49,6 @@ static int conn_open(void)
 	exit(2);
 }
 
-static struct vhu_msg mk(uint32_t req, uint32_t size)
-{
-	struct vhu_msg m;
-	memset(&m, 0, sizeof(m));
-	m.hdr.request = req;
-	m.hdr.flags = VHOST_USER_VERSION;
-	m.hdr.size = size;
-	return m;
-}
-
 static void send_raw(int fd, const void *buf, size_t len)
 {
 	/* The back-end may already have closed on us: that is an outcome, not our error. */
@@ -72,24 +63,9 @@ static void send_msg(int fd, struct vhu_msg *m)
 		fprintf(stderr, "send: %s\n", strerror(-rc));
 }
 
-/* Raw header + payload with nfds copies of memfd: more than vhu_msg_send() allows. */
 static void send_with_fds(int fd, const struct vhu_msg *m, unsigned nfds)
 {
-	union {
-		char b[CMSG_SPACE(sizeof(int) * 32)];
-		struct cmsghdr align;
-	} ctl;
-	memset(&ctl, 0, sizeof(ctl));
-	struct iovec iov[2] = {{(void *)&m->hdr, sizeof(m->hdr)}, {(void *)&m->p, m->hdr.size}};
-	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = m->hdr.size ? 2 : 1, .msg_control = ctl.b,
-			    .msg_controllen = CMSG_SPACE(sizeof(int) * nfds)};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-	for (unsigned i = 0; i < nfds; i++)
-		memcpy(CMSG_DATA(c) + i * sizeof(int), &memfd, sizeof(int));
-	if (sendmsg(fd, &mh, MSG_NOSIGNAL) < 0 && errno != EPIPE && errno != ECONNRESET)
+	if (send_fds_raw(fd, m, memfd, nfds) < 0 && errno != EPIPE && errno != ECONNRESET)
 		perror("sendmsg");
 }
 

@@ -26,6 +26,7 @@
 #include "spec/virtio_config.h"
 #include "spec/virtio_ring.h"
 #include "vhost_user/msg.h"
+#include "../unit/vu_raw.h"
 
 #define MEM_SIZE (2u << 20)
 #define GPA 0x40000000ull
@@ -38,16 +39,6 @@ static uint8_t *mem;
 static uint16_t avail_idx[2];
 static int call_fd[2];
 static uint16_t rx_seen; /* used index of the RX ring last looked at */
-
-static struct vhu_msg mk(uint32_t req, uint32_t size)
-{
-	struct vhu_msg m;
-	memset(&m, 0, sizeof(m));
-	m.hdr.request = req;
-	m.hdr.flags = VHOST_USER_VERSION;
-	m.hdr.size = size;
-	return m;
-}
 
 static void die(const char *what)
 {

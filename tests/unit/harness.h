@@ -77,6 +77,14 @@ static inline unsigned long long th_scaled(unsigned long long n)
 	return v ? v : 1;
 }
 
+/* VHD_TEST_TIMEOUT_SCALE: a factor (default 1) on every case's timeout, for runs under a slow tool. */
+static inline unsigned th_timeout_scale(void)
+{
+	const char *e = getenv("VHD_TEST_TIMEOUT_SCALE");
+	int f = e ? atoi(e) : 1;
+	return f > 0 ? (unsigned)f : 1;
+}
+
 /*
  * VHD_TEST_EXCLUDE="suite/case:why;suite/case:why": cases a runner cannot run meaningfully (scripts/valgrind.sh),
  * reported as SKIP with the reason. Returns the reason's length, or -1 when the case is not excluded.
@@ -123,7 +131,7 @@ static inline int th_main(const char *suite, const struct th_case *cases, size_t
 			dup2(pipefd[1], 2);
 			close(pipefd[1]);
 			setpgid(0, 0); /* so a timeout can kill the case and any process it started */
-			alarm(c->timeout_s ? c->timeout_s : 60);
+			alarm((c->timeout_s ? c->timeout_s : 60) * th_timeout_scale());
 			c->fn();
 			/* exit, not _exit: LeakSanitizer checks for leaks in atexit. */
 			exit(0);

@@ -18,6 +18,7 @@
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "vhost_user/msg.h"
+#include "vu_raw.h"
 #include "vhostd/log.h"
 #include "vhostd/vhost_user.h"
 #include "vhostd/virtq.h"
@@ -112,16 +113,6 @@ static inline void rig_close(struct rig *r)
 	vhd_vu_dev_destroy(r->dev);
 	munmap(r->mem, MEM_SIZE);
 	close(r->memfd);
-}
-
-static inline struct vhu_msg mk(uint32_t req, uint32_t size)
-{
-	struct vhu_msg m;
-	memset(&m, 0, sizeof(m));
-	m.hdr.request = req;
-	m.hdr.flags = VHOST_USER_VERSION;
-	m.hdr.size = size;
-	return m;
 }
 
 /* Send m (fds are the caller's and stay open), let the back-end handle it. */
