@@ -3,7 +3,7 @@
 MESON ?= meson
 B := build
 
-.PHONY: all deps release asan check check-release check-asan demo bench soak clean
+.PHONY: all deps release asan check check-release check-asan demo bench soak valgrind clean
 
 all: release
 
@@ -50,6 +50,11 @@ bench: release
 soak: asan
 	@scripts/deps.sh check
 	scripts/soak.sh $(B)/asan $(SOAK_ROUNDS)
+
+# Every unit test under valgrind memcheck (also in `make check`, as the release build's 'valgrind' suite).
+valgrind: release
+	@scripts/deps.sh check
+	scripts/valgrind.sh $(B)/release
 
 clean:
 	rm -rf $(B)

@@ -6,7 +6,7 @@ set -euo pipefail
 build_pkgs=(gcc make meson ninja-build pkg-config python3 libc6-dev)
 # The interop suite's peers: QEMU and the pieces of its guest (tests/interop/guest/prepare.sh), DPDK's testpmd.
 interop_pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils iproute2 dpdk dpdk-dev)
-check_pkgs=("${build_pkgs[@]}" libasan8 libubsan1 "${interop_pkgs[@]}")
+check_pkgs=("${build_pkgs[@]}" libasan8 libubsan1 valgrind "${interop_pkgs[@]}")
 case "${1:-build}" in
 build) want=("${build_pkgs[@]}") ;;
 check) want=("${check_pkgs[@]}") ;;

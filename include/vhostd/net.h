@@ -43,6 +43,13 @@ struct vhd_vq;
 #define VHD_NET_BURST_MAX 256u
 
 /**
+ * Most receive buffers one vhd_net_dev_enqueue() call returns empty (unusable, or taken by a packet that could
+ * not be completed). A driver posting tiny buffers as fast as we consume them would otherwise keep one call,
+ * and the thread serving every other port, busy for as long as it likes (CVE-2019-3900).
+ */
+#define VHD_NET_RX_WASTE_MAX 64u
+
+/**
  * What the data path needs to know about the negotiated features. Fill it with vhd_net_cfg_init(); the derived
  * fields are read-only. Share one between the queues of a device.
  */
@@ -133,7 +140,8 @@ int vhd_net_dev_dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struc
  * If that happens part-way through a mergeable packet, the buffers it had taken are put back in the ring
  * (vhd_vq_unpop()) for the next call, as are buffers popped ahead and not needed, so none is wasted. Buffers the
  * driver made unusable (writable part shorter than the header, or more segments than one pop maps) are returned
- * empty (errors here, and in vhd_net_drv_recv()): the spec gives them no meaning and drivers drop them.
+ * empty (errors here, and in vhd_net_drv_recv()): the spec gives them no meaning and drivers drop them. Once a
+ * call has returned VHD_NET_RX_WASTE_MAX buffers empty it stops as if the ring had run out.
  *
  * The caller keeps ownership of every packet. One vhd_vq_push() per burst (two or more only when a burst
  * takes more than 256 buffers).

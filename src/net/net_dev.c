@@ -146,6 +146,7 @@ struct enq {
 	struct iovec iov[ENQ_NIOV];
 	struct vhd_vq_used used[ENQ_USED_MAX];
 	unsigned nused;
+	unsigned wasted; /* buffers this call gives back empty, against VHD_NET_RX_WASTE_MAX */
 };
 
 /* Publish what is collected. Only called between packets: a mergeable packet's buffers go out together. */
@@ -245,6 +246,7 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 	s.nwin = s.wpos = 0;
 	s.nused = 0;
 	s.max_in = 0;
+	s.wasted = 0;
 	s.hs = cfg->hdr_size;
 	const struct net_dir dir = net_dir_rx(cfg);
 	const uint32_t hs = cfg->hdr_size;
@@ -321,6 +323,10 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 					break;
 				enq_used(&s, c, 0);
 				st->errors++;
+				if (++s.wasted >= VHD_NET_RX_WASTE_MAX) {
+					c = NULL;
+					break;
+				}
 			}
 			if (err < 0)
 				goto broken;
@@ -343,7 +349,7 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 		}
 
 		/* Mergeable: fill buffers completely, in ring order, until the packet is in (5.1.6.4.2). */
-		bool ring_out = false, gave_up = false;
+		bool ring_out = false, gave_up = false, starved = false;
 		for (;;) {
 			if (s.nused + ENQ_PKT_MAX_CHAINS + 1 > ENQ_USED_MAX && (err = enq_flush(&s)) < 0)
 				goto broken;
@@ -435,8 +441,10 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 				}
 				if (err < 0)
 					goto broken;
-				if (restart)
+				s.wasted += s.nused - start;
+				if (restart && s.wasted < VHD_NET_RX_WASTE_MAX)
 					continue;
+				starved = restart;
 				break;
 			}
 			if (nb_lo) {
@@ -446,10 +454,14 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 			}
 			break;
 		}
-		if (ring_out)
+		if (ring_out || starved)
 			break;
 		if (gave_up) {
 			st->too_big++;
+			if (s.wasted >= VHD_NET_RX_WASTE_MAX) {
+				i++; /* this one is dropped and counted: consumed */
+				break;
+			}
 			continue;
 		}
 		delivered++;

@@ -104,6 +104,9 @@ struct sw_port {
 	 */
 	struct sw_offloads rx_off, tx_off;
 	struct sw_port_stats stats[SW_MAX_THREADS];
+	/* Rings the peer broke (a queue stops at its first violation until the peer sets it up again): rare, so
+	 * one shared counter the port's own burst functions add to. */
+	_Atomic uint64_t queue_breaks;
 	/* Taken around tx_burst(q) only when more threads than transmit queues share q (see switch.c). */
 	_Alignas(64) _Atomic int tx_lock[SW_MAX_QUEUES];
 };

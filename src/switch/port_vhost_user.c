@@ -68,11 +68,14 @@ static unsigned vu_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *p
 	if (!vq)
 		return 0;
 	int r = 0;
-	if (queue_cfg(vp, qi)) {
+	/* A broken queue stays broken until the guest sets it up again: skip it, it was counted when it broke. */
+	if (!vhd_vq_error(vq) && queue_cfg(vp, qi)) {
 		r = vhd_net_dev_dequeue(vq, &vp->q[qi].cfg, pool, pkts, n, &vp->q[qi].st);
 		/* Chains of dropped frames were given back even when nothing came out. */
 		if (r >= 0 && vhd_vq_need_notify(vq))
 			vhd_vu_queue_notify(vp->dev, qi);
+		if (r < 0)
+			atomic_fetch_add_explicit(&p->queue_breaks, 1, memory_order_relaxed);
 	}
 	vhd_vu_queue_release(vp->dev, qi);
 	return r > 0 ? (unsigned)r : 0;
@@ -113,10 +116,12 @@ static unsigned vu_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts
 		return 0;
 	}
 	int r = 0;
-	if (queue_cfg(vp, qi)) {
+	if (!vhd_vq_error(vq) && queue_cfg(vp, qi)) {
 		r = vhd_net_dev_enqueue(vq, &vp->q[qi].cfg, pkts, n, &vp->q[qi].st);
 		if (r > 0 && vhd_vq_need_notify(vq))
 			vhd_vu_queue_notify(vp->dev, qi);
+		if (r < 0)
+			atomic_fetch_add_explicit(&p->queue_breaks, 1, memory_order_relaxed);
 	}
 	vhd_vu_queue_release(vp->dev, qi);
 	txq_unlock(&vp->q[qi]);

@@ -662,6 +662,7 @@ static void stats_obj(struct sw *sw, struct sw_port *p, struct sw_json *w)
 						  memory_order_relaxed);
 		sw_json_u64(w, stat_fields[f].name, v);
 	}
+	sw_json_u64(w, "queue_breaks", atomic_load_explicit(&p->queue_breaks, memory_order_relaxed));
 	sw_json_obj_end(w);
 }
 

@@ -102,6 +102,14 @@ int vhd_mem_map_fd(struct vhd_mem *mem, int fd, uint64_t mmap_offset, uint64_t g
 	}
 	if (mem->nregions >= VHD_MEM_MAX_REGIONS)
 		return -ENOSPC;
+	/* mmap does not check the file's size: pages past its end map fine and raise SIGBUS when the data path
+	 * touches them, so a front-end could crash us with one region. Files without a size (devices) are mapped
+	 * as they are. */
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode) && end > (uint64_t)st.st_size)
+		return -ERANGE;
 	/* mmap wants a page-aligned offset; vhost-user front-ends may hand an unaligned one, so map from the page
 	 * below and point host past the slack. */
 	long pg = sysconf(_SC_PAGESIZE);

@@ -63,6 +63,44 @@ static inline void th_skip(const char *fmt, ...)
 	_exit(TH_SKIP_CODE);
 }
 
+/*
+ * Iteration counts of long cases, scaled by VHD_TEST_SCALE (a factor, default 1; scripts/valgrind.sh sets a small
+ * one). Never below 1.
+ */
+static inline unsigned long long th_scaled(unsigned long long n)
+{
+	const char *e = getenv("VHD_TEST_SCALE");
+	double f = e && *e ? strtod(e, NULL) : 1.0;
+	if (!(f > 0))
+		f = 1.0;
+	unsigned long long v = (unsigned long long)((double)n * f);
+	return v ? v : 1;
+}
+
+/* VHD_TEST_TIMEOUT_SCALE: a factor (default 1) on every case's timeout, for runs under a slow tool. */
+static inline unsigned th_timeout_scale(void)
+{
+	const char *e = getenv("VHD_TEST_TIMEOUT_SCALE");
+	int f = e ? atoi(e) : 1;
+	return f > 0 ? (unsigned)f : 1;
+}
+
+/*
+ * VHD_TEST_EXCLUDE="suite/case:why;suite/case:why": cases a runner cannot run meaningfully (scripts/valgrind.sh),
+ * reported as SKIP with the reason. Returns the reason's length, or -1 when the case is not excluded.
+ */
+static inline int th_excluded(const char *suite, const char *name, const char **why)
+{
+	const char *e = getenv("VHD_TEST_EXCLUDE");
+	char key[256];
+	snprintf(key, sizeof(key), "%s/%s:", suite, name);
+	const char *p = e ? strstr(e, key) : NULL;
+	if (!p || (p != e && p[-1] != ';'))
+		return -1;
+	*why = p + strlen(key);
+	return (int)strcspn(*why, ";");
+}
+
 static inline int th_main(const char *suite, const struct th_case *cases, size_t ncases, int argc, char **argv)
 {
 	const char *filter = argc > 1 ? argv[1] : NULL;
@@ -71,6 +109,12 @@ static inline int th_main(const char *suite, const struct th_case *cases, size_t
 		const struct th_case *c = &cases[i];
 		if (filter && !strstr(c->name, filter))
 			continue;
+		const char *why;
+		int wl = th_excluded(suite, c->name, &why);
+		if (wl >= 0) {
+			printf("SKIP: %s/%s: excluded: %.*s\n", suite, c->name, wl, why);
+			continue;
+		}
 		fflush(stdout);
 		int pipefd[2];
 		if (pipe(pipefd) < 0) {
@@ -87,7 +131,7 @@ static inline int th_main(const char *suite, const struct th_case *cases, size_t
 			dup2(pipefd[1], 2);
 			close(pipefd[1]);
 			setpgid(0, 0); /* so a timeout can kill the case and any process it started */
-			alarm(c->timeout_s ? c->timeout_s : 60);
+			alarm((c->timeout_s ? c->timeout_s : 60) * th_timeout_scale());
 			c->fn();
 			/* exit, not _exit: LeakSanitizer checks for leaks in atexit. */
 			exit(0);

@@ -25,6 +25,13 @@
 #define MIN_LEN 60
 #define MAX_LEN 2000
 
+/* Reconnect rounds and frames per round, cut by VHD_TEST_SCALE but never below what exercises the path. */
+static int rounds_scaled(int n)
+{
+	int v = (int)th_scaled((unsigned long long)n);
+	return v < 5 ? 5 : v;
+}
+
 static uint64_t mix(uint64_t x)
 {
 	x ^= x >> 31;
@@ -361,7 +368,7 @@ static void traffic(bool packed, bool in_order, unsigned pairs)
 	fe_wait_up(&r);
 	CHECK(!!(vhd_fe_features(r.fe) & VHD_BIT(VIRTIO_F_RING_PACKED)) == packed);
 	const char *env = getenv("VHD_FEBE_COUNT");
-	uint64_t per_pair = (env ? strtoull(env, NULL, 10) : 200000) / pairs;
+	uint64_t per_pair = (env ? strtoull(env, NULL, 10) : th_scaled(200000)) / pairs;
 	while (r.received < per_pair * pairs)
 		CHECK(fe_step(&r, per_pair));
 	CHECK(!r.down_seen);
@@ -386,7 +393,7 @@ static void test_backend_killed(void)
 	fe_open(&r, path, false, 2, 0);
 	fe_wait_up(&r);
 	int fds0 = th_count_fds(), maps0 = th_count_maps();
-	for (int round = 0; round < 100; round++) {
+	for (int round = 0; round < rounds_scaled(100); round++) {
 		uint64_t target = r.received + 2000;
 		while (r.received < target)
 			CHECK(fe_step(&r, UINT64_MAX));
@@ -418,7 +425,7 @@ static void test_frontend_killed(void)
 	struct vhd_vu_dev *dev;
 	CHECK_EQ(vhd_vu_dev_create(&c, &dev), 0);
 	int fds0 = -1, maps0 = -1;
-	for (int round = 0; round < 100; round++) {
+	for (int round = 0; round < rounds_scaled(100); round++) {
 		int sync[2];
 		CHECK(pipe(sync) == 0);
 		pid_t fe = fork();
@@ -474,7 +481,7 @@ static void test_backend_thread_per_pair(void)
 		struct fe_run r;
 		fe_open(&r, path, false, 2, vhd_fe_default_features() | ((round & 1) ? VHD_BIT(VIRTIO_F_RING_PACKED) : 0));
 		fe_wait_up(&r);
-		while (r.received < 20000)
+		while (r.received < (uint64_t)rounds_scaled(20000))
 			CHECK(fe_step(&r, UINT64_MAX));
 		/* Leave mid-stream: the back-end's control thread stops the rings under its running data threads. */
 		vhd_fe_destroy(r.fe);

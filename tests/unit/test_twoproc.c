@@ -423,7 +423,7 @@ static int run_driver(const struct cfg *c, int memfd, int kick, int call, int ad
 
 static void run_case(bool packed, bool indirect, bool event_idx, bool in_order)
 {
-	struct cfg c = {packed, indirect, event_idx, in_order, 1000000};
+	struct cfg c = {packed, indirect, event_idx, in_order, th_scaled(1000000)};
 	const char *env = getenv("VHD_TWOPROC_COUNT");
 	if (env && *env)
 		c.count = strtoull(env, NULL, 10);

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include "harness.h"
+#include "vu_raw.h"
 #include "vhost_user/msg.h"
 
 static void pair(int sv[2])
@@ -12,22 +13,12 @@ static void pair(int sv[2])
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
 }
 
-static struct vhu_msg msg(uint32_t req, uint32_t size)
-{
-	struct vhu_msg m;
-	memset(&m, 0, sizeof(m));
-	m.hdr.request = req;
-	m.hdr.flags = VHOST_USER_VERSION;
-	m.hdr.size = size;
-	return m;
-}
-
 static void test_roundtrip_with_fds(void)
 {
 	int sv[2];
 	pair(sv);
 	int before = th_count_fds();
-	struct vhu_msg m = msg(VHOST_USER_SET_MEM_TABLE, 8 + 2 * 32);
+	struct vhu_msg m = mk(VHOST_USER_SET_MEM_TABLE, 8 + 2 * 32);
 	m.p.memory.nregions = 2;
 	m.p.memory.regions[1].memory_size = 0x1000;
 	m.fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -50,7 +41,7 @@ static void test_roundtrip_with_fds(void)
 	vhu_msg_close_fds(&r);
 	CHECK_EQ(th_count_fds(), before);
 	/* Bytes past the payload are zeroed, not left over from an earlier message. */
-	struct vhu_msg s = msg(VHOST_USER_GET_FEATURES, 0);
+	struct vhu_msg s = mk(VHOST_USER_GET_FEATURES, 0);
 	CHECK_EQ(vhu_msg_send(sv[0], &s), 0);
 	CHECK_EQ(vhu_msg_recv(sv[1], &r), 0);
 	CHECK_EQ(r.p.memory.regions[1].memory_size, 0);
@@ -64,7 +55,7 @@ static void test_too_many_fds(void)
 	pair(sv);
 	int before = th_count_fds();
 	/* Hand-build a header carrying 12 fds: more than any message may. */
-	struct vhu_msg m = msg(VHOST_USER_SET_VRING_CALL, 8);
+	struct vhu_msg m = mk(VHOST_USER_SET_VRING_CALL, 8);
 	int fds[12];
 	for (int i = 0; i < 12; i++)
 		fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -87,7 +78,7 @@ static void test_too_many_fds(void)
 	CHECK_EQ(vhu_msg_recv(sv[1], &r), -EBADMSG);
 	CHECK_EQ(r.nfds, 0);
 	/* The stream stays in step: the next message reads fine. */
-	struct vhu_msg s = msg(VHOST_USER_GET_QUEUE_NUM, 0);
+	struct vhu_msg s = mk(VHOST_USER_GET_QUEUE_NUM, 0);
 	CHECK_EQ(vhu_msg_send(sv[0], &s), 0);
 	CHECK_EQ(vhu_msg_recv(sv[1], &r), 0);
 	CHECK_EQ(r.hdr.request, VHOST_USER_GET_QUEUE_NUM);
@@ -101,7 +92,7 @@ static void test_bad_header(void)
 	int sv[2];
 	pair(sv);
 	int before = th_count_fds();
-	struct vhu_msg m = msg(VHOST_USER_SET_FEATURES, 8);
+	struct vhu_msg m = mk(VHOST_USER_SET_FEATURES, 8);
 	m.hdr.flags = 2; /* version 2 does not exist */
 	m.fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	m.nfds = 1;
@@ -139,7 +130,7 @@ static void test_peer_gone(void)
 	/* Sending to a closed peer is an error, not a SIGPIPE. */
 	pair(sv);
 	close(sv[1]);
-	struct vhu_msg s = msg(VHOST_USER_GET_FEATURES, 0);
+	struct vhu_msg s = mk(VHOST_USER_GET_FEATURES, 0);
 	CHECK_EQ(vhu_msg_send(sv[0], &s), -EPIPE);
 	close(sv[0]);
 }
@@ -154,21 +145,21 @@ static void test_validate(void)
 {
 	const char *why;
 	int before = th_count_fds();
-	struct vhu_msg m = msg(VHOST_USER_SET_FEATURES, 4);
+	struct vhu_msg m = mk(VHOST_USER_SET_FEATURES, 4);
 	CHECK_EQ(check(&m, &why), -EINVAL);
 	CHECK(why && strstr(why, "shorter"));
-	m = msg(VHOST_USER_SET_VRING_ADDR, 40);
+	m = mk(VHOST_USER_SET_VRING_ADDR, 40);
 	CHECK_EQ(check(&m, &why), 0);
-	m = msg(VHOST_USER_SET_VRING_ADDR, 39);
+	m = mk(VHOST_USER_SET_VRING_ADDR, 39);
 	CHECK_EQ(check(&m, &why), -EINVAL);
 
-	m = msg(VHOST_USER_SET_MEM_TABLE, 8 + 9 * 32 > sizeof(m.p) ? sizeof(m.p) : 8 + 9 * 32);
+	m = mk(VHOST_USER_SET_MEM_TABLE, 8 + 9 * 32 > sizeof(m.p) ? sizeof(m.p) : 8 + 9 * 32);
 	m.p.memory.nregions = 9;
 	CHECK_EQ(check(&m, &why), -EINVAL);
-	m = msg(VHOST_USER_SET_MEM_TABLE, 8 + 32);
+	m = mk(VHOST_USER_SET_MEM_TABLE, 8 + 32);
 	m.p.memory.nregions = 2;
 	CHECK_EQ(check(&m, &why), -EINVAL); /* payload shorter than its regions */
-	m = msg(VHOST_USER_SET_MEM_TABLE, 8 + 64);
+	m = mk(VHOST_USER_SET_MEM_TABLE, 8 + 64);
 	m.p.memory.nregions = 2;
 	m.fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	m.nfds = 1;
@@ -176,7 +167,7 @@ static void test_validate(void)
 	vhu_msg_close_fds(&m);
 
 	/* NOFD with an fd anyway: valid, and the surplus fd is closed. */
-	m = msg(VHOST_USER_SET_VRING_KICK, 8);
+	m = mk(VHOST_USER_SET_VRING_KICK, 8);
 	m.p.u64 = 1 | VHOST_USER_VRING_NOFD;
 	m.fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	m.nfds = 1;
@@ -185,26 +176,26 @@ static void test_validate(void)
 	CHECK_EQ(m.nfds, 0);
 	CHECK(fcntl(fd, F_GETFD) == -1 && errno == EBADF);
 	/* No NOFD and no fd. */
-	m = msg(VHOST_USER_SET_VRING_CALL, 8);
+	m = mk(VHOST_USER_SET_VRING_CALL, 8);
 	CHECK_EQ(check(&m, &why), -EINVAL);
 	/* Config larger than the payload. */
-	m = msg(VHOST_USER_SET_CONFIG, 12 + 8);
+	m = mk(VHOST_USER_SET_CONFIG, 12 + 8);
 	m.p.config.size = 16;
 	CHECK_EQ(check(&m, &why), -EINVAL);
 	m.p.config.size = 8;
 	CHECK_EQ(check(&m, &why), 0);
-	m = msg(VHOST_USER_GET_CONFIG, sizeof(m.p));
+	m = mk(VHOST_USER_GET_CONFIG, sizeof(m.p));
 	m.p.config.size = 257;
 	CHECK_EQ(check(&m, &why), -EINVAL);
 	/* A request that carries no fd gets its fds closed. */
-	m = msg(VHOST_USER_SET_FEATURES, 8);
+	m = mk(VHOST_USER_SET_FEATURES, 8);
 	m.fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	m.fds[1] = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	m.nfds = 2;
 	CHECK_EQ(check(&m, &why), 0);
 	CHECK_EQ(m.nfds, 0);
 	/* A missing fd. */
-	m = msg(VHOST_USER_SET_BACKEND_REQ_FD, 0);
+	m = mk(VHOST_USER_SET_BACKEND_REQ_FD, 0);
 	CHECK_EQ(check(&m, &why), -EINVAL);
 	CHECK_EQ(th_count_fds(), before);
 	/* Unknown requests are named as such. */
