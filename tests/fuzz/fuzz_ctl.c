@@ -16,6 +16,7 @@
 #include "ctl/ctl.h"
 #include "ctl/json.h"
 #include "switch/port.h"
+#include "fuzz_input.h"
 #include "vhostd/log.h"
 
 /* add-port as vhostd parses it (KEY=VALUE split, then the port helpers), without creating anything. */
@@ -130,20 +131,15 @@ static void check_response(struct sw_json *resp)
 	sw_json_val_free(v);
 }
 
-static void quiet(enum vhd_log_level level, const char *msg, void *opaque)
-{
-	(void)level, (void)msg, (void)opaque;
-}
+int fz_verbose;
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
-	vhd_log_set_handler(quiet, NULL);
+	fz_init();
 	return 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct sw_json_val *v;
@@ -170,8 +166,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	unsigned max = data[0] % (SW_CTL_MAX_ARGS + 2) + 1, argc;
 	char **argv = calloc(max + 1, sizeof(*argv));
 	if (argv && sw_ctl_split(line, argv, max, &argc) == 0) {
-		if (argc > max || (argc < max && argv[argc] != NULL))
-			abort();
+		FZ_ASSERT(argc <= max && (argc == max || argv[argc] == NULL));
 		sw_json_init(&resp);
 		sw_ctl_run_argv(cmds, NCMDS, NULL, argc, argv, &resp);
 		check_response(&resp);
