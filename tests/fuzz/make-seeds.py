@@ -92,5 +92,87 @@ def virtq_seeds():
     write('virtq', 'packed_event_idx', virtq_input(1 | 4, 7, 0x8000, offs, packed_ring_image(), [(0x42, [])]))
 
 
+# ------------------------------------------------------------------ net_tx
+# Bit positions in the harness's feature_bits[] table.
+F = {name: 1 << i for i, name in enumerate([
+    'VERSION_1', 'MRG_RXBUF', 'CSUM', 'GUEST_CSUM', 'HOST_TSO4', 'HOST_TSO6', 'HOST_UFO', 'HOST_USO', 'HOST_ECN',
+    'GUEST_HDRLEN', 'HASH_REPORT', 'INDIRECT_DESC', 'EVENT_IDX', 'IN_ORDER', 'GUEST_TSO4', 'GUEST_TSO6',
+    'GUEST_ECN', 'RSC_EXT'])}
+NEEDS_CSUM = 1
+GSO_TCPV4, GSO_UDP, GSO_TCPV6, GSO_UDP_L4 = 1, 3, 4, 5
+
+
+def vnet_hdr(size, flags=0, gso_type=0, hdr_len=0, gso_size=0, csum_start=0, csum_offset=0, num_buffers=0):
+    h = struct.pack('<BBHHHH', flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
+    if size >= 12:
+        h += struct.pack('<H', num_buffers)
+    return h + bytes(size - len(h))
+
+
+ETH_V4 = bytes.fromhex('525400000002525400000001') + b'\x08\x00'
+ETH_V6 = bytes.fromhex('525400000002525400000001') + b'\x86\xdd'
+
+
+def ipv4(proto, payload_len):
+    return struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + payload_len, 1, 0x4000, 64, proto, 0,
+                       bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+
+
+def ipv6(proto, payload_len):
+    return struct.pack('!IHBB16s16s', 0x60000000, payload_len, proto, 64, bytes(15) + b'\x01', bytes(15) + b'\x02')
+
+
+def tcp(flags=0x18):
+    return struct.pack('!HHIIBBHHH', 1234, 80, 1000, 0, 5 << 4, flags, 65535, 0, 0)
+
+
+def udp(payload_len):
+    return struct.pack('!HHHH', 1234, 53, 8 + payload_len, 0)
+
+
+def net_input(features, frames, packed=False, pool=1, burst=9):
+    out = struct.pack('<IBBBB', features, 1 if packed else 0, pool, burst, len(frames) - 1)
+    for shape, cuts, data in frames:
+        out += struct.pack('<BHHH', shape, cuts[0], cuts[1], len(data)) + data
+    return out
+
+
+def net_tx_seeds():
+    v1 = F['VERSION_1']
+    offl = v1 | F['CSUM'] | F['HOST_TSO4'] | F['HOST_TSO6'] | F['HOST_ECN'] | F['HOST_UFO'] | F['HOST_USO']
+    pay = bytes(range(256)) * 2
+    tcp4 = ETH_V4 + ipv4(6, 20 + len(pay)) + tcp() + pay
+    tcp6 = ETH_V6 + ipv6(6, 20 + len(pay)) + tcp(0x99) + pay
+    udp4 = ETH_V4 + ipv4(17, 8 + 100) + udp(100) + bytes(100)
+    arp = bytes.fromhex('ffffffffffff525400000001') + b'\x08\x06' + bytes(28)
+    h12 = lambda **kw: vnet_hdr(12, **kw)
+    write('net_tx', 'plain_one_segment', net_input(v1, [(1, (0, 0), h12() + arp)]))
+    write('net_tx', 'legacy_header', net_input(0, [(2, (10, 0), vnet_hdr(10) + arp)]))
+    write('net_tx', 'csum_tcp4_split3', net_input(
+        v1 | F['CSUM'], [(3, (12, 40), h12(flags=NEEDS_CSUM, csum_start=34, csum_offset=16) + tcp4)]))
+    write('net_tx', 'tso4', net_input(offl, [(2, (12, 0), h12(flags=NEEDS_CSUM, gso_type=GSO_TCPV4, hdr_len=54,
+                                                         gso_size=100, csum_start=34, csum_offset=16) + tcp4)]))
+    write('net_tx', 'tso6_ecn_indirect', net_input(
+        offl | F['INDIRECT_DESC'], [(6, (30, 80), h12(flags=NEEDS_CSUM, gso_type=GSO_TCPV6 | 0x80, hdr_len=74,
+                                                    gso_size=64, csum_start=54, csum_offset=16) + tcp6)]))
+    write('net_tx', 'tso4_packed_in_order', net_input(
+        offl | F['IN_ORDER'] | F['EVENT_IDX'], [
+            (1, (0, 0), h12(flags=NEEDS_CSUM, gso_type=GSO_TCPV4, hdr_len=54, gso_size=200, csum_start=34,
+                            csum_offset=16) + tcp4),
+            (2, (5, 0), h12() + arp)], packed=True))
+    write('net_tx', 'udp_ufo_uso', net_input(offl, [
+        (1, (0, 0), h12(flags=NEEDS_CSUM, gso_type=GSO_UDP, hdr_len=42, gso_size=50, csum_start=34,
+                        csum_offset=6) + udp4),
+        (1, (0, 0), h12(flags=NEEDS_CSUM, gso_type=GSO_UDP_L4, hdr_len=42, gso_size=50, csum_start=34,
+                        csum_offset=6) + udp4)]))
+    write('net_tx', 'hash_report_hdrlen', net_input(
+        offl | F['HASH_REPORT'] | F['GUEST_HDRLEN'],
+        [(3, (20, 21), vnet_hdr(20, flags=NEEDS_CSUM, gso_type=GSO_TCPV4, hdr_len=54, gso_size=100,
+                                csum_start=34, csum_offset=16) + tcp4)]))
+    write('net_tx', 'mrg_num_buffers_small_pool', net_input(
+        v1 | F['MRG_RXBUF'], [(1, (0, 0), h12(num_buffers=3) + tcp4), (1, (0, 0), h12() + bytes(13))], pool=0))
+
+
 if __name__ == '__main__':
     virtq_seeds()
+    net_tx_seeds()
