@@ -173,6 +173,106 @@ def net_tx_seeds():
         v1 | F['MRG_RXBUF'], [(1, (0, 0), h12(num_buffers=3) + tcp4), (1, (0, 0), h12() + bytes(13))], pool=0))
 
 
+# ------------------------------------------------------------------ vu_msg
+REQ = dict(GET_FEATURES=1, SET_FEATURES=2, SET_OWNER=3, RESET_OWNER=4, SET_MEM_TABLE=5, SET_LOG_BASE=6,
+           SET_VRING_NUM=8, SET_VRING_ADDR=9, SET_VRING_BASE=10, GET_VRING_BASE=11, SET_VRING_KICK=12,
+           SET_VRING_CALL=13, SET_VRING_ERR=14, GET_PROTOCOL_FEATURES=15, SET_PROTOCOL_FEATURES=16,
+           GET_QUEUE_NUM=17, SET_VRING_ENABLE=18, SEND_RARP=19, NET_SET_MTU=20, SET_BACKEND_REQ_FD=21,
+           GET_CONFIG=24, SET_CONFIG=25, RESET_DEVICE=34, GET_MAX_MEM_SLOTS=36, ADD_MEM_REG=37, REM_MEM_REG=38,
+           SET_STATUS=39, GET_STATUS=40)
+V1, NEED_REPLY = 1, 8
+MEMFD1, MEMFD4, MEMFD16, EVENTFD = 0, 1, 2, 3
+UA = 0x7f0000000000
+PROTO = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 9) | (1 << 13) | (1 << 15) | (1 << 16)
+F_VERSION_1, F_PACKED, F_PROTOCOL_FEATURES, F_INDIRECT, F_EVENT_IDX = 1 << 32, 1 << 34, 1 << 30, 1 << 28, 1 << 29
+
+
+def msg(req, payload=b'', fds=(), flags=V1, size=None):
+    out = struct.pack('<BBHB', REQ[req], flags, len(payload) if size is None else size, len(fds))
+    for kind, fill in fds:
+        out += struct.pack('<BH', kind, len(fill)) + fill
+    return out + payload
+
+
+def u64(v):
+    return struct.pack('<Q', v)
+
+
+def state(i, n):
+    return struct.pack('<II', i, n)
+
+
+def region(gpa, size, ua, off):
+    return struct.pack('<QQQQ', gpa, size, ua, off)
+
+
+def guest_image(packed):
+    """One 64 KiB memfd at guest 0 / user UA: queue 0's ring at 0, queue 1's at 0x1000, buffers from 0x4000."""
+    img = bytearray(0x1200)
+    if packed:
+        poke(img, 0x0, pdesc(0x4000, 60, 0, AVAIL) + pdesc(0x4100, 12, 1, AVAIL | NEXT) + pdesc(0x4200, 100, 1, AVAIL))
+        poke(img, 0x1000, pdesc(0x5000, 2048, 0, AVAIL | WRITE))
+    else:
+        poke(img, 0x0, desc(0x4000, 60, 0, 0) + desc(0x4100, 12, NEXT, 2) + desc(0x4200, 100, 0, 0))
+        poke(img, 0x100, struct.pack('<HHHH', 0, 2, 0, 1))
+        poke(img, 0x1000, desc(0x5000, 2048, WRITE, 0))
+        poke(img, 0x1100, struct.pack('<HHH', 0, 1, 0))
+    return bytes(img).rstrip(b'\0')
+
+
+def handshake(features, proto=PROTO):
+    return (msg('GET_FEATURES') + msg('SET_OWNER') + msg('GET_PROTOCOL_FEATURES') +
+            msg('SET_PROTOCOL_FEATURES', u64(proto)) + msg('SET_FEATURES', u64(features)))
+
+
+def vring(q, base, desc_off, avail_off, used_off, num=8, enable=True):
+    a = struct.pack('<IIQQQQ', q, 0, UA + desc_off, UA + used_off, UA + avail_off, 0)
+    out = (msg('SET_VRING_NUM', state(q, num)) + msg('SET_VRING_ADDR', a) + msg('SET_VRING_BASE', state(q, base)) +
+           msg('SET_VRING_KICK', u64(q), fds=[(EVENTFD, b'')]) + msg('SET_VRING_CALL', u64(q), fds=[(EVENTFD, b'')]))
+    if enable:
+        out += msg('SET_VRING_ENABLE', state(q, 1), flags=V1 | NEED_REPLY)
+    return out
+
+
+def vu_seeds():
+    feats = F_VERSION_1 | F_PROTOCOL_FEATURES | F_INDIRECT | F_EVENT_IDX
+    mem_table = lambda img: msg('SET_MEM_TABLE', struct.pack('<II', 1, 0) + region(0, 0x10000, UA, 0),
+                                fds=[(MEMFD16, img)])
+    split = (b'\x00' + handshake(feats) + mem_table(guest_image(False)) + vring(0, 0, 0, 0x100, 0x200) +
+             vring(1, 0, 0x1000, 0x1100, 0x1200))
+    write('vu_msg', 'split_two_queues_ready', split)
+    write('vu_msg', 'split_then_stop', split + msg('GET_VRING_BASE', state(0, 0)) +
+          msg('SET_VRING_ENABLE', state(1, 0)) + msg('GET_VRING_BASE', state(1, 0)) + msg('RESET_DEVICE'))
+    packed = (b'\x00' + handshake(feats | F_PACKED) + mem_table(guest_image(True)) +
+              vring(0, 0x8000, 0, 0x100, 0x200) + vring(1, 0x8000, 0x1000, 0x1100, 0x1200) +
+              msg('GET_VRING_BASE', state(1, 0)))
+    write('vu_msg', 'packed_two_queues', packed)
+    mem_slots = (b'\x01' + handshake(feats) + msg('GET_MAX_MEM_SLOTS') +
+                 msg('ADD_MEM_REG', u64(0) + region(0, 0x4000, UA, 0), fds=[(MEMFD4, guest_image(False)[:0x4000])]) +
+                 msg('ADD_MEM_REG', u64(0) + region(0x4000, 0x1000, UA + 0x4000, 0), fds=[(MEMFD1, b'')]) +
+                 vring(0, 0, 0, 0x100, 0x200) +
+                 msg('REM_MEM_REG', u64(0) + region(0x4000, 0x1000, UA + 0x4000, 0), fds=[(MEMFD1, b'')]) +
+                 msg('REM_MEM_REG', u64(0) + region(0, 0x4000, UA, 0)))
+    write('vu_msg', 'mem_slots', mem_slots)
+    misc = (b'\x03' + handshake(F_VERSION_1 | F_PROTOCOL_FEATURES) + msg('GET_QUEUE_NUM') +
+            msg('GET_CONFIG', struct.pack('<III', 0, 12, 0) + bytes(12)) +
+            msg('SET_CONFIG', struct.pack('<III', 0, 6, 0) + bytes(6)) + msg('SET_STATUS', u64(0xf)) +
+            msg('GET_STATUS') + msg('NET_SET_MTU', u64(9000), flags=V1 | NEED_REPLY) +
+            msg('SEND_RARP', u64(0x010000545200)) + msg('SET_BACKEND_REQ_FD', fds=[(EVENTFD, b'')]) +
+            msg('SET_VRING_ERR', u64(3), fds=[(EVENTFD, b'')]) + msg('SET_VRING_CALL', u64(2 | 0x100)) +
+            msg('SET_LOG_BASE', struct.pack('<QQ', 4096, 0), fds=[(MEMFD1, b'')]) + msg('RESET_OWNER'))
+    write('vu_msg', 'config_status_misc', misc)
+    # no PROTOCOL_FEATURES: a ring is enabled by its kick
+    legacy = (b'\x00' + msg('GET_FEATURES') + msg('SET_OWNER') + msg('SET_FEATURES', u64(F_VERSION_1)) +
+              mem_table(guest_image(False)) + vring(0, 0, 0, 0x100, 0x200, enable=False) +
+              vring(1, 0, 0x1000, 0x1100, 0x1200, enable=False))
+    write('vu_msg', 'no_protocol_features', legacy)
+    bad = (b'\x00' + msg('SET_MEM_TABLE', struct.pack('<II', 2, 0) + region(0, 0x1000, UA, 0), fds=[(MEMFD1, b'')]) +
+           msg('SET_VRING_KICK', u64(0), fds=[(EVENTFD, b'')] * 9) + msg('GET_FEATURES', size=0, flags=2))
+    write('vu_msg', 'refusals', bad)
+
+
 if __name__ == '__main__':
+    vu_seeds()
     virtq_seeds()
     net_tx_seeds()
