@@ -89,6 +89,13 @@ int vhd_mem_map_fd(struct vhd_mem *mem, int fd, uint64_t mmap_offset, uint64_t g
 	uint64_t end;
 	if (fd < 0 || size == 0 || __builtin_add_overflow(mmap_offset, size, &end) || end > (uint64_t)SIZE_MAX)
 		return -EINVAL;
+	/* mmap maps a file's pages past its end without complaint, but touching them raises SIGBUS: a front-end
+	 * that describes more bytes than its file has would crash us at the first descriptor pointing there. */
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode) && (st.st_size < 0 || end > (uint64_t)st.st_size))
+		return -EINVAL;
 	/* QEMU 7.2 with several queue pairs sends each region once per queue pair (one vhost_dev each, all on one
 	 * connection), and removes it as many times: the same bytes again are a reference, not an overlap. */
 	for (unsigned i = 0; i < mem->nregions; i++) {
