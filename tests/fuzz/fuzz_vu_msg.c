@@ -14,7 +14,7 @@
  * than a message may carry), per fd: kind u8 (bits 0-1: memfd of 1, 4 or 16 pages or an eventfd), fill length
  * u16 and that many bytes written at the start of the memfd; then the payload bytes.
  *
- * Checked beyond the sanitizers: no fd outlives an input; replies are well-formed; READY / NOT_READY and each
+ * Checked beyond the sanitizers: no fd and no mapping of a memfd outlives an input; replies are well-formed; READY / NOT_READY and each
  * queue's STARTED / STOPPED alternate.
  */
 #include <errno.h>
@@ -75,6 +75,21 @@ static void name_fds_from(int lo)
 		if (n > 0)
 			fprintf(stderr, "open fd %d: %.*s\n", fd, (int)n, target);
 	}
+}
+
+/* Mappings of this harness's memfds still in place (LeakSanitizer does not see mmap). */
+static unsigned memfd_mappings(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (!f)
+		return 0;
+	char line[512];
+	unsigned n = 0;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "/memfd:fz-vu "))
+			n++;
+	fclose(f);
+	return n;
 }
 
 struct events {
@@ -261,5 +276,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		name_fds_from(lowest_free_fd);
 	FZ_ASSERT(probe == lowest_free_fd);
 	close(probe);
+	FZ_ASSERT(memfd_mappings() == 0);
 	return 0;
 }
