@@ -1,9 +1,13 @@
 # The two entry points (see README.md): `make demo` and `make check`. Everything else is a helper.
-# Builds go to build/release (optimised) and build/asan (AddressSanitizer + UndefinedBehaviorSanitizer).
+# Builds go to build/release (optimised) and build/asan (AddressSanitizer + UndefinedBehaviorSanitizer), and
+# build/fuzz (clang, libFuzzer harnesses under ASan+UBSan; docs/fuzzing.md).
 MESON ?= meson
 B := build
+# make fuzz: seconds per harness, and which harnesses (default all).
+FUZZ_SECONDS ?= 600
+FUZZ ?= vu_msg virtq net_tx ctl
 
-.PHONY: all deps release asan check check-release check-asan demo bench soak valgrind clean
+.PHONY: all deps release asan fuzz-build fuzz check check-release check-asan demo bench soak valgrind clean
 
 all: release
 
@@ -19,17 +23,33 @@ $(B)/asan/build.ninja:
 	$(MESON) setup $(B)/asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false \
 		-Dc_args=-fno-sanitize-recover=all
 
+$(B)/fuzz/build.ninja:
+	@scripts/deps.sh fuzz
+	CC=clang $(MESON) setup $(B)/fuzz -Dfuzz=true --buildtype=debugoptimized \
+		-Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fno-sanitize-recover=all
+
 release: $(B)/release/build.ninja
 	ninja -C $(B)/release
 
 asan: $(B)/asan/build.ninja
 	ninja -C $(B)/asan
 
-# Every test, twice: release build then sanitizer build. Ends with "N passed, N failed[, N skipped]".
+fuzz-build: $(B)/fuzz/build.ninja
+	ninja -C $(B)/fuzz
+
+# Each harness in FUZZ for FUZZ_SECONDS, one after the other; new inputs in build/fuzz/corpus/NAME, crashes in
+# build/fuzz/artifacts/NAME. Fails if any harness found something.
+fuzz: fuzz-build
+	@status=0; for f in $(FUZZ); do \
+		VHD_FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run-fuzz.sh $(B)/fuzz/tests/fuzz/fuzz_$$f $$f $(B)/fuzz || status=1; \
+	done; exit $$status
+
+# Every test, twice: release build then sanitizer build; then each fuzz harness for VHD_FUZZ_SECONDS (default
+# 60, two at a time). Ends with "N passed, N failed[, N skipped]".
 check:
 	@scripts/deps.sh check
-	@$(MAKE) --no-print-directory release asan
-	@scripts/check.sh $(B)/release $(B)/asan
+	@$(MAKE) --no-print-directory release asan fuzz-build
+	@scripts/check.sh --fuzz $(B)/fuzz $(B)/release $(B)/asan
 
 check-release: release
 	@scripts/check.sh $(B)/release

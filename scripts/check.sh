@@ -3,10 +3,17 @@
 #   N passed, N failed[, N skipped]
 # Counts are per test case (the PASS/FAIL/SKIP lines tests/unit/harness.h prints). A test binary that fails
 # without reporting a failed case (crash before its first case, timeout) counts as one failure of its own.
+# Usage: check.sh [--fuzz FUZZBUILD] BUILD...; with --fuzz, the libFuzzer harnesses of FUZZBUILD (suite 'fuzz')
+# run last, VHD_FUZZ_SECONDS each (default 60), two at a time, and count in the same summary.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 status=0
 logs=()
+fuzz=
+if [ "${1:-}" = "--fuzz" ]; then
+	fuzz=$2
+	shift 2
+fi
 last=${!#}
 for b in "$@"; do
 	echo "=== meson test in $b ==="
@@ -19,5 +26,12 @@ for b in "$@"; do
 		meson test -C "$b" --print-errorlogs --no-rebuild "${suites[@]}" || status=1
 	logs+=("$b/meson-logs/testlog.json")
 done
+if [ -n "$fuzz" ]; then
+	echo "=== fuzzing in $fuzz (${VHD_FUZZ_SECONDS:-60} s per harness) ==="
+	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+	UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+		meson test -C "$fuzz" --print-errorlogs --no-rebuild --suite fuzz --num-processes 2 || status=1
+	logs+=("$fuzz/meson-logs/testlog.json")
+fi
 python3 "$here/check-summary.py" "${logs[@]}" || status=1
 exit $status

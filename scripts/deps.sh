@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Install the Debian packages a target needs, and only those missing. Idempotent; apt-get runs only when
-# something is missing. Usage: scripts/deps.sh build|check|demo|bench
+# something is missing. Usage: scripts/deps.sh build|check|demo|bench|fuzz
 set -euo pipefail
 
 build_pkgs=(gcc make meson ninja-build pkg-config python3 libc6-dev)
 # The interop suite's peers: QEMU and the pieces of its guest (tests/interop/guest/prepare.sh), DPDK's testpmd.
 interop_pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils iproute2 dpdk dpdk-dev)
-check_pkgs=("${build_pkgs[@]}" libasan8 libubsan1 valgrind "${interop_pkgs[@]}")
+# The libFuzzer harnesses (tests/fuzz/): clang and its runtimes (libFuzzer, ASan, UBSan).
+fuzz_pkgs=("${build_pkgs[@]}" clang libclang-rt-14-dev)
+check_pkgs=("${build_pkgs[@]}" libasan8 libubsan1 valgrind "${interop_pkgs[@]}" clang libclang-rt-14-dev)
 case "${1:-build}" in
 build) want=("${build_pkgs[@]}") ;;
 check) want=("${check_pkgs[@]}") ;;
 demo) want=("${build_pkgs[@]}" qemu-system-x86 busybox-static cpio kmod xz-utils iproute2) ;;
 bench) want=("${build_pkgs[@]}") ;;
-*) echo "usage: $0 build|check|demo|bench" >&2; exit 2 ;;
+fuzz) want=("${fuzz_pkgs[@]}") ;;
+*) echo "usage: $0 build|check|demo|bench|fuzz" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -60,8 +60,9 @@ int vhd_mem_add(struct vhd_mem *mem, const struct vhd_mem_region_info *info);
  * A region identical to one already present (same guest range, user address, file and offset) is not mapped
  * again: fd is closed and the region gains a reference, which vhd_mem_remove() drops. (QEMU 7.2 sends every
  * region once per queue pair with VHOST_USER_ADD_MEM_REG, and removes it as many times.)
- * @return 0; the errors of vhd_mem_add(); -EINVAL if mmap_offset+size overflows; -ERANGE if it passes the end of a
- *         regular file (mapping it would fault on access); -errno of fstat() or mmap().
+ * @return 0; the errors of vhd_mem_add(); -EINVAL if mmap_offset+size overflows or, for a regular file
+ *         (memfd, hugetlbfs, /dev/shm), goes past the file's end (those pages would raise SIGBUS when touched);
+ *         -errno of fstat() or mmap().
  */
 int vhd_mem_map_fd(struct vhd_mem *mem, int fd, uint64_t mmap_offset, uint64_t guest_addr, uint64_t size,
 		   uint64_t user_addr);

@@ -89,6 +89,13 @@ int vhd_mem_map_fd(struct vhd_mem *mem, int fd, uint64_t mmap_offset, uint64_t g
 	uint64_t end;
 	if (fd < 0 || size == 0 || __builtin_add_overflow(mmap_offset, size, &end) || end > (uint64_t)SIZE_MAX)
 		return -EINVAL;
+	/* mmap maps a file's pages past its end without complaint, but touching them raises SIGBUS: a front-end
+	 * that describes more bytes than its file has would crash us at the first descriptor pointing there. */
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode) && (st.st_size < 0 || end > (uint64_t)st.st_size))
+		return -EINVAL;
 	/* QEMU 7.2 with several queue pairs sends each region once per queue pair (one vhost_dev each, all on one
 	 * connection), and removes it as many times: the same bytes again are a reference, not an overlap. */
 	for (unsigned i = 0; i < mem->nregions; i++) {
@@ -102,14 +109,6 @@ int vhd_mem_map_fd(struct vhd_mem *mem, int fd, uint64_t mmap_offset, uint64_t g
 	}
 	if (mem->nregions >= VHD_MEM_MAX_REGIONS)
 		return -ENOSPC;
-	/* mmap does not check the file's size: pages past its end map fine and raise SIGBUS when the data path
-	 * touches them, so a front-end could crash us with one region. Files without a size (devices) are mapped
-	 * as they are. */
-	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (S_ISREG(st.st_mode) && end > (uint64_t)st.st_size)
-		return -ERANGE;
 	/* mmap wants a page-aligned offset; vhost-user front-ends may hand an unaligned one, so map from the page
 	 * below and point host past the slack. */
 	long pg = sysconf(_SC_PAGESIZE);

@@ -518,6 +518,24 @@ static void test_map_fd_errors(void)
 	close(fd);
 }
 
+/* Found by tests/fuzz/fuzz_vu_msg: a region longer than its file mapped fine, and the first descriptor that
+ * pointed past the file's end killed the process with SIGBUS. Such a region is refused, fd left to the caller. */
+static void test_map_fd_past_file_end(void)
+{
+	int fd = make_memfd("vhd-test-short", PG);
+	struct vhd_mem *m = mem_new();
+	CHECK_EQ(vhd_mem_map_fd(m, fd, 0, 0x100000, 16 * PG, 0), -EINVAL);
+	CHECK_EQ(vhd_mem_map_fd(m, fd, PG, 0x100000, PG, 0), -EINVAL);        /* offset at the end */
+	CHECK_EQ(vhd_mem_map_fd(m, fd, 0x10, 0x100000, PG, 0), -EINVAL);      /* one page, 16 bytes over */
+	CHECK_EQ(vhd_mem_map_fd(m, fd, UINT64_MAX - 1, 0x100000, PG, 0), -EINVAL);
+	CHECK(fd_open(fd));
+	CHECK_EQ(vhd_mem_count(m), 0u);
+	CHECK_EQ(maps_with("vhd-test-short"), 0);
+	CHECK_EQ(vhd_mem_map_fd(m, fd, 0x10, 0x100000, PG - 0x10, 0), 0); /* exactly to the end is fine */
+	CHECK_EQ(vhd_mem_count(m), 1u);
+	vhd_mem_destroy(m);
+}
+
 static const struct th_case cases[] = {
 	{"add_and_count", test_add_and_count, 0},
 	{"add_overlap_eexist", test_add_overlap, 0},
@@ -538,5 +556,6 @@ static const struct th_case cases[] = {
 	{"map_fd_destroy_closes_and_unmaps", test_map_fd_destroy_closes, 0},
 	{"map_fd_errors_keep_fd", test_map_fd_errors, 0},
 	{"map_fd_same_region_twice_is_a_reference", test_map_fd_same_region_twice, 0},
+	{"fuzz_mem_map_fd_past_file_end", test_map_fd_past_file_end, 0},
 };
 TH_MAIN("test_mem", cases)

@@ -376,6 +376,44 @@ static void test_repeated_setup_no_leak(void)
 	rig_close(&r);
 }
 
+/* Found by tests/fuzz/fuzz_vu_msg (corpus/vu_msg/crash-region-beyond-file): a memory region longer than the
+ * fd behind it was accepted, and the data path died of SIGBUS reading a ring placed past the file's end. Both
+ * SET_MEM_TABLE and ADD_MEM_REG now refuse it, close its fd, and the device works on with a good table. */
+static void test_fuzz_region_beyond_file(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	negotiate(&r, 0, true);
+	int fds0 = th_count_fds(), maps0 = th_count_maps();
+	int small = memfd_create("short", MFD_CLOEXEC);
+	CHECK(small >= 0 && ftruncate(small, 4096) == 0);
+	struct vhu_msg m = mk(VHOST_USER_SET_MEM_TABLE, 8 + 32);
+	m.p.memory.nregions = 1;
+	m.p.memory.regions[0] = (struct vhost_user_memory_region){GPA, MEM_SIZE, (uintptr_t)r.mem, 0};
+	m.fds[0] = small;
+	m.nfds = 1;
+	CHECK(acked(&r, &m) != 0);
+	m = mk(VHOST_USER_ADD_MEM_REG, sizeof(struct vhost_user_mem_reg));
+	m.p.mem_reg.region = (struct vhost_user_memory_region){GPA, 2 * 4096, (uintptr_t)r.mem, 0};
+	m.fds[0] = small;
+	m.nfds = 1;
+	CHECK(acked(&r, &m) != 0);
+	m.p.mem_reg.region = (struct vhost_user_memory_region){GPA, 4096, (uintptr_t)r.mem, 1};
+	CHECK(acked(&r, &m) != 0);
+	close(small);
+	CHECK_EQ(th_count_fds(), fds0);
+	CHECK_EQ(th_count_maps(), maps0);
+
+	set_mem_table(&r);
+	struct guest_q g;
+	setup_queue(&r, 0, &g, 0, false, false);
+	enable(&r, 0, 1);
+	pass_one(&r, 0, &g, 0x3c);
+	free_queue(&g);
+	rig_close(&r);
+}
+
 static const struct th_case cases[] = {
 	{"negotiation", test_negotiation, 0},
 	{"queue_split", test_queue_split, 0},
@@ -387,5 +425,6 @@ static const struct th_case cases[] = {
 	{"reconnect_no_leak", test_reconnect_no_leak, 120},
 	{"repeated_setup_no_leak", test_repeated_setup_no_leak, 60},
 	{"client_reconnect", test_client_reconnect, 0},
+	{"fuzz_vu_msg_region_beyond_file", test_fuzz_region_beyond_file, 0},
 };
 TH_MAIN("test_vhost_user", cases)
