@@ -173,22 +173,25 @@ def case_two_threads(r):
 
 def case_guest_fewer_queues(r):
     """b offers 2 queue pairs, its guest uses 1 (as a 1-vCPU Linux guest does): the thread whose transmit queue
-    is disabled sends on pair 0 instead, so nothing is lost for it."""
+    is disabled sends on pair 0 instead, so nothing is lost for it. Without that fallback half the frames are
+    dropped. The rate is a fifth of the other cases': four pollers share two CPUs here, and b's 256-entry ring
+    must outlast the scheduler's time slices even on a loaded machine (at 10 kpps it holds 25 ms)."""
+    n = N // 3
     r.start_vhostd([f"add-port a vhost-user path={r.sock('a')} queues=2",
                     f"add-port b vhost-user path={r.sock('b')} queues=2"], extra=("--threads", "2"))
-    b = r.pktgen("--frontend", r.sock("b"), "--mode", "rxonly", "--duration", "60", "--count", str(N))
+    b = r.pktgen("--frontend", r.sock("b"), "--mode", "rxonly", "--duration", "60", "--count", str(n))
     wait_link(r, ["b"])
     a = r.pktgen("--frontend", r.sock("a"), "--mode", "txonly", "--mac", MAC["a"], "--queues", "2",
-                 "--count", str(N), "--pps", PPS)
+                 "--count", str(n), "--pps", str(max(1, int(PPS) // 5)))
     ra = Rig.result(a)
     time.sleep(0.5)
     b.send_signal(signal.SIGINT)
     rb = Rig.result(b)
     s = r.stats()["b"]
-    if ra["total"]["tx_packets"] != N or rb["total"]["rx_packets"] + s["tx_drops"] != N:
+    if ra["total"]["tx_packets"] != n or rb["total"]["rx_packets"] + s["tx_drops"] != n:
         return f"sent {ra['total']['tx_packets']}, received {rb['total']['rx_packets']}, dropped {s['tx_drops']}"
-    if rb["total"]["rx_packets"] < N * 9 // 10:
-        return f"only {rb['total']['rx_packets']} of {N} arrived (switch drops {s['tx_drops']})"
+    if rb["total"]["rx_packets"] < n * 9 // 10:
+        return f"only {rb['total']['rx_packets']} of {n} arrived (switch drops {s['tx_drops']})"
     return None
 
 
