@@ -779,7 +779,7 @@ static void report(struct gen *g, FILE *f)
 			(unsigned long long)tot.tx_bytes, (unsigned long long)tot.drops, (unsigned long long)tot.errors,
 			(unsigned long long)tot.lost, (unsigned long long)tot.dup, (unsigned long long)tot.corrupt, rx_mpps,
 			tx_mpps, rx_gbps, tx_gbps);
-		if (g->lat && !g->sink) {
+		if (g->lat && generates(g->o.mode) && !g->sink) {
 			fprintf(f, ",\"latency\":");
 			lat_json(f, g->lat);
 		}
