@@ -54,6 +54,7 @@ REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 WARMUP = float(os.environ.get("BENCH_WARMUP", "1"))
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+VERBOSE = os.environ.get("BENCH_VERBOSE", "") not in ("", "0")  # testpmd's per-second rates on stderr
 GROUPS = ["loopback", "cross", "switch", "latency", "ring"]
 ONLY = [g for g in os.environ.get("BENCH_ONLY", ",".join(GROUPS)).split(",") if g]
 CPU_A, CPU_B = (int(c) for c in os.environ.get("BENCH_CPUS", "0,1").split(","))
@@ -231,6 +232,8 @@ def testpmd_rate(tp, port=0):
         pps.pop(0)
     skip = 1 + math.ceil(WARMUP)
     win = pps[skip:skip + max(1, int(SECONDS))]
+    if VERBOSE:
+        print(f"bench:     testpmd port {port} Rx-pps {pps}, window {win}", file=sys.stderr, flush=True)
     if not win or max(win) == 0:
         raise RunFail(f"testpmd port {port} received nothing in the measured window (Rx-pps {pps}); {tp.tail()}")
     return statistics.mean(win) / 1e6
@@ -443,6 +446,9 @@ def echo_latency(workdir, impl):
 
 # ------------------------------------------------------------------ the matrix
 
+# A case: (label, frame size, {side: fn(workdir) -> (value, commands)}, [(row label, ours side, peer side)]).
+# Its sides run in turn, BENCH_REPEAT times; each row of the table compares two of them.
+
 def loopback_cases():
     dirs = [("guest TX", "tx", "rx"), ("guest RX", "rx", "tx"), ("both ways", "both", "both")]
     sizes, layouts, mrgs = [64, 1518], [False, True], [True, False]
@@ -455,15 +461,16 @@ def loopback_cases():
                 for mrg in mrgs:
                     c = {"size": size, "packed": packed, "mrg": mrg}
                     label = f"{name} {size}B {'packed' if packed else 'split'} mrg {'on' if mrg else 'off'}"
-                    out.append((label, size,
-                                lambda w, c=c, jd=jd, jv=jv: run_pair(w, c, Side("ours", "driver", jd),
-                                                                     Side("ours", "device", jv)),
-                                lambda w, c=c, jd=jd, jv=jv: run_pair(w, c, Side("dpdk", "driver", jd),
-                                                                     Side("dpdk", "device", jv))))
+                    sides = {"ours": lambda w, c=c, jd=jd, jv=jv: run_pair(w, c, Side("ours", "driver", jd),
+                                                                          Side("ours", "device", jv)),
+                             "dpdk": lambda w, c=c, jd=jd, jv=jv: run_pair(w, c, Side("dpdk", "driver", jd),
+                                                                          Side("dpdk", "device", jv))}
+                    out.append((label, size, sides, [(label, "ours", "dpdk")]))
     return out
 
 
 def cross_cases():
+    """Each configuration: DPDK on both sides, DPDK's driver on our device, our driver on DPDK's device."""
     out = []
     sizes = [64] if QUICK else [64, 1518]
     layouts = [False] if QUICK else [False, True]
@@ -471,54 +478,56 @@ def cross_cases():
         for size in sizes:
             for packed in layouts:
                 c = {"size": size, "packed": packed, "mrg": True}
-                lay = "packed" if packed else "split"
-                dpdk = (lambda w, c=c, jd=jd, jv=jv: run_pair(w, c, Side("dpdk", "driver", jd),
-                                                              Side("dpdk", "device", jv)))
-                out.append((f"DPDK virtio-user -> our back-end, {name} {size}B {lay}", size,
-                            lambda w, c=c, jd=jd, jv=jv: run_pair(w, c, Side("dpdk", "driver", jd),
-                                                                 Side("ours", "device", jv)), dpdk))
-                out.append((f"our frontend -> DPDK vhost, {name} {size}B {lay}", size,
-                            lambda w, c=c, jd=jd, jv=jv: run_pair(w, c, Side("ours", "driver", jd),
-                                                                 Side("dpdk", "device", jv)), dpdk))
+                label = f"{name} {size}B {'packed' if packed else 'split'}"
+                pair = lambda drv, dev, c=c, jd=jd, jv=jv: (
+                    lambda w: run_pair(w, c, Side(drv, "driver", jd), Side(dev, "device", jv)))
+                sides = {"dpdk": pair("dpdk", "dpdk"), "our-device": pair("dpdk", "ours"),
+                         "our-driver": pair("ours", "dpdk")}
+                out.append((label, size, sides,
+                            [(f"DPDK virtio-user -> our back-end, {label}", "our-device", "dpdk"),
+                             (f"our frontend -> DPDK vhost, {label}", "our-driver", "dpdk")]))
     return out
 
 
-def switch_cases():
+def switch_cases(latency=False):
     out = []
-    for size in [64] if QUICK else [64, 1518]:
-        ours = lambda w, s=size: switch_vhostd(w, s)
-        out.append((f"PVP {size}B, vhostd vs testpmd-io", size, ours, lambda w, s=size: switch_testpmd(w, s)))
-        out.append((f"PVP {size}B, vhostd vs OVS-DPDK", size, ours, lambda w, s=size: switch_ovs(w, s)))
+    for size in [64] if QUICK or latency else [64, 1518]:
+        sides = {"vhostd": lambda w, s=size: switch_vhostd(w, s, latency),
+                 "testpmd-io": lambda w, s=size: switch_testpmd(w, s, latency),
+                 "OVS-DPDK": lambda w, s=size: switch_ovs(w, s, latency)}
+        what = "one way through the switch" if latency else "PVP"
+        out.append((f"{what} {size}B", size, sides,
+                    [(f"{what} {size}B, vhostd vs testpmd-io", "vhostd", "testpmd-io"),
+                     (f"{what} {size}B, vhostd vs OVS-DPDK", "vhostd", "OVS-DPDK")]))
     return out
 
 
 def latency_cases():
-    return [("echo: back-end macswap, ours vs testpmd net_vhost", 64,
-             lambda w: echo_latency(w, "ours"), lambda w: echo_latency(w, "dpdk")),
-            ("one way through the switch: vhostd vs testpmd-io", 64,
-             lambda w: switch_vhostd(w, 64, True), lambda w: switch_testpmd(w, 64, True)),
-            ("one way through the switch: vhostd vs OVS-DPDK", 64,
-             lambda w: switch_vhostd(w, 64, True), lambda w: switch_ovs(w, 64, True))]
+    return [("echo 64B", 64, {"ours": lambda w: echo_latency(w, "ours"), "dpdk": lambda w: echo_latency(w, "dpdk")},
+             [("echo 64B: back-end macswap, ours vs testpmd net_vhost", "ours", "dpdk")])] + switch_cases(True)
 
 
 class Result:
-    def __init__(self, label, size):
+    def __init__(self, label, size, keys):
         self.label, self.size = label, size
-        self.vals = {"ours": [], "peer": []}
-        self.fails = {"ours": [], "peer": []}
+        self.vals = {k: [] for k in keys}
+        self.fails = {k: [] for k in keys}
         self.commands = {}
 
 
-def run_case(workdir, label, size, ours, peer):
-    r = Result(label, size)
-    runs = [("ours", ours), ("peer", peer)]
+def run_case(workdir, label, size, sides):
+    r = Result(label, size, sides)
+    order = list(sides.items())
     for i in range(REPEAT):
-        # Alternate, and swap who goes first every other round, so drift lands on both.
-        for side, fn in runs if i % 2 == 0 else runs[::-1]:
+        # Every side once per round, the order rotated each round, so drift lands on all of them.
+        k = i % len(order)
+        for side, fn in order[k:] + order[:k]:
             try:
                 v, cmds = fn(workdir)
                 r.vals[side].append(v)
                 r.commands.setdefault(side, cmds)
+                shown = f"p50 {v['p50_us']:.1f} us, p99 {v['p99_us']:.1f} us" if isinstance(v, dict) else f"{v:.3f} Mpps"
+                print(f"bench:   {side}: {shown}", file=sys.stderr, flush=True)
             except (RunFail, OSError, subprocess.SubprocessError) as e:
                 r.fails[side].append(str(e))
                 print(f"bench: {label} ({side}): FAILED: {e}", file=sys.stderr, flush=True)
@@ -531,31 +540,37 @@ def med(v):
     return statistics.median(v)
 
 
-def cell(r, side, size=None):
+def failed_note(r, side):
+    return f" ({len(r.fails[side])} of {REPEAT} FAILED)" if r.fails[side] else ""
+
+
+def cell(r, side):
     v = r.vals[side]
     if not v:
         return "FAILED", "FAILED"
-    note = f" ({len(r.fails[side])} of {REPEAT} FAILED)" if r.fails[side] else ""
-    mp = f"{med(v):.3f} [{min(v):.3f}–{max(v):.3f}]{note}"
-    gb = f"{med(v) * r.size * 8 / 1000:.2f}"
-    return mp, gb
+    return (f"{med(v):.3f} [{min(v):.3f}–{max(v):.3f}]{failed_note(r, side)}",
+            f"{med(v) * r.size * 8 / 1000:.2f}")
 
 
-def ratio(r):
-    if not r.vals["ours"] or not r.vals["peer"] or r.fails["ours"] or r.fails["peer"]:
+def ratio(r, ours, peer, key=lambda v: v):
+    """ours/peer of the medians, or None (FAILED) unless every run of both sides worked."""
+    if not r.vals[ours] or not r.vals[peer] or r.fails[ours] or r.fails[peer]:
         return None
-    return med(r.vals["ours"]) / med(r.vals["peer"])
+    return med([key(v) for v in r.vals[ours]]) / med([key(v) for v in r.vals[peer]])
 
 
-def rate_table(title, results, peer_name):
+def fmt_ratio(q):
+    return "FAILED" if q is None else f"{q:.2f}"
+
+
+def rate_table(title, rows, peer_name):
     lines = [f"### {title}", "",
              f"| case | ours Mpps median [min–max] | ours Gbit/s | {peer_name} Mpps median [min–max] | "
              f"{peer_name} Gbit/s | ours/peer |", "|---|---|---|---|---|---|"]
-    for r in results:
-        om, og = cell(r, "ours")
-        pm, pg = cell(r, "peer")
-        q = ratio(r)
-        lines.append(f"| {r.label} | {om} | {og} | {pm} | {pg} | {'FAILED' if q is None else f'{q:.2f}'} |")
+    for label, r, ours, peer in rows:
+        om, og = cell(r, ours)
+        pm, pg = cell(r, peer)
+        lines.append(f"| {label} | {om} | {og} | {pm} | {pg} | {fmt_ratio(ratio(r, ours, peer))} |")
     return lines
 
 
@@ -563,26 +578,22 @@ def lat_cell(r, side):
     v = r.vals[side]
     if not v:
         return "FAILED"
-    note = f" ({len(r.fails[side])} of {REPEAT} FAILED)" if r.fails[side] else ""
     p50 = [x["p50_us"] for x in v]
     p99 = [x["p99_us"] for x in v]
     return (f"{med(p50):.1f} [{min(p50):.1f}–{max(p50):.1f}] / {med(p99):.1f} [{min(p99):.1f}–{max(p99):.1f}]"
-            f"{note}")
+            f"{failed_note(r, side)}")
 
 
-def lat_ratio(r):
-    if not r.vals["ours"] or not r.vals["peer"] or r.fails["ours"] or r.fails["peer"]:
-        return None
-    return med([x["p50_us"] for x in r.vals["ours"]]) / med([x["p50_us"] for x in r.vals["peer"]])
+def p50(v):
+    return v["p50_us"]
 
 
-def latency_table(results):
+def latency_table(rows):
     lines = ["### Latency (µs, p50 / p99; median [min–max] over the runs; lower is better)", "",
              "| case | ours p50 / p99 | peer p50 / p99 | p50 ours/peer |", "|---|---|---|---|"]
-    for r in results:
-        q = lat_ratio(r)
-        lines.append(f"| {r.label} | {lat_cell(r, 'ours')} | {lat_cell(r, 'peer')} | "
-                     f"{'FAILED' if q is None else f'{q:.2f}'} |")
+    for label, r, ours, peer in rows:
+        lines.append(f"| {label} | {lat_cell(r, ours)} | {lat_cell(r, peer)} | "
+                     f"{fmt_ratio(ratio(r, ours, peer, p50))} |")
     return lines
 
 
@@ -670,7 +681,7 @@ def commands_section(all_results):
              "The first good run of each side of each case ran these (sockets and DPDK file prefixes are per run; "
              "`taskset` pins each side to its CPU):", ""]
     for r in all_results:
-        for side in ("ours", "peer"):
+        for side in r.vals:
             if side in r.commands:
                 lines.append(f"- {r.label} — {side}:")
                 lines += [f"  - `{c}`" for c in r.commands[side]]
@@ -680,7 +691,7 @@ def commands_section(all_results):
 def failures_section(all_results):
     lines = []
     for r in all_results:
-        for side in ("ours", "peer"):
+        for side in r.vals:
             for f in r.fails[side]:
                 lines.append(f"- {r.label} ({side}): {f[:600]}")
     return (["## Failed runs", ""] + lines) if lines else ["## Failed runs", "", "None."]
@@ -744,22 +755,23 @@ def main():
         for key, title, cases, peer in groups:
             if key not in ONLY:
                 continue
-            results = []
-            for label, size, ours, peer_fn in cases():
+            rows = []
+            for label, size, sides, case_rows in cases():
                 print(f"bench: {key}: {label}", flush=True)
-                r = run_case(workdir, label, size, ours, peer_fn)
-                results.append(r)
+                r = run_case(workdir, label, size, sides)
                 all_results.append(r)
+                rows += [(rl, r, o, p) for rl, o, p in case_rows]
             if key == "latency":
-                table = latency_table(results)
-                failed_cells += sum(1 for r in results if lat_ratio(r) is None)
+                table = latency_table(rows)
+                failed_cells += sum(1 for _, r, o, p in rows if ratio(r, o, p, p50) is None)
             else:
-                table = rate_table(title, results, peer)
-                failed_cells += sum(1 for r in results if ratio(r) is None)
-                for r in results:
-                    q = ratio(r)
-                    if q is not None:
-                        points.append((f"{key}: {r.label}", q))
+                table = rate_table(title, rows, peer)
+                for rl, r, o, p in rows:
+                    q = ratio(r, o, p)
+                    if q is None:
+                        failed_cells += 1
+                    else:
+                        points.append((f"{key}: {rl}", q))
             print("\n".join(table) + "\n", flush=True)
             doc += table + [""]
         if "ring" in ONLY:
