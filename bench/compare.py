@@ -261,7 +261,7 @@ class Side:
         cpu = CPU_A if self.role == "driver" else CPU_B
         if self.impl == "ours":
             mode = {"tx": "txonly", "rx": "rxonly", "both": "txrx"}[self.job]
-            args = ["taskset", "-c", str(cpu), PKTGEN, "--frontend" if self.role == "driver" else "--backend",
+            args = ["taskset", "-c", str(cpu), PKTGEN, "--poll", "--frontend" if self.role == "driver" else "--backend",
                     sock, "--mode", mode, "--size", str(buf_len(c["size"])), "--json"]
             if self.job != "tx":  # a receiver measures: warm-up, then the window; a sender runs until stopped
                 args += ["--warmup", str(WARMUP), "--duration", str(SECONDS)]
@@ -322,7 +322,7 @@ def run_pair(workdir, c, driver, device):
 # ------------------------------------------------------------------ switches (PVP)
 
 def pvp_pktgen(run, a, b, size, server, latency):
-    args = ["taskset", "-c", str(CPU_A), PKTGEN, "--frontend", a, "--sink", b, "--size", str(buf_len(size)),
+    args = ["taskset", "-c", str(CPU_A), PKTGEN, "--poll", "--frontend", a, "--sink", b, "--size", str(buf_len(size)),
             "--warmup", str(WARMUP), "--duration", str(SECONDS), "--json"]
     if server:
         args.append("--server")
@@ -426,15 +426,15 @@ def echo_latency(workdir, impl):
     try:
         sock = run.sock("echo")
         if impl == "ours":
-            dev = run.start("pktgen-macswap", ["taskset", "-c", str(CPU_B), PKTGEN, "--backend", sock, "--mode",
-                                               "macswap"])
+            dev = run.start("pktgen-macswap", ["taskset", "-c", str(CPU_B), PKTGEN, "--poll", "--backend", sock,
+                                               "--mode", "macswap"])
         else:
             dev = run.start("testpmd-macswap", testpmd_args(CPU_B, run.prefix(),
                                                             [f"net_vhost0,iface={sock},queues=1"], "macswap", 64))
         wait_path(sock, [dev])
-        p = run.start("pktgen-latency", ["taskset", "-c", str(CPU_A), PKTGEN, "--frontend", sock, "--mode", "txonly",
-                                         "--latency", "--size", "60", "--warmup", str(WARMUP), "--duration",
-                                         str(SECONDS), "--json"])
+        p = run.start("pktgen-latency", ["taskset", "-c", str(CPU_A), PKTGEN, "--poll", "--frontend", sock,
+                                         "--mode", "txonly", "--latency", "--size", "60", "--warmup", str(WARMUP),
+                                         "--duration", str(SECONDS), "--json"])
         p.wait(SECONDS + WARMUP + 60)
         g = pktgen_json(p)
         if not g.get("latency", {}).get("samples"):
@@ -526,7 +526,8 @@ def run_case(workdir, label, size, sides):
                 v, cmds = fn(workdir)
                 r.vals[side].append(v)
                 r.commands.setdefault(side, cmds)
-                shown = f"p50 {v['p50_us']:.1f} us, p99 {v['p99_us']:.1f} us" if isinstance(v, dict) else f"{v:.3f} Mpps"
+                shown = (f"p50 {v['p50_us']:.1f} us, p99 {v['p99_us']:.1f} us" if isinstance(v, dict)
+                         else f"{v:.3f} Mpps")
                 print(f"bench:   {side}: {shown}", file=sys.stderr, flush=True)
             except (RunFail, OSError, subprocess.SubprocessError) as e:
                 r.fails[side].append(str(e))
@@ -644,7 +645,8 @@ def machine():
             f"(ovs-vswitchd-dpdk), QEMU {ver('qemu-system-x86')} (not used here)",
             f"- vhostd commit {cmd_out(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'])}, "
             f"build {os.path.relpath(BUILD, ROOT) if BUILD.startswith(ROOT) else BUILD}",
-            f"- load average when the run started: {LOAD0}; when it ended: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"]
+            f"- load average (1, 5, 15 min) when the run started: {LOAD0}; when it ended: "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"]
 
 
 def chart(points):

@@ -74,7 +74,7 @@ struct opts {
 	const char *path;
 	const char *tap;  /* --mode tap: the tap interface */
 	const char *sink; /* --sink: the second device, the sink of what the first port generates */
-	bool backend, server, client_set, packed, no_mrg, in_order, json, verify, latency;
+	bool backend, server, client_set, packed, no_mrg, in_order, json, verify, latency, poll;
 	enum mode mode;
 	uint32_t size_min, size_max;
 	unsigned burst, queues;
@@ -863,7 +863,7 @@ static void usage(FILE *f)
 		"                    [--mode txonly|txrx|rxonly|io|macswap|icmpecho] [--size BYTES | --size MIN-MAX]\n"
 		"                    [--burst N] [--queues N] [--count N | --duration S] [--packed] [--no-mrg]\n"
 		"                    [--in-order] [--verify] [--mac XX:XX:XX:XX:XX:XX] [--json] [--mode tap --tap NAME]\n"
-		"                    [--pps N] [--sink PATH] [--latency [--window N]] [--warmup S]\n"
+		"                    [--pps N] [--sink PATH] [--latency [--window N]] [--warmup S] [--poll]\n"
 		"\n"
 		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
 		"  --frontend PATH  drive the vhost-user device at PATH without a VM (connecting by default)\n"
@@ -900,6 +900,8 @@ static void usage(FILE *f)
 		"  --window N       --latency: frames in flight, 1..%d\n"
 		"  --warmup S       the first S seconds of traffic are not counted (nor timed); --duration and --count\n"
 		"                   start after them\n"
+		"  --poll           never sleep: poll flat out like a DPDK PMD (by default, after 1000 empty rounds,\n"
+		"                   50 us pauses between rounds until traffic comes back; --latency implies --poll)\n"
 		"At exit (or on SIGINT/SIGTERM) prints per-queue and total packets, bytes, drops, errors and Mpps.\n"
 		"Exit status: 0, or 1 if --verify saw lost/duplicated/corrupted frames, 2 for bad usage.\n",
 		MIN_FRAME, MAX_FRAME, MAX_BURST, MAX_QP, LAT_MAX_WINDOW);
@@ -917,7 +919,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"count", 1, 0, 'n'},   {"duration", 1, 0, 'd'}, {"packed", 0, 0, 'P'}, {"no-mrg", 0, 0, 'M'},
 		{"in-order", 0, 0, 'I'}, {"verify", 0, 0, 'V'},  {"mac", 1, 0, 'a'},    {"json", 0, 0, 'j'},
 		{"tap", 1, 0, 't'},     {"pps", 1, 0, 'r'},      {"sink", 1, 0, 'k'},   {"latency", 0, 0, 'L'},
-		{"window", 1, 0, 'w'},  {"warmup", 1, 0, 'W'},
+		{"window", 1, 0, 'w'},  {"warmup", 1, 0, 'W'},   {"poll", 0, 0, 'p'},
 		{"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -1027,6 +1029,10 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'L':
 			o->latency = true;
+			o->poll = true;
+			break;
+		case 'p':
+			o->poll = true;
 			break;
 		case 'w':
 			o->window = (unsigned)atoi(optarg);
@@ -1209,7 +1215,7 @@ int main(int argc, char **argv)
 			if (k)
 				control(k, 0);
 			control(g, ready && kready ? 0 : 10);
-			if (++idle > 1000 && ready && !g->lat)
+			if (++idle > 1000 && ready && !g->o.poll)
 				usleep(50);
 		} else {
 			idle = 0;
