@@ -876,7 +876,7 @@ static void usage(FILE *f)
 		"  --size           frame bytes without FCS, %d..%d, or a range for random sizes (default 64)\n"
 		"  --burst N        frames per burst, 1..%d (default 32)\n"
 		"  --queues N       queue pairs, 1..%d (default 1)\n"
-		"  --count N        stop after N frames sent (txonly) or received (other modes)\n"
+		"  --count N        stop after N frames sent (txonly, txrx) or received (other modes)\n"
 		"  --duration S     stop after S seconds of traffic; without --count/--duration run until SIGINT\n"
 		"  --pps N          txonly: send at most N frames per second (default: as fast as the peer takes them)\n"
 		"  --packed         frontend: ask for packed rings (a back-end always offers them)\n"
