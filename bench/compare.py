@@ -27,6 +27,7 @@ and said so, without matplotlib). BENCH_QUICK=1: a tiny matrix for smoke tests. 
 A for the driver/generator side, B for the device/switch side.
 
 usage: compare.py BUILD_DIR
+       compare.py --replot DOC   (the chart again from DOC's tables, e.g. once matplotlib is installed)
 Needs root (hugepages, network namespace for OVS), dpdk-testpmd, ovs-vswitchd-dpdk (scripts/deps.sh bench).
 """
 import json
@@ -261,8 +262,9 @@ class Side:
         cpu = CPU_A if self.role == "driver" else CPU_B
         if self.impl == "ours":
             mode = {"tx": "txonly", "rx": "rxonly", "both": "txrx"}[self.job]
-            args = ["taskset", "-c", str(cpu), PKTGEN, "--poll", "--frontend" if self.role == "driver" else "--backend",
-                    sock, "--mode", mode, "--size", str(buf_len(c["size"])), "--json"]
+            args = ["taskset", "-c", str(cpu), PKTGEN, "--poll",
+                    "--frontend" if self.role == "driver" else "--backend", sock, "--mode", mode,
+                    "--size", str(buf_len(c["size"])), "--json"]
             if self.job != "tx":  # a receiver measures: warm-up, then the window; a sender runs until stopped
                 args += ["--warmup", str(WARMUP), "--duration", str(SECONDS)]
             if not c["mrg"]:
@@ -322,8 +324,8 @@ def run_pair(workdir, c, driver, device):
 # ------------------------------------------------------------------ switches (PVP)
 
 def pvp_pktgen(run, a, b, size, server, latency):
-    args = ["taskset", "-c", str(CPU_A), PKTGEN, "--poll", "--frontend", a, "--sink", b, "--size", str(buf_len(size)),
-            "--warmup", str(WARMUP), "--duration", str(SECONDS), "--json"]
+    args = ["taskset", "-c", str(CPU_A), PKTGEN, "--poll", "--frontend", a, "--sink", b,
+            "--size", str(buf_len(size)), "--warmup", str(WARMUP), "--duration", str(SECONDS), "--json"]
     if server:
         args.append("--server")
     if latency:
@@ -341,40 +343,39 @@ def pvp_result(p, latency):
     return g["rx_mpps"]
 
 
-def switch_vhostd(workdir, size, latency=False):
-    run = Run(workdir)
-    try:
-        a, b, ctl = run.sock("a"), run.sock("b"), run.sock("ctl")
-        cfg = os.path.join(run.dir, "vhostd.conf")
-        with open(cfg, "w") as f:
-            f.write(f"add-port a vhost-user path={a}\nadd-port b vhost-user path={b}\n")
-        sw = run.start("vhostd", ["taskset", "-c", str(CPU_B), VHOSTD, "--config", cfg, "--socket", ctl, "--cpus",
-                                  str(CPU_B), "--threads", "1", "--idle-us", "0", "--log-level", "warn"])
-        wait_path(ctl, [sw])
-        wait_path(b, [sw])
-        return pvp_result(pvp_pktgen(run, a, b, size, False, latency), latency), run.commands
-    finally:
-        run.close()
-
-
-def switch_testpmd(workdir, size, latency=False):
+def pvp(workdir, size, latency, start_switch, server=False):
+    """One PVP run: start_switch(run, a, b) brings the switch up with its ports on sockets a and b, then one
+    vhost-pktgen generates on a and counts on b (listening on both with server)."""
     run = Run(workdir)
     try:
         a, b = run.sock("a"), run.sock("b")
-        tp = run.start("testpmd-io", testpmd_args(CPU_B, run.prefix(), [f"net_vhost0,iface={a},queues=1",
-                                                                          f"net_vhost1,iface={b},queues=1"],
-                                                  "io", size))
-        wait_path(a, [tp])
-        wait_path(b, [tp])
-        return pvp_result(pvp_pktgen(run, a, b, size, False, latency), latency), run.commands
+        start_switch(run, a, b)
+        return pvp_result(pvp_pktgen(run, a, b, size, server, latency), latency), run.commands
     finally:
-        run.close()
+        run.close()  # the switch too: SIGINT, SIGKILL if it hangs, then the run's own cleanups
 
 
-def switch_ovs(workdir, size, latency=False):
+def start_vhostd(run, a, b):
+    ctl = run.sock("ctl")
+    cfg = os.path.join(run.dir, "vhostd.conf")
+    with open(cfg, "w") as f:
+        f.write(f"add-port a vhost-user path={a}\nadd-port b vhost-user path={b}\n")
+    sw = run.start("vhostd", ["taskset", "-c", str(CPU_B), VHOSTD, "--config", cfg, "--socket", ctl, "--cpus",
+                              str(CPU_B), "--threads", "1", "--idle-us", "0", "--log-level", "warn"])
+    wait_path(ctl, [sw])
+    wait_path(b, [sw])
+
+
+def start_testpmd_io(run, a, b):
+    tp = run.start("testpmd-io", testpmd_args(CPU_B, run.prefix(), [f"net_vhost0,iface={a},queues=1",
+                                                                      f"net_vhost1,iface={b},queues=1"], "io", 64))
+    wait_path(a, [tp])
+    wait_path(b, [tp])
+
+
+def start_ovs(run, a, b):
     """OVS-DPDK in a private directory and network namespace (the netdev bridge's internal port is a tap),
-    ovs-vswitchd and its PMD thread on CPU_B; vhost-pktgen listens, OVS's dpdkvhostuserclient ports connect."""
-    run = Run(workdir)
+    ovs-vswitchd and its PMD thread on CPU_B; its dpdkvhostuserclient ports connect to vhost-pktgen at a and b."""
     d = os.path.join(run.dir, "ovs")
     os.makedirs(d)
     env = dict(os.environ, OVS_RUNDIR=d, OVS_DBDIR=d, OVS_LOGDIR=d, OVS_SYSCONFDIR=d)
@@ -388,35 +389,29 @@ def switch_ovs(workdir, size, latency=False):
             raise RunFail(f"{' '.join(args)}: exit {r.returncode}: {r.stderr.strip()[-400:]}")
         return r.stdout
 
-    try:
-        subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
-        run.cleanups.append(lambda: subprocess.run(["ip", "netns", "del", ns], capture_output=True))
-        sh("ovsdb-tool", "create", f"{d}/conf.db", OVS_SCHEMA)
-        dbs = run.start("ovsdb-server", ["ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock",
-                                         f"--pidfile={d}/ovsdb-server.pid", f"--log-file={d}/ovsdb-server.log",
-                                         "--no-chdir"], env)
-        wait_path(f"{d}/db.sock", [dbs])
-        vsctl = ["ovs-vsctl", f"--db={db}", "--timeout=20"]
-        sh(*vsctl, "--no-wait", "init")
-        mask = hex(1 << CPU_B)
-        sh(*vsctl, "--no-wait", "set", "Open_vSwitch", ".", "other_config:dpdk-init=true",
-           f"other_config:dpdk-lcore-mask={mask}", f"other_config:pmd-cpu-mask={mask}",
-           "other_config:dpdk-socket-mem=512", "other_config:dpdk-socket-limit=512",
-           f"other_config:dpdk-extra=--no-pci --file-prefix={run.prefix()}")
-        run.start("ovs-vswitchd", ["ip", "netns", "exec", ns, "taskset", "-c", str(CPU_B), OVS_VSWITCHD, db,
-                                   f"--pidfile={d}/ovs-vswitchd.pid", f"--log-file={d}/ovs-vswitchd.log",
-                                   "--no-chdir"], env)
-        a, b = run.sock("a"), run.sock("b")
-        sh(*vsctl, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev")
-        sh(*vsctl, "add-port", "br0", "a", "--", "set", "Interface", "a", "type=dpdkvhostuserclient",
-           f"options:vhost-server-path={a}", "ofport_request=1")
-        sh(*vsctl, "add-port", "br0", "b", "--", "set", "Interface", "b", "type=dpdkvhostuserclient",
-           f"options:vhost-server-path={b}", "ofport_request=2")
-        sh("ovs-ofctl", "del-flows", "br0")
-        sh("ovs-ofctl", "add-flow", "br0", "in_port=1,actions=output:2")
-        return pvp_result(pvp_pktgen(run, a, b, size, True, latency), latency), run.commands
-    finally:
-        run.close()  # SIGINT to ovs-vswitchd and ovsdb-server (SIGKILL if they hang), then the namespace
+    subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+    run.cleanups.append(lambda: subprocess.run(["ip", "netns", "del", ns], capture_output=True))
+    sh("ovsdb-tool", "create", f"{d}/conf.db", OVS_SCHEMA)
+    dbs = run.start("ovsdb-server", ["ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock",
+                                     f"--pidfile={d}/ovsdb-server.pid", f"--log-file={d}/ovsdb-server.log",
+                                     "--no-chdir"], env)
+    wait_path(f"{d}/db.sock", [dbs])
+    vsctl = ["ovs-vsctl", f"--db={db}", "--timeout=20"]
+    sh(*vsctl, "--no-wait", "init")
+    mask = hex(1 << CPU_B)
+    sh(*vsctl, "--no-wait", "set", "Open_vSwitch", ".", "other_config:dpdk-init=true",
+       f"other_config:dpdk-lcore-mask={mask}", f"other_config:pmd-cpu-mask={mask}",
+       "other_config:dpdk-socket-mem=512", "other_config:dpdk-socket-limit=512",
+       f"other_config:dpdk-extra=--no-pci --file-prefix={run.prefix()}")
+    run.start("ovs-vswitchd", ["ip", "netns", "exec", ns, "taskset", "-c", str(CPU_B), OVS_VSWITCHD, db,
+                               f"--pidfile={d}/ovs-vswitchd.pid", f"--log-file={d}/ovs-vswitchd.log",
+                               "--no-chdir"], env)
+    sh(*vsctl, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev")
+    for port, path, ofport in (("a", a, 1), ("b", b, 2)):
+        sh(*vsctl, "add-port", "br0", port, "--", "set", "Interface", port, "type=dpdkvhostuserclient",
+           f"options:vhost-server-path={path}", f"ofport_request={ofport}")
+    sh("ovs-ofctl", "del-flows", "br0")
+    sh("ovs-ofctl", "add-flow", "br0", "in_port=1,actions=output:2")
 
 
 # ------------------------------------------------------------------ latency through an echoing back-end
@@ -492,9 +487,9 @@ def cross_cases():
 def switch_cases(latency=False):
     out = []
     for size in [64] if QUICK or latency else [64, 1518]:
-        sides = {"vhostd": lambda w, s=size: switch_vhostd(w, s, latency),
-                 "testpmd-io": lambda w, s=size: switch_testpmd(w, s, latency),
-                 "OVS-DPDK": lambda w, s=size: switch_ovs(w, s, latency)}
+        sides = {"vhostd": lambda w, s=size: pvp(w, s, latency, start_vhostd),
+                 "testpmd-io": lambda w, s=size: pvp(w, s, latency, start_testpmd_io),
+                 "OVS-DPDK": lambda w, s=size: pvp(w, s, latency, start_ovs, server=True)}
         what = "one way through the switch" if latency else "PVP"
         out.append((f"{what} {size}B", size, sides,
                     [(f"{what} {size}B, vhostd vs testpmd-io", "vhostd", "testpmd-io"),
@@ -725,7 +720,30 @@ def on_sigterm(signum, frame):
 LOAD0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def replot(doc):
+    """compare.py --replot DOC: draw the chart again from the tables of a written doc (e.g. after installing
+    matplotlib), and put the chart's line in place of the old one."""
+    with open(doc) as f:
+        text = f.read()
+    points, key = [], None
+    keys = {"### Loopback": "loopback", "### Cross": "cross", "### Switch": "switch", "### Ring": "ring"}
+    for line in text.splitlines():
+        if line.startswith("### "):
+            key = next((k for h, k in keys.items() if line.startswith(h)), None)
+        cols = [c.strip() for c in line.strip().strip("|").split("|")]
+        if key and line.startswith("| ") and re.fullmatch(r"\d+\.\d+", cols[-1]):
+            points.append((f"ring {cols[0]}" if key == "ring" else f"{key}: {cols[0]}", float(cols[-1])))
+    said = chart(points)
+    text = re.sub(r"^(The chart was skipped.*|Chart: .*)$", lambda m: said, text, count=1, flags=re.M)
+    with open(doc, "w") as f:
+        f.write(text)
+    print(said)
+    return 0
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--replot":
+        return replot(sys.argv[2])
     if not BUILD or not os.access(PKTGEN, os.X_OK):
         print("usage: compare.py BUILD_DIR (with tools/vhost-pktgen built)", file=sys.stderr)
         return 2
@@ -734,12 +752,16 @@ def main():
         print(f"bench: unknown BENCH_ONLY group(s) {bad}; known: {','.join(GROUPS)}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGHUP, on_sigterm)
     missing = [t for t in (TESTPMD, "ovsdb-server", "ovs-vsctl", "ovs-ofctl", OVS_VSWITCHD, "taskset")
                if shutil.which(t) is None]
     if missing:
         print(f"bench: missing {missing}: scripts/deps.sh bench installs them; their cases will fail",
               file=sys.stderr)
-    prepare_hugepages()
+    try:
+        prepare_hugepages()
+    except (OSError, subprocess.SubprocessError) as e:
+        print(f"bench: hugepages: {e}; the DPDK and OVS cases will fail", file=sys.stderr)
     t0 = time.time()
     workdir = tempfile.mkdtemp(prefix="bn-bench-")
     doc = []
@@ -803,6 +825,10 @@ def main():
     if busy:
         head += ["**Taken on a busy machine** (other builds and fuzzers were running: see the load averages): the "
                  "absolute figures are noisy; compare only the ratios, and only within this run.", ""]
+    env = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ) if k.startswith("BENCH_") and
+                   k not in ("BENCH_DOC", "BENCH_CHART"))
+    head += [f"Reproduce: `{env + ' ' if env else ''}make bench` (as root; `scripts/deps.sh bench` installs "
+             "DPDK, OVS-DPDK, matplotlib, perf, valgrind).", ""]
     head += ["Only ratios measured in the same run count: ours and the peer alternate case by case on the same "
              "machine, pinned the same way; absolute figures from different runs or machines are not comparable.",
              "", "## Machine", ""] + machine() + [

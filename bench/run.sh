@@ -19,4 +19,8 @@ for bin in bench/ringbench tools/vhost-pktgen tools/vhostd; do
 		exit 1
 	fi
 done
-exec python3 "$(dirname "$0")/compare.py" "$build"
+# Debian's interpreter, whose python3-matplotlib scripts/deps.sh installs (a python3 earlier in PATH, e.g.
+# pyenv's, would not see it and the chart would be skipped).
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+exec "$py" "$(dirname "$0")/compare.py" "$build"
