@@ -918,6 +918,17 @@ static bool parse_count(const char *name, const char *arg, unsigned lo, unsigned
 	return true;
 }
 
+/* A number >= 0 (a rate, seconds); false (and a message) otherwise. */
+static bool parse_nonneg(const char *name, const char *arg, double *out)
+{
+	*out = atof(arg);
+	if (*out < 0) {
+		fprintf(stderr, "vhost-pktgen: --%s wants a number >= 0\n", name);
+		return false;
+	}
+	return true;
+}
+
 static int parse(int argc, char **argv, struct opts *o)
 {
 	*o = (struct opts){.mode = M_IO, .size_min = 64, .size_max = 64, .burst = 32, .queues = 1, .window = 1,
@@ -1016,11 +1027,8 @@ static int parse(int argc, char **argv, struct opts *o)
 			o->json = true;
 			break;
 		case 'r':
-			o->pps = atof(optarg);
-			if (o->pps < 0) {
-				fprintf(stderr, "vhost-pktgen: --pps wants a positive rate\n");
+			if (!parse_nonneg("pps", optarg, &o->pps))
 				return -1;
-			}
 			break;
 		case 't':
 			if (strlen(optarg) >= IFNAMSIZ) {
@@ -1044,11 +1052,8 @@ static int parse(int argc, char **argv, struct opts *o)
 				return -1;
 			break;
 		case 'W':
-			o->warmup = atof(optarg);
-			if (o->warmup < 0) {
-				fprintf(stderr, "vhost-pktgen: --warmup wants seconds >= 0\n");
+			if (!parse_nonneg("warmup", optarg, &o->warmup))
 				return -1;
-			}
 			break;
 		case 'h':
 			usage(stdout);
