@@ -169,6 +169,17 @@ static uint32_t frame_len_for(const struct opts *o, uint64_t seq, unsigned q)
 	return o->size_min + (uint32_t)(mix(seq * 31 + q) % (o->size_max - o->size_min + 1));
 }
 
+/* pattern(seq, i) is pattern_base[i] + seq * 7 (mod 256): a byte add per byte, which the compiler vectorizes;
+ * computing the formula byte by byte made a 1514-byte frame cost microseconds (the generator, not the rings,
+ * set the pace of every large-frame benchmark). */
+static uint8_t pattern_base[MAX_FRAME];
+
+static void pattern_init(void)
+{
+	for (uint32_t i = 0; i < MAX_FRAME; i++)
+		pattern_base[i] = (uint8_t)(i * 13 + (i >> 8));
+}
+
 static uint8_t pattern(uint64_t seq, uint32_t i)
 {
 	return (uint8_t)(seq * 7 + i * 13 + (i >> 8));
@@ -199,8 +210,9 @@ static void build_frame(const struct opts *o, uint8_t *f, uint32_t len, uint64_t
 	memcpy(pl + 8, &q, 2);
 	uint16_t l16 = (uint16_t)len;
 	memcpy(pl + 10, &l16, 2);
+	uint8_t k = (uint8_t)(seq * 7);
 	for (uint32_t i = HDRS + STAMP; i < len; i++)
-		f[i] = pattern(seq, i);
+		f[i] = (uint8_t)(pattern_base[i] + k);
 }
 
 /* Check a received generated frame and account for it in its queue's sequence. */
@@ -1168,6 +1180,7 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
+	pattern_init();
 	int rc = 0;
 	for (unsigned q = 0; q < MAX_QP; q++)
 		g->tap_fd[q] = -1;
