@@ -24,7 +24,8 @@ with no good run shows FAILED instead of a ratio.
 
 Writes BENCH_DOC (default docs/benchmarks.md next to this script) and BENCH_CHART (docs/benchmarks.png; skipped,
 and said so, without matplotlib). BENCH_QUICK=1: a tiny matrix for smoke tests. BENCH_CPUS=A,B (default 0,1):
-A for the driver/generator side, B for the device/switch side.
+A for the driver/generator side, B for the device/switch side. BENCH_SIZES (default 64,1518): frame sizes of the
+loopback, cross and switch groups.
 
 usage: compare.py BUILD_DIR
        compare.py --replot DOC   (the chart again from DOC's tables, e.g. once matplotlib is installed)
@@ -57,6 +58,7 @@ WARMUP = float(os.environ.get("BENCH_WARMUP", "1"))
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 VERBOSE = os.environ.get("BENCH_VERBOSE", "") not in ("", "0")  # testpmd's per-second rates on stderr
 GROUPS = ["loopback", "cross", "switch", "latency", "ring"]
+SIZES = [int(x) for x in os.environ.get("BENCH_SIZES", "64,1518").split(",")]  # loopback, cross, switch
 ONLY = [g for g in os.environ.get("BENCH_ONLY", ",".join(GROUPS)).split(",") if g]
 CPU_A, CPU_B = (int(c) for c in os.environ.get("BENCH_CPUS", "0,1").split(","))
 DOC = os.environ.get("BENCH_DOC", os.path.join(ROOT, "docs", "benchmarks.md"))
@@ -446,9 +448,9 @@ def echo_latency(workdir, impl):
 
 def loopback_cases():
     dirs = [("guest TX", "tx", "rx"), ("guest RX", "rx", "tx"), ("both ways", "both", "both")]
-    sizes, layouts, mrgs = [64, 1518], [False, True], [True, False]
+    sizes, layouts, mrgs = SIZES, [False, True], [True, False]
     if QUICK:
-        sizes, layouts, mrgs = [64], [False, True], [True]
+        sizes, layouts, mrgs = SIZES[:1], [False, True], [True]
     out = []
     for name, jd, jv in dirs:
         for size in sizes:
@@ -467,7 +469,7 @@ def loopback_cases():
 def cross_cases():
     """Each configuration: DPDK on both sides, DPDK's driver on our device, our driver on DPDK's device."""
     out = []
-    sizes = [64] if QUICK else [64, 1518]
+    sizes = SIZES[:1] if QUICK else SIZES
     layouts = [False] if QUICK else [False, True]
     for name, jd, jv in [("guest TX", "tx", "rx"), ("guest RX", "rx", "tx")]:
         for size in sizes:
@@ -486,7 +488,7 @@ def cross_cases():
 
 def switch_cases(latency=False):
     out = []
-    for size in [64] if QUICK or latency else [64, 1518]:
+    for size in [64] if latency else SIZES[:1] if QUICK else SIZES:
         sides = {"vhostd": lambda w, s=size: pvp(w, s, latency, start_vhostd),
                  "testpmd-io": lambda w, s=size: pvp(w, s, latency, start_testpmd_io),
                  "OVS-DPDK": lambda w, s=size: pvp(w, s, latency, start_ovs, server=True)}

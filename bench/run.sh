@@ -3,7 +3,8 @@
 # whose groups are loopback, cross, switch, latency (our stack against DPDK testpmd and OVS-DPDK) and ring
 # (bench/ringbench: the virtqueues against a plain SPSC pointer ring). It writes docs/benchmarks.md and
 # docs/benchmarks.png. Environment: BENCH_REPEAT (3), BENCH_SECONDS (5), BENCH_WARMUP (1),
-# BENCH_ONLY=loopback,cross,switch,latency,ring, BENCH_QUICK=1 (smoke matrix), BENCH_VERBOSE=1; see compare.py.
+# BENCH_ONLY=loopback,cross,switch,latency,ring, BENCH_SIZES=64,1518, BENCH_QUICK=1 (smoke matrix),
+# BENCH_VERBOSE=1; see compare.py.
 # Usage: bench/run.sh BUILD_DIR
 # Exit status nonzero if a case FAILED.
 set -uo pipefail
