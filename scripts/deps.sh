@@ -13,7 +13,8 @@ case "${1:-build}" in
 build) want=("${build_pkgs[@]}") ;;
 check) want=("${check_pkgs[@]}") ;;
 demo) want=("${build_pkgs[@]}" qemu-system-x86 busybox-static cpio kmod xz-utils iproute2) ;;
-bench) want=("${build_pkgs[@]}") ;;
+# bench/compare.py's peers (testpmd, OVS-DPDK), its chart, taskset, and bench/profile.sh's perf and callgrind.
+bench) want=("${build_pkgs[@]}" dpdk dpdk-dev openvswitch-switch-dpdk python3-matplotlib linux-perf valgrind util-linux) ;;
 fuzz) want=("${fuzz_pkgs[@]}") ;;
 *) echo "usage: $0 build|check|demo|bench|fuzz" >&2; exit 2 ;;
 esac
@@ -35,3 +36,10 @@ echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# openvswitch-switch comes with a service (the kernel-datapath ovs-vswitchd and its ovsdb-server); the benchmark
+# runs its own instance, so the system's must not run beside it.
+if [ "${1:-build}" = bench ] && command -v systemctl >/dev/null && systemctl is-active --quiet openvswitch-switch; then
+	echo "deps: stopping and disabling the openvswitch-switch service (bench/compare.py runs its own OVS)"
+	systemctl stop openvswitch-switch ovs-vswitchd ovsdb-server 2>/dev/null || true
+	systemctl disable openvswitch-switch 2>/dev/null || true
+fi

@@ -7,6 +7,11 @@
  * generates carry, after an Ethernet/IPv4/UDP header, a per-queue sequence number, the queue and the frame
  * length, then a byte pattern derived from the sequence number, so a receiving vhost-pktgen (--verify) can
  * count lost, duplicated, reordered and corrupted frames.
+ *
+ * For benchmarks (bench/compare.py): --sink PATH drives a second device in the same process and thread (PVP: the
+ * generator on the first port, a counting sink on the second, a switch in between); --latency keeps a window of
+ * timestamped frames in flight and measures how long each takes to come back (round trip through an echoing
+ * peer, or one way through the switch to the sink); --warmup S discards the first seconds' counts.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,9 +49,20 @@
 /* --mode tap: a 64 KiB GSO frame (plus Ethernet and VLAN headers) in one buffer, in both directions. */
 #define TAP_POOL_BUFS 512
 #define TAP_BUF_SIZE (VHD_PKT_HEADROOM + 65536 + 512)
+/* --latency: send times by sequence number; a frame not back within LAT_TIMEOUT_S counts as a timeout. */
+#define LAT_SLOTS 1024
+#define LAT_MAX_WINDOW 256
+#define LAT_MAX_SAMPLES (4u << 20)
+#define LAT_TIMEOUT_S 0.05
 
-enum mode { M_TXONLY, M_RXONLY, M_IO, M_MACSWAP, M_ICMPECHO, M_TAP, M_NMODES };
-static const char *const mode_names[] = {"txonly", "rxonly", "io", "macswap", "icmpecho", "tap"};
+enum mode { M_TXONLY, M_RXONLY, M_IO, M_MACSWAP, M_ICMPECHO, M_TAP, M_TXRX, M_NMODES };
+static const char *const mode_names[] = {"txonly", "rxonly", "io", "macswap", "icmpecho", "tap", "txrx"};
+
+/* The modes that generate frames: txonly, and txrx, which also counts (and with --verify checks) arrivals. */
+static bool generates(enum mode m)
+{
+	return m == M_TXONLY || m == M_TXRX;
+}
 
 struct qstats {
 	uint64_t rx, rx_bytes, tx, tx_bytes, drops, errors;
@@ -56,15 +72,28 @@ struct qstats {
 
 struct opts {
 	const char *path;
-	const char *tap; /* --mode tap: the tap interface */
-	bool backend, server, client_set, packed, no_mrg, in_order, json, verify;
+	const char *tap;  /* --mode tap: the tap interface */
+	const char *sink; /* --sink: the second device, the sink of what the first port generates */
+	bool backend, server, client_set, packed, no_mrg, in_order, json, verify, latency, poll;
 	enum mode mode;
 	uint32_t size_min, size_max;
 	unsigned burst, queues;
 	uint64_t count;
 	double duration;
 	double pps; /* txonly: frames per second, 0 for as fast as possible */
+	double warmup; /* seconds of traffic not counted */
+	unsigned window; /* --latency: frames in flight */
 	uint8_t mac[6];
+};
+
+/* --latency: shared by the generator and, with --sink, the sink that sees the frames arrive. */
+struct lat {
+	uint64_t t_send[LAT_SLOTS]; /* ns, 0: nothing in flight in this slot */
+	uint64_t seq_of[LAT_SLOTS];
+	unsigned inflight;
+	uint64_t last_event; /* ns of the last send or arrival, for the timeout */
+	uint64_t *samples;   /* ns */
+	uint64_t nsamples, timeouts;
 };
 
 struct gen {
@@ -83,6 +112,8 @@ struct gen {
 	bool started;
 	int tap_fd[MAX_QP]; /* --mode tap: one tap queue per queue pair */
 	unsigned tap_offloads; /* TUN_F_* last set */
+	struct lat *lat;       /* --latency */
+	struct gen *sink;      /* --sink: the second port, driven by the same loop */
 };
 
 static volatile sig_atomic_t stop_now;
@@ -95,6 +126,13 @@ static void on_signal(int s)
 static double secs(const struct timespec *a, const struct timespec *b)
 {
 	return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
 static uint64_t mix(uint64_t x)
@@ -131,18 +169,20 @@ static uint32_t frame_len_for(const struct opts *o, uint64_t seq, unsigned q)
 	return o->size_min + (uint32_t)(mix(seq * 31 + q) % (o->size_max - o->size_min + 1));
 }
 
-static uint8_t pattern(uint64_t seq, uint32_t i)
-{
-	return (uint8_t)(seq * 7 + i * 13 + (i >> 8));
-}
-
-/* pattern(0, i): pattern(seq, i) is this plus seq * 7, a form the compiler turns into vector adds. */
+/* pattern(seq, i) is pattern_base[i] + seq * 7 (mod 256): a byte add per byte, which the compiler vectorizes;
+ * computing the formula byte by byte made a 1514-byte frame cost microseconds (the generator, not the rings,
+ * set the pace of every large-frame benchmark). */
 static uint8_t pattern_base[MAX_FRAME];
 
 static void pattern_init(void)
 {
 	for (uint32_t i = 0; i < MAX_FRAME; i++)
-		pattern_base[i] = pattern(0, i);
+		pattern_base[i] = (uint8_t)(i * 13 + (i >> 8));
+}
+
+static uint8_t pattern(uint64_t seq, uint32_t i)
+{
+	return (uint8_t)(seq * 7 + i * 13 + (i >> 8));
 }
 
 /* Ethernet + IPv4 + UDP to 10.0.0.2:9 from 10.0.0.1:9, then the stamp and the pattern. The headers depend on
@@ -175,9 +215,9 @@ static void build_frame(const struct opts *o, uint8_t *f, uint32_t len, uint64_t
 	memcpy(pl + 8, &q, 2);
 	uint16_t l16 = (uint16_t)len;
 	memcpy(pl + 10, &l16, 2);
-	const uint8_t add = (uint8_t)(seq * 7);
+	uint8_t k = (uint8_t)(seq * 7);
 	for (uint32_t i = HDRS + STAMP; i < len; i++)
-		f[i] = (uint8_t)(pattern_base[i] + add);
+		f[i] = (uint8_t)(pattern_base[i] + k);
 }
 
 /* Check a received generated frame and account for it in its queue's sequence. */
@@ -211,6 +251,74 @@ static void verify_frame(struct gen *g, const uint8_t *f, uint32_t len)
 	} else {
 		s->dup++;
 	}
+}
+
+/* ------------------------------------------------------------------ latency */
+
+/* Frames of sequence numbers seqs[0..n) were taken by the port at t. */
+static void lat_sent(struct lat *l, const uint64_t *seqs, unsigned n, uint64_t t)
+{
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t seq = seqs[i];
+		l->t_send[seq % LAT_SLOTS] = t;
+		l->seq_of[seq % LAT_SLOTS] = seq;
+		l->inflight++;
+	}
+	if (n)
+		l->last_event = t;
+}
+
+/* A frame came back (or through): one sample, if it is one we are still waiting for. */
+static void lat_arrived(struct lat *l, const uint8_t *f, uint32_t len, uint64_t t)
+{
+	if (len < HDRS + STAMP || f[12] != 0x08 || f[13] != 0x00 || f[23] != 17)
+		return;
+	uint64_t seq;
+	memcpy(&seq, f + HDRS, 8);
+	unsigned s = seq % LAT_SLOTS;
+	if (l->seq_of[s] != seq || !l->t_send[s])
+		return; /* a late one already counted as a timeout, or a duplicate */
+	if (l->nsamples < LAT_MAX_SAMPLES)
+		l->samples[l->nsamples++] = t - l->t_send[s];
+	l->t_send[s] = 0;
+	l->inflight--;
+	l->last_event = t;
+}
+
+/* Nothing moved for LAT_TIMEOUT_S with frames in flight: they are lost; the window opens again. */
+static void lat_expire(struct lat *l, uint64_t t)
+{
+	if (!l->inflight || t - l->last_event < (uint64_t)(LAT_TIMEOUT_S * 1e9))
+		return;
+	for (unsigned s = 0; s < LAT_SLOTS; s++)
+		if (l->t_send[s]) {
+			l->t_send[s] = 0;
+			l->timeouts++;
+		}
+	l->inflight = 0;
+	l->last_event = t;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The samples' percentiles in microseconds, as a JSON object (sorts the samples). */
+static void lat_json(FILE *f, struct lat *l)
+{
+	qsort(l->samples, l->nsamples, sizeof(l->samples[0]), cmp_u64);
+	double sum = 0;
+	for (uint64_t i = 0; i < l->nsamples; i++)
+		sum += (double)l->samples[i];
+#define PCT(p) (l->nsamples ? (double)l->samples[(uint64_t)((double)(l->nsamples - 1) * (p))] / 1e3 : 0)
+	fprintf(f,
+		"{\"samples\":%llu,\"timeouts\":%llu,\"min_us\":%.3f,\"p50_us\":%.3f,\"p90_us\":%.3f,\"p99_us\":%.3f,"
+		"\"p999_us\":%.3f,\"max_us\":%.3f,\"mean_us\":%.3f}",
+		(unsigned long long)l->nsamples, (unsigned long long)l->timeouts, PCT(0), PCT(0.5), PCT(0.9), PCT(0.99),
+		PCT(0.999), PCT(1), l->nsamples ? sum / (double)l->nsamples / 1e3 : 0);
+#undef PCT
 }
 
 static void swap_mac(uint8_t *f)
@@ -335,18 +443,32 @@ static uint64_t total(const struct gen *g, bool rx)
 	return t;
 }
 
-/* txonly --verify: frames coming back (a peer in io or macswap mode) are checked and counted. */
-static unsigned rx_verify(struct gen *g, unsigned q)
+/* Account for n received frames: counts, --verify, and --latency samples when they arrive at this port. */
+static void rx_account(struct gen *g, unsigned q, struct vhd_pkt **pkts, int n)
 {
-	if (!g->o.verify)
-		return 0;
-	struct vhd_pkt *pkts[MAX_BURST];
-	int n = port_rx(g, q, pkts, g->o.burst);
+	uint64_t t = g->lat && n > 0 ? now_ns() : 0;
 	for (int i = 0; i < n; i++) {
-		verify_frame(g, vhd_pkt_data(pkts[i]), pkts[i]->len);
-		g->qs[q].rx++;
+		const uint8_t *f = vhd_pkt_data(pkts[i]);
+		if (g->o.verify)
+			verify_frame(g, f, pkts[i]->len);
+		if (g->lat)
+			lat_arrived(g->lat, f, pkts[i]->len, t);
 		g->qs[q].rx_bytes += pkts[i]->len;
 	}
+	g->qs[q].rx += n > 0 ? (uint64_t)n : 0;
+}
+
+/* Generating modes: frames coming back (a peer in io or macswap mode, or generating itself for txrx) are
+ * counted, checked with --verify, timed with --latency; plain txonly does not read its receive queue. */
+static unsigned rx_verify(struct gen *g, unsigned q)
+{
+	if (!g->o.verify && !g->o.latency && g->o.mode != M_TXRX)
+		return 0;
+	if (g->sink)
+		return 0; /* what comes back arrives at the sink */
+	struct vhd_pkt *pkts[MAX_BURST];
+	int n = port_rx(g, q, pkts, g->o.burst);
+	rx_account(g, q, pkts, n);
 	if (n > 0)
 		vhd_pkt_free_bulk(pkts, (unsigned)n);
 	return n > 0 ? (unsigned)n : 0;
@@ -477,7 +599,7 @@ static unsigned run_queue(struct gen *g, unsigned q)
 	unsigned moved = 0;
 	if (g->o.mode == M_TAP)
 		return run_tap(g, q);
-	if (g->o.mode == M_TXONLY) {
+	if (generates(g->o.mode)) {
 		/* --count is split evenly over the queues, so the total comes out exact. */
 		uint64_t quota = g->o.count / g->o.queues + (q < g->o.count % g->o.queues);
 		unsigned have = g->npending[q];
@@ -498,6 +620,15 @@ static unsigned run_queue(struct gen *g, unsigned q)
 		}
 		if (g->o.count && want > quota - s->tx - have)
 			want = (unsigned)(quota - s->tx - have);
+		uint64_t t = 0, seqs[MAX_BURST];
+		if (g->lat) {
+			/* At most --window frames in flight, counting those built but not yet taken. */
+			t = now_ns();
+			lat_expire(g->lat, t);
+			unsigned busy = g->lat->inflight + have;
+			if (want > g->o.window - busy)
+				want = busy < g->o.window ? g->o.window - busy : 0;
+		}
 		unsigned got = vhd_pkt_alloc_bulk(g->pool[q], g->pending[q] + have, want);
 		for (unsigned i = 0; i < got; i++) {
 			struct vhd_pkt *p = g->pending[q][have + i];
@@ -506,7 +637,12 @@ static unsigned run_queue(struct gen *g, unsigned q)
 			p->len = len;
 		}
 		have += got;
+		if (g->lat)
+			for (unsigned i = 0; i < have; i++)
+				memcpy(&seqs[i], (const uint8_t *)vhd_pkt_data(g->pending[q][i]) + HDRS, 8);
 		unsigned sent = port_tx(g, q, g->pending[q], have);
+		if (g->lat)
+			lat_sent(g->lat, seqs, sent, t);
 		memmove(g->pending[q], g->pending[q] + sent, (have - sent) * sizeof(pkts[0]));
 		g->npending[q] = have - sent;
 		s->tx += sent;
@@ -515,15 +651,11 @@ static unsigned run_queue(struct gen *g, unsigned q)
 		int n = port_rx(g, q, pkts, g->o.burst);
 		if (n <= 0)
 			return 0;
-		s->rx += (uint64_t)n;
-		for (int i = 0; i < n; i++)
-			s->rx_bytes += pkts[i]->len;
+		rx_account(g, q, pkts, n);
 		moved = (unsigned)n;
 		unsigned keep = 0;
 		for (int i = 0; i < n; i++) {
 			struct vhd_pkt *p = pkts[i];
-			if (g->o.verify)
-				verify_frame(g, vhd_pkt_data(p), p->len);
 			bool send = false;
 			switch (g->o.mode) {
 			case M_IO:
@@ -610,7 +742,21 @@ static void control(struct gen *g, int timeout_ms)
 		vhd_fe_dispatch(g->fe);
 }
 
-static void report(struct gen *g)
+/* Zero the counters at the end of --warmup: what follows is what counts. */
+static void reset_counts(struct gen *g)
+{
+	for (unsigned q = 0; q < g->o.queues; q++) {
+		struct qstats *s = &g->qs[q];
+		s->rx = s->rx_bytes = s->tx = s->tx_bytes = s->drops = s->errors = s->lost = s->dup = s->corrupt = 0;
+	}
+	memset(g->nst, 0, sizeof(g->nst));
+	g->started = false;
+	if (g->lat)
+		g->lat->nsamples = g->lat->timeouts = 0;
+}
+
+/* One port's statistics: a JSON object (no newline) with --json, else a table. */
+static void report(struct gen *g, FILE *f)
 {
 	double dt = g->started ? secs(&g->t_first, &g->t_last) : 0;
 	struct qstats tot = {0};
@@ -626,7 +772,8 @@ static void report(struct gen *g)
 		tot.corrupt += s->corrupt;
 	}
 	double rx_mpps = dt > 0 ? (double)tot.rx / dt / 1e6 : 0, tx_mpps = dt > 0 ? (double)tot.tx / dt / 1e6 : 0;
-	FILE *f = stdout;
+	double rx_gbps = dt > 0 ? (double)tot.rx_bytes * 8 / dt / 1e9 : 0;
+	double tx_gbps = dt > 0 ? (double)tot.tx_bytes * 8 / dt / 1e9 : 0;
 	if (g->o.json) {
 		fprintf(f, "{\"mode\":\"%s\",\"role\":\"%s\",\"seconds\":%.6f,\"features\":%llu,\"queues\":[",
 			mode_names[g->o.mode], g->o.backend ? "backend" : "frontend", dt,
@@ -644,11 +791,16 @@ static void report(struct gen *g)
 		fprintf(f,
 			"],\"total\":{\"rx_packets\":%llu,\"rx_bytes\":%llu,\"tx_packets\":%llu,\"tx_bytes\":%llu,"
 			"\"drops\":%llu,\"errors\":%llu,\"lost\":%llu,\"dup\":%llu,\"corrupt\":%llu},"
-			"\"rx_mpps\":%.4f,\"tx_mpps\":%.4f}\n",
+			"\"rx_mpps\":%.4f,\"tx_mpps\":%.4f,\"rx_gbps\":%.4f,\"tx_gbps\":%.4f",
 			(unsigned long long)tot.rx, (unsigned long long)tot.rx_bytes, (unsigned long long)tot.tx,
 			(unsigned long long)tot.tx_bytes, (unsigned long long)tot.drops, (unsigned long long)tot.errors,
 			(unsigned long long)tot.lost, (unsigned long long)tot.dup, (unsigned long long)tot.corrupt, rx_mpps,
-			tx_mpps);
+			tx_mpps, rx_gbps, tx_gbps);
+		if (g->lat && generates(g->o.mode) && !g->sink) {
+			fprintf(f, ",\"latency\":");
+			lat_json(f, g->lat);
+		}
+		fputc('}', f);
 		return;
 	}
 	fprintf(f, "vhost-pktgen %s (%s), %.3f s of traffic\n", mode_names[g->o.mode],
@@ -667,29 +819,81 @@ static void report(struct gen *g)
 				(unsigned long long)s->corrupt);
 		fputc('\n', f);
 	}
-	fprintf(f, "rx %.3f Mpps, tx %.3f Mpps\n", rx_mpps, tx_mpps);
+	fprintf(f, "rx %.3f Mpps %.3f Gbit/s, tx %.3f Mpps %.3f Gbit/s\n", rx_mpps, rx_gbps, tx_mpps, tx_gbps);
+}
+
+static double mpps(const struct gen *g, bool rx)
+{
+	double dt = g->started ? secs(&g->t_first, &g->t_last) : 0;
+	return dt > 0 ? (double)total(g, rx) / dt / 1e6 : 0;
+}
+
+/* The final report: one port's, or with --sink the generator's and the sink's and what crossed. */
+static void report_all(struct gen *g)
+{
+	FILE *f = stdout;
+	struct gen *k = g->sink;
+	if (!k) {
+		report(g, f);
+		if (g->o.json)
+			fputc('\n', f);
+		else if (g->lat) {
+			printf("latency (round trip): ");
+			lat_json(f, g->lat);
+			fputc('\n', f);
+		}
+		return;
+	}
+	uint64_t tx = total(g, false), rx = total(k, true);
+	if (g->o.json) {
+		fprintf(f, "{\"mode\":\"pvp\",\"generator\":");
+		report(g, f);
+		fprintf(f, ",\"sink\":");
+		report(k, f);
+		fprintf(f, ",\"tx_packets\":%llu,\"rx_packets\":%llu,\"loss\":%llu,\"tx_mpps\":%.4f,\"rx_mpps\":%.4f",
+			(unsigned long long)tx, (unsigned long long)rx, (unsigned long long)(tx > rx ? tx - rx : 0),
+			mpps(g, false), mpps(k, true));
+		if (g->lat) {
+			fprintf(f, ",\"latency\":");
+			lat_json(f, g->lat);
+		}
+		fprintf(f, "}\n");
+		return;
+	}
+	printf("generator (%s):\n", g->o.path);
+	report(g, f);
+	printf("sink (%s):\n", k->o.path);
+	report(k, f);
+	printf("pvp: sent %llu, received %llu, lost %llu; tx %.3f Mpps, rx %.3f Mpps\n", (unsigned long long)tx,
+	       (unsigned long long)rx, (unsigned long long)(tx > rx ? tx - rx : 0), mpps(g, false), mpps(k, true));
+	if (g->lat) {
+		printf("latency (one way, generator to sink): ");
+		lat_json(f, g->lat);
+		fputc('\n', f);
+	}
 }
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: vhost-pktgen (--backend PATH | --frontend PATH) [--server | --client]\n"
-		"                    [--mode txonly|rxonly|io|macswap|icmpecho] [--size BYTES | --size MIN-MAX]\n"
+		"                    [--mode txonly|txrx|rxonly|io|macswap|icmpecho] [--size BYTES | --size MIN-MAX]\n"
 		"                    [--burst N] [--queues N] [--count N | --duration S] [--packed] [--no-mrg]\n"
 		"                    [--in-order] [--verify] [--mac XX:XX:XX:XX:XX:XX] [--json] [--mode tap --tap NAME]\n"
-		"                    [--pps N]\n"
+		"                    [--pps N] [--sink PATH] [--latency [--window N]] [--warmup S] [--poll]\n"
 		"\n"
 		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
 		"  --frontend PATH  drive the vhost-user device at PATH without a VM (connecting by default)\n"
 		"  --server/--client  listen on PATH, or connect to it (and reconnect)\n"
-		"  --mode           txonly: generate UDP frames; rxonly: count and drop; io: send back what arrives;\n"
+		"  --mode           txonly: generate UDP frames; txrx: generate, and count what arrives (both ways);\n"
+		"                   rxonly: count and drop; io: send back what arrives;\n"
 		"                   macswap: io with MACs swapped; icmpecho: answer ARP and ICMP echo requests;\n"
 		"                   tap: bridge every frame to and from the tap interface --tap NAME (created if\n"
 		"                   missing; one tap queue per queue pair), offload headers included (default io)\n"
 		"  --size           frame bytes without FCS, %d..%d, or a range for random sizes (default 64)\n"
 		"  --burst N        frames per burst, 1..%d (default 32)\n"
 		"  --queues N       queue pairs, 1..%d (default 1)\n"
-		"  --count N        stop after N frames sent (txonly) or received (other modes)\n"
+		"  --count N        stop after N frames sent (txonly, txrx) or received (other modes)\n"
 		"  --duration S     stop after S seconds of traffic; without --count/--duration run until SIGINT\n"
 		"  --pps N          txonly: send at most N frames per second (default: as fast as the peer takes them)\n"
 		"  --packed         frontend: ask for packed rings (a back-end always offers them)\n"
@@ -697,23 +901,64 @@ static void usage(FILE *f)
 		"  --in-order       frontend: ask for VIRTIO_F_IN_ORDER\n"
 		"  --verify         check received generated frames: per-queue sequence, length, contents\n"
 		"  --mac            our MAC (default 02:00:00:00:00:01)\n"
-		"  --json           print the final statistics as one JSON object\n"
+		"  --json           print the final statistics as one JSON object (rates in rx_mpps, tx_mpps, rx_gbps,\n"
+		"                   tx_gbps: frame bytes without FCS)\n"
+		"  --sink PATH      PVP: also drive the vhost-user device at PATH (same role and --server/--client as\n"
+		"                   the first), in the same thread: the first port generates (txonly), the second\n"
+		"                   counts what arrives (and checks it with --verify); the frames go to MAC\n"
+		"                   02:00:00:00:00:02, from --mac; the sink is 02:00:00:00:00:02 and never sends.\n"
+		"                   Generation starts once both ports are up. The JSON has \"generator\", \"sink\",\n"
+		"                   tx_packets, rx_packets, loss, tx_mpps, rx_mpps\n"
+		"  --latency        txonly: keep at most --window frames in flight (default 1) and time each one until it\n"
+		"                   comes back (round trip through an echoing peer: io/macswap) or, with --sink, until it\n"
+		"                   reaches the sink (one way through the switch); CLOCK_MONOTONIC; a frame not seen\n"
+		"                   within 50 ms is a timeout. Prints samples, timeouts, min/p50/p90/p99/p99.9/max/mean\n"
+		"                   in microseconds (JSON \"latency\": {\"p50_us\", ...}); one queue pair\n"
+		"  --window N       --latency: frames in flight, 1..%d\n"
+		"  --warmup S       the first S seconds of traffic are not counted (nor timed); --duration and --count\n"
+		"                   start after them\n"
+		"  --poll           never sleep: poll flat out like a DPDK PMD (by default, after 1000 empty rounds,\n"
+		"                   50 us pauses between rounds until traffic comes back; --latency implies --poll)\n"
 		"At exit (or on SIGINT/SIGTERM) prints per-queue and total packets, bytes, drops, errors and Mpps.\n"
 		"Exit status: 0, or 1 if --verify saw lost/duplicated/corrupted frames, 2 for bad usage.\n",
-		MIN_FRAME, MAX_FRAME, MAX_BURST, MAX_QP);
+		MIN_FRAME, MAX_FRAME, MAX_BURST, MAX_QP, LAT_MAX_WINDOW);
+}
+
+/* An integer option in lo..hi; false (and a message) otherwise. */
+static bool parse_count(const char *name, const char *arg, unsigned lo, unsigned hi, unsigned *out)
+{
+	*out = (unsigned)atoi(arg);
+	if (*out < lo || *out > hi) {
+		fprintf(stderr, "vhost-pktgen: --%s wants %u..%u\n", name, lo, hi);
+		return false;
+	}
+	return true;
+}
+
+/* A number >= 0 (a rate, seconds); false (and a message) otherwise. */
+static bool parse_nonneg(const char *name, const char *arg, double *out)
+{
+	*out = atof(arg);
+	if (*out < 0) {
+		fprintf(stderr, "vhost-pktgen: --%s wants a number >= 0\n", name);
+		return false;
+	}
+	return true;
 }
 
 static int parse(int argc, char **argv, struct opts *o)
 {
-	*o = (struct opts){.mode = M_IO, .size_min = 64, .size_max = 64, .burst = 32, .queues = 1,
+	*o = (struct opts){.mode = M_IO, .size_min = 64, .size_max = 64, .burst = 32, .queues = 1, .window = 1,
 			   .mac = {0x02, 0, 0, 0, 0, 0x01}};
+	bool mode_set = false;
 	bool client = false;
 	static const struct option lo[] = {
 		{"backend", 1, 0, 'b'}, {"frontend", 1, 0, 'f'}, {"server", 0, 0, 'S'}, {"client", 0, 0, 'C'},
 		{"mode", 1, 0, 'm'},    {"size", 1, 0, 's'},     {"burst", 1, 0, 'B'},  {"queues", 1, 0, 'q'},
 		{"count", 1, 0, 'n'},   {"duration", 1, 0, 'd'}, {"packed", 0, 0, 'P'}, {"no-mrg", 0, 0, 'M'},
 		{"in-order", 0, 0, 'I'}, {"verify", 0, 0, 'V'},  {"mac", 1, 0, 'a'},    {"json", 0, 0, 'j'},
-		{"tap", 1, 0, 't'},     {"pps", 1, 0, 'r'},
+		{"tap", 1, 0, 't'},     {"pps", 1, 0, 'r'},      {"sink", 1, 0, 'k'},   {"latency", 0, 0, 'L'},
+		{"window", 1, 0, 'w'},  {"warmup", 1, 0, 'W'},   {"poll", 0, 0, 'p'},
 		{"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -745,6 +990,7 @@ static int parse(int argc, char **argv, struct opts *o)
 				return -1;
 			}
 			o->mode = (enum mode)m;
+			mode_set = true;
 			break;
 		}
 		case 's': {
@@ -762,18 +1008,12 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		}
 		case 'B':
-			o->burst = (unsigned)atoi(optarg);
-			if (o->burst < 1 || o->burst > MAX_BURST) {
-				fprintf(stderr, "vhost-pktgen: --burst wants 1..%d\n", MAX_BURST);
+			if (!parse_count("burst", optarg, 1, MAX_BURST, &o->burst))
 				return -1;
-			}
 			break;
 		case 'q':
-			o->queues = (unsigned)atoi(optarg);
-			if (o->queues < 1 || o->queues > MAX_QP) {
-				fprintf(stderr, "vhost-pktgen: --queues wants 1..%d\n", MAX_QP);
+			if (!parse_count("queues", optarg, 1, MAX_QP, &o->queues))
 				return -1;
-			}
 			break;
 		case 'n':
 			o->count = strtoull(optarg, NULL, 10);
@@ -804,11 +1044,8 @@ static int parse(int argc, char **argv, struct opts *o)
 			o->json = true;
 			break;
 		case 'r':
-			o->pps = atof(optarg);
-			if (o->pps < 0) {
-				fprintf(stderr, "vhost-pktgen: --pps wants a positive rate\n");
+			if (!parse_nonneg("pps", optarg, &o->pps))
 				return -1;
-			}
 			break;
 		case 't':
 			if (strlen(optarg) >= IFNAMSIZ) {
@@ -816,6 +1053,24 @@ static int parse(int argc, char **argv, struct opts *o)
 				return -1;
 			}
 			o->tap = optarg;
+			break;
+		case 'k':
+			o->sink = optarg;
+			break;
+		case 'L':
+			o->latency = true;
+			o->poll = true;
+			break;
+		case 'p':
+			o->poll = true;
+			break;
+		case 'w':
+			if (!parse_count("window", optarg, 1, LAT_MAX_WINDOW, &o->window))
+				return -1;
+			break;
+		case 'W':
+			if (!parse_nonneg("warmup", optarg, &o->warmup))
+				return -1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -832,6 +1087,16 @@ static int parse(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "vhost-pktgen: --mode tap and --tap NAME go together\n");
 		return -1;
 	}
+	if (o->sink && !mode_set)
+		o->mode = M_TXONLY;
+	if (o->sink && o->mode != M_TXONLY) {
+		fprintf(stderr, "vhost-pktgen: --sink goes with --mode txonly (the first port generates)\n");
+		return -1;
+	}
+	if (o->latency && (!generates(o->mode) || o->queues != 1)) {
+		fprintf(stderr, "vhost-pktgen: --latency wants --mode txonly or txrx and one queue pair\n");
+		return -1;
+	}
 	if (o->server && client) {
 		fprintf(stderr, "vhost-pktgen: --server and --client exclude each other\n");
 		return -1;
@@ -842,26 +1107,12 @@ static int parse(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* Create g's device or frontend and its packet pools. */
+static int open_port(struct gen *g)
 {
-	struct gen *g = calloc(1, sizeof(*g));
-	if (!g || parse(argc, argv, &g->o) < 0) {
-		usage(stderr);
-		return 2;
-	}
-	pattern_init();
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	signal(SIGPIPE, SIG_IGN);
 	unsigned nbufs = g->o.mode == M_TAP ? TAP_POOL_BUFS : POOL_BUFS;
 	uint32_t buf_size = g->o.mode == M_TAP ? TAP_BUF_SIZE : BUF_SIZE;
-	int rc = 0;
-	for (unsigned q = 0; q < MAX_QP; q++)
-		g->tap_fd[q] = -1;
-	if (g->o.mode == M_TAP && (rc = tap_open(g)) < 0) {
-		fprintf(stderr, "vhost-pktgen: cannot open tap %s: %s\n", g->o.tap, strerror(-rc));
-		return 1;
-	}
+	int rc;
 	if (g->o.backend) {
 		uint64_t f = vhd_vu_default_features();
 		if (g->o.no_mrg)
@@ -893,73 +1144,25 @@ int main(int argc, char **argv)
 			rc = vhd_pktpool_create_in(area, len, (uintptr_t)area, nbufs, buf_size, &g->pool[q]);
 		}
 	}
-	if (rc < 0) {
+	if (rc < 0)
 		fprintf(stderr, "vhost-pktgen: cannot set up %s at %s: %s\n", g->o.backend ? "back-end" : "frontend",
 			g->o.path, strerror(-rc));
-		return 1;
-	}
+	return rc;
+}
 
-	unsigned idle = 0;
-	while (!stop_now) {
-		bool ready = g->cfg_ok && (g->o.backend ? vhd_vu_dev_connected(g->dev) : vhd_fe_up(g->fe));
-		unsigned moved = 0;
-		if (ready)
-			for (unsigned q = 0; q < g->o.queues; q++)
-				moved += run_queue(g, q);
-		/* The control socket is looked at every 64 idle and every 256 busy rounds: a poll() per empty round
-		 * made a fast consumer spend most of its time in the kernel instead of on the ring. */
-		if (!ready) {
-			control(g, 10);
-		} else if (!moved) {
-			if (++idle % 64 == 0)
-				control(g, 0);
-			if (idle > 100000)
-				usleep(50);
-		} else {
-			idle = 0;
-			static unsigned rounds;
-			if (++rounds % 256 == 0)
-				control(g, 0);
-		}
-		if (g->o.count &&
-		    (g->o.mode == M_TXONLY ? total(g, false) >= g->o.count : total(g, true) >= g->o.count))
-			break;
-		if (g->o.duration > 0 && g->started) {
-			struct timespec now;
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			if (secs(&g->t_first, &now) >= g->o.duration)
-				break;
-		}
-	}
-	/* txonly: let the last frames be consumed (frontend) and, with --verify, the echoes come back, until
-	 * nothing has moved for half a second. */
-	if (g->o.mode == M_TXONLY && !stop_now) {
-		for (int quiet = 0; quiet < 500 && !stop_now;) {
-			unsigned busy = 0;
-			for (unsigned q = 0; q < g->o.queues; q++) {
-				busy += rx_verify(g, q);
-				struct vhd_vq *tx = g->o.backend ? NULL : vhd_fe_vq(g->fe, 2 * q + 1);
-				if (tx) {
-					vhd_net_drv_xmit(tx, &g->cfg, NULL, 0, &g->nst[2 * q + 1]);
-					busy += vhd_vq_inflight(tx);
-				}
-			}
-			if ((g->o.verify && total(g, true) < total(g, false)) || busy) {
-				quiet = busy ? 0 : quiet + 1;
-			} else {
-				break;
-			}
-			control(g, 0);
-			usleep(1000);
-		}
-	}
-	report(g);
+static bool port_ready(struct gen *g)
+{
+	return g->cfg_ok && (g->o.backend ? vhd_vu_dev_connected(g->dev) : vhd_fe_up(g->fe));
+}
+
+/* Free g's pending frames, port and pools; returns the frames --verify found lost, duplicated or corrupt. */
+static uint64_t close_port(struct gen *g)
+{
 	uint64_t bad = 0;
 	for (unsigned q = 0; q < g->o.queues; q++) {
 		bad += g->qs[q].lost + g->qs[q].dup + g->qs[q].corrupt;
 		vhd_pkt_free_bulk(g->pending[q], g->npending[q]);
 	}
-	bool failed = g->o.verify && bad;
 	if (g->o.backend)
 		vhd_vu_dev_destroy(g->dev);
 	else
@@ -969,6 +1172,154 @@ int main(int argc, char **argv)
 		if (g->tap_fd[q] >= 0)
 			close(g->tap_fd[q]);
 	}
+	return bad;
+}
+
+int main(int argc, char **argv)
+{
+	struct gen *g = calloc(1, sizeof(*g)), *k = NULL;
+	if (!g || parse(argc, argv, &g->o) < 0) {
+		usage(stderr);
+		return 2;
+	}
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	pattern_init();
+	int rc = 0;
+	for (unsigned q = 0; q < MAX_QP; q++)
+		g->tap_fd[q] = -1;
+	if (g->o.mode == M_TAP && (rc = tap_open(g)) < 0) {
+		fprintf(stderr, "vhost-pktgen: cannot open tap %s: %s\n", g->o.tap, strerror(-rc));
+		return 1;
+	}
+	if (g->o.latency) {
+		g->lat = calloc(1, sizeof(*g->lat));
+		if (!g->lat || !(g->lat->samples = malloc(LAT_MAX_SAMPLES * sizeof(uint64_t)))) {
+			fprintf(stderr, "vhost-pktgen: out of memory\n");
+			return 1;
+		}
+	}
+	if (g->o.sink) {
+		/* The sink: the same options on the second path, counting (and verifying) what arrives. */
+		k = calloc(1, sizeof(*k));
+		if (!k) {
+			fprintf(stderr, "vhost-pktgen: out of memory\n");
+			return 1;
+		}
+		k->o = g->o;
+		k->o.path = g->o.sink;
+		k->o.sink = NULL;
+		k->o.mode = M_RXONLY;
+		k->o.count = 0;
+		k->o.duration = 0;
+		static const uint8_t sink_mac[6] = {0x02, 0, 0, 0, 0, 0x02};
+		memcpy(k->o.mac, sink_mac, 6);
+		for (unsigned q = 0; q < MAX_QP; q++)
+			k->tap_fd[q] = -1;
+		k->lat = g->lat;
+		g->sink = k;
+	}
+	if (open_port(g) < 0 || (k && open_port(k) < 0))
+		return 1;
+
+	unsigned idle = 0, rounds = 0;
+	bool warm = g->o.warmup <= 0;
+	while (!stop_now) {
+		bool ready = port_ready(g), kready = !k || port_ready(k);
+		unsigned moved = 0;
+		/* With --sink, generation waits for the sink. */
+		if (ready && kready)
+			for (unsigned q = 0; q < g->o.queues; q++)
+				moved += run_queue(g, q);
+		if (k && kready)
+			for (unsigned q = 0; q < k->o.queues; q++)
+				moved += run_queue(k, q);
+		/* The control socket is looked at when idle, and every 256 busy rounds. */
+		if (!moved) {
+			/* --poll: a poll() syscall every empty round would cost more than the polling itself (a
+			 * third of the time in perf), so then only every 1024th. */
+			if (!(ready && kready) || !g->o.poll || idle % 1024 == 0) {
+				if (k)
+					control(k, 0);
+				control(g, ready && kready ? 0 : 10);
+			}
+			if (++idle > 1000 && ready && !g->o.poll)
+				usleep(50);
+		} else {
+			idle = 0;
+			if (++rounds % 256 == 0) {
+				control(g, 0);
+				if (k)
+					control(k, 0);
+			}
+		}
+		if (!warm && g->started) {
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (secs(&g->t_first, &now) >= g->o.warmup) {
+				warm = true;
+				reset_counts(g);
+				if (k)
+					reset_counts(k);
+				continue;
+			}
+		}
+		if (!warm)
+			continue;
+		if (g->o.count &&
+		    (generates(g->o.mode) ? total(g, false) >= g->o.count : total(g, true) >= g->o.count))
+			break;
+		if (g->o.duration > 0 && g->started) {
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (secs(&g->t_first, &now) >= g->o.duration)
+				break;
+		}
+	}
+	/* Generating modes: let the last frames be consumed (frontend) and, with --verify or --latency, the echoes
+	 * come back (with --sink: arrive at the sink), until nothing has moved for half a second. */
+	bool expect_back = k || (g->o.mode == M_TXONLY && (g->o.verify || g->o.latency));
+	if (generates(g->o.mode) && !stop_now) {
+		for (int quiet = 0; quiet < 500 && !stop_now;) {
+			unsigned busy = 0;
+			for (unsigned q = 0; q < g->o.queues; q++) {
+				busy += rx_verify(g, q);
+				if (k)
+					busy += run_queue(k, q);
+				struct vhd_vq *tx = g->o.backend ? NULL : vhd_fe_vq(g->fe, 2 * q + 1);
+				if (tx) {
+					vhd_net_drv_xmit(tx, &g->cfg, NULL, 0, &g->nst[2 * q + 1]);
+					busy += vhd_vq_inflight(tx);
+				}
+			}
+			if ((expect_back && total(k ? k : g, true) < total(g, false)) || busy) {
+				quiet = busy ? 0 : quiet + 1;
+			} else {
+				break;
+			}
+			control(g, 0);
+			if (k)
+				control(k, 0);
+			usleep(1000);
+		}
+	}
+	/* A generating back-end: its last frames are published, but the driver collects them from our used ring
+	 * only while we are connected (a frontend stops looking at its rings when the device hangs up). Linger
+	 * until the driver hangs up first, as one with --count does, or for two seconds. */
+	if (generates(g->o.mode) && g->o.backend && !k && !stop_now) {
+		for (int i = 0; i < 2000 && !stop_now && vhd_vu_dev_connected(g->dev); i++) {
+			control(g, 0);
+			usleep(1000);
+		}
+	}
+	report_all(g);
+	uint64_t bad = close_port(g) + (k ? close_port(k) : 0);
+	bool failed = g->o.verify && bad;
+	if (g->lat)
+		free(g->lat->samples);
+	free(g->lat);
+	free(k);
 	free(g);
 	return failed ? 1 : 0;
 }

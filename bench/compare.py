@@ -1,0 +1,865 @@
+#!/usr/bin/env python3
+"""Our stack against DPDK 22.11 and OVS-DPDK 3.1, case by case: what `make bench` runs after ringbench.
+
+Groups (BENCH_ONLY=loopback,cross,switch,latency,ring picks some; all by default):
+  loopback  guest TX (driver -> device), guest RX (device -> driver) and both ways: vhost-pktgen --frontend
+            against vhost-pktgen --backend, versus dpdk-testpmd virtio_user against dpdk-testpmd net_vhost;
+            64 and 1518 bytes, split and packed, mergeable RX buffers on and off.
+  cross     one side ours, the other DPDK's, against DPDK on both sides: testpmd virtio_user driving our
+            back-end, our frontend driving testpmd's net_vhost (which side is slow).
+  switch    PVP: one vhost-pktgen process on the first CPU generates on port A and counts on port B
+            (--sink); the switch on the second CPU: vhostd, versus testpmd io between two net_vhost ports, and
+            versus OVS-DPDK (a netdev bridge, two dpdkvhostuserclient ports, flow in_port=A,actions=output:B).
+  latency   one timestamped frame in flight (vhost-pktgen --latency): round trip through an echoing back-end
+            (our back-end in macswap mode versus testpmd net_vhost macswap), and one way through each switch.
+  ring      bench/ringbench: split and packed virtqueues next to the plain SPSC pointer ring.
+
+Every case runs "ours" and the peer alternately BENCH_REPEAT times (default 3), each run BENCH_SECONDS
+(default 5) measured after BENCH_WARMUP seconds (default 1) of traffic, one CPU per side (taskset; testpmd with
+--lcores 0@C,1@C so its main and forwarding lcores share the CPU). Rates are taken at the receiver: vhost-pktgen's
+--json rx_mpps, testpmd's periodic NIC statistics (Rx-pps, averaged over the measured seconds). Frame sizes count
+the Ethernet FCS (64 and 1518 bytes are 60 and 1514 bytes in the buffers); Gbit/s = Mpps x size x 8 (no preamble
+or gap). A run whose receiver saw nothing, or that failed otherwise, is FAILED, with the reason listed; a case
+with no good run shows FAILED instead of a ratio.
+
+Writes BENCH_DOC (default docs/benchmarks.md next to this script) and BENCH_CHART (docs/benchmarks.png; skipped,
+and said so, without matplotlib). BENCH_QUICK=1: a tiny matrix for smoke tests. BENCH_CPUS=A,B (default 0,1):
+A for the driver/generator side, B for the device/switch side. BENCH_SIZES (default 64,1518): frame sizes of the
+loopback, cross and switch groups.
+
+usage: compare.py BUILD_DIR
+       compare.py --replot DOC   (the chart again from DOC's tables, e.g. once matplotlib is installed)
+Needs root (hugepages, network namespace for OVS), dpdk-testpmd, ovs-vswitchd-dpdk (scripts/deps.sh bench).
+"""
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BUILD = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else ""
+PKTGEN = os.path.join(BUILD, "tools", "vhost-pktgen")
+VHOSTD = os.path.join(BUILD, "tools", "vhostd")
+RINGBENCH = os.path.join(BUILD, "bench", "ringbench")
+TESTPMD = os.environ.get("BENCH_TESTPMD", "dpdk-testpmd")
+OVS_VSWITCHD = os.environ.get("BENCH_OVS_VSWITCHD", "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk")
+OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+WARMUP = float(os.environ.get("BENCH_WARMUP", "1"))
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+VERBOSE = os.environ.get("BENCH_VERBOSE", "") not in ("", "0")  # testpmd's per-second rates on stderr
+GROUPS = ["loopback", "cross", "switch", "latency", "ring"]
+SIZES = [int(x) for x in os.environ.get("BENCH_SIZES", "64,1518").split(",")]  # loopback, cross, switch
+ONLY = [g for g in os.environ.get("BENCH_ONLY", ",".join(GROUPS)).split(",") if g]
+CPU_A, CPU_B = (int(c) for c in os.environ.get("BENCH_CPUS", "0,1").split(","))
+DOC = os.environ.get("BENCH_DOC", os.path.join(ROOT, "docs", "benchmarks.md"))
+CHART = os.environ.get("BENCH_CHART", os.path.join(ROOT, "docs", "benchmarks.png"))
+HUGE_DIR = "/dev/hugepages"
+HUGE_WANT = 1024  # 2 MiB pages, as tests/interop/test_dpdk.py
+MBUFS = 32768
+# Targets from issue 6, drawn on the chart: (label, ratio, which cases).
+TARGETS = [("loopback 64B vs DPDK >= 1.0", 1.0, "loopback"), ("switch vs testpmd io >= 0.9", 0.9, "testpmd-io"),
+           ("switch vs OVS-DPDK >= 2.0", 2.0, "OVS-DPDK")]
+
+
+class RunFail(Exception):
+    pass
+
+
+# ------------------------------------------------------------------ processes
+
+class Proc:
+    """A child in its own process group with stdout+stderr in a file; every one is killed at the end."""
+    all = []
+
+    def __init__(self, name, args, workdir, env=None):
+        self.name, self.args = name, args
+        self.path = os.path.join(workdir, f"{name}.{len(Proc.all)}.out")
+        with open(self.path, "w") as out:
+            # testpmd dies of SIGPIPE when it stops a port whose peer has gone (test_dpdk.py): ignore it.
+            self.p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True, env=env,
+                                      preexec_fn=lambda: signal.signal(signal.SIGPIPE, signal.SIG_IGN))
+        Proc.all.append(self)
+
+    def out(self):
+        with open(self.path, errors="replace") as f:
+            return f.read().replace("\x1b[2J", "").replace("\x1b[1;1H", "")
+
+    def tail(self, n=6):
+        lines = [l for l in self.out().splitlines() if l.strip()]
+        return f"{self.name}: " + " | ".join(lines[-n:])
+
+    def running(self):
+        return self.p.poll() is None
+
+    def stop(self, timeout=10):
+        """SIGINT, then SIGKILL for the group if it does not exit in time. Returns the exit status."""
+        if self.running():
+            try:
+                os.killpg(self.p.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.p.returncode
+
+    def kill(self):
+        try:
+            os.killpg(self.p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def wait(self, timeout):
+        try:
+            return self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RunFail(f"{self.name} did not finish within {timeout:.0f} s; {self.tail()}")
+
+
+def wait_path(path, procs, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if os.path.exists(path):
+            return
+        for p in procs:
+            if not p.running():
+                raise RunFail(f"{p.name} exited ({p.p.returncode}) before {path} appeared; {p.tail()}")
+        time.sleep(0.02)
+    raise RunFail(f"{path} did not appear within {timeout:.0f} s")
+
+
+class Run:
+    """One measurement: its processes, its DPDK file prefixes and its sockets, all cleaned up at the end."""
+    seq = 0
+
+    def __init__(self, workdir):
+        Run.seq += 1
+        self.dir = os.path.join(workdir, f"r{Run.seq}")
+        os.makedirs(self.dir)
+        self.procs, self.prefixes, self.cleanups = [], [], []
+        self.commands = []
+
+    def sock(self, name):
+        return os.path.join(self.dir, name + ".sock")
+
+    def prefix(self):
+        p = f"bn{os.getpid()}r{Run.seq}p{len(self.prefixes)}"
+        self.prefixes.append(p)
+        return p
+
+    def start(self, name, args, env=None):
+        self.commands.append(" ".join(args))
+        p = Proc(name, args, self.dir, env)
+        self.procs.append(p)
+        return p
+
+    def close(self):
+        for p in reversed(self.procs):
+            p.stop(5)
+        for fn in reversed(self.cleanups):
+            try:
+                fn()
+            except Exception as e:  # cleanup goes on whatever failed before
+                print(f"bench: cleanup: {e}", file=sys.stderr)
+        for pre in self.prefixes:
+            for f in os.listdir(HUGE_DIR) if os.path.isdir(HUGE_DIR) else []:
+                if f.startswith(pre):
+                    try:
+                        os.unlink(os.path.join(HUGE_DIR, f))
+                    except OSError:
+                        pass
+            shutil.rmtree(f"/var/run/dpdk/{pre}", ignore_errors=True)
+
+
+# ------------------------------------------------------------------ the sides
+
+def buf_len(size):
+    return size - 4  # the FCS is not in the buffer
+
+
+def pktgen_json(p):
+    for line in reversed(p.out().strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                break
+    raise RunFail(f"vhost-pktgen printed no JSON; {p.tail()}")
+
+
+def testpmd_args(cpu, prefix, vdevs, fwd, size, virtio_user=False):
+    args = ["taskset", "-c", str(cpu), TESTPMD, "--lcores", f"0@{cpu},1@{cpu}", "-n", "1", "-m", "256",
+            "--no-pci", f"--file-prefix={prefix}"]
+    for v in vdevs:
+        args += ["--vdev", v]
+    # virtio_user: else the memory table needs more than 8 regions; net_vhost: not every vhost-user message
+    args += ["--single-file-segments"] if virtio_user else ["--log-level=lib.vhost.config:warning"]
+    args += ["--", f"--forward-mode={fwd}", "--nb-cores=1", "--stats-period=1", "--no-flush-rx",
+             f"--total-num-mbufs={MBUFS}"]
+    if fwd in ("txonly", "flowgen"):
+        args.append(f"--txpkts={buf_len(size)}")
+    return args
+
+
+def testpmd_pps(text, port=0):
+    """The Rx-pps of each periodic NIC statistics block for port, in order."""
+    out = []
+    for b in text.split(f"NIC statistics for port {port} ")[1:]:
+        m = re.search(r"Rx-pps:\s*(\d+)", b)
+        if m:
+            out.append(int(m[1]))
+    return out
+
+
+def testpmd_rate(tp, port=0):
+    """Mean Rx-pps (Mpps) over the measured seconds: after the first block with traffic (partial) and the
+    warm-up's blocks."""
+    pps = testpmd_pps(tp.out(), port)
+    while pps and pps[0] == 0:
+        pps.pop(0)
+    skip = 1 + math.ceil(WARMUP)
+    win = pps[skip:skip + max(1, int(SECONDS))]
+    if VERBOSE:
+        print(f"bench:     testpmd port {port} Rx-pps {pps}, window {win}", file=sys.stderr, flush=True)
+    if not win or max(win) == 0:
+        raise RunFail(f"testpmd port {port} received nothing in the measured window (Rx-pps {pps}); {tp.tail()}")
+    return statistics.mean(win) / 1e6
+
+
+def wait_testpmd_traffic(tp, port=0, timeout=20):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if not tp.running():
+            raise RunFail(f"testpmd exited ({tp.p.returncode}); {tp.tail()}")
+        if any(testpmd_pps(tp.out(), port)):
+            return
+        time.sleep(0.1)
+    raise RunFail(f"no traffic at testpmd port {port} within {timeout} s; {tp.tail()}")
+
+
+class Side:
+    """One end of a loopback: impl 'ours' (vhost-pktgen) or 'dpdk' (testpmd), role 'driver' or 'device',
+    job 'tx', 'rx' or 'both'."""
+
+    def __init__(self, impl, role, job):
+        self.impl, self.role, self.job = impl, role, job
+
+    def start(self, run, sock, c):
+        cpu = CPU_A if self.role == "driver" else CPU_B
+        if self.impl == "ours":
+            mode = {"tx": "txonly", "rx": "rxonly", "both": "txrx"}[self.job]
+            args = ["taskset", "-c", str(cpu), PKTGEN, "--poll",
+                    "--frontend" if self.role == "driver" else "--backend", sock, "--mode", mode,
+                    "--size", str(buf_len(c["size"])), "--json"]
+            if self.job != "tx":  # a receiver measures: warm-up, then the window; a sender runs until stopped
+                args += ["--warmup", str(WARMUP), "--duration", str(SECONDS)]
+            if not c["mrg"]:
+                args.append("--no-mrg")
+            if c["packed"] and self.role == "driver":
+                args.append("--packed")
+            self.p = run.start(f"pktgen-{self.role}", args)
+        else:
+            fwd = {"tx": "txonly", "rx": "rxonly", "both": "flowgen"}[self.job]
+            if self.role == "driver":
+                vdev = (f"net_virtio_user0,path={sock},queues=1,packed_vq={int(c['packed'])},"
+                        f"mrg_rxbuf={int(c['mrg'])},in_order=0")
+            else:
+                vdev = f"net_vhost0,iface={sock},queues=1"
+            self.p = run.start(f"testpmd-{self.role}", testpmd_args(cpu, run.prefix(), [vdev], fwd, c["size"],
+                                                                    self.role == "driver"))
+        return self.p
+
+    def receives(self):
+        return self.job in ("rx", "both")
+
+    def rate(self):
+        if self.impl == "ours":
+            self.p.wait(SECONDS + WARMUP + 30)
+            g = pktgen_json(self.p)
+            if g["total"]["rx_packets"] == 0 or g["rx_mpps"] <= 0:
+                raise RunFail(f"vhost-pktgen ({self.role}) received nothing; {self.p.tail()}")
+            if g["total"]["errors"]:
+                raise RunFail(f"vhost-pktgen ({self.role}) counted {g['total']['errors']} errors")
+            return g["rx_mpps"]
+        return testpmd_rate(self.p)
+
+
+def run_pair(workdir, c, driver, device):
+    """A loopback measurement: device side first (it listens), then the driver. Returns (Mpps, commands)."""
+    run = Run(workdir)
+    try:
+        sock = run.sock("lb")
+        dev = device.start(run, sock, c)
+        wait_path(sock, [dev])
+        drv = driver.start(run, sock, c)
+        receivers = [s for s in (driver, device) if s.receives()]
+        for s in receivers:
+            if s.impl == "dpdk":
+                wait_testpmd_traffic(s.p)
+        if any(s.impl == "dpdk" for s in receivers):
+            time.sleep(WARMUP + SECONDS + 2.2)  # the partial first block, the warm-up, the window, one more
+        total = sum(s.rate() for s in receivers)
+        for p in (drv, dev):
+            if not p.running() and p.p.returncode not in (0, None):
+                raise RunFail(f"{p.name} exit status {p.p.returncode}; {p.tail()}")
+        return total, run.commands
+    finally:
+        run.close()
+
+
+# ------------------------------------------------------------------ switches (PVP)
+
+def pvp_pktgen(run, a, b, size, server, latency):
+    args = ["taskset", "-c", str(CPU_A), PKTGEN, "--poll", "--frontend", a, "--sink", b,
+            "--size", str(buf_len(size)), "--warmup", str(WARMUP), "--duration", str(SECONDS), "--json"]
+    if server:
+        args.append("--server")
+    if latency:
+        args.append("--latency")
+    return run.start("pktgen-pvp", args)
+
+
+def pvp_result(p, latency):
+    p.wait(SECONDS + WARMUP + 60)
+    g = pktgen_json(p)
+    if g["rx_packets"] == 0:
+        raise RunFail(f"the sink received nothing (generator sent {g['tx_packets']}); {p.tail()}")
+    if latency:
+        return g["latency"]
+    return g["rx_mpps"]
+
+
+def pvp(workdir, size, latency, start_switch, server=False):
+    """One PVP run: start_switch(run, a, b) brings the switch up with its ports on sockets a and b, then one
+    vhost-pktgen generates on a and counts on b (listening on both with server)."""
+    run = Run(workdir)
+    try:
+        a, b = run.sock("a"), run.sock("b")
+        start_switch(run, a, b)
+        return pvp_result(pvp_pktgen(run, a, b, size, server, latency), latency), run.commands
+    finally:
+        run.close()  # the switch too: SIGINT, SIGKILL if it hangs, then the run's own cleanups
+
+
+def start_vhostd(run, a, b):
+    ctl = run.sock("ctl")
+    cfg = os.path.join(run.dir, "vhostd.conf")
+    with open(cfg, "w") as f:
+        f.write(f"add-port a vhost-user path={a}\nadd-port b vhost-user path={b}\n")
+    sw = run.start("vhostd", ["taskset", "-c", str(CPU_B), VHOSTD, "--config", cfg, "--socket", ctl, "--cpus",
+                              str(CPU_B), "--threads", "1", "--idle-us", "0", "--log-level", "warn"])
+    wait_path(ctl, [sw])
+    wait_path(b, [sw])
+
+
+def start_testpmd_io(run, a, b):
+    tp = run.start("testpmd-io", testpmd_args(CPU_B, run.prefix(), [f"net_vhost0,iface={a},queues=1",
+                                                                      f"net_vhost1,iface={b},queues=1"], "io", 64))
+    wait_path(a, [tp])
+    wait_path(b, [tp])
+
+
+def start_ovs(run, a, b):
+    """OVS-DPDK in a private directory and network namespace (the netdev bridge's internal port is a tap),
+    ovs-vswitchd and its PMD thread on CPU_B; its dpdkvhostuserclient ports connect to vhost-pktgen at a and b."""
+    d = os.path.join(run.dir, "ovs")
+    os.makedirs(d)
+    env = dict(os.environ, OVS_RUNDIR=d, OVS_DBDIR=d, OVS_LOGDIR=d, OVS_SYSCONFDIR=d)
+    ns = f"bn-ovs-{os.getpid()}-{Run.seq}"
+    db = f"unix:{d}/db.sock"
+
+    def sh(*args, timeout=30):
+        run.commands.append(" ".join(args))
+        r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise RunFail(f"{' '.join(args)}: exit {r.returncode}: {r.stderr.strip()[-400:]}")
+        return r.stdout
+
+    subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+    run.cleanups.append(lambda: subprocess.run(["ip", "netns", "del", ns], capture_output=True))
+    sh("ovsdb-tool", "create", f"{d}/conf.db", OVS_SCHEMA)
+    dbs = run.start("ovsdb-server", ["ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock",
+                                     f"--pidfile={d}/ovsdb-server.pid", f"--log-file={d}/ovsdb-server.log",
+                                     "--no-chdir"], env)
+    wait_path(f"{d}/db.sock", [dbs])
+    vsctl = ["ovs-vsctl", f"--db={db}", "--timeout=20"]
+    sh(*vsctl, "--no-wait", "init")
+    mask = hex(1 << CPU_B)
+    sh(*vsctl, "--no-wait", "set", "Open_vSwitch", ".", "other_config:dpdk-init=true",
+       f"other_config:dpdk-lcore-mask={mask}", f"other_config:pmd-cpu-mask={mask}",
+       "other_config:dpdk-socket-mem=512", "other_config:dpdk-socket-limit=512",
+       f"other_config:dpdk-extra=--no-pci --file-prefix={run.prefix()}")
+    run.start("ovs-vswitchd", ["ip", "netns", "exec", ns, "taskset", "-c", str(CPU_B), OVS_VSWITCHD, db,
+                               f"--pidfile={d}/ovs-vswitchd.pid", f"--log-file={d}/ovs-vswitchd.log",
+                               "--no-chdir"], env)
+    sh(*vsctl, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev")
+    for port, path, ofport in (("a", a, 1), ("b", b, 2)):
+        sh(*vsctl, "add-port", "br0", port, "--", "set", "Interface", port, "type=dpdkvhostuserclient",
+           f"options:vhost-server-path={path}", f"ofport_request={ofport}")
+    sh("ovs-ofctl", "del-flows", "br0")
+    sh("ovs-ofctl", "add-flow", "br0", "in_port=1,actions=output:2")
+
+
+# ------------------------------------------------------------------ latency through an echoing back-end
+
+def echo_latency(workdir, impl):
+    run = Run(workdir)
+    try:
+        sock = run.sock("echo")
+        if impl == "ours":
+            dev = run.start("pktgen-macswap", ["taskset", "-c", str(CPU_B), PKTGEN, "--poll", "--backend", sock,
+                                               "--mode", "macswap"])
+        else:
+            dev = run.start("testpmd-macswap", testpmd_args(CPU_B, run.prefix(),
+                                                            [f"net_vhost0,iface={sock},queues=1"], "macswap", 64))
+        wait_path(sock, [dev])
+        p = run.start("pktgen-latency", ["taskset", "-c", str(CPU_A), PKTGEN, "--poll", "--frontend", sock,
+                                         "--mode", "txonly", "--latency", "--size", "60", "--warmup", str(WARMUP),
+                                         "--duration", str(SECONDS), "--json"])
+        p.wait(SECONDS + WARMUP + 60)
+        g = pktgen_json(p)
+        if not g.get("latency", {}).get("samples"):
+            raise RunFail(f"no frame came back; {p.tail()}")
+        return g["latency"], run.commands
+    finally:
+        run.close()
+
+
+# ------------------------------------------------------------------ the matrix
+
+# A case: (label, frame size, {side: fn(workdir) -> (value, commands)}, [(row label, ours side, peer side)]).
+# Its sides run in turn, BENCH_REPEAT times; each row of the table compares two of them.
+
+def loopback_cases():
+    dirs = [("guest TX", "tx", "rx"), ("guest RX", "rx", "tx"), ("both ways", "both", "both")]
+    sizes, layouts, mrgs = SIZES, [False, True], [True, False]
+    if QUICK:
+        sizes, layouts, mrgs = SIZES[:1], [False, True], [True]
+    out = []
+    for name, jd, jv in dirs:
+        for size in sizes:
+            for packed in layouts:
+                for mrg in mrgs:
+                    c = {"size": size, "packed": packed, "mrg": mrg}
+                    label = f"{name} {size}B {'packed' if packed else 'split'} mrg {'on' if mrg else 'off'}"
+                    sides = {"ours": lambda w, c=c, jd=jd, jv=jv: run_pair(w, c, Side("ours", "driver", jd),
+                                                                          Side("ours", "device", jv)),
+                             "dpdk": lambda w, c=c, jd=jd, jv=jv: run_pair(w, c, Side("dpdk", "driver", jd),
+                                                                          Side("dpdk", "device", jv))}
+                    out.append((label, size, sides, [(label, "ours", "dpdk")]))
+    return out
+
+
+def cross_cases():
+    """Each configuration: DPDK on both sides, DPDK's driver on our device, our driver on DPDK's device."""
+    out = []
+    sizes = SIZES[:1] if QUICK else SIZES
+    layouts = [False] if QUICK else [False, True]
+    for name, jd, jv in [("guest TX", "tx", "rx"), ("guest RX", "rx", "tx")]:
+        for size in sizes:
+            for packed in layouts:
+                c = {"size": size, "packed": packed, "mrg": True}
+                label = f"{name} {size}B {'packed' if packed else 'split'}"
+                pair = lambda drv, dev, c=c, jd=jd, jv=jv: (
+                    lambda w: run_pair(w, c, Side(drv, "driver", jd), Side(dev, "device", jv)))
+                sides = {"dpdk": pair("dpdk", "dpdk"), "our-device": pair("dpdk", "ours"),
+                         "our-driver": pair("ours", "dpdk")}
+                out.append((label, size, sides,
+                            [(f"DPDK virtio-user -> our back-end, {label}", "our-device", "dpdk"),
+                             (f"our frontend -> DPDK vhost, {label}", "our-driver", "dpdk")]))
+    return out
+
+
+def switch_cases(latency=False):
+    out = []
+    for size in [64] if latency else SIZES[:1] if QUICK else SIZES:
+        sides = {"vhostd": lambda w, s=size: pvp(w, s, latency, start_vhostd),
+                 "testpmd-io": lambda w, s=size: pvp(w, s, latency, start_testpmd_io),
+                 "OVS-DPDK": lambda w, s=size: pvp(w, s, latency, start_ovs, server=True)}
+        what = "one way through the switch" if latency else "PVP"
+        out.append((f"{what} {size}B", size, sides,
+                    [(f"{what} {size}B, vhostd vs testpmd-io", "vhostd", "testpmd-io"),
+                     (f"{what} {size}B, vhostd vs OVS-DPDK", "vhostd", "OVS-DPDK")]))
+    return out
+
+
+def latency_cases():
+    return [("echo 64B", 64, {"ours": lambda w: echo_latency(w, "ours"), "dpdk": lambda w: echo_latency(w, "dpdk")},
+             [("echo 64B: back-end macswap, ours vs testpmd net_vhost", "ours", "dpdk")])] + switch_cases(True)
+
+
+class Result:
+    def __init__(self, label, size, keys):
+        self.label, self.size = label, size
+        self.vals = {k: [] for k in keys}
+        self.fails = {k: [] for k in keys}
+        self.commands = {}
+
+
+def run_case(workdir, label, size, sides):
+    r = Result(label, size, sides)
+    order = list(sides.items())
+    for i in range(REPEAT):
+        # Every side once per round, the order rotated each round, so drift lands on all of them.
+        k = i % len(order)
+        for side, fn in order[k:] + order[:k]:
+            try:
+                v, cmds = fn(workdir)
+                r.vals[side].append(v)
+                r.commands.setdefault(side, cmds)
+                shown = (f"p50 {v['p50_us']:.1f} us, p99 {v['p99_us']:.1f} us" if isinstance(v, dict)
+                         else f"{v:.3f} Mpps")
+                print(f"bench:   {side}: {shown}", file=sys.stderr, flush=True)
+            except (RunFail, OSError, subprocess.SubprocessError) as e:
+                r.fails[side].append(str(e))
+                print(f"bench: {label} ({side}): FAILED: {e}", file=sys.stderr, flush=True)
+    return r
+
+
+# ------------------------------------------------------------------ tables
+
+def med(v):
+    return statistics.median(v)
+
+
+def failed_note(r, side):
+    return f" ({len(r.fails[side])} of {REPEAT} FAILED)" if r.fails[side] else ""
+
+
+def cell(r, side):
+    v = r.vals[side]
+    if not v:
+        return "FAILED", "FAILED"
+    return (f"{med(v):.3f} [{min(v):.3f}–{max(v):.3f}]{failed_note(r, side)}",
+            f"{med(v) * r.size * 8 / 1000:.2f}")
+
+
+def ratio(r, ours, peer, key=lambda v: v):
+    """ours/peer of the medians, or None (FAILED) unless every run of both sides worked."""
+    if not r.vals[ours] or not r.vals[peer] or r.fails[ours] or r.fails[peer]:
+        return None
+    return med([key(v) for v in r.vals[ours]]) / med([key(v) for v in r.vals[peer]])
+
+
+def fmt_ratio(q):
+    return "FAILED" if q is None else f"{q:.2f}"
+
+
+def rate_table(title, rows, peer_name):
+    lines = [f"### {title}", "",
+             f"| case | ours Mpps median [min–max] | ours Gbit/s | {peer_name} Mpps median [min–max] | "
+             f"{peer_name} Gbit/s | ours/peer |", "|---|---|---|---|---|---|"]
+    for label, r, ours, peer in rows:
+        om, og = cell(r, ours)
+        pm, pg = cell(r, peer)
+        lines.append(f"| {label} | {om} | {og} | {pm} | {pg} | {fmt_ratio(ratio(r, ours, peer))} |")
+    return lines
+
+
+def lat_cell(r, side):
+    v = r.vals[side]
+    if not v:
+        return "FAILED"
+    p50 = [x["p50_us"] for x in v]
+    p99 = [x["p99_us"] for x in v]
+    return (f"{med(p50):.1f} [{min(p50):.1f}–{max(p50):.1f}] / {med(p99):.1f} [{min(p99):.1f}–{max(p99):.1f}]"
+            f"{failed_note(r, side)}")
+
+
+def p50(v):
+    return v["p50_us"]
+
+
+def latency_table(rows):
+    lines = ["### Latency (µs, p50 / p99; median [min–max] over the runs; lower is better)", "",
+             "| case | ours p50 / p99 | peer p50 / p99 | p50 ours/peer |", "|---|---|---|---|"]
+    for label, r, ours, peer in rows:
+        lines.append(f"| {label} | {lat_cell(r, ours)} | {lat_cell(r, peer)} | "
+                     f"{fmt_ratio(ratio(r, ours, peer, p50))} |")
+    return lines
+
+
+def ring_group():
+    """ringbench --json: one line per layout and size, with the SPSC reference's numbers and the ratio."""
+    args = [RINGBENCH, "--json", "--duration", str(min(SECONDS, 2.0) if QUICK else SECONDS), "--warmup",
+            str(min(WARMUP, 0.5)), "--reps", str(REPEAT), "--cpus", f"{CPU_A},{CPU_B}", "--size", "64,1518"]
+    lines = ["### Ring micro-benchmark (bench/ringbench: virtqueue vs plain SPSC pointer ring, Mpps)", "",
+             f"`{' '.join(['bench/ringbench'] + args[1:])}`", "",
+             "| case | virtqueue Mpps median [min–max] | SPSC Mpps median [min–max] | virtqueue/SPSC |",
+             "|---|---|---|---|"]
+    ratios = []
+    r = subprocess.run(args, capture_output=True, text=True, timeout=3600)
+    rows = []
+    for line in r.stdout.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            pass
+    if r.returncode != 0 or not rows:
+        lines.append(f"| ringbench | FAILED (exit {r.returncode}: {r.stderr.strip()[-300:]}) | | FAILED |")
+    for j in rows:
+        name = f"{j['layout']} {j['size']}B"
+        if j.get("error"):
+            lines.append(f"| {name} | FAILED | FAILED | FAILED |")
+            continue
+        m, s = j["mpps"], j["spsc_mpps"]
+        lines.append(f"| {name} | {m['median']:.2f} [{m['min']:.2f}–{m['max']:.2f}] | "
+                     f"{s['median']:.2f} [{s['min']:.2f}–{s['max']:.2f}] | {j['ratio']:.2f} |")
+        ratios.append((f"ring {name}", j["ratio"]))
+    return lines, ratios
+
+
+# ------------------------------------------------------------------ machine, doc, chart
+
+def cmd_out(args):
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine():
+    model = re.search(r"Model name:\s*(.+)", cmd_out(["lscpu"]))
+    ver = lambda p: cmd_out(["dpkg-query", "-W", "-f=${Version}", p]) or "not installed"
+    return [f"- CPU: {model[1] if model else '?'}, {os.cpu_count()} CPUs; kernel {os.uname().release}",
+            f"- DPDK {ver('dpdk')} (dpdk-testpmd), Open vSwitch {ver('openvswitch-switch-dpdk')} "
+            f"(ovs-vswitchd-dpdk), QEMU {ver('qemu-system-x86')} (not used here)",
+            f"- vhostd commit {cmd_out(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'])}, "
+            f"build {os.path.relpath(BUILD, ROOT) if BUILD.startswith(ROOT) else BUILD}",
+            f"- load average (1, 5, 15 min) when the run started: {LOAD0}; when it ended: "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"]
+
+
+def chart(points):
+    """Bar chart of ours/peer per case with the target lines; returns a sentence for the doc."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "The chart was skipped: matplotlib is missing (Debian: python3-matplotlib)."
+    if not points:
+        return "The chart was skipped: no ratio to draw."
+    fig, ax = plt.subplots(figsize=(12, max(4, 0.28 * len(points) + 1.5)))
+    labels = [p[0] for p in points]
+    vals = [p[1] for p in points]
+    ax.barh(range(len(points)), vals, color=["tab:green" if v >= 1 else "tab:orange" for v in vals])
+    ax.set_yticks(range(len(points)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.invert_yaxis()
+    for (name, v, _), style in zip(TARGETS, ["-", "--", ":"]):
+        ax.axvline(v, color="k", linestyle=style, linewidth=1, label=f"target: {name}")
+    ax.set_xlabel("ours / peer (throughput; > 1: ours faster)")
+    ax.set_title(f"vhostd vs DPDK / OVS-DPDK, {time.strftime('%Y-%m-%d')} (only same-run ratios count)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(CHART), exist_ok=True)
+    fig.savefig(CHART, dpi=110)
+    plt.close(fig)
+    return f"Chart: [{os.path.basename(CHART)}]({os.path.basename(CHART)}) (ratios ours/peer with the targets)."
+
+
+def commands_section(all_results):
+    lines = ["## Exact commands", "",
+             "The first good run of each side of each case ran these (sockets and DPDK file prefixes are per run; "
+             "`taskset` pins each side to its CPU):", ""]
+    for r in all_results:
+        for side in r.vals:
+            if side in r.commands:
+                lines.append(f"- {r.label} — {side}:")
+                lines += [f"  - `{c}`" for c in r.commands[side]]
+    return lines
+
+
+def failures_section(all_results):
+    lines = []
+    for r in all_results:
+        for side in r.vals:
+            for f in r.fails[side]:
+                lines.append(f"- {r.label} ({side}): {f[:600]}")
+    return (["## Failed runs", ""] + lines) if lines else ["## Failed runs", "", "None."]
+
+
+# ------------------------------------------------------------------ main
+
+def prepare_hugepages():
+    def meminfo(key):
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+        return 0
+    if meminfo("HugePages_Free") < HUGE_WANT:
+        with open("/proc/sys/vm/nr_hugepages", "w") as f:
+            f.write(f"{meminfo('HugePages_Total') + HUGE_WANT - meminfo('HugePages_Free')}\n")
+    with open("/proc/mounts") as f:
+        mounted = any(l.split()[1] == HUGE_DIR and l.split()[2] == "hugetlbfs" for l in f)
+    if not mounted:
+        os.makedirs(HUGE_DIR, exist_ok=True)
+        subprocess.run(["mount", "-t", "hugetlbfs", "nodev", HUGE_DIR], check=True)
+
+
+def on_sigterm(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+LOAD0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def replot(doc):
+    """compare.py --replot DOC: draw the chart again from the tables of a written doc (e.g. after installing
+    matplotlib), and put the chart's line in place of the old one."""
+    with open(doc) as f:
+        text = f.read()
+    points, key = [], None
+    keys = {"### Loopback": "loopback", "### Cross": "cross", "### Switch": "switch", "### Ring": "ring"}
+    for line in text.splitlines():
+        if line.startswith("### "):
+            key = next((k for h, k in keys.items() if line.startswith(h)), None)
+        cols = [c.strip() for c in line.strip().strip("|").split("|")]
+        if key and line.startswith("| ") and re.fullmatch(r"\d+\.\d+", cols[-1]):
+            points.append((f"ring {cols[0]}" if key == "ring" else f"{key}: {cols[0]}", float(cols[-1])))
+    said = chart(points)
+    text = re.sub(r"^(The chart was skipped.*|Chart: .*)$", lambda m: said, text, count=1, flags=re.M)
+    with open(doc, "w") as f:
+        f.write(text)
+    print(said)
+    return 0
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--replot":
+        return replot(sys.argv[2])
+    if not BUILD or not os.access(PKTGEN, os.X_OK):
+        print("usage: compare.py BUILD_DIR (with tools/vhost-pktgen built)", file=sys.stderr)
+        return 2
+    bad = [g for g in ONLY if g not in GROUPS]
+    if bad:
+        print(f"bench: unknown BENCH_ONLY group(s) {bad}; known: {','.join(GROUPS)}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGHUP, on_sigterm)
+    missing = [t for t in (TESTPMD, "ovsdb-server", "ovs-vsctl", "ovs-ofctl", OVS_VSWITCHD, "taskset")
+               if shutil.which(t) is None]
+    if missing:
+        print(f"bench: missing {missing}: scripts/deps.sh bench installs them; their cases will fail",
+              file=sys.stderr)
+    try:
+        prepare_hugepages()
+    except (OSError, subprocess.SubprocessError) as e:
+        print(f"bench: hugepages: {e}; the DPDK and OVS cases will fail", file=sys.stderr)
+    t0 = time.time()
+    workdir = tempfile.mkdtemp(prefix="bn-bench-")
+    doc = []
+    points = []
+    all_results = []
+    failed_cells = 0
+    try:
+        groups = [("loopback", "Loopback: vhost-pktgen frontend/back-end (ours) vs testpmd virtio_user/net_vhost",
+                   loopback_cases, "DPDK"),
+                  ("cross", "Cross pairs: one side ours vs DPDK on both sides (the other side is DPDK's)",
+                   cross_cases, "DPDK-DPDK"),
+                  ("switch", "Switch, PVP (Mpps at the sink; generator and sink on one CPU, the switch on the other)",
+                   switch_cases, "peer"),
+                  ("latency", None, latency_cases, None)]
+        for key, title, cases, peer in groups:
+            if key not in ONLY:
+                continue
+            rows = []
+            for label, size, sides, case_rows in cases():
+                print(f"bench: {key}: {label}", flush=True)
+                r = run_case(workdir, label, size, sides)
+                all_results.append(r)
+                rows += [(rl, r, o, p) for rl, o, p in case_rows]
+            if key == "latency":
+                table = latency_table(rows)
+                failed_cells += sum(1 for _, r, o, p in rows if ratio(r, o, p, p50) is None)
+            else:
+                table = rate_table(title, rows, peer)
+                for rl, r, o, p in rows:
+                    q = ratio(r, o, p)
+                    if q is None:
+                        failed_cells += 1
+                    else:
+                        points.append((f"{key}: {rl}", q))
+            print("\n".join(table) + "\n", flush=True)
+            doc += table + [""]
+        if "ring" in ONLY:
+            print("bench: ring", flush=True)
+            table, ratios = ring_group()
+            failed_cells += sum(1 for l in table if "FAILED" in l)
+            points += ratios
+            print("\n".join(table) + "\n", flush=True)
+            doc += table + [""]
+    except KeyboardInterrupt as e:
+        print(f"bench: interrupted ({e}); processes stopped", file=sys.stderr)
+        for p in Proc.all:
+            p.kill()
+        return 130
+    finally:
+        for p in Proc.all:
+            if p.running():
+                p.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    busy = os.getloadavg()[0] > 0.5 or float(LOAD0.split()[0]) > 0.5
+    head = ["# Benchmarks: vhostd against DPDK and OVS-DPDK", "",
+            f"Written by `bench/compare.py` (`make bench`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(t0))}, "
+            f"{(time.time() - t0) / 60:.0f} minutes; BENCH_REPEAT={REPEAT}, BENCH_SECONDS={SECONDS:g}, "
+            f"BENCH_WARMUP={WARMUP:g}{', BENCH_QUICK=1 (smoke matrix)' if QUICK else ''}"
+            f"{', BENCH_ONLY=' + ','.join(ONLY) if ONLY != GROUPS else ''}.", ""]
+    if busy:
+        head += ["**Taken on a busy machine** (other builds and fuzzers were running: see the load averages): the "
+                 "absolute figures are noisy; compare only the ratios, and only within this run.", ""]
+    env = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ) if k.startswith("BENCH_") and
+                   k not in ("BENCH_DOC", "BENCH_CHART"))
+    head += [f"Reproduce: `{env + ' ' if env else ''}make bench` (as root; `scripts/deps.sh bench` installs "
+             "DPDK, OVS-DPDK, matplotlib, perf, valgrind).", ""]
+    head += ["Only ratios measured in the same run count: ours and the peer alternate case by case on the same "
+             "machine, pinned the same way; absolute figures from different runs or machines are not comparable.",
+             "", "## Machine", ""] + machine() + [
+             "", "## Method", "",
+             f"- One CPU per side: CPU {CPU_A} for the driver / generator (vhost-pktgen, testpmd virtio_user), "
+             f"CPU {CPU_B} for the device / switch (vhost-pktgen --backend, testpmd net_vhost, vhostd, "
+             f"ovs-vswitchd and its PMD). testpmd runs `--lcores 0@C,1@C` (main and forwarding lcore share C).",
+             "- Each run: start, wait for traffic, a warm-up that is not counted, then the measured window; the "
+             "rate is taken at the receiver (vhost-pktgen `--json` rx_mpps; testpmd's per-second Rx-pps averaged "
+             "over the window). Both ways: the two receivers' rates added (vhost-pktgen `--mode txrx` on both "
+             "sides versus testpmd `flowgen`, which also receives and counts, on both sides).",
+             "- Sizes include the 4-byte FCS (64 B = 60 bytes in the buffer); Gbit/s = Mpps × size × 8.",
+             "- IN_ORDER off on both stacks (testpmd virtio_user `in_order=0`); mergeable RX buffers as in the case.",
+             "- Switch: vhostd `--threads 1 --cpus B --idle-us 0` with two vhost-user ports; testpmd `io` between "
+             "two net_vhost ports; OVS-DPDK: private ovsdb-server/ovs-vswitchd (own db, OVS_RUNDIR, own network "
+             "namespace for the bridge's tap), dpdk-init, PMD and lcore mask = CPU B, a netdev bridge with two "
+             "dpdkvhostuserclient ports (vhost-pktgen listens with `--server`) and the one flow "
+             "`in_port=1,actions=output:2`. Generated frames go to MAC 02:00:00:00:00:02, which vhostd never "
+             "learns (the sink sends nothing) and floods to the only other port.",
+             "- Latency: vhost-pktgen `--latency` keeps one frame in flight, CLOCK_MONOTONIC; echo = round trip, "
+             "switch = one way (sent on A, seen on B, same process).", "", "## Results", ""]
+    doc = head + doc + [chart(points), ""] + failures_section(all_results) + [""] + commands_section(all_results)
+    os.makedirs(os.path.dirname(DOC), exist_ok=True)
+    with open(DOC, "w") as f:
+        f.write("\n".join(doc) + "\n")
+    print(f"bench: wrote {DOC}" + (f" and {CHART}" if os.path.exists(CHART) else ""))
+    print(f"bench: {failed_cells} case(s) FAILED" if failed_cells else "bench: no case FAILED")
+    return 1 if failed_cells else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
