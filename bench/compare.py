@@ -269,6 +269,8 @@ class Side:
                     "--size", str(buf_len(c["size"])), "--json"]
             if self.job != "tx":  # a receiver measures: warm-up, then the window; a sender runs until stopped
                 args += ["--warmup", str(WARMUP), "--duration", str(SECONDS)]
+            if self.job != "rx":  # generating: headers only, as testpmd txonly/flowgen (nobody verifies here)
+                args.append("--no-payload")
             if not c["mrg"]:
                 args.append("--no-mrg")
             if c["packed"] and self.role == "driver":
@@ -328,6 +330,8 @@ def run_pair(workdir, c, driver, device):
 def pvp_pktgen(run, a, b, size, server, latency):
     args = ["taskset", "-c", str(CPU_A), PKTGEN, "--poll", "--frontend", a, "--sink", b,
             "--size", str(buf_len(size)), "--warmup", str(WARMUP), "--duration", str(SECONDS), "--json"]
+    if not latency:
+        args.append("--no-payload")  # the same generator for every switch; payload bytes are nobody's concern
     if server:
         args.append("--server")
     if latency:
@@ -843,6 +847,9 @@ def main():
              "over the window). Both ways: the two receivers' rates added (vhost-pktgen `--mode txrx` on both "
              "sides versus testpmd `flowgen`, which also receives and counts, on both sides).",
              "- Sizes include the 4-byte FCS (64 B = 60 bytes in the buffer); Gbit/s = Mpps × size × 8.",
+             "- Generators write headers only: vhost-pktgen `--no-payload` (headers and its 12-byte stamp), testpmd "
+             "txonly/flowgen (headers); the payload is whatever the buffer holds. Both copy every byte of every frame "
+             "through the rings.",
              "- IN_ORDER off on both stacks (testpmd virtio_user `in_order=0`); mergeable RX buffers as in the case.",
              "- Switch: vhostd `--threads 1 --cpus B --idle-us 0` with two vhost-user ports; testpmd `io` between "
              "two net_vhost ports; OVS-DPDK: private ovsdb-server/ovs-vswitchd (own db, OVS_RUNDIR, own network "

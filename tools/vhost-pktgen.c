@@ -74,7 +74,7 @@ struct opts {
 	const char *path;
 	const char *tap;  /* --mode tap: the tap interface */
 	const char *sink; /* --sink: the second device, the sink of what the first port generates */
-	bool backend, server, client_set, packed, no_mrg, in_order, json, verify, latency, poll;
+	bool backend, server, client_set, packed, no_mrg, in_order, json, verify, latency, poll, no_payload;
 	enum mode mode;
 	uint32_t size_min, size_max;
 	unsigned burst, queues;
@@ -215,6 +215,8 @@ static void build_frame(const struct opts *o, uint8_t *f, uint32_t len, uint64_t
 	memcpy(pl + 8, &q, 2);
 	uint16_t l16 = (uint16_t)len;
 	memcpy(pl + 10, &l16, 2);
+	if (o->no_payload)
+		return;
 	uint8_t k = (uint8_t)(seq * 7);
 	for (uint32_t i = HDRS + STAMP; i < len; i++)
 		f[i] = (uint8_t)(pattern_base[i] + k);
@@ -881,6 +883,7 @@ static void usage(FILE *f)
 		"                    [--burst N] [--queues N] [--count N | --duration S] [--packed] [--no-mrg]\n"
 		"                    [--in-order] [--verify] [--mac XX:XX:XX:XX:XX:XX] [--json] [--mode tap --tap NAME]\n"
 		"                    [--pps N] [--sink PATH] [--latency [--window N]] [--warmup S] [--poll]\n"
+		"                    [--no-payload]\n"
 		"\n"
 		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
 		"  --frontend PATH  drive the vhost-user device at PATH without a VM (connecting by default)\n"
@@ -919,6 +922,10 @@ static void usage(FILE *f)
 		"                   start after them\n"
 		"  --poll           never sleep: poll flat out like a DPDK PMD (by default, after 1000 empty rounds,\n"
 		"                   50 us pauses between rounds until traffic comes back; --latency implies --poll)\n"
+		"  --no-payload     generating modes: write headers and the 12-byte stamp only, leaving the rest of\n"
+		"                   each frame as the buffer holds it (as testpmd txonly does); receivers must not\n"
+		"                   --verify. For benchmarks, where filling every payload byte made the generator,\n"
+		"                   not the stack, the limit for large frames\n"
 		"At exit (or on SIGINT/SIGTERM) prints per-queue and total packets, bytes, drops, errors and Mpps.\n"
 		"Exit status: 0, or 1 if --verify saw lost/duplicated/corrupted frames, 2 for bad usage.\n",
 		MIN_FRAME, MAX_FRAME, MAX_BURST, MAX_QP, LAT_MAX_WINDOW);
@@ -959,7 +966,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"in-order", 0, 0, 'I'}, {"verify", 0, 0, 'V'},  {"mac", 1, 0, 'a'},    {"json", 0, 0, 'j'},
 		{"tap", 1, 0, 't'},     {"pps", 1, 0, 'r'},      {"sink", 1, 0, 'k'},   {"latency", 0, 0, 'L'},
 		{"window", 1, 0, 'w'},  {"warmup", 1, 0, 'W'},   {"poll", 0, 0, 'p'},
-		{"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+		{"no-payload", 0, 0, 'N'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -1063,6 +1070,9 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'p':
 			o->poll = true;
+			break;
+		case 'N':
+			o->no_payload = true;
 			break;
 		case 'w':
 			if (!parse_count("window", optarg, 1, LAT_MAX_WINDOW, &o->window))
