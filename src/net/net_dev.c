@@ -238,6 +238,26 @@ static bool enq_chain_ok(const struct vhd_vq_chain *c, uint32_t hs)
 	return likely(!c->err && c->in_len >= hs);
 }
 
+/*
+ * The usual case, with or without MRG_RXBUF: header and frame fit the chain's first writable segment, so they go
+ * there with two copies and num_buffers is 1. Returns false, having written nothing, when they do not fit.
+ * Always inlined: as a call it cost 18 instructions per packet (bench/netcost), with hdr forced to memory.
+ */
+static inline __attribute__((always_inline)) bool enq_put_flat(struct enq *s, const struct vhd_vq_chain *c,
+								struct net_hdr_wire *hdr, const uint8_t *data,
+								uint32_t len)
+{
+	uint32_t total = s->hs + len;
+	if (!c->nin || c->iov[c->nout].iov_len < total)
+		return false;
+	uint8_t *dst = c->iov[c->nout].iov_base;
+	hdr->h.num_buffers = vhd_cpu_to_le16(1);
+	net_hdr_copy(dst, hdr, s->hs);
+	memcpy(dst + s->hs, data, len);
+	enq_used(s, c, total);
+	return true;
+}
+
 int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struct vhd_pkt *const *pkts, unsigned n,
 			struct vhd_net_stats *st)
 {
@@ -276,21 +296,13 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 		const uint8_t *data = vhd_pkt_data(p);
 		const uint32_t total = hs + p->len;
 
-		if (likely(s.wpos < s.nwin && s.nused < ENQ_USED_MAX)) {
-			/* A chain is already popped and its first writable segment takes header and frame: the
-			 * usual case, with or without MRG_RXBUF (num_buffers is 1 either way). */
-			const struct vhd_vq_chain *c = &s.win[s.wpos];
-			if (likely(enq_chain_ok(c, hs) && c->nin && c->iov[c->nout].iov_len >= total)) {
-				uint8_t *dst = c->iov[c->nout].iov_base;
-				s.wpos++;
-				hdr.h.num_buffers = vhd_cpu_to_le16(1);
-				net_hdr_copy(dst, hb, hs);
-				memcpy(dst + hs, data, p->len);
-				enq_used(&s, c, total);
-				delivered++;
-				bytes += p->len;
-				continue;
-			}
+		/* A chain already popped that takes the packet whole: no pop, no per-mode bookkeeping. */
+		if (likely(s.wpos < s.nwin && s.nused < ENQ_USED_MAX) && enq_chain_ok(&s.win[s.wpos], hs) &&
+		    enq_put_flat(&s, &s.win[s.wpos], &hdr, data, p->len)) {
+			s.wpos++;
+			delivered++;
+			bytes += p->len;
+			continue;
 		}
 
 		if (!cfg->mrg_rxbuf) {
@@ -391,14 +403,7 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 					gave_up = true;
 					break;
 				}
-				if (nb == 0 && c->nin > 0 && c->iov[c->nout].iov_len >= total) {
-					/* The common case: header and frame fit the first segment, and
-					 * num_buffers is 1. */
-					uint8_t *dst = c->iov[c->nout].iov_base;
-					hdr.h.num_buffers = vhd_cpu_to_le16(1);
-					net_hdr_copy(dst, hb, hs);
-					memcpy(dst + hs, data, p->len);
-					enq_used(&s, c, total);
+				if (nb == 0 && enq_put_flat(&s, c, &hdr, data, p->len)) {
 					pos = total;
 					nb = 1;
 					nb_lo = nb_hi = NULL;
