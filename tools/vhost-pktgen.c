@@ -568,6 +568,10 @@ static unsigned run_tap(struct gen *g, unsigned q)
 	 * back on a guest that reads slowly. */
 	struct vhd_pkt **pend = g->pending[q];
 	unsigned have = g->npending[q], got = 0;
+	/* Sent frames otherwise stay in the TX ring until it needs room, and the pool is small (big buffers):
+	 * collect them first so that the receive ring can be kept stocked. */
+	if (!g->o.backend)
+		port_tx(g, q, NULL, 0);
 	if (have < g->o.burst)
 		got = vhd_pkt_alloc_bulk(g->pool[q], pend + have, g->o.burst - have);
 	unsigned nread = 0;

@@ -154,9 +154,13 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 /* Driver side                                                                                             */
 
 /**
- * Driver: send packets on txq without copying. First collects the buffers the device has finished with and
- * frees their packets (call with n = 0 to do only that). Then, for each packet, writes the header into the
- * headroom and offers header and frame as one readable buffer (5.1.6.2).
+ * Driver: send packets on txq without copying. When the ring has no room for all n, first collects the oldest
+ * buffers the device has finished with (up to 64) and frees their packets; with n = 0 it collects and frees all
+ * finished ones and sends nothing. So a sender keeps the ring nearly full and its packets stay in the ring until
+ * it needs room: one whose pool runs dry should call with n = 0 to get them back. (Collecting only when needed
+ * reads used entries long after the device wrote them, not in the cache lines it is writing.) Then, for each
+ * packet, writes the header into the headroom (unless it already holds those bytes) and offers header and frame
+ * as one readable buffer (5.1.6.2).
  *
  * Packets must come from a pool made with vhd_pktpool_create_in() and have at least cfg->hdr_size bytes of
  * headroom; others are dropped (errors). A NEEDS_CSUM packet without CSUM negotiated gets its checksum

@@ -120,9 +120,13 @@ static unsigned vup_tx_burst(struct sw_port *p, unsigned qn, struct vhd_pkt **pk
 		struct vhd_pkt *c[SW_BURST];
 		if (n > SW_BURST)
 			n = SW_BURST;
-		/* Completed buffers first, so that the pool has room for this burst. */
-		vhd_net_drv_xmit(tx, &vp->cfg, NULL, 0, &q->tx_st);
+		/* Completed buffers stay in the ring until it needs room (vhd_net_drv_xmit); only when the pool
+		 * runs short are they all collected here. */
 		unsigned have = vhd_pkt_alloc_bulk(q->tx_pool, c, n), k = 0;
+		if (have < n) {
+			vhd_net_drv_xmit(tx, &vp->cfg, NULL, 0, &q->tx_st);
+			have += vhd_pkt_alloc_bulk(q->tx_pool, c + have, n - have);
+		}
 		for (; k < have && pkts[k]->len <= vhd_pkt_tailroom(c[k]); k++) {
 			memcpy(vhd_pkt_data(c[k]), vhd_pkt_data(pkts[k]), pkts[k]->len);
 			c[k]->len = pkts[k]->len;
