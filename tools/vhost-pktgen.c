@@ -75,6 +75,7 @@ struct opts {
 	const char *tap;  /* --mode tap: the tap interface */
 	const char *sink; /* --sink: the second device, the sink of what the first port generates */
 	bool backend, server, client_set, packed, no_mrg, in_order, json, verify, latency, poll, no_payload;
+	bool static_frames; /* --static */
 	enum mode mode;
 	uint32_t size_min, size_max;
 	unsigned burst, queues;
@@ -208,6 +209,20 @@ static void build_frame(const struct opts *o, uint8_t *f, uint32_t len, uint64_t
 		uint8_t uh[8] = {0, 9, 0, 9, (uint8_t)(ulen >> 8), (uint8_t)ulen, 0, 0}; /* UDP checksum 0: none */
 		memcpy(tmpl + 34, uh, 8);
 		tmpl_len = len;
+	}
+	if (o->static_frames) {
+		/* Headers and a stamp of sequence 0, written only into a buffer that does not hold them yet:
+		 * after the first round of the pool no frame is written at all, so the generator does not take
+		 * each frame's cache line back from the core that read it (the switch under test). */
+		uint8_t st[HDRS + STAMP];
+		memcpy(st, tmpl, HDRS);
+		memset(st + HDRS, 0, 8);
+		memcpy(st + HDRS + 8, &q, 2);
+		uint16_t l16 = (uint16_t)len;
+		memcpy(st + HDRS + 10, &l16, 2);
+		if (memcmp(f, st, sizeof(st)) != 0)
+			memcpy(f, st, sizeof(st));
+		return;
 	}
 	memcpy(f, tmpl, HDRS);
 	uint8_t *pl = f + HDRS;
@@ -887,7 +902,7 @@ static void usage(FILE *f)
 		"                    [--burst N] [--queues N] [--count N | --duration S] [--packed] [--no-mrg]\n"
 		"                    [--in-order] [--verify] [--mac XX:XX:XX:XX:XX:XX] [--json] [--mode tap --tap NAME]\n"
 		"                    [--pps N] [--sink PATH] [--latency [--window N]] [--warmup S] [--poll]\n"
-		"                    [--no-payload]\n"
+		"                    [--no-payload | --static]\n"
 		"\n"
 		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
 		"  --frontend PATH  drive the vhost-user device at PATH without a VM (connecting by default)\n"
@@ -930,6 +945,10 @@ static void usage(FILE *f)
 		"                   each frame as the buffer holds it (as testpmd txonly does); receivers must not\n"
 		"                   --verify. For benchmarks, where filling every payload byte made the generator,\n"
 		"                   not the stack, the limit for large frames\n"
+		"  --static         generating modes: every frame of a length is the same (sequence 0 in the stamp),\n"
+		"                   and a buffer that already holds it is not written again: after the pool's first\n"
+		"                   round the generator writes no frame bytes at all. For measuring a switch (PVP)\n"
+		"                   with the generator out of the way; receivers must not --verify; not --latency\n"
 		"At exit (or on SIGINT/SIGTERM) prints per-queue and total packets, bytes, drops, errors and Mpps.\n"
 		"Exit status: 0, or 1 if --verify saw lost/duplicated/corrupted frames, 2 for bad usage.\n",
 		MIN_FRAME, MAX_FRAME, MAX_BURST, MAX_QP, LAT_MAX_WINDOW);
@@ -970,7 +989,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"in-order", 0, 0, 'I'}, {"verify", 0, 0, 'V'},  {"mac", 1, 0, 'a'},    {"json", 0, 0, 'j'},
 		{"tap", 1, 0, 't'},     {"pps", 1, 0, 'r'},      {"sink", 1, 0, 'k'},   {"latency", 0, 0, 'L'},
 		{"window", 1, 0, 'w'},  {"warmup", 1, 0, 'W'},   {"poll", 0, 0, 'p'},
-		{"no-payload", 0, 0, 'N'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+		{"no-payload", 0, 0, 'N'}, {"static", 0, 0, 'Z'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -1078,6 +1097,9 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'N':
 			o->no_payload = true;
 			break;
+		case 'Z':
+			o->static_frames = true;
+			break;
 		case 'w':
 			if (!parse_count("window", optarg, 1, LAT_MAX_WINDOW, &o->window))
 				return -1;
@@ -1109,6 +1131,10 @@ static int parse(int argc, char **argv, struct opts *o)
 	}
 	if (o->latency && (!generates(o->mode) || o->queues != 1)) {
 		fprintf(stderr, "vhost-pktgen: --latency wants --mode txonly or txrx and one queue pair\n");
+		return -1;
+	}
+	if (o->static_frames && (o->latency || o->verify)) {
+		fprintf(stderr, "vhost-pktgen: --static frames carry no sequence: not with --latency or --verify\n");
 		return -1;
 	}
 	if (o->server && client) {
@@ -1194,6 +1220,7 @@ int main(int argc, char **argv)
 	struct gen *g = calloc(1, sizeof(*g)), *k = NULL;
 	if (!g || parse(argc, argv, &g->o) < 0) {
 		usage(stderr);
+		free(g);
 		return 2;
 	}
 	signal(SIGINT, on_signal);

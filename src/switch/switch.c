@@ -52,6 +52,9 @@ struct sw_thread {
 struct sw {
 	struct sw_config cfg;
 	_Atomic(struct sw_port *) ports[SW_MAX_PORTS];
+	/* One past the highest slot of ports[] ever used: flooding scans only that far (slots are taken lowest
+	 * first), not all SW_MAX_PORTS for every frame to an unknown address. Only grows. */
+	_Atomic unsigned ports_hi;
 	struct sw_fdb fdb;
 	_Atomic uint32_t now_s; /* coarse clock for the MAC table, ticked by the control thread */
 	_Atomic bool stop;
@@ -213,7 +216,8 @@ static void flood(struct sw_thread *t, struct sw_port *in, struct vhd_pkt *pkt)
 {
 	struct sw *sw = t->sw;
 	struct sw_port *last = NULL;
-	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
+	unsigned hi = atomic_load_explicit(&sw->ports_hi, memory_order_relaxed);
+	for (unsigned id = 0; id < hi; id++) {
 		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_acquire);
 		if (!p || p == in)
 			continue;
@@ -509,7 +513,11 @@ int sw_port_add(struct sw *sw, const char *name, const char *type, const struct 
 		free(p);
 		return -EINVAL;
 	}
-	/* Visible as an output first (release pairs with forward()'s acquire loads), then polled. */
+	/* Visible as an output first (release pairs with forward()'s acquire loads), then polled. ports_hi
+	 * before the slot: a thread that sees the port in the table (through a learned address) and floods
+	 * may still miss it in that one frame's flood, which is harmless. */
+	if ((unsigned)id >= atomic_load_explicit(&sw->ports_hi, memory_order_relaxed))
+		atomic_store_explicit(&sw->ports_hi, (unsigned)id + 1, memory_order_relaxed);
 	atomic_store_explicit(&sw->ports[id], p, memory_order_release);
 	rc = publish(sw);
 	if (rc < 0) {

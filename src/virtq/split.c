@@ -223,6 +223,28 @@ static void fill_desc(struct virtq_desc *d, const struct vhd_vq_seg *s, uint16_t
 	WR16(&d->next, next);
 }
 
+/*
+ * fill_desc() for the one-descriptor fast path, writing only fields that differ. A driver that recycles its
+ * buffers (a pool and the free list are both last-in first-out, so a buffer tends to come back to the same
+ * descriptor) mostly finds the descriptor already holding these values: it then only reads the line the device
+ * last read, instead of taking it back from the device's core. The device reads the descriptor only after the
+ * release store of avail->idx, so which stores happen does not matter to it.
+ */
+static inline void fill_desc_lazy(struct virtq_desc *d, const struct vhd_vq_seg *s, uint16_t flags)
+{
+	uint64_t addr = vhd_cpu_to_le64(s->addr);
+	uint32_t len = vhd_cpu_to_le32(s->len);
+	uint16_t fl = vhd_cpu_to_le16(flags);
+	if (__atomic_load_n(&d->addr, __ATOMIC_RELAXED) != addr)
+		__atomic_store_n(&d->addr, addr, __ATOMIC_RELAXED);
+	if (__atomic_load_n(&d->len, __ATOMIC_RELAXED) != len)
+		__atomic_store_n(&d->len, len, __ATOMIC_RELAXED);
+	if (__atomic_load_n(&d->flags, __ATOMIC_RELAXED) != fl || __atomic_load_n(&d->next, __ATOMIC_RELAXED) != 0) {
+		__atomic_store_n(&d->flags, fl, __ATOMIC_RELAXED);
+		__atomic_store_n(&d->next, 0, __ATOMIC_RELAXED);
+	}
+}
+
 static int split_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned n)
 {
 	uint16_t avail = vq->last_avail;
@@ -235,7 +257,7 @@ static int split_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned 
 			if (unlikely(vq->num_free == 0))
 				break;
 			uint16_t head = vq->in_order ? vq->next_desc : vq->free_head;
-			fill_desc(&vq->split.desc[head], &b->segs[0], b->nin ? VIRTQ_DESC_F_WRITE : 0, 0);
+			fill_desc_lazy(&vq->split.desc[head], &b->segs[0], b->nin ? VIRTQ_DESC_F_WRITE : 0);
 			if (vq->in_order) {
 				vq->next_desc = (uint16_t)((head + 1) & vq->mask);
 				vhdi_fifo_push(vq, head);
@@ -246,7 +268,10 @@ static int split_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned 
 			vq->slots[head] = (struct vhd_vq_drv_slot){
 				.token = b->token, .in_len = b->nin ? b->segs[0].len : 0, .ndesc = 1, .last = head,
 				.busy = true};
-			WR16(&vq->split.avail->ring[avail & vq->mask], head);
+			/* Likewise: the same head often lands in the same slot a lap later. */
+			uint16_t *slot = &vq->split.avail->ring[avail & vq->mask];
+			if (__atomic_load_n(slot, __ATOMIC_RELAXED) != vhd_cpu_to_le16(head))
+				WR16(slot, head);
 			avail++;
 			continue;
 		}
