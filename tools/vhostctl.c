@@ -327,6 +327,22 @@ static bool render_stats(const struct sw_json_val *r)
 		table_add(&t, row);
 	}
 	table_print(&t);
+	/* Forwarding threads (whole-switch stats only): cycles per packet in the rounds that moved packets. */
+	const struct sw_json_val *th = obj_array(r, "threads");
+	if (th && th->child) {
+		static const char *const tk[] = {"thread", "packets", "busy_cycles", "cycles_per_packet"};
+		static const char *const thh[] = {"THREAD", "PACKETS", "BUSY_CYCLES", "CYCLES/PACKET"};
+		static const bool tr[] = {true, true, true, true};
+		struct table tt = {4, thh, tr, NULL, 0, 0};
+		for (const struct sw_json_val *p = th->child; p; p = p->next) {
+			char *row[4];
+			for (unsigned i = 0; i < 4; i++)
+				row[i] = cell(p, tk[i], NULL);
+			table_add(&tt, row);
+		}
+		printf("\n");
+		table_print(&tt);
+	}
 	return true;
 }
 
