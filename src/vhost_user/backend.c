@@ -10,15 +10,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/membarrier.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -109,36 +106,14 @@ static void emit(struct vhd_vu_dev *dev, enum vhd_vu_event ev, unsigned qidx)
 
 /* ---------------------------------------------------------------- queues */
 
-/*
- * The acquire/pause handshake is a Dekker pair: the data path stores busy then loads ready, the control thread
- * stores ready then loads busy, and each needs a full fence between its store and its load. The data path runs
- * it for every burst of every queue, where the fence (a locked instruction on x86, which waits for every store
- * the burst left behind) was a fifth of a forwarding thread's time. With membarrier(2) the control side, which
- * runs it only when a queue is reconfigured, forces that fence on every thread of the process instead, and the
- * data path needs only a compiler barrier: the asymmetric fence of liburcu and folly. Decided once per process,
- * before the first device exists, and never changed; without membarrier both sides use the full fence.
- */
-static bool asym_fence;
-static pthread_once_t asym_once = PTHREAD_ONCE_INIT;
-
-static void asym_fence_init(void)
-{
-	long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-	asym_fence = cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
-		     syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
-}
-
 /* Stop the data path from entering q, then wait for a burst in progress to end. Returns whether it was ready. */
 static bool queue_pause(struct vu_queue *q)
 {
 	if (!atomic_load(&q->ready))
 		return false;
-	/* Store ready, full fence (ours, and with asym_fence every other thread's), load busy: pairs with the data
-	 * path's store of busy then load of ready in vhd_vu_queue_acquire(), so either it sees ready == 0 or we
-	 * see its busy == 1. */
+	/* seq_cst store then load: pairs with the data path's store of busy then load of ready in
+	 * vhd_vu_queue_acquire(), so either it sees ready == 0 or we see its busy == 1. */
 	atomic_store(&q->ready, 0);
-	if (asym_fence && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
-		abort(); /* registered in asym_fence_init(); cannot fail after that, and going on would race */
 	while (atomic_load(&q->busy))
 		sched_yield();
 	return true;
@@ -146,7 +121,7 @@ static bool queue_pause(struct vu_queue *q)
 
 static void queue_resume(struct vu_queue *q)
 {
-	/* Publishes q->vq and the call fd, set before, to the data path's acquire load of ready. */
+	/* Publishes q->vq and the call fd, set before, to the data path's seq_cst load of ready. */
 	atomic_store(&q->ready, 1);
 }
 
@@ -779,7 +754,6 @@ int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 {
 	if (!cfg->path || !*cfg->path || cfg->max_queue_pairs == 0 || cfg->max_queue_pairs > VHD_VU_MAX_QUEUE_PAIRS)
 		return -EINVAL;
-	pthread_once(&asym_once, asym_fence_init);
 	struct vhd_vu_dev *dev = aligned_alloc(64, (sizeof(*dev) + 63) & ~(size_t)63);
 	if (!dev)
 		return -ENOMEM;
@@ -920,16 +894,9 @@ struct vhd_vq *vhd_vu_queue_acquire(struct vhd_vu_dev *dev, unsigned qidx)
 	if (qidx >= dev->nq)
 		return NULL;
 	struct vu_queue *q = &dev->q[qidx];
-	/* Store busy, fence, load ready: pairs with queue_pause() (see there). With asym_fence the CPU fence is
-	 * the one membarrier() imposes from queue_pause(); only the compiler must keep the order here. */
-	if (__builtin_expect(asym_fence, 1)) {
-		atomic_store_explicit(&q->busy, 1, memory_order_relaxed);
-		atomic_signal_fence(memory_order_seq_cst);
-	} else {
-		atomic_store(&q->busy, 1);
-	}
-	/* Acquire: pairs with queue_resume()'s release of ready, which published q->vq. */
-	if (!atomic_load_explicit(&q->ready, memory_order_acquire)) {
+	/* seq_cst store then load: pairs with queue_pause() (see there). */
+	atomic_store(&q->busy, 1);
+	if (!atomic_load(&q->ready)) {
 		atomic_store_explicit(&q->busy, 0, memory_order_release);
 		return NULL;
 	}
