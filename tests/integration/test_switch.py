@@ -168,7 +168,22 @@ def case_two_threads(r):
     per = [q["rx_packets"] for q in rb["queues"]]
     if min(per) == 0:
         return f"a receive queue of b got nothing: {per}"
-    return check_pair(ra, rb, r.stats()["b"], N)
+    why = check_pair(ra, rb, r.stats()["b"], N)
+    if why:
+        return why
+    # Each thread's busy-cycle count covers exactly the packets its rounds received: together, every packet
+    # any port received.
+    full = r.ctl_json("stats")
+    th = full["threads"]
+    got = sum(p["rx_packets"] for p in full["ports"])
+    if len(th) != 2 or sum(t["packets"] for t in th) != got or any(t["packets"] == 0 for t in th):
+        return f"thread stats {th} do not add up to the {got} packets the ports received"
+    for t in th:
+        if t["busy_cycles"] <= 0 or t["cycles_per_packet"] != (t["busy_cycles"] + t["packets"] // 2) // t["packets"]:
+            return f"thread {t['thread']}: busy_cycles {t['busy_cycles']}, cycles_per_packet {t['cycles_per_packet']}"
+    if "threads" in r.ctl_json("stats", "a"):
+        return "stats for one port also reported threads"
+    return None
 
 
 def case_guest_fewer_queues(r):
