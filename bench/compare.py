@@ -891,15 +891,21 @@ def main():
                 p.kill()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    busy = os.getloadavg()[0] > 0.5 or float(LOAD0.split()[0]) > 0.5
+    # Only the load before the run says whether something else was running: during it the two sides alone
+    # make it about 2.
+    busy = float(LOAD0.split()[0]) > 0.5
     head = ["# Benchmarks: vhostd against DPDK and OVS-DPDK", "",
             f"Written by `bench/compare.py` (`make bench`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(t0))}, "
             f"{(time.time() - t0) / 60:.0f} minutes; BENCH_REPEAT={REPEAT}, BENCH_SECONDS={SECONDS:g}, "
             f"BENCH_WARMUP={WARMUP:g}{', BENCH_QUICK=1 (smoke matrix)' if QUICK else ''}"
             f"{', BENCH_ONLY=' + ','.join(ONLY) if ONLY != GROUPS else ''}.", ""]
     if busy:
-        head += ["**Taken on a busy machine** (other builds and fuzzers were running: see the load averages): the "
-                 "absolute figures are noisy; compare only the ratios, and only within this run.", ""]
+        head += [f"**The machine was not idle when the run started** (1-minute load average {LOAD0.split()[0]}): "
+                 "something else was running or had just finished; the absolute figures are noisy, compare only "
+                 "the ratios, and only within this run.", ""]
+    head += ["The two CPUs are virtual and the host moves them: the same binaries can differ by a factor of 2-3 "
+             "from one run to the next (see the min–max columns). Ours and the peer alternate run by run, which "
+             "is why only same-run ratios mean anything.", ""]
     env = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ) if k.startswith("BENCH_") and
                    k not in ("BENCH_DOC", "BENCH_CHART"))
     head += [f"Reproduce: `{env + ' ' if env else ''}make bench` (as root; `scripts/deps.sh bench` installs "

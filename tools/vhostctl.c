@@ -408,7 +408,10 @@ static const struct cmd_info cmd_table[] = {
 	 2, UINT_MAX, render_empty},
 	{"del-port", "del-port NAME", "remove a port", 1, 1, render_empty},
 	{"show", "show", "ports, forwarding threads and bridge settings", 0, 0, render_show},
-	{"stats", "stats [PORT]", "packet, byte, drop and error counters of every port or one", 0, 1, render_stats},
+	{"stats", "stats [PORT]",
+	 "packet, byte, drop and error counters of every port or one; without PORT also each forwarding thread's busy "
+	 "cycles per packet",
+	 0, 1, render_stats},
 	{"fdb", "fdb", "the learned MAC address table", 0, 0, render_fdb},
 	{"log-level", "log-level [LEVEL]", "show or set the daemon's log level (error, warning, info, debug)", 0, 1,
 	 render_log_level},
