@@ -137,24 +137,16 @@ static int packed_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n
 		}
 		uint16_t pos = vq->last_avail, id = 0, count = 0;
 		bool w = vq->avail_wrap;
-		if (likely(!(f & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) && used_iov < niov)) {
-			/* One plain descriptor in the hinted region, what net drivers post: mapped here directly,
-			 * each field read once as in the general walk; anything else takes that walk. */
-			const struct pvirtq_desc *d = &vq->packed.desc[pos];
-			uint64_t addr = RD64(&d->addr);
-			uint32_t len = RD32(&d->len);
-			void *p = len ? vhd_mem_xlate_hint(vq->mem, vq->mem_hint, addr, len) : NULL;
-			if (likely(p != NULL)) {
-				bool wr = f & VIRTQ_DESC_F_WRITE;
-				iov[used_iov] = (struct iovec){.iov_base = p, .iov_len = len};
-				chains[i] = (struct vhd_vq_chain){.id = RD16(&d->id), .ndesc = 1, .nout = !wr, .nin = wr,
-								  .out_len = wr ? 0 : len, .in_len = wr ? len : 0,
-								  .iov = &iov[used_iov], .err = 0};
-				used_iov++;
-				advance(vq, &vq->last_avail, &vq->avail_wrap, 1);
-				vq->dev_slots++;
-				continue;
-			}
+		/* One plain descriptor in the hinted region, what net drivers post: mapped directly, each field read
+		 * once as in the general walk; anything else takes that walk. */
+		const struct pvirtq_desc *d = &vq->packed.desc[pos];
+		if (likely(!(f & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) && used_iov < niov) &&
+		    likely(vhdi_pop_plain(vq, RD64(&d->addr), RD32(&d->len), f, RD16(&d->id), &iov[used_iov],
+					  &chains[i]))) {
+			used_iov++;
+			advance(vq, &vq->last_avail, &vq->avail_wrap, 1);
+			vq->dev_slots++;
+			continue;
 		}
 		vhd_chain_begin(&acc, iov, used_iov, niov);
 		int r = packed_walk(vq, f, &pos, &w, &id, &count, &acc);

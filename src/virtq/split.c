@@ -92,20 +92,11 @@ static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n,
 		 * (chains, tables, empty or unmapped buffers, a full iov[]) takes that walk. */
 		const struct virtq_desc *d = &vq->split.desc[head];
 		uint16_t flags = RD16(&d->flags);
-		if (likely(!(flags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) && used_iov < niov)) {
-			uint64_t addr = RD64(&d->addr);
-			uint32_t len = RD32(&d->len);
-			void *p = len ? vhd_mem_xlate_hint(vq->mem, vq->mem_hint, addr, len) : NULL;
-			if (likely(p != NULL)) {
-				bool w = flags & VIRTQ_DESC_F_WRITE;
-				iov[used_iov] = (struct iovec){.iov_base = p, .iov_len = len};
-				chains[i] = (struct vhd_vq_chain){.id = head, .ndesc = 1, .nout = !w, .nin = w,
-								  .out_len = w ? 0 : len, .in_len = w ? len : 0,
-								  .iov = &iov[used_iov], .err = 0};
-				used_iov++;
-				vq->last_avail++;
-				continue;
-			}
+		if (likely(!(flags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) && used_iov < niov) &&
+		    likely(vhdi_pop_plain(vq, RD64(&d->addr), RD32(&d->len), flags, head, &iov[used_iov], &chains[i]))) {
+			used_iov++;
+			vq->last_avail++;
+			continue;
 		}
 		vhd_chain_begin(&acc, iov, used_iov, niov);
 		int r = split_walk(vq, head, &acc);

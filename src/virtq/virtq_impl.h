@@ -241,6 +241,25 @@ static inline bool vhd_chain_finish(struct vhd_vq *vq, struct vhd_vq_chain *c, c
 }
 
 /*
+ * Device pop fast path, split and packed alike: a chain of one plain descriptor (no NEXT, no INDIRECT; the caller
+ * checked flags) whose buffer lies in the hinted memory region, what net drivers post, becomes chain c over
+ * *iov directly. addr, len and flags were read once from the ring by the caller, as the general walk reads
+ * them. Returns false, having written nothing, for an empty or unmapped buffer: that takes the general walk.
+ */
+static inline bool vhdi_pop_plain(const struct vhd_vq *vq, uint64_t addr, uint32_t len, uint16_t flags, uint16_t id,
+				  struct iovec *iov, struct vhd_vq_chain *c)
+{
+	void *p = len ? vhd_mem_xlate_hint(vq->mem, vq->mem_hint, addr, len) : NULL;
+	if (unlikely(p == NULL))
+		return false;
+	bool w = flags & VIRTQ_DESC_F_WRITE;
+	*iov = (struct iovec){.iov_base = p, .iov_len = len};
+	*c = (struct vhd_vq_chain){.id = id, .ndesc = 1, .nout = !w, .nin = w, .out_len = w ? 0 : len,
+				   .in_len = w ? len : 0, .iov = iov, .err = 0};
+	return true;
+}
+
+/*
  * Driver, IN_ORDER: FIFO of buffer ids in submission order. Positions wrap with a compare, not a division:
  * packed queue sizes need not be powers of two.
  */
