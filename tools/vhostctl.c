@@ -309,6 +309,20 @@ static bool render_show(const struct sw_json_val *r)
 	return true;
 }
 
+/* A table whose column c is field keys[c] of each object in arr (at most 16 columns). */
+static void print_fields(const struct sw_json_val *arr, unsigned ncols, const char *const *keys,
+			 const char *const *heads, const bool *right)
+{
+	struct table t = {ncols, heads, right, NULL, 0, 0};
+	for (const struct sw_json_val *p = arr->child; p; p = p->next) {
+		char *row[16];
+		for (unsigned i = 0; i < ncols; i++)
+			row[i] = cell(p, keys[i], NULL);
+		table_add(&t, row);
+	}
+	table_print(&t);
+}
+
 static bool render_stats(const struct sw_json_val *r)
 {
 	const struct sw_json_val *ports = obj_array(r, "ports");
@@ -319,29 +333,15 @@ static bool render_stats(const struct sw_json_val *r)
 	static const char *const h[] = {"PORT", "RX_PACKETS", "RX_BYTES", "TX_PACKETS",
 					"TX_BYTES", "RX_DROPS", "TX_DROPS", "ERRORS"};
 	static const bool right[] = {false, true, true, true, true, true, true, true};
-	struct table t = {8, h, right, NULL, 0, 0};
-	for (const struct sw_json_val *p = ports->child; p; p = p->next) {
-		char *row[8];
-		for (unsigned i = 0; i < 8; i++)
-			row[i] = cell(p, keys[i], NULL);
-		table_add(&t, row);
-	}
-	table_print(&t);
+	print_fields(ports, 8, keys, h, right);
 	/* Forwarding threads (whole-switch stats only): cycles per packet in the rounds that moved packets. */
 	const struct sw_json_val *th = obj_array(r, "threads");
 	if (th && th->child) {
 		static const char *const tk[] = {"thread", "packets", "busy_cycles", "cycles_per_packet"};
 		static const char *const thh[] = {"THREAD", "PACKETS", "BUSY_CYCLES", "CYCLES/PACKET"};
 		static const bool tr[] = {true, true, true, true};
-		struct table tt = {4, thh, tr, NULL, 0, 0};
-		for (const struct sw_json_val *p = th->child; p; p = p->next) {
-			char *row[4];
-			for (unsigned i = 0; i < 4; i++)
-				row[i] = cell(p, tk[i], NULL);
-			table_add(&tt, row);
-		}
-		printf("\n");
-		table_print(&tt);
+		putchar('\n');
+		print_fields(th, 4, tk, thh, tr);
 	}
 	return true;
 }
@@ -351,14 +351,10 @@ static bool render_fdb(const struct sw_json_val *r)
 	const struct sw_json_val *e = obj_array(r, "entries");
 	if (!e)
 		return false;
+	static const char *const keys[] = {"mac", "port", "age_s"};
 	static const char *const h[] = {"MAC", "PORT", "AGE_S"};
 	static const bool right[] = {false, false, true};
-	struct table t = {3, h, right, NULL, 0, 0};
-	for (const struct sw_json_val *p = e->child; p; p = p->next) {
-		char *row[] = {cell(p, "mac", NULL), cell(p, "port", NULL), cell(p, "age_s", NULL)};
-		table_add(&t, row);
-	}
-	table_print(&t);
+	print_fields(e, 3, keys, h, right);
 	return true;
 }
 
@@ -378,14 +374,10 @@ static bool render_help(const struct sw_json_val *r)
 	const struct sw_json_val *c = obj_array(r, "commands");
 	if (!c)
 		return false;
+	static const char *const keys[] = {"usage", "help"};
 	static const char *const h[] = {"COMMAND", "DESCRIPTION"};
 	static const bool right[] = {false, false};
-	struct table t = {2, h, right, NULL, 0, 0};
-	for (const struct sw_json_val *p = c->child; p; p = p->next) {
-		char *row[] = {cell(p, "usage", NULL), cell(p, "help", NULL)};
-		table_add(&t, row);
-	}
-	table_print(&t);
+	print_fields(c, 2, keys, h, right);
 	return true;
 }
 
