@@ -552,14 +552,14 @@ def cycles_table():
              "|---|---|---|---|---|"]
     points = []
 
-    def cell(v):
+    def cyc(v):
         return f"{med(v):.0f} [{min(v):.0f}–{max(v):.0f}]" if v else "FAILED"
     for size in sorted({k[0] for k in SWITCH_CYCLES}):
         ours = SWITCH_CYCLES.get((size, "vhostd"), [])
         for peer in ("testpmd-io", "OVS-DPDK"):
             pv = SWITCH_CYCLES.get((size, peer), [])
             q = med(pv) / med(ours) if ours and pv else None
-            lines.append(f"| PVP {size}B | {cell(ours)} | {peer} | {cell(pv)} | "
+            lines.append(f"| PVP {size}B | {cyc(ours)} | {peer} | {cyc(pv)} | "
                          f"{f'{q:.2f}' if q else 'FAILED'} |")
             if q:
                 points.append((f"switch: cycles/packet {size}B, vhostd vs {peer}", q))

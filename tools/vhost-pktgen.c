@@ -211,27 +211,20 @@ static void build_frame(const struct opts *o, uint8_t *f, uint32_t len, uint64_t
 		memcpy(tmpl + 34, uh, 8);
 		tmpl_len = len;
 	}
-	if (o->static_frames) {
-		/* Headers and a stamp of sequence 0, written only into a buffer that does not hold them yet:
-		 * after the first round of the pool no frame is written at all, so the generator does not take
-		 * each frame's cache line back from the core that read it (the switch under test). */
-		uint8_t st[HDRS + STAMP];
-		memcpy(st, tmpl, HDRS);
-		memset(st + HDRS, 0, 8);
-		memcpy(st + HDRS + 8, &q, 2);
-		uint16_t l16 = (uint16_t)len;
-		memcpy(st + HDRS + 10, &l16, 2);
-		if (memcmp(f, st, sizeof(st)) != 0)
-			memcpy(f, st, sizeof(st));
-		return;
-	}
-	memcpy(f, tmpl, HDRS);
-	uint8_t *pl = f + HDRS;
-	memcpy(pl, &seq, 8);
-	memcpy(pl + 8, &q, 2);
+	/* --static: sequence 0 in every stamp, and headers and stamp are written only into a buffer that does not
+	 * hold them yet: after the first round of the pool no frame is written at all, so the generator does not
+	 * take each frame's cache line back from the core that read it (the switch under test). */
+	uint8_t stamp[STAMP];
+	uint64_t sq = o->static_frames ? 0 : seq;
 	uint16_t l16 = (uint16_t)len;
-	memcpy(pl + 10, &l16, 2);
-	if (o->no_payload)
+	memcpy(stamp, &sq, 8);
+	memcpy(stamp + 8, &q, 2);
+	memcpy(stamp + 10, &l16, 2);
+	if (o->static_frames && memcmp(f, tmpl, HDRS) == 0 && memcmp(f + HDRS, stamp, STAMP) == 0)
+		return;
+	memcpy(f, tmpl, HDRS);
+	memcpy(f + HDRS, stamp, STAMP);
+	if (o->no_payload || o->static_frames)
 		return;
 	uint8_t k = (uint8_t)(seq * 7);
 	for (uint32_t i = HDRS + STAMP; i < len; i++)

@@ -29,19 +29,25 @@ CASES = [
 ]
 
 
+def start_backend(args, sock):
+    """vhost-pktgen --backend with args on sock, once its socket is there (or 2 s have passed)."""
+    be = subprocess.Popen([PKTGEN, "--backend", sock] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+    for _ in range(200):
+        if os.path.exists(sock):
+            break
+        time.sleep(0.01)
+    return be
+
+
 def run_case(name, sender, fe_flags, queues, count):
     sock = os.path.join(tempfile.gettempdir(), f"vhd-pktgen-{os.getpid()}-{name}.sock")
     common = ["--queues", str(queues), "--json"]
     no_mrg = ["--no-mrg"] if "--no-mrg" in fe_flags else []
     tx = ["--mode", "txonly", "--size", "60-9000", "--count", str(count)]
     rx = ["--mode", "rxonly", "--verify", "--count", str(count)]
-    be_args = [PKTGEN, "--backend", sock] + common + no_mrg + (tx if sender == "backend" else rx)
     fe_args = [PKTGEN, "--frontend", sock] + common + fe_flags + (tx if sender == "frontend" else rx)
-    be = subprocess.Popen(be_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for _ in range(200):
-        if os.path.exists(sock):
-            break
-        time.sleep(0.01)
+    be = start_backend(common + no_mrg + (tx if sender == "backend" else rx), sock)
     fe = subprocess.Popen(fe_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         fe_out, fe_err = fe.communicate(timeout=600)
@@ -78,12 +84,7 @@ def run_echo(name, be_mode, fe_flags, queues, count):
     """Frontend txonly --verify against a back-end in io/macswap mode: every frame comes back checked, and any
     frame the back-end could not return (its drops) is exactly what the frontend counts as lost."""
     sock = os.path.join(tempfile.gettempdir(), f"vhd-pktgen-{os.getpid()}-{name}.sock")
-    be = subprocess.Popen([PKTGEN, "--backend", sock, "--mode", be_mode, "--queues", str(queues), "--json"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for _ in range(200):
-        if os.path.exists(sock):
-            break
-        time.sleep(0.01)
+    be = start_backend(["--mode", be_mode, "--queues", str(queues), "--json"], sock)
     fe = subprocess.run([PKTGEN, "--frontend", sock, "--mode", "txonly", "--verify", "--size", "60-1514",
                          "--count", str(count), "--queues", str(queues), "--json"] + fe_flags,
                         capture_output=True, text=True, timeout=600)
@@ -113,12 +114,7 @@ def run_static(name, fe_flags, count):
     bad = subprocess.run([PKTGEN, "--frontend", sock, "--static", "--verify"], capture_output=True, text=True)
     if bad.returncode != 2 or "--static" not in bad.stderr:
         return f"--static --verify: exit {bad.returncode}, said {bad.stderr!r}"
-    be = subprocess.Popen([PKTGEN, "--backend", sock, "--mode", "rxonly", "--count", str(count), "--json"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for _ in range(200):
-        if os.path.exists(sock):
-            break
-        time.sleep(0.01)
+    be = start_backend(["--mode", "rxonly", "--count", str(count), "--json"], sock)
     fe = subprocess.run([PKTGEN, "--frontend", sock, "--mode", "txonly", "--static", "--size", "100", "--count",
                          str(count), "--json"] + fe_flags, capture_output=True, text=True, timeout=600)
     be_out, be_err = be.communicate(timeout=60)

@@ -102,6 +102,14 @@ def wait_link(r, ports, up=True, timeout=10):
     raise RuntimeError(f"ports {ports} not {'up' if up else 'down'}: {show}")
 
 
+def stop_sink(r, b):
+    """Once the sender is done: give its last frames half a second to cross the switch, stop the receiver b
+    (SIGINT), and return b's result and the switch's port counters."""
+    time.sleep(0.5)
+    b.send_signal(signal.SIGINT)
+    return Rig.result(b), r.stats()
+
+
 def check_pair(sent, got, sw_out, n):
     """sent: sender's JSON, got: receiver's JSON, sw_out: vhostd's stats of the receiver's port."""
     st, rt = sent["total"], got["total"]
@@ -132,10 +140,7 @@ def case_pair(r, packed):
     a = r.pktgen("--frontend", r.sock("a"), "--mode", "txonly", "--mac", MAC["a"], "--size", "60-1514",
                  "--count", str(N), "--pps", PPS, *fl)
     ra = Rig.result(a)
-    time.sleep(0.5)  # the last frames cross the switch
-    b.send_signal(signal.SIGINT)
-    rb = Rig.result(b)
-    s = r.stats()
+    rb, s = stop_sink(r, b)
     err = check_pair(ra, rb, s["b"], N)
     if err:
         return err
@@ -162,13 +167,11 @@ def case_two_threads(r):
     a = r.pktgen("--frontend", r.sock("a"), "--mode", "txonly", "--mac", MAC["a"], "--queues", "2",
                  "--count", str(N), "--pps", PPS)
     ra = Rig.result(a)
-    time.sleep(0.5)
-    b.send_signal(signal.SIGINT)
-    rb = Rig.result(b)
+    rb, s = stop_sink(r, b)
     per = [q["rx_packets"] for q in rb["queues"]]
     if min(per) == 0:
         return f"a receive queue of b got nothing: {per}"
-    why = check_pair(ra, rb, r.stats()["b"], N)
+    why = check_pair(ra, rb, s["b"], N)
     if why:
         return why
     # Each thread's busy-cycle count covers exactly the packets its rounds received: together, every packet
@@ -199,10 +202,8 @@ def case_guest_fewer_queues(r):
     a = r.pktgen("--frontend", r.sock("a"), "--mode", "txonly", "--mac", MAC["a"], "--queues", "2",
                  "--count", str(n), "--pps", str(max(1, int(PPS) // 5)))
     ra = Rig.result(a)
-    time.sleep(0.5)
-    b.send_signal(signal.SIGINT)
-    rb = Rig.result(b)
-    s = r.stats()["b"]
+    rb, s = stop_sink(r, b)
+    s = s["b"]
     if ra["total"]["tx_packets"] != n or rb["total"]["rx_packets"] + s["tx_drops"] != n:
         return f"sent {ra['total']['tx_packets']}, received {rb['total']['rx_packets']}, dropped {s['tx_drops']}"
     if rb["total"]["rx_packets"] < n * 9 // 10:
@@ -222,10 +223,7 @@ def case_stalled_guest(r):
         a = r.pktgen("--frontend", r.sock("a"), "--mode", "txonly", "--mac", MAC["a"], "--count", str(N),
                      "--pps", PPS)
         ra = Rig.result(a)
-        time.sleep(0.5)
-        b.send_signal(signal.SIGINT)
-        rb = Rig.result(b)
-        s = r.stats()
+        rb, s = stop_sink(r, b)
     finally:
         c.send_signal(signal.SIGCONT)
     err = check_pair(ra, rb, s["b"], N)
@@ -258,10 +256,7 @@ def case_learning(r):
     a = r.pktgen("--frontend", r.sock("a"), "--mode", "txonly", "--mac", MAC["a"], "--count", str(N // 4),
                  "--pps", PPS)
     ra = Rig.result(a)
-    time.sleep(0.5)
-    b.send_signal(signal.SIGINT)
-    rb = Rig.result(b)
-    s = r.stats()
+    rb, s = stop_sink(r, b)
     err = check_pair(ra, rb, s["b"], N // 4)
     if err:
         return err
@@ -297,10 +292,7 @@ def case_hotplug(r):
         r.ctl_cmd("del-port", "d")
         seen.append(r.stats()["b"]["tx_packets"])
     ra = Rig.result(a, timeout=300)
-    time.sleep(0.5)
-    b.send_signal(signal.SIGINT)
-    rb = Rig.result(b)
-    s = r.stats()
+    rb, s = stop_sink(r, b)
     if set(s) != {"a", "b"}:
         return f"ports left: {sorted(s)}"
     if os.path.exists(r.sock("c")):
@@ -400,10 +392,7 @@ def case_hostile_guest(r):
     if g.returncode != 0:
         return f"hostile_guest exit {g.returncode}: {gerr.strip()}"
     guest = json.loads(gout.strip().splitlines()[-1])
-    time.sleep(0.5)
-    b.send_signal(signal.SIGINT)
-    rb = Rig.result(b)
-    s = r.stats()
+    rb, s = stop_sink(r, b)
     err = check_pair(ra, rb, s["b"], n)
     if err:
         return err
