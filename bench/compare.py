@@ -60,6 +60,8 @@ QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 VERBOSE = os.environ.get("BENCH_VERBOSE", "") not in ("", "0")  # testpmd's per-second rates on stderr
 GROUPS = ["loopback", "cross", "switch", "latency", "ring"]
 SIZES = [int(x) for x in os.environ.get("BENCH_SIZES", "64,1518").split(",")]  # loopback, cross, switch
+# Flow counts of the PVP cases through learning switches (64 B; none with BENCH_FLOWS=""):
+FLOWS = [int(x) for x in os.environ.get("BENCH_FLOWS", "1,10000").split(",") if x]
 ONLY = [g for g in os.environ.get("BENCH_ONLY", ",".join(GROUPS)).split(",") if g]
 CPU_A, CPU_B = (int(c) for c in os.environ.get("BENCH_CPUS", "0,1").split(","))
 DOC = os.environ.get("BENCH_DOC", os.path.join(ROOT, "docs", "benchmarks.md"))
@@ -328,9 +330,13 @@ def run_pair(workdir, c, driver, device):
 
 # ------------------------------------------------------------------ switches (PVP)
 
-def pvp_pktgen(run, a, b, size, server, latency):
+def pvp_pktgen(run, a, b, size, server, latency, flows=None):
     args = ["taskset", "-c", str(CPU_A), PKTGEN, "--poll", "--frontend", a, "--sink", b,
             "--size", str(buf_len(size)), "--warmup", str(WARMUP), "--duration", str(SECONDS), "--json"]
+    if flows:
+        # Many flows through a learning switch: the sink announces its MAC so every switch forwards to it as a
+        # known address, and the UDP source port runs through `flows` values (flow caches see that many).
+        args += ["--flows", str(flows), "--announce"]
     if not latency:
         # The same generator for every switch, as light as it can be: identical frames, written into a buffer only
         # once, so that its one core is spent on the rings and the switch is what gets measured.
@@ -352,11 +358,11 @@ def pvp_result(p, latency):
     return g["rx_mpps"]
 
 
-# PVP runs: each switch's own count of its forwarding cost, busy cycles per packet, by (size, switch).
+# PVP runs: each switch's own count of its forwarding cost, busy cycles per packet, by (case, switch).
 SWITCH_CYCLES = {}
 
 
-def pvp(workdir, size, latency, start_switch, name, server=False):
+def pvp(workdir, size, latency, start_switch, name, server=False, flows=None, case=None):
     """One PVP run: start_switch(run, a, b) brings the switch up with its ports on sockets a and b and returns a
     function that reads the switch's cycles per packet after the traffic; then one vhost-pktgen generates on a and
     counts on b (listening on both with server)."""
@@ -364,12 +370,12 @@ def pvp(workdir, size, latency, start_switch, name, server=False):
     try:
         a, b = run.sock("a"), run.sock("b")
         cycles = start_switch(run, a, b)
-        val = pvp_result(pvp_pktgen(run, a, b, size, server, latency), latency)
+        val = pvp_result(pvp_pktgen(run, a, b, size, server, latency, flows), latency)
         if not latency:
             try:
                 c = cycles()
                 if c:
-                    SWITCH_CYCLES.setdefault((size, name), []).append(c)
+                    SWITCH_CYCLES.setdefault((case or f"PVP {size}B", name), []).append(c)
             except (RunFail, OSError, ValueError, KeyError, subprocess.SubprocessError) as e:
                 print(f"bench:     {name}: no cycles per packet: {e}", file=sys.stderr, flush=True)
         return val, run.commands
@@ -408,9 +414,11 @@ def start_testpmd_io(run, a, b):
     return cycles
 
 
-def start_ovs(run, a, b):
+def start_ovs(run, a, b, normal=False):
     """OVS-DPDK in a private directory and network namespace (the netdev bridge's internal port is a tap),
-    ovs-vswitchd and its PMD thread on CPU_B; its dpdkvhostuserclient ports connect to vhost-pktgen at a and b."""
+    ovs-vswitchd and its PMD thread on CPU_B; its dpdkvhostuserclient ports connect to vhost-pktgen at a and b.
+    The one flow in_port=1,actions=output:2, or with normal the bridge's own NORMAL flow (MAC learning, as
+    vhostd does)."""
     d = os.path.join(run.dir, "ovs")
     os.makedirs(d)
     env = dict(os.environ, OVS_RUNDIR=d, OVS_DBDIR=d, OVS_LOGDIR=d, OVS_SYSCONFDIR=d)
@@ -445,8 +453,9 @@ def start_ovs(run, a, b):
     for port, path, ofport in (("a", a, 1), ("b", b, 2)):
         sh(*vsctl, "add-port", "br0", port, "--", "set", "Interface", port, "type=dpdkvhostuserclient",
            f"options:vhost-server-path={path}", f"ofport_request={ofport}")
-    sh("ovs-ofctl", "del-flows", "br0")
-    sh("ovs-ofctl", "add-flow", "br0", "in_port=1,actions=output:2")
+    if not normal:
+        sh("ovs-ofctl", "del-flows", "br0")
+        sh("ovs-ofctl", "add-flow", "br0", "in_port=1,actions=output:2")
 
     def cycles():
         m = re.search(r"avg processing cycles per packet:\s*([\d.]+)", sh("ovs-appctl", "-t", f"{d}/vswitchd.ctl",
@@ -535,6 +544,21 @@ def switch_cases(latency=False):
         out.append((f"{what} {size}B", size, sides,
                     [(f"{what} {size}B, vhostd vs testpmd-io", "vhostd", "testpmd-io"),
                      (f"{what} {size}B, vhostd vs OVS-DPDK", "vhostd", "OVS-DPDK")]))
+    if latency:
+        return out
+    # An L2 switch's usual work: the destination is a learned address, the traffic many flows. vhostd and OVS
+    # (its NORMAL action) both learn; testpmd io, which neither learns nor looks at the frames, is the floor.
+    for flows in [] if QUICK else FLOWS:
+        case, size = f"PVP 64B learned MAC, {flows} flow{'s' if flows > 1 else ''}", 64
+        sides = {"vhostd": lambda w, f=flows, c=case: pvp(w, size, False, start_vhostd, "vhostd", flows=f, case=c),
+                 "testpmd-io": lambda w, f=flows, c=case: pvp(w, size, False, start_testpmd_io, "testpmd-io",
+                                                              flows=f, case=c),
+                 "OVS-DPDK": lambda w, f=flows, c=case: pvp(w, size, False,
+                                                            lambda r, a, b: start_ovs(r, a, b, normal=True),
+                                                            "OVS-DPDK", server=True, flows=f, case=c)}
+        out.append((case, size, sides,
+                    [(f"{case}, vhostd vs testpmd-io", "vhostd", "testpmd-io"),
+                     (f"{case}, vhostd vs OVS-DPDK (NORMAL)", "vhostd", "OVS-DPDK")]))
     return out
 
 
@@ -554,15 +578,15 @@ def cycles_table():
 
     def cyc(v):
         return f"{med(v):.0f} [{min(v):.0f}–{max(v):.0f}]" if v else "FAILED"
-    for size in sorted({k[0] for k in SWITCH_CYCLES}):
-        ours = SWITCH_CYCLES.get((size, "vhostd"), [])
+    for case in dict.fromkeys(k[0] for k in SWITCH_CYCLES):  # in the order the cases ran
+        ours = SWITCH_CYCLES.get((case, "vhostd"), [])
         for peer in ("testpmd-io", "OVS-DPDK"):
-            pv = SWITCH_CYCLES.get((size, peer), [])
+            pv = SWITCH_CYCLES.get((case, peer), [])
             q = med(pv) / med(ours) if ours and pv else None
-            lines.append(f"| PVP {size}B | {cyc(ours)} | {peer} | {cyc(pv)} | "
+            lines.append(f"| {case} | {cyc(ours)} | {peer} | {cyc(pv)} | "
                          f"{f'{q:.2f}' if q else 'FAILED'} |")
             if q:
-                points.append((f"switch: cycles/packet {size}B, vhostd vs {peer}", q))
+                points.append((f"switch: cycles/packet {case}, vhostd vs {peer}", q))
     if not SWITCH_CYCLES:
         lines.append("| (no switch reported its cycles) | | | | |")
     return lines, points

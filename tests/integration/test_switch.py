@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -434,6 +435,63 @@ def case_hostile_guest(r):
     return None
 
 
+def tap_frames(sock):
+    """Every frame readable on the AF_PACKET socket now (it waits 0.3 s for the last ones)."""
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(65536))
+        except socket.timeout:
+            return out
+
+
+def case_pvp_flows_announce(r):
+    """vhost-pktgen's PVP options as a switch sees them. --flows 7: the frames (flooded, the sink's MAC being
+    unknown) reach a tap port with UDP source ports 1024..1030, each as often. --announce: the sink's one
+    broadcast teaches vhostd where its MAC is before generation starts, so every frame goes to the sink alone
+    and the tap sees only that broadcast."""
+    tap = f"vhdsw{os.getpid() % 100000}"
+    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')}", f"add-port b vhost-user path={r.sock('b')}",
+                    f"add-port t tap ifname={tap}"])
+    # No IPv6 on the tap, so the kernel sends nothing into the switch of its own.
+    subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{tap}.disable_ipv6=1"], check=True)
+    subprocess.run(["ip", "link", "set", tap, "up"], check=True)
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL
+    try:
+        sock.bind((tap, 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        sock.settimeout(0.3)
+        n = 700
+        for announce in (False, True):
+            tap_frames(sock)  # whatever came before
+            g = r.pktgen("--frontend", r.sock("a"), "--sink", r.sock("b"), "--count", str(n), "--flows", "7",
+                         "--pps", "5000", "--verify", *(["--announce"] if announce else []))
+            res = Rig.result(g)
+            if res["tx_packets"] != n or res["rx_packets"] != n or res["sink"]["total"]["corrupt"]:
+                return f"announce={announce}: sent {res['tx_packets']}, the sink got {res['rx_packets']} of {n}"
+            frames = tap_frames(sock)
+            udp = [f for f in frames if len(f) >= 42 and f[12:14] == b"\x08\x00" and f[23] == 17]
+            ann = [f for f in frames if len(f) >= 14 and f[12:14] == b"\x88\xb5"]
+            if not announce:
+                ports = {}
+                for f in udp:
+                    sp = int.from_bytes(f[34:36], "big")
+                    ports[sp] = ports.get(sp, 0) + 1
+                if ports != {p: n // 7 for p in range(1024, 1031)} or ann:
+                    t = r.stats()["t"]
+                    return (f"--flows 7: the tap saw source ports {ports}, {len(ann)} announcements (vhostd sent it "
+                            f"{t['tx_packets']}, dropped {t['tx_drops']})")
+            else:
+                if udp or len(ann) != 1 or ann[0][0:6] != b"\xff" * 6 or ann[0][6:12] != bytes.fromhex("020000000002"):
+                    return f"--announce: the tap saw {len(udp)} generated frames, announcements {ann[:2]}"
+                fdb = {e["mac"]: e["port"] for e in r.ctl_json("fdb")["entries"]}
+                if fdb.get(MAC["b"]) != "b":
+                    return f"after the announcement the MAC table has {fdb}"
+        return None
+    finally:
+        sock.close()
+
+
 CASES = [
     ("switch_split_pair", lambda r: case_pair(r, False)),
     ("switch_packed_pair", lambda r: case_pair(r, True)),
@@ -445,6 +503,7 @@ CASES = [
     ("switch_virtio_user_port", case_virtio_user),
     ("switch_ctl_errors_and_shutdown", case_ctl_errors),
     ("switch_hostile_guest_others_keep_flowing", case_hostile_guest),
+    ("switch_pvp_flows_announce", case_pvp_flows_announce),
 ]
 # Cases that stop vhostd themselves (to read its log): main() does not expect it running afterwards.
 STOPS_VHOSTD = {"switch_ctl_errors_and_shutdown", "switch_hostile_guest_others_keep_flowing"}
