@@ -243,11 +243,15 @@ static void flood(struct sw_thread *t, struct sw_port *in, struct vhd_pkt *pkt)
 	}
 }
 
+/* Two loads combined in registers: copying 6 bytes into a zeroed 8-byte variable made the compiler store 4 + 2
+ * bytes and load 8, a store-forwarding stall per address (a third of forward()'s time in perf). */
 static inline uint64_t mac_key(const uint8_t *m)
 {
-	uint64_t k = 0;
-	memcpy(&k, m, 6);
-	return k;
+	uint32_t lo;
+	uint16_t hi;
+	memcpy(&lo, m, 4);
+	memcpy(&hi, m + 4, 2);
+	return lo | (uint64_t)hi << 32;
 }
 
 static void forward(struct sw_thread *t, struct sw_port *in, struct vhd_pkt **pkts, unsigned n)

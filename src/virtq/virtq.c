@@ -125,6 +125,7 @@ int vhd_vq_create(const struct vhd_vq_config *cfg, struct vhd_vq **out)
 		rc = driver_init(vq, cfg);
 		vq->next_desc = packed ? 0 : (uint16_t)(cfg->base & vq->mask);
 		vq->free_head = vq->next_desc;
+		vq->free_tail = (uint16_t)((vq->next_desc + vq->num - 1) & vq->mask); /* the list is circular */
 	}
 	if (rc < 0) {
 		vhd_vq_destroy(vq);

@@ -92,6 +92,7 @@ struct vhd_vq {
 	struct vhd_vq_drv_slot *slots;
 	uint16_t *free_next; /* split: descriptor free list links; packed: free buffer-id stack links */
 	uint16_t free_head;
+	uint16_t free_tail;  /* split: last descriptor of the free list (valid while num_free > 0) */
 	uint16_t num_free;   /* split: free descriptors; packed: free ring slots */
 	uint16_t ids_free;   /* packed: free buffer ids */
 	uint16_t next_desc;  /* split IN_ORDER: next descriptor to use */
