@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "pkt.h" /* same directory, installed or not */
+#include "virtq.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -119,6 +120,43 @@ struct vhd_net_stats {
  */
 int vhd_net_dev_dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct vhd_pktpool *pool,
 			struct vhd_pkt **pkts, unsigned n, struct vhd_net_stats *st);
+
+/** Most chains a borrowing dequeue keeps from the driver before vhd_net_dev_dequeue_done() gives them back. */
+#define VHD_NET_BORROW_MAX 256u
+
+/** The chains a borrowing dequeue took and has not given back yet. Start with n = 0; one per queue. */
+struct vhd_net_borrowed {
+	unsigned n;
+	struct vhd_vq_used used[VHD_NET_BORROW_MAX];
+};
+
+/**
+ * Device: vhd_net_dev_dequeue() without the copy. A frame that lies in one segment right after its header (what
+ * drivers post) and asks for no offload (no NEEDS_CSUM, no GSO: serving those would mean writing into the frame)
+ * is not copied: its packet comes from views (vhd_pktpool_create_views()) and points into the driver's buffer
+ * (VHD_PKT_F_VIEW), with meta all 0. Other frames are copied into packets from pool, as vhd_net_dev_dequeue()
+ * does; pool also sets the largest frame taken (its buffer size minus VHD_PKT_HEADROOM), so the same frames are
+ * dropped either way. The chains are not given back: their used entries wait in b until
+ * vhd_net_dev_dequeue_done(), which the caller must call (with the queue still held, so the guest memory stays
+ * mapped) once no view's frame is used any more, and before borrowing again if b is near full. Views from views
+ * run short: the remaining chains stay in the ring. A chain to copy while pool is empty is dropped (no_buffers).
+ *
+ * The guest still owns a view's bytes and may change them at any time: copy them onwards, look at them to decide
+ * where the frame goes, but never check them and then rely on the check, and never write into them (headers,
+ * lengths and offload metadata are private copies, checked as for vhd_net_dev_dequeue()).
+ * Threading: as vhd_net_dev_dequeue(); b belongs to the queue.
+ * @return packets stored in pkts[0..ret), views or pool packets, now owned by the caller; -EINVAL without views
+ *         or with a corrupt b; -EIO if the queue is broken (pkts freed, b emptied: nothing to give back).
+ */
+int vhd_net_dev_dequeue_borrow(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct vhd_pktpool *pool,
+			       struct vhd_pktpool *views, struct vhd_pkt **pkts, unsigned n,
+			       struct vhd_net_borrowed *b, struct vhd_net_stats *st);
+
+/**
+ * Device: give back every chain b holds (one push, length 0), after the views of their frames are done with.
+ * @return 0; -EIO if the queue is broken (b is emptied either way).
+ */
+int vhd_net_dev_dequeue_done(struct vhd_vq *txq, struct vhd_net_borrowed *b);
 
 /**
  * Device: copy packets into the driver's receive buffers on rxq, each preceded by a header built from its meta.

@@ -79,8 +79,16 @@ struct vhd_pkt {
 	uint32_t cap;              /**< buffer bytes (fixed) */
 	uint64_t iova;             /**< device-visible address of buf[0], or 0 if the pool is not shared (fixed) */
 	struct vhd_net_meta meta;  /**< offload metadata */
+	uint16_t flags;            /**< VHD_PKT_F_*, set by the pool (fixed) */
 	struct vhd_pktpool *pool;  /**< the pool it returns to (fixed) */
 };
+
+/**
+ * vhd_pkt.flags: the packet comes from a view pool (vhd_pktpool_create_views()): buf points at a frame in memory
+ * the packet does not own (typically a guest's transmit buffer, see vhd_net_dev_dequeue_borrow()), valid only
+ * for as long as its lender says. Read it, copy it; never write into it or keep it.
+ */
+#define VHD_PKT_F_VIEW 1u
 
 /** The frame's first byte. */
 static inline uint8_t *vhd_pkt_data(const struct vhd_pkt *pkt)
@@ -111,6 +119,14 @@ int vhd_pktpool_create(unsigned count, uint32_t buf_size, struct vhd_pktpool **o
  */
 int vhd_pktpool_create_in(void *mem, size_t mem_len, uint64_t iova_base, unsigned count, uint32_t buf_size,
 			  struct vhd_pktpool **out);
+
+/**
+ * Create a pool of count packet descriptors without buffers ("views"): whoever allocates one points buf, off,
+ * len and cap at a frame held elsewhere; every packet has VHD_PKT_F_VIEW in flags. Freeing one returns only
+ * the descriptor. vhd_pktpool_buf_size() is 0.
+ * @return 0; -EINVAL if count is 0 or above 2^24; -ENOMEM.
+ */
+int vhd_pktpool_create_views(unsigned count, struct vhd_pktpool **out);
 
 /**
  * Destroy a pool. Packets still allocated become invalid; check vhd_pktpool_avail() == vhd_pktpool_count()

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * virtio-net, device side: guest TX chains -> pool packets, packets -> guest RX buffers.
+ * virtio-net, device side: guest TX chains -> pool packets (or views of the guest's buffers), packets -> guest
+ * RX buffers.
  *
- * Everything the guest wrote is copied into private memory before it is looked at, so a guest changing a header
- * after we checked it cannot change what we act on.
+ * Every header the guest wrote is copied into private memory before it is looked at, so a guest changing a
+ * header after we checked it cannot change what we act on. Frames are copied too, except by the borrowing
+ * dequeue for frames without offloads, whose views its callers only copy onwards or glance at (addresses).
  */
 #include <errno.h>
 
@@ -18,20 +20,22 @@
 /* ------------------------------------------------------------------------------------------------ */
 /* Transmit (guest -> us)                                                                          */
 
-/* One chain -> one packet in p. Returns NV_OK or why the chain's frame is dropped; p is untouched on drops
- * except for its data bytes. */
-static enum net_verdict dequeue_one(const struct vhd_vq_chain *c, const struct vhd_net_cfg *cfg,
-				    const struct net_dir *dir, struct vhd_pkt *p)
+/* A chain's header, copied out and checked, and where its frame is: NV_OK with *m, *flen and *flat (header and
+ * frame in the first segment, the usual case) filled in, or why the chain's frame is dropped. max is the
+ * largest frame taken. */
+static enum net_verdict dequeue_hdr(const struct vhd_vq_chain *c, const struct vhd_net_cfg *cfg,
+				    const struct net_dir *dir, uint32_t max, struct vhd_net_meta *m, uint32_t *flen,
+				    bool *flat)
 {
 	if (unlikely(c->err))
 		return NV_ERROR;
 	uint32_t hs = cfg->hdr_size;
 	if (unlikely(c->out_len < hs))
 		return NV_BAD_HEADER;
-	uint32_t flen = c->out_len - hs;
-	if (unlikely(flen < ETH_HLEN_MIN))
+	*flen = c->out_len - hs;
+	if (unlikely(*flen < ETH_HLEN_MIN))
 		return NV_TOO_SMALL;
-	if (unlikely(flen > p->cap - VHD_PKT_HEADROOM))
+	if (unlikely(*flen > max))
 		return NV_TOO_BIG;
 
 	/* Only the fields up to csum_offset matter on transmit: num_buffers is unused there (5.1.6.2) and the
@@ -39,38 +43,89 @@ static enum net_verdict dequeue_one(const struct vhd_vq_chain *c, const struct v
 	/* The header is copied out before it is looked at: one read of guest memory, then checks and use of
 	 * the private copy (a guest rewriting it meanwhile changes nothing). */
 	struct virtio_net_hdr h;
-	const bool flat = c->iov[0].iov_len >= c->out_len; /* header and frame in one segment, the usual case */
-	if (flat)
+	*flat = c->iov[0].iov_len >= c->out_len;
+	if (*flat)
 		memcpy(&h, c->iov[0].iov_base, sizeof(h));
 	else
 		net_iov_gather(c->iov, c->nout, 0, (uint8_t *)&h, sizeof(h));
-	struct vhd_net_meta m;
 	/* The driver MUST NOT set DATA_VALID or RSC_INFO, and the device ignores what it does not use (5.1.6.2.2). */
-	net_hdr_to_meta(&h, VIRTIO_NET_HDR_F_NEEDS_CSUM, &m);
-	if ((m.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !dir->csum)
+	net_hdr_to_meta(&h, VIRTIO_NET_HDR_F_NEEDS_CSUM, m);
+	if ((m->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !dir->csum)
 		return NV_BAD_HEADER;
-	enum net_verdict v = net_check_meta(&m, flen, dir);
+	return net_check_meta(m, *flen, dir);
+}
+
+/* One chain -> one packet in p, copied. Returns NV_OK or why the chain's frame is dropped; p is untouched on
+ * drops except for its data bytes. */
+static enum net_verdict dequeue_one(const struct vhd_vq_chain *c, const struct vhd_net_cfg *cfg,
+				    const struct net_dir *dir, struct vhd_pkt *p)
+{
+	struct vhd_net_meta m;
+	uint32_t flen;
+	bool flat;
+	enum net_verdict v = dequeue_hdr(c, cfg, dir, p->cap - VHD_PKT_HEADROOM, &m, &flen, &flat);
 	if (unlikely(v != NV_OK))
 		return v;
-
 	p->off = VHD_PKT_HEADROOM;
 	if (flat)
-		memcpy(vhd_pkt_data(p), (const uint8_t *)c->iov[0].iov_base + hs, flen);
+		memcpy(vhd_pkt_data(p), (const uint8_t *)c->iov[0].iov_base + cfg->hdr_size, flen);
 	else
-		net_iov_gather(c->iov, c->nout, hs, vhd_pkt_data(p), flen);
+		net_iov_gather(c->iov, c->nout, cfg->hdr_size, vhd_pkt_data(p), flen);
 	p->len = flen;
 	p->meta = m;
 	return NV_OK;
 }
 
-int vhd_net_dev_dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct vhd_pktpool *pool,
-			struct vhd_pkt **pkts, unsigned n, struct vhd_net_stats *st)
+/*
+ * Borrowing: one chain -> the view *pp (its frame left where the driver put it) when header and frame are in one
+ * segment and the frame asks for no offload; otherwise a packet from pool, copied, in *pp instead. Offloads stay
+ * on copies because serving them means parsing and writing the frame (completing a checksum, segmenting), which
+ * must not happen in memory the guest can change meanwhile, nor in its transmit buffer. NV_OK or why the frame is dropped; *pp is
+ * NULL when a chain to copy found the pool empty (counted as no_buffers).
+ */
+static enum net_verdict dequeue_view(const struct vhd_vq_chain *c, const struct vhd_net_cfg *cfg,
+				     const struct net_dir *dir, struct vhd_pktpool *pool, struct vhd_pkt **pp,
+				     struct vhd_net_stats *st)
+{
+	struct vhd_net_meta m;
+	uint32_t flen;
+	bool flat;
+	enum net_verdict v = dequeue_hdr(c, cfg, dir, vhd_pktpool_buf_size(pool) - VHD_PKT_HEADROOM, &m, &flen, &flat);
+	if (unlikely(v != NV_OK))
+		return v;
+	if (likely(flat && m.flags == 0 && m.gso_type == VHD_NET_META_GSO_NONE)) {
+		struct vhd_pkt *p = *pp;
+		p->buf = (uint8_t *)c->iov[0].iov_base + cfg->hdr_size;
+		p->off = 0;
+		p->len = p->cap = flen;
+		p->meta = m;
+		return NV_OK;
+	}
+	if (vhd_pkt_alloc_bulk(pool, pp, 1) != 1) {
+		st->no_buffers++;
+		*pp = NULL;
+		return NV_OK;
+	}
+	v = dequeue_one(c, cfg, dir, *pp);
+	if (unlikely(v != NV_OK)) { /* cannot happen: the same checks passed above */
+		vhd_pkt_free(*pp);
+		*pp = NULL;
+	}
+	return v;
+}
+
+/* Both dequeues: copying every frame (views NULL: chains given back at once), or borrowing them (chains given
+ * back by vhd_net_dev_dequeue_done(), their used entries kept in b meanwhile). */
+static int dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct vhd_pktpool *pool,
+		   struct vhd_pktpool *views, struct vhd_pkt **pkts, unsigned n, struct vhd_net_borrowed *b,
+		   struct vhd_net_stats *st)
 {
 	struct vhd_vq_chain chains[DEQ_BURST];
 	struct iovec iov[DEQ_NIOV];
-	struct vhd_vq_used used[DEQ_BURST];
+	struct vhd_vq_used used_here[DEQ_BURST];
 	struct vhd_pkt *fresh[DEQ_BURST];
 	const struct net_dir dir = net_dir_tx(cfg);
+	struct vhd_pktpool *from = views ? views : pool;
 	unsigned out = 0;
 	uint64_t bytes = 0;
 
@@ -78,6 +133,11 @@ int vhd_net_dev_dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struc
 		n = VHD_NET_BURST_MAX;
 	while (out < n) {
 		unsigned want = n - out < DEQ_BURST ? n - out : DEQ_BURST;
+		if (b && want > VHD_NET_BORROW_MAX - b->n)
+			want = VHD_NET_BORROW_MAX - b->n; /* every chain popped waits in b until done */
+		if (want == 0)
+			break;
+		struct vhd_vq_used *used = b ? b->used + b->n : used_here;
 		int nc = vhd_vq_pop(txq, chains, want, iov, DEQ_NIOV);
 		if (unlikely(nc < 0))
 			goto broken;
@@ -86,7 +146,7 @@ int vhd_net_dev_dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struc
 		/* Chains first, then packets for exactly those: allocating a burst for an empty ring and freeing
 		 * it again was most of a polling device's work. Without packets to put frames in, the chains go
 		 * back to the ring (they were the last popped) rather than being dropped. */
-		unsigned have = vhd_pkt_alloc_bulk(pool, fresh, (unsigned)nc);
+		unsigned have = vhd_pkt_alloc_bulk(from, fresh, (unsigned)nc);
 		if (unlikely(have < (unsigned)nc)) {
 			for (unsigned i = have; i < (unsigned)nc; i++)
 				used[i - have] = (struct vhd_vq_used){.id = chains[i].id, .ndesc = chains[i].ndesc};
@@ -102,16 +162,23 @@ int vhd_net_dev_dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struc
 		for (int i = 0; i < nc; i++) {
 			const struct vhd_vq_chain *c = &chains[i];
 			used[i] = (struct vhd_vq_used){.id = c->id, .ndesc = c->ndesc, .len = 0};
-			enum net_verdict v = dequeue_one(c, cfg, &dir, fresh[k]);
+			struct vhd_pkt *p = fresh[k];
+			enum net_verdict v = views ? dequeue_view(c, cfg, &dir, pool, &p, st) : dequeue_one(c, cfg, &dir, p);
 			if (unlikely(v != NV_OK)) {
 				net_count_drop(st, v);
 				continue; /* fresh[k] takes the next frame */
 			}
-			bytes += fresh[k]->len;
-			pkts[out++] = fresh[k++];
+			if (unlikely(!p))
+				continue;
+			if (p == fresh[k])
+				k++;
+			bytes += p->len;
+			pkts[out++] = p;
 		}
 		vhd_pkt_free_bulk(fresh + k, (unsigned)nc - k);
-		if (unlikely(vhd_vq_push(txq, used, (unsigned)nc) < 0))
+		if (b)
+			b->n += (unsigned)nc;
+		else if (unlikely(vhd_vq_push(txq, used, (unsigned)nc) < 0))
 			goto broken;
 		if ((unsigned)nc < want)
 			break;
@@ -121,9 +188,36 @@ int vhd_net_dev_dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struc
 	return (int)out;
 
 broken:
-	/* The queue is dead: hand nothing over, so the caller has one outcome to handle. */
+	/* The queue is dead: hand nothing over, so the caller has one outcome to handle (and nothing to give
+	 * back: the ring is not touched again until the driver sets it up anew). */
 	vhd_pkt_free_bulk(pkts, out);
+	if (b)
+		b->n = 0;
 	return -EIO;
+}
+
+int vhd_net_dev_dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct vhd_pktpool *pool,
+			struct vhd_pkt **pkts, unsigned n, struct vhd_net_stats *st)
+{
+	return dequeue(txq, cfg, pool, NULL, pkts, n, NULL, st);
+}
+
+int vhd_net_dev_dequeue_borrow(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct vhd_pktpool *pool,
+			       struct vhd_pktpool *views, struct vhd_pkt **pkts, unsigned n,
+			       struct vhd_net_borrowed *b, struct vhd_net_stats *st)
+{
+	if (!views || b->n > VHD_NET_BORROW_MAX)
+		return -EINVAL;
+	return dequeue(txq, cfg, pool, views, pkts, n, b, st);
+}
+
+int vhd_net_dev_dequeue_done(struct vhd_vq *txq, struct vhd_net_borrowed *b)
+{
+	unsigned n = b->n;
+	b->n = 0;
+	if (n == 0)
+		return 0;
+	return vhd_vq_push(txq, b->used, n) < 0 ? -EIO : 0;
 }
 
 /* ------------------------------------------------------------------------------------------------ */

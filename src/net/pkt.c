@@ -25,17 +25,22 @@ struct vhd_pktpool {
 	struct vhd_pkt **stack; /* free packets, stack[0..nfree) */
 	unsigned count, nfree;
 	uint32_t buf_size;
-	void *own_mem; /* the buffer block, when the pool allocated it */
+	uint16_t flags; /* of every packet: VHD_PKT_F_VIEW for a view pool */
+	void *own_mem;  /* the buffer block, when the pool allocated it */
 };
+
+_Static_assert(sizeof(struct vhd_pkt) == 56, "vhd_pkt.flags sits in what was padding");
 
 static size_t stride_of(uint32_t buf_size)
 {
 	return ((size_t)buf_size + 63) & ~(size_t)63;
 }
 
-static int pool_new(unsigned count, uint32_t buf_size, struct vhd_pktpool **out)
+/* buf_size 0: a view pool (no buffers). */
+static int pool_new(unsigned count, uint32_t buf_size, bool views, struct vhd_pktpool **out)
 {
-	if (count == 0 || count > POOL_MAX_COUNT || buf_size < VHD_PKT_MIN_BUF_SIZE || buf_size > VHD_PKT_MAX_BUF_SIZE)
+	if (count == 0 || count > POOL_MAX_COUNT ||
+	    (!views && (buf_size < VHD_PKT_MIN_BUF_SIZE || buf_size > VHD_PKT_MAX_BUF_SIZE)))
 		return -EINVAL;
 	struct vhd_pktpool *p = calloc(1, sizeof(*p));
 	if (!p)
@@ -61,10 +66,11 @@ static void pool_fill(struct vhd_pktpool *p, uint8_t *mem, uint64_t iova_base)
 	size_t stride = stride_of(p->buf_size);
 	for (unsigned i = 0; i < p->count; i++) {
 		struct vhd_pkt *k = &p->pkts[i];
-		k->buf = mem + (size_t)i * stride;
+		k->buf = mem ? mem + (size_t)i * stride : NULL;
 		k->cap = p->buf_size;
 		k->iova = iova_base ? iova_base + (uint64_t)i * stride : 0;
 		k->pool = p;
+		k->flags = p->flags;
 		p->stack[p->count - 1 - i] = k;
 	}
 	p->nfree = p->count;
@@ -73,7 +79,7 @@ static void pool_fill(struct vhd_pktpool *p, uint8_t *mem, uint64_t iova_base)
 int vhd_pktpool_create(unsigned count, uint32_t buf_size, struct vhd_pktpool **out)
 {
 	struct vhd_pktpool *p;
-	int rc = pool_new(count, buf_size, &p);
+	int rc = pool_new(count, buf_size, false, &p);
 	if (rc < 0)
 		return rc;
 	p->own_mem = aligned_alloc(64, stride_of(buf_size) * count);
@@ -95,10 +101,22 @@ int vhd_pktpool_create_in(void *mem, size_t mem_len, uint64_t iova_base, unsigne
 	if (need > mem_len || iova_base + need < iova_base)
 		return -EINVAL;
 	struct vhd_pktpool *p;
-	int rc = pool_new(count, buf_size, &p);
+	int rc = pool_new(count, buf_size, false, &p);
 	if (rc < 0)
 		return rc;
 	pool_fill(p, mem, iova_base);
+	*out = p;
+	return 0;
+}
+
+int vhd_pktpool_create_views(unsigned count, struct vhd_pktpool **out)
+{
+	struct vhd_pktpool *p;
+	int rc = pool_new(count, 0, true, &p);
+	if (rc < 0)
+		return rc;
+	p->flags = VHD_PKT_F_VIEW;
+	pool_fill(p, NULL, 0);
 	*out = p;
 	return 0;
 }

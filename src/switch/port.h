@@ -84,8 +84,17 @@ struct sw_port_ops {
 	unsigned (*rx_burst)(struct sw_port *p, unsigned q, struct vhd_pktpool *pool, struct vhd_pkt **pkts,
 			     unsigned n);
 	/*
+	 * Optional. Packets from rx_burst may be views (VHD_PKT_F_VIEW) of frames the port still holds: the
+	 * forwarding thread calls rx_done(q) once it has forwarded a burst that returned packets, when every
+	 * tx_burst it made is over and no view is referenced any more; the port then lets go of those frames.
+	 */
+	void (*rx_done)(struct sw_port *p, unsigned q);
+	/*
 	 * Transmit pkts[0..n) on transmit queue q. Returns how many the port took: those are its own now (it frees
-	 * them when done); pkts[ret..n) stay with the caller, who drops them.
+	 * them); pkts[ret..n) stay with the caller, who drops them. A port is done with every frame it took when
+	 * it returns (copied into its ring, written to the kernel, or dropped): views are valid only until then.
+	 * Views are never written into (they carry no offload request that would make a port complete a
+	 * checksum or segment them).
 	 */
 	unsigned (*tx_burst)(struct sw_port *p, unsigned q, struct vhd_pkt **pkts, unsigned n);
 };

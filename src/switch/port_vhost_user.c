@@ -4,10 +4,12 @@
  * default) or connecting to QEMU's server socket and reconnecting (client), the two modes libvirt's
  * <interface type='vhostuser'> uses.
  *
- *   vhost-user path=PATH [client] [queues=N] [mrg=on|off] [tso=on|off]
+ *   vhost-user path=PATH [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off]
  *
- * Frames the guest transmits are its TX queues (odd indices) dequeued into the switch's packets; frames for
- * the guest are copied into its RX queues (even indices). The negotiated features are read after each
+ * Frames the guest transmits are its TX queues (odd indices), dequeued as views of its buffers (borrow=on, the
+ * default: the switch copies them straight into the outputs, and the buffers go back to the guest once the
+ * burst is forwarded) or copied into the switch's packets (borrow=off, and always for frames with offload
+ * requests or split over several segments); frames for the guest are copied into its RX queues (even indices). The negotiated features are read after each
  * successful queue acquire: the back-end changes them only while every queue is stopped, so the acquire
  * orders that write before our read, and each queue keeps its own derived vhd_net_cfg.
  */
@@ -33,6 +35,11 @@ struct vu_queue {
 	bool cfg_ok;
 	struct vhd_net_cfg cfg;
 	struct vhd_net_stats st;
+	/* The guest's transmit queues (odd indices), borrowing: views of its frames, the chains they lie in, and
+	 * the queue held from rx_burst until rx_done. */
+	struct vhd_pktpool *views;
+	struct vhd_vq *held;
+	struct vhd_net_borrowed *bor;
 };
 
 struct vu_port {
@@ -70,7 +77,22 @@ static unsigned vu_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *p
 	int r = 0;
 	/* A broken queue stays broken until the guest sets it up again: skip it, it was counted when it broke. */
 	if (!vhd_vq_error(vq) && queue_cfg(vp, qi)) {
-		r = vhd_net_dev_dequeue(vq, &vp->q[qi].cfg, pool, pkts, n, &vp->q[qi].st);
+		struct vu_queue *vq_st = &vp->q[qi];
+		if (vq_st->views) {
+			/* Frames stay in the guest's buffers and go straight from there into the outputs: one copy per
+			 * frame instead of two. The queue stays held (its memory mapped) until rx_done. */
+			r = vhd_net_dev_dequeue_borrow(vq, &vq_st->cfg, pool, vq_st->views, pkts, n, vq_st->bor,
+						       &vq_st->st);
+			if (r > 0) {
+				vq_st->held = vq;
+				return (unsigned)r;
+			}
+			/* Nothing to forward: give back at once whatever was taken (dropped frames). */
+			if (r == 0 && vhd_net_dev_dequeue_done(vq, vq_st->bor) < 0)
+				r = -EIO;
+		} else {
+			r = vhd_net_dev_dequeue(vq, &vq_st->cfg, pool, pkts, n, &vq_st->st);
+		}
 		/* Chains of dropped frames were given back even when nothing came out. */
 		if (r >= 0 && vhd_vq_need_notify(vq))
 			vhd_vu_queue_notify(vp->dev, qi);
@@ -79,6 +101,23 @@ static unsigned vu_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *p
 	}
 	vhd_vu_queue_release(vp->dev, qi);
 	return r > 0 ? (unsigned)r : 0;
+}
+
+/* The burst's views are done with: the guest gets its transmit buffers back, and the queue is let go. */
+static void vu_rx_done(struct sw_port *p, unsigned q)
+{
+	struct vu_port *vp = p->priv;
+	unsigned qi = 2 * q + 1;
+	struct vu_queue *vq_st = &vp->q[qi];
+	struct vhd_vq *vq = vq_st->held;
+	if (!vq)
+		return;
+	vq_st->held = NULL;
+	if (vhd_net_dev_dequeue_done(vq, vq_st->bor) < 0)
+		atomic_fetch_add_explicit(&p->queue_breaks, 1, memory_order_relaxed);
+	else if (vhd_vq_need_notify(vq))
+		vhd_vu_queue_notify(vp->dev, qi);
+	vhd_vu_queue_release(vp->dev, qi);
 }
 
 static void txq_lock(struct vu_queue *q)
@@ -142,9 +181,17 @@ static void vu_event(struct vhd_vu_dev *dev, enum vhd_vu_event ev, unsigned qidx
 		vp->ready = false;
 }
 
+static void free_borrowing(struct vu_port *vp)
+{
+	for (unsigned i = 0; i < 2 * SW_MAX_QUEUES; i++) {
+		vhd_pktpool_destroy(vp->q[i].views);
+		free(vp->q[i].bor);
+	}
+}
+
 static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
 {
-	static const char *const known[] = {"path", "client", "queues", "mrg", "tso", NULL};
+	static const char *const known[] = {"path", "client", "queues", "mrg", "tso", "borrow", NULL};
 	int rc = sw_kv_check(args, nargs, known, "vhost-user", err, errlen);
 	if (rc < 0)
 		return rc;
@@ -156,12 +203,22 @@ static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 		return -ENOMEM;
 	memcpy(vp->path, path, sizeof(path));
 	vp->client = sw_kv_get(args, nargs, "client", NULL) != NULL;
-	bool mrg, tso;
+	bool mrg, tso, borrow;
 	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &vp->nqp, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "mrg", true, &mrg, err, errlen)) < 0 ||
-	    (rc = sw_kv_on_off(args, nargs, "tso", true, &tso, err, errlen)) < 0) {
+	    (rc = sw_kv_on_off(args, nargs, "tso", true, &tso, err, errlen)) < 0 ||
+	    (rc = sw_kv_on_off(args, nargs, "borrow", true, &borrow, err, errlen)) < 0) {
 		free(vp);
 		return rc;
+	}
+	for (unsigned i = 0; borrow && i < vp->nqp; i++) {
+		struct vu_queue *q = &vp->q[2 * i + 1];
+		/* A burst is at most SW_BURST packets, all given back (rx_done) before the next. */
+		if (vhd_pktpool_create_views(SW_BURST, &q->views) < 0 || !(q->bor = calloc(1, sizeof(*q->bor)))) {
+			free_borrowing(vp);
+			free(vp);
+			return -ENOMEM;
+		}
 	}
 	uint64_t f = vhd_vu_default_features();
 	if (!mrg)
@@ -183,6 +240,7 @@ static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 	if (rc < 0) {
 		snprintf(err, errlen, "vhost-user: %s %s: %s", vp->client ? "connecting to" : "listening on", vp->path,
 			 strerror(-rc));
+		free_borrowing(vp);
 		free(vp);
 		return rc;
 	}
@@ -198,6 +256,7 @@ static void vu_destroy(struct sw_port *p)
 {
 	struct vu_port *vp = p->priv;
 	vhd_vu_dev_destroy(vp->dev);
+	free_borrowing(vp);
 	free(vp);
 }
 
@@ -268,5 +327,6 @@ const struct sw_port_ops sw_vhost_user_ops = {
 	.link_up = vu_link_up,
 	.describe = vu_describe,
 	.rx_burst = vu_rx_burst,
+	.rx_done = vu_rx_done,
 	.tx_burst = vu_tx_burst,
 };

@@ -340,7 +340,9 @@ static void *thread_main(void *arg)
 			struct sw_port *p = l->e[i].port;
 			unsigned got = p->ops->rx_burst(p, l->e[i].q, t->pool, pkts, SW_BURST);
 			if (got) {
-				forward(t, p, pkts, got);
+				forward(t, p, pkts, got); /* every output flushed: no view is left */
+				if (p->ops->rx_done)
+					p->ops->rx_done(p, l->e[i].q);
 				moved += got;
 			}
 		}

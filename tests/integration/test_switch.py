@@ -129,8 +129,9 @@ def check_pair(sent, got, sw_out, n):
     return None
 
 
-def case_pair(r, packed):
-    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')}", f"add-port b vhost-user path={r.sock('b')}"])
+def case_pair(r, packed, borrow="on"):
+    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')} borrow={borrow}",
+                    f"add-port b vhost-user path={r.sock('b')}"])
     fl = ["--packed"] if packed else []
     b = r.pktgen("--frontend", r.sock("b"), "--mode", "rxonly", "--verify", "--mac", MAC["b"], *fl,
                  "--duration", "60", "--count", str(N))
@@ -495,6 +496,7 @@ def case_pvp_flows_announce(r):
 CASES = [
     ("switch_split_pair", lambda r: case_pair(r, False)),
     ("switch_packed_pair", lambda r: case_pair(r, True)),
+    ("switch_split_pair_borrow_off", lambda r: case_pair(r, False, "off")),
     ("switch_learning", case_learning),
     ("switch_two_threads_two_queues", case_two_threads),
     ("switch_guest_uses_fewer_queues", case_guest_fewer_queues),

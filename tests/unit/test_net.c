@@ -667,6 +667,89 @@ static void tx_many_segments(void)
 	rig_fini(&r);
 }
 
+/*
+ * Borrowing dequeue: a plain frame in one segment comes out as a view of the driver's buffer (no copy), a frame
+ * with NEEDS_CSUM or split over segments as a copy, a bad one is dropped; no chain goes back until done, and then
+ * all of them at once. A second call while views of the first are out works on its own chains. Without views the
+ * call is refused; a short view pool leaves the rest in the ring.
+ */
+static void tx_borrow_case(bool packed)
+{
+	struct rig r;
+	rig_init(&r, F_V1 | F(VIRTIO_NET_F_CSUM) | (packed ? F(VIRTIO_F_RING_PACKED) : 0), JUMBO_BUF,
+		 VHD_PKT_DEFAULT_BUF_SIZE);
+	struct raw w = {&r, 0};
+	const uint32_t hs = r.cfg.hdr_size;
+	static uint8_t frame[1514];
+	for (uint32_t i = 0; i < sizeof(frame); i++)
+		frame[i] = pat(21, i);
+	struct virtio_net_hdr_mrg_rxbuf plain = hdr_of(0, 0, 0, 0, 0, 0),
+					csum = hdr_of(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 34, 6);
+	uint32_t cut[1] = {hs + 100};
+	size_t at0 = w.pos;
+	raw_offer(&w, &plain, hs, frame, 1514, NULL, 0); /* view */
+	raw_offer(&w, &csum, hs, frame, 300, NULL, 0);   /* copy: offload */
+	raw_offer(&w, &plain, hs, frame, 600, cut, 1);   /* copy: two segments */
+	raw_offer(&w, &plain, hs, frame, 10, NULL, 0);   /* dropped: too small */
+	raw_offer(&w, &plain, hs, frame, 60, NULL, 0);   /* view */
+
+	struct vhd_pktpool *views;
+	CHECK_EQ(vhd_pktpool_create_views(5, &views), 0); /* one per chain popped */
+	CHECK_EQ(vhd_pktpool_buf_size(views), 0);
+	static struct vhd_net_borrowed b;
+	struct vhd_pkt *got[8];
+	CHECK_EQ(vhd_net_dev_dequeue_borrow(r.tx_dev, &r.cfg, r.dev_pool, NULL, got, 8, &b, &r.dev_tx), -EINVAL);
+	CHECK_EQ(vhd_net_dev_dequeue_borrow(r.tx_dev, &r.cfg, r.dev_pool, views, got, 8, &b, &r.dev_tx), 4);
+	CHECK_EQ(b.n, 5);
+	CHECK_EQ(r.dev_tx.too_small, 1);
+	/* The first view is the guest's own bytes, right after the header it wrote. */
+	CHECK(got[0]->flags & VHD_PKT_F_VIEW);
+	CHECK(vhd_pkt_data(got[0]) == r.mem + r.raw_off + at0 + hs);
+	CHECK_EQ(got[0]->len, 1514);
+	CHECK_EQ(got[0]->meta.flags, 0);
+	CHECK(memcmp(vhd_pkt_data(got[0]), frame, 1514) == 0);
+	CHECK(!(got[1]->flags & VHD_PKT_F_VIEW));
+	CHECK_EQ(got[1]->len, 300);
+	CHECK_EQ(got[1]->meta.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+	CHECK_EQ(got[1]->meta.csum_start, 34);
+	CHECK(!(got[2]->flags & VHD_PKT_F_VIEW));
+	CHECK_EQ(got[2]->len, 600);
+	CHECK(memcmp(vhd_pkt_data(got[2]), frame, 600) == 0);
+	CHECK(got[3]->flags & VHD_PKT_F_VIEW);
+	CHECK_EQ(got[3]->len, 60);
+	CHECK_EQ(vhd_pktpool_avail(views), 3);
+	/* Nothing given back yet: the driver sees no used buffer. */
+	raw_reap(&r, 0);
+
+	/* More while those are out: the view pool has 3 left, so 3 of 4 plain frames come out, 1 stays. */
+	for (int i = 0; i < 4; i++)
+		raw_offer(&w, &plain, hs, frame, 64, NULL, 0);
+	CHECK_EQ(vhd_net_dev_dequeue_borrow(r.tx_dev, &r.cfg, r.dev_pool, views, got + 4, 4, &b, &r.dev_tx), 3);
+	CHECK_EQ(b.n, 8);
+	CHECK_EQ(vhd_pktpool_avail(views), 0);
+	vhd_pkt_free_bulk(got, 7);
+	CHECK_EQ(vhd_pktpool_avail(views), 5);
+	CHECK_EQ(vhd_net_dev_dequeue_done(r.tx_dev, &b), 0);
+	CHECK_EQ(b.n, 0);
+	raw_reap(&r, 8);
+	/* The one left behind comes now, given back by its own done. */
+	CHECK_EQ(vhd_net_dev_dequeue_borrow(r.tx_dev, &r.cfg, r.dev_pool, views, got, 4, &b, &r.dev_tx), 1);
+	vhd_pkt_free(got[0]);
+	CHECK_EQ(vhd_net_dev_dequeue_done(r.tx_dev, &b), 0);
+	raw_reap(&r, 1);
+	CHECK_EQ(r.dev_tx.packets, 8);
+	CHECK_EQ(vhd_pktpool_avail(r.dev_pool), vhd_pktpool_count(r.dev_pool));
+	CHECK_EQ(vhd_vq_error(r.tx_dev), VHD_VQ_OK);
+	vhd_pktpool_destroy(views);
+	/* And the copying dequeue still works on the queue. */
+	memset(&r.dev_tx, 0, sizeof(r.dev_tx));
+	tx_roundtrip(&r, 50, VHD_PKT_DEFAULT_BUF_SIZE - VHD_PKT_HEADROOM, false, 700);
+	rig_fini(&r);
+}
+
+static void tx_borrow_split(void) { tx_borrow_case(false); }
+static void tx_borrow_packed(void) { tx_borrow_case(true); }
+
 /* ================================================================ TX: driver side checks, ring full, pool empty ================================================================ */
 
 static void tx_ring_full(void)
@@ -1373,6 +1456,8 @@ static const struct th_case cases[] = {
 	{"tx_bad_headers_packed", tx_bad_headers_packed, 0},
 	{"tx_bad_headers_nocsum", tx_bad_headers_nocsum, 0},
 	{"tx_many_segments", tx_many_segments, 0},
+	{"tx_borrow_split", tx_borrow_split, 0},
+	{"tx_borrow_packed", tx_borrow_packed, 0},
 	{"tx_ring_full", tx_ring_full, 0},
 	{"tx_pool_empty", tx_pool_empty, 0},
 	{"tx_driver_checks", tx_driver_checks, 0},
