@@ -55,8 +55,21 @@ static enum net_verdict dequeue_hdr(const struct vhd_vq_chain *c, const struct v
 	return net_check_meta(m, *flen, dir);
 }
 
+/* The frame of a chain whose header dequeue_hdr() passed, copied into p (which has room: same bound). */
+static void dequeue_copy(const struct vhd_vq_chain *c, uint32_t hs, const struct vhd_net_meta *m, uint32_t flen,
+			 bool flat, struct vhd_pkt *p)
+{
+	p->off = VHD_PKT_HEADROOM;
+	if (flat)
+		memcpy(vhd_pkt_data(p), (const uint8_t *)c->iov[0].iov_base + hs, flen);
+	else
+		net_iov_gather(c->iov, c->nout, hs, vhd_pkt_data(p), flen);
+	p->len = flen;
+	p->meta = *m;
+}
+
 /* One chain -> one packet in p, copied. Returns NV_OK or why the chain's frame is dropped; p is untouched on
- * drops except for its data bytes. */
+ * drops. */
 static enum net_verdict dequeue_one(const struct vhd_vq_chain *c, const struct vhd_net_cfg *cfg,
 				    const struct net_dir *dir, struct vhd_pkt *p)
 {
@@ -64,24 +77,17 @@ static enum net_verdict dequeue_one(const struct vhd_vq_chain *c, const struct v
 	uint32_t flen;
 	bool flat;
 	enum net_verdict v = dequeue_hdr(c, cfg, dir, p->cap - VHD_PKT_HEADROOM, &m, &flen, &flat);
-	if (unlikely(v != NV_OK))
-		return v;
-	p->off = VHD_PKT_HEADROOM;
-	if (flat)
-		memcpy(vhd_pkt_data(p), (const uint8_t *)c->iov[0].iov_base + cfg->hdr_size, flen);
-	else
-		net_iov_gather(c->iov, c->nout, cfg->hdr_size, vhd_pkt_data(p), flen);
-	p->len = flen;
-	p->meta = m;
-	return NV_OK;
+	if (likely(v == NV_OK))
+		dequeue_copy(c, cfg->hdr_size, &m, flen, flat, p);
+	return v;
 }
 
 /*
  * Borrowing: one chain -> the view *pp (its frame left where the driver put it) when header and frame are in one
  * segment and the frame asks for no offload; otherwise a packet from pool, copied, in *pp instead. Offloads stay
  * on copies because serving them means parsing and writing the frame (completing a checksum, segmenting), which
- * must not happen in memory the guest can change meanwhile, nor in its transmit buffer. NV_OK or why the frame is dropped; *pp is
- * NULL when a chain to copy found the pool empty (counted as no_buffers).
+ * must not happen in memory the guest can change meanwhile, nor in its transmit buffer. NV_OK or why the frame
+ * is dropped; *pp is NULL when a chain to copy found the pool empty (counted as no_buffers).
  */
 static enum net_verdict dequeue_view(const struct vhd_vq_chain *c, const struct vhd_net_cfg *cfg,
 				     const struct net_dir *dir, struct vhd_pktpool *pool, struct vhd_pkt **pp,
@@ -90,7 +96,8 @@ static enum net_verdict dequeue_view(const struct vhd_vq_chain *c, const struct 
 	struct vhd_net_meta m;
 	uint32_t flen;
 	bool flat;
-	enum net_verdict v = dequeue_hdr(c, cfg, dir, vhd_pktpool_buf_size(pool) - VHD_PKT_HEADROOM, &m, &flen, &flat);
+	enum net_verdict v = dequeue_hdr(c, cfg, dir, vhd_pktpool_buf_size(pool) - VHD_PKT_HEADROOM, &m, &flen,
+					 &flat);
 	if (unlikely(v != NV_OK))
 		return v;
 	if (likely(flat && m.flags == 0 && m.gso_type == VHD_NET_META_GSO_NONE)) {
@@ -106,12 +113,8 @@ static enum net_verdict dequeue_view(const struct vhd_vq_chain *c, const struct 
 		*pp = NULL;
 		return NV_OK;
 	}
-	v = dequeue_one(c, cfg, dir, *pp);
-	if (unlikely(v != NV_OK)) { /* cannot happen: the same checks passed above */
-		vhd_pkt_free(*pp);
-		*pp = NULL;
-	}
-	return v;
+	dequeue_copy(c, cfg->hdr_size, &m, flen, flat, *pp);
+	return NV_OK;
 }
 
 /* Both dequeues: copying every frame (views NULL: chains given back at once), or borrowing them (chains given

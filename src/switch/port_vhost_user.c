@@ -9,9 +9,10 @@
  * Frames the guest transmits are its TX queues (odd indices), dequeued as views of its buffers (borrow=on, the
  * default: the switch copies them straight into the outputs, and the buffers go back to the guest once the
  * burst is forwarded) or copied into the switch's packets (borrow=off, and always for frames with offload
- * requests or split over several segments); frames for the guest are copied into its RX queues (even indices). The negotiated features are read after each
- * successful queue acquire: the back-end changes them only while every queue is stopped, so the acquire
- * orders that write before our read, and each queue keeps its own derived vhd_net_cfg.
+ * requests or split over several segments); frames for the guest are copied into its RX queues (even indices).
+ * The negotiated features are read after each successful queue acquire: the back-end changes them only while
+ * every queue is stopped, so the acquire orders that write before our read, and each queue keeps its own
+ * derived vhd_net_cfg.
  */
 #include <errno.h>
 #include <sched.h>
