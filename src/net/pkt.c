@@ -29,7 +29,7 @@ struct vhd_pktpool {
 	void *own_mem;  /* the buffer block, when the pool allocated it */
 };
 
-_Static_assert(sizeof(struct vhd_pkt) == 56, "vhd_pkt.flags sits in what was padding");
+_Static_assert(sizeof(void *) != 8 || sizeof(struct vhd_pkt) == 56, "vhd_pkt.flags sits in what was padding");
 
 static size_t stride_of(uint32_t buf_size)
 {

@@ -78,21 +78,20 @@ static unsigned vu_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *p
 	int r = 0;
 	/* A broken queue stays broken until the guest sets it up again: skip it, it was counted when it broke. */
 	if (!vhd_vq_error(vq) && queue_cfg(vp, qi)) {
-		struct vu_queue *vq_st = &vp->q[qi];
-		if (vq_st->views) {
+		struct vu_queue *qs = &vp->q[qi];
+		if (qs->views) {
 			/* Frames stay in the guest's buffers and go straight from there into the outputs: one copy per
 			 * frame instead of two. The queue stays held (its memory mapped) until rx_done. */
-			r = vhd_net_dev_dequeue_borrow(vq, &vq_st->cfg, pool, vq_st->views, pkts, n, vq_st->bor,
-						       &vq_st->st);
+			r = vhd_net_dev_dequeue_borrow(vq, &qs->cfg, pool, qs->views, pkts, n, qs->bor, &qs->st);
 			if (r > 0) {
-				vq_st->held = vq;
+				qs->held = vq;
 				return (unsigned)r;
 			}
 			/* Nothing to forward: give back at once whatever was taken (dropped frames). */
-			if (r == 0 && vhd_net_dev_dequeue_done(vq, vq_st->bor) < 0)
+			if (r == 0 && vhd_net_dev_dequeue_done(vq, qs->bor) < 0)
 				r = -EIO;
 		} else {
-			r = vhd_net_dev_dequeue(vq, &vq_st->cfg, pool, pkts, n, &vq_st->st);
+			r = vhd_net_dev_dequeue(vq, &qs->cfg, pool, pkts, n, &qs->st);
 		}
 		/* Chains of dropped frames were given back even when nothing came out. */
 		if (r >= 0 && vhd_vq_need_notify(vq))
@@ -109,12 +108,12 @@ static void vu_rx_done(struct sw_port *p, unsigned q)
 {
 	struct vu_port *vp = p->priv;
 	unsigned qi = 2 * q + 1;
-	struct vu_queue *vq_st = &vp->q[qi];
-	struct vhd_vq *vq = vq_st->held;
+	struct vu_queue *qs = &vp->q[qi];
+	struct vhd_vq *vq = qs->held;
 	if (!vq)
 		return;
-	vq_st->held = NULL;
-	if (vhd_net_dev_dequeue_done(vq, vq_st->bor) < 0)
+	qs->held = NULL;
+	if (vhd_net_dev_dequeue_done(vq, qs->bor) < 0)
 		atomic_fetch_add_explicit(&p->queue_breaks, 1, memory_order_relaxed);
 	else if (vhd_vq_need_notify(vq))
 		vhd_vu_queue_notify(vp->dev, qi);
@@ -216,6 +215,7 @@ static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 		struct vu_queue *q = &vp->q[2 * i + 1];
 		/* A burst is at most SW_BURST packets, all given back (rx_done) before the next. */
 		if (vhd_pktpool_create_views(SW_BURST, &q->views) < 0 || !(q->bor = calloc(1, sizeof(*q->bor)))) {
+			snprintf(err, errlen, "vhost-user: no memory for queue %u's borrowed frames", i);
 			free_borrowing(vp);
 			free(vp);
 			return -ENOMEM;

@@ -694,7 +694,9 @@ static void tx_borrow_case(bool packed)
 	raw_offer(&w, &plain, hs, frame, 60, NULL, 0);   /* view */
 
 	struct vhd_pktpool *views;
-	CHECK_EQ(vhd_pktpool_create_views(5, &views), 0); /* one per chain popped */
+	CHECK_EQ(vhd_pktpool_create_views(0, &views), -EINVAL);
+	CHECK_EQ(vhd_pktpool_create(4, 0, &views), -EINVAL); /* a size of 0 is for views only */
+	CHECK_EQ(vhd_pktpool_create_views(5, &views), 0);     /* one per chain popped */
 	CHECK_EQ(vhd_pktpool_buf_size(views), 0);
 	static struct vhd_net_borrowed b;
 	struct vhd_pkt *got[8];
