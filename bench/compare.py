@@ -537,12 +537,19 @@ def cross_cases():
     return out
 
 
+def pvp_sides(size, latency, flows=None, case=None):
+    """The three switches of one PVP case: as they are, or with flows through learning switches (OVS with its
+    bridge's NORMAL flow instead of the one rule)."""
+    ovs = (lambda r, a, b: start_ovs(r, a, b, normal=True)) if flows else start_ovs
+    return {"vhostd": lambda w: pvp(w, size, latency, start_vhostd, "vhostd", flows=flows, case=case),
+            "testpmd-io": lambda w: pvp(w, size, latency, start_testpmd_io, "testpmd-io", flows=flows, case=case),
+            "OVS-DPDK": lambda w: pvp(w, size, latency, ovs, "OVS-DPDK", server=True, flows=flows, case=case)}
+
+
 def switch_cases(latency=False):
     out = []
     for size in [64] if latency else SIZES[:1] if QUICK else SIZES:
-        sides = {"vhostd": lambda w, s=size: pvp(w, s, latency, start_vhostd, "vhostd"),
-                 "testpmd-io": lambda w, s=size: pvp(w, s, latency, start_testpmd_io, "testpmd-io"),
-                 "OVS-DPDK": lambda w, s=size: pvp(w, s, latency, start_ovs, "OVS-DPDK", server=True)}
+        sides = pvp_sides(size, latency)
         what = "one way through the switch" if latency else "PVP"
         out.append((f"{what} {size}B", size, sides,
                     [(f"{what} {size}B, vhostd vs testpmd-io", "vhostd", "testpmd-io"),
@@ -553,14 +560,7 @@ def switch_cases(latency=False):
     # (its NORMAL action) both learn; testpmd io, which neither learns nor looks at the frames, is the floor.
     for size, flows in [] if QUICK else [(z, f) for z in SIZES for f in FLOWS]:
         case = f"PVP {size}B learned MAC, {flows} flow{'s' if flows > 1 else ''}"
-        sides = {"vhostd": lambda w, z=size, f=flows, c=case: pvp(w, z, False, start_vhostd, "vhostd", flows=f,
-                                                                 case=c),
-                 "testpmd-io": lambda w, z=size, f=flows, c=case: pvp(w, z, False, start_testpmd_io, "testpmd-io",
-                                                                     flows=f, case=c),
-                 "OVS-DPDK": lambda w, z=size, f=flows, c=case: pvp(w, z, False,
-                                                                   lambda r, a, b: start_ovs(r, a, b, normal=True),
-                                                                   "OVS-DPDK", server=True, flows=f, case=c)}
-        out.append((case, size, sides,
+        out.append((case, size, pvp_sides(size, False, flows, case),
                     [(f"{case}, vhostd vs testpmd-io", "vhostd", "testpmd-io"),
                      (f"{case}, vhostd vs OVS-DPDK (NORMAL)", "vhostd", "OVS-DPDK")]))
     return out
@@ -965,7 +965,8 @@ def main():
              "broadcast before generation starts (vhost-pktgen `--announce`), so vhostd and OVS-DPDK both forward "
              "to a learned address; OVS keeps the bridge's own NORMAL flow (MAC learning, what vhostd does) instead "
              "of the one-rule flow table; the generator spreads the frames over N UDP source ports "
-             "(`--flows N`; it then writes those two bytes of each frame, which slows it for every switch alike). "
+             "(`--flows N`; with N > 1 it then writes each frame's first line, as a real sender does, so every "
+             "switch's first read of a frame misses in the generator's cache: docs/performance.md). "
              "N = 10000 is more flows than OVS's exact-match cache keeps, the usual case on a busy host; testpmd "
              "io, which neither learns nor looks at frames, is the floor.",
              "- Latency: vhost-pktgen `--latency` keeps one frame in flight, CLOCK_MONOTONIC; echo = round trip, "

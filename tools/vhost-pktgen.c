@@ -223,18 +223,20 @@ static void build_frame(const struct opts *o, uint8_t *f, uint32_t len, uint64_t
 	memcpy(stamp + 8, &q, 2);
 	memcpy(stamp + 10, &l16, 2);
 	/* --flows: the frames of a burst belong to different flows (what a flow-caching switch must look up),
-	 * counted by the generated sequence so the flow count holds whichever buffer a frame goes out in. */
-	uint8_t sport[2] = {0, 9};
+	 * counted by the generated sequence so the flow count holds whichever buffer a frame goes out in. The
+	 * template with that UDP source port instead of 9. */
+	const uint8_t *hdrs = tmpl;
+	uint8_t flow_hdrs[HDRS];
 	if (o->flows > 1) {
 		uint16_t sp = (uint16_t)(1024 + seq % o->flows);
-		sport[0] = (uint8_t)(sp >> 8);
-		sport[1] = (uint8_t)sp;
+		memcpy(flow_hdrs, tmpl, HDRS);
+		flow_hdrs[34] = (uint8_t)(sp >> 8);
+		flow_hdrs[35] = (uint8_t)sp;
+		hdrs = flow_hdrs;
 	}
-	if (o->static_frames && memcmp(f, tmpl, 34) == 0 && memcmp(f + 34, sport, 2) == 0 &&
-	    memcmp(f + 36, tmpl + 36, HDRS - 36) == 0 && memcmp(f + HDRS, stamp, STAMP) == 0)
+	if (o->static_frames && memcmp(f, hdrs, HDRS) == 0 && memcmp(f + HDRS, stamp, STAMP) == 0)
 		return;
-	memcpy(f, tmpl, HDRS);
-	memcpy(f + 34, sport, 2);
+	memcpy(f, hdrs, HDRS);
 	memcpy(f + HDRS, stamp, STAMP);
 	if (o->no_payload || o->static_frames)
 		return;

@@ -68,15 +68,15 @@ static void dequeue_copy(const struct vhd_vq_chain *c, uint32_t hs, const struct
 	p->meta = *m;
 }
 
-/* One chain -> one packet in p, copied. Returns NV_OK or why the chain's frame is dropped; p is untouched on
- * drops. */
+/* One chain -> one packet in p (from a pool whose packets take frames up to max bytes), copied. Returns NV_OK or
+ * why the chain's frame is dropped; p is untouched on drops. */
 static enum net_verdict dequeue_one(const struct vhd_vq_chain *c, const struct vhd_net_cfg *cfg,
-				    const struct net_dir *dir, struct vhd_pkt *p)
+				    const struct net_dir *dir, uint32_t max, struct vhd_pkt *p)
 {
 	struct vhd_net_meta m;
 	uint32_t flen;
 	bool flat;
-	enum net_verdict v = dequeue_hdr(c, cfg, dir, p->cap - VHD_PKT_HEADROOM, &m, &flen, &flat);
+	enum net_verdict v = dequeue_hdr(c, cfg, dir, max, &m, &flen, &flat);
 	if (likely(v == NV_OK))
 		dequeue_copy(c, cfg->hdr_size, &m, flen, flat, p);
 	return v;
@@ -86,18 +86,18 @@ static enum net_verdict dequeue_one(const struct vhd_vq_chain *c, const struct v
  * Borrowing: one chain -> the view *pp (its frame left where the driver put it) when header and frame are in one
  * segment and the frame asks for no offload; otherwise a packet from pool, copied, in *pp instead. Offloads stay
  * on copies because serving them means parsing and writing the frame (completing a checksum, segmenting), which
- * must not happen in memory the guest can change meanwhile, nor in its transmit buffer. NV_OK or why the frame
- * is dropped; *pp is NULL when a chain to copy found the pool empty (counted as no_buffers).
+ * must not happen in memory the guest can change meanwhile, nor in its transmit buffer. Frames over max bytes are
+ * dropped either way. NV_OK or why the frame is dropped; *pp is NULL when a chain to copy found the pool empty
+ * (counted as no_buffers).
  */
 static enum net_verdict dequeue_view(const struct vhd_vq_chain *c, const struct vhd_net_cfg *cfg,
-				     const struct net_dir *dir, struct vhd_pktpool *pool, struct vhd_pkt **pp,
-				     struct vhd_net_stats *st)
+				     const struct net_dir *dir, uint32_t max, struct vhd_pktpool *pool,
+				     struct vhd_pkt **pp, struct vhd_net_stats *st)
 {
 	struct vhd_net_meta m;
 	uint32_t flen;
 	bool flat;
-	enum net_verdict v = dequeue_hdr(c, cfg, dir, vhd_pktpool_buf_size(pool) - VHD_PKT_HEADROOM, &m, &flen,
-					 &flat);
+	enum net_verdict v = dequeue_hdr(c, cfg, dir, max, &m, &flen, &flat);
 	if (unlikely(v != NV_OK))
 		return v;
 	if (likely(flat && m.flags == 0 && m.gso_type == VHD_NET_META_GSO_NONE)) {
@@ -129,6 +129,8 @@ static int dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct vhd
 	struct vhd_pkt *fresh[DEQ_BURST];
 	const struct net_dir dir = net_dir_tx(cfg);
 	struct vhd_pktpool *from = views ? views : pool;
+	/* The largest frame a pool packet holds: views take no bigger ones, so the same frames are dropped. */
+	const uint32_t max = vhd_pktpool_buf_size(pool) - VHD_PKT_HEADROOM;
 	unsigned out = 0;
 	uint64_t bytes = 0;
 
@@ -166,7 +168,8 @@ static int dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct vhd
 			const struct vhd_vq_chain *c = &chains[i];
 			used[i] = (struct vhd_vq_used){.id = c->id, .ndesc = c->ndesc, .len = 0};
 			struct vhd_pkt *p = fresh[k];
-			enum net_verdict v = views ? dequeue_view(c, cfg, &dir, pool, &p, st) : dequeue_one(c, cfg, &dir, p);
+			enum net_verdict v = views ? dequeue_view(c, cfg, &dir, max, pool, &p, st)
+						   : dequeue_one(c, cfg, &dir, max, p);
 			if (unlikely(v != NV_OK)) {
 				net_count_drop(st, v);
 				continue; /* fresh[k] takes the next frame */

@@ -84,9 +84,10 @@ static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n,
 	/* The burst's descriptors sit in lines the driver's core just wrote: ask for all of them before reading
 	 * the first, so that their misses overlap instead of stalling the loop below one after another. The
 	 * heads are only hints here (masked into the table); the loop reads and checks them again. */
-	for (i = 0; i < n; i++)
-		__builtin_prefetch(&vq->split.desc[RD16(&vq->split.avail->ring[(uint16_t)(vq->last_avail + i) & vq->mask]) &
-						   vq->mask]);
+	for (i = 0; i < n; i++) {
+		uint16_t hint = RD16(&vq->split.avail->ring[(uint16_t)(vq->last_avail + i) & vq->mask]);
+		__builtin_prefetch(&vq->split.desc[hint & vq->mask]);
+	}
 	/* Likewise the used entries these chains will be given back in (8 to a line), which the driver's core
 	 * last read: owned by the time split_push() stores to them, they no longer hold up the store buffer that
 	 * the notification check's full fence waits for. */
