@@ -135,23 +135,27 @@ static void txq_unlock(struct vu_queue *q)
 /*
  * A guest may enable fewer queue pairs than the port offers (Linux uses as many as it has vCPUs), so a thread
  * whose transmit queue the guest left disabled sends on pair 0 instead, which another thread may be using at
- * the same moment: every transmit burst therefore holds its queue's lock, one uncontended atomic per burst in
- * the common case.
+ * the same moment: pair 0 of a multi-queue port is therefore entered under its lock. Any other queue has one
+ * thread (or the switch's own lock when threads share it), and a port with one pair never falls back: no lock,
+ * since a locked instruction waits for the store buffer, full of the burst's ring stores, to drain.
  */
 static unsigned vu_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts, unsigned n)
 {
 	struct vu_port *vp = p->priv;
 	unsigned qi = 2 * q;
-	txq_lock(&vp->q[qi]);
+	bool locked = qi == 0 && vp->nqp > 1;
+	if (locked)
+		txq_lock(&vp->q[qi]);
 	struct vhd_vq *vq = vhd_vu_queue_acquire(vp->dev, qi);
 	if (!vq && qi != 0) {
-		txq_unlock(&vp->q[qi]);
 		qi = 0;
+		locked = true;
 		txq_lock(&vp->q[qi]);
 		vq = vhd_vu_queue_acquire(vp->dev, qi);
 	}
 	if (!vq) {
-		txq_unlock(&vp->q[qi]);
+		if (locked)
+			txq_unlock(&vp->q[qi]);
 		return 0;
 	}
 	int r = 0;
@@ -163,7 +167,8 @@ static unsigned vu_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts
 			atomic_fetch_add_explicit(&p->queue_breaks, 1, memory_order_relaxed);
 	}
 	vhd_vu_queue_release(vp->dev, qi);
-	txq_unlock(&vp->q[qi]);
+	if (locked)
+		txq_unlock(&vp->q[qi]);
 	if (r <= 0)
 		return 0;
 	vhd_pkt_free_bulk(pkts, (unsigned)r); /* copied into the guest (or dropped and counted there) */

@@ -82,6 +82,8 @@ struct vhd_vq {
 	uint16_t used_idx;
 	bool avail_wrap;
 	bool used_wrap;
+	/* Split: the last push found every used entry holding what it had to write (see split_push()). */
+	bool used_same;
 	/* Split: used index at the last notify check. Packed: ring slots published since then. */
 	uint16_t notify_old;
 	uint32_t notify_pending;
