@@ -105,7 +105,10 @@ static enum net_verdict dequeue_view(const struct vhd_vq_chain *c, const struct 
 		p->buf = (uint8_t *)c->iov[0].iov_base + cfg->hdr_size;
 		p->off = 0;
 		p->len = p->cap = flen;
-		p->meta = m;
+		/* No flags and no GSO leave every field 0. Stored as constants rather than copied from m, which
+		 * was built in byte and half-word stores: its 8-byte reload missed store forwarding, a stall that
+		 * was half of dequeue() in perf. */
+		memset(&p->meta, 0, sizeof(p->meta));
 		return NV_OK;
 	}
 	if (vhd_pkt_alloc_bulk(pool, pp, 1) != 1) {
