@@ -279,18 +279,10 @@ static struct vhd_vq_chain *enq_next(struct enq *s, uint64_t want, int *err)
 		s->wpos = 0;
 		if (r == 0)
 			return NULL;
-		/* Unusable chains say nothing about the size of the driver's buffers. The window's header lines are
-		 * asked for (for reading: net_hdr_put() compares first, and a header in a line of its own, as
-		 * drivers that keep it in the headroom post it, is mostly left as it is) and its frames' first lines
-		 * for writing, so that the misses overlap instead of coming one copy after another. */
+		/* Unusable chains say nothing about the size of the driver's buffers. */
 		for (int i = 0; i < r; i++)
-			if (!s->win[i].err && s->win[i].in_len >= s->hs) {
-				const uint8_t *b = s->win[i].iov[s->win[i].nout].iov_base;
-				__builtin_prefetch(b, 0);
-				__builtin_prefetch(b + s->hs, 1);
-				if (s->win[i].in_len > s->max_in)
-					s->max_in = s->win[i].in_len;
-			}
+			if (!s->win[i].err && s->win[i].in_len >= s->hs && s->win[i].in_len > s->max_in)
+				s->max_in = s->win[i].in_len;
 	}
 	return &s->win[s->wpos++];
 }

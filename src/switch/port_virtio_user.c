@@ -25,7 +25,6 @@
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "switch/port.h"
-#include "util/asym_fence.h"
 #include "vhostd/frontend.h"
 #include "vhostd/log.h"
 #include "vhostd/net.h"
@@ -53,29 +52,24 @@ struct vup_port {
 	struct vup_qp qp[SW_MAX_QUEUES];
 };
 
-/* The data path enters a queue pair's window: store busy, light fence, load ready; close_window() stores ready,
- * fences heavily, loads busy; so either this sees ready == 0 or that sees busy == 1 (util/asym_fence.h). */
 static bool enter(struct vup_qp *q)
 {
-	atomic_store_explicit(&q->busy, 1, memory_order_relaxed);
-	vhdi_asym_light();
-	if (atomic_load_explicit(&q->ready, memory_order_acquire)) /* pairs with the release store of ready */
+	atomic_store(&q->busy, 1);
+	if (atomic_load(&q->ready))
 		return true;
-	atomic_store_explicit(&q->busy, 0, memory_order_release);
+	atomic_store(&q->busy, 0);
 	return false;
 }
 
 static void leave(struct vup_qp *q)
 {
-	/* Release: the burst's ring accesses finish before close_window() sees busy == 0. */
-	atomic_store_explicit(&q->busy, 0, memory_order_release);
+	atomic_store(&q->busy, 0);
 }
 
 static void close_window(struct vup_qp *q)
 {
-	atomic_store_explicit(&q->ready, 0, memory_order_relaxed);
-	vhdi_asym_heavy();
-	while (atomic_load_explicit(&q->busy, memory_order_acquire))
+	atomic_store(&q->ready, 0);
+	while (atomic_load(&q->busy))
 		sched_yield();
 }
 
@@ -164,7 +158,7 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 		for (unsigned i = 0; i < vp->nqp; i++) {
 			vhd_net_drv_refill(vhd_fe_vq(fe, 2 * i), &vp->cfg, vp->qp[i].rx_pool, &vp->qp[i].rx_st);
 			vhd_fe_kick(fe, 2 * i);
-			atomic_store_explicit(&vp->qp[i].ready, 1, memory_order_release);
+			atomic_store(&vp->qp[i].ready, 1);
 		}
 	} else {
 		vp->downs++;
@@ -185,7 +179,6 @@ static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	if ((rc = sw_kv_required(args, nargs, "path", "the vhost-user device's socket", path, sizeof(path), err,
 				 errlen)) < 0)
 		return rc;
-	vhdi_asym_init(); /* before the data path can enter a window (enter()) */
 	struct vup_port *vp = calloc(1, sizeof(*vp));
 	if (!vp)
 		return -ENOMEM;

@@ -23,7 +23,6 @@
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "spec/virtio_ring.h"
-#include "util/asym_fence.h"
 #include "vhostd/log.h"
 #include "vhostd/mem.h"
 #include "vhostd/vhost_user.h"
@@ -112,19 +111,18 @@ static bool queue_pause(struct vu_queue *q)
 {
 	if (!atomic_load(&q->ready))
 		return false;
-	/* Store, heavy fence, load: pairs with the data path's store of busy, light fence, load of ready in
+	/* seq_cst store then load: pairs with the data path's store of busy then load of ready in
 	 * vhd_vu_queue_acquire(), so either it sees ready == 0 or we see its busy == 1. */
-	atomic_store_explicit(&q->ready, 0, memory_order_relaxed);
-	vhdi_asym_heavy();
-	while (atomic_load_explicit(&q->busy, memory_order_acquire)) /* acquire: pairs with queue_release's release */
+	atomic_store(&q->ready, 0);
+	while (atomic_load(&q->busy))
 		sched_yield();
 	return true;
 }
 
 static void queue_resume(struct vu_queue *q)
 {
-	/* Release: publishes q->vq and the call fd, set before, to the data path's acquire load of ready. */
-	atomic_store_explicit(&q->ready, 1, memory_order_release);
+	/* Publishes q->vq and the call fd, set before, to the data path's seq_cst load of ready. */
+	atomic_store(&q->ready, 1);
 }
 
 /* Tell the application when the device as a whole becomes usable or stops being so. */
@@ -756,7 +754,6 @@ int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 {
 	if (!cfg->path || !*cfg->path || cfg->max_queue_pairs == 0 || cfg->max_queue_pairs > VHD_VU_MAX_QUEUE_PAIRS)
 		return -EINVAL;
-	vhdi_asym_init(); /* before any data path can enter one of its queues */
 	struct vhd_vu_dev *dev = aligned_alloc(64, (sizeof(*dev) + 63) & ~(size_t)63);
 	if (!dev)
 		return -ENOMEM;
@@ -897,11 +894,9 @@ struct vhd_vq *vhd_vu_queue_acquire(struct vhd_vu_dev *dev, unsigned qidx)
 	if (qidx >= dev->nq)
 		return NULL;
 	struct vu_queue *q = &dev->q[qidx];
-	/* Store, light fence, load: pairs with queue_pause() (see there). Acquire: what the control thread set
-	 * before its release store of ready (queue_resume) is visible once ready reads 1. */
-	atomic_store_explicit(&q->busy, 1, memory_order_relaxed);
-	vhdi_asym_light();
-	if (!atomic_load_explicit(&q->ready, memory_order_acquire)) {
+	/* seq_cst store then load: pairs with queue_pause() (see there). */
+	atomic_store(&q->busy, 1);
+	if (!atomic_load(&q->ready)) {
 		atomic_store_explicit(&q->busy, 0, memory_order_release);
 		return NULL;
 	}

@@ -5,14 +5,9 @@
  * driver-side virtqueue over the memfd and checks what the back-end's queue sees.
  */
 #include <errno.h>
-#include <limits.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdlib.h>
 #include <sys/socket.h>
 
 #include "harness.h"
-#include "util/asym_fence.h"
 #include "vu_rig.h"
 
 /* ------------------------------------------------------------------ cases */
@@ -419,121 +414,7 @@ static void test_fuzz_region_beyond_file(void)
 	rig_close(&r);
 }
 
-/*
- * The queue handshake's fences (util/asym_fence.h) as a store-buffering litmus test: the data path stores x then
- * loads y behind the light fence, the control side stores y then loads x behind the heavy one; both loads finding
- * 0 would let a burst run in a queue being changed. Without any fence this outcome shows on x86 (the control
- * count printed below); with the pair, never. Run with membarrier and with the plain-fence fallback.
- */
-struct litmus {
-	_Alignas(64) atomic_int x;
-	_Alignas(64) atomic_int y;
-	_Alignas(64) atomic_uint go, done;
-	int r1;
-	bool fenced;
-};
-
-#define LITMUS_STOP UINT_MAX
-
-static void litmus_delay(unsigned n)
-{
-	for (volatile unsigned k = 0; k < n; k++)
-		;
-}
-
-static void *litmus_light(void *arg)
-{
-	struct litmus *l = arg;
-	for (unsigned i = 1;; i++) {
-		unsigned g;
-		for (unsigned k = 0; (g = atomic_load_explicit(&l->go, memory_order_acquire)) != i && g != LITMUS_STOP;
-		     k++)
-			if ((k & 1023) == 1023)
-				sched_yield(); /* the other side may share this CPU (tests run in parallel) */
-		if (g == LITMUS_STOP)
-			return NULL;
-		litmus_delay(i * 7u % 64);
-		atomic_store_explicit(&l->x, 1, memory_order_relaxed);
-		if (l->fenced)
-			vhdi_asym_light();
-		else
-			atomic_signal_fence(memory_order_seq_cst);
-		l->r1 = atomic_load_explicit(&l->y, memory_order_relaxed);
-		atomic_store_explicit(&l->done, i, memory_order_release);
-	}
-}
-
-/* Rounds in which both sides read 0, of *rounds; fewer rounds than asked when `budget` seconds run out first
- * (a loaded machine makes every handoff a context switch). */
-static unsigned litmus_run(bool fenced, unsigned *rounds, double budget)
-{
-	static struct litmus l;
-	memset(&l, 0, sizeof(l));
-	l.fenced = fenced;
-	pthread_t th;
-	CHECK_EQ(pthread_create(&th, NULL, litmus_light, &l), 0);
-	unsigned both_zero = 0, i;
-	struct timespec t0, t;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (i = 1; i <= *rounds; i++) {
-		atomic_store_explicit(&l.x, 0, memory_order_relaxed);
-		atomic_store_explicit(&l.y, 0, memory_order_relaxed);
-		atomic_store_explicit(&l.go, i, memory_order_release);
-		/* The other side sees go some hundred nanoseconds later: sweep the offset so the two windows meet. */
-		litmus_delay(i * 13u % 512);
-		atomic_store_explicit(&l.y, 1, memory_order_relaxed);
-		if (fenced)
-			vhdi_asym_heavy();
-		else
-			atomic_signal_fence(memory_order_seq_cst);
-		int r2 = atomic_load_explicit(&l.x, memory_order_relaxed);
-		for (unsigned k = 0; atomic_load_explicit(&l.done, memory_order_acquire) != i; k++)
-			if ((k & 1023) == 1023)
-				sched_yield();
-		both_zero += l.r1 == 0 && r2 == 0;
-		if ((i & 255) == 0) {
-			clock_gettime(CLOCK_MONOTONIC, &t);
-			if (t.tv_sec - t0.tv_sec + (t.tv_nsec - t0.tv_nsec) / 1e9 > budget)
-				break;
-		}
-	}
-	atomic_store_explicit(&l.go, LITMUS_STOP, memory_order_release);
-	pthread_join(th, NULL);
-	*rounds = i > *rounds ? *rounds : i;
-	return both_zero;
-}
-
-static void litmus(void)
-{
-	unsigned nu = 200000, nf = 20000;
-	unsigned unfenced = litmus_run(false, &nu, 3);
-	unsigned fenced = litmus_run(true, &nf, 5);
-	fprintf(stderr, "both loads 0: %u of %u rounds without fences, %u of %u with them\n", unfenced, nu, fenced, nf);
-	CHECK(nf >= 1000);
-	CHECK_EQ(fenced, 0);
-}
-
-static void test_handshake_membarrier(void)
-{
-	vhdi_asym_init();
-	/* A kernel without private expedited membarrier (before 4.14, or filtered by seccomp) has only the
-	 * fallback, which the next case covers. */
-	if (!atomic_load(&vhdi_asym_ok))
-		th_skip("no private expedited membarrier(2) on this kernel");
-	litmus();
-}
-
-static void test_handshake_fences(void)
-{
-	setenv("VHD_NO_MEMBARRIER", "1", 1);
-	vhdi_asym_init();
-	CHECK(!atomic_load(&vhdi_asym_ok));
-	litmus();
-}
-
 static const struct th_case cases[] = {
-	{"handshake_membarrier", test_handshake_membarrier, 60},
-	{"handshake_fences", test_handshake_fences, 60},
 	{"negotiation", test_negotiation, 0},
 	{"queue_split", test_queue_split, 0},
 	{"queue_packed", test_queue_packed, 0},
