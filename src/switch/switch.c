@@ -192,6 +192,13 @@ static bool segment_to(struct sw_thread *t, struct sw_port *out, struct vhd_pkt 
 
 static void to_port(struct sw_thread *t, struct sw_port *out, struct vhd_pkt *pkt)
 {
+	const struct vhd_net_meta *m = &pkt->meta;
+	/* No GSO, no partial checksum, within the MTU even untagged: nothing to check further. */
+	if (likely(m->gso_type == VHD_NET_META_GSO_NONE && !(m->flags & VHD_NET_META_F_NEEDS_CSUM) &&
+		   pkt->len <= out->mtu + 14u)) {
+		enqueue_out(t, out->id, pkt);
+		return;
+	}
 	if (segment_to(t, out, pkt))
 		return;
 	if (!fits(out, pkt) || !offloads_fit(out, pkt)) {
@@ -243,6 +250,22 @@ static void flood(struct sw_thread *t, struct sw_port *in, struct vhd_pkt *pkt)
 	}
 }
 
+/* The only port other than in, or NULL when there are none or several (a flood then goes through flood()). */
+static struct sw_port *sole_other_port(struct sw *sw, const struct sw_port *in)
+{
+	struct sw_port *only = NULL;
+	unsigned hi = atomic_load_explicit(&sw->ports_hi, memory_order_relaxed);
+	for (unsigned id = 0; id < hi; id++) {
+		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_acquire);
+		if (!p || p == in)
+			continue;
+		if (only)
+			return NULL;
+		only = p;
+	}
+	return only;
+}
+
 /* Two loads combined in registers: copying 6 bytes into a zeroed 8-byte variable made the compiler store 4 + 2
  * bytes and load 8, a store-forwarding stall per address (a third of forward()'s time in perf). */
 static inline uint64_t mac_key(const uint8_t *m)
@@ -266,6 +289,9 @@ static void forward(struct sw_thread *t, struct sw_port *in, struct vhd_pkt **pk
 	 * lookup racing a concurrent update. Keys hold the 6 bytes in the low 48 bits, UINT64_MAX: none yet. */
 	uint64_t learnt = UINT64_MAX, looked = UINT64_MAX;
 	struct sw_port *out = NULL;
+	/* Likewise where a flood goes: with one other port (a pair of guests, PVP) it is a plain send. */
+	struct sw_port *flood_to = NULL;
+	bool flood_known = false;
 	for (unsigned i = 0; i < n; i++) {
 		struct vhd_pkt *pkt = pkts[i];
 		const uint8_t *d = vhd_pkt_data(pkt);
@@ -281,17 +307,22 @@ static void forward(struct sw_thread *t, struct sw_port *in, struct vhd_pkt **pk
 			sw_fdb_learn(&sw->fdb, src, in->id, now);
 			learnt = sk;
 		}
-		if (dst[0] & 1) {
-			flood(t, in, pkt);
-			continue;
+		if (dst[0] & 1 || dk != looked) {
+			if (!(dst[0] & 1)) {
+				int o = sw_fdb_lookup(&sw->fdb, dst);
+				out = o >= 0 ? atomic_load_explicit(&sw->ports[o], memory_order_acquire) : NULL;
+				looked = dk;
+			}
+			if (!flood_known && (dst[0] & 1 || !out)) {
+				flood_to = sole_other_port(sw, in);
+				flood_known = true;
+			}
 		}
-		if (dk != looked) {
-			int o = sw_fdb_lookup(&sw->fdb, dst);
-			out = o >= 0 ? atomic_load_explicit(&sw->ports[o], memory_order_acquire) : NULL;
-			looked = dk;
-		}
-		if (!out) {
-			flood(t, in, pkt);
+		if (dst[0] & 1 || !out) {
+			if (flood_to)
+				to_port(t, flood_to, pkt);
+			else
+				flood(t, in, pkt);
 		} else if (out == in) {
 			stat_add(&is->rx_drops, 1); /* the destination is behind the port it came from */
 			vhd_pkt_free(pkt);

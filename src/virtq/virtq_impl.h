@@ -5,7 +5,9 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "mem_impl.h"
 #include "spec/endian.h"
@@ -249,16 +251,37 @@ static inline bool vhd_chain_finish(struct vhd_vq *vq, struct vhd_vq_chain *c, c
  * *iov directly. addr, len and flags were read once from the ring by the caller, as the general walk reads
  * them. Returns false, having written nothing, for an empty or unmapped buffer: that takes the general walk.
  */
+/*
+ * Fill c as a chain of one plain descriptor over *iov: two 8-byte stores for id/ndesc/nout/nin and the two
+ * lengths instead of six narrow ones and their selects (16 instructions per chain in callgrind).
+ */
+_Static_assert(offsetof(struct vhd_vq_chain, ndesc) == 2 && offsetof(struct vhd_vq_chain, nout) == 4 &&
+		       offsetof(struct vhd_vq_chain, nin) == 6 && offsetof(struct vhd_vq_chain, out_len) == 8 &&
+		       offsetof(struct vhd_vq_chain, in_len) == 12,
+	       "vhdi_chain_plain() writes these fields as two 64-bit words");
+static inline void vhdi_chain_plain(struct vhd_vq_chain *c, uint16_t id, bool w, uint32_t len, struct iovec *iov)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	uint64_t ids = id | (uint64_t)1 << 16 | (w ? (uint64_t)1 << 48 : (uint64_t)1 << 32);
+	uint64_t lens = w ? (uint64_t)len << 32 : len;
+	memcpy(c, &ids, 8);
+	memcpy(&c->out_len, &lens, 8);
+#else
+	*c = (struct vhd_vq_chain){.id = id, .ndesc = 1, .nout = !w, .nin = w, .out_len = w ? 0 : len,
+				   .in_len = w ? len : 0};
+#endif
+	c->iov = iov;
+	c->err = 0;
+}
+
 static inline bool vhdi_pop_plain(const struct vhd_vq *vq, uint64_t addr, uint32_t len, uint16_t flags, uint16_t id,
 				  struct iovec *iov, struct vhd_vq_chain *c)
 {
 	void *p = len ? vhd_mem_xlate_hint(vq->mem, vq->mem_hint, addr, len) : NULL;
 	if (unlikely(p == NULL))
 		return false;
-	bool w = flags & VIRTQ_DESC_F_WRITE;
 	*iov = (struct iovec){.iov_base = p, .iov_len = len};
-	*c = (struct vhd_vq_chain){.id = id, .ndesc = 1, .nout = !w, .nin = w, .out_len = w ? 0 : len,
-				   .in_len = w ? len : 0, .iov = iov, .err = 0};
+	vhdi_chain_plain(c, id, flags & VIRTQ_DESC_F_WRITE, len, iov);
 	return true;
 }
 
