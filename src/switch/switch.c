@@ -192,13 +192,6 @@ static bool segment_to(struct sw_thread *t, struct sw_port *out, struct vhd_pkt 
 
 static void to_port(struct sw_thread *t, struct sw_port *out, struct vhd_pkt *pkt)
 {
-	const struct vhd_net_meta *m = &pkt->meta;
-	/* No GSO, no partial checksum, within the MTU even untagged: nothing to check further. */
-	if (likely(m->gso_type == VHD_NET_META_GSO_NONE && !(m->flags & VHD_NET_META_F_NEEDS_CSUM) &&
-		   pkt->len <= out->mtu + 14u)) {
-		enqueue_out(t, out->id, pkt);
-		return;
-	}
 	if (segment_to(t, out, pkt))
 		return;
 	if (!fits(out, pkt) || !offloads_fit(out, pkt)) {
@@ -207,6 +200,18 @@ static void to_port(struct sw_thread *t, struct sw_port *out, struct vhd_pkt *pk
 		return;
 	}
 	enqueue_out(t, out->id, pkt);
+}
+
+/* to_port() for the frames that need none of its checks, inlined into forward(): no GSO, no partial checksum,
+ * within the MTU even untagged. */
+static inline void send_to(struct sw_thread *t, struct sw_port *out, struct vhd_pkt *pkt)
+{
+	const struct vhd_net_meta *m = &pkt->meta;
+	if (likely(m->gso_type == VHD_NET_META_GSO_NONE && !(m->flags & VHD_NET_META_F_NEEDS_CSUM) &&
+		   pkt->len <= out->mtu + 14u))
+		enqueue_out(t, out->id, pkt);
+	else
+		to_port(t, out, pkt);
 }
 
 static struct vhd_pkt *clone_pkt(struct sw_thread *t, const struct vhd_pkt *src)
@@ -320,14 +325,14 @@ static void forward(struct sw_thread *t, struct sw_port *in, struct vhd_pkt **pk
 		}
 		if (dst[0] & 1 || !out) {
 			if (flood_to)
-				to_port(t, flood_to, pkt);
+				send_to(t, flood_to, pkt);
 			else
 				flood(t, in, pkt);
 		} else if (out == in) {
 			stat_add(&is->rx_drops, 1); /* the destination is behind the port it came from */
 			vhd_pkt_free(pkt);
 		} else {
-			to_port(t, out, pkt);
+			send_to(t, out, pkt);
 		}
 	}
 	stat_add(&is->rx_packets, n);
