@@ -22,9 +22,8 @@
 
 /* A chain's header, copied out and checked, and where its frame is: NV_OK with *m, *flen and *flat (header and
  * frame in the first segment, the usual case) filled in, or why the chain's frame is dropped. max is the
- * largest frame taken. */
-/* Always inlined: as a call it cost about 25 instructions per packet (callgrind), its prologue and the
- * outputs forced to memory. */
+ * largest frame taken. Always inlined: as a call it cost about 25 instructions per packet (callgrind), its
+ * prologue and the outputs forced to memory. */
 static inline __attribute__((always_inline)) enum net_verdict
 dequeue_hdr(const struct vhd_vq_chain *c, const struct vhd_net_cfg *cfg, const struct net_dir *dir, uint32_t max,
 	    struct vhd_net_meta *m, uint32_t *flen, bool *flat)

@@ -246,12 +246,6 @@ static inline bool vhd_chain_finish(struct vhd_vq *vq, struct vhd_vq_chain *c, c
 }
 
 /*
- * Device pop fast path, split and packed alike: a chain of one plain descriptor (no NEXT, no INDIRECT; the caller
- * checked flags) whose buffer lies in the hinted memory region, what net drivers post, becomes chain c over
- * *iov directly. addr, len and flags were read once from the ring by the caller, as the general walk reads
- * them. Returns false, having written nothing, for an empty or unmapped buffer: that takes the general walk.
- */
-/*
  * Fill c as a chain of one plain descriptor over *iov: two 8-byte stores for id/ndesc/nout/nin and the two
  * lengths instead of six narrow ones and their selects (16 instructions per chain in callgrind).
  */
@@ -274,6 +268,13 @@ static inline void vhdi_chain_plain(struct vhd_vq_chain *c, uint16_t id, bool w,
 	c->err = 0;
 }
 
+/*
+ * Packed pop fast path (split_pop() has its own, with the hinted region in locals): a chain of one plain
+ * descriptor (no NEXT, no INDIRECT; the caller checked flags) whose buffer lies in the hinted memory region, what
+ * net drivers post, becomes chain c over
+ * *iov directly. addr, len and flags were read once from the ring by the caller, as the general walk reads
+ * them. Returns false, having written nothing, for an empty or unmapped buffer: that takes the general walk.
+ */
 static inline bool vhdi_pop_plain(const struct vhd_vq *vq, uint64_t addr, uint32_t len, uint16_t flags, uint16_t id,
 				  struct iovec *iov, struct vhd_vq_chain *c)
 {
