@@ -271,9 +271,9 @@ static inline void vhdi_chain_plain(struct vhd_vq_chain *c, uint16_t id, bool w,
 /*
  * Packed pop fast path (split_pop() has its own, with the hinted region in locals): a chain of one plain
  * descriptor (no NEXT, no INDIRECT; the caller checked flags) whose buffer lies in the hinted memory region, what
- * net drivers post, becomes chain c over
- * *iov directly. addr, len and flags were read once from the ring by the caller, as the general walk reads
- * them. Returns false, having written nothing, for an empty or unmapped buffer: that takes the general walk.
+ * net drivers post, becomes chain c over *iov directly. addr, len and flags were read once from the ring by the
+ * caller, as the general walk reads them. Returns false, having written nothing, for an empty or unmapped
+ * buffer: that takes the general walk.
  */
 static inline bool vhdi_pop_plain(const struct vhd_vq *vq, uint64_t addr, uint32_t len, uint16_t flags, uint16_t id,
 				  struct iovec *iov, struct vhd_vq_chain *c)
