@@ -229,46 +229,44 @@ static struct vhd_pkt *clone_pkt(struct sw_thread *t, const struct vhd_pkt *src)
 	return c;
 }
 
+/* The next port after slot *id (below hi) other than in, or NULL; *id moves past it. */
+static struct sw_port *next_other_port(struct sw *sw, const struct sw_port *in, unsigned hi, unsigned *id)
+{
+	while (*id < hi) {
+		struct sw_port *p = atomic_load_explicit(&sw->ports[(*id)++], memory_order_acquire);
+		if (p && p != in)
+			return p;
+	}
+	return NULL;
+}
+
 static void flood(struct sw_thread *t, struct sw_port *in, struct vhd_pkt *pkt)
 {
 	struct sw *sw = t->sw;
-	struct sw_port *last = NULL;
-	unsigned hi = atomic_load_explicit(&sw->ports_hi, memory_order_relaxed);
-	for (unsigned id = 0; id < hi; id++) {
-		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_acquire);
-		if (!p || p == in)
-			continue;
-		if (last) {
-			struct vhd_pkt *c = clone_pkt(t, pkt);
-			if (c)
-				to_port(t, last, c);
-			else
-				stat_add(&last->stats[t->idx].tx_drops, 1);
-		}
-		last = p;
-	}
-	if (last)
-		to_port(t, last, pkt);
-	else {
+	unsigned hi = atomic_load_explicit(&sw->ports_hi, memory_order_relaxed), id = 0;
+	struct sw_port *last = next_other_port(sw, in, hi, &id);
+	if (!last) {
 		stat_add(&in->stats[t->idx].rx_drops, 1);
 		vhd_pkt_free(pkt);
+		return;
 	}
+	/* Copies for all but the last port, which takes the frame itself. */
+	for (struct sw_port *p; (p = next_other_port(sw, in, hi, &id)); last = p) {
+		struct vhd_pkt *c = clone_pkt(t, pkt);
+		if (c)
+			to_port(t, last, c);
+		else
+			stat_add(&last->stats[t->idx].tx_drops, 1);
+	}
+	to_port(t, last, pkt);
 }
 
 /* The only port other than in, or NULL when there are none or several (a flood then goes through flood()). */
 static struct sw_port *sole_other_port(struct sw *sw, const struct sw_port *in)
 {
-	struct sw_port *only = NULL;
-	unsigned hi = atomic_load_explicit(&sw->ports_hi, memory_order_relaxed);
-	for (unsigned id = 0; id < hi; id++) {
-		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_acquire);
-		if (!p || p == in)
-			continue;
-		if (only)
-			return NULL;
-		only = p;
-	}
-	return only;
+	unsigned hi = atomic_load_explicit(&sw->ports_hi, memory_order_relaxed), id = 0;
+	struct sw_port *only = next_other_port(sw, in, hi, &id);
+	return only && !next_other_port(sw, in, hi, &id) ? only : NULL;
 }
 
 /* Two loads combined in registers: copying 6 bytes into a zeroed 8-byte variable made the compiler store 4 + 2
@@ -312,18 +310,17 @@ static void forward(struct sw_thread *t, struct sw_port *in, struct vhd_pkt **pk
 			sw_fdb_learn(&sw->fdb, src, in->id, now);
 			learnt = sk;
 		}
-		if (dst[0] & 1 || dk != looked) {
-			if (!(dst[0] & 1)) {
-				int o = sw_fdb_lookup(&sw->fdb, dst);
-				out = o >= 0 ? atomic_load_explicit(&sw->ports[o], memory_order_acquire) : NULL;
-				looked = dk;
-			}
-			if (!flood_known && (dst[0] & 1 || !out)) {
+		bool group = dst[0] & 1;
+		if (!group && dk != looked) {
+			int o = sw_fdb_lookup(&sw->fdb, dst);
+			out = o >= 0 ? atomic_load_explicit(&sw->ports[o], memory_order_acquire) : NULL;
+			looked = dk;
+		}
+		if (group || !out) {
+			if (!flood_known) {
 				flood_to = sole_other_port(sw, in);
 				flood_known = true;
 			}
-		}
-		if (dst[0] & 1 || !out) {
 			if (flood_to)
 				send_to(t, flood_to, pkt);
 			else
