@@ -419,11 +419,23 @@ static int port_rx(struct gen *g, unsigned q, struct vhd_pkt **pkts, unsigned n)
 		if (!rx)
 			return 0;
 		r = vhd_net_drv_recv(rx, &g->cfg, pkts, n, &g->nst[2 * q]);
-		int a = vhd_net_drv_refill(rx, &g->cfg, g->pool[q], &g->nst[2 * q]);
-		if (a > 0 && vhd_vq_need_notify(rx))
-			vhd_fe_kick(g->fe, 2 * q);
 	}
 	return r < 0 ? 0 : r;
+}
+
+/* Frontend: give the receive queue new buffers, after the frames port_rx() returned were freed or passed on:
+ * then the pool hands back the buffers just freed, in the same order, and the descriptors they left need no
+ * store (vhd_pkt_alloc_bulk()). */
+static void port_refill(struct gen *g, unsigned q)
+{
+	if (g->o.backend)
+		return;
+	struct vhd_vq *rx = vhd_fe_vq(g->fe, 2 * q);
+	if (!rx)
+		return;
+	int a = vhd_net_drv_refill(rx, &g->cfg, g->pool[q], &g->nst[2 * q]);
+	if (a > 0 && vhd_vq_need_notify(rx))
+		vhd_fe_kick(g->fe, 2 * q);
 }
 
 /* Send pkts; returns how many the port took (now its problem); the rest stay with the caller. */
@@ -501,6 +513,7 @@ static unsigned rx_verify(struct gen *g, unsigned q)
 	rx_account(g, q, pkts, n);
 	if (n > 0)
 		vhd_pkt_free_bulk(pkts, (unsigned)n);
+	port_refill(g, q);
 	return n > 0 ? (unsigned)n : 0;
 }
 
@@ -590,6 +603,7 @@ static unsigned run_tap(struct gen *g, unsigned q)
 		vhd_pkt_free_bulk(pkts, (unsigned)n);
 		moved += (unsigned)n;
 	}
+	port_refill(g, q);
 
 	/* Tap -> port. Frames the port has no room for wait here, and the tap is not read until they are gone:
 	 * the backlog then builds up in the tap's own queue (which drops when full), the way vhost-net pushes
@@ -663,6 +677,13 @@ static unsigned run_queue(struct gen *g, unsigned q)
 			if (want > g->o.window - busy)
 				want = busy < g->o.window ? g->o.window - busy : 0;
 		}
+		if (!g->o.backend && want) {
+			/* Collect finished buffers before allocating, as many as the burst lacks room for, so
+			 * that the pool hands those back (see vhd_net_drv_reclaim()). */
+			struct vhd_vq *tx = vhd_fe_vq(g->fe, 2 * q + 1);
+			if (tx && vhd_vq_room(tx) < have + want)
+				vhd_net_drv_reclaim(tx, have + want);
+		}
 		unsigned got = vhd_pkt_alloc_bulk(g->pool[q], g->pending[q] + have, want);
 		for (unsigned i = 0; i < got; i++) {
 			struct vhd_pkt *p = g->pending[q][have + i];
@@ -683,8 +704,10 @@ static unsigned run_queue(struct gen *g, unsigned q)
 		moved = sent + rx_verify(g, q);
 	} else {
 		int n = port_rx(g, q, pkts, g->o.burst);
-		if (n <= 0)
+		if (n <= 0) {
+			port_refill(g, q); /* the first call stocks the ring */
 			return 0;
+		}
 		rx_account(g, q, pkts, n);
 		moved = (unsigned)n;
 		unsigned keep = 0;
@@ -718,6 +741,7 @@ static unsigned run_queue(struct gen *g, unsigned q)
 			s->drops += keep - sent;
 			vhd_pkt_free_bulk(pkts + sent, keep - sent);
 		}
+		port_refill(g, q);
 	}
 	if (moved)
 		note_traffic(g);

@@ -337,11 +337,11 @@ static bool render_stats(const struct sw_json_val *r)
 	/* Forwarding threads (whole-switch stats only): cycles per packet in the rounds that moved packets. */
 	const struct sw_json_val *th = obj_array(r, "threads");
 	if (th && th->child) {
-		static const char *const tk[] = {"thread", "packets", "busy_cycles", "cycles_per_packet"};
-		static const char *const thh[] = {"THREAD", "PACKETS", "BUSY_CYCLES", "CYCLES/PACKET"};
-		static const bool tr[] = {true, true, true, true};
+		static const char *const tk[] = {"thread", "packets", "busy_cycles", "busy_rounds", "cycles_per_packet"};
+		static const char *const thh[] = {"THREAD", "PACKETS", "BUSY_CYCLES", "BUSY_ROUNDS", "CYCLES/PACKET"};
+		static const bool tr[] = {true, true, true, true, true};
 		putchar('\n');
-		print_fields(th, 4, tk, thh, tr);
+		print_fields(th, 5, tk, thh, tr);
 	}
 	return true;
 }

@@ -193,8 +193,8 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 
 /**
  * Driver: send packets on txq without copying. When the ring has no room for all n, first collects the oldest
- * buffers the device has finished with (up to 64) and frees their packets; with n = 0 it collects and frees all
- * finished ones and sends nothing. So a sender keeps the ring nearly full and its packets stay in the ring until
+ * n buffers the device has finished with (fewer if fewer are done) and frees their packets; with n = 0 it
+ * collects and frees all finished ones and sends nothing. So a sender keeps the ring nearly full and its packets stay in the ring until
  * it needs room: one whose pool runs dry should call with n = 0 to get them back. (Collecting only when needed
  * reads used entries long after the device wrote them, not in the cache lines it is writing.) Then, for each
  * packet, writes the header into the headroom (unless it already holds those bytes) and offers header and frame
@@ -212,6 +212,15 @@ int vhd_net_drv_xmit(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct v
 		     struct vhd_net_stats *st);
 
 /**
+ * Driver: collect the oldest n transmit buffers the device has finished with (0: all that are finished) and free
+ * their packets, what vhd_net_drv_xmit() does itself when the ring lacks room. A sender that calls it before
+ * allocating its next burst (when vhd_vq_room() is below the burst) gets those same buffers back from the pool
+ * in the same order, so that each goes into the descriptor it just left, which then is not written again.
+ * @return buffers collected; -EIO if broken.
+ */
+int vhd_net_drv_reclaim(struct vhd_vq *txq, unsigned n);
+
+/**
  * Driver: fill rxq with empty packets from pool (a vhd_pktpool_create_in() pool), each offered as one writable
  * buffer starting cfg->hdr_size bytes before its data, so that the frame lands at the usual headroom. Stops when
  * the ring or the pool is full/empty.
@@ -224,7 +233,9 @@ int vhd_net_drv_refill(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struct
  * Driver: collect up to n received packets from rxq. The header is copied out and checked as in 5.1.6.4.3
  * (flags and gso_type must be ones the negotiated GUEST_ features allow); with MRG_RXBUF, num_buffers buffers
  * make one packet and the later ones are copied into the first (too_big if they do not fit; that packet is
- * dropped). Used buffers shorter than the header are dropped (errors). Call vhd_net_drv_refill() afterwards.
+ * dropped). Without MRG_RXBUF, GUEST_CSUM and any GUEST_ GSO feature the header can carry nothing the driver
+ * may act on, and it is not read at all: meta is zero. Used buffers shorter than the header are dropped
+ * (errors), frames under 14 bytes too (too_small). Call vhd_net_drv_refill() afterwards.
  * @return packets stored in pkts[0..ret), now owned by the caller; -EIO if broken (nothing returned).
  */
 int vhd_net_drv_recv(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struct vhd_pkt **pkts, unsigned n,

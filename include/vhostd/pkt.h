@@ -144,7 +144,8 @@ unsigned vhd_pktpool_avail(const struct vhd_pktpool *pool);
 uint32_t vhd_pktpool_buf_size(const struct vhd_pktpool *pool);
 
 /**
- * Take up to n packets, each reset: off = VHD_PKT_HEADROOM, len = 0, meta all 0.
+ * Take up to n packets, each reset: off = VHD_PKT_HEADROOM, len = 0, meta all 0. The last n freed come back
+ * in the order they were freed (so a driver refilling a ring puts buffers back where they were).
  * @return packets stored in pkts[0..ret), fewer than n only when the pool runs out.
  */
 unsigned vhd_pkt_alloc_bulk(struct vhd_pktpool *pool, struct vhd_pkt **pkts, unsigned n);

@@ -11,21 +11,24 @@
 /* Buffers per add/get round trip. */
 #define DRV_BURST 64u
 
-/* Free the packets of transmit buffers the device has finished with: all of them (all), or the oldest
- * DRV_BURST. */
-static int xmit_reclaim(struct vhd_vq *txq, bool all)
+/* Collecting what the burst needs, not more: those buffers go straight back into the descriptors they just left
+ * (the pool hands a burst back in the order it was freed), which then need no store (split_add()). */
+int vhd_net_drv_reclaim(struct vhd_vq *txq, unsigned n)
 {
 	struct vhd_vq_done done[DRV_BURST];
 	struct vhd_pkt *pk[DRV_BURST];
+	unsigned total = 0;
 	for (;;) {
-		int got = vhd_vq_get(txq, done, DRV_BURST);
+		unsigned k = n == 0 || n - total > DRV_BURST ? DRV_BURST : n - total;
+		int got = vhd_vq_get(txq, done, k);
 		if (unlikely(got < 0))
 			return got;
 		for (int i = 0; i < got; i++)
 			pk[i] = done[i].token;
 		vhd_pkt_free_bulk(pk, (unsigned)got);
-		if ((unsigned)got < DRV_BURST || !all)
-			return 0;
+		total += (unsigned)got;
+		if ((unsigned)got < k || total == n)
+			return (int)total;
 	}
 }
 
@@ -43,13 +46,13 @@ int vhd_net_drv_xmit(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct v
 	if (n > VHD_NET_BURST_MAX)
 		n = VHD_NET_BURST_MAX;
 	/* Completed buffers are collected only when this burst does not fit (or when asked to, n == 0), and then
-	 * the oldest DRV_BURST of them. Collecting every call read the used entries the device had just written,
+	 * the oldest n of them. Collecting every call read the used entries the device had just written,
 	 * in the cache lines it was still writing: with packed rings, where used entries overwrite the
 	 * descriptors, that line ping-pong was a third of a sending core's time. Running with the ring nearly
 	 * full reads them long after the device has moved on, as DPDK's virtio PMD does (tx_free_thresh). */
 	unsigned room = vhd_vq_room(txq);
 	if (n == 0 || room < n) {
-		if (unlikely(xmit_reclaim(txq, n == 0) < 0))
+		if (unlikely(vhd_net_drv_reclaim(txq, n) < 0))
 			return -EIO;
 		room = vhd_vq_room(txq);
 	}
@@ -180,6 +183,10 @@ int vhd_net_drv_recv(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struct v
 	struct vhd_vq_done done[DRV_BURST];
 	const struct net_dir dir = net_dir_rx(cfg);
 	const uint32_t hs = cfg->hdr_size;
+	/* Without MRG_RXBUF, GUEST_CSUM and GUEST_* GSO the header has nothing this driver may act on: num_buffers
+	 * is 1 and the device must leave flags 0 and gso_type NONE (5.1.6.4.1). Not reading it keeps its line
+	 * (the frame's first) in the device's cache: reading it was the receiver's one miss per packet. */
+	const bool hdr_blind = !cfg->mrg_rxbuf && !dir.csum && !dir.gso;
 	unsigned out = 0;
 	uint64_t bytes = 0;
 
@@ -201,8 +208,12 @@ int vhd_net_drv_recv(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struct v
 				continue;
 			}
 			p->len = len - hs;
-			uint16_t nbuf;
-			enum net_verdict v = recv_header(p, cfg, &dir, &nbuf, &p->meta);
+			uint16_t nbuf = 1;
+			enum net_verdict v = NV_OK;
+			if (hdr_blind)
+				p->meta = (struct vhd_net_meta){0};
+			else
+				v = recv_header(p, cfg, &dir, &nbuf, &p->meta);
 			/* The rest of a mergeable packet: the device published all of its buffers together
 			 * (5.1.6.4.2), so they are in this batch or ready to be collected now. */
 			for (unsigned k = 1; k < nbuf; k++) {

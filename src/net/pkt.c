@@ -71,7 +71,7 @@ static void pool_fill(struct vhd_pktpool *p, uint8_t *mem, uint64_t iova_base)
 		k->iova = iova_base ? iova_base + (uint64_t)i * stride : 0;
 		k->pool = p;
 		k->flags = p->flags;
-		p->stack[p->count - 1 - i] = k;
+		p->stack[i] = k; /* a burst taken from the top is in address order */
 	}
 	p->nfree = p->count;
 }
@@ -150,9 +150,12 @@ unsigned vhd_pkt_alloc_bulk(struct vhd_pktpool *pool, struct vhd_pkt **pkts, uns
 {
 	if (n > pool->nfree)
 		n = pool->nfree;
-	struct vhd_pkt **top = pool->stack + pool->nfree;
+	/* The top n in stack order, not popped one by one: a burst freed and allocated again comes back in the
+	 * order it was freed, so a driver that refills its ring with it puts each buffer in the descriptor it
+	 * had the lap before (split_add() then has nothing to write). */
+	struct vhd_pkt **base = pool->stack + pool->nfree - n;
 	for (unsigned i = 0; i < n; i++) {
-		struct vhd_pkt *k = *--top;
+		struct vhd_pkt *k = base[i];
 		k->off = VHD_PKT_HEADROOM;
 		k->len = 0;
 		memset(&k->meta, 0, sizeof(k->meta));

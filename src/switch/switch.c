@@ -49,6 +49,9 @@ struct sw_thread {
 	 * packet" and testpmd's --record-core-cycles report it. On their own line: the control thread reads them. */
 	_Alignas(64) _Atomic uint64_t busy_cycles;
 	_Atomic uint64_t busy_packets;
+	/* Rounds that moved packets: packets per round says whether per-burst costs (index lines, fences,
+	 * notifications) or per-packet ones dominate, i.e. whether this thread was fed faster than it polls. */
+	_Atomic uint64_t busy_rounds;
 	_Alignas(64) struct out_batch out[SW_MAX_PORTS];
 	uint16_t touched[SW_MAX_PORTS];
 	unsigned ntouched;
@@ -385,6 +388,7 @@ static void *thread_main(void *arg)
 		if (moved) {
 			stat_add(&t->busy_cycles, c1 - c0);
 			stat_add(&t->busy_packets, moved);
+			stat_add(&t->busy_rounds, 1);
 			idle = 0;
 		} else if (++idle > IDLE_ROUNDS && sw->cfg.idle_us) {
 			usleep(sw->cfg.idle_us);
@@ -778,10 +782,12 @@ int sw_stats(struct sw *sw, const char *port, struct sw_json *w, char *err, size
 	for (unsigned i = 0; i < sw->cfg.threads; i++) {
 		uint64_t c = atomic_load_explicit(&sw->th[i].busy_cycles, memory_order_relaxed);
 		uint64_t n = atomic_load_explicit(&sw->th[i].busy_packets, memory_order_relaxed);
+		uint64_t r = atomic_load_explicit(&sw->th[i].busy_rounds, memory_order_relaxed);
 		sw_json_obj_begin(w, NULL);
 		sw_json_u64(w, "thread", i);
 		sw_json_u64(w, "busy_cycles", c);
 		sw_json_u64(w, "packets", n);
+		sw_json_u64(w, "busy_rounds", r);
 		sw_json_u64(w, "cycles_per_packet", n ? (c + n / 2) / n : 0);
 		sw_json_obj_end(w);
 	}

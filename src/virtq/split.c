@@ -70,13 +70,18 @@ static int split_walk(struct vhd_vq *vq, uint16_t head, struct vhd_chain_acc *ac
 
 static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n, struct iovec *iov, unsigned niov)
 {
-	/* Acquire pairs with the driver's release store of avail->idx (split_add): the ring entries and
-	 * descriptors it published are visible from here on. */
-	uint16_t avail_idx = RD16_ACQ(&vq->split.avail->idx);
-	uint16_t pending = (uint16_t)(avail_idx - vq->last_avail);
-	if (unlikely(pending > vq->num))
-		return vhdi_vq_break(vq, VHD_VQ_E_AVAIL_IDX, "avail idx %u is %u entries past %u (queue size %u)",
-				    avail_idx, pending, vq->last_avail, vq->num);
+	uint16_t pending = (uint16_t)(vq->avail_seen - vq->last_avail);
+	if (pending < n) {
+		/* Acquire pairs with the driver's release store of avail->idx (split_add): the ring entries and
+		 * descriptors it published are visible from here on, and stay so for later pops up to it. */
+		uint16_t avail_idx = RD16_ACQ(&vq->split.avail->idx);
+		pending = (uint16_t)(avail_idx - vq->last_avail);
+		if (unlikely(pending > vq->num))
+			return vhdi_vq_break(vq, VHD_VQ_E_AVAIL_IDX,
+					    "avail idx %u is %u entries past %u (queue size %u)", avail_idx, pending,
+					    vq->last_avail, vq->num);
+		vq->avail_seen = avail_idx;
+	}
 	if (n > pending)
 		n = pending;
 	unsigned i;
@@ -277,6 +282,22 @@ static inline void fill_desc(struct virtq_desc *d, const struct vhd_vq_seg *s, u
 	WR16(&d->next, next);
 }
 
+/* fill_desc() for a last descriptor, storing only if it changes: a driver whose pool hands each descriptor
+ * the buffer it had the lap before (vhd_pkt_alloc_bulk()) writes nothing, and the line stays shared with the
+ * device's core, which read it, instead of being taken back (the stores were two fifths of a sender). */
+static inline void fill_desc_same(struct virtq_desc *d, const struct vhd_vq_seg *s, uint16_t flags)
+{
+	uint64_t tail = vhd_cpu_to_le64((uint64_t)s->len | (uint64_t)flags << 32);
+	uint64_t *w = (uint64_t *)d;
+	_Static_assert(offsetof(struct virtq_desc, len) == 8 && offsetof(struct virtq_desc, flags) == 12 &&
+			       offsetof(struct virtq_desc, next) == 14,
+		       "virtq_desc: addr, then len, flags, next in the second 8 bytes");
+	if (__atomic_load_n(&w[0], __ATOMIC_RELAXED) != vhd_cpu_to_le64(s->addr))
+		__atomic_store_n(&w[0], vhd_cpu_to_le64(s->addr), __ATOMIC_RELAXED);
+	if (__atomic_load_n(&w[1], __ATOMIC_RELAXED) != tail)
+		__atomic_store_n(&w[1], tail, __ATOMIC_RELAXED);
+}
+
 static int split_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned n)
 {
 	uint16_t avail = vq->last_avail;
@@ -289,7 +310,7 @@ static int split_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned 
 			if (unlikely(vq->num_free == 0))
 				break;
 			uint16_t head = vq->in_order ? vq->next_desc : vq->free_head;
-			fill_desc(&vq->split.desc[head], &b->segs[0], b->nin ? VIRTQ_DESC_F_WRITE : 0, 0);
+			fill_desc_same(&vq->split.desc[head], &b->segs[0], b->nin ? VIRTQ_DESC_F_WRITE : 0);
 			if (vq->in_order) {
 				vq->next_desc = (uint16_t)((head + 1) & vq->mask);
 				vhdi_fifo_push(vq, head);

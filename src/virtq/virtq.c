@@ -108,7 +108,7 @@ int vhd_vq_create(const struct vhd_vq_config *cfg, struct vhd_vq **out)
 		vq->split.desc = cfg->desc;
 		vq->split.avail = cfg->driver;
 		vq->split.used = cfg->device;
-		vq->last_avail = vq->used_idx = cfg->base;
+		vq->last_avail = vq->avail_seen = vq->used_idx = cfg->base;
 	}
 	vq->notify_old = vq->used_idx;
 

@@ -81,6 +81,10 @@ struct vhd_vq {
 	unsigned mem_hint;
 	/* Split: free-running indices. Packed: ring positions plus wrap counters. */
 	uint16_t last_avail;
+	/* Split: avail->idx as last read. Entries up to it are published, so a pop that needs no more than that
+	 * does not read the index again: the line stays with the driver's core, whose next store to it is then
+	 * not a miss either (as Linux vhost keeps avail_idx). */
+	uint16_t avail_seen;
 	uint16_t used_idx;
 	bool avail_wrap;
 	bool used_wrap;

@@ -186,6 +186,9 @@ def case_two_threads(r):
     for t in th:
         if t["busy_cycles"] <= 0 or t["cycles_per_packet"] != (t["busy_cycles"] + t["packets"] // 2) // t["packets"]:
             return f"thread {t['thread']}: busy_cycles {t['busy_cycles']}, cycles_per_packet {t['cycles_per_packet']}"
+        # A busy round moves at least one packet and at most one burst (32) from each of its two receive queues.
+        if not 0 < t["busy_rounds"] <= t["packets"] or t["packets"] > 32 * 2 * t["busy_rounds"]:
+            return f"thread {t['thread']}: {t['busy_rounds']} busy rounds for {t['packets']} packets"
     if "threads" in r.ctl_json("stats", "a"):
         return "stats for one port also reported threads"
     return None

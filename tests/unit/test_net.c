@@ -754,6 +754,42 @@ static void tx_borrow_packed(void) { tx_borrow_case(true); }
 
 /* ================================================================ TX: driver side checks, ring full, pool empty ================================================================ */
 
+/*
+ * vhd_net_drv_reclaim() collects the oldest n finished buffers, and the pool hands a freed burst back in the order
+ * it was freed: so the packets a sender gets after reclaiming are the ones of the descriptors it is about to fill
+ * again, in descriptor order (what lets split_add() skip their stores).
+ */
+static void tx_reclaim_order(void)
+{
+	for (int packed = 0; packed < 2; packed++) {
+		struct rig r;
+		rig_init(&r, F_V1 | (packed ? F(VIRTIO_F_RING_PACKED) : 0), VHD_PKT_DEFAULT_BUF_SIZE,
+			 VHD_PKT_DEFAULT_BUF_SIZE);
+		static struct vhd_pkt *p[QSIZE];
+		CHECK_EQ(vhd_pkt_alloc_bulk(r.drv_pool, p, QSIZE), QSIZE);
+		for (unsigned i = 0; i < QSIZE; i++)
+			fill_frame(p[i], 60, i);
+		CHECK_EQ(vhd_net_drv_xmit(r.tx_drv, &r.cfg, p, QSIZE, &r.drv_tx), QSIZE);
+		CHECK_EQ(vhd_net_drv_reclaim(r.tx_drv, 0), 0); /* nothing finished yet */
+		struct vhd_pkt *got[100];
+		CHECK_EQ(vhd_net_dev_dequeue(r.tx_dev, &r.cfg, r.dev_pool, got, 100, &r.dev_tx), 100);
+		vhd_pkt_free_bulk(got, 100);
+		unsigned before = vhd_pktpool_avail(r.drv_pool);
+		CHECK_EQ(vhd_net_drv_reclaim(r.tx_drv, 40), 40);
+		CHECK_EQ(vhd_pktpool_avail(r.drv_pool), before + 40);
+		struct vhd_pkt *again[40];
+		CHECK_EQ(vhd_pkt_alloc_bulk(r.drv_pool, again, 40), 40);
+		for (unsigned i = 0; i < 40; i++)
+			CHECK(again[i] == p[i]); /* the oldest 40, in the order they went out */
+		vhd_pkt_free_bulk(again, 40);
+		CHECK_EQ(vhd_net_drv_reclaim(r.tx_drv, 0), 60); /* 0: all that are finished */
+		CHECK_EQ(vhd_net_drv_reclaim(r.tx_drv, 5), 0);
+		CHECK_EQ(vhd_pktpool_avail(r.drv_pool), before + 100);
+		CHECK_EQ(vhd_net_drv_xmit(r.tx_drv, &r.cfg, NULL, 0, &r.drv_tx), 0);
+		rig_fini(&r);
+	}
+}
+
 static void tx_ring_full(void)
 {
 	for (int packed = 0; packed < 2; packed++) {
@@ -775,15 +811,15 @@ static void tx_ring_full(void)
 		CHECK_EQ(vhd_net_drv_xmit(r.tx_drv, &r.cfg, p + sent, 40, &r.drv_tx), 0);
 		CHECK_EQ(r.drv_tx.no_buffers, 40);
 		CHECK_EQ(vhd_pktpool_avail(r.drv_pool), DRV_COUNT - QSIZE - 40);
-		/* The device takes 100; the next xmit, finding no room, reclaims the oldest 64 (net.h) and sends
-		 * the rest, and an xmit of nothing reclaims all that are done. */
+		/* The device takes 100; the next xmit, finding no room, reclaims the oldest 40, what it needs
+		 * (net.h), and sends them, and an xmit of nothing reclaims all that are done. */
 		struct vhd_pkt *got[100];
 		CHECK_EQ(vhd_net_dev_dequeue(r.tx_dev, &r.cfg, r.dev_pool, got, 100, &r.dev_tx), 100);
 		for (unsigned i = 0; i < 100; i++)
 			check_frame(got[i], 60 + i, i);
 		vhd_pkt_free_bulk(got, 100);
 		CHECK_EQ(vhd_net_drv_xmit(r.tx_drv, &r.cfg, p + sent, 40, &r.drv_tx), 40);
-		CHECK_EQ(vhd_pktpool_avail(r.drv_pool), DRV_COUNT - QSIZE - 40 + 64);
+		CHECK_EQ(vhd_pktpool_avail(r.drv_pool), DRV_COUNT - QSIZE - 40 + 40);
 		CHECK_EQ(vhd_net_drv_xmit(r.tx_drv, &r.cfg, NULL, 0, &r.drv_tx), 0);
 		CHECK_EQ(vhd_pktpool_avail(r.drv_pool), DRV_COUNT - QSIZE - 40 + 100);
 		unsigned seen = 100;
@@ -1159,6 +1195,56 @@ static void rx_segmented_buffers(void)
 	}
 }
 
+/*
+ * Without MRG_RXBUF, GUEST_CSUM and GUEST_ GSO features the header can carry nothing, and the driver does not read
+ * it: whatever a device leaves there, the frame arrives with meta all zero; only the lengths are checked. With
+ * GUEST_CSUM the same header is read and refused (the other test).
+ */
+static void rx_driver_header_unread(void)
+{
+	for (int packed = 0; packed < 2; packed++) {
+		struct rig r;
+		rig_init(&r, F_V1 | (packed ? F(VIRTIO_F_RING_PACKED) : 0), VHD_PKT_DEFAULT_BUF_SIZE,
+			 VHD_PKT_DEFAULT_BUF_SIZE);
+		CHECK_EQ(vhd_net_drv_refill(r.rx_drv, &r.cfg, r.drv_pool, &r.drv_rx), QSIZE);
+		const uint32_t lens[] = {100, 10, 0, 60};
+		struct vhd_vq_chain ch[4];
+		static struct iovec iov[8];
+		struct vhd_vq_used used[4];
+		for (unsigned i = 0; i < 4; i++) {
+			CHECK_EQ(vhd_vq_pop(r.rx_dev, &ch[i], 1, iov + 2 * i, 2), 1);
+			struct virtio_net_hdr_mrg_rxbuf h = hdr_of(VIRTIO_NET_HDR_F_NEEDS_CSUM | 0x40, 4, 54, 1448, 90, 9);
+			h.num_buffers = vhd_cpu_to_le16(5);
+			uint8_t *dst = ch[i].iov[0].iov_base;
+			memcpy(dst, &h, 12);
+			for (uint32_t k = 0; k < lens[i]; k++)
+				dst[12 + k] = pat(i, k);
+			used[i] = (struct vhd_vq_used){ch[i].id, ch[i].ndesc, lens[i] ? 12 + lens[i] : 0};
+		}
+		CHECK_EQ(vhd_vq_push(r.rx_dev, used, 4), 4);
+		struct vhd_pkt *got[8];
+		CHECK_EQ(vhd_net_drv_recv(r.rx_drv, &r.cfg, got, 8, &r.drv_rx), 2);
+		for (unsigned j = 0; j < 2; j++) {
+			unsigned i = j ? 3 : 0;
+			CHECK_EQ(got[j]->len, lens[i]);
+			const uint8_t *f = vhd_pkt_data(got[j]);
+			for (uint32_t k = 0; k < lens[i]; k++)
+				CHECK_EQ(f[k], pat(i, k));
+			CHECK_EQ(got[j]->meta.flags, 0);
+			CHECK_EQ(got[j]->meta.gso_type, 0);
+			CHECK_EQ(got[j]->meta.csum_start, 0);
+			CHECK_EQ(got[j]->meta.gso_size, 0);
+		}
+		vhd_pkt_free_bulk(got, 2);
+		CHECK_EQ(r.drv_rx.too_small, 1);
+		CHECK_EQ(r.drv_rx.errors, 1);
+		CHECK_EQ(r.drv_rx.bad_header + r.drv_rx.gso_unsupported, 0);
+		CHECK_EQ(r.drv_rx.packets, 2);
+		CHECK_EQ(r.drv_rx.bytes, 160);
+		rig_fini(&r);
+	}
+}
+
 /* The driver checks what a device wrote: headers the features do not allow, num_buffers 0 or too large. */
 static void rx_driver_bad_headers(void)
 {
@@ -1321,7 +1407,19 @@ static void pool_shared(void)
 		CHECK_EQ(p[i]->iova, 0x7000000 + (uint64_t)(p[i]->buf - mem));
 		CHECK_EQ((p[i]->buf - mem) % 2048, 0);
 	}
-	CHECK(p[0]->buf == mem); /* a fresh pool hands out buffers in address order */
+	CHECK(p[0]->buf == mem); /* a fresh pool hands out a burst in address order */
+	for (unsigned i = 1; i < 100; i++)
+		CHECK(p[i]->buf == p[i - 1]->buf + 2048);
+	/* A burst freed comes back in the order it was freed, however it was taken. */
+	struct vhd_pkt *q[30], *back[30];
+	for (unsigned i = 0; i < 30; i++)
+		q[i] = p[(i * 7) % 30];
+	vhd_pkt_free_bulk(q, 30);
+	CHECK_EQ(vhd_pkt_alloc_bulk(pool, back, 30), 30);
+	for (unsigned i = 0; i < 30; i++)
+		CHECK(back[i] == q[i]);
+	for (unsigned i = 0; i < 30; i++)
+		p[(i * 7) % 30] = back[i];
 	vhd_pkt_free_bulk(p, 100);
 	vhd_pktpool_destroy(pool);
 	munmap(mem, len);
@@ -1461,6 +1559,7 @@ static const struct th_case cases[] = {
 	{"tx_borrow_split", tx_borrow_split, 0},
 	{"tx_borrow_packed", tx_borrow_packed, 0},
 	{"tx_ring_full", tx_ring_full, 0},
+	{"tx_reclaim_order", tx_reclaim_order, 0},
 	{"tx_pool_empty", tx_pool_empty, 0},
 	{"tx_driver_checks", tx_driver_checks, 0},
 	{"rx_ring_full_split", rx_ring_full_split, 0},
@@ -1474,6 +1573,7 @@ static const struct th_case cases[] = {
 	{"rx_short_buffers", rx_short_buffers, 0},
 	{"rx_segmented_buffers", rx_segmented_buffers, 0},
 	{"rx_driver_bad_headers", rx_driver_bad_headers, 0},
+	{"rx_driver_header_unread", rx_driver_header_unread, 0},
 	{"soak_split", soak_split, 0},
 	{"soak_split_mrg", soak_split_mrg, 0},
 	{"soak_packed_mrg_inorder", soak_packed_mrg_inorder, 0},
