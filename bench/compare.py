@@ -342,8 +342,10 @@ def pvp_pktgen(run, a, b, size, server, latency, flows=None):
         args += ["--flows", str(flows), "--announce"]
     if not latency:
         # The same generator for every switch, as light as it can be: identical frames, written into a buffer only
-        # once, so that its one core is spent on the rings and the switch is what gets measured.
-        args.append("--static")
+        # once, so that its one core is spent on the rings and the switch is what gets measured. Without mergeable
+        # RX buffers the sink never reads a received header (nothing in it can matter then), so the line the
+        # switch wrote it in stays in the switch's cache.
+        args += ["--static", "--no-mrg"]
     if server:
         args.append("--server")
     if latency:
@@ -953,7 +955,8 @@ def main():
              "- Generators write headers only: vhost-pktgen `--no-payload` (headers and its 12-byte stamp), testpmd "
              "txonly/flowgen (headers); the payload is whatever the buffer holds. Both copy every byte of every frame "
              "through the rings. The PVP generator uses `--static` (every frame the same, written into each buffer "
-             "once), the same generator for every switch, so that its core goes to the rings rather than to frames.",
+             "once) and `--no-mrg` (the sink then reads no received header), the same generator for every switch, so "
+             "that its core goes to the rings rather than to frames.",
              "- IN_ORDER off on both stacks (testpmd virtio_user `in_order=0`); mergeable RX buffers as in the case.",
              "- Switch: vhostd `--threads 1 --cpus B --idle-us 0` with two vhost-user ports; testpmd `io` between "
              "two net_vhost ports; OVS-DPDK: private ovsdb-server/ovs-vswitchd (own db, OVS_RUNDIR, own network "
