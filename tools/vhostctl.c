@@ -403,7 +403,7 @@ static const struct cmd_info cmd_table[] = {
 	{"show", "show", "ports, forwarding threads and bridge settings", 0, 0, render_show},
 	{"stats", "stats [PORT]",
 	 "packet, byte, drop and error counters of every port or one; without PORT also each forwarding thread's busy "
-	 "cycles per packet",
+	 "cycles per packet and busy rounds (packets / busy rounds = mean burst)",
 	 0, 1, render_stats},
 	{"fdb", "fdb", "the learned MAC address table", 0, 0, render_fdb},
 	{"log-level", "log-level [LEVEL]", "show or set the daemon's log level (error, warning, info, debug)", 0, 1,

@@ -128,7 +128,7 @@ static const struct sw_ctl_cmd commands[] = {
 	{"show", "show", "ports, their state and negotiated features, forwarding threads", 0, 0, cmd_show},
 	{"stats", "stats [PORT]",
 	 "per-port packet, byte, drop and error counters; without PORT also each forwarding thread's busy cycles per "
-	 "packet",
+	 "packet and busy rounds",
 	 0, 1, cmd_stats},
 	{"fdb", "fdb", "the MAC learning table", 0, 0, cmd_fdb},
 	{"log-level", "log-level [err|warn|info|debug]", "show or set the log level", 0, 1, cmd_log_level},

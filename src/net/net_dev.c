@@ -359,7 +359,7 @@ static inline __attribute__((always_inline)) bool enq_put_flat(struct enq *s, co
 	 * it taking the line back from the driver's core (the bytes in guest memory are the same either way;
 	 * the dirty log still covers them, from the used length). */
 	if (likely(s->hs == 12)) {
-		net_hdr12_put(dst, m, flags);
+		net_hdr12_put(dst, m, flags, 1);
 	} else {
 		struct net_hdr_wire hdr;
 		net_meta_to_hdr(m, flags, &hdr);
