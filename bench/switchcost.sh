@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per forwarded packet of vhostd's forwarding thread, under callgrind: vhostd (one thread, two
 # vhost-user ports) runs under valgrind, a native vhost-pktgen sends PACKETS static frames of SIZE bytes from
-# one port to the other (PVP, as make bench does). The generator outruns vhostd under valgrind, so bursts are
-# full and the count repeats to within a few instructions; cross-core runs on this machine cannot tell 5% apart.
+# one port to the other (PVP, as make bench does: --static --no-mrg). The generator outruns vhostd under
+# valgrind, so bursts are full and the count repeats to within a few instructions; cross-core runs on this
+# machine cannot tell 5% apart.
 # Usage: bench/switchcost.sh BUILD_DIR [SIZE [PACKETS]]   (prints "N instructions per packet"; add -g to the
 # build for callgrind_annotate --auto=yes on the kept output file it names)
 set -euo pipefail
@@ -27,7 +28,7 @@ vg=$!
 for _ in $(seq 150); do [ -S "$dir/b.sock" ] && break; sleep 0.2; done
 [ -S "$dir/b.sock" ] || { echo "switchcost: vhostd did not come up; $dir/vhostd.log:" >&2; tail "$dir/vhostd.log" >&2; exit 1; }
 timeout 600 "$build/tools/vhost-pktgen" --poll --frontend "$dir/a.sock" --sink "$dir/b.sock" --size "$size" \
-	--count "$count" --static --json >"$dir/pktgen.json"
+	--count "$count" --static --no-mrg --json >"$dir/pktgen.json"
 packets=$("$build/tools/vhostctl" --socket "$dir/ctl.sock" --json stats |
 	python3 -c 'import json,sys; print(json.load(sys.stdin)["threads"][0]["packets"])')
 kill -INT "$vg"
