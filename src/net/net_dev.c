@@ -358,14 +358,7 @@ static inline __attribute__((always_inline)) bool enq_put_flat(struct enq *s, co
 	/* A reused receive buffer usually holds this very header already: the write is skipped then, and with
 	 * it taking the line back from the driver's core (the bytes in guest memory are the same either way;
 	 * the dirty log still covers them, from the used length). */
-	if (likely(s->hs == 12)) {
-		net_hdr12_put(dst, m, flags, 1);
-	} else {
-		struct net_hdr_wire hdr;
-		net_meta_to_hdr(m, flags, &hdr);
-		hdr.h.num_buffers = vhd_cpu_to_le16(1);
-		net_hdr_put(dst, &hdr, s->hs);
-	}
+	net_hdr_put(dst, m, flags, 1, s->hs);
 	memcpy(dst + s->hs, data, len);
 	enq_used(s, c, total);
 	return true;

@@ -76,14 +76,7 @@ int vhd_net_drv_xmit(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct v
 			continue;
 		/* The header goes right in front of the frame: one readable segment, as 5.1.6.2 describes. Only
 		 * flags the device may see: DATA_VALID is the device's to set (5.1.6.2.1). num_buffers is 0. */
-		const uint8_t flags = p->meta.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM;
-		if (likely(hs == 12)) {
-			net_hdr12_put(p->buf + p->off - hs, &p->meta, flags, 0);
-		} else {
-			struct net_hdr_wire h;
-			net_meta_to_hdr(&p->meta, flags, &h);
-			net_hdr_put(p->buf + p->off - hs, &h, hs);
-		}
+		net_hdr_put(p->buf + p->off - hs, &p->meta, p->meta.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, hs);
 		segs[nb] = (struct vhd_vq_seg){.addr = p->iova + p->off - hs, .len = hs + p->len};
 		bufs[nb] = (struct vhd_vq_buf){.segs = &segs[nb], .nout = 1, .nin = 0, .flags = 0, .token = p};
 		idx[nb] = (uint16_t)i;

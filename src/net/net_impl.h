@@ -231,23 +231,38 @@ static inline void net_hdr_copy(void *dst, const void *src, uint32_t hs)
 		memcpy(dst, src, 20);
 }
 
-/* net_hdr_copy() that leaves dst alone when it already holds those bytes, as a reused buffer's header usually
- * does (no offloads: all zero but num_buffers). A header in a cache line of its own that the other side last
- * read is then only read, not written: a store would have to take the line back from the other core's cache
- * first, and those stores were most of a sending core's time (perf, 64-byte frames). */
 /*
- * Put the 12-byte header net_meta_to_hdr() would build, with num_buffers, as little-endian words of bytes 0-7 and
- * 8-11 made in registers: built field by field in memory and then compared 8 bytes at a time, the wide load missed
- * store forwarding from the narrow stores (two fifths of vhd_net_dev_enqueue() in perf).
+ * Put the header for meta m (with flags and num_buffers) in front of a frame, hs bytes (10, 12 or 20), leaving dst
+ * alone when it already holds those bytes, as a reused buffer's header usually does (no offloads: all zero but
+ * num_buffers). A header in a cache line of its own that the other side last read is then only read, not
+ * written: a store would have to take the line back from the other core's cache first, and those stores were most
+ * of a sending core's time (perf, 64-byte frames).
+ *
+ * The usual 12 bytes are made in registers, as little-endian words of bytes 0-7 and 8-11: built field by field in
+ * memory and then compared 8 bytes at a time, the wide load missed store forwarding from the narrow stores (two
+ * fifths of vhd_net_dev_enqueue() in perf).
  */
 _Static_assert(offsetof(struct virtio_net_hdr, gso_type) == 1 && offsetof(struct virtio_net_hdr, hdr_len) == 2 &&
 		       offsetof(struct virtio_net_hdr, gso_size) == 4 &&
 		       offsetof(struct virtio_net_hdr, csum_start) == 6 &&
 		       offsetof(struct virtio_net_hdr, csum_offset) == 8 &&
 		       offsetof(struct virtio_net_hdr_mrg_rxbuf, num_buffers) == 10,
-	       "net_hdr12_put() packs the header's fields at these offsets");
-static inline void net_hdr12_put(void *dst, const struct vhd_net_meta *m, uint8_t flags, uint16_t num_buffers)
+	       "net_hdr_put() packs the header's fields at these offsets");
+static inline void net_hdr_put(void *dst, const struct vhd_net_meta *m, uint8_t flags, uint16_t num_buffers,
+			       uint32_t hs)
 {
+	if (unlikely(hs != 12)) {
+		struct net_hdr_wire w;
+		net_meta_to_hdr(m, flags, &w);
+		w.h.num_buffers = vhd_cpu_to_le16(num_buffers);
+		if (hs == 10) {
+			if (memcmp(dst, &w, 10) != 0)
+				memcpy(dst, &w, 10);
+		} else if (memcmp(dst, &w, 20) != 0) {
+			memcpy(dst, &w, 20);
+		}
+		return;
+	}
 	uint64_t lo = flags | (uint64_t)m->gso_type << 8;
 	uint32_t hi = (uint32_t)num_buffers << 16;
 	if (m->gso_type != VIRTIO_NET_HDR_GSO_NONE)
@@ -258,7 +273,6 @@ static inline void net_hdr12_put(void *dst, const struct vhd_net_meta *m, uint8_
 	}
 	lo = vhd_cpu_to_le64(lo);
 	hi = vhd_cpu_to_le32(hi);
-	/* As net_hdr_put(): a reused buffer that holds these bytes already is not written. */
 	uint64_t cur_lo;
 	uint32_t cur_hi;
 	memcpy(&cur_lo, dst, 8);
@@ -266,19 +280,6 @@ static inline void net_hdr12_put(void *dst, const struct vhd_net_meta *m, uint8_
 	if (cur_lo != lo || cur_hi != hi) {
 		memcpy(dst, &lo, 8);
 		memcpy((uint8_t *)dst + 8, &hi, 4);
-	}
-}
-
-static inline void net_hdr_put(void *dst, const void *src, uint32_t hs)
-{
-	if (likely(hs == 12)) {
-		if (memcmp(dst, src, 12) != 0)
-			memcpy(dst, src, 12);
-	} else if (hs == 10) {
-		if (memcmp(dst, src, 10) != 0)
-			memcpy(dst, src, 10);
-	} else if (memcmp(dst, src, 20) != 0) {
-		memcpy(dst, src, 20);
 	}
 }
 
