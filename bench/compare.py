@@ -656,6 +656,20 @@ def ratio(r, ours, peer, key=lambda v: v):
     return med([key(v) for v in r.vals[ours]]) / med([key(v) for v in r.vals[peer]])
 
 
+def paired(r, ours, peer, key=lambda v: v):
+    """The run-by-run ratios: run i of each side is from the same round, seconds apart, so the vCPU placement the
+    host chose (which moves the absolute figures by 2-3x, see the min–max columns) is mostly the same for both.
+    Their median with min–max, or None under the same condition as ratio()."""
+    if ratio(r, ours, peer, key) is None or len(r.vals[ours]) != len(r.vals[peer]):
+        return None
+    q = [key(o) / key(p) for o, p in zip(r.vals[ours], r.vals[peer]) if key(p) > 0]
+    return (med(q), min(q), max(q)) if q else None
+
+
+def fmt_paired(q):
+    return "FAILED" if q is None else f"{q[0]:.2f} [{q[1]:.2f}–{q[2]:.2f}]"
+
+
 def fmt_ratio(q):
     return "FAILED" if q is None else f"{q:.2f}"
 
@@ -663,11 +677,12 @@ def fmt_ratio(q):
 def rate_table(title, rows, peer_name):
     lines = [f"### {title}", "",
              f"| case | ours Mpps median [min–max] | ours Gbit/s | {peer_name} Mpps median [min–max] | "
-             f"{peer_name} Gbit/s | ours/peer |", "|---|---|---|---|---|---|"]
+             f"{peer_name} Gbit/s | ours/peer | run by run [min–max] |", "|---|---|---|---|---|---|---|"]
     for label, r, ours, peer in rows:
         om, og = cell(r, ours)
         pm, pg = cell(r, peer)
-        lines.append(f"| {label} | {om} | {og} | {pm} | {pg} | {fmt_ratio(ratio(r, ours, peer))} |")
+        lines.append(f"| {label} | {om} | {og} | {pm} | {pg} | {fmt_ratio(ratio(r, ours, peer))} | "
+                     f"{fmt_paired(paired(r, ours, peer))} |")
     return lines
 
 
@@ -951,6 +966,9 @@ def main():
              "rate is taken at the receiver (vhost-pktgen `--json` rx_mpps; testpmd's per-second Rx-pps averaged "
              "over the window). Both ways: the two receivers' rates added (vhost-pktgen `--mode txrx` on both "
              "sides versus testpmd `flowgen`, which also receives and counts, on both sides).",
+             "- ours/peer is the ratio of the two medians; \"run by run\" is the median [min–max] of the ratios of "
+             "run i of ours to run i of the peer, taken in the same round seconds apart, so mostly in the same vCPU "
+             "placement: it shows how much of the spread is the machine's and how much the stacks'.",
              "- Sizes include the 4-byte FCS (64 B = 60 bytes in the buffer); Gbit/s = Mpps × size × 8.",
              "- Generators write headers only: vhost-pktgen `--no-payload` (headers and its 12-byte stamp), testpmd "
              "txonly/flowgen (headers); the payload is whatever the buffer holds. Both copy every byte of every frame "
