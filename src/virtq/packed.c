@@ -2,6 +2,7 @@
 /* Packed virtqueues (virtio 1.2, 2.8): device side then driver side. */
 #include <errno.h>
 
+#include "util/prefetch.h"
 #include "virtq_impl.h"
 
 /* A descriptor is available in the lap whose wrap counter is w when AVAIL == w and USED != w (2.8.1). */
@@ -122,9 +123,12 @@ static int packed_walk(struct vhd_vq *vq, uint16_t head_flags, uint16_t *pos, bo
  * Ask for the lines of the n slots from pos on (the ring wraps) before the loop reads the first. The other side's
  * core wrote them, and read one at a time each line's miss stalled the loop in turn: half of a device's pop, and
  * most of a driver's collection of used slots, sat on the flags loads. Slots the other side has not written yet
- * cost it an invalidation later, which it would pay when we read them anyway.
+ * cost it an invalidation later, which it would pay when we read them anyway. For reading only there: asking
+ * for ownership of slots the other side may still be filling took them from under it (device pop and driver
+ * get each lost 10-25% of loopback guest TX that way, measured). The driver's add asks for ownership
+ * (for_write): it overwrites every slot it fills, which the device finished with a lap ago.
  */
-static inline void prefetch_slots(const struct vhd_vq *vq, uint16_t pos, unsigned n)
+static inline void prefetch_slots(const struct vhd_vq *vq, uint16_t pos, unsigned n, bool for_write)
 {
 	if (n > vq->num)
 		n = vq->num;
@@ -133,7 +137,10 @@ static inline void prefetch_slots(const struct vhd_vq *vq, uint16_t pos, unsigne
 		unsigned s = pos + k;
 		if (s >= vq->num)
 			s -= vq->num;
-		__builtin_prefetch(&vq->packed.desc[s]);
+		if (for_write)
+			vhd_prefetch_w(&vq->packed.desc[s]);
+		else
+			__builtin_prefetch(&vq->packed.desc[s]);
 	}
 }
 
@@ -141,7 +148,7 @@ static int packed_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n
 {
 	struct vhd_chain_acc acc;
 	unsigned used_iov = 0, i;
-	prefetch_slots(vq, vq->last_avail, n);
+	prefetch_slots(vq, vq->last_avail, n, false);
 	for (i = 0; i < n; i++) {
 		/* Acquire pairs with the driver's release store of the head flags (packed_add): the chain's other
 		 * descriptors and the buffer contents were written before it. */
@@ -303,6 +310,10 @@ static int packed_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned
 	uint16_t first = vq->last_avail, first_flags = 0;
 	uint32_t slots = 0;
 	unsigned i;
+	/* The burst's slots (one each for plain buffers), owned before the first store: each store below would
+	 * otherwise wait for its line's ownership in turn, the device's core having read it last. Free slots only:
+	 * the device may still be reading the others. Loopback guest TX 64 B packed: +1-13% run by run. */
+	prefetch_slots(vq, vq->last_avail, n < vq->num_free ? n : vq->num_free, true);
 	for (i = 0; i < n; i++) {
 		const struct vhd_vq_buf *b = &bufs[i];
 		unsigned nseg = (unsigned)b->nout + b->nin;
@@ -427,7 +438,7 @@ static int packed_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
 {
 	unsigned got = packed_drain_in_order(vq, done, n);
 	if (got < n && vq->inflight > vq->ino_pending)
-		prefetch_slots(vq, vq->used_idx, n - got < vq->inflight ? n - got : vq->inflight);
+		prefetch_slots(vq, vq->used_idx, n - got < vq->inflight ? n - got : vq->inflight, false);
 	while (got < n && vq->inflight > vq->ino_pending) {
 		struct pvirtq_desc *d = &vq->packed.desc[vq->used_idx];
 		/* Acquire pairs with the device's release store of these flags (packed_push). */

@@ -2,6 +2,7 @@
 /* Split virtqueues (virtio 1.2, 2.7): device side then driver side. */
 #include <errno.h>
 
+#include "util/prefetch.h"
 #include "virtq_impl.h"
 
 /* used_event lives after the avail ring entries, avail_event after the used ring entries (2.7.7, 2.7.10). */
@@ -102,7 +103,7 @@ static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n,
 		if (vq->used_same)
 			__builtin_prefetch(e, 0);
 		else
-			__builtin_prefetch(e, 1);
+			vhd_prefetch_w(e);
 	}
 
 	/* The loop's invariants in locals: with the chains and iovecs stored through pointers, the compiler
