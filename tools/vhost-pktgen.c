@@ -33,6 +33,7 @@
 #include "spec/virtio_net.h"
 #include "vhostd/frontend.h"
 #include "vhostd/log.h"
+#include "vhostd/mem.h"
 #include "vhostd/net.h"
 #include "vhostd/pkt.h"
 #include "vhostd/vhost_user.h"
@@ -1312,6 +1313,10 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
+	/* A front-end that shrinks its memory file must cost us its device, not the process (vhostd/mem.h). */
+	int grc = vhd_mem_guard_sigbus();
+	if (grc < 0)
+		vhd_log(VHD_LOG_WARN, "SIGBUS guard not installed: %s", strerror(-grc));
 	pattern_init();
 	int rc = 0;
 	for (unsigned q = 0; q < MAX_QP; q++)

@@ -22,6 +22,7 @@
 #include "ctl/json.h"
 #include "switch/switch.h"
 #include "vhostd/log.h"
+#include "vhostd/mem.h"
 
 #define DEFAULT_SOCKET "/run/vhostd/vhostd.sock"
 
@@ -288,6 +289,10 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGTERM);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* A front-end that shrinks its memory file must cost us its device, not the process (vhostd/mem.h). */
+	int grc = vhd_mem_guard_sigbus();
+	if (grc < 0)
+		vhd_log(VHD_LOG_WARN, "SIGBUS guard not installed: %s", strerror(-grc));
 	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
 	/* The socket's directory, if it is ours to make (the default one is). */

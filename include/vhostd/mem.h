@@ -14,6 +14,7 @@
 #ifndef VHOSTD_MEM_H
 #define VHOSTD_MEM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -102,6 +103,42 @@ void *vhd_mem_guest_to_host(const struct vhd_mem *mem, uint64_t addr, uint64_t l
  * @return the pointer, or NULL as for vhd_mem_guest_to_host().
  */
 void *vhd_mem_user_to_host(const struct vhd_mem *mem, uint64_t user_addr, uint64_t len);
+
+/*
+ * A front-end that shrinks a memory file after handing it over (ftruncate on its memfd) turns every later access
+ * to the lost pages into SIGBUS, which kills the process: vhd_mem_map_fd() checks the size only when it maps.
+ * File seals (F_SEAL_SHRINK) would rule that out, but QEMU's memfds and DPDK's hugetlbfs files carry none. The
+ * guard below lets a back-end survive it instead, losing only the device whose front-end did it.
+ */
+
+/**
+ * Install a process-wide SIGBUS handler that absorbs faults in regions mapped by vhd_mem_map_fd() (any table).
+ * On such a fault the region's whole mapping is replaced by zero-filled private memory, so the faulting access
+ * completes (the rings then read as zeros: split queues break on the index jump, packed ones see nothing
+ * available); the table is marked (vhd_mem_faulted()), and the socket given to vhd_mem_set_wake_fd() is shut
+ * down so that its owner's event loop hears of it at once. Any other SIGBUS goes to the disposition in place
+ * before the call (by default the process dies, as it would have). The library never calls this itself: signal
+ * dispositions belong to the application.
+ * @return 0 (also when already installed), or -errno from sigaction().
+ * Threading: call once from the main thread at start-up, before the threads that touch guest memory exist.
+ */
+int vhd_mem_guard_sigbus(void);
+
+/** Faults absorbed by the guard so far, in all tables. Threading: any thread. */
+uint64_t vhd_mem_guard_hits(void);
+
+/**
+ * Whether the guard absorbed a fault in one of mem's regions (its mapping now reads zeros).
+ * @param guest_addr if not NULL and the result is true, receives the guest address of the first such region.
+ * Threading: any thread.
+ */
+bool vhd_mem_faulted(const struct vhd_mem *mem, uint64_t *guest_addr);
+
+/**
+ * The socket to shut down (SHUT_RDWR) when the guard absorbs a fault in mem, or -1 (the default) for none.
+ * The caller keeps fd open for as long as mem exists or until it sets -1 again. Threading: the table's owner.
+ */
+void vhd_mem_set_wake_fd(struct vhd_mem *mem, int fd);
 
 #ifdef __cplusplus
 }

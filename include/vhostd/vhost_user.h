@@ -83,7 +83,9 @@ int vhd_vu_dev_timeout_ms(struct vhd_vu_dev *dev);
 
 /**
  * Do whatever is pending: accept, reconnect, or handle one message. Never blocks waiting for input that is not
- * there, but reads a message's payload once its header has arrived.
+ * there, but reads a message's payload once its header has arrived. With vhd_mem_guard_sigbus() installed, a
+ * front-end that shrank its memory file under the data path is hung up on here (the guard shuts the socket down
+ * so that this runs at once), with an error naming the region.
  * @return 0, or a negative errno describing a connection that was just lost (the device keeps running and
  *         listens or reconnects again).
  */

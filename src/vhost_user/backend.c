@@ -337,6 +337,9 @@ static int h_set_mem_table(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	queues_stop_all(dev);
 	vhd_mem_destroy(dev->mem);
 	dev->mem = mem;
+	/* A fault the SIGBUS guard absorbs in this memory hangs up on the front-end that shrank it (dispatch says
+	 * why). The table goes before the connection's fd is closed (disconnect()), so the fd is never stale. */
+	vhd_mem_set_wake_fd(mem, dev->conn.fd);
 	queues_start_all(dev);
 	return 0;
 }
@@ -346,8 +349,8 @@ static int h_add_mem_reg(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	const struct vhost_user_memory_region *r = &m->p.mem_reg.region;
 	queues_stop_all(dev);
 	int rc = 0;
-	if (!dev->mem)
-		rc = vhd_mem_create(&dev->mem);
+	if (!dev->mem && (rc = vhd_mem_create(&dev->mem)) == 0)
+		vhd_mem_set_wake_fd(dev->mem, dev->conn.fd); /* as in h_set_mem_table() */
 	if (rc == 0)
 		rc = vhd_mem_map_fd(dev->mem, m->fds[0], r->mmap_offset, r->guest_phys_addr, r->memory_size,
 				    r->userspace_addr);
@@ -823,6 +826,13 @@ int vhd_vu_dev_dispatch(struct vhd_vu_dev *dev)
 		if (vhu_conn_poll(&dev->conn))
 			set_conn(dev);
 		return 0;
+	}
+	uint64_t gpa;
+	if (dev->mem && vhd_mem_faulted(dev->mem, &gpa)) {
+		vu_err(dev, "%s: the front-end shrank the file behind guest memory at 0x%llx after handing it over "
+		       "(SIGBUS absorbed, the region now reads zeros): closing", dev->name, (unsigned long long)gpa);
+		disconnect(dev, EFAULT);
+		return -EFAULT;
 	}
 	for (unsigned n = 0; n < VU_DISPATCH_BUDGET && dev->conn.fd >= 0 && readable(dev->conn.fd); n++) {
 		struct vhu_msg m;

@@ -1,26 +1,174 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "mem_impl.h"
+
+/* ---------------------------------------------------------------- SIGBUS guard */
+
+/*
+ * Every mapping vhd_mem_map_fd() makes, in any table, for the handler to look up. A slot is in use while base is
+ * not 0. The handler marks a slot busy before reading it and the remover waits for busy to drop after clearing
+ * base, so a mapping is never replaced after it was unmapped (its address range may belong to someone else by
+ * then): both sides store then load, seq_cst, so either the handler sees base == 0 or the remover sees busy.
+ */
+#define GUARD_SLOTS 1024u
+
+struct guard_slot {
+	_Atomic uintptr_t base;
+	_Atomic size_t len;
+	_Atomic uint64_t guest_addr;
+	_Atomic(struct vhd_mem *) owner;
+	atomic_uint busy;
+};
+
+static struct guard_slot guard_slots[GUARD_SLOTS];
+static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER; /* registration and removal only */
+static atomic_bool guard_installed;
+static _Atomic uint64_t guard_hits;
+static struct sigaction guard_prev;
+
+static void guard_register(struct vhd_mem *mem, void *base, size_t len, uint64_t guest_addr)
+{
+	pthread_mutex_lock(&guard_lock);
+	for (unsigned i = 0; i < GUARD_SLOTS; i++) {
+		struct guard_slot *s = &guard_slots[i];
+		if (atomic_load(&s->base) == 0) {
+			atomic_store(&s->len, len);
+			atomic_store(&s->guest_addr, guest_addr);
+			atomic_store(&s->owner, mem);
+			atomic_store(&s->base, (uintptr_t)base); /* last: publishes the others */
+			break;
+		}
+	}
+	/* All slots taken (a thousand mappings): that one goes unguarded, as every mapping did before. */
+	pthread_mutex_unlock(&guard_lock);
+}
+
+static void guard_unregister(void *base)
+{
+	pthread_mutex_lock(&guard_lock);
+	for (unsigned i = 0; i < GUARD_SLOTS; i++) {
+		struct guard_slot *s = &guard_slots[i];
+		if (atomic_load(&s->base) == (uintptr_t)base) {
+			atomic_store(&s->base, 0);
+			while (atomic_load(&s->busy))
+				sched_yield();
+			break;
+		}
+	}
+	pthread_mutex_unlock(&guard_lock);
+}
+
+/* Hand a fault that is not ours to whoever had SIGBUS before. */
+static void guard_pass_on(int sig, siginfo_t *si, void *uc)
+{
+	if ((guard_prev.sa_flags & SA_SIGINFO) && guard_prev.sa_sigaction) {
+		guard_prev.sa_sigaction(sig, si, uc);
+	} else if (guard_prev.sa_handler != SIG_DFL && guard_prev.sa_handler != SIG_IGN) {
+		guard_prev.sa_handler(sig);
+	} else {
+		/* The default action, as if the guard were not there (an ignored fault could only repeat forever):
+		 * raised again, it is delivered once the handler returns and unblocks it, and kills the process. */
+		struct sigaction dfl = {.sa_handler = SIG_DFL};
+		sigemptyset(&dfl.sa_mask);
+		sigaction(SIGBUS, &dfl, NULL);
+		raise(SIGBUS);
+	}
+}
+
+/* Only async-signal-safe work: atomics, mmap, shutdown (plain system calls on Linux), sigaction, raise. */
+static void guard_handler(int sig, siginfo_t *si, void *uc)
+{
+	int saved_errno = errno;
+	uintptr_t a = (uintptr_t)si->si_addr;
+	bool absorbed = false;
+	if (si->si_code > 0) { /* raised by the kernel for an access, not sent by kill() */
+		for (unsigned i = 0; i < GUARD_SLOTS && !absorbed; i++) {
+			struct guard_slot *s = &guard_slots[i];
+			atomic_fetch_add(&s->busy, 1);
+			uintptr_t b = atomic_load(&s->base);
+			size_t len = atomic_load(&s->len);
+			if (b && a - b < len &&
+			    mmap((void *)b, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+				 -1, 0) != MAP_FAILED) {
+				struct vhd_mem *m = atomic_load(&s->owner);
+				/* The address before the flag that publishes it (two regions faulting at once: either). */
+				if (!atomic_load(&m->faulted))
+					atomic_store(&m->fault_guest_addr, atomic_load(&s->guest_addr));
+				atomic_store(&m->faulted, true);
+				int wfd = atomic_load(&m->wake_fd);
+				if (wfd >= 0)
+					shutdown(wfd, SHUT_RDWR);
+				atomic_fetch_add(&guard_hits, 1);
+				absorbed = true;
+			}
+			atomic_fetch_sub(&s->busy, 1);
+		}
+	}
+	if (!absorbed)
+		guard_pass_on(sig, si, uc);
+	errno = saved_errno;
+}
+
+int vhd_mem_guard_sigbus(void)
+{
+	if (atomic_load(&guard_installed))
+		return 0;
+	struct sigaction sa = {.sa_sigaction = guard_handler, .sa_flags = SA_SIGINFO};
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGBUS, &sa, &guard_prev) < 0)
+		return -errno;
+	atomic_store(&guard_installed, true);
+	return 0;
+}
+
+uint64_t vhd_mem_guard_hits(void)
+{
+	return atomic_load(&guard_hits);
+}
+
+bool vhd_mem_faulted(const struct vhd_mem *mem, uint64_t *guest_addr)
+{
+	if (!atomic_load(&mem->faulted))
+		return false;
+	if (guest_addr)
+		*guest_addr = atomic_load(&mem->fault_guest_addr);
+	return true;
+}
+
+void vhd_mem_set_wake_fd(struct vhd_mem *mem, int fd)
+{
+	atomic_store(&mem->wake_fd, fd);
+}
+
+/* ---------------------------------------------------------------- the table */
 
 int vhd_mem_create(struct vhd_mem **out)
 {
 	struct vhd_mem *m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
+	atomic_init(&m->wake_fd, -1);
 	*out = m;
 	return 0;
 }
 
 static void region_release(struct vhd_mem_region *r)
 {
-	if (r->mmap_base)
+	if (r->mmap_base) {
+		guard_unregister(r->mmap_base); /* first: the handler may not touch the range once it is unmapped */
 		munmap(r->mmap_base, r->mmap_len);
+	}
 	if (r->fd >= 0)
 		close(r->fd);
 }
@@ -131,6 +279,8 @@ int vhd_mem_map_fd(struct vhd_mem *mem, int fd, uint64_t mmap_offset, uint64_t g
 	int rc = insert_region(mem, &nr);
 	if (rc < 0)
 		munmap(p, len);
+	else
+		guard_register(mem, p, len, guest_addr);
 	return rc;
 }
 

@@ -25,6 +25,10 @@ struct vhd_mem_region {
 
 struct vhd_mem {
 	unsigned nregions;
+	/* Written by the SIGBUS guard (mem.c), from whichever thread faulted. */
+	_Atomic bool faulted;
+	_Atomic uint64_t fault_guest_addr;
+	_Atomic int wake_fd;
 	/* Sorted by guest_addr, non-overlapping, so a range that leaves one region can only continue in r[i+1]. */
 	struct vhd_mem_region r[VHD_MEM_MAX_REGIONS];
 };

@@ -326,14 +326,13 @@ static enum outcome c_garbage_after_valid(int fd)
 	return CLOSES;
 }
 
-/* A complete setup with live rings (kick and call eventfds, the memory table mapped), then the front-end
- * vanishes without a word: everything it handed over must be released. */
-static enum outcome c_setup_then_vanish(int fd)
+/* A complete setup with live rings: negotiated, the memory table mapped, two queues with kick and call eventfds
+ * (efd[2q] kicks queue q, efd[2q+1] is its call) enabled. */
+static void live_rings(int fd, int efd[4])
 {
 	negotiate(fd);
 	struct vhost_user_memory_region r = {0x100000000ull, MEM_SIZE, 0x7f0000000000ull, 0};
 	mem_table(fd, &r, 1);
-	int efd[4];
 	for (unsigned q = 0; q < 2; q++) {
 		struct vhu_msg m = mk(VHOST_USER_SET_VRING_NUM, 8);
 		m.p.state = (struct vhost_vring_state){q, 256};
@@ -354,10 +353,42 @@ static enum outcome c_setup_then_vanish(int fd)
 		m.p.state = (struct vhost_vring_state){q, 1};
 		send_msg(fd, &m);
 	}
+}
+
+/* A complete setup with live rings (kick and call eventfds, the memory table mapped), then the front-end
+ * vanishes without a word: everything it handed over must be released. */
+static enum outcome c_setup_then_vanish(int fd)
+{
+	int efd[4];
+	live_rings(fd, efd);
 	enum outcome o = probe(fd);
 	for (unsigned i = 0; i < 4; i++)
 		close(efd[i]);
 	return o == ANSWERS ? LEAVES : HANGS; /* HANGS: counted as unexpected */
+}
+
+/* Live rings, then the front-end shrinks its memory file to nothing and kicks: the back-end's next look at a
+ * ring raises SIGBUS. It must lose this connection (hanging up on it), not the process. */
+static enum outcome c_shrink_memory(int fd)
+{
+	if (ftruncate(memfd, MEM_SIZE) < 0) { /* back to full size (and zeros) for this round */
+		perror("ftruncate");
+		exit(2);
+	}
+	int efd[4];
+	live_rings(fd, efd);
+	enum outcome o = probe(fd); /* every message above handled: the rings are live */
+	if (ftruncate(memfd, 0) < 0) {
+		perror("ftruncate");
+		exit(2);
+	}
+	uint64_t one = 1;
+	for (unsigned q = 0; q < 2; q++)
+		if (write(efd[2 * q], &one, sizeof(one)) < 0)
+			perror("kick");
+	for (unsigned i = 0; i < 4; i++)
+		close(efd[i]);
+	return o == ANSWERS ? CLOSES : HANGS; /* HANGS: counted as unexpected */
 }
 
 /* 32 connections at once (the back-end serves one; the rest wait in its backlog or are refused), each sent a
@@ -399,6 +430,7 @@ static const struct {
 	{"inflight", c_inflight},
 	{"garbage_after_valid", c_garbage_after_valid},
 	{"setup_then_vanish", c_setup_then_vanish},
+	{"shrink_memory", c_shrink_memory},
 	{"many_at_once", c_many_at_once},
 };
 #define NCLASSES (sizeof(classes) / sizeof(classes[0]))

@@ -12,7 +12,7 @@ still negotiates and carries traffic, frames verified and counted exactly.
 
 Tolerances: fds 0 (a leaked fd per round would show as 200). RSS 1024 KiB (release builds; see SANITIZED): glibc may keep freed heap pages
 and the kernel's accounting of shared pages touched through a memfd mapping moves by whole pages; a leak of
-even 256 bytes per round in any one class would exceed it (200 rounds x 17 classes).
+even 256 bytes per round in any one class would exceed it (200 rounds x 18 classes).
 
 usage: test_hostile.py VHOSTD VHOSTCTL PKTGEN HOSTILE_FRONTEND [case-substring]
 Prints PASS/FAIL lines like tests/unit/harness.h; VHD_HOSTILE_ROUNDS overrides the rounds.
