@@ -114,8 +114,8 @@ void *vhd_mem_user_to_host(const struct vhd_mem *mem, uint64_t user_addr, uint64
 /**
  * Install a process-wide SIGBUS handler that absorbs faults in regions mapped by vhd_mem_map_fd() (any table).
  * On such a fault the region's whole mapping is replaced by zero-filled private memory, so the faulting access
- * completes (the rings then read as zeros: split queues break on the index jump, packed ones see nothing
- * available); the table is marked (vhd_mem_faulted()), and the socket given to vhd_mem_set_wake_fd() is shut
+ * completes (the rings then read as zeros: a split queue sees its avail index jump back, and breaks, or nothing
+ * new; a packed one sees nothing available); the table is marked (vhd_mem_faulted()), and the socket given to vhd_mem_set_wake_fd() is shut
  * down so that its owner's event loop hears of it at once. Any other SIGBUS goes to the disposition in place
  * before the call (by default the process dies, as it would have). The library never calls this itself: signal
  * dispositions belong to the application.

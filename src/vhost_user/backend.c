@@ -315,10 +315,21 @@ static int h_reset_device(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	return 0;
 }
 
+/* A table for this connection's guest memory. A fault the SIGBUS guard absorbs in it hangs up on the front-end
+ * that shrank the file (dispatch says why); the table goes before the connection's fd is closed (disconnect()),
+ * so that fd is never stale. */
+static int dev_mem_create(struct vhd_vu_dev *dev, struct vhd_mem **out)
+{
+	int rc = vhd_mem_create(out);
+	if (rc == 0)
+		vhd_mem_set_wake_fd(*out, dev->conn.fd);
+	return rc;
+}
+
 static int h_set_mem_table(struct vhd_vu_dev *dev, struct vhu_msg *m)
 {
 	struct vhd_mem *mem;
-	if (vhd_mem_create(&mem) < 0)
+	if (dev_mem_create(dev, &mem) < 0)
 		return -ENOMEM;
 	const struct vhost_user_memory *t = &m->p.memory;
 	for (unsigned i = 0; i < t->nregions; i++) {
@@ -337,9 +348,6 @@ static int h_set_mem_table(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	queues_stop_all(dev);
 	vhd_mem_destroy(dev->mem);
 	dev->mem = mem;
-	/* A fault the SIGBUS guard absorbs in this memory hangs up on the front-end that shrank it (dispatch says
-	 * why). The table goes before the connection's fd is closed (disconnect()), so the fd is never stale. */
-	vhd_mem_set_wake_fd(mem, dev->conn.fd);
 	queues_start_all(dev);
 	return 0;
 }
@@ -349,8 +357,8 @@ static int h_add_mem_reg(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	const struct vhost_user_memory_region *r = &m->p.mem_reg.region;
 	queues_stop_all(dev);
 	int rc = 0;
-	if (!dev->mem && (rc = vhd_mem_create(&dev->mem)) == 0)
-		vhd_mem_set_wake_fd(dev->mem, dev->conn.fd); /* as in h_set_mem_table() */
+	if (!dev->mem)
+		rc = dev_mem_create(dev, &dev->mem);
 	if (rc == 0)
 		rc = vhd_mem_map_fd(dev->mem, m->fds[0], r->mmap_offset, r->guest_phys_addr, r->memory_size,
 				    r->userspace_addr);
