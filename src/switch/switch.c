@@ -41,8 +41,8 @@ struct sw_thread {
 	bool started;
 	_Atomic(struct rxq_list *) rxqs;
 	struct vhd_pktpool *pool;
-	/* Written by this thread once per poll round (release), read by the control thread (acquire) to learn
-	 * that everything published before its snapshot is no longer referenced here. */
+	/* The last sw->epoch this thread has seen at the top of a round (release), read by the control thread
+	 * (acquire) in synchronize(); UINT64_MAX once the thread has exited. */
 	_Alignas(64) _Atomic uint64_t qs;
 	/* Cycles spent in rounds that moved packets, and those packets (single writer: this thread): what the
 	 * forwarding costs per packet, whatever the offered load, as OVS's pmd-stats-show "processing cycles per
@@ -66,6 +66,9 @@ struct sw {
 	struct sw_fdb fdb;
 	_Atomic uint32_t now_s; /* coarse clock for the MAC table, ticked by the control thread */
 	_Atomic bool stop;
+	/* Bumped by synchronize() after each change the threads must stop using the old state of; read by every
+	 * thread once per round, beside stop, which it reads as often and which is written as rarely. */
+	_Atomic uint64_t epoch;
 	uint32_t last_age;
 	struct sw_thread th[SW_MAX_THREADS];
 };
@@ -363,15 +366,22 @@ static void *thread_main(void *arg)
 	struct sw *sw = t->sw;
 	struct vhd_pkt *pkts[SW_BURST];
 	unsigned idle = 0;
-	uint64_t round = 0;
+	uint64_t seen = 0;
 	/* One clock read per round: each round's end is the next one's start (rdtsc was a tenth of this loop's
 	 * own cost in perf, read twice per round). */
 	uint64_t c0 = cycles_now();
 	while (!atomic_load_explicit(&sw->stop, memory_order_relaxed)) {
-		/* Quiescent point: nothing from an earlier round is held. Pairs with the control thread's acquire
-		 * load in synchronize(). */
-		atomic_store_explicit(&t->qs, ++round, memory_order_release);
-		/* Pairs with the release store that published the list (publish()). */
+		/* Quiescent point: nothing from an earlier round is held. The acquire load pairs with the release
+		 * increment in synchronize(): what the control thread changed before it (lists, ports[]) is what
+		 * this round sees. The release store pairs with synchronize()'s acquire load of qs: everything
+		 * this thread did with the old state is done before the control thread frees it. Message passing
+		 * both ways, so no full fence on either side (see synchronize()). */
+		uint64_t e = atomic_load_explicit(&sw->epoch, memory_order_acquire);
+		if (e != seen) {
+			seen = e;
+			atomic_store_explicit(&t->qs, e, memory_order_release);
+		}
+		/* Pairs with the release exchange that published the list (publish()). */
 		struct rxq_list *l = atomic_load_explicit(&t->rxqs, memory_order_acquire);
 		unsigned moved = 0;
 		for (unsigned i = 0; l && i < l->n; i++) {
@@ -402,17 +412,28 @@ static void *thread_main(void *arg)
 
 /* ------------------------------------------------------------------ control */
 
-/* Wait until every thread has been through its quiescent point since now, so that nothing published before
- * this call is still in use by any of them. */
+/*
+ * Wait until every thread has been through its quiescent point since now, so that nothing replaced or
+ * unpublished before this call is still in use by any of them.
+ *
+ * The earlier form stored the new lists, then read each thread's round counter, while each thread stored its
+ * counter, then read its list: the store-buffering pattern, where both loads may miss the other side's store
+ * (even on x86, whose store buffer lets a load pass an earlier store) unless both sides fence. A thread could
+ * then announce a round that still ran on the old list, and the list was freed under it. Here the control
+ * thread instead hands out a new epoch (release increment, paired with thread_main()'s acquire load of it) and
+ * waits until each thread reports having seen it (thread_main()'s release store of qs, paired with the acquire
+ * load below): a thread that has loaded the new epoch sees every store made before the increment, and all it did
+ * with the old state precedes its report. Two message passings, no full fence anywhere, and the forwarding
+ * thread pays one load of a read-mostly line per round.
+ */
 static void synchronize(struct sw *sw)
 {
-	uint64_t snap[SW_MAX_THREADS];
-	for (unsigned i = 0; i < sw->cfg.threads; i++)
-		snap[i] = atomic_load_explicit(&sw->th[i].qs, memory_order_acquire);
+	uint64_t e = atomic_fetch_add_explicit(&sw->epoch, 1, memory_order_release) + 1;
 	for (unsigned i = 0; i < sw->cfg.threads; i++) {
 		if (!sw->th[i].started)
 			continue;
-		while (snap[i] != UINT64_MAX && atomic_load_explicit(&sw->th[i].qs, memory_order_acquire) == snap[i])
+		/* An exited thread stored UINT64_MAX. */
+		while (atomic_load_explicit(&sw->th[i].qs, memory_order_acquire) < e)
 			usleep(10);
 	}
 }
