@@ -245,7 +245,8 @@ static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 	rc = vhd_vu_dev_create(&c, &vp->dev);
 	if (rc < 0) {
 		snprintf(err, errlen, "vhost-user: %s %s: %s", vp->client ? "connecting to" : "listening on", vp->path,
-			 strerror(-rc));
+			 rc == -EADDRINUSE ? "in use: something (another port or process) listens there"
+					   : strerror(-rc));
 		free_borrowing(vp);
 		free(vp);
 		return rc;

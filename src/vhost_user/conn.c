@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "vhostd/log.h"
 
 static void now_plus_ms(struct timespec *t, unsigned ms)
 {
@@ -42,6 +43,29 @@ static void try_connect(struct vhu_conn *c)
 	c->backoff_ms = next > c->max_ms ? c->max_ms : next;
 }
 
+/*
+ * Is somebody listening on the socket file at c->path? A non-blocking connect answers at once: accepted or
+ * queued (0), or a full backlog (EAGAIN), means a live listener; ECONNREFUSED means nobody listens (a file left
+ * by a process that died). Returns 0 when the file is stale, -EADDRINUSE when it is live, or another -errno when
+ * it cannot tell (then the file is left alone). The probe connection is closed at once: a listening vhost-user
+ * back-end sees a peer that hung up before saying anything.
+ */
+static int probe_listener(const struct vhu_conn *c)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	struct sockaddr_un sa;
+	fill_addr(c, &sa);
+	int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : -errno;
+	close(fd);
+	if (rc == 0 || rc == -EAGAIN || rc == -EINPROGRESS)
+		return -EADDRINUSE;
+	if (rc == -ECONNREFUSED || rc == -ENOENT)
+		return 0;
+	return rc;
+}
+
 int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned min_ms, unsigned max_ms)
 {
 	memset(c, 0, sizeof(*c));
@@ -61,10 +85,19 @@ int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned mi
 		try_connect(c);
 		return 0;
 	}
-	/* A socket file left by an earlier run would make bind fail; anything else at the path is not ours. */
+	/* A socket file left by an earlier run would make bind fail, so it goes; but one that somebody (another
+	 * port, another process) still listens on is theirs: unlinking it would cut them off from new peers. */
 	struct stat st;
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		int rc = probe_listener(c);
+		if (rc < 0) {
+			vhd_log(VHD_LOG_ERR, "vhost-user: %s: %s", path,
+				rc == -EADDRINUSE ? "a live listener (another port or process) is already there"
+						  : strerror(-rc));
+			return rc;
+		}
 		unlink(path);
+	}
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
@@ -74,6 +107,12 @@ int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned mi
 		int rc = -errno;
 		close(fd);
 		return rc;
+	}
+	/* What we bound, so that fini removes the file only while it is still ours (not one that replaced it). */
+	if (stat(path, &st) == 0) {
+		c->sock_dev = st.st_dev;
+		c->sock_ino = st.st_ino;
+		c->sock_owned = true;
 	}
 	c->listen_fd = fd;
 	return 0;
@@ -87,7 +126,10 @@ void vhu_conn_fini(struct vhu_conn *c)
 	if (c->listen_fd >= 0) {
 		close(c->listen_fd);
 		c->listen_fd = -1;
-		unlink(c->path);
+		struct stat st;
+		if (c->sock_owned && stat(c->path, &st) == 0 && st.st_dev == c->sock_dev && st.st_ino == c->sock_ino)
+			unlink(c->path);
+		c->sock_owned = false;
 	}
 }
 

@@ -9,6 +9,7 @@
 
 #include <poll.h>
 #include <stdbool.h>
+#include <sys/types.h>
 #include <sys/un.h>
 #include <time.h>
 
@@ -19,12 +20,17 @@ struct vhu_conn {
 	int fd; /* the connection, or -1 */
 	unsigned backoff_ms, min_ms, max_ms;
 	struct timespec next_try;
+	/* Server: the socket file we bound (device and inode), removed by fini only while the path still names it. */
+	bool sock_owned;
+	dev_t sock_dev;
+	ino_t sock_ino;
 };
 
-/* Listen (server) or make a first connection attempt (client). Returns 0 or -errno (server only). */
+/* Listen (server) or make a first connection attempt (client). Returns 0 or -errno (server only); a server
+ * refuses a path where a live listener already is with -EADDRINUSE, and replaces a stale socket file. */
 int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned min_ms, unsigned max_ms);
 
-/* Close everything; a server also removes its socket file. */
+/* Close everything; a server also removes its socket file, unless the path now names another one. */
 void vhu_conn_fini(struct vhu_conn *c);
 
 /* The fd to poll for input: the connection, else the listening socket; 0 or 1 entries. */

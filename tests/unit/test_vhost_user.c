@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "harness.h"
 #include "vu_rig.h"
@@ -414,6 +415,93 @@ static void test_fuzz_region_beyond_file(void)
 	rig_close(&r);
 }
 
+static bool path_is_socket(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/* The live device answers on its path: a front-end connects and negotiates. */
+static void still_serves(struct rig *r)
+{
+	rig_connect(r);
+	negotiate(r, 0, true);
+	close(r->fe);
+	r->fe = -1;
+	CHECK(vhd_vu_dev_dispatch(r->dev) < 0);
+}
+
+/*
+ * A second device on a path where the first listens is refused (-EADDRINUSE, an error logged) and leaves the
+ * first's socket file alone: the first still accepts a front-end, and its own destroy removes the file.
+ */
+static void test_path_in_use_refused(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	struct vhd_vu_config c = {.path = r.path, .max_queue_pairs = 1, .name = "second"};
+	struct vhd_vu_dev *second = NULL;
+	int errs = log_errors;
+	CHECK_EQ(vhd_vu_dev_create(&c, &second), -EADDRINUSE);
+	CHECK(second == NULL);
+	CHECK_EQ(log_errors, errs + 1);
+	CHECK(path_is_socket(r.path));
+	/* The probe's connection, queued on the first device and hung up at once, is a peer that left. */
+	for (int i = 0; i < 100 && r.ev.disconnected == 0; i++) {
+		vhd_vu_dev_dispatch(r.dev);
+		poll(NULL, 0, 1);
+	}
+	CHECK_EQ(r.ev.disconnected, 1);
+	still_serves(&r);
+	rig_close(&r);
+	CHECK(!path_is_socket(r.path));
+}
+
+/* A socket file nobody listens on (left by a process that died) is replaced. */
+static void test_stale_socket_reclaimed(void)
+{
+	char path[108];
+	snprintf(path, sizeof(path), "/tmp/vhd-test-vu-%d.sock", getpid());
+	unlink(path);
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	strcpy(sa.sun_path, path);
+	CHECK(bind(s, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	close(s);
+	CHECK(path_is_socket(path));
+	struct rig r;
+	rig_open(&r, 1);
+	CHECK(!strcmp(r.path, path));
+	still_serves(&r);
+	rig_close(&r);
+	CHECK(!path_is_socket(path));
+}
+
+/* A device whose socket file was replaced by another's (removed by hand, path taken again) leaves the new file
+ * in place when it goes. */
+static void test_fini_keeps_others_socket(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	CHECK(unlink(r.path) == 0);
+	struct events ev = {0};
+	struct vhd_vu_config c = {.path = r.path, .max_queue_pairs = 1, .event = on_event, .opaque = &ev,
+				  .name = "second"};
+	struct vhd_vu_dev *second;
+	CHECK_EQ(vhd_vu_dev_create(&c, &second), 0);
+	rig_close(&r);
+	CHECK(path_is_socket(r.path));
+	int fe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	strcpy(sa.sun_path, r.path);
+	CHECK(connect(fe, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	CHECK_EQ(vhd_vu_dev_dispatch(second), 0);
+	CHECK(vhd_vu_dev_connected(second));
+	close(fe);
+	vhd_vu_dev_destroy(second);
+	CHECK(!path_is_socket(r.path));
+}
+
 static const struct th_case cases[] = {
 	{"negotiation", test_negotiation, 0},
 	{"queue_split", test_queue_split, 0},
@@ -426,5 +514,8 @@ static const struct th_case cases[] = {
 	{"repeated_setup_no_leak", test_repeated_setup_no_leak, 60},
 	{"client_reconnect", test_client_reconnect, 0},
 	{"fuzz_vu_msg_region_beyond_file", test_fuzz_region_beyond_file, 0},
+	{"path_in_use_refused", test_path_in_use_refused, 0},
+	{"stale_socket_reclaimed", test_stale_socket_reclaimed, 0},
+	{"fini_keeps_others_socket", test_fini_keeps_others_socket, 0},
 };
 TH_MAIN("test_vhost_user", cases)
