@@ -369,6 +369,41 @@ def case_ctl_errors(r):
     return None
 
 
+def case_path_in_use(r):
+    """add-port on a path where something listens (another port, another process) is refused and leaves that
+    listener alone; a stale socket file is taken over; del-port removes only its own file."""
+    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')}"])
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        other.bind(r.sock("other"))
+        other.listen(1)
+        stale.bind(r.sock("stale"))
+        stale.close()  # the file stays, nobody listens
+        for name, path in (("x", r.sock("a")), ("y", r.sock("other"))):
+            res = r.ctl_cmd("add-port", name, "vhost-user", f"path={path}", check=False)
+            if res.returncode != 1 or "in use" not in res.stderr:
+                return f"add-port on {path}: exit {res.returncode}, stderr {res.stderr.strip()!r}; wanted 1, 'in use'"
+            if not os.path.exists(path):
+                return f"the refused add-port removed {path}"
+        if sorted(r.stats()) != ["a"]:
+            return f"ports after the refusals: {sorted(r.stats())}"
+        # a still serves its path: a VM connects and its link comes up.
+        vm = r.pktgen("--frontend", r.sock("a"), "--mode", "rxonly", "--duration", "60")
+        wait_link(r, ["a"])
+        vm.send_signal(signal.SIGINT)
+        Rig.result(vm)
+        r.ctl_cmd("add-port", "s", "vhost-user", f"path={r.sock('stale')}")
+        r.ctl_cmd("del-port", "a")
+        if os.path.exists(r.sock("a")):
+            return "del-port a left its socket file"
+        if not os.path.exists(r.sock("other")):
+            return "del-port a removed the other process's socket file"
+    finally:
+        other.close()
+    return None
+
+
 def case_hostile_guest(r):
     """A hostile guest on port h corrupts its own rings in a loop (avail index jumps, heads, nexts and buffers out
     of range, loops, indirect garbage) and posts only 1-byte receive buffers while a's frames, flooded to b and h,
@@ -507,6 +542,7 @@ CASES = [
     ("switch_hotplug_under_traffic", case_hotplug),
     ("switch_virtio_user_port", case_virtio_user),
     ("switch_ctl_errors_and_shutdown", case_ctl_errors),
+    ("switch_path_in_use_refused", case_path_in_use),
     ("switch_hostile_guest_others_keep_flowing", case_hostile_guest),
     ("switch_pvp_flows_announce", case_pvp_flows_announce),
 ]
