@@ -2,8 +2,8 @@
 /**
  * @file vhostd/log.h
  * Where the library's messages go. By default, warnings and errors are written to stderr, one line each.
- * Threading: set the handler and level before other threads use the library; logging itself is thread-safe
- * as long as the handler is.
+ * Threading: set the handler before other threads use the library; the level may be changed at any time from
+ * any thread; logging itself is thread-safe as long as the handler is.
  */
 #ifndef VHOSTD_LOG_H
 #define VHOSTD_LOG_H
@@ -25,7 +25,7 @@ enum vhd_log_level {
  */
 void vhd_log_set_handler(void (*fn)(enum vhd_log_level level, const char *msg, void *opaque), void *opaque);
 
-/** Drop messages less severe than level. */
+/** Drop messages less severe than level. Any thread, any time (a relaxed atomic store; never blocks). */
 void vhd_log_set_level(enum vhd_log_level level);
 
 /** Current threshold. */

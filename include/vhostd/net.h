@@ -23,7 +23,8 @@
  *
  * Return values: the burst calls return a count or -EIO when the queue is broken (vhd_vq_error() says why); on
  * -EIO no packet changed hands. Counters go to a caller-provided struct vhd_net_stats, which is only ever
- * added to (one per queue is typical).
+ * added to (one per queue is typical), with relaxed atomic stores: another thread may read a field while the
+ * owner runs, with a relaxed atomic load (__atomic_load_n(&st->packets, __ATOMIC_RELAXED)), for a report.
  */
 #ifndef VHOSTD_NET_H
 #define VHOSTD_NET_H

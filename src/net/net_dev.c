@@ -113,7 +113,7 @@ static enum net_verdict dequeue_view(const struct vhd_vq_chain *c, const struct 
 		return NV_OK;
 	}
 	if (vhd_pkt_alloc_bulk(pool, pp, 1) != 1) {
-		st->no_buffers++;
+		net_stat_add(&st->no_buffers, 1);
 		*pp = NULL;
 		return NV_OK;
 	}
@@ -193,8 +193,8 @@ static int dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct vhd
 		if ((unsigned)nc < want)
 			break;
 	}
-	st->packets += out;
-	st->bytes += bytes;
+	net_stat_add(&st->packets, out);
+	net_stat_add(&st->bytes, bytes);
 	return (int)out;
 
 broken:
@@ -418,7 +418,7 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 			if (s.wpos == s.nwin && s.max_in && total > s.max_in) {
 				/* Bigger than every buffer seen: drivers without MRG_RXBUF offer buffers of
 				 * one size, so popping another would only waste it. */
-				st->too_big++;
+				net_stat_add(&st->too_big, 1);
 				continue;
 			}
 			struct vhd_vq_chain *c;
@@ -441,7 +441,7 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 				if (!c || enq_chain_ok(c, hs))
 					break;
 				enq_used(&s, c, 0);
-				st->errors++;
+				net_stat_add(&st->errors, 1);
 				if (++s.wasted >= VHD_NET_RX_WASTE_MAX) {
 					c = NULL;
 					break;
@@ -454,7 +454,7 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 			if (c->in_len < total) {
 				/* Give the buffer to the next packet instead. */
 				s.wpos--;
-				st->too_big++;
+				net_stat_add(&st->too_big, 1);
 				continue;
 			}
 			struct wcur w;
@@ -501,7 +501,7 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 					/* Buffers already holding part of this packet cannot be followed by an
 					 * empty one: they go back empty too and the packet starts over. */
 					enq_used(&s, c, 0);
-					st->errors++;
+					net_stat_add(&st->errors, 1);
 					restart = true;
 					break;
 				}
@@ -548,7 +548,7 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 			}
 			if (restart || gave_up || err < 0) {
 				for (unsigned k = start; k < s.nused; k++) {
-					st->errors += s.used[k].len != 0;
+					net_stat_add(&st->errors, s.used[k].len != 0);
 					s.used[k].len = 0;
 				}
 				if (err < 0)
@@ -569,7 +569,7 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 		if (ring_out || starved)
 			break;
 		if (gave_up) {
-			st->too_big++;
+			net_stat_add(&st->too_big, 1);
 			if (s.wasted >= VHD_NET_RX_WASTE_MAX) {
 				i++; /* this one is dropped and counted: consumed */
 				break;
@@ -593,9 +593,9 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 	}
 	if ((err = enq_flush(&s)) < 0)
 		goto broken;
-	st->packets += delivered;
-	st->bytes += bytes;
-	st->no_buffers += n - i;
+	net_stat_add(&st->packets, delivered);
+	net_stat_add(&st->bytes, bytes);
+	net_stat_add(&st->no_buffers, n - i);
 	return (int)i;
 
 broken:

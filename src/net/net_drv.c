@@ -100,9 +100,9 @@ int vhd_net_drv_xmit(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct v
 			vhd_pkt_free(pkts[j]);
 		}
 	}
-	st->packets += (unsigned)added;
-	st->bytes += bytes;
-	st->no_buffers += n - consumed;
+	net_stat_add(&st->packets, (unsigned)added);
+	net_stat_add(&st->bytes, bytes);
+	net_stat_add(&st->no_buffers, n - consumed);
 	return (int)consumed;
 }
 
@@ -201,7 +201,7 @@ int vhd_net_drv_recv(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struct v
 			uint32_t len = done[j].len;
 			if (unlikely(len < hs)) {
 				/* An empty buffer: what a device hands back when it gave up on a packet. */
-				st->errors++;
+				net_stat_add(&st->errors, 1);
 				vhd_pkt_free(p);
 				continue;
 			}
@@ -260,8 +260,8 @@ int vhd_net_drv_recv(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struct v
 		if ((unsigned)got < want)
 			break;
 	}
-	st->packets += out;
-	st->bytes += bytes;
+	net_stat_add(&st->packets, out);
+	net_stat_add(&st->bytes, bytes);
 	return (int)out;
 
 broken:

@@ -44,14 +44,24 @@ enum net_verdict {
 	NV_ERROR,
 };
 
+/*
+ * A struct vhd_net_stats field has one writer (the thread calling the burst functions with it) and may have
+ * readers elsewhere (a control thread's report): relaxed atomic load and store, which compile to the plain ones
+ * they replace (no locked instruction), so that those reads are not data races.
+ */
+static inline void net_stat_add(uint64_t *c, uint64_t v)
+{
+	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
+
 static inline void net_count_drop(struct vhd_net_stats *st, enum net_verdict v)
 {
 	switch (v) {
-	case NV_BAD_HEADER: st->bad_header++; break;
-	case NV_GSO_UNSUPPORTED: st->gso_unsupported++; break;
-	case NV_TOO_SMALL: st->too_small++; break;
-	case NV_TOO_BIG: st->too_big++; break;
-	case NV_ERROR: st->errors++; break;
+	case NV_BAD_HEADER: net_stat_add(&st->bad_header, 1); break;
+	case NV_GSO_UNSUPPORTED: net_stat_add(&st->gso_unsupported, 1); break;
+	case NV_TOO_SMALL: net_stat_add(&st->too_small, 1); break;
+	case NV_TOO_BIG: net_stat_add(&st->too_big, 1); break;
+	case NV_ERROR: net_stat_add(&st->errors, 1); break;
 	case NV_OK: break;
 	}
 }

@@ -309,13 +309,14 @@ static void vu_describe(struct sw_port *p, struct sw_json *w)
 	sw_json_u64(w, "queue_pairs", vp->nqp);
 	uint64_t bad = 0, too_big = 0, nobuf = 0, gso = 0, errs = 0;
 	for (unsigned i = 0; i < 2 * vp->nqp; i++) {
-		/* Read racily from the control thread: approximate is fine for a report. */
+		/* Written by the forwarding threads with relaxed atomic stores (vhostd/net.h); relaxed loads here:
+		 * each counter is exact as of some moment, the sum is a report, not a snapshot. */
 		const struct vhd_net_stats *s = &vp->q[i].st;
-		bad += s->bad_header;
-		too_big += s->too_big;
-		nobuf += s->no_buffers;
-		gso += s->gso_unsupported;
-		errs += s->errors;
+		bad += __atomic_load_n(&s->bad_header, __ATOMIC_RELAXED);
+		too_big += __atomic_load_n(&s->too_big, __ATOMIC_RELAXED);
+		nobuf += __atomic_load_n(&s->no_buffers, __ATOMIC_RELAXED);
+		gso += __atomic_load_n(&s->gso_unsupported, __ATOMIC_RELAXED);
+		errs += __atomic_load_n(&s->errors, __ATOMIC_RELAXED);
 	}
 	sw_json_u64(w, "bad_header", bad);
 	sw_json_u64(w, "too_big", too_big);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "vhostd/log.h"
@@ -13,7 +14,9 @@ static void stderr_handler(enum vhd_log_level level, const char *msg, void *opaq
 
 static void (*log_fn)(enum vhd_log_level, const char *, void *) = stderr_handler;
 static void *log_opaque;
-static enum vhd_log_level log_level = VHD_LOG_WARN;
+/* Changed at run time (vhostctl log-level) while other threads log: atomic, relaxed, since nothing else is
+ * published with it. */
+static _Atomic int log_level = VHD_LOG_WARN;
 
 void vhd_log_set_handler(void (*fn)(enum vhd_log_level, const char *, void *), void *opaque)
 {
@@ -23,17 +26,17 @@ void vhd_log_set_handler(void (*fn)(enum vhd_log_level, const char *, void *), v
 
 void vhd_log_set_level(enum vhd_log_level level)
 {
-	log_level = level;
+	atomic_store_explicit(&log_level, (int)level, memory_order_relaxed);
 }
 
 enum vhd_log_level vhd_log_get_level(void)
 {
-	return log_level;
+	return (enum vhd_log_level)atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
 void vhd_log(enum vhd_log_level level, const char *fmt, ...)
 {
-	if (level > log_level)
+	if ((int)level > atomic_load_explicit(&log_level, memory_order_relaxed))
 		return;
 	char buf[512];
 	va_list ap;
