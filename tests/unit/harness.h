@@ -206,15 +206,25 @@ static inline int th_count_fds(void)
 	return n;
 }
 
-/* Mappings of this process, for leak checks. */
+/*
+ * Mappings of this process, for leak checks. Under a sanitizer only those of files (guest memory is a memfd):
+ * its runtime maps anonymous shadow and allocator memory as the process runs, so that the count moved with the
+ * size of a struct (a new allocator region). The release build, and valgrind, count every mapping.
+ */
 static inline int th_count_maps(void)
 {
 	FILE *f = fopen("/proc/self/maps", "r");
 	if (!f)
 		return -1;
-	int n = 0, c;
-	while ((c = fgetc(f)) != EOF)
-		n += c == '\n';
+	int n = 0;
+	char line[4096];
+	while (fgets(line, sizeof(line), f)) {
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+		n += strchr(line, '/') != NULL;
+#else
+		n++;
+#endif
+	}
 	fclose(f);
 	return n;
 }

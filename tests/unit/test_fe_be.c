@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 
 #include "harness.h"
@@ -67,7 +68,9 @@ static bool same(const uint8_t *p, uint32_t len, uint64_t seq)
 
 /* ------------------------------------------------------------ back-end: echo TX into RX */
 
-static volatile sig_atomic_t stop_backend;
+/* Atomic, not volatile sig_atomic_t: the back-end's pair threads read it too (a lock-free atomic is also safe in
+ * a signal handler). */
+static atomic_int stop_backend;
 static void on_term(int s)
 {
 	(void)s;
