@@ -7,6 +7,7 @@
  * addresses are our virtual addresses, so the memory table is a single region mapped 1:1.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,10 +262,15 @@ int vhd_fe_timeout_ms(struct vhd_fe *fe)
 
 int vhd_fe_dispatch(struct vhd_fe *fe)
 {
-	if (fe->conn.fd < 0 && !vhu_conn_poll(&fe->conn))
+	if (fe->conn.io.fd < 0 && !vhu_conn_poll(&fe->conn))
 		return 0;
 	if (!fe->up && fe->t.fd < 0) {
-		vhd_fe_vu_transport_init(&fe->t, fe->conn.fd, fe->name);
+		/* Setup still runs as blocking exchanges with per-reply timeouts: give it the blocking socket it
+		 * expects (the connection layer hands out non-blocking ones). */
+		int fl = fcntl(fe->conn.io.fd, F_GETFL);
+		if (fl >= 0)
+			fcntl(fe->conn.io.fd, F_SETFL, fl & ~O_NONBLOCK);
+		vhd_fe_vu_transport_init(&fe->t, fe->conn.io.fd, fe->name);
 		int rc = setup(fe);
 		if (rc < 0) {
 			lost(fe, rc);
@@ -273,11 +279,11 @@ int vhd_fe_dispatch(struct vhd_fe *fe)
 		return 0;
 	}
 	/* Up: the back-end sends nothing unasked on this socket, so input means it left (or misbehaves). */
-	struct pollfd p = {.fd = fe->conn.fd, .events = POLLIN};
+	struct pollfd p = {.fd = fe->conn.io.fd, .events = POLLIN};
 	if (poll(&p, 1, 0) <= 0)
 		return 0;
 	struct vhu_msg m;
-	int rc = vhu_msg_recv(fe->conn.fd, &m);
+	int rc = vhu_msg_recv(fe->conn.io.fd, &m);
 	if (rc == 0) {
 		vhu_msg_close_fds(&m);
 		vhd_log(VHD_LOG_WARN, "%s: unexpected %s from the back-end ignored", fe->name,
