@@ -1473,7 +1473,7 @@ static void soak_case(uint64_t extra)
 	uint64_t s = 0x1234567 ^ extra;
 	unsigned tx_next = 0, tx_seen = 0, rx_next = 0, rx_seen = 0;
 	static uint32_t tx_len[1 << 16], rx_len[1 << 16];
-	const unsigned N = 20000;
+	const unsigned N = (unsigned)th_scaled(20000); /* at most 1 << 16: the length arrays */
 	struct vhd_pkt *b[64], *got[64];
 	while (tx_seen < N || rx_seen < N) {
 		/* driver -> device */
