@@ -123,9 +123,23 @@ void vhd_vu_queue_release(struct vhd_vu_dev *dev, unsigned qidx);
 
 /**
  * Interrupt the driver for qidx (write its call eventfd). Call between acquire and release, after
- * vhd_vq_need_notify() said so. @return 0, or -errno of the write.
+ * vhd_vq_need_notify() said so. Never blocks: call fds are eventfds made non-blocking when they arrive (anything
+ * else is refused), so a counter the front-end never drains (-EAGAIN) or a broken fd costs one failed signal,
+ * counted in vhd_vu_stats.notify_failures and logged once per call fd. Never raises SIGPIPE.
+ * @return 0, or -errno of the failed write (already counted; the caller need not act on it).
  */
 int vhd_vu_queue_notify(struct vhd_vu_dev *dev, unsigned qidx);
+
+/** Counters of one device, cumulative over its lifetime (all connections). */
+struct vhd_vu_stats {
+	uint64_t notify_failures; /**< vhd_vu_queue_notify() writes that failed (call counter full, fd broken) */
+};
+
+/**
+ * Read dev's counters into out. Threading: any thread, any time the device exists; the counters are relaxed
+ * atomics, each read on its own (not a snapshot across counters). Never blocks.
+ */
+void vhd_vu_dev_stats(const struct vhd_vu_dev *dev, struct vhd_vu_stats *out);
 
 #ifdef __cplusplus
 }

@@ -321,6 +321,9 @@ static void vu_describe(struct sw_port *p, struct sw_json *w)
 	sw_json_u64(w, "no_buffers", nobuf);
 	sw_json_u64(w, "gso_unsupported", gso);
 	sw_json_u64(w, "ring_errors", errs);
+	struct vhd_vu_stats vs;
+	vhd_vu_dev_stats(vp->dev, &vs);
+	sw_json_u64(w, "notify_failures", vs.notify_failures);
 }
 
 const struct sw_port_ops sw_vhost_user_ops = {

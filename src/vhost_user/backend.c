@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -46,6 +47,10 @@ struct vu_queue {
 	uint16_t base, used_base; /* vhd_vq_base() / vhd_vq_used_base() form */
 	bool addr_set, kick_set, enabled;
 	uint64_t desc_ua, avail_ua, used_ua;
+	/* Written by the data path in vhd_vu_queue_notify(), read by vhd_vu_dev_stats() on any thread (relaxed:
+	 * a count, ordered with nothing). notify_warned keeps the log to one line per call fd. */
+	_Atomic uint64_t notify_failed;
+	atomic_int notify_warned;
 };
 
 struct vhd_vu_dev {
@@ -461,7 +466,40 @@ static int h_get_vring_base(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	return send_reply(dev, m, &st, sizeof(st));
 }
 
-/* SET_VRING_KICK/CALL/ERR: fd or NOFD in the u64. Returns the index, or -errno. */
+/* What kind of file fd is, for a refusal's log line: "anon_inode:[eventfd]" and the like from /proc (which tells
+ * anonymous inodes apart), else the type fstat() gives. */
+static void fd_kind(int fd, char *buf, size_t len)
+{
+	char link[32];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, buf, len - 1);
+	if (n > 0 && !strncmp(buf, "anon_inode:", 11)) {
+		buf[n] = 0;
+		return;
+	}
+	struct stat st;
+	const char *k = "unknown";
+	if (fstat(fd, &st) == 0)
+		k = S_ISFIFO(st.st_mode) ? "pipe" : S_ISSOCK(st.st_mode) ? "socket" : S_ISREG(st.st_mode) ? "regular file"
+		  : S_ISCHR(st.st_mode) ? "character device" : S_ISBLK(st.st_mode) ? "block device"
+		  : S_ISDIR(st.st_mode) ? "directory" : "unknown";
+	snprintf(buf, len, "%s", k);
+}
+
+/* Kick, call and error fds must be eventfds: anything else can block its writer (a full pipe stalls the data
+ * path, a pipe without reader raises SIGPIPE) or read as nonsense. */
+static int eventfd_only(struct vhd_vu_dev *dev, const char *what, int qi, int fd)
+{
+	char kind[64];
+	fd_kind(fd, kind, sizeof(kind));
+	if (!strcmp(kind, "anon_inode:[eventfd]"))
+		return 0;
+	vu_err(dev, "%s: %s: queue %d: fd is a %s, not an eventfd", dev->name, what, qi, kind);
+	return -EBADF;
+}
+
+/* SET_VRING_KICK/CALL/ERR: fd or NOFD in the u64; an fd that is not an eventfd is closed and refused. Returns
+ * the index, or -errno. */
 static int vring_fd_msg(struct vhd_vu_dev *dev, struct vhu_msg *m, const char *what, int *fd)
 {
 	if (m->p.u64 & ~(uint64_t)(VHOST_USER_VRING_IDX_MASK | VHOST_USER_VRING_NOFD)) {
@@ -472,6 +510,10 @@ static int vring_fd_msg(struct vhd_vu_dev *dev, struct vhu_msg *m, const char *w
 	if (qi < 0)
 		return qi;
 	*fd = (m->p.u64 & VHOST_USER_VRING_NOFD) ? -1 : vhu_msg_take_fd(m, 0);
+	if (*fd >= 0 && eventfd_only(dev, what, qi, *fd) < 0) {
+		close_fd(fd);
+		return -EBADF;
+	}
 	return qi;
 }
 
@@ -497,11 +539,20 @@ static int h_set_vring_call(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	int fd, qi = vring_fd_msg(dev, m, "SET_VRING_CALL", &fd);
 	if (qi < 0)
 		return qi;
+	/* The data path writes it: a full counter must fail the write, not stall the thread (the flag is on the
+	 * open file, which the front-end shares: eventfd users poll, so non-blocking costs them nothing). */
+	if (fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+		vu_err(dev, "%s: SET_VRING_CALL: queue %d: cannot make the fd non-blocking: %s", dev->name, qi,
+		       strerror(errno));
+		close(fd);
+		return -EBADF;
+	}
 	struct vu_queue *q = &dev->q[qi];
 	/* The data path writes the call fd inside a burst: swap it only between bursts. */
 	bool running = queue_pause(q);
 	close_fd(&q->call_fd);
 	q->call_fd = fd;
+	atomic_store_explicit(&q->notify_warned, 0, memory_order_relaxed); /* a new fd gets its own log line */
 	if (running)
 		queue_resume(q);
 	return 0;
@@ -929,11 +980,25 @@ void vhd_vu_queue_release(struct vhd_vu_dev *dev, unsigned qidx)
 
 int vhd_vu_queue_notify(struct vhd_vu_dev *dev, unsigned qidx)
 {
-	int fd = dev->q[qidx].call_fd;
+	struct vu_queue *q = &dev->q[qidx];
+	int fd = q->call_fd;
 	if (fd < 0)
 		return 0;
 	uint64_t one = 1;
-	if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		return -errno;
-	return 0;
+	ssize_t n = write(fd, &one, sizeof(one)); /* non-blocking eventfd (h_set_vring_call) */
+	if (n == (ssize_t)sizeof(one))
+		return 0;
+	int err = n < 0 ? errno : EIO;
+	atomic_fetch_add_explicit(&q->notify_failed, 1, memory_order_relaxed);
+	if (!atomic_exchange_explicit(&q->notify_warned, 1, memory_order_relaxed))
+		vhd_log(VHD_LOG_WARN, "%s: queue %u: interrupt not delivered, call fd write failed: %s (counted; "
+			"logged once per call fd)", dev->name, qidx, strerror(err));
+	return -err;
+}
+
+void vhd_vu_dev_stats(const struct vhd_vu_dev *dev, struct vhd_vu_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (unsigned i = 0; i < dev->nq; i++)
+		out->notify_failures += atomic_load_explicit(&dev->q[i].notify_failed, memory_order_relaxed);
 }

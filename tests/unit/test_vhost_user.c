@@ -5,6 +5,9 @@
  * driver-side virtqueue over the memfd and checks what the back-end's queue sees.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 
 #include "harness.h"
@@ -422,6 +425,124 @@ static void test_fuzz_region_beyond_file(void)
 	rig_close(&r);
 }
 
+
+/* ------------------------------------------------------------------ notification fds (issue 16) */
+
+/* A vring fd message with fd (or NOFD when fd < 0) for queue qi, acknowledged. */
+static uint64_t vring_fd(struct rig *r, uint32_t req, unsigned qi, int fd)
+{
+	struct vhu_msg m = mk(req, 8);
+	m.p.u64 = qi | (fd < 0 ? VHOST_USER_VRING_NOFD : 0);
+	if (fd >= 0) {
+		m.fds[0] = fd;
+		m.nfds = 1;
+	}
+	return acked(r, &m);
+}
+
+/* Kick, call and error fds that are not eventfds are refused, named by type, and not kept: a full pipe as call
+ * fd would block the data path's interrupt write (and one without reader raise SIGPIPE). */
+static void test_vring_fd_not_eventfd(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	negotiate(&r, 0, true);
+	set_mem_table(&r);
+	int fds0 = th_count_fds();
+	int pfd[2], sv[2];
+	CHECK(pipe2(pfd, O_CLOEXEC) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+	/* The pipe full, as in the attack. */
+	CHECK(fcntl(pfd[1], F_SETFL, O_NONBLOCK) == 0);
+	static const uint8_t junk[4096];
+	while (write(pfd[1], junk, sizeof(junk)) > 0)
+		;
+	log_clear();
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_CALL, 0, pfd[1]), 1);
+	CHECK_EQ(log_count("SET_VRING_CALL: queue 0: fd is a pipe, not an eventfd"), 1);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_KICK, 1, sv[0]), 1);
+	CHECK_EQ(log_count("SET_VRING_KICK: queue 1: fd is a socket, not an eventfd"), 1);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_ERR, 0, r.memfd), 1);
+	CHECK_EQ(log_count("SET_VRING_ERR: queue 0: fd is a regular file, not an eventfd"), 1);
+	int sfd = signalfd(-1, &(sigset_t){0}, SFD_CLOEXEC);
+	CHECK(sfd >= 0);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_CALL, 1, sfd), 1);
+	CHECK_EQ(log_count("fd is a anon_inode:[signalfd], not an eventfd"), 1);
+	/* Nothing kept: our own four fds are the only new ones. */
+	CHECK_EQ(th_count_fds(), fds0 + 5);
+	/* The refused call fd is not used: a notify has no fd to write and returns at once. */
+	CHECK_EQ(vhd_vu_queue_notify(r.dev, 0), 0);
+	/* Eventfds and NOFD are taken. */
+	int e = eventfd(0, EFD_CLOEXEC);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_CALL, 0, e), 0);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_KICK, 0, e), 0);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_ERR, 0, e), 0);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_KICK, 1, -1), 0);
+	CHECK(vhd_vu_dev_connected(r.dev));
+	close(e);
+	close(sfd);
+	close(pfd[0]);
+	close(pfd[1]);
+	close(sv[0]);
+	close(sv[1]);
+	rig_close(&r);
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	static const char msg[] = "vhd_vu_queue_notify() blocked on a full call eventfd\n";
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		_exit(3);
+	_exit(3);
+}
+
+/* A call eventfd whose counter the front-end never drains: each notify fails at once (the back-end made the fd
+ * non-blocking), is counted, and is logged once. */
+static void test_call_fd_full(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	negotiate(&r, 0, true);
+	set_mem_table(&r);
+	struct guest_q g;
+	setup_queue(&r, 0, &g, 0, false, false);
+	enable(&r, 0, 1);
+	pass_one(&r, 0, &g, 1); /* the rig's non-blocking call eventfd works */
+	int full = eventfd(0, EFD_CLOEXEC); /* blocking, as a front-end may hand it over */
+	uint64_t v = 0xfffffffffffffffeull;  /* the largest value an eventfd holds */
+	CHECK(write(full, &v, 8) == 8);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_CALL, 0, full), 0);
+	CHECK(fcntl(full, F_GETFL) & O_NONBLOCK); /* shared open file: the back-end set it */
+	struct vhd_vu_stats st;
+	vhd_vu_dev_stats(r.dev, &st);
+	CHECK_EQ(st.notify_failures, 0);
+	log_clear();
+	signal(SIGALRM, on_alarm);
+	alarm(10); /* liveness deadline: a blocked write never returns */
+	CHECK(vhd_vu_queue_acquire(r.dev, 0) != NULL);
+	CHECK_EQ(vhd_vu_queue_notify(r.dev, 0), -EAGAIN);
+	CHECK_EQ(vhd_vu_queue_notify(r.dev, 0), -EAGAIN);
+	CHECK_EQ(vhd_vu_queue_notify(r.dev, 0), -EAGAIN);
+	vhd_vu_queue_release(r.dev, 0);
+	alarm(0);
+	vhd_vu_dev_stats(r.dev, &st);
+	CHECK_EQ(st.notify_failures, 3);
+	CHECK_EQ(log_count("queue 0: interrupt not delivered, call fd write failed: Resource temporarily unavailable"),
+		 1);
+	/* Drained by the front-end: interrupts flow again, the count stays. */
+	CHECK(read(full, &v, 8) == 8 && v == 0xfffffffffffffffeull);
+	CHECK_EQ(vhd_vu_queue_notify(r.dev, 0), 0);
+	CHECK(read(full, &v, 8) == 8 && v == 1);
+	vhd_vu_dev_stats(r.dev, &st);
+	CHECK_EQ(st.notify_failures, 3);
+	close(full);
+	free_queue(&g);
+	rig_close(&r);
+}
+
 static const struct th_case cases[] = {
 	{"negotiation", test_negotiation, 0},
 	{"queue_split", test_queue_split, 0},
@@ -434,5 +555,7 @@ static const struct th_case cases[] = {
 	{"repeated_setup_no_leak", test_repeated_setup_no_leak, 60},
 	{"client_reconnect", test_client_reconnect, 0},
 	{"fuzz_vu_msg_region_beyond_file", test_fuzz_region_beyond_file, 0},
+	{"vring_fd_not_eventfd", test_vring_fd_not_eventfd, 0},
+	{"call_fd_full", test_call_fd_full, 0},
 };
 TH_MAIN("test_vhost_user", cases)
