@@ -161,24 +161,84 @@ static void queue_stop(struct vhd_vu_dev *dev, unsigned qi)
 	update_ready(dev);
 }
 
+/* Split sizes are powers of two (virtio 1.2 2.7), packed ones anything in 1..32768 (2.8). */
+static bool size_fits_layout(uint32_t num, bool packed)
+{
+	return num >= 1 && num <= VIRTQ_MAX_SIZE && (packed || (num & (num - 1)) == 0);
+}
+
+/* The three ring areas of a queue: descriptor table, driver area, device area. */
+struct ring_area {
+	const char *what;
+	uint64_t ua;
+	size_t size, align;
+};
+
+/* Sizes derived from the queue size, event-suppression fields included (the avail ring's used_event and the used
+ * ring's avail_event are in virtq_*_size()); alignments from virtio 1.2 2.7 (split) and 2.8 (packed). */
+static void ring_areas(const struct vu_queue *q, bool packed, uint64_t desc, uint64_t avail, uint64_t used,
+		       struct ring_area a[3])
+{
+	a[0] = (struct ring_area){"descriptor table", desc, (size_t)q->num * 16,
+				  packed ? PVIRTQ_DESC_ALIGN : VIRTQ_DESC_ALIGN};
+	a[1] = packed ? (struct ring_area){"driver area", avail, sizeof(struct pvirtq_event_suppress), PVIRTQ_EVENT_ALIGN}
+		      : (struct ring_area){"driver area", avail, virtq_avail_size(q->num), VIRTQ_AVAIL_ALIGN};
+	a[2] = packed ? (struct ring_area){"device area", used, sizeof(struct pvirtq_event_suppress), PVIRTQ_EVENT_ALIGN}
+		      : (struct ring_area){"device area", used, virtq_used_size(q->num), VIRTQ_USED_ALIGN};
+}
+
+/*
+ * Check a queue's ring addresses: aligned always; wholly inside one region's front-end address range once the
+ * memory table and the size are known (with mem NULL or num 0 only alignment is checked). host[] gets the host
+ * pointers when given. Logs the first fault, naming the area, its address and size. Returns 0, -EINVAL
+ * (misaligned) or -EFAULT (not inside one region: outside all of them, straddling one's end, or an address in
+ * another space, such as a guest-physical one).
+ *
+ * VIRTIO_F_ACCESS_PLATFORM (never offered today) makes these addresses I/O virtual addresses: the region check
+ * then belongs at IOTLB translation time (VHOST_USER_IOTLB_MSG), not here; this is where it hooks in.
+ */
+static int ring_check(struct vhd_vu_dev *dev, unsigned qi, const char *what, const struct vu_queue *q, bool packed,
+		      uint64_t desc, uint64_t avail, uint64_t used, void *host[3])
+{
+	struct ring_area a[3];
+	ring_areas(q, packed, desc, avail, used, a);
+	for (unsigned i = 0; i < 3; i++) {
+		if (a[i].ua & (a[i].align - 1)) {
+			vu_err(dev, "%s: %s: queue %u: %s %s at 0x%llx is not %zu-byte aligned", dev->name, what, qi,
+			       packed ? "packed" : "split", a[i].what, (unsigned long long)a[i].ua, a[i].align);
+			return -EINVAL;
+		}
+		if (!dev->mem || !q->num)
+			continue;
+		void *h = vhd_mem_user_to_host(dev->mem, a[i].ua, a[i].size);
+		if (!h) {
+			vu_err(dev, "%s: %s: queue %u: %s at 0x%llx (%zu bytes for size %u) is not inside one region of "
+			       "the front-end's address space", dev->name, what, qi, a[i].what,
+			       (unsigned long long)a[i].ua, a[i].size, q->num);
+			return -EFAULT;
+		}
+		if (host)
+			host[i] = h;
+	}
+	return 0;
+}
+
 static void queue_try_start(struct vhd_vu_dev *dev, unsigned qi)
 {
 	struct vu_queue *q = &dev->q[qi];
 	if (q->vq || !dev->mem || !q->num || !q->addr_set || !q->kick_set || !q->enabled)
 		return;
 	bool packed = dev->features & VHD_BIT(VIRTIO_F_RING_PACKED);
-	size_t dsz = (size_t)q->num * 16;
-	size_t asz = packed ? sizeof(struct pvirtq_event_suppress) : virtq_avail_size(q->num);
-	size_t usz = packed ? sizeof(struct pvirtq_event_suppress) : virtq_used_size(q->num);
-	void *desc = vhd_mem_user_to_host(dev->mem, q->desc_ua, dsz);
-	void *avail = vhd_mem_user_to_host(dev->mem, q->avail_ua, asz);
-	void *used = vhd_mem_user_to_host(dev->mem, q->used_ua, usz);
-	if (!desc || !avail || !used) {
-		vu_err(dev, "%s: queue %u: ring %s at 0x%llx is not in guest memory", dev->name, qi,
-		       !desc ? "descriptors" : !avail ? "driver area" : "device area",
-		       (unsigned long long)(!desc ? q->desc_ua : !avail ? q->avail_ua : q->used_ua));
+	/* SET_VRING_NUM checked the size against the features of its time; these are the final ones. */
+	if (!size_fits_layout(q->num, packed)) {
+		vu_err(dev, "%s: queue %u: size %u is not a power of two, which a split ring needs: not starting",
+		       dev->name, qi, q->num);
 		return;
 	}
+	void *host[3];
+	if (ring_check(dev, qi, "cannot start", q, packed, q->desc_ua, q->avail_ua, q->used_ua, host) < 0)
+		return;
+	void *desc = host[0], *avail = host[1], *used = host[2];
 	char name[48];
 	snprintf(name, sizeof(name), "%s q%u", dev->name, qi);
 	struct vhd_vq_config c = {
@@ -337,6 +397,12 @@ static int h_set_mem_table(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	if (dev_mem_create(dev, &mem) < 0)
 		return -ENOMEM;
 	const struct vhost_user_memory *t = &m->p.memory;
+	/* No conforming front-end sends an empty table; ADD_MEM_REG is the way to start from none. */
+	if (t->nregions == 0) {
+		vu_err(dev, "%s: SET_MEM_TABLE: 0 regions: a memory table needs at least one", dev->name);
+		vhd_mem_destroy(mem);
+		return -EINVAL;
+	}
 	for (unsigned i = 0; i < t->nregions; i++) {
 		const struct vhost_user_memory_region *r = &t->regions[i];
 		int fd = m->fds[i];
@@ -400,7 +466,15 @@ static int h_set_vring_num(struct vhd_vu_dev *dev, struct vhu_msg *m)
 		return qi;
 	uint32_t num = m->p.state.num;
 	if (num == 0 || num > VIRTQ_MAX_SIZE) {
-		vu_err(dev, "%s: SET_VRING_NUM: queue %d size %u out of range", dev->name, qi, num);
+		vu_err(dev, "%s: SET_VRING_NUM: queue %d size %u out of range 1..%u", dev->name, qi, num,
+		       VIRTQ_MAX_SIZE);
+		return -EINVAL;
+	}
+	/* Against the features acked so far; queue_try_start() checks again with the final ones. */
+	bool packed = dev->features & VHD_BIT(VIRTIO_F_RING_PACKED);
+	if (!size_fits_layout(num, packed)) {
+		vu_err(dev, "%s: SET_VRING_NUM: queue %d size %u is not a power of two, which a split ring needs",
+		       dev->name, qi, num);
 		return -EINVAL;
 	}
 	queue_stop(dev, (unsigned)qi);
@@ -416,6 +490,13 @@ static int h_set_vring_addr(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	if (qi < 0)
 		return qi;
 	struct vu_queue *q = &dev->q[qi];
+	/* Refused before anything changes: a running queue keeps its rings. Without a memory table or a size yet,
+	 * only the alignment can be checked here; queue_try_start() checks the rest. */
+	bool packed = dev->features & VHD_BIT(VIRTIO_F_RING_PACKED);
+	int rc = ring_check(dev, (unsigned)qi, "SET_VRING_ADDR", q, packed, a->desc_user_addr, a->avail_user_addr,
+			    a->used_user_addr, NULL);
+	if (rc < 0)
+		return rc;
 	queue_stop(dev, (unsigned)qi);
 	q->desc_ua = a->desc_user_addr;
 	q->avail_ua = a->avail_user_addr;

@@ -543,6 +543,215 @@ static void test_call_fd_full(void)
 	rig_close(&r);
 }
 
+
+/* ------------------------------------------------------------------ strict setup validation (issue 16) */
+
+/* A connected front-end with features (split or packed) and protocol features negotiated, and the memory table. */
+static void rig_ready(struct rig *r, bool packed)
+{
+	rig_open(r, 1);
+	rig_connect(r);
+	negotiate(r, packed ? VHD_BIT(VIRTIO_F_RING_PACKED) : 0, true);
+	set_mem_table(r);
+}
+
+static uint64_t vring_num(struct rig *r, unsigned qi, uint32_t num)
+{
+	struct vhu_msg m = mk(VHOST_USER_SET_VRING_NUM, 8);
+	m.p.state = (struct vhost_vring_state){qi, num};
+	return acked(r, &m);
+}
+
+static uint64_t vring_addr(struct rig *r, unsigned qi, uint64_t desc, uint64_t avail, uint64_t used)
+{
+	struct vhu_msg m = mk(VHOST_USER_SET_VRING_ADDR, sizeof(struct vhost_vring_addr));
+	m.p.addr = (struct vhost_vring_addr){qi, 0, desc, used, avail, 0};
+	return acked(r, &m);
+}
+
+/* Split sizes are powers of two up to 32768; packed ones anything up to 32768. */
+static void test_vring_num_limits(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	negotiate(&r, 0, true);
+	log_clear();
+	CHECK_EQ(vring_num(&r, 0, 300), 1);
+	CHECK_EQ(log_count("SET_VRING_NUM: queue 0 size 300 is not a power of two, which a split ring needs"), 1);
+	CHECK_EQ(vring_num(&r, 0, 65536), 1);
+	CHECK_EQ(log_count("SET_VRING_NUM: queue 0 size 65536 out of range 1..32768"), 1);
+	CHECK_EQ(vring_num(&r, 0, 32769), 1);
+	CHECK_EQ(vring_num(&r, 0, 32768), 0);
+	CHECK_EQ(vring_num(&r, 0, 1), 0);
+	/* Packed: the same limit, any size below it. */
+	set_u64(&r, VHOST_USER_SET_FEATURES,
+		VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES) | VHD_BIT(VIRTIO_F_RING_PACKED));
+	CHECK_EQ(vring_num(&r, 0, 300), 0);
+	CHECK_EQ(vring_num(&r, 0, 32768), 0);
+	CHECK_EQ(vring_num(&r, 0, 32769), 1);
+	CHECK_EQ(vring_num(&r, 0, 65536), 1);
+	CHECK(vhd_vu_dev_connected(r.dev));
+	rig_close(&r);
+}
+
+/* Sizes at their limits start: split 32768 (rings 512 KiB + 64 KiB + 256 KiB), packed 300. */
+static void test_vring_num_boundaries_start(void)
+{
+	for (int packed = 0; packed < 2; packed++) {
+		struct rig r;
+		rig_ready(&r, packed);
+		uint32_t num = packed ? 300 : 32768;
+		uint64_t b = (uintptr_t)r.mem;
+		CHECK_EQ(vring_num(&r, 0, num), 0);
+		CHECK_EQ(vring_addr(&r, 0, b, b + 0x80000, b + 0xa0000), 0);
+		CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_KICK, 0, -1), 0);
+		enable(&r, 0, 1);
+		CHECK_EQ(r.ev.started[0], 1);
+		struct vhd_vq *vq = vhd_vu_queue_acquire(r.dev, 0);
+		CHECK(vq != NULL);
+		vhd_vu_queue_release(r.dev, 0);
+		rig_close(&r);
+	}
+}
+
+/* A size SET_VRING_NUM took for a packed ring stops fitting when the final features say split: the queue
+ * does not start, and says why. */
+static void test_vring_num_rechecked_at_start(void)
+{
+	struct rig r;
+	rig_ready(&r, true);
+	uint64_t b = (uintptr_t)r.mem;
+	CHECK_EQ(vring_num(&r, 0, 300), 0);
+	CHECK_EQ(vring_addr(&r, 0, b, b + 0x80000, b + 0xa0000), 0);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_KICK, 0, -1), 0);
+	log_clear();
+	set_u64(&r, VHOST_USER_SET_FEATURES, VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES));
+	enable(&r, 0, 1);
+	CHECK_EQ(r.ev.started[0], 0);
+	CHECK(vhd_vu_queue_acquire(r.dev, 0) == NULL);
+	CHECK(log_count("queue 0: size 300 is not a power of two, which a split ring needs: not starting") >= 1);
+	/* Packed again: it starts. */
+	set_u64(&r, VHOST_USER_SET_FEATURES,
+		VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES) | VHD_BIT(VIRTIO_F_RING_PACKED));
+	CHECK_EQ(r.ev.started[0], 1);
+	rig_close(&r);
+}
+
+static void test_mem_table_no_regions(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	negotiate(&r, 0, true);
+	int fds0 = th_count_fds();
+	log_clear();
+	struct vhu_msg m = mk(VHOST_USER_SET_MEM_TABLE, 8);
+	m.p.memory.nregions = 0;
+	CHECK_EQ(acked(&r, &m), 1);
+	CHECK_EQ(log_count("SET_MEM_TABLE: 0 regions: a memory table needs at least one"), 1);
+	CHECK_EQ(th_count_fds(), fds0);
+	/* A good table is still taken, and a queue runs on it. */
+	set_mem_table(&r);
+	struct guest_q g;
+	setup_queue(&r, 0, &g, 0, false, false);
+	enable(&r, 0, 1);
+	pass_one(&r, 0, &g, 9);
+	free_queue(&g);
+	rig_close(&r);
+}
+
+/* Ring areas must lie wholly inside one region of the front-end's address space, aligned: refused at
+ * SET_VRING_ADDR with the area, address and size named. */
+static void test_vring_addr_outside_memory(void)
+{
+	for (int packed = 0; packed < 2; packed++) {
+		struct rig r;
+		rig_ready(&r, packed);
+		CHECK_EQ(vring_num(&r, 0, QSZ), 0);
+		uint64_t b = (uintptr_t)r.mem, end = b + MEM_SIZE;
+		uint64_t da = b + 0x1000, aa = b + 0x2000, ua = b + 0x3000; /* good places */
+		size_t asz = packed ? 4 : 4 + 2 * QSZ + 2, usz = packed ? 4 : 4 + 8 * QSZ + 2;
+		char want[160];
+		log_clear();
+		/* Descriptor table straddling the region's end by one entry. */
+		CHECK_EQ(vring_addr(&r, 0, end - 16 * QSZ + 16, aa, ua), 1);
+		snprintf(want, sizeof(want), "SET_VRING_ADDR: queue 0: descriptor table at 0x%llx (%d bytes for size %d) "
+			 "is not inside one region", (unsigned long long)(end - 16 * QSZ + 16), 16 * QSZ, QSZ);
+		CHECK_EQ(log_count(want), 1);
+		/* Outside every region. */
+		CHECK_EQ(vring_addr(&r, 0, da, end + 0x100000, ua), 1);
+		snprintf(want, sizeof(want), "driver area at 0x%llx (%zu bytes for size %d) is not inside one region",
+			 (unsigned long long)(end + 0x100000), asz, QSZ);
+		CHECK_EQ(log_count(want), 1);
+		/* Guest-physical addresses where front-end addresses belong. */
+		CHECK_EQ(vring_addr(&r, 0, GPA + 0x1000, GPA + 0x2000, GPA + 0x3000), 1);
+		CHECK_EQ(vring_addr(&r, 0, da, aa, GPA + 0x3000), 1);
+		snprintf(want, sizeof(want), "device area at 0x%llx (%zu bytes for size %d) is not inside one region",
+			 (unsigned long long)(GPA + 0x3000), usz, QSZ);
+		CHECK_EQ(log_count(want), 1);
+		if (!packed) {
+			/* The avail ring's used_event field (EVENT_IDX) counts: 2 bytes past the end is outside. */
+			CHECK_EQ(vring_addr(&r, 0, da, end - asz + 2, ua), 1);
+			/* Exactly at the end, used_event included: taken. */
+			CHECK_EQ(vring_addr(&r, 0, da, end - asz, ua), 0);
+		} else {
+			CHECK_EQ(vring_addr(&r, 0, da, end - 2, ua), 1);
+			CHECK_EQ(vring_addr(&r, 0, da, aa, end - 4), 0);
+		}
+		/* Misaligned areas (virtio 1.2 2.7 / 2.8: descriptors 16, split avail 2 and used 4, packed 4 and 4). */
+		CHECK_EQ(vring_addr(&r, 0, da + 8, aa, ua), 1);
+		snprintf(want, sizeof(want), "SET_VRING_ADDR: queue 0: %s descriptor table at 0x%llx is not 16-byte aligned",
+			 packed ? "packed" : "split", (unsigned long long)(da + 8));
+		CHECK_EQ(log_count(want), 1);
+		CHECK_EQ(vring_addr(&r, 0, da, aa + 1, ua), 1);
+		CHECK_EQ(vring_addr(&r, 0, da, aa, ua + 2), 1);
+		snprintf(want, sizeof(want), "device area at 0x%llx is not 4-byte aligned", (unsigned long long)(ua + 2));
+		CHECK_EQ(log_count(want), 1);
+		if (packed)
+			CHECK_EQ(vring_addr(&r, 0, da, aa + 2, ua), 1);
+		/* None of that started anything; good rings do. */
+		CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_KICK, 0, -1), 0);
+		enable(&r, 0, 1);
+		CHECK_EQ(r.ev.started[0], 1);
+		CHECK(vhd_vu_dev_connected(r.dev));
+		rig_close(&r);
+	}
+}
+
+/* Addresses given before the memory table (or the size) are checked when the queue would start: a ring
+ * straddling the region's end keeps the queue stopped, with the log line. */
+static void test_vring_addr_checked_at_start(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	negotiate(&r, 0, true);
+	uint64_t b = (uintptr_t)r.mem, end = b + MEM_SIZE;
+	/* No memory table yet: only the alignment can be judged. */
+	CHECK_EQ(vring_num(&r, 0, QSZ), 0);
+	CHECK_EQ(vring_addr(&r, 0, end - 16 * QSZ + 16, b + 0x2000, b + 0x3000), 0);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_KICK, 0, -1), 0);
+	enable(&r, 0, 1);
+	log_clear();
+	set_mem_table(&r);
+	CHECK_EQ(r.ev.started[0], 0);
+	CHECK(vhd_vu_queue_acquire(r.dev, 0) == NULL);
+	char want[160];
+	snprintf(want, sizeof(want), "cannot start: queue 0: descriptor table at 0x%llx (%d bytes for size %d) is not "
+		 "inside one region", (unsigned long long)(end - 16 * QSZ + 16), 16 * QSZ, QSZ);
+	CHECK_EQ(log_count(want), 1);
+	/* A size that makes good rings too long for the region is caught the same way. */
+	CHECK_EQ(vring_addr(&r, 0, end - 16 * QSZ, b + 0x2000, b + 0x3000), 0);
+	CHECK_EQ(r.ev.started[0], 1);
+	log_clear();
+	CHECK_EQ(vring_num(&r, 0, 2 * QSZ), 0);
+	CHECK_EQ(r.ev.stopped[0], 1);
+	CHECK_EQ(r.ev.started[0], 1);
+	CHECK_EQ(log_count("cannot start: queue 0: descriptor table at"), 1);
+	rig_close(&r);
+}
+
 static const struct th_case cases[] = {
 	{"negotiation", test_negotiation, 0},
 	{"queue_split", test_queue_split, 0},
@@ -557,5 +766,11 @@ static const struct th_case cases[] = {
 	{"fuzz_vu_msg_region_beyond_file", test_fuzz_region_beyond_file, 0},
 	{"vring_fd_not_eventfd", test_vring_fd_not_eventfd, 0},
 	{"call_fd_full", test_call_fd_full, 0},
+	{"vring_num_limits", test_vring_num_limits, 0},
+	{"vring_num_boundaries_start", test_vring_num_boundaries_start, 0},
+	{"vring_num_rechecked_at_start", test_vring_num_rechecked_at_start, 0},
+	{"mem_table_no_regions", test_mem_table_no_regions, 0},
+	{"vring_addr_outside_memory", test_vring_addr_outside_memory, 0},
+	{"vring_addr_checked_at_start", test_vring_addr_checked_at_start, 0},
 };
 TH_MAIN("test_vhost_user", cases)
