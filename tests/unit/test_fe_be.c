@@ -8,7 +8,8 @@
  * Then the frontend against back-ends that misbehave during setup (a fake one driven by hand in the test:
  * silence, half a reply, wrong request, size, flags or fds, a close, a refusal): every vhd_fe_dispatch() call
  * returns at once, the frontend drops the back-end with the right error and a log line naming what it did,
- * and comes up against a good back-end afterwards; a stalled back-end holds up no other frontend.
+ * and comes up against a good back-end afterwards; a stalled back-end holds up no other frontend. And the
+ * virtio-user switch port's RX and TX windows, with one thread in each while the back-end restarts.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -24,6 +26,8 @@
 #include "harness.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
+#include "switch/port.h"
+#include "vhostd/pkt.h"
 #include "vhostd/frontend.h"
 #include "vhostd/log.h"
 #include "vhostd/vhost_user.h"
@@ -798,6 +802,115 @@ static void test_stalled_backend_holds_no_other(void)
 	fake_close(&f, p1);
 }
 
+/* ------------------------------------------------------------ the virtio-user port's windows */
+
+/* vhostd's virtio-user port with one forwarding thread in rx_burst and another in tx_burst of the same queue
+ * pair, while the control thread takes the port down (the back-end is killed) and up again, round after
+ * round. The control thread frees the rings when the port goes down, so it must wait for both threads to
+ * leave; with one busy flag for both directions, the side leaving cleared it under the other (ASan then
+ * reports the ring used after free). */
+struct port_thread {
+	struct sw_port *p;
+	struct vhd_pktpool *pool;
+	atomic_bool stop;
+	atomic_ullong bursts, frames;
+};
+
+static void *port_rx_loop(void *arg)
+{
+	struct port_thread *t = arg;
+	while (!atomic_load(&t->stop)) {
+		struct vhd_pkt *pk[SW_BURST];
+		unsigned n = t->p->ops->rx_burst(t->p, 0, t->pool, pk, SW_BURST);
+		vhd_pkt_free_bulk(pk, n);
+		atomic_fetch_add(&t->frames, n);
+		atomic_fetch_add(&t->bursts, 1);
+	}
+	return NULL;
+}
+
+static void *port_tx_loop(void *arg)
+{
+	struct port_thread *t = arg;
+	uint64_t seq = 0;
+	while (!atomic_load(&t->stop)) {
+		struct vhd_pkt *pk[SW_BURST];
+		unsigned n = vhd_pkt_alloc_bulk(t->pool, pk, SW_BURST);
+		for (unsigned i = 0; i < n; i++) {
+			uint32_t len = len_of(seq);
+			fill(vhd_pkt_data(pk[i]), len, seq++);
+			pk[i]->len = len;
+		}
+		unsigned sent = t->p->ops->tx_burst(t->p, 0, pk, n);
+		vhd_pkt_free_bulk(pk + sent, n - sent);
+		atomic_fetch_add(&t->frames, sent);
+		atomic_fetch_add(&t->bursts, 1);
+	}
+	return NULL;
+}
+
+static void port_pump(struct sw_port *p, bool want_up)
+{
+	long long t0 = now_ms();
+	while (p->ops->link_up(p) != want_up) {
+		CHECK(now_ms() - t0 < 20000); /* liveness */
+		struct pollfd pfd[2];
+		unsigned n = p->ops->pollfds(p, pfd, 2);
+		int t = p->ops->timeout_ms(p);
+		poll(pfd, n, t < 0 || t > 2 ? 2 : t);
+		p->ops->dispatch(p);
+	}
+}
+
+static void test_virtio_user_port_rx_tx_windows(void)
+{
+	char path[64], args[128], err[256];
+	snprintf(path, sizeof(path), "/tmp/vhd-fevup-%d.sock", getpid());
+	snprintf(args, sizeof(args), "path=%s", path);
+	vhd_log_set_level(VHD_LOG_ERR);
+	pid_t be = spawn_backend(path, false, 1);
+	usleep(50000);
+	static struct sw_port port;
+	struct sw_port *p = &port;
+	p->ops = &sw_virtio_user_ops;
+	snprintf(p->name, sizeof(p->name), "vup");
+	struct sw_kv kv[2] = {{"path", path}, {"mrg", "off"}};
+	(void)args;
+	CHECK_EQ(p->ops->create(p, kv, 2, err, sizeof(err)), 0);
+	struct port_thread rx = {.p = p}, tx = {.p = p};
+	CHECK_EQ(vhd_pktpool_create(4 * SW_BURST, 4096, &rx.pool), 0);
+	CHECK_EQ(vhd_pktpool_create(4 * SW_BURST, 4096, &tx.pool), 0);
+	pthread_t th[2];
+	CHECK(pthread_create(&th[0], NULL, port_rx_loop, &rx) == 0);
+	CHECK(pthread_create(&th[1], NULL, port_tx_loop, &tx) == 0);
+	for (int round = 0; round < rounds_scaled(40); round++) {
+		port_pump(p, true);
+		/* Both threads inside their windows, frames flowing, before the back-end goes. */
+		unsigned long long f0 = atomic_load(&rx.frames) + atomic_load(&tx.frames);
+		long long t0 = now_ms();
+		while (atomic_load(&rx.frames) + atomic_load(&tx.frames) < f0 + 200) {
+			CHECK(now_ms() - t0 < 20000); /* liveness */
+			struct pollfd pfd[2];
+			unsigned n = p->ops->pollfds(p, pfd, 2);
+			poll(pfd, n, 1);
+			p->ops->dispatch(p);
+		}
+		kill(be, SIGKILL);
+		waitpid(be, NULL, 0);
+		port_pump(p, false);
+		be = spawn_backend(path, false, 1);
+	}
+	CHECK(atomic_load(&rx.frames) > 0 && atomic_load(&tx.frames) > 0);
+	atomic_store(&rx.stop, true);
+	atomic_store(&tx.stop, true);
+	pthread_join(th[0], NULL);
+	pthread_join(th[1], NULL);
+	p->ops->destroy(p);
+	vhd_pktpool_destroy(rx.pool);
+	vhd_pktpool_destroy(tx.pool);
+	stop(be);
+}
+
 static const struct th_case cases[] = {
 	{"backend_thread_per_pair", test_backend_thread_per_pair, 120},
 	{"split", test_split, 120},
@@ -815,5 +928,6 @@ static const struct th_case cases[] = {
 	{"hostile_close", test_hostile_close, 60},
 	{"hostile_nack", test_hostile_nack, 60},
 	{"stalled_backend_holds_no_other", test_stalled_backend_holds_no_other, 60},
+	{"virtio_user_port_rx_tx_windows", test_virtio_user_port_rx_tx_windows, 120},
 };
 TH_MAIN("test_fe_be", cases)
