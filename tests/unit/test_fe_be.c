@@ -528,6 +528,12 @@ static long long now_ms(void)
 	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+/* Time limits of these cases, stretched under slow tools (VHD_TEST_TIMEOUT_SCALE). */
+static long long scaled_ms(long long ms)
+{
+	return ms * th_timeout_scale();
+}
+
 /* vhd_fe_dispatch() with a liveness bound: it never waits on the back-end, so a call that takes a second
  * is hung on it (the pre-state-machine frontend polled 2 s per reply, or forever in a half-read message). */
 static int dispatch_live(struct vhd_fe *fe)
@@ -535,7 +541,7 @@ static int dispatch_live(struct vhd_fe *fe)
 	long long t0 = now_ms();
 	int rc = vhd_fe_dispatch(fe);
 	long long took = now_ms() - t0;
-	if (took >= 1000) {
+	if (took >= scaled_ms(1000)) {
 		fprintf(stderr, "vhd_fe_dispatch() took %lld ms\n", took);
 		CHECK(!"vhd_fe_dispatch() returns promptly");
 	}
@@ -673,7 +679,7 @@ static void good_backend_carries(struct fe_run *r, const char *path)
 	CHECK_EQ(vhd_vu_dev_create(&c, &dev), 0);
 	long long t0 = now_ms();
 	while (!vhd_fe_up(r->fe)) {
-		CHECK(now_ms() - t0 < 20000); /* liveness */
+		CHECK(now_ms() - t0 < scaled_ms(20000)); /* liveness */
 		backend_step(dev, 1, true);
 		struct pollfd pfd[2];
 		unsigned n = vhd_fe_pollfds(r->fe, pfd, 2);
@@ -688,6 +694,7 @@ static void good_backend_carries(struct fe_run *r, const char *path)
 	vhd_vu_dev_destroy(dev);
 }
 
+/* want_log: a printf format; %u is the reply timeout. */
 static void hostile_setup(enum misbehave how, int want_rc, const char *want_log)
 {
 	char path[64];
@@ -697,13 +704,13 @@ static void hostile_setup(enum misbehave how, int want_rc, const char *want_log)
 	struct fake_be f;
 	fake_listen(&f, path, how);
 	struct fe_run r;
-	fe_reply_timeout_ms = 200;
+	fe_reply_timeout_ms = (unsigned)scaled_ms(200);
 	fe_open(&r, path, false, 1, 0);
 	/* Every call returns at once; the first error is the back-end's misbehaviour being noticed. */
 	int rc = 0;
 	long long t0 = now_ms();
 	while (rc == 0) {
-		CHECK(now_ms() - t0 < 20000); /* liveness */
+		CHECK(now_ms() - t0 < scaled_ms(20000)); /* liveness */
 		fake_step(&f);
 		struct pollfd pfd[2];
 		unsigned n = vhd_fe_pollfds(r.fe, pfd, 2);
@@ -716,6 +723,9 @@ static void hostile_setup(enum misbehave how, int want_rc, const char *want_log)
 			strerror(-want_rc));
 	CHECK_EQ(rc, want_rc);
 	CHECK(!r.down_seen); /* it never came up */
+	char want[160];
+	snprintf(want, sizeof(want), want_log, fe_reply_timeout_ms);
+	want_log = want;
 	if (!strstr(logged, want_log))
 		fprintf(stderr, "no log line with \"%s\"\n", want_log);
 	CHECK(strstr(logged, want_log) != NULL);
@@ -730,7 +740,7 @@ static void hostile_setup(enum misbehave how, int want_rc, const char *want_log)
 
 static void test_hostile_silent(void)
 {
-	hostile_setup(BAD_SILENT, -ETIMEDOUT, "did not answer GET_FEATURES within 200 ms");
+	hostile_setup(BAD_SILENT, -ETIMEDOUT, "did not answer GET_FEATURES within %u ms");
 }
 static void test_hostile_half_reply(void)
 {
@@ -781,7 +791,7 @@ static void test_stalled_backend_holds_no_other(void)
 	fe_open(&good, p2, false, 1, 0);
 	long long t0 = now_ms();
 	while (good.received < 5000) {
-		CHECK(now_ms() - t0 < 30000); /* liveness */
+		CHECK(now_ms() - t0 < scaled_ms(30000)); /* liveness */
 		fake_step(&f);
 		CHECK_EQ(dispatch_live(stalled.fe), 0);
 		backend_step(dev, 1, !vhd_fe_up(good.fe));
@@ -853,7 +863,7 @@ static void port_pump(struct sw_port *p, bool want_up)
 {
 	long long t0 = now_ms();
 	while (p->ops->link_up(p) != want_up) {
-		CHECK(now_ms() - t0 < 20000); /* liveness */
+		CHECK(now_ms() - t0 < scaled_ms(20000)); /* liveness */
 		struct pollfd pfd[2];
 		unsigned n = p->ops->pollfds(p, pfd, 2);
 		int t = p->ops->timeout_ms(p);
@@ -889,7 +899,7 @@ static void test_virtio_user_port_rx_tx_windows(void)
 		unsigned long long f0 = atomic_load(&rx.frames) + atomic_load(&tx.frames);
 		long long t0 = now_ms();
 		while (atomic_load(&rx.frames) + atomic_load(&tx.frames) < f0 + 200) {
-			CHECK(now_ms() - t0 < 20000); /* liveness */
+			CHECK(now_ms() - t0 < scaled_ms(20000)); /* liveness */
 			struct pollfd pfd[2];
 			unsigned n = p->ops->pollfds(p, pfd, 2);
 			poll(pfd, n, 1);
