@@ -557,6 +557,7 @@ enum misbehave {
 	BAD_FDS,      /* a reply with an fd attached */
 	BAD_CLOSE,    /* negotiates REPLY_ACK, acknowledges, closes at SET_MEM_TABLE */
 	BAD_NACK,     /* negotiates REPLY_ACK, then refuses SET_OWNER */
+	MUTE_WHEN_UP, /* answers GET_FEATURES (no protocol features: nothing else has a reply), then nothing */
 };
 
 /* A vhost-user back-end played by hand, one request at a time, in the test's own thread. */
@@ -647,6 +648,9 @@ static void fake_step(struct fake_be *f)
 			f->pipe_w = pfd[1];
 			break;
 		}
+		case MUTE_WHEN_UP:
+			fake_reply(f, VHOST_USER_GET_FEATURES, ok, 8, feat);
+			break;
 		case BAD_CLOSE:
 		case BAD_NACK:
 			fake_reply(f, VHOST_USER_GET_FEATURES, ok, 8, feat | VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES));
@@ -769,6 +773,36 @@ static void test_hostile_close(void)
 static void test_hostile_nack(void)
 {
 	hostile_setup(BAD_NACK, -EREMOTEIO, "the back-end refused SET_OWNER (status 1)");
+}
+
+/* vhd_fe_destroy() of a frontend that is up does not wait on its back-end (which answers nothing more): the
+ * frontend that stopped each ring with GET_VRING_BASE first waited 2 s for a reply that never came. */
+static void test_destroy_does_not_wait(void)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/vhd-femute-%d.sock", getpid());
+	signal(SIGPIPE, SIG_IGN);
+	struct fake_be f;
+	fake_listen(&f, path, MUTE_WHEN_UP);
+	struct fe_run r;
+	fe_open(&r, path, false, 1, 0);
+	long long t0 = now_ms();
+	while (!vhd_fe_up(r.fe)) {
+		CHECK(now_ms() - t0 < scaled_ms(20000)); /* liveness */
+		fake_step(&f);
+		struct pollfd pfd[2];
+		unsigned n = vhd_fe_pollfds(r.fe, pfd, 2);
+		poll(pfd, n, 1);
+		CHECK_EQ(dispatch_live(r.fe), 0);
+	}
+	t0 = now_ms();
+	vhd_fe_destroy(r.fe);
+	long long took = now_ms() - t0;
+	if (took >= scaled_ms(1000))
+		fprintf(stderr, "vhd_fe_destroy() took %lld ms\n", took);
+	CHECK(took < scaled_ms(1000)); /* liveness */
+	CHECK(r.down_seen);
+	fake_close(&f, path);
 }
 
 /* One frontend held in setup by a back-end stalled halfway through a reply; a second one, in the same thread,
@@ -938,6 +972,7 @@ static const struct th_case cases[] = {
 	{"hostile_close", test_hostile_close, 60},
 	{"hostile_nack", test_hostile_nack, 60},
 	{"stalled_backend_holds_no_other", test_stalled_backend_holds_no_other, 60},
+	{"destroy_does_not_wait", test_destroy_does_not_wait, 60},
 	{"virtio_user_port_rx_tx_windows", test_virtio_user_port_rx_tx_windows, 120},
 };
 TH_MAIN("test_fe_be", cases)
