@@ -400,16 +400,15 @@ static int dev_mem_create(struct vhd_vu_dev *dev, struct vhd_mem **out)
 
 static int h_set_mem_table(struct vhd_vu_dev *dev, struct vhu_msg *m)
 {
-	struct vhd_mem *mem;
-	if (dev_mem_create(dev, &mem) < 0)
-		return -ENOMEM;
 	const struct vhost_user_memory *t = &m->p.memory;
 	/* No conforming front-end sends an empty table; ADD_MEM_REG is the way to start from none. */
 	if (t->nregions == 0) {
 		vu_err(dev, "%s: SET_MEM_TABLE: 0 regions: a memory table needs at least one", dev->name);
-		vhd_mem_destroy(mem);
 		return -EINVAL;
 	}
+	struct vhd_mem *mem;
+	if (dev_mem_create(dev, &mem) < 0)
+		return -ENOMEM;
 	for (unsigned i = 0; i < t->nregions; i++) {
 		const struct vhost_user_memory_region *r = &t->regions[i];
 		int fd = m->fds[i];
