@@ -14,6 +14,12 @@
  * Everything the front-end sends is hostile: sizes, indices, fds, addresses and regions are checked; a bad
  * message is refused with a log line naming it (and a REPLY_ACK failure when one was asked for), and only a
  * message that leaves the stream unusable closes the connection.
+ *
+ * No call here waits on the front-end. The socket is non-blocking; a message is assembled across dispatch calls
+ * and replies wait in a bounded per-connection queue. A front-end that starts a message and does not finish
+ * it, or does not read what we send, within vhd_vu_config.msg_timeout_ms is disconnected with a log line naming
+ * what it did. Every send uses MSG_NOSIGNAL: a front-end that has gone away never raises SIGPIPE in the
+ * embedding program.
  */
 #ifndef VHOSTD_VHOST_USER_H
 #define VHOSTD_VHOST_USER_H
@@ -57,6 +63,9 @@ struct vhd_vu_config {
 	void (*event)(struct vhd_vu_dev *dev, enum vhd_vu_event ev, unsigned qidx, void *opaque);
 	void *opaque;
 	const char *name;            /**< for log lines; copied */
+	/** A message the front-end has started must arrive whole, and each message we send must be read, within
+	 *  this many milliseconds, or the front-end is disconnected (default 2000). */
+	unsigned msg_timeout_ms;
 };
 
 /** The virtio-net features a device offers by default. */
@@ -73,17 +82,20 @@ int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out);
 void vhd_vu_dev_destroy(struct vhd_vu_dev *dev);
 
 /**
- * The fds the control thread should poll for input (listening socket or connection). Fills up to max entries.
+ * The fds the control thread should poll, with their events (the listening socket, or the connection: POLLIN,
+ * or POLLOUT while replies wait to be written). Fills up to max entries.
  * @return the number filled.
  */
 unsigned vhd_vu_dev_pollfds(struct vhd_vu_dev *dev, struct pollfd *fds, unsigned max);
 
-/** Milliseconds until vhd_vu_dev_dispatch() must run even without input (client reconnect), or -1. */
+/** Milliseconds until vhd_vu_dev_dispatch() must run even without input (a client's reconnect, or a message's
+ *  deadline), or -1. */
 int vhd_vu_dev_timeout_ms(struct vhd_vu_dev *dev);
 
 /**
- * Do whatever is pending: accept, reconnect, or handle one message. Never blocks waiting for input that is not
- * there, but reads a message's payload once its header has arrived. With vhd_mem_guard_sigbus() installed, a
+ * Do whatever is pending: accept, reconnect, write queued replies, read what has arrived and handle each whole
+ * message (up to a budget per call), and disconnect a front-end whose message or reply is past its deadline.
+ * Never blocks on the front-end. With vhd_mem_guard_sigbus() installed, a
  * front-end that shrank its memory file under the data path is hung up on here (the guard shuts the socket down
  * so that this runs at once), with an error naming the region.
  * @return 0, or a negative errno describing a connection that was just lost (the device keeps running and

@@ -29,8 +29,8 @@
 #include "vhostd/virtq.h"
 
 #define VU_MAX_QUEUES (2 * VHD_VU_MAX_QUEUE_PAIRS)
-/* Read timeout on the connection: a header whose payload never comes cannot stall the control thread. */
-#define VU_RCV_TIMEOUT_MS 1000
+/* Default time a front-end has to finish sending a message it started, and to read what we sent it. */
+#define VU_MSG_TIMEOUT_MS 2000
 /* Messages handled per dispatch call, so one chatty front-end cannot starve the caller's loop. */
 #define VU_DISPATCH_BUDGET 64
 
@@ -52,6 +52,7 @@ struct vhd_vu_dev {
 	struct vhd_vu_config cfg;
 	char name[32];
 	struct vhu_conn conn;
+	unsigned msg_timeout_ms;
 
 	uint64_t offered, features;
 	uint64_t proto_offered, proto;
@@ -251,7 +252,13 @@ static int send_reply(struct vhd_vu_dev *dev, const struct vhu_msg *req, const v
 	if (size)
 		memcpy(&r.p, payload, size);
 	r.nfds = 0;
-	int rc = vhu_msg_send(dev->conn.fd, &r);
+	int rc = vhu_io_send(&dev->conn.io, &r);
+	if (rc == -ENOBUFS)
+		vu_err(dev, "%s: the front-end does not read its replies (%d unread, reply to %s): closing", dev->name,
+		       VHU_IO_QUEUE, vhu_req_info(req->hdr.request)->name);
+	else if (rc < 0)
+		vu_err(dev, "%s: cannot reply to %s: %s", dev->name, vhu_req_info(req->hdr.request)->name,
+		       strerror(-rc));
 	return rc < 0 ? VU_FATAL : 0;
 }
 
@@ -322,7 +329,7 @@ static int dev_mem_create(struct vhd_vu_dev *dev, struct vhd_mem **out)
 {
 	int rc = vhd_mem_create(out);
 	if (rc == 0)
-		vhd_mem_set_wake_fd(*out, dev->conn.fd);
+		vhd_mem_set_wake_fd(*out, dev->conn.io.fd);
 	return rc;
 }
 
@@ -741,8 +748,6 @@ static int handle(struct vhd_vu_dev *dev, struct vhu_msg *m)
 
 static void set_conn(struct vhd_vu_dev *dev)
 {
-	struct timeval tv = {VU_RCV_TIMEOUT_MS / 1000, (VU_RCV_TIMEOUT_MS % 1000) * 1000};
-	setsockopt(dev->conn.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	dev->proto = 0;
 	dev->owner = false;
 	vhd_log(VHD_LOG_INFO, "%s: front-end connected", dev->name);
@@ -751,7 +756,7 @@ static void set_conn(struct vhd_vu_dev *dev)
 
 static void disconnect(struct vhd_vu_dev *dev, int why)
 {
-	if (dev->conn.fd < 0)
+	if (dev->conn.io.fd < 0)
 		return;
 	device_reset(dev, false);
 	close_fd(&dev->backend_req_fd);
@@ -773,6 +778,7 @@ int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 	snprintf(dev->name, sizeof(dev->name), "%s", cfg->name ? cfg->name : "vhost-user");
 	dev->cfg.name = dev->name;
 	dev->backend_req_fd = -1;
+	dev->msg_timeout_ms = cfg->msg_timeout_ms ? cfg->msg_timeout_ms : VU_MSG_TIMEOUT_MS;
 	dev->nq = 2u * cfg->max_queue_pairs;
 	dev->offered = (cfg->features ? cfg->features : vhd_vu_default_features()) |
 		       VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES);
@@ -796,7 +802,7 @@ int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 		return rc;
 	}
 	dev->cfg.path = dev->conn.path;
-	if (dev->conn.fd >= 0)
+	if (dev->conn.io.fd >= 0)
 		set_conn(dev);
 	*out = dev;
 	return 0;
@@ -819,21 +825,18 @@ unsigned vhd_vu_dev_pollfds(struct vhd_vu_dev *dev, struct pollfd *fds, unsigned
 
 int vhd_vu_dev_timeout_ms(struct vhd_vu_dev *dev)
 {
-	return vhu_conn_timeout_ms(&dev->conn);
-}
-
-static bool readable(int fd)
-{
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-	return poll(&p, 1, 0) > 0;
+	if (dev->conn.io.fd < 0)
+		return vhu_conn_timeout_ms(&dev->conn);
+	return vhu_io_timeout_ms(&dev->conn.io, dev->msg_timeout_ms);
 }
 
 int vhd_vu_dev_dispatch(struct vhd_vu_dev *dev)
 {
-	if (dev->conn.fd < 0) {
-		if (vhu_conn_poll(&dev->conn))
-			set_conn(dev);
-		return 0;
+	struct vhu_io *io = &dev->conn.io;
+	if (io->fd < 0) {
+		if (!vhu_conn_poll(&dev->conn))
+			return 0;
+		set_conn(dev);
 	}
 	uint64_t gpa;
 	if (dev->mem && vhd_mem_faulted(dev->mem, &gpa)) {
@@ -842,20 +845,27 @@ int vhd_vu_dev_dispatch(struct vhd_vu_dev *dev)
 		disconnect(dev, EFAULT);
 		return -EFAULT;
 	}
-	for (unsigned n = 0; n < VU_DISPATCH_BUDGET && dev->conn.fd >= 0 && readable(dev->conn.fd); n++) {
+	int rc = vhu_io_flush(io);
+	if (rc < 0 && rc != -EAGAIN) {
+		disconnect(dev, rc);
+		return rc;
+	}
+	/* Requests are read only while every reply so far is out: a front-end that does not read is not
+	 * buffered for, it meets the deadline below. */
+	for (unsigned n = 0; n < VU_DISPATCH_BUDGET && !vhu_io_out_pending(io); n++) {
 		struct vhu_msg m;
-		int rc = vhu_msg_recv(dev->conn.fd, &m);
+		rc = vhu_io_recv(io, &m);
+		if (rc == -EAGAIN)
+			break;
 		if (rc == -EBADMSG) {
-			vu_err(dev, "%s: message with more than %d fds refused", dev->name, VHOST_USER_MAX_FDS);
+			vu_err(dev, "%s: %s with more than %d fds refused", dev->name, vhu_req_info(m.hdr.request)->name,
+			       VHOST_USER_MAX_FDS);
 			continue;
 		}
 		if (rc < 0) {
 			if (rc == -EPROTO)
 				vu_err(dev, "%s: malformed message header (request %u, flags 0x%x, size %u): closing",
 				       dev->name, m.hdr.request, m.hdr.flags, m.hdr.size);
-			else if (rc == -EAGAIN)
-				vu_err(dev, "%s: message payload did not arrive within %d ms: closing", dev->name,
-				       VU_RCV_TIMEOUT_MS);
 			disconnect(dev, rc);
 			return rc;
 		}
@@ -865,6 +875,12 @@ int vhd_vu_dev_dispatch(struct vhd_vu_dev *dev)
 			disconnect(dev, EPIPE);
 			return -EPIPE;
 		}
+	}
+	char why[192];
+	if (vhu_io_expired(io, dev->msg_timeout_ms, why, sizeof(why))) {
+		vu_err(dev, "%s: the front-end %s: closing", dev->name, why);
+		disconnect(dev, ETIMEDOUT);
+		return -ETIMEDOUT;
 	}
 	return 0;
 }
@@ -894,7 +910,7 @@ unsigned vhd_vu_build_rarp(const uint8_t mac[6], uint8_t *frame)
 
 bool vhd_vu_dev_connected(const struct vhd_vu_dev *dev)
 {
-	return dev->conn.fd >= 0;
+	return dev->conn.io.fd >= 0;
 }
 
 uint64_t vhd_vu_dev_features(const struct vhd_vu_dev *dev)

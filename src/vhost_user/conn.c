@@ -29,9 +29,11 @@ static void try_connect(struct vhu_conn *c)
 {
 	struct sockaddr_un sa;
 	fill_addr(c, &sa);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* Non-blocking: a unix-socket connect either completes at once or fails (EAGAIN when the listener's
+	 * backlog is full), and a listener that never accepts cannot hold us here. */
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		c->fd = fd;
+		vhu_io_init(&c->io, fd);
 		c->backoff_ms = c->min_ms;
 		return;
 	}
@@ -51,7 +53,7 @@ int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned mi
 		return -ENAMETOOLONG;
 	strcpy(c->path, path);
 	c->client = client;
-	c->listen_fd = c->fd = -1;
+	c->listen_fd = c->io.fd = -1;
 	c->min_ms = min_ms ? min_ms : 100;
 	c->max_ms = max_ms ? max_ms : 5000;
 	if (c->max_ms < c->min_ms)
@@ -81,9 +83,7 @@ int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned mi
 
 void vhu_conn_fini(struct vhu_conn *c)
 {
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
+	vhu_io_close(&c->io);
 	if (c->listen_fd >= 0) {
 		close(c->listen_fd);
 		c->listen_fd = -1;
@@ -93,16 +93,20 @@ void vhu_conn_fini(struct vhu_conn *c)
 
 unsigned vhu_conn_pollfds(const struct vhu_conn *c, struct pollfd *fds, unsigned max)
 {
-	int fd = c->fd >= 0 ? c->fd : c->listen_fd;
-	if (max == 0 || fd < 0)
+	if (max == 0)
 		return 0;
-	fds[0] = (struct pollfd){.fd = fd, .events = POLLIN};
+	if (c->io.fd >= 0)
+		fds[0] = (struct pollfd){.fd = c->io.fd, .events = vhu_io_events(&c->io)};
+	else if (c->listen_fd >= 0)
+		fds[0] = (struct pollfd){.fd = c->listen_fd, .events = POLLIN};
+	else
+		return 0;
 	return 1;
 }
 
 int vhu_conn_timeout_ms(const struct vhu_conn *c)
 {
-	if (!c->client || c->fd >= 0)
+	if (!c->client || c->io.fd >= 0)
 		return -1;
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
@@ -112,21 +116,21 @@ int vhu_conn_timeout_ms(const struct vhu_conn *c)
 
 bool vhu_conn_poll(struct vhu_conn *c)
 {
-	if (c->fd >= 0)
+	if (c->io.fd >= 0)
 		return false;
 	if (!c->client) {
-		c->fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd >= 0)
+			vhu_io_init(&c->io, fd);
 	} else if (vhu_conn_timeout_ms(c) == 0) {
 		try_connect(c);
 	}
-	return c->fd >= 0;
+	return c->io.fd >= 0;
 }
 
 void vhu_conn_lost(struct vhu_conn *c)
 {
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
+	vhu_io_close(&c->io);
 	if (c->client)
 		now_plus_ms(&c->next_try, c->backoff_ms);
 }

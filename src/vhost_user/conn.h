@@ -2,7 +2,9 @@
 /*
  * One vhost-user connection end, shared by the back-end and the frontend: either we listen on a path and accept
  * one peer at a time, or we connect to it and, when that fails or the peer goes, retry with capped exponential
- * back-off. The caller's event loop drives it through pollfds / timeout / poll.
+ * back-off. The caller's event loop drives it through pollfds / timeout / poll. Nothing here waits on the peer:
+ * the listening socket, connection attempts and the connection itself are non-blocking, and the connection's
+ * messages go through c->io (msg.h), which owns its fd.
  */
 #ifndef VHD_VHOST_USER_CONN_H
 #define VHD_VHOST_USER_CONN_H
@@ -12,11 +14,13 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include "msg.h"
+
 struct vhu_conn {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	bool client;
 	int listen_fd;
-	int fd; /* the connection, or -1 */
+	struct vhu_io io; /* the connection; io.fd is -1 while there is none */
 	unsigned backoff_ms, min_ms, max_ms;
 	struct timespec next_try;
 };
@@ -27,13 +31,13 @@ int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned mi
 /* Close everything; a server also removes its socket file. */
 void vhu_conn_fini(struct vhu_conn *c);
 
-/* The fd to poll for input: the connection, else the listening socket; 0 or 1 entries. */
+/* The fd to poll: the connection (with vhu_io_events()), else the listening socket; 0 or 1 entries. */
 unsigned vhu_conn_pollfds(const struct vhu_conn *c, struct pollfd *fds, unsigned max);
 
 /* Milliseconds until vhu_conn_poll() should run without input (client retry), or -1. */
 int vhu_conn_timeout_ms(const struct vhu_conn *c);
 
-/* Accept or retry as due. Returns true when a connection was just made (c->fd is then valid). */
+/* Accept or retry as due. Returns true when a connection was just made (c->io is then set up on it). */
 bool vhu_conn_poll(struct vhu_conn *c);
 
 /* The connection ended: close it; a client schedules its next attempt after the current back-off. */

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -75,6 +78,49 @@ static void close_all(int *fds, unsigned n)
 			close(fds[i]);
 }
 
+/* Control-message room for one fd more than a message may carry, so an over-long list shows up. */
+union fd_ctl {
+	char buf[CMSG_SPACE(sizeof(int) * (VHOST_USER_MAX_FDS + 1))];
+	struct cmsghdr align;
+};
+
+/* Attach n fds (n <= VHOST_USER_MAX_FDS) to mh as one SCM_RIGHTS message in ctl. */
+static void attach_fds(struct msghdr *mh, union fd_ctl *ctl, const int *fds, unsigned n)
+{
+	if (!n)
+		return;
+	memset(ctl, 0, sizeof(*ctl));
+	mh->msg_control = ctl->buf;
+	mh->msg_controllen = CMSG_SPACE(sizeof(int) * n);
+	struct cmsghdr *c = CMSG_FIRSTHDR(mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+}
+
+/* Move the fds a recvmsg() delivered into dst[*n..max); any beyond max are closed. Returns false if some were. */
+static bool take_fds(struct msghdr *mh, int *dst, unsigned *n, unsigned max)
+{
+	bool all = true;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0))
+			continue;
+		size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (*n < max) {
+				dst[(*n)++] = fd;
+			} else {
+				close(fd);
+				all = false;
+			}
+		}
+	}
+	return all;
+}
+
 void vhu_msg_close_fds(struct vhu_msg *m)
 {
 	close_all(m->fds, m->nfds);
@@ -111,10 +157,7 @@ static int read_full(int sock, void *buf, size_t len)
 int vhu_msg_recv(int sock, struct vhu_msg *m)
 {
 	/* Room for one more fd than allowed, so an over-long fd list shows up as MSG_CTRUNC or a count we reject. */
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * (VHOST_USER_MAX_FDS + 1))];
-		struct cmsghdr align;
-	} ctl;
+	union fd_ctl ctl;
 	struct iovec iov = {.iov_base = &m->hdr, .iov_len = sizeof(m->hdr)};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
 	m->nfds = 0;
@@ -130,19 +173,7 @@ int vhu_msg_recv(int sock, struct vhu_msg *m)
 	/* Collect every fd first so that each error path below can close them all. */
 	int got[VHOST_USER_MAX_FDS + 1];
 	unsigned ngot = 0;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0))
-			continue;
-		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < n; i++) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (ngot < VHOST_USER_MAX_FDS + 1)
-				got[ngot++] = fd;
-			else
-				close(fd);
-		}
-	}
+	take_fds(&mh, got, &ngot, VHOST_USER_MAX_FDS + 1);
 	if ((size_t)r < sizeof(m->hdr)) {
 		close_all(got, ngot);
 		return -ECONNRESET;
@@ -223,22 +254,10 @@ int vhu_msg_send(int sock, const struct vhu_msg *m)
 {
 	if (m->hdr.size > sizeof(m->p) || m->nfds > VHOST_USER_MAX_FDS)
 		return -EINVAL;
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * VHOST_USER_MAX_FDS)];
-		struct cmsghdr align;
-	} ctl;
+	union fd_ctl ctl;
 	struct iovec iov[2] = {{(void *)&m->hdr, sizeof(m->hdr)}, {(void *)&m->p, m->hdr.size}};
 	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = m->hdr.size ? 2 : 1};
-	if (m->nfds) {
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * m->nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * m->nfds);
-		memcpy(CMSG_DATA(c), m->fds, sizeof(int) * m->nfds);
-	}
+	attach_fds(&mh, &ctl, m->fds, m->nfds);
 	size_t total = sizeof(m->hdr) + m->hdr.size, sent = 0;
 	while (sent < total) {
 		ssize_t r = sendmsg(sock, &mh, MSG_NOSIGNAL);
@@ -267,4 +286,228 @@ int vhu_msg_send(int sock, const struct vhu_msg *m)
 		}
 	}
 	return 0;
+}
+
+/* ---------------------------------------------------------------- non-blocking connection I/O */
+
+static void io_now(struct timespec *t)
+{
+	clock_gettime(CLOCK_MONOTONIC, t);
+}
+
+static long long ms_since(const struct timespec *t)
+{
+	struct timespec now;
+	io_now(&now);
+	return (long long)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+void vhu_io_init(struct vhu_io *io, int fd)
+{
+	memset(io, 0, sizeof(*io));
+	io->fd = fd;
+	io->in.nfds = 0;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0 && !(fl & O_NONBLOCK))
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static void out_drop_head(struct vhu_io *io)
+{
+	struct vhu_io_out *o = &io->out[io->out_head];
+	close_all(o->fds, o->nfds);
+	o->nfds = 0;
+	io->out_head = (io->out_head + 1) % VHU_IO_QUEUE;
+	io->out_n--;
+}
+
+static void in_reset(struct vhu_io *io)
+{
+	vhu_msg_close_fds(&io->in);
+	io->in_got = 0;
+	io->in_fds_cut = false;
+}
+
+void vhu_io_close(struct vhu_io *io)
+{
+	in_reset(io);
+	while (io->out_n)
+		out_drop_head(io);
+	if (io->fd >= 0)
+		close(io->fd);
+	io->fd = -1;
+}
+
+bool vhu_io_out_pending(const struct vhu_io *io)
+{
+	return io->out_n != 0;
+}
+
+short vhu_io_events(const struct vhu_io *io)
+{
+	return io->out_n ? POLLOUT : POLLIN;
+}
+
+int vhu_io_recv(struct vhu_io *io, struct vhu_msg *m)
+{
+	const size_t hsz = sizeof(io->in.hdr);
+	/* Each pass reads at most the rest of the header or of the payload; the loop ends at EAGAIN, at the end
+	 * of the message, or on an error, and a message is at most hsz + sizeof(payload) bytes long. */
+	for (;;) {
+		if (io->in_got >= hsz && io->in_got - hsz == io->in.hdr.size) {
+			bool cut = io->in_fds_cut;
+			m->hdr = io->in.hdr;
+			memcpy(&m->p, &io->in.p, io->in.hdr.size);
+			/* Bytes past what the peer sent must not look like data from an earlier message. */
+			memset((char *)&m->p + io->in.hdr.size, 0, sizeof(m->p) - io->in.hdr.size);
+			memcpy(m->fds, io->in.fds, io->in.nfds * sizeof(int));
+			m->nfds = io->in.nfds;
+			io->in.nfds = 0;
+			io->in_got = 0;
+			io->in_fds_cut = false;
+			if (cut) {
+				vhu_msg_close_fds(m);
+				return -EBADMSG;
+			}
+			return 0;
+		}
+		void *dst;
+		size_t want;
+		if (io->in_got < hsz) {
+			dst = (char *)&io->in.hdr + io->in_got;
+			want = hsz - io->in_got;
+		} else {
+			size_t off = io->in_got - hsz;
+			dst = (char *)&io->in.p + off;
+			want = io->in.hdr.size - off;
+		}
+		union fd_ctl ctl;
+		struct iovec iov = {.iov_base = dst, .iov_len = want};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+				    .msg_controllen = sizeof(ctl.buf)};
+		ssize_t r = recvmsg(io->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (r < 0 && errno == EINTR)
+			continue;
+		/* Fds first, so that no return below can leave one open. */
+		if (r > 0 && (!take_fds(&mh, io->in.fds, &io->in.nfds, VHOST_USER_MAX_FDS) ||
+			      (mh.msg_flags & MSG_CTRUNC)))
+			io->in_fds_cut = true;
+		if (r == 0) {
+			in_reset(io);
+			return -ECONNRESET;
+		}
+		if (r < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+		if (io->in_got == 0)
+			io_now(&io->in_since);
+		io->in_got += (size_t)r;
+		if (io->in_got == hsz &&
+		    ((io->in.hdr.flags & VHOST_USER_VERSION_MASK) != VHOST_USER_VERSION || io->in.hdr.size > sizeof(io->in.p))) {
+			m->hdr = io->in.hdr;
+			m->nfds = 0;
+			in_reset(io);
+			return -EPROTO;
+		}
+	}
+}
+
+int vhu_io_flush(struct vhu_io *io)
+{
+	/* Each pass writes part of the head message or the rest of it; the loop ends at EAGAIN or an empty queue. */
+	while (io->out_n) {
+		struct vhu_io_out *o = &io->out[io->out_head];
+		size_t total = sizeof(o->hdr) + o->hdr.size, hsz = sizeof(o->hdr);
+		struct iovec iov[2];
+		int niov = 0;
+		if (o->off < hsz)
+			iov[niov++] = (struct iovec){(char *)&o->hdr + o->off, hsz - o->off};
+		if (o->hdr.size) {
+			size_t poff = o->off > hsz ? o->off - hsz : 0;
+			iov[niov++] = (struct iovec){(char *)&o->p + poff, o->hdr.size - poff};
+		}
+		union fd_ctl ctl;
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)niov};
+		attach_fds(&mh, &ctl, o->fds, o->nfds);
+		ssize_t r = sendmsg(io->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+		}
+		/* The fds went with the first byte written: the peer has its own copies now. */
+		close_all(o->fds, o->nfds);
+		o->nfds = 0;
+		o->off += (size_t)r;
+		if (o->off >= total)
+			out_drop_head(io);
+	}
+	return 0;
+}
+
+int vhu_io_send(struct vhu_io *io, const struct vhu_msg *m)
+{
+	if (m->hdr.size > sizeof(m->p) || m->nfds > VHOST_USER_MAX_FDS)
+		return -EINVAL;
+	if (io->fd < 0)
+		return -ENOTCONN;
+	if (io->out_n == VHU_IO_QUEUE)
+		return -ENOBUFS;
+	struct vhu_io_out *o = &io->out[(io->out_head + io->out_n) % VHU_IO_QUEUE];
+	o->nfds = 0;
+	for (unsigned i = 0; i < m->nfds; i++) {
+		int fd = fcntl(m->fds[i], F_DUPFD_CLOEXEC, 0);
+		if (fd < 0) {
+			int rc = -errno;
+			close_all(o->fds, o->nfds);
+			o->nfds = 0;
+			return rc;
+		}
+		o->fds[o->nfds++] = fd;
+	}
+	o->hdr = m->hdr;
+	memcpy(&o->p, &m->p, m->hdr.size);
+	o->off = 0;
+	io_now(&o->queued);
+	io->out_n++;
+	int rc = vhu_io_flush(io);
+	return rc == -EAGAIN ? 0 : rc;
+}
+
+int vhu_io_timeout_ms(const struct vhu_io *io, unsigned limit_ms)
+{
+	long long waited = -1;
+	if (io->in_got)
+		waited = ms_since(&io->in_since);
+	if (io->out_n) {
+		long long w = ms_since(&io->out[io->out_head].queued);
+		if (w > waited)
+			waited = w;
+	}
+	if (waited < 0)
+		return -1;
+	/* Rounded up by one so that a poll() that wakes at the deadline finds it passed, not 0 ms short. */
+	return waited >= limit_ms ? 0 : (int)(limit_ms - waited + 1);
+}
+
+const char *vhu_io_expired(const struct vhu_io *io, unsigned limit_ms, char *buf, size_t len)
+{
+	const size_t hsz = sizeof(io->in.hdr);
+	if (io->in_got && ms_since(&io->in_since) >= limit_ms) {
+		if (io->in_got < hsz)
+			snprintf(buf, len, "sent %zu of a message header's %zu bytes, then nothing more for %u ms",
+				 io->in_got, hsz, limit_ms);
+		else
+			snprintf(buf, len, "sent %s (%u) with %zu of its %u payload bytes, then nothing more for %u ms",
+				 vhu_req_info(io->in.hdr.request)->name, io->in.hdr.request, io->in_got - hsz,
+				 io->in.hdr.size, limit_ms);
+		return buf;
+	}
+	if (io->out_n && ms_since(&io->out[io->out_head].queued) >= limit_ms) {
+		const struct vhu_io_out *o = &io->out[io->out_head];
+		snprintf(buf, len, "did not read what we sent for %u ms (%u message%s queued, the oldest %s with %zu of "
+			 "%zu bytes written)", limit_ms, io->out_n, io->out_n == 1 ? "" : "s",
+			 vhu_req_info(o->hdr.request)->name, o->off, sizeof(o->hdr) + o->hdr.size);
+		return buf;
+	}
+	return NULL;
 }

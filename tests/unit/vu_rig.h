@@ -81,19 +81,28 @@ struct rig {
 	uint8_t *mem; /* the "guest" (and front-end) mapping */
 };
 
-static inline void rig_open(struct rig *r, uint16_t qp)
+/* msg_timeout_ms for the next rig_open() (0: the library's default). */
+static unsigned rig_msg_timeout_ms;
+
+/* A device listening on /tmp/vhd-test-vu-PID[SUFFIX].sock, so one process can hold several. */
+static inline void rig_open_suffix(struct rig *r, uint16_t qp, const char *suffix)
 {
 	memset(r, 0, sizeof(*r));
 	vhd_log_set_handler(count_log, NULL);
-	snprintf(r->path, sizeof(r->path), "/tmp/vhd-test-vu-%d.sock", getpid());
+	snprintf(r->path, sizeof(r->path), "/tmp/vhd-test-vu-%d%s.sock", getpid(), suffix);
 	struct vhd_vu_config c = {.path = r->path, .max_queue_pairs = qp, .event = on_event, .opaque = &r->ev,
-				  .name = "t", .mtu = 1500};
+				  .name = "t", .mtu = 1500, .msg_timeout_ms = rig_msg_timeout_ms};
 	CHECK_EQ(vhd_vu_dev_create(&c, &r->dev), 0);
 	r->memfd = memfd_create("guest", MFD_CLOEXEC);
 	CHECK(r->memfd >= 0);
 	CHECK(ftruncate(r->memfd, MEM_SIZE) == 0);
 	r->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd, 0);
 	CHECK(r->mem != MAP_FAILED);
+}
+
+static inline void rig_open(struct rig *r, uint16_t qp)
+{
+	rig_open_suffix(r, qp, "");
 }
 
 static inline void rig_connect(struct rig *r)
