@@ -234,10 +234,15 @@ def vhostd_phase(tmp, results):
         s = {p["name"]: p for p in ctl_json(ctl, "stats")["ports"]}
         sent, got, drops = ra["total"]["tx_packets"], rb["total"]["rx_packets"], s["b"]["tx_drops"]
         err = None
+        # Each ring class breaks v's receive queue once a round, and each break counts once.
+        breaks = s["v"].get("queue_breaks")
+        want = ROUNDS * len([c for c in RING if FILTER in f"hostile_backend_vhostd_{c}"])
         if rb["total"]["dup"] or rb["total"]["corrupt"]:
             err = f"b saw dup {rb['total']['dup']} corrupt {rb['total']['corrupt']}"
         elif got + drops != sent or got < sent // 10:
             err = f"b received {got} + dropped {drops} of {sent} sent by a"
+        elif breaks != want:
+            err = f"v counted {breaks} queue breaks, the ring classes made {want}"
         results.append(("hostile_backend_vhostd_traffic_during_attacks", err,
                         f"a sent {sent}, b received {got}, dropped {drops}; v queue_breaks "
                         f"{s['v'].get('queue_breaks')}"))
