@@ -299,7 +299,8 @@ static enum result c_wrong_reply_size(struct dev *d, enum result *expect)
 	return must_close(d, expect);
 }
 
-/* The reply to GET_FEATURES carries eventfds nobody asked for: the frontend must close them and go on. */
+/* The reply to GET_FEATURES carries eventfds nobody asked for: the frontend must close them (the runner counts
+ * its fds) and hang up, as on any reply that is not what the protocol says. */
 static enum result c_reply_with_fds(struct dev *d, enum result *expect)
 {
 	struct vhu_msg m;
@@ -313,8 +314,7 @@ static enum result c_reply_with_fds(struct dev *d, enum result *expect)
 	int efd = eventfd(0, EFD_CLOEXEC);
 	send_fds_raw(d->fd, &rep, efd, 1 + d->round % 8);
 	close(efd);
-	*expect = R_UP;
-	return serve_until_up(d);
+	return must_close(d, expect);
 }
 
 /* REPLY_ACK failure on one of the acknowledged setup requests (a different one each round). */

@@ -43,7 +43,7 @@ MAC = {"a": "02:00:00:00:00:0a", "b": "02:00:00:00:00:0b"}
 CLASSES = subprocess.run([HOSTILE, "-", "list"], stdout=subprocess.PIPE, text=True, check=True).stdout.split()
 RING = [c for c in CLASSES if c.startswith("ring_")]
 # What the frontend's log must say after each class (besides any error line): the ring classes name the
-# queue's error code (vhd_vq_strerror); a reply carrying stray fds is accepted (they are closed), nothing to say.
+# queue's error code (vhd_vq_strerror).
 SPLIT_CODES = {"ring_id_range": "used-id", "ring_twice": "used-id", "ring_len": "used-len",
                "ring_idx_jump": "used-idx", "ring_wrap": "used-idx"}
 PACKED_CODES = {"ring_id_range": "used-id", "ring_twice": "used-id", "ring_len": "used-len",
@@ -128,7 +128,7 @@ def attack(name, fe_pid, sock, log, results, classes, codes, ctl=None, alive=lam
                    f"({len(probe.slow)} of {probe.asked} over {CTL_SLOW} s, {probe.unanswered} unanswered)")
         elif cls in codes and f"queue broken ({codes[cls]})" not in said:
             err = f"no 'queue broken ({codes[cls]})' in the frontend's log: {said[-300:]!r}"
-        elif cls != "reply_with_fds" and not re.search(r"\b(err|error|warn)\b", said):
+        elif not re.search(r"\b(err|error|warn)\b", said):
             err = f"the frontend logged nothing about it: {said[-300:]!r}"
         else:
             n = settle_fds(fe_pid, fd0)
