@@ -94,7 +94,13 @@ static unsigned vup_rx_burst(struct sw_port *p, unsigned qn, struct vhd_pktpool 
 	struct vhd_pkt *got[SW_BURST];
 	if (n > SW_BURST)
 		n = SW_BURST;
+	/* A queue the device broke (vhd_vq_error(), logged once) stays so until the back-end sets it up again:
+	 * counted in the call where it broke (which may still return the frames before the lie), skipped after. */
+	if (rx && vhd_vq_error(rx))
+		rx = NULL;
 	int r = rx ? vhd_net_drv_recv(rx, &vp->cfg, got, n, &q->rx_st) : 0;
+	if (rx && vhd_vq_error(rx))
+		atomic_fetch_add_explicit(&p->queue_breaks, 1, memory_order_relaxed);
 	unsigned out = 0;
 	if (r > 0) {
 		unsigned have = vhd_pkt_alloc_bulk(pool, pkts, (unsigned)r);
@@ -125,6 +131,8 @@ static unsigned vup_tx_burst(struct sw_port *p, unsigned qn, struct vhd_pkt **pk
 	if (!enter(&q->tx_win))
 		return 0;
 	struct vhd_vq *tx = vhd_fe_vq(vp->fe, 2 * qn + 1);
+	if (tx && vhd_vq_error(tx))
+		tx = NULL; /* as in vup_rx_burst() */
 	unsigned sent = 0;
 	if (tx) {
 		struct vhd_pkt *c[SW_BURST];
@@ -144,6 +152,8 @@ static unsigned vup_tx_burst(struct sw_port *p, unsigned qn, struct vhd_pkt **pk
 		}
 		int r = vhd_net_drv_xmit(tx, &vp->cfg, c, k, &q->tx_st);
 		sent = r > 0 ? (unsigned)r : 0;
+		if (vhd_vq_error(tx))
+			atomic_fetch_add_explicit(&p->queue_breaks, 1, memory_order_relaxed);
 		vhd_pkt_free_bulk(c + sent, have - sent);
 		if (sent && vhd_vq_need_notify(tx))
 			vhd_fe_kick(vp->fe, 2 * qn + 1);

@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 
+from hostile_util import fds, kill_all, pktgen_json, report, settle_fds, wait_path
+
 VHOSTD, VHOSTCTL, PKTGEN, HOSTILE = (os.path.abspath(a) for a in sys.argv[1:5])
 FILTER = sys.argv[5] if len(sys.argv) > 5 else ""
 ROUNDS = int(os.environ.get("VHD_HOSTILE_ROUNDS", "200"))
@@ -48,36 +50,12 @@ SANITIZED = b"__asan_init" in open(VHOSTD, "rb").read()
 CLASSES = subprocess.run([HOSTILE, "-", "list"], stdout=subprocess.PIPE, text=True, check=True).stdout.split()
 
 
-def fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError("no VmRSS")
-
-
-def settle_fds(proc, want, timeout=5.0):
-    """The back-end notices a closed connection at its next poll: wait for its fd count to come back."""
-    end = time.time() + timeout
-    n = fds(proc.pid)
-    while n != want and time.time() < end:
-        time.sleep(0.02)
-        n = fds(proc.pid)
-    return n
-
-
-def wait_path(path, proc):
-    for _ in range(500):
-        if os.path.exists(path):
-            return
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited {proc.returncode}")
-        time.sleep(0.01)
-    raise RuntimeError(f"{path} never appeared")
 
 
 def run_class(sock, cls, rounds, watch=None):
@@ -156,14 +134,6 @@ def pktgen(procs, *args):
     return p
 
 
-def pktgen_json(p, timeout=120):
-    out, err = p.communicate(timeout=timeout)
-    try:
-        return json.loads(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise RuntimeError(f"vhost-pktgen exit {p.returncode}, no JSON: {out!r} {err.strip()!r}")
-
-
 def attack(name, proc, sock, results, witness=None):
     """Every class against sock, served by proc; appends (case, error-or-None, detail) to results. With a
     witness, each class must also leave vhostd's other traffic and its control socket unharmed."""
@@ -193,13 +163,13 @@ def attack(name, proc, sock, results, witness=None):
         elif rc != 0:
             err = f"hostile_frontend exit {rc}: {out}"
         else:
-            n = settle_fds(proc, fd0)
+            n = settle_fds(proc.pid, fd0)
             if n != fd0:
                 err = f"back-end fds {fd0} -> {n} after {ROUNDS} rounds"
         results.append((case, err, f"{out} ({time.time() - t0:.1f} s)"))
         if proc.poll() is not None:
             return None, None
-    fd1 = settle_fds(proc, fd0)
+    fd1 = settle_fds(proc.pid, fd0)
     rss1 = rss_kb(proc.pid)
     figures = f"fds {fd0} -> {fd1}, VmRSS {rss0} -> {rss1} KiB (slack {RSS_SLACK_KB})"
     err = None
@@ -286,10 +256,7 @@ def vhostd_phase(tmp, results):
             log.seek(0)
             results.append(("hostile_vhostd_clean_exit", f"vhostd exit {vd.returncode}: {log.read()[-800:]}", ""))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        kill_all(procs)
 
 
 def pktgen_phase(tmp, results):
@@ -319,10 +286,7 @@ def pktgen_phase(tmp, results):
                     err = f"back-end saw dup {rb['total']['dup']} corrupt {rb['total']['corrupt']}"
             results.append(("hostile_pktgen_good_frontend_after", err, ""))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        kill_all(procs)
 
 
 def main():
@@ -336,14 +300,7 @@ def main():
                 results.append((phase.__name__, f"{type(e).__name__}: {e}", ""))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    failed = 0
-    for case, err, detail in results:
-        if err:
-            failed += 1
-            print(f"FAIL: {case}: {err}", flush=True)
-        else:
-            print(f"PASS: {case} {detail}".rstrip(), flush=True)
-    return 1 if failed else 0
+    return report(results)
 
 
 if __name__ == "__main__":
