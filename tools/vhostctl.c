@@ -329,11 +329,13 @@ static bool render_stats(const struct sw_json_val *r)
 	if (!ports)
 		return false;
 	static const char *const keys[] = {"name",     "rx_packets", "rx_bytes", "tx_packets",
-					   "tx_bytes", "rx_drops",   "tx_drops", "errors"};
+					   "tx_bytes", "rx_drops",   "tx_drops", "errors",
+					   "queue_breaks"};
 	static const char *const h[] = {"PORT", "RX_PACKETS", "RX_BYTES", "TX_PACKETS",
-					"TX_BYTES", "RX_DROPS", "TX_DROPS", "ERRORS"};
-	static const bool right[] = {false, true, true, true, true, true, true, true};
-	print_fields(ports, 8, keys, h, right);
+					"TX_BYTES", "RX_DROPS", "TX_DROPS", "ERRORS",
+					"QUEUE_BREAKS"};
+	static const bool right[] = {false, true, true, true, true, true, true, true, true};
+	print_fields(ports, (unsigned)(sizeof(keys) / sizeof(keys[0])), keys, h, right);
 	/* Forwarding threads (whole-switch stats only): cycles per packet in the rounds that moved packets. */
 	const struct sw_json_val *th = obj_array(r, "threads");
 	if (th && th->child) {

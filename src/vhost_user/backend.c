@@ -154,6 +154,7 @@ static void queue_stop(struct vhd_vu_dev *dev, unsigned qi)
 			vhd_vq_error_detail(q->vq));
 	vhd_vq_destroy(q->vq);
 	q->vq = NULL;
+	vhd_log(VHD_LOG_DEBUG, "%s: queue %u stopped at index %u", dev->name, qi, q->base);
 	emit(dev, VHD_VU_QUEUE_STOPPED, qi);
 	update_ready(dev);
 }
@@ -199,6 +200,8 @@ static void queue_try_start(struct vhd_vu_dev *dev, unsigned qi)
 	/* The data path polls: ask the driver not to kick. */
 	vhd_vq_disable_notify(q->vq);
 	queue_resume(q);
+	vhd_log(VHD_LOG_DEBUG, "%s: queue %u started: %u entries, %s, base %u", dev->name, qi, q->num,
+		packed ? "packed" : "split", q->base);
 	emit(dev, VHD_VU_QUEUE_STARTED, qi);
 	update_ready(dev);
 }
@@ -718,6 +721,8 @@ static int handle(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	const struct vhu_req_info *ri = vhu_req_info(m->hdr.request);
 	const char *why;
 	int rc;
+	vhd_log(VHD_LOG_DEBUG, "%s: received %s (%u): %u payload bytes, %u fds%s", dev->name, ri->name,
+		m->hdr.request, m->hdr.size, m->nfds, m->hdr.flags & VHOST_USER_NEED_REPLY ? ", reply asked" : "");
 	if (vhu_msg_validate(m, &why) < 0) {
 		vu_err(dev, "%s: %s (%u): %s (%u payload bytes, %u fds)", dev->name, ri->name, m->hdr.request, why,
 		       m->hdr.size, m->nfds);
