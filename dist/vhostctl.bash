@@ -17,6 +17,12 @@ _vhostctl_ports()
 		grep -o '{"name":"[^"\\]*"' | sed 's/^{"name":"//; s/"$//'
 }
 
+# COMPREPLY from compgen ARGS, one candidate per line (file names may hold blanks).
+_vhostctl_reply()
+{
+	mapfile -t COMPREPLY < <(compgen "$@")
+}
+
 _vhostctl_keys()
 {
 	case "$1" in
@@ -34,7 +40,7 @@ _vhostctl()
 	COMPREPLY=()
 	case "$prev" in
 	-s | --socket)
-		COMPREPLY=($(compgen -f -- "$cur"))
+		_vhostctl_reply -f -- "$cur"
 		return
 		;;
 	-t | --timeout) return ;;
@@ -54,43 +60,43 @@ _vhostctl()
 	done
 	if [[ -z "$cmd" ]]; then
 		if [[ "$cur" == -* ]]; then
-			COMPREPLY=($(compgen -W "-s --socket -j --json -t --timeout -h --help" -- "$cur"))
+			_vhostctl_reply -W "-s --socket -j --json -t --timeout -h --help" -- "$cur"
 		else
-			COMPREPLY=($(compgen -W "$commands" -- "$cur"))
+			_vhostctl_reply -W "$commands" -- "$cur"
 		fi
 		return
 	fi
 	local argn=$((COMP_CWORD - cmdi))
 	case "$cmd" in
 	del-port | stats)
-		((argn == 1)) && COMPREPLY=($(compgen -W "$(_vhostctl_ports)" -- "$cur"))
+		((argn == 1)) && _vhostctl_reply -W "$(_vhostctl_ports)" -- "$cur"
 		;;
 	log-level)
-		((argn == 1)) && COMPREPLY=($(compgen -W "error warning info debug" -- "$cur"))
+		((argn == 1)) && _vhostctl_reply -W "error warning info debug" -- "$cur"
 		;;
 	help)
-		((argn == 1)) && COMPREPLY=($(compgen -W "$commands" -- "$cur"))
+		((argn == 1)) && _vhostctl_reply -W "$commands" -- "$cur"
 		;;
 	add-port)
 		if ((argn == 2)); then
-			COMPREPLY=($(compgen -W "vhost-user virtio-user tap af_packet" -- "$cur"))
+			_vhostctl_reply -W "vhost-user virtio-user tap af_packet" -- "$cur"
 		elif ((argn > 2)); then
 			local type="${COMP_WORDS[cmdi + 2]}"
 			case "$cur" in
 			mrg=* | tso=* | borrow=* | offloads=* | qdisc_bypass=*)
-				COMPREPLY=($(compgen -W "${cur%%=*}=on ${cur%%=*}=off" -- "$cur"))
+				_vhostctl_reply -W "${cur%%=*}=on ${cur%%=*}=off" -- "$cur"
 				;;
 			path=*)
-				COMPREPLY=($(compgen -f -P path= -- "${cur#path=}"))
+				_vhostctl_reply -f -P path= -- "${cur#path=}"
 				;;
 			owner=*)
-				COMPREPLY=($(compgen -u -P owner= -- "${cur#owner=}"))
+				_vhostctl_reply -u -P owner= -- "${cur#owner=}"
 				;;
 			group=*)
-				COMPREPLY=($(compgen -g -P group= -- "${cur#group=}"))
+				_vhostctl_reply -g -P group= -- "${cur#group=}"
 				;;
 			*)
-				COMPREPLY=($(compgen -W "$(_vhostctl_keys "$type")" -- "$cur"))
+				_vhostctl_reply -W "$(_vhostctl_keys "$type")" -- "$cur"
 				# KEY= waits for its value: no space after it.
 				[[ ${#COMPREPLY[@]} -eq 1 && "${COMPREPLY[0]}" == *= ]] && compopt -o nospace 2>/dev/null
 				;;
