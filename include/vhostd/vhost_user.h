@@ -27,6 +27,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -66,6 +67,15 @@ struct vhd_vu_config {
 	/** A message the front-end has started must arrive whole, and each message we send must be read, within
 	 *  this many milliseconds, or the front-end is disconnected (default 2000). */
 	unsigned msg_timeout_ms;
+	/** Server only: the socket file's owner (when set_owner), group (when set_group) and permission bits
+	 *  (mode, 01..0777; 0 leaves what bind() made: 0777 less the umask), applied right after it is bound and
+	 *  before the first accept, so that a front-end running as another user (QEMU under libvirt) can
+	 *  connect. Setting any of them on a client is -EINVAL. */
+	bool set_owner;
+	uid_t owner;
+	bool set_group;
+	gid_t group;
+	unsigned mode;
 };
 
 /** The virtio-net features a device offers by default. */
@@ -73,8 +83,9 @@ uint64_t vhd_vu_default_features(void);
 
 /**
  * Create a device and start listening (server) or connecting (client).
- * @return 0; -EINVAL for a bad config; -errno of socket/bind/listen (server). A client that cannot connect yet
- *         is not an error: it retries.
+ * @return 0; -EINVAL for a bad config; -errno of socket/bind/listen (server), or of chown/chmod when owner,
+ *         group or mode were asked for (logged with the path; the socket is removed again). A client that
+ *         cannot connect yet is not an error: it retries.
  */
 int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out);
 

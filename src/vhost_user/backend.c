@@ -158,6 +158,7 @@ static void queue_stop(struct vhd_vu_dev *dev, unsigned qi)
 			vhd_vq_error_detail(q->vq));
 	vhd_vq_destroy(q->vq);
 	q->vq = NULL;
+	vhd_log(VHD_LOG_DEBUG, "%s: queue %u stopped at index %u", dev->name, qi, q->base);
 	emit(dev, VHD_VU_QUEUE_STOPPED, qi);
 	update_ready(dev);
 }
@@ -263,6 +264,8 @@ static void queue_try_start(struct vhd_vu_dev *dev, unsigned qi)
 	/* The data path polls: ask the driver not to kick. */
 	vhd_vq_disable_notify(q->vq);
 	queue_resume(q);
+	vhd_log(VHD_LOG_DEBUG, "%s: queue %u started: %u entries, %s, base %u", dev->name, qi, q->num,
+		packed ? "packed" : "split", q->base);
 	emit(dev, VHD_VU_QUEUE_STARTED, qi);
 	update_ready(dev);
 }
@@ -848,6 +851,8 @@ static int handle(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	const struct vhu_req_info *ri = vhu_req_info(m->hdr.request);
 	const char *why;
 	int rc;
+	vhd_log(VHD_LOG_DEBUG, "%s: received %s (%u): %u payload bytes, %u fds%s", dev->name, ri->name,
+		m->hdr.request, m->hdr.size, m->nfds, m->hdr.flags & VHOST_USER_NEED_REPLY ? ", reply asked" : "");
 	if (vhu_msg_validate(m, &why) < 0) {
 		vu_err(dev, "%s: %s (%u): %s (%u payload bytes, %u fds)", dev->name, ri->name, m->hdr.request, why,
 		       m->hdr.size, m->nfds);
@@ -897,9 +902,46 @@ static void disconnect(struct vhd_vu_dev *dev, int why)
 	emit(dev, VHD_VU_DISCONNECTED, 0);
 }
 
+/*
+ * The socket file gets the owner, group and mode asked for (server). It was bound a moment ago in a directory
+ * someone else may write to, so whatever is at the path now must still be a socket: chmod follows symlinks.
+ */
+static int set_socket_access(const struct vhd_vu_config *cfg, const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		int e = errno;
+		vu_err(NULL, "%s: socket %s: %s", cfg->name ? cfg->name : "vhost-user", path, strerror(e));
+		return -e;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		vu_err(NULL, "%s: %s is no longer the socket just bound: not changing its owner or mode",
+		       cfg->name ? cfg->name : "vhost-user", path);
+		return -EEXIST;
+	}
+	uid_t uid = cfg->set_owner ? cfg->owner : (uid_t)-1;
+	gid_t gid = cfg->set_group ? cfg->group : (gid_t)-1;
+	if ((cfg->set_owner || cfg->set_group) && fchownat(AT_FDCWD, path, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+		int e = errno;
+		vu_err(NULL, "%s: socket %s: owner %lld group %lld: %s", cfg->name ? cfg->name : "vhost-user", path,
+		       cfg->set_owner ? (long long)uid : -1LL, cfg->set_group ? (long long)gid : -1LL, strerror(e));
+		return -e;
+	}
+	if (cfg->mode && chmod(path, (mode_t)cfg->mode) < 0) {
+		int e = errno;
+		vu_err(NULL, "%s: socket %s: mode %04o: %s", cfg->name ? cfg->name : "vhost-user", path, cfg->mode,
+		       strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
 int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 {
 	if (!cfg->path || !*cfg->path || cfg->max_queue_pairs == 0 || cfg->max_queue_pairs > VHD_VU_MAX_QUEUE_PAIRS)
+		return -EINVAL;
+	bool access = cfg->set_owner || cfg->set_group || cfg->mode;
+	if (cfg->mode > 0777 || (access && cfg->client))
 		return -EINVAL;
 	struct vhd_vu_dev *dev = aligned_alloc(64, (sizeof(*dev) + 63) & ~(size_t)63);
 	if (!dev)
@@ -929,6 +971,11 @@ int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 	}
 	int rc = vhu_conn_init(&dev->conn, cfg->path, cfg->client, cfg->reconnect_min_ms, cfg->reconnect_max_ms);
 	if (rc < 0) {
+		free(dev);
+		return rc;
+	}
+	if (access && (rc = set_socket_access(cfg, dev->conn.path)) < 0) {
+		vhu_conn_fini(&dev->conn);
 		free(dev);
 		return rc;
 	}

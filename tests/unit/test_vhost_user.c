@@ -8,7 +8,11 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include "harness.h"
 #include "vu_rig.h"
@@ -733,7 +737,77 @@ static void test_vring_addr_checked_at_start(void)
 	rig_close(&r);
 }
 
+/* connect() to path from a child running as uid/gid with no supplementary groups: 0 or the errno. */
+static int connect_as(const char *path, uid_t uid, gid_t gid)
+{
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+			_exit(100);
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+		_exit(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : errno);
+	}
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st));
+	CHECK(WEXITSTATUS(st) != 100);
+	return WEXITSTATUS(st);
+}
+
+/* owner/group/mode: the socket file has them right after create, and they decide who may connect (QEMU under
+ * libvirt runs as another user). */
+static void test_socket_access(void)
+{
+	struct passwd *pw = getpwnam("nobody");
+	if (geteuid() != 0 || !pw)
+		th_skip("needs root and a 'nobody' user");
+	uid_t nobody = pw->pw_uid;
+	gid_t nogroup = pw->pw_gid;
+	char path[108];
+	snprintf(path, sizeof(path), "/tmp/vhd-test-vua-%d.sock", getpid());
+	unlink(path);
+	struct vhd_vu_config c = {.path = path, .max_queue_pairs = 1, .set_group = true, .group = nogroup,
+				  .mode = 0660};
+	struct vhd_vu_dev *dev;
+	CHECK_EQ(vhd_vu_dev_create(&c, &dev), 0);
+	struct stat st;
+	CHECK_EQ(lstat(path, &st), 0);
+	CHECK(S_ISSOCK(st.st_mode));
+	CHECK_EQ(st.st_mode & 07777, 0660);
+	CHECK_EQ(st.st_gid, nogroup);
+	CHECK_EQ(st.st_uid, 0);
+	CHECK_EQ(connect_as(path, nobody, nogroup), 0); /* through the group bits */
+	vhd_vu_dev_destroy(dev);
+
+	/* Owner only: the same user is now turned away. */
+	c = (struct vhd_vu_config){.path = path, .max_queue_pairs = 1, .mode = 0600};
+	CHECK_EQ(vhd_vu_dev_create(&c, &dev), 0);
+	CHECK_EQ(lstat(path, &st), 0);
+	CHECK_EQ(st.st_mode & 07777, 0600);
+	CHECK_EQ(connect_as(path, nobody, nogroup), EACCES);
+	vhd_vu_dev_destroy(dev);
+
+	/* Owned by that user instead: it may connect again. */
+	c = (struct vhd_vu_config){.path = path, .max_queue_pairs = 1, .set_owner = true, .owner = nobody,
+				   .mode = 0600};
+	CHECK_EQ(vhd_vu_dev_create(&c, &dev), 0);
+	CHECK_EQ(lstat(path, &st), 0);
+	CHECK_EQ(st.st_uid, nobody);
+	CHECK_EQ(connect_as(path, nobody, nogroup), 0);
+	vhd_vu_dev_destroy(dev);
+
+	/* Refused: bits beyond 0777, and any of them on a client (no socket file of ours to change). */
+	c = (struct vhd_vu_config){.path = path, .max_queue_pairs = 1, .mode = 01777};
+	CHECK_EQ(vhd_vu_dev_create(&c, &dev), -EINVAL);
+	c = (struct vhd_vu_config){.path = path, .client = true, .max_queue_pairs = 1, .mode = 0660};
+	CHECK_EQ(vhd_vu_dev_create(&c, &dev), -EINVAL);
+	CHECK(access(path, F_OK) < 0);
+}
+
 static const struct th_case cases[] = {
+	{"socket_access", test_socket_access, 0},
 	{"negotiation", test_negotiation, 0},
 	{"queue_split", test_queue_split, 0},
 	{"queue_packed", test_queue_packed, 0},
