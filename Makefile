@@ -5,7 +5,7 @@ MESON ?= meson
 B := build
 # make fuzz: seconds per harness, and which harnesses (default all).
 FUZZ_SECONDS ?= 600
-FUZZ ?= vu_msg virtq net_tx ctl
+FUZZ ?= vu_msg virtq net_tx ctl drv net_rx gso
 
 .PHONY: all deps release asan tsan fuzz-build fuzz check check-release check-asan check-tsan demo bench soak valgrind clean
 

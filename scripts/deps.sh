@@ -8,7 +8,9 @@ build_pkgs=(gcc make meson ninja-build pkg-config python3 libc6-dev)
 interop_pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils iproute2 dpdk dpdk-dev)
 # The libFuzzer harnesses (tests/fuzz/): clang and its runtimes (libFuzzer, ASan, UBSan).
 fuzz_pkgs=("${build_pkgs[@]}" clang libclang-rt-14-dev)
-check_pkgs=("${build_pkgs[@]}" libasan8 libubsan1 libtsan2 valgrind "${interop_pkgs[@]}" clang libclang-rt-14-dev)
+# tests/integration/test_install.py renders the man pages and verifies the systemd unit.
+ops_pkgs=(man-db groff-base systemd)
+check_pkgs=("${build_pkgs[@]}" libasan8 libubsan1 libtsan2 valgrind "${interop_pkgs[@]}" clang libclang-rt-14-dev "${ops_pkgs[@]}")
 case "${1:-build}" in
 build) want=("${build_pkgs[@]}") ;;
 check) want=("${check_pkgs[@]}") ;;

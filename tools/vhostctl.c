@@ -329,11 +329,13 @@ static bool render_stats(const struct sw_json_val *r)
 	if (!ports)
 		return false;
 	static const char *const keys[] = {"name",     "rx_packets", "rx_bytes", "tx_packets",
-					   "tx_bytes", "rx_drops",   "tx_drops", "errors"};
+					   "tx_bytes", "rx_drops",   "tx_drops", "errors",
+					   "queue_breaks"};
 	static const char *const h[] = {"PORT", "RX_PACKETS", "RX_BYTES", "TX_PACKETS",
-					"TX_BYTES", "RX_DROPS", "TX_DROPS", "ERRORS"};
-	static const bool right[] = {false, true, true, true, true, true, true, true};
-	print_fields(ports, 8, keys, h, right);
+					"TX_BYTES", "RX_DROPS", "TX_DROPS", "ERRORS",
+					"QUEUE_BREAKS"};
+	static const bool right[] = {false, true, true, true, true, true, true, true, true};
+	print_fields(ports, (unsigned)(sizeof(keys) / sizeof(keys[0])), keys, h, right);
 	/* Forwarding threads (whole-switch stats only): cycles per packet in the rounds that moved packets. */
 	const struct sw_json_val *th = obj_array(r, "threads");
 	if (th && th->child) {
@@ -393,7 +395,8 @@ static const struct cmd_info cmd_table[] = {
 	{"add-port", "add-port NAME TYPE [KEY=VALUE...]",
 	 "create a port; TYPE is vhost-user, virtio-user, tap or af_packet:\n"
 	 "  vhost-user  path=SOCK [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off]\n"
-	 "                                                                          a VM's NIC (we serve the device)\n"
+	 "              [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL]         a VM's NIC (we serve the device)\n"
+	 "              owner, group, mode: of the socket we listen on (e.g. group=kvm mode=0660)\n"
 	 "  virtio-user path=SOCK [server] [queues=N] [packed] [mrg=on|off]       we drive a vhost-user device\n"
 	 "  tap         ifname=NAME [queues=N] [offloads=on|off]                  a Linux tap (created if missing)\n"
 	 "  af_packet   ifname=NAME [frames=N] [offloads=on|off] [qdisc_bypass=on|off]   any Linux interface\n"

@@ -6,6 +6,7 @@
  * vhostctl, one per line.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <sched.h>
 #include <limits.h>
@@ -26,15 +27,31 @@
 
 #define DEFAULT_SOCKET "/run/vhostd/vhostd.sock"
 
-static const char *const level_names[] = {"err", "warn", "info", "debug"};
+/* One spelling everywhere (--log-level, vhostctl log-level, the lines themselves); err and warn, the names
+ * vhostd took before, are still accepted. */
+static const char *const level_names[] = {"error", "warning", "info", "debug"};
 static bool use_syslog;
+/* Where lines go: stderr, or the --log-file, reopened in place (dup2) on SIGHUP so that a line is never
+ * written to a closed descriptor by a thread that logs meanwhile. */
+static int log_fd = STDERR_FILENO;
+static const char *log_path;
 
 static void log_handler(enum vhd_log_level level, const char *msg, void *opaque)
 {
 	(void)opaque;
 	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 	unsigned l = level <= VHD_LOG_DEBUG ? level : VHD_LOG_DEBUG;
-	fprintf(stderr, "vhostd %s: %s\n", level_names[l], msg);
+	char line[640], ts[32];
+	vhd_log_timestamp(ts, sizeof(ts));
+	int n = snprintf(line, sizeof(line), "%s vhostd %s: %s\n", ts, level_names[l], msg);
+	if (n >= (int)sizeof(line)) {
+		n = (int)sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	/* One write per line: with O_APPEND, lines from several threads never interleave. */
+	if (n > 0 && write(log_fd, line, (size_t)n) < 0) {
+		/* nowhere left to say it */
+	}
 	if (use_syslog)
 		syslog(prio[l], "%s", msg);
 }
@@ -44,11 +61,26 @@ static int parse_level(const char *s)
 	for (int i = 0; i < 4; i++)
 		if (!strcmp(s, level_names[i]))
 			return i;
-	if (!strcmp(s, "error"))
+	if (!strcmp(s, "err"))
 		return VHD_LOG_ERR;
-	if (!strcmp(s, "warning"))
+	if (!strcmp(s, "warn"))
 		return VHD_LOG_WARN;
 	return -1;
+}
+
+/* Open (first call) or reopen the log file; 0 or -errno. */
+static int open_log_file(void)
+{
+	int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	if (fd < 0)
+		return -errno;
+	if (log_fd == STDERR_FILENO) {
+		log_fd = fd;
+		return 0;
+	}
+	int rc = dup2(fd, log_fd) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
 }
 
 /* ------------------------------------------------------------------ commands */
@@ -110,10 +142,15 @@ static int cmd_log_level(void *opaque, unsigned argc, char **argv, struct sw_jso
 	if (argc > 1) {
 		int l = parse_level(argv[1]);
 		if (l < 0) {
-			snprintf(err, errlen, "log level '%s': want err, warn, info or debug", argv[1]);
+			snprintf(err, errlen, "log level '%s': want error, warning, info or debug", argv[1]);
 			return -EINVAL;
 		}
+		enum vhd_log_level old = vhd_log_get_level();
 		vhd_log_set_level((enum vhd_log_level)l);
+		/* Said at info whatever either level is, so that the change is on record even when it quietens. */
+		char msg[96];
+		snprintf(msg, sizeof(msg), "vhostd: log level %s -> %s", level_names[old], level_names[l]);
+		log_handler(VHD_LOG_INFO, msg, NULL);
 	}
 	sw_json_str(w, "level", level_names[vhd_log_get_level()]);
 	return 0;
@@ -121,7 +158,8 @@ static int cmd_log_level(void *opaque, unsigned argc, char **argv, struct sw_jso
 
 static const struct sw_ctl_cmd commands[] = {
 	{"add-port", "add-port NAME TYPE [KEY=VALUE...]",
-	 "add a port: vhost-user path=SOCK [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off], virtio-user path=SOCK "
+	 "add a port: vhost-user path=SOCK [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off] "
+	 "[owner=USER|UID] [group=GROUP|GID] [mode=OCTAL], virtio-user path=SOCK "
 	 "[server] [queues=N] [packed] [mrg=on|off], tap ifname=NAME [queues=N] [offloads=on|off], af_packet "
 	 "ifname=NAME [frames=N] [offloads=on|off] [qdisc_bypass=on|off]; any type takes mtu=N",
 	 2, 2 + SW_MAX_ARGS, cmd_add_port},
@@ -132,11 +170,29 @@ static const struct sw_ctl_cmd commands[] = {
 	 "packet and busy rounds",
 	 0, 1, cmd_stats},
 	{"fdb", "fdb", "the MAC learning table", 0, 0, cmd_fdb},
-	{"log-level", "log-level [err|warn|info|debug]", "show or set the log level", 0, 1, cmd_log_level},
+	{"log-level", "log-level [error|warning|info|debug]", "show or set the log level", 0, 1, cmd_log_level},
 };
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 
 /* ------------------------------------------------------------------ setup */
+
+/* The reason in a refusal ({"ok":false,"error":"..."}), for a FILE:LINE: reason line. */
+static const char *refusal(struct sw_json *resp)
+{
+	static char why[512];
+	const char *r = sw_json_finish(resp);
+	struct sw_json_val *v = NULL;
+	char perr[64];
+	snprintf(why, sizeof(why), "%s", r ? r : "out of memory");
+	if (r && sw_json_parse(r, strlen(r), &v, perr, sizeof(perr)) == 0) {
+		const struct sw_json_val *e = sw_json_get(v, "error");
+		if (e && e->type == SW_JSON_STR)
+			snprintf(why, sizeof(why), "%s", e->str);
+	}
+	if (v)
+		sw_json_val_free(v);
+	return why;
+}
 
 static int run_config(struct sw *sw, const char *path)
 {
@@ -165,8 +221,7 @@ static int run_config(struct sw *sw, const char *path)
 		struct sw_json resp;
 		sw_json_init(&resp);
 		if (sw_ctl_run_argv(commands, NCMDS, sw, argc, argv, &resp) < 0) {
-			const char *r = sw_json_finish(&resp);
-			fprintf(stderr, "vhostd: %s:%u: %s\n", path, lineno, r ? r : "out of memory");
+			fprintf(stderr, "vhostd: %s:%u: %s\n", path, lineno, refusal(&resp));
 			rc = -1;
 		}
 		sw_json_free(&resp);
@@ -198,7 +253,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: vhostd [--config FILE] [--socket PATH] [--threads N] [--cpus LIST] [--aging SECONDS]\n"
-		"              [--idle-us N] [--log-level LEVEL] [--syslog]\n"
+		"              [--idle-us N] [--log-level LEVEL] [--log-file PATH] [--syslog]\n"
 		"\n"
 		"  --config FILE    run the commands in FILE at start (one vhostctl command per line, e.g.\n"
 		"                   'add-port vm1 vhost-user path=/run/vhostd/vm1.sock'; '#' starts a comment)\n"
@@ -208,9 +263,12 @@ static void usage(FILE *f)
 		"  --aging SECONDS  MAC table aging (default 300, 0 never)\n"
 		"  --idle-us N      a forwarding thread that found nothing for 1000 rounds sleeps N us per round\n"
 		"                   (default 20; 0 spins, for dedicated cores)\n"
-		"  --log-level L    err, warn, info (default) or debug\n"
-		"  --syslog         log to syslog as well as stderr\n"
-		"Runs in the foreground until SIGINT or SIGTERM, then removes its sockets and stops every port.\n",
+		"  --log-level L    error, warning, info (default) or debug (err and warn are accepted too)\n"
+		"  --log-file PATH  append log lines to PATH instead of stderr; SIGHUP reopens it (logrotate)\n"
+		"  --syslog         log to syslog as well\n"
+		"Log lines start with the time, ISO 8601 UTC with milliseconds.\n"
+		"Runs in the foreground until SIGINT or SIGTERM, then removes its sockets and stops every port.\n"
+		"Exit status: 0 stopped by a signal, 1 could not start (control socket, config file), 2 usage error.\n",
 		DEFAULT_SOCKET, SW_MAX_THREADS);
 }
 
@@ -223,7 +281,7 @@ int main(int argc, char **argv)
 	static const struct option lo[] = {{"config", 1, 0, 'c'},    {"socket", 1, 0, 's'},    {"threads", 1, 0, 't'},
 					   {"cpus", 1, 0, 'p'},      {"aging", 1, 0, 'a'},     {"idle-us", 1, 0, 'i'},
 					   {"log-level", 1, 0, 'l'}, {"syslog", 0, 0, 'S'},    {"help", 0, 0, 'h'},
-					   {0, 0, 0, 0}};
+					   {"log-file", 1, 0, 'L'},  {0, 0, 0, 0}};
 	int o, ncpus = 0;
 	while ((o = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (o) {
@@ -256,9 +314,13 @@ int main(int argc, char **argv)
 		case 'l':
 			level = parse_level(optarg);
 			if (level < 0) {
-				fprintf(stderr, "vhostd: --log-level wants err, warn, info or debug\n");
+				fprintf(stderr, "vhostd: --log-level wants error, warning, info or debug, not '%s'\n",
+					optarg);
 				return 2;
 			}
+			break;
+		case 'L':
+			log_path = optarg;
 			break;
 		case 'S':
 			use_syslog = true;
@@ -277,6 +339,13 @@ int main(int argc, char **argv)
 	}
 	if (!sock)
 		sock = DEFAULT_SOCKET;
+	if (log_path) {
+		int lrc = open_log_file();
+		if (lrc < 0) {
+			fprintf(stderr, "vhostd: --log-file %s: %s\n", log_path, strerror(-lrc));
+			return 1;
+		}
+	}
 	if (use_syslog)
 		openlog("vhostd", LOG_PID, LOG_DAEMON);
 	vhd_log_set_handler(log_handler, NULL);
@@ -287,6 +356,7 @@ int main(int argc, char **argv)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	/* A front-end that shrinks its memory file must cost us its device, not the process (vhostd/mem.h). */
@@ -335,8 +405,16 @@ int main(int argc, char **argv)
 		if (poll(fds, n, sw_timeout_ms(sw)) < 0 && errno != EINTR)
 			break;
 		if (fds[0].revents) {
-			struct signalfd_siginfo si;
-			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+			struct signalfd_siginfo si = {0};
+			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si) && si.ssi_signo == SIGHUP) {
+				int lrc = log_path ? open_log_file() : 0;
+				if (lrc < 0)
+					vhd_log(VHD_LOG_ERR, "vhostd: SIGHUP: reopening %s: %s (still writing to the old file)",
+						log_path, strerror(-lrc));
+				else
+					vhd_log(VHD_LOG_INFO, "vhostd: SIGHUP: %s", log_path ? "log file reopened" :
+						"no --log-file to reopen");
+			} else if (si.ssi_signo) {
 				vhd_log(VHD_LOG_INFO, "vhostd: %s, stopping", strsignal((int)si.ssi_signo));
 				stop = true;
 			}

@@ -13,6 +13,14 @@
  * buffers with vhd_vq_reclaim() in that callback: the queues are destroyed right after it), reconnects with
  * back-off, sets everything up again and reports VHD_FE_UP. The memfd, and so the buffer areas, survive.
  *
+ * Blocking: no call ever waits on the back-end. The socket is non-blocking; setup is a state machine that
+ * vhd_fe_dispatch() moves one step further each time the back-end's reply has arrived (a request whose reply
+ * is awaited is simply left in flight until a later dispatch). Each awaited reply has a deadline
+ * (reply_timeout_ms): a back-end that does not answer, stalls in the middle of a message, stops reading, or
+ * answers wrongly (another request, no reply flag, the wrong size, fds, a REPLY_ACK refusal) is disconnected
+ * with a log line naming what it did, and the frontend reconnects with its back-off. Every send uses
+ * MSG_NOSIGNAL, so a back-end that goes away never raises SIGPIPE in the calling program.
+ *
  * Threading: setup and dispatch on one control thread; each queue used by one data-path thread, only between
  * VHD_FE_UP and VHD_FE_DOWN (the caller stops its data path in the DOWN callback).
  */
@@ -51,6 +59,8 @@ struct vhd_fe_config {
 	size_t buf_area_size;      /**< bytes of shared buffer memory per queue pair (default 4 MiB) */
 	unsigned reconnect_min_ms; /**< default 100 */
 	unsigned reconnect_max_ms; /**< default 5000 */
+	unsigned reply_timeout_ms; /**< how long each reply (and each message half-sent by either side) may take
+	                                before the back-end is dropped; default 2000 */
 	void (*event)(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque);
 	void *opaque;
 	const char *name;
@@ -65,15 +75,34 @@ uint64_t vhd_fe_default_features(void);
  */
 int vhd_fe_create(const struct vhd_fe_config *cfg, struct vhd_fe **out);
 
-/** Stop the queues (GET_VRING_BASE), disconnect and free everything. */
+/**
+ * Report VHD_FE_DOWN if up, disconnect and free everything (fe may be NULL). Does not wait on the back-end:
+ * closing the socket is what stops it (it maps the memory file itself, so unmapping ours takes nothing from
+ * under it, and it lets go of its mapping when it sees the close). Control thread.
+ */
 void vhd_fe_destroy(struct vhd_fe *fe);
 
+/**
+ * The fds to poll, with the events wanted now: the connection (POLLIN, or POLLOUT while a message waits to
+ * be written), else the listening socket; 0 or 1 entries. Pass the events to poll() unchanged.
+ * @return entries written to fds (at most max).
+ */
 unsigned vhd_fe_pollfds(struct vhd_fe *fe, struct pollfd *fds, unsigned max);
+
+/**
+ * Milliseconds until vhd_fe_dispatch() must run even without input: the earliest of the next reconnect
+ * attempt and the deadline of the awaited reply; -1 when nothing is timed.
+ */
 int vhd_fe_timeout_ms(struct vhd_fe *fe);
 
 /**
- * Connect/accept when due, then set up, or notice a lost back-end.
- * @return 0, or -errno when a connection was lost or setup failed (it retries).
+ * Connect/accept when due, move setup along, or notice a lost or misbehaving back-end. Call it after poll()
+ * (with or without input). Never blocks.
+ * @return 0, or -errno when the connection was dropped (logged; it retries after the back-off):
+ *         -ETIMEDOUT no reply within reply_timeout_ms, or a message stalled halfway; -EPROTO a reply to
+ *         another request, without the reply flag, or a header we cannot follow; -EMSGSIZE a reply of the
+ *         wrong size; -EBADMSG a reply carrying fds; -EREMOTEIO the back-end refused a request (REPLY_ACK);
+ *         -ECONNRESET it closed the connection; -ERANGE too few queue pairs; other -errno of the socket.
  */
 int vhd_fe_dispatch(struct vhd_fe *fe);
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /**
  * @file vhostd/log.h
- * Where the library's messages go. By default, warnings and errors are written to stderr, one line each.
+ * Where the library's messages go. By default, warnings and errors are written to stderr, one line each,
+ * starting with a UTC timestamp (vhd_log_timestamp()).
  * Threading: set the handler before other threads use the library; the level may be changed at any time from
  * any thread; logging itself is thread-safe as long as the handler is.
  */
@@ -33,6 +34,13 @@ enum vhd_log_level vhd_log_get_level(void);
 
 /** Log a message through the current handler (printf format). */
 void vhd_log(enum vhd_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/**
+ * The time now as ISO 8601 UTC with milliseconds ("2026-12-07T06:21:35.123Z", 24 characters), the stamp log
+ * lines start with. Writes at most len bytes including the NUL.
+ * @return the length written (without the NUL), or 0 if len is too small. Thread-safe, never blocks.
+ */
+unsigned vhd_log_timestamp(char *buf, unsigned len);
 
 #ifdef __cplusplus
 }

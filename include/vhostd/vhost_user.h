@@ -27,6 +27,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -66,6 +67,15 @@ struct vhd_vu_config {
 	/** A message the front-end has started must arrive whole, and each message we send must be read, within
 	 *  this many milliseconds, or the front-end is disconnected (default 2000). */
 	unsigned msg_timeout_ms;
+	/** Server only: the socket file's owner (when set_owner), group (when set_group) and permission bits
+	 *  (mode, 01..0777; 0 leaves what bind() made: 0777 less the umask), applied right after it is bound and
+	 *  before the first accept, so that a front-end running as another user (QEMU under libvirt) can
+	 *  connect. Setting any of them on a client is -EINVAL. */
+	bool set_owner;
+	uid_t owner;
+	bool set_group;
+	gid_t group;
+	unsigned mode;
 };
 
 /** The virtio-net features a device offers by default. */
@@ -73,8 +83,9 @@ uint64_t vhd_vu_default_features(void);
 
 /**
  * Create a device and start listening (server) or connecting (client).
- * @return 0; -EINVAL for a bad config; -errno of socket/bind/listen (server). A client that cannot connect yet
- *         is not an error: it retries.
+ * @return 0; -EINVAL for a bad config; -errno of socket/bind/listen (server), or of chown/chmod when owner,
+ *         group or mode were asked for (logged with the path; the socket is removed again). A client that
+ *         cannot connect yet is not an error: it retries.
  */
 int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out);
 
@@ -135,9 +146,23 @@ void vhd_vu_queue_release(struct vhd_vu_dev *dev, unsigned qidx);
 
 /**
  * Interrupt the driver for qidx (write its call eventfd). Call between acquire and release, after
- * vhd_vq_need_notify() said so. @return 0, or -errno of the write.
+ * vhd_vq_need_notify() said so. Never blocks: call fds are eventfds made non-blocking when they arrive (anything
+ * else is refused), so a counter the front-end never drains (-EAGAIN) or a broken fd costs one failed signal,
+ * counted in vhd_vu_stats.notify_failures and logged once per call fd. Never raises SIGPIPE.
+ * @return 0, or -errno of the failed write (already counted; the caller need not act on it).
  */
 int vhd_vu_queue_notify(struct vhd_vu_dev *dev, unsigned qidx);
+
+/** Counters of one device, cumulative over its lifetime (all connections). */
+struct vhd_vu_stats {
+	uint64_t notify_failures; /**< vhd_vu_queue_notify() writes that failed (call counter full, fd broken) */
+};
+
+/**
+ * Read dev's counters into out. Threading: any thread, any time the device exists; the counters are relaxed
+ * atomics, each read on its own (not a snapshot across counters). Never blocks.
+ */
+void vhd_vu_dev_stats(const struct vhd_vu_dev *dev, struct vhd_vu_stats *out);
 
 #ifdef __cplusplus
 }

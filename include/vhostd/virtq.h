@@ -48,7 +48,8 @@ enum vhd_vq_error {
 	VHD_VQ_E_ADDR,           /**< buffer or table not wholly inside guest memory */
 	VHD_VQ_E_OVERFLOW,       /**< address + length wraps, or chain length exceeds 2^32-1 */
 	VHD_VQ_E_ORDER,          /**< device-readable descriptor after a device-writable one */
-	VHD_VQ_E_PACKED_FLAGS,   /**< packed: inconsistent avail/used flags in a chain */
+	VHD_VQ_E_PACKED_FLAGS,   /**< packed: inconsistent avail/used flags in a chain, or (driver) a used slot's
+				      AVAIL/USED bits that fit neither our wrap counter nor what we posted */
 	VHD_VQ_E_USED_IDX,       /**< driver: used index moved by more than the buffers in flight */
 	VHD_VQ_E_USED_ID,        /**< driver: used id out of range or not in flight */
 	VHD_VQ_E_USED_LEN,       /**< driver: used length larger than the buffer's writable part */
@@ -222,8 +223,13 @@ void vhd_vq_disable_notify(struct vhd_vq *vq);
 int vhd_vq_add(struct vhd_vq *vq, const struct vhd_vq_buf *bufs, unsigned n);
 
 /**
- * Driver: collect up to n buffers the device has used.
- * @return buffers collected; -EIO if the queue is or becomes broken.
+ * Driver: collect up to n buffers the device has used. Every used id, length and index is checked against what
+ * is in flight (id in range and in flight, length within the buffer's writable bytes, index or packed flags
+ * moving by no more than was posted); a violation breaks the queue (vhd_vq_error(), logged once). Buffers still
+ * in flight then stay with the queue for vhd_vq_reclaim().
+ * @return buffers collected, now the caller's (when the queue breaks part-way through the burst, those collected
+ *         before the bad entry: the next call returns -EIO); -EIO if the queue is or becomes broken before any
+ *         was collected.
  */
 int vhd_vq_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n);
 

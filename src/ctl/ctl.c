@@ -114,6 +114,8 @@ static int run(const struct sw_ctl_cmd *cmds, unsigned ncmds, void *opaque, unsi
 	}
 	if (rc == 0 && resp->oom)
 		rc = -ENOMEM;
+	vhd_log(VHD_LOG_DEBUG, "control: %.64s with %u argument(s): %s", argv[0], argc - 1,
+		rc == 0 ? "done" : err[0] ? err : strerror(-rc));
 	if (rc == 0) {
 		sw_json_obj_end(resp);
 		sw_json_obj_end(resp);

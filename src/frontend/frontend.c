@@ -5,9 +5,12 @@
  * Shared memory: one memfd, mapped once for the frontend's lifetime. Each queue owns a page-aligned slot big
  * enough for either ring layout (the layout is only known after negotiation); the buffer areas follow. Guest
  * addresses are our virtual addresses, so the memory table is a single region mapped 1:1.
+ *
+ * Setup is a state machine driven by vhd_fe_dispatch(): each step starts one transport op, and a step whose
+ * reply is awaited resumes in a later dispatch, when the transport's progress() says it completed. Nothing
+ * here waits on the back-end; the transport enforces the reply deadline.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +21,6 @@
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "transport.h"
-#include "vhost_user/conn.h"
-#include "vhost_user/msg.h"
 #include "vhostd/frontend.h"
 #include "vhostd/log.h"
 #include "vhostd/virtq.h"
@@ -27,6 +28,22 @@
 #define FE_MAX_QP 16
 #define FE_MAX_Q (2 * FE_MAX_QP)
 #define PAGE 4096u
+
+/* The setup steps, in the order QEMU uses; S_RING is NUM, BASE, ADDR, CALL, KICK for each queue in turn,
+ * S_ENABLE one SET_VRING_ENABLE per queue. */
+enum fe_step {
+	S_IDLE,
+	S_GET_FEATURES,
+	S_SET_OWNER,
+	S_QUEUE_NUM,
+	S_SET_FEATURES,
+	S_MEM_TABLE,
+	S_RING,
+	S_ENABLE,
+	S_STATUS,
+	S_UP,
+};
+#define RING_OPS 5
 
 struct fe_queue {
 	struct vhd_vq *vq;
@@ -37,9 +54,11 @@ struct fe_queue {
 struct vhd_fe {
 	struct vhd_fe_config cfg;
 	char name[32];
-	struct vhu_conn conn;
 	struct vhd_fe_transport t;
 	bool up;
+	enum fe_step step;
+	unsigned sub; /* within S_RING (queue * RING_OPS + op) and S_ENABLE (queue) */
+	uint64_t offered, pairs;
 	uint64_t features;
 	int memfd;
 	uint8_t *mem;
@@ -75,6 +94,8 @@ int vhd_fe_create(const struct vhd_fe_config *cfg, struct vhd_fe **out)
 		fe->cfg.features = vhd_fe_default_features();
 	if (!fe->cfg.buf_area_size)
 		fe->cfg.buf_area_size = 4u << 20;
+	if (!fe->cfg.reply_timeout_ms)
+		fe->cfg.reply_timeout_ms = 2000;
 	fe->cfg.buf_area_size = page_up(fe->cfg.buf_area_size);
 	fe->nq = 2u * cfg->queue_pairs;
 	fe->memfd = -1;
@@ -103,11 +124,15 @@ int vhd_fe_create(const struct vhd_fe_config *cfg, struct vhd_fe **out)
 	}
 	for (unsigned i = 0; i < fe->nq; i++)
 		fe->q[i].ring_off = fe->ring_slot * i;
-	rc = vhu_conn_init(&fe->conn, cfg->path, !cfg->server, cfg->reconnect_min_ms, cfg->reconnect_max_ms);
+	rc = vhd_fe_vu_transport_init(&fe->t, fe->name, fe->cfg.reply_timeout_ms);
+	if (rc == 0) {
+		rc = fe->t.ops->open(&fe->t, cfg->path, cfg->server, cfg->reconnect_min_ms, cfg->reconnect_max_ms);
+		if (rc < 0)
+			fe->t.ops->destroy(&fe->t);
+	}
 	if (rc < 0)
 		goto fail;
-	fe->cfg.path = fe->conn.path;
-	fe->t.fd = -1;
+	fe->cfg.path = NULL; /* the caller's string; the transport keeps its own copy */
 	*out = fe;
 	/* A client may already be connected: set up on the first dispatch, from the caller's loop. */
 	return 0;
@@ -133,6 +158,7 @@ static void go_down(struct vhd_fe *fe)
 	if (fe->up && fe->cfg.event)
 		fe->cfg.event(fe, VHD_FE_DOWN, fe->cfg.opaque);
 	fe->up = false;
+	fe->step = S_IDLE;
 	for (unsigned i = 0; i < fe->nq; i++) {
 		struct fe_queue *q = &fe->q[i];
 		vhd_vq_destroy(q->vq);
@@ -147,57 +173,29 @@ static void lost(struct vhd_fe *fe, int why)
 {
 	vhd_log(VHD_LOG_INFO, "%s: back-end connection lost (%s)", fe->name, strerror(why < 0 ? -why : why));
 	go_down(fe);
-	fe->t.fd = -1; /* owned by conn */
-	vhu_conn_lost(&fe->conn);
+	fe->t.ops->lost(&fe->t);
 }
 
-#define TRY(call)                                                                                             \
-	do {                                                                                                  \
-		rc = (call);                                                                                  \
-		if (rc < 0) {                                                                                 \
-			what = #call;                                                                         \
-			goto out;                                                                             \
-		}                                                                                             \
-	} while (0)
-
-/* The whole vhost setup sequence, in the order QEMU uses. */
-static int setup(struct vhd_fe *fe)
+static const char *step_name(const struct vhd_fe *fe)
 {
-	struct vhd_fe_transport *t = &fe->t;
-	const struct vhd_fe_transport_ops *o = t->ops;
-	const char *what = NULL;
-	int rc;
-	/* Fresh rings for this back-end. Zeroed here rather than when the last one left: that one may still be
-	 * finishing a burst over them until it notices the disconnect. */
-	memset(fe->mem, 0, fe->buf_off);
-	uint64_t offered, proto = 0;
-	TRY(o->get_features(t, &offered));
-	if (offered & VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES))
-		TRY(o->negotiate_protocol(t,
-					  VHD_BIT(VHOST_USER_PROTOCOL_F_MQ) | VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
-						  VHD_BIT(VHOST_USER_PROTOCOL_F_STATUS),
-					  &proto));
-	TRY(o->set_owner(t));
-	uint64_t want = fe->cfg.features | VHD_BIT(VIRTIO_F_VERSION_1);
-	if (fe->nq > 2)
-		want |= VHD_BIT(VIRTIO_NET_F_MQ);
-	fe->features = (offered & want) | (offered & VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES));
-	if (fe->nq > 2) {
-		uint64_t pairs = 1;
-		if ((proto & VHD_BIT(VHOST_USER_PROTOCOL_F_MQ)) && (fe->features & VHD_BIT(VIRTIO_NET_F_MQ)))
-			TRY(o->get_queue_num(t, &pairs));
-		if (pairs < fe->nq / 2) {
-			vhd_log(VHD_LOG_ERR, "%s: back-end offers %llu queue pairs, %u wanted", fe->name,
-				(unsigned long long)pairs, fe->nq / 2);
-			rc = -ERANGE;
-			what = "GET_QUEUE_NUM";
-			goto out;
-		}
+	static const char *const ring_ops[RING_OPS] = {"SET_VRING_NUM", "SET_VRING_BASE", "SET_VRING_ADDR",
+						       "SET_VRING_CALL", "SET_VRING_KICK"};
+	switch (fe->step) {
+	case S_GET_FEATURES: return "GET_FEATURES";
+	case S_SET_OWNER: return "SET_OWNER";
+	case S_QUEUE_NUM: return "GET_QUEUE_NUM";
+	case S_SET_FEATURES: return "SET_FEATURES";
+	case S_MEM_TABLE: return "SET_MEM_TABLE";
+	case S_RING: return ring_ops[fe->sub % RING_OPS];
+	case S_ENABLE: return "SET_VRING_ENABLE";
+	case S_STATUS: return "SET_STATUS";
+	default: return "setup";
 	}
-	TRY(o->set_features(t, fe->features));
-	struct vhd_fe_region reg = {(uintptr_t)fe->mem, fe->mem_len, fe->memfd, 0};
-	TRY(o->set_mem_table(t, &reg, 1));
+}
 
+/* The virtqueues and their eventfds, once the features (and so the layout) are agreed. */
+static int make_queues(struct vhd_fe *fe)
+{
 	bool packed = fe->features & VHD_BIT(VIRTIO_F_RING_PACKED);
 	for (unsigned i = 0; i < fe->nq; i++) {
 		struct fe_queue *q = &fe->q[i];
@@ -216,98 +214,185 @@ static int setup(struct vhd_fe *fe)
 			.base = packed ? VHD_VQ_PACKED_BASE_INIT : 0,
 			.name = name,
 		};
-		TRY(vhd_vq_create(&c, &q->vq));
+		int rc = vhd_vq_create(&c, &q->vq);
+		if (rc < 0)
+			return rc;
 		/* Polling driver: no interrupts unless the caller asks (vhd_vq_enable_notify). */
 		vhd_vq_disable_notify(q->vq);
 		q->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		q->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (q->kick_fd < 0 || q->call_fd < 0) {
-			rc = -errno;
-			what = "eventfd";
-			goto out;
-		}
-		TRY(o->set_vring_num(t, i, fe->cfg.queue_size));
-		/* Packed: avail and used position with their wrap counters in the two halves, as QEMU sends it. */
-		TRY(o->set_vring_base(t, i, packed ? VHD_VQ_PACKED_BASE_INIT * 0x10001u : 0));
-		TRY(o->set_vring_addr(t, i, (uintptr_t)(base + l.desc_off), (uintptr_t)(base + l.driver_off),
-				      (uintptr_t)(base + l.device_off)));
-		TRY(o->set_vring_call(t, i, q->call_fd));
-		TRY(o->set_vring_kick(t, i, q->kick_fd));
+		if (q->kick_fd < 0 || q->call_fd < 0)
+			return -errno;
 	}
-	if (fe->features & VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES))
-		for (unsigned i = 0; i < fe->nq; i++)
-			TRY(o->set_vring_enable(t, i, true));
-	TRY(o->set_status(t, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK |
-				     VIRTIO_CONFIG_S_DRIVER_OK));
-	fe->up = true;
-	vhd_log(VHD_LOG_INFO, "%s: up, features 0x%llx, %u queues", fe->name, (unsigned long long)fe->features,
-		fe->nq);
-	if (fe->cfg.event)
-		fe->cfg.event(fe, VHD_FE_UP, fe->cfg.opaque);
 	return 0;
-out:
-	vhd_log(VHD_LOG_ERR, "%s: setup failed at %s: %s", fe->name, what, strerror(-rc));
-	return rc;
+}
+
+/* One ring message for queue i: op is the index into NUM, BASE, ADDR, CALL, KICK. */
+static int ring_step(struct vhd_fe *fe, unsigned i, unsigned op)
+{
+	struct vhd_fe_transport *t = &fe->t;
+	bool packed = fe->features & VHD_BIT(VIRTIO_F_RING_PACKED);
+	struct vhd_vq_layout l;
+	vhd_vq_layout(packed, fe->cfg.queue_size, &l);
+	uint8_t *base = fe->mem + fe->q[i].ring_off;
+	switch (op) {
+	case 0:
+		return t->ops->set_vring_num(t, i, fe->cfg.queue_size);
+	case 1:
+		/* Packed: avail and used position with their wrap counters in the two halves, as QEMU sends it. */
+		return t->ops->set_vring_base(t, i, packed ? VHD_VQ_PACKED_BASE_INIT * 0x10001u : 0);
+	case 2:
+		return t->ops->set_vring_addr(t, i, (uintptr_t)(base + l.desc_off), (uintptr_t)(base + l.driver_off),
+					      (uintptr_t)(base + l.device_off));
+	case 3:
+		return t->ops->set_vring_call(t, i, fe->q[i].call_fd);
+	default:
+		return t->ops->set_vring_kick(t, i, fe->q[i].kick_fd);
+	}
+}
+
+/* Start the current step: VHD_FE_T_DONE, VHD_FE_T_PENDING or -errno. */
+static int start_step(struct vhd_fe *fe)
+{
+	struct vhd_fe_transport *t = &fe->t;
+	switch (fe->step) {
+	case S_GET_FEATURES:
+		/* Fresh rings for this back-end. Zeroed here rather than when the last one left: that one may
+		 * still be finishing a burst over them until it notices the disconnect. */
+		memset(fe->mem, 0, fe->buf_off);
+		return t->ops->get_features(t, &fe->offered);
+	case S_SET_OWNER:
+		return t->ops->set_owner(t);
+	case S_QUEUE_NUM:
+		fe->pairs = 1;
+		if (fe->nq > 2 && (fe->features & VHD_BIT(VIRTIO_NET_F_MQ)))
+			return t->ops->get_queue_num(t, &fe->pairs);
+		return VHD_FE_T_DONE;
+	case S_SET_FEATURES:
+		return t->ops->set_features(t, fe->features);
+	case S_MEM_TABLE: {
+		int rc = make_queues(fe);
+		if (rc < 0)
+			return rc;
+		struct vhd_fe_region reg = {(uintptr_t)fe->mem, fe->mem_len, fe->memfd, 0};
+		return t->ops->set_mem_table(t, &reg, 1);
+	}
+	case S_RING:
+		return ring_step(fe, fe->sub / RING_OPS, fe->sub % RING_OPS);
+	case S_ENABLE:
+		return t->ops->set_vring_enable(t, fe->sub, true);
+	case S_STATUS:
+		return t->ops->set_status(t, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+						     VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+	default:
+		return -EINVAL;
+	}
+}
+
+/* The current step completed: use its outputs and move to the next. 0 or -errno. */
+static int finish_step(struct vhd_fe *fe)
+{
+	switch (fe->step) {
+	case S_GET_FEATURES: {
+		uint64_t want = fe->cfg.features | VHD_BIT(VIRTIO_F_VERSION_1);
+		if (fe->nq > 2)
+			want |= VHD_BIT(VIRTIO_NET_F_MQ);
+		fe->features = fe->offered & want;
+		fe->step = S_SET_OWNER;
+		return 0;
+	}
+	case S_QUEUE_NUM:
+		if (fe->pairs < fe->nq / 2) {
+			vhd_log(VHD_LOG_ERR, "%s: back-end offers %llu queue pairs, %u wanted", fe->name,
+				(unsigned long long)fe->pairs, fe->nq / 2);
+			return -ERANGE;
+		}
+		fe->step = S_SET_FEATURES;
+		return 0;
+	case S_RING:
+		if (++fe->sub == fe->nq * RING_OPS) {
+			fe->step = S_ENABLE;
+			fe->sub = 0;
+		}
+		return 0;
+	case S_ENABLE:
+		if (++fe->sub == fe->nq)
+			fe->step = S_STATUS;
+		return 0;
+	case S_MEM_TABLE:
+		fe->step = S_RING;
+		fe->sub = 0;
+		return 0;
+	default:
+		fe->step++;
+		return 0;
+	}
+}
+
+/* Run setup steps until one awaits the back-end, setup is complete, or a step fails. 0 or -errno. */
+static int advance(struct vhd_fe *fe, int rc)
+{
+	/* Bounded: each pass completes one step, and there are a fixed number of them. */
+	while (rc == VHD_FE_T_DONE) {
+		rc = finish_step(fe);
+		if (rc < 0)
+			break;
+		if (fe->step == S_UP) {
+			fe->up = true;
+			vhd_log(VHD_LOG_INFO, "%s: up, features 0x%llx, %u queues", fe->name,
+				(unsigned long long)fe->features, fe->nq);
+			if (fe->cfg.event)
+				fe->cfg.event(fe, VHD_FE_UP, fe->cfg.opaque);
+			return 0;
+		}
+		rc = start_step(fe);
+	}
+	return rc == VHD_FE_T_PENDING ? 0 : rc;
 }
 
 unsigned vhd_fe_pollfds(struct vhd_fe *fe, struct pollfd *fds, unsigned max)
 {
-	return vhu_conn_pollfds(&fe->conn, fds, max);
+	return fe->t.ops->pollfds(&fe->t, fds, max);
 }
 
 int vhd_fe_timeout_ms(struct vhd_fe *fe)
 {
-	return vhu_conn_timeout_ms(&fe->conn);
+	return fe->t.ops->timeout_ms(&fe->t);
 }
 
 int vhd_fe_dispatch(struct vhd_fe *fe)
 {
-	if (fe->conn.io.fd < 0 && !vhu_conn_poll(&fe->conn))
+	const struct vhd_fe_transport_ops *o = fe->t.ops;
+	int rc;
+	if (!o->connected(&fe->t) && !o->connect(&fe->t))
 		return 0;
-	if (!fe->up && fe->t.fd < 0) {
-		/* Setup still runs as blocking exchanges with per-reply timeouts: give it the blocking socket it
-		 * expects (the connection layer hands out non-blocking ones). */
-		int fl = fcntl(fe->conn.io.fd, F_GETFL);
-		if (fl >= 0)
-			fcntl(fe->conn.io.fd, F_SETFL, fl & ~O_NONBLOCK);
-		vhd_fe_vu_transport_init(&fe->t, fe->conn.io.fd, fe->name);
-		int rc = setup(fe);
-		if (rc < 0) {
-			lost(fe, rc);
-			return rc;
-		}
-		return 0;
+	if (fe->step == S_IDLE) {
+		/* A fresh connection (a client's first one may exist since vhd_fe_create()). */
+		fe->step = S_GET_FEATURES;
+		rc = advance(fe, start_step(fe));
+	} else {
+		rc = o->progress(&fe->t);
+		if (rc >= 0 && !fe->up)
+			rc = advance(fe, rc);
+		else if (rc > 0)
+			rc = 0; /* up: nothing of ours in flight */
 	}
-	/* Up: the back-end sends nothing unasked on this socket, so input means it left (or misbehaves). */
-	struct pollfd p = {.fd = fe->conn.io.fd, .events = POLLIN};
-	if (poll(&p, 1, 0) <= 0)
-		return 0;
-	struct vhu_msg m;
-	int rc = vhu_msg_recv(fe->conn.io.fd, &m);
-	if (rc == 0) {
-		vhu_msg_close_fds(&m);
-		vhd_log(VHD_LOG_WARN, "%s: unexpected %s from the back-end ignored", fe->name,
-			vhu_req_info(m.hdr.request)->name);
-		return 0;
+	if (rc < 0) {
+		if (!fe->up)
+			vhd_log(VHD_LOG_ERR, "%s: setup failed at %s: %s", fe->name, step_name(fe), strerror(-rc));
+		lost(fe, rc);
 	}
-	lost(fe, rc);
-	return rc;
+	return rc < 0 ? rc : 0;
 }
 
 void vhd_fe_destroy(struct vhd_fe *fe)
 {
 	if (!fe)
 		return;
-	if (fe->up) {
-		/* Stop each ring so the back-end lets go of it before the memory goes. */
-		for (unsigned i = 0; i < fe->nq; i++) {
-			unsigned base;
-			if (fe->t.ops->get_vring_base(&fe->t, i, &base) < 0)
-				break;
-		}
-	}
+	/* No GET_VRING_BASE round trips: they would wait on the back-end. Closing the socket is what stops it;
+	 * it maps our memory file itself, so unmapping ours cannot pull memory from under it. */
 	go_down(fe);
-	vhu_conn_fini(&fe->conn);
+	fe->t.ops->destroy(&fe->t);
 	munmap(fe->mem, fe->mem_len);
 	close(fe->memfd);
 	free(fe);

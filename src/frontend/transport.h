@@ -1,12 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Driver-side transports behind one ops table. Each op mirrors one vhost request (the vhost-user message or
- * the /dev/vhost-* ioctl of the same name), so the frontend's setup sequence is written once and vhost-user,
- * vhost-kernel and vhost-vdpa differ only here.
+ * Driver-side transports behind one ops table. The frontend's setup sequence is written once, as a series of
+ * steps; each step op starts one vhost request (the vhost-user message or the /dev/vhost-* ioctl of the same
+ * name) and says whether it completed at once (an ioctl: VHD_FE_T_DONE, outputs written) or is on its way
+ * (VHD_FE_T_PENDING: a message whose reply, or whose sending, is still awaited). The frontend then calls
+ * progress() from its dispatch until the step completes, so a transport that talks to a peer over a socket
+ * never makes the frontend wait: nothing in here blocks.
+ *
+ * Outputs (the uint64_t / unsigned pointers) are written when the step completes, so they must stay valid
+ * until then (the frontend passes fields of its own state).
+ *
+ * Transport-specific negotiation (vhost-user's protocol features and what they turn on) stays behind the ops:
+ * the frontend sees virtio features only.
  */
 #ifndef VHD_FRONTEND_TRANSPORT_H
 #define VHD_FRONTEND_TRANSPORT_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -21,35 +31,68 @@ struct vhd_fe_region {
 	uint64_t fd_offset;
 };
 
+/* What a step op returns when it did not fail. */
+enum {
+	VHD_FE_T_DONE = 0,    /* completed; outputs written */
+	VHD_FE_T_PENDING = 1, /* started; progress() says when it completes */
+};
+
 struct vhd_fe_transport_ops {
 	const char *name;
+
+	/* ---- the connection (control thread) ---- */
+	/* Start listening or connecting (the first attempt may connect at once). 0 or -errno. */
+	int (*open)(struct vhd_fe_transport *t, const char *path, bool server, unsigned reconnect_min_ms,
+		    unsigned reconnect_max_ms);
+	/* Close everything for good (a server also removes its socket file). Never waits on the peer. */
+	void (*destroy)(struct vhd_fe_transport *t);
+	/* fds to poll, with the events wanted now (POLLOUT while output waits); 0 or 1 entries. */
+	unsigned (*pollfds)(struct vhd_fe_transport *t, struct pollfd *fds, unsigned max);
+	/* Milliseconds until a reconnect attempt or a reply deadline is due, or -1. */
+	int (*timeout_ms)(struct vhd_fe_transport *t);
+	/* Accept or reconnect as due. Returns true when a fresh connection is there to set up. */
+	bool (*connect)(struct vhd_fe_transport *t);
+	/* Whether a connection exists (set up or not). */
+	bool (*connected)(const struct vhd_fe_transport *t);
+	/* The connection failed or was refused: drop it, and retry after the back-off. */
+	void (*lost)(struct vhd_fe_transport *t);
+	/*
+	 * Move the connection along: write queued output, read and match replies, enforce the reply deadline.
+	 * Returns VHD_FE_T_DONE when no step is in flight (the last one has completed: its outputs are written),
+	 * VHD_FE_T_PENDING while one is, or -errno when the peer misbehaved or left (logged, naming what it did):
+	 * -ETIMEDOUT no reply in time or a message stalled halfway, -EPROTO a reply to another request or without
+	 * the reply flag, -EMSGSIZE a reply of the wrong size, -EBADMSG a reply carrying fds, -EREMOTEIO a refusal
+	 * (REPLY_ACK), -ECONNRESET the peer closed, other -errno of the socket.
+	 */
+	int (*progress)(struct vhd_fe_transport *t);
+
+	/* ---- setup steps: VHD_FE_T_DONE, VHD_FE_T_PENDING or -errno ---- */
+	/* Device features offered (transport-private bits such as VHOST_USER_F_PROTOCOL_FEATURES stripped). */
 	int (*get_features)(struct vhd_fe_transport *t, uint64_t *features);
 	int (*set_features)(struct vhd_fe_transport *t, uint64_t features);
-	/* vhost-user only; others leave it NULL. */
-	int (*negotiate_protocol)(struct vhd_fe_transport *t, uint64_t wanted, uint64_t *got);
+	/* Queue pairs the device has; 1 when the transport cannot ask. */
 	int (*get_queue_num)(struct vhd_fe_transport *t, uint64_t *pairs);
 	int (*set_owner)(struct vhd_fe_transport *t);
 	int (*set_mem_table)(struct vhd_fe_transport *t, const struct vhd_fe_region *r, unsigned n);
 	int (*set_vring_num)(struct vhd_fe_transport *t, unsigned q, unsigned num);
 	int (*set_vring_base)(struct vhd_fe_transport *t, unsigned q, unsigned base);
-	int (*get_vring_base)(struct vhd_fe_transport *t, unsigned q, unsigned *base);
 	int (*set_vring_addr)(struct vhd_fe_transport *t, unsigned q, uint64_t desc, uint64_t avail, uint64_t used);
 	int (*set_vring_kick)(struct vhd_fe_transport *t, unsigned q, int fd);
 	int (*set_vring_call)(struct vhd_fe_transport *t, unsigned q, int fd);
+	/* Done at once where rings need no enabling (vhost-user without protocol features). */
 	int (*set_vring_enable)(struct vhd_fe_transport *t, unsigned q, bool on);
+	/* Done at once where the device has no status to set. */
 	int (*set_status)(struct vhd_fe_transport *t, uint8_t status);
-	void (*close)(struct vhd_fe_transport *t);
 };
 
 struct vhd_fe_transport {
 	const struct vhd_fe_transport_ops *ops;
-	int fd;                /* socket or /dev/vhost-* fd */
-	uint64_t protocol;     /* vhost-user protocol features agreed */
-	unsigned timeout_ms;   /* per reply */
-	const char *name;
+	const char *name;        /* for log lines */
+	unsigned reply_timeout_ms; /* per awaited reply, and per message stalled halfway */
+	void *priv;              /* the transport's own state */
 };
 
-/* Connected vhost-user transport over an already-connected socket (takes ownership of sock). */
-void vhd_fe_vu_transport_init(struct vhd_fe_transport *t, int sock, const char *name);
+/* A vhost-user transport (not yet connected: ops->open()). 0 or -ENOMEM. */
+int vhd_fe_vu_transport_init(struct vhd_fe_transport *t, const char *name, unsigned reply_timeout_ms);
 
 #endif

@@ -1,14 +1,74 @@
 /* SPDX-License-Identifier: MIT */
-/* The vhost-user transport of the frontend: each op is one front-end message, acknowledged when it can be. */
+/*
+ * The vhost-user transport of the frontend. Each step op queues one front-end message on the connection's
+ * non-blocking I/O (vhost_user/msg.h) and, when the message has a reply (a GET, or a SET acknowledged under
+ * REPLY_ACK), leaves it awaited: progress() matches the reply when it arrives in a later dispatch, checks it
+ * as hostile input (request, reply flag, size, no fds, the acknowledgement's status) and enforces the reply
+ * deadline. One request is in flight at a time: the next step starts only once the previous one's reply has
+ * arrived and its bytes have left, so the output queue never holds more than one message.
+ *
+ * Protocol features are negotiated inside get_features (GET_FEATURES, then GET_/SET_PROTOCOL_FEATURES when
+ * VHOST_USER_F_PROTOCOL_FEATURES is offered, as QEMU does), and everything they switch on (REPLY_ACK,
+ * SET_VRING_ENABLE, GET_QUEUE_NUM, SET_STATUS) is decided here, not by the frontend.
+ */
 #include <errno.h>
-#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <time.h>
 
 #include "spec/virtio_config.h"
 #include "transport.h"
+#include "vhost_user/conn.h"
 #include "vhost_user/msg.h"
 #include "vhostd/log.h"
+
+/* What we ask for: multi-queue, acknowledged set messages, and device status. */
+#define VU_WANTED_PROTOCOL                                                                                    \
+	(VHD_BIT(VHOST_USER_PROTOCOL_F_MQ) | VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |                      \
+	 VHD_BIT(VHOST_USER_PROTOCOL_F_STATUS))
+
+/* Messages read per progress() call: a back-end that floods us with unasked messages cannot hold the caller. */
+#define VU_RECV_BUDGET 16
+
+enum vu_reply {
+	R_NONE,     /* nothing awaited */
+	R_ACK,      /* REPLY_ACK status: 0 is success */
+	R_U64,      /* a value for *out64 */
+	R_FEATURES, /* GET_FEATURES, which may go on with the protocol features */
+	R_PROTOCOL, /* GET_PROTOCOL_FEATURES */
+};
+
+struct vu_t {
+	struct vhu_conn conn;
+	bool opened;
+	uint64_t protocol;   /* protocol features agreed on this connection */
+	bool proto_offered;  /* VHOST_USER_F_PROTOCOL_FEATURES offered on this connection */
+	uint64_t features;   /* GET_FEATURES' answer, while the protocol features are negotiated */
+	bool told_unasked;   /* an unasked message was logged on this connection */
+	/* The request whose reply is awaited. */
+	uint32_t await;
+	enum vu_reply kind;
+	uint64_t *out64;
+	struct timespec sent;
+};
+
+static struct vu_t *V(struct vhd_fe_transport *t)
+{
+	return t->priv;
+}
+
+static long long ms_since(const struct timespec *a)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)(now.tv_sec - a->tv_sec) * 1000 + (now.tv_nsec - a->tv_nsec) / 1000000;
+}
+
+static const char *rname(uint32_t req)
+{
+	return vhu_req_info(req)->name;
+}
 
 static struct vhu_msg mk(uint32_t req, uint32_t size)
 {
@@ -22,100 +82,287 @@ static struct vhu_msg mk(uint32_t req, uint32_t size)
 	return m;
 }
 
-/* Wait for and read the reply to req; the back-end is hostile too, so size and flags are checked. */
-static int recv_reply(struct vhd_fe_transport *t, uint32_t req, struct vhu_msg *r, uint32_t want_size)
+static int step_state(struct vu_t *v)
 {
-	struct pollfd p = {.fd = t->fd, .events = POLLIN};
-	int pr = poll(&p, 1, (int)t->timeout_ms);
-	if (pr == 0) {
-		vhd_log(VHD_LOG_ERR, "%s: no reply to %s within %u ms", t->name, vhu_req_info(req)->name, t->timeout_ms);
-		return -ETIMEDOUT;
+	return v->await != VHOST_USER_NONE || vhu_io_out_pending(&v->conn.io) ? VHD_FE_T_PENDING : VHD_FE_T_DONE;
+}
+
+/*
+ * Queue m; kind says which reply it awaits. R_ACK is asked for only when REPLY_ACK was agreed (a set message
+ * without it has no reply). The message's fds stay the caller's (the I/O layer sends duplicates).
+ */
+static int start(struct vhd_fe_transport *t, struct vhu_msg *m, enum vu_reply kind, uint64_t *out64)
+{
+	struct vu_t *v = V(t);
+	if (v->await != VHOST_USER_NONE)
+		return -EBUSY;
+	if (kind == R_ACK) {
+		if (v->protocol & VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK))
+			m->hdr.flags |= VHOST_USER_NEED_REPLY;
+		else
+			kind = R_NONE;
 	}
-	if (pr < 0)
-		return -errno;
-	int rc = vhu_msg_recv(t->fd, r);
-	if (rc < 0)
+	int rc = vhu_io_send(&v->conn.io, m);
+	if (rc < 0) {
+		vhd_log(VHD_LOG_ERR, "%s: cannot send %s to the back-end: %s", t->name, rname(m->hdr.request),
+			rc == -ENOBUFS ? "it is not reading what we send" : strerror(-rc));
 		return rc;
-	vhu_msg_close_fds(r); /* no reply we ask for carries fds */
-	if (r->hdr.request != req || !(r->hdr.flags & VHOST_USER_REPLY_MASK) || r->hdr.size != want_size) {
-		vhd_log(VHD_LOG_ERR, "%s: bad reply to %s (request %u, flags 0x%x, size %u)", t->name,
-			vhu_req_info(req)->name, r->hdr.request, r->hdr.flags, r->hdr.size);
+	}
+	if (kind != R_NONE) {
+		v->await = m->hdr.request;
+		v->kind = kind;
+		v->out64 = out64;
+		clock_gettime(CLOCK_MONOTONIC, &v->sent);
+	}
+	return step_state(v);
+}
+
+/* A whole message arrived while v->await's reply was due: check it as hostile input and use it. */
+static int on_reply(struct vhd_fe_transport *t, struct vhu_msg *r)
+{
+	struct vu_t *v = V(t);
+	uint32_t req = v->await;
+	if (r->nfds) {
+		vhd_log(VHD_LOG_ERR, "%s: the back-end's reply to %s carried %u fd%s (replies carry none)", t->name,
+			rname(req), r->nfds, r->nfds == 1 ? "" : "s");
+		vhu_msg_close_fds(r);
+		return -EBADMSG;
+	}
+	if (r->hdr.request != req) {
+		vhd_log(VHD_LOG_ERR, "%s: the back-end sent %s (request %u) where the reply to %s was due", t->name,
+			rname(r->hdr.request), r->hdr.request, rname(req));
 		return -EPROTO;
 	}
-	return 0;
-}
-
-/* Send a request that has no reply of its own; with REPLY_ACK, wait for the acknowledgement. */
-static int send_set(struct vhd_fe_transport *t, struct vhu_msg *m)
-{
-	bool ack = t->protocol & VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK);
-	if (ack)
-		m->hdr.flags |= VHOST_USER_NEED_REPLY;
-	int rc = vhu_msg_send(t->fd, m);
-	if (rc < 0 || !ack)
-		return rc;
-	struct vhu_msg r;
-	rc = recv_reply(t, m->hdr.request, &r, 8);
-	if (rc < 0)
-		return rc;
-	if (r.p.u64 != 0) {
-		vhd_log(VHD_LOG_ERR, "%s: back-end refused %s", t->name, vhu_req_info(m->hdr.request)->name);
-		return -EREMOTEIO;
+	if (!(r->hdr.flags & VHOST_USER_REPLY_MASK)) {
+		vhd_log(VHD_LOG_ERR, "%s: the back-end's reply to %s lacks the reply flag (flags 0x%x)", t->name,
+			rname(req), r->hdr.flags);
+		return -EPROTO;
+	}
+	if (r->hdr.size != sizeof(r->p.u64)) {
+		vhd_log(VHD_LOG_ERR, "%s: the back-end's reply to %s has %u payload bytes, %zu expected", t->name,
+			rname(req), r->hdr.size, sizeof(r->p.u64));
+		return -EMSGSIZE;
+	}
+	v->await = VHOST_USER_NONE;
+	uint64_t val = r->p.u64;
+	switch (v->kind) {
+	case R_ACK:
+		if (val != 0) {
+			vhd_log(VHD_LOG_ERR, "%s: the back-end refused %s (status %llu)", t->name, rname(req),
+				(unsigned long long)val);
+			return -EREMOTEIO;
+		}
+		return 0;
+	case R_U64:
+		*v->out64 = val;
+		return 0;
+	case R_FEATURES:
+		v->proto_offered = val & VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES);
+		v->features = val & ~VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES);
+		if (!v->proto_offered) {
+			*v->out64 = v->features;
+			return 0;
+		}
+		struct vhu_msg g = mk(VHOST_USER_GET_PROTOCOL_FEATURES, 0);
+		int rc = start(t, &g, R_PROTOCOL, v->out64);
+		return rc < 0 ? rc : 0;
+	case R_PROTOCOL: {
+		uint64_t got = val & VU_WANTED_PROTOCOL;
+		/* Sent without REPLY_ACK: this message is what turns REPLY_ACK on. */
+		struct vhu_msg s = mk(VHOST_USER_SET_PROTOCOL_FEATURES, 8);
+		s.p.u64 = got;
+		int rc2 = start(t, &s, R_NONE, NULL);
+		if (rc2 < 0)
+			return rc2;
+		v->protocol = got;
+		*v->out64 = v->features;
+		return 0;
+	}
+	case R_NONE:
+		break;
 	}
 	return 0;
 }
 
-static int get_u64(struct vhd_fe_transport *t, uint32_t req, uint64_t *v)
+static int recv_error(struct vhd_fe_transport *t, int rc, const struct vhu_msg *m)
 {
-	struct vhu_msg m = mk(req, 0), r;
-	int rc = vhu_msg_send(t->fd, &m);
-	if (rc == 0)
-		rc = recv_reply(t, req, &r, 8);
-	if (rc == 0)
-		*v = r.p.u64;
+	switch (rc) {
+	case -ECONNRESET:
+		vhd_log(VHD_LOG_INFO, "%s: the back-end closed the connection%s%s", t->name,
+			V(t)->await ? " while we awaited the reply to " : "", V(t)->await ? rname(V(t)->await) : "");
+		break;
+	case -EPROTO:
+		vhd_log(VHD_LOG_ERR, "%s: the back-end sent a header we cannot follow (request %u, flags 0x%x, size %u)",
+			t->name, m->hdr.request, m->hdr.flags, m->hdr.size);
+		break;
+	case -EBADMSG:
+		vhd_log(VHD_LOG_ERR, "%s: the back-end sent %s with more than %d fds", t->name, rname(m->hdr.request),
+			VHOST_USER_MAX_FDS);
+		break;
+	default:
+		vhd_log(VHD_LOG_ERR, "%s: reading from the back-end: %s", t->name, strerror(-rc));
+		break;
+	}
 	return rc;
 }
 
-static int set_u64(struct vhd_fe_transport *t, uint32_t req, uint64_t v)
+static int vu_progress(struct vhd_fe_transport *t)
 {
-	struct vhu_msg m = mk(req, 8);
-	m.p.u64 = v;
-	return send_set(t, &m);
+	struct vu_t *v = V(t);
+	struct vhu_io *io = &v->conn.io;
+	if (io->fd < 0)
+		return -ENOTCONN;
+	int rc = vhu_io_flush(io);
+	if (rc < 0 && rc != -EAGAIN) {
+		vhd_log(VHD_LOG_ERR, "%s: writing to the back-end: %s", t->name, strerror(-rc));
+		return rc;
+	}
+	for (unsigned n = 0; n < VU_RECV_BUDGET; n++) {
+		struct vhu_msg m;
+		rc = vhu_io_recv(io, &m);
+		if (rc == -EAGAIN)
+			break;
+		if (rc < 0)
+			return recv_error(t, rc, &m);
+		if (v->await != VHOST_USER_NONE) {
+			rc = on_reply(t, &m);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		/* The back-end speaks on this socket only when asked. */
+		vhu_msg_close_fds(&m);
+		if (!v->told_unasked)
+			vhd_log(VHD_LOG_WARN, "%s: unasked %s (request %u) from the back-end ignored", t->name,
+				rname(m.hdr.request), m.hdr.request);
+		v->told_unasked = true;
+	}
+	/* A reply that has begun to arrive gets the message deadline below, from its first byte, so the log line
+	 * says how far the back-end got; at most one more reply_timeout_ms in all. */
+	if (v->await != VHOST_USER_NONE && ms_since(&v->sent) >= t->reply_timeout_ms &&
+	    vhu_io_timeout_ms(io, t->reply_timeout_ms) < 0) {
+		vhd_log(VHD_LOG_ERR, "%s: the back-end did not answer %s within %u ms", t->name, rname(v->await),
+			t->reply_timeout_ms);
+		return -ETIMEDOUT;
+	}
+	char why[160];
+	if (vhu_io_expired(io, t->reply_timeout_ms, why, sizeof(why))) {
+		vhd_log(VHD_LOG_ERR, "%s: the back-end %s", t->name, why);
+		return -ETIMEDOUT;
+	}
+	return step_state(v);
 }
+
+/* ---------------------------------------------------------------- the connection */
+
+static int vu_open(struct vhd_fe_transport *t, const char *path, bool server, unsigned min_ms, unsigned max_ms)
+{
+	struct vu_t *v = V(t);
+	int rc = vhu_conn_init(&v->conn, path, !server, min_ms, max_ms);
+	v->opened = rc == 0;
+	return rc;
+}
+
+static void reset_conn_state(struct vu_t *v)
+{
+	v->protocol = 0;
+	v->proto_offered = false;
+	v->told_unasked = false;
+	v->await = VHOST_USER_NONE;
+	v->kind = R_NONE;
+}
+
+static void vu_destroy(struct vhd_fe_transport *t)
+{
+	struct vu_t *v = V(t);
+	if (!v)
+		return;
+	/* Closing is all: the back-end maps our memory file itself and lets go of it when it sees the close. */
+	if (v->opened)
+		vhu_conn_fini(&v->conn);
+	free(v);
+	t->priv = NULL;
+}
+
+static unsigned vu_pollfds(struct vhd_fe_transport *t, struct pollfd *fds, unsigned max)
+{
+	return vhu_conn_pollfds(&V(t)->conn, fds, max);
+}
+
+static int vu_timeout_ms(struct vhd_fe_transport *t)
+{
+	struct vu_t *v = V(t);
+	if (v->conn.io.fd < 0)
+		return vhu_conn_timeout_ms(&v->conn);
+	int ms = vhu_io_timeout_ms(&v->conn.io, t->reply_timeout_ms);
+	if (v->await != VHOST_USER_NONE) {
+		long long left = (long long)t->reply_timeout_ms - ms_since(&v->sent);
+		/* One more so that the poll() waking at the deadline finds it passed. */
+		int r = left < 0 ? 0 : (int)left + 1;
+		/* Past the reply deadline with a message under way, the message deadline decides (vu_progress). */
+		if (ms < 0 || (r < ms && r > 0))
+			ms = r;
+	}
+	return ms;
+}
+
+static bool vu_connect(struct vhd_fe_transport *t)
+{
+	struct vu_t *v = V(t);
+	if (!vhu_conn_poll(&v->conn))
+		return false;
+	reset_conn_state(v);
+	return true;
+}
+
+static bool vu_connected(const struct vhd_fe_transport *t)
+{
+	return ((const struct vu_t *)t->priv)->conn.io.fd >= 0;
+}
+
+static void vu_lost(struct vhd_fe_transport *t)
+{
+	struct vu_t *v = V(t);
+	reset_conn_state(v);
+	vhu_conn_lost(&v->conn);
+}
+
+/* ---------------------------------------------------------------- setup steps */
 
 static int vu_get_features(struct vhd_fe_transport *t, uint64_t *f)
 {
-	return get_u64(t, VHOST_USER_GET_FEATURES, f);
+	struct vhu_msg m = mk(VHOST_USER_GET_FEATURES, 0);
+	return start(t, &m, R_FEATURES, f);
+}
+
+static int set_u64(struct vhd_fe_transport *t, uint32_t req, uint64_t val)
+{
+	struct vhu_msg m = mk(req, 8);
+	m.p.u64 = val;
+	return start(t, &m, R_ACK, NULL);
 }
 
 static int vu_set_features(struct vhd_fe_transport *t, uint64_t f)
 {
+	if (V(t)->proto_offered)
+		f |= VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES);
 	return set_u64(t, VHOST_USER_SET_FEATURES, f);
-}
-
-static int vu_negotiate_protocol(struct vhd_fe_transport *t, uint64_t wanted, uint64_t *got)
-{
-	uint64_t offered;
-	int rc = get_u64(t, VHOST_USER_GET_PROTOCOL_FEATURES, &offered);
-	if (rc < 0)
-		return rc;
-	*got = offered & wanted;
-	/* This message itself goes without REPLY_ACK: it is what turns REPLY_ACK on. */
-	rc = set_u64(t, VHOST_USER_SET_PROTOCOL_FEATURES, *got);
-	if (rc == 0)
-		t->protocol = *got;
-	return rc;
 }
 
 static int vu_get_queue_num(struct vhd_fe_transport *t, uint64_t *pairs)
 {
-	return get_u64(t, VHOST_USER_GET_QUEUE_NUM, pairs);
+	if (!(V(t)->protocol & VHD_BIT(VHOST_USER_PROTOCOL_F_MQ))) {
+		*pairs = 1;
+		return VHD_FE_T_DONE;
+	}
+	struct vhu_msg m = mk(VHOST_USER_GET_QUEUE_NUM, 0);
+	return start(t, &m, R_U64, pairs);
 }
 
 static int vu_set_owner(struct vhd_fe_transport *t)
 {
 	struct vhu_msg m = mk(VHOST_USER_SET_OWNER, 0);
-	return send_set(t, &m);
+	return start(t, &m, R_ACK, NULL);
 }
 
 static int vu_set_mem_table(struct vhd_fe_transport *t, const struct vhd_fe_region *r, unsigned n)
@@ -129,14 +376,14 @@ static int vu_set_mem_table(struct vhd_fe_transport *t, const struct vhd_fe_regi
 		m.fds[i] = r[i].fd;
 	}
 	m.nfds = n;
-	return send_set(t, &m);
+	return start(t, &m, R_ACK, NULL);
 }
 
 static int vring_state(struct vhd_fe_transport *t, uint32_t req, unsigned q, unsigned num)
 {
 	struct vhu_msg m = mk(req, 8);
 	m.p.state = (struct vhost_vring_state){q, num};
-	return send_set(t, &m);
+	return start(t, &m, R_ACK, NULL);
 }
 
 static int vu_set_vring_num(struct vhd_fe_transport *t, unsigned q, unsigned num)
@@ -151,19 +398,10 @@ static int vu_set_vring_base(struct vhd_fe_transport *t, unsigned q, unsigned ba
 
 static int vu_set_vring_enable(struct vhd_fe_transport *t, unsigned q, bool on)
 {
+	/* Without protocol features a ring is enabled by its kick (vhost-user.rst, "Ring states"). */
+	if (!V(t)->proto_offered)
+		return VHD_FE_T_DONE;
 	return vring_state(t, VHOST_USER_SET_VRING_ENABLE, q, on);
-}
-
-static int vu_get_vring_base(struct vhd_fe_transport *t, unsigned q, unsigned *base)
-{
-	struct vhu_msg m = mk(VHOST_USER_GET_VRING_BASE, 8), r;
-	m.p.state.index = q;
-	int rc = vhu_msg_send(t->fd, &m);
-	if (rc == 0)
-		rc = recv_reply(t, VHOST_USER_GET_VRING_BASE, &r, 8);
-	if (rc == 0)
-		*base = r.p.state.num;
-	return rc;
 }
 
 static int vu_set_vring_addr(struct vhd_fe_transport *t, unsigned q, uint64_t desc, uint64_t avail, uint64_t used)
@@ -171,7 +409,7 @@ static int vu_set_vring_addr(struct vhd_fe_transport *t, unsigned q, uint64_t de
 	struct vhu_msg m = mk(VHOST_USER_SET_VRING_ADDR, sizeof(struct vhost_vring_addr));
 	m.p.addr = (struct vhost_vring_addr){.index = q, .desc_user_addr = desc, .avail_user_addr = avail,
 					     .used_user_addr = used};
-	return send_set(t, &m);
+	return start(t, &m, R_ACK, NULL);
 }
 
 static int vring_fd(struct vhd_fe_transport *t, uint32_t req, unsigned q, int fd)
@@ -184,7 +422,7 @@ static int vring_fd(struct vhd_fe_transport *t, uint32_t req, unsigned q, int fd
 		m.fds[0] = fd;
 		m.nfds = 1;
 	}
-	return send_set(t, &m);
+	return start(t, &m, R_ACK, NULL);
 }
 
 static int vu_set_vring_kick(struct vhd_fe_transport *t, unsigned q, int fd)
@@ -199,42 +437,44 @@ static int vu_set_vring_call(struct vhd_fe_transport *t, unsigned q, int fd)
 
 static int vu_set_status(struct vhd_fe_transport *t, uint8_t status)
 {
-	if (!(t->protocol & VHD_BIT(VHOST_USER_PROTOCOL_F_STATUS)))
-		return 0;
+	if (!(V(t)->protocol & VHD_BIT(VHOST_USER_PROTOCOL_F_STATUS)))
+		return VHD_FE_T_DONE;
 	return set_u64(t, VHOST_USER_SET_STATUS, status);
-}
-
-static void vu_close(struct vhd_fe_transport *t)
-{
-	if (t->fd >= 0)
-		close(t->fd);
-	t->fd = -1;
 }
 
 static const struct vhd_fe_transport_ops vu_ops = {
 	.name = "vhost-user",
+	.open = vu_open,
+	.destroy = vu_destroy,
+	.pollfds = vu_pollfds,
+	.timeout_ms = vu_timeout_ms,
+	.connect = vu_connect,
+	.connected = vu_connected,
+	.lost = vu_lost,
+	.progress = vu_progress,
 	.get_features = vu_get_features,
 	.set_features = vu_set_features,
-	.negotiate_protocol = vu_negotiate_protocol,
 	.get_queue_num = vu_get_queue_num,
 	.set_owner = vu_set_owner,
 	.set_mem_table = vu_set_mem_table,
 	.set_vring_num = vu_set_vring_num,
 	.set_vring_base = vu_set_vring_base,
-	.get_vring_base = vu_get_vring_base,
 	.set_vring_addr = vu_set_vring_addr,
 	.set_vring_kick = vu_set_vring_kick,
 	.set_vring_call = vu_set_vring_call,
 	.set_vring_enable = vu_set_vring_enable,
 	.set_status = vu_set_status,
-	.close = vu_close,
 };
 
-void vhd_fe_vu_transport_init(struct vhd_fe_transport *t, int sock, const char *name)
+int vhd_fe_vu_transport_init(struct vhd_fe_transport *t, const char *name, unsigned reply_timeout_ms)
 {
+	struct vu_t *v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->conn.listen_fd = v->conn.io.fd = -1;
 	t->ops = &vu_ops;
-	t->fd = sock;
-	t->protocol = 0;
-	t->timeout_ms = 2000;
 	t->name = name;
+	t->reply_timeout_ms = reply_timeout_ms;
+	t->priv = v;
+	return 0;
 }

@@ -5,6 +5,7 @@
  * <interface type='vhostuser'> uses.
  *
  *   vhost-user path=PATH [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off]
+ *              [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL]
  *
  * Frames the guest transmits are its TX queues (odd indices), dequeued as views of its buffers (borrow=on, the
  * default: the switch copies them straight into the outputs, and the buffers go back to the guest once the
@@ -15,11 +16,14 @@
  * derived vhd_net_cfg.
  */
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctl/json.h"
 #include "spec/virtio_config.h"
@@ -194,9 +198,94 @@ static void free_borrowing(struct vu_port *vp)
 	}
 }
 
+/* A user or group given by name or number; numbers need not exist in the user database. */
+static int parse_id(const char *key, const char *v, bool group, unsigned *out, char *err, size_t errlen)
+{
+	char *end;
+	errno = 0;
+	unsigned long n = *v >= '0' && *v <= '9' ? strtoul(v, &end, 10) : 0;
+	if (*v >= '0' && *v <= '9') {
+		/* (uid_t)-1 means "no change" to chown: not an id anyone can be given. */
+		if (errno || *end || n >= 0xffffffffUL) {
+			snprintf(err, errlen, "vhost-user: %s=%s: not a %s name or a number below 4294967295", key, v,
+				 group ? "group" : "user");
+			return -EINVAL;
+		}
+		*out = (unsigned)n;
+		return 0;
+	}
+	long sz = sysconf(group ? _SC_GETGR_R_SIZE_MAX : _SC_GETPW_R_SIZE_MAX);
+	size_t len = sz > 0 && sz < 1 << 20 ? (size_t)sz : 16384;
+	char *buf = malloc(len);
+	if (!buf)
+		return -ENOMEM;
+	int rc;
+	if (group) {
+		struct group g, *r = NULL;
+		rc = getgrnam_r(v, &g, buf, len, &r);
+		if (!rc && r)
+			*out = (unsigned)g.gr_gid;
+		rc = rc ? rc : r ? 0 : ENOENT;
+	} else {
+		struct passwd pw, *r = NULL;
+		rc = getpwnam_r(v, &pw, buf, len, &r);
+		if (!rc && r)
+			*out = (unsigned)pw.pw_uid;
+		rc = rc ? rc : r ? 0 : ENOENT;
+	}
+	free(buf);
+	if (rc) {
+		snprintf(err, errlen, "vhost-user: %s=%s: %s", key, v,
+			 rc == ENOENT ? (group ? "no such group" : "no such user") : strerror(rc));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* owner=, group=, mode= into c (server sockets only). */
+static int parse_access(const struct sw_kv *args, unsigned nargs, struct vhd_vu_config *c, char *err,
+			size_t errlen)
+{
+	const char *owner = sw_kv_get(args, nargs, "owner", NULL), *group = sw_kv_get(args, nargs, "group", NULL);
+	const char *mode = sw_kv_get(args, nargs, "mode", NULL);
+	if (!owner && !group && !mode)
+		return 0;
+	if (c->client) {
+		snprintf(err, errlen, "vhost-user: owner=, group= and mode= set up a socket we listen on, not one we "
+				      "connect to (client)");
+		return -EINVAL;
+	}
+	unsigned id;
+	int rc;
+	if (owner) {
+		if ((rc = parse_id("owner", owner, false, &id, err, errlen)) < 0)
+			return rc;
+		c->set_owner = true;
+		c->owner = (uid_t)id;
+	}
+	if (group) {
+		if ((rc = parse_id("group", group, true, &id, err, errlen)) < 0)
+			return rc;
+		c->set_group = true;
+		c->group = (gid_t)id;
+	}
+	if (mode) {
+		char *end;
+		errno = 0;
+		unsigned long m = strtoul(mode, &end, 8);
+		if (*mode < '0' || *mode > '7' || *end || errno || m == 0 || m > 0777) {
+			snprintf(err, errlen, "vhost-user: mode=%s: want octal permission bits 1..0777, e.g. 0660", mode);
+			return -EINVAL;
+		}
+		c->mode = (unsigned)m;
+	}
+	return 0;
+}
+
 static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
 {
-	static const char *const known[] = {"path", "client", "queues", "mrg", "tso", "borrow", NULL};
+	static const char *const known[] = {"path", "client", "queues", "mrg", "tso", "borrow", "owner", "group",
+					    "mode", NULL};
 	int rc = sw_kv_check(args, nargs, known, "vhost-user", err, errlen);
 	if (rc < 0)
 		return rc;
@@ -242,6 +331,11 @@ static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 		.opaque = vp,
 		.name = p->name,
 	};
+	if ((rc = parse_access(args, nargs, &c, err, errlen)) < 0) {
+		free_borrowing(vp);
+		free(vp);
+		return rc;
+	}
 	rc = vhd_vu_dev_create(&c, &vp->dev);
 	if (rc < 0) {
 		snprintf(err, errlen, "vhost-user: %s %s: %s", vp->client ? "connecting to" : "listening on", vp->path,
@@ -323,6 +417,9 @@ static void vu_describe(struct sw_port *p, struct sw_json *w)
 	sw_json_u64(w, "no_buffers", nobuf);
 	sw_json_u64(w, "gso_unsupported", gso);
 	sw_json_u64(w, "ring_errors", errs);
+	struct vhd_vu_stats vs;
+	vhd_vu_dev_stats(vp->dev, &vs);
+	sw_json_u64(w, "notify_failures", vs.notify_failures);
 }
 
 const struct sw_port_ops sw_vhost_user_ops = {

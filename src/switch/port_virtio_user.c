@@ -10,9 +10,11 @@
  * pools are touched only inside the data-path window below and never by the forwarding code at large.
  *
  * The frontend may go down (the device went away) and come up again at any time; its callbacks run on the
- * control thread. Each queue pair has a window flag pair (ready, busy) like vhd_vu_queue_acquire()'s: a
- * forwarding thread enters by setting busy then checking ready; the control thread closes by clearing ready
- * then waiting for busy to clear. Sequentially consistent, so one of the two always sees the other.
+ * control thread. Each direction of each queue pair has its own window, a flag pair (ready, busy) like
+ * vhd_vu_queue_acquire()'s: a forwarding thread enters by setting busy then checking ready; the control thread
+ * closes by clearing ready then waiting for busy to clear. RX and TX have separate windows because different
+ * forwarding threads may drive them at once: with one shared busy flag, the side leaving would clear it while
+ * the other is still inside, and the control thread would free the rings under that one.
  */
 #include <errno.h>
 #include <sched.h>
@@ -34,9 +36,14 @@
 #define VUP_RX_BUFS 320
 #define VUP_TX_BUFS 384
 
-struct vup_qp {
+/* One direction's window; each on its own cache line, since the RX and TX sides run on different threads. */
+struct vup_win {
 	_Alignas(64) atomic_int ready;
 	atomic_int busy;
+};
+
+struct vup_qp {
+	struct vup_win rx_win, tx_win;
 	struct vhd_pktpool *rx_pool, *tx_pool;
 	struct vhd_net_stats rx_st, tx_st;
 };
@@ -52,24 +59,27 @@ struct vup_port {
 	struct vup_qp qp[SW_MAX_QUEUES];
 };
 
-static bool enter(struct vup_qp *q)
+/* seq_cst store of busy, then load of ready: pairs with close_window()'s store of ready = 0 then load of busy
+ * (store-buffering: with both seq_cst, at least one side sees the other's store). */
+static bool enter(struct vup_win *w)
 {
-	atomic_store(&q->busy, 1);
-	if (atomic_load(&q->ready))
+	atomic_store(&w->busy, 1);
+	if (atomic_load(&w->ready))
 		return true;
-	atomic_store(&q->busy, 0);
+	atomic_store(&w->busy, 0);
 	return false;
 }
 
-static void leave(struct vup_qp *q)
+static void leave(struct vup_win *w)
 {
-	atomic_store(&q->busy, 0);
+	atomic_store(&w->busy, 0);
 }
 
-static void close_window(struct vup_qp *q)
+/* seq_cst store of ready = 0, then load of busy: pairs with enter()'s store of busy then load of ready. */
+static void close_window(struct vup_win *w)
 {
-	atomic_store(&q->ready, 0);
-	while (atomic_load(&q->busy))
+	atomic_store(&w->ready, 0);
+	while (atomic_load(&w->busy))
 		sched_yield();
 }
 
@@ -78,13 +88,19 @@ static unsigned vup_rx_burst(struct sw_port *p, unsigned qn, struct vhd_pktpool 
 {
 	struct vup_port *vp = p->priv;
 	struct vup_qp *q = &vp->qp[qn];
-	if (!enter(q))
+	if (!enter(&q->rx_win))
 		return 0;
 	struct vhd_vq *rx = vhd_fe_vq(vp->fe, 2 * qn);
 	struct vhd_pkt *got[SW_BURST];
 	if (n > SW_BURST)
 		n = SW_BURST;
+	/* A queue the device broke (vhd_vq_error(), logged once) stays so until the back-end sets it up again:
+	 * counted in the call where it broke (which may still return the frames before the lie), skipped after. */
+	if (rx && vhd_vq_error(rx))
+		rx = NULL;
 	int r = rx ? vhd_net_drv_recv(rx, &vp->cfg, got, n, &q->rx_st) : 0;
+	if (rx && vhd_vq_error(rx))
+		atomic_fetch_add_explicit(&p->queue_breaks, 1, memory_order_relaxed);
 	unsigned out = 0;
 	if (r > 0) {
 		unsigned have = vhd_pkt_alloc_bulk(pool, pkts, (unsigned)r);
@@ -104,7 +120,7 @@ static unsigned vup_rx_burst(struct sw_port *p, unsigned qn, struct vhd_pktpool 
 		if (a > 0 && vhd_vq_need_notify(rx))
 			vhd_fe_kick(vp->fe, 2 * qn);
 	}
-	leave(q);
+	leave(&q->rx_win);
 	return out;
 }
 
@@ -112,9 +128,11 @@ static unsigned vup_tx_burst(struct sw_port *p, unsigned qn, struct vhd_pkt **pk
 {
 	struct vup_port *vp = p->priv;
 	struct vup_qp *q = &vp->qp[qn];
-	if (!enter(q))
+	if (!enter(&q->tx_win))
 		return 0;
 	struct vhd_vq *tx = vhd_fe_vq(vp->fe, 2 * qn + 1);
+	if (tx && vhd_vq_error(tx))
+		tx = NULL; /* as in vup_rx_burst() */
 	unsigned sent = 0;
 	if (tx) {
 		struct vhd_pkt *c[SW_BURST];
@@ -134,11 +152,13 @@ static unsigned vup_tx_burst(struct sw_port *p, unsigned qn, struct vhd_pkt **pk
 		}
 		int r = vhd_net_drv_xmit(tx, &vp->cfg, c, k, &q->tx_st);
 		sent = r > 0 ? (unsigned)r : 0;
+		if (vhd_vq_error(tx))
+			atomic_fetch_add_explicit(&p->queue_breaks, 1, memory_order_relaxed);
 		vhd_pkt_free_bulk(c + sent, have - sent);
 		if (sent && vhd_vq_need_notify(tx))
 			vhd_fe_kick(vp->fe, 2 * qn + 1);
 	}
-	leave(q);
+	leave(&q->tx_win);
 	vhd_pkt_free_bulk(pkts, sent); /* ours now, and copied */
 	return sent;
 }
@@ -158,12 +178,15 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 		for (unsigned i = 0; i < vp->nqp; i++) {
 			vhd_net_drv_refill(vhd_fe_vq(fe, 2 * i), &vp->cfg, vp->qp[i].rx_pool, &vp->qp[i].rx_st);
 			vhd_fe_kick(fe, 2 * i);
-			atomic_store(&vp->qp[i].ready, 1);
+			atomic_store(&vp->qp[i].rx_win.ready, 1);
+			atomic_store(&vp->qp[i].tx_win.ready, 1);
 		}
 	} else {
 		vp->downs++;
-		for (unsigned i = 0; i < vp->nqp; i++)
-			close_window(&vp->qp[i]);
+		for (unsigned i = 0; i < vp->nqp; i++) {
+			close_window(&vp->qp[i].rx_win);
+			close_window(&vp->qp[i].tx_win);
+		}
 		for (unsigned i = 0; i < 2 * vp->nqp; i++)
 			vhd_net_drv_release(vhd_fe_vq(fe, i));
 	}

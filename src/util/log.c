@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "vhostd/log.h"
 
@@ -9,7 +10,9 @@ static void stderr_handler(enum vhd_log_level level, const char *msg, void *opaq
 {
 	static const char *const names[] = {"error", "warning", "info", "debug"};
 	(void)opaque;
-	fprintf(stderr, "vhostd %s: %s\n", names[level <= VHD_LOG_DEBUG ? level : VHD_LOG_DEBUG], msg);
+	char ts[32];
+	vhd_log_timestamp(ts, sizeof(ts));
+	fprintf(stderr, "%s vhostd %s: %s\n", ts, names[level <= VHD_LOG_DEBUG ? level : VHD_LOG_DEBUG], msg);
 }
 
 static void (*log_fn)(enum vhd_log_level, const char *, void *) = stderr_handler;
@@ -44,4 +47,20 @@ void vhd_log(enum vhd_log_level level, const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	log_fn(level, buf, log_opaque);
+}
+
+unsigned vhd_log_timestamp(char *buf, unsigned len)
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	int n = snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+			 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+	if (n <= 0 || (unsigned)n >= len) {
+		if (len)
+			buf[0] = '\0';
+		return 0;
+	}
+	return (unsigned)n;
 }

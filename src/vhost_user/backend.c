@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -46,6 +47,10 @@ struct vu_queue {
 	uint16_t base, used_base; /* vhd_vq_base() / vhd_vq_used_base() form */
 	bool addr_set, kick_set, enabled;
 	uint64_t desc_ua, avail_ua, used_ua;
+	/* Written by the data path in vhd_vu_queue_notify(), read by vhd_vu_dev_stats() on any thread (relaxed:
+	 * a count, ordered with nothing). notify_warned keeps the log to one line per call fd. */
+	_Atomic uint64_t notify_failed;
+	atomic_int notify_warned;
 };
 
 struct vhd_vu_dev {
@@ -153,8 +158,71 @@ static void queue_stop(struct vhd_vu_dev *dev, unsigned qi)
 			vhd_vq_error_detail(q->vq));
 	vhd_vq_destroy(q->vq);
 	q->vq = NULL;
+	vhd_log(VHD_LOG_DEBUG, "%s: queue %u stopped at index %u", dev->name, qi, q->base);
 	emit(dev, VHD_VU_QUEUE_STOPPED, qi);
 	update_ready(dev);
+}
+
+/* Split sizes are powers of two (virtio 1.2 2.7), packed ones anything in 1..32768 (2.8). */
+static bool size_fits_layout(uint32_t num, bool packed)
+{
+	return num >= 1 && num <= VIRTQ_MAX_SIZE && (packed || (num & (num - 1)) == 0);
+}
+
+/* The three ring areas of a queue: descriptor table, driver area, device area. */
+struct ring_area {
+	const char *what;
+	uint64_t ua;
+	size_t size, align;
+};
+
+/* Sizes derived from the queue size, event-suppression fields included (the avail ring's used_event and the used
+ * ring's avail_event are in virtq_*_size()); alignments from virtio 1.2 2.7 (split) and 2.8 (packed). */
+static void ring_areas(const struct vu_queue *q, bool packed, uint64_t desc, uint64_t avail, uint64_t used,
+		       struct ring_area a[3])
+{
+	a[0] = (struct ring_area){"descriptor table", desc, (size_t)q->num * 16,
+				  packed ? PVIRTQ_DESC_ALIGN : VIRTQ_DESC_ALIGN};
+	a[1] = packed ? (struct ring_area){"driver area", avail, sizeof(struct pvirtq_event_suppress), PVIRTQ_EVENT_ALIGN}
+		      : (struct ring_area){"driver area", avail, virtq_avail_size(q->num), VIRTQ_AVAIL_ALIGN};
+	a[2] = packed ? (struct ring_area){"device area", used, sizeof(struct pvirtq_event_suppress), PVIRTQ_EVENT_ALIGN}
+		      : (struct ring_area){"device area", used, virtq_used_size(q->num), VIRTQ_USED_ALIGN};
+}
+
+/*
+ * Check a queue's ring addresses: aligned always; wholly inside one region's front-end address range once the
+ * memory table and the size are known (with mem NULL or num 0 only alignment is checked). host[] gets the host
+ * pointers when given. Logs the first fault, naming the area, its address and size. Returns 0, -EINVAL
+ * (misaligned) or -EFAULT (not inside one region: outside all of them, straddling one's end, or an address in
+ * another space, such as a guest-physical one).
+ *
+ * VIRTIO_F_ACCESS_PLATFORM (never offered today) makes these addresses I/O virtual addresses: the region check
+ * then belongs at IOTLB translation time (VHOST_USER_IOTLB_MSG), not here; this is where it hooks in.
+ */
+static int ring_check(struct vhd_vu_dev *dev, unsigned qi, const char *what, const struct vu_queue *q, bool packed,
+		      uint64_t desc, uint64_t avail, uint64_t used, void *host[3])
+{
+	struct ring_area a[3];
+	ring_areas(q, packed, desc, avail, used, a);
+	for (unsigned i = 0; i < 3; i++) {
+		if (a[i].ua & (a[i].align - 1)) {
+			vu_err(dev, "%s: %s: queue %u: %s %s at 0x%llx is not %zu-byte aligned", dev->name, what, qi,
+			       packed ? "packed" : "split", a[i].what, (unsigned long long)a[i].ua, a[i].align);
+			return -EINVAL;
+		}
+		if (!dev->mem || !q->num)
+			continue;
+		void *h = vhd_mem_user_to_host(dev->mem, a[i].ua, a[i].size);
+		if (!h) {
+			vu_err(dev, "%s: %s: queue %u: %s at 0x%llx (%zu bytes for size %u) is not inside one region of "
+			       "the front-end's address space", dev->name, what, qi, a[i].what,
+			       (unsigned long long)a[i].ua, a[i].size, q->num);
+			return -EFAULT;
+		}
+		if (host)
+			host[i] = h;
+	}
+	return 0;
 }
 
 static void queue_try_start(struct vhd_vu_dev *dev, unsigned qi)
@@ -163,18 +231,16 @@ static void queue_try_start(struct vhd_vu_dev *dev, unsigned qi)
 	if (q->vq || !dev->mem || !q->num || !q->addr_set || !q->kick_set || !q->enabled)
 		return;
 	bool packed = dev->features & VHD_BIT(VIRTIO_F_RING_PACKED);
-	size_t dsz = (size_t)q->num * 16;
-	size_t asz = packed ? sizeof(struct pvirtq_event_suppress) : virtq_avail_size(q->num);
-	size_t usz = packed ? sizeof(struct pvirtq_event_suppress) : virtq_used_size(q->num);
-	void *desc = vhd_mem_user_to_host(dev->mem, q->desc_ua, dsz);
-	void *avail = vhd_mem_user_to_host(dev->mem, q->avail_ua, asz);
-	void *used = vhd_mem_user_to_host(dev->mem, q->used_ua, usz);
-	if (!desc || !avail || !used) {
-		vu_err(dev, "%s: queue %u: ring %s at 0x%llx is not in guest memory", dev->name, qi,
-		       !desc ? "descriptors" : !avail ? "driver area" : "device area",
-		       (unsigned long long)(!desc ? q->desc_ua : !avail ? q->avail_ua : q->used_ua));
+	/* SET_VRING_NUM checked the size against the features of its time; these are the final ones. */
+	if (!size_fits_layout(q->num, packed)) {
+		vu_err(dev, "%s: queue %u: size %u is not a power of two, which a split ring needs: not starting",
+		       dev->name, qi, q->num);
 		return;
 	}
+	void *host[3];
+	if (ring_check(dev, qi, "cannot start", q, packed, q->desc_ua, q->avail_ua, q->used_ua, host) < 0)
+		return;
+	void *desc = host[0], *avail = host[1], *used = host[2];
 	char name[48];
 	snprintf(name, sizeof(name), "%s q%u", dev->name, qi);
 	struct vhd_vq_config c = {
@@ -198,6 +264,8 @@ static void queue_try_start(struct vhd_vu_dev *dev, unsigned qi)
 	/* The data path polls: ask the driver not to kick. */
 	vhd_vq_disable_notify(q->vq);
 	queue_resume(q);
+	vhd_log(VHD_LOG_DEBUG, "%s: queue %u started: %u entries, %s, base %u", dev->name, qi, q->num,
+		packed ? "packed" : "split", q->base);
 	emit(dev, VHD_VU_QUEUE_STARTED, qi);
 	update_ready(dev);
 }
@@ -335,10 +403,15 @@ static int dev_mem_create(struct vhd_vu_dev *dev, struct vhd_mem **out)
 
 static int h_set_mem_table(struct vhd_vu_dev *dev, struct vhu_msg *m)
 {
+	const struct vhost_user_memory *t = &m->p.memory;
+	/* No conforming front-end sends an empty table; ADD_MEM_REG is the way to start from none. */
+	if (t->nregions == 0) {
+		vu_err(dev, "%s: SET_MEM_TABLE: 0 regions: a memory table needs at least one", dev->name);
+		return -EINVAL;
+	}
 	struct vhd_mem *mem;
 	if (dev_mem_create(dev, &mem) < 0)
 		return -ENOMEM;
-	const struct vhost_user_memory *t = &m->p.memory;
 	for (unsigned i = 0; i < t->nregions; i++) {
 		const struct vhost_user_memory_region *r = &t->regions[i];
 		int fd = m->fds[i];
@@ -402,7 +475,15 @@ static int h_set_vring_num(struct vhd_vu_dev *dev, struct vhu_msg *m)
 		return qi;
 	uint32_t num = m->p.state.num;
 	if (num == 0 || num > VIRTQ_MAX_SIZE) {
-		vu_err(dev, "%s: SET_VRING_NUM: queue %d size %u out of range", dev->name, qi, num);
+		vu_err(dev, "%s: SET_VRING_NUM: queue %d size %u out of range 1..%u", dev->name, qi, num,
+		       VIRTQ_MAX_SIZE);
+		return -EINVAL;
+	}
+	/* Against the features acked so far; queue_try_start() checks again with the final ones. */
+	bool packed = dev->features & VHD_BIT(VIRTIO_F_RING_PACKED);
+	if (!size_fits_layout(num, packed)) {
+		vu_err(dev, "%s: SET_VRING_NUM: queue %d size %u is not a power of two, which a split ring needs",
+		       dev->name, qi, num);
 		return -EINVAL;
 	}
 	queue_stop(dev, (unsigned)qi);
@@ -418,6 +499,13 @@ static int h_set_vring_addr(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	if (qi < 0)
 		return qi;
 	struct vu_queue *q = &dev->q[qi];
+	/* Refused before anything changes: a running queue keeps its rings. Without a memory table or a size yet,
+	 * only the alignment can be checked here; queue_try_start() checks the rest. */
+	bool packed = dev->features & VHD_BIT(VIRTIO_F_RING_PACKED);
+	int rc = ring_check(dev, (unsigned)qi, "SET_VRING_ADDR", q, packed, a->desc_user_addr, a->avail_user_addr,
+			    a->used_user_addr, NULL);
+	if (rc < 0)
+		return rc;
 	queue_stop(dev, (unsigned)qi);
 	q->desc_ua = a->desc_user_addr;
 	q->avail_ua = a->avail_user_addr;
@@ -468,7 +556,40 @@ static int h_get_vring_base(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	return send_reply(dev, m, &st, sizeof(st));
 }
 
-/* SET_VRING_KICK/CALL/ERR: fd or NOFD in the u64. Returns the index, or -errno. */
+/* What kind of file fd is, for a refusal's log line: "anon_inode:[eventfd]" and the like from /proc (which tells
+ * anonymous inodes apart), else the type fstat() gives. */
+static void fd_kind(int fd, char *buf, size_t len)
+{
+	char link[32];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, buf, len - 1);
+	if (n > 0 && !strncmp(buf, "anon_inode:", 11)) {
+		buf[n] = 0;
+		return;
+	}
+	struct stat st;
+	const char *k = "unknown";
+	if (fstat(fd, &st) == 0)
+		k = S_ISFIFO(st.st_mode) ? "pipe" : S_ISSOCK(st.st_mode) ? "socket" : S_ISREG(st.st_mode) ? "regular file"
+		  : S_ISCHR(st.st_mode) ? "character device" : S_ISBLK(st.st_mode) ? "block device"
+		  : S_ISDIR(st.st_mode) ? "directory" : "unknown";
+	snprintf(buf, len, "%s", k);
+}
+
+/* Kick, call and error fds must be eventfds: anything else can block its writer (a full pipe stalls the data
+ * path, a pipe without reader raises SIGPIPE) or read as nonsense. */
+static int eventfd_only(struct vhd_vu_dev *dev, const char *what, int qi, int fd)
+{
+	char kind[64];
+	fd_kind(fd, kind, sizeof(kind));
+	if (!strcmp(kind, "anon_inode:[eventfd]"))
+		return 0;
+	vu_err(dev, "%s: %s: queue %d: fd is a %s, not an eventfd", dev->name, what, qi, kind);
+	return -EBADF;
+}
+
+/* SET_VRING_KICK/CALL/ERR: fd or NOFD in the u64; an fd that is not an eventfd is closed and refused. Returns
+ * the index, or -errno. */
 static int vring_fd_msg(struct vhd_vu_dev *dev, struct vhu_msg *m, const char *what, int *fd)
 {
 	if (m->p.u64 & ~(uint64_t)(VHOST_USER_VRING_IDX_MASK | VHOST_USER_VRING_NOFD)) {
@@ -479,6 +600,10 @@ static int vring_fd_msg(struct vhd_vu_dev *dev, struct vhu_msg *m, const char *w
 	if (qi < 0)
 		return qi;
 	*fd = (m->p.u64 & VHOST_USER_VRING_NOFD) ? -1 : vhu_msg_take_fd(m, 0);
+	if (*fd >= 0 && eventfd_only(dev, what, qi, *fd) < 0) {
+		close_fd(fd);
+		return -EBADF;
+	}
 	return qi;
 }
 
@@ -504,11 +629,20 @@ static int h_set_vring_call(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	int fd, qi = vring_fd_msg(dev, m, "SET_VRING_CALL", &fd);
 	if (qi < 0)
 		return qi;
+	/* The data path writes it: a full counter must fail the write, not stall the thread (the flag is on the
+	 * open file, which the front-end shares: eventfd users poll, so non-blocking costs them nothing). */
+	if (fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+		vu_err(dev, "%s: SET_VRING_CALL: queue %d: cannot make the fd non-blocking: %s", dev->name, qi,
+		       strerror(errno));
+		close(fd);
+		return -EBADF;
+	}
 	struct vu_queue *q = &dev->q[qi];
 	/* The data path writes the call fd inside a burst: swap it only between bursts. */
 	bool running = queue_pause(q);
 	close_fd(&q->call_fd);
 	q->call_fd = fd;
+	atomic_store_explicit(&q->notify_warned, 0, memory_order_relaxed); /* a new fd gets its own log line */
 	if (running)
 		queue_resume(q);
 	return 0;
@@ -717,6 +851,8 @@ static int handle(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	const struct vhu_req_info *ri = vhu_req_info(m->hdr.request);
 	const char *why;
 	int rc;
+	vhd_log(VHD_LOG_DEBUG, "%s: received %s (%u): %u payload bytes, %u fds%s", dev->name, ri->name,
+		m->hdr.request, m->hdr.size, m->nfds, m->hdr.flags & VHOST_USER_NEED_REPLY ? ", reply asked" : "");
 	if (vhu_msg_validate(m, &why) < 0) {
 		vu_err(dev, "%s: %s (%u): %s (%u payload bytes, %u fds)", dev->name, ri->name, m->hdr.request, why,
 		       m->hdr.size, m->nfds);
@@ -766,9 +902,46 @@ static void disconnect(struct vhd_vu_dev *dev, int why)
 	emit(dev, VHD_VU_DISCONNECTED, 0);
 }
 
+/*
+ * The socket file gets the owner, group and mode asked for (server). It was bound a moment ago in a directory
+ * someone else may write to, so whatever is at the path now must still be a socket: chmod follows symlinks.
+ */
+static int set_socket_access(const struct vhd_vu_config *cfg, const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		int e = errno;
+		vu_err(NULL, "%s: socket %s: %s", cfg->name ? cfg->name : "vhost-user", path, strerror(e));
+		return -e;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		vu_err(NULL, "%s: %s is no longer the socket just bound: not changing its owner or mode",
+		       cfg->name ? cfg->name : "vhost-user", path);
+		return -EEXIST;
+	}
+	uid_t uid = cfg->set_owner ? cfg->owner : (uid_t)-1;
+	gid_t gid = cfg->set_group ? cfg->group : (gid_t)-1;
+	if ((cfg->set_owner || cfg->set_group) && fchownat(AT_FDCWD, path, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+		int e = errno;
+		vu_err(NULL, "%s: socket %s: owner %lld group %lld: %s", cfg->name ? cfg->name : "vhost-user", path,
+		       cfg->set_owner ? (long long)uid : -1LL, cfg->set_group ? (long long)gid : -1LL, strerror(e));
+		return -e;
+	}
+	if (cfg->mode && chmod(path, (mode_t)cfg->mode) < 0) {
+		int e = errno;
+		vu_err(NULL, "%s: socket %s: mode %04o: %s", cfg->name ? cfg->name : "vhost-user", path, cfg->mode,
+		       strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
 int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 {
 	if (!cfg->path || !*cfg->path || cfg->max_queue_pairs == 0 || cfg->max_queue_pairs > VHD_VU_MAX_QUEUE_PAIRS)
+		return -EINVAL;
+	bool access = cfg->set_owner || cfg->set_group || cfg->mode;
+	if (cfg->mode > 0777 || (access && cfg->client))
 		return -EINVAL;
 	struct vhd_vu_dev *dev = aligned_alloc(64, (sizeof(*dev) + 63) & ~(size_t)63);
 	if (!dev)
@@ -798,6 +971,11 @@ int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 	}
 	int rc = vhu_conn_init(&dev->conn, cfg->path, cfg->client, cfg->reconnect_min_ms, cfg->reconnect_max_ms);
 	if (rc < 0) {
+		free(dev);
+		return rc;
+	}
+	if (access && (rc = set_socket_access(cfg, dev->conn.path)) < 0) {
+		vhu_conn_fini(&dev->conn);
 		free(dev);
 		return rc;
 	}
@@ -945,11 +1123,25 @@ void vhd_vu_queue_release(struct vhd_vu_dev *dev, unsigned qidx)
 
 int vhd_vu_queue_notify(struct vhd_vu_dev *dev, unsigned qidx)
 {
-	int fd = dev->q[qidx].call_fd;
+	struct vu_queue *q = &dev->q[qidx];
+	int fd = q->call_fd;
 	if (fd < 0)
 		return 0;
 	uint64_t one = 1;
-	if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		return -errno;
-	return 0;
+	ssize_t n = write(fd, &one, sizeof(one)); /* non-blocking eventfd (h_set_vring_call) */
+	if (n == (ssize_t)sizeof(one))
+		return 0;
+	int err = n < 0 ? errno : EIO;
+	atomic_fetch_add_explicit(&q->notify_failed, 1, memory_order_relaxed);
+	if (!atomic_exchange_explicit(&q->notify_warned, 1, memory_order_relaxed))
+		vhd_log(VHD_LOG_WARN, "%s: queue %u: interrupt not delivered, call fd write failed: %s (counted; "
+			"logged once per call fd)", dev->name, qidx, strerror(err));
+	return -err;
+}
+
+void vhd_vu_dev_stats(const struct vhd_vu_dev *dev, struct vhd_vu_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (unsigned i = 0; i < dev->nq; i++)
+		out->notify_failures += atomic_load_explicit(&dev->q[i].notify_failed, memory_order_relaxed);
 }

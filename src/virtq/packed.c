@@ -444,22 +444,36 @@ static int packed_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
 		struct pvirtq_desc *d = &vq->packed.desc[vq->used_idx];
 		/* Acquire pairs with the device's release store of these flags (packed_push). */
 		uint16_t f = RD16_ACQ(&d->flags);
-		if (!desc_used(f, vq->used_wrap))
-			break;
+		if (!desc_used(f, vq->used_wrap)) {
+			/* This slot is in flight, so it was made available in the used lap (in-flight slots span less
+			 * than a lap) and holds our AVAIL/USED pair unless the device wrote it. Used with the other
+			 * wrap counter, or AVAIL != wrap, is a device lying about the lap: one compare on the path that
+			 * ends every collection. */
+			if (likely(desc_avail(f, vq->used_wrap)))
+				break;
+			return vhdi_get_broken(
+				got, vhdi_vq_break(vq, VHD_VQ_E_PACKED_FLAGS,
+						   "used slot %u: flags 0x%x (AVAIL %u USED %u) with wrap counter %u",
+						   vq->used_idx, f, !!(f & VIRTQ_DESC_F_AVAIL), !!(f & VIRTQ_DESC_F_USED),
+						   vq->used_wrap));
+		}
 		uint16_t id = RD16(&d->id);
 		/* Without WRITE the length is reserved (2.8.4): DPDK's vhost leaves our own TX length there. */
 		uint32_t len = (f & VIRTQ_DESC_F_WRITE) ? RD32(&d->len) : 0;
 		if (unlikely(id >= vq->num || !vq->slots[id].busy))
-			return vhdi_vq_break(vq, VHD_VQ_E_USED_ID, "used slot %u names buffer id %u, not in flight",
-					    vq->used_idx, id);
+			return vhdi_get_broken(got, vhdi_vq_break(vq, VHD_VQ_E_USED_ID,
+								 "used slot %u names buffer id %u, not in flight",
+								 vq->used_idx, id));
 		if (unlikely(len > vq->slots[id].in_len))
-			return vhdi_vq_break(vq, VHD_VQ_E_USED_LEN, "used slot %u: len %u exceeds the %u writable bytes",
-					    vq->used_idx, len, vq->slots[id].in_len);
+			return vhdi_get_broken(got, vhdi_vq_break(vq, VHD_VQ_E_USED_LEN,
+								 "used slot %u: len %u exceeds the %u writable bytes",
+								 vq->used_idx, len, vq->slots[id].in_len));
 		if (vq->in_order) {
 			unsigned span = vhdi_fifo_span(vq, id);
 			if (unlikely(span == 0))
-				return vhdi_vq_break(vq, VHD_VQ_E_USED_ID, "in-order used slot %u names id %u, not in flight",
-						    vq->used_idx, id);
+				return vhdi_get_broken(got, vhdi_vq_break(vq, VHD_VQ_E_USED_ID,
+									 "in-order used slot %u names id %u, not in flight",
+									 vq->used_idx, id));
 			vq->ino_pending = (uint16_t)span;
 			vq->ino_len = len;
 			got += packed_drain_in_order(vq, done + got, n - got);

@@ -437,25 +437,29 @@ static int split_get(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)
 	/* Acquire pairs with the device's release store of used->idx (split_push). */
 	uint16_t used_idx = RD16_ACQ(&vq->split.used->idx);
 	uint16_t ready = (uint16_t)(used_idx - vq->used_idx);
-	if (unlikely(ready > vq->inflight))
-		return vhdi_vq_break(vq, VHD_VQ_E_USED_IDX, "used idx %u is %u past %u with %u buffers in flight",
-				    used_idx, ready, vq->used_idx, vq->inflight);
+	if (unlikely(ready > vq->inflight - vq->ino_pending))
+		return vhdi_get_broken(got, vhdi_vq_break(vq, VHD_VQ_E_USED_IDX,
+							 "used idx %u is %u past %u with %u buffers in flight",
+							 used_idx, ready, vq->used_idx, vq->inflight - vq->ino_pending));
 	while (got < n && vq->used_idx != used_idx) {
 		struct virtq_used_elem *e = &vq->split.used->ring[vq->used_idx & vq->mask];
 		uint32_t id = RD32(&e->id);
 		uint32_t len = RD32(&e->len);
 		if (unlikely(id >= vq->num || !vq->slots[id].busy))
-			return vhdi_vq_break(vq, VHD_VQ_E_USED_ID, "used entry %u names id %u, not in flight",
-					    vq->used_idx, id);
+			return vhdi_get_broken(got, vhdi_vq_break(vq, VHD_VQ_E_USED_ID,
+								 "used entry %u names id %u, not in flight",
+								 vq->used_idx, id));
 		if (unlikely(len > vq->slots[id].in_len))
-			return vhdi_vq_break(vq, VHD_VQ_E_USED_LEN, "used entry %u: len %u exceeds the %u writable bytes",
-					    vq->used_idx, len, vq->slots[id].in_len);
+			return vhdi_get_broken(got, vhdi_vq_break(vq, VHD_VQ_E_USED_LEN,
+								 "used entry %u: len %u exceeds the %u writable bytes",
+								 vq->used_idx, len, vq->slots[id].in_len));
 		if (vq->in_order) {
 			unsigned span = vhdi_fifo_span(vq, (uint16_t)id);
 			if (unlikely(span == 0 || span > (uint16_t)(used_idx - vq->used_idx)))
-				return vhdi_vq_break(vq, VHD_VQ_E_USED_IDX,
-						    "in-order used entry %u (id %u) covers %u buffers, only %u published",
-						    vq->used_idx, id, span, (uint16_t)(used_idx - vq->used_idx));
+				return vhdi_get_broken(
+					got, vhdi_vq_break(vq, VHD_VQ_E_USED_IDX,
+							   "in-order used entry %u (id %u) covers %u buffers, only %u published",
+							   vq->used_idx, id, span, (uint16_t)(used_idx - vq->used_idx)));
 			vq->used_idx = (uint16_t)(vq->used_idx + span);
 			vq->ino_pending = (uint16_t)span;
 			vq->ino_len = len;

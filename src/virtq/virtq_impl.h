@@ -125,6 +125,16 @@ struct vhd_vq {
 int vhdi_vq_break(struct vhd_vq *vq, enum vhd_vq_error err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4), cold));
 
+/*
+ * Driver get, after err (a vhdi_vq_break() result) broke the queue part-way through a burst: the got buffers
+ * already collected are the caller's now (their slots are free, vhd_vq_reclaim() would not find them), so they
+ * are returned; the next call reports the break. -EIO only when nothing was collected.
+ */
+static inline int vhdi_get_broken(unsigned got, int err)
+{
+	return got ? (int)got : err;
+}
+
 /* Segment accumulator for one chain being parsed on the device side. */
 struct vhd_chain_acc {
 	struct iovec *iov;

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "fuzz_input.h"
+#include "fuzz_rig.h"
 #include "net/net_impl.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
@@ -62,11 +63,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
 	fz_init();
-	img = aligned_alloc(4096, IMG_SIZE);
-	if (!img || vhd_mem_create(&mem) < 0)
-		return -1;
-	struct vhd_mem_region_info r = {GUEST_BASE, IMG_SIZE, GUEST_BASE, img};
-	if (vhd_mem_add(mem, &r) < 0)
+	if (fz_image(IMG_SIZE, GUEST_BASE, &img, &mem) < 0)
 		return -1;
 	for (unsigned i = 0; i < NPOOLS; i++)
 		if (vhd_pktpool_create(POOL_COUNT, pool_sizes[i], &pools[i]) < 0)
@@ -150,34 +147,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (vhd_net_cfg_init(&cfg, features) < 0)
 		return 0;
 
-	bool packed = features & VHD_BIT(VIRTIO_F_RING_PACKED);
 	struct vhd_vq_layout lay;
-	if (vhd_vq_layout(packed, NUM, &lay) < 0 || lay.size > IND_OFF)
-		abort();
-	memset(img, 0, DATA_OFF);
-	struct vhd_vq_config dc = {
-		.side = VHD_VQ_DRIVER,
-		.num = NUM,
-		.features = features,
-		.desc = img + lay.desc_off,
-		.driver = img + lay.driver_off,
-		.device = img + lay.device_off,
-		.base = packed ? VHD_VQ_PACKED_BASE_INIT : 0,
-		.indirect = img + IND_OFF,
-		.indirect_addr = GUEST_BASE + IND_OFF,
-		.indirect_max = IND_MAX,
-		.name = "fuzz drv",
-	};
 	struct vhd_vq *drv, *dev;
-	if (vhd_vq_create(&dc, &drv) < 0)
-		abort();
-	struct vhd_vq_config vc = dc;
-	vc.side = VHD_VQ_DEVICE;
-	vc.mem = mem;
-	vc.indirect = NULL;
-	vc.name = "fuzz dev";
-	if (vhd_vq_create(&vc, &dev) < 0)
-		abort();
+	memset(img, 0, DATA_OFF);
+	fz_queue_pair(img, GUEST_BASE, mem, features, NUM, IND_OFF, IND_MAX, &lay, &drv, &dev);
 
 	struct frame frames[MAX_FRAMES];
 	unsigned offered = 0;

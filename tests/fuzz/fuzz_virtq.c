@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "fuzz_input.h"
+#include "fuzz_rig.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_ring.h"
 #include "vhostd/mem.h"
@@ -91,15 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fz_in in = {data, size};
 	uint8_t mode = fz_u8(&in);
 	bool packed = mode & 1;
-	uint64_t features = VHD_BIT(VIRTIO_F_VERSION_1);
-	if (packed)
-		features |= VHD_BIT(VIRTIO_F_RING_PACKED);
-	if (mode & 2)
-		features |= VHD_BIT(VIRTIO_F_INDIRECT_DESC);
-	if (mode & 4)
-		features |= VHD_BIT(VIRTIO_F_EVENT_IDX);
-	if (mode & 8)
-		features |= VHD_BIT(VIRTIO_F_IN_ORDER);
+	uint64_t features = VHD_BIT(VIRTIO_F_VERSION_1) | fz_ring_features(mode);
 	uint8_t sz = fz_u8(&in);
 	unsigned num = packed ? sz % MAX_NUM + 1 : 1u << (sz % 9);
 	uint16_t base = fz_u16(&in);

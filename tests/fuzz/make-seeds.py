@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the seed corpora of the binary harnesses (tests/fuzz/corpus/{virtq,net_tx,vu_msg}/): small valid
+"""Write the seed corpora of the binary harnesses (tests/fuzz/corpus/{virtq,net_tx,vu_msg,drv,net_rx,gso}/): small valid
 inputs in each harness's input format (see the comment at the top of each fuzz_*.c), so the fuzzer starts from
 working rings, headers and message sequences. The ctl seeds are plain text, written by hand.
 Usage: tests/fuzz/make-seeds.py (rewrites the generated files; the outputs are committed)."""
@@ -272,7 +272,114 @@ def vu_seeds():
     write('vu_msg', 'refusals', bad)
 
 
+
+# ------------------------------------------------------------------ drv (driver side against a lying device)
+def drv_round(adds=(), honest=(), lies=(), gets=63):
+    """adds: (shape, len0, len1); honest: (len, frame bytes or None); lies: (kind, pos, id, len, v)."""
+    out = struct.pack('<B', len(adds)) + b''.join(struct.pack('<BHH', *a) for a in adds)
+    out += struct.pack('<B', len(honest))
+    for length, frame in honest:
+        out += struct.pack('<I', length)
+        if frame is not None:
+            out += struct.pack('<H', len(frame)) + frame
+    out += struct.pack('<B', len(lies)) + b''.join(struct.pack('<BHHIH', *l) for l in lies)
+    return out + struct.pack('<B', gets)
+
+
+def drv_input(mode, size_sel, rounds, rx_buf_len=0):
+    return struct.pack('<BBHB', mode, size_sel, rx_buf_len, len(rounds) - 1) + b''.join(rounds)
+
+
+def drv_seeds():
+    bufs = [(0x04, 100, 0), (0x01, 40, 80), (0x22, 10, 20)]  # readable+writable, two writable, indirect three
+    honest = [(0, None)] * 3
+    write('drv', 'split_honest', drv_input(0, 3, [drv_round(bufs, honest), drv_round(bufs, honest)]))
+    write('drv', 'packed_honest', drv_input(1, 7, [drv_round(bufs, honest), drv_round(bufs, honest)]))
+    write('drv', 'split_in_order_event_idx', drv_input(8 | 4, 3, [drv_round(bufs * 2, honest * 2)] * 3))
+    write('drv', 'packed_in_order_indirect', drv_input(1 | 2 | 8, 5, [drv_round(bufs * 2, honest * 2)] * 3))
+    # lies: a used length past the buffer, an id never posted, the index jumping, a used mark in the wrong lap
+    write('drv', 'split_len_lie', drv_input(0, 3, [drv_round(bufs, [(500, None)])]))
+    write('drv', 'split_id_lie', drv_input(0, 3, [drv_round(bufs, (), [(0, 0, 7, 0, 0), (2, 0, 0, 0, 1)])]))
+    write('drv', 'split_idx_jump', drv_input(0, 3, [drv_round(bufs, (), [(6, 0, 0, 0, 0x4000)])]))
+    write('drv', 'packed_wrong_lap', drv_input(1, 7, [drv_round(bufs, (), [(1, 0, 0, 0, 0)])]))
+    write('drv', 'packed_flags_raw', drv_input(1, 7, [drv_round(bufs, (), [(3, 0, 1, 0, 0x8000)])]))
+    hdr = vnet_hdr(12, num_buffers=1)
+    frame = ETH_V4 + ipv4(17, 8 + 32) + udp(32) + bytes(range(32))
+    rx = [(0, hdr + frame)] * 4
+    write('drv', 'net_rx_split', drv_input(16, 6, [drv_round((), rx), drv_round((), rx)]))
+    write('drv', 'net_rx_packed_mrg', drv_input(16 | 32 | 1, 63, [drv_round((), rx)], rx_buf_len=64))
+    two = vnet_hdr(12, num_buffers=2) + frame
+    write('drv', 'net_rx_mrg_two_buffers', drv_input(16 | 32, 6, [drv_round((), [(0, two[:40]), (0, two[40:])])],
+                                                     rx_buf_len=52))
+    csum = vnet_hdr(12, flags=NEEDS_CSUM, csum_start=34, csum_offset=6, num_buffers=1)
+    write('drv', 'net_rx_csum_lie', drv_input(16 | 64, 6, [drv_round((), [(0, csum + frame), (9000, hdr + frame)])]))
+
+
+# ------------------------------------------------------------------ net_rx (device enqueue into guest buffers)
+NET_RX_BITS = {n: 1 << i for i, n in enumerate([
+    'VERSION_1', 'MRG_RXBUF', 'GUEST_CSUM', 'GUEST_TSO4', 'GUEST_TSO6', 'GUEST_UFO', 'GUEST_ECN', 'HASH_REPORT',
+    'RING_PACKED', 'INDIRECT_DESC', 'EVENT_IDX', 'IN_ORDER', 'GUEST_USO4', 'GUEST_USO6'])}
+
+
+def meta(flags=0, gso_type=0, gso_size=0, csum_start=0, csum_offset=0):
+    return struct.pack('<BBHHH', flags, gso_type, gso_size, csum_start, csum_offset)
+
+
+def net_rx_input(features, bufs, frames, raw=(), bursts=1):
+    out = struct.pack('<HB', features, len(bufs)) + b''.join(struct.pack('<BHHH', *b) for b in bufs)
+    out += struct.pack('<B', len(raw)) + b''.join(struct.pack('<HH', *r) for r in raw)
+    out += struct.pack('<BB', bursts - 1, len(frames) - 1)
+    for m, data in frames:
+        out += m + struct.pack('<H', len(data)) + data
+    return out
+
+
+def net_rx_seeds():
+    b = NET_RX_BITS
+    v1, mrg = b['VERSION_1'], b['VERSION_1'] | b['MRG_RXBUF']
+    udp_frame = ETH_V4 + ipv4(17, 8 + 100) + udp(100) + bytes(range(100))
+    tcp_big = ETH_V4 + ipv4(6, 20 + 3000) + tcp() + bytes(i & 0xff for i in range(3000))
+    whole = [(1, 2048, 0, 0)] * 8
+    small = [(1, 300, 0, 0)] * 32
+    write('net_rx', 'plain', net_rx_input(v1, whole, [(meta(), udp_frame)] * 3))
+    write('net_rx', 'mrg_small_buffers', net_rx_input(mrg, small, [(meta(), tcp_big), (meta(), udp_frame)]))
+    write('net_rx', 'mrg_packed_in_order', net_rx_input(mrg | b['RING_PACKED'] | b['IN_ORDER'], small,
+                                                        [(meta(), tcp_big)] * 2, bursts=2))
+    tso = meta(NEEDS_CSUM, GSO_TCPV4, 1448, 34, 16)
+    write('net_rx', 'tso_guest_offloads', net_rx_input(mrg | b['GUEST_CSUM'] | b['GUEST_TSO4'] | b['HASH_REPORT'],
+                                                       small, [(tso, tcp_big)]))
+    write('net_rx', 'csum_completed_for_guest', net_rx_input(v1, whole, [(meta(NEEDS_CSUM, 0, 0, 34, 6), udp_frame)]))
+    # guest shapes: readable segment in front, several writable ones, an indirect table, empty and tiny buffers
+    odd = [(0x06, 64, 400, 1500), (0x13, 12, 6, 2000), (0x01, 0, 0, 0), (0x01, 5, 0, 0), (0x02, 1, 2048, 0)]
+    write('net_rx', 'odd_buffers', net_rx_input(mrg | b['INDIRECT_DESC'], odd * 4, [(meta(), udp_frame)] * 4))
+    write('net_rx', 'raw_ring_writes', net_rx_input(mrg, small, [(meta(), udp_frame)], raw=[(2, 0x20), (0x402, 9)]))
+
+
+# ------------------------------------------------------------------ gso (software TCP segmentation)
+def gso_input(template, doff, m, frame, pool=1, max_seg=64, hdr_len=54):
+    flags, gso_type, gso_size, csum_start, csum_offset = struct.unpack('<BBHHH', m)
+    return struct.pack('<BBBBHHHHBBH', template, doff, flags, gso_type, hdr_len, gso_size, csum_start, csum_offset,
+                       pool, max_seg, len(frame)) + frame
+
+
+def gso_seeds():
+    payload = bytes(i & 0xff for i in range(4000))
+    v4 = ETH_V4 + ipv4(6, 20 + len(payload)) + tcp(0x19) + payload
+    v6 = ETH_V6 + ipv6(6, 20 + len(payload)) + tcp(0x98) + payload
+    write('gso', 'tcp4', gso_input(0, 0x50, meta(NEEDS_CSUM, GSO_TCPV4, 1448, 34, 16), v4))
+    write('gso', 'tcp6_ecn', gso_input(0, 0x50, meta(NEEDS_CSUM, GSO_TCPV6 | 0x80, 1000, 54, 16), v6))
+    write('gso', 'tcp4_small_mss_small_pool', gso_input(0, 0x50, meta(NEEDS_CSUM, GSO_TCPV4, 100, 34, 16),
+                                                        v4[:1000], pool=0))
+    # template: headers laid over input bytes (VLAN tags, IPv4 options, TCP options), conforming meta
+    write('gso', 'template_vlan_options', gso_input(1 | 4 | 0x20 | 0x80, 0x80, meta(0, 0, 536, 0, 0), bytes(3000)))
+    write('gso', 'template_v6_qinq', gso_input(1 | 2 | 8 | 0x80, 0x50, meta(0, 0, 1220, 0, 0), bytes(5000)))
+    write('gso', 'too_many_segments', gso_input(0, 0x50, meta(NEEDS_CSUM, GSO_TCPV4, 10, 34, 16), v4, max_seg=8))
+
+
 if __name__ == '__main__':
     vu_seeds()
     virtq_seeds()
     net_tx_seeds()
+    drv_seeds()
+    net_rx_seeds()
+    gso_seeds()

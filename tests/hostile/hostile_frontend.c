@@ -7,6 +7,7 @@
  * back-end's fd count and RSS around each class and sends good traffic afterwards.
  *
  * usage: hostile_frontend SOCKET CLASS [ROUNDS]    CLASS "list" prints the classes
+ * Slow classes (stalling attacks that take seconds per round) cap ROUNDS at their own count (the class table).
  * Prints "CLASS: N rounds, A answered, C closed, U unexpected" and exits 0 when U is 0.
  */
 #include <errno.h>
@@ -19,9 +20,11 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "spec/virtio_config.h"
+#include "spec/virtio_ring.h"
 #include "vhost_user/msg.h"
 #include "../unit/vu_raw.h"
 
@@ -32,8 +35,10 @@ static const char *sock_path;
 static int memfd = -1;
 
 /* What the back-end must do after a class's messages: keep answering on the connection, or hang up; LEAVES:
- * the front-end itself goes away (the back-end must then release what the session held). */
-enum outcome { ANSWERS, CLOSES, LEAVES, HANGS };
+ * the front-end itself goes away (the back-end must then release what the session held). HANGS and WRONG are
+ * never what a class expects: a class returns them when the back-end did not answer, or accepted what it must
+ * refuse; both count as unexpected. */
+enum outcome { ANSWERS, CLOSES, LEAVES, HANGS, WRONG };
 
 static int conn_open(void)
 {
@@ -98,6 +103,34 @@ static enum outcome probe(int fd)
 	if (wait_reply(fd, VHOST_USER_GET_FEATURES, &closed))
 		return ANSWERS;
 	return closed ? CLOSES : HANGS;
+}
+
+/* Send m with NEED_REPLY (REPLY_ACK is negotiated) and return the acknowledgement, or -1 without one. */
+static int64_t ack_of(int fd, struct vhu_msg *m)
+{
+	m->hdr.flags |= VHOST_USER_NEED_REPLY;
+	send_msg(fd, m);
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, REPLY_MS) <= 0)
+			return -1;
+		struct vhu_msg r;
+		if (vhu_msg_recv(fd, &r) < 0)
+			return -1;
+		vhu_msg_close_fds(&r);
+		if (r.hdr.request == m->hdr.request && (r.hdr.flags & VHOST_USER_REPLY_MASK))
+			return r.hdr.size == 8 ? (int64_t)r.p.u64 : -1;
+	}
+}
+
+/* A refusal the back-end must acknowledge as one (REPLY_ACK 1) on a connection that goes on. */
+static enum outcome refused(int fd, struct vhu_msg *m, const char *what)
+{
+	int64_t a = ack_of(fd, m);
+	if (a == 1)
+		return ANSWERS;
+	fprintf(stderr, "%s: %s\n", what, a < 0 ? "no acknowledgement" : "accepted");
+	return a < 0 ? HANGS : WRONG;
 }
 
 static void negotiate(int fd)
@@ -391,6 +424,214 @@ static enum outcome c_shrink_memory(int fd)
 	return o == ANSWERS ? CLOSES : HANGS; /* HANGS: counted as unexpected */
 }
 
+/* ---------------------------------------------------------------- classes: issue 16 */
+
+#define USER_BASE 0x7f0000000000ull
+#define GUEST_BASE 0x100000000ull
+
+/* Negotiated, the memory table mapped (front-end addresses from USER_BASE), queue 0 sized 256. */
+static void sized_queue(int fd)
+{
+	negotiate(fd);
+	struct vhost_user_memory_region r = {GUEST_BASE, MEM_SIZE, USER_BASE, 0};
+	mem_table(fd, &r, 1);
+	struct vhu_msg m = mk(VHOST_USER_SET_VRING_NUM, 8);
+	m.p.state = (struct vhost_vring_state){0, 256};
+	send_msg(fd, &m);
+}
+
+static enum outcome ring_at(int fd, uint64_t desc, uint64_t avail, uint64_t used, const char *what)
+{
+	sized_queue(fd);
+	struct vhu_msg m = mk(VHOST_USER_SET_VRING_ADDR, sizeof(struct vhost_vring_addr));
+	m.p.addr = (struct vhost_vring_addr){0, 0, desc, used, avail, 0};
+	return refused(fd, &m, what);
+}
+
+static enum outcome c_ring_outside_memory(int fd)
+{
+	uint64_t b = USER_BASE + 4 * MEM_SIZE;
+	return ring_at(fd, b, b + 0x4000, b + 0x8000, "rings outside every region");
+}
+
+static enum outcome c_ring_straddles_region(int fd)
+{
+	/* 256 descriptors (4 KiB) starting one entry short of the region's last 4 KiB. */
+	uint64_t b = USER_BASE;
+	return ring_at(fd, b + MEM_SIZE - 4096 + 16, b + 0x4000, b + 0x8000, "descriptor table past the region's end");
+}
+
+static enum outcome c_ring_guest_physical(int fd)
+{
+	uint64_t b = GUEST_BASE;
+	return ring_at(fd, b, b + 0x4000, b + 0x8000, "rings at guest-physical addresses");
+}
+
+static enum outcome c_split_size_300(int fd)
+{
+	negotiate(fd);
+	struct vhu_msg m = mk(VHOST_USER_SET_VRING_NUM, 8);
+	m.p.state = (struct vhost_vring_state){0, 300};
+	return refused(fd, &m, "split ring size 300");
+}
+
+static enum outcome c_size_65536(int fd)
+{
+	negotiate(fd);
+	struct vhu_msg m = mk(VHOST_USER_SET_VRING_NUM, 8);
+	m.p.state = (struct vhost_vring_state){1, 65536};
+	return refused(fd, &m, "ring size 65536");
+}
+
+static enum outcome c_mem_no_regions(int fd)
+{
+	negotiate(fd);
+	struct vhu_msg m = mk(VHOST_USER_SET_MEM_TABLE, 8);
+	m.p.memory.nregions = 0;
+	return refused(fd, &m, "memory table with no regions");
+}
+
+/* SET_VRING_KICK/CALL/ERR for queue q with nfd, which must be refused. */
+static enum outcome vring_fd_refused(int fd, uint32_t req, unsigned q, int nfd, const char *what)
+{
+	struct vhu_msg m = mk(req, 8);
+	m.p.u64 = q;
+	m.fds[0] = nfd;
+	m.nfds = 1;
+	return refused(fd, &m, what);
+}
+
+static enum outcome c_socket_kick_fd(int fd)
+{
+	negotiate(fd);
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		perror("socketpair");
+		exit(2);
+	}
+	enum outcome o = vring_fd_refused(fd, VHOST_USER_SET_VRING_KICK, 1, sv[0], "socket as kick fd");
+	close(sv[0]);
+	close(sv[1]);
+	return o;
+}
+
+/*
+ * Live rings whose TX queue (1) gets the write end of a full, blocking pipe as call fd, then a frame to
+ * forward: a back-end that took the pipe would block its data path in the interrupt write that follows (and,
+ * once the read end goes, get EPIPE or die of SIGPIPE). It must refuse the fd; the frame is then consumed
+ * without an interrupt. The first round's pipe stays open, full, until we exit, so a back-end that took it
+ * stays stuck for the whole class: the probe after each round, and the runner's traffic through the back-end's
+ * other ports, see it.
+ */
+static enum outcome c_pipe_call_fd(int fd)
+{
+	uint8_t *g = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	if (g == MAP_FAILED) {
+		perror("mmap");
+		exit(2);
+	}
+	memset(g, 0, 0x40000); /* fresh rings for this round (truncating would fault an old session's mapping) */
+	int efd[4];
+	live_rings(fd, efd);
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0 || fcntl(pfd[1], F_SETFL, O_NONBLOCK) < 0) {
+		perror("pipe");
+		exit(2);
+	}
+	static const uint8_t junk[4096];
+	while (write(pfd[1], junk, sizeof(junk)) > 0)
+		;
+	if (fcntl(pfd[1], F_SETFL, 0) < 0) { /* full and blocking, as the attack hands it over */
+		perror("fcntl");
+		exit(2);
+	}
+	enum outcome o = vring_fd_refused(fd, VHOST_USER_SET_VRING_CALL, 1, pfd[1], "full pipe as call fd");
+	/* One 60-byte frame behind a virtio_net_hdr_v1 on TX (live_rings: queue 1 at offset 0x10000, its
+	 * descriptors there, avail ring +0x4000), then a kick. Its header has an unknown GSO type, so the back-end
+	 * consumes the buffer (and would interrupt) but drops the frame as bad_header: nothing reaches the other
+	 * ports' verifying receivers. */
+	uint8_t *frame = g + 0x30000;
+	memset(frame, 0, 12 + 60);
+	frame[1] = 0x55;
+	struct virtq_desc *d = (struct virtq_desc *)(g + 0x10000);
+	d[0] = (struct virtq_desc){GUEST_BASE + 0x30000, 12 + 60, 0, 0};
+	struct virtq_avail *av = (struct virtq_avail *)(g + 0x14000);
+	av->ring[0] = 0;
+	__atomic_store_n(&av->idx, 1, __ATOMIC_RELEASE);
+	uint64_t one = 1;
+	if (write(efd[2], &one, sizeof(one)) < 0)
+		perror("kick");
+	/* Wait for it to be used: a data path that is stuck never gets there, nor answers the probe after. */
+	struct virtq_used *u = (struct virtq_used *)(g + 0x18000);
+	for (int i = 0; i < 300 && __atomic_load_n(&u->idx, __ATOMIC_ACQUIRE) == 0; i++)
+		usleep(10000);
+	if (__atomic_load_n(&u->idx, __ATOMIC_ACQUIRE) != 1) {
+		fprintf(stderr, "pipe_call_fd: the frame on TX was not used in 3 s\n");
+		o = HANGS;
+	}
+	munmap(g, MEM_SIZE);
+	static bool held;
+	if (held) {
+		close(pfd[0]);
+		close(pfd[1]);
+	}
+	held = true;
+	for (unsigned i = 0; i < 4; i++)
+		close(efd[i]);
+	return o;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+#define STALL_S 8.0 /* how long a stalling attack keeps at it before calling the back-end stuck */
+
+/* GET_FEATURES requests for STALL_S seconds, never reading a reply: once its output is full the back-end must
+ * hang up on us rather than wait (a blocking reply would freeze its control thread). */
+static enum outcome c_no_read(int fd)
+{
+	struct vhu_msg m = mk(VHOST_USER_GET_FEATURES, 0);
+	double end = now_s() + STALL_S;
+	while (now_s() < end) {
+		ssize_t n = send(fd, &m.hdr, sizeof(m.hdr), MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+			return CLOSES; /* hung up on us: closes() then sees the end of the stream */
+		if (n < 0 && errno == EAGAIN) {
+			struct pollfd p = {.fd = fd, .events = POLLOUT};
+			poll(&p, 1, 50);
+		}
+	}
+	fprintf(stderr, "no_read: still connected after %.0f s of unread replies\n", STALL_S);
+	return HANGS;
+}
+
+/* A valid SET_VRING_ADDR whose 40-byte payload trickles in one byte every 300 ms after its header (12 s to the
+ * end): the back-end must give up on the message before it completes; a deadline per message must not be reset
+ * by each byte that arrives. */
+static enum outcome c_trickle(int fd)
+{
+	struct vhu_msg m = mk(VHOST_USER_SET_VRING_ADDR, sizeof(struct vhost_vring_addr));
+	if (send(fd, &m.hdr, sizeof(m.hdr), MSG_NOSIGNAL) < 0)
+		return CLOSES;
+	const uint8_t *p = (const uint8_t *)&m.p;
+	for (size_t i = 0; i < sizeof(struct vhost_vring_addr); i++) {
+		struct pollfd pf = {.fd = fd, .events = POLLIN};
+		if (poll(&pf, 1, 300) > 0) {
+			char c;
+			if (recv(fd, &c, 1, MSG_PEEK) <= 0)
+				return CLOSES; /* end of stream: hung up on mid-message */
+		}
+		if (send(fd, p + i, 1, MSG_NOSIGNAL) < 0)
+			return CLOSES;
+	}
+	fprintf(stderr, "trickle: the whole message went through, one payload byte per 300 ms\n");
+	return HANGS;
+}
+
 /* 32 connections at once (the back-end serves one; the rest wait in its backlog or are refused), each sent a
  * partial header, all dropped together. */
 static enum outcome c_many_at_once(int fd)
@@ -413,25 +654,36 @@ static enum outcome c_many_at_once(int fd)
 static const struct {
 	const char *name;
 	enum outcome (*fn)(int fd);
+	unsigned max_rounds; /* 0: as many as asked; slow classes take seconds per round */
 } classes[] = {
-	{"oversized_size", c_oversized_size},
-	{"bad_version", c_bad_version},
-	{"truncated_header", c_truncated_header},
-	{"closed_mid_message", c_closed_mid_message},
-	{"bad_request", c_bad_request},
-	{"short_payload", c_short_payload},
-	{"too_many_fds", c_too_many_fds},
-	{"fds_on_fdless", c_fds_on_fdless},
-	{"mem_overlap", c_mem_overlap},
-	{"mem_overflow", c_mem_overflow},
-	{"bad_vring_index", c_bad_vring_index},
-	{"huge_num", c_huge_num},
-	{"log_base_overflow", c_log_base_overflow},
-	{"inflight", c_inflight},
-	{"garbage_after_valid", c_garbage_after_valid},
-	{"setup_then_vanish", c_setup_then_vanish},
-	{"shrink_memory", c_shrink_memory},
-	{"many_at_once", c_many_at_once},
+	{"oversized_size", c_oversized_size, 0},
+	{"bad_version", c_bad_version, 0},
+	{"truncated_header", c_truncated_header, 0},
+	{"closed_mid_message", c_closed_mid_message, 0},
+	{"bad_request", c_bad_request, 0},
+	{"short_payload", c_short_payload, 0},
+	{"too_many_fds", c_too_many_fds, 0},
+	{"fds_on_fdless", c_fds_on_fdless, 0},
+	{"mem_overlap", c_mem_overlap, 0},
+	{"mem_overflow", c_mem_overflow, 0},
+	{"bad_vring_index", c_bad_vring_index, 0},
+	{"huge_num", c_huge_num, 0},
+	{"log_base_overflow", c_log_base_overflow, 0},
+	{"inflight", c_inflight, 0},
+	{"garbage_after_valid", c_garbage_after_valid, 0},
+	{"setup_then_vanish", c_setup_then_vanish, 0},
+	{"shrink_memory", c_shrink_memory, 0},
+	{"many_at_once", c_many_at_once, 0},
+	{"pipe_call_fd", c_pipe_call_fd, 0},
+	{"socket_kick_fd", c_socket_kick_fd, 0},
+	{"split_size_300", c_split_size_300, 0},
+	{"size_65536", c_size_65536, 0},
+	{"mem_no_regions", c_mem_no_regions, 0},
+	{"ring_outside_memory", c_ring_outside_memory, 0},
+	{"ring_straddles_region", c_ring_straddles_region, 0},
+	{"ring_guest_physical", c_ring_guest_physical, 0},
+	{"no_read", c_no_read, 2},
+	{"trickle", c_trickle, 2},
 };
 #define NCLASSES (sizeof(classes) / sizeof(classes[0]))
 
@@ -469,6 +721,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "unknown class %s\n", argv[2]);
 		return 2;
 	}
+	if (classes[c].max_rounds && rounds > classes[c].max_rounds)
+		rounds = classes[c].max_rounds;
 	memfd = memfd_create("hostile", MFD_CLOEXEC);
 	if (memfd < 0 || ftruncate(memfd, MEM_SIZE) < 0) {
 		perror("memfd");
@@ -486,10 +740,16 @@ int main(int argc, char **argv)
 			ok = closes(fd);
 			closed += ok;
 		}
-		if (!ok && unexpected++ < 3)
+		if (!ok)
 			fprintf(stderr, "%s round %u: the back-end %s\n", classes[c].name, i,
-				want == ANSWERS ? "stopped answering" : "kept the connection open");
+				want == ANSWERS ? "stopped answering" : want == CLOSES ? "kept the connection open"
+				: want == WRONG ? "accepted what it must refuse" : "did not answer");
 		close(fd);
+		/* The verdict is in; a stuck back-end would make every further round wait out its timeouts. */
+		if (!ok && ++unexpected == 3) {
+			rounds = i + 1;
+			break;
+		}
 	}
 	printf("%s: %u rounds, %u answered, %u closed, %u unexpected\n", classes[c].name, rounds, answered, closed,
 	       unexpected);

@@ -10,9 +10,15 @@ more than RSS_SLACK_KB over the figure taken after a warm-up pass (one round of 
 allocated state and the allocator's arenas are already in place), and a good front-end on the same socket
 still negotiates and carries traffic, frames verified and counted exactly.
 
+Against vhostd, two more vhost-user ports (t, r) carry verified traffic for the whole attack (a vhost-pktgen
+txonly frontend on t at TRAFFIC_PPS, an rxonly --verify one on r), and during each class `vhostctl` must
+answer (`show`, `stats`, each within CTL_TIMEOUT_S) and r's tx_packets must advance in every sampling window
+of WINDOW_S seconds, and once more after the class: no attack may stall the control thread or a forwarding
+thread (issue 16). r's receiver must see nothing lost to corruption or duplication.
+
 Tolerances: fds 0 (a leaked fd per round would show as 200). RSS 1024 KiB (release builds; see SANITIZED): glibc may keep freed heap pages
 and the kernel's accounting of shared pages touched through a memfd mapping moves by whole pages; a leak of
-even 256 bytes per round in any one class would exceed it (200 rounds x 18 classes).
+even 256 bytes per round in any one class would exceed it (200 rounds x 26 classes, and 2 x 2 slow ones).
 
 usage: test_hostile.py VHOSTD VHOSTCTL PKTGEN HOSTILE_FRONTEND [case-substring]
 Prints PASS/FAIL lines like tests/unit/harness.h; VHD_HOSTILE_ROUNDS overrides the rounds.
@@ -26,20 +32,22 @@ import sys
 import tempfile
 import time
 
+from hostile_util import fds, kill_all, pktgen_json, report, settle_fds, wait_path
+
 VHOSTD, VHOSTCTL, PKTGEN, HOSTILE = (os.path.abspath(a) for a in sys.argv[1:5])
 FILTER = sys.argv[5] if len(sys.argv) > 5 else ""
 ROUNDS = int(os.environ.get("VHD_HOSTILE_ROUNDS", "200"))
 RSS_SLACK_KB = 1024
 GOOD_FRAMES = 20000
+TRAFFIC_PPS = 20000
+WINDOW_S = 2.0
+MIN_SPAN_S = 0.5
+CTL_TIMEOUT_S = 10
 # Under AddressSanitizer freed memory sits in its quarantine, so RSS grows without a leak: there the RSS
 # figure is reported, not judged, and LeakSanitizer's check when the back-end exits (clean exit required
 # below) stands in for it.
 SANITIZED = b"__asan_init" in open(VHOSTD, "rb").read()
 CLASSES = subprocess.run([HOSTILE, "-", "list"], stdout=subprocess.PIPE, text=True, check=True).stdout.split()
-
-
-def fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def rss_kb(pid):
@@ -50,42 +58,85 @@ def rss_kb(pid):
     raise RuntimeError("no VmRSS")
 
 
-def settle_fds(proc, want, timeout=5.0):
-    """The back-end notices a closed connection at its next poll: wait for its fd count to come back."""
-    end = time.time() + timeout
-    n = fds(proc.pid)
-    while n != want and time.time() < end:
-        time.sleep(0.02)
-        n = fds(proc.pid)
-    return n
-
-
-def wait_path(path, proc):
-    for _ in range(500):
-        if os.path.exists(path):
-            return
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited {proc.returncode}")
-        time.sleep(0.01)
-    raise RuntimeError(f"{path} never appeared")
-
-
-def run_class(sock, cls, rounds):
-    r = subprocess.run([HOSTILE, sock, cls, str(rounds)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, timeout=300)
-    return r.returncode, (r.stdout.strip() + " " + r.stderr.strip()).strip()
-
-
-def pktgen_json(p, timeout=120):
-    out, err = p.communicate(timeout=timeout)
+def run_class(sock, cls, rounds, watch=None):
+    """Run one class; watch(), when given, is called every WINDOW_S while it runs and once after, and returns
+    an error or None (the first error is kept)."""
+    p = subprocess.Popen([HOSTILE, sock, cls, str(rounds)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    werr = None
     try:
-        return json.loads(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise RuntimeError(f"vhost-pktgen exit {p.returncode}, no JSON: {out!r} {err.strip()!r}")
+        if watch:
+            while True:
+                try:
+                    p.wait(timeout=WINDOW_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    werr = werr or watch()
+                    if werr:  # the verdict is in: do not wait out a stuck back-end's every round
+                        p.kill()
+                        break
+        out, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    if watch:
+        werr = werr or watch(final=True)
+    return p.returncode, (out.strip() + " " + err.strip()).strip(), werr
 
 
-def attack(name, proc, sock, results):
-    """Every class against sock, served by proc; appends (case, error-or-None, detail) to results."""
+class Witness:
+    """Traffic between two other ports of vhostd, and its control socket, watched while a class runs."""
+
+    def __init__(self, ctl):
+        self.ctl = ctl
+        self.last = None
+
+    def ctl_json(self, *cmd):
+        r = subprocess.run([VHOSTCTL, "--socket", self.ctl, "--json", "--timeout", str(CTL_TIMEOUT_S * 1000),
+                            *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=CTL_TIMEOUT_S + 5)
+        if r.returncode != 0:
+            raise RuntimeError(f"vhostctl {' '.join(cmd)} exit {r.returncode}: {r.stderr.strip()}")
+        return json.loads(r.stdout)
+
+    def r_tx(self):
+        return {p["name"]: p for p in self.ctl_json("stats")["ports"]}["r"]["tx_packets"]
+
+    def start(self):
+        self.last = self.r_tx()
+        self.t_last = time.time()
+
+    def __call__(self, final=False):
+        """None when vhostctl answered and traffic to r moved since the last call, else why not. The check
+        after a class spans at least MIN_SPAN_S, so that a short class does not judge a scheduling hiccup."""
+        if final:
+            time.sleep(max(0.0, self.t_last + MIN_SPAN_S - time.time()))
+        self.t_last = time.time()
+        try:
+            show = {p["name"]: p for p in self.ctl_json("show")["ports"]}
+            now = self.r_tx()
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as e:
+            return f"vhostctl did not answer during the attack: {e}"
+        # r's receiver keeps its call eventfd far from full: no interrupt to it may have failed.
+        if show["r"]["info"].get("notify_failures") != 0:
+            return f"port r: notify_failures {show['r']['info'].get('notify_failures')}, want 0"
+        prev, self.last = self.last, now
+        if now <= prev:
+            return f"traffic t -> r stalled during the attack (r tx_packets stayed at {now})"
+        return None
+
+
+def pktgen(procs, *args):
+    """Start vhost-pktgen --json with args; it joins procs (killed at the end if still running)."""
+    p = subprocess.Popen([PKTGEN, "--json", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs.append(p)
+    return p
+
+
+def attack(name, proc, sock, results, witness=None):
+    """Every class against sock, served by proc; appends (case, error-or-None, detail) to results. With a
+    witness, each class must also leave vhostd's other traffic and its control socket unharmed."""
     for cls in CLASSES:  # warm-up
         run_class(sock, cls, 1)
     time.sleep(0.3)  # the last warm-up connection is noticed gone
@@ -96,20 +147,29 @@ def attack(name, proc, sock, results):
         if FILTER not in case:
             continue
         t0 = time.time()
-        rc, out = run_class(sock, cls, ROUNDS)
+        werr = None
+        if witness:
+            try:
+                witness.start()
+            except (RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as e:
+                werr = f"vhostctl did not answer before {cls}: {e}"
+        rc, out, err2 = run_class(sock, cls, ROUNDS, witness if witness and not werr else None)
+        werr = werr or err2
         err = None
         if proc.poll() is not None:
             err = f"back-end died ({proc.returncode}) during {cls}"
+        elif werr:
+            err = f"{werr} ({out})" if rc else werr
         elif rc != 0:
             err = f"hostile_frontend exit {rc}: {out}"
         else:
-            n = settle_fds(proc, fd0)
+            n = settle_fds(proc.pid, fd0)
             if n != fd0:
                 err = f"back-end fds {fd0} -> {n} after {ROUNDS} rounds"
         results.append((case, err, f"{out} ({time.time() - t0:.1f} s)"))
         if proc.poll() is not None:
             return None, None
-    fd1 = settle_fds(proc, fd0)
+    fd1 = settle_fds(proc.pid, fd0)
     rss1 = rss_kb(proc.pid)
     figures = f"fds {fd0} -> {fd1}, VmRSS {rss0} -> {rss1} KiB (slack {RSS_SLACK_KB})"
     err = None
@@ -125,7 +185,7 @@ def attack(name, proc, sock, results):
 
 def vhostd_phase(tmp, results):
     ctl = os.path.join(tmp, "ctl.sock")
-    socks = {p: os.path.join(tmp, f"{p}.sock") for p in "hb"}
+    socks = {p: os.path.join(tmp, f"{p}.sock") for p in "hbtr"}
     cfg = os.path.join(tmp, "vhostd.conf")
     with open(cfg, "w") as f:
         f.write("".join(f"add-port {p} vhost-user path={s}\n" for p, s in socks.items()))
@@ -136,12 +196,35 @@ def vhostd_phase(tmp, results):
     procs = [vd]
     try:
         wait_path(ctl, vd)
-        attack("vhostd", vd, socks["h"], results)
+        # The witnesses: t -> r, verified, for the whole attack.
+        wr = pktgen(procs, "--frontend", socks["r"], "--mode", "rxonly", "--verify", "--duration", "3600")
+        time.sleep(0.5)
+        wt = pktgen(procs, "--frontend", socks["t"], "--mode", "txonly", "--pps", str(TRAFFIC_PPS), "--duration",
+                    "3600", "--mac", "02:00:00:00:00:0b")
+        witness = Witness(ctl)
+        deadline = time.time() + 30
+        while witness.r_tx() == 0 and time.time() < deadline:
+            time.sleep(0.2)
+        attack("vhostd", vd, socks["h"], results, witness)
+        # Stop the witnesses before the good front-end's exact count on b (t's frames are flooded there too).
+        wt.send_signal(signal.SIGINT)
+        rt = pktgen_json(wt)
+        time.sleep(0.5)
+        wr.send_signal(signal.SIGINT)
+        rr = pktgen_json(wr)
+        err = None
+        if rr["total"]["dup"] or rr["total"]["corrupt"] or rr["total"]["rx_packets"] == 0:
+            err = (f"witness r received {rr['total']['rx_packets']}, dup {rr['total']['dup']} corrupt "
+                   f"{rr['total']['corrupt']}")
+        results.append(("hostile_vhostd_witness_traffic", err,
+                         f"t sent {rt['total']['tx_packets']}, r received {rr['total']['rx_packets']}"))
         if not FILTER or FILTER in "hostile_vhostd_good_frontend_after":
             err = None
             if vd.poll() is not None:
                 err = f"vhostd died ({vd.returncode})"
             else:
+                drops0 = Witness(ctl).ctl_json("stats")["ports"]
+                drops0 = {p["name"]: p for p in drops0}["b"]["tx_drops"]  # the witnesses' frames flooded to b
                 # The next good connection on the attacked port negotiates and forwards to b, every frame checked.
                 b = subprocess.Popen([PKTGEN, "--json", "--frontend", socks["b"], "--mode", "rxonly", "--verify",
                                       "--duration", "60", "--count", str(GOOD_FRAMES)],
@@ -159,7 +242,7 @@ def vhostd_phase(tmp, results):
                 st = subprocess.run([VHOSTCTL, "--socket", ctl, "--json", "stats"], stdout=subprocess.PIPE,
                                     text=True, timeout=30)
                 s = {p["name"]: p for p in json.loads(st.stdout)["ports"]}
-                got, drops = rb["total"]["rx_packets"], s["b"]["tx_drops"]
+                got, drops = rb["total"]["rx_packets"], s["b"]["tx_drops"] - drops0
                 if rh["total"]["tx_packets"] != GOOD_FRAMES:
                     err = f"good frontend sent {rh['total']['tx_packets']} of {GOOD_FRAMES}"
                 elif rb["total"]["dup"] or rb["total"]["corrupt"]:
@@ -173,10 +256,7 @@ def vhostd_phase(tmp, results):
             log.seek(0)
             results.append(("hostile_vhostd_clean_exit", f"vhostd exit {vd.returncode}: {log.read()[-800:]}", ""))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        kill_all(procs)
 
 
 def pktgen_phase(tmp, results):
@@ -206,10 +286,7 @@ def pktgen_phase(tmp, results):
                     err = f"back-end saw dup {rb['total']['dup']} corrupt {rb['total']['corrupt']}"
             results.append(("hostile_pktgen_good_frontend_after", err, ""))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        kill_all(procs)
 
 
 def main():
@@ -223,14 +300,7 @@ def main():
                 results.append((phase.__name__, f"{type(e).__name__}: {e}", ""))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    failed = 0
-    for case, err, detail in results:
-        if err:
-            failed += 1
-            print(f"FAIL: {case}: {err}", flush=True)
-        else:
-            print(f"PASS: {case} {detail}".rstrip(), flush=True)
-    return 1 if failed else 0
+    return report(results)
 
 
 if __name__ == "__main__":

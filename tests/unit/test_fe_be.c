@@ -4,21 +4,35 @@
  * frame the guest transmits on queue pair p's TX queue into the same pair's RX queue; the frontend checks each
  * echoed frame's length, content and order. Then the peers are killed with SIGKILL mid-stream and restarted,
  * and whichever side survived must recover without leaking fds or mappings.
+ *
+ * Then the frontend against back-ends that misbehave during setup (a fake one driven by hand in the test:
+ * silence, half a reply, wrong request, size, flags or fds, a close, a refusal): every vhd_fe_dispatch() call
+ * returns at once, the frontend drops the back-end with the right error and a log line naming what it did,
+ * and comes up against a good back-end afterwards; a stalled back-end holds up no other frontend. And the
+ * virtio-user switch port's RX and TX windows, with one thread in each while the back-end restarts.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "harness.h"
 #include "spec/virtio_config.h"
+#include "spec/virtio_net.h"
+#include "switch/port.h"
+#include "vhostd/pkt.h"
 #include "vhostd/frontend.h"
 #include "vhostd/log.h"
 #include "vhostd/vhost_user.h"
 #include "vhostd/virtq.h"
+#include "vu_raw.h"
 
 #define QS 256
 #define SLOT 2048
@@ -327,6 +341,8 @@ static bool fe_step(struct fe_run *r, uint64_t limit_per_pair)
 	return true;
 }
 
+static unsigned fe_reply_timeout_ms; /* 0: the default */
+
 static void fe_open(struct fe_run *r, const char *path, bool server, unsigned pairs, uint64_t features)
 {
 	memset(r, 0, sizeof(*r));
@@ -335,7 +351,8 @@ static void fe_open(struct fe_run *r, const char *path, bool server, unsigned pa
 		reset_pair(&r->ps[p]);
 	struct vhd_fe_config c = {.path = path, .server = server, .queue_pairs = (uint16_t)pairs, .queue_size = QS,
 				  .features = features, .buf_area_size = 2 * QS * SLOT, .reconnect_min_ms = 10,
-				  .reconnect_max_ms = 50, .event = on_fe_event, .opaque = r, .name = "fe"};
+				  .reconnect_max_ms = 50, .reply_timeout_ms = fe_reply_timeout_ms,
+				  .event = on_fe_event, .opaque = r, .name = "fe"};
 	CHECK_EQ(vhd_fe_create(&c, &r->fe), 0);
 }
 
@@ -492,6 +509,454 @@ static void test_backend_thread_per_pair(void)
 	stop(be);
 }
 
+/* ------------------------------------------------------------ hostile back-ends during setup */
+
+/* Log lines at ERR, kept so a case can check that the frontend named what the back-end did. */
+static char logged[8192];
+static void capture_log(enum vhd_log_level level, const char *msg, void *opaque)
+{
+	(void)opaque;
+	fprintf(stderr, "log: %s\n", msg);
+	if (level == VHD_LOG_ERR && strlen(logged) + strlen(msg) + 2 < sizeof(logged)) {
+		strcat(logged, msg);
+		strcat(logged, "\n");
+	}
+}
+
+static long long now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Time limits of these cases, stretched under slow tools (VHD_TEST_TIMEOUT_SCALE). */
+static long long scaled_ms(long long ms)
+{
+	return ms * th_timeout_scale();
+}
+
+/* vhd_fe_dispatch() with a liveness bound: it never waits on the back-end, so a call that takes a second
+ * is hung on it (the pre-state-machine frontend polled 2 s per reply, or forever in a half-read message). */
+static int dispatch_live(struct vhd_fe *fe)
+{
+	long long t0 = now_ms();
+	int rc = vhd_fe_dispatch(fe);
+	long long took = now_ms() - t0;
+	if (took >= scaled_ms(1000)) {
+		fprintf(stderr, "vhd_fe_dispatch() took %lld ms\n", took);
+		CHECK(!"vhd_fe_dispatch() returns promptly");
+	}
+	return rc;
+}
+
+enum misbehave {
+	BAD_SILENT,   /* never answers GET_FEATURES */
+	BAD_HALF,     /* sends 5 bytes of the reply's header, then nothing */
+	BAD_REQUEST,  /* answers GET_FEATURES as GET_PROTOCOL_FEATURES */
+	BAD_SIZE,     /* a 4-byte payload */
+	BAD_FLAGS,    /* no reply flag */
+	BAD_FDS,      /* a reply with an fd attached */
+	BAD_CLOSE,    /* negotiates REPLY_ACK, acknowledges, closes at SET_MEM_TABLE */
+	BAD_NACK,     /* negotiates REPLY_ACK, then refuses SET_OWNER */
+	MUTE_WHEN_UP, /* answers GET_FEATURES (no protocol features: nothing else has a reply), then nothing */
+};
+
+/* A vhost-user back-end played by hand, one request at a time, in the test's own thread. */
+struct fake_be {
+	int lfd, fd;
+	enum misbehave how;
+	int pipe_w; /* BAD_FDS: the write end of the pipe whose read end went in the reply */
+};
+
+static void fake_listen(struct fake_be *f, const char *path, enum misbehave how)
+{
+	memset(f, 0, sizeof(*f));
+	f->fd = f->pipe_w = -1;
+	f->how = how;
+	unlink(path);
+	f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	CHECK(f->lfd >= 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	CHECK(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	CHECK(listen(f->lfd, 4) == 0);
+}
+
+static void fake_close(struct fake_be *f, const char *path)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	close(f->lfd);
+	if (f->pipe_w >= 0)
+		close(f->pipe_w);
+	f->fd = f->lfd = f->pipe_w = -1;
+	unlink(path);
+}
+
+static void fake_reply(struct fake_be *f, uint32_t req, uint32_t flags, uint32_t size, uint64_t val)
+{
+	struct vhu_msg r = mk(req, size);
+	r.hdr.flags = flags;
+	r.p.u64 = val;
+	CHECK_EQ(vhu_msg_send(f->fd, &r), 0);
+}
+
+/* Serve what has arrived; the first connection only (the frontend's retries queue up unanswered). */
+static void fake_step(struct fake_be *f)
+{
+	if (f->fd < 0) {
+		f->fd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (f->fd < 0)
+			return;
+	}
+	struct pollfd p = {.fd = f->fd, .events = POLLIN};
+	if (poll(&p, 1, 0) <= 0)
+		return;
+	struct vhu_msg m;
+	if (vhu_msg_recv(f->fd, &m) < 0)
+		return; /* the frontend hung up */
+	vhu_msg_close_fds(&m);
+	const uint32_t ok = VHOST_USER_VERSION | VHOST_USER_REPLY_MASK;
+	const uint64_t feat = VHD_BIT(VIRTIO_F_VERSION_1);
+	switch (m.hdr.request) {
+	case VHOST_USER_GET_FEATURES:
+		switch (f->how) {
+		case BAD_SILENT:
+			break;
+		case BAD_HALF: {
+			struct vhu_msg r = mk(VHOST_USER_GET_FEATURES, 8);
+			r.hdr.flags = ok;
+			CHECK(send(f->fd, &r.hdr, 5, MSG_NOSIGNAL) == 5);
+			break;
+		}
+		case BAD_REQUEST:
+			fake_reply(f, VHOST_USER_GET_PROTOCOL_FEATURES, ok, 8, feat);
+			break;
+		case BAD_SIZE:
+			fake_reply(f, VHOST_USER_GET_FEATURES, ok, 4, feat);
+			break;
+		case BAD_FLAGS:
+			fake_reply(f, VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, 8, feat);
+			break;
+		case BAD_FDS: {
+			int pfd[2];
+			CHECK(pipe2(pfd, O_CLOEXEC) == 0);
+			struct vhu_msg r = mk(VHOST_USER_GET_FEATURES, 8);
+			r.hdr.flags = ok;
+			r.p.u64 = feat;
+			CHECK(send_fds_raw(f->fd, &r, pfd[0], 1) > 0);
+			close(pfd[0]);
+			f->pipe_w = pfd[1];
+			break;
+		}
+		case MUTE_WHEN_UP:
+			fake_reply(f, VHOST_USER_GET_FEATURES, ok, 8, feat);
+			break;
+		case BAD_CLOSE:
+		case BAD_NACK:
+			fake_reply(f, VHOST_USER_GET_FEATURES, ok, 8, feat | VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES));
+			break;
+		}
+		break;
+	case VHOST_USER_GET_PROTOCOL_FEATURES:
+		fake_reply(f, m.hdr.request, ok, 8, VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK));
+		break;
+	case VHOST_USER_SET_MEM_TABLE:
+		if (f->how == BAD_CLOSE) {
+			close(f->fd);
+			f->fd = -2; /* no further connection is accepted */
+			break;
+		}
+		/* fall through */
+	default:
+		/* Acknowledged set messages: SET_OWNER refused under BAD_NACK, the rest accepted. */
+		if (m.hdr.flags & VHOST_USER_NEED_REPLY)
+			fake_reply(f, m.hdr.request, ok, 8, f->how == BAD_NACK && m.hdr.request == VHOST_USER_SET_OWNER);
+		break;
+	}
+}
+
+/* Run an in-process back-end at path and the frontend until the frontend is up, then echo frames through. */
+static void good_backend_carries(struct fe_run *r, const char *path)
+{
+	struct vhd_vu_config c = {.path = path, .max_queue_pairs = 1, .name = "be"};
+	struct vhd_vu_dev *dev;
+	CHECK_EQ(vhd_vu_dev_create(&c, &dev), 0);
+	long long t0 = now_ms();
+	while (!vhd_fe_up(r->fe)) {
+		CHECK(now_ms() - t0 < scaled_ms(20000)); /* liveness */
+		backend_step(dev, 1, true);
+		struct pollfd pfd[2];
+		unsigned n = vhd_fe_pollfds(r->fe, pfd, 2);
+		poll(pfd, n, 0);
+		dispatch_live(r->fe);
+	}
+	while (r->received < 2000) {
+		CHECK(fe_step(r, UINT64_MAX));
+		backend_step(dev, 1, false);
+	}
+	vhd_fe_destroy(r->fe);
+	vhd_vu_dev_destroy(dev);
+}
+
+/* want_log: a printf format; %u is the reply timeout. */
+static void hostile_setup(enum misbehave how, int want_rc, const char *want_log)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/vhd-febad-%d.sock", getpid());
+	vhd_log_set_handler(capture_log, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	struct fake_be f;
+	fake_listen(&f, path, how);
+	struct fe_run r;
+	fe_reply_timeout_ms = (unsigned)scaled_ms(200);
+	fe_open(&r, path, false, 1, 0);
+	/* Every call returns at once; the first error is the back-end's misbehaviour being noticed. */
+	int rc = 0;
+	long long t0 = now_ms();
+	while (rc == 0) {
+		CHECK(now_ms() - t0 < scaled_ms(20000)); /* liveness */
+		fake_step(&f);
+		struct pollfd pfd[2];
+		unsigned n = vhd_fe_pollfds(r.fe, pfd, 2);
+		int t = vhd_fe_timeout_ms(r.fe);
+		poll(pfd, n, t < 0 || t > 5 ? 5 : t);
+		rc = dispatch_live(r.fe);
+	}
+	if (rc != want_rc)
+		fprintf(stderr, "dispatch returned %d (%s), %d (%s) expected\n", rc, strerror(-rc), want_rc,
+			strerror(-want_rc));
+	CHECK_EQ(rc, want_rc);
+	CHECK(!r.down_seen); /* it never came up */
+	char want[160];
+	snprintf(want, sizeof(want), want_log, fe_reply_timeout_ms);
+	want_log = want;
+	if (!strstr(logged, want_log))
+		fprintf(stderr, "no log line with \"%s\"\n", want_log);
+	CHECK(strstr(logged, want_log) != NULL);
+	if (how == BAD_FDS) {
+		/* The fd that came with the reply was closed: its pipe has no reader left. */
+		char x = 0;
+		CHECK(write(f.pipe_w, &x, 1) < 0 && errno == EPIPE);
+	}
+	fake_close(&f, path);
+	good_backend_carries(&r, path);
+}
+
+static void test_hostile_silent(void)
+{
+	hostile_setup(BAD_SILENT, -ETIMEDOUT, "did not answer GET_FEATURES within %u ms");
+}
+static void test_hostile_half_reply(void)
+{
+	hostile_setup(BAD_HALF, -ETIMEDOUT, "sent 5 of a message header's 12 bytes");
+}
+static void test_hostile_wrong_request(void)
+{
+	hostile_setup(BAD_REQUEST, -EPROTO, "sent GET_PROTOCOL_FEATURES (request 15) where the reply to GET_FEATURES");
+}
+static void test_hostile_wrong_size(void)
+{
+	hostile_setup(BAD_SIZE, -EMSGSIZE, "reply to GET_FEATURES has 4 payload bytes, 8 expected");
+}
+static void test_hostile_no_reply_flag(void)
+{
+	hostile_setup(BAD_FLAGS, -EPROTO, "reply to GET_FEATURES lacks the reply flag");
+}
+static void test_hostile_fds(void)
+{
+	hostile_setup(BAD_FDS, -EBADMSG, "reply to GET_FEATURES carried 1 fd");
+}
+static void test_hostile_close(void)
+{
+	hostile_setup(BAD_CLOSE, -ECONNRESET, "setup failed at SET_MEM_TABLE");
+}
+static void test_hostile_nack(void)
+{
+	hostile_setup(BAD_NACK, -EREMOTEIO, "the back-end refused SET_OWNER (status 1)");
+}
+
+/* vhd_fe_destroy() of a frontend that is up does not wait on its back-end (which answers nothing more): the
+ * frontend that stopped each ring with GET_VRING_BASE first waited 2 s for a reply that never came. */
+static void test_destroy_does_not_wait(void)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/vhd-femute-%d.sock", getpid());
+	signal(SIGPIPE, SIG_IGN);
+	struct fake_be f;
+	fake_listen(&f, path, MUTE_WHEN_UP);
+	struct fe_run r;
+	fe_open(&r, path, false, 1, 0);
+	long long t0 = now_ms();
+	while (!vhd_fe_up(r.fe)) {
+		CHECK(now_ms() - t0 < scaled_ms(20000)); /* liveness */
+		fake_step(&f);
+		struct pollfd pfd[2];
+		unsigned n = vhd_fe_pollfds(r.fe, pfd, 2);
+		poll(pfd, n, 1);
+		CHECK_EQ(dispatch_live(r.fe), 0);
+	}
+	t0 = now_ms();
+	vhd_fe_destroy(r.fe);
+	long long took = now_ms() - t0;
+	if (took >= scaled_ms(1000))
+		fprintf(stderr, "vhd_fe_destroy() took %lld ms\n", took);
+	CHECK(took < scaled_ms(1000)); /* liveness */
+	CHECK(r.down_seen);
+	fake_close(&f, path);
+}
+
+/* One frontend held in setup by a back-end stalled halfway through a reply; a second one, in the same thread,
+ * comes up and carries frames meanwhile: nothing waits on the stalled peer. */
+static void test_stalled_backend_holds_no_other(void)
+{
+	char p1[64], p2[64];
+	snprintf(p1, sizeof(p1), "/tmp/vhd-festall-%d.sock", getpid());
+	snprintf(p2, sizeof(p2), "/tmp/vhd-fegood-%d.sock", getpid());
+	signal(SIGPIPE, SIG_IGN);
+	struct fake_be f;
+	fake_listen(&f, p1, BAD_HALF);
+	struct fe_run stalled, good;
+	fe_reply_timeout_ms = 600000; /* the stall outlasts the case: only the other frontend can progress */
+	fe_open(&stalled, p1, false, 1, 0);
+	fe_reply_timeout_ms = 0;
+	struct vhd_vu_config c = {.path = p2, .max_queue_pairs = 1, .name = "be"};
+	struct vhd_vu_dev *dev;
+	CHECK_EQ(vhd_vu_dev_create(&c, &dev), 0);
+	fe_open(&good, p2, false, 1, 0);
+	long long t0 = now_ms();
+	while (good.received < 5000) {
+		CHECK(now_ms() - t0 < scaled_ms(30000)); /* liveness */
+		fake_step(&f);
+		CHECK_EQ(dispatch_live(stalled.fe), 0);
+		backend_step(dev, 1, !vhd_fe_up(good.fe));
+		if (vhd_fe_up(good.fe)) {
+			CHECK(fe_step(&good, UINT64_MAX));
+		} else {
+			struct pollfd pfd[2];
+			unsigned n = vhd_fe_pollfds(good.fe, pfd, 2);
+			poll(pfd, n, 0);
+			dispatch_live(good.fe);
+		}
+	}
+	CHECK(f.fd >= 0); /* the stalled back-end did get the frontend's request */
+	CHECK(!vhd_fe_up(stalled.fe));
+	vhd_fe_destroy(good.fe);
+	vhd_fe_destroy(stalled.fe);
+	vhd_vu_dev_destroy(dev);
+	fake_close(&f, p1);
+}
+
+/* ------------------------------------------------------------ the virtio-user port's windows */
+
+/* vhostd's virtio-user port with one forwarding thread in rx_burst and another in tx_burst of the same queue
+ * pair, while the control thread takes the port down (the back-end is killed) and up again, round after
+ * round. The control thread frees the rings when the port goes down, so it must wait for both threads to
+ * leave; with one busy flag for both directions, the side leaving cleared it under the other (ASan then
+ * reports the ring used after free). */
+struct port_thread {
+	struct sw_port *p;
+	struct vhd_pktpool *pool;
+	atomic_bool stop;
+	atomic_ullong bursts, frames;
+};
+
+static void *port_rx_loop(void *arg)
+{
+	struct port_thread *t = arg;
+	while (!atomic_load(&t->stop)) {
+		struct vhd_pkt *pk[SW_BURST];
+		unsigned n = t->p->ops->rx_burst(t->p, 0, t->pool, pk, SW_BURST);
+		vhd_pkt_free_bulk(pk, n);
+		atomic_fetch_add(&t->frames, n);
+		atomic_fetch_add(&t->bursts, 1);
+	}
+	return NULL;
+}
+
+static void *port_tx_loop(void *arg)
+{
+	struct port_thread *t = arg;
+	uint64_t seq = 0;
+	while (!atomic_load(&t->stop)) {
+		struct vhd_pkt *pk[SW_BURST];
+		unsigned n = vhd_pkt_alloc_bulk(t->pool, pk, SW_BURST);
+		for (unsigned i = 0; i < n; i++) {
+			uint32_t len = len_of(seq);
+			fill(vhd_pkt_data(pk[i]), len, seq++);
+			pk[i]->len = len;
+		}
+		unsigned sent = t->p->ops->tx_burst(t->p, 0, pk, n);
+		vhd_pkt_free_bulk(pk + sent, n - sent);
+		atomic_fetch_add(&t->frames, sent);
+		atomic_fetch_add(&t->bursts, 1);
+	}
+	return NULL;
+}
+
+static void port_pump(struct sw_port *p, bool want_up)
+{
+	long long t0 = now_ms();
+	while (p->ops->link_up(p) != want_up) {
+		CHECK(now_ms() - t0 < scaled_ms(20000)); /* liveness */
+		struct pollfd pfd[2];
+		unsigned n = p->ops->pollfds(p, pfd, 2);
+		int t = p->ops->timeout_ms(p);
+		poll(pfd, n, t < 0 || t > 2 ? 2 : t);
+		p->ops->dispatch(p);
+	}
+}
+
+static void test_virtio_user_port_rx_tx_windows(void)
+{
+	char path[64], args[128], err[256];
+	snprintf(path, sizeof(path), "/tmp/vhd-fevup-%d.sock", getpid());
+	snprintf(args, sizeof(args), "path=%s", path);
+	vhd_log_set_level(VHD_LOG_ERR);
+	pid_t be = spawn_backend(path, false, 1);
+	usleep(50000);
+	static struct sw_port port;
+	struct sw_port *p = &port;
+	p->ops = &sw_virtio_user_ops;
+	snprintf(p->name, sizeof(p->name), "vup");
+	struct sw_kv kv[2] = {{"path", path}, {"mrg", "off"}};
+	(void)args;
+	CHECK_EQ(p->ops->create(p, kv, 2, err, sizeof(err)), 0);
+	struct port_thread rx = {.p = p}, tx = {.p = p};
+	CHECK_EQ(vhd_pktpool_create(4 * SW_BURST, 4096, &rx.pool), 0);
+	CHECK_EQ(vhd_pktpool_create(4 * SW_BURST, 4096, &tx.pool), 0);
+	pthread_t th[2];
+	CHECK(pthread_create(&th[0], NULL, port_rx_loop, &rx) == 0);
+	CHECK(pthread_create(&th[1], NULL, port_tx_loop, &tx) == 0);
+	for (int round = 0; round < rounds_scaled(40); round++) {
+		port_pump(p, true);
+		/* Both threads inside their windows, frames flowing, before the back-end goes. */
+		unsigned long long f0 = atomic_load(&rx.frames) + atomic_load(&tx.frames);
+		long long t0 = now_ms();
+		while (atomic_load(&rx.frames) + atomic_load(&tx.frames) < f0 + 200) {
+			CHECK(now_ms() - t0 < scaled_ms(20000)); /* liveness */
+			struct pollfd pfd[2];
+			unsigned n = p->ops->pollfds(p, pfd, 2);
+			poll(pfd, n, 1);
+			p->ops->dispatch(p);
+		}
+		kill(be, SIGKILL);
+		waitpid(be, NULL, 0);
+		port_pump(p, false);
+		be = spawn_backend(path, false, 1);
+	}
+	CHECK(atomic_load(&rx.frames) > 0 && atomic_load(&tx.frames) > 0);
+	atomic_store(&rx.stop, true);
+	atomic_store(&tx.stop, true);
+	pthread_join(th[0], NULL);
+	pthread_join(th[1], NULL);
+	p->ops->destroy(p);
+	vhd_pktpool_destroy(rx.pool);
+	vhd_pktpool_destroy(tx.pool);
+	stop(be);
+}
+
 static const struct th_case cases[] = {
 	{"backend_thread_per_pair", test_backend_thread_per_pair, 120},
 	{"split", test_split, 120},
@@ -500,5 +965,16 @@ static const struct th_case cases[] = {
 	{"packed_4qp", test_packed_4qp, 120},
 	{"backend_killed", test_backend_killed, 180},
 	{"frontend_killed", test_frontend_killed, 300},
+	{"hostile_silent", test_hostile_silent, 60},
+	{"hostile_half_reply", test_hostile_half_reply, 60},
+	{"hostile_wrong_request", test_hostile_wrong_request, 60},
+	{"hostile_wrong_size", test_hostile_wrong_size, 60},
+	{"hostile_no_reply_flag", test_hostile_no_reply_flag, 60},
+	{"hostile_fds", test_hostile_fds, 60},
+	{"hostile_close", test_hostile_close, 60},
+	{"hostile_nack", test_hostile_nack, 60},
+	{"stalled_backend_holds_no_other", test_stalled_backend_holds_no_other, 60},
+	{"destroy_does_not_wait", test_destroy_does_not_wait, 60},
+	{"virtio_user_port_rx_tx_windows", test_virtio_user_port_rx_tx_windows, 120},
 };
 TH_MAIN("test_fe_be", cases)

@@ -16,6 +16,7 @@
 #include "spec/endian.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
+#include "spec/virtio_ring.h"
 #include "vhostd/mem.h"
 #include "vhostd/net.h"
 #include "vhostd/pkt.h"
@@ -1530,6 +1531,43 @@ static void soak_case(uint64_t extra)
 	rig_fini(&r);
 }
 
+/*
+ * A device that lies in the middle of a receive burst: the second used entry claims more bytes than the buffer
+ * we posted. The frame before it is delivered intact, the queue breaks (the next call says -EIO), nothing is read
+ * past the posted buffer, and every packet, collected or still in flight, gets back to the pool (rig_fini).
+ */
+static void rx_device_lies(bool packed, bool mrg)
+{
+	struct rig r;
+	rig_init(&r, F_V1 | (mrg ? F_MRG : 0) | (packed ? F(VIRTIO_F_RING_PACKED) : 0), 2048, 2048);
+	CHECK_EQ(vhd_net_drv_refill(r.rx_drv, &r.cfg, r.drv_pool, &r.drv_rx), QSIZE);
+	struct vhd_pkt *p[2] = {alloc1(r.dev_pool), alloc1(r.dev_pool)}, *got[4];
+	fill_frame(p[0], 100, 1);
+	fill_frame(p[1], 100, 2);
+	CHECK_EQ(vhd_net_dev_enqueue(r.rx_dev, &r.cfg, p, 2, &r.dev_rx), 2);
+	struct vhd_vq_layout lo;
+	CHECK_EQ(vhd_vq_layout(packed, QSIZE, &lo), 0);
+	uint8_t *rx = r.mem + align_up(lo.size, 4096);
+	uint32_t huge = vhd_cpu_to_le32(1u << 20);
+	if (packed)
+		((struct pvirtq_desc *)(rx + lo.desc_off))[1].len = huge;
+	else
+		((struct virtq_used *)(rx + lo.device_off))->ring[1].len = huge;
+	CHECK_EQ(vhd_net_drv_recv(r.rx_drv, &r.cfg, got, 4, &r.drv_rx), 1);
+	check_frame(got[0], 100, 1);
+	vhd_pkt_free(got[0]);
+	CHECK_EQ(vhd_vq_error(r.rx_drv), VHD_VQ_E_USED_LEN);
+	CHECK(strstr(vhd_vq_error_detail(r.rx_drv), "1048576") != NULL);
+	CHECK_EQ(vhd_net_drv_recv(r.rx_drv, &r.cfg, got, 4, &r.drv_rx), -EIO);
+	CHECK_EQ(vhd_net_drv_refill(r.rx_drv, &r.cfg, r.drv_pool, &r.drv_rx), -EIO);
+	CHECK_EQ(vhd_vq_inflight(r.rx_drv), QSIZE - 1);
+	vhd_pkt_free_bulk(p, 2);
+	rig_fini(&r);
+}
+
+static void rx_device_lies_split(void) { rx_device_lies(false, false); }
+static void rx_device_lies_packed_mrg(void) { rx_device_lies(true, true); }
+
 static void soak_split(void) { soak_case(0); }
 static void soak_split_mrg(void) { soak_case(F_MRG); }
 static void soak_packed_mrg_inorder(void) { soak_case(F_MRG | F(VIRTIO_F_RING_PACKED) | F(VIRTIO_F_IN_ORDER)); }
@@ -1574,6 +1612,8 @@ static const struct th_case cases[] = {
 	{"rx_segmented_buffers", rx_segmented_buffers, 0},
 	{"rx_driver_bad_headers", rx_driver_bad_headers, 0},
 	{"rx_driver_header_unread", rx_driver_header_unread, 0},
+	{"rx_device_lies_split", rx_device_lies_split, 0},
+	{"rx_device_lies_packed_mrg", rx_device_lies_packed_mrg, 0},
 	{"soak_split", soak_split, 0},
 	{"soak_split_mrg", soak_split_mrg, 0},
 	{"soak_packed_mrg_inorder", soak_packed_mrg_inorder, 0},

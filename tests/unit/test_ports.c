@@ -16,15 +16,18 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "ctl/json.h"
@@ -1453,7 +1456,57 @@ static void test_afp_lifecycle(void)
 	CHECK_EQ(socket_maps(), 0);
 }
 
+/* vhost-user owner=/group=/mode=: each bad value is refused naming it, and good ones reach the socket file. */
+static void test_vu_access_args(void)
+{
+	struct sw_port p;
+	char err[256], a[256], path[64];
+	snprintf(path, sizeof(path), "/tmp/vhd-test-vuargs-%d.sock", getpid());
+	unlink(path);
+	static const char *const bad[][2] = {
+		{"owner=no-such-user-zz", "no such user"}, {"group=no-such-group-zz", "no such group"},
+		{"owner=12x", "owner=12x"},                {"group=4294967295", "group=4294967295"},
+		{"mode=999", "mode=999"},                  {"mode=0", "mode=0"},
+		{"mode=01777", "mode=01777"},              {"mode=", "mode="},
+		{"mode=-660", "mode=-660"},                {"mode= 660", "mode= 660"},
+		{"client mode=0660", "client"},            {"client owner=0", "client"},
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		/* mkport splits on spaces: "mode= 660" becomes "mode=" and the bare key "660" (refused too). */
+		snprintf(a, sizeof(a), "path=%s %s", path, bad[i][0]);
+		CHECK_EQ(mkport(&p, &sw_vhost_user_ops, 0, a, err, sizeof(err)), -EINVAL);
+		if (!strstr(err, bad[i][1]) && strcmp(bad[i][0], "mode= 660")) {
+			fprintf(stderr, "%s: %s\n", bad[i][0], err);
+			CHECK(!"the message names the value");
+		}
+		CHECK(access(path, F_OK) < 0); /* no socket left behind */
+	}
+	/* By name and by number. */
+	struct passwd *pw = getpwnam("nobody");
+	struct group *gr = getgrnam("nogroup");
+	if (geteuid() != 0 || !pw || !gr)
+		th_skip("needs root, user 'nobody' and group 'nogroup'");
+	uid_t uid = pw->pw_uid;
+	gid_t gid = gr->gr_gid;
+	snprintf(a, sizeof(a), "path=%s owner=nobody group=%u mode=0640", path, (unsigned)gid);
+	CHECK_EQ(mkport(&p, &sw_vhost_user_ops, 0, a, err, sizeof(err)), 0);
+	struct stat st;
+	CHECK_EQ(lstat(path, &st), 0);
+	CHECK_EQ(st.st_mode & 07777, 0640);
+	CHECK_EQ(st.st_uid, uid);
+	CHECK_EQ(st.st_gid, gid);
+	p.ops->destroy(&p);
+	snprintf(a, sizeof(a), "path=%s group=nogroup", path);
+	CHECK_EQ(mkport(&p, &sw_vhost_user_ops, 0, a, err, sizeof(err)), 0);
+	CHECK_EQ(lstat(path, &st), 0);
+	CHECK_EQ(st.st_uid, 0);
+	CHECK_EQ(st.st_gid, gid);
+	p.ops->destroy(&p);
+	CHECK(access(path, F_OK) < 0);
+}
+
 static const struct th_case cases[] = {
+	{"vu_access_args", test_vu_access_args, 0},
 	{"tap_args", test_tap_args, 0},
 	{"tap_rx", test_tap_rx, 0},
 	{"tap_rx_offload", test_tap_rx_offload, 0},

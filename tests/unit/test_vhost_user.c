@@ -5,8 +5,14 @@
  * driver-side virtqueue over the memfd and checks what the back-end's queue sees.
  */
 #include <errno.h>
-#include <sys/socket.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "harness.h"
 #include "vu_rig.h"
@@ -491,7 +497,403 @@ static void test_fini_keeps_others_socket(void)
 	CHECK(!path_is_socket(r.path));
 }
 
+/* ------------------------------------------------------------------ notification fds (issue 16) */
+
+/* A vring fd message with fd (or NOFD when fd < 0) for queue qi, acknowledged. */
+static uint64_t vring_fd(struct rig *r, uint32_t req, unsigned qi, int fd)
+{
+	struct vhu_msg m = mk(req, 8);
+	m.p.u64 = qi | (fd < 0 ? VHOST_USER_VRING_NOFD : 0);
+	if (fd >= 0) {
+		m.fds[0] = fd;
+		m.nfds = 1;
+	}
+	return acked(r, &m);
+}
+
+/* Kick, call and error fds that are not eventfds are refused, named by type, and not kept: a full pipe as call
+ * fd would block the data path's interrupt write (and one without reader raise SIGPIPE). */
+static void test_vring_fd_not_eventfd(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	negotiate(&r, 0, true);
+	set_mem_table(&r);
+	int fds0 = th_count_fds();
+	int pfd[2], sv[2];
+	CHECK(pipe2(pfd, O_CLOEXEC) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+	/* The pipe full, as in the attack. */
+	CHECK(fcntl(pfd[1], F_SETFL, O_NONBLOCK) == 0);
+	static const uint8_t junk[4096];
+	while (write(pfd[1], junk, sizeof(junk)) > 0)
+		;
+	log_clear();
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_CALL, 0, pfd[1]), 1);
+	CHECK_EQ(log_count("SET_VRING_CALL: queue 0: fd is a pipe, not an eventfd"), 1);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_KICK, 1, sv[0]), 1);
+	CHECK_EQ(log_count("SET_VRING_KICK: queue 1: fd is a socket, not an eventfd"), 1);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_ERR, 0, r.memfd), 1);
+	CHECK_EQ(log_count("SET_VRING_ERR: queue 0: fd is a regular file, not an eventfd"), 1);
+	int sfd = signalfd(-1, &(sigset_t){0}, SFD_CLOEXEC);
+	CHECK(sfd >= 0);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_CALL, 1, sfd), 1);
+	CHECK_EQ(log_count("fd is a anon_inode:[signalfd], not an eventfd"), 1);
+	/* Nothing kept: our own four fds are the only new ones. */
+	CHECK_EQ(th_count_fds(), fds0 + 5);
+	/* The refused call fd is not used: a notify has no fd to write and returns at once. */
+	CHECK_EQ(vhd_vu_queue_notify(r.dev, 0), 0);
+	/* Eventfds and NOFD are taken. */
+	int e = eventfd(0, EFD_CLOEXEC);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_CALL, 0, e), 0);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_KICK, 0, e), 0);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_ERR, 0, e), 0);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_KICK, 1, -1), 0);
+	CHECK(vhd_vu_dev_connected(r.dev));
+	close(e);
+	close(sfd);
+	close(pfd[0]);
+	close(pfd[1]);
+	close(sv[0]);
+	close(sv[1]);
+	rig_close(&r);
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	static const char msg[] = "vhd_vu_queue_notify() blocked on a full call eventfd\n";
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		_exit(3);
+	_exit(3);
+}
+
+/* A call eventfd whose counter the front-end never drains: each notify fails at once (the back-end made the fd
+ * non-blocking), is counted, and is logged once. */
+static void test_call_fd_full(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	negotiate(&r, 0, true);
+	set_mem_table(&r);
+	struct guest_q g;
+	setup_queue(&r, 0, &g, 0, false, false);
+	enable(&r, 0, 1);
+	pass_one(&r, 0, &g, 1); /* the rig's non-blocking call eventfd works */
+	int full = eventfd(0, EFD_CLOEXEC); /* blocking, as a front-end may hand it over */
+	uint64_t v = 0xfffffffffffffffeull;  /* the largest value an eventfd holds */
+	CHECK(write(full, &v, 8) == 8);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_CALL, 0, full), 0);
+	CHECK(fcntl(full, F_GETFL) & O_NONBLOCK); /* shared open file: the back-end set it */
+	struct vhd_vu_stats st;
+	vhd_vu_dev_stats(r.dev, &st);
+	CHECK_EQ(st.notify_failures, 0);
+	log_clear();
+	signal(SIGALRM, on_alarm);
+	alarm(10); /* liveness deadline: a blocked write never returns */
+	CHECK(vhd_vu_queue_acquire(r.dev, 0) != NULL);
+	CHECK_EQ(vhd_vu_queue_notify(r.dev, 0), -EAGAIN);
+	CHECK_EQ(vhd_vu_queue_notify(r.dev, 0), -EAGAIN);
+	CHECK_EQ(vhd_vu_queue_notify(r.dev, 0), -EAGAIN);
+	vhd_vu_queue_release(r.dev, 0);
+	alarm(0);
+	vhd_vu_dev_stats(r.dev, &st);
+	CHECK_EQ(st.notify_failures, 3);
+	CHECK_EQ(log_count("queue 0: interrupt not delivered, call fd write failed: Resource temporarily unavailable"),
+		 1);
+	/* Drained by the front-end: interrupts flow again, the count stays. */
+	CHECK(read(full, &v, 8) == 8 && v == 0xfffffffffffffffeull);
+	CHECK_EQ(vhd_vu_queue_notify(r.dev, 0), 0);
+	CHECK(read(full, &v, 8) == 8 && v == 1);
+	vhd_vu_dev_stats(r.dev, &st);
+	CHECK_EQ(st.notify_failures, 3);
+	close(full);
+	free_queue(&g);
+	rig_close(&r);
+}
+
+
+/* ------------------------------------------------------------------ strict setup validation (issue 16) */
+
+/* A connected front-end with features (split or packed) and protocol features negotiated, and the memory table. */
+static void rig_ready(struct rig *r, bool packed)
+{
+	rig_open(r, 1);
+	rig_connect(r);
+	negotiate(r, packed ? VHD_BIT(VIRTIO_F_RING_PACKED) : 0, true);
+	set_mem_table(r);
+}
+
+static uint64_t vring_num(struct rig *r, unsigned qi, uint32_t num)
+{
+	struct vhu_msg m = mk(VHOST_USER_SET_VRING_NUM, 8);
+	m.p.state = (struct vhost_vring_state){qi, num};
+	return acked(r, &m);
+}
+
+static uint64_t vring_addr(struct rig *r, unsigned qi, uint64_t desc, uint64_t avail, uint64_t used)
+{
+	struct vhu_msg m = mk(VHOST_USER_SET_VRING_ADDR, sizeof(struct vhost_vring_addr));
+	m.p.addr = (struct vhost_vring_addr){qi, 0, desc, used, avail, 0};
+	return acked(r, &m);
+}
+
+/* Split sizes are powers of two up to 32768; packed ones anything up to 32768. */
+static void test_vring_num_limits(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	negotiate(&r, 0, true);
+	log_clear();
+	CHECK_EQ(vring_num(&r, 0, 300), 1);
+	CHECK_EQ(log_count("SET_VRING_NUM: queue 0 size 300 is not a power of two, which a split ring needs"), 1);
+	CHECK_EQ(vring_num(&r, 0, 65536), 1);
+	CHECK_EQ(log_count("SET_VRING_NUM: queue 0 size 65536 out of range 1..32768"), 1);
+	CHECK_EQ(vring_num(&r, 0, 32769), 1);
+	CHECK_EQ(vring_num(&r, 0, 32768), 0);
+	CHECK_EQ(vring_num(&r, 0, 1), 0);
+	/* Packed: the same limit, any size below it. */
+	set_u64(&r, VHOST_USER_SET_FEATURES,
+		VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES) | VHD_BIT(VIRTIO_F_RING_PACKED));
+	CHECK_EQ(vring_num(&r, 0, 300), 0);
+	CHECK_EQ(vring_num(&r, 0, 32768), 0);
+	CHECK_EQ(vring_num(&r, 0, 32769), 1);
+	CHECK_EQ(vring_num(&r, 0, 65536), 1);
+	CHECK(vhd_vu_dev_connected(r.dev));
+	rig_close(&r);
+}
+
+/* Sizes at their limits start: split 32768 (rings 512 KiB + 64 KiB + 256 KiB), packed 300. */
+static void test_vring_num_boundaries_start(void)
+{
+	for (int packed = 0; packed < 2; packed++) {
+		struct rig r;
+		rig_ready(&r, packed);
+		uint32_t num = packed ? 300 : 32768;
+		uint64_t b = (uintptr_t)r.mem;
+		CHECK_EQ(vring_num(&r, 0, num), 0);
+		CHECK_EQ(vring_addr(&r, 0, b, b + 0x80000, b + 0xa0000), 0);
+		CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_KICK, 0, -1), 0);
+		enable(&r, 0, 1);
+		CHECK_EQ(r.ev.started[0], 1);
+		struct vhd_vq *vq = vhd_vu_queue_acquire(r.dev, 0);
+		CHECK(vq != NULL);
+		vhd_vu_queue_release(r.dev, 0);
+		rig_close(&r);
+	}
+}
+
+/* A size SET_VRING_NUM took for a packed ring stops fitting when the final features say split: the queue
+ * does not start, and says why. */
+static void test_vring_num_rechecked_at_start(void)
+{
+	struct rig r;
+	rig_ready(&r, true);
+	uint64_t b = (uintptr_t)r.mem;
+	CHECK_EQ(vring_num(&r, 0, 300), 0);
+	CHECK_EQ(vring_addr(&r, 0, b, b + 0x80000, b + 0xa0000), 0);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_KICK, 0, -1), 0);
+	log_clear();
+	set_u64(&r, VHOST_USER_SET_FEATURES, VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES));
+	enable(&r, 0, 1);
+	CHECK_EQ(r.ev.started[0], 0);
+	CHECK(vhd_vu_queue_acquire(r.dev, 0) == NULL);
+	CHECK(log_count("queue 0: size 300 is not a power of two, which a split ring needs: not starting") >= 1);
+	/* Packed again: it starts. */
+	set_u64(&r, VHOST_USER_SET_FEATURES,
+		VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES) | VHD_BIT(VIRTIO_F_RING_PACKED));
+	CHECK_EQ(r.ev.started[0], 1);
+	rig_close(&r);
+}
+
+static void test_mem_table_no_regions(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	negotiate(&r, 0, true);
+	int fds0 = th_count_fds();
+	log_clear();
+	struct vhu_msg m = mk(VHOST_USER_SET_MEM_TABLE, 8);
+	m.p.memory.nregions = 0;
+	CHECK_EQ(acked(&r, &m), 1);
+	CHECK_EQ(log_count("SET_MEM_TABLE: 0 regions: a memory table needs at least one"), 1);
+	CHECK_EQ(th_count_fds(), fds0);
+	/* A good table is still taken, and a queue runs on it. */
+	set_mem_table(&r);
+	struct guest_q g;
+	setup_queue(&r, 0, &g, 0, false, false);
+	enable(&r, 0, 1);
+	pass_one(&r, 0, &g, 9);
+	free_queue(&g);
+	rig_close(&r);
+}
+
+/* Ring areas must lie wholly inside one region of the front-end's address space, aligned: refused at
+ * SET_VRING_ADDR with the area, address and size named. */
+static void test_vring_addr_outside_memory(void)
+{
+	for (int packed = 0; packed < 2; packed++) {
+		struct rig r;
+		rig_ready(&r, packed);
+		CHECK_EQ(vring_num(&r, 0, QSZ), 0);
+		uint64_t b = (uintptr_t)r.mem, end = b + MEM_SIZE;
+		uint64_t da = b + 0x1000, aa = b + 0x2000, ua = b + 0x3000; /* good places */
+		size_t asz = packed ? 4 : 4 + 2 * QSZ + 2, usz = packed ? 4 : 4 + 8 * QSZ + 2;
+		char want[160];
+		log_clear();
+		/* Descriptor table straddling the region's end by one entry. */
+		CHECK_EQ(vring_addr(&r, 0, end - 16 * QSZ + 16, aa, ua), 1);
+		snprintf(want, sizeof(want), "SET_VRING_ADDR: queue 0: descriptor table at 0x%llx (%d bytes for size %d) "
+			 "is not inside one region", (unsigned long long)(end - 16 * QSZ + 16), 16 * QSZ, QSZ);
+		CHECK_EQ(log_count(want), 1);
+		/* Outside every region. */
+		CHECK_EQ(vring_addr(&r, 0, da, end + 0x100000, ua), 1);
+		snprintf(want, sizeof(want), "driver area at 0x%llx (%zu bytes for size %d) is not inside one region",
+			 (unsigned long long)(end + 0x100000), asz, QSZ);
+		CHECK_EQ(log_count(want), 1);
+		/* Guest-physical addresses where front-end addresses belong. */
+		CHECK_EQ(vring_addr(&r, 0, GPA + 0x1000, GPA + 0x2000, GPA + 0x3000), 1);
+		CHECK_EQ(vring_addr(&r, 0, da, aa, GPA + 0x3000), 1);
+		snprintf(want, sizeof(want), "device area at 0x%llx (%zu bytes for size %d) is not inside one region",
+			 (unsigned long long)(GPA + 0x3000), usz, QSZ);
+		CHECK_EQ(log_count(want), 1);
+		if (!packed) {
+			/* The avail ring's used_event field (EVENT_IDX) counts: 2 bytes past the end is outside. */
+			CHECK_EQ(vring_addr(&r, 0, da, end - asz + 2, ua), 1);
+			/* Exactly at the end, used_event included: taken. */
+			CHECK_EQ(vring_addr(&r, 0, da, end - asz, ua), 0);
+		} else {
+			CHECK_EQ(vring_addr(&r, 0, da, end - 2, ua), 1);
+			CHECK_EQ(vring_addr(&r, 0, da, aa, end - 4), 0);
+		}
+		/* Misaligned areas (virtio 1.2 2.7 / 2.8: descriptors 16, split avail 2 and used 4, packed 4 and 4). */
+		CHECK_EQ(vring_addr(&r, 0, da + 8, aa, ua), 1);
+		snprintf(want, sizeof(want), "SET_VRING_ADDR: queue 0: %s descriptor table at 0x%llx is not 16-byte aligned",
+			 packed ? "packed" : "split", (unsigned long long)(da + 8));
+		CHECK_EQ(log_count(want), 1);
+		CHECK_EQ(vring_addr(&r, 0, da, aa + 1, ua), 1);
+		CHECK_EQ(vring_addr(&r, 0, da, aa, ua + 2), 1);
+		snprintf(want, sizeof(want), "device area at 0x%llx is not 4-byte aligned", (unsigned long long)(ua + 2));
+		CHECK_EQ(log_count(want), 1);
+		if (packed)
+			CHECK_EQ(vring_addr(&r, 0, da, aa + 2, ua), 1);
+		/* None of that started anything; good rings do. */
+		CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_KICK, 0, -1), 0);
+		enable(&r, 0, 1);
+		CHECK_EQ(r.ev.started[0], 1);
+		CHECK(vhd_vu_dev_connected(r.dev));
+		rig_close(&r);
+	}
+}
+
+/* Addresses given before the memory table (or the size) are checked when the queue would start: a ring
+ * straddling the region's end keeps the queue stopped, with the log line. */
+static void test_vring_addr_checked_at_start(void)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	negotiate(&r, 0, true);
+	uint64_t b = (uintptr_t)r.mem, end = b + MEM_SIZE;
+	/* No memory table yet: only the alignment can be judged. */
+	CHECK_EQ(vring_num(&r, 0, QSZ), 0);
+	CHECK_EQ(vring_addr(&r, 0, end - 16 * QSZ + 16, b + 0x2000, b + 0x3000), 0);
+	CHECK_EQ(vring_fd(&r, VHOST_USER_SET_VRING_KICK, 0, -1), 0);
+	enable(&r, 0, 1);
+	log_clear();
+	set_mem_table(&r);
+	CHECK_EQ(r.ev.started[0], 0);
+	CHECK(vhd_vu_queue_acquire(r.dev, 0) == NULL);
+	char want[160];
+	snprintf(want, sizeof(want), "cannot start: queue 0: descriptor table at 0x%llx (%d bytes for size %d) is not "
+		 "inside one region", (unsigned long long)(end - 16 * QSZ + 16), 16 * QSZ, QSZ);
+	CHECK_EQ(log_count(want), 1);
+	/* A size that makes good rings too long for the region is caught the same way. */
+	CHECK_EQ(vring_addr(&r, 0, end - 16 * QSZ, b + 0x2000, b + 0x3000), 0);
+	CHECK_EQ(r.ev.started[0], 1);
+	log_clear();
+	CHECK_EQ(vring_num(&r, 0, 2 * QSZ), 0);
+	CHECK_EQ(r.ev.stopped[0], 1);
+	CHECK_EQ(r.ev.started[0], 1);
+	CHECK_EQ(log_count("cannot start: queue 0: descriptor table at"), 1);
+	rig_close(&r);
+}
+
+/* connect() to path from a child running as uid/gid with no supplementary groups: 0 or the errno. */
+static int connect_as(const char *path, uid_t uid, gid_t gid)
+{
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+			_exit(100);
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+		_exit(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : errno);
+	}
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st));
+	CHECK(WEXITSTATUS(st) != 100);
+	return WEXITSTATUS(st);
+}
+
+/* owner/group/mode: the socket file has them right after create, and they decide who may connect (QEMU under
+ * libvirt runs as another user). */
+static void test_socket_access(void)
+{
+	struct passwd *pw = getpwnam("nobody");
+	if (geteuid() != 0 || !pw)
+		th_skip("needs root and a 'nobody' user");
+	uid_t nobody = pw->pw_uid;
+	gid_t nogroup = pw->pw_gid;
+	char path[108];
+	snprintf(path, sizeof(path), "/tmp/vhd-test-vua-%d.sock", getpid());
+	unlink(path);
+	struct vhd_vu_config c = {.path = path, .max_queue_pairs = 1, .set_group = true, .group = nogroup,
+				  .mode = 0660};
+	struct vhd_vu_dev *dev;
+	CHECK_EQ(vhd_vu_dev_create(&c, &dev), 0);
+	struct stat st;
+	CHECK_EQ(lstat(path, &st), 0);
+	CHECK(S_ISSOCK(st.st_mode));
+	CHECK_EQ(st.st_mode & 07777, 0660);
+	CHECK_EQ(st.st_gid, nogroup);
+	CHECK_EQ(st.st_uid, 0);
+	CHECK_EQ(connect_as(path, nobody, nogroup), 0); /* through the group bits */
+	vhd_vu_dev_destroy(dev);
+
+	/* Owner only: the same user is now turned away. */
+	c = (struct vhd_vu_config){.path = path, .max_queue_pairs = 1, .mode = 0600};
+	CHECK_EQ(vhd_vu_dev_create(&c, &dev), 0);
+	CHECK_EQ(lstat(path, &st), 0);
+	CHECK_EQ(st.st_mode & 07777, 0600);
+	CHECK_EQ(connect_as(path, nobody, nogroup), EACCES);
+	vhd_vu_dev_destroy(dev);
+
+	/* Owned by that user instead: it may connect again. */
+	c = (struct vhd_vu_config){.path = path, .max_queue_pairs = 1, .set_owner = true, .owner = nobody,
+				   .mode = 0600};
+	CHECK_EQ(vhd_vu_dev_create(&c, &dev), 0);
+	CHECK_EQ(lstat(path, &st), 0);
+	CHECK_EQ(st.st_uid, nobody);
+	CHECK_EQ(connect_as(path, nobody, nogroup), 0);
+	vhd_vu_dev_destroy(dev);
+
+	/* Refused: bits beyond 0777, and any of them on a client (no socket file of ours to change). */
+	c = (struct vhd_vu_config){.path = path, .max_queue_pairs = 1, .mode = 01777};
+	CHECK_EQ(vhd_vu_dev_create(&c, &dev), -EINVAL);
+	c = (struct vhd_vu_config){.path = path, .client = true, .max_queue_pairs = 1, .mode = 0660};
+	CHECK_EQ(vhd_vu_dev_create(&c, &dev), -EINVAL);
+	CHECK(access(path, F_OK) < 0);
+}
+
 static const struct th_case cases[] = {
+	{"socket_access", test_socket_access, 0},
 	{"negotiation", test_negotiation, 0},
 	{"queue_split", test_queue_split, 0},
 	{"queue_packed", test_queue_packed, 0},
@@ -505,5 +907,13 @@ static const struct th_case cases[] = {
 	{"path_in_use_refused", test_path_in_use_refused, 0},
 	{"stale_socket_reclaimed", test_stale_socket_reclaimed, 0},
 	{"fini_keeps_others_socket", test_fini_keeps_others_socket, 0},
+	{"vring_fd_not_eventfd", test_vring_fd_not_eventfd, 0},
+	{"call_fd_full", test_call_fd_full, 0},
+	{"vring_num_limits", test_vring_num_limits, 0},
+	{"vring_num_boundaries_start", test_vring_num_boundaries_start, 0},
+	{"vring_num_rechecked_at_start", test_vring_num_rechecked_at_start, 0},
+	{"mem_table_no_regions", test_mem_table_no_regions, 0},
+	{"vring_addr_outside_memory", test_vring_addr_outside_memory, 0},
+	{"vring_addr_checked_at_start", test_vring_addr_checked_at_start, 0},
 };
 TH_MAIN("test_vhost_user", cases)

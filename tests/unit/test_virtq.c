@@ -2144,6 +2144,127 @@ static void test_packed_used_len_reserved_without_write(void)
 	rig_fini(&r);
 }
 
+/*
+ * A bad used entry after good ones in the same burst: the buffers collected before it are returned (their slots
+ * are free, so nothing else would ever hand them back), the queue is broken, and the rest stay reclaimable.
+ */
+static void bad_entry_mid_burst(uint64_t feat)
+{
+	struct rig r;
+	rig_init(&r, feat, 8);
+	for (uintptr_t t = 1; t <= 3; t++)
+		add_simple(&r, t);
+	if (r.packed) {
+		wpdesc(&r.pd[0], 0, 10, 0, P_USED | VIRTQ_DESC_F_WRITE);
+		wpdesc(&r.pd[1], 0, 0, 7, P_USED); /* id 7 was never posted */
+	} else {
+		r.su->ring[0].id = vhd_cpu_to_le32(0);
+		r.su->ring[0].len = vhd_cpu_to_le32(10);
+		r.su->ring[1].id = vhd_cpu_to_le32(7);
+		r.su->idx = vhd_cpu_to_le16(2);
+	}
+	int before = g_log.n_err;
+	struct vhd_vq_done d[4];
+	CHECK_EQ(vhd_vq_get(r.drv, d, 4), 1);
+	CHECK(d[0].token == (void *)1);
+	CHECK_EQ(d[0].len, 10);
+	check_error(r.drv, VHD_VQ_E_USED_ID, before);
+	CHECK_EQ(vhd_vq_get(r.drv, d, 4), -EIO);
+	CHECK_EQ(vhd_vq_inflight(r.drv), 2);
+	CHECK_EQ(vhd_vq_reclaim(r.drv, d, 4), 2);
+	CHECK((d[0].token == (void *)2 && d[1].token == (void *)3) || (d[0].token == (void *)3 && d[1].token == (void *)2));
+	CHECK_EQ(vhd_vq_inflight(r.drv), 0);
+	CHECK_EQ(g_log.n_err, before + 1); /* logged once */
+	rig_fini(&r);
+}
+
+static void test_split_err_used_mid_burst(void) { bad_entry_mid_burst(0); }
+static void test_packed_err_used_mid_burst(void) { bad_entry_mid_burst(F_PACKED); }
+static void test_split_err_used_mid_burst_in_order(void) { bad_entry_mid_burst(F_IN_ORDER); }
+
+/*
+ * Packed: the slot at the used position was posted in this lap, so it holds AVAIL == wrap, USED != wrap until
+ * the device marks it used (both == wrap). The other two combinations are a device lying about the lap; they
+ * used to read as "nothing used yet", a queue that stalled silently.
+ */
+static void packed_flags_lie(uint16_t flags, unsigned laps)
+{
+	struct rig r;
+	rig_init(&r, F_PACKED, 4);
+	/* Whole laps through the device first, so that the lie can be tested with wrap counter 0 too. */
+	for (unsigned i = 0; i < laps * 4; i++) {
+		add_simple(&r, 1);
+		struct vhd_vq_chain ch[1];
+		CHECK_EQ(pop(&r, ch, 1), 1);
+		push1(&r, &ch[0], 0);
+		struct vhd_vq_done d[1];
+		CHECK_EQ(vhd_vq_get(r.drv, d, 1), 1);
+	}
+	bool w = (laps & 1) == 0;
+	CHECK_EQ(vhd_vq_used_base(r.drv) >> 15, w);
+	add_simple(&r, 1);
+	add_simple(&r, 2);
+	uint16_t avail = w ? VIRTQ_DESC_F_AVAIL : 0, used = w ? VIRTQ_DESC_F_USED : 0;
+	/* What we posted reads as "not yet": no error. */
+	CHECK_EQ(rd16(&r.pd[0].flags), (uint16_t)(avail | (used ^ VIRTQ_DESC_F_USED) | VIRTQ_DESC_F_WRITE));
+	struct vhd_vq_done d[2];
+	CHECK_EQ(vhd_vq_get(r.drv, d, 2), 0);
+	check_healthy(r.drv);
+	r.pd[0].flags = vhd_cpu_to_le16(flags);
+	r.pd[0].id = vhd_cpu_to_le16(0);
+	expect_get_error(&r, VHD_VQ_E_PACKED_FLAGS);
+	CHECK(strstr(vhd_vq_error_detail(r.drv), "wrap counter") != NULL);
+	CHECK_EQ(vhd_vq_reclaim(r.drv, d, 2), 2);
+	rig_fini(&r);
+}
+
+/* Lap 1 (wrap counter 1): used in lap 0 (both bits clear), or USED without AVAIL. */
+static void test_packed_err_flags_wrong_lap(void) { packed_flags_lie(0, 0); }
+static void test_packed_err_flags_used_only(void) { packed_flags_lie(VIRTQ_DESC_F_USED, 0); }
+/* Lap 2 (wrap counter 0): "used" with both bits set is the previous lap's mark. */
+static void test_packed_err_flags_wrong_lap_wrap0(void) { packed_flags_lie(P_USED, 1); }
+static void test_packed_err_flags_avail_only_wrap0(void) { packed_flags_lie(VIRTQ_DESC_F_AVAIL, 1); }
+
+/*
+ * IN_ORDER, both layouts: a used entry naming a buffer further on completes everything before it (a batch, the
+ * len going to the last); the batched ones come back with len 0 and no more than were published.
+ */
+static void in_order_skip_ahead(uint64_t feat)
+{
+	struct rig r;
+	rig_init(&r, F_IN_ORDER | feat, 8);
+	for (uintptr_t t = 1; t <= 4; t++)
+		add_simple(&r, t);
+	if (r.packed) {
+		wpdesc(&r.pd[0], 0, 20, 2, P_USED | VIRTQ_DESC_F_WRITE); /* buffer id 2: the third */
+	} else {
+		r.su->ring[0].id = vhd_cpu_to_le32(2);
+		r.su->ring[0].len = vhd_cpu_to_le32(20);
+		r.su->idx = vhd_cpu_to_le16(3);
+	}
+	struct vhd_vq_done d[8];
+	CHECK_EQ(vhd_vq_get(r.drv, d, 2), 2);
+	CHECK(d[0].token == (void *)1 && d[0].len == 0);
+	CHECK(d[1].token == (void *)2 && d[1].len == 0);
+	CHECK_EQ(vhd_vq_get(r.drv, d, 8), 1);
+	CHECK(d[0].token == (void *)3 && d[0].len == 20);
+	check_healthy(r.drv);
+	/* Then a lie: an entry naming a buffer that the batch already completed. */
+	if (r.packed) {
+		wpdesc(&r.pd[3], 0, 0, 1, P_USED);
+	} else {
+		r.su->ring[3].id = vhd_cpu_to_le32(1);
+		r.su->idx = vhd_cpu_to_le16(4);
+	}
+	expect_get_error(&r, VHD_VQ_E_USED_ID);
+	CHECK_EQ(vhd_vq_reclaim(r.drv, d, 8), 1);
+	CHECK(d[0].token == (void *)4);
+	rig_fini(&r);
+}
+
+static void test_split_in_order_skip_ahead(void) { in_order_skip_ahead(0); }
+static void test_packed_in_order_skip_ahead(void) { in_order_skip_ahead(F_PACKED); }
+
 /* ================================================================ caller misuse ================================================================ */
 
 static void caller_push_more(uint64_t feat)
@@ -2441,6 +2562,15 @@ static const struct th_case cases[] = {
 	{"packed_err_used_id_in_order", test_packed_err_used_id_in_order, 0},
 	{"packed_err_used_len", test_packed_err_used_len, 0},
 	{"packed_used_len_reserved_without_write", test_packed_used_len_reserved_without_write, 0},
+	{"split_err_used_mid_burst", test_split_err_used_mid_burst, 0},
+	{"packed_err_used_mid_burst", test_packed_err_used_mid_burst, 0},
+	{"split_err_used_mid_burst_in_order", test_split_err_used_mid_burst_in_order, 0},
+	{"packed_err_flags_wrong_lap", test_packed_err_flags_wrong_lap, 0},
+	{"packed_err_flags_used_only", test_packed_err_flags_used_only, 0},
+	{"packed_err_flags_wrong_lap_wrap0", test_packed_err_flags_wrong_lap_wrap0, 0},
+	{"packed_err_flags_avail_only_wrap0", test_packed_err_flags_avail_only_wrap0, 0},
+	{"split_in_order_skip_ahead", test_split_in_order_skip_ahead, 0},
+	{"packed_in_order_skip_ahead", test_packed_in_order_skip_ahead, 0},
 	/* caller */
 	{"split_err_caller_push_more", test_split_err_caller_push_more, 0},
 	{"packed_err_caller_push_more", test_packed_err_caller_push_more, 0},

@@ -63,11 +63,23 @@ static inline void on_event(struct vhd_vu_dev *dev, enum vhd_vu_event ev, unsign
 }
 
 static int log_errors;
+/* Every log line since the last log_clear(), newline-separated (what does not fit is dropped). */
+static char log_text[16384];
+static inline void log_clear(void) { log_text[0] = 0; }
+static inline int log_count(const char *needle)
+{
+	int n = 0;
+	for (const char *p = log_text; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
 static inline void count_log(enum vhd_log_level l, const char *msg, void *o)
 {
 	(void)o;
 	if (l == VHD_LOG_ERR)
 		log_errors++;
+	size_t used = strlen(log_text);
+	snprintf(log_text + used, sizeof(log_text) - used, "%s\n", msg);
 	if (getenv("VHD_TEST_VERBOSE"))
 		fprintf(stderr, "log: %s\n", msg);
 }

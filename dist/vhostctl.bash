@@ -1,0 +1,109 @@
+# bash completion for vhostctl(8): options, commands, port names (asked of the running vhostd), port types and
+# their keys, log levels. Needs nothing but bash (bash-completion's helpers are not used).
+
+_vhostctl_ports()
+{
+	# The socket given on the line (or $VHOSTD_SOCKET), a short timeout: completion must not hang on a
+	# daemon that does not answer.
+	local -a sock=()
+	local i
+	for ((i = 1; i < COMP_CWORD; i++)); do
+		case "${COMP_WORDS[i]}" in
+		-s | --socket) sock=(--socket "${COMP_WORDS[i + 1]}") ;;
+		--socket=*) sock=(--socket "${COMP_WORDS[i]#--socket=}") ;;
+		esac
+	done
+	vhostctl "${sock[@]}" --timeout 1000 --json show 2>/dev/null |
+		grep -o '{"name":"[^"\\]*"' | sed 's/^{"name":"//; s/"$//'
+}
+
+# COMPREPLY from compgen ARGS, one candidate per line (file names may hold blanks).
+_vhostctl_reply()
+{
+	mapfile -t COMPREPLY < <(compgen "$@")
+}
+
+_vhostctl_keys()
+{
+	case "$1" in
+	vhost-user) echo "path= client queues= mrg= tso= borrow= owner= group= mode= mtu=" ;;
+	virtio-user) echo "path= server queues= packed mrg= mtu=" ;;
+	tap) echo "ifname= queues= offloads= mtu=" ;;
+	af_packet) echo "ifname= frames= offloads= qdisc_bypass= mtu=" ;;
+	esac
+}
+
+_vhostctl()
+{
+	local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD - 1]}"
+	local commands="add-port del-port show stats fdb log-level help"
+	COMPREPLY=()
+	case "$prev" in
+	-s | --socket)
+		_vhostctl_reply -f -- "$cur"
+		return
+		;;
+	-t | --timeout) return ;;
+	esac
+	# Where the command is: the first word that is neither an option nor an option's argument.
+	local i cmd="" cmdi=0
+	for ((i = 1; i < COMP_CWORD; i++)); do
+		case "${COMP_WORDS[i]}" in
+		-s | --socket | -t | --timeout) ((i++)) ;;
+		-*) ;;
+		*)
+			cmd="${COMP_WORDS[i]}"
+			cmdi=$i
+			break
+			;;
+		esac
+	done
+	if [[ -z "$cmd" ]]; then
+		if [[ "$cur" == -* ]]; then
+			_vhostctl_reply -W "-s --socket -j --json -t --timeout -h --help" -- "$cur"
+		else
+			_vhostctl_reply -W "$commands" -- "$cur"
+		fi
+		return
+	fi
+	local argn=$((COMP_CWORD - cmdi))
+	case "$cmd" in
+	del-port | stats)
+		((argn == 1)) && _vhostctl_reply -W "$(_vhostctl_ports)" -- "$cur"
+		;;
+	log-level)
+		((argn == 1)) && _vhostctl_reply -W "error warning info debug" -- "$cur"
+		;;
+	help)
+		((argn == 1)) && _vhostctl_reply -W "$commands" -- "$cur"
+		;;
+	add-port)
+		if ((argn == 2)); then
+			_vhostctl_reply -W "vhost-user virtio-user tap af_packet" -- "$cur"
+		elif ((argn > 2)); then
+			local type="${COMP_WORDS[cmdi + 2]}"
+			case "$cur" in
+			mrg=* | tso=* | borrow=* | offloads=* | qdisc_bypass=*)
+				_vhostctl_reply -W "${cur%%=*}=on ${cur%%=*}=off" -- "$cur"
+				;;
+			path=*)
+				_vhostctl_reply -f -P path= -- "${cur#path=}"
+				;;
+			owner=*)
+				_vhostctl_reply -u -P owner= -- "${cur#owner=}"
+				;;
+			group=*)
+				_vhostctl_reply -g -P group= -- "${cur#group=}"
+				;;
+			*)
+				_vhostctl_reply -W "$(_vhostctl_keys "$type")" -- "$cur"
+				# KEY= waits for its value: no space after it.
+				[[ ${#COMPREPLY[@]} -eq 1 && "${COMPREPLY[0]}" == *= ]] && compopt -o nospace 2>/dev/null
+				;;
+			esac
+		fi
+		;;
+	esac
+}
+
+complete -F _vhostctl vhostctl

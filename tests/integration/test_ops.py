@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""vhostd as an operator meets it: log lines, the log file and its reopening, log levels, config errors, the
+stats table, and the owner/group/mode of a vhost-user port's socket as seen by an unprivileged front-end.
+
+usage: test_ops.py VHOSTD VHOSTCTL [case-substring]
+Prints PASS/FAIL/SKIP lines (scripts/check-summary.py counts them); exit 1 if any case failed.
+"""
+import grp
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+VHOSTD, VHOSTCTL = (os.path.abspath(a) for a in sys.argv[1:3])
+FILTER = sys.argv[3] if len(sys.argv) > 3 else ""
+# ISO 8601 UTC with milliseconds, then the program and the level (docs/operations.md).
+LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z vhostd (error|warning|info|debug): .+$")
+VHOST_USER_GET_FEATURES = 1
+
+
+class Rig:
+    def __init__(self, name):
+        self.dir = tempfile.mkdtemp(prefix=f"vhd-ops-{name}-")
+        os.chmod(self.dir, 0o755)  # an unprivileged front-end must reach the sockets inside
+        self.ctl = os.path.join(self.dir, "ctl.sock")
+        self.log = os.path.join(self.dir, "vhostd.log")
+        self.vhostd = None
+
+    def start(self, *args, config=None):
+        cmd = [VHOSTD, "--socket", self.ctl, *args]
+        if config is not None:
+            cfg = os.path.join(self.dir, "vhostd.conf")
+            with open(cfg, "w") as f:
+                f.write(config)
+            cmd += ["--config", cfg]
+        self.vhostd = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(1000):
+            if os.path.exists(self.ctl):
+                return
+            if self.vhostd.poll() is not None:
+                raise RuntimeError(f"vhostd exited {self.vhostd.returncode}: {self.vhostd.stdout.read()}")
+            time.sleep(0.01)
+        raise RuntimeError("vhostd never opened its control socket")
+
+    def ctl_cmd(self, *args):
+        return subprocess.run([VHOSTCTL, "--socket", self.ctl, *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, timeout=30)
+
+    def stop(self):
+        self.vhostd.send_signal(signal.SIGTERM)
+        out, _ = self.vhostd.communicate(timeout=30)
+        rc, self.vhostd = self.vhostd.returncode, None
+        return rc, out
+
+    def cleanup(self):
+        if self.vhostd and self.vhostd.poll() is None:
+            self.vhostd.kill()
+            self.vhostd.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def read_lines(path):
+    with open(path) as f:
+        return f.read().splitlines()
+
+
+def wait_for_line(path, pattern, what):
+    """The lines of path once one matches pattern (a liveness deadline, not a timing check)."""
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        lines = read_lines(path) if os.path.exists(path) else []
+        if any(re.search(pattern, l) for l in lines):
+            return lines
+        time.sleep(0.02)
+    raise RuntimeError(f"{what}: no line matching {pattern!r} in {path}: {lines[-5:]}")
+
+
+def case_config_error(r):
+    """A refused config line says FILE:LINE: reason, not the raw JSON answer; vhostd exits 1."""
+    cfg = "# ports\nadd-port a vhost-user path=%s\n\nadd-port b vhost-user path=%s colour=blue\n" % (
+        os.path.join(r.dir, "a.sock"), os.path.join(r.dir, "b.sock"))
+    try:
+        r.start(config=cfg)
+    except RuntimeError as e:
+        msg = str(e)
+    else:
+        return "vhostd started with a bad config line"
+    want = f"vhostd: {os.path.join(r.dir, 'vhostd.conf')}:4: colour: unknown argument"
+    if "exited 1" not in msg or want not in msg:
+        return f"want exit 1 and '{want}...', got: {msg}"
+    if '"ok"' in msg or "{" in msg:
+        return f"the refusal still carries JSON: {msg}"
+    return None
+
+
+def case_log_file(r):
+    """--log-file: every line stamped; level changes at info; debug adds control and vhost-user messages;
+    SIGHUP reopens the file after logrotate moved it."""
+    r.start("--log-file", r.log, "--log-level", "info")
+    lines = wait_for_line(r.log, r"vhostd: running", "start")
+    # vhostd and vhostctl spell the levels the same way; the old short names are aliases.
+    out = r.ctl_cmd("log-level", "debug")
+    if out.returncode != 0 or out.stdout.strip() != "debug":
+        return f"log-level debug: {out.returncode} {out.stdout!r} {out.stderr!r}"
+    wait_for_line(r.log, r" info: vhostd: log level info -> debug$", "level change")
+    sock = os.path.join(r.dir, "vm1.sock")
+    if r.ctl_cmd("add-port", "vm1", "vhost-user", f"path={sock}").returncode != 0:
+        return "add-port refused"
+    wait_for_line(r.log, r" debug: control: add-port with 3 argument\(s\): done$", "control command at debug")
+    # A front-end's message, seen at debug.
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(sock)
+    s.sendall(struct.pack("<III", VHOST_USER_GET_FEATURES, 1, 0))
+    if len(s.recv(64)) != 20:
+        return "no GET_FEATURES reply"
+    s.close()
+    wait_for_line(r.log, r" debug: vm1: received GET_FEATURES \(1\): 0 payload bytes, 0 fds$", "message at debug")
+    # logrotate: move the file away, SIGHUP, and the next lines go to a new file at the old path.
+    rotated = r.log + ".1"
+    os.rename(r.log, rotated)
+    r.vhostd.send_signal(signal.SIGHUP)
+    wait_for_line(r.log, r" info: vhostd: SIGHUP: log file reopened$", "reopen")
+    out = r.ctl_cmd("log-level", "warn")
+    if out.returncode != 0 or out.stdout.strip() != "warning":
+        return f"log-level warn (alias): {out.returncode} {out.stdout!r} {out.stderr!r}"
+    # Said at info even though the new level hides info.
+    wait_for_line(r.log, r" info: vhostd: log level debug -> warning$", "level change to warning")
+    bad = r.ctl_cmd("log-level", "loud")
+    if bad.returncode != 1 or "want error, warning, info or debug" not in bad.stderr:
+        return f"log-level loud: {bad.returncode} {bad.stderr!r}"
+    rc, out = r.stop()
+    if rc != 0:
+        return f"vhostd exited {rc}: {out[-500:]}"
+    if out.strip():
+        return f"with --log-file nothing goes to stderr, got: {out[-300:]}"
+    old, new = read_lines(rotated), read_lines(r.log)
+    for l in old + new:
+        if not LINE.match(l):
+            return f"line without timestamp/level: {l!r}"
+    if any("SIGHUP" in l for l in old) or not any("received GET_FEATURES" in l for l in old):
+        return "lines went to the wrong file around the reopen"
+    # Stopped while at warning: the info lines about stopping are not there.
+    if any("stopping" in l for l in new):
+        return "info line logged at level warning"
+    return None
+
+
+def case_stats_table(r):
+    """The stats table has the queue_breaks column the JSON has."""
+    r.start("--log-level", "warning",
+            config=f"add-port vm1 vhost-user path={os.path.join(r.dir, 'vm1.sock')}\n")
+    out = r.ctl_cmd("stats")
+    if out.returncode != 0:
+        return f"stats: {out.returncode} {out.stderr}"
+    head, row = out.stdout.splitlines()[:2]
+    cols = head.split()
+    if "QUEUE_BREAKS" not in cols or row.split()[0] != "vm1" or row.split()[cols.index("QUEUE_BREAKS")] != "0":
+        return f"stats table: {out.stdout!r}"
+    return None
+
+
+def connect_as(path, uid, gid):
+    """0 if a process running as uid:gid (no other groups) can connect to path, else the errno."""
+    pid = os.fork()
+    if pid == 0:
+        code = 100
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(path)
+                code = 0
+            except OSError as e:
+                code = e.errno
+        finally:
+            os._exit(code)
+    _, st = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(st)
+    if code == 100:
+        raise RuntimeError("cannot become the unprivileged user")
+    return code
+
+
+def case_socket_access(r):
+    """group=/mode= on a vhost-user port decide whether a front-end running as another user (QEMU under
+    libvirt) may connect."""
+    if os.geteuid() != 0:
+        return "SKIP: needs root"
+    try:
+        nobody = pwd.getpwnam("nobody")
+        nogroup = grp.getgrgid(nobody.pw_gid).gr_name
+    except KeyError:
+        return "SKIP: no user 'nobody'"
+    a, b = os.path.join(r.dir, "a.sock"), os.path.join(r.dir, "b.sock")
+    r.start("--log-level", "warning", config=f"add-port a vhost-user path={a} group={nogroup} mode=0660\n"
+                                             f"add-port b vhost-user path={b}\n")
+    st = os.stat(a)
+    if (st.st_mode & 0o7777, st.st_uid, st.st_gid) != (0o660, 0, nobody.pw_gid):
+        return f"a.sock: mode {st.st_mode & 0o7777:o} uid {st.st_uid} gid {st.st_gid}"
+    if connect_as(a, nobody.pw_uid, nobody.pw_gid) != 0:
+        return "nobody cannot connect to a group-writable socket of its group"
+    import errno
+    if connect_as(b, nobody.pw_uid, nobody.pw_gid) != errno.EACCES:
+        return "nobody could connect to a socket without options (want EACCES)"
+    bad = r.ctl_cmd("add-port", "c", "vhost-user", f"path={os.path.join(r.dir, 'c.sock')}", "mode=0999")
+    if bad.returncode != 1 or "mode=0999" not in bad.stderr:
+        return f"mode=0999: {bad.returncode} {bad.stderr!r}"
+    bad = r.ctl_cmd("add-port", "c", "vhost-user", f"path={os.path.join(r.dir, 'c.sock')}", "owner=nosuchuserzz")
+    if bad.returncode != 1 or "no such user" not in bad.stderr:
+        return f"owner=nosuchuserzz: {bad.returncode} {bad.stderr!r}"
+    rc, out = r.stop()
+    if rc != 0:
+        return f"vhostd exited {rc}: {out[-500:]}"
+    return None
+
+
+CASES = [("config_error", case_config_error), ("log_file", case_log_file), ("stats_table", case_stats_table),
+         ("socket_access", case_socket_access)]
+
+
+def main():
+    failed = 0
+    for name, fn in CASES:
+        if FILTER not in name:
+            continue
+        r = Rig(name)
+        try:
+            err = fn(r)
+        except Exception as e:
+            err = f"{type(e).__name__}: {e}"
+        r.cleanup()
+        if err and err.startswith("SKIP: "):
+            print(f"SKIP: {name}: {err[6:]}", flush=True)
+        elif err:
+            failed += 1
+            print(f"FAIL: {name}: {err}", flush=True)
+        else:
+            print(f"PASS: {name}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
