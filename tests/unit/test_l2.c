@@ -88,6 +88,73 @@ static void test_fdb_many(void)
 	free(f);
 }
 
+/*
+ * The attack on the fixed hash (bucket = bits 32-41 of mac * 0x9e3779b97f4a7c15): those bits ignore the
+ * address's top 6 bits, so the 64 unicast addresses that differ only there share a bucket, whatever the rest.
+ * A guest sending from 63 of them filled that bucket and kept the 64th, another port's, from being learned.
+ */
+static unsigned old_bucket(const uint8_t m[6])
+{
+	uint64_t x = 0;
+	for (int i = 0; i < 6; i++)
+		x = x << 8 | m[i];
+	return (unsigned)((x * 0x9e3779b97f4a7c15ull) >> 32) & (SW_FDB_BUCKETS - 1);
+}
+
+static void aimed_mac(unsigned i, uint8_t m[6])
+{
+	memcpy(m, "\x02\x00\x5e\x10\x20\x30", 6);
+	m[0] = (uint8_t)(i << 2 | 0x02); /* bits 2-7 vary; locally administered, unicast */
+}
+
+static void test_fdb_keyed_hash_spreads_aimed_macs(void)
+{
+	struct sw_fdb *f = fdb_new();
+	uint8_t m[6], first[6];
+	aimed_mac(0, first);
+	bool used[SW_FDB_BUCKETS] = {false};
+	unsigned distinct = 0;
+	for (unsigned i = 0; i < 64; i++) {
+		aimed_mac(i, m);
+		CHECK_EQ(old_bucket(m), old_bucket(first)); /* they are aimed: one bucket under the old hash */
+		unsigned b = sw_fdb_bucket(f, m);
+		CHECK(b < SW_FDB_BUCKETS);
+		distinct += !used[b];
+		used[b] = true;
+	}
+	/* 64 addresses over 1024 buckets at random: about 62 distinct, below 48 with a probability under 1e-20. */
+	CHECK(distinct >= 48);
+	/* The attack itself: 63 of them from port 1, then the victim's from port 2, which must be learned. */
+	for (unsigned i = 1; i < 64; i++) {
+		aimed_mac(i, m);
+		sw_fdb_learn(f, m, 1, 5);
+	}
+	sw_fdb_learn(f, first, 2, 5);
+	CHECK_EQ(sw_fdb_lookup(f, first), 2);
+	CHECK_EQ(atomic_load(&f->full), 0u);
+	for (unsigned i = 1; i < 64; i++) {
+		aimed_mac(i, m);
+		CHECK_EQ(sw_fdb_lookup(f, m), 1);
+	}
+	free(f);
+}
+
+/* The key is drawn per table: a second table puts the same addresses in other buckets. */
+static void test_fdb_key_is_random(void)
+{
+	struct sw_fdb *f = fdb_new(), *g = fdb_new();
+	unsigned differ = 0;
+	for (unsigned i = 0; i < 64; i++) {
+		uint8_t m[6];
+		mac_of(i, m);
+		differ += sw_fdb_bucket(f, m) != sw_fdb_bucket(g, m);
+	}
+	CHECK(differ > 32); /* about 64 */
+	CHECK(memcmp(f->hkey, g->hkey, sizeof(f->hkey)) != 0);
+	free(f);
+	free(g);
+}
+
 /* ------------------------------------------------------------------ gso */
 
 static uint16_t csum_ok(const uint8_t *p, size_t n, uint32_t seed)
@@ -234,6 +301,8 @@ static const struct th_case cases[] = {
 	{"fdb_learn_lookup_move_flush", test_fdb_learn_lookup_move, 0},
 	{"fdb_aging", test_fdb_aging, 0},
 	{"fdb_many_macs_learned_or_counted", test_fdb_many, 0},
+	{"fdb_keyed_hash_spreads_aimed_macs", test_fdb_keyed_hash_spreads_aimed_macs, 0},
+	{"fdb_key_is_random", test_fdb_key_is_random, 0},
 	{"gso_tcp4_segments", test_gso_tcp4, 0},
 	{"gso_tcp6_segments", test_gso_tcp6, 0},
 	{"gso_refusals_keep_nothing", test_gso_refusals, 0},
