@@ -54,6 +54,19 @@ void sw_fdb_init(struct sw_fdb *f)
 	random_key(f->hkey, f);
 	f->hkey[1] |= 1; /* odd multipliers: a multiply by them is a bijection, no bits lost */
 	f->hkey[2] |= 1;
+	for (unsigned p = 0; p < SW_FDB_PORTS; p++)
+		atomic_init(&f->max[p], SW_FDB_MAX_MACS_DEFAULT);
+}
+
+void sw_fdb_set_max(struct sw_fdb *f, uint16_t port, uint32_t max)
+{
+	if (port < SW_FDB_PORTS)
+		atomic_store_explicit(&f->max[port], max, memory_order_relaxed);
+}
+
+unsigned sw_fdb_owned(const struct sw_fdb *f, uint16_t port)
+{
+	return port < SW_FDB_PORTS ? atomic_load_explicit(&f->owned[port], memory_order_relaxed) : 0;
 }
 
 unsigned sw_fdb_bucket(const struct sw_fdb *f, const uint8_t mac[6])
@@ -61,7 +74,48 @@ unsigned sw_fdb_bucket(const struct sw_fdb *f, const uint8_t mac[6])
 	return bucket_of(f, mac48(mac));
 }
 
-void sw_fdb_learn(struct sw_fdb *f, const uint8_t mac[6], uint16_t port, uint32_t now)
+/*
+ * One more entry for port, if its limit allows. Relaxed: the count orders nothing, and the add-then-check makes
+ * racing threads agree (the one whose add passes the limit takes it back), so the limit holds exactly; the load
+ * first keeps a port at its limit from writing the shared line for every refused address.
+ */
+static bool take(struct sw_fdb *f, uint16_t port)
+{
+	if (port >= SW_FDB_PORTS)
+		return false;
+	uint32_t max = atomic_load_explicit(&f->max[port], memory_order_relaxed);
+	if (max && atomic_load_explicit(&f->owned[port], memory_order_relaxed) >= max)
+		return false;
+	if (atomic_fetch_add_explicit(&f->owned[port], 1, memory_order_relaxed) >= max && max) {
+		atomic_fetch_sub_explicit(&f->owned[port], 1, memory_order_relaxed);
+		return false;
+	}
+	return true;
+}
+
+/* The entry k (a port's, as the table held it) is gone or no longer that port's. */
+static void give_back(struct sw_fdb *f, uint64_t k)
+{
+	unsigned port = (unsigned)(k & 0xffff) - 1;
+	if (port < SW_FDB_PORTS)
+		atomic_fetch_sub_explicit(&f->owned[port], 1, memory_order_relaxed);
+}
+
+/* The MAC in *slot (entry k) now talks from another port: move it if that port may own one more. The CAS makes
+ * the owner change and its counting one step against a racing move, age or flush: whoever changes k counts. */
+static __attribute__((noinline)) enum sw_fdb_learn_res move(struct sw_fdb *f, _Atomic uint64_t *slot,
+							    uint64_t k, uint64_t want, uint16_t port)
+{
+	if (!take(f, port))
+		return SW_FDB_PORT_LIMIT;
+	if (atomic_compare_exchange_strong_explicit(slot, &k, want, memory_order_relaxed, memory_order_relaxed))
+		give_back(f, k);
+	else
+		give_back(f, want); /* changed meanwhile: this learn lost, the next frame tries again */
+	return SW_FDB_LEARNED;
+}
+
+enum sw_fdb_learn_res sw_fdb_learn(struct sw_fdb *f, const uint8_t mac[6], uint16_t port, uint32_t now)
 {
 	uint64_t m = mac48(mac), want = m << 16 | (uint64_t)(port + 1u);
 	unsigned b = bucket_of(f, m);
@@ -70,26 +124,33 @@ void sw_fdb_learn(struct sw_fdb *f, const uint8_t mac[6], uint16_t port, uint32_
 	 * frame to the old port at worst, as any learning switch does. */
 	for (unsigned w = 0; w < SW_FDB_WAYS; w++) {
 		uint64_t k = atomic_load_explicit(&f->key[b][w], memory_order_relaxed);
-		if (k >> 16 == m) {
-			if (k != want)
-				atomic_store_explicit(&f->key[b][w], want, memory_order_relaxed); /* the MAC moved */
+		if (k >> 16 == m && k) { /* k: the all-zero MAC does not match an empty slot */
+			if (k != want) {
+				enum sw_fdb_learn_res r = move(f, &f->key[b][w], k, want, port);
+				if (r != SW_FDB_LEARNED)
+					return r;
+			}
 			/* Writing the timestamp only when it changes keeps the line shared between threads. */
 			if (atomic_load_explicit(&f->seen[b][w], memory_order_relaxed) != now)
 				atomic_store_explicit(&f->seen[b][w], now, memory_order_relaxed);
-			return;
+			return SW_FDB_LEARNED;
 		}
 		if (k == 0 && free_slot < 0)
 			free_slot = (int)w;
 	}
 	if (free_slot < 0) {
 		atomic_fetch_add_explicit(&f->full, 1, memory_order_relaxed);
-		return;
+		return SW_FDB_FULL;
 	}
+	if (!take(f, port))
+		return SW_FDB_PORT_LIMIT;
 	uint64_t expect = 0;
 	atomic_store_explicit(&f->seen[b][free_slot], now, memory_order_relaxed);
 	/* Two threads learning different MACs into the same free slot: one wins, the other learns next frame. */
-	atomic_compare_exchange_strong_explicit(&f->key[b][free_slot], &expect, want, memory_order_relaxed,
-						memory_order_relaxed);
+	if (!atomic_compare_exchange_strong_explicit(&f->key[b][free_slot], &expect, want, memory_order_relaxed,
+						     memory_order_relaxed))
+		give_back(f, want);
+	return SW_FDB_LEARNED;
 }
 
 int sw_fdb_lookup(const struct sw_fdb *f, const uint8_t mac[6])
@@ -113,10 +174,13 @@ static unsigned drop_if(struct sw_fdb *f, bool (*pred)(uint64_t k, uint32_t seen
 			uint64_t k = atomic_load_explicit(&f->key[b][w], memory_order_relaxed);
 			if (!k || !pred(k, atomic_load_explicit(&f->seen[b][w], memory_order_relaxed), a, c))
 				continue;
-			/* CAS so that an entry a thread just refreshed to another port survives. */
+			/* CAS so that an entry a thread just moved to another port survives (and is counted as that
+			 * port's). */
 			if (atomic_compare_exchange_strong_explicit(&f->key[b][w], &k, 0, memory_order_relaxed,
-								    memory_order_relaxed))
+								    memory_order_relaxed)) {
+				give_back(f, k);
 				n++;
+			}
 		}
 	return n;
 }

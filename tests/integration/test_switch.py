@@ -274,6 +274,58 @@ def case_learning(r):
     return None
 
 
+def case_mac_limit(r):
+    """a (max_macs=16) sends from 1000 source MACs: 16 are learned, every frame from the others is a refused
+    learn (counted in learn_refused); then c and b, on ports with the default limit, still learn theirs and c's
+    frames reach b alone. Removing a gives its 16 entries back."""
+    lim, n, macs = 16, 5000, 1000
+    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')} max_macs={lim}",
+                    f"add-port b vhost-user path={r.sock('b')}", f"add-port c vhost-user path={r.sock('c')}"])
+    a = r.pktgen("--frontend", r.sock("a"), "--mode", "txonly", "--mac", "02:00:00:aa:00:00", "--src-macs",
+                 str(macs), "--count", str(n), "--pps", PPS)
+    ra = Rig.result(a)
+    time.sleep(0.3)
+    s = r.stats()
+    show = {p["name"]: p for p in r.ctl_json("show")["ports"]}
+    on_a = [e["mac"] for e in r.ctl_json("fdb")["entries"] if e["port"] == "a"]
+    if ra["total"]["tx_packets"] != n or s["a"]["rx_packets"] != n:
+        return f"a sent {ra['total']['tx_packets']}, the switch received {s['a']['rx_packets']} of {n}"
+    # Frames cycle through the addresses: the first 16 seen are learned, every later frame from another is
+    # refused (one learn per frame: consecutive frames differ in source).
+    if len(on_a) != lim or show["a"]["macs"] != lim or show["a"]["max_macs"] != lim:
+        return f"a owns {len(on_a)} entries (show: {show['a']['macs']} of {show['a']['max_macs']}), wanted {lim}"
+    if s["a"]["learn_refused"] != n - lim * (n // macs):
+        return f"a: learn_refused {s['a']['learn_refused']}, wanted {n - lim * (n // macs)}"
+    if show["b"]["max_macs"] != 1024 or s["b"]["learn_refused"] or s["c"]["learn_refused"]:
+        return f"b/c: max_macs {show['b']['max_macs']}, refused {s['b']['learn_refused']}/{s['c']['learn_refused']}"
+    # b announces itself, then c sends to it: both learned on their ports, and known unicast goes to b only.
+    Rig.result(r.pktgen("--frontend", r.sock("b"), "--mode", "txonly", "--mac", MAC["b"], "--count", "10"))
+    b = r.pktgen("--frontend", r.sock("b"), "--mode", "rxonly", "--verify", "--mac", MAC["b"], "--duration", "60",
+                 "--count", str(N // 4))
+    wait_link(r, ["b"])
+    s0 = r.stats()
+    c = r.pktgen("--frontend", r.sock("c"), "--mode", "txonly", "--mac", MAC["c"], "--count", str(N // 4),
+                 "--pps", PPS)
+    rc = Rig.result(c)
+    rb, s = stop_sink(r, b)
+    # b's counters since it attached (a's flood reached b's port before, dropped while b was away)
+    err = check_pair(rc, rb, {k: s["b"][k] - s0["b"][k] for k in ("tx_packets", "tx_drops")}, N // 4)
+    if err:
+        return err
+    fdb = {e["mac"]: e["port"] for e in r.ctl_json("fdb")["entries"]}
+    if fdb.get(MAC["b"]) != "b" or fdb.get(MAC["c"]) != "c":
+        return f"b's and c's MACs not learned on their ports while a is at its limit: {fdb}"
+    if s["a"]["tx_packets"] + s["a"]["tx_drops"] != s0["a"]["tx_packets"] + s0["a"]["tx_drops"]:
+        return "frames for b's known MAC were flooded to a"
+    r.ctl_cmd("del-port", "a")
+    left = [e for e in r.ctl_json("fdb")["entries"] if e["port"] in ("a", "?")]
+    if left or len(r.ctl_json("fdb")["entries"]) != 2:
+        return f"after del-port a the MAC table has {r.ctl_json('fdb')['entries']}"
+    print(f"  a: {lim} of {macs} source MACs learned, learn_refused {n - lim * (n // macs)}; c -> b "
+          f"{rb['total']['rx_packets']} of {N // 4}", flush=True)
+    return None
+
+
 def case_hotplug(r):
     """Ports come and go 30 times while a sends to b; the traffic never breaks."""
     r.start_vhostd([f"add-port a vhost-user path={r.sock('a')}", f"add-port b vhost-user path={r.sock('b')}"])
@@ -339,6 +391,7 @@ def case_ctl_errors(r):
         (["add-port", "x", "warp-drive"], 1, "port type"),
         (["add-port", "x", "vhost-user"], 1, "path"),
         (["add-port", "x", "vhost-user", f"path={r.sock('x')}", "queues=99"], 1, "queues"),
+        (["add-port", "x", "vhost-user", f"path={r.sock('x')}", "max_macs=9000"], 1, "max_macs"),
         (["add-port", "a", "vhost-user", f"path={r.sock('a2')}"], 1, "exists"),
         (["add-port", "bad name!", "tap"], 1, "name"),
         (["stats", "nope"], 1, "no port"),
@@ -504,6 +557,7 @@ CASES = [
     ("switch_two_threads_two_queues", case_two_threads),
     ("switch_guest_uses_fewer_queues", case_guest_fewer_queues),
     ("switch_stalled_guest_does_not_stall_others", case_stalled_guest),
+    ("switch_mac_limit_per_port", case_mac_limit),
     ("switch_hotplug_under_traffic", case_hotplug),
     ("switch_virtio_user_port", case_virtio_user),
     ("switch_ctl_errors_and_shutdown", case_ctl_errors),
