@@ -115,7 +115,10 @@ struct vhd_net_stats {
  * 14 bytes (too_small) or over the pool buffer minus VHD_PKT_HEADROOM (too_big) are dropped too. Unrecognised
  * flag bits are ignored; meta holds only the fields that mean something (e.g. csum_start is 0 without
  * NEEDS_CSUM). Every chain taken is given back (length 0) with one vhd_vq_push() per burst of up to 64.
- * When the pool runs dry the rest of the chains stay in the ring.
+ * When the pool runs dry the rest of the chains stay in the ring. Each pop of up to 64 chains walks at most
+ * VHD_VQ_POP_DESC_BUDGET descriptors (vhd_vq_pop()), and one that stops short ends the call: a call for 64 frames
+ * or fewer walks no more than that, and a driver posting long chains of tiny descriptors gets fewer frames per
+ * call, none lost.
  * @return packets stored in pkts[0..ret), now owned by the caller; -EIO if the queue is broken.
  */
 int vhd_net_dev_dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct vhd_pktpool *pool,
