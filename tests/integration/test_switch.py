@@ -422,11 +422,11 @@ def case_ctl_errors(r):
     return None
 
 
-def case_hostile_guest(r):
-    """A hostile guest on port h corrupts its own rings in a loop (avail index jumps, heads, nexts and buffers out
-    of range, loops, indirect garbage) and posts only 1-byte receive buffers while a's frames, flooded to b and h,
-    arrive: a -> b stays exact and keeps flowing, every broken ring of h is counted in queue_breaks and logged
-    once, a and b never break, and once the hostile guest is gone a good frontend on h's socket is served."""
+def hostile_run(r, args, sample_s):
+    """Ports a, b and h; tests/hostile/hostile_guest on h (SOCKET then args), a sending to b meanwhile (flooded to
+    h too while b's MAC is unknown). Checks a -> b exact, and moving at three samples sample_s apart, through
+    vhostctl. Returns (the guest's JSON, b's pktgen JSON, vhostd's port stats, frames a sent), or why not (a
+    string, "SKIP: ..." without the binary)."""
     hg = os.environ.get("VHD_HOSTILE_GUEST")
     if not hg:
         return "SKIP: VHD_HOSTILE_GUEST (the hostile_guest binary) not set; meson test sets it"
@@ -435,15 +435,15 @@ def case_hostile_guest(r):
     b = r.pktgen("--frontend", r.sock("b"), "--mode", "rxonly", "--verify", "--mac", MAC["b"], "--duration", "60",
                  "--count", str(n))
     wait_link(r, ["b"])
-    g = subprocess.Popen([hg, r.sock("h"), "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    g = subprocess.Popen([hg, r.sock("h"), *args.split()], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
     r.procs.append(g)
     wait_link(r, ["h"])
-    # a's destination is unknown, so every frame is flooded to b and to the hostile h
     a = r.pktgen("--frontend", r.sock("a"), "--mode", "txonly", "--mac", MAC["a"], "--count", str(n),
                  "--pps", str(n // 4))
     flow = []
     for _ in range(3):
-        time.sleep(1)
+        time.sleep(sample_s)
         flow.append(r.stats()["b"]["tx_packets"])
     ra = Rig.result(a)
     gout, gerr = g.communicate(timeout=60)
@@ -456,6 +456,18 @@ def case_hostile_guest(r):
         return err
     if not (flow[0] < flow[1] < flow[2]):
         return f"a -> b stalled while h attacked: b's tx count {flow}"
+    return guest, rb, s, n
+
+
+def case_hostile_guest(r):
+    """A hostile guest on port h corrupts its own rings in a loop (avail index jumps, heads, nexts and buffers out
+    of range, loops, indirect garbage) and posts only 1-byte receive buffers while a's frames, flooded to b and h,
+    arrive: a -> b stays exact and keeps flowing, every broken ring of h is counted in queue_breaks and logged
+    once, a and b never break, and once the hostile guest is gone a good frontend on h's socket is served."""
+    res = hostile_run(r, "5", 1)
+    if isinstance(res, str):
+        return res
+    guest, rb, s, n = res
     breaks = s["h"]["queue_breaks"]
     if breaks < guest["tx_attacks"] or breaks > guest["attacks"]:
         return f"h: queue_breaks {breaks}, hostile guest made {guest}"
@@ -489,6 +501,29 @@ def case_hostile_guest(r):
         return f"{breaks} breaks counted, {logged} logged ({logged_h} for h)"
     print(f"  hostile guest {guest}; h: queue_breaks {breaks}, logged {logged}, tx_drops {s['h']['tx_drops']}; "
           f"a -> b: {rb['total']['rx_packets']} of {n} received, {s['b']['tx_drops']} dropped", flush=True)
+    return None
+
+
+def case_long_chains(r):
+    """A guest on port h keeps its transmit ring full of frames each behind 255 empty descriptors (indirect
+    tables the size of its queue) for 3 s, while a sends to b: a -> b stays exact and keeps moving, vhostctl
+    answers throughout, h's ring never breaks, and all but the last ring-full of h's chains were taken (a pop
+    leaves what passes its descriptor budget to later pops, never for good). h's frames go to its own MAC, so
+    the switch drops them (hairpin) and b sees none."""
+    res = hostile_run(r, "3 long-chains", 0.8)
+    if isinstance(res, str):
+        return res
+    guest, rb, s, n = res
+    h = s["h"]
+    posted, back = guest["long_chains_posted"], guest["long_chains_returned"]
+    if h["queue_breaks"] or s["a"]["queue_breaks"] or s["b"]["queue_breaks"]:
+        return f"a ring broke: h {h['queue_breaks']}, a {s['a']['queue_breaks']}, b {s['b']['queue_breaks']}"
+    if back < 1000 or back < posted - 96 or not back <= h["rx_packets"] <= posted:
+        return f"h posted {posted} long chains, got {back} back, the switch received {h['rx_packets']}"
+    if h["rx_drops"] != h["rx_packets"]:
+        return f"h's frames (to its own MAC) went somewhere: rx {h['rx_packets']}, dropped {h['rx_drops']}"
+    print(f"  h: {back} of {posted} chains of {256} descriptors taken; a -> b {rb['total']['rx_packets']} of {n}",
+          flush=True)
     return None
 
 
@@ -562,6 +597,7 @@ CASES = [
     ("switch_virtio_user_port", case_virtio_user),
     ("switch_ctl_errors_and_shutdown", case_ctl_errors),
     ("switch_hostile_guest_others_keep_flowing", case_hostile_guest),
+    ("switch_long_chains_others_keep_flowing", case_long_chains),
     ("switch_pvp_flows_announce", case_pvp_flows_announce),
 ]
 # Cases that stop vhostd themselves (to read its log): main() does not expect it running afterwards.
