@@ -182,7 +182,9 @@ int vhd_net_dev_dequeue_done(struct vhd_vq *txq, struct vhd_net_borrowed *b);
  * (vhd_vq_unpop()) for the next call, as are buffers popped ahead and not needed, so none is wasted. Buffers the
  * driver made unusable (writable part shorter than the header, or more segments than one pop maps) are returned
  * empty (errors here, and in vhd_net_drv_recv()): the spec gives them no meaning and drivers drop them. Once a
- * call has returned VHD_NET_RX_WASTE_MAX buffers empty it stops as if the ring had run out.
+ * call has returned VHD_NET_RX_WASTE_MAX buffers empty it stops as if the ring had run out; likewise once its
+ * pops have walked VHD_VQ_POP_DESC_BUDGET descriptors (each pop walks at most that, or its first chain whole),
+ * so buffers of thousands of descriptors each cost a call at most about two pops' worth.
  *
  * The caller keeps ownership of every packet. One vhd_vq_push() per burst (two or more only when a burst
  * takes more than 256 buffers).

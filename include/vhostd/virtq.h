@@ -281,6 +281,13 @@ const char *vhd_vq_strerror(enum vhd_vq_error err);
 /** Counters; see struct vhd_vq_stats. */
 void vhd_vq_get_stats(const struct vhd_vq *vq, struct vhd_vq_stats *out);
 
+/**
+ * Device: descriptors the pops of this queue have walked so far (vhd_vq_stats.descs), without copying the rest:
+ * for a caller that pops several times per call of its own and bounds the whole (vhd_net_dev_enqueue()).
+ * Same thread as vhd_vq_pop(); does not block.
+ */
+uint64_t vhd_vq_descs_walked(const struct vhd_vq *vq);
+
 #ifdef __cplusplus
 }
 #endif

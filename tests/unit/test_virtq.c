@@ -1195,14 +1195,15 @@ static void bq_publish(struct bigq *q, uint16_t head)
 	__atomic_store_n(&sa->idx, vhd_cpu_to_le16(q->avail), __ATOMIC_RELEASE);
 }
 
-/* Entry j of n of an indirect table at q->tbl, over len bytes at data offset off. */
-static void bq_entry(struct bigq *q, unsigned j, unsigned n, size_t off, uint32_t len)
+/* Entry j of n of an indirect table at q->tbl, over len bytes at data offset off, device-writable or not. */
+static void bq_entry(struct bigq *q, unsigned j, unsigned n, size_t off, uint32_t len, bool write)
 {
 	uint8_t *e = q->mem + q->tbl + (size_t)j * 16;
+	uint16_t w = write ? VIRTQ_DESC_F_WRITE : 0;
 	if (q->packed)
-		wpdesc((struct pvirtq_desc *)e, gpa(off), len, 0, 0);
+		wpdesc((struct pvirtq_desc *)e, gpa(off), len, 0, w);
 	else
-		wdesc((struct virtq_desc *)e, gpa(off), len, j + 1 < n ? VIRTQ_DESC_F_NEXT : 0,
+		wdesc((struct virtq_desc *)e, gpa(off), len, (uint16_t)(w | (j + 1 < n ? VIRTQ_DESC_F_NEXT : 0)),
 		      (uint16_t)(j + 1 < n ? j + 1 : 0));
 }
 
@@ -1231,7 +1232,7 @@ static void bq_add(struct bigq *q, unsigned n, bool indirect)
 		q->mem[q->data + j] = bq_byte(k, j);
 	if (indirect) {
 		for (unsigned j = 0; j < n; j++)
-			bq_entry(q, j, n, q->data + j, 1);
+			bq_entry(q, j, n, q->data + j, 1, false);
 		bq_indirect_head(q, k, n);
 	} else {
 		uint16_t head = q->next;
@@ -1365,15 +1366,19 @@ static void budget_direct_chains(uint64_t feat)
 static void test_split_pop_budget_direct_chains(void) { budget_direct_chains(0); }
 static void test_packed_pop_budget_direct_chains(void) { budget_direct_chains(F_PACKED); }
 
-/* A chain through an indirect table of n entries: the first holds bytes[0..len), the other n - 1 are empty. The
- * cheapest long chain for a driver (one segment to map, n descriptors to walk). */
-static void bq_add_padded(struct bigq *q, unsigned n, const uint8_t *bytes, uint32_t len)
+/* A chain through an indirect table of n entries: the first holds bytes[0..len) (or, write, is a receive buffer
+ * of len bytes), the other n - 1 are empty. The cheapest long chain for a driver (one segment to map, n
+ * descriptors to walk). */
+static void bq_add_padded(struct bigq *q, unsigned n, const uint8_t *bytes, uint32_t len, bool write)
 {
 	unsigned k = q->added++;
 	CHECK(k < 64);
-	memcpy(q->mem + q->data, bytes, len);
+	q->rec[k].data = q->data;
+	q->rec[k].len = len;
+	if (bytes)
+		memcpy(q->mem + q->data, bytes, len);
 	for (unsigned j = 0; j < n; j++)
-		bq_entry(q, j, n, q->data, j ? 0 : len);
+		bq_entry(q, j, n, q->data, j ? 0 : len, write);
 	bq_indirect_head(q, k, n);
 	q->data += (len + 63) & ~63u;
 }
@@ -1397,7 +1402,7 @@ static void net_dequeue_budget(uint64_t feat)
 		memset(buf, 0, 12);
 		for (unsigned j = 0; j < 100; j++)
 			buf[12 + j] = bq_byte(k, j);
-		bq_add_padded(&q, 1000, buf, sizeof(buf));
+		bq_add_padded(&q, 1000, buf, sizeof(buf), false);
 	}
 	struct vhd_net_stats st = {0};
 	unsigned delivered = 0, calls = 0;
@@ -1426,6 +1431,57 @@ static void net_dequeue_budget(uint64_t feat)
 
 static void test_split_net_dequeue_budget(void) { net_dequeue_budget(0); }
 static void test_packed_net_dequeue_budget(void) { net_dequeue_budget(F_PACKED); }
+
+/*
+ * The receive side: ten 2048-byte receive buffers, each behind 999 empty descriptors, and ten frames to deliver.
+ * Each pop takes two buffers (2000 descriptors); the enqueue pops again while its call has walked less than the
+ * budget, so a call delivers four and leaves the rest as no_buffers (without that stop, one call walked all
+ * 10000 descriptors); three calls deliver all ten, each into its own buffer, intact.
+ */
+static void net_enqueue_budget(uint64_t feat)
+{
+	struct bigq q;
+	bq_init(&q, feat, 1024);
+	struct vhd_net_cfg cfg;
+	CHECK_EQ(vhd_net_cfg_init(&cfg, VHD_BIT(VIRTIO_F_VERSION_1) | feat), 0);
+	for (unsigned k = 0; k < 10; k++)
+		bq_add_padded(&q, 1000, NULL, 2048, true);
+	struct vhd_pktpool *pool;
+	CHECK_EQ(vhd_pktpool_create(16, VHD_PKT_DEFAULT_BUF_SIZE, &pool), 0);
+	struct vhd_pkt *pkts[10];
+	CHECK_EQ(vhd_pkt_alloc_bulk(pool, pkts, 10), 10u);
+	for (unsigned k = 0; k < 10; k++) {
+		pkts[k]->len = 100;
+		for (unsigned j = 0; j < 100; j++)
+			vhd_pkt_data(pkts[k])[j] = bq_byte(k, j);
+	}
+	struct vhd_net_stats st = {0};
+	static const unsigned per_call[] = {4, 4, 2};
+	unsigned sent = 0;
+	for (unsigned call = 0; call < 3; call++) {
+		uint64_t w0 = vhd_vq_descs_walked(q.dev);
+		int n = vhd_net_dev_enqueue(q.dev, &cfg, pkts + sent, 10 - sent, &st);
+		CHECK_EQ(n, per_call[call]);
+		CHECK(vhd_vq_descs_walked(q.dev) - w0 <= 2 * VHD_VQ_POP_DESC_BUDGET);
+		sent += (unsigned)n;
+	}
+	CHECK_EQ(st.packets, 10);
+	CHECK_EQ(st.no_buffers, 6 + 2);
+	for (unsigned k = 0; k < 10; k++) {
+		const uint8_t *b = q.mem + q.rec[k].data;
+		for (unsigned j = 0; j < 12; j++)
+			CHECK_EQ(b[j], j == 10 ? 1 : 0); /* a plain header, num_buffers 1 */
+		for (unsigned j = 0; j < 100; j++)
+			CHECK_EQ(b[12 + j], bq_byte(k, j));
+	}
+	check_healthy(q.dev);
+	vhd_pkt_free_bulk(pkts, 10);
+	vhd_pktpool_destroy(pool);
+	bq_fini(&q);
+}
+
+static void test_split_net_enqueue_budget(void) { net_enqueue_budget(0); }
+static void test_packed_net_enqueue_budget(void) { net_enqueue_budget(F_PACKED); }
 
 /* ---------------- two regions ---------------- */
 
@@ -2676,6 +2732,8 @@ static const struct th_case cases[] = {
 	{"packed_pop_budget_direct_chains", test_packed_pop_budget_direct_chains, 0},
 	{"split_net_dequeue_budget", test_split_net_dequeue_budget, 0},
 	{"packed_net_dequeue_budget", test_packed_net_dequeue_budget, 0},
+	{"split_net_enqueue_budget", test_split_net_enqueue_budget, 0},
+	{"packed_net_enqueue_budget", test_packed_net_enqueue_budget, 0},
 	{"split_buffer_spans_regions", test_split_buffer_spans_regions, 0},
 	{"packed_buffer_spans_regions", test_packed_buffer_spans_regions, 0},
 	{"split_indirect_straddles_regions", test_split_indirect_straddles_regions, 0},
