@@ -1090,6 +1090,7 @@ static int vc_stats(void *opaque, unsigned argc, char **argv, struct sw_json *w,
 	sw_json_u64(w, "rx_drops", 0);
 	sw_json_u64(w, "tx_drops", 1);
 	sw_json_u64(w, "errors", 0);
+	sw_json_u64(w, "queue_breaks", 2);
 	sw_json_u64(w, "learn_refused", 5);
 	sw_json_obj_end(w);
 	sw_json_arr_end(w);
@@ -1352,12 +1353,13 @@ static void test_vhostctl_server(void)
 	VHOSTCTL(c, &r, "-s", sock_path, "stats", "vm1");
 	expect(&r, 0, "18446744073709551615", NULL);
 	CHECK(strstr(r.out, "PORT  RX_PACKETS") && strstr(r.out, "vm1           12"));
-	CHECK(strstr(r.out, "ERRORS  LEARN_REFUSED\n") && strstr(r.out, "      0              5\n"));
+	CHECK(strstr(r.out, "ERRORS  QUEUE_BREAKS  LEARN_REFUSED\n") &&
+	      strstr(r.out, "      0             2              5\n"));
 	VHOSTCTL(c, &r, "-s", sock_path, "--json", "stats");
 	expect(&r, 0, NULL, NULL);
 	CHECK(!strcmp(r.out, "{\"ports\":[{\"name\":\"vm1\",\"rx_packets\":12,\"rx_bytes\":18446744073709551615,"
 			     "\"tx_packets\":3,\"tx_bytes\":180,\"rx_drops\":0,\"tx_drops\":1,\"errors\":0,"
-			     "\"learn_refused\":5}]}\n"));
+			     "\"queue_breaks\":2,\"learn_refused\":5}]}\n"));
 	VHOSTCTL(c, &r, "--socket=", "show");
 	expect(&r, 2, NULL, "empty socket path");
 	VHOSTCTL(c, &r, "--socket", sock_path, "log-level");
