@@ -79,6 +79,7 @@ struct opts {
 	bool static_frames; /* --static */
 	unsigned flows;     /* --flows: UDP source ports 1024 .. 1024+flows-1, in turn (1: always port 9) */
 	bool announce;      /* --announce: the sink sends one broadcast from its MAC when it comes up */
+	unsigned src_macs;  /* --src-macs: source MACs --mac + 0 .. src_macs-1 (in the low 3 bytes), in turn */
 	enum mode mode;
 	uint32_t size_min, size_max;
 	unsigned burst, queues;
@@ -228,12 +229,22 @@ static void build_frame(const struct opts *o, uint8_t *f, uint32_t len, uint64_t
 	 * template with that UDP source port instead of 9. */
 	const uint8_t *hdrs = tmpl;
 	uint8_t flow_hdrs[HDRS];
+	if (o->flows > 1 || o->src_macs > 1) {
+		memcpy(flow_hdrs, tmpl, HDRS);
+		hdrs = flow_hdrs;
+	}
 	if (o->flows > 1) {
 		uint16_t sp = (uint16_t)(1024 + seq % o->flows);
-		memcpy(flow_hdrs, tmpl, HDRS);
 		flow_hdrs[34] = (uint8_t)(sp >> 8);
 		flow_hdrs[35] = (uint8_t)sp;
-		hdrs = flow_hdrs;
+	}
+	/* --src-macs: as many guests behind one port (or one guest forging addresses), for a learning switch. */
+	if (o->src_macs > 1) {
+		uint32_t low = ((uint32_t)o->mac[3] << 16 | (uint32_t)o->mac[4] << 8 | o->mac[5]) +
+			       (uint32_t)(seq % o->src_macs);
+		flow_hdrs[9] = (uint8_t)(low >> 16);
+		flow_hdrs[10] = (uint8_t)(low >> 8);
+		flow_hdrs[11] = (uint8_t)low;
 	}
 	if (o->static_frames) {
 		/* The stamp's fields compared where they are, not the array just built: a wide load of bytes
@@ -949,7 +960,7 @@ static void usage(FILE *f)
 		"                    [--burst N] [--queues N] [--count N | --duration S] [--packed] [--no-mrg]\n"
 		"                    [--in-order] [--verify] [--mac XX:XX:XX:XX:XX:XX] [--json] [--mode tap --tap NAME]\n"
 		"                    [--pps N] [--sink PATH [--announce]] [--latency [--window N]] [--warmup S] [--poll]\n"
-		"                    [--no-payload | --static] [--flows N]\n"
+		"                    [--no-payload | --static] [--flows N] [--src-macs N]\n"
 		"\n"
 		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
 		"  --frontend PATH  drive the vhost-user device at PATH without a VM (connecting by default)\n"
@@ -1003,6 +1014,8 @@ static void usage(FILE *f)
 		"  --flows N        generating modes: frames take UDP source ports 1024..1024+N-1 in turn, N flows\n"
 		"                   for a switch that caches flows (1..65536; default 1: source port 9). With\n"
 		"                   --static only those two bytes of a frame are written\n"
+		"  --src-macs N     generating modes: frames come from N source MACs in turn, --mac plus 0..N-1 in\n"
+		"                   its low three bytes (1..65536; default 1), as from many guests behind one port\n"
 		"At exit (or on SIGINT/SIGTERM) prints per-queue and total packets, bytes, drops, errors and Mpps.\n"
 		"Exit status: 0, or 1 if --verify saw lost/duplicated/corrupted frames, 2 for bad usage.\n",
 		MIN_FRAME, MAX_FRAME, MAX_BURST, MAX_QP, LAT_MAX_WINDOW);
@@ -1033,7 +1046,7 @@ static bool parse_nonneg(const char *name, const char *arg, double *out)
 static int parse(int argc, char **argv, struct opts *o)
 {
 	*o = (struct opts){.mode = M_IO, .size_min = 64, .size_max = 64, .burst = 32, .queues = 1, .window = 1, .flows = 1,
-			   .mac = {0x02, 0, 0, 0, 0, 0x01}};
+			   .src_macs = 1, .mac = {0x02, 0, 0, 0, 0, 0x01}};
 	bool mode_set = false;
 	bool client = false;
 	static const struct option lo[] = {
@@ -1044,7 +1057,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"tap", 1, 0, 't'},     {"pps", 1, 0, 'r'},      {"sink", 1, 0, 'k'},   {"latency", 0, 0, 'L'},
 		{"window", 1, 0, 'w'},  {"warmup", 1, 0, 'W'},   {"poll", 0, 0, 'p'},
 		{"no-payload", 0, 0, 'N'}, {"static", 0, 0, 'Z'}, {"flows", 1, 0, 'F'}, {"announce", 0, 0, 'A'},
-		{"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+		{"src-macs", 1, 0, 'x'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -1160,6 +1173,10 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'F':
 			if (!parse_count("flows", optarg, 1, 65536, &o->flows))
+				return -1;
+			break;
+		case 'x':
+			if (!parse_count("src-macs", optarg, 1, 65536, &o->src_macs))
 				return -1;
 			break;
 		case 'w':

@@ -279,13 +279,13 @@ static bool render_show(const struct sw_json_val *r)
 	const struct sw_json_val *bridge = sw_json_get(r, "bridge");
 	if (!ports)
 		return false;
-	static const char *const ph[] = {"PORT", "TYPE", "ID", "LINK", "MTU", "RXQ", "TXQ", "INFO"};
-	static const bool pr[] = {false, false, true, false, true, true, true, false};
-	struct table t = {8, ph, pr, NULL, 0, 0};
+	static const char *const ph[] = {"PORT", "TYPE", "ID", "LINK", "MTU", "RXQ", "TXQ", "MACS", "MAX_MACS", "INFO"};
+	static const bool pr[] = {false, false, true, false, true, true, true, true, true, false};
+	struct table t = {10, ph, pr, NULL, 0, 0};
 	for (const struct sw_json_val *p = ports->child; p; p = p->next) {
 		char *row[] = {cell(p, "name", NULL), cell(p, "type", NULL), cell(p, "id", NULL), cell(p, "link", NULL),
-			       cell(p, "mtu", NULL),  cell(p, "rxq", NULL),  cell(p, "txq", NULL),
-			       kv_cell(sw_json_get(p, "info"))};
+			       cell(p, "mtu", NULL),  cell(p, "rxq", NULL),  cell(p, "txq", NULL),  cell(p, "macs", NULL),
+			       cell(p, "max_macs", NULL), kv_cell(sw_json_get(p, "info"))};
 		table_add(&t, row);
 	}
 	table_print(&t);
@@ -328,13 +328,11 @@ static bool render_stats(const struct sw_json_val *r)
 	const struct sw_json_val *ports = obj_array(r, "ports");
 	if (!ports)
 		return false;
-	static const char *const keys[] = {"name",     "rx_packets", "rx_bytes", "tx_packets",
-					   "tx_bytes", "rx_drops",   "tx_drops", "errors",
-					   "queue_breaks"};
-	static const char *const h[] = {"PORT", "RX_PACKETS", "RX_BYTES", "TX_PACKETS",
-					"TX_BYTES", "RX_DROPS", "TX_DROPS", "ERRORS",
-					"QUEUE_BREAKS"};
-	static const bool right[] = {false, true, true, true, true, true, true, true, true};
+	static const char *const keys[] = {"name",     "rx_packets", "rx_bytes",     "tx_packets",   "tx_bytes",
+					   "rx_drops", "tx_drops",   "errors",       "queue_breaks", "learn_refused"};
+	static const char *const h[] = {"PORT",     "RX_PACKETS", "RX_BYTES",     "TX_PACKETS",   "TX_BYTES",
+					"RX_DROPS", "TX_DROPS",   "ERRORS",       "QUEUE_BREAKS", "LEARN_REFUSED"};
+	static const bool right[] = {false, true, true, true, true, true, true, true, true, true};
 	print_fields(ports, (unsigned)(sizeof(keys) / sizeof(keys[0])), keys, h, right);
 	/* Forwarding threads (whole-switch stats only): cycles per packet in the rounds that moved packets. */
 	const struct sw_json_val *th = obj_array(r, "threads");
@@ -400,7 +398,8 @@ static const struct cmd_info cmd_table[] = {
 	 "  virtio-user path=SOCK [server] [queues=N] [packed] [mrg=on|off]       we drive a vhost-user device\n"
 	 "  tap         ifname=NAME [queues=N] [offloads=on|off]                  a Linux tap (created if missing)\n"
 	 "  af_packet   ifname=NAME [frames=N] [offloads=on|off] [qdisc_bypass=on|off]   any Linux interface\n"
-	 "  every type: mtu=N (largest payload forwarded to the port; default 1500, or the interface's)",
+	 "  every type: mtu=N (largest payload forwarded to the port; default 1500, or the interface's)\n"
+	 "              max_macs=N (most source MACs learned on the port; default 1024, 0 no limit)",
 	 2, UINT_MAX, render_empty},
 	{"del-port", "del-port NAME", "remove a port", 1, 1, render_empty},
 	{"show", "show", "ports, forwarding threads and bridge settings", 0, 0, render_show},

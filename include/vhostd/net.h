@@ -116,7 +116,10 @@ struct vhd_net_stats {
  * 14 bytes (too_small) or over the pool buffer minus VHD_PKT_HEADROOM (too_big) are dropped too. Unrecognised
  * flag bits are ignored; meta holds only the fields that mean something (e.g. csum_start is 0 without
  * NEEDS_CSUM). Every chain taken is given back (length 0) with one vhd_vq_push() per burst of up to 64.
- * When the pool runs dry the rest of the chains stay in the ring.
+ * When the pool runs dry the rest of the chains stay in the ring. Each pop of up to 64 chains walks at most
+ * VHD_VQ_POP_DESC_BUDGET descriptors (vhd_vq_pop()), and one that stops short ends the call: a call for 64 frames
+ * or fewer walks no more than that, and a driver posting long chains of tiny descriptors gets fewer frames per
+ * call, none lost.
  * @return packets stored in pkts[0..ret), now owned by the caller; -EIO if the queue is broken.
  */
 int vhd_net_dev_dequeue(struct vhd_vq *txq, const struct vhd_net_cfg *cfg, struct vhd_pktpool *pool,
@@ -180,7 +183,9 @@ int vhd_net_dev_dequeue_done(struct vhd_vq *txq, struct vhd_net_borrowed *b);
  * (vhd_vq_unpop()) for the next call, as are buffers popped ahead and not needed, so none is wasted. Buffers the
  * driver made unusable (writable part shorter than the header, or more segments than one pop maps) are returned
  * empty (errors here, and in vhd_net_drv_recv()): the spec gives them no meaning and drivers drop them. Once a
- * call has returned VHD_NET_RX_WASTE_MAX buffers empty it stops as if the ring had run out.
+ * call has returned VHD_NET_RX_WASTE_MAX buffers empty it stops as if the ring had run out; likewise once its
+ * pops have walked VHD_VQ_POP_DESC_BUDGET descriptors (each pop walks at most that, or its first chain whole),
+ * so buffers of thousands of descriptors each cost a call at most about two pops' worth.
  *
  * The caller keeps ownership of every packet. One vhd_vq_push() per burst (two or more only when a burst
  * takes more than 256 buffers).

@@ -150,6 +150,8 @@ struct vhd_vq_stats {
 	uint64_t notify;         /**< times vhd_vq_need_notify() said yes */
 	uint64_t notify_skipped; /**< times it said no */
 	uint64_t oversized;      /**< chains returned with err = -ENOBUFS */
+	uint64_t descs;          /**< device: descriptors walked by pops (ring and indirect entries) */
+	uint64_t budget_stops;   /**< device: pops that left a chain in the ring for VHD_VQ_POP_DESC_BUDGET */
 };
 
 /**
@@ -169,11 +171,21 @@ int vhd_vq_create(const struct vhd_vq_config *cfg, struct vhd_vq **out);
 void vhd_vq_destroy(struct vhd_vq *vq);
 
 /**
+ * Most descriptors one vhd_vq_pop() walks (descriptors in the ring and entries of indirect tables, one each), so
+ * that a driver posting chains of thousands of tiny descriptors costs the thread that polls it, and the other
+ * queues that thread serves, a bounded amount per call: 64 chains of 32 descriptors fit, far more than network
+ * drivers post (Linux: up to 19 per packet).
+ */
+#define VHD_VQ_POP_DESC_BUDGET 2048u
+
+/**
  * Device: take up to n available chains.
  *
  * Each chain's segments are placed in iov[] (nout readable then nin writable). A chain that does not fit in
  * what is left of iov[] stays in the ring for the next call, unless it is the first, in which case it is returned
- * with err = -ENOBUFS. Every chain returned must eventually be given back with vhd_vq_push().
+ * with err = -ENOBUFS. Likewise a chain that would take the call past VHD_VQ_POP_DESC_BUDGET descriptors stays in
+ * the ring (counted in budget_stops), unless it is the first, which is walked whole (up to the queue size): every
+ * call makes progress. Every chain returned must eventually be given back with vhd_vq_push().
  * @return chains taken (0 when none are available); -EIO if the queue is or becomes broken.
  */
 int vhd_vq_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n, struct iovec *iov, unsigned niov);
@@ -274,6 +286,13 @@ const char *vhd_vq_strerror(enum vhd_vq_error err);
 
 /** Counters; see struct vhd_vq_stats. */
 void vhd_vq_get_stats(const struct vhd_vq *vq, struct vhd_vq_stats *out);
+
+/**
+ * Device: descriptors the pops of this queue have walked so far (vhd_vq_stats.descs), without copying the rest:
+ * for a caller that pops several times per call of its own and bounds the whole (vhd_net_dev_enqueue()).
+ * Same thread as vhd_vq_pop(); does not block.
+ */
+uint64_t vhd_vq_descs_walked(const struct vhd_vq *vq);
 
 #ifdef __cplusplus
 }

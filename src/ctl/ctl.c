@@ -559,24 +559,30 @@ int sw_ctl_listen(const char *path, const struct sw_ctl_cmd *cmds, unsigned ncmd
 		rc = c->path ? -errno : -ENOMEM;
 		goto fail;
 	}
-	if (bind(c->lfd, (const struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	/* Bound, tightened and listening under a temporary name, then renamed into place: whoever sees the path
+	 * (a script waiting for it, a service manager) can connect at once, never meeting the window between
+	 * bind() and listen() where a connect is refused. Without room for the longer name, bound in place. */
+	struct sockaddr_un tmp = sa;
+	int n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d", path, (int)getpid());
+	bool renamed = n > 0 && (size_t)n < sizeof(tmp.sun_path);
+	if (renamed)
+		unlink(tmp.sun_path); /* left by an earlier process with our pid */
+	else
+		tmp = sa;
+	if (bind(c->lfd, (const struct sockaddr *)&tmp, sizeof(tmp)) < 0) {
 		rc = -errno;
 		goto fail;
 	}
 	/* Nobody can connect before listen(), so tightening the mode here leaves no window. */
 	struct stat st;
-	if (chmod(path, 0600) < 0 || lstat(path, &st) < 0) {
+	if (chmod(tmp.sun_path, 0600) < 0 || lstat(tmp.sun_path, &st) < 0 || listen(c->lfd, 64) < 0 ||
+	    (renamed && rename(tmp.sun_path, path) < 0)) {
 		rc = -errno;
-		unlink(path);
+		unlink(tmp.sun_path);
 		goto fail;
 	}
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
-	if (listen(c->lfd, 64) < 0) {
-		rc = -errno;
-		unlink(path);
-		goto fail;
-	}
 	c->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	*out = c;
 	return 0;

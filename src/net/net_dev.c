@@ -251,6 +251,8 @@ struct enq {
 	struct vhd_vq_used used[ENQ_USED_MAX];
 	unsigned nused;
 	unsigned wasted; /* buffers this call gives back empty, against VHD_NET_RX_WASTE_MAX */
+	bool popped;     /* this call has popped: walk0 is the queue's descriptor count before its first pop */
+	uint64_t walk0;
 };
 
 /* Publish what is collected. Only called between packets: a mergeable packet's buffers go out together. */
@@ -270,6 +272,16 @@ static int enq_flush(struct enq *s)
 static struct vhd_vq_chain *enq_next(struct enq *s, uint64_t want, int *err)
 {
 	if (s->wpos == s->nwin) {
+		/* Each pop walks at most VHD_VQ_POP_DESC_BUDGET descriptors (or one chain, its first); a call
+		 * pops again only while it has walked less than that, so a guest posting receive buffers of
+		 * thousands of descriptors costs each call little more than two pops' worth. */
+		uint64_t walked = vhd_vq_descs_walked(s->vq);
+		if (!s->popped) {
+			s->popped = true;
+			s->walk0 = walked;
+		} else if (unlikely(walked - s->walk0 >= VHD_VQ_POP_DESC_BUDGET)) {
+			return NULL; /* as if the ring had run out */
+		}
 		unsigned k = want > ENQ_WIN ? ENQ_WIN : want == 0 ? 1 : (unsigned)want;
 		int r = vhd_vq_pop(s->vq, s->win, k, s->iov, ENQ_NIOV);
 		if (unlikely(r < 0)) {
@@ -373,6 +385,7 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 	s.nused = 0;
 	s.max_in = 0;
 	s.wasted = 0;
+	s.popped = false;
 	s.hs = cfg->hdr_size;
 	const struct net_dir dir = net_dir_rx(cfg);
 	const uint32_t hs = cfg->hdr_size;

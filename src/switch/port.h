@@ -46,6 +46,7 @@ struct sw_port_stats {
 	_Atomic uint64_t rx_drops; /* received then dropped by the switch: runt, hairpin, no output took it */
 	_Atomic uint64_t tx_drops; /* meant for this port but not taken: its queue was full, over its MTU */
 	_Atomic uint64_t errors;   /* malformed or refused frames, port errors */
+	_Atomic uint64_t learn_refused; /* source addresses not learned: the port owns its max_macs already */
 };
 
 /*
@@ -116,6 +117,7 @@ struct sw_port {
 	/* Rings the peer broke (a queue stops at its first violation until the peer sets it up again): rare, so
 	 * one shared counter the port's own burst functions add to. */
 	_Atomic uint64_t queue_breaks;
+	bool learn_limit_logged; /* control thread only: the first refused learn was logged */
 	/* Taken around tx_burst(q) only when more threads than transmit queues share q (see switch.c). */
 	_Alignas(64) _Atomic int tx_lock[SW_MAX_QUEUES];
 };

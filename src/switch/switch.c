@@ -18,6 +18,8 @@
 
 #define IDLE_ROUNDS 1000
 
+_Static_assert(SW_MAX_PORTS <= SW_FDB_PORTS, "every port id has its learn limit in the MAC table");
+
 /* The receive queues one thread polls: replaced as a whole, never edited in place. */
 struct rxq_list {
 	unsigned n;
@@ -313,7 +315,8 @@ static void forward(struct sw_thread *t, struct sw_port *in, struct vhd_pkt **pk
 		const uint8_t *dst = d, *src = d + 6;
 		uint64_t sk = mac_key(src), dk = mac_key(dst);
 		if (!(src[0] & 1) && sk != learnt) {
-			sw_fdb_learn(&sw->fdb, src, in->id, now);
+			if (unlikely(sw_fdb_learn(&sw->fdb, src, in->id, now) == SW_FDB_PORT_LIMIT))
+				stat_add(&is->learn_refused, 1);
 			learnt = sk;
 		}
 		bool group = dst[0] & 1;
@@ -589,15 +592,19 @@ int sw_port_add(struct sw *sw, const char *name, const char *type, const struct 
 		snprintf(err, errlen, "the switch has %d ports already", SW_MAX_PORTS);
 		return -ENOSPC;
 	}
-	/* mtu is the switch's; the rest go to the port type. */
-	unsigned mtu;
+	/* mtu and max_macs are the switch's; the rest go to the port type. */
+	unsigned mtu, max_macs;
 	int rc = sw_kv_uint(args, nargs, "mtu", 0, 68, 65535, &mtu, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = sw_kv_uint(args, nargs, "max_macs", SW_FDB_MAX_MACS_DEFAULT, 0, SW_FDB_BUCKETS * SW_FDB_WAYS, &max_macs,
+			err, errlen);
 	if (rc < 0)
 		return rc;
 	struct sw_kv rest[SW_MAX_ARGS];
 	unsigned nrest = 0;
 	for (unsigned i = 0; i < nargs && nrest < SW_MAX_ARGS; i++)
-		if (strcmp(args[i].key, "mtu"))
+		if (strcmp(args[i].key, "mtu") && strcmp(args[i].key, "max_macs"))
 			rest[nrest++] = args[i];
 	struct sw_port *p = calloc(1, sizeof(*p));
 	if (!p)
@@ -622,6 +629,8 @@ int sw_port_add(struct sw *sw, const char *name, const char *type, const struct 
 		free(p);
 		return -EINVAL;
 	}
+	/* The limit before any thread can learn for the id (the release store below publishes it). */
+	sw_fdb_set_max(&sw->fdb, p->id, max_macs);
 	/* Visible as an output first (release pairs with forward()'s acquire loads), then polled. ports_hi
 	 * before the slot: a thread that sees the port in the table (through a learned address) and floods
 	 * may still miss it in that one frame's flood, which is harmless. */
@@ -692,6 +701,26 @@ int sw_timeout_ms(struct sw *sw)
 	return t;
 }
 
+/* A port's first refused learn is logged here, once a second at most, rather than by the forwarding thread. */
+static void log_learn_limits(struct sw *sw)
+{
+	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
+		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
+		if (!p || p->learn_limit_logged)
+			continue;
+		uint64_t refused = 0;
+		for (unsigned i = 0; i < sw->cfg.threads; i++)
+			refused += atomic_load_explicit(&p->stats[i].learn_refused, memory_order_relaxed);
+		if (!refused)
+			continue;
+		p->learn_limit_logged = true;
+		vhd_log(VHD_LOG_WARN,
+			"switch: port %s sends from more source MACs than its max_macs=%u: the others are not learned "
+			"(frames to them are flooded; counted in learn_refused, logged once)",
+			p->name, atomic_load_explicit(&sw->fdb.max[id], memory_order_relaxed));
+	}
+}
+
 void sw_dispatch(struct sw *sw)
 {
 	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
@@ -704,6 +733,7 @@ void sw_dispatch(struct sw *sw)
 	if (now != sw->last_age) {
 		sw->last_age = now;
 		sw_fdb_age(&sw->fdb, now, sw->cfg.aging_s);
+		log_learn_limits(sw);
 	}
 }
 
@@ -726,6 +756,8 @@ void sw_show(struct sw *sw, struct sw_json *w)
 		sw_json_u64(w, "mtu", p->mtu);
 		sw_json_u64(w, "rxq", p->n_rxq);
 		sw_json_u64(w, "txq", p->n_txq);
+		sw_json_u64(w, "macs", sw_fdb_owned(&sw->fdb, p->id));
+		sw_json_u64(w, "max_macs", atomic_load_explicit(&sw->fdb.max[p->id], memory_order_relaxed));
 		sw_json_obj_begin(w, "info");
 		if (p->ops->describe)
 			p->ops->describe(p, w);
@@ -765,6 +797,7 @@ static const struct {
 	{"rx_drops", offsetof(struct sw_port_stats, rx_drops)},
 	{"tx_drops", offsetof(struct sw_port_stats, tx_drops)},
 	{"errors", offsetof(struct sw_port_stats, errors)},
+	{"learn_refused", offsetof(struct sw_port_stats, learn_refused)},
 };
 
 /* Each counter summed over the threads' slots: relaxed loads, so the forwarding threads never wait. */

@@ -43,7 +43,8 @@ int sw_create(const struct sw_config *c, struct sw **out);
 void sw_destroy(struct sw *sw);
 
 /*
- * Add a port of type (sw_port_type()) with key=value arguments. Common keys handled here: mtu=N.
+ * Add a port of type (sw_port_type()) with key=value arguments. Common keys handled here: mtu=N, max_macs=N (source
+ * MACs the MAC table learns on the port at most; default SW_FDB_MAX_MACS_DEFAULT, 0: no limit).
  * @return 0; -EEXIST name taken; -EINVAL bad name/type/argument; -ENOSPC table full; the type's errors.
  *         err gets a one-line reason on failure.
  */

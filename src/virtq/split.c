@@ -20,7 +20,8 @@ static inline uint16_t *avail_event_ptr(struct vhd_vq *vq)
 
 /*
  * Walk the chain that starts at head, appending its buffers to acc. Every value read from the table is the
- * driver's and is checked before use; the walk is bounded by the table size, so a loop cannot spin.
+ * driver's and is checked before use; the walk is bounded by the table size, so a loop cannot spin, and by
+ * acc->walk_max (VHDI_WALK_DEFER: the chain stays for the next pop).
  */
 static int split_walk(struct vhd_vq *vq, uint16_t head, struct vhd_chain_acc *acc)
 {
@@ -48,6 +49,9 @@ static int split_walk(struct vhd_vq *vq, uint16_t head, struct vhd_chain_acc *ac
 				return vhdi_vq_break(vq, VHD_VQ_E_INDIRECT_FLAGS,
 						    "descriptor %u: INDIRECT %s", idx,
 						    vq->indirect ? "combined with NEXT" : "without INDIRECT_DESC negotiated");
+			/* Before mapping (or copying) a table the budget would stop in anyway. */
+			if (!vhdi_walk_fits(acc, len / sizeof(struct virtq_desc)))
+				return VHDI_WALK_DEFER;
 			tbl = vhdi_vq_map_indirect(vq, addr, len, count - 1);
 			if (!tbl)
 				return -EIO;
@@ -58,7 +62,7 @@ static int split_walk(struct vhd_vq *vq, uint16_t head, struct vhd_chain_acc *ac
 			continue;
 		}
 		int r = vhd_chain_add(vq, acc, addr, len, flags & VIRTQ_DESC_F_WRITE);
-		if (unlikely(r < 0))
+		if (unlikely(r))
 			return r;
 		if (!(flags & VIRTQ_DESC_F_NEXT))
 			return 0;
@@ -123,6 +127,9 @@ static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n,
 	}
 	struct vhd_chain_acc acc;
 	unsigned used_iov = 0;
+	/* Descriptors walked beyond one per chain taken (the general walk's): with i, what the budget spent. */
+	uint32_t extra = 0;
+	bool capped = false;
 	for (i = 0; i < n; i++) {
 		uint16_t head = RD16(&ring[last & mask]);
 		if (unlikely(head >= num)) {
@@ -150,11 +157,11 @@ static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n,
 			continue;
 		}
 		vq->last_avail = last;
-		vhd_chain_begin(&acc, iov, used_iov, niov);
+		vhd_chain_begin(&acc, iov, used_iov, niov, vhdi_walk_allowance(i, i + extra));
 		int r = split_walk(vq, head, &acc);
 		if (unlikely(r < 0))
 			return r;
-		if (!vhd_chain_finish(vq, &chains[i], &acc, i))
+		if (!vhdi_walk_done(vq, r, &acc, &chains[i], i, &extra))
 			break;
 		chains[i].id = head;
 		chains[i].ndesc = 1;
@@ -164,10 +171,19 @@ static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n,
 			i++;
 			break;
 		}
+		unsigned cap = vhdi_walk_cap(i, n, extra);
+		if (cap < n) {
+			n = cap;
+			capped = true;
+		}
 	}
+	/* n was at most the chains published: stopping at a smaller n left some for the budget. */
+	if (unlikely(capped) && i == n)
+		vq->stats.budget_stops++;
 	vq->last_avail = last;
 	vq->inflight = (uint16_t)(vq->inflight + i);
 	vq->stats.chains += i;
+	vq->stats.descs += i + extra;
 	return (int)i;
 }
 

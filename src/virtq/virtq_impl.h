@@ -145,7 +145,29 @@ struct vhd_chain_acc {
 	bool full;
 	/* A writable descriptor was seen (even an empty one): no readable one may follow. */
 	bool seen_write;
+	/* Descriptors walked into this chain, and how many it may take before it is left for the next pop. */
+	uint32_t walked, walk_max;
 };
+
+/* vhd_chain_add() and the walks: the chain would pass what is left of the pop's descriptor budget. */
+#define VHDI_WALK_DEFER 1
+
+/*
+ * The pop's descriptor budget (VHD_VQ_POP_DESC_BUDGET) for chain i of the burst, spent descriptors walked
+ * already: the first chain of a call may take the queue size (the walk's own limit), the others what is left.
+ */
+static inline uint32_t vhdi_walk_allowance(unsigned i, uint32_t spent)
+{
+	if (i == 0)
+		return UINT32_MAX;
+	return spent < VHD_VQ_POP_DESC_BUDGET ? VHD_VQ_POP_DESC_BUDGET - spent : 0;
+}
+
+/* Whether an indirect table of ents entries fits what the chain may still walk (checked before mapping it). */
+static inline bool vhdi_walk_fits(const struct vhd_chain_acc *acc, uint32_t ents)
+{
+	return ents <= acc->walk_max - acc->walked;
+}
 
 /* Break the queue for a failed translation of a buffer (r from vhd_mem_translate()). Returns -EIO. */
 int vhdi_xlate_fail(struct vhd_vq *vq, int r, uint64_t addr, uint32_t len) __attribute__((cold));
@@ -165,11 +187,14 @@ static __attribute__((noinline, cold, unused)) int vhd_chain_check(struct vhd_vq
 /*
  * Translate one descriptor's buffer and append its segments. Returns 0, or -EIO after breaking the queue
  * (address outside memory, overflow, readable after writable). Running out of iov entries is not the driver's
- * fault: it sets acc->full and returns 0.
+ * fault: it sets acc->full and returns 0. VHDI_WALK_DEFER, having added nothing: the chain has walked all it may.
  */
 static inline int vhd_chain_add(struct vhd_vq *vq, struct vhd_chain_acc *acc, uint64_t addr, uint32_t len,
 				bool write)
 {
+	if (unlikely(acc->walked >= acc->walk_max))
+		return VHDI_WALK_DEFER;
+	acc->walked++;
 	if (unlikely(!write && acc->seen_write))
 		return vhdi_vq_break(vq, VHD_VQ_E_ORDER, "device-readable buffer at 0x%llx after a writable one",
 				    (unsigned long long)addr);
@@ -221,8 +246,9 @@ static inline int vhd_chain_add(struct vhd_vq *vq, struct vhd_chain_acc *acc, ui
  */
 const struct virtq_desc *vhdi_vq_map_indirect(struct vhd_vq *vq, uint64_t addr, uint32_t len, unsigned prior);
 
-/* Start accumulating a new chain at iov[start]. */
-static inline void vhd_chain_begin(struct vhd_chain_acc *acc, struct iovec *iov, unsigned start, unsigned niov)
+/* Start accumulating a new chain at iov[start], which may walk walk_max descriptors (vhdi_walk_allowance()). */
+static inline void vhd_chain_begin(struct vhd_chain_acc *acc, struct iovec *iov, unsigned start, unsigned niov,
+				   uint32_t walk_max)
 {
 	acc->iov = iov + start;
 	acc->n = 0;
@@ -231,6 +257,8 @@ static inline void vhd_chain_begin(struct vhd_chain_acc *acc, struct iovec *iov,
 	acc->out_len = acc->in_len = 0;
 	acc->full = false;
 	acc->seen_write = false;
+	acc->walked = 0;
+	acc->walk_max = walk_max;
 }
 
 /*
@@ -257,6 +285,33 @@ static inline bool vhd_chain_finish(struct vhd_vq *vq, struct vhd_vq_chain *c, c
 	c->err = -ENOBUFS;
 	vq->stats.oversized++;
 	return true;
+}
+
+/*
+ * After the general walk (result r) of chain i of a pop into acc: the budget's bookkeeping in *extra (descriptors
+ * walked beyond one per chain taken), and the chain finished into c. Returns true when c is taken (the caller
+ * fills in id and ndesc), false when the pop stops before it: over the budget (counted) or out of iov entries.
+ */
+static inline bool vhdi_walk_done(struct vhd_vq *vq, int r, const struct vhd_chain_acc *acc, struct vhd_vq_chain *c,
+				  unsigned i, uint32_t *extra)
+{
+	*extra += acc->walked;
+	if (unlikely(r == VHDI_WALK_DEFER)) {
+		vq->stats.budget_stops++;
+		return false;
+	}
+	if (!vhd_chain_finish(vq, c, acc, i))
+		return false;
+	--*extra; /* counted in i */
+	return true;
+}
+
+/* After chain i was taken: how many chains the pop asking for n may take in all. Every later chain walks one
+ * descriptor at least, so no more of them than the budget has left; the fast path needs no test of its own. */
+static inline unsigned vhdi_walk_cap(unsigned i, unsigned n, uint32_t extra)
+{
+	uint32_t left = vhdi_walk_allowance(1, i + 1 + extra);
+	return n - i - 1 > left ? i + 1 + left : n;
 }
 
 /*

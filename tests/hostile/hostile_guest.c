@@ -9,6 +9,12 @@
  *
  * usage: hostile_guest SOCKET DURATION_S
  * Prints one JSON line: {"attacks": N, "tx_attacks": N, "rx_attacks": N, "rx_tiny_returned": N}.
+ *
+ * usage: hostile_guest SOCKET DURATION_S long-chains
+ * Breaks nothing: keeps its transmit ring full of valid frames, each behind an indirect table of QN descriptors
+ * of which all but the first are empty (the most walking per frame a queue of QN allows), sent to its own MAC
+ * (so the switch drops them as hairpins once it has learnt it), with 1-byte receive buffers as above.
+ * Prints {"long_chains_posted": N, "long_chains_returned": N, "rx_tiny_returned": N}.
  */
 #include <errno.h>
 #include <poll.h>
@@ -213,10 +219,77 @@ static double now_s(void)
 	return (double)t.tv_sec + t.tv_nsec / 1e9;
 }
 
+/* --- long chains: frame k's table at LC_TBL + slot * LC_TBL_SIZE, its header and frame at LC_FRAME + slot * 128 */
+#define LC_SLOTS 96u
+#define LC_TBL 0x110000u
+#define LC_TBL_SIZE (QN * 16u)
+#define LC_FRAME 0x104000u
+#define LC_LEN (12u + 60u)
+_Static_assert(LC_TBL + LC_SLOTS * LC_TBL_SIZE <= MEM_SIZE && LC_FRAME + LC_SLOTS * 128u <= LC_TBL,
+	       "long-chain tables and frames inside guest memory, clear of the rings and RX buffers");
+
+static uint16_t lc_used_seen;
+
+/* Post chain slot: header (all zero: no offloads) and a 60-byte frame to and from 02:00:00:00:00:68, then
+ * QN - 1 empty descriptors in its table. */
+static void lc_post(uint16_t slot)
+{
+	uint8_t *f = mem + LC_FRAME + slot * 128u;
+	memset(f, 0, LC_LEN);
+	static const uint8_t me[6] = {0x02, 0, 0, 0, 0, 0x68};
+	memcpy(f + 12, me, 6);
+	memcpy(f + 18, me, 6);
+	f[24] = 0x88, f[25] = 0xb5; /* local experimental EtherType */
+	struct virtq_desc *t = (struct virtq_desc *)(mem + LC_TBL + slot * LC_TBL_SIZE);
+	for (unsigned j = 0; j < QN; j++)
+		t[j] = (struct virtq_desc){vhd_cpu_to_le64(GPA + LC_FRAME + slot * 128u), vhd_cpu_to_le32(j ? 0 : LC_LEN),
+					   vhd_cpu_to_le16(j + 1 < QN ? VIRTQ_DESC_F_NEXT : 0),
+					   vhd_cpu_to_le16((uint16_t)(j + 1 < QN ? j + 1 : 0))};
+	wdesc(1, slot, GPA + LC_TBL + slot * LC_TBL_SIZE, LC_TBL_SIZE, VIRTQ_DESC_F_INDIRECT, 0);
+	publish(1, slot);
+}
+
+/* Chains the back-end gave back since the last call, each posted again at once if repost. */
+static unsigned lc_refill(bool repost)
+{
+	struct virtq_used *u = used(1);
+	uint16_t idx = vhd_le16(__atomic_load_n(&u->idx, __ATOMIC_ACQUIRE));
+	unsigned back = 0;
+	for (; lc_used_seen != idx; lc_used_seen++, back++) {
+		uint32_t id = vhd_le32(u->ring[lc_used_seen % QN].id);
+		if (id >= LC_SLOTS)
+			die("the back-end returned a chain id never posted");
+		if (repost)
+			lc_post((uint16_t)id);
+	}
+	return back;
+}
+
+static int long_chains(double duration)
+{
+	unsigned long long posted = LC_SLOTS, back = 0, tiny_back = 0;
+	for (uint16_t s = 0; s < LC_SLOTS; s++)
+		lc_post(s);
+	double end = now_s() + duration;
+	while (now_s() < end) {
+		unsigned b = lc_refill(true);
+		back += b;
+		posted += b;
+		tiny_back += rx_tiny_refill();
+		usleep(100);
+	}
+	usleep(200000);
+	back += lc_refill(false); /* the last ones */
+	printf("{\"long_chains_posted\": %llu, \"long_chains_returned\": %llu, \"rx_tiny_returned\": %llu}\n", posted,
+	       back, tiny_back);
+	close(sock);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: %s SOCKET DURATION_S\n", argv[0]);
+	if (argc != 3 && !(argc == 4 && !strcmp(argv[3], "long-chains"))) {
+		fprintf(stderr, "usage: %s SOCKET DURATION_S [long-chains]\n", argv[0]);
 		return 2;
 	}
 	double duration = atof(argv[2]);
@@ -227,6 +300,8 @@ int main(int argc, char **argv)
 	if (mem == MAP_FAILED)
 		die("mmap");
 	connect_and_negotiate(argv[1]);
+	if (argc == 4)
+		return long_chains(duration);
 	unsigned attacks = 0, tx_attacks = 0, rx_attacks = 0;
 	unsigned long long tiny_back = 0;
 	double end = now_s() + duration;

@@ -99,9 +99,9 @@ def attack(name, fe_pid, sock, log, results, classes, codes, ctl=None, alive=lam
         case = f"hostile_backend_{name}_{cls}"
         if FILTER not in case:
             continue
-        # The frontend is between connections here (the last class's back-end is gone): its resting fd count.
-        time.sleep(0.3)
-        fd0 = fds(fe_pid)
+        # The frontend is between connections here (the last class's back-end is gone): its resting fd count,
+        # the least of a few samples, since each reconnect attempt holds a socket for a moment.
+        fd0 = min(fds(fe_pid) for _ in range(10) if time.sleep(0.03) is None)
         log.new()
         probe = CtlProbe(ctl) if ctl else None
         if probe:

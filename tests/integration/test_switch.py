@@ -277,6 +277,58 @@ def case_learning(r):
     return None
 
 
+def case_mac_limit(r):
+    """a (max_macs=16) sends from 1000 source MACs: 16 are learned, every frame from the others is a refused
+    learn (counted in learn_refused); then c and b, on ports with the default limit, still learn theirs and c's
+    frames reach b alone. Removing a gives its 16 entries back."""
+    lim, n, macs = 16, 5000, 1000
+    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')} max_macs={lim}",
+                    f"add-port b vhost-user path={r.sock('b')}", f"add-port c vhost-user path={r.sock('c')}"])
+    a = r.pktgen("--frontend", r.sock("a"), "--mode", "txonly", "--mac", "02:00:00:aa:00:00", "--src-macs",
+                 str(macs), "--count", str(n), "--pps", PPS)
+    ra = Rig.result(a)
+    time.sleep(0.3)
+    s = r.stats()
+    show = {p["name"]: p for p in r.ctl_json("show")["ports"]}
+    on_a = [e["mac"] for e in r.ctl_json("fdb")["entries"] if e["port"] == "a"]
+    if ra["total"]["tx_packets"] != n or s["a"]["rx_packets"] != n:
+        return f"a sent {ra['total']['tx_packets']}, the switch received {s['a']['rx_packets']} of {n}"
+    # Frames cycle through the addresses: the first 16 seen are learned, every later frame from another is
+    # refused (one learn per frame: consecutive frames differ in source).
+    if len(on_a) != lim or show["a"]["macs"] != lim or show["a"]["max_macs"] != lim:
+        return f"a owns {len(on_a)} entries (show: {show['a']['macs']} of {show['a']['max_macs']}), wanted {lim}"
+    if s["a"]["learn_refused"] != n - lim * (n // macs):
+        return f"a: learn_refused {s['a']['learn_refused']}, wanted {n - lim * (n // macs)}"
+    if show["b"]["max_macs"] != 1024 or s["b"]["learn_refused"] or s["c"]["learn_refused"]:
+        return f"b/c: max_macs {show['b']['max_macs']}, refused {s['b']['learn_refused']}/{s['c']['learn_refused']}"
+    # b announces itself, then c sends to it: both learned on their ports, and known unicast goes to b only.
+    Rig.result(r.pktgen("--frontend", r.sock("b"), "--mode", "txonly", "--mac", MAC["b"], "--count", "10"))
+    b = r.pktgen("--frontend", r.sock("b"), "--mode", "rxonly", "--verify", "--mac", MAC["b"], "--duration", "60",
+                 "--count", str(N // 4))
+    wait_link(r, ["b"])
+    s0 = r.stats()
+    c = r.pktgen("--frontend", r.sock("c"), "--mode", "txonly", "--mac", MAC["c"], "--count", str(N // 4),
+                 "--pps", PPS)
+    rc = Rig.result(c)
+    rb, s = stop_sink(r, b)
+    # b's counters since it attached (a's flood reached b's port before, dropped while b was away)
+    err = check_pair(rc, rb, {k: s["b"][k] - s0["b"][k] for k in ("tx_packets", "tx_drops")}, N // 4)
+    if err:
+        return err
+    fdb = {e["mac"]: e["port"] for e in r.ctl_json("fdb")["entries"]}
+    if fdb.get(MAC["b"]) != "b" or fdb.get(MAC["c"]) != "c":
+        return f"b's and c's MACs not learned on their ports while a is at its limit: {fdb}"
+    if s["a"]["tx_packets"] + s["a"]["tx_drops"] != s0["a"]["tx_packets"] + s0["a"]["tx_drops"]:
+        return "frames for b's known MAC were flooded to a"
+    r.ctl_cmd("del-port", "a")
+    left = [e for e in r.ctl_json("fdb")["entries"] if e["port"] in ("a", "?")]
+    if left or len(r.ctl_json("fdb")["entries"]) != 2:
+        return f"after del-port a the MAC table has {r.ctl_json('fdb')['entries']}"
+    print(f"  a: {lim} of {macs} source MACs learned, learn_refused {n - lim * (n // macs)}; c -> b "
+          f"{rb['total']['rx_packets']} of {N // 4}", flush=True)
+    return None
+
+
 def case_hotplug(r, threads=1):
     """Ports come and go 30 times while a sends to b; the traffic never breaks. With two forwarding threads each
     change waits for both to pass their quiescent point (what the TSan build checks the handoff of)."""
@@ -344,6 +396,7 @@ def case_ctl_errors(r):
         (["add-port", "x", "warp-drive"], 1, "port type"),
         (["add-port", "x", "vhost-user"], 1, "path"),
         (["add-port", "x", "vhost-user", f"path={r.sock('x')}", "queues=99"], 1, "queues"),
+        (["add-port", "x", "vhost-user", f"path={r.sock('x')}", "max_macs=9000"], 1, "max_macs"),
         (["add-port", "a", "vhost-user", f"path={r.sock('a2')}"], 1, "exists"),
         (["add-port", "bad name!", "tap"], 1, "name"),
         (["stats", "nope"], 1, "no port"),
@@ -409,11 +462,11 @@ def case_path_in_use(r):
     return None
 
 
-def case_hostile_guest(r):
-    """A hostile guest on port h corrupts its own rings in a loop (avail index jumps, heads, nexts and buffers out
-    of range, loops, indirect garbage) and posts only 1-byte receive buffers while a's frames, flooded to b and h,
-    arrive: a -> b stays exact and keeps flowing, every broken ring of h is counted in queue_breaks and logged
-    once, a and b never break, and once the hostile guest is gone a good frontend on h's socket is served."""
+def hostile_run(r, args, sample_s):
+    """Ports a, b and h; tests/hostile/hostile_guest on h (SOCKET then args), a sending to b meanwhile (flooded to
+    h too while b's MAC is unknown). Checks a -> b exact, and moving at three samples sample_s apart, through
+    vhostctl. Returns (the guest's JSON, b's pktgen JSON, vhostd's port stats, frames a sent), or why not (a
+    string, "SKIP: ..." without the binary)."""
     hg = os.environ.get("VHD_HOSTILE_GUEST")
     if not hg:
         return "SKIP: VHD_HOSTILE_GUEST (the hostile_guest binary) not set; meson test sets it"
@@ -422,15 +475,15 @@ def case_hostile_guest(r):
     b = r.pktgen("--frontend", r.sock("b"), "--mode", "rxonly", "--verify", "--mac", MAC["b"], "--duration", "60",
                  "--count", str(n))
     wait_link(r, ["b"])
-    g = subprocess.Popen([hg, r.sock("h"), "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    g = subprocess.Popen([hg, r.sock("h"), *args.split()], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
     r.procs.append(g)
     wait_link(r, ["h"])
-    # a's destination is unknown, so every frame is flooded to b and to the hostile h
     a = r.pktgen("--frontend", r.sock("a"), "--mode", "txonly", "--mac", MAC["a"], "--count", str(n),
                  "--pps", str(n // 4))
     flow = []
     for _ in range(3):
-        time.sleep(1)
+        time.sleep(sample_s)
         flow.append(r.stats()["b"]["tx_packets"])
     ra = Rig.result(a)
     gout, gerr = g.communicate(timeout=60)
@@ -443,6 +496,18 @@ def case_hostile_guest(r):
         return err
     if not (flow[0] < flow[1] < flow[2]):
         return f"a -> b stalled while h attacked: b's tx count {flow}"
+    return guest, rb, s, n
+
+
+def case_hostile_guest(r):
+    """A hostile guest on port h corrupts its own rings in a loop (avail index jumps, heads, nexts and buffers out
+    of range, loops, indirect garbage) and posts only 1-byte receive buffers while a's frames, flooded to b and h,
+    arrive: a -> b stays exact and keeps flowing, every broken ring of h is counted in queue_breaks and logged
+    once, a and b never break, and once the hostile guest is gone a good frontend on h's socket is served."""
+    res = hostile_run(r, "5", 1)
+    if isinstance(res, str):
+        return res
+    guest, rb, s, n = res
     breaks = s["h"]["queue_breaks"]
     if breaks < guest["tx_attacks"] or breaks > guest["attacks"]:
         return f"h: queue_breaks {breaks}, hostile guest made {guest}"
@@ -476,6 +541,29 @@ def case_hostile_guest(r):
         return f"{breaks} breaks counted, {logged} logged ({logged_h} for h)"
     print(f"  hostile guest {guest}; h: queue_breaks {breaks}, logged {logged}, tx_drops {s['h']['tx_drops']}; "
           f"a -> b: {rb['total']['rx_packets']} of {n} received, {s['b']['tx_drops']} dropped", flush=True)
+    return None
+
+
+def case_long_chains(r):
+    """A guest on port h keeps its transmit ring full of frames each behind 255 empty descriptors (indirect
+    tables the size of its queue) for 3 s, while a sends to b: a -> b stays exact and keeps moving, vhostctl
+    answers throughout, h's ring never breaks, and all but the last ring-full of h's chains were taken (a pop
+    leaves what passes its descriptor budget to later pops, never for good). h's frames go to its own MAC, so
+    the switch drops them (hairpin) and b sees none."""
+    res = hostile_run(r, "3 long-chains", 0.8)
+    if isinstance(res, str):
+        return res
+    guest, rb, s, n = res
+    h = s["h"]
+    posted, back = guest["long_chains_posted"], guest["long_chains_returned"]
+    if h["queue_breaks"] or s["a"]["queue_breaks"] or s["b"]["queue_breaks"]:
+        return f"a ring broke: h {h['queue_breaks']}, a {s['a']['queue_breaks']}, b {s['b']['queue_breaks']}"
+    if back < 1000 or back < posted - 96 or not back <= h["rx_packets"] <= posted:
+        return f"h posted {posted} long chains, got {back} back, the switch received {h['rx_packets']}"
+    if h["rx_drops"] != h["rx_packets"]:
+        return f"h's frames (to its own MAC) went somewhere: rx {h['rx_packets']}, dropped {h['rx_drops']}"
+    print(f"  h: {back} of {posted} chains of {256} descriptors taken; a -> b {rb['total']['rx_packets']} of {n}",
+          flush=True)
     return None
 
 
@@ -544,12 +632,14 @@ CASES = [
     ("switch_two_threads_two_queues", case_two_threads),
     ("switch_guest_uses_fewer_queues", case_guest_fewer_queues),
     ("switch_stalled_guest_does_not_stall_others", case_stalled_guest),
+    ("switch_mac_limit_per_port", case_mac_limit),
     ("switch_hotplug_under_traffic", case_hotplug),
     ("switch_hotplug_under_traffic_two_threads", lambda r: case_hotplug(r, 2)),
     ("switch_virtio_user_port", case_virtio_user),
     ("switch_ctl_errors_and_shutdown", case_ctl_errors),
     ("switch_path_in_use_refused", case_path_in_use),
     ("switch_hostile_guest_others_keep_flowing", case_hostile_guest),
+    ("switch_long_chains_others_keep_flowing", case_long_chains),
     ("switch_pvp_flows_announce", case_pvp_flows_announce),
 ]
 # Cases that stop vhostd themselves (to read its log): main() does not expect it running afterwards.

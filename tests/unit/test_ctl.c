@@ -1037,6 +1037,8 @@ static int vc_show(void *opaque, unsigned argc, char **argv, struct sw_json *w, 
 	sw_json_u64(w, "mtu", 1500);
 	sw_json_u64(w, "rxq", 1);
 	sw_json_u64(w, "txq", 1);
+	sw_json_u64(w, "macs", 2);
+	sw_json_u64(w, "max_macs", 1024);
 	sw_json_obj_begin(w, "info");
 	sw_json_str(w, "path", "/tmp/vm1.sock");
 	sw_json_str(w, "mode", "server");
@@ -1051,6 +1053,8 @@ static int vc_show(void *opaque, unsigned argc, char **argv, struct sw_json *w, 
 	sw_json_u64(w, "mtu", 9000);
 	sw_json_u64(w, "rxq", 2);
 	sw_json_u64(w, "txq", 2);
+	sw_json_u64(w, "macs", 1);
+	sw_json_u64(w, "max_macs", 0);
 	sw_json_obj_begin(w, "info");
 	sw_json_str(w, "ifname", "tap0");
 	sw_json_obj_end(w);
@@ -1086,6 +1090,8 @@ static int vc_stats(void *opaque, unsigned argc, char **argv, struct sw_json *w,
 	sw_json_u64(w, "rx_drops", 0);
 	sw_json_u64(w, "tx_drops", 1);
 	sw_json_u64(w, "errors", 0);
+	sw_json_u64(w, "queue_breaks", 2);
+	sw_json_u64(w, "learn_refused", 5);
 	sw_json_obj_end(w);
 	sw_json_arr_end(w);
 	return 0;
@@ -1325,9 +1331,10 @@ static void test_vhostctl_server(void)
 	expect(&r, 0, NULL, NULL);
 	CHECK(!strcmp(r.err, ""));
 	const char *show =
-		"PORT       TYPE        ID  LINK   MTU  RXQ  TXQ  INFO\n"
-		"vm1        vhost-user   0  up    1500    1    1  path=/tmp/vm1.sock mode=server features=0x140008000\n"
-		"tap0?[31m  tap          1  down  9000    2    2  ifname=tap0\n"
+		"PORT       TYPE        ID  LINK   MTU  RXQ  TXQ  MACS  MAX_MACS  INFO\n"
+		"vm1        vhost-user   0  up    1500    1    1     2      1024  path=/tmp/vm1.sock mode=server "
+		"features=0x140008000\n"
+		"tap0?[31m  tap          1  down  9000    2    2     1         0  ifname=tap0\n"
 		"\n"
 		"THREAD  CPU  RXQS\n"
 		"     0    1  vm1:0 tap0:0\n"
@@ -1346,10 +1353,13 @@ static void test_vhostctl_server(void)
 	VHOSTCTL(c, &r, "-s", sock_path, "stats", "vm1");
 	expect(&r, 0, "18446744073709551615", NULL);
 	CHECK(strstr(r.out, "PORT  RX_PACKETS") && strstr(r.out, "vm1           12"));
+	CHECK(strstr(r.out, "ERRORS  QUEUE_BREAKS  LEARN_REFUSED\n") &&
+	      strstr(r.out, "      0             2              5\n"));
 	VHOSTCTL(c, &r, "-s", sock_path, "--json", "stats");
 	expect(&r, 0, NULL, NULL);
 	CHECK(!strcmp(r.out, "{\"ports\":[{\"name\":\"vm1\",\"rx_packets\":12,\"rx_bytes\":18446744073709551615,"
-			     "\"tx_packets\":3,\"tx_bytes\":180,\"rx_drops\":0,\"tx_drops\":1,\"errors\":0}]}\n"));
+			     "\"tx_packets\":3,\"tx_bytes\":180,\"rx_drops\":0,\"tx_drops\":1,\"errors\":0,"
+			     "\"queue_breaks\":2,\"learn_refused\":5}]}\n"));
 	VHOSTCTL(c, &r, "--socket=", "show");
 	expect(&r, 2, NULL, "empty socket path");
 	VHOSTCTL(c, &r, "--socket", sock_path, "log-level");

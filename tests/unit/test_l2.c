@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The switch's pieces that need no port: the MAC learning table and software TCP segmentation. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,6 +86,194 @@ static void test_fdb_many(void)
 	}
 	CHECK_EQ(found + atomic_load(&f->full), n);
 	CHECK(found >= SW_FDB_BUCKETS * SW_FDB_WAYS / 2);
+	free(f);
+}
+
+/*
+ * The attack on the fixed hash (bucket = bits 32-41 of mac * 0x9e3779b97f4a7c15): those bits ignore the
+ * address's top 6 bits, so the 64 unicast addresses that differ only there share a bucket, whatever the rest.
+ * A guest sending from 63 of them filled that bucket and kept the 64th, another port's, from being learned.
+ */
+static unsigned old_bucket(const uint8_t m[6])
+{
+	uint64_t x = 0;
+	for (int i = 0; i < 6; i++)
+		x = x << 8 | m[i];
+	return (unsigned)((x * 0x9e3779b97f4a7c15ull) >> 32) & (SW_FDB_BUCKETS - 1);
+}
+
+static void aimed_mac(unsigned i, uint8_t m[6])
+{
+	memcpy(m, "\x02\x00\x5e\x10\x20\x30", 6);
+	m[0] = (uint8_t)(i << 2 | 0x02); /* bits 2-7 vary; locally administered, unicast */
+}
+
+static void test_fdb_keyed_hash_spreads_aimed_macs(void)
+{
+	struct sw_fdb *f = fdb_new();
+	uint8_t m[6], first[6];
+	aimed_mac(0, first);
+	bool used[SW_FDB_BUCKETS] = {false};
+	unsigned distinct = 0;
+	for (unsigned i = 0; i < 64; i++) {
+		aimed_mac(i, m);
+		CHECK_EQ(old_bucket(m), old_bucket(first)); /* they are aimed: one bucket under the old hash */
+		unsigned b = sw_fdb_bucket(f, m);
+		CHECK(b < SW_FDB_BUCKETS);
+		distinct += !used[b];
+		used[b] = true;
+	}
+	/* 64 addresses over 1024 buckets at random: about 62 distinct, below 48 with a probability under 1e-20. */
+	CHECK(distinct >= 48);
+	/* The attack itself: 63 of them from port 1, then the victim's from port 2, which must be learned. */
+	for (unsigned i = 1; i < 64; i++) {
+		aimed_mac(i, m);
+		CHECK_EQ(sw_fdb_learn(f, m, 1, 5), SW_FDB_LEARNED);
+	}
+	CHECK_EQ(sw_fdb_learn(f, first, 2, 5), SW_FDB_LEARNED);
+	CHECK_EQ(sw_fdb_lookup(f, first), 2);
+	CHECK_EQ(atomic_load(&f->full), 0u);
+	for (unsigned i = 1; i < 64; i++) {
+		aimed_mac(i, m);
+		CHECK_EQ(sw_fdb_lookup(f, m), 1);
+	}
+	free(f);
+}
+
+/* The key is drawn per table: a second table puts the same addresses in other buckets. */
+static void test_fdb_key_is_random(void)
+{
+	struct sw_fdb *f = fdb_new(), *g = fdb_new();
+	unsigned differ = 0;
+	for (unsigned i = 0; i < 64; i++) {
+		uint8_t m[6];
+		mac_of(i, m);
+		differ += sw_fdb_bucket(f, m) != sw_fdb_bucket(g, m);
+	}
+	CHECK(differ > 32); /* about 64 */
+	CHECK(memcmp(f->hkey, g->hkey, sizeof(f->hkey)) != 0);
+	free(f);
+	free(g);
+}
+
+/* Entries in the table that belong to port, counted the slow way. */
+static void count_entry(const uint8_t mac[6], uint16_t port, uint32_t seen, void *arg)
+{
+	(void)mac;
+	(void)seen;
+	CHECK(port < SW_FDB_PORTS);
+	((unsigned *)arg)[port]++;
+}
+
+static void check_owned(const struct sw_fdb *f)
+{
+	unsigned n[SW_FDB_PORTS] = {0};
+	sw_fdb_walk(f, count_entry, n);
+	for (uint16_t p = 0; p < SW_FDB_PORTS; p++)
+		CHECK_EQ(sw_fdb_owned(f, p), n[p]);
+}
+
+static void test_fdb_port_limit(void)
+{
+	struct sw_fdb *f = fdb_new();
+	CHECK_EQ(atomic_load(&f->max[7]), SW_FDB_MAX_MACS_DEFAULT);
+	sw_fdb_set_max(f, 1, 3);
+	uint8_t m[6];
+	for (unsigned i = 0; i < 5; i++) {
+		mac_of(100 + i, m);
+		CHECK_EQ(sw_fdb_learn(f, m, 1, 10), i < 3 ? SW_FDB_LEARNED : SW_FDB_PORT_LIMIT);
+	}
+	CHECK_EQ(sw_fdb_owned(f, 1), 3u);
+	mac_of(103, m);
+	CHECK_EQ(sw_fdb_lookup(f, m), -1); /* refused: not in the table */
+	mac_of(100, m);
+	CHECK_EQ(sw_fdb_learn(f, m, 1, 11), SW_FDB_LEARNED); /* refreshing one it owns is no new entry */
+	/* Other ports still learn. */
+	mac_of(200, m);
+	CHECK_EQ(sw_fdb_learn(f, m, 2, 11), SW_FDB_LEARNED);
+	CHECK_EQ(sw_fdb_lookup(f, m), 2);
+	/* Port 1 at its limit cannot take port 2's address either: the entry stays where it was. */
+	CHECK_EQ(sw_fdb_learn(f, m, 1, 12), SW_FDB_PORT_LIMIT);
+	CHECK_EQ(sw_fdb_lookup(f, m), 2);
+	CHECK_EQ(sw_fdb_owned(f, 2), 1u);
+	/* An address moving off port 1 gives its allowance back; the move onto port 2 takes one there. */
+	mac_of(101, m);
+	CHECK_EQ(sw_fdb_learn(f, m, 2, 12), SW_FDB_LEARNED);
+	CHECK_EQ(sw_fdb_lookup(f, m), 2);
+	CHECK_EQ(sw_fdb_owned(f, 1), 2u);
+	CHECK_EQ(sw_fdb_owned(f, 2), 2u);
+	mac_of(103, m);
+	CHECK_EQ(sw_fdb_learn(f, m, 1, 12), SW_FDB_LEARNED);
+	mac_of(104, m);
+	CHECK_EQ(sw_fdb_learn(f, m, 1, 12), SW_FDB_PORT_LIMIT);
+	check_owned(f);
+	/* Aging gives back what ages out (100 was refreshed at 11, 102 learned at 10). */
+	CHECK_EQ(sw_fdb_age(f, 20, 9), 1u);
+	CHECK_EQ(sw_fdb_owned(f, 1), 2u);
+	CHECK_EQ(sw_fdb_learn(f, m, 1, 20), SW_FDB_LEARNED);
+	check_owned(f);
+	/* So does the port's removal; the id starts afresh. */
+	CHECK_EQ(sw_fdb_flush_port(f, 1), 3u);
+	CHECK_EQ(sw_fdb_owned(f, 1), 0u);
+	CHECK_EQ(sw_fdb_owned(f, 2), 2u);
+	/* 0: no limit. */
+	sw_fdb_set_max(f, 3, 0);
+	unsigned learned = 0;
+	for (unsigned i = 0; i < 3000; i++) {
+		mac_of(10000 + i, m);
+		learned += sw_fdb_learn(f, m, 3, 30) == SW_FDB_LEARNED;
+	}
+	CHECK(learned > 2900); /* a full bucket may refuse a few */
+	CHECK_EQ(sw_fdb_owned(f, 3), learned);
+	check_owned(f);
+	free(f);
+}
+
+/* Threads learning overlapping addresses on different ports (so addresses move back and forth, and learns race
+ * for free slots) while the control thread ages and flushes: the per-port counts still match the table. */
+struct learner {
+	struct sw_fdb *f;
+	uint16_t port;
+	unsigned rounds;
+	unsigned refused;
+};
+
+static void *learner_main(void *arg)
+{
+	struct learner *l = arg;
+	for (unsigned r = 0; r < l->rounds; r++)
+		for (unsigned i = 0; i < 400; i++) {
+			uint8_t m[6];
+			mac_of(i * 7 + (l->port & 1) * 3, m);
+			l->refused += sw_fdb_learn(l->f, m, l->port, r) == SW_FDB_PORT_LIMIT;
+		}
+	return NULL;
+}
+
+static void test_fdb_counts_under_races(void)
+{
+	struct sw_fdb *f = fdb_new();
+	struct learner l[4];
+	pthread_t t[4];
+	for (unsigned i = 0; i < 4; i++) {
+		l[i] = (struct learner){.f = f, .port = (uint16_t)(i + 1), .rounds = (unsigned)th_scaled(200)};
+		sw_fdb_set_max(f, l[i].port, 150);
+		CHECK_EQ(pthread_create(&t[i], NULL, learner_main, &l[i]), 0);
+	}
+	for (unsigned k = 0; k < 200; k++) {
+		sw_fdb_age(f, k, 1);
+		if (k % 50 == 49)
+			sw_fdb_flush_port(f, (uint16_t)(k / 50 % 4 + 1));
+	}
+	unsigned refused = 0;
+	for (unsigned i = 0; i < 4; i++) {
+		CHECK_EQ(pthread_join(t[i], NULL), 0);
+		refused += l[i].refused;
+	}
+	check_owned(f);
+	for (uint16_t p = 1; p <= 4; p++)
+		CHECK(sw_fdb_owned(f, p) <= 150);
+	CHECK(refused > 0);
 	free(f);
 }
 
@@ -234,6 +423,10 @@ static const struct th_case cases[] = {
 	{"fdb_learn_lookup_move_flush", test_fdb_learn_lookup_move, 0},
 	{"fdb_aging", test_fdb_aging, 0},
 	{"fdb_many_macs_learned_or_counted", test_fdb_many, 0},
+	{"fdb_keyed_hash_spreads_aimed_macs", test_fdb_keyed_hash_spreads_aimed_macs, 0},
+	{"fdb_key_is_random", test_fdb_key_is_random, 0},
+	{"fdb_port_limit_refuses_and_gives_back", test_fdb_port_limit, 0},
+	{"fdb_port_counts_under_races", test_fdb_counts_under_races, 0},
 	{"gso_tcp4_segments", test_gso_tcp4, 0},
 	{"gso_tcp6_segments", test_gso_tcp6, 0},
 	{"gso_refusals_keep_nothing", test_gso_refusals, 0},

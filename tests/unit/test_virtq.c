@@ -17,6 +17,8 @@
 #include "spec/virtio_ring.h"
 #include "vhostd/log.h"
 #include "vhostd/mem.h"
+#include "vhostd/net.h"
+#include "vhostd/pkt.h"
 #include "vhostd/virtq.h"
 
 #define F_PACKED   VHD_BIT(VIRTIO_F_RING_PACKED)
@@ -1120,6 +1122,366 @@ static void chain_waits_for_iov(uint64_t feat)
 
 static void test_split_chain_waits_for_iov(void) { chain_waits_for_iov(0); }
 static void test_packed_chain_waits_for_iov(void) { chain_waits_for_iov(F_PACKED); }
+
+/*
+ * The descriptor budget of one pop (VHD_VQ_POP_DESC_BUDGET): a device queue of up to 4096 entries over 4 MiB of
+ * guest memory, written by the test as a hostile driver would, with chains of 1-byte descriptors (direct, or
+ * indirect tables), each byte numbered so that every chain can be checked whole when it is finally taken.
+ */
+#define BQ_MEM  (4u << 20)
+#define BQ_TBL  (512u << 10)
+#define BQ_DATA (2u << 20)
+#define BQ_NIOV 8192u
+
+struct bigq {
+	bool packed;
+	uint16_t num;
+	uint8_t *mem;
+	struct vhd_mem *vm;
+	struct vhd_vq *dev;
+	struct vhd_vq_layout lo;
+	uint16_t next;  /* next free ring slot (no wrap in these tests) */
+	uint16_t avail; /* split: avail idx published */
+	size_t tbl, data;
+	unsigned added, taken;
+	struct {
+		size_t data;
+		unsigned len;
+	} rec[64];
+};
+
+static uint8_t bq_byte(unsigned chain, unsigned j)
+{
+	return (uint8_t)(chain * 37 + j * 11 + 1);
+}
+
+static void bq_init(struct bigq *q, uint64_t feat, uint16_t num)
+{
+	memset(q, 0, sizeof(*q));
+	q->packed = feat & F_PACKED;
+	q->num = num;
+	q->tbl = BQ_TBL;
+	q->data = BQ_DATA;
+	CHECK_EQ(vhd_vq_layout(q->packed, num, &q->lo), 0);
+	CHECK(q->lo.size <= BQ_TBL);
+	CHECK_EQ(posix_memalign((void **)&q->mem, 4096, BQ_MEM), 0);
+	memset(q->mem, 0, BQ_MEM);
+	CHECK_EQ(vhd_mem_create(&q->vm), 0);
+	struct vhd_mem_region_info ri = {.guest_addr = GPA, .size = BQ_MEM, .user_addr = 0x7f0000000000ull,
+					 .host = q->mem};
+	CHECK_EQ(vhd_mem_add(q->vm, &ri), 0);
+	struct vhd_vq_config c = {.side = VHD_VQ_DEVICE, .num = num, .features = feat | F_INDIRECT,
+				  .desc = q->mem + q->lo.desc_off, .driver = q->mem + q->lo.driver_off,
+				  .device = q->mem + q->lo.device_off, .mem = q->vm,
+				  .base = q->packed ? VHD_VQ_PACKED_BASE_INIT : 0, .name = "budget"};
+	CHECK_EQ(vhd_vq_create(&c, &q->dev), 0);
+}
+
+static void bq_fini(struct bigq *q)
+{
+	vhd_vq_destroy(q->dev);
+	vhd_mem_destroy(q->vm);
+	free(q->mem);
+}
+
+/* Split: head becomes available (avail ring entry, then the index, released). */
+static void bq_publish(struct bigq *q, uint16_t head)
+{
+	if (q->packed)
+		return;
+	struct virtq_avail *sa = (struct virtq_avail *)(q->mem + q->lo.driver_off);
+	sa->ring[q->avail & (q->num - 1)] = vhd_cpu_to_le16(head);
+	q->avail++;
+	__atomic_store_n(&sa->idx, vhd_cpu_to_le16(q->avail), __ATOMIC_RELEASE);
+}
+
+/* Entry j of n of an indirect table at q->tbl, over len bytes at data offset off, device-writable or not. */
+static void bq_entry(struct bigq *q, unsigned j, unsigned n, size_t off, uint32_t len, bool write)
+{
+	uint8_t *e = q->mem + q->tbl + (size_t)j * 16;
+	uint16_t w = write ? VIRTQ_DESC_F_WRITE : 0;
+	if (q->packed)
+		wpdesc((struct pvirtq_desc *)e, gpa(off), len, 0, w);
+	else
+		wdesc((struct virtq_desc *)e, gpa(off), len, (uint16_t)(w | (j + 1 < n ? VIRTQ_DESC_F_NEXT : 0)),
+		      (uint16_t)(j + 1 < n ? j + 1 : 0));
+}
+
+/* The next ring slot, as the head of chain k pointing at the indirect table of n entries at q->tbl; published. */
+static void bq_indirect_head(struct bigq *q, unsigned k, unsigned n)
+{
+	uint16_t head = q->next++;
+	if (q->packed)
+		wpdesc((struct pvirtq_desc *)(q->mem + q->lo.desc_off) + head, gpa(q->tbl), n * 16, (uint16_t)k,
+		       P_AVAIL | VIRTQ_DESC_F_INDIRECT);
+	else
+		wdesc((struct virtq_desc *)(q->mem + q->lo.desc_off) + head, gpa(q->tbl), n * 16, VIRTQ_DESC_F_INDIRECT,
+		      0);
+	q->tbl += (size_t)n * 16;
+	bq_publish(q, head);
+}
+
+/* One chain of n 1-byte readable buffers: n ring descriptors, or one pointing at an indirect table of n. */
+static void bq_add(struct bigq *q, unsigned n, bool indirect)
+{
+	unsigned k = q->added++;
+	CHECK(k < 64);
+	q->rec[k].data = q->data;
+	q->rec[k].len = n;
+	for (unsigned j = 0; j < n; j++)
+		q->mem[q->data + j] = bq_byte(k, j);
+	if (indirect) {
+		for (unsigned j = 0; j < n; j++)
+			bq_entry(q, j, n, q->data + j, 1, false);
+		bq_indirect_head(q, k, n);
+	} else {
+		uint16_t head = q->next;
+		CHECK((unsigned)head + n <= q->num);
+		struct virtq_desc *sd = (struct virtq_desc *)(q->mem + q->lo.desc_off);
+		struct pvirtq_desc *pd = (struct pvirtq_desc *)(q->mem + q->lo.desc_off);
+		/* Packed: the head's flags last, as a driver makes a chain available. */
+		for (unsigned j = n; j-- > 0;) {
+			uint16_t s = (uint16_t)(head + j), more = j + 1 < n ? VIRTQ_DESC_F_NEXT : 0;
+			if (q->packed)
+				wpdesc(&pd[s], gpa(q->data + j), 1, (uint16_t)k, (uint16_t)(P_AVAIL | more));
+			else
+				wdesc(&sd[s], gpa(q->data + j), 1, more, (uint16_t)(s + 1));
+		}
+		q->next = (uint16_t)(q->next + n);
+		bq_publish(q, head);
+	}
+	q->data += n;
+}
+
+/* One pop of up to want chains: each checked byte by byte against what bq_add() wrote, then given back. Returns
+ * the chains taken; *walked gets the descriptors the pop walked (stats). */
+static unsigned bq_pop(struct bigq *q, unsigned want, uint64_t *walked)
+{
+	static struct iovec iov[BQ_NIOV];
+	struct vhd_vq_chain ch[64];
+	struct vhd_vq_stats s0, s1;
+	vhd_vq_get_stats(q->dev, &s0);
+	int n = vhd_vq_pop(q->dev, ch, want, iov, BQ_NIOV);
+	CHECK(n >= 0);
+	vhd_vq_get_stats(q->dev, &s1);
+	*walked = s1.descs - s0.descs;
+	for (int i = 0; i < n; i++) {
+		unsigned k = q->taken++;
+		CHECK_EQ(ch[i].err, 0);
+		CHECK_EQ(ch[i].nin, 0);
+		CHECK_EQ(ch[i].out_len, q->rec[k].len);
+		CHECK_EQ(ch[i].nout, q->rec[k].len);
+		for (unsigned j = 0; j < ch[i].nout; j++) {
+			CHECK_EQ(ch[i].iov[j].iov_len, 1);
+			CHECK(ch[i].iov[j].iov_base == q->mem + q->rec[k].data + j);
+			CHECK_EQ(*(const uint8_t *)ch[i].iov[j].iov_base, bq_byte(k, j));
+		}
+		struct vhd_vq_used u = {.id = ch[i].id, .ndesc = ch[i].ndesc, .len = 0};
+		CHECK_EQ(vhd_vq_push(q->dev, &u, 1), 1);
+	}
+	check_healthy(q->dev);
+	return (unsigned)n;
+}
+
+/* Eight chains of 1000 indirect 1-byte descriptors: each pop takes two (2000 descriptors walked, the third
+ * chain's table of 1000 is not even mapped with 48 left), and after four pops every byte has arrived. */
+static void budget_long_chains(uint64_t feat)
+{
+	struct bigq q;
+	bq_init(&q, feat, 1024);
+	for (unsigned k = 0; k < 8; k++)
+		bq_add(&q, 1000, true);
+	uint64_t walked;
+	for (unsigned round = 0; round < 4; round++) {
+		CHECK_EQ(bq_pop(&q, 32, &walked), 2u);
+		CHECK_EQ(walked, 2000u);
+		CHECK(walked <= VHD_VQ_POP_DESC_BUDGET);
+	}
+	CHECK_EQ(bq_pop(&q, 32, &walked), 0u);
+	CHECK_EQ(q.taken, 8u);
+	struct vhd_vq_stats st;
+	vhd_vq_get_stats(q.dev, &st);
+	CHECK_EQ(st.budget_stops, 3u); /* the last pop found nothing more to leave */
+	CHECK_EQ(st.descs, 8000u);
+	bq_fini(&q);
+}
+
+static void test_split_pop_budget_long_chains(void) { budget_long_chains(0); }
+static void test_packed_pop_budget_long_chains(void) { budget_long_chains(F_PACKED); }
+
+/* A chain longer than the whole budget is taken when it comes first (every pop makes progress), alone. */
+static void budget_first_chain_whole(uint64_t feat)
+{
+	struct bigq q;
+	bq_init(&q, feat, 4096);
+	bq_add(&q, 3000, true);
+	bq_add(&q, 3000, true);
+	uint64_t walked;
+	CHECK_EQ(bq_pop(&q, 32, &walked), 1u);
+	CHECK_EQ(walked, 3000u);
+	CHECK_EQ(bq_pop(&q, 32, &walked), 1u);
+	CHECK_EQ(walked, 3000u);
+	struct vhd_vq_stats st;
+	vhd_vq_get_stats(q.dev, &st);
+	CHECK_EQ(st.budget_stops, 1u);
+	bq_fini(&q);
+}
+
+static void test_split_pop_budget_first_chain_whole(void) { budget_first_chain_whole(0); }
+static void test_packed_pop_budget_first_chain_whole(void) { budget_first_chain_whole(F_PACKED); }
+
+/* A direct chain of 2040 descriptors leaves 8 of the budget: of the 32 plain chains behind it the same pop takes
+ * 8 (the fast path's chains count too), the next pop the other 24. Then a direct chain of 1500 after one of
+ * 1000: its walk stops at the budget and it waits, whole, for the next pop. */
+static void budget_direct_chains(uint64_t feat)
+{
+	struct bigq q;
+	bq_init(&q, feat, 4096);
+	bq_add(&q, 2040, false);
+	for (unsigned k = 0; k < 32; k++)
+		bq_add(&q, 1, false);
+	uint64_t walked;
+	CHECK_EQ(bq_pop(&q, 32, &walked), 9u);
+	CHECK_EQ(walked, VHD_VQ_POP_DESC_BUDGET);
+	CHECK_EQ(bq_pop(&q, 32, &walked), 24u);
+	CHECK_EQ(walked, 24u);
+	CHECK_EQ(q.taken, 33u);
+	struct vhd_vq_stats st;
+	vhd_vq_get_stats(q.dev, &st);
+	CHECK_EQ(st.budget_stops, 1u);
+	bq_fini(&q);
+	bq_init(&q, feat, 4096);
+	bq_add(&q, 1000, false);
+	bq_add(&q, 1500, false);
+	CHECK_EQ(bq_pop(&q, 2, &walked), 1u); /* 1000, then the first 1048 of the 1500: left whole */
+	CHECK_EQ(walked, VHD_VQ_POP_DESC_BUDGET);
+	CHECK_EQ(bq_pop(&q, 2, &walked), 1u);
+	CHECK_EQ(walked, 1500u);
+	CHECK_EQ(q.taken, 2u);
+	vhd_vq_get_stats(q.dev, &st);
+	CHECK_EQ(st.budget_stops, 1u);
+	bq_fini(&q);
+}
+
+static void test_split_pop_budget_direct_chains(void) { budget_direct_chains(0); }
+static void test_packed_pop_budget_direct_chains(void) { budget_direct_chains(F_PACKED); }
+
+/* A chain through an indirect table of n entries: the first holds bytes[0..len) (or, write, is a receive buffer
+ * of len bytes), the other n - 1 are empty. The cheapest long chain for a driver (one segment to map, n
+ * descriptors to walk). */
+static void bq_add_padded(struct bigq *q, unsigned n, const uint8_t *bytes, uint32_t len, bool write)
+{
+	unsigned k = q->added++;
+	CHECK(k < 64);
+	q->rec[k].data = q->data;
+	q->rec[k].len = len;
+	if (bytes)
+		memcpy(q->mem + q->data, bytes, len);
+	for (unsigned j = 0; j < n; j++)
+		bq_entry(q, j, n, q->data, j ? 0 : len, write);
+	bq_indirect_head(q, k, n);
+	q->data += (len + 63) & ~63u;
+}
+
+/*
+ * The net device dequeue over such chains: ten frames, each behind 999 empty descriptors. Without the budget one
+ * call for 32 frames walked all 10000 descriptors; now each call walks at most VHD_VQ_POP_DESC_BUDGET and
+ * returns two frames, and five calls deliver all ten intact.
+ */
+static void net_dequeue_budget(uint64_t feat)
+{
+	struct bigq q;
+	bq_init(&q, feat, 1024);
+	struct vhd_net_cfg cfg;
+	CHECK_EQ(vhd_net_cfg_init(&cfg, VHD_BIT(VIRTIO_F_VERSION_1) | feat), 0);
+	CHECK_EQ(cfg.hdr_size, 12);
+	struct vhd_pktpool *pool;
+	CHECK_EQ(vhd_pktpool_create(64, VHD_PKT_DEFAULT_BUF_SIZE, &pool), 0);
+	uint8_t buf[12 + 100];
+	for (unsigned k = 0; k < 10; k++) {
+		memset(buf, 0, 12);
+		for (unsigned j = 0; j < 100; j++)
+			buf[12 + j] = bq_byte(k, j);
+		bq_add_padded(&q, 1000, buf, sizeof(buf), false);
+	}
+	struct vhd_net_stats st = {0};
+	unsigned delivered = 0, calls = 0;
+	while (delivered < 10) {
+		CHECK(++calls <= 5);
+		struct vhd_vq_stats s0, s1;
+		vhd_vq_get_stats(q.dev, &s0);
+		struct vhd_pkt *pkts[32];
+		int n = vhd_net_dev_dequeue(q.dev, &cfg, pool, pkts, 32, &st);
+		vhd_vq_get_stats(q.dev, &s1);
+		CHECK_EQ(n, 2);
+		CHECK(s1.descs - s0.descs <= VHD_VQ_POP_DESC_BUDGET);
+		for (int i = 0; i < n; i++, delivered++) {
+			CHECK_EQ(pkts[i]->len, 100);
+			for (unsigned j = 0; j < 100; j++)
+				CHECK_EQ(vhd_pkt_data(pkts[i])[j], bq_byte(delivered, j));
+		}
+		vhd_pkt_free_bulk(pkts, (unsigned)n);
+	}
+	CHECK_EQ(st.packets, 10);
+	check_healthy(q.dev);
+	CHECK_EQ(vhd_pktpool_avail(pool), 64u);
+	vhd_pktpool_destroy(pool);
+	bq_fini(&q);
+}
+
+static void test_split_net_dequeue_budget(void) { net_dequeue_budget(0); }
+static void test_packed_net_dequeue_budget(void) { net_dequeue_budget(F_PACKED); }
+
+/*
+ * The receive side: ten 2048-byte receive buffers, each behind 999 empty descriptors, and ten frames to deliver.
+ * Each pop takes two buffers (2000 descriptors); the enqueue pops again while its call has walked less than the
+ * budget, so a call delivers four and leaves the rest as no_buffers (without that stop, one call walked all
+ * 10000 descriptors); three calls deliver all ten, each into its own buffer, intact.
+ */
+static void net_enqueue_budget(uint64_t feat)
+{
+	struct bigq q;
+	bq_init(&q, feat, 1024);
+	struct vhd_net_cfg cfg;
+	CHECK_EQ(vhd_net_cfg_init(&cfg, VHD_BIT(VIRTIO_F_VERSION_1) | feat), 0);
+	for (unsigned k = 0; k < 10; k++)
+		bq_add_padded(&q, 1000, NULL, 2048, true);
+	struct vhd_pktpool *pool;
+	CHECK_EQ(vhd_pktpool_create(16, VHD_PKT_DEFAULT_BUF_SIZE, &pool), 0);
+	struct vhd_pkt *pkts[10];
+	CHECK_EQ(vhd_pkt_alloc_bulk(pool, pkts, 10), 10u);
+	for (unsigned k = 0; k < 10; k++) {
+		pkts[k]->len = 100;
+		for (unsigned j = 0; j < 100; j++)
+			vhd_pkt_data(pkts[k])[j] = bq_byte(k, j);
+	}
+	struct vhd_net_stats st = {0};
+	static const unsigned per_call[] = {4, 4, 2};
+	unsigned sent = 0;
+	for (unsigned call = 0; call < 3; call++) {
+		uint64_t w0 = vhd_vq_descs_walked(q.dev);
+		int n = vhd_net_dev_enqueue(q.dev, &cfg, pkts + sent, 10 - sent, &st);
+		CHECK_EQ(n, per_call[call]);
+		CHECK(vhd_vq_descs_walked(q.dev) - w0 <= 2 * VHD_VQ_POP_DESC_BUDGET);
+		sent += (unsigned)n;
+	}
+	CHECK_EQ(st.packets, 10);
+	CHECK_EQ(st.no_buffers, 6 + 2);
+	for (unsigned k = 0; k < 10; k++) {
+		const uint8_t *b = q.mem + q.rec[k].data;
+		for (unsigned j = 0; j < 12; j++)
+			CHECK_EQ(b[j], j == 10 ? 1 : 0); /* a plain header, num_buffers 1 */
+		for (unsigned j = 0; j < 100; j++)
+			CHECK_EQ(b[12 + j], bq_byte(k, j));
+	}
+	check_healthy(q.dev);
+	vhd_pkt_free_bulk(pkts, 10);
+	vhd_pktpool_destroy(pool);
+	bq_fini(&q);
+}
+
+static void test_split_net_enqueue_budget(void) { net_enqueue_budget(0); }
+static void test_packed_net_enqueue_budget(void) { net_enqueue_budget(F_PACKED); }
 
 /* ---------------- two regions ---------------- */
 
@@ -2483,6 +2845,16 @@ static const struct th_case cases[] = {
 	{"packed_oversized_chain_indirect", test_packed_oversized_chain_indirect, 0},
 	{"split_chain_waits_for_iov", test_split_chain_waits_for_iov, 0},
 	{"packed_chain_waits_for_iov", test_packed_chain_waits_for_iov, 0},
+	{"split_pop_budget_long_chains", test_split_pop_budget_long_chains, 0},
+	{"packed_pop_budget_long_chains", test_packed_pop_budget_long_chains, 0},
+	{"split_pop_budget_first_chain_whole", test_split_pop_budget_first_chain_whole, 0},
+	{"packed_pop_budget_first_chain_whole", test_packed_pop_budget_first_chain_whole, 0},
+	{"split_pop_budget_direct_chains", test_split_pop_budget_direct_chains, 0},
+	{"packed_pop_budget_direct_chains", test_packed_pop_budget_direct_chains, 0},
+	{"split_net_dequeue_budget", test_split_net_dequeue_budget, 0},
+	{"packed_net_dequeue_budget", test_packed_net_dequeue_budget, 0},
+	{"split_net_enqueue_budget", test_split_net_enqueue_budget, 0},
+	{"packed_net_enqueue_budget", test_packed_net_enqueue_budget, 0},
 	{"split_buffer_spans_regions", test_split_buffer_spans_regions, 0},
 	{"packed_buffer_spans_regions", test_packed_buffer_spans_regions, 0},
 	{"split_indirect_straddles_regions", test_split_indirect_straddles_regions, 0},
