@@ -162,6 +162,8 @@ struct vhost_user_log {
 #define VHOST_IOTLB_UPDATE         2
 #define VHOST_IOTLB_INVALIDATE     3
 #define VHOST_IOTLB_ACCESS_FAIL    4
+#define VHOST_IOTLB_BATCH_BEGIN    5 /* vhost-vdpa batching (Linux vhost_types.h); vhost-user never sends them */
+#define VHOST_IOTLB_BATCH_END      6
 #define VHOST_ACCESS_RO            1
 #define VHOST_ACCESS_WO            2
 #define VHOST_ACCESS_RW            3
