@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The installed headers stand alone: this file sees only include/ (not src/) and is built with -pedantic. */
+#include <vhostd/iotlb.h>
 #include <vhostd/log.h>
 #include <vhostd/mem.h>
 #include <vhostd/virtq.h>
@@ -11,7 +12,10 @@ int main(void)
 	/* Reference one symbol from each header so the link proves they are exported. */
 	struct vhd_vq_layout l;
 	struct vhd_mem *m = NULL;
-	int ok = vhd_vq_layout(false, 256, &l) == 0 && vhd_mem_create(&m) == 0 && vhd_log_get_level() >= VHD_LOG_ERR;
+	struct vhd_iotlb *t = NULL;
+	int ok = vhd_vq_layout(false, 256, &l) == 0 && vhd_mem_create(&m) == 0 && vhd_log_get_level() >= VHD_LOG_ERR &&
+		 vhd_iotlb_create(0, &t) == 0;
+	vhd_iotlb_destroy(t);
 	vhd_mem_destroy(m);
 	printf("%s: test_headers/standalone\n", ok ? "PASS" : "FAIL");
 	return ok ? 0 : 1;
