@@ -56,7 +56,7 @@ class Install:
 def case_files(inst):
     want = [inst.tool(t) for t in TOOLS]
     want += [inst.path("includedir", "vhostd", h) for h in
-             ("log.h", "mem.h", "virtq.h", "vhost_user.h", "frontend.h", "pkt.h", "net.h")]
+             ("log.h", "mem.h", "iotlb.h", "virtq.h", "vhost_user.h", "frontend.h", "pkt.h", "net.h")]
     want += [inst.path("libdir", "libvhostd.so"), inst.path("libdir", "libvhostd.a"),
              inst.path("libdir", "pkgconfig", "vhostd.pc")]
     want += [inst.path("mandir", m) for m in TOOLS.values()]
