@@ -78,7 +78,8 @@ void vhd_iotlb_destroy(struct vhd_iotlb *iotlb);
 
 /**
  * Map [iova, iova+size) to the front-end's virtual addresses [uaddr, uaddr+size) with permission perm (an IOTLB
- * UPDATE). uaddr is translated through mem, by user address, and must lie wholly inside one of its regions.
+ * UPDATE). uaddr is translated through mem, by user address, and must lie wholly inside one of its regions; mem
+ * may be NULL (no table yet), which refuses every update.
  * @return 0; -EINVAL if size is 0 or perm is not VHD_IOTLB_RO, _WO or _RW; -EOVERFLOW if iova+size or
  *         uaddr+size wraps around 2^64; -EFAULT if [uaddr, uaddr+size) is not wholly inside one region of mem.
  *         A refused update changes nothing; vhd_iotlb_last_error() names the value.

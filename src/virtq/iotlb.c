@@ -164,6 +164,8 @@ static bool mergeable(const struct iotlb_entry *a, const struct iotlb_entry *b)
 static const struct vhd_mem_region *user_region(const struct vhd_mem *mem, uint64_t uaddr, uint64_t size,
 						uint64_t *off)
 {
+	if (!mem) /* no table yet (an update before SET_MEM_TABLE): nothing to map to */
+		return NULL;
 	for (unsigned i = 0; i < mem->nregions; i++) {
 		const struct vhd_mem_region *r = &mem->r[i];
 		if (uaddr < r->user_addr)

@@ -129,6 +129,8 @@ static void test_update_hostile_values(void)
 	refused(&e, -EFAULT, 0x9000, 0x1000, UA - 1, VHD_IOTLB_RW, "uaddr 0x7f00000fffff");
 	refused(&e, -EFAULT, 0x9000, 0x1000, UC + RSZ - 0x800, VHD_IOTLB_RW, "size 0x1000");
 	refused(&e, -EFAULT, 0x9000, 0x1000, UA + RSZ - 0x800, VHD_IOTLB_RW, "uaddr 0x7f000010f800");
+	/* No memory table yet. */
+	CHECK_EQ(vhd_iotlb_update(e.t, NULL, 0x9000, 0x1000, UA, VHD_IOTLB_RW), -EFAULT);
 	CHECK_EQ(vhd_iotlb_count(e.t), 1);
 	CHECK_EQ(stats(&e).updates, 1);
 	CHECK(one(&e, 0x9000, 1, VHD_IOTLB_RO) == NULL);
