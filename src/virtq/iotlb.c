@@ -25,14 +25,15 @@ struct iotlb_entry {
 };
 
 struct vhd_iotlb {
+	/* What lookups read, together in the first cache line. */
 	unsigned n, max;
-	uint64_t next_seq;
+	/* Sorted by iova, non-overlapping: a range that leaves one entry can only continue in the next. */
+	struct iotlb_entry *e;
 	/* Read by data-path threads (a stored ring pointer is stale once it moved) and by stats readers. */
 	_Atomic uint64_t generation;
 	_Atomic uint64_t nentries, updates, invalidations, evictions, refused;
+	uint64_t next_seq;
 	char err[160];
-	/* Sorted by iova, non-overlapping: a range that leaves one entry can only continue in the next. */
-	struct iotlb_entry *e;
 };
 
 static bool perm_valid(unsigned perm)
