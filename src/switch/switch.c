@@ -786,33 +786,75 @@ void sw_show(struct sw *sw, struct sw_json *w)
 	sw_json_obj_end(w);
 }
 
+/* The one list of per-port counters: vhostctl stats (JSON) and the metrics exposition both walk it. */
 static const struct {
 	const char *name;
+	const char *help;
 	size_t off;
 } stat_fields[] = {
-	{"rx_packets", offsetof(struct sw_port_stats, rx_packets)},
-	{"rx_bytes", offsetof(struct sw_port_stats, rx_bytes)},
-	{"tx_packets", offsetof(struct sw_port_stats, tx_packets)},
-	{"tx_bytes", offsetof(struct sw_port_stats, tx_bytes)},
-	{"rx_drops", offsetof(struct sw_port_stats, rx_drops)},
-	{"tx_drops", offsetof(struct sw_port_stats, tx_drops)},
-	{"errors", offsetof(struct sw_port_stats, errors)},
-	{"learn_refused", offsetof(struct sw_port_stats, learn_refused)},
+	{"rx_packets", "frames received from the port", offsetof(struct sw_port_stats, rx_packets)},
+	{"rx_bytes", "bytes received from the port", offsetof(struct sw_port_stats, rx_bytes)},
+	{"tx_packets", "frames the port took for transmission", offsetof(struct sw_port_stats, tx_packets)},
+	{"tx_bytes", "bytes the port took for transmission", offsetof(struct sw_port_stats, tx_bytes)},
+	{"rx_drops", "received frames the switch dropped (runt, hairpin, no output)",
+	 offsetof(struct sw_port_stats, rx_drops)},
+	{"tx_drops", "frames for the port it did not take (queue full, over its MTU, offloads)",
+	 offsetof(struct sw_port_stats, tx_drops)},
+	{"errors", "malformed or refused frames, port errors", offsetof(struct sw_port_stats, errors)},
+	{"learn_refused", "source MACs not learned: the port owns its max_macs already",
+	 offsetof(struct sw_port_stats, learn_refused)},
 };
+#define N_STAT_FIELDS (sizeof(stat_fields) / sizeof(stat_fields[0]))
+_Static_assert(N_STAT_FIELDS + 1 == SW_PORT_COUNTERS, "stat_fields and queue_breaks are the port's counters");
+
+struct sw_port *sw_port_at(struct sw *sw, unsigned id)
+{
+	return id < SW_MAX_PORTS ? atomic_load_explicit(&sw->ports[id], memory_order_relaxed) : NULL;
+}
 
 /* Each counter summed over the threads' slots: relaxed loads, so the forwarding threads never wait. */
-static void stats_obj(struct sw *sw, struct sw_port *p, struct sw_json *w)
+void sw_port_counters(struct sw *sw, const struct sw_port *p, struct sw_counter out[SW_PORT_COUNTERS])
 {
-	sw_json_obj_begin(w, NULL);
-	sw_json_str(w, "name", p->name);
-	for (size_t f = 0; f < sizeof(stat_fields) / sizeof(stat_fields[0]); f++) {
+	for (size_t f = 0; f < N_STAT_FIELDS; f++) {
 		uint64_t v = 0;
 		for (unsigned i = 0; i < sw->cfg.threads; i++)
-			v += atomic_load_explicit((_Atomic uint64_t *)((char *)&p->stats[i] + stat_fields[f].off),
+			v += atomic_load_explicit((const _Atomic uint64_t *)((const char *)&p->stats[i] +
+									  stat_fields[f].off),
 						  memory_order_relaxed);
-		sw_json_u64(w, stat_fields[f].name, v);
+		out[f] = (struct sw_counter){stat_fields[f].name, stat_fields[f].help, v};
 	}
-	sw_json_u64(w, "queue_breaks", atomic_load_explicit(&p->queue_breaks, memory_order_relaxed));
+	out[N_STAT_FIELDS] = (struct sw_counter){"queue_breaks", "queues marked broken for what the peer did",
+						 atomic_load_explicit(&p->queue_breaks, memory_order_relaxed)};
+}
+
+unsigned sw_thread_count(const struct sw *sw)
+{
+	return sw->cfg.threads;
+}
+
+void sw_thread_counters(struct sw *sw, unsigned i, struct sw_thread_counters *out)
+{
+	*out = (struct sw_thread_counters){
+		.busy_cycles = atomic_load_explicit(&sw->th[i].busy_cycles, memory_order_relaxed),
+		.packets = atomic_load_explicit(&sw->th[i].busy_packets, memory_order_relaxed),
+		.busy_rounds = atomic_load_explicit(&sw->th[i].busy_rounds, memory_order_relaxed),
+	};
+}
+
+void sw_fdb_counters(struct sw *sw, unsigned *entries, uint64_t *full)
+{
+	*entries = fdb_count(sw);
+	*full = atomic_load_explicit(&sw->fdb.full, memory_order_relaxed);
+}
+
+static void stats_obj(struct sw *sw, struct sw_port *p, struct sw_json *w)
+{
+	struct sw_counter c[SW_PORT_COUNTERS];
+	sw_port_counters(sw, p, c);
+	sw_json_obj_begin(w, NULL);
+	sw_json_str(w, "name", p->name);
+	for (size_t f = 0; f < SW_PORT_COUNTERS; f++)
+		sw_json_u64(w, c[f].name, c[f].value);
 	sw_json_obj_end(w);
 }
 
@@ -834,9 +876,9 @@ int sw_stats(struct sw *sw, const char *port, struct sw_json *w, char *err, size
 		return 0;
 	sw_json_arr_begin(w, "threads");
 	for (unsigned i = 0; i < sw->cfg.threads; i++) {
-		uint64_t c = atomic_load_explicit(&sw->th[i].busy_cycles, memory_order_relaxed);
-		uint64_t n = atomic_load_explicit(&sw->th[i].busy_packets, memory_order_relaxed);
-		uint64_t r = atomic_load_explicit(&sw->th[i].busy_rounds, memory_order_relaxed);
+		struct sw_thread_counters tc;
+		sw_thread_counters(sw, i, &tc);
+		uint64_t c = tc.busy_cycles, n = tc.packets, r = tc.busy_rounds;
 		sw_json_obj_begin(w, NULL);
 		sw_json_u64(w, "thread", i);
 		sw_json_u64(w, "busy_cycles", c);

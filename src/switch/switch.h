@@ -63,4 +63,23 @@ void sw_show(struct sw *sw, struct sw_json *w);
 int sw_stats(struct sw *sw, const char *port, struct sw_json *w, char *err, size_t errlen);
 void sw_fdb_show(struct sw *sw, struct sw_json *w);
 
+/* The same counters as values, for other exporters (the metrics endpoint). Control thread only. */
+#define SW_PORT_COUNTERS 9
+struct sw_counter {
+	const char *name; /* as in `vhostctl stats`: "rx_packets", ..., "queue_breaks" */
+	const char *help; /* one line, for an exporter's description */
+	uint64_t value;
+};
+/* The port in slot id (0..SW_MAX_PORTS-1), or NULL. Valid until the next sw_port_del(). */
+struct sw_port *sw_port_at(struct sw *sw, unsigned id);
+/* Every counter of p, each summed over the forwarding threads (relaxed loads), in `stats` order. */
+void sw_port_counters(struct sw *sw, const struct sw_port *p, struct sw_counter out[SW_PORT_COUNTERS]);
+struct sw_thread_counters {
+	uint64_t busy_cycles, packets, busy_rounds;
+};
+unsigned sw_thread_count(const struct sw *sw);
+void sw_thread_counters(struct sw *sw, unsigned i, struct sw_thread_counters *out);
+/* MAC table entries now, and learns refused since start because the table was full. */
+void sw_fdb_counters(struct sw *sw, unsigned *entries, uint64_t *full);
+
 #endif
