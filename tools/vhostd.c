@@ -20,7 +20,9 @@
 #include <unistd.h>
 
 #include "ctl/ctl.h"
+#include "ctl/http.h"
 #include "ctl/json.h"
+#include "switch/metrics.h"
 #include "switch/switch.h"
 #include "vhostd/log.h"
 #include "vhostd/mem.h"
@@ -253,7 +255,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: vhostd [--config FILE] [--socket PATH] [--threads N] [--cpus LIST] [--aging SECONDS]\n"
-		"              [--idle-us N] [--log-level LEVEL] [--log-file PATH] [--syslog]\n"
+		"              [--idle-us N] [--log-level LEVEL] [--log-file PATH] [--syslog] [--metrics ADDR:PORT]\n"
 		"\n"
 		"  --config FILE    run the commands in FILE at start (one vhostctl command per line, e.g.\n"
 		"                   'add-port vm1 vhost-user path=/run/vhostd/vm1.sock'; '#' starts a comment)\n"
@@ -266,9 +268,11 @@ static void usage(FILE *f)
 		"  --log-level L    error, warning, info (default) or debug (err and warn are accepted too)\n"
 		"  --log-file PATH  append log lines to PATH instead of stderr; SIGHUP reopens it (logrotate)\n"
 		"  --syslog         log to syslog as well\n"
+		"  --metrics ADDR:PORT  serve Prometheus metrics over HTTP at http://ADDR:PORT/metrics (IPV4:PORT or\n"
+		"                   [IPV6]:PORT; port 0 picks a free port, logged; default off)\n"
 		"Log lines start with the time, ISO 8601 UTC with milliseconds.\n"
 		"Runs in the foreground until SIGINT or SIGTERM, then removes its sockets and stops every port.\n"
-		"Exit status: 0 stopped by a signal, 1 could not start (control socket, config file), 2 usage error.\n",
+		"Exit status: 0 stopped by a signal, 1 could not start (control socket, config file, metrics listener), 2 usage error.\n",
 		DEFAULT_SOCKET, SW_MAX_THREADS);
 }
 
@@ -276,12 +280,12 @@ int main(int argc, char **argv)
 {
 	struct sw_config c;
 	sw_config_default(&c);
-	const char *config = NULL, *sock = getenv("VHOSTD_SOCKET");
+	const char *config = NULL, *sock = getenv("VHOSTD_SOCKET"), *metrics = NULL;
 	int level = VHD_LOG_INFO;
 	static const struct option lo[] = {{"config", 1, 0, 'c'},    {"socket", 1, 0, 's'},    {"threads", 1, 0, 't'},
 					   {"cpus", 1, 0, 'p'},      {"aging", 1, 0, 'a'},     {"idle-us", 1, 0, 'i'},
 					   {"log-level", 1, 0, 'l'}, {"syslog", 0, 0, 'S'},    {"help", 0, 0, 'h'},
-					   {"log-file", 1, 0, 'L'},  {0, 0, 0, 0}};
+					   {"log-file", 1, 0, 'L'},  {"metrics", 1, 0, 'm'},    {0, 0, 0, 0}};
 	int o, ncpus = 0;
 	while ((o = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (o) {
@@ -321,6 +325,9 @@ int main(int argc, char **argv)
 			break;
 		case 'L':
 			log_path = optarg;
+			break;
+		case 'm':
+			metrics = optarg;
 			break;
 		case 'S':
 			use_syslog = true;
@@ -388,7 +395,21 @@ int main(int argc, char **argv)
 		sw_destroy(sw);
 		return 1;
 	}
+	struct sw_http *http = NULL;
+	if (metrics) {
+		char merr[160];
+		rc = sw_http_listen(metrics, "/metrics", SW_METRICS_CONTENT_TYPE, sw_metrics_render, sw, &http, merr,
+				    sizeof(merr));
+		if (rc < 0) {
+			fprintf(stderr, "vhostd: --metrics: %s\n", merr);
+			sw_ctl_destroy(ctl);
+			sw_destroy(sw);
+			return rc == -EINVAL ? 2 : 1;
+		}
+		vhd_log(VHD_LOG_INFO, "vhostd: metrics on http://%s/metrics", sw_http_addr(http));
+	}
 	if (config && run_config(sw, config) < 0) {
+		sw_http_destroy(http);
 		sw_ctl_destroy(ctl);
 		sw_destroy(sw);
 		return 1;
@@ -397,12 +418,18 @@ int main(int argc, char **argv)
 
 	bool stop = false;
 	while (!stop) {
-		struct pollfd fds[1 + SW_CTL_MAX_POLLFDS + 2 * SW_MAX_PORTS];
+		struct pollfd fds[1 + SW_CTL_MAX_POLLFDS + SW_HTTP_MAX_POLLFDS + 2 * SW_MAX_PORTS];
 		unsigned n = 0;
 		fds[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		n += sw_ctl_pollfds(ctl, fds + n, SW_CTL_MAX_POLLFDS);
+		if (http)
+			n += sw_http_pollfds(http, fds + n, SW_HTTP_MAX_POLLFDS);
 		n += sw_pollfds(sw, fds + n, (unsigned)(sizeof(fds) / sizeof(fds[0])) - n);
-		if (poll(fds, n, sw_timeout_ms(sw)) < 0 && errno != EINTR)
+		int timeout = sw_timeout_ms(sw);
+		int ht = http ? sw_http_timeout_ms(http) : -1;
+		if (ht >= 0 && (timeout < 0 || ht < timeout))
+			timeout = ht;
+		if (poll(fds, n, timeout) < 0 && errno != EINTR)
 			break;
 		if (fds[0].revents) {
 			struct signalfd_siginfo si = {0};
@@ -420,8 +447,11 @@ int main(int argc, char **argv)
 			}
 		}
 		sw_ctl_dispatch(ctl);
+		if (http)
+			sw_http_dispatch(http);
 		sw_dispatch(sw);
 	}
+	sw_http_destroy(http);
 	sw_ctl_destroy(ctl);
 	sw_destroy(sw);
 	close(sfd);

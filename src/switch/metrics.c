@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "switch/metrics.h"
+
+/* A label value as the format wants it: backslash, double quote and newline escaped. */
+static void label_value(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\')
+			fputs("\\\\", f);
+		else if (*s == '"')
+			fputs("\\\"", f);
+		else if (*s == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+static void family(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void port_labels(FILE *f, const struct sw_port *p)
+{
+	fputs("{port=\"", f);
+	label_value(f, p->name);
+	fputs("\",type=\"", f);
+	label_value(f, p->ops->type);
+	fputs("\"}", f);
+}
+
+int sw_metrics_render(void *opaque, FILE *f)
+{
+	struct sw *sw = opaque;
+	/* Samples of one metric must be together, so the ports' counters are read once, then written field by
+	 * field. */
+	static struct sw_counter c[SW_MAX_PORTS][SW_PORT_COUNTERS]; /* control thread only */
+	struct sw_port *ports[SW_MAX_PORTS];
+	unsigned n = 0;
+	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
+		struct sw_port *p = sw_port_at(sw, id);
+		if (p) {
+			sw_port_counters(sw, p, c[n]);
+			ports[n++] = p;
+		}
+	}
+	family(f, "vhostd_up", "gauge", "1 while vhostd answers");
+	fputs("vhostd_up 1\n", f);
+	family(f, "vhostd_port_link_up", "gauge", "1 while the port's link is up (its peer connected and ready)");
+	for (unsigned i = 0; i < n; i++) {
+		fputs("vhostd_port_link_up", f);
+		port_labels(f, ports[i]);
+		fprintf(f, " %d\n", ports[i]->ops->link_up(ports[i]) ? 1 : 0);
+	}
+	for (unsigned k = 0; n && k < SW_PORT_COUNTERS; k++) {
+		char name[80];
+		snprintf(name, sizeof(name), "vhostd_port_%s_total", c[0][k].name);
+		family(f, name, "counter", c[0][k].help);
+		for (unsigned i = 0; i < n; i++) {
+			fputs(name, f);
+			port_labels(f, ports[i]);
+			fprintf(f, " %llu\n", (unsigned long long)c[i][k].value);
+		}
+	}
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} tf[] = {
+		{"vhostd_thread_busy_cycles_total", "cycles (TSC on x86, else ns) in rounds that moved packets",
+		 offsetof(struct sw_thread_counters, busy_cycles)},
+		{"vhostd_thread_packets_total", "packets the thread received and forwarded",
+		 offsetof(struct sw_thread_counters, packets)},
+		{"vhostd_thread_busy_rounds_total", "poll rounds that moved packets",
+		 offsetof(struct sw_thread_counters, busy_rounds)},
+	};
+	unsigned nt = sw_thread_count(sw);
+	struct sw_thread_counters tc[SW_MAX_THREADS];
+	for (unsigned t = 0; t < nt; t++)
+		sw_thread_counters(sw, t, &tc[t]);
+	for (size_t k = 0; k < sizeof(tf) / sizeof(tf[0]); k++) {
+		family(f, tf[k].name, "counter", tf[k].help);
+		for (unsigned t = 0; t < nt; t++)
+			fprintf(f, "%s{thread=\"%u\"} %llu\n", tf[k].name, t,
+				(unsigned long long)*(const uint64_t *)((const char *)&tc[t] + tf[k].off));
+	}
+	unsigned entries;
+	uint64_t full;
+	sw_fdb_counters(sw, &entries, &full);
+	family(f, "vhostd_fdb_entries", "gauge", "MAC addresses in the learning table");
+	fprintf(f, "vhostd_fdb_entries %u\n", entries);
+	family(f, "vhostd_fdb_full_total", "counter", "source MACs not learned because their table bucket was full");
+	fprintf(f, "vhostd_fdb_full_total %llu\n", (unsigned long long)full);
+	return ferror(f) ? -EIO : 0;
+}
