@@ -10,7 +10,9 @@ interop_pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils iproute2 dpdk dp
 fuzz_pkgs=("${build_pkgs[@]}" clang libclang-rt-14-dev)
 # tests/integration/test_install.py renders the man pages and verifies the systemd unit.
 ops_pkgs=(man-db groff-base systemd)
-check_pkgs=("${build_pkgs[@]}" libasan8 libubsan1 libtsan2 valgrind "${interop_pkgs[@]}" clang libclang-rt-14-dev "${ops_pkgs[@]}")
+# tests/integration/test_metrics.py scrapes with curl and validates with promtool.
+metrics_pkgs=(curl prometheus)
+check_pkgs=("${build_pkgs[@]}" libasan8 libubsan1 libtsan2 valgrind "${interop_pkgs[@]}" clang libclang-rt-14-dev "${ops_pkgs[@]}" "${metrics_pkgs[@]}")
 case "${1:-build}" in
 build) want=("${build_pkgs[@]}") ;;
 check) want=("${check_pkgs[@]}") ;;
