@@ -3,6 +3,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "switch/metrics.h"
 
@@ -26,13 +28,100 @@ static void family(FILE *f, const char *name, const char *type, const char *help
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void port_labels(FILE *f, const struct sw_port *p)
+/* {port="NAME",type="TYPE"}, with queue="N" as well when queue >= 0. */
+static void port_labels(FILE *f, const struct sw_port *p, int queue)
 {
 	fputs("{port=\"", f);
 	label_value(f, p->name);
 	fputs("\",type=\"", f);
 	label_value(f, p->ops->type);
+	if (queue >= 0)
+		fprintf(f, "\",queue=\"%d", queue);
 	fputs("\"}", f);
+}
+
+/* The port types' own counters (sw_port_ops.counters), gathered for all ports, then written family by family. */
+struct extra {
+	const char *name, *help;
+	unsigned family, seq;
+	const struct sw_port *port;
+	int queue;
+	uint64_t v;
+};
+
+struct extras {
+	struct extra *e;
+	size_t n, cap;
+	const struct sw_port *port;
+	const char *fam_name[64];
+	bool fam_queue[64];
+	unsigned nfam;
+	bool failed;
+};
+
+static void extra_cb(void *arg, const char *name, const char *help, int queue, uint64_t v)
+{
+	struct extras *x = arg;
+	unsigned fam = 0;
+	while (fam < x->nfam && (strcmp(x->fam_name[fam], name) || x->fam_queue[fam] != (queue >= 0)))
+		fam++;
+	if (fam == x->nfam) {
+		if (x->nfam == sizeof(x->fam_name) / sizeof(x->fam_name[0])) {
+			x->failed = true;
+			return;
+		}
+		x->fam_name[x->nfam] = name;
+		x->fam_queue[x->nfam++] = queue >= 0;
+	}
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? 2 * x->cap : 256;
+		struct extra *e = realloc(x->e, cap * sizeof(*e));
+		if (!e) {
+			x->failed = true;
+			return;
+		}
+		x->e = e;
+		x->cap = cap;
+	}
+	x->e[x->n] = (struct extra){name, help, fam, (unsigned)x->n, x->port, queue, v};
+	x->n++;
+}
+
+static int extra_cmp(const void *a, const void *b)
+{
+	const struct extra *x = a, *y = b;
+	if (x->family != y->family)
+		return x->family < y->family ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* vhostd_port_NAME_total{port,type} for a port's own, vhostd_queue_NAME_total{port,type,queue} per queue. */
+static int write_extras(FILE *f, struct sw_port *const *ports, unsigned n)
+{
+	struct extras x = {0};
+	for (unsigned i = 0; i < n; i++) {
+		x.port = ports[i];
+		if (ports[i]->ops->counters)
+			ports[i]->ops->counters(ports[i], extra_cb, &x);
+	}
+	if (x.failed) {
+		free(x.e);
+		return -ENOMEM;
+	}
+	if (x.n)
+		qsort(x.e, x.n, sizeof(x.e[0]), extra_cmp);
+	char name[96];
+	for (size_t i = 0; i < x.n; i++) {
+		const struct extra *e = &x.e[i];
+		snprintf(name, sizeof(name), "vhostd_%s_%s_total", e->queue >= 0 ? "queue" : "port", e->name);
+		if (i == 0 || e->family != x.e[i - 1].family)
+			family(f, name, "counter", e->help);
+		fputs(name, f);
+		port_labels(f, e->port, e->queue);
+		fprintf(f, " %llu\n", (unsigned long long)e->v);
+	}
+	free(x.e);
+	return 0;
 }
 
 int sw_metrics_render(void *opaque, FILE *f)
@@ -55,7 +144,7 @@ int sw_metrics_render(void *opaque, FILE *f)
 	family(f, "vhostd_port_link_up", "gauge", "1 while the port's link is up (its peer connected and ready)");
 	for (unsigned i = 0; i < n; i++) {
 		fputs("vhostd_port_link_up", f);
-		port_labels(f, ports[i]);
+		port_labels(f, ports[i], -1);
 		fprintf(f, " %d\n", ports[i]->ops->link_up(ports[i]) ? 1 : 0);
 	}
 	for (unsigned k = 0; n && k < SW_PORT_COUNTERS; k++) {
@@ -64,10 +153,12 @@ int sw_metrics_render(void *opaque, FILE *f)
 		family(f, name, "counter", c[0][k].help);
 		for (unsigned i = 0; i < n; i++) {
 			fputs(name, f);
-			port_labels(f, ports[i]);
+			port_labels(f, ports[i], -1);
 			fprintf(f, " %llu\n", (unsigned long long)c[i][k].value);
 		}
 	}
+	if (write_extras(f, ports, n) < 0)
+		return -ENOMEM;
 	static const struct {
 		const char *name, *help;
 		size_t off;

@@ -78,6 +78,11 @@ struct sw_port_ops {
 	bool (*link_up)(struct sw_port *p);
 	/* Type-specific fields for `show` (path, ifname, negotiated features, ring layout...), as JSON members. */
 	void (*describe)(struct sw_port *p, struct sw_json *w);
+	/* Optional, control thread: the type's own counters for exporters (the metrics endpoint). fn is called once
+	 * per value: name (snake_case, without _total), a one-line help, queue (a queue index, -1 for the whole
+	 * port) and the value, read with relaxed loads. One name always comes with the same help. */
+	void (*counters)(struct sw_port *p,
+			 void (*fn)(void *arg, const char *name, const char *help, int queue, uint64_t v), void *arg);
 	/*
 	 * Receive up to n frames from receive queue q into packets from pool (the calling thread's pool).
 	 * Returns the count; the caller owns pkts[0..ret).

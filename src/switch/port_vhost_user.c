@@ -16,6 +16,7 @@
  * derived vhd_net_cfg.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sched.h>
@@ -390,6 +391,31 @@ static bool vu_link_up(struct sw_port *p)
 	return ((struct vu_port *)p->priv)->ready;
 }
 
+/* The data path's per-queue counters, as the metrics (per queue) and, from SHOWN on, show's info (summed) name
+ * them. */
+static const struct {
+	const char *name, *help;
+	size_t off;
+} q_fields[] = {
+	{"packets", "packets the queue moved", offsetof(struct vhd_net_stats, packets)},
+	{"bytes", "frame bytes the queue moved (virtio-net headers excluded)", offsetof(struct vhd_net_stats, bytes)},
+	{"too_small", "frames shorter than an Ethernet header", offsetof(struct vhd_net_stats, too_small)},
+#define SHOWN 3
+	{"bad_header", "frames refused for their virtio-net header", offsetof(struct vhd_net_stats, bad_header)},
+	{"too_big", "frames larger than the buffers or the port allow", offsetof(struct vhd_net_stats, too_big)},
+	{"no_buffers", "frames not delivered: the guest had posted no buffers", offsetof(struct vhd_net_stats, no_buffers)},
+	{"gso_unsupported", "GSO frames the peer did not negotiate", offsetof(struct vhd_net_stats, gso_unsupported)},
+	{"ring_errors", "ring errors (what the guest wrote was refused)", offsetof(struct vhd_net_stats, errors)},
+};
+#define NQ_FIELDS (sizeof(q_fields) / sizeof(q_fields[0]))
+
+/* Written by the forwarding threads with relaxed atomic stores (vhostd/net.h); relaxed loads here: each counter
+ * is exact as of some moment, a sum of them is a report, not a snapshot. */
+static uint64_t q_counter(const struct vu_queue *q, size_t f)
+{
+	return __atomic_load_n((const uint64_t *)((const char *)&q->st + q_fields[f].off), __ATOMIC_RELAXED);
+}
+
 static void vu_describe(struct sw_port *p, struct sw_json *w)
 {
 	struct vu_port *vp = p->priv;
@@ -401,25 +427,29 @@ static void vu_describe(struct sw_port *p, struct sw_json *w)
 	sw_json_str(w, "ring", f & VHD_BIT(VIRTIO_F_RING_PACKED) ? "packed" : "split");
 	sw_json_bool(w, "mrg_rxbuf", f & VHD_BIT(VIRTIO_NET_F_MRG_RXBUF));
 	sw_json_u64(w, "queue_pairs", vp->nqp);
-	uint64_t bad = 0, too_big = 0, nobuf = 0, gso = 0, errs = 0;
-	for (unsigned i = 0; i < 2 * vp->nqp; i++) {
-		/* Written by the forwarding threads with relaxed atomic stores (vhostd/net.h); relaxed loads here:
-		 * each counter is exact as of some moment, the sum is a report, not a snapshot. */
-		const struct vhd_net_stats *s = &vp->q[i].st;
-		bad += __atomic_load_n(&s->bad_header, __ATOMIC_RELAXED);
-		too_big += __atomic_load_n(&s->too_big, __ATOMIC_RELAXED);
-		nobuf += __atomic_load_n(&s->no_buffers, __ATOMIC_RELAXED);
-		gso += __atomic_load_n(&s->gso_unsupported, __ATOMIC_RELAXED);
-		errs += __atomic_load_n(&s->errors, __ATOMIC_RELAXED);
+	for (size_t f = SHOWN; f < NQ_FIELDS; f++) {
+		uint64_t v = 0;
+		for (unsigned i = 0; i < 2 * vp->nqp; i++)
+			v += q_counter(&vp->q[i], f);
+		sw_json_u64(w, q_fields[f].name, v);
 	}
-	sw_json_u64(w, "bad_header", bad);
-	sw_json_u64(w, "too_big", too_big);
-	sw_json_u64(w, "no_buffers", nobuf);
-	sw_json_u64(w, "gso_unsupported", gso);
-	sw_json_u64(w, "ring_errors", errs);
 	struct vhd_vu_stats vs;
 	vhd_vu_dev_stats(vp->dev, &vs);
 	sw_json_u64(w, "notify_failures", vs.notify_failures);
+}
+
+/* Per virtqueue (its index: even the guest's receive queues, odd its transmit queues), what describe sums. */
+static void vu_counters(struct sw_port *p, void (*fn)(void *arg, const char *name, const char *help, int queue,
+							 uint64_t v),
+			void *arg)
+{
+	struct vu_port *vp = p->priv;
+	for (size_t f = 0; f < NQ_FIELDS; f++)
+		for (unsigned i = 0; i < 2 * vp->nqp; i++)
+			fn(arg, q_fields[f].name, q_fields[f].help, (int)i, q_counter(&vp->q[i], f));
+	struct vhd_vu_stats vs;
+	vhd_vu_dev_stats(vp->dev, &vs);
+	fn(arg, "notify_failures", "guest notifications (call eventfd writes) that failed", -1, vs.notify_failures);
 }
 
 const struct sw_port_ops sw_vhost_user_ops = {
@@ -431,6 +461,7 @@ const struct sw_port_ops sw_vhost_user_ops = {
 	.dispatch = vu_dispatch,
 	.link_up = vu_link_up,
 	.describe = vu_describe,
+	.counters = vu_counters,
 	.rx_burst = vu_rx_burst,
 	.rx_done = vu_rx_done,
 	.tx_burst = vu_tx_burst,

@@ -122,6 +122,25 @@ def case_counters(r):
     b_tx = s[("vhostd_port_tx_packets_total", frozenset({("port", "b"), ("type", "vhost-user")}))]
     if b_tx != rb["total"]["rx_packets"]:
         return f"metrics say b was sent {b_tx} frames, its receiver got {rb['total']['rx_packets']}"
+    # The vhost-user ports' own counters, per virtqueue (even: the guest's receive queue, odd: its transmit
+    # queue): what a's guest sent, what b's guest received, and show's sums of the rest.
+    per_q = {}
+    for (name, lab), v in s.items():
+        d = dict(lab)
+        if name.startswith("vhostd_queue_"):
+            per_q[(d["port"], name[len("vhostd_queue_"):-len("_total")], int(d["queue"]))] = v
+    if per_q.get(("a", "packets", 1)) != N or per_q.get(("b", "packets", 0)) != rb["total"]["rx_packets"]:
+        return (f"per-queue packets: a's transmit queue {per_q.get(('a', 'packets', 1))} (sent {N}), b's receive "
+                f"queue {per_q.get(('b', 'packets', 0))} (got {rb['total']['rx_packets']})")
+    info = {p["name"]: p["info"] for p in r.ctl_json("show")["ports"]}
+    for port in ("a", "b"):
+        for field in ("bad_header", "too_big", "no_buffers", "gso_unsupported", "ring_errors"):
+            got = sum(v for (pn, f, _), v in per_q.items() if pn == port and f == field)
+            if got != info[port][field] or not any(k[:2] == (port, field) for k in per_q):
+                return f"port {port} {field}: per-queue metrics sum to {got}, show says {info[port][field]}"
+        lab = frozenset({("port", port), ("type", "vhost-user")})
+        if s.get(("vhostd_port_notify_failures_total", lab)) != info[port]["notify_failures"]:
+            return f"port {port} notify_failures: metrics {s.get(('vhostd_port_notify_failures_total', lab))}"
     for t in full["threads"]:
         lab = frozenset({("thread", str(t["thread"]))})
         for field in ("busy_cycles", "packets", "busy_rounds"):
