@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -33,6 +34,7 @@ struct sw_http {
 	unsigned nclients;
 	struct http_client *clients[SW_HTTP_MAX_CLIENTS];
 	bool full_logged;
+	int spare_fd; /* given up to refuse a connection when out of fds (see accept_clients) */
 };
 
 static uint64_t now_ms(void)
@@ -108,6 +110,7 @@ int sw_http_listen(const char *addr, const char *path, const char *content_type,
 	struct sw_http *h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
+	h->spare_fd = -1;
 	h->render = render;
 	h->opaque = opaque;
 	h->path = strdup(path);
@@ -137,6 +140,7 @@ int sw_http_listen(const char *addr, const char *path, const char *content_type,
 		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
 		snprintf(h->addr, sizeof(h->addr), "%s:%u", ip, ntohs(s4->sin_port));
 	}
+	h->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	*out = h;
 	return 0;
 fail:
@@ -197,7 +201,8 @@ static bool answer_text(struct sw_http *h, struct http_client *cl, const char *s
 
 static bool is_tchar(char c)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c);
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c)); /* strchr finds the terminator for NUL */
 }
 
 /* A complete request is in cl->in (up to its blank line): decide the answer. false: out of memory. */
@@ -285,6 +290,17 @@ static void accept_clients(struct sw_http *h, uint64_t now)
 {
 	for (int k = 0; k < ACCEPT_BURST; k++) {
 		int fd = accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE) && h->spare_fd >= 0) {
+			/* Otherwise the pending connection keeps the listener readable and the control loop spins:
+			 * free one fd to take it off the queue and close it. */
+			close(h->spare_fd);
+			fd = accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (fd >= 0)
+				close(fd);
+			h->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			vhd_log(VHD_LOG_WARN, "metrics: out of file descriptors, refused a client");
+			return;
+		}
 		if (fd < 0)
 			return;
 		struct http_client *cl = h->nclients < SW_HTTP_MAX_CLIENTS ? malloc(sizeof(*cl)) : NULL;
@@ -346,6 +362,8 @@ void sw_http_destroy(struct sw_http *h)
 	while (h->nclients)
 		drop_client(h, h->nclients - 1);
 	close(h->lfd);
+	if (h->spare_fd >= 0)
+		close(h->spare_fd);
 	free(h->path);
 	free(h->ctype);
 	free(h);
