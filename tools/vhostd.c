@@ -408,7 +408,11 @@ int main(int argc, char **argv)
 		}
 		vhd_log(VHD_LOG_INFO, "vhostd: metrics on http://%s/metrics", sw_http_addr(http));
 	}
-	if (config && run_config(sw, config) < 0) {
+	/* The control socket appears only now: whoever waits for it (a service manager, libvirt, a script)
+	 * finds the config file applied, or finds the daemon gone with its reason. */
+	if ((config && run_config(sw, config) < 0) || (rc = sw_ctl_publish(ctl)) < 0) {
+		if (rc < 0)
+			fprintf(stderr, "vhostd: control socket %s: %s\n", sock, strerror(-rc));
 		sw_http_destroy(http);
 		sw_ctl_destroy(ctl);
 		sw_destroy(sw);

@@ -271,6 +271,7 @@ struct sw_ctl {
 	int lfd;
 	int spare_fd; /* given up to accept (and refuse) a client when the process is out of fds */
 	char *path;
+	char *tmp_path; /* where the socket listens until sw_ctl_publish(); NULL once published */
 	dev_t dev;
 	ino_t ino;
 	const struct sw_ctl_cmd *cmds;
@@ -559,9 +560,10 @@ int sw_ctl_listen(const char *path, const struct sw_ctl_cmd *cmds, unsigned ncmd
 		rc = c->path ? -errno : -ENOMEM;
 		goto fail;
 	}
-	/* Bound, tightened and listening under a temporary name, then renamed into place: whoever sees the path
-	 * (a script waiting for it, a service manager) can connect at once, never meeting the window between
-	 * bind() and listen() where a connect is refused. Without room for the longer name, bound in place. */
+	/* Bound, tightened and listening under a temporary name, renamed into place by sw_ctl_publish(): whoever
+	 * sees the path (a script waiting for it, a service manager) can connect at once and finds the daemon
+	 * configured, never meeting the window between bind() and listen() where a connect is refused, nor a
+	 * half-applied config file. Without room for the longer name, bound in place. */
 	struct sockaddr_un tmp = sa;
 	int n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d", path, (int)getpid());
 	bool renamed = n > 0 && (size_t)n < sizeof(tmp.sun_path);
@@ -576,8 +578,8 @@ int sw_ctl_listen(const char *path, const struct sw_ctl_cmd *cmds, unsigned ncmd
 	/* Nobody can connect before listen(), so tightening the mode here leaves no window. */
 	struct stat st;
 	if (chmod(tmp.sun_path, 0600) < 0 || lstat(tmp.sun_path, &st) < 0 || listen(c->lfd, 64) < 0 ||
-	    (renamed && rename(tmp.sun_path, path) < 0)) {
-		rc = -errno;
+	    (renamed && !(c->tmp_path = strdup(tmp.sun_path)))) {
+		rc = -errno; /* strdup sets ENOMEM */
 		unlink(tmp.sun_path);
 		goto fail;
 	}
@@ -594,6 +596,17 @@ fail:
 	return rc;
 }
 
+int sw_ctl_publish(struct sw_ctl *c)
+{
+	if (!c->tmp_path)
+		return 0;
+	if (rename(c->tmp_path, c->path) < 0)
+		return -errno;
+	free(c->tmp_path);
+	c->tmp_path = NULL;
+	return 0;
+}
+
 void sw_ctl_destroy(struct sw_ctl *c)
 {
 	if (!c)
@@ -602,11 +615,13 @@ void sw_ctl_destroy(struct sw_ctl *c)
 		drop_client(c, c->nclients - 1);
 	/* Only our own socket: a newer daemon may have replaced it after we were told to go. */
 	struct stat st;
-	if (lstat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
-		unlink(c->path);
+	const char *where = c->tmp_path ? c->tmp_path : c->path;
+	if (lstat(where, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
+		unlink(where);
 	close(c->lfd);
 	if (c->spare_fd >= 0)
 		close(c->spare_fd);
+	free(c->tmp_path);
 	free(c->path);
 	free(c);
 }

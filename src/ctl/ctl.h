@@ -61,12 +61,21 @@ int sw_ctl_split(char *line, char **argv, unsigned max, unsigned *argc);
 struct sw_ctl;
 
 /*
- * Listen on a unix stream socket at path (mode 0600, nonblocking, close-on-exec). The directory must exist.
+ * Listen on a unix stream socket for path (mode 0600, nonblocking, close-on-exec). The directory must exist.
+ * The socket listens under a temporary name beside path until sw_ctl_publish() moves it there, so a caller
+ * can finish starting (apply a config file) before anyone waiting for path sees it.
  * @return 0 and *out; -EADDRINUSE if a live process answers on path; -EEXIST if path is something other than a
  *         socket (it is left alone); a stale socket is removed. Other -errno from socket/bind/listen.
  */
 int sw_ctl_listen(const char *path, const struct sw_ctl_cmd *cmds, unsigned ncmds, void *opaque,
 		  struct sw_ctl **out);
+
+/*
+ * Rename the listening socket from its temporary name to the path given to sw_ctl_listen(). Idempotent.
+ * @return 0, or -errno from rename() (the socket keeps listening under the temporary name, which
+ *         sw_ctl_destroy() removes).
+ */
+int sw_ctl_publish(struct sw_ctl *c);
 
 /* The fds to poll before the next sw_ctl_dispatch(): the listening socket, then each client (POLLIN, or POLLOUT
  * while its answer is still being written). Fills at most max (pass SW_CTL_MAX_POLLFDS); returns the count. */

@@ -695,8 +695,20 @@ static void test_listen(void)
 	int base = th_count_fds();
 	struct sw_ctl *c, *c2;
 	set_path("listen");
-	CHECK_EQ(sw_ctl_listen(sock_path, test_cmds, NCMDS, NULL, &c), 0);
+	/* Before publish the path is absent (a waiter sees nothing until the caller finished starting), and
+	 * destroy then removes the temporary socket. */
 	struct stat st;
+	char tmp_path[sizeof(sock_path) + 16];
+	snprintf(tmp_path, sizeof(tmp_path), "%s.%d", sock_path, (int)getpid());
+	CHECK_EQ(sw_ctl_listen(sock_path, test_cmds, NCMDS, NULL, &c), 0);
+	CHECK(lstat(sock_path, &st) < 0 && errno == ENOENT);
+	CHECK_EQ(lstat(tmp_path, &st), 0);
+	sw_ctl_destroy(c);
+	CHECK(lstat(tmp_path, &st) < 0 && errno == ENOENT);
+	CHECK_EQ(sw_ctl_listen(sock_path, test_cmds, NCMDS, NULL, &c), 0);
+	CHECK_EQ(sw_ctl_publish(c), 0);
+	CHECK_EQ(sw_ctl_publish(c), 0);
+	CHECK(lstat(tmp_path, &st) < 0 && errno == ENOENT);
 	CHECK_EQ(lstat(sock_path, &st), 0);
 	CHECK(S_ISSOCK(st.st_mode));
 	CHECK_EQ(st.st_mode & 0777, 0600);
@@ -715,9 +727,11 @@ static void test_listen(void)
 	CHECK_EQ(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	close(s);
 	CHECK_EQ(sw_ctl_listen(sock_path, test_cmds, NCMDS, NULL, &c), 0);
+	CHECK_EQ(sw_ctl_publish(c), 0);
 	/* Ours was replaced behind our back (a newer daemon): destroy leaves the new one alone. */
 	CHECK_EQ(unlink(sock_path), 0);
 	CHECK_EQ(sw_ctl_listen(sock_path, test_cmds, NCMDS, NULL, &c2), 0);
+	CHECK_EQ(sw_ctl_publish(c2), 0);
 	sw_ctl_destroy(c);
 	CHECK_EQ(lstat(sock_path, &st), 0);
 	sw_ctl_destroy(c2);
@@ -791,6 +805,7 @@ static void run_with_client(const char *tag, void (*client)(void))
 	struct sw_ctl *c;
 	set_path(tag);
 	CHECK_EQ(sw_ctl_listen(sock_path, test_cmds, NCMDS, NULL, &c), 0);
+	CHECK_EQ(sw_ctl_publish(c), 0);
 	int listening = th_count_fds();
 	pid_t pid = fork();
 	CHECK(pid >= 0);
@@ -1001,6 +1016,7 @@ static void test_socket_out_of_fds(void)
 	struct sw_ctl *c;
 	set_path("nofd");
 	CHECK_EQ(sw_ctl_listen(sock_path, test_cmds, NCMDS, NULL, &c), 0);
+	CHECK_EQ(sw_ctl_publish(c), 0);
 	int listening = th_count_fds();
 	pid_t pid = fork();
 	CHECK(pid >= 0);
@@ -1326,6 +1342,7 @@ static void test_vhostctl_server(void)
 	int base = th_count_fds();
 	set_path("vc");
 	CHECK_EQ(sw_ctl_listen(sock_path, vc_cmds, sizeof(vc_cmds) / sizeof(vc_cmds[0]), NULL, &c), 0);
+	CHECK_EQ(sw_ctl_publish(c), 0);
 
 	VHOSTCTL(c, &r, "--socket", sock_path, "show");
 	expect(&r, 0, NULL, NULL);
