@@ -29,6 +29,7 @@ WORK = os.environ.get("VHD_INTEROP_WORK", os.path.join(os.path.dirname(os.path.d
 HOSTPEER = os.path.join(HERE, "hostpeer.py")
 GUEST_IP, HOST_IP = "10.0.0.2", "10.0.0.1"
 F_MRG, F_PACKED = 1 << 15, 1 << 34
+OOPS_MARKERS = ("BUG:", "Oops:", "WARNING:", "general protection fault", "Kernel panic", "kernel BUG")
 
 # The guest's tests (tests/interop/guest/tests/*.sh) and the host ends each one needs:
 # host receivers started before boot, and senders started when the guest says VHD-READY on a port.
@@ -280,8 +281,11 @@ class Case:
             if line.startswith(("VHD-RESULT", "VHD-COUNTERS", "VHD-ETH", "VHD-DONE")):
                 log(f"{self.name} [{test}] {line}")
         if errors:
-            log(f"{self.name} [{test}] console tail:")
-            for line in console[-40:]:
+            # A guest oops is printed from its first line, so its cause (not just the panic) reaches the log.
+            oops = next((i for i, line in enumerate(console) if any(m in line for m in OOPS_MARKERS)), None)
+            start = max(0, len(console) - 40) if oops is None else max(0, oops - 5)
+            log(f"{self.name} [{test}] console {'from the oops' if oops is not None else 'tail'}:")
+            for line in console[start:start + 200]:
                 log(f"  | {line}")
         return errors
 
