@@ -422,9 +422,9 @@ static const struct cmd_info cmd_table[] = {
 	{"log-level", "log-level [LEVEL]", "show or set the daemon's log level (error, warning, info, debug)", 0, 1,
 	 render_log_level},
 	{"capture", "capture PORT [--direction rx|tx|both] [--count N] -w FILE",
-	 "write the frames PORT receives (rx) and/or is given to send (tx; default both) to FILE as pcapng, each\n"
-	 "  with its direction (epb_flags), until N frames, Ctrl-C, or the port's removal; frames are cut to 2048\n"
-	 "  bytes; what vhostd could not keep (a slow reader) is counted, never waited for",
+	 "write what PORT receives (rx) and/or sends (tx; default both) to FILE as pcapng with each frame's "
+	 "direction, until N frames, Ctrl-C or the port's removal; frames cut to 2048 bytes; frames vhostd could "
+	 "not keep for a slow reader are counted, never waited for",
 	 3, 7, render_capture},
 	{"help", "help [COMMAND]", "the commands the daemon itself knows", 0, 1, render_help},
 };
