@@ -321,7 +321,10 @@ int sw_capture_fd(const struct sw_capture *c)
 
 short sw_capture_events(const struct sw_capture *c)
 {
-	return (short)(c->out_len ? POLLOUT | POLLRDHUP : POLLRDHUP);
+	/* Once the reader has shut its side, POLLRDHUP would hold for good: asking for it then would spin the
+	 * control thread for as long as the reader leaves the last blocks unread. */
+	short rdhup = c->stop_asked || c->closing ? 0 : POLLRDHUP;
+	return (short)(c->out_len ? POLLOUT | rdhup : rdhup);
 }
 
 uint64_t sw_capture_frames(const struct sw_capture *c)

@@ -736,7 +736,7 @@ int sw_timeout_ms(struct sw *sw)
 {
 	int t = 1000; /* the MAC table's clock and aging */
 	for (unsigned i = 0; i < SW_MAX_CAPTURES; i++)
-		if (sw->caps[i].cap)
+		if (sw->caps[i].port)
 			t = SW_CAPTURE_DRAIN_MS; /* rings drained often enough not to fill at moderate rates */
 	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
 		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
