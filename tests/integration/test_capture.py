@@ -161,6 +161,40 @@ def case_count_and_filter(r):
                                                                                   range(50))
 
 
+def case_two_threads(r):
+    """Two forwarding threads, two queue pairs: each thread fills its own ring and the control thread merges
+    them; every frame of each queue is there, whole, in its queue's order, all inbound."""
+    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')} queues=2",
+                    f"add-port b vhost-user path={r.sock('b')} queues=2"], extra=("--threads", "2"))
+    fa = os.path.join(r.dir, "a.pcapng")
+    ca = capture(r, "a", fa, "--direction", "rx", "--count", str(N))
+    b = r.pktgen("--frontend", r.sock("b"), "--mode", "rxonly", "--verify", "--mac", MAC["b"], "--queues", "2",
+                 "--duration", "60", "--count", str(N))
+    wait_link(r, ["b"])
+    a = r.pktgen("--frontend", r.sock("a"), "--mode", "txonly", "--mac", MAC["a"], "--size", "60-1514",
+                 "--queues", "2", "--count", str(N), "--pps", PPS)
+    ra = Rig.result(a)
+    rb, s = stop_sink(r, b)
+    err = check_pair(ra, rb, s["b"], N)
+    if err:
+        return err
+    rc, out = finish(ca)
+    if rc != 0 or f"{N} frames" not in out:
+        return f"capture a: exit {rc}: {out.strip()}"
+    frames = tshark_frames(fa)
+    byq = {}
+    for d, data, name in frames:
+        q = struct.unpack_from("<H", data, 50)[0]
+        byq.setdefault(q, []).append((d, data, name))
+    if sorted(byq) != [0, 1]:
+        return f"frames from queues {sorted(byq)}, wanted 0 and 1"
+    for q, fr in byq.items():
+        want = [pktgen_frame(MAC["a"], len(x[1]), i, q) for i, x in enumerate(fr)]
+        if [x[1] for x in fr] != want or any(x[0] != INBOUND for x in fr):
+            return f"queue {q}: {len(fr)} frames, not the generator's 0..{len(fr) - 1} in order, inbound"
+    return None
+
+
 def case_port_removed(r):
     """The capture ends with its port: vhostctl exits by itself and the file is whole."""
     start(r)
@@ -211,6 +245,13 @@ def case_refusals(r):
         ans = raw_request(r, args, fds)
         if ans.get("ok") or words not in ans.get("error", ""):
             return f"capture {args} with {len(fds)} fd(s): {ans}"
+    # Descriptors passed with a command that takes none, or several with one line, are closed.
+    with socket.socket(socket.AF_UNIX) as c:
+        c.connect(r.ctl)
+        socket.send_fds(c, [b'{"cmd":"show"}\n'], [pr, pw, b.fileno()])
+        c.settimeout(10)
+        if not json.loads(c.makefile().readline()).get("ok"):
+            return "show with descriptors passed along was refused"
     for fd in (pr, pw):
         os.close(fd)
     # One capture per port at a time.
@@ -305,6 +346,7 @@ def case_stalled_reader_others_unaffected(r):
 
 CASES = [("capture_frames_and_direction", case_frames_and_direction),
          ("capture_count_and_filter", case_count_and_filter),
+         ("capture_two_threads", case_two_threads),
          ("capture_port_removed", case_port_removed),
          ("capture_refusals", case_refusals),
          ("capture_stalled_reader_others_unaffected", case_stalled_reader_others_unaffected)]
