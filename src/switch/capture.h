@@ -28,7 +28,7 @@
 #include "vhostd/pkt.h"
 
 #define SW_CAPTURE_SNAPLEN 2048u  /* bytes kept of each frame (a GSO frame's first 2 KiB) */
-#define SW_CAPTURE_SLOTS 256u     /* per forwarding thread; a power of two */
+#define SW_CAPTURE_SLOTS 512u     /* per forwarding thread; a power of two */
 #define SW_CAPTURE_OUT (256u * 1024) /* pcapng bytes waiting for the reader */
 #define SW_MAX_CAPTURES 8
 

@@ -25,7 +25,7 @@ import test_switch  # noqa: E402  (same argv: VHOSTD VHOSTCTL PKTGEN [filter])
 from test_switch import MAC, Rig, check_pair, stop_sink, wait_link  # noqa: E402
 
 N = int(os.environ.get("VHD_CAPTURE_COUNT", "300"))
-PPS = "5000"  # the capture rings hold 256 frames per thread and are drained every 10 ms: no drop at this rate
+PPS = "5000"  # the capture rings hold 512 frames per thread, drained every 10 ms: 100 ms of slack at this rate
 INBOUND, OUTBOUND = 1, 2
 
 
