@@ -9,6 +9,8 @@
  *   {"ok":true,"result":{...}}\n  or  {"ok":false,"error":"reason","errno":N}\n
  * A built-in "help" (unless the table has its own) answers {"commands":[{"name","usage","help"},...]}; with one
  * argument, only that command.
+ * A request line may come with one descriptor passed alongside (SCM_RIGHTS, with its first bytes): the command
+ * takes it with sw_ctl_take_fd() (capture: the socket to stream pcapng into); otherwise it is closed.
  *
  * Threading: everything here runs on the daemon's control thread; nothing locks.
  */
