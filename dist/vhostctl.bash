@@ -36,7 +36,7 @@ _vhostctl_keys()
 _vhostctl()
 {
 	local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD - 1]}"
-	local commands="add-port del-port show stats fdb log-level help"
+	local commands="add-port del-port show stats fdb log-level capture help"
 	COMPREPLY=()
 	case "$prev" in
 	-s | --socket)
@@ -70,6 +70,20 @@ _vhostctl()
 	case "$cmd" in
 	del-port | stats)
 		((argn == 1)) && _vhostctl_reply -W "$(_vhostctl_ports)" -- "$cur"
+		;;
+	capture)
+		case "$prev" in
+		--direction) _vhostctl_reply -W "rx tx both" -- "$cur" ;;
+		-w) _vhostctl_reply -f -- "$cur" ;;
+		--count) ;;
+		*)
+			if ((argn == 1)); then
+				_vhostctl_reply -W "$(_vhostctl_ports)" -- "$cur"
+			else
+				_vhostctl_reply -W "--direction --count -w" -- "$cur"
+			fi
+			;;
+		esac
 		;;
 	log-level)
 		((argn == 1)) && _vhostctl_reply -W "error warning info debug" -- "$cur"

@@ -7,9 +7,11 @@
  * connect, timeout, connection closed, malformed answer).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -381,6 +383,15 @@ static bool render_help(const struct sw_json_val *r)
 	return true;
 }
 
+static bool render_capture(const struct sw_json_val *r)
+{
+	char *port = cell(r, "port", ","), *dir = cell(r, "direction", ",");
+	fprintf(stderr, "vhostctl: capturing %s on %s; Ctrl-C stops\n", dir, port);
+	free(port);
+	free(dir);
+	return true;
+}
+
 /* ------------------------------------------------------------------ commands */
 
 struct cmd_info {
@@ -410,6 +421,11 @@ static const struct cmd_info cmd_table[] = {
 	{"fdb", "fdb", "the learned MAC address table", 0, 0, render_fdb},
 	{"log-level", "log-level [LEVEL]", "show or set the daemon's log level (error, warning, info, debug)", 0, 1,
 	 render_log_level},
+	{"capture", "capture PORT [--direction rx|tx|both] [--count N] -w FILE",
+	 "write what PORT receives (rx) and/or sends (tx; default both) to FILE as pcapng with each frame's "
+	 "direction, until N frames, Ctrl-C or the port's removal; frames cut to 2048 bytes; frames vhostd could "
+	 "not keep for a slow reader are counted, never waited for",
+	 3, 7, render_capture},
 	{"help", "help [COMMAND]", "the commands the daemon itself knows", 0, 1, render_help},
 };
 
@@ -487,7 +503,8 @@ static int unreachable(const char *path, const char *what, int err)
  * Send req (with its newline) and read one response line into *resp (NUL-terminated, newline stripped).
  * Returns 0 or an exit status after saying what went wrong.
  */
-static int exchange(const char *path, int timeout_ms, const char *req, size_t len, char **resp, size_t *resp_len)
+static int exchange(const char *path, int timeout_ms, const char *req, size_t len, int pass_fd, char **resp,
+		    size_t *resp_len)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -512,7 +529,24 @@ static int exchange(const char *path, int timeout_ms, const char *req, size_t le
 	}
 	int rc = 0;
 	for (size_t off = 0; off < len && !rc;) {
-		ssize_t r = send(fd, req + off, len - off, MSG_NOSIGNAL);
+		/* pass_fd rides with the first byte of the request line (SCM_RIGHTS). */
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} ctrl;
+		struct iovec iov = {.iov_base = (char *)req + off, .iov_len = len - off};
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+		if (pass_fd >= 0 && off == 0) {
+			memset(&ctrl, 0, sizeof(ctrl));
+			m.msg_control = ctrl.buf;
+			m.msg_controllen = sizeof(ctrl.buf);
+			struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+			h->cmsg_level = SOL_SOCKET;
+			h->cmsg_type = SCM_RIGHTS;
+			h->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(h), &pass_fd, sizeof(int));
+		}
+		ssize_t r = sendmsg(fd, &m, MSG_NOSIGNAL);
 		if (r >= 0)
 			off += (size_t)r;
 		else if (errno == EAGAIN)
@@ -567,6 +601,60 @@ static int exchange(const char *path, int timeout_ms, const char *req, size_t le
 	return 0;
 }
 
+/*
+ * Send command name with its arguments (and pass_fd, unless -1) and parse the answer into *out.
+ * Returns 0 or an exit status after saying what went wrong.
+ */
+static int request(const char *path, int timeout_ms, const char *name, unsigned nargs, const char *const *args,
+		   int pass_fd, struct sw_json_val **out)
+{
+	struct sw_json w;
+	sw_json_init(&w);
+	sw_json_obj_begin(&w, NULL);
+	sw_json_str(&w, "cmd", name);
+	sw_json_arr_begin(&w, "args");
+	for (unsigned i = 0; i < nargs; i++)
+		sw_json_str(&w, NULL, args[i]);
+	sw_json_arr_end(&w);
+	sw_json_obj_end(&w);
+	const char *req = sw_json_finish(&w);
+	if (!req) {
+		fputs("vhostctl: out of memory\n", stderr);
+		return EXIT_UNREACHABLE;
+	}
+	if (w.len > SW_JSON_MAX_LEN) {
+		sw_json_free(&w);
+		return usage_error("the request is longer than the daemon takes (%u bytes)", SW_JSON_MAX_LEN);
+	}
+	char *line = xrealloc(NULL, w.len + 2);
+	memcpy(line, req, w.len);
+	line[w.len] = '\n';
+	size_t line_len = w.len + 1;
+	sw_json_free(&w);
+
+	char *resp = NULL;
+	size_t resp_len = 0;
+	int rc = exchange(path, timeout_ms, line, line_len, pass_fd, &resp, &resp_len);
+	free(line);
+	if (rc)
+		return rc;
+	struct sw_json_val *v;
+	char err[256];
+	*out = NULL;
+	if (sw_json_parse_max(resp, resp_len, MAX_RESPONSE, &v, err, sizeof(err)) || v->type != SW_JSON_OBJ) {
+		if (!err[0])
+			snprintf(err, sizeof(err), "not a JSON object");
+		fprintf(stderr, "vhostctl: %s: malformed answer: %s\n", path, err);
+		free(resp);
+		if (v)
+			sw_json_val_free(v);
+		return EXIT_UNREACHABLE;
+	}
+	free(resp);
+	*out = v;
+	return 0;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static int parse_timeout(const char *s, int *out)
@@ -607,6 +695,218 @@ static int show_answer(const struct cmd_info *info, const char *path, const stru
 malformed:
 	fprintf(stderr, "vhostctl: %s: malformed answer (no ok/result/error)\n", path);
 	return EXIT_UNREACHABLE;
+}
+
+/* ------------------------------------------------------------------ capture */
+
+#define CAP_BUF (1u << 20) /* past any block vhostd writes (an EPB is 2 KiB and a bit) */
+#define PCAPNG_SHB 0x0A0D0D0Au
+#define PCAPNG_ISB 5u
+#define PCAPNG_EPB 6u
+
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	interrupted++;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t r = write(fd, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* The isb_osdrop option (7) of an Interface Statistics Block, or UINT64_MAX. */
+static uint64_t isb_drops(const uint8_t *b, uint32_t len)
+{
+	for (uint32_t off = 20; off + 4 <= len - 4;) {
+		uint16_t code, olen;
+		memcpy(&code, b + off, 2);
+		memcpy(&olen, b + off + 2, 2);
+		if (code == 0 || off + 4 + olen > len - 4)
+			break;
+		if (code == 7 && olen == 8) {
+			uint64_t v;
+			memcpy(&v, b + off + 4, 8);
+			return v;
+		}
+		off += 4 + ((olen + 3u) & ~3u);
+	}
+	return UINT64_MAX;
+}
+
+/*
+ * Whole blocks of buf[0..have) (checked: lengths, trailer, SHB first): returns the bytes they take, counts EPBs
+ * into *frames and takes the drops from an ISB; *bad on a malformed block.
+ */
+static size_t whole_blocks(const uint8_t *buf, size_t have, bool first, uint64_t *frames, uint64_t *drops,
+			   bool *bad)
+{
+	size_t off = 0;
+	while (have - off >= 12) {
+		uint32_t type, len, trail;
+		memcpy(&type, buf + off, 4);
+		memcpy(&len, buf + off + 4, 4);
+		if (len < 12 || len % 4 || len > CAP_BUF || (first && off == 0 && type != PCAPNG_SHB)) {
+			*bad = true;
+			break;
+		}
+		if (have - off < len)
+			break;
+		memcpy(&trail, buf + off + len - 4, 4);
+		if (trail != len) {
+			*bad = true;
+			break;
+		}
+		if (type == PCAPNG_EPB)
+			(*frames)++;
+		else if (type == PCAPNG_ISB)
+			*drops = isb_drops(buf + off, len);
+		off += len;
+	}
+	return off;
+}
+
+/*
+ * vhostctl capture: a socket pair, one end passed to vhostd with the request; vhostd streams pcapng into it and
+ * closes it when done; only whole blocks reach FILE, so it is valid pcapng wherever the stream stops. Ctrl-C
+ * shuts our sending side down, which asks vhostd to end the capture (its last frames and the statistics
+ * block follow); a second Ctrl-C, or 5 s without the end, stops at once.
+ */
+static int capture(const char *path, int timeout_ms, unsigned nargs, char **args)
+{
+	const char *port = NULL, *file = NULL, *dir = "both", *count = NULL;
+	for (unsigned i = 0; i < nargs; i++) {
+		const char *a = args[i];
+		if (!strcmp(a, "-w") || !strcmp(a, "--direction") || !strcmp(a, "--count")) {
+			if (i + 1 == nargs)
+				return usage_error("capture: %s wants a value", a);
+			const char *v = args[++i];
+			if (a[1] == 'w')
+				file = v;
+			else if (a[2] == 'd')
+				dir = v;
+			else
+				count = v;
+		} else if (a[0] == '-') {
+			return usage_error("capture: unknown option '%s'", a);
+		} else if (port) {
+			return usage_error("capture: one PORT only, not '%s' and '%s'", port, a);
+		} else {
+			port = a;
+		}
+	}
+	if (!port || !file || !file[0])
+		return usage_error("capture: usage: vhostctl %s", find_cmd("capture")->usage);
+	if (strcmp(dir, "rx") && strcmp(dir, "tx") && strcmp(dir, "both"))
+		return usage_error("capture: --direction wants rx, tx or both, not '%s'", dir);
+	if (count) {
+		char *end;
+		errno = 0;
+		unsigned long long n = strtoull(count, &end, 10);
+		if (errno || end == count || *end || count[0] < '0' || count[0] > '9' || n < 1 || n > UINT32_MAX)
+			return usage_error("capture: --count wants 1..%u, not '%s'", UINT32_MAX, count);
+	}
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		fprintf(stderr, "vhostctl: capture: socketpair: %s\n", strerror(errno));
+		return EXIT_UNREACHABLE;
+	}
+	int out = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
+	if (out < 0) {
+		fprintf(stderr, "vhostctl: capture: %s: %s\n", file, strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		return EXIT_REFUSED;
+	}
+	/* Before the request: a Ctrl-C from the moment the capture may run ends it cleanly. No SA_RESTART: poll()
+	 * returns EINTR. */
+	struct sigaction sa = {.sa_handler = on_interrupt};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	const char *rargs[] = {port, dir, count};
+	struct sw_json_val *v;
+	int rc = request(path, timeout_ms, "capture", count ? 3 : 2, rargs, sv[1], &v);
+	close(sv[1]); /* vhostd holds its end now: EOF on ours means it is done */
+	if (!rc) {
+		rc = show_answer(find_cmd("capture"), path, v, false);
+		sw_json_val_free(v);
+	}
+	if (rc) {
+		close(out);
+		close(sv[0]);
+		unlink(file); /* nothing was captured: no empty, invalid file left behind */
+		return rc;
+	}
+	uint8_t *buf = xrealloc(NULL, CAP_BUF);
+	size_t have = 0;
+	uint64_t frames = 0, drops = UINT64_MAX;
+	bool bad = false, shut = false, first = true;
+	int werr = 0;
+	long long deadline = 0;
+	for (;;) {
+		if (interrupted && !shut) {
+			shutdown(sv[0], SHUT_WR);
+			shut = true;
+			deadline = now_ms() + 5000;
+		}
+		if (interrupted > 1 || (shut && now_ms() >= deadline))
+			break;
+		struct pollfd p = {.fd = sv[0], .events = POLLIN};
+		int pr = poll(&p, 1, shut ? (int)(deadline - now_ms()) : -1);
+		if (pr <= 0) {
+			if (pr < 0 && errno != EINTR)
+				break;
+			continue;
+		}
+		ssize_t r = read(sv[0], buf + have, CAP_BUF - have);
+		if (r < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (r <= 0)
+			break; /* EOF: vhostd ended the capture */
+		have += (size_t)r;
+		size_t n = whole_blocks(buf, have, first, &frames, &drops, &bad);
+		if (n) {
+			first = false;
+			if ((werr = write_all(out, buf, n)) < 0)
+				break;
+			memmove(buf, buf + n, have - n);
+			have -= n;
+		}
+		if (bad)
+			break;
+	}
+	free(buf);
+	close(sv[0]);
+	if (close(out) < 0 && !werr)
+		werr = -errno;
+	if (werr) {
+		fprintf(stderr, "vhostctl: capture: writing %s: %s\n", file, strerror(-werr));
+		return EXIT_REFUSED;
+	}
+	if (bad) {
+		fprintf(stderr, "vhostctl: capture: malformed pcapng from vhostd; %s has the %llu frames before it\n",
+			file, (unsigned long long)frames);
+		return EXIT_UNREACHABLE;
+	}
+	if (drops == UINT64_MAX)
+		fprintf(stderr, "vhostctl: %llu frames to %s (stopped before vhostd's count of drops)\n",
+			(unsigned long long)frames, file);
+	else
+		fprintf(stderr, "vhostctl: %llu frames to %s, %llu dropped (capture rings full)\n",
+			(unsigned long long)frames, file, (unsigned long long)drops);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -665,48 +965,12 @@ int main(int argc, char **argv)
 	if (!path[0])
 		return usage_error("empty socket path");
 
-	struct sw_json w;
-	sw_json_init(&w);
-	sw_json_obj_begin(&w, NULL);
-	sw_json_str(&w, "cmd", name);
-	sw_json_arr_begin(&w, "args");
-	for (unsigned i = 0; i < nargs; i++)
-		sw_json_str(&w, NULL, args[i]);
-	sw_json_arr_end(&w);
-	sw_json_obj_end(&w);
-	const char *req = sw_json_finish(&w);
-	if (!req) {
-		fputs("vhostctl: out of memory\n", stderr);
-		return EXIT_UNREACHABLE;
-	}
-	if (w.len > SW_JSON_MAX_LEN) {
-		sw_json_free(&w);
-		return usage_error("the request is longer than the daemon takes (%u bytes)", SW_JSON_MAX_LEN);
-	}
-	char *line = xrealloc(NULL, w.len + 2);
-	memcpy(line, req, w.len);
-	line[w.len] = '\n';
-	size_t line_len = w.len + 1;
-	sw_json_free(&w);
-
-	char *resp = NULL;
-	size_t resp_len = 0;
-	int rc = exchange(path, timeout_ms, line, line_len, &resp, &resp_len);
-	free(line);
+	if (!strcmp(name, "capture"))
+		return capture(path, timeout_ms, nargs, args);
+	struct sw_json_val *v;
+	int rc = request(path, timeout_ms, name, nargs, (const char *const *)args, -1, &v);
 	if (rc)
 		return rc;
-	struct sw_json_val *v;
-	char err[256];
-	if (sw_json_parse_max(resp, resp_len, MAX_RESPONSE, &v, err, sizeof(err)) || v->type != SW_JSON_OBJ) {
-		if (!err[0])
-			snprintf(err, sizeof(err), "not a JSON object");
-		fprintf(stderr, "vhostctl: %s: malformed answer: %s\n", path, err);
-		free(resp);
-		if (v)
-			sw_json_val_free(v);
-		return EXIT_UNREACHABLE;
-	}
-	free(resp);
 	rc = show_answer(info, path, v, json);
 	sw_json_val_free(v);
 	if (fflush(stdout) != 0) {

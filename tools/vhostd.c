@@ -158,6 +158,38 @@ static int cmd_log_level(void *opaque, unsigned argc, char **argv, struct sw_jso
 	return 0;
 }
 
+/* The control socket, for the descriptor a capture request carries. */
+static struct sw_ctl *ctl_sock;
+
+/* capture PORT rx|tx|both [COUNT], with a unix stream socket passed alongside (vhostctl capture). */
+static int cmd_capture(void *opaque, unsigned argc, char **argv, struct sw_json *w, char *err, size_t errlen)
+{
+	int fd = sw_ctl_take_fd(ctl_sock);
+	unsigned dirs = !strcmp(argv[2], "rx") ? SW_CAP_RX : !strcmp(argv[2], "tx") ? SW_CAP_TX :
+			!strcmp(argv[2], "both") ? SW_CAP_RX | SW_CAP_TX : 0;
+	uint64_t count = 0;
+	int rc = 0;
+	if (!dirs) {
+		snprintf(err, errlen, "capture direction '%.40s': want rx, tx or both", argv[2]);
+		rc = -EINVAL;
+	} else if (argc > 3) {
+		const char *s = argv[3];
+		size_t i = 0;
+		for (; s[i] >= '0' && s[i] <= '9' && i < 10; i++)
+			count = count * 10 + (uint64_t)(s[i] - '0');
+		if (s[i] || i == 0 || count == 0 || count > UINT32_MAX) {
+			snprintf(err, errlen, "capture count '%.40s': want 1..%u", s, UINT32_MAX);
+			rc = -EINVAL;
+		}
+	}
+	if (rc) {
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	return sw_capture_start(opaque, argv[1], dirs, count, fd, w, err, errlen);
+}
+
 static const struct sw_ctl_cmd commands[] = {
 	{"add-port", "add-port NAME TYPE [KEY=VALUE...]",
 	 "add a port: vhost-user path=SOCK [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off] "
@@ -173,6 +205,11 @@ static const struct sw_ctl_cmd commands[] = {
 	 0, 1, cmd_stats},
 	{"fdb", "fdb", "the MAC learning table", 0, 0, cmd_fdb},
 	{"log-level", "log-level [error|warning|info|debug]", "show or set the log level", 0, 1, cmd_log_level},
+	{"capture", "capture PORT rx|tx|both [COUNT]",
+	 "stream the port's frames as pcapng into the unix stream socket passed with the request (SCM_RIGHTS), "
+	 "until COUNT frames, the port's removal, or the socket's peer shuts it down; vhostctl capture -w FILE does "
+	 "this",
+	 2, 3, cmd_capture},
 };
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -389,6 +426,7 @@ int main(int argc, char **argv)
 	}
 	struct sw_ctl *ctl;
 	rc = sw_ctl_listen(sock, commands, NCMDS, sw, &ctl);
+	ctl_sock = ctl;
 	if (rc < 0) {
 		fprintf(stderr, "vhostd: control socket %s: %s\n", sock,
 			rc == -EADDRINUSE ? "another vhostd answers there" : strerror(-rc));
@@ -422,7 +460,7 @@ int main(int argc, char **argv)
 
 	bool stop = false;
 	while (!stop) {
-		struct pollfd fds[1 + SW_CTL_MAX_POLLFDS + SW_HTTP_MAX_POLLFDS + 2 * SW_MAX_PORTS];
+		struct pollfd fds[1 + SW_CTL_MAX_POLLFDS + SW_HTTP_MAX_POLLFDS + 2 * SW_MAX_PORTS + SW_MAX_CAPTURES];
 		unsigned n = 0;
 		fds[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		n += sw_ctl_pollfds(ctl, fds + n, SW_CTL_MAX_POLLFDS);

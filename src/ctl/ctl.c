@@ -265,6 +265,7 @@ struct ctl_client {
 	char *out;                    /* answers not yet taken by the socket: [out_off, out_len) */
 	size_t out_off, out_len, out_cap;
 	bool eof;                     /* the peer sent everything: answer complete lines, then close */
+	int passed_fd;                /* a descriptor that came with the bytes read (SCM_RIGHTS), or -1 */
 };
 
 struct sw_ctl {
@@ -279,6 +280,7 @@ struct sw_ctl {
 	void *opaque;
 	struct ctl_client clients[SW_CTL_MAX_CLIENTS];
 	unsigned nclients;
+	struct ctl_client *current; /* whose line a command runs for, for sw_ctl_take_fd() */
 };
 
 /* Best effort, for a client about to be dropped: one nonblocking write of an error line. */
@@ -301,6 +303,8 @@ static void drop_client(struct sw_ctl *c, unsigned i)
 {
 	struct ctl_client *cl = &c->clients[i];
 	close(cl->fd);
+	if (cl->passed_fd >= 0)
+		close(cl->passed_fd);
 	free(cl->in);
 	free(cl->out);
 	c->clients[i] = c->clients[--c->nclients];
@@ -372,7 +376,14 @@ static int answer_lines(struct sw_ctl *c, struct ctl_client *cl)
 		size_t n = (size_t)(nl - line);
 		struct sw_json resp;
 		sw_json_init(&resp);
+		c->current = cl;
 		sw_ctl_handle(c->cmds, c->ncmds, c->opaque, line, n, &resp);
+		c->current = NULL;
+		/* A descriptor goes with the first line answered after it arrived, taken or not. */
+		if (cl->passed_fd >= 0) {
+			close(cl->passed_fd);
+			cl->passed_fd = -1;
+		}
 		int rc = append_resp(cl, &resp);
 		sw_json_free(&resp);
 		cl->in_start = cl->scanned = (size_t)(nl - cl->in) + 1;
@@ -383,6 +394,44 @@ static int answer_lines(struct sw_ctl *c, struct ctl_client *cl)
 			return rc;
 	}
 	return 0;
+}
+
+/* recv() that also takes descriptors passed along (SCM_RIGHTS): the client keeps the first, the rest are closed
+ * (as are any the control buffer had no room for, by the kernel). */
+static ssize_t recv_fds(struct ctl_client *cl, size_t room)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+	} ctrl;
+	struct iovec iov = {.iov_base = cl->in + cl->in_len, .iov_len = room};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf)};
+	ssize_t r = recvmsg(cl->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (r < 0)
+		return r;
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t k = 0; k < nfd; k++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(h) + k * sizeof(int), sizeof(int));
+			if (cl->passed_fd < 0)
+				cl->passed_fd = fd;
+			else
+				close(fd);
+		}
+	}
+	return r;
+}
+
+int sw_ctl_take_fd(struct sw_ctl *c)
+{
+	if (!c || !c->current || c->current->passed_fd < 0)
+		return -1;
+	int fd = c->current->passed_fd;
+	c->current->passed_fd = -1;
+	return fd;
 }
 
 /* One client's turn. false: drop it. */
@@ -399,7 +448,7 @@ static bool serve_client(struct sw_ctl *c, struct ctl_client *cl)
 			cl->in_start = 0;
 		}
 		if (cl->in_len < IN_CAP) {
-			ssize_t r = recv(cl->fd, cl->in + cl->in_len, IN_CAP - cl->in_len, MSG_DONTWAIT);
+			ssize_t r = recv_fds(cl, IN_CAP - cl->in_len);
 			if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 				return false;
 			if (r == 0)
@@ -479,6 +528,7 @@ static void accept_clients(struct sw_ctl *c)
 		struct ctl_client *cl = &c->clients[c->nclients];
 		memset(cl, 0, sizeof(*cl));
 		cl->fd = fd;
+		cl->passed_fd = -1;
 		cl->in = malloc(IN_CAP);
 		if (!cl->in) {
 			send_error_line(fd, -ENOMEM, "out of memory");

@@ -9,6 +9,8 @@
  *   {"ok":true,"result":{...}}\n  or  {"ok":false,"error":"reason","errno":N}\n
  * A built-in "help" (unless the table has its own) answers {"commands":[{"name","usage","help"},...]}; with one
  * argument, only that command.
+ * A request line may come with one descriptor passed alongside (SCM_RIGHTS, with its first bytes): the command
+ * takes it with sw_ctl_take_fd() (capture: the socket to stream pcapng into); otherwise it is closed.
  *
  * Threading: everything here runs on the daemon's control thread; nothing locks.
  */
@@ -89,6 +91,14 @@ unsigned sw_ctl_pollfds(struct sw_ctl *c, struct pollfd *fds, unsigned max);
  * closes mid-line loses that line only.
  */
 void sw_ctl_dispatch(struct sw_ctl *c);
+
+/*
+ * Inside a command's fn, run for a line from a client: the descriptor the client passed (SCM_RIGHTS) with the
+ * bytes of that line or just before it, now the caller's to close; -1 if none (or when not run from a client,
+ * e.g. a config file). Descriptors nobody takes are closed once the line is answered; beyond the first, those
+ * passed together are closed on arrival.
+ */
+int sw_ctl_take_fd(struct sw_ctl *c);
 
 /* Close every fd, free everything, unlink the socket if it is still the one this sw_ctl created. NULL is ok. */
 void sw_ctl_destroy(struct sw_ctl *c);

@@ -105,8 +105,13 @@ struct sw_port_ops {
 	unsigned (*tx_burst)(struct sw_port *p, unsigned q, struct vhd_pkt **pkts, unsigned n);
 };
 
+struct sw_capture;
+
 struct sw_port {
 	const struct sw_port_ops *ops;
+	/* The capture running on the port, or NULL (switch.c, capture.h): beside ops, on the line every burst
+	 * reads anyway, so that no capture costs one load and one predictable branch per burst. */
+	_Atomic(struct sw_capture *) cap;
 	char name[SW_PORT_NAME_MAX];
 	uint16_t id;       /* index in the switch's port table */
 	uint32_t mtu;      /* largest frame payload (without Ethernet header) the port takes; GSO frames exempt */

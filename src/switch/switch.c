@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "net/net_impl.h"
+#include "switch/capture.h"
 #include "switch/fdb.h"
 #include "switch/gso.h"
 #include "switch/switch.h"
@@ -72,6 +73,12 @@ struct sw {
 	 * thread once per round, beside stop, which it reads as often and which is written as rarely. */
 	_Atomic uint64_t epoch;
 	uint32_t last_age;
+	/* Captures, control thread only: port is NULL once the capture no longer hangs on it (count reached,
+	 * reader gone, port deleted) and it only has its last blocks to send. */
+	struct {
+		struct sw_capture *cap;
+		struct sw_port *port;
+	} caps[SW_MAX_CAPTURES];
 	struct sw_thread th[SW_MAX_THREADS];
 };
 
@@ -117,12 +124,23 @@ static void flush_port(struct sw_thread *t, uint16_t id)
 	if (p) {
 		unsigned q = t->idx % p->n_txq;
 		bool shared = t->sw->cfg.threads > p->n_txq;
+		/* Pairs with the release store in sw_capture_start(): the capture's rings are set up. */
+		struct sw_capture *cap = atomic_load_explicit(&p->cap, memory_order_acquire);
+		unsigned staged = 0;
+		if (unlikely(cap != NULL)) { /* copied before: the port may free what it takes */
+			if (sw_capture_wants(cap, SW_CAP_TX))
+				staged = sw_capture_tx_stage(cap, t->idx, b->p, n);
+			else
+				cap = NULL;
+		}
 		if (shared)
 			while (atomic_exchange_explicit(&p->tx_lock[q], 1, memory_order_acquire)) /* pairs: release below */
 				sched_yield();
 		sent = p->ops->tx_burst(p, q, b->p, n);
 		if (shared)
 			atomic_store_explicit(&p->tx_lock[q], 0, memory_order_release);
+		if (unlikely(cap != NULL))
+			sw_capture_tx_commit(cap, t->idx, staged, sent);
 		struct sw_port_stats *s = &p->stats[t->idx];
 		uint64_t bytes = 0;
 		for (unsigned i = 0; i < sent; i++)
@@ -391,6 +409,11 @@ static void *thread_main(void *arg)
 			struct sw_port *p = l->e[i].port;
 			unsigned got = p->ops->rx_burst(p, l->e[i].q, t->pool, pkts, SW_BURST);
 			if (got) {
+				/* Pairs with the release store in sw_capture_start(). With no capture, this load (of
+				 * the line rx_burst's ops pointer is on) and a predictable branch are all it costs. */
+				struct sw_capture *cap = atomic_load_explicit(&p->cap, memory_order_acquire);
+				if (unlikely(cap != NULL) && sw_capture_wants(cap, SW_CAP_RX))
+					sw_capture_rx(cap, t->idx, pkts, got);
 				forward(t, p, pkts, got); /* every output flushed: no view is left */
 				if (p->ops->rx_done)
 					p->ops->rx_done(p, l->e[i].q);
@@ -530,6 +553,12 @@ void sw_destroy(struct sw *sw)
 	for (unsigned i = 0; i < sw->cfg.threads; i++)
 		if (sw->th[i].started)
 			pthread_join(sw->th[i].tid, NULL);
+	for (unsigned i = 0; i < SW_MAX_CAPTURES; i++) { /* the threads are gone: last blocks, if they fit */
+		if (sw->caps[i].cap) {
+			sw_capture_close(sw->caps[i].cap);
+			sw_capture_destroy(sw->caps[i].cap);
+		}
+	}
 	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
 		struct sw_port *p = atomic_load(&sw->ports[id]);
 		if (p) {
@@ -660,15 +689,27 @@ int sw_port_del(struct sw *sw, const char *name, char *err, size_t errlen)
 	}
 	/* No new output to it, no more polling of it; then wait until no thread can still be inside it. */
 	atomic_store_explicit(&sw->ports[p->id], NULL, memory_order_release);
+	struct sw_capture *cap = atomic_exchange_explicit(&p->cap, NULL, memory_order_relaxed);
 	int rc = publish(sw);
 	if (rc < 0) {
 		/* Could not build the smaller lists: keep polling it, but it is already gone as an output. Put it
 		 * back so that the table stays consistent. */
 		atomic_store_explicit(&sw->ports[p->id], p, memory_order_release);
+		atomic_store_explicit(&p->cap, cap, memory_order_release);
 		snprintf(err, errlen, "out of memory");
 		return rc;
 	}
-	/* publish() waited for every thread's quiescent point after the store above, so none is inside p now. */
+	/* publish() waited for every thread's quiescent point after the store above, so none is inside p now,
+	 * nor inside its capture, which ends here with the frames it has. */
+	for (unsigned i = 0; i < SW_MAX_CAPTURES; i++) {
+		if (sw->caps[i].port == p) {
+			sw->caps[i].port = NULL;
+			sw_capture_close(sw->caps[i].cap);
+			vhd_log(VHD_LOG_INFO, "switch: capture on %s ended with the port: %llu frames, %llu dropped", name,
+				(unsigned long long)sw_capture_frames(sw->caps[i].cap),
+				(unsigned long long)sw_capture_drops(sw->caps[i].cap));
+		}
+	}
 	sw_fdb_flush_port(&sw->fdb, p->id);
 	p->ops->destroy(p);
 	vhd_log(VHD_LOG_INFO, "switch: port %s removed", name);
@@ -684,12 +725,19 @@ unsigned sw_pollfds(struct sw *sw, struct pollfd *fds, unsigned max)
 		if (p && p->ops->pollfds)
 			n += p->ops->pollfds(p, fds + n, max - n);
 	}
+	for (unsigned i = 0; i < SW_MAX_CAPTURES && n < max; i++)
+		if (sw->caps[i].cap)
+			fds[n++] = (struct pollfd){.fd = sw_capture_fd(sw->caps[i].cap),
+						   .events = sw_capture_events(sw->caps[i].cap)};
 	return n;
 }
 
 int sw_timeout_ms(struct sw *sw)
 {
 	int t = 1000; /* the MAC table's clock and aging */
+	for (unsigned i = 0; i < SW_MAX_CAPTURES; i++)
+		if (sw->caps[i].port)
+			t = SW_CAPTURE_DRAIN_MS; /* rings drained often enough not to fill at moderate rates */
 	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
 		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
 		if (p && p->ops->timeout_ms) {
@@ -721,8 +769,75 @@ static void log_learn_limits(struct sw *sw)
 	}
 }
 
+/* Feed each capture's output; end those that are done with (count, reader gone or stopping). */
+static void pump_captures(struct sw *sw)
+{
+	for (unsigned i = 0; i < SW_MAX_CAPTURES; i++) {
+		struct sw_capture *c = sw->caps[i].cap;
+		if (!c)
+			continue;
+		if (sw_capture_pump(c) && sw->caps[i].port) {
+			struct sw_port *p = sw->caps[i].port;
+			atomic_store_explicit(&p->cap, NULL, memory_order_relaxed);
+			synchronize(sw); /* no forwarding thread is inside c past this */
+			sw->caps[i].port = NULL;
+			sw_capture_close(c);
+			vhd_log(VHD_LOG_INFO, "switch: capture on %s ended: %llu frames, %llu dropped", p->name,
+				(unsigned long long)sw_capture_frames(c), (unsigned long long)sw_capture_drops(c));
+		}
+		if (!sw->caps[i].port && sw_capture_done(c)) {
+			sw_capture_destroy(c);
+			sw->caps[i].cap = NULL;
+		}
+	}
+}
+
+int sw_capture_start(struct sw *sw, const char *port, unsigned dirs, uint64_t count, int fd, struct sw_json *w,
+		     char *err, size_t errlen)
+{
+	struct sw_port *p = find(sw, port);
+	int slot = -1;
+	for (unsigned i = 0; i < SW_MAX_CAPTURES && slot < 0; i++)
+		if (!sw->caps[i].cap)
+			slot = (int)i;
+	int rc = 0;
+	if (!p) {
+		snprintf(err, errlen, "no port %s", port);
+		rc = -ENOENT;
+	} else if (atomic_load_explicit(&p->cap, memory_order_relaxed)) {
+		snprintf(err, errlen, "port %s is being captured already", port);
+		rc = -EBUSY;
+	} else if (slot < 0) {
+		snprintf(err, errlen, "%d captures run already (the most at once)", SW_MAX_CAPTURES);
+		rc = -ENOSPC;
+	}
+	if (rc) {
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	struct sw_capture *c;
+	rc = sw_capture_create(p->name, sw->cfg.threads, dirs, count, fd, &c, err, errlen);
+	if (rc < 0)
+		return rc;
+	sw->caps[slot].cap = c;
+	sw->caps[slot].port = p;
+	/* Pairs with the acquire loads in thread_main() and flush_port(): the rings are ready before the threads
+	 * see the capture. */
+	atomic_store_explicit(&p->cap, c, memory_order_release);
+	sw_capture_pump(c); /* the header blocks go now */
+	vhd_log(VHD_LOG_INFO, "switch: capture on %s started (%s%s%s)", p->name, dirs & SW_CAP_RX ? "rx" : "",
+		dirs == (SW_CAP_RX | SW_CAP_TX) ? "+" : "", dirs & SW_CAP_TX ? "tx" : "");
+	sw_json_str(w, "port", p->name);
+	sw_json_str(w, "direction", dirs == SW_CAP_RX ? "rx" : dirs == SW_CAP_TX ? "tx" : "both");
+	sw_json_u64(w, "count", count);
+	sw_json_u64(w, "snaplen", SW_CAPTURE_SNAPLEN);
+	return 0;
+}
+
 void sw_dispatch(struct sw *sw)
 {
+	pump_captures(sw);
 	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
 		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
 		if (p && p->ops->dispatch)

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "ctl/json.h"
+#include "switch/capture.h"
 #include "switch/port.h"
 
 #define SW_MAX_PORTS 64
@@ -52,6 +53,17 @@ int sw_port_add(struct sw *sw, const char *name, const char *type, const struct 
 		char *err, size_t errlen);
 /* Remove a port while traffic flows. @return 0 or -ENOENT. */
 int sw_port_del(struct sw *sw, const char *name, char *err, size_t errlen);
+
+/*
+ * Capture frames of port (dirs: SW_CAP_RX and/or SW_CAP_TX, capture.h) as pcapng into fd, a unix stream socket
+ * whose peer (vhostctl) writes the file; count frames (0: until stopped). fd is the switch's from here on, even
+ * on failure. Result members: port, direction, count, snaplen.
+ * @return 0; -ENOENT no such port; -EBUSY already captured; -ENOSPC SW_MAX_CAPTURES run; capture.h's errors.
+ */
+int sw_capture_start(struct sw *sw, const char *port, unsigned dirs, uint64_t count, int fd, struct sw_json *w,
+		     char *err, size_t errlen);
+/* How often (ms) the control thread drains the rings while a capture runs. */
+#define SW_CAPTURE_DRAIN_MS 10
 
 /* Control plane: fds to poll, longest sleep, and the work to do after poll() returns (or times out). */
 unsigned sw_pollfds(struct sw *sw, struct pollfd *fds, unsigned max);

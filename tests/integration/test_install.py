@@ -189,6 +189,8 @@ def case_completion(inst):
         (["add-port", "vm9", "af_packet", "qd"], ["qdisc_bypass="]),
         (["add-port", "vm9", "tap", "offloads=o"], ["offloads=off", "offloads=on"]),
         (["-j", "help", "del"], ["del-port"]),
+        (["capture", "vm9", "--d"], ["--direction"]),
+        (["capture", "vm9", "--direction", "t"], ["tx"]),
     ]
     for words, want in checks:
         got = complete(inst, words)
