@@ -76,6 +76,11 @@ struct vhd_vu_config {
 	bool set_group;
 	gid_t group;
 	unsigned mode;
+	/** Offer VHOST_USER_PROTOCOL_F_CONFIG, so that the front-end may read the virtio-net config space (MAC,
+	 *  status, queue pairs, MTU) with VHOST_USER_GET_CONFIG. Off by default: QEMU's vhost-user-net keeps the
+	 *  config space itself and warns ("backend supports VHOST_USER_PROTOCOL_F_CONFIG but QEMU does not") on
+	 *  every start when it is offered; turn it on for a front-end that reads it. */
+	bool config_space;
 };
 
 /** The virtio-net features a device offers by default. */

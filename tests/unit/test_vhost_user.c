@@ -133,6 +133,31 @@ static void test_no_protocol_features_nofd(void)
 	rig_close(&r);
 }
 
+/* Unless asked for, the config space is not offered (QEMU's vhost-user-net warns when it is), and reading it is
+ * refused with the empty reply that means failure. */
+static void test_config_space_off_by_default(void)
+{
+	struct rig r;
+	rig_config_space = false;
+	rig_open(&r, 1);
+	rig_config_space = true;
+	rig_connect(&r);
+	negotiate(&r, 0, true);
+	uint64_t p = get_u64(&r, VHOST_USER_GET_PROTOCOL_FEATURES);
+	CHECK(!(p & VHD_BIT(VHOST_USER_PROTOCOL_F_CONFIG)));
+	CHECK(p & VHD_BIT(VHOST_USER_PROTOCOL_F_MQ));
+	log_clear();
+	struct vhu_msg m = mk(VHOST_USER_GET_CONFIG, 12 + sizeof(struct virtio_net_config));
+	m.p.config.size = sizeof(struct virtio_net_config);
+	send_msg(&r, &m);
+	m = get_reply(&r, VHOST_USER_GET_CONFIG);
+	CHECK_EQ(m.hdr.size, 0);
+	CHECK_EQ(log_count("GET_CONFIG sent without negotiating its protocol feature"), 1);
+	/* Still connected: a refused request is not a broken stream. */
+	CHECK(vhd_vu_dev_connected(r.dev));
+	rig_close(&r);
+}
+
 /* READY once both queues of the first pair run (and every other enabled one), NOT_READY when that ends. */
 static void test_ready_event(void)
 {
@@ -895,6 +920,7 @@ static void test_socket_access(void)
 static const struct th_case cases[] = {
 	{"socket_access", test_socket_access, 0},
 	{"negotiation", test_negotiation, 0},
+	{"config_space_off_by_default", test_config_space_off_by_default, 0},
 	{"queue_split", test_queue_split, 0},
 	{"queue_packed", test_queue_packed, 0},
 	{"no_protocol_features_nofd", test_no_protocol_features_nofd, 0},
