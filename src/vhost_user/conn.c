@@ -68,6 +68,8 @@ static int probe_listener(const struct vhu_conn *c)
 	return rc;
 }
 
+static int start_listening(struct vhu_conn *c, const struct stat *like);
+
 int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned min_ms, unsigned max_ms)
 {
 	memset(c, 0, sizeof(*c));
@@ -100,37 +102,86 @@ int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned mi
 		}
 		unlink(path);
 	}
+	return start_listening(c, NULL);
+}
+
+/* Does the path still name the socket file we bound? */
+static bool still_ours(const struct vhu_conn *c, struct stat *st)
+{
+	return c->sock_owned && stat(c->path, st) == 0 && st->st_dev == c->sock_dev && st->st_ino == c->sock_ino;
+}
+
+/*
+ * Bind and listen on c->path (already free of any file). With like, the new socket file first gets like's owner,
+ * group and permission bits (those of the file it replaces), before listen(): nobody can connect in between.
+ */
+static int start_listening(struct vhu_conn *c, const struct stat *like)
+{
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	struct sockaddr_un sa;
 	fill_addr(c, &sa);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int rc = -errno;
 		close(fd);
 		return rc;
 	}
 	/* What we bound, so that fini removes the file only while it is still ours (not one that replaced it). */
-	if (stat(path, &st) == 0) {
+	struct stat st;
+	if (stat(c->path, &st) == 0) {
 		c->sock_dev = st.st_dev;
 		c->sock_ino = st.st_ino;
 		c->sock_owned = true;
+	}
+	if (like && ((st.st_uid != like->st_uid || st.st_gid != like->st_gid) &&
+		     chown(c->path, like->st_uid, like->st_gid) < 0))
+		vhd_log(VHD_LOG_WARN, "vhost-user: %s: keeping owner %u:%u: %s", c->path, (unsigned)like->st_uid,
+			(unsigned)like->st_gid, strerror(errno));
+	if (like && chmod(c->path, like->st_mode & 07777) < 0)
+		vhd_log(VHD_LOG_WARN, "vhost-user: %s: keeping mode %04o: %s", c->path,
+			(unsigned)(like->st_mode & 07777), strerror(errno));
+	if (listen(fd, 1) < 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
 	}
 	c->listen_fd = fd;
 	return 0;
 }
 
+/*
+ * The front-end has gone: listen again, on a fresh socket file in place of ours (same owner, group and mode, which
+ * may have been set since). A path that now names another file (somebody took it while we were not listening) is
+ * left to them, and the port stays deaf, with an error.
+ */
+static void listen_again(struct vhu_conn *c)
+{
+	struct stat st;
+	bool ours = still_ours(c, &st);
+	if (!ours && lstat(c->path, &st) == 0) {
+		vhd_log(VHD_LOG_ERR, "vhost-user: %s: replaced by another file while a front-end was connected: no longer "
+				     "listening there (remove the port and add it again)", c->path);
+		c->sock_owned = false;
+		return;
+	}
+	if (ours)
+		unlink(c->path);
+	int rc = start_listening(c, ours ? &st : NULL);
+	if (rc < 0)
+		vhd_log(VHD_LOG_ERR, "vhost-user: %s: cannot listen again: %s", c->path, strerror(-rc));
+}
+
 void vhu_conn_fini(struct vhu_conn *c)
 {
 	vhu_io_close(&c->io);
-	if (c->listen_fd >= 0) {
+	if (c->listen_fd >= 0)
 		close(c->listen_fd);
-		c->listen_fd = -1;
-		struct stat st;
-		if (c->sock_owned && stat(c->path, &st) == 0 && st.st_dev == c->sock_dev && st.st_ino == c->sock_ino)
-			unlink(c->path);
-		c->sock_owned = false;
-	}
+	c->listen_fd = -1;
+	struct stat st;
+	if (!c->client && still_ours(c, &st))
+		unlink(c->path);
+	c->sock_owned = false;
 }
 
 unsigned vhu_conn_pollfds(const struct vhu_conn *c, struct pollfd *fds, unsigned max)
@@ -162,8 +213,17 @@ bool vhu_conn_poll(struct vhu_conn *c)
 		return false;
 	if (!c->client) {
 		int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (fd >= 0)
+		if (fd >= 0) {
 			vhu_io_init(&c->io, fd);
+			/* One front-end at a time. A second one left in the backlog would send its first request and
+			 * wait for an answer forever, and one accepted and closed at once makes QEMU retry in a tight
+			 * loop (vhost-user-net reconnects until it starts, reconnect= or not): not listening while
+			 * this one lasts makes its connect fail at once with ECONNREFUSED, which QEMU reports and
+			 * exits on ("Failed to connect to ...: Connection refused"), or retries every reconnect=
+			 * seconds until this one goes. The file stays; vhu_conn_lost() listens again. */
+			close(c->listen_fd);
+			c->listen_fd = -1;
+		}
 	} else if (vhu_conn_timeout_ms(c) == 0) {
 		try_connect(c);
 	}
@@ -175,4 +235,6 @@ void vhu_conn_lost(struct vhu_conn *c)
 	vhu_io_close(&c->io);
 	if (c->client)
 		now_plus_ms(&c->next_try, c->backoff_ms);
+	else if (c->listen_fd < 0)
+		listen_again(c);
 }
