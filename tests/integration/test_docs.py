@@ -7,7 +7,9 @@ address on the tap, `vhostctl show`) and `qemu`. The only changes: paths under /
 to a scratch folder (VHOSTD_SOCKET names the control socket there), vhostd and vhostctl are the build's, all of
 it runs in a network namespace of its own, and in the QEMU command the VM's disk (`-drive file=vm1.qcow2,...`) is
 replaced by the interop tests' kernel and initramfs, whose agent gives the guest 10.0.0.2/24 and pings the host's
-documented address.
+documented address; the same command run a second time meanwhile (less reconnect=, which would make it wait for
+the port) must fail at once with "Connection refused" (one front-end per port) while the first guest keeps its
+link.
 
 usage: test_docs.py VHOSTD VHOSTCTL [case-substring]      cases: switch_md_host, switch_md_qemu
 Prints PASS/FAIL/SKIP lines; exit 1 if any case failed.
@@ -176,6 +178,23 @@ def case_qemu(sb, blocks):
         q.stdin.write(f"VHDC 1 ping -c 3 -W 3 {HOST_IP}\n")
         q.stdin.flush()
         ok = wait_line("VHD-O 1 VHD-RC ", 60) and "VHD-O 1 VHD-RC 0" in console
+    second = None
+    if ok:
+        # The same command again while vm1 has its VM, less reconnect= (with it QEMU would wait for the port):
+        # the second QEMU is refused at once (not left hanging), and the first keeps its link.
+        t0 = time.time()
+        try:
+            second = sb.sh("exec " + qemu.replace(disk, boot).replace(",reconnect=1", ""))
+        except subprocess.TimeoutExpired:
+            return "a second QEMU on vm1's socket still ran after 60 s"
+        took = time.time() - t0
+        if second.returncode == 0 or "Connection refused" not in second.stdout or took > 10:
+            return (f"a second QEMU on vm1's socket: exit {second.returncode} after {took:.1f} s, wanted a prompt "
+                    f"'Connection refused': {second.stdout.strip()[-300:]}")
+        q.stdin.write(f"VHDC 2 ping -c 2 -W 3 {HOST_IP}\n")
+        q.stdin.flush()
+        if not wait_line("VHD-O 2 VHD-RC ", 60) or "VHD-O 2 VHD-RC 0" not in console:
+            return f"vm1's guest lost the host after the second QEMU was refused: {' | '.join(console[-8:])}"
     alive = q.poll() is None
     stats = "" if ok else sb.sh("vhostctl show; vhostctl stats").stdout
     if alive:
