@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The commands in docs/switch.md, run as they stand, so that they cannot rot.
+"""The commands in docs/switch.md and docs/operations.md, run as they stand, so that they cannot rot.
 
 Blocks marked `<!-- doc-test: NAME -->` (the line before the fence) are taken from the file: `config` (written
 to the path its first line names), `vhostd` (started, then stopped with SIGTERM: exit 0), `host` (the host's
@@ -11,9 +11,14 @@ documented address; the same command run a second time meanwhile (less reconnect
 the port) must fail at once with "Connection refused" (one front-end per port) while the first guest keeps its
 link.
 
-usage: test_docs.py VHOSTD VHOSTCTL [case-substring]      cases: switch_md_host, switch_md_qemu
+In docs/operations.md: `mode-refused` (a transcript: each `$ ` line is run, and what it prints must be the lines
+that follow) and `group-line` (a config line, given to vhostctl: the socket gets that group and mode).
+
+usage: test_docs.py VHOSTD VHOSTCTL [case-substring]   cases: host_switch_md, host_operations_md_socket, qemu_switch_md
 Prints PASS/FAIL/SKIP lines; exit 1 if any case failed.
 """
+import grp
+import itertools
 import json
 import os
 import re
@@ -34,13 +39,20 @@ from qemu_log import qemu_warnings  # noqa: E402
 VHOSTD, VHOSTCTL = (os.path.abspath(a) for a in sys.argv[1:3])
 FILTER = sys.argv[3] if len(sys.argv) > 3 else ""
 WORK = os.environ.get("VHD_INTEROP_WORK", os.path.join(os.path.dirname(os.path.dirname(VHOSTD)), "interop"))
-DOC = os.path.join(ROOT, "docs", "switch.md")
+DOCS = [os.path.join(ROOT, "docs", f) for f in ("switch.md", "operations.md")]
 MARK = re.compile(r"^<!-- doc-test: (\S+) -->$")
 GUEST_IP, HOST_IP = "10.0.0.2", "10.0.0.1"  # the guest's (the agent sets it), the docs' host address
 
 
-def doc_blocks(path):
-    """{name: block text} for every marked fenced block in path."""
+def doc_blocks(paths):
+    """{name: block text} for every marked fenced block in paths."""
+    blocks = {}
+    for path in paths:
+        blocks.update(file_blocks(path))
+    return blocks
+
+
+def file_blocks(path):
     blocks, lines = {}, open(path).read().splitlines()
     for i, line in enumerate(lines):
         m = MARK.match(line)
@@ -97,10 +109,11 @@ class Sandbox:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def start_switch(sb, blocks):
-    """The config block written where it says, the vhostd block started; returns vhostd's process."""
-    config = blocks["config"]
-    first = config.splitlines()[0]
+def start_switch(sb, blocks, config=None):
+    """The config block (or config) written where the config block says, the vhostd block started; returns
+    vhostd's process."""
+    config = config if config is not None else blocks["config"]
+    first = blocks["config"].splitlines()[0]
     if not first.startswith("# /"):
         raise RuntimeError(f"the config block does not name its file on its first line: {first!r}")
     with open(sb.path(first[2:].strip()), "w") as f:
@@ -210,7 +223,31 @@ def case_qemu(sb, blocks):
     return stop_switch(vhostd)
 
 
-CASES = [("switch_md_host", case_host), ("switch_md_qemu", case_qemu)]
+def case_operations_socket(sb, blocks):
+    vhostd = start_switch(sb, blocks, config="")
+    lines = blocks["mode-refused"].splitlines()
+    for i, line in enumerate(lines):
+        if not line.startswith("$ "):
+            continue
+        want = [sb.text(x) for x in itertools.takewhile(lambda x: not x.startswith("$ "), lines[i + 1:])]
+        got = sb.sh(line[2:]).stdout.splitlines()
+        if got != want:
+            return f"`{line[2:]}` printed {got}, the docs say {want}"
+    try:
+        gid = grp.getgrnam("kvm").gr_gid
+    except KeyError:
+        return "SKIP: no group kvm"
+    r = sb.sh("vhostctl " + blocks["group-line"].strip())
+    if r.returncode != 0:
+        return f"vhostctl {blocks['group-line'].strip()}: exit {r.returncode}: {r.stdout.strip()}"
+    st = os.stat(sb.path("/run/vhostd/vm1.sock"))
+    if (st.st_gid, st.st_mode & 0o7777) != (gid, 0o660):
+        return f"vm1.sock: gid {st.st_gid} mode {st.st_mode & 0o7777:o}, wanted group kvm ({gid}) and 0660"
+    return stop_switch(vhostd)
+
+
+CASES = [("host_switch_md", case_host), ("qemu_switch_md", case_qemu),
+         ("host_operations_md_socket", case_operations_socket)]
 
 
 def main():
@@ -226,7 +263,7 @@ def main():
         sb = None
         try:
             sb = Sandbox()
-            err = fn(sb, doc_blocks(DOC))
+            err = fn(sb, doc_blocks(DOCS))
         except Exception as e:  # a broken step is this case's failure
             err = f"{type(e).__name__}: {e}"
         finally:
