@@ -129,11 +129,13 @@ static int start_listening(struct vhu_conn *c, const struct stat *like)
 	}
 	/* What we bound, so that fini removes the file only while it is still ours (not one that replaced it). */
 	struct stat st;
-	if (stat(c->path, &st) == 0) {
+	bool bound = stat(c->path, &st) == 0;
+	if (bound) {
 		c->sock_dev = st.st_dev;
 		c->sock_ino = st.st_ino;
 		c->sock_owned = true;
 	}
+	like = bound ? like : NULL;
 	if (like && ((st.st_uid != like->st_uid || st.st_gid != like->st_gid) &&
 		     chown(c->path, like->st_uid, like->st_gid) < 0))
 		vhd_log(VHD_LOG_WARN, "vhost-user: %s: keeping owner %u:%u: %s", c->path, (unsigned)like->st_uid,
