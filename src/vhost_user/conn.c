@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -70,6 +71,40 @@ static int probe_listener(const struct vhu_conn *c)
 
 static int start_listening(struct vhu_conn *c, const struct stat *like);
 
+/*
+ * The socket files this process's servers have bound. A server serving a peer does not listen, so to the probe
+ * its file looks stale; another port of this process given the same path must still be refused, not take it.
+ * (Another process cannot tell: see docs/vhost-user.md.) Servers may live on different threads: one lock.
+ */
+static pthread_mutex_t bound_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct vhu_conn *bound_head;
+
+static bool bound_here(const struct stat *st)
+{
+	bool found = false;
+	pthread_mutex_lock(&bound_lock);
+	for (const struct vhu_conn *b = bound_head; b && !found; b = b->next_bound)
+		found = b->sock_owned && b->sock_dev == st->st_dev && b->sock_ino == st->st_ino;
+	pthread_mutex_unlock(&bound_lock);
+	return found;
+}
+
+static void bound_list(struct vhu_conn *c, bool on)
+{
+	pthread_mutex_lock(&bound_lock);
+	struct vhu_conn **p = &bound_head;
+	while (*p && *p != c)
+		p = &(*p)->next_bound;
+	if (on && !*p) {
+		c->next_bound = bound_head;
+		bound_head = c;
+	} else if (!on && *p) {
+		*p = c->next_bound;
+	}
+	c->listed = on;
+	pthread_mutex_unlock(&bound_lock);
+}
+
 int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned min_ms, unsigned max_ms)
 {
 	memset(c, 0, sizeof(*c));
@@ -93,7 +128,7 @@ int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned mi
 	 * port, another process) still listens on is theirs: unlinking it would cut them off from new peers. */
 	struct stat st;
 	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-		int rc = probe_listener(c);
+		int rc = bound_here(&st) ? -EADDRINUSE : probe_listener(c);
 		if (rc < 0) {
 			vhd_log(VHD_LOG_ERR, "vhost-user: %s: %s", path,
 				rc == -EADDRINUSE ? "a live listener (another port or process) is already there"
@@ -102,7 +137,10 @@ int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned mi
 		}
 		unlink(path);
 	}
-	return start_listening(c, NULL);
+	int rc = start_listening(c, NULL);
+	if (rc == 0)
+		bound_list(c, true);
+	return rc;
 }
 
 /* Does the path still name the socket file we bound? */
@@ -130,11 +168,13 @@ static int start_listening(struct vhu_conn *c, const struct stat *like)
 	/* What we bound, so that fini removes the file only while it is still ours (not one that replaced it). */
 	struct stat st;
 	bool bound = stat(c->path, &st) == 0;
+	pthread_mutex_lock(&bound_lock); /* bound_here() reads them */
 	if (bound) {
 		c->sock_dev = st.st_dev;
 		c->sock_ino = st.st_ino;
 		c->sock_owned = true;
 	}
+	pthread_mutex_unlock(&bound_lock);
 	like = bound ? like : NULL;
 	if (like && ((st.st_uid != like->st_uid || st.st_gid != like->st_gid) &&
 		     chown(c->path, like->st_uid, like->st_gid) < 0))
@@ -164,6 +204,7 @@ static void listen_again(struct vhu_conn *c)
 	if (!ours && lstat(c->path, &st) == 0) {
 		vhd_log(VHD_LOG_ERR, "vhost-user: %s: replaced by another file while a front-end was connected: no longer "
 				     "listening there (remove the port and add it again)", c->path);
+		bound_list(c, false);
 		c->sock_owned = false;
 		return;
 	}
@@ -183,6 +224,8 @@ void vhu_conn_fini(struct vhu_conn *c)
 	struct stat st;
 	if (!c->client && still_ours(c, &st))
 		unlink(c->path);
+	if (c->listed)
+		bound_list(c, false);
 	c->sock_owned = false;
 }
 

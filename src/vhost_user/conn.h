@@ -30,6 +30,9 @@ struct vhu_conn {
 	bool sock_owned;
 	dev_t sock_dev;
 	ino_t sock_ino;
+	/* Server: on this process's list of bound socket files (conn.c), through next_bound. */
+	bool listed;
+	struct vhu_conn *next_bound;
 };
 
 /* Listen (server) or make a first connection attempt (client). Returns 0 or -errno (server only); a server
