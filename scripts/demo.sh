@@ -127,6 +127,12 @@ if [ $ok -ne 1 ]; then
 	exit 1
 fi
 
+# A clean first impression: QEMU itself had nothing to warn about (its own lines start with its name).
+if grep -h '^qemu-system-[^:]*: .*warning: ' "$tmp/vm1.log" "$tmp/vm2.log" >&2; then
+	echo "demo: QEMU warned (above)" >&2
+	exit 1
+fi
+
 step "4. vhostd's view (vhostctl)"
 echo "\$ vhostctl show"
 vhostctl show

@@ -404,10 +404,12 @@ static const struct cmd_info cmd_table[] = {
 	{"add-port", "add-port NAME TYPE [KEY=VALUE...]",
 	 "create a port; TYPE is vhost-user, virtio-user, tap or af_packet:\n"
 	 "  vhost-user  path=SOCK [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off]\n"
-	 "              [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL]         a VM's NIC (we serve the device)\n"
+	 "              [config=on|off] [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL]   a VM's NIC (we serve it)\n"
+	 "              config: offer the config space to a front-end that reads it (default off: QEMU warns)\n"
 	 "              owner, group, mode: of the socket we listen on (e.g. group=kvm mode=0660)\n"
 	 "  virtio-user path=SOCK [server] [queues=N] [packed] [mrg=on|off]       we drive a vhost-user device\n"
-	 "  tap         ifname=NAME [queues=N] [offloads=on|off]                  a Linux tap (created if missing)\n"
+	 "  tap         ifname=NAME [queues=N] [offloads=on|off] [addr=IP/PREFIX] a Linux tap (created if missing)\n"
+	 "              addr: the host's address on it, set (and the tap brought up) when the port is added\n"
 	 "  af_packet   ifname=NAME [frames=N] [offloads=on|off] [qdisc_bypass=on|off]   any Linux interface\n"
 	 "  every type: mtu=N (largest payload forwarded to the port; default 1500, or the interface's)\n"
 	 "              max_macs=N (most source MACs learned on the port; default 1024, 0 no limit)",

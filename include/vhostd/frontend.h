@@ -52,7 +52,8 @@ enum vhd_fe_event {
 struct vhd_fe_config {
 	enum vhd_fe_transport_kind transport;
 	const char *path;          /**< vhost-user socket */
-	bool server;               /**< listen on path instead of connecting */
+	bool server;               /**< listen on path instead of connecting; one back-end at a time: while one is
+				    connected another's connect fails with ECONNREFUSED (see vhd_vu_config.client) */
 	uint16_t queue_pairs;      /**< 1..16 */
 	uint16_t queue_size;       /**< ring size, a power of two (default 256) */
 	uint64_t features;         /**< features wanted; 0 picks vhd_fe_default_features(). Negotiated down. */

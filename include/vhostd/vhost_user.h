@@ -53,7 +53,11 @@ enum vhd_vu_event {
 
 struct vhd_vu_config {
 	const char *path;            /**< unix socket path; copied */
-	bool client;                 /**< connect to path (reconnecting) instead of listening on it */
+	/** Connect to path (reconnecting) instead of listening on it. A listening device serves one front-end at a
+	 *  time: while one is connected it does not listen (the socket file stays), so another's connect fails at
+	 *  once with ECONNREFUSED; it listens again, on a fresh file with the same owner, group and mode, when the
+	 *  front-end goes. (A process forked meanwhile holds a copy of the listening socket, which keeps listening.) */
+	bool client;
 	uint16_t max_queue_pairs;    /**< 1..VHD_VU_MAX_QUEUE_PAIRS */
 	uint64_t features;           /**< virtio features offered; 0 picks vhd_vu_default_features() */
 	uint16_t mtu;                /**< advertised with VIRTIO_NET_F_MTU when nonzero */
@@ -76,6 +80,11 @@ struct vhd_vu_config {
 	bool set_group;
 	gid_t group;
 	unsigned mode;
+	/** Offer VHOST_USER_PROTOCOL_F_CONFIG, so that the front-end may read the virtio-net config space (MAC,
+	 *  status, queue pairs, MTU) with VHOST_USER_GET_CONFIG. Off by default: QEMU's vhost-user-net keeps the
+	 *  config space itself and warns ("backend supports VHOST_USER_PROTOCOL_F_CONFIG but QEMU does not") on
+	 *  every start when it is offered; turn it on for a front-end that reads it. */
+	bool config_space;
 };
 
 /** The virtio-net features a device offers by default. */

@@ -5,10 +5,16 @@
  * 12-byte little-endian virtio-net header both ways, unchanged: the kernel's partial checksums and unsegmented
  * TCP frames reach the switch as they are (offloads=on), and whatever offloads the switch hands us the kernel
  * completes or segments itself.
+ *
+ * addr=IP/PREFIX gives the interface its host-side address and brings it up whenever the port is added: a tap
+ * vhostd created goes away with vhostd and comes back, at the next start, with its address.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,6 +32,14 @@
 
 #define TAP_ETH_HLEN 14u
 
+/* addr=IP/PREFIX */
+struct tap_addr {
+	int family; /* AF_INET or AF_INET6; 0: none asked for */
+	uint8_t bytes[16];
+	unsigned prefix;
+	char text[INET6_ADDRSTRLEN + 4];
+};
+
 struct tap_port {
 	int fds[SW_MAX_QUEUES]; /* queue q's fd serves both rx queue q and tx queue q */
 	unsigned queues;
@@ -34,6 +48,7 @@ struct tap_port {
 	char ifname[IFNAMSIZ];
 	int ifindex;
 	int ctl_fd; /* a socket for the interface ioctls of the control thread */
+	struct tap_addr addr;
 	/* Frames lost by this port; written from any forwarding thread, read by describe. */
 	_Alignas(64) _Atomic uint64_t rx_too_big; /* larger than the pool buffer (GSO frames in small pools) */
 	_Atomic uint64_t rx_errors;               /* short reads, read errors */
@@ -47,6 +62,31 @@ static void count(_Atomic uint64_t *c)
 
 /* ------------------------------------------------------------------ arguments */
 
+static int parse_addr(const char *v, struct tap_addr *a, char *err, size_t errlen)
+{
+	char ip[INET6_ADDRSTRLEN];
+	const char *slash = strchr(v, '/');
+	size_t n = slash ? (size_t)(slash - v) : 0;
+	unsigned long prefix = 0;
+	char *end = NULL;
+	if (slash && n > 0 && n < sizeof(ip) && slash[1] >= '0' && slash[1] <= '9') {
+		memcpy(ip, v, n);
+		ip[n] = 0;
+		a->family = strchr(ip, ':') ? AF_INET6 : AF_INET;
+		errno = 0;
+		prefix = strtoul(slash + 1, &end, 10);
+	}
+	if (!end || *end || errno || prefix > (a->family == AF_INET ? 32u : 128u) ||
+	    inet_pton(a->family, ip, a->bytes) != 1) {
+		a->family = 0;
+		snprintf(err, errlen, "tap: addr=%s: want IPV4/PREFIX or IPV6/PREFIX, e.g. 10.0.0.1/24", v);
+		return -EINVAL;
+	}
+	a->prefix = (unsigned)prefix;
+	snprintf(a->text, sizeof(a->text), "%s/%u", ip, a->prefix);
+	return 0;
+}
+
 /* ------------------------------------------------------------------ control */
 
 static int iface_ioctl(int fd, const char *ifname, unsigned long req, struct ifreq *ifr)
@@ -54,6 +94,74 @@ static int iface_ioctl(int fd, const char *ifname, unsigned long req, struct ifr
 	memset(ifr, 0, sizeof(*ifr));
 	snprintf(ifr->ifr_name, sizeof(ifr->ifr_name), "%s", ifname);
 	return ioctl(fd, req, ifr) < 0 ? -errno : 0;
+}
+
+static void nl_attr(struct nlmsghdr *n, unsigned short type, const void *data, size_t len)
+{
+	struct rtattr *rta = (struct rtattr *)((char *)n + NLMSG_ALIGN(n->nlmsg_len));
+	rta->rta_type = type;
+	rta->rta_len = (unsigned short)RTA_LENGTH(len);
+	memcpy(RTA_DATA(rta), data, len);
+	n->nlmsg_len = NLMSG_ALIGN(n->nlmsg_len) + RTA_ALIGN(rta->rta_len);
+}
+
+/*
+ * Give the interface its address (RTM_NEWADDR with NLM_F_REPLACE: the same address already there is no error, so
+ * adding the port again or restarting vhostd over a persistent tap is the same) and bring it up. The kernel
+ * answers a route netlink request before sendmsg() returns; no peer is waited for.
+ */
+static int set_addr(struct tap_port *t, char *err, size_t errlen)
+{
+	const struct tap_addr *a = &t->addr;
+	struct {
+		struct nlmsghdr n;
+		struct ifaddrmsg i;
+		char attrs[2 * RTA_SPACE(16)];
+	} req;
+	memset(&req, 0, sizeof(req));
+	req.n.nlmsg_len = NLMSG_LENGTH(sizeof(req.i));
+	req.n.nlmsg_type = RTM_NEWADDR;
+	req.n.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+	req.n.nlmsg_seq = 1;
+	req.i.ifa_family = (unsigned char)a->family;
+	req.i.ifa_prefixlen = (unsigned char)a->prefix;
+	req.i.ifa_scope = RT_SCOPE_UNIVERSE;
+	req.i.ifa_index = (unsigned)t->ifindex;
+	size_t alen = a->family == AF_INET ? 4 : 16;
+	nl_attr(&req.n, IFA_LOCAL, a->bytes, alen);
+	nl_attr(&req.n, IFA_ADDRESS, a->bytes, alen);
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	int rc = fd < 0 ? -errno : 0;
+	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+	if (!rc && sendto(fd, &req, req.n.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
+		rc = -errno;
+	if (!rc) {
+		union {
+			struct nlmsghdr n;
+			char buf[1024];
+		} ans;
+		ssize_t got = recv(fd, &ans, sizeof(ans), MSG_DONTWAIT);
+		if (got < 0)
+			rc = -errno;
+		else if ((size_t)got < NLMSG_LENGTH(sizeof(struct nlmsgerr)) || ans.n.nlmsg_type != NLMSG_ERROR)
+			rc = -EPROTO;
+		else
+			rc = ((struct nlmsgerr *)NLMSG_DATA(&ans.n))->error;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0) {
+		snprintf(err, errlen, "ifname=%s: addr=%s: %s", t->ifname, a->text, strerror(-rc));
+		return rc;
+	}
+	struct ifreq ifr;
+	if ((rc = iface_ioctl(t->ctl_fd, t->ifname, SIOCGIFFLAGS, &ifr)) == 0) {
+		ifr.ifr_flags |= IFF_UP;
+		rc = ioctl(t->ctl_fd, SIOCSIFFLAGS, &ifr) < 0 ? -errno : 0;
+	}
+	if (rc < 0)
+		snprintf(err, errlen, "ifname=%s: bringing it up: %s", t->ifname, strerror(-rc));
+	return rc;
 }
 
 /* Attach queue fd q to the interface; the first call also creates it if missing. */
@@ -118,7 +226,7 @@ static void tap_free(struct tap_port *t)
 
 static int tap_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
 {
-	static const char *const known[] = {"ifname", "queues", "offloads", NULL};
+	static const char *const known[] = {"ifname", "queues", "offloads", "addr", NULL};
 	int rc = sw_kv_check(args, nargs, known, "tap", err, errlen);
 	if (rc < 0)
 		return rc;
@@ -131,6 +239,10 @@ static int tap_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &queues, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "offloads", true, &offloads, err, errlen)) < 0)
 		return rc;
+	struct tap_addr addr = {0};
+	const char *addr_arg = sw_kv_get(args, nargs, "addr", NULL);
+	if (addr_arg && (rc = parse_addr(addr_arg, &addr, err, errlen)) < 0)
+		return rc;
 
 	struct tap_port *t = aligned_alloc(_Alignof(struct tap_port), sizeof(*t));
 	if (!t) {
@@ -142,6 +254,7 @@ static int tap_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 		t->fds[q] = -1;
 	t->queues = queues;
 	t->offloads = offloads;
+	t->addr = addr;
 	snprintf(t->ifname, sizeof(t->ifname), "%s", ifname);
 	/* Only informative (describe): a race with someone else creating it changes nothing we do. */
 	t->created = strchr(ifname, '%') || if_nametoindex(ifname) == 0;
@@ -168,6 +281,8 @@ static int tap_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 		}
 		p->mtu = (uint32_t)ifr.ifr_mtu;
 	}
+	if (t->addr.family && (rc = set_addr(t, err, errlen)) < 0)
+		goto fail;
 
 	p->n_rxq = p->n_txq = queues;
 	/* What TUNSETOFFLOAD allows the kernel to hand us (no TSO_ECN: it segments those itself). */
@@ -240,6 +355,8 @@ static void tap_describe(struct sw_port *p, struct sw_json *w)
 	sw_json_u64(w, "queues", t->queues);
 	sw_json_bool(w, "offloads", t->offloads);
 	sw_json_bool(w, "created", t->created);
+	if (t->addr.family)
+		sw_json_str(w, "addr", t->addr.text);
 	sw_json_u64(w, "rx_too_big", atomic_load_explicit(&t->rx_too_big, memory_order_relaxed));
 	sw_json_u64(w, "rx_errors", atomic_load_explicit(&t->rx_errors, memory_order_relaxed));
 	sw_json_u64(w, "tx_errors", atomic_load_explicit(&t->tx_errors, memory_order_relaxed));

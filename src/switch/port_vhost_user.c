@@ -4,7 +4,7 @@
  * default) or connecting to QEMU's server socket and reconnecting (client), the two modes libvirt's
  * <interface type='vhostuser'> uses.
  *
- *   vhost-user path=PATH [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off]
+ *   vhost-user path=PATH [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off] [config=on|off]
  *              [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL]
  *
  * Frames the guest transmits are its TX queues (odd indices), dequeued as views of its buffers (borrow=on, the
@@ -285,8 +285,8 @@ static int parse_access(const struct sw_kv *args, unsigned nargs, struct vhd_vu_
 
 static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
 {
-	static const char *const known[] = {"path", "client", "queues", "mrg", "tso", "borrow", "owner", "group",
-					    "mode", NULL};
+	static const char *const known[] = {"path", "client", "queues", "mrg", "tso", "borrow", "config", "owner",
+					    "group", "mode", NULL};
 	int rc = sw_kv_check(args, nargs, known, "vhost-user", err, errlen);
 	if (rc < 0)
 		return rc;
@@ -298,11 +298,12 @@ static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 		return -ENOMEM;
 	memcpy(vp->path, path, sizeof(path));
 	vp->client = sw_kv_get(args, nargs, "client", NULL) != NULL;
-	bool mrg, tso, borrow;
+	bool mrg, tso, borrow, config;
 	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &vp->nqp, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "mrg", true, &mrg, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "tso", true, &tso, err, errlen)) < 0 ||
-	    (rc = sw_kv_on_off(args, nargs, "borrow", true, &borrow, err, errlen)) < 0) {
+	    (rc = sw_kv_on_off(args, nargs, "borrow", true, &borrow, err, errlen)) < 0 ||
+	    (rc = sw_kv_on_off(args, nargs, "config", false, &config, err, errlen)) < 0) {
 		free(vp);
 		return rc;
 	}
@@ -331,6 +332,8 @@ static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 		.event = vu_event,
 		.opaque = vp,
 		.name = p->name,
+		/* Off unless asked for: QEMU's vhost-user-net reads no config space from us and warns when offered. */
+		.config_space = config,
 	};
 	if ((rc = parse_access(args, nargs, &c, err, errlen)) < 0) {
 		free_borrowing(vp);

@@ -963,6 +963,8 @@ int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 	if (memcmp(cfg->mac, zero, 6))
 		dev->offered |= VHD_BIT(VIRTIO_NET_F_MAC);
 	dev->proto_offered = default_protocol_features();
+	if (!cfg->config_space)
+		dev->proto_offered &= ~VHD_BIT(VHOST_USER_PROTOCOL_F_CONFIG);
 	dev->mtu = cfg->mtu;
 	for (unsigned i = 0; i < VU_MAX_QUEUES; i++) {
 		dev->q[i].call_fd = dev->q[i].kick_fd = dev->q[i].err_fd = -1;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -68,6 +69,42 @@ static int probe_listener(const struct vhu_conn *c)
 	return rc;
 }
 
+static int start_listening(struct vhu_conn *c, const struct stat *like);
+
+/*
+ * The socket files this process's servers have bound. A server serving a peer does not listen, so to the probe
+ * its file looks stale; another port of this process given the same path must still be refused, not take it.
+ * (Another process cannot tell: see docs/vhost-user.md.) Servers may live on different threads: one lock.
+ */
+static pthread_mutex_t bound_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct vhu_conn *bound_head;
+
+static bool bound_here(const struct stat *st)
+{
+	bool found = false;
+	pthread_mutex_lock(&bound_lock);
+	for (const struct vhu_conn *b = bound_head; b && !found; b = b->next_bound)
+		found = b->sock_owned && b->sock_dev == st->st_dev && b->sock_ino == st->st_ino;
+	pthread_mutex_unlock(&bound_lock);
+	return found;
+}
+
+static void bound_list(struct vhu_conn *c, bool on)
+{
+	pthread_mutex_lock(&bound_lock);
+	struct vhu_conn **p = &bound_head;
+	while (*p && *p != c)
+		p = &(*p)->next_bound;
+	if (on && !*p) {
+		c->next_bound = bound_head;
+		bound_head = c;
+	} else if (!on && *p) {
+		*p = c->next_bound;
+	}
+	c->listed = on;
+	pthread_mutex_unlock(&bound_lock);
+}
+
 int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned min_ms, unsigned max_ms)
 {
 	memset(c, 0, sizeof(*c));
@@ -91,7 +128,7 @@ int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned mi
 	 * port, another process) still listens on is theirs: unlinking it would cut them off from new peers. */
 	struct stat st;
 	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-		int rc = probe_listener(c);
+		int rc = bound_here(&st) ? -EADDRINUSE : probe_listener(c);
 		if (rc < 0) {
 			vhd_log(VHD_LOG_ERR, "vhost-user: %s: %s", path,
 				rc == -EADDRINUSE ? "a live listener (another port or process) is already there"
@@ -100,37 +137,96 @@ int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned mi
 		}
 		unlink(path);
 	}
+	int rc = start_listening(c, NULL);
+	if (rc == 0)
+		bound_list(c, true);
+	return rc;
+}
+
+/* Does the path still name the socket file we bound? */
+static bool still_ours(const struct vhu_conn *c, struct stat *st)
+{
+	return c->sock_owned && stat(c->path, st) == 0 && st->st_dev == c->sock_dev && st->st_ino == c->sock_ino;
+}
+
+/*
+ * Bind and listen on c->path (already free of any file). With like, the new socket file first gets like's owner,
+ * group and permission bits (those of the file it replaces), before listen(): nobody can connect in between.
+ */
+static int start_listening(struct vhu_conn *c, const struct stat *like)
+{
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	struct sockaddr_un sa;
 	fill_addr(c, &sa);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int rc = -errno;
 		close(fd);
 		return rc;
 	}
 	/* What we bound, so that fini removes the file only while it is still ours (not one that replaced it). */
-	if (stat(path, &st) == 0) {
+	struct stat st;
+	bool bound = stat(c->path, &st) == 0;
+	pthread_mutex_lock(&bound_lock); /* bound_here() reads them */
+	if (bound) {
 		c->sock_dev = st.st_dev;
 		c->sock_ino = st.st_ino;
 		c->sock_owned = true;
+	}
+	pthread_mutex_unlock(&bound_lock);
+	like = bound ? like : NULL;
+	if (like && ((st.st_uid != like->st_uid || st.st_gid != like->st_gid) &&
+		     chown(c->path, like->st_uid, like->st_gid) < 0))
+		vhd_log(VHD_LOG_WARN, "vhost-user: %s: keeping owner %u:%u: %s", c->path, (unsigned)like->st_uid,
+			(unsigned)like->st_gid, strerror(errno));
+	if (like && chmod(c->path, like->st_mode & 07777) < 0)
+		vhd_log(VHD_LOG_WARN, "vhost-user: %s: keeping mode %04o: %s", c->path,
+			(unsigned)(like->st_mode & 07777), strerror(errno));
+	if (listen(fd, 1) < 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
 	}
 	c->listen_fd = fd;
 	return 0;
 }
 
+/*
+ * The front-end has gone: listen again, on a fresh socket file in place of ours (same owner, group and mode, which
+ * may have been set since). A path that now names another file (somebody took it while we were not listening) is
+ * left to them, and the port stays deaf, with an error.
+ */
+static void listen_again(struct vhu_conn *c)
+{
+	struct stat st;
+	bool ours = still_ours(c, &st);
+	if (!ours && lstat(c->path, &st) == 0) {
+		vhd_log(VHD_LOG_ERR, "vhost-user: %s: replaced by another file while a front-end was connected: no longer "
+				     "listening there (remove the port and add it again)", c->path);
+		bound_list(c, false);
+		c->sock_owned = false;
+		return;
+	}
+	if (ours)
+		unlink(c->path);
+	int rc = start_listening(c, ours ? &st : NULL);
+	if (rc < 0)
+		vhd_log(VHD_LOG_ERR, "vhost-user: %s: cannot listen again: %s", c->path, strerror(-rc));
+}
+
 void vhu_conn_fini(struct vhu_conn *c)
 {
 	vhu_io_close(&c->io);
-	if (c->listen_fd >= 0) {
+	if (c->listen_fd >= 0)
 		close(c->listen_fd);
-		c->listen_fd = -1;
-		struct stat st;
-		if (c->sock_owned && stat(c->path, &st) == 0 && st.st_dev == c->sock_dev && st.st_ino == c->sock_ino)
-			unlink(c->path);
-		c->sock_owned = false;
-	}
+	c->listen_fd = -1;
+	struct stat st;
+	if (!c->client && still_ours(c, &st))
+		unlink(c->path);
+	if (c->listed)
+		bound_list(c, false);
+	c->sock_owned = false;
 }
 
 unsigned vhu_conn_pollfds(const struct vhu_conn *c, struct pollfd *fds, unsigned max)
@@ -162,8 +258,17 @@ bool vhu_conn_poll(struct vhu_conn *c)
 		return false;
 	if (!c->client) {
 		int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (fd >= 0)
+		if (fd >= 0) {
 			vhu_io_init(&c->io, fd);
+			/* One front-end at a time. A second one left in the backlog would send its first request and
+			 * wait for an answer forever, and one accepted and closed at once makes QEMU retry in a tight
+			 * loop (vhost-user-net reconnects until it starts, reconnect= or not): not listening while
+			 * this one lasts makes its connect fail at once with ECONNREFUSED, which QEMU reports and
+			 * exits on ("Failed to connect to ...: Connection refused"), or retries every reconnect=
+			 * seconds until this one goes. The file stays; vhu_conn_lost() listens again. */
+			close(c->listen_fd);
+			c->listen_fd = -1;
+		}
 	} else if (vhu_conn_timeout_ms(c) == 0) {
 		try_connect(c);
 	}
@@ -175,4 +280,6 @@ void vhu_conn_lost(struct vhu_conn *c)
 	vhu_io_close(&c->io);
 	if (c->client)
 		now_plus_ms(&c->next_try, c->backoff_ms);
+	else if (c->listen_fd < 0)
+		listen_again(c);
 }

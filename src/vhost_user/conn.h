@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * One vhost-user connection end, shared by the back-end and the frontend: either we listen on a path and accept
- * one peer at a time, or we connect to it and, when that fails or the peer goes, retry with capped exponential
+ * One vhost-user connection end, shared by the back-end and the frontend: either we listen on a path and serve
+ * one peer at a time (while it is connected we do not listen, so a second one's connect fails at once with
+ * ECONNREFUSED instead of waiting in the backlog for answers that never come; the socket file stays, and we
+ * listen again when the peer goes), or we connect to it and, when that fails or the peer goes, retry with capped exponential
  * back-off. The caller's event loop drives it through pollfds / timeout / poll. Nothing here waits on the peer:
  * the listening socket, connection attempts and the connection itself are non-blocking, and the connection's
  * messages go through c->io (msg.h), which owns its fd.
@@ -28,6 +30,9 @@ struct vhu_conn {
 	bool sock_owned;
 	dev_t sock_dev;
 	ino_t sock_ino;
+	/* Server: on this process's list of bound socket files (conn.c), through next_bound. */
+	bool listed;
+	struct vhu_conn *next_bound;
 };
 
 /* Listen (server) or make a first connection attempt (client). Returns 0 or -errno (server only); a server
@@ -46,7 +51,8 @@ int vhu_conn_timeout_ms(const struct vhu_conn *c);
 /* Accept or retry as due. Returns true when a connection was just made (c->io is then set up on it). */
 bool vhu_conn_poll(struct vhu_conn *c);
 
-/* The connection ended: close it; a client schedules its next attempt after the current back-off. */
+/* The connection ended: close it; a client schedules its next attempt after the current back-off, a server listens
+ * again on a fresh socket file with the old one's owner, group and mode. */
 void vhu_conn_lost(struct vhu_conn *c);
 
 #endif

@@ -231,6 +231,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.event = on_event,
 		.opaque = &ev,
 		.name = "fuzz",
+		.config_space = true, /* GET_CONFIG reachable */
 	};
 	struct vhd_vu_dev *dev;
 	if (vhd_vu_dev_create(&cfg, &dev) < 0)

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """vhostd as an operator meets it: log lines, the log file and its reopening, log levels, config errors, the
-stats table, and the owner/group/mode of a vhost-user port's socket as seen by an unprivileged front-end.
+stats table, the owner/group/mode of a vhost-user port's socket as seen by an unprivileged front-end, and a tap
+port's host address across restarts.
 
 usage: test_ops.py VHOSTD VHOSTCTL [case-substring]
 Prints PASS/FAIL/SKIP lines (scripts/check-summary.py counts them); exit 1 if any case failed.
 """
 import grp
+import json
 import os
 import pwd
 import re
@@ -224,8 +226,55 @@ def case_socket_access(r):
     return None
 
 
+def tap_state(ifname):
+    """The interface's global addresses (as IP/PREFIX) and whether it is up, or None if it does not exist."""
+    r = subprocess.run(["ip", "-j", "addr", "show", "dev", ifname], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, text=True)
+    if r.returncode != 0:
+        return None
+    info = json.loads(r.stdout)[0]
+    addrs = {f"{a['local']}/{a['prefixlen']}" for a in info.get("addr_info", []) if a.get("scope") == "global"}
+    return addrs, "UP" in info.get("flags", [])
+
+
+def case_tap_addr(r):
+    """addr= on a tap port: a tap vhostd created comes back with its host address after a restart, as does a
+    persistent one; a malformed address refuses the port, naming it."""
+    if os.geteuid() != 0:
+        return "SKIP: needs root"
+    tap, keep = f"vhdop{os.getpid() % 100000}", f"vhdok{os.getpid() % 100000}"
+    want = {"198.18.213.1/30", "fd00:213::1/64"}
+    config = (f"add-port t tap ifname={tap} addr=198.18.213.1/30\n"
+              f"add-port k tap ifname={keep} addr=fd00:213::1/64\n")
+    subprocess.run(["ip", "tuntap", "add", "dev", keep, "mode", "tap", "vnet_hdr"], check=True)
+    try:
+        for run in ("first start", "restart"):
+            r.start("--log-level", "warning", config=config)
+            got = (tap_state(tap), tap_state(keep))
+            if got != (({"198.18.213.1/30"}, True), ({"fd00:213::1/64"}, True)):
+                return f"{run}: {tap} and {keep} (addresses, up): {got}, wanted {want} up"
+            rc, out = r.stop()
+            if rc != 0:
+                return f"{run}: vhostd exited {rc}: {out[-500:]}"
+            if tap_state(tap) is not None:
+                return f"{run}: {tap}, created by vhostd, outlived it"
+            if tap_state(keep) is None:
+                return f"{run}: the persistent {keep} went with vhostd"
+        r.start("--log-level", "warning")
+        for bad in ("10.0.0.1", "10.0.0.1/33", "fd00::1::2/64", "/24"):
+            res = r.ctl_cmd("add-port", "b", "tap", f"ifname={tap}", f"addr={bad}")
+            if res.returncode != 1 or f"addr={bad}: want IPV4/PREFIX" not in res.stderr:
+                return f"addr={bad}: exit {res.returncode} {res.stderr!r}"
+        if tap_state(tap) is not None:
+            return f"a refused addr= left {tap} behind"
+        rc, out = r.stop()
+        return f"vhostd exited {rc}: {out[-500:]}" if rc != 0 else None
+    finally:
+        subprocess.run(["ip", "link", "del", keep], stderr=subprocess.DEVNULL)
+
+
 CASES = [("config_error", case_config_error), ("log_file", case_log_file), ("stats_table", case_stats_table),
-         ("socket_access", case_socket_access)]
+         ("socket_access", case_socket_access), ("tap_addr", case_tap_addr)]
 
 
 def main():

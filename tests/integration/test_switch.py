@@ -449,6 +449,10 @@ def case_path_in_use(r):
         # a still serves its path: a VM connects and its link comes up.
         vm = r.pktgen("--frontend", r.sock("a"), "--mode", "rxonly", "--duration", "60")
         wait_link(r, ["a"])
+        # With its VM connected a does not listen (a second front-end is refused), yet its path is still in use.
+        res = r.ctl_cmd("add-port", "z", "vhost-user", f"path={r.sock('a')}", check=False)
+        if res.returncode != 1 or "in use" not in res.stderr:
+            return f"add-port on connected a's path: exit {res.returncode}, stderr {res.stderr.strip()!r}"
         vm.send_signal(signal.SIGINT)
         Rig.result(vm)
         r.ctl_cmd("add-port", "s", "vhost-user", f"path={r.sock('stale')}")

@@ -22,6 +22,8 @@ import tempfile
 import threading
 import time
 
+from qemu_log import qemu_warnings
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PKTGEN = os.path.abspath(sys.argv[1])
 FILTER = sys.argv[2] if len(sys.argv) > 2 else ""
@@ -255,6 +257,10 @@ class Case:
         killed = test == "hang"
         if not killed and qp.returncode != 0:
             errors.append(f"QEMU exited with {qp.returncode}")
+        with self.lock:
+            warnings = qemu_warnings(self.console)
+        if warnings:
+            errors.append(f"[{test}] QEMU warned: {' | '.join(warnings)}")
         # The host's ends had the whole guest run to finish; whatever is still running failed.
         for p, t in peers + [(s[0], s[1]) for s in senders]:
             try:

@@ -36,6 +36,8 @@ import tempfile
 import threading
 import time
 
+from qemu_log import qemu_warnings
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 VHOSTD, VHOSTCTL = (os.path.abspath(a) for a in sys.argv[1:3])
 FILTER = sys.argv[3] if len(sys.argv) > 3 else ""
@@ -309,6 +311,9 @@ class Guest:
                                               f"{'exited ' + str(self.p.returncode) if self.p.poll() is not None else 'running'}): "
                                               f"{' | '.join(self.console[-15:])}")
         expect(self.agent == self.mac, f"{self.name}: eth0 has MAC {self.agent}, wanted {self.mac}")
+        # By now QEMU has set up the vhost-user NIC: it had nothing to warn about.
+        warnings = qemu_warnings(self.tail(1 << 30))
+        expect(not warnings, f"{self.name}: QEMU warned: {' | '.join(warnings)}")
         return self
 
     def start(self, command):

@@ -401,6 +401,21 @@ static void test_packed(void) { traffic(true, false, 1); }
 static void test_split_4qp_inorder(void) { traffic(false, true, 4); }
 static void test_packed_4qp(void) { traffic(true, false, 4); }
 
+/* 2000 more frames through the back-end, then it is killed: the frontend sees it go down. */
+static void traffic_then_kill(struct fe_run *r, pid_t be)
+{
+	uint64_t target = r->received + 2000;
+	while (r->received < target)
+		CHECK(fe_step(r, UINT64_MAX));
+	kill(be, SIGKILL);
+	waitpid(be, NULL, 0);
+	for (int i = 0; i < 1000 && fe_step(r, UINT64_MAX); i++)
+		usleep(1000);
+	CHECK(r->down_seen);
+	CHECK(!vhd_fe_up(r->fe));
+	r->down_seen = false;
+}
+
 /* The back-end is killed mid-stream and restarted 100 times; the client frontend reconnects each time and
  * traffic resumes. The frontend's fds and mappings stay as they were. */
 static void test_backend_killed(void)
@@ -414,21 +429,47 @@ static void test_backend_killed(void)
 	fe_wait_up(&r);
 	int fds0 = th_count_fds(), maps0 = th_count_maps();
 	for (int round = 0; round < rounds_scaled(100); round++) {
-		uint64_t target = r.received + 2000;
-		while (r.received < target)
-			CHECK(fe_step(&r, UINT64_MAX));
-		kill(be, SIGKILL);
-		waitpid(be, NULL, 0);
-		for (int i = 0; i < 1000 && fe_step(&r, UINT64_MAX); i++)
-			usleep(1000);
-		CHECK(r.down_seen);
-		CHECK(!vhd_fe_up(r.fe));
-		r.down_seen = false;
+		traffic_then_kill(&r, be);
 		be = spawn_backend(path, false, 2);
 		fe_wait_up(&r);
 		CHECK_EQ(th_count_fds(), fds0);
 		CHECK_EQ(th_count_maps(), maps0);
 	}
+	vhd_fe_destroy(r.fe);
+	stop(be);
+}
+
+static int connect_status(const char *path)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : -errno;
+	close(fd);
+	return rc;
+}
+
+/* A listening (server) frontend serves one back-end at a time: a second one's connect is refused at once
+ * (ECONNREFUSED) instead of waiting in the backlog; traffic with the first goes on, and once it has gone the
+ * frontend listens again and the next back-end gets it. */
+static void test_server_one_backend(void)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/vhd-feone-%d.sock", getpid());
+	/* The back-end (a reconnecting client) is forked first: a child forked later would hold a copy of the
+	 * listening socket, which would go on listening after ours is closed. */
+	pid_t be = spawn_backend(path, true, 1);
+	struct fe_run r;
+	fe_open(&r, path, true, 1, 0);
+	fe_wait_up(&r);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(connect_status(path), -ECONNREFUSED);
+	traffic_then_kill(&r, be);
+	be = spawn_backend(path, true, 1);
+	fe_wait_up(&r);
+	uint64_t target = r.received + 2000;
+	while (r.received < target)
+		CHECK(fe_step(&r, UINT64_MAX));
 	vhd_fe_destroy(r.fe);
 	stop(be);
 }
@@ -965,6 +1006,7 @@ static const struct th_case cases[] = {
 	{"split_4qp_inorder", test_split_4qp_inorder, 120},
 	{"packed_4qp", test_packed_4qp, 120},
 	{"backend_killed", test_backend_killed, 180},
+	{"server_one_backend", test_server_one_backend, 60},
 	{"frontend_killed", test_frontend_killed, 300},
 	{"hostile_silent", test_hostile_silent, 60},
 	{"hostile_half_reply", test_hostile_half_reply, 60},

@@ -95,6 +95,8 @@ struct rig {
 
 /* msg_timeout_ms for the next rig_open() (0: the library's default). */
 static unsigned rig_msg_timeout_ms;
+/* Whether the next rig_open()'s device offers the config space (the rig reads it; the library's default is off). */
+static bool rig_config_space = true;
 
 /* A device listening on /tmp/vhd-test-vu-PID[SUFFIX].sock, so one process can hold several. */
 static inline void rig_open_suffix(struct rig *r, uint16_t qp, const char *suffix)
@@ -103,7 +105,8 @@ static inline void rig_open_suffix(struct rig *r, uint16_t qp, const char *suffi
 	vhd_log_set_handler(count_log, NULL);
 	snprintf(r->path, sizeof(r->path), "/tmp/vhd-test-vu-%d%s.sock", getpid(), suffix);
 	struct vhd_vu_config c = {.path = r->path, .max_queue_pairs = qp, .event = on_event, .opaque = &r->ev,
-				  .name = "t", .mtu = 1500, .msg_timeout_ms = rig_msg_timeout_ms};
+				  .name = "t", .mtu = 1500, .msg_timeout_ms = rig_msg_timeout_ms,
+				  .config_space = rig_config_space};
 	CHECK_EQ(vhd_vu_dev_create(&c, &r->dev), 0);
 	r->memfd = memfd_create("guest", MFD_CLOEXEC);
 	CHECK(r->memfd >= 0);
