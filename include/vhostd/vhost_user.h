@@ -156,6 +156,12 @@ int vhd_vu_queue_notify(struct vhd_vu_dev *dev, unsigned qidx);
 /** Counters of one device, cumulative over its lifetime (all connections). */
 struct vhd_vu_stats {
 	uint64_t notify_failures; /**< vhd_vu_queue_notify() writes that failed (call counter full, fd broken) */
+	/* vIOMMU (VIRTIO_F_ACCESS_PLATFORM offered in vhd_vu_config.features and negotiated): */
+	uint64_t iotlb_misses;        /**< MISS requests sent on the back-end channel */
+	uint64_t iotlb_updates;       /**< IOTLB UPDATEs accepted */
+	uint64_t iotlb_invalidations; /**< IOTLB INVALIDATEs that removed a translation */
+	uint64_t iotlb_refused;       /**< IOTLB UPDATEs and INVALIDATEs refused (logged with the value) */
+	uint64_t iotlb_waits;         /**< times a queue stopped at a chain whose IOVA missed, to wait for it */
 };
 
 /**

@@ -25,6 +25,7 @@
 extern "C" {
 #endif
 
+struct vhd_iotlb;
 struct vhd_mem;
 struct vhd_vq;
 
@@ -54,6 +55,8 @@ enum vhd_vq_error {
 	VHD_VQ_E_USED_ID,        /**< driver: used id out of range or not in flight */
 	VHD_VQ_E_USED_LEN,       /**< driver: used length larger than the buffer's writable part */
 	VHD_VQ_E_CALLER,         /**< this process misused the API (e.g. pushed an id it never popped) */
+	VHD_VQ_E_IOTLB_PERM,     /**< device: a buffer's IOVA is mapped without the access the descriptor asks
+				      (a device-writable buffer in a read-only mapping, or the reverse) */
 	VHD_VQ_E__COUNT
 };
 
@@ -78,6 +81,14 @@ struct vhd_vq_config {
 	void *device;      /**< used ring / device event suppression */
 	/** Device side: translates descriptor addresses. Must outlive the queue. */
 	const struct vhd_mem *mem;
+	/**
+	 * Device side, optional (VIRTIO_F_ACCESS_PLATFORM): descriptor and indirect-table addresses are I/O virtual
+	 * addresses, translated through this IOTLB instead of mem, with the access each descriptor asks (device
+	 * writes need WO or RW, reads RO or RW). A chain whose translation misses stays in the ring: vhd_vq_pop()
+	 * stops before it and vhd_vq_take_miss() says which IOVA to ask for. Must outlive the queue; it is changed
+	 * only while no pop runs (vhostd/iotlb.h).
+	 */
+	const struct vhd_iotlb *iotlb;
 	/**
 	 * Where processing resumes (vhost-user SET_VRING_BASE). Split: the avail index (0 for a new queue).
 	 * Packed: bits 0-14 the ring position, bit 15 the wrap counter; a new queue starts at
@@ -152,6 +163,8 @@ struct vhd_vq_stats {
 	uint64_t oversized;      /**< chains returned with err = -ENOBUFS */
 	uint64_t descs;          /**< device: descriptors walked by pops (ring and indirect entries) */
 	uint64_t budget_stops;   /**< device: pops that left a chain in the ring for VHD_VQ_POP_DESC_BUDGET */
+	uint64_t iotlb_misses;   /**< device, with an IOTLB: pops that left a chain in the ring for an IOVA the
+				      IOTLB does not map */
 };
 
 /**
@@ -274,6 +287,22 @@ uint16_t vhd_vq_base(const struct vhd_vq *vq);
  * Equal to vhd_vq_base() on a device with nothing popped and not pushed.
  */
 uint16_t vhd_vq_used_base(const struct vhd_vq *vq);
+
+/**
+ * Device with an IOTLB: did a pop since the last call stop at a chain whose translation missed? If so, the
+ * first unmapped IOVA and the access wanted (VHD_IOTLB_RO or _WO, for a MISS request) are returned and the record
+ * is cleared. The chain is still in the ring; the next pop tries it again.
+ * @return true and *iova, *perm set; false if no pop missed. Same thread as vhd_vq_pop(); never blocks.
+ */
+bool vhd_vq_take_miss(struct vhd_vq *vq, uint64_t *iova, unsigned *perm);
+
+/**
+ * Device: move the queue onto new host pointers for the same rings (their IOVAs were translated again after an
+ * IOTLB change). Positions, counters and the chains in flight are kept. Alignment is checked as at creation.
+ * @return 0; -EINVAL for a NULL or misaligned pointer (nothing changed).
+ * Threading: while no other call on the queue runs (the owner, or the control thread with the queue paused).
+ */
+int vhd_vq_set_rings(struct vhd_vq *vq, void *desc, void *driver, void *device);
 
 /** Why the queue broke, or VHD_VQ_OK. */
 enum vhd_vq_error vhd_vq_error(const struct vhd_vq *vq);

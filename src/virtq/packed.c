@@ -98,7 +98,7 @@ static int packed_walk(struct vhd_vq *vq, uint16_t head_flags, uint16_t *pos, bo
 			const struct pvirtq_desc *t =
 				(const struct pvirtq_desc *)vhdi_vq_map_indirect(vq, addr, len, n - 1);
 			if (!t)
-				return -EIO;
+				return vhdi_indirect_fail(vq);
 			/* Table entries are consecutive; their NEXT flags and ids carry no meaning (2.8.19). */
 			unsigned ents = len / sizeof(*t);
 			for (unsigned j = 0; j < ents; j++) {

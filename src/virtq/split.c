@@ -54,7 +54,7 @@ static int split_walk(struct vhd_vq *vq, uint16_t head, struct vhd_chain_acc *ac
 				return VHDI_WALK_DEFER;
 			tbl = vhdi_vq_map_indirect(vq, addr, len, count - 1);
 			if (!tbl)
-				return -EIO;
+				return vhdi_indirect_fail(vq);
 			tbl_num = len / sizeof(struct virtq_desc);
 			idx = 0;
 			count = 0;
@@ -119,7 +119,8 @@ static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n,
 	uint16_t last = vq->last_avail;
 	uint64_t r_gpa = 0, r_size = 0;
 	uint8_t *r_host = NULL;
-	if (vq->mem && vq->mem_hint < vq->mem->nregions) {
+	/* With an IOTLB the hinted region stays empty (r_size 0): every chain takes the general walk. */
+	if (vq->mem && !vq->iotlb && vq->mem_hint < vq->mem->nregions) {
 		const struct vhd_mem_region *hr = &vq->mem->r[vq->mem_hint];
 		r_gpa = hr->guest_addr;
 		r_size = hr->size;

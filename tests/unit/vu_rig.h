@@ -95,6 +95,11 @@ struct rig {
 
 /* msg_timeout_ms for the next rig_open() (0: the library's default). */
 static unsigned rig_msg_timeout_ms;
+/* Features the next rig_open() offers (0: the library's default). */
+static uint64_t rig_features;
+/* vIOMMU tests: when nonzero, the device sees guest memory at this IOVA (ring and buffer addresses the test
+ * hands it are rig_iova + offset into the memfd) instead of at the front-end's and guest-physical addresses. */
+static uint64_t rig_iova;
 
 /* A device listening on /tmp/vhd-test-vu-PID[SUFFIX].sock, so one process can hold several. */
 static inline void rig_open_suffix(struct rig *r, uint16_t qp, const char *suffix)
@@ -103,7 +108,8 @@ static inline void rig_open_suffix(struct rig *r, uint16_t qp, const char *suffi
 	vhd_log_set_handler(count_log, NULL);
 	snprintf(r->path, sizeof(r->path), "/tmp/vhd-test-vu-%d%s.sock", getpid(), suffix);
 	struct vhd_vu_config c = {.path = r->path, .max_queue_pairs = qp, .event = on_event, .opaque = &r->ev,
-				  .name = "t", .mtu = 1500, .msg_timeout_ms = rig_msg_timeout_ms};
+				  .name = "t", .mtu = 1500, .msg_timeout_ms = rig_msg_timeout_ms,
+				  .features = rig_features};
 	CHECK_EQ(vhd_vu_dev_create(&c, &r->dev), 0);
 	r->memfd = memfd_create("guest", MFD_CLOEXEC);
 	CHECK(r->memfd >= 0);
@@ -240,7 +246,7 @@ static inline void setup_queue(struct rig *r, unsigned qi, struct guest_q *g, si
 	m.p.state = (struct vhost_vring_state){qi, packed ? VHD_VQ_PACKED_BASE_INIT * 0x10001u : 0};
 	send_msg(r, &m);
 	m = mk(VHOST_USER_SET_VRING_ADDR, 40);
-	uintptr_t base = (uintptr_t)r->mem + off;
+	uint64_t base = rig_iova ? rig_iova + off : (uintptr_t)r->mem + off;
 	m.p.addr = (struct vhost_vring_addr){qi, 0, base + g->lay.desc_off, base + g->lay.device_off,
 					     base + g->lay.driver_off, 0};
 	send_msg(r, &m);
@@ -280,7 +286,7 @@ static inline void pass_one(struct rig *r, unsigned qi, struct guest_q *g, uint8
 {
 	size_t boff = g->off + 32 * 1024;
 	memset(r->mem + boff, tag, 100);
-	struct vhd_vq_seg s = {GPA + boff, 100};
+	struct vhd_vq_seg s = {(rig_iova ? rig_iova : GPA) + boff, 100};
 	struct vhd_vq_buf b = {.segs = &s, .nout = 1, .token = (void *)1};
 	CHECK_EQ(vhd_vq_add(g->vq, &b, 1), 1);
 	struct vhd_vq *vq = vhd_vu_queue_acquire(r->dev, qi);
