@@ -288,13 +288,21 @@ uint16_t vhd_vq_base(const struct vhd_vq *vq);
  */
 uint16_t vhd_vq_used_base(const struct vhd_vq *vq);
 
+/** An IOVA the IOTLB lacks and the access wanted (VHD_IOTLB_RO or _WO), for a MISS request. */
+struct vhd_vq_miss {
+	uint64_t iova;
+	unsigned perm;
+};
+
 /**
- * Device with an IOTLB: did a pop since the last call stop at a chain whose translation missed? If so, the
- * first unmapped IOVA and the access wanted (VHD_IOTLB_RO or _WO, for a MISS request) are returned and the record
- * is cleared. The chain is still in the ring; the next pop tries it again.
- * @return true and *iova, *perm set; false if no pop missed. Same thread as vhd_vq_pop(); never blocks.
+ * Device with an IOTLB: did a pop since the last call stop at a chain whose translation missed? If so, out[0] is
+ * the first unmapped IOVA of that chain, followed by those of the available descriptors after it that would miss
+ * too (a read-only look ahead at most max-1 of them, one entry per IOVA page, nothing consumed or validated: so
+ * that one round trip to the front-end fetches a burst's translations, not one chain's), and the record is
+ * cleared. The chain is still in the ring; the next pop tries it again.
+ * @return entries written to out (0 if no pop missed). Same thread as vhd_vq_pop(); never blocks.
  */
-bool vhd_vq_take_miss(struct vhd_vq *vq, uint64_t *iova, unsigned *perm);
+unsigned vhd_vq_take_misses(struct vhd_vq *vq, struct vhd_vq_miss *out, unsigned max);
 
 /**
  * Device: move the queue onto new host pointers for the same rings (their IOVAs were translated again after an

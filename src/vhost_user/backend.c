@@ -48,7 +48,9 @@
 #define VU_DISPATCH_BUDGET 64
 /* MISS requests outstanding at once (deduplicated by IOVA page and access), and how long one may go unanswered
  * before the queues waiting on it try again (and ask again, if they still miss). */
-#define VU_MISS_MAX 16
+#define VU_MISS_MAX 64
+/* IOVAs one queue reports per wait: the one its pop stopped at and those of the descriptors after it. */
+#define VU_MISS_AHEAD 16
 #define VU_MISS_RETRY_MS 250
 #define VU_PAGE_MASK (~(uint64_t)4095)
 
@@ -72,8 +74,9 @@ struct vu_queue {
 	 * a count, ordered with nothing). notify_warned keeps the log to one line per call fd. */
 	_Atomic uint64_t notify_failed;
 	atomic_int notify_warned;
-	_Atomic uint64_t miss_iova;
-	atomic_uint miss_perm;
+	_Atomic uint64_t miss_iova[VU_MISS_AHEAD];
+	atomic_uint miss_perm[VU_MISS_AHEAD];
+	atomic_uint miss_n;
 	_Atomic uint64_t iotlb_waits; /* times the data path began waiting for a miss (relaxed: a count) */
 	bool miss_taken;  /* control: miss_wait seen and its MISS requested */
 	bool rings_wait;  /* control: the rings are not all in the IOTLB; the queue waits (its vq, if any, kept) */
@@ -1318,8 +1321,10 @@ static void iotlb_work(struct vhd_vu_dev *dev)
 		if (q->miss_taken || !atomic_load_explicit(&q->miss_wait, memory_order_acquire))
 			continue;
 		q->miss_taken = true;
-		request_miss(dev, atomic_load_explicit(&q->miss_iova, memory_order_relaxed),
-			     atomic_load_explicit(&q->miss_perm, memory_order_relaxed));
+		unsigned n = atomic_load_explicit(&q->miss_n, memory_order_relaxed);
+		for (unsigned k = 0; k < n && k < VU_MISS_AHEAD; k++)
+			request_miss(dev, atomic_load_explicit(&q->miss_iova[k], memory_order_relaxed),
+				     atomic_load_explicit(&q->miss_perm[k], memory_order_relaxed));
 	}
 	bool retry = false;
 	for (unsigned i = 0; i < dev->nmiss; i++)
@@ -1469,13 +1474,16 @@ struct vhd_vq *vhd_vu_queue_acquire(struct vhd_vu_dev *dev, unsigned qidx)
  * eventfd write per wait, not per poll: acquire says no until the control thread lets the queue try again). */
 static __attribute__((noinline, cold)) void queue_note_miss(struct vhd_vu_dev *dev, struct vu_queue *q)
 {
-	uint64_t iova;
-	unsigned perm;
-	if (!vhd_vq_take_miss(q->vq, &iova, &perm) || atomic_load_explicit(&q->miss_wait, memory_order_relaxed))
+	struct vhd_vq_miss m[VU_MISS_AHEAD];
+	unsigned n = vhd_vq_take_misses(q->vq, m, VU_MISS_AHEAD);
+	if (!n || atomic_load_explicit(&q->miss_wait, memory_order_relaxed))
 		return;
-	atomic_store_explicit(&q->miss_iova, iova, memory_order_relaxed);
-	atomic_store_explicit(&q->miss_perm, perm, memory_order_relaxed);
-	/* Release pairs with the acquire load in iotlb_work(): iova and perm are visible with the flag. */
+	for (unsigned i = 0; i < n; i++) {
+		atomic_store_explicit(&q->miss_iova[i], m[i].iova, memory_order_relaxed);
+		atomic_store_explicit(&q->miss_perm[i], m[i].perm, memory_order_relaxed);
+	}
+	atomic_store_explicit(&q->miss_n, n, memory_order_relaxed);
+	/* Release pairs with the acquire load in iotlb_work(): the IOVAs are visible with the flag. */
 	atomic_store_explicit(&q->miss_wait, 1, memory_order_release);
 	atomic_fetch_add_explicit(&q->iotlb_waits, 1, memory_order_relaxed);
 	uint64_t one = 1;

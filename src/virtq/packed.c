@@ -344,7 +344,25 @@ static void packed_dev_disable_notify(struct vhd_vq *vq)
 	WR16(&vq->packed.device->flags, VIRTQ_EVENT_F_DISABLE);
 }
 
+static unsigned packed_ahead(const struct vhd_vq *vq, struct vhd_vq_seg_view *v, unsigned max)
+{
+	uint16_t pos = vq->last_avail;
+	bool w = vq->avail_wrap;
+	unsigned n = 0;
+	while (n < max && n < vq->num) {
+		const struct pvirtq_desc *d = &vq->packed.desc[pos];
+		/* Acquire pairs with the driver's release store of the flags (packed_add), as in packed_head(). */
+		uint16_t f = RD16_ACQ(&d->flags);
+		if (!desc_avail(f, w))
+			break;
+		v[n++] = (struct vhd_vq_seg_view){RD64(&d->addr), RD32(&d->len), f};
+		advance(vq, &pos, &w, 1);
+	}
+	return n;
+}
+
 const struct vhd_vq_ops vhdi_packed_device_ops = {
+	.ahead = packed_ahead,
 	.pop = packed_pop,
 	.push = packed_push,
 	.need_notify = packed_dev_need_notify,

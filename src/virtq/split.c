@@ -270,7 +270,28 @@ static void split_dev_disable_notify(struct vhd_vq *vq)
 		WR16(&vq->split.used->flags, VIRTQ_USED_F_NO_NOTIFY);
 }
 
+static unsigned split_ahead(const struct vhd_vq *vq, struct vhd_vq_seg_view *v, unsigned max)
+{
+	/* Acquire pairs with the driver's release store of avail->idx (split_add), as in split_pop(). */
+	uint16_t pending = (uint16_t)(RD16_ACQ(&vq->split.avail->idx) - vq->last_avail);
+	if (pending > vq->num)
+		return 0; /* the pop breaks the queue for it */
+	unsigned n = 0;
+	for (uint16_t k = 0; k < pending && n < max; k++) {
+		uint16_t idx = RD16(&vq->split.avail->ring[(uint16_t)(vq->last_avail + k) & vq->mask]);
+		for (unsigned j = 0; j < 4 && idx < vq->num && n < max; j++) {
+			const struct virtq_desc *d = &vq->split.desc[idx];
+			v[n] = (struct vhd_vq_seg_view){RD64(&d->addr), RD32(&d->len), RD16(&d->flags)};
+			if (!(v[n++].flags & VIRTQ_DESC_F_NEXT))
+				break;
+			idx = RD16(&d->next);
+		}
+	}
+	return n;
+}
+
 const struct vhd_vq_ops vhdi_split_device_ops = {
+	.ahead = split_ahead,
 	.pop = split_pop,
 	.push = split_push,
 	.need_notify = split_dev_need_notify,

@@ -194,14 +194,34 @@ int vhdi_vq_break(struct vhd_vq *vq, enum vhd_vq_error err, const char *fmt, ...
 	return -EIO;
 }
 
-bool vhd_vq_take_miss(struct vhd_vq *vq, uint64_t *iova, unsigned *perm)
+/* Descriptors the look ahead reads at most. */
+#define MISS_AHEAD_DESCS 64
+
+unsigned vhd_vq_take_misses(struct vhd_vq *vq, struct vhd_vq_miss *out, unsigned max)
 {
-	if (!vq->missed)
-		return false;
+	if (!vq->missed || max == 0)
+		return 0;
 	vq->missed = false;
-	*iova = vq->miss_iova;
-	*perm = vq->miss_perm;
-	return true;
+	out[0] = (struct vhd_vq_miss){vq->miss_iova, vq->miss_perm};
+	unsigned n = 1;
+	struct vhd_vq_seg_view v[MISS_AHEAD_DESCS];
+	unsigned nv = vq->ops->ahead ? vq->ops->ahead(vq, v, MISS_AHEAD_DESCS) : 0;
+	for (unsigned i = 0; i < nv && n < max; i++) {
+		unsigned perm = (v[i].flags & VIRTQ_DESC_F_WRITE) && !(v[i].flags & VIRTQ_DESC_F_INDIRECT) ? VHD_IOTLB_WO
+													   : VHD_IOTLB_RO;
+		struct iovec tmp[4];
+		unsigned hint = vq->iotlb_hint;
+		uint64_t at;
+		if (v[i].len == 0 || vhd_iotlb_translate(vq->iotlb, &hint, v[i].addr, v[i].len, perm, tmp, 4, &at) !=
+					     -EAGAIN)
+			continue;
+		bool seen = false;
+		for (unsigned k = 0; k < n && !seen; k++)
+			seen = (out[k].iova >> 12) == (at >> 12) && out[k].perm == perm;
+		if (!seen)
+			out[n++] = (struct vhd_vq_miss){at, perm};
+	}
+	return n;
 }
 
 int vhd_vq_set_rings(struct vhd_vq *vq, void *desc, void *driver, void *device)

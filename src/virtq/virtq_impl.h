@@ -35,6 +35,13 @@
 
 struct vhd_vq;
 
+/* A descriptor as the look ahead read it: the driver's values, unchecked. */
+struct vhd_vq_seg_view {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags;
+};
+
 /* Per-layout, per-side implementation, chosen once in vhd_vq_create(). The dispatch in virtq.c checks the side,
  * so a device's ops leave add/get NULL and a driver's leave pop/push NULL. */
 struct vhd_vq_ops {
@@ -45,6 +52,9 @@ struct vhd_vq_ops {
 	bool (*need_notify)(struct vhd_vq *);
 	bool (*enable_notify)(struct vhd_vq *);
 	void (*disable_notify)(struct vhd_vq *);
+	/* Device: up to max descriptors available from the avail position on, read without consuming anything
+	 * (split: each chain's first few; packed: consecutive slots), for vhd_vq_take_misses()' look ahead. */
+	unsigned (*ahead)(const struct vhd_vq *, struct vhd_vq_seg_view *, unsigned);
 };
 
 /* Driver-side bookkeeping for one buffer in flight, indexed by head (split) or buffer id (packed). */

@@ -946,11 +946,11 @@ static uint64_t iotlb_unmap(struct rig *r, size_t off, uint64_t size)
 	return iotlb_msg(r, VHOST_IOTLB_INVALIDATE, IOVA + off, size, 0, 0);
 }
 
-/* iommu_rig() (split) with queue 1 at offset 0, [IOVA, IOVA+map) mapped read/write, enabled and started. */
-static void iommu_queue_up(struct rig *r, int *chan, struct guest_q *g, uint64_t map)
+/* iommu_rig() with queue 1 at offset 0, [IOVA, IOVA+map) mapped read/write, enabled and started. */
+static void iommu_queue_up(struct rig *r, int *chan, struct guest_q *g, bool packed, uint64_t map)
 {
-	iommu_rig(r, false, chan);
-	setup_queue(r, 1, g, 0, false, false);
+	iommu_rig(r, packed, chan);
+	setup_queue(r, 1, g, 0, packed, false);
 	CHECK_EQ(iotlb_map(r, 0, map, VHOST_ACCESS_RW), 0);
 	enable(r, 1, 1);
 	CHECK_EQ(r->ev.started[1], 1);
@@ -1193,7 +1193,7 @@ static void test_iommu_miss_unanswered(void)
 	struct rig r;
 	int chan;
 	struct guest_q g;
-	iommu_queue_up(&r, &chan, &g, 4096);
+	iommu_queue_up(&r, &chan, &g, false, 4096);
 	guest_post(&r, &g, 0x61, false);
 	uint8_t b;
 	uint64_t iova;
@@ -1231,7 +1231,7 @@ static void test_iommu_cache_full(void)
 	struct rig r;
 	int chan;
 	struct guest_q g;
-	iommu_queue_up(&r, &chan, &g, 4096);
+	iommu_queue_up(&r, &chan, &g, false, 4096);
 	uint8_t b;
 	CHECK_EQ(burst(&r, &g, 1, &b), 0);
 	/* Pages two IOVA pages apart (never merged), VHD_IOTLB_DEFAULT_ENTRIES + 52 of them. */
@@ -1261,7 +1261,7 @@ static void test_iommu_flush_on_mem_table(void)
 	struct rig r;
 	int chan;
 	struct guest_q g;
-	iommu_queue_up(&r, &chan, &g, MEM_SIZE);
+	iommu_queue_up(&r, &chan, &g, false, MEM_SIZE);
 	pass_one(&r, 1, &g, 0x71);
 	uint64_t iova;
 	unsigned perm;
@@ -1278,6 +1278,47 @@ static void test_iommu_flush_on_mem_table(void)
 	close(chan);
 	rig_close(&r);
 }
+
+
+/* A burst of buffers in pages the IOTLB lacks: one wait asks for all of them (the look ahead), not one per round
+ * trip; each page once. */
+static void iommu_miss_ahead(bool packed)
+{
+	struct rig r;
+	int chan;
+	struct guest_q g;
+	iommu_queue_up(&r, &chan, &g, packed, 4096);
+	/* Five buffers: pages 8, 10, 12, 12 (again) and 14 of the memfd, device-writable (a guest's RX). */
+	static const unsigned page[5] = {8, 10, 12, 12, 14};
+	for (unsigned i = 0; i < 5; i++) {
+		struct vhd_vq_seg sg = {IOVA + page[i] * 4096 + 256 * i, 100};
+		struct vhd_vq_buf b = {.segs = &sg, .nin = 1, .token = (void *)1};
+		CHECK_EQ(vhd_vq_add(g.vq, &b, 1), 1);
+	}
+	uint8_t b;
+	CHECK_EQ(burst(&r, &g, 1, &b), 0);
+	vhd_vu_dev_dispatch(r.dev);
+	uint64_t iova;
+	unsigned perm;
+	static const unsigned want[4] = {8, 10, 12, 14};
+	for (unsigned i = 0; i < 4; i++) {
+		CHECK(next_miss(chan, &iova, &perm));
+		CHECK_EQ(iova >> 12, (IOVA >> 12) + want[i]);
+		CHECK_EQ(perm, VHOST_ACCESS_WO);
+	}
+	CHECK(!next_miss(chan, &iova, &perm));
+	CHECK_EQ(dev_stats(&r).iotlb_misses, 4);
+	CHECK_EQ(dev_stats(&r).iotlb_waits, 1);
+	CHECK_EQ(iotlb_map(&r, 8 * 4096, 8 * 4096, VHOST_ACCESS_RW), 0);
+	for (unsigned i = 0; i < 5; i++)
+		CHECK_EQ(burst(&r, &g, 1, &b), 1);
+	free_queue(&g);
+	close(chan);
+	rig_close(&r);
+}
+
+static void test_iommu_miss_ahead_split(void) { iommu_miss_ahead(false); }
+static void test_iommu_miss_ahead_packed(void) { iommu_miss_ahead(true); }
 
 static const struct th_case cases[] = {
 	{"socket_access", test_socket_access, 0},
@@ -1309,5 +1350,7 @@ static const struct th_case cases[] = {
 	{"iommu_miss_unanswered", test_iommu_miss_unanswered, 0},
 	{"iommu_cache_full", test_iommu_cache_full, 0},
 	{"iommu_flush_on_mem_table", test_iommu_flush_on_mem_table, 0},
+	{"iommu_miss_ahead_split", test_iommu_miss_ahead_split, 0},
+	{"iommu_miss_ahead_packed", test_iommu_miss_ahead_packed, 0},
 };
 TH_MAIN("test_vhost_user", cases)
