@@ -1410,7 +1410,11 @@ int main(int argc, char **argv)
 		if (k && kready)
 			for (unsigned q = 0; q < k->o.queues; q++)
 				moved += run_queue(k, q);
-		/* The control socket is looked at when idle, and every 256 busy rounds. */
+		/* The control socket is looked at when idle, and every 256 busy rounds; with --iommu every round,
+		 * since an IOTLB miss holds its queue until the control side has asked QEMU and taken its update
+		 * (QEMU itself waits for our acknowledgement of each update). */
+		if (g->o.iommu)
+			control(g, 0);
 		if (!moved) {
 			/* A poll() syscall every empty round would cost more than the polling itself (a third of
 			 * the time in perf), so only every 1024th empty round with --poll, every 64th without.
