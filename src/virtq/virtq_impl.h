@@ -89,7 +89,7 @@ struct vhd_vq {
 
 	/* ---- device side ---- */
 	const struct vhd_mem *mem;
-	unsigned mem_hint;
+	unsigned mem_hint; /* UINT_MAX with an IOTLB: the memory table's fast paths never match, at no cost */
 	/* ACCESS_PLATFORM: descriptors translate through this instead of mem (NULL: they do not). */
 	const struct vhd_iotlb *iotlb;
 	unsigned iotlb_hint;
@@ -386,7 +386,7 @@ static inline void vhdi_chain_plain(struct vhd_vq_chain *c, uint16_t id, bool w,
 static inline bool vhdi_pop_plain(const struct vhd_vq *vq, uint64_t addr, uint32_t len, uint16_t flags, uint16_t id,
 				  struct iovec *iov, struct vhd_vq_chain *c)
 {
-	void *p = len && !vq->iotlb ? vhd_mem_xlate_hint(vq->mem, vq->mem_hint, addr, len) : NULL;
+	void *p = len ? vhd_mem_xlate_hint(vq->mem, vq->mem_hint, addr, len) : NULL;
 	if (unlikely(p == NULL))
 		return false;
 	*iov = (struct iovec){.iov_base = p, .iov_len = len};
