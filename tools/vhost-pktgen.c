@@ -75,7 +75,7 @@ struct opts {
 	const char *path;
 	const char *tap;  /* --mode tap: the tap interface */
 	const char *sink; /* --sink: the second device, the sink of what the first port generates */
-	bool backend, server, client_set, packed, no_mrg, iommu, in_order, json, verify, latency, poll, no_payload;
+	bool backend, server, client_set, packed, no_mrg, iommu, per_burst, in_order, json, verify, latency, poll, no_payload;
 	bool static_frames; /* --static */
 	unsigned flows;     /* --flows: UDP source ports 1024 .. 1024+flows-1, in turn (1: always port 9) */
 	bool announce;      /* --announce: the sink sends one broadcast from its MAC when it comes up */
@@ -988,6 +988,8 @@ static void usage(FILE *f)
 		"  --no-mrg         do not negotiate mergeable RX buffers\n"
 		"  --iommu          backend: offer VIRTIO_F_ACCESS_PLATFORM (a guest behind a vIOMMU); --json then adds\n"
 		"                   the IOTLB counters (iotlb)\n"
+		"  --iotlb-per-burst  with --iommu: forget buffer translations after each burst (correct for guests\n"
+		"                   in lazy invalidation, iommu.strict=0; a miss per buffer)\n"
 		"  --in-order       frontend: ask for VIRTIO_F_IN_ORDER\n"
 		"  --verify         check received generated frames: per-queue sequence, length, contents\n"
 		"  --mac            our MAC (default 02:00:00:00:00:01)\n"
@@ -1067,7 +1069,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"tap", 1, 0, 't'},     {"pps", 1, 0, 'r'},      {"sink", 1, 0, 'k'},   {"latency", 0, 0, 'L'},
 		{"window", 1, 0, 'w'},  {"warmup", 1, 0, 'W'},   {"poll", 0, 0, 'p'},
 		{"no-payload", 0, 0, 'N'}, {"static", 0, 0, 'Z'}, {"flows", 1, 0, 'F'}, {"announce", 0, 0, 'A'},
-		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'},   {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iotlb-per-burst", 0, 0, 'G'},   {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -1137,6 +1139,9 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'O':
 			o->iommu = true;
+			break;
+		case 'G':
+			o->per_burst = true;
 			break;
 		case 'I':
 			o->in_order = true;
@@ -1259,6 +1264,7 @@ static int open_port(struct gen *g)
 		static const uint8_t no_mac[6];
 		struct vhd_vu_config c = {.path = g->o.path, .client = !g->o.server,
 					  .max_queue_pairs = (uint16_t)g->o.queues, .features = f, .mac = {0},
+					  .iotlb_per_burst = g->o.per_burst,
 					  .event = be_event, .opaque = g, .name = "pktgen"};
 		memcpy(c.mac, g->o.mode == M_TAP ? no_mac : g->o.mac, 6);
 		rc = vhd_vu_dev_create(&c, &g->dev);

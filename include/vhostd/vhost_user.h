@@ -59,6 +59,10 @@ struct vhd_vu_config {
 	 *  default) turns on the device IOTLB: ring and buffer addresses are then IOVAs that IOTLB_MSG maps,
 	 *  and misses are asked for on the back-end channel (docs/viommu.md). */
 	uint64_t features;
+	/** With ACCESS_PLATFORM: forget the translations of buffers after every burst that used them (the rings'
+	 *  are kept), so that each buffer is translated afresh when the front-end does not report every unmap
+	 *  (QEMU 7.2 with a guest in lazy invalidation, docs/viommu.md). Costs a miss per buffer. */
+	bool iotlb_per_burst;
 	uint16_t mtu;                /**< advertised with VIRTIO_NET_F_MTU when nonzero */
 	uint8_t mac[6];              /**< config-space MAC (VIRTIO_NET_F_MAC offered when not all zero) */
 	unsigned reconnect_min_ms;   /**< client: first retry delay (default 100) */

@@ -331,6 +331,9 @@ void vhd_vq_get_stats(const struct vhd_vq *vq, struct vhd_vq_stats *out);
  */
 uint64_t vhd_vq_descs_walked(const struct vhd_vq *vq);
 
+/** Device: chains popped so far (vhd_vq_stats.chains) without copying the rest. Same thread as vhd_vq_pop(). */
+uint64_t vhd_vq_chains_popped(const struct vhd_vq *vq);
+
 #ifdef __cplusplus
 }
 #endif

@@ -53,6 +53,9 @@
 #define VU_MISS_AHEAD 16
 #define VU_MISS_RETRY_MS 250
 #define VU_PAGE_MASK (~(uint64_t)4095)
+/* Why a queue waits (miss_wait bits): a miss to ask for; buffer translations to forget (iotlb_per_burst). */
+#define VU_WAIT_MISS 1
+#define VU_WAIT_FORGET 2
 
 struct vu_queue {
 	/* Data-path handshake, on its own cache line: see vhd_vu_queue_acquire() and queue_pause(). */
@@ -60,7 +63,8 @@ struct vu_queue {
 	atomic_int busy;
 	/* Set by the data path (release, with miss_iova/miss_perm) when a pop stopped at an IOVA the IOTLB lacks;
 	 * cleared by the control thread after each IOTLB change. While set, vhd_vu_queue_acquire() says no. */
-	atomic_int miss_wait;
+	atomic_int miss_wait; /* VU_WAIT_MISS | VU_WAIT_FORGET */
+	uint64_t chains_seen; /* data path, iotlb_per_burst: chains popped as of the last release */
 	bool iotlb_on; /* the queue translates through the IOTLB (control thread; read by the data path in release) */
 	struct vhd_vq *vq;
 	int call_fd;
@@ -422,6 +426,7 @@ static void queue_try_start(struct vhd_vu_dev *dev, unsigned qi)
 	/* The data path polls: ask the driver not to kick. */
 	vhd_vq_disable_notify(q->vq);
 	q->iotlb_on = iommu;
+	q->chains_seen = vhd_vq_chains_popped(q->vq);
 	q->miss_taken = false;
 	atomic_store_explicit(&q->miss_wait, 0, memory_order_relaxed); /* published by the resume */
 	queue_resume(q);
@@ -1301,6 +1306,59 @@ int vhd_vu_dev_timeout_ms(struct vhd_vu_dev *dev)
 	return t;
 }
 
+/* The rings' IOVA ranges of the queues translating through the IOTLB, sorted, into keep[]; returns how many. */
+struct iova_range {
+	uint64_t a, b;
+};
+
+static unsigned ring_ranges(const struct vhd_vu_dev *dev, struct iova_range *keep)
+{
+	unsigned n = 0;
+	bool packed = dev->features & VHD_BIT(VIRTIO_F_RING_PACKED);
+	for (unsigned i = 0; i < dev->nq; i++) {
+		const struct vu_queue *q = &dev->q[i];
+		if (!q->vq || !q->iotlb_on)
+			continue;
+		struct ring_area ra[3];
+		ring_areas(q, packed, q->desc_ua, q->avail_ua, q->used_ua, ra);
+		for (unsigned k = 0; k < 3; k++) {
+			struct iova_range r = {ra[k].ua, ra[k].ua + ra[k].size}; /* checked not to wrap at start */
+			unsigned j = n++;
+			while (j > 0 && keep[j - 1].a > r.a) { /* insertion sort: at most 3 x 32 ranges */
+				keep[j] = keep[j - 1];
+				j--;
+			}
+			keep[j] = r;
+		}
+	}
+	return n;
+}
+
+/*
+ * iotlb_per_burst: a queue used buffer translations in its last burst. Every translation but the rings' is
+ * dropped (all queues paused, the gaps between ring ranges invalidated), so the next burst asks QEMU afresh for
+ * each buffer: QEMU 7.2 does not report the unmaps of a guest in lazy invalidation, and an IOVA it reuses would
+ * otherwise still point at the old page here. Then every queue goes on (queues_iotlb_changed()).
+ */
+static void iotlb_forget_buffers(struct vhd_vu_dev *dev)
+{
+	bool paused[VU_MAX_QUEUES];
+	for (unsigned i = 0; i < dev->nq; i++)
+		paused[i] = queue_pause(&dev->q[i]);
+	struct iova_range keep[3 * VU_MAX_QUEUES];
+	unsigned n = ring_ranges(dev, keep);
+	uint64_t at = 0;
+	for (unsigned k = 0; k < n; k++) {
+		if (keep[k].a > at)
+			vhd_iotlb_invalidate(dev->iotlb, at, keep[k].a - at);
+		if (keep[k].b > at)
+			at = keep[k].b;
+	}
+	if (at < UINT64_MAX)
+		vhd_iotlb_invalidate(dev->iotlb, at, UINT64_MAX - at);
+	queues_iotlb_changed(dev, paused);
+}
+
 /*
  * The control thread's side of IOTLB misses: take what the data path reported (wake_fd, miss_wait) and ask for
  * it; flush the back-end channel; and when a MISS has gone unanswered for VU_MISS_RETRY_MS, forget it and let
@@ -1314,11 +1372,14 @@ static void iotlb_work(struct vhd_vu_dev *dev)
 		vu_err(dev, "%s: wake eventfd: %s", dev->name, strerror(errno));
 	if (!dev->iotlb)
 		return;
+	bool forget = false;
 	for (unsigned i = 0; i < dev->nq; i++) {
 		struct vu_queue *q = &dev->q[i];
 		/* Acquire pairs with the release store of miss_wait in vhd_vu_queue_release(): iova and perm, stored
 		 * before it, are the ones that go with it. */
-		if (q->miss_taken || !atomic_load_explicit(&q->miss_wait, memory_order_acquire))
+		int w = atomic_load_explicit(&q->miss_wait, memory_order_acquire);
+		forget = forget || (w & VU_WAIT_FORGET);
+		if (q->miss_taken || !(w & VU_WAIT_MISS))
 			continue;
 		q->miss_taken = true;
 		unsigned n = atomic_load_explicit(&q->miss_n, memory_order_relaxed);
@@ -1326,6 +1387,8 @@ static void iotlb_work(struct vhd_vu_dev *dev)
 			request_miss(dev, atomic_load_explicit(&q->miss_iova[k], memory_order_relaxed),
 				     atomic_load_explicit(&q->miss_perm[k], memory_order_relaxed));
 	}
+	if (forget)
+		iotlb_forget_buffers(dev);
 	bool retry = false;
 	for (unsigned i = 0; i < dev->nmiss; i++)
 		if (vhu_ms_since(&dev->miss[i].sent) >= VU_MISS_RETRY_MS) {
@@ -1339,8 +1402,9 @@ static void iotlb_work(struct vhd_vu_dev *dev)
 		for (unsigned i = 0; i < dev->nq; i++) {
 			struct vu_queue *q = &dev->q[i];
 			q->miss_taken = false;
-			/* Relaxed: only lets the data path try the pop again; it reports a new miss with release. */
-			atomic_store_explicit(&q->miss_wait, 0, memory_order_relaxed);
+			/* Relaxed: only lets the data path try the pop again; it reports a new miss with release. A
+			 * forget still pending stays. */
+			atomic_fetch_and_explicit(&q->miss_wait, ~VU_WAIT_MISS, memory_order_relaxed);
 			rings = rings || q->rings_wait;
 		}
 		/* Queues waiting for their rings are not running: nothing to pause. */
@@ -1474,9 +1538,21 @@ struct vhd_vq *vhd_vu_queue_acquire(struct vhd_vu_dev *dev, unsigned qidx)
  * eventfd write per wait, not per poll: acquire says no until the control thread lets the queue try again). */
 static __attribute__((noinline, cold)) void queue_note_miss(struct vhd_vu_dev *dev, struct vu_queue *q)
 {
+	if (dev->cfg.iotlb_per_burst) {
+		uint64_t c = vhd_vq_chains_popped(q->vq);
+		if (c != q->chains_seen) {
+			q->chains_seen = c;
+			/* Release pairs with the acquire load in iotlb_work(). */
+			atomic_fetch_or_explicit(&q->miss_wait, VU_WAIT_FORGET, memory_order_release);
+			uint64_t one = 1;
+			if (write(dev->wake_fd, &one, sizeof(one)) < 0) {
+				/* as below */
+			}
+		}
+	}
 	struct vhd_vq_miss m[VU_MISS_AHEAD];
 	unsigned n = vhd_vq_take_misses(q->vq, m, VU_MISS_AHEAD);
-	if (!n || atomic_load_explicit(&q->miss_wait, memory_order_relaxed))
+	if (!n || (atomic_load_explicit(&q->miss_wait, memory_order_relaxed) & VU_WAIT_MISS))
 		return;
 	for (unsigned i = 0; i < n; i++) {
 		atomic_store_explicit(&q->miss_iova[i], m[i].iova, memory_order_relaxed);
@@ -1484,7 +1560,7 @@ static __attribute__((noinline, cold)) void queue_note_miss(struct vhd_vu_dev *d
 	}
 	atomic_store_explicit(&q->miss_n, n, memory_order_relaxed);
 	/* Release pairs with the acquire load in iotlb_work(): the IOVAs are visible with the flag. */
-	atomic_store_explicit(&q->miss_wait, 1, memory_order_release);
+	atomic_fetch_or_explicit(&q->miss_wait, VU_WAIT_MISS, memory_order_release);
 	atomic_fetch_add_explicit(&q->iotlb_waits, 1, memory_order_relaxed);
 	uint64_t one = 1;
 	if (write(dev->wake_fd, &one, sizeof(one)) < 0) {

@@ -532,6 +532,11 @@ void vhd_vq_get_stats(const struct vhd_vq *vq, struct vhd_vq_stats *out)
 	*out = vq->stats;
 }
 
+uint64_t vhd_vq_chains_popped(const struct vhd_vq *vq)
+{
+	return vq->stats.chains;
+}
+
 uint64_t vhd_vq_descs_walked(const struct vhd_vq *vq)
 {
 	return vq->stats.descs;

@@ -76,6 +76,7 @@ CASES = [
 # Run only when named exactly (test_guest.py PKTGEN NAME): known to fail, see docs/viommu.md "Lazy invalidation".
 OPT_IN = [
     ("guest_iommu_lazy_split_tap", "tap", ["traffic"], {"iommu": "lazy"}),
+    ("guest_iommu_lazy_per_burst_split_tap", "tap", ["traffic"], {"iommu": "lazy", "per_burst": True}),
 ]
 
 
@@ -169,6 +170,8 @@ class Case:
             be.append("--no-mrg")  # not needed (QEMU's mrg_rxbuf=off is enough), but the offer should match
         if o.get("iommu"):
             be.append("--iommu")
+        if o.get("per_burst"):
+            be.append("--iotlb-per-burst")
         if self.peer == "tap":
             be += ["--mode", "tap", "--tap", self.tap]
             run(["ip", "netns", "add", self.ns])

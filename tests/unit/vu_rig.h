@@ -100,6 +100,8 @@ static uint64_t rig_features;
 /* vIOMMU tests: when nonzero, the device sees guest memory at this IOVA (ring and buffer addresses the test
  * hands it are rig_iova + offset into the memfd) instead of at the front-end's and guest-physical addresses. */
 static uint64_t rig_iova;
+/* vhd_vu_config.iotlb_per_burst for the next rig_open(). */
+static bool rig_per_burst;
 
 /* A device listening on /tmp/vhd-test-vu-PID[SUFFIX].sock, so one process can hold several. */
 static inline void rig_open_suffix(struct rig *r, uint16_t qp, const char *suffix)
@@ -109,7 +111,7 @@ static inline void rig_open_suffix(struct rig *r, uint16_t qp, const char *suffi
 	snprintf(r->path, sizeof(r->path), "/tmp/vhd-test-vu-%d%s.sock", getpid(), suffix);
 	struct vhd_vu_config c = {.path = r->path, .max_queue_pairs = qp, .event = on_event, .opaque = &r->ev,
 				  .name = "t", .mtu = 1500, .msg_timeout_ms = rig_msg_timeout_ms,
-				  .features = rig_features};
+				  .features = rig_features, .iotlb_per_burst = rig_per_burst};
 	CHECK_EQ(vhd_vu_dev_create(&c, &r->dev), 0);
 	r->memfd = memfd_create("guest", MFD_CLOEXEC);
 	CHECK(r->memfd >= 0);
