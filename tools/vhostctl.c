@@ -412,6 +412,7 @@ static const struct cmd_info cmd_table[] = {
 	 "  vhost-user  path=SOCK [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off]\n"
 	 "              [iommu=on|off] [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL]   a VM's NIC (we serve it)\n"
 	 "              iommu: offer VIRTIO_F_ACCESS_PLATFORM, for a guest behind a vIOMMU (default on)\n"
+	 "              [iotlb_per_burst=on|off]: translate each buffer afresh (guests in lazy invalidation)\n"
 	 "              owner, group, mode: of the socket we listen on (e.g. group=kvm mode=0660)\n"
 	 "  virtio-user path=SOCK [server] [queues=N] [packed] [mrg=on|off]       we drive a vhost-user device\n"
 	 "  tap         ifname=NAME [queues=N] [offloads=on|off]                  a Linux tap (created if missing)\n"

@@ -5,10 +5,11 @@
  * <interface type='vhostuser'> uses.
  *
  *   vhost-user path=PATH [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off] [iommu=on|off]
- *              [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL]
+ *              [iotlb_per_burst=on|off] [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL]
  *
  * iommu=on (the default) offers VIRTIO_F_ACCESS_PLATFORM: a guest behind a vIOMMU then hands us IOVAs, which the
- * back-end translates through its IOTLB (vhostd/iotlb.h, docs/viommu.md).
+ * back-end translates through its IOTLB (vhostd/iotlb.h, docs/viommu.md); iotlb_per_burst=on (default off) makes
+ * it translate every buffer afresh, for guests in lazy invalidation (vhd_vu_config.iotlb_per_burst).
  *
  * Frames the guest transmits are its TX queues (odd indices), dequeued as views of its buffers (borrow=on, the
  * default: the switch copies them straight into the outputs, and the buffers go back to the guest once the
@@ -289,8 +290,8 @@ static int parse_access(const struct sw_kv *args, unsigned nargs, struct vhd_vu_
 
 static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
 {
-	static const char *const known[] = {"path", "client", "queues", "mrg", "tso", "borrow", "iommu", "owner",
-					    "group", "mode", NULL};
+	static const char *const known[] = {"path", "client", "queues", "mrg", "tso", "borrow", "iommu",
+					    "iotlb_per_burst", "owner", "group", "mode", NULL};
 	int rc = sw_kv_check(args, nargs, known, "vhost-user", err, errlen);
 	if (rc < 0)
 		return rc;
@@ -302,12 +303,13 @@ static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 		return -ENOMEM;
 	memcpy(vp->path, path, sizeof(path));
 	vp->client = sw_kv_get(args, nargs, "client", NULL) != NULL;
-	bool mrg, tso, borrow, iommu;
+	bool mrg, tso, borrow, iommu, per_burst;
 	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &vp->nqp, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "mrg", true, &mrg, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "tso", true, &tso, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "borrow", true, &borrow, err, errlen)) < 0 ||
-	    (rc = sw_kv_on_off(args, nargs, "iommu", true, &iommu, err, errlen)) < 0) {
+	    (rc = sw_kv_on_off(args, nargs, "iommu", true, &iommu, err, errlen)) < 0 ||
+	    (rc = sw_kv_on_off(args, nargs, "iotlb_per_burst", false, &per_burst, err, errlen)) < 0) {
 		free(vp);
 		return rc;
 	}
@@ -335,6 +337,7 @@ static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 		.client = vp->client,
 		.max_queue_pairs = (uint16_t)vp->nqp,
 		.features = f,
+		.iotlb_per_burst = per_burst,
 		.mtu = (uint16_t)(p->mtu ? p->mtu : 0),
 		.event = vu_event,
 		.opaque = vp,
