@@ -75,7 +75,7 @@ struct opts {
 	const char *path;
 	const char *tap;  /* --mode tap: the tap interface */
 	const char *sink; /* --sink: the second device, the sink of what the first port generates */
-	bool backend, server, client_set, packed, no_mrg, in_order, json, verify, latency, poll, no_payload;
+	bool backend, server, client_set, packed, no_mrg, iommu, per_burst, in_order, json, verify, latency, poll, no_payload;
 	bool static_frames; /* --static */
 	unsigned flows;     /* --flows: UDP source ports 1024 .. 1024+flows-1, in turn (1: always port 9) */
 	bool announce;      /* --announce: the sink sends one broadcast from its MAC when it comes up */
@@ -879,6 +879,14 @@ static void report(struct gen *g, FILE *f)
 			fprintf(f, ",\"latency\":");
 			lat_json(f, g->lat);
 		}
+		if (g->dev && g->o.iommu) {
+			struct vhd_vu_stats vs;
+			vhd_vu_dev_stats(g->dev, &vs);
+			fprintf(f, ",\"iotlb\":{\"misses\":%llu,\"updates\":%llu,\"invalidations\":%llu,\"refused\":%llu,"
+				"\"waits\":%llu}", (unsigned long long)vs.iotlb_misses, (unsigned long long)vs.iotlb_updates,
+				(unsigned long long)vs.iotlb_invalidations, (unsigned long long)vs.iotlb_refused,
+				(unsigned long long)vs.iotlb_waits);
+		}
 		fputc('}', f);
 		return;
 	}
@@ -978,6 +986,10 @@ static void usage(FILE *f)
 		"  --pps N          txonly: send at most N frames per second (default: as fast as the peer takes them)\n"
 		"  --packed         frontend: ask for packed rings (a back-end always offers them)\n"
 		"  --no-mrg         do not negotiate mergeable RX buffers\n"
+		"  --iommu          backend: offer VIRTIO_F_ACCESS_PLATFORM (a guest behind a vIOMMU); --json then adds\n"
+		"                   the IOTLB counters (iotlb)\n"
+		"  --iotlb-per-burst  with --iommu: forget buffer translations after each burst (correct for guests\n"
+		"                   in lazy invalidation, iommu.strict=0; a miss per buffer)\n"
 		"  --in-order       frontend: ask for VIRTIO_F_IN_ORDER\n"
 		"  --verify         check received generated frames: per-queue sequence, length, contents\n"
 		"  --mac            our MAC (default 02:00:00:00:00:01)\n"
@@ -1057,7 +1069,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"tap", 1, 0, 't'},     {"pps", 1, 0, 'r'},      {"sink", 1, 0, 'k'},   {"latency", 0, 0, 'L'},
 		{"window", 1, 0, 'w'},  {"warmup", 1, 0, 'W'},   {"poll", 0, 0, 'p'},
 		{"no-payload", 0, 0, 'N'}, {"static", 0, 0, 'Z'}, {"flows", 1, 0, 'F'}, {"announce", 0, 0, 'A'},
-		{"src-macs", 1, 0, 'x'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iotlb-per-burst", 0, 0, 'G'},   {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -1124,6 +1136,12 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'M':
 			o->no_mrg = true;
+			break;
+		case 'O':
+			o->iommu = true;
+			break;
+		case 'G':
+			o->per_burst = true;
 			break;
 		case 'I':
 			o->in_order = true;
@@ -1240,10 +1258,13 @@ static int open_port(struct gen *g)
 		uint64_t f = vhd_vu_default_features();
 		if (g->o.no_mrg)
 			f &= ~VHD_BIT(VIRTIO_NET_F_MRG_RXBUF);
+		if (g->o.iommu)
+			f |= VHD_BIT(VIRTIO_F_ACCESS_PLATFORM);
 		/* A bridge forwards whatever MAC the guest uses and has none of its own to offer. */
 		static const uint8_t no_mac[6];
 		struct vhd_vu_config c = {.path = g->o.path, .client = !g->o.server,
 					  .max_queue_pairs = (uint16_t)g->o.queues, .features = f, .mac = {0},
+					  .iotlb_per_burst = g->o.per_burst,
 					  .event = be_event, .opaque = g, .name = "pktgen"};
 		memcpy(c.mac, g->o.mode == M_TAP ? no_mac : g->o.mac, 6);
 		rc = vhd_vu_dev_create(&c, &g->dev);
@@ -1395,7 +1416,11 @@ int main(int argc, char **argv)
 		if (k && kready)
 			for (unsigned q = 0; q < k->o.queues; q++)
 				moved += run_queue(k, q);
-		/* The control socket is looked at when idle, and every 256 busy rounds. */
+		/* The control socket is looked at when idle, and every 256 busy rounds; with --iommu every round,
+		 * since an IOTLB miss holds its queue until the control side has asked QEMU and taken its update
+		 * (QEMU itself waits for our acknowledgement of each update). */
+		if (g->o.iommu)
+			control(g, 0);
 		if (!moved) {
 			/* A poll() syscall every empty round would cost more than the polling itself (a third of
 			 * the time in perf), so only every 1024th empty round with --poll, every 64th without.

@@ -336,6 +336,23 @@ static bool render_stats(const struct sw_json_val *r)
 					"RX_DROPS", "TX_DROPS",   "ERRORS",       "QUEUE_BREAKS", "LEARN_REFUSED"};
 	static const bool right[] = {false, true, true, true, true, true, true, true, true, true};
 	print_fields(ports, (unsigned)(sizeof(keys) / sizeof(keys[0])), keys, h, right);
+	/* vIOMMU counters of the vhost-user ports that offer ACCESS_PLATFORM (iommu=on). */
+	static const char *const ik[] = {"iotlb_misses", "iotlb_updates", "iotlb_invalidations", "iotlb_waits"};
+	static const char *const ih[] = {"PORT", "IOTLB_MISSES", "IOTLB_UPDATES", "IOTLB_INVALIDATIONS", "IOTLB_WAITS"};
+	static const bool ir[] = {false, true, true, true, true};
+	struct table it = {5, ih, ir, NULL, 0, 0};
+	for (const struct sw_json_val *p = ports->child; p; p = p->next) {
+		if (!sw_json_get(p, ik[0]))
+			continue;
+		char *row[5] = {cell(p, "name", NULL)};
+		for (unsigned i = 0; i < 4; i++)
+			row[i + 1] = cell(p, ik[i], NULL);
+		table_add(&it, row);
+	}
+	if (it.nrows) {
+		putchar('\n');
+		table_print(&it);
+	}
 	/* Forwarding threads (whole-switch stats only): cycles per packet in the rounds that moved packets. */
 	const struct sw_json_val *th = obj_array(r, "threads");
 	if (th && th->child) {
@@ -404,8 +421,10 @@ static const struct cmd_info cmd_table[] = {
 	{"add-port", "add-port NAME TYPE [KEY=VALUE...]",
 	 "create a port; TYPE is vhost-user, virtio-user, tap or af_packet:\n"
 	 "  vhost-user  path=SOCK [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off]\n"
-	 "              [config=on|off] [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL]   a VM's NIC (we serve it)\n"
+	 "              [config=on|off] [iommu=on|off] [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL]   a VM's NIC (we serve it)\n"
 	 "              config: offer the config space to a front-end that reads it (default off: QEMU warns)\n"
+	 "              iommu: offer VIRTIO_F_ACCESS_PLATFORM, for a guest behind a vIOMMU (default off)\n"
+	 "              [iotlb_per_burst=on|off]: translate each buffer afresh (guests in lazy invalidation)\n"
 	 "              owner, group, mode: of the socket we listen on (e.g. group=kvm mode=0660)\n"
 	 "  virtio-user path=SOCK [server] [queues=N] [packed] [mrg=on|off]       we drive a vhost-user device\n"
 	 "  tap         ifname=NAME [queues=N] [offloads=on|off] [addr=IP/PREFIX] a Linux tap (created if missing)\n"

@@ -59,7 +59,14 @@ struct vhd_vu_config {
 	 *  front-end goes. (A process forked meanwhile holds a copy of the listening socket, which keeps listening.) */
 	bool client;
 	uint16_t max_queue_pairs;    /**< 1..VHD_VU_MAX_QUEUE_PAIRS */
-	uint64_t features;           /**< virtio features offered; 0 picks vhd_vu_default_features() */
+	/** virtio features offered; 0 picks vhd_vu_default_features(). VIRTIO_F_ACCESS_PLATFORM (not in the
+	 *  default) turns on the device IOTLB: ring and buffer addresses are then IOVAs that IOTLB_MSG maps,
+	 *  and misses are asked for on the back-end channel (docs/viommu.md). */
+	uint64_t features;
+	/** With ACCESS_PLATFORM: forget the translations of buffers after every burst that used them (the rings'
+	 *  are kept), so that each buffer is translated afresh when the front-end does not report every unmap
+	 *  (QEMU 7.2 with a guest in lazy invalidation, docs/viommu.md). Costs a miss per buffer. */
+	bool iotlb_per_burst;
 	uint16_t mtu;                /**< advertised with VIRTIO_NET_F_MTU when nonzero */
 	uint8_t mac[6];              /**< config-space MAC (VIRTIO_NET_F_MAC offered when not all zero) */
 	unsigned reconnect_min_ms;   /**< client: first retry delay (default 100) */
@@ -103,7 +110,9 @@ void vhd_vu_dev_destroy(struct vhd_vu_dev *dev);
 
 /**
  * The fds the control thread should poll, with their events (the listening socket, or the connection: POLLIN,
- * or POLLOUT while replies wait to be written). Fills up to max entries.
+ * or POLLOUT while replies wait to be written; with ACCESS_PLATFORM offered also an eventfd the data path
+ * writes when a queue meets an IOTLB miss, and the back-end channel while MISS requests wait to be written).
+ * Fills up to max entries (4 always suffice).
  * @return the number filled.
  */
 unsigned vhd_vu_dev_pollfds(struct vhd_vu_dev *dev, struct pollfd *fds, unsigned max);
@@ -145,12 +154,15 @@ unsigned vhd_vu_dev_num_queues(const struct vhd_vu_dev *dev);
 
 /**
  * Data path: begin a burst on queue qidx (even: the driver's RX, device writes; odd: TX, device reads).
- * @return the queue if it is started, else NULL (then do not call release). Cheap: one atomic store and load.
+ * @return the queue if it is started, else NULL (then do not call release); NULL too while the queue waits for
+ *         an IOTLB translation its last burst missed (until the front-end's next IOTLB message, or a retry).
+ *         Cheap: one atomic store and two loads.
  * Threading: at most one thread per queue at a time.
  */
 struct vhd_vq *vhd_vu_queue_acquire(struct vhd_vu_dev *dev, unsigned qidx);
 
-/** End the burst begun by a successful vhd_vu_queue_acquire(). */
+/** End the burst begun by a successful vhd_vu_queue_acquire(). With the IOTLB on, a burst whose pops stopped at
+ *  a miss marks the queue waiting and wakes the control thread (one eventfd write per wait) to ask for it. */
 void vhd_vu_queue_release(struct vhd_vu_dev *dev, unsigned qidx);
 
 /**
@@ -165,6 +177,12 @@ int vhd_vu_queue_notify(struct vhd_vu_dev *dev, unsigned qidx);
 /** Counters of one device, cumulative over its lifetime (all connections). */
 struct vhd_vu_stats {
 	uint64_t notify_failures; /**< vhd_vu_queue_notify() writes that failed (call counter full, fd broken) */
+	/* vIOMMU (VIRTIO_F_ACCESS_PLATFORM offered in vhd_vu_config.features and negotiated): */
+	uint64_t iotlb_misses;        /**< MISS requests sent on the back-end channel */
+	uint64_t iotlb_updates;       /**< IOTLB UPDATEs accepted */
+	uint64_t iotlb_invalidations; /**< IOTLB INVALIDATEs that removed a translation */
+	uint64_t iotlb_refused;       /**< IOTLB UPDATEs and INVALIDATEs refused (logged with the value) */
+	uint64_t iotlb_waits;         /**< times a queue stopped at a chain whose IOVA missed, to wait for it */
 };
 
 /**

@@ -25,6 +25,7 @@
 extern "C" {
 #endif
 
+struct vhd_iotlb;
 struct vhd_mem;
 struct vhd_vq;
 
@@ -54,6 +55,8 @@ enum vhd_vq_error {
 	VHD_VQ_E_USED_ID,        /**< driver: used id out of range or not in flight */
 	VHD_VQ_E_USED_LEN,       /**< driver: used length larger than the buffer's writable part */
 	VHD_VQ_E_CALLER,         /**< this process misused the API (e.g. pushed an id it never popped) */
+	VHD_VQ_E_IOTLB_PERM,     /**< device: a buffer's IOVA is mapped without the access the descriptor asks
+				      (a device-writable buffer in a read-only mapping, or the reverse) */
 	VHD_VQ_E__COUNT
 };
 
@@ -78,6 +81,14 @@ struct vhd_vq_config {
 	void *device;      /**< used ring / device event suppression */
 	/** Device side: translates descriptor addresses. Must outlive the queue. */
 	const struct vhd_mem *mem;
+	/**
+	 * Device side, optional (VIRTIO_F_ACCESS_PLATFORM): descriptor and indirect-table addresses are I/O virtual
+	 * addresses, translated through this IOTLB instead of mem, with the access each descriptor asks (device
+	 * writes need WO or RW, reads RO or RW). A chain whose translation misses stays in the ring: vhd_vq_pop()
+	 * stops before it and vhd_vq_take_miss() says which IOVA to ask for. Must outlive the queue; it is changed
+	 * only while no pop runs (vhostd/iotlb.h).
+	 */
+	const struct vhd_iotlb *iotlb;
 	/**
 	 * Where processing resumes (vhost-user SET_VRING_BASE). Split: the avail index (0 for a new queue).
 	 * Packed: bits 0-14 the ring position, bit 15 the wrap counter; a new queue starts at
@@ -152,6 +163,8 @@ struct vhd_vq_stats {
 	uint64_t oversized;      /**< chains returned with err = -ENOBUFS */
 	uint64_t descs;          /**< device: descriptors walked by pops (ring and indirect entries) */
 	uint64_t budget_stops;   /**< device: pops that left a chain in the ring for VHD_VQ_POP_DESC_BUDGET */
+	uint64_t iotlb_misses;   /**< device, with an IOTLB: pops that left a chain in the ring for an IOVA the
+				      IOTLB does not map */
 };
 
 /**
@@ -275,6 +288,30 @@ uint16_t vhd_vq_base(const struct vhd_vq *vq);
  */
 uint16_t vhd_vq_used_base(const struct vhd_vq *vq);
 
+/** An IOVA the IOTLB lacks and the access wanted (VHD_IOTLB_RO or _WO), for a MISS request. */
+struct vhd_vq_miss {
+	uint64_t iova;
+	unsigned perm;
+};
+
+/**
+ * Device with an IOTLB: did a pop since the last call stop at a chain whose translation missed? If so, out[0] is
+ * the first unmapped IOVA of that chain, followed by those of the available descriptors after it that would miss
+ * too (a read-only look ahead at most max-1 of them, one entry per IOVA page, nothing consumed or validated: so
+ * that one round trip to the front-end fetches a burst's translations, not one chain's), and the record is
+ * cleared. The chain is still in the ring; the next pop tries it again.
+ * @return entries written to out (0 if no pop missed). Same thread as vhd_vq_pop(); never blocks.
+ */
+unsigned vhd_vq_take_misses(struct vhd_vq *vq, struct vhd_vq_miss *out, unsigned max);
+
+/**
+ * Device: move the queue onto new host pointers for the same rings (their IOVAs were translated again after an
+ * IOTLB change). Positions, counters and the chains in flight are kept. Alignment is checked as at creation.
+ * @return 0; -EINVAL for a NULL or misaligned pointer (nothing changed).
+ * Threading: while no other call on the queue runs (the owner, or the control thread with the queue paused).
+ */
+int vhd_vq_set_rings(struct vhd_vq *vq, void *desc, void *driver, void *device);
+
 /** Why the queue broke, or VHD_VQ_OK. */
 enum vhd_vq_error vhd_vq_error(const struct vhd_vq *vq);
 
@@ -293,6 +330,9 @@ void vhd_vq_get_stats(const struct vhd_vq *vq, struct vhd_vq_stats *out);
  * Same thread as vhd_vq_pop(); does not block.
  */
 uint64_t vhd_vq_descs_walked(const struct vhd_vq *vq);
+
+/** Device: chains popped so far (vhd_vq_stats.chains) without copying the rest. Same thread as vhd_vq_pop(). */
+uint64_t vhd_vq_chains_popped(const struct vhd_vq *vq);
 
 #ifdef __cplusplus
 }

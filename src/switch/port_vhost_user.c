@@ -5,7 +5,12 @@
  * <interface type='vhostuser'> uses.
  *
  *   vhost-user path=PATH [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off] [config=on|off]
- *              [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL]
+ *              [iommu=on|off] [iotlb_per_burst=on|off] [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL]
+ *
+ * iommu=on offers VIRTIO_F_ACCESS_PLATFORM (off by default until guests in lazy invalidation are translated
+ * correctly without iotlb_per_burst): a guest behind a vIOMMU then hands us IOVAs, which the
+ * back-end translates through its IOTLB (vhostd/iotlb.h, docs/viommu.md); iotlb_per_burst=on (default off) makes
+ * it translate every buffer afresh, for guests in lazy invalidation (vhd_vu_config.iotlb_per_burst).
  *
  * Frames the guest transmits are its TX queues (odd indices), dequeued as views of its buffers (borrow=on, the
  * default: the switch copies them straight into the outputs, and the buffers go back to the guest once the
@@ -52,6 +57,7 @@ struct vu_port {
 	struct vhd_vu_dev *dev;
 	char path[108];
 	bool client;
+	bool iommu; /* ACCESS_PLATFORM offered: the iotlb_* counters mean something */
 	unsigned nqp;
 	bool ready; /* VHD_VU_READY seen and not yet undone: the link is up (control thread) */
 	_Atomic uint64_t bad_features;
@@ -285,8 +291,8 @@ static int parse_access(const struct sw_kv *args, unsigned nargs, struct vhd_vu_
 
 static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
 {
-	static const char *const known[] = {"path", "client", "queues", "mrg", "tso", "borrow", "config", "owner",
-					    "group", "mode", NULL};
+	static const char *const known[] = {"path", "client", "queues", "mrg", "tso", "borrow", "config", "iommu",
+					    "iotlb_per_burst", "owner", "group", "mode", NULL};
 	int rc = sw_kv_check(args, nargs, known, "vhost-user", err, errlen);
 	if (rc < 0)
 		return rc;
@@ -298,12 +304,14 @@ static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 		return -ENOMEM;
 	memcpy(vp->path, path, sizeof(path));
 	vp->client = sw_kv_get(args, nargs, "client", NULL) != NULL;
-	bool mrg, tso, borrow, config;
+	bool mrg, tso, borrow, config, iommu, per_burst;
 	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &vp->nqp, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "mrg", true, &mrg, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "tso", true, &tso, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "borrow", true, &borrow, err, errlen)) < 0 ||
-	    (rc = sw_kv_on_off(args, nargs, "config", false, &config, err, errlen)) < 0) {
+	    (rc = sw_kv_on_off(args, nargs, "config", false, &config, err, errlen)) < 0 ||
+	    (rc = sw_kv_on_off(args, nargs, "iommu", false, &iommu, err, errlen)) < 0 ||
+	    (rc = sw_kv_on_off(args, nargs, "iotlb_per_burst", false, &per_burst, err, errlen)) < 0) {
 		free(vp);
 		return rc;
 	}
@@ -323,11 +331,15 @@ static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 	if (!tso)
 		f &= ~(VHD_BIT(VIRTIO_NET_F_HOST_TSO4) | VHD_BIT(VIRTIO_NET_F_HOST_TSO6) |
 		       VHD_BIT(VIRTIO_NET_F_GUEST_TSO4) | VHD_BIT(VIRTIO_NET_F_GUEST_TSO6));
+	if (iommu)
+		f |= VHD_BIT(VIRTIO_F_ACCESS_PLATFORM);
+	vp->iommu = iommu;
 	struct vhd_vu_config c = {
 		.path = vp->path,
 		.client = vp->client,
 		.max_queue_pairs = (uint16_t)vp->nqp,
 		.features = f,
+		.iotlb_per_burst = per_burst,
 		.mtu = (uint16_t)(p->mtu ? p->mtu : 0),
 		.event = vu_event,
 		.opaque = vp,
@@ -419,6 +431,20 @@ static uint64_t q_counter(const struct vu_queue *q, size_t f)
 	return __atomic_load_n((const uint64_t *)((const char *)&q->st + q_fields[f].off), __ATOMIC_RELAXED);
 }
 
+/* The device's vIOMMU counters (struct vhd_vu_stats), as info and the metrics name them. */
+static const struct {
+	const char *name, *help;
+	size_t off;
+} dev_fields[] = {
+	{"iotlb_misses", "IOTLB MISS requests sent to the front-end", offsetof(struct vhd_vu_stats, iotlb_misses)},
+	{"iotlb_updates", "IOTLB updates accepted", offsetof(struct vhd_vu_stats, iotlb_updates)},
+	{"iotlb_invalidations", "IOTLB invalidations that removed a translation",
+	 offsetof(struct vhd_vu_stats, iotlb_invalidations)},
+	{"iotlb_waits", "times a queue stopped at a chain whose address missed in the IOTLB, to wait for it",
+	 offsetof(struct vhd_vu_stats, iotlb_waits)},
+};
+#define NDEV_FIELDS (sizeof(dev_fields) / sizeof(dev_fields[0]))
+
 static void vu_describe(struct sw_port *p, struct sw_json *w)
 {
 	struct vu_port *vp = p->priv;
@@ -429,6 +455,7 @@ static void vu_describe(struct sw_port *p, struct sw_json *w)
 	sw_json_strf(w, "features", "0x%llx", (unsigned long long)f);
 	sw_json_str(w, "ring", f & VHD_BIT(VIRTIO_F_RING_PACKED) ? "packed" : "split");
 	sw_json_bool(w, "mrg_rxbuf", f & VHD_BIT(VIRTIO_NET_F_MRG_RXBUF));
+	sw_json_bool(w, "iommu", f & VHD_BIT(VIRTIO_F_ACCESS_PLATFORM));
 	sw_json_u64(w, "queue_pairs", vp->nqp);
 	for (size_t f = SHOWN; f < NQ_FIELDS; f++) {
 		uint64_t v = 0;
@@ -439,6 +466,8 @@ static void vu_describe(struct sw_port *p, struct sw_json *w)
 	struct vhd_vu_stats vs;
 	vhd_vu_dev_stats(vp->dev, &vs);
 	sw_json_u64(w, "notify_failures", vs.notify_failures);
+	for (size_t i = 0; vp->iommu && i < NDEV_FIELDS; i++)
+		sw_json_u64(w, dev_fields[i].name, *(const uint64_t *)((const char *)&vs + dev_fields[i].off));
 }
 
 /* Per virtqueue (its index: even the guest's receive queues, odd its transmit queues), what describe sums. */
@@ -453,6 +482,9 @@ static void vu_counters(struct sw_port *p, void (*fn)(void *arg, const char *nam
 	struct vhd_vu_stats vs;
 	vhd_vu_dev_stats(vp->dev, &vs);
 	fn(arg, "notify_failures", "guest notifications (call eventfd writes) that failed", -1, vs.notify_failures);
+	for (size_t i = 0; vp->iommu && i < NDEV_FIELDS; i++)
+		fn(arg, dev_fields[i].name, dev_fields[i].help, -1,
+		   *(const uint64_t *)((const char *)&vs + dev_fields[i].off));
 }
 
 const struct sw_port_ops sw_vhost_user_ops = {

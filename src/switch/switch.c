@@ -962,6 +962,15 @@ void sw_fdb_counters(struct sw *sw, unsigned *entries, uint64_t *full)
 	*full = atomic_load_explicit(&sw->fdb.full, memory_order_relaxed);
 }
 
+/* A port type's own whole-port counters (queue -1 in sw_port_ops.counters), beside the switch's: vhost-user's
+ * notify_failures and iotlb_*, the same names the metrics give them. */
+static void type_counter(void *arg, const char *name, const char *help, int queue, uint64_t v)
+{
+	(void)help;
+	if (queue < 0)
+		sw_json_u64(arg, name, v);
+}
+
 static void stats_obj(struct sw *sw, struct sw_port *p, struct sw_json *w)
 {
 	struct sw_counter c[SW_PORT_COUNTERS];
@@ -970,6 +979,8 @@ static void stats_obj(struct sw *sw, struct sw_port *p, struct sw_json *w)
 	sw_json_str(w, "name", p->name);
 	for (size_t f = 0; f < SW_PORT_COUNTERS; f++)
 		sw_json_u64(w, c[f].name, c[f].value);
+	if (p->ops->counters)
+		p->ops->counters(p, type_counter, w);
 	sw_json_obj_end(w);
 }
 

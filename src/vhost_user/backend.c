@@ -7,6 +7,15 @@
  * VHOST_USER_F_PROTOCOL_FEATURES was not negotiated, else by SET_VRING_ENABLE. Anything that changes a started
  * queue or the memory it lives in first pauses it: ready is cleared and the control thread waits for the data
  * path's current burst (busy) to end.
+ *
+ * vIOMMU (VIRTIO_F_ACCESS_PLATFORM negotiated): ring and descriptor addresses are I/O virtual addresses, translated
+ * through the device's IOTLB (vhostd/iotlb.h), which IOTLB_MSG UPDATE/INVALIDATE fill and empty. The cache is
+ * changed only with every queue paused (the same pause as for the memory table), and after each change the rings
+ * of every started queue are translated again if the generation moved. What the IOTLB lacks is asked for with a
+ * MISS on the back-end channel, never waited for: a ring that misses leaves its queue waiting (not running, its
+ * positions kept); a chain that misses stays in the ring and the data path marks its queue waiting (miss_wait,
+ * vhd_vu_queue_acquire() then returns NULL) and wakes the control thread (wake_fd), which sends the MISS. Any
+ * IOTLB change lets every waiting queue try again; an outstanding MISS is asked again every VU_MISS_RETRY_MS.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,8 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -24,6 +35,7 @@
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "spec/virtio_ring.h"
+#include "vhostd/iotlb.h"
 #include "vhostd/log.h"
 #include "vhostd/mem.h"
 #include "vhostd/vhost_user.h"
@@ -34,11 +46,26 @@
 #define VU_MSG_TIMEOUT_MS 2000
 /* Messages handled per dispatch call, so one chatty front-end cannot starve the caller's loop. */
 #define VU_DISPATCH_BUDGET 64
+/* MISS requests outstanding at once (deduplicated by IOVA page and access), and how long one may go unanswered
+ * before the queues waiting on it try again (and ask again, if they still miss). */
+#define VU_MISS_MAX 64
+/* IOVAs one queue reports per wait: the one its pop stopped at and those of the descriptors after it. */
+#define VU_MISS_AHEAD 16
+#define VU_MISS_RETRY_MS 250
+#define VU_PAGE_MASK (~(uint64_t)4095)
+/* Why a queue waits (miss_wait bits): a miss to ask for; buffer translations to forget (iotlb_per_burst). */
+#define VU_WAIT_MISS 1
+#define VU_WAIT_FORGET 2
 
 struct vu_queue {
 	/* Data-path handshake, on its own cache line: see vhd_vu_queue_acquire() and queue_pause(). */
 	_Alignas(64) atomic_int ready;
 	atomic_int busy;
+	/* Set by the data path (release, with miss_iova/miss_perm) when a pop stopped at an IOVA the IOTLB lacks;
+	 * cleared by the control thread after each IOTLB change. While set, vhd_vu_queue_acquire() says no. */
+	atomic_int miss_wait; /* VU_WAIT_MISS | VU_WAIT_FORGET */
+	uint64_t chains_seen; /* data path, iotlb_per_burst: chains popped as of the last release */
+	bool iotlb_on; /* the queue translates through the IOTLB (control thread; read by the data path in release) */
 	struct vhd_vq *vq;
 	int call_fd;
 	int kick_fd;
@@ -51,6 +78,20 @@ struct vu_queue {
 	 * a count, ordered with nothing). notify_warned keeps the log to one line per call fd. */
 	_Atomic uint64_t notify_failed;
 	atomic_int notify_warned;
+	_Atomic uint64_t miss_iova[VU_MISS_AHEAD];
+	atomic_uint miss_perm[VU_MISS_AHEAD];
+	atomic_uint miss_n;
+	_Atomic uint64_t iotlb_waits; /* times the data path began waiting for a miss (relaxed: a count) */
+	bool miss_taken;  /* control: miss_wait seen and its MISS requested */
+	bool rings_wait;  /* control: the rings are not all in the IOTLB; the queue waits (its vq, if any, kept) */
+	uint64_t ring_gen; /* IOTLB generation the rings were last translated at */
+};
+
+/* A MISS sent and not yet answered. */
+struct vu_miss {
+	uint64_t page;
+	unsigned perm;
+	struct timespec sent;
 };
 
 struct vhd_vu_dev {
@@ -68,7 +109,13 @@ struct vhd_vu_dev {
 	uint8_t rarp_mac[6];
 	bool rarp_pending;
 	struct vhd_mem *mem;
-	int backend_req_fd;
+	struct vhu_io breq; /* back-end channel (SET_BACKEND_REQ_FD); fd -1 while there is none */
+	struct vhd_iotlb *iotlb; /* when ACCESS_PLATFORM is offered */
+	int wake_fd;             /* eventfd: the data path met a miss */
+	struct vu_miss miss[VU_MISS_MAX];
+	unsigned nmiss;
+	bool breq_warned;
+	_Atomic uint64_t misses_sent;
 	unsigned nq;
 	struct vu_queue q[VU_MAX_QUEUES];
 };
@@ -158,6 +205,7 @@ static void queue_stop(struct vhd_vu_dev *dev, unsigned qi)
 			vhd_vq_error_detail(q->vq));
 	vhd_vq_destroy(q->vq);
 	q->vq = NULL;
+	q->iotlb_on = q->rings_wait = false;
 	vhd_log(VHD_LOG_DEBUG, "%s: queue %u stopped at index %u", dev->name, qi, q->base);
 	emit(dev, VHD_VU_QUEUE_STOPPED, qi);
 	update_ready(dev);
@@ -196,11 +244,11 @@ static void ring_areas(const struct vu_queue *q, bool packed, uint64_t desc, uin
  * (misaligned) or -EFAULT (not inside one region: outside all of them, straddling one's end, or an address in
  * another space, such as a guest-physical one).
  *
- * VIRTIO_F_ACCESS_PLATFORM (never offered today) makes these addresses I/O virtual addresses: the region check
- * then belongs at IOTLB translation time (VHOST_USER_IOTLB_MSG), not here; this is where it hooks in.
+ * With VIRTIO_F_ACCESS_PLATFORM (iova) the addresses are I/O virtual addresses: only the alignment is checked
+ * here, and ring_translate_iotlb() does the rest when the queue starts.
  */
 static int ring_check(struct vhd_vu_dev *dev, unsigned qi, const char *what, const struct vu_queue *q, bool packed,
-		      uint64_t desc, uint64_t avail, uint64_t used, void *host[3])
+		      bool iova, uint64_t desc, uint64_t avail, uint64_t used, void *host[3])
 {
 	struct ring_area a[3];
 	ring_areas(q, packed, desc, avail, used, a);
@@ -210,7 +258,7 @@ static int ring_check(struct vhd_vu_dev *dev, unsigned qi, const char *what, con
 			       packed ? "packed" : "split", a[i].what, (unsigned long long)a[i].ua, a[i].align);
 			return -EINVAL;
 		}
-		if (!dev->mem || !q->num)
+		if (!dev->mem || !q->num || iova)
 			continue;
 		void *h = vhd_mem_user_to_host(dev->mem, a[i].ua, a[i].size);
 		if (!h) {
@@ -222,6 +270,116 @@ static int ring_check(struct vhd_vu_dev *dev, unsigned qi, const char *what, con
 		if (host)
 			host[i] = h;
 	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- vIOMMU */
+
+static bool dev_iommu(const struct vhd_vu_dev *dev)
+{
+	return dev->iotlb && (dev->features & VHD_BIT(VIRTIO_F_ACCESS_PLATFORM));
+}
+
+/*
+ * Ask the front-end for the translation of iova (a MISS on the back-end channel), unless the same page and access
+ * were asked for already and not answered yet, or VU_MISS_MAX requests are outstanding (the waiting queue tries
+ * again once one is answered or retried). Never waits: the request is queued on the channel's bounded output.
+ */
+static void request_miss(struct vhd_vu_dev *dev, uint64_t iova, unsigned perm)
+{
+	uint64_t page = iova & VU_PAGE_MASK;
+	for (unsigned i = 0; i < dev->nmiss; i++)
+		if (dev->miss[i].page == page && dev->miss[i].perm == perm)
+			return;
+	if (dev->nmiss == VU_MISS_MAX)
+		return;
+	if (dev->breq.fd < 0) {
+		if (!dev->breq_warned)
+			vu_err(dev, "%s: IOVA 0x%llx is not in the IOTLB and there is no back-end channel "
+			       "(SET_BACKEND_REQ_FD) to ask for it: the queue waits for the front-end to send it "
+			       "(logged once)", dev->name, (unsigned long long)iova);
+		dev->breq_warned = true;
+		return;
+	}
+	struct vhu_msg m;
+	memset(&m, 0, sizeof(m));
+	m.hdr.request = VHOST_USER_BACKEND_IOTLB_MSG;
+	m.hdr.flags = VHOST_USER_VERSION; /* no NEED_REPLY: the answer is an UPDATE on the main socket, if any */
+	m.hdr.size = sizeof(struct vhost_iotlb_msg);
+	m.p.iotlb = (struct vhost_iotlb_msg){.iova = iova, .perm = (uint8_t)perm, .type = VHOST_IOTLB_MISS};
+	int rc = vhu_io_send(&dev->breq, &m);
+	if (rc == -ENOBUFS)
+		return; /* the front-end is not reading yet: asked again later */
+	if (rc < 0) {
+		vu_err(dev, "%s: back-end channel: cannot send a MISS for IOVA 0x%llx: %s: closing the channel",
+		       dev->name, (unsigned long long)iova, strerror(-rc));
+		vhu_io_close(&dev->breq);
+		return;
+	}
+	struct vu_miss *x = &dev->miss[dev->nmiss++];
+	x->page = page;
+	x->perm = perm;
+	vhu_now(&x->sent);
+	atomic_fetch_add_explicit(&dev->misses_sent, 1, memory_order_relaxed);
+	vhd_log(VHD_LOG_DEBUG, "%s: IOTLB MISS sent for IOVA 0x%llx (%s)", dev->name, (unsigned long long)iova,
+		perm == VHD_IOTLB_WO ? "write" : perm == VHD_IOTLB_RO ? "read" : "read/write");
+}
+
+/* Forget the requests the cache now answers (any later miss on them is a new one). */
+static void misses_answered(struct vhd_vu_dev *dev)
+{
+	unsigned k = 0;
+	for (unsigned i = 0; i < dev->nmiss; i++) {
+		const struct vu_miss *x = &dev->miss[i];
+		if (!vhd_iotlb_to_host(dev->iotlb, x->page, 1, x->perm))
+			dev->miss[k++] = *x;
+	}
+	dev->nmiss = k;
+}
+
+static const unsigned ring_perm_split[3] = {VHD_IOTLB_RO, VHD_IOTLB_RO, VHD_IOTLB_RW};
+/* Packed: the device writes used descriptors into the ring itself. */
+static const unsigned ring_perm_packed[3] = {VHD_IOTLB_RW, VHD_IOTLB_RO, VHD_IOTLB_RW};
+
+/*
+ * Host pointers of a queue's rings, whose addresses are IOVAs, through the IOTLB: each area must lie in one
+ * entry with the access the device needs (split: descriptor table and driver area read, device area read and
+ * written; packed: ring and device area read and written, driver area read). Returns 0; -EAGAIN when an area is
+ * not in the IOTLB (its MISS requested, the queue marked waiting); -EFAULT for anything else (logged, naming
+ * the area and value).
+ */
+static int ring_translate_iotlb(struct vhd_vu_dev *dev, unsigned qi, struct vu_queue *q, bool packed, void *host[3])
+{
+	struct ring_area a[3];
+	ring_areas(q, packed, q->desc_ua, q->avail_ua, q->used_ua, a);
+	const unsigned *perm = packed ? ring_perm_packed : ring_perm_split;
+	for (unsigned i = 0; i < 3; i++) {
+		unsigned hint = 0;
+		uint64_t at = a[i].ua;
+		struct iovec v;
+		int r = vhd_iotlb_translate(dev->iotlb, &hint, a[i].ua, a[i].size, perm[i], &v, 1, &at);
+		if (r == 1) {
+			host[i] = v.iov_base;
+			continue;
+		}
+		if (r == -EAGAIN) {
+			if (!q->rings_wait)
+				vhd_log(VHD_LOG_DEBUG, "%s: queue %u: %s at IOVA 0x%llx not in the IOTLB yet: waiting",
+					dev->name, qi, a[i].what, (unsigned long long)at);
+			q->rings_wait = true;
+			request_miss(dev, at, perm[i]);
+			return -EAGAIN;
+		}
+		vu_err(dev, "%s: queue %u: %s at IOVA 0x%llx (%zu bytes): %s", dev->name, qi, a[i].what,
+		       (unsigned long long)a[i].ua, a[i].size,
+		       r == -EACCES ? (perm[i] == VHD_IOTLB_RO ? "IOVA mapped without read access"
+							 : "IOVA mapped without read and write access")
+		       : r == -ENOBUFS ? "not one contiguous piece of guest memory in the IOTLB"
+				       : strerror(-r));
+		return -EFAULT;
+	}
+	q->rings_wait = false;
+	q->ring_gen = vhd_iotlb_generation(dev->iotlb);
 	return 0;
 }
 
@@ -238,7 +396,10 @@ static void queue_try_start(struct vhd_vu_dev *dev, unsigned qi)
 		return;
 	}
 	void *host[3];
-	if (ring_check(dev, qi, "cannot start", q, packed, q->desc_ua, q->avail_ua, q->used_ua, host) < 0)
+	bool iommu = dev_iommu(dev);
+	if (ring_check(dev, qi, "cannot start", q, packed, iommu, q->desc_ua, q->avail_ua, q->used_ua, host) < 0)
+		return;
+	if (iommu && ring_translate_iotlb(dev, qi, q, packed, host) < 0)
 		return;
 	void *desc = host[0], *avail = host[1], *used = host[2];
 	char name[48];
@@ -251,6 +412,7 @@ static void queue_try_start(struct vhd_vu_dev *dev, unsigned qi)
 		.driver = avail,
 		.device = used,
 		.mem = dev->mem,
+		.iotlb = iommu ? dev->iotlb : NULL,
 		.base = q->base,
 		.name = name,
 	};
@@ -263,6 +425,10 @@ static void queue_try_start(struct vhd_vu_dev *dev, unsigned qi)
 	}
 	/* The data path polls: ask the driver not to kick. */
 	vhd_vq_disable_notify(q->vq);
+	q->iotlb_on = iommu;
+	q->chains_seen = vhd_vq_chains_popped(q->vq);
+	q->miss_taken = false;
+	atomic_store_explicit(&q->miss_wait, 0, memory_order_relaxed); /* published by the resume */
 	queue_resume(q);
 	vhd_log(VHD_LOG_DEBUG, "%s: queue %u started: %u entries, %s, base %u", dev->name, qi, q->num,
 		packed ? "packed" : "split", q->base);
@@ -283,6 +449,50 @@ static void queues_start_all(struct vhd_vu_dev *dev)
 		queue_try_start(dev, i);
 }
 
+/*
+ * After an IOTLB change, every queue paused (or waiting): a started queue whose rings may have moved (the
+ * generation did) or were missing is translated again and moved onto the new pointers, keeping its positions;
+ * one whose rings now fault stops (logged); one whose rings still miss keeps waiting. Queues not started try to
+ * start. Every queue the data path left waiting on a miss tries again.
+ */
+static void queues_iotlb_changed(struct vhd_vu_dev *dev, const bool *paused)
+{
+	uint64_t gen = vhd_iotlb_generation(dev->iotlb);
+	for (unsigned i = 0; i < dev->nq; i++) {
+		struct vu_queue *q = &dev->q[i];
+		q->miss_taken = false;
+		atomic_store_explicit(&q->miss_wait, 0, memory_order_relaxed); /* published by the resume */
+		if (!q->vq) {
+			queue_try_start(dev, i);
+			continue;
+		}
+		if (q->iotlb_on && (q->rings_wait || q->ring_gen != gen)) {
+			bool packed = dev->features & VHD_BIT(VIRTIO_F_RING_PACKED);
+			void *host[3];
+			int rc = ring_translate_iotlb(dev, i, q, packed, host);
+			if (rc == -EAGAIN)
+				continue; /* stays paused, its vq and positions kept */
+			if (rc < 0 || vhd_vq_set_rings(q->vq, host[0], host[1], host[2]) < 0) {
+				if (rc == 0)
+					vu_err(dev, "%s: queue %u: rings translated to misaligned host addresses", dev->name, i);
+				queue_stop(dev, i);
+				continue;
+			}
+			queue_resume(q);
+			continue;
+		}
+		if (paused[i])
+			queue_resume(q);
+	}
+}
+
+static void iotlb_flush(struct vhd_vu_dev *dev)
+{
+	if (dev->iotlb)
+		vhd_iotlb_flush(dev->iotlb);
+	dev->nmiss = 0;
+}
+
 static void queue_reset(struct vhd_vu_dev *dev, unsigned qi)
 {
 	struct vu_queue *q = &dev->q[qi];
@@ -300,6 +510,7 @@ static void device_reset(struct vhd_vu_dev *dev, bool keep_mem)
 {
 	for (unsigned i = 0; i < dev->nq; i++)
 		queue_reset(dev, i);
+	iotlb_flush(dev); /* after the queues: nothing runs on it now */
 	dev->features = 0;
 	dev->status = 0;
 	if (!keep_mem) {
@@ -428,6 +639,7 @@ static int h_set_mem_table(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	queues_stop_all(dev);
 	vhd_mem_destroy(dev->mem);
 	dev->mem = mem;
+	iotlb_flush(dev); /* its host pointers came from the old table */
 	queues_start_all(dev);
 	return 0;
 }
@@ -447,6 +659,7 @@ static int h_add_mem_reg(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	else
 		vu_err(dev, "%s: ADD_MEM_REG: region guest 0x%llx size 0x%llx: %s", dev->name,
 		       (unsigned long long)r->guest_phys_addr, (unsigned long long)r->memory_size, strerror(-rc));
+	iotlb_flush(dev); /* host pointers come from the table, which changed (vhostd/iotlb.h) */
 	queues_start_all(dev);
 	return rc;
 }
@@ -459,6 +672,7 @@ static int h_rem_mem_reg(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	if (rc < 0)
 		vu_err(dev, "%s: REM_MEM_REG: no region at guest 0x%llx size 0x%llx", dev->name,
 		       (unsigned long long)r->guest_phys_addr, (unsigned long long)r->memory_size);
+	iotlb_flush(dev); /* entries may point into the region just unmapped */
 	queues_start_all(dev);
 	return rc;
 }
@@ -502,8 +716,8 @@ static int h_set_vring_addr(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	/* Refused before anything changes: a running queue keeps its rings. Without a memory table or a size yet,
 	 * only the alignment can be checked here; queue_try_start() checks the rest. */
 	bool packed = dev->features & VHD_BIT(VIRTIO_F_RING_PACKED);
-	int rc = ring_check(dev, (unsigned)qi, "SET_VRING_ADDR", q, packed, a->desc_user_addr, a->avail_user_addr,
-			    a->used_user_addr, NULL);
+	int rc = ring_check(dev, (unsigned)qi, "SET_VRING_ADDR", q, packed, dev_iommu(dev), a->desc_user_addr,
+			    a->avail_user_addr, a->used_user_addr, NULL);
 	if (rc < 0)
 		return rc;
 	queue_stop(dev, (unsigned)qi);
@@ -718,11 +932,60 @@ static int h_net_set_mtu(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	return 0;
 }
 
+/* The back-end channel must be a connected unix stream socket: we write vhost-user messages to it, never
+ * waiting (non-blocking, through the bounded output queue of msg.h). */
 static int h_set_backend_req_fd(struct vhd_vu_dev *dev, struct vhu_msg *m)
 {
-	close_fd(&dev->backend_req_fd);
-	dev->backend_req_fd = vhu_msg_take_fd(m, 0);
+	int fd = m->fds[0];
+	int type = 0, domain = 0;
+	socklen_t len = sizeof(type), dlen = sizeof(domain);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) < 0 || type != SOCK_STREAM || domain != AF_UNIX) {
+		char kind[64];
+		fd_kind(fd, kind, sizeof(kind));
+		vu_err(dev, "%s: SET_BACKEND_REQ_FD: fd is a %s%s, not a unix stream socket", dev->name, kind,
+		       !strcmp(kind, "socket") ? (domain != AF_UNIX ? " of another family" : " of another type") : "");
+		return -EBADF;
+	}
+	vhu_io_close(&dev->breq);
+	vhu_io_init(&dev->breq, vhu_msg_take_fd(m, 0)); /* made non-blocking there */
+	dev->breq_warned = false;
 	return 0;
+}
+
+/*
+ * IOTLB UPDATE / INVALIDATE from the front-end, into the cache with every queue paused (vhostd/iotlb.h's
+ * threading contract); then rings are translated again where the generation moved, and every queue waiting on a
+ * miss tries again. Refusals name the value (vhd_iotlb_last_error()) and change nothing.
+ */
+static int h_iotlb_msg(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	const struct vhost_iotlb_msg *t = &m->p.iotlb;
+	if (!dev_iommu(dev)) {
+		vu_err(dev, "%s: IOTLB_MSG (type %u, IOVA 0x%llx) without VIRTIO_F_ACCESS_PLATFORM negotiated", dev->name,
+		       t->type, (unsigned long long)t->iova);
+		return -ENOTSUP;
+	}
+	if (t->type != VHOST_IOTLB_UPDATE && t->type != VHOST_IOTLB_INVALIDATE) {
+		vu_err(dev, "%s: IOTLB_MSG: type %u is neither UPDATE (%d) nor INVALIDATE (%d)", dev->name, t->type,
+		       VHOST_IOTLB_UPDATE, VHOST_IOTLB_INVALIDATE);
+		return -EINVAL;
+	}
+	bool paused[VU_MAX_QUEUES];
+	for (unsigned i = 0; i < dev->nq; i++)
+		paused[i] = queue_pause(&dev->q[i]);
+	int rc;
+	if (t->type == VHOST_IOTLB_UPDATE)
+		rc = vhd_iotlb_update(dev->iotlb, dev->mem, t->iova, t->size, t->uaddr, t->perm);
+	else
+		rc = vhd_iotlb_invalidate(dev->iotlb, t->iova, t->size);
+	if (rc < 0)
+		vu_err(dev, "%s: IOTLB_MSG %s refused: %s", dev->name,
+		       t->type == VHOST_IOTLB_UPDATE ? "UPDATE" : "INVALIDATE", vhd_iotlb_last_error(dev->iotlb));
+	misses_answered(dev);
+	queues_iotlb_changed(dev, paused);
+	update_ready(dev);
+	return rc < 0 ? rc : 0;
 }
 
 static void net_config(const struct vhd_vu_dev *dev, struct virtio_net_config *c)
@@ -798,6 +1061,7 @@ static int (*const handlers[VHOST_USER_REQUEST_MAX])(struct vhd_vu_dev *, struct
 	[VHOST_USER_SEND_RARP] = h_send_rarp,
 	[VHOST_USER_NET_SET_MTU] = h_net_set_mtu,
 	[VHOST_USER_SET_BACKEND_REQ_FD] = h_set_backend_req_fd,
+	[VHOST_USER_IOTLB_MSG] = h_iotlb_msg,
 	[VHOST_USER_GET_CONFIG] = h_get_config,
 	[VHOST_USER_SET_CONFIG] = h_set_config,
 	[VHOST_USER_RESET_DEVICE] = h_reset_device,
@@ -841,6 +1105,8 @@ static bool offered_request(const struct vhd_vu_dev *dev, uint32_t req)
 		return dev->proto & VHD_BIT(VHOST_USER_PROTOCOL_F_CONFIG);
 	case VHOST_USER_RESET_DEVICE:
 		return dev->proto & VHD_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE);
+	case VHOST_USER_SET_BACKEND_REQ_FD:
+		return dev->proto & VHD_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
 	default:
 		return true;
 	}
@@ -895,7 +1161,7 @@ static void disconnect(struct vhd_vu_dev *dev, int why)
 	if (dev->conn.io.fd < 0)
 		return;
 	device_reset(dev, false);
-	close_fd(&dev->backend_req_fd);
+	vhu_io_close(&dev->breq);
 	vhu_conn_lost(&dev->conn);
 	dev->proto = 0;
 	vhd_log(VHD_LOG_INFO, "%s: front-end disconnected (%s)", dev->name, strerror(why < 0 ? -why : why));
@@ -936,6 +1202,13 @@ static int set_socket_access(const struct vhd_vu_config *cfg, const char *path)
 	return 0;
 }
 
+static void dev_free(struct vhd_vu_dev *dev)
+{
+	vhd_iotlb_destroy(dev->iotlb);
+	close_fd(&dev->wake_fd);
+	free(dev);
+}
+
 int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 {
 	if (!cfg->path || !*cfg->path || cfg->max_queue_pairs == 0 || cfg->max_queue_pairs > VHD_VU_MAX_QUEUE_PAIRS)
@@ -950,7 +1223,8 @@ int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 	dev->cfg = *cfg;
 	snprintf(dev->name, sizeof(dev->name), "%s", cfg->name ? cfg->name : "vhost-user");
 	dev->cfg.name = dev->name;
-	dev->backend_req_fd = -1;
+	dev->breq.fd = -1;
+	dev->wake_fd = -1;
 	dev->msg_timeout_ms = cfg->msg_timeout_ms ? cfg->msg_timeout_ms : VU_MSG_TIMEOUT_MS;
 	dev->nq = 2u * cfg->max_queue_pairs;
 	dev->offered = (cfg->features ? cfg->features : vhd_vu_default_features()) |
@@ -970,15 +1244,22 @@ int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 		dev->q[i].call_fd = dev->q[i].kick_fd = dev->q[i].err_fd = -1;
 		atomic_init(&dev->q[i].ready, 0);
 		atomic_init(&dev->q[i].busy, 0);
+		atomic_init(&dev->q[i].miss_wait, 0);
 	}
-	int rc = vhu_conn_init(&dev->conn, cfg->path, cfg->client, cfg->reconnect_min_ms, cfg->reconnect_max_ms);
-	if (rc < 0) {
-		free(dev);
-		return rc;
+	int rc = 0;
+	/* The data path wakes the control thread through wake_fd when it meets an IOTLB miss. */
+	if (dev->offered & VHD_BIT(VIRTIO_F_ACCESS_PLATFORM)) {
+		dev->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		rc = dev->wake_fd < 0 ? -errno : vhd_iotlb_create(0, &dev->iotlb);
 	}
-	if (access && (rc = set_socket_access(cfg, dev->conn.path)) < 0) {
+	if (rc == 0)
+		rc = vhu_conn_init(&dev->conn, cfg->path, cfg->client, cfg->reconnect_min_ms, cfg->reconnect_max_ms);
+	else
+		dev->conn.listen_fd = dev->conn.io.fd = -1;
+	if (rc == 0 && access && (rc = set_socket_access(cfg, dev->conn.path)) < 0)
 		vhu_conn_fini(&dev->conn);
-		free(dev);
+	if (rc < 0) {
+		dev_free(dev);
 		return rc;
 	}
 	dev->cfg.path = dev->conn.path;
@@ -995,19 +1276,155 @@ void vhd_vu_dev_destroy(struct vhd_vu_dev *dev)
 	disconnect(dev, ESHUTDOWN);
 	device_reset(dev, false);
 	vhu_conn_fini(&dev->conn);
-	free(dev);
+	dev_free(dev);
 }
 
 unsigned vhd_vu_dev_pollfds(struct vhd_vu_dev *dev, struct pollfd *fds, unsigned max)
 {
-	return vhu_conn_pollfds(&dev->conn, fds, max);
+	unsigned n = vhu_conn_pollfds(&dev->conn, fds, max);
+	if (n < max && dev->wake_fd >= 0)
+		fds[n++] = (struct pollfd){.fd = dev->wake_fd, .events = POLLIN};
+	if (n < max && dev->breq.fd >= 0 && vhu_io_out_pending(&dev->breq))
+		fds[n++] = (struct pollfd){.fd = dev->breq.fd, .events = POLLOUT};
+	return n;
+}
+
+static int min_timeout(int a, int b)
+{
+	return a < 0 ? b : b < 0 ? a : a < b ? a : b;
 }
 
 int vhd_vu_dev_timeout_ms(struct vhd_vu_dev *dev)
 {
 	if (dev->conn.io.fd < 0)
 		return vhu_conn_timeout_ms(&dev->conn);
-	return vhu_io_timeout_ms(&dev->conn.io, dev->msg_timeout_ms);
+	int t = vhu_io_timeout_ms(&dev->conn.io, dev->msg_timeout_ms);
+	if (dev->breq.fd >= 0)
+		t = min_timeout(t, vhu_io_timeout_ms(&dev->breq, dev->msg_timeout_ms));
+	for (unsigned i = 0; i < dev->nmiss; i++) {
+		long long left = VU_MISS_RETRY_MS - vhu_ms_since(&dev->miss[i].sent);
+		t = min_timeout(t, left < 0 ? 0 : (int)left);
+	}
+	return t;
+}
+
+/* The rings' IOVA ranges of the queues translating through the IOTLB, sorted, into keep[]; returns how many. */
+struct iova_range {
+	uint64_t a, b;
+};
+
+static unsigned ring_ranges(const struct vhd_vu_dev *dev, struct iova_range *keep)
+{
+	unsigned n = 0;
+	bool packed = dev->features & VHD_BIT(VIRTIO_F_RING_PACKED);
+	for (unsigned i = 0; i < dev->nq; i++) {
+		const struct vu_queue *q = &dev->q[i];
+		if (!q->vq || !q->iotlb_on)
+			continue;
+		struct ring_area ra[3];
+		ring_areas(q, packed, q->desc_ua, q->avail_ua, q->used_ua, ra);
+		for (unsigned k = 0; k < 3; k++) {
+			struct iova_range r = {ra[k].ua, ra[k].ua + ra[k].size}; /* checked not to wrap at start */
+			unsigned j = n++;
+			while (j > 0 && keep[j - 1].a > r.a) { /* insertion sort: at most 3 x 32 ranges */
+				keep[j] = keep[j - 1];
+				j--;
+			}
+			keep[j] = r;
+		}
+	}
+	return n;
+}
+
+/*
+ * iotlb_per_burst: a queue used buffer translations in its last burst. Every translation but the rings' is
+ * dropped (all queues paused, the gaps between ring ranges invalidated), so the next burst asks QEMU afresh for
+ * each buffer: QEMU 7.2 does not report the unmaps of a guest in lazy invalidation, and an IOVA it reuses would
+ * otherwise still point at the old page here. Then every queue goes on (queues_iotlb_changed()).
+ */
+static void iotlb_forget_buffers(struct vhd_vu_dev *dev)
+{
+	bool paused[VU_MAX_QUEUES];
+	for (unsigned i = 0; i < dev->nq; i++)
+		paused[i] = queue_pause(&dev->q[i]);
+	struct iova_range keep[3 * VU_MAX_QUEUES];
+	unsigned n = ring_ranges(dev, keep);
+	uint64_t at = 0;
+	for (unsigned k = 0; k < n; k++) {
+		if (keep[k].a > at)
+			vhd_iotlb_invalidate(dev->iotlb, at, keep[k].a - at);
+		if (keep[k].b > at)
+			at = keep[k].b;
+	}
+	if (at < UINT64_MAX)
+		vhd_iotlb_invalidate(dev->iotlb, at, UINT64_MAX - at);
+	queues_iotlb_changed(dev, paused);
+}
+
+/*
+ * The control thread's side of IOTLB misses: take what the data path reported (wake_fd, miss_wait) and ask for
+ * it; flush the back-end channel; and when a MISS has gone unanswered for VU_MISS_RETRY_MS, forget it and let
+ * every waiting queue try again (asking again if it still misses): a front-end that never answers costs a
+ * request per page every VU_MISS_RETRY_MS, never a wait here.
+ */
+static void iotlb_work(struct vhd_vu_dev *dev)
+{
+	uint64_t v;
+	if (dev->wake_fd >= 0 && read(dev->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		vu_err(dev, "%s: wake eventfd: %s", dev->name, strerror(errno));
+	if (!dev->iotlb)
+		return;
+	bool forget = false;
+	for (unsigned i = 0; i < dev->nq; i++) {
+		struct vu_queue *q = &dev->q[i];
+		/* Acquire pairs with the release store of miss_wait in vhd_vu_queue_release(): iova and perm, stored
+		 * before it, are the ones that go with it. */
+		int w = atomic_load_explicit(&q->miss_wait, memory_order_acquire);
+		forget = forget || (w & VU_WAIT_FORGET);
+		if (q->miss_taken || !(w & VU_WAIT_MISS))
+			continue;
+		q->miss_taken = true;
+		unsigned n = atomic_load_explicit(&q->miss_n, memory_order_relaxed);
+		for (unsigned k = 0; k < n && k < VU_MISS_AHEAD; k++)
+			request_miss(dev, atomic_load_explicit(&q->miss_iova[k], memory_order_relaxed),
+				     atomic_load_explicit(&q->miss_perm[k], memory_order_relaxed));
+	}
+	if (forget)
+		iotlb_forget_buffers(dev);
+	bool retry = false;
+	for (unsigned i = 0; i < dev->nmiss; i++)
+		if (vhu_ms_since(&dev->miss[i].sent) >= VU_MISS_RETRY_MS) {
+			vhd_log(VHD_LOG_DEBUG, "%s: IOTLB MISS for IOVA page 0x%llx unanswered after %d ms: trying again",
+				dev->name, (unsigned long long)dev->miss[i].page, VU_MISS_RETRY_MS);
+			retry = true;
+		}
+	if (retry) {
+		dev->nmiss = 0;
+		bool rings = false;
+		for (unsigned i = 0; i < dev->nq; i++) {
+			struct vu_queue *q = &dev->q[i];
+			q->miss_taken = false;
+			/* Relaxed: only lets the data path try the pop again; it reports a new miss with release. A
+			 * forget still pending stays. */
+			atomic_fetch_and_explicit(&q->miss_wait, ~VU_WAIT_MISS, memory_order_relaxed);
+			rings = rings || q->rings_wait;
+		}
+		/* Queues waiting for their rings are not running: nothing to pause. */
+		bool paused[VU_MAX_QUEUES] = {false};
+		if (rings)
+			queues_iotlb_changed(dev, paused);
+	}
+	if (dev->breq.fd < 0)
+		return;
+	int rc = vhu_io_flush(&dev->breq);
+	char why[192];
+	if (rc < 0 && rc != -EAGAIN) {
+		vu_err(dev, "%s: back-end channel: %s: closing it", dev->name, strerror(-rc));
+		vhu_io_close(&dev->breq);
+	} else if (vhu_io_expired(&dev->breq, dev->msg_timeout_ms, why, sizeof(why))) {
+		vu_err(dev, "%s: back-end channel: the front-end %s: closing it", dev->name, why);
+		vhu_io_close(&dev->breq);
+	}
 }
 
 int vhd_vu_dev_dispatch(struct vhd_vu_dev *dev)
@@ -1018,6 +1435,7 @@ int vhd_vu_dev_dispatch(struct vhd_vu_dev *dev)
 			return 0;
 		set_conn(dev);
 	}
+	iotlb_work(dev);
 	uint64_t gpa;
 	if (dev->mem && vhd_mem_faulted(dev->mem, &gpa)) {
 		vu_err(dev, "%s: the front-end shrank the file behind guest memory at 0x%llx after handing it over "
@@ -1110,17 +1528,55 @@ struct vhd_vq *vhd_vu_queue_acquire(struct vhd_vu_dev *dev, unsigned qidx)
 	struct vu_queue *q = &dev->q[qidx];
 	/* seq_cst store then load: pairs with queue_pause() (see there). */
 	atomic_store(&q->busy, 1);
-	if (!atomic_load(&q->ready)) {
+	/* miss_wait relaxed: a stale 0 costs one more pop that misses again, a stale 1 one idle round. */
+	if (!atomic_load(&q->ready) || atomic_load_explicit(&q->miss_wait, memory_order_relaxed)) {
 		atomic_store_explicit(&q->busy, 0, memory_order_release);
 		return NULL;
 	}
 	return q->vq;
 }
 
+/* The burst's pops met an IOTLB miss: mark the queue waiting and wake the control thread to ask for it (one
+ * eventfd write per wait, not per poll: acquire says no until the control thread lets the queue try again). */
+static __attribute__((noinline, cold)) void queue_note_miss(struct vhd_vu_dev *dev, struct vu_queue *q)
+{
+	if (dev->cfg.iotlb_per_burst) {
+		uint64_t c = vhd_vq_chains_popped(q->vq);
+		if (c != q->chains_seen) {
+			q->chains_seen = c;
+			/* Release pairs with the acquire load in iotlb_work(). */
+			atomic_fetch_or_explicit(&q->miss_wait, VU_WAIT_FORGET, memory_order_release);
+			uint64_t one = 1;
+			if (write(dev->wake_fd, &one, sizeof(one)) < 0) {
+				/* as below */
+			}
+		}
+	}
+	struct vhd_vq_miss m[VU_MISS_AHEAD];
+	unsigned n = vhd_vq_take_misses(q->vq, m, VU_MISS_AHEAD);
+	if (!n || (atomic_load_explicit(&q->miss_wait, memory_order_relaxed) & VU_WAIT_MISS))
+		return;
+	for (unsigned i = 0; i < n; i++) {
+		atomic_store_explicit(&q->miss_iova[i], m[i].iova, memory_order_relaxed);
+		atomic_store_explicit(&q->miss_perm[i], m[i].perm, memory_order_relaxed);
+	}
+	atomic_store_explicit(&q->miss_n, n, memory_order_relaxed);
+	/* Release pairs with the acquire load in iotlb_work(): the IOVAs are visible with the flag. */
+	atomic_fetch_or_explicit(&q->miss_wait, VU_WAIT_MISS, memory_order_release);
+	atomic_fetch_add_explicit(&q->iotlb_waits, 1, memory_order_relaxed);
+	uint64_t one = 1;
+	if (write(dev->wake_fd, &one, sizeof(one)) < 0) {
+		/* Non-blocking eventfd: only a full counter fails, and then a wake-up is pending anyway. */
+	}
+}
+
 void vhd_vu_queue_release(struct vhd_vu_dev *dev, unsigned qidx)
 {
+	struct vu_queue *q = &dev->q[qidx];
+	if (__builtin_expect(q->iotlb_on, 0))
+		queue_note_miss(dev, q);
 	/* Release: the burst's ring accesses finish before queue_pause() sees busy == 0 and changes the queue. */
-	atomic_store_explicit(&dev->q[qidx].busy, 0, memory_order_release);
+	atomic_store_explicit(&q->busy, 0, memory_order_release);
 }
 
 int vhd_vu_queue_notify(struct vhd_vu_dev *dev, unsigned qidx)
@@ -1144,6 +1600,16 @@ int vhd_vu_queue_notify(struct vhd_vu_dev *dev, unsigned qidx)
 void vhd_vu_dev_stats(const struct vhd_vu_dev *dev, struct vhd_vu_stats *out)
 {
 	memset(out, 0, sizeof(*out));
-	for (unsigned i = 0; i < dev->nq; i++)
+	for (unsigned i = 0; i < dev->nq; i++) {
 		out->notify_failures += atomic_load_explicit(&dev->q[i].notify_failed, memory_order_relaxed);
+		out->iotlb_waits += atomic_load_explicit(&dev->q[i].iotlb_waits, memory_order_relaxed);
+	}
+	out->iotlb_misses = atomic_load_explicit(&dev->misses_sent, memory_order_relaxed);
+	if (dev->iotlb) {
+		struct vhd_iotlb_stats st;
+		vhd_iotlb_stats(dev->iotlb, &st);
+		out->iotlb_updates = st.updates;
+		out->iotlb_invalidations = st.invalidations;
+		out->iotlb_refused = st.refused;
+	}
 }

@@ -290,15 +290,15 @@ int vhu_msg_send(int sock, const struct vhu_msg *m)
 
 /* ---------------------------------------------------------------- non-blocking connection I/O */
 
-static void io_now(struct timespec *t)
+void vhu_now(struct timespec *t)
 {
 	clock_gettime(CLOCK_MONOTONIC, t);
 }
 
-static long long ms_since(const struct timespec *t)
+long long vhu_ms_since(const struct timespec *t)
 {
 	struct timespec now;
-	io_now(&now);
+	vhu_now(&now);
 	return (long long)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
@@ -399,7 +399,7 @@ int vhu_io_recv(struct vhu_io *io, struct vhu_msg *m)
 		if (r < 0)
 			return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
 		if (io->in_got == 0)
-			io_now(&io->in_since);
+			vhu_now(&io->in_since);
 		io->in_got += (size_t)r;
 		if (io->in_got == hsz &&
 		    ((io->in.hdr.flags & VHOST_USER_VERSION_MASK) != VHOST_USER_VERSION || io->in.hdr.size > sizeof(io->in.p))) {
@@ -467,7 +467,7 @@ int vhu_io_send(struct vhu_io *io, const struct vhu_msg *m)
 	o->hdr = m->hdr;
 	memcpy(&o->p, &m->p, m->hdr.size);
 	o->off = 0;
-	io_now(&o->queued);
+	vhu_now(&o->queued);
 	io->out_n++;
 	int rc = vhu_io_flush(io);
 	return rc == -EAGAIN ? 0 : rc;
@@ -477,9 +477,9 @@ int vhu_io_timeout_ms(const struct vhu_io *io, unsigned limit_ms)
 {
 	long long waited = -1;
 	if (io->in_got)
-		waited = ms_since(&io->in_since);
+		waited = vhu_ms_since(&io->in_since);
 	if (io->out_n) {
-		long long w = ms_since(&io->out[io->out_head].queued);
+		long long w = vhu_ms_since(&io->out[io->out_head].queued);
 		if (w > waited)
 			waited = w;
 	}
@@ -492,7 +492,7 @@ int vhu_io_timeout_ms(const struct vhu_io *io, unsigned limit_ms)
 const char *vhu_io_expired(const struct vhu_io *io, unsigned limit_ms, char *buf, size_t len)
 {
 	const size_t hsz = sizeof(io->in.hdr);
-	if (io->in_got && ms_since(&io->in_since) >= limit_ms) {
+	if (io->in_got && vhu_ms_since(&io->in_since) >= limit_ms) {
 		if (io->in_got < hsz)
 			snprintf(buf, len, "sent %zu of a message header's %zu bytes, then nothing more for %u ms",
 				 io->in_got, hsz, limit_ms);
@@ -502,7 +502,7 @@ const char *vhu_io_expired(const struct vhu_io *io, unsigned limit_ms, char *buf
 				 io->in.hdr.size, limit_ms);
 		return buf;
 	}
-	if (io->out_n && ms_since(&io->out[io->out_head].queued) >= limit_ms) {
+	if (io->out_n && vhu_ms_since(&io->out[io->out_head].queued) >= limit_ms) {
 		const struct vhu_io_out *o = &io->out[io->out_head];
 		snprintf(buf, len, "did not read what we sent for %u ms (%u message%s queued, the oldest %s with %zu of "
 			 "%zu bytes written)", limit_ms, io->out_n, io->out_n == 1 ? "" : "s",

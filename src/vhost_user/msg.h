@@ -74,6 +74,10 @@ int vhu_msg_take_fd(struct vhu_msg *m, unsigned i);
  */
 #define VHU_IO_QUEUE 16 /* messages the output queue holds */
 
+/* The monotonic clock the deadlines below use, and milliseconds since t on it. */
+void vhu_now(struct timespec *t);
+long long vhu_ms_since(const struct timespec *t);
+
 struct vhu_io_out {
 	struct vhost_user_header hdr;
 	union vhost_user_payload p;

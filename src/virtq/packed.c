@@ -98,7 +98,7 @@ static int packed_walk(struct vhd_vq *vq, uint16_t head_flags, uint16_t *pos, bo
 			const struct pvirtq_desc *t =
 				(const struct pvirtq_desc *)vhdi_vq_map_indirect(vq, addr, len, n - 1);
 			if (!t)
-				return -EIO;
+				return vhdi_indirect_fail(vq);
 			/* Table entries are consecutive; their NEXT flags and ids carry no meaning (2.8.19). */
 			unsigned ents = len / sizeof(*t);
 			for (unsigned j = 0; j < ents; j++) {
@@ -344,7 +344,25 @@ static void packed_dev_disable_notify(struct vhd_vq *vq)
 	WR16(&vq->packed.device->flags, VIRTQ_EVENT_F_DISABLE);
 }
 
+static unsigned packed_ahead(const struct vhd_vq *vq, struct vhd_vq_seg_view *v, unsigned max)
+{
+	uint16_t pos = vq->last_avail;
+	bool w = vq->avail_wrap;
+	unsigned n = 0;
+	while (n < max && n < vq->num) {
+		const struct pvirtq_desc *d = &vq->packed.desc[pos];
+		/* Acquire pairs with the driver's release store of the flags (packed_add), as in packed_head(). */
+		uint16_t f = RD16_ACQ(&d->flags);
+		if (!desc_avail(f, w))
+			break;
+		v[n++] = (struct vhd_vq_seg_view){RD64(&d->addr), RD32(&d->len), f};
+		advance(vq, &pos, &w, 1);
+	}
+	return n;
+}
+
 const struct vhd_vq_ops vhdi_packed_device_ops = {
+	.ahead = packed_ahead,
 	.pop = packed_pop,
 	.push = packed_push,
 	.need_notify = packed_dev_need_notify,

@@ -54,7 +54,7 @@ static int split_walk(struct vhd_vq *vq, uint16_t head, struct vhd_chain_acc *ac
 				return VHDI_WALK_DEFER;
 			tbl = vhdi_vq_map_indirect(vq, addr, len, count - 1);
 			if (!tbl)
-				return -EIO;
+				return vhdi_indirect_fail(vq);
 			tbl_num = len / sizeof(struct virtq_desc);
 			idx = 0;
 			count = 0;
@@ -119,7 +119,8 @@ static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n,
 	uint16_t last = vq->last_avail;
 	uint64_t r_gpa = 0, r_size = 0;
 	uint8_t *r_host = NULL;
-	if (vq->mem && vq->mem_hint < vq->mem->nregions) {
+	/* With an IOTLB the hinted region stays empty (r_size 0): every chain takes the general walk. */
+	if (vq->mem && !vq->iotlb && vq->mem_hint < vq->mem->nregions) {
 		const struct vhd_mem_region *hr = &vq->mem->r[vq->mem_hint];
 		r_gpa = hr->guest_addr;
 		r_size = hr->size;
@@ -269,7 +270,28 @@ static void split_dev_disable_notify(struct vhd_vq *vq)
 		WR16(&vq->split.used->flags, VIRTQ_USED_F_NO_NOTIFY);
 }
 
+static unsigned split_ahead(const struct vhd_vq *vq, struct vhd_vq_seg_view *v, unsigned max)
+{
+	/* Acquire pairs with the driver's release store of avail->idx (split_add), as in split_pop(). */
+	uint16_t pending = (uint16_t)(RD16_ACQ(&vq->split.avail->idx) - vq->last_avail);
+	if (pending > vq->num)
+		return 0; /* the pop breaks the queue for it */
+	unsigned n = 0;
+	for (uint16_t k = 0; k < pending && n < max; k++) {
+		uint16_t idx = RD16(&vq->split.avail->ring[(uint16_t)(vq->last_avail + k) & vq->mask]);
+		for (unsigned j = 0; j < 4 && idx < vq->num && n < max; j++) {
+			const struct virtq_desc *d = &vq->split.desc[idx];
+			v[n] = (struct vhd_vq_seg_view){RD64(&d->addr), RD32(&d->len), RD16(&d->flags)};
+			if (!(v[n++].flags & VIRTQ_DESC_F_NEXT))
+				break;
+			idx = RD16(&d->next);
+		}
+	}
+	return n;
+}
+
 const struct vhd_vq_ops vhdi_split_device_ops = {
+	.ahead = split_ahead,
 	.pop = split_pop,
 	.push = split_push,
 	.need_notify = split_dev_need_notify,

@@ -12,6 +12,7 @@
 #include "mem_impl.h"
 #include "spec/endian.h"
 #include "spec/virtio_ring.h"
+#include "vhostd/iotlb.h"
 #include "vhostd/virtq.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
@@ -34,6 +35,13 @@
 
 struct vhd_vq;
 
+/* A descriptor as the look ahead read it: the driver's values, unchecked. */
+struct vhd_vq_seg_view {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags;
+};
+
 /* Per-layout, per-side implementation, chosen once in vhd_vq_create(). The dispatch in virtq.c checks the side,
  * so a device's ops leave add/get NULL and a driver's leave pop/push NULL. */
 struct vhd_vq_ops {
@@ -44,6 +52,9 @@ struct vhd_vq_ops {
 	bool (*need_notify)(struct vhd_vq *);
 	bool (*enable_notify)(struct vhd_vq *);
 	void (*disable_notify)(struct vhd_vq *);
+	/* Device: up to max descriptors available from the avail position on, read without consuming anything
+	 * (split: each chain's first few; packed: consecutive slots), for vhd_vq_take_misses()' look ahead. */
+	unsigned (*ahead)(const struct vhd_vq *, struct vhd_vq_seg_view *, unsigned);
 };
 
 /* Driver-side bookkeeping for one buffer in flight, indexed by head (split) or buffer id (packed). */
@@ -78,7 +89,14 @@ struct vhd_vq {
 
 	/* ---- device side ---- */
 	const struct vhd_mem *mem;
-	unsigned mem_hint;
+	unsigned mem_hint; /* UINT_MAX with an IOTLB: the memory table's fast paths never match, at no cost */
+	/* ACCESS_PLATFORM: descriptors translate through this instead of mem (NULL: they do not). */
+	const struct vhd_iotlb *iotlb;
+	unsigned iotlb_hint;
+	/* A pop stopped at a chain whose IOVA miss_iova the IOTLB lacks (vhd_vq_take_miss()). */
+	bool missed;
+	uint8_t miss_perm;
+	uint64_t miss_iova;
 	/* Split: free-running indices. Packed: ring positions plus wrap counters. */
 	uint16_t last_avail;
 	/* Split: avail->idx as last read. Entries up to it are published, so a pop that needs no more than that
@@ -151,6 +169,8 @@ struct vhd_chain_acc {
 
 /* vhd_chain_add() and the walks: the chain would pass what is left of the pop's descriptor budget. */
 #define VHDI_WALK_DEFER 1
+/* ...or an address of the chain misses in the IOTLB (recorded in vq->miss_*): the chain stays in the ring. */
+#define VHDI_WALK_MISS 2
 
 /*
  * The pop's descriptor budget (VHD_VQ_POP_DESC_BUDGET) for chain i of the burst, spent descriptors walked
@@ -185,6 +205,19 @@ static __attribute__((noinline, cold, unused)) int vhd_chain_check(struct vhd_vq
 }
 
 /*
+ * vhd_chain_add() for a queue with an IOTLB (out of line: the hot paths of queues without one never come here).
+ * Returns 0, VHDI_WALK_MISS (a miss, recorded), or -EIO after breaking the queue.
+ */
+int vhdi_chain_add_iotlb(struct vhd_vq *vq, struct vhd_chain_acc *acc, uint64_t addr, uint32_t len, bool write)
+	__attribute__((noinline));
+
+/* A walk that met a NULL indirect table: VHDI_WALK_MISS when it missed in the IOTLB, else -EIO (broken). */
+static inline int vhdi_indirect_fail(const struct vhd_vq *vq)
+{
+	return vq->err ? -EIO : VHDI_WALK_MISS;
+}
+
+/*
  * Translate one descriptor's buffer and append its segments. Returns 0, or -EIO after breaking the queue
  * (address outside memory, overflow, readable after writable). Running out of iov entries is not the driver's
  * fault: it sets acc->full and returns 0. VHDI_WALK_DEFER, having added nothing: the chain has walked all it may.
@@ -209,6 +242,8 @@ static inline int vhd_chain_add(struct vhd_vq *vq, struct vhd_chain_acc *acc, ui
 		return vhdi_vq_break(vq, VHD_VQ_E_OVERFLOW, "chain longer than 4 GiB");
 	if (len == 0)
 		return 0;
+	if (unlikely(vq->iotlb != NULL))
+		return vhdi_chain_add_iotlb(vq, acc, addr, len, write);
 	if (unlikely(acc->full))
 		return vhd_chain_check(vq, addr, len);
 	unsigned added;
@@ -296,6 +331,10 @@ static inline bool vhdi_walk_done(struct vhd_vq *vq, int r, const struct vhd_cha
 				  unsigned i, uint32_t *extra)
 {
 	*extra += acc->walked;
+	if (unlikely(r == VHDI_WALK_MISS)) {
+		vq->stats.iotlb_misses++;
+		return false;
+	}
 	if (unlikely(r == VHDI_WALK_DEFER)) {
 		vq->stats.budget_stops++;
 		return false;

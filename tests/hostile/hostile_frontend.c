@@ -651,6 +651,119 @@ static enum outcome c_many_at_once(int fd)
 	return LEAVES;
 }
 
+/* IOTLB messages with every hostile value, on a device with rings running at IOVAs (when the back-end offers
+ * ACCESS_PLATFORM: vhostd's iommu=on default) and a back-end channel this front-end never reads: each refusal
+ * acknowledged as one, the valid updates taken, 2100 of them (more than the cache holds), the rings'
+ * invalidation, and MISS requests piling up unread, none of which may stall the back-end. Without
+ * ACCESS_PLATFORM offered every IOTLB message is refused (and the 2100 pages are left out). */
+static enum outcome iotlb_ack(int fd, uint8_t type, uint64_t iova, uint64_t size, uint64_t uaddr, uint8_t perm,
+			      int64_t want, const char *what)
+{
+	struct vhu_msg m = mk(VHOST_USER_IOTLB_MSG, sizeof(struct vhost_iotlb_msg));
+	m.p.iotlb = (struct vhost_iotlb_msg){.iova = iova, .size = size, .uaddr = uaddr, .perm = perm, .type = type};
+	int64_t a = ack_of(fd, &m);
+	if (a == want)
+		return ANSWERS;
+	fprintf(stderr, "iotlb %s: acknowledged %lld, want %lld\n", what, (long long)a, (long long)want);
+	return a < 0 ? HANGS : WRONG;
+}
+
+static enum outcome c_iotlb_hostile(int fd)
+{
+	struct vhu_msg m = mk(VHOST_USER_GET_FEATURES, 0);
+	send_msg(fd, &m);
+	struct vhu_msg r;
+	uint64_t offered = 0;
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, REPLY_MS) <= 0 || vhu_msg_recv(fd, &r) < 0)
+			return HANGS;
+		vhu_msg_close_fds(&r);
+		if (r.hdr.request == VHOST_USER_GET_FEATURES) {
+			offered = r.p.u64;
+			break;
+		}
+	}
+	bool ap = offered & VHD_BIT(VIRTIO_F_ACCESS_PLATFORM);
+	m = mk(VHOST_USER_SET_OWNER, 0);
+	send_msg(fd, &m);
+	m = mk(VHOST_USER_SET_PROTOCOL_FEATURES, 8);
+	m.p.u64 = VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) | VHD_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
+	send_msg(fd, &m);
+	m = mk(VHOST_USER_SET_FEATURES, 8);
+	m.p.u64 = VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES) |
+		  (ap ? VHD_BIT(VIRTIO_F_ACCESS_PLATFORM) : 0);
+	send_msg(fd, &m);
+	uint64_t ua = 0x7f0000000000ull, iova = 0x80000000ull;
+	struct vhost_user_memory_region reg = {0x100000000ull, MEM_SIZE, ua, 0};
+	mem_table(fd, &reg, 1);
+	int sp[2], efd[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+		return WRONG;
+	m = mk(VHOST_USER_SET_BACKEND_REQ_FD, 0);
+	m.fds[0] = sp[1];
+	m.nfds = 1;
+	send_msg(fd, &m);
+	close(sp[1]);
+	/* Queue 0 at IOVAs: its rings miss until mapped, and MISS requests go to sp[0], never read. */
+	m = mk(VHOST_USER_SET_VRING_NUM, 8);
+	m.p.state = (struct vhost_vring_state){0, 256};
+	send_msg(fd, &m);
+	m = mk(VHOST_USER_SET_VRING_ADDR, sizeof(struct vhost_vring_addr));
+	m.p.addr = (struct vhost_vring_addr){0, 0, iova, iova + 0x2000, iova + 0x1000, 0};
+	send_msg(fd, &m);
+	for (unsigned k = 0; k < 2; k++) {
+		efd[k] = eventfd(0, EFD_CLOEXEC);
+		m = mk(k ? VHOST_USER_SET_VRING_CALL : VHOST_USER_SET_VRING_KICK, 8);
+		m.p.u64 = 0;
+		m.fds[0] = efd[k];
+		m.nfds = 1;
+		send_msg(fd, &m);
+	}
+	m = mk(VHOST_USER_SET_VRING_ENABLE, 8);
+	m.p.state = (struct vhost_vring_state){0, 1};
+	send_msg(fd, &m);
+	int64_t ok = ap ? 0 : 1;
+	enum outcome o = ANSWERS;
+	static const struct {
+		uint8_t type;
+		uint64_t iova, size, uaddr;
+		uint8_t perm;
+		const char *what;
+	} bad[] = {
+		{VHOST_IOTLB_UPDATE, 0x80000000ull, 0, 0x7f0000000000ull, VHOST_ACCESS_RW, "size 0"},
+		{VHOST_IOTLB_UPDATE, UINT64_MAX - 0xfff, 0x2000, 0x7f0000000000ull, VHOST_ACCESS_RW, "iova wraps"},
+		{VHOST_IOTLB_UPDATE, 0x80000000ull, 0x2000, UINT64_MAX - 0xfff, VHOST_ACCESS_RW, "uaddr wraps"},
+		{VHOST_IOTLB_UPDATE, 0x80000000ull, 0x1000, 0x7f0000000000ull, 0, "perm 0"},
+		{VHOST_IOTLB_UPDATE, 0x80000000ull, 0x1000, 0x7f0000000000ull, 0xff, "perm 255"},
+		{VHOST_IOTLB_UPDATE, 0x80000000ull, 0x2000, 0x7f0000000000ull + MEM_SIZE - 0x1000, VHOST_ACCESS_RW,
+		 "uaddr straddles the region"},
+		{VHOST_IOTLB_UPDATE, 0x80000000ull, 0x1000, 0x100000000ull, VHOST_ACCESS_RW, "uaddr a GPA"},
+		{VHOST_IOTLB_INVALIDATE, 0x80000000ull, 0, 0, 0, "invalidate size 0"},
+		{VHOST_IOTLB_MISS, 0x80000000ull, 0x1000, 0x7f0000000000ull, VHOST_ACCESS_RW, "type MISS"},
+		{0xee, 0x80000000ull, 0x1000, 0x7f0000000000ull, VHOST_ACCESS_RW, "type 0xee"},
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]) && o == ANSWERS; i++)
+		o = iotlb_ack(fd, bad[i].type, bad[i].iova, bad[i].size, bad[i].uaddr, bad[i].perm, 1, bad[i].what);
+	/* The rings mapped (the queue starts), then more non-mergeable pages than the cache holds (the rings'
+	 * entry evicted: the queue waits again), an invalidation running off the end of the space, and the rings
+	 * mapped again. */
+	if (o == ANSWERS)
+		o = iotlb_ack(fd, VHOST_IOTLB_UPDATE, iova, 0x4000, ua, VHOST_ACCESS_RW, ok, "rings");
+	/* Without ACCESS_PLATFORM each would be the same refusal: not worth 2100 round trips. */
+	for (unsigned i = 0; ap && i < 2100 && o == ANSWERS; i++)
+		o = iotlb_ack(fd, VHOST_IOTLB_UPDATE, iova + 0x100000 + 0x2000ull * i, 0x1000,
+			      ua + 0x10000 + 0x1000 * (i % 128), VHOST_ACCESS_RO, ok, "one of 2100 pages");
+	if (o == ANSWERS)
+		o = iotlb_ack(fd, VHOST_IOTLB_INVALIDATE, 0x1000, UINT64_MAX, 0, 0, ok, "invalidate to the end");
+	if (o == ANSWERS)
+		o = iotlb_ack(fd, VHOST_IOTLB_UPDATE, iova, 0x4000, ua, VHOST_ACCESS_RW, ok, "rings again");
+	close(sp[0]);
+	close(efd[0]);
+	close(efd[1]);
+	return o == ANSWERS ? probe(fd) : o;
+}
+
 static const struct {
 	const char *name;
 	enum outcome (*fn)(int fd);
@@ -682,6 +795,7 @@ static const struct {
 	{"ring_outside_memory", c_ring_outside_memory, 0},
 	{"ring_straddles_region", c_ring_straddles_region, 0},
 	{"ring_guest_physical", c_ring_guest_physical, 0},
+	{"iotlb_hostile", c_iotlb_hostile, 10},
 	{"no_read", c_no_read, 2},
 	{"trickle", c_trickle, 2},
 };

@@ -341,10 +341,15 @@ static void cve_2020_10726_resent_setup_no_leak(void)
 				CHECK_EQ(acked(&r, &m), 0);
 			}
 		}
+		/* The back-end channel must be a unix stream socket; a second one replaces the first. */
+		int sp[2];
+		CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
 		m = mk(VHOST_USER_SET_BACKEND_REQ_FD, 0);
-		m.fds[0] = g[0].call;
+		m.fds[0] = sp[1];
 		m.nfds = 1;
 		CHECK_EQ(acked(&r, &m), 0);
+		close(sp[0]);
+		close(sp[1]);
 		m = mk(VHOST_USER_REM_MEM_REG, sizeof(struct vhost_user_mem_reg));
 		m.p.mem_reg.region = (struct vhost_user_memory_region){GPA + 4 * (uint64_t)MEM_SIZE, MEM_SIZE,
 								       0x200000000000ull, 0};

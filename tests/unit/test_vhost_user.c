@@ -15,6 +15,7 @@
 #include <sys/un.h>
 
 #include "harness.h"
+#include "vhostd/iotlb.h"
 #include "vu_rig.h"
 
 /* ------------------------------------------------------------------ cases */
@@ -968,6 +969,466 @@ static void test_socket_access(void)
 	CHECK(access(path, F_OK) < 0);
 }
 
+
+/* ------------------------------------------------------------------ vIOMMU (issue 17) */
+
+/* Where the tests' vIOMMU maps guest memory: IOVAs that are also guest-physical addresses, of other bytes (the
+ * memfd's offset 0 is at IOVA GPA+1M, its offset 1M at GPA+2M), so a translation through the memory table
+ * instead of the IOTLB reads the wrong bytes rather than failing. */
+#define IOVA (GPA + 0x100000ull)
+#define BUF_OFF (32 * 1024) /* pass_one()'s buffer, from the queue's offset */
+
+/*
+ * A device offering ACCESS_PLATFORM, negotiated with it (and every protocol feature), the memory table set and a
+ * back-end channel whose front-end end (non-blocking) goes to *chan.
+ */
+static void iommu_rig(struct rig *r, bool packed, int *chan)
+{
+	rig_features = vhd_vu_default_features() | VHD_BIT(VIRTIO_F_ACCESS_PLATFORM);
+	rig_iova = IOVA;
+	rig_open(r, 1);
+	rig_connect(r);
+	CHECK(get_u64(r, VHOST_USER_GET_FEATURES) & VHD_BIT(VIRTIO_F_ACCESS_PLATFORM));
+	uint64_t p = get_u64(r, VHOST_USER_GET_PROTOCOL_FEATURES);
+	CHECK(p & VHD_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ));
+	CHECK(p & VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK));
+	negotiate(r, VHD_BIT(VIRTIO_F_ACCESS_PLATFORM) | (packed ? VHD_BIT(VIRTIO_F_RING_PACKED) : 0), true);
+	set_mem_table(r);
+	int sp[2];
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sp), 0);
+	struct vhu_msg m = mk(VHOST_USER_SET_BACKEND_REQ_FD, 0);
+	m.fds[0] = sp[1];
+	m.nfds = 1;
+	CHECK_EQ(acked(r, &m), 0);
+	close(sp[1]);
+	*chan = sp[0];
+}
+
+static uint64_t iotlb_msg(struct rig *r, uint8_t type, uint64_t iova, uint64_t size, uint64_t uaddr, uint8_t perm)
+{
+	struct vhu_msg m = mk(VHOST_USER_IOTLB_MSG, sizeof(struct vhost_iotlb_msg));
+	m.p.iotlb = (struct vhost_iotlb_msg){.iova = iova, .size = size, .uaddr = uaddr, .perm = perm, .type = type};
+	return acked(r, &m);
+}
+
+/* UPDATE: [IOVA+off, +size) onto the memfd at off. */
+static uint64_t iotlb_map(struct rig *r, size_t off, uint64_t size, uint8_t perm)
+{
+	return iotlb_msg(r, VHOST_IOTLB_UPDATE, IOVA + off, size, (uintptr_t)r->mem + off, perm);
+}
+
+static uint64_t iotlb_unmap(struct rig *r, size_t off, uint64_t size)
+{
+	return iotlb_msg(r, VHOST_IOTLB_INVALIDATE, IOVA + off, size, 0, 0);
+}
+
+/* iommu_rig() with queue 1 at offset 0, [IOVA, IOVA+map) mapped read/write, enabled and started. */
+static void iommu_queue_up(struct rig *r, int *chan, struct guest_q *g, bool packed, uint64_t map)
+{
+	iommu_rig(r, packed, chan);
+	setup_queue(r, 1, g, 0, packed, false);
+	CHECK_EQ(iotlb_map(r, 0, map, VHOST_ACCESS_RW), 0);
+	enable(r, 1, 1);
+	CHECK_EQ(r->ev.started[1], 1);
+}
+
+/* The next MISS waiting on the back-end channel: true with its IOVA and access, false if none is there. */
+static bool next_miss(int chan, uint64_t *iova, unsigned *perm)
+{
+	struct pollfd p = {.fd = chan, .events = POLLIN};
+	if (poll(&p, 1, 0) <= 0)
+		return false;
+	struct vhu_msg m;
+	CHECK_EQ(vhu_msg_recv(chan, &m), 0);
+	CHECK_EQ(m.hdr.request, VHOST_USER_BACKEND_IOTLB_MSG);
+	CHECK_EQ(m.hdr.flags, VHOST_USER_VERSION); /* never NEED_REPLY: nothing waits for an answer */
+	CHECK_EQ(m.hdr.size, sizeof(struct vhost_iotlb_msg));
+	CHECK_EQ(m.p.iotlb.type, VHOST_IOTLB_MISS);
+	*iova = m.p.iotlb.iova;
+	*perm = m.p.iotlb.perm;
+	return true;
+}
+
+/* The guest posts one 100-byte buffer (readable, or writable) at the queue's buffer offset, filled with tag. */
+static void guest_post(struct rig *r, struct guest_q *g, uint8_t tag, bool writable)
+{
+	memset(r->mem + g->off + BUF_OFF, tag, 100);
+	struct vhd_vq_seg s = {IOVA + g->off + BUF_OFF, 100};
+	struct vhd_vq_buf b = {.segs = &s, .nout = !writable, .nin = writable, .token = (void *)1};
+	CHECK_EQ(vhd_vq_add(g->vq, &b, 1), 1);
+}
+
+/* One burst on queue qi as the data path does it: -1 when acquire says no, else what the pop returned; a chain
+ * taken is given back at once (its first byte in *first) and collected by the guest. */
+static int burst(struct rig *r, struct guest_q *g, unsigned qi, uint8_t *first)
+{
+	struct vhd_vq *vq = vhd_vu_queue_acquire(r->dev, qi);
+	if (!vq)
+		return -1;
+	struct vhd_vq_chain ch;
+	struct iovec iov[4];
+	int n = vhd_vq_pop(vq, &ch, 1, iov, 4);
+	if (n == 1) {
+		*first = ((const uint8_t *)iov[0].iov_base)[0];
+		struct vhd_vq_used u = {ch.id, ch.ndesc, 0};
+		CHECK_EQ(vhd_vq_push(vq, &u, 1), 1);
+	}
+	vhd_vu_queue_release(r->dev, qi);
+	struct vhd_vq_done d;
+	if (n == 1)
+		CHECK_EQ(vhd_vq_get(g->vq, &d, 1), 1);
+	return n;
+}
+
+static struct vhd_vu_stats dev_stats(struct rig *r)
+{
+	struct vhd_vu_stats st;
+	vhd_vu_dev_stats(r->dev, &st);
+	return st;
+}
+
+/* Negotiation, the back-end channel's checks, and IOTLB messages refused value by value, each changing nothing. */
+static void test_iommu_refusals(void)
+{
+	/* Without ACCESS_PLATFORM offered (the library's default features) it is not there to negotiate, and an
+	 * IOTLB message is refused. */
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	CHECK(!(get_u64(&r, VHOST_USER_GET_FEATURES) & VHD_BIT(VIRTIO_F_ACCESS_PLATFORM)));
+	negotiate(&r, 0, true);
+	set_mem_table(&r);
+	log_clear();
+	CHECK_EQ(iotlb_msg(&r, VHOST_IOTLB_UPDATE, IOVA, 4096, (uintptr_t)r.mem, VHOST_ACCESS_RW), 1);
+	CHECK_EQ(log_count("IOTLB_MSG (type 2, IOVA 0x100100000) without VIRTIO_F_ACCESS_PLATFORM negotiated"), 1);
+	/* The back-end channel: a unix stream socket, nothing else. */
+	int efd = eventfd(0, EFD_CLOEXEC), dg[2], st[2];
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, dg), 0);
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, st), 0);
+	struct vhu_msg m = mk(VHOST_USER_SET_BACKEND_REQ_FD, 0);
+	m.nfds = 1;
+	m.fds[0] = efd;
+	CHECK_EQ(acked(&r, &m), 1);
+	CHECK_EQ(log_count("SET_BACKEND_REQ_FD: fd is a anon_inode:[eventfd], not a unix stream socket"), 1);
+	m.fds[0] = dg[1];
+	CHECK_EQ(acked(&r, &m), 1);
+	CHECK_EQ(log_count("SET_BACKEND_REQ_FD: fd is a socket of another type, not a unix stream socket"), 1);
+	m.fds[0] = st[1];
+	CHECK_EQ(acked(&r, &m), 0);
+	CHECK(fcntl(st[1], F_GETFL) & O_NONBLOCK); /* the open file we share: the back-end never blocks on it */
+	close(efd), close(dg[0]), close(dg[1]), close(st[0]), close(st[1]);
+	rig_close(&r);
+
+	int chan;
+	iommu_rig(&r, false, &chan);
+	uint64_t ua = (uintptr_t)r.mem;
+	log_clear();
+	CHECK_EQ(iotlb_msg(&r, VHOST_IOTLB_UPDATE, IOVA, 0, ua, VHOST_ACCESS_RW), 1);
+	CHECK_EQ(log_count("IOTLB_MSG UPDATE refused: IOTLB update of iova 0x100100000 has size 0"), 1);
+	CHECK_EQ(iotlb_msg(&r, VHOST_IOTLB_UPDATE, 0xfffffffffffff000ull, 0x2000, ua, VHOST_ACCESS_RW), 1);
+	CHECK_EQ(log_count("IOTLB update iova 0xfffffffffffff000 + size 0x2000 wraps around"), 1);
+	CHECK_EQ(iotlb_msg(&r, VHOST_IOTLB_UPDATE, IOVA, 0x2000, 0xfffffffffffff000ull, VHOST_ACCESS_RW), 1);
+	CHECK_EQ(log_count("IOTLB update uaddr 0xfffffffffffff000 + size 0x2000 wraps around"), 1);
+	CHECK_EQ(iotlb_msg(&r, VHOST_IOTLB_UPDATE, IOVA, 4096, ua, 0), 1);
+	CHECK_EQ(log_count("IOTLB update of iova 0x100100000 has perm 0 (not RO 1, WO 2 or RW 3)"), 1);
+	CHECK_EQ(iotlb_msg(&r, VHOST_IOTLB_UPDATE, IOVA, 4096, ua, 4), 1);
+	CHECK_EQ(log_count("has perm 4 (not RO 1, WO 2 or RW 3)"), 1);
+	/* uaddr straddling the end of the only region, and wholly outside it. */
+	CHECK_EQ(iotlb_msg(&r, VHOST_IOTLB_UPDATE, IOVA, 0x2000, ua + MEM_SIZE - 0x1000, VHOST_ACCESS_RW), 1);
+	CHECK_EQ(iotlb_msg(&r, VHOST_IOTLB_UPDATE, IOVA, 0x1000, ua + MEM_SIZE, VHOST_ACCESS_RW), 1);
+	CHECK_EQ(log_count("is not inside one memory region"), 2);
+	CHECK_EQ(iotlb_msg(&r, VHOST_IOTLB_INVALIDATE, IOVA, 0, 0, 0), 1);
+	/* Types the front-end does not send: MISS is ours, ACCESS_FAIL and the batch markers are not vhost-user. */
+	for (uint8_t t = VHOST_IOTLB_MISS; t <= VHOST_IOTLB_BATCH_END + 1; t++)
+		if (t != VHOST_IOTLB_UPDATE && t != VHOST_IOTLB_INVALIDATE)
+			CHECK_EQ(iotlb_msg(&r, t, IOVA, 4096, ua, VHOST_ACCESS_RW), 1);
+	CHECK_EQ(log_count("is neither UPDATE (2) nor INVALIDATE (3)"), 5);
+	struct vhd_vu_stats s = dev_stats(&r);
+	CHECK_EQ(s.iotlb_refused, 8);
+	CHECK_EQ(s.iotlb_updates, 0);
+	CHECK_EQ(s.iotlb_misses, 0);
+	/* Still connected and serving: a good update is taken. */
+	CHECK_EQ(iotlb_map(&r, 0, 4096, VHOST_ACCESS_RW), 0);
+	CHECK_EQ(dev_stats(&r).iotlb_updates, 1);
+	CHECK(vhd_vu_dev_connected(r.dev));
+	close(chan);
+	rig_close(&r);
+}
+
+/*
+ * The data path through the IOTLB: rings missing at start (asked for, the queue waits), a buffer that misses
+ * (the chain stays in the ring, one MISS, the queue waits until the update), the invalidation of a ring in use
+ * (the queue pauses with its positions, asks, and resumes where it was).
+ */
+static void iommu_queue(bool packed)
+{
+	struct rig r;
+	int chan;
+	iommu_rig(&r, packed, &chan);
+	struct guest_q g;
+	setup_queue(&r, 1, &g, 0, packed, false);
+	enable(&r, 1, 1);
+	CHECK_EQ(r.ev.started[1], 0);
+	uint64_t iova;
+	unsigned perm;
+	CHECK(next_miss(chan, &iova, &perm));
+	CHECK_EQ(iova, IOVA + g.lay.desc_off);
+	CHECK_EQ(perm, packed ? VHOST_ACCESS_RW : VHOST_ACCESS_RO);
+	CHECK(!next_miss(chan, &iova, &perm));
+	CHECK_EQ(iotlb_map(&r, 0, MEM_SIZE, VHOST_ACCESS_RW), 0);
+	CHECK_EQ(r.ev.started[1], 1);
+	pass_one(&r, 1, &g, 0x41);
+
+	/* A buffer whose page was taken back. */
+	CHECK_EQ(iotlb_unmap(&r, BUF_OFF, 4096), 0);
+	guest_post(&r, &g, 0x42, false);
+	uint8_t b = 0;
+	CHECK_EQ(burst(&r, &g, 1, &b), 0);
+	CHECK_EQ(burst(&r, &g, 1, &b), -1); /* waiting: not polled again until something changes */
+	vhd_vu_dev_dispatch(r.dev);
+	CHECK(next_miss(chan, &iova, &perm));
+	CHECK_EQ(iova, IOVA + BUF_OFF);
+	CHECK_EQ(perm, VHOST_ACCESS_RO);
+	vhd_vu_dev_dispatch(r.dev);
+	CHECK(!next_miss(chan, &iova, &perm)); /* asked once */
+	struct vhd_vu_stats st = dev_stats(&r);
+	CHECK_EQ(st.iotlb_waits, 1);
+	CHECK_EQ(st.iotlb_misses, 2);
+	CHECK_EQ(st.iotlb_invalidations, 1);
+	/* QEMU's answer: one page. The chain was kept: the same bytes come out. */
+	CHECK_EQ(iotlb_map(&r, BUF_OFF, 4096, VHOST_ACCESS_RO), 0);
+	CHECK_EQ(burst(&r, &g, 1, &b), 1);
+	CHECK_EQ(b, 0x42);
+
+	/* The device area (used ring / device event suppression) taken back while the queue runs. */
+	CHECK_EQ(iotlb_unmap(&r, g.lay.device_off, 64), 0);
+	CHECK_EQ(burst(&r, &g, 1, &b), -1);
+	CHECK(next_miss(chan, &iova, &perm));
+	CHECK_EQ(iova, IOVA + g.lay.device_off);
+	CHECK_EQ(perm, VHOST_ACCESS_RW);
+	CHECK_EQ(r.ev.stopped[1], 0); /* paused, not stopped: nothing in flight is lost */
+	CHECK_EQ(iotlb_map(&r, 0, MEM_SIZE, VHOST_ACCESS_RW), 0);
+	pass_one(&r, 1, &g, 0x43);
+	/* Three chains through in all, in order. */
+	struct vhu_msg m = mk(VHOST_USER_GET_VRING_BASE, 8);
+	m.p.state.index = 1;
+	send_msg(&r, &m);
+	m = get_reply(&r, VHOST_USER_GET_VRING_BASE);
+	CHECK_EQ(m.p.state.num & 0x7fff, 3);
+	st = dev_stats(&r);
+	CHECK_EQ(st.iotlb_misses, 3);
+	CHECK_EQ(st.iotlb_updates, 3);
+	CHECK_EQ(st.iotlb_invalidations, 2);
+	free_queue(&g);
+	close(chan);
+	rig_close(&r);
+}
+
+static void test_iommu_queue_split(void) { iommu_queue(false); }
+static void test_iommu_queue_packed(void) { iommu_queue(true); }
+
+/* Permissions: rings the device cannot write do not start; a readable buffer in a write-only mapping breaks the
+ * queue, naming the IOVA. */
+static void test_iommu_permissions(void)
+{
+	struct rig r;
+	int chan;
+	iommu_rig(&r, false, &chan);
+	struct guest_q g;
+	setup_queue(&r, 1, &g, 0, false, false);
+	log_clear();
+	CHECK_EQ(iotlb_map(&r, 0, MEM_SIZE, VHOST_ACCESS_RO), 0);
+	enable(&r, 1, 1);
+	CHECK_EQ(r.ev.started[1], 0);
+	char want[160];
+	snprintf(want, sizeof(want), "queue 1: device area at IOVA 0x%llx (%u bytes): IOVA mapped without read and "
+		 "write access", (unsigned long long)(IOVA + g.lay.device_off), (unsigned)(6 + 8 * QSZ));
+	CHECK_EQ(log_count(want), 1);
+	CHECK_EQ(iotlb_map(&r, 0, MEM_SIZE, VHOST_ACCESS_RW), 0);
+	CHECK_EQ(r.ev.started[1], 1);
+	CHECK_EQ(iotlb_map(&r, BUF_OFF, 4096, VHOST_ACCESS_WO), 0);
+	guest_post(&r, &g, 0x51, false);
+	uint8_t b;
+	struct vhd_vq *vq = vhd_vu_queue_acquire(r.dev, 1);
+	CHECK(vq != NULL);
+	vhd_vu_queue_release(r.dev, 1);
+	CHECK_EQ(burst(&r, &g, 1, &b), -EIO);
+	CHECK_EQ(vhd_vq_error(vq), VHD_VQ_E_IOTLB_PERM);
+	snprintf(want, sizeof(want), "buffer at IOVA 0x%llx+100: IOVA 0x%llx is mapped without read access",
+		 (unsigned long long)(IOVA + BUF_OFF), (unsigned long long)(IOVA + BUF_OFF));
+	CHECK_EQ(log_count(want), 1);
+	free_queue(&g);
+	close(chan);
+	rig_close(&r);
+}
+
+/* A miss the front-end never answers: asked again every retry period, the chain kept in the ring meanwhile, and
+ * taken once the answer comes. */
+static void test_iommu_miss_unanswered(void)
+{
+	struct rig r;
+	int chan;
+	struct guest_q g;
+	iommu_queue_up(&r, &chan, &g, false, 4096);
+	guest_post(&r, &g, 0x61, false);
+	uint8_t b;
+	uint64_t iova;
+	unsigned perm;
+	for (int round = 0; round < 3; round++) {
+		CHECK_EQ(burst(&r, &g, 1, &b), 0);
+		vhd_vu_dev_dispatch(r.dev);
+		CHECK(next_miss(chan, &iova, &perm));
+		CHECK_EQ(iova, IOVA + BUF_OFF);
+		CHECK_EQ(burst(&r, &g, 1, &b), -1);
+		/* Nothing more until the retry period has passed; the control thread is told when that is. */
+		int t = vhd_vu_dev_timeout_ms(r.dev);
+		CHECK(t > 0 && t <= 250);
+		vhd_vu_dev_dispatch(r.dev);
+		CHECK(!next_miss(chan, &iova, &perm));
+		usleep(260 * 1000);
+		vhd_vu_dev_dispatch(r.dev);
+	}
+	struct vhd_vu_stats st = dev_stats(&r);
+	CHECK_EQ(st.iotlb_misses, 3);
+	CHECK_EQ(st.iotlb_waits, 3);
+	CHECK_EQ(vhd_vq_inflight(g.vq), 1); /* the guest's buffer is still out, not returned empty */
+	CHECK_EQ(iotlb_map(&r, BUF_OFF, 4096, VHOST_ACCESS_RO), 0);
+	CHECK_EQ(burst(&r, &g, 1, &b), 1);
+	CHECK_EQ(b, 0x61);
+	free_queue(&g);
+	close(chan);
+	rig_close(&r);
+}
+
+/* More updates than the cache holds: all taken, the oldest evicted; here that is the rings' entry, so the queue
+ * does not go on with pointers from an entry that is gone: it waits and asks for its rings again. */
+static void test_iommu_cache_full(void)
+{
+	struct rig r;
+	int chan;
+	struct guest_q g;
+	iommu_queue_up(&r, &chan, &g, false, 4096);
+	uint8_t b;
+	CHECK_EQ(burst(&r, &g, 1, &b), 0);
+	/* Pages two IOVA pages apart (never merged), VHD_IOTLB_DEFAULT_ENTRIES + 52 of them. */
+	unsigned n = VHD_IOTLB_DEFAULT_ENTRIES + 52;
+	for (unsigned i = 0; i < n; i++)
+		CHECK_EQ(iotlb_msg(&r, VHOST_IOTLB_UPDATE, IOVA + 0x100000 + 0x2000ull * i, 4096,
+				   (uintptr_t)r.mem + 0x10000 + 4096 * (i % 256), VHOST_ACCESS_RO), 0);
+	CHECK_EQ(dev_stats(&r).iotlb_updates, n + 1);
+	CHECK_EQ(burst(&r, &g, 1, &b), -1);
+	uint64_t iova;
+	unsigned perm;
+	CHECK(next_miss(chan, &iova, &perm));
+	CHECK_EQ(iova, IOVA + g.lay.desc_off);
+	CHECK(!next_miss(chan, &iova, &perm));
+	CHECK_EQ(iotlb_map(&r, 0, 4096, VHOST_ACCESS_RW), 0);
+	CHECK_EQ(burst(&r, &g, 1, &b), 0);
+	CHECK(vhd_vu_dev_connected(r.dev));
+	free_queue(&g);
+	close(chan);
+	rig_close(&r);
+}
+
+/* A new memory table empties the IOTLB (its host pointers came from the old one): the queue restarts and
+ * asks for its rings again. */
+static void test_iommu_flush_on_mem_table(void)
+{
+	struct rig r;
+	int chan;
+	struct guest_q g;
+	iommu_queue_up(&r, &chan, &g, false, MEM_SIZE);
+	pass_one(&r, 1, &g, 0x71);
+	uint64_t iova;
+	unsigned perm;
+	CHECK(!next_miss(chan, &iova, &perm));
+	set_mem_table(&r);
+	CHECK_EQ(r.ev.stopped[1], 1);
+	CHECK_EQ(r.ev.started[1], 1);
+	CHECK(next_miss(chan, &iova, &perm));
+	CHECK_EQ(iova, IOVA + g.lay.desc_off);
+	CHECK_EQ(iotlb_map(&r, 0, MEM_SIZE, VHOST_ACCESS_RW), 0);
+	CHECK_EQ(r.ev.started[1], 2);
+	pass_one(&r, 1, &g, 0x72);
+	free_queue(&g);
+	close(chan);
+	rig_close(&r);
+}
+
+
+/* A burst of buffers in pages the IOTLB lacks: one wait asks for all of them (the look ahead), not one per round
+ * trip; each page once. */
+static void iommu_miss_ahead(bool packed)
+{
+	struct rig r;
+	int chan;
+	struct guest_q g;
+	iommu_queue_up(&r, &chan, &g, packed, 4096);
+	/* Five buffers: pages 8, 10, 12, 12 (again) and 14 of the memfd, device-writable (a guest's RX). */
+	static const unsigned page[5] = {8, 10, 12, 12, 14};
+	for (unsigned i = 0; i < 5; i++) {
+		struct vhd_vq_seg sg = {IOVA + page[i] * 4096 + 256 * i, 100};
+		struct vhd_vq_buf b = {.segs = &sg, .nin = 1, .token = (void *)1};
+		CHECK_EQ(vhd_vq_add(g.vq, &b, 1), 1);
+	}
+	uint8_t b;
+	CHECK_EQ(burst(&r, &g, 1, &b), 0);
+	vhd_vu_dev_dispatch(r.dev);
+	uint64_t iova;
+	unsigned perm;
+	static const unsigned want[4] = {8, 10, 12, 14};
+	for (unsigned i = 0; i < 4; i++) {
+		CHECK(next_miss(chan, &iova, &perm));
+		CHECK_EQ(iova >> 12, (IOVA >> 12) + want[i]);
+		CHECK_EQ(perm, VHOST_ACCESS_WO);
+	}
+	CHECK(!next_miss(chan, &iova, &perm));
+	CHECK_EQ(dev_stats(&r).iotlb_misses, 4);
+	CHECK_EQ(dev_stats(&r).iotlb_waits, 1);
+	CHECK_EQ(iotlb_map(&r, 8 * 4096, 8 * 4096, VHOST_ACCESS_RW), 0);
+	for (unsigned i = 0; i < 5; i++)
+		CHECK_EQ(burst(&r, &g, 1, &b), 1);
+	free_queue(&g);
+	close(chan);
+	rig_close(&r);
+}
+
+static void test_iommu_miss_ahead_split(void) { iommu_miss_ahead(false); }
+static void test_iommu_miss_ahead_packed(void) { iommu_miss_ahead(true); }
+
+
+/* iotlb_per_burst: after a burst that took chains, every translation but the rings' is forgotten, so the next
+ * buffer in the same page is asked for again; the rings keep theirs (the queue never waits for them). */
+static void test_iommu_per_burst(void)
+{
+	rig_per_burst = true;
+	struct rig r;
+	int chan;
+	struct guest_q g;
+	iommu_queue_up(&r, &chan, &g, false, MEM_SIZE);
+	uint8_t b;
+	guest_post(&r, &g, 0x81, false);
+	CHECK_EQ(burst(&r, &g, 1, &b), 1);
+	CHECK_EQ(b, 0x81);
+	CHECK_EQ(burst(&r, &g, 1, &b), -1); /* waits until the control side has forgotten */
+	vhd_vu_dev_dispatch(r.dev);
+	uint64_t iova;
+	unsigned perm;
+	CHECK(!next_miss(chan, &iova, &perm)); /* the rings are still there */
+	guest_post(&r, &g, 0x82, false);
+	CHECK_EQ(burst(&r, &g, 1, &b), 0);
+	vhd_vu_dev_dispatch(r.dev);
+	CHECK(next_miss(chan, &iova, &perm));
+	CHECK_EQ(iova, IOVA + BUF_OFF);
+	CHECK(!next_miss(chan, &iova, &perm));
+	CHECK_EQ(iotlb_map(&r, BUF_OFF, 4096, VHOST_ACCESS_RO), 0);
+	CHECK_EQ(burst(&r, &g, 1, &b), 1);
+	CHECK_EQ(b, 0x82);
+	free_queue(&g);
+	close(chan);
+	rig_close(&r);
+}
+
 static const struct th_case cases[] = {
 	{"socket_access", test_socket_access, 0},
 	{"negotiation", test_negotiation, 0},
@@ -993,5 +1454,15 @@ static const struct th_case cases[] = {
 	{"mem_table_no_regions", test_mem_table_no_regions, 0},
 	{"vring_addr_outside_memory", test_vring_addr_outside_memory, 0},
 	{"vring_addr_checked_at_start", test_vring_addr_checked_at_start, 0},
+	{"iommu_refusals", test_iommu_refusals, 0},
+	{"iommu_queue_split", test_iommu_queue_split, 0},
+	{"iommu_queue_packed", test_iommu_queue_packed, 0},
+	{"iommu_permissions", test_iommu_permissions, 0},
+	{"iommu_miss_unanswered", test_iommu_miss_unanswered, 0},
+	{"iommu_cache_full", test_iommu_cache_full, 0},
+	{"iommu_flush_on_mem_table", test_iommu_flush_on_mem_table, 0},
+	{"iommu_miss_ahead_split", test_iommu_miss_ahead_split, 0},
+	{"iommu_miss_ahead_packed", test_iommu_miss_ahead_packed, 0},
+	{"iommu_per_burst", test_iommu_per_burst, 0},
 };
 TH_MAIN("test_vhost_user", cases)

@@ -97,6 +97,13 @@ struct rig {
 static unsigned rig_msg_timeout_ms;
 /* Whether the next rig_open()'s device offers the config space (the rig reads it; the library's default is off). */
 static bool rig_config_space = true;
+/* Features the next rig_open() offers (0: the library's default). */
+static uint64_t rig_features;
+/* vIOMMU tests: when nonzero, the device sees guest memory at this IOVA (ring and buffer addresses the test
+ * hands it are rig_iova + offset into the memfd) instead of at the front-end's and guest-physical addresses. */
+static uint64_t rig_iova;
+/* vhd_vu_config.iotlb_per_burst for the next rig_open(). */
+static bool rig_per_burst;
 
 /* A device listening on /tmp/vhd-test-vu-PID[SUFFIX].sock, so one process can hold several. */
 static inline void rig_open_suffix(struct rig *r, uint16_t qp, const char *suffix)
@@ -106,7 +113,8 @@ static inline void rig_open_suffix(struct rig *r, uint16_t qp, const char *suffi
 	snprintf(r->path, sizeof(r->path), "/tmp/vhd-test-vu-%d%s.sock", getpid(), suffix);
 	struct vhd_vu_config c = {.path = r->path, .max_queue_pairs = qp, .event = on_event, .opaque = &r->ev,
 				  .name = "t", .mtu = 1500, .msg_timeout_ms = rig_msg_timeout_ms,
-				  .config_space = rig_config_space};
+				  .config_space = rig_config_space, .features = rig_features,
+				  .iotlb_per_burst = rig_per_burst};
 	CHECK_EQ(vhd_vu_dev_create(&c, &r->dev), 0);
 	r->memfd = memfd_create("guest", MFD_CLOEXEC);
 	CHECK(r->memfd >= 0);
@@ -243,7 +251,7 @@ static inline void setup_queue(struct rig *r, unsigned qi, struct guest_q *g, si
 	m.p.state = (struct vhost_vring_state){qi, packed ? VHD_VQ_PACKED_BASE_INIT * 0x10001u : 0};
 	send_msg(r, &m);
 	m = mk(VHOST_USER_SET_VRING_ADDR, 40);
-	uintptr_t base = (uintptr_t)r->mem + off;
+	uint64_t base = rig_iova ? rig_iova + off : (uintptr_t)r->mem + off;
 	m.p.addr = (struct vhost_vring_addr){qi, 0, base + g->lay.desc_off, base + g->lay.device_off,
 					     base + g->lay.driver_off, 0};
 	send_msg(r, &m);
@@ -283,7 +291,7 @@ static inline void pass_one(struct rig *r, unsigned qi, struct guest_q *g, uint8
 {
 	size_t boff = g->off + 32 * 1024;
 	memset(r->mem + boff, tag, 100);
-	struct vhd_vq_seg s = {GPA + boff, 100};
+	struct vhd_vq_seg s = {(rig_iova ? rig_iova : GPA) + boff, 100};
 	struct vhd_vq_buf b = {.segs = &s, .nout = 1, .token = (void *)1};
 	CHECK_EQ(vhd_vq_add(g->vq, &b, 1), 1);
 	struct vhd_vq *vq = vhd_vu_queue_acquire(r->dev, qi);
