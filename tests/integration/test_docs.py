@@ -33,8 +33,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
-from qemu_log import qemu_warnings  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+from vhdrig import qemu_warnings  # noqa: E402
 
 VHOSTD, VHOSTCTL = (os.path.abspath(a) for a in sys.argv[1:3])
 FILTER = sys.argv[3] if len(sys.argv) > 3 else ""

@@ -22,7 +22,8 @@ import tempfile
 import threading
 import time
 
-from qemu_log import qemu_warnings
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+from vhdrig import qemu_warnings  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PKTGEN = os.path.abspath(sys.argv[1])

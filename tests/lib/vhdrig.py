@@ -1,0 +1,647 @@
+"""The one Python module the tests and benchmarks share for what they start: processes, network namespaces,
+vhostd and vhostctl, QEMU guests running the Debian kernel (tests/interop/guest/), their host-side peers, and the
+case runner that reports PASS/FAIL lines like tests/unit/harness.h.
+
+Import it as `sys.path.insert(0, <repo>/tests/lib); import vhdrig`, then `vhdrig.configure(vhostd=..., vhostctl=...)`
+before starting anything. Do not write another copy of any of this in a test or a benchmark: extend it here.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+LIB = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(LIB)
+HOSTPEER = os.path.join(TESTS, "interop", "hostpeer.py")
+PREPARE_GUEST = os.path.join(TESTS, "interop", "guest", "prepare.sh")
+HOST_IP, A_IP, B_IP, VETH_IP = "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.9"
+A_MAC, B_MAC = "52:54:00:00:00:0a", "52:54:00:00:00:0b"
+UDP_N, TCP_BYTES = 2000, 8 << 20
+T0 = time.time()
+CONSOLE_TAIL = int(os.environ.get("VHD_CONSOLE_TAIL", "12"))  # console lines logged per guest on failure
+QEMU_CPU = os.environ.get("VHD_QEMU_CPU", "max")
+CONSOLE_DIR = os.environ.get("VHD_CONSOLE_DIR")  # if set, every boot's whole console is saved there
+
+# Set by configure(): the binaries under test and where the guest is built and cached.
+VHOSTD = VHOSTCTL = WORK = None
+
+
+def configure(vhostd=None, vhostctl=None, work=None):
+    """vhostd, vhostctl: the binaries under test. work: where prepare_guest() builds and caches the guest
+    (default $VHD_INTEROP_WORK, else interop/ beside the build directory vhostd is in)."""
+    global VHOSTD, VHOSTCTL, WORK
+    VHOSTD = os.path.abspath(vhostd) if vhostd else None
+    VHOSTCTL = os.path.abspath(vhostctl) if vhostctl else None
+    base = VHOSTD or VHOSTCTL
+    WORK = work or os.environ.get("VHD_INTEROP_WORK") or (
+        os.path.join(os.path.dirname(os.path.dirname(base)), "interop") if base else None)
+
+
+# QEMU prefixes its own messages with the program name: "qemu-system-x86_64: warning: ...".
+_WARNING = re.compile(r"^qemu-system-[\w-]+: .*\bwarning: ")
+
+
+def qemu_warnings(lines):
+    """QEMU's own warning lines among lines (QEMU's stderr merged into its stdout): a vhost-user NIC on our
+    back-ends must start without any."""
+    return [line for line in lines if _WARNING.match(line)]
+
+
+def prepare_guest():
+    """Build (or reuse) the guest kernel and initrd in WORK. @return None, or why it could not."""
+    t0 = time.time()
+    prep = subprocess.run([PREPARE_GUEST, WORK], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in prep.stdout.splitlines():
+        log(line)
+    if prep.returncode != 0:
+        return f"could not build the guest: {prep.stdout.strip()[-500:]}"
+    log(f"guest prepared in {time.time() - t0:.1f} s")
+    return None
+
+
+
+
+def log(msg):
+    print(f"# [{time.time() - T0:6.1f}] {msg}", flush=True)
+
+
+def run(cmd, check=True, timeout=30):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {r.stdout.strip()}")
+    return r
+
+
+class CaseError(Exception):
+    pass
+
+
+def expect(cond, msg):
+    if not cond:
+        raise CaseError(msg)
+
+
+# ------------------------------------------------------------------------------------------------ the rig
+
+
+class Rig:
+    """One scenario: a temporary directory, a network namespace, vhostd in it, guests, host-side peers."""
+
+    def __init__(self, name):
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix=f"vhd-rig-{name}-")
+        self.ctl = os.path.join(self.dir, "ctl.sock")
+        tag = f"{os.getpid() % 10000}{name[:3]}"
+        self.ns = f"vhdsw{tag}"
+        self.ns2 = None
+        self.tap = f"vhdt{tag}"
+        self.vhostd = None
+        self.vhostd_out = []
+        self.procs = []
+        self.guests = []
+        self.host_ifaces = []  # (ifname, namespace) of the host's ends, for drop accounting
+        run(["ip", "netns", "add", self.ns])
+        self.nsrun("ip", "link", "set", "lo", "up")
+        # No IPv6 in the namespace: the tap would chatter (router solicitations, MLD) and the counters compared
+        # exactly below would move while being read.
+        self.no_ipv6(self.ns)
+
+    def no_ipv6(self, ns):
+        self.nsrun("sh", "-c", "for f in all default; do echo 1 >/proc/sys/net/ipv6/conf/$f/disable_ipv6; done",
+                   ns=ns, check=False)  # (no IPv6 at all on the host is fine too)
+
+    def sock(self, port):
+        return os.path.join(self.dir, f"{port}.sock")
+
+    def nsrun(self, *cmd, ns=None, check=True, timeout=30):
+        return run(["ip", "netns", "exec", ns or self.ns, *cmd], check=check, timeout=timeout)
+
+    # ---------------------------------------------------------------- vhostd
+    def start_vhostd(self, lines):
+        cfg = os.path.join(self.dir, "vhostd.conf")
+        with open(cfg, "w") as f:
+            f.write("# written by tests/lib/vhdrig.py\n" + "\n".join(lines) + "\n")
+        # `ip netns exec` execs vhostd in place: the pid is vhostd's.
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns, VHOSTD, "--config", cfg, "--socket", self.ctl,
+                              "--log-level", "info"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        self.vhostd = p
+        out = self.vhostd_out
+        threading.Thread(target=lambda: [out.append(line.rstrip()) for line in p.stdout], daemon=True).start()
+        # Up when its control socket answers (a killed vhostd's socket file may still be there: the new one
+        # replaces it).
+        for _ in range(1000):
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                    c.connect(self.ctl)
+                return p
+            except OSError:
+                pass
+            if p.poll() is not None:
+                time.sleep(0.1)
+                raise RuntimeError(f"vhostd exited {p.returncode}: {' / '.join(out[-10:])}")
+            time.sleep(0.01)
+        raise RuntimeError("vhostd never opened its control socket")
+
+    def stop_vhostd(self, sig=signal.SIGTERM):
+        """@return vhostd's exit status."""
+        p = self.vhostd
+        if p.poll() is None:
+            p.send_signal(sig)
+        try:
+            return p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise CaseError(f"vhostd did not exit on signal {sig}")
+
+    def ctl_json(self, *args):
+        r = subprocess.run([VHOSTCTL, "--socket", self.ctl, "--json", *args], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=30)
+        if r.returncode != 0:
+            raise CaseError(f"vhostctl {' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
+        return json.loads(r.stdout)
+
+    def stats(self):
+        return {p["name"]: p for p in self.ctl_json("stats")["ports"]}
+
+    def show(self):
+        return {p["name"]: p for p in self.ctl_json("show")["ports"]}
+
+    def fdb(self):
+        return {e["mac"]: e["port"] for e in self.ctl_json("fdb")["entries"]}
+
+    def wait_link(self, ports, up=True, timeout=30):
+        end = time.time() + timeout
+        while True:
+            show = self.show()
+            if all((show[p]["link"] == "up") == up for p in ports):
+                return show
+            if time.time() > end:
+                raise CaseError(f"ports {ports} not {'up' if up else 'down'} after {timeout} s: "
+                                f"{ {p: show[p]['link'] for p in ports} }")
+            time.sleep(0.1)
+
+    def tap_up(self, ip=HOST_IP):
+        """The tap vhostd created in the namespace gets the host's address (again after a vhostd restart)."""
+        for _ in range(300):
+            if self.nsrun("ip", "link", "show", self.tap, check=False).returncode == 0:
+                break
+            time.sleep(0.02)
+        self.nsrun("ip", "addr", "add", f"{ip}/24", "dev", self.tap)
+        self.nsrun("ip", "link", "set", self.tap, "up")
+
+    def iface_stats(self, ifname, ns=None):
+        r = self.nsrun("sh", "-c", f"cd /sys/class/net/{ifname}/statistics && cat rx_packets tx_packets rx_bytes "
+                                   f"tx_bytes rx_dropped tx_dropped", ns=ns)
+        return dict(zip(("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "tx_dropped"),
+                        map(int, r.stdout.split())))
+
+    # ---------------------------------------------------------------- cleanup
+    def cleanup(self):
+        for g in self.guests:
+            g.kill()
+        for p in self.procs + ([self.vhostd] if self.vhostd else []):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL) if p is not self.vhostd else p.kill()
+                except ProcessLookupError:
+                    pass
+                p.wait()
+        for ns in (self.ns, self.ns2):
+            if ns:
+                run(["ip", "netns", "del", ns], check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def vhostd_tail(self, n=12):
+        return " / ".join(self.vhostd_out[-n:])
+
+
+class HostNs:
+    """The host's end in a network namespace: hostpeer.py and BusyBox ping."""
+
+    def __init__(self, rig, ns, ip, name):
+        self.rig, self.ns, self.ip, self.name = rig, ns, ip, name
+
+    def start(self, *args):
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable, HOSTPEER, *map(str, args)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+        self.rig.procs.append(p)
+        return NsJob(p, f"{self.name} {args[0]}")
+
+    def ping(self, ip, n=5):
+        r = run(["ip", "netns", "exec", self.ns, "busybox", "ping", "-c", str(n), "-i", "0.2", "-W", "3", ip],
+                check=False)
+        return r.returncode, r.stdout.splitlines()
+
+
+class NsJob:
+    def __init__(self, p, what):
+        self.p, self.what, self.lines = p, what, []
+        self.ready_ev = threading.Event()
+
+        def go():
+            for line in p.stdout:
+                line = line.rstrip()
+                self.lines.append(line)
+                if line.startswith("VHD-READY"):
+                    self.ready_ev.set()
+        self.t = threading.Thread(target=go, daemon=True)
+        self.t.start()
+
+    def ready(self, timeout=30):
+        expect(self.ready_ev.wait(timeout), f"{self.what} never listened: {self.lines[-5:]}")
+
+    def result(self, timeout=120):
+        try:
+            self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.p.pid, signal.SIGKILL)
+            self.p.wait()
+        self.t.join(timeout=5)
+        res = [line for line in self.lines if line.startswith("VHD-RESULT")]
+        return (res[-1] if res else f"VHD-RESULT {self.what} fail no result: {self.lines[-5:]}")
+
+
+class Guest:
+    """A QEMU guest running switch-agent.sh; commands go in through the serial console."""
+
+    def __init__(self, rig, name, mac, ip, chardev, extra_append="", nic_extra=""):
+        self.rig, self.name, self.mac, self.ip, self.chardev = rig, name, mac, ip, chardev
+        self.extra_append, self.nic_extra = extra_append, nic_extra
+        self.p = None
+        rig.guests.append(self)
+
+    def boot(self):
+        self.lock = threading.Condition()
+        self.out, self.rc, self.console = {}, {}, []
+        self.agent = None
+        self.next_id = 0
+        append = (f"console=ttyS0 panic=-1 quiet loglevel=3 ipv6.disable=1 rdinit=/init vhd.test=switch-agent "
+                  f"vhd.ip={self.ip}/24 {self.extra_append} {os.environ.get('VHD_GUEST_APPEND', '')}")
+        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35,memory-backend=mem", "-cpu", QEMU_CPU,
+               "-smp", "1", "-m", "512M", "-object", "memory-backend-memfd,id=mem,size=512M,share=on",
+               "-nographic", "-no-reboot", "-kernel", os.path.join(WORK, "vmlinuz"),
+               "-initrd", os.path.join(WORK, "initrd.gz"), "-append", append,
+               "-chardev", f"socket,id=chr0,{self.chardev}",
+               "-netdev", "vhost-user,id=net0,chardev=chr0,queues=1",
+               "-device", f"virtio-net-pci,netdev=net0,mac={self.mac},vectors=0{self.nic_extra}"]
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, start_new_session=True)
+        # This boot's reader fills this boot's containers only (a killed QEMU's last lines stay out of the next).
+        threading.Thread(target=self._reader, args=(self.p, self.lock, self.out, self.rc, self.console),
+                         daemon=True).start()
+        return self
+
+    def _reader(self, p, lock, out, rcs, console):
+        pat = re.compile(r"VHD-O (\d+) (.*)")
+        for line in p.stdout:
+            line = line.rstrip("\r\n")
+            with lock:
+                console.append(line)
+                m = pat.search(line)
+                if m:
+                    i, text = int(m.group(1)), m.group(2)
+                    if text.startswith("VHD-RC "):
+                        rcs[i] = int(text.split()[1])
+                    else:
+                        out.setdefault(i, []).append(text)
+                elif line.startswith("VHD-AGENT ready") and p is self.p:
+                    self.agent = line.split()[2] if len(line.split()) > 2 else "?"
+                lock.notify_all()
+        with lock:
+            lock.notify_all()
+
+    def wait_agent(self, timeout=90):
+        with self.lock:
+            ok = self.lock.wait_for(lambda: self.agent is not None or self.p.poll() is not None, timeout)
+        expect(ok and self.agent is not None, f"{self.name}: no agent within {timeout} s (QEMU "
+                                              f"{'exited ' + str(self.p.returncode) if self.p.poll() is not None else 'running'}): "
+                                              f"{' | '.join(self.console[-15:])}")
+        expect(self.agent == self.mac, f"{self.name}: eth0 has MAC {self.agent}, wanted {self.mac}")
+        # By now QEMU has set up the vhost-user NIC: it had nothing to warn about.
+        warnings = qemu_warnings(self.tail(1 << 30))
+        expect(not warnings, f"{self.name}: QEMU warned: {' | '.join(warnings)}")
+        return self
+
+    def start(self, command):
+        with self.lock:
+            i = self.next_id
+            self.next_id += 1
+        expect(self.p.poll() is None, f"{self.name}: QEMU is gone (exit {self.p.returncode})")
+        self.p.stdin.write(f"VHDC {i} {command}\n")
+        self.p.stdin.flush()
+        return GuestJob(self, i, command)
+
+    def cmd(self, command, timeout=60):
+        j = self.start(command)
+        return j.wait(timeout)
+
+    def ping(self, ip, n=5, size=None):
+        s = f" -s {size}" if size else ""
+        return self.cmd(f"ping -c {n} -i 0.2 -W 3{s} {ip}", timeout=n + 30)
+
+    def counters(self):
+        rc, out = self.cmd("cd /sys/class/net/eth0/statistics && echo VHD-STAT $(cat rx_packets tx_packets "
+                           "rx_bytes tx_bytes rx_dropped tx_dropped rx_errors)")
+        line = [x for x in out if x.startswith("VHD-STAT")]
+        expect(rc == 0 and line, f"{self.name}: no counters: {out}")
+        v = list(map(int, line[0].split()[1:]))
+        return dict(zip(("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "tx_dropped",
+                         "rx_errors"), v))
+
+    def save_console(self):
+        if CONSOLE_DIR and self.p:
+            os.makedirs(CONSOLE_DIR, exist_ok=True)
+            self.boots = getattr(self, "boots", 0) + 1
+            with open(os.path.join(CONSOLE_DIR, f"{self.rig.name}-{self.name}-{self.boots}.log"), "w") as f:
+                f.write("\n".join(self.tail(1 << 30)) + "\n")
+
+    def kill(self):
+        if self.p and self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.p.wait()
+        if self.p and not getattr(self.p, "saved", False):
+            time.sleep(0.2)
+            self.save_console()
+            self.p.saved = True
+
+    def poweroff(self, timeout=30):
+        if self.p and self.p.poll() is None:
+            try:
+                self.p.stdin.write(f"VHDC {self.next_id} exit\n")
+                self.p.stdin.flush()
+                self.p.wait(timeout=timeout)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.kill()
+
+    def tail(self, n=25):
+        with self.lock:
+            return list(self.console[-n:])
+
+
+class GuestJob:
+    def __init__(self, g, i, command):
+        self.g, self.i, self.command = g, i, command
+        self.what = f"{g.name}: {command.split()[0]} {command.split()[1] if len(command.split()) > 1 else ''}"
+
+    def lines(self):
+        with self.g.lock:
+            return list(self.g.out.get(self.i, []))
+
+    def ready(self, timeout=30):
+        with self.g.lock:
+            ok = self.g.lock.wait_for(lambda: any(x.startswith("VHD-READY") for x in self.g.out.get(self.i, []))
+                                      or self.i in self.g.rc or self.g.p.poll() is not None, timeout)
+        expect(ok and any(x.startswith("VHD-READY") for x in self.lines()),
+               f"{self.what} never listened: {self.lines()[-5:]}")
+
+    def wait(self, timeout=120):
+        with self.g.lock:
+            done = self.g.lock.wait_for(lambda: self.i in self.g.rc or self.g.p.poll() is not None, timeout)
+            rc = self.g.rc.get(self.i)
+        if not done or rc is None:
+            raise CaseError(f"{self.g.name}: '{self.command}' did not finish within {timeout} s "
+                            f"(output {self.lines()[-5:]})")
+        return rc, self.lines()
+
+    def result(self, timeout=120):
+        rc, out = self.wait(timeout)
+        res = [line for line in out if line.startswith("VHD-RESULT")]
+        return res[-1] if res else f"VHD-RESULT {self.what} fail rc={rc} {out[-5:]}"
+
+
+# ------------------------------------------------------------------------------------------------ traffic
+
+
+def ping_ok(who, rc, out, n):
+    summary = [x for x in out if "packets transmitted" in x]
+    expect(rc == 0 and summary and f"{n} packets received" in summary[0],
+           f"{who}: ping: rc {rc}, {summary[0] if summary else out[-3:]}")
+    return summary[0]
+
+
+def peer_start(peer, *args):
+    """peer: a Guest (nettool) or a HostNs (hostpeer.py)."""
+    if isinstance(peer, Guest):
+        return peer.start("nettool " + " ".join(map(str, args)))
+    return peer.start(*args)
+
+
+def udp(rig, src, dst, port, n=UDP_N):
+    """n datagrams src -> dst, each checked. None may be duplicated, corrupted or stray; any lost must have been
+    counted as dropped on the way: by vhostd (the output port's tx_drops, e.g. a guest's full receive ring), the
+    receiving guest's driver (rx_dropped) or the host's side of a tap or veth (its tx_dropped: vhostd or the
+    peer did not read in time)."""
+    before = drop_counters(rig, dst)
+    r = peer_start(dst, "udp-recv", port, n, 3000)
+    r.ready()
+    s = peer_start(src, "udp-send", dst.ip, port, n)
+    sres, rres = s.result(), r.result()
+    expect(" ok " in sres, f"UDP {src.name}->{dst.name}: {sres}")
+    m = re.search(r"received (\d+) of (\d+), lost (\d+), dup (\d+), corrupt (\d+), stray (\d+)", rres)
+    expect(m, f"UDP {src.name}->{dst.name}: {rres}")
+    got, _, lost, dup, bad, stray = map(int, m.groups())
+    expect(not (dup or bad or stray), f"UDP {src.name}->{dst.name}: {rres}")
+    if lost:
+        after = drop_counters(rig, dst)
+        counted = {k: after[k] - before[k] for k in after if after[k] != before[k]}
+        expect(sum(counted.values()) >= lost, f"UDP {src.name}->{dst.name}: {lost} lost, drops counted on the way "
+                                              f"{counted or 'none'}: {rres}")
+        log(f"UDP {src.name}->{dst.name}: {lost} of {n} lost, all counted: {counted}")
+    return lost
+
+
+def drop_counters(rig, dst):
+    """Every drop counter on the way to dst (see udp())."""
+    c = {f"{p}.tx_drops": v["tx_drops"] for p, v in rig.stats().items()}
+    c.update({f"{p}.rx_drops": v["rx_drops"] for p, v in rig.stats().items()})
+    if isinstance(dst, Guest):
+        g = dst.counters()
+        c[f"{dst.name}.rx_dropped"] = g["rx_dropped"]
+    for ifname, ns in rig.host_ifaces:
+        t = rig.iface_stats(ifname, ns=ns)
+        c[f"{ifname}.tx_dropped"], c[f"{ifname}.rx_dropped"] = t["tx_dropped"], t["rx_dropped"]
+    return c
+
+
+def tcp(src, dst, port, nbytes=TCP_BYTES):
+    r = peer_start(dst, "tcp-recv", port, nbytes)
+    r.ready()
+    t = time.time()
+    s = peer_start(src, "tcp-send", dst.ip, port, nbytes)
+    sres, rres = s.result(180), r.result(180)
+    dt = time.time() - t
+    expect(" ok " in sres, f"TCP {src.name}->{dst.name}: {sres}")
+    expect(" ok " in rres, f"TCP {src.name}->{dst.name}: {rres}")
+    return f"{nbytes >> 20} MiB in {dt:.1f} s"
+
+
+def check_no_errors(rig, where):
+    s = rig.stats()
+    bad = {n: p["errors"] for n, p in s.items() if p["errors"]}
+    expect(not bad, f"{where}: vhostd counted errors {bad}")
+    show = rig.show()
+    for n, p in show.items():
+        info = p.get("info", {})
+        for k in ("bad_header", "ring_errors", "rx_errors", "tx_errors", "gso_unsupported", "rx_too_big"):
+            expect(not info.get(k), f"{where}: port {n} reports {k}={info.get(k)}")
+    return s
+
+
+def quiet_snapshot(rig, guests, taps=()):
+    """Guest driver counters, tap counters and vhostd's, at a moment nothing moved in between."""
+    last = None
+    for i in range(6):
+        if i:
+            log(f"counters moved while being read, again: {last}")
+        g1 = {g.name: g.counters() for g in guests}
+        t1 = {t: rig.iface_stats(t) for t in taps}
+        s = rig.stats()
+        g2 = {g.name: g.counters() for g in guests}
+        t2 = {t: rig.iface_stats(t) for t in taps}
+        if g1 == g2 and t1 == t2:
+            return g1, t1, s
+        last = (g1, g2)
+        time.sleep(0.5)
+    raise CaseError(f"counters never held still: {last}")
+
+
+def compare_guest(port, g, s):
+    """Frames the guest's driver sent are those vhostd received on its port, and the other way round."""
+    errs = []
+    if g["tx_packets"] != s["rx_packets"] or g["tx_bytes"] != s["rx_bytes"]:
+        errs.append(f"{port}: guest sent {g['tx_packets']} frames / {g['tx_bytes']} B, vhostd received "
+                    f"{s['rx_packets']} / {s['rx_bytes']} B")
+    if g["rx_packets"] + g["rx_dropped"] != s["tx_packets"] or g["rx_bytes"] != s["tx_bytes"]:
+        errs.append(f"{port}: vhostd sent {s['tx_packets']} frames / {s['tx_bytes']} B, guest received "
+                    f"{g['rx_packets']} (+{g['rx_dropped']} dropped) / {g['rx_bytes']} B")
+    if g["rx_dropped"] or g["rx_errors"]:
+        errs.append(f"{port}: guest driver dropped {g['rx_dropped']}, errors {g['rx_errors']}")
+    return errs
+
+
+def compare_tap(port, t, s):
+    """tap interface counters are the kernel's view: its tx went to vhostd, its rx came from vhostd."""
+    errs = []
+    if t["tx_packets"] != s["rx_packets"]:
+        errs.append(f"{port}: the kernel sent {t['tx_packets']} frames into the tap (+{t['tx_dropped']} dropped), "
+                    f"vhostd received {s['rx_packets']}")
+    if t["rx_packets"] + t["rx_dropped"] != s["tx_packets"]:
+        errs.append(f"{port}: vhostd wrote {s['tx_packets']} frames to the tap, the kernel received "
+                    f"{t['rx_packets']} (+{t['rx_dropped']} dropped)")
+    return errs
+
+
+# ------------------------------------------------------------------------------------------------ scenarios
+# Each scenario yields (case name, function) pairs; a function returns a detail string or raises CaseError.
+
+
+def run_scenarios(scenarios, filt="", need=("qemu-system-x86_64", "ip", "busybox")):
+    """Run each (name, function, case names) scenario whose name or cases contain filt: the function gets a
+    fresh Rig and yields (case name, callable) pairs; a callable returns a detail string or raises CaseError.
+    Prints one PASS/FAIL line per case. @return the exit status (1 if any failed)."""
+    # meson's timeout sends SIGTERM: unwind through the running scenario's cleanup (QEMU, vhostd, namespaces).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
+    failed = 0
+
+    def report(name, err, secs, detail=""):
+        nonlocal failed
+        if err:
+            failed += 1
+            print(f"FAIL: {name}: {err} ({secs:.1f} s)", flush=True)
+        else:
+            print(f"PASS: {name} ({secs:.1f} s)", flush=True)
+
+    # the filter picks cases by name, or whole scenarios by theirs (two_guests, jumbo, restart, af_packet)
+    scenarios = [s for s in scenarios if filt in s[0] or any(filt in c for c in s[2])]
+    missing = [t for t in need if not shutil.which(t)]
+    missing += [f for f in (VHOSTD, VHOSTCTL) if not os.access(f, os.X_OK)]
+    prep_err = None
+    if missing:
+        prep_err = f"not installed: {' '.join(missing)} (scripts/deps.sh check installs them)"
+    elif os.geteuid() != 0:
+        prep_err = "needs root (network namespaces, tap and veth interfaces)"
+    elif "qemu-system-x86_64" in need:
+        prep_err = prepare_guest()
+    for sname, fn, names in scenarios:
+        names = [n for n in names if filt in n or filt in sname]
+        if prep_err:
+            for n in names:
+                report(n, prep_err, 0.0)
+            continue
+        t0 = time.time()
+        rig = None
+        done = set()
+        pending = None  # the last case's verdict waits for the scenario's clean end
+        try:
+            rig = Rig(sname)
+            for name, case in fn(rig):
+                if name not in names:
+                    continue
+                err, detail = None, ""
+                try:
+                    detail = case()
+                except CaseError as e:
+                    err = str(e)
+                except Exception as e:
+                    err = f"{type(e).__name__}: {e}"
+                if rig.vhostd and rig.vhostd.poll() is not None and not err:
+                    err = f"vhostd died ({rig.vhostd.returncode}): {rig.vhostd_tail()}"
+                if not err:
+                    log(f"{name}: {detail}")
+                if err:
+                    for g in rig.guests:
+                        if g.p:
+                            for line in g.tail(CONSOLE_TAIL):
+                                log(f"  {name} {g.name} | {line}")
+                    log(f"  {name} vhostd | {rig.vhostd_tail(8)}")
+                if pending:
+                    report(*pending)
+                pending = (name, err, time.time() - t0, detail)
+                done.add(name)
+                t0 = time.time()
+            # The end of the scenario: guests power off, vhostd stops cleanly (under ASan: the leak check too).
+            for g in rig.guests:
+                g.poweroff()
+            if rig.vhostd and rig.vhostd.poll() is None:
+                rc = rig.stop_vhostd()
+                if rc != 0 and pending:
+                    pending = (pending[0], (pending[1] + "; " if pending[1] else "") +
+                               f"vhostd exited {rc} on SIGTERM: {rig.vhostd_tail()}", pending[2], pending[3])
+            if pending:
+                report(*pending)
+                pending = None
+        except (Exception, SystemExit) as e:
+            if pending:
+                report(*pending)
+            err = f"{sname} setup: {type(e).__name__}: {e}"
+            if rig:
+                for g in rig.guests:
+                    if g.p:
+                        for line in g.tail(15):
+                            log(f"  {g.name} | {line}")
+                err += f" | vhostd: {rig.vhostd_tail(8)}"
+            for n in names:
+                if n not in done:
+                    report(n, err, time.time() - t0)
+            if isinstance(e, SystemExit):
+                if rig:
+                    rig.cleanup()
+                raise
+        finally:
+            if rig:
+                rig.cleanup()
+    log(f"total {time.time() - T0:.1f} s")
