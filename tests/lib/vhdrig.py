@@ -107,11 +107,23 @@ class Rig:
         self.procs = []
         self.guests = []
         self.host_ifaces = []  # (ifname, namespace) of the host's ends, for drop accounting
+        self.children = []  # more hosts of the same scenario (child())
         run(["ip", "netns", "add", self.ns])
         self.nsrun("ip", "link", "set", "lo", "up")
         # No IPv6 in the namespace: the tap would chatter (router solicitations, MLD) and the counters compared
         # exactly below would move while being read.
         self.no_ipv6(self.ns)
+
+    def child(self, name):
+        """Another host of this scenario: a rig with its own namespace (and vhostd, if started) whose vhostd is
+        stopped and checked at the scenario's end like this one's, and which is cleaned up with it. name's first
+        three characters must differ from those of the other rigs'."""
+        r = Rig(name)
+        self.children.append(r)
+        return r
+
+    def all_rigs(self):
+        return [self] + self.children
 
     def no_ipv6(self, ns):
         self.nsrun("sh", "-c", "for f in all default; do echo 1 >/proc/sys/net/ipv6/conf/$f/disable_ipv6; done",
@@ -206,6 +218,8 @@ class Rig:
 
     # ---------------------------------------------------------------- cleanup
     def cleanup(self):
+        for c in self.children:
+            c.cleanup()
         for g in self.guests:
             g.kill()
         for p in self.procs + ([self.vhostd] if self.vhostd else []):
@@ -598,8 +612,9 @@ def run_scenarios(scenarios, filt="", need=("qemu-system-x86_64", "ip", "busybox
                     err = str(e)
                 except Exception as e:
                     err = f"{type(e).__name__}: {e}"
-                if rig.vhostd and rig.vhostd.poll() is not None and not err:
-                    err = f"vhostd died ({rig.vhostd.returncode}): {rig.vhostd_tail()}"
+                for r in rig.all_rigs():
+                    if r.vhostd and r.vhostd.poll() is not None and not err:
+                        err = f"vhostd in {r.name} died ({r.vhostd.returncode}): {r.vhostd_tail()}"
                 if not err:
                     log(f"{name}: {detail}")
                 if err:
@@ -616,11 +631,12 @@ def run_scenarios(scenarios, filt="", need=("qemu-system-x86_64", "ip", "busybox
             # The end of the scenario: guests power off, vhostd stops cleanly (under ASan: the leak check too).
             for g in rig.guests:
                 g.poweroff()
-            if rig.vhostd and rig.vhostd.poll() is None:
-                rc = rig.stop_vhostd()
-                if rc != 0 and pending:
-                    pending = (pending[0], (pending[1] + "; " if pending[1] else "") +
-                               f"vhostd exited {rc} on SIGTERM: {rig.vhostd_tail()}", pending[2], pending[3])
+            for r in rig.all_rigs():
+                if r.vhostd and r.vhostd.poll() is None:
+                    rc = r.stop_vhostd()
+                    if rc != 0 and pending:
+                        pending = (pending[0], (pending[1] + "; " if pending[1] else "") +
+                                   f"vhostd exited {rc} on SIGTERM: {r.vhostd_tail()}", pending[2], pending[3])
             if pending:
                 report(*pending)
                 pending = None
