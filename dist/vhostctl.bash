@@ -30,6 +30,7 @@ _vhostctl_keys()
 	virtio-user) echo "path= server queues= packed mrg= mtu=" ;;
 	tap) echo "ifname= queues= offloads= mtu=" ;;
 	af_packet) echo "ifname= frames= offloads= qdisc_bypass= mtu=" ;;
+	vxlan) echo "vni= remote= local= dstport= src_ports= mtu=" ;;
 	esac
 }
 
@@ -93,7 +94,7 @@ _vhostctl()
 		;;
 	add-port)
 		if ((argn == 2)); then
-			_vhostctl_reply -W "vhost-user virtio-user tap af_packet" -- "$cur"
+			_vhostctl_reply -W "vhost-user virtio-user tap af_packet vxlan" -- "$cur"
 		elif ((argn > 2)); then
 			local type="${COMP_WORDS[cmdi + 2]}"
 			case "$cur" in
