@@ -17,7 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import vhdrig  # noqa: E402
-from vhdrig import HostNs, expect, run  # noqa: E402
+from vhdrig import HostNs, expect  # noqa: E402
 
 VNI = 4242
 MTU = 1450  # the underlay's 1500 less VXLAN's 50
@@ -35,12 +35,7 @@ def underlay(hosts):
     c.nsrun("ip", "addr", "add", f"{UNDER['c']}/24", "dev", "br0")
     c.nsrun("ip", "link", "set", "br0", "up")
     for h in ("a", "b"):
-        run(["ip", "link", "add", f"u{h}", "netns", hosts[h].ns, "type", "veth", "peer", "name", f"w{h}", "netns",
-             c.ns])
-        hosts[h].nsrun("ip", "addr", "add", f"{UNDER[h]}/24", "dev", f"u{h}")
-        hosts[h].nsrun("ip", "link", "set", f"u{h}", "up")
-        c.nsrun("ip", "link", "set", f"w{h}", "master", "br0")
-        c.nsrun("ip", "link", "set", f"w{h}", "up")
+        vhdrig.veth(hosts[h], f"u{h}", f"{UNDER[h]}/24", c, f"w{h}", master="br0")
 
 
 def start_vhostd(r, h):
@@ -53,13 +48,9 @@ def start_vhostd(r, h):
     r.host_ifaces.append((tap, r.ns))
 
 
-def linux_vxlan(c, name, vni):
+def linux_vxlan(c, name, vni, addr):
     """hostC's kernel VTEP: replicates to hostA and hostB, learns like any Linux vxlan device."""
-    c.nsrun("ip", "link", "add", name, "type", "vxlan", "id", str(vni), "dstport", "4789", "local", UNDER["c"],
-            "dev", "br0")
-    for h in ("a", "b"):
-        c.nsrun("bridge", "fdb", "append", "00:00:00:00:00:00", "dev", name, "dst", UNDER[h])
-    c.nsrun("ip", "link", "set", name, "mtu", str(MTU), "up")
+    vhdrig.linux_vxlan(c, name, vni, UNDER["c"], (UNDER["a"], UNDER["b"]), "br0", MTU, addr)
 
 
 def three_hosts(rig):
@@ -67,8 +58,7 @@ def three_hosts(rig):
     underlay(hosts)
     for h in ("a", "b"):
         start_vhostd(hosts[h], h)
-    linux_vxlan(hosts["c"], "vx0", VNI)
-    hosts["c"].nsrun("ip", "addr", "add", f"{INNER['c']}/24", "dev", "vx0")
+    linux_vxlan(hosts["c"], "vx0", VNI, f"{INNER['c']}/24")
     peers = {h: HostNs(hosts[h], hosts[h].ns, INNER[h], f"host{h.upper()}") for h in "abc"}
     return hosts, peers
 
@@ -128,8 +118,7 @@ def scenario(rig):
 
     def wrong_vni():
         c = hosts["c"]
-        linux_vxlan(c, "vx1", VNI + 1)
-        c.nsrun("ip", "addr", "add", "10.51.0.3/24", "dev", "vx1")
+        linux_vxlan(c, "vx1", VNI + 1, "10.51.0.3/24")
         before = vx_info(hosts["a"])
         rc, _ = HostNs(c, c.ns, "10.51.0.3", "hostC-vx1").ping("10.51.0.1", 3)
         expect(rc != 0, "a ping on another VNI was answered")
@@ -150,7 +139,7 @@ CASES = [f"vxlan_{x}{y}_{k}" for x, y in PAIRS for k in ("ping", "udp", "tcp")] 
 def main():
     vhdrig.configure(vhostd=sys.argv[1], vhostctl=sys.argv[2])
     filt = sys.argv[3] if len(sys.argv) > 3 else ""
-    return vhdrig.run_scenarios([("vxa", scenario, CASES)], filt, need=("ip", "bridge", "busybox"))
+    return vhdrig.run_scenarios([("vxa", scenario, CASES)], filt, need=("ip", "bridge", "busybox", "ethtool"))
 
 
 if __name__ == "__main__":
