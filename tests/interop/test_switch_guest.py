@@ -315,6 +315,18 @@ def scenario_restart(rig):
     yield "switch_guest_vhostd_restart_qemu_reconnect", verdict("vm2")
 
 
+def ping_and_learn(rig, g, peer, peer_mac, port):
+    """g and peer (a HostNs behind port) ping each other both ways; the MAC table then has each on its own
+    port."""
+    rig.wait_link([g.name, port])
+    rc, out = g.ping(peer.ip)
+    ping_ok(f"{g.name}->{peer.name}", rc, out, 5)
+    rc, out = peer.ping(g.ip)
+    ping_ok(f"{peer.name}->{g.name}", rc, out, 5)
+    fdb = rig.fdb()
+    expect(fdb.get(peer_mac) == port and fdb.get(g.mac) == g.name, f"fdb {fdb}: wanted {peer_mac} on {port}")
+
+
 def scenario_af_packet(rig):
     """vm1 (vhost-user) and p0 (af_packet on a veth whose peer, in a second namespace, is 10.0.0.9)."""
     rig.ns2 = rig.ns + "p"
@@ -334,13 +346,7 @@ def scenario_af_packet(rig):
     peer_mac = rig.nsrun("cat", f"/sys/class/net/{vb}/address", ns=rig.ns2).stdout.strip()
 
     def af_packet():
-        rig.wait_link(["vm1", "p0"])
-        rc, out = a.ping(VETH_IP)
-        ping_ok("vm1->veth peer", rc, out, 5)
-        rc, out = peer.ping(A_IP)
-        ping_ok("veth peer->vm1", rc, out, 5)
-        fdb = rig.fdb()
-        expect(fdb.get(peer_mac) == "p0" and fdb.get(A_MAC) == "vm1", f"fdb {fdb}: wanted {peer_mac} on p0")
+        ping_and_learn(rig, a, peer, peer_mac, "p0")
         u1 = udp(rig, a, peer, 7601)
         u2 = udp(rig, peer, a, 7602)
         errs = []
@@ -377,13 +383,7 @@ def scenario_vxlan(rig):
     vx_mac = far.nsrun("cat", "/sys/class/net/vx0/address").stdout.strip()
 
     def vxlan():
-        rig.wait_link(["vm1", "vx"])
-        rc, out = a.ping(VETH_IP)
-        ping_ok("vm1->Linux vxlan", rc, out, 5)
-        rc, out = peer.ping(A_IP)
-        ping_ok("Linux vxlan->vm1", rc, out, 5)
-        fdb = rig.fdb()
-        expect(fdb.get(vx_mac) == "vx" and fdb.get(A_MAC) == "vm1", f"fdb {fdb}: wanted {vx_mac} on vx")
+        ping_and_learn(rig, a, peer, vx_mac, "vx")
         u1 = udp(rig, a, peer, 7701)
         u2 = udp(rig, peer, a, 7702)
         res = [f"TCP {s.name}->{d.name} {tcp(s, d, p)}" for s, d, p in ((a, peer, 7703), (peer, a, 7704))]
