@@ -42,7 +42,10 @@ def start_vhostd(r, h):
     others = ",".join(UNDER[o] for o in "abc" if o != h)
     tap = f"vxt{h}"
     r.start_vhostd([f"add-port t0 tap ifname={tap} addr={INNER[h]}/24 mtu={MTU}",
-                    f"add-port vx vxlan vni={VNI} remote={others} local={UNDER[h]}"])
+                    f"add-port vx vxlan vni={VNI} remote={others} local={UNDER[h]}"],
+                   # two threads: the vxlan port's receive (which learns) and transmit (which looks up) run on
+                   # different ones, where ThreadSanitizer sees them
+                   extra=("--threads", "2"))
     r.wait_link(["t0", "vx"])
     r.nsrun("ip", "link", "set", tap, "mtu", str(MTU))
     r.host_ifaces.append((tap, r.ns))

@@ -136,13 +136,14 @@ class Rig:
         return run(["ip", "netns", "exec", ns or self.ns, *cmd], check=check, timeout=timeout)
 
     # ---------------------------------------------------------------- vhostd
-    def start_vhostd(self, lines):
+    def start_vhostd(self, lines, extra=()):
+        """vhostd in the namespace with the config lines; extra: more options (e.g. --threads 2)."""
         cfg = os.path.join(self.dir, "vhostd.conf")
         with open(cfg, "w") as f:
             f.write("# written by tests/lib/vhdrig.py\n" + "\n".join(lines) + "\n")
         # `ip netns exec` execs vhostd in place: the pid is vhostd's.
         p = subprocess.Popen(["ip", "netns", "exec", self.ns, VHOSTD, "--config", cfg, "--socket", self.ctl,
-                              "--log-level", "info"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              "--log-level", "info", *extra], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
         self.vhostd = p
         out = self.vhostd_out
