@@ -21,9 +21,11 @@
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -1808,6 +1810,94 @@ static void test_vxlan_hostile(void)
 	close(stranger);
 }
 
+/* The receive thread learns while another thread transmits (the forwarding threads' split): the VTEP table's
+ * writer and readers race for real here, which is what the ThreadSanitizer build checks. Each frame sent is
+ * one datagram to a remote, or one to each (flooded); all of them arrive, with the right header. */
+struct vx_race {
+	struct sw_port *p;
+	struct vhd_pktpool *pool;
+	_Atomic bool stop;
+	_Atomic unsigned got;
+};
+
+static void *vx_race_rx(void *arg)
+{
+	struct vx_race *r = arg;
+	struct vhd_pkt *k[32];
+	while (!atomic_load(&r->stop)) {
+		unsigned n = r->p->ops->rx_burst(r->p, 0, r->pool, k, 32);
+		vhd_pkt_free_bulk(k, n);
+		atomic_fetch_add(&r->got, n);
+		if (!n)
+			usleep(50);
+	}
+	return NULL;
+}
+
+static unsigned vx_drain(int fd, unsigned *bad)
+{
+	uint8_t d[2048];
+	unsigned n = 0;
+	for (;;) {
+		ssize_t r = recv(fd, d, sizeof(d), MSG_DONTWAIT);
+		if (r < 0)
+			return n;
+		n++;
+		if (r != 8 + 60 || d[0] != 0x08 || d[6] != (VX_VNI & 0xff))
+			(*bad)++;
+	}
+}
+
+static void test_vxlan_learn_race(void)
+{
+	vx_netns();
+	struct sw_port p;
+	char err[256];
+	CHECK_EQ(mkport(&p, &sw_vxlan_ops, 0, "vni=5001 remote=127.0.0.2,127.0.0.3 local=127.0.0.1", err,
+			sizeof(err)),
+		 0);
+	int rs[2] = {udp_peer("127.0.0.2", 4789), udp_peer("127.0.0.3", 4789)};
+	struct vx_race race = {.p = &p, .pool = mkpool(256, BUF)};
+	struct vhd_pktpool *txpool = mkpool(64, BUF);
+	pthread_t th;
+	CHECK_EQ(pthread_create(&th, NULL, vx_race_rx, &race), 0);
+	unsigned seed = 11, got = 0, bad = 0, rounds = 4000;
+	uint8_t f[60];
+	test_frame(f, sizeof(f), 0, &seed);
+	for (unsigned i = 0; i < rounds; i++) {
+		/* MAC i % 64 announced by remote (i / 64) % 2, so every MAC keeps moving between the two */
+		uint8_t g[60];
+		memcpy(g, f, sizeof(g));
+		g[6] = 0x02, g[7] = 0x55, g[11] = (uint8_t)(i % 64);
+		vx_send(rs[(i / 64) % 2], 0x08, VX_VNI, g, sizeof(g));
+		memcpy(f, g + 6, 6); /* to that MAC */
+		vx_tx1(&p, txpool, f, sizeof(f));
+		got += vx_drain(rs[0], &bad) + vx_drain(rs[1], &bad);
+	}
+	for (unsigned t = 0; t < 200 && (unsigned)desc_num(&p, "tx_datagrams") > got; t++) {
+		usleep(5000);
+		got += vx_drain(rs[0], &bad) + vx_drain(rs[1], &bad);
+	}
+	for (unsigned t = 0; t < 400 && atomic_load(&race.got) < rounds; t++)
+		usleep(5000);
+	atomic_store(&race.stop, true);
+	pthread_join(th, NULL);
+	unsigned sent = (unsigned)desc_num(&p, "tx_datagrams");
+	CHECK_EQ(bad, 0);
+	CHECK_EQ(got, sent);
+	CHECK(sent >= rounds && sent <= 2 * rounds);
+	CHECK_EQ(desc_num(&p, "tx_errors") + desc_num(&p, "tx_full"), 0);
+	CHECK_EQ(atomic_load(&race.got), rounds);
+	CHECK_EQ(desc_num(&p, "learned"), 64);
+	CHECK(desc_num(&p, "learn_moves") > 0);
+	p.ops->destroy(&p);
+	CHECK_EQ(vhd_pktpool_avail(race.pool), 256);
+	vhd_pktpool_destroy(race.pool);
+	vhd_pktpool_destroy(txpool);
+	close(rs[0]);
+	close(rs[1]);
+}
+
 static const struct th_case cases[] = {
 	{"vu_access_args", test_vu_access_args, 0},
 	{"tap_args", test_tap_args, 0},
@@ -1835,6 +1925,7 @@ static const struct th_case cases[] = {
 	{"vxlan_encap", test_vxlan_encap, 0},
 	{"vxlan_src_ports", test_vxlan_src_ports, 0},
 	{"vxlan_hostile", test_vxlan_hostile, 0},
+	{"vxlan_learn_race", test_vxlan_learn_race, 0},
 };
 
 TH_MAIN("test_ports", cases)
