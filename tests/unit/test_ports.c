@@ -1529,6 +1529,19 @@ static void vx_netns(void)
 	enter_netns();
 }
 
+/* In a namespace of its own: port p (vni 5001 on 127.0.0.1) with remotes 127.0.0.2 and .3, whose sockets are
+ * rs[0] and rs[1]. */
+static void vx_two_remotes(struct sw_port *p, int rs[2])
+{
+	vx_netns();
+	char err[256];
+	CHECK_EQ(mkport(p, &sw_vxlan_ops, 0, "vni=5001 remote=127.0.0.2,127.0.0.3 local=127.0.0.1", err,
+			sizeof(err)),
+		 0);
+	rs[0] = udp_peer("127.0.0.2", 4789);
+	rs[1] = udp_peer("127.0.0.3", 4789);
+}
+
 static void vx_send(int fd, uint8_t flags, uint32_t vni, const uint8_t *frame, size_t len)
 {
 	uint8_t d[2048];
@@ -1648,13 +1661,10 @@ static void test_vxlan_args(void)
  * from what a remote sends, unicast to the learned VTEP only. */
 static void test_vxlan_encap(void)
 {
-	vx_netns();
 	struct sw_port p;
-	char err[256];
-	CHECK_EQ(mkport(&p, &sw_vxlan_ops, 0, "vni=5001 remote=127.0.0.2,127.0.0.3 local=127.0.0.1", err,
-			sizeof(err)),
-		 0);
-	int r2 = udp_peer("127.0.0.2", 4789), r3 = udp_peer("127.0.0.3", 4789);
+	int rs[2];
+	vx_two_remotes(&p, rs);
+	int r2 = rs[0], r3 = rs[1];
 	struct vhd_pktpool *pool = mkpool(64, BUF);
 	unsigned seed = 7;
 	uint8_t f[1600], g[1600], b[200];
@@ -1850,13 +1860,9 @@ static unsigned vx_drain(int fd, unsigned *bad)
 
 static void test_vxlan_learn_race(void)
 {
-	vx_netns();
 	struct sw_port p;
-	char err[256];
-	CHECK_EQ(mkport(&p, &sw_vxlan_ops, 0, "vni=5001 remote=127.0.0.2,127.0.0.3 local=127.0.0.1", err,
-			sizeof(err)),
-		 0);
-	int rs[2] = {udp_peer("127.0.0.2", 4789), udp_peer("127.0.0.3", 4789)};
+	int rs[2];
+	vx_two_remotes(&p, rs);
 	struct vx_race race = {.p = &p, .pool = mkpool(256, BUF)};
 	struct vhd_pktpool *txpool = mkpool(64, BUF);
 	pthread_t th;
