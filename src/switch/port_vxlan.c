@@ -27,6 +27,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/filter.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -493,6 +494,12 @@ static void vx_describe(struct sw_port *p, struct sw_json *w)
 	sw_json_u64(w, "rx_unknown_remote", atomic_load_explicit(&v->rx_unknown_remote, memory_order_relaxed));
 	sw_json_u64(w, "rx_too_big", atomic_load_explicit(&v->rx_too_big, memory_order_relaxed));
 	sw_json_u64(w, "rx_errors", atomic_load_explicit(&v->rx_errors, memory_order_relaxed));
+	/* Datagrams the kernel dropped before we read them (receive buffer full): its own count, since the
+	 * socket was made. */
+	uint32_t mem[SK_MEMINFO_VARS];
+	socklen_t ml = sizeof(mem);
+	if (getsockopt(v->rx_fd, SOL_SOCKET, SO_MEMINFO, mem, &ml) == 0 && ml > SK_MEMINFO_DROPS * sizeof(mem[0]))
+		sw_json_u64(w, "kernel_drops", mem[SK_MEMINFO_DROPS]);
 	sw_json_u64(w, "tx_datagrams", atomic_load_explicit(&v->tx_datagrams, memory_order_relaxed));
 	sw_json_u64(w, "tx_errors", atomic_load_explicit(&v->tx_errors, memory_order_relaxed));
 	sw_json_u64(w, "tx_full", atomic_load_explicit(&v->tx_full, memory_order_relaxed));
