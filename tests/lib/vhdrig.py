@@ -485,9 +485,9 @@ def peer_start(peer, *args):
 
 def udp(rig, src, dst, port, n=UDP_N):
     """n datagrams src -> dst, each checked. None may be duplicated, corrupted or stray; any lost must have been
-    counted as dropped on the way: by vhostd (the output port's tx_drops, e.g. a guest's full receive ring), the
-    receiving guest's driver (rx_dropped) or the host's side of a tap or veth (its tx_dropped: vhostd or the
-    peer did not read in time)."""
+    counted as dropped on the way: by vhostd (the output port's tx_drops, e.g. a guest's full receive ring; a
+    port's kernel_drops), the receiving guest's driver (rx_dropped) or the host's side of a tap or veth (its
+    tx_dropped: vhostd or the peer did not read in time)."""
     before = drop_counters(rig, dst)
     r = peer_start(dst, "udp-recv", port, n, 3000)
     r.ready()
@@ -511,6 +511,9 @@ def drop_counters(rig, dst):
     """Every drop counter on the way to dst (see udp())."""
     c = {f"{p}.tx_drops": v["tx_drops"] for p, v in rig.stats().items()}
     c.update({f"{p}.rx_drops": v["rx_drops"] for p, v in rig.stats().items()})
+    # what the kernel dropped at a port's socket before vhostd read it (af_packet's ring, vxlan's socket buffer)
+    c.update({f"{p}.kernel_drops": v["info"]["kernel_drops"] for p, v in rig.show().items()
+              if "kernel_drops" in v.get("info", {})})
     if isinstance(dst, Guest):
         g = dst.counters()
         c[f"{dst.name}.rx_dropped"] = g["rx_dropped"]
