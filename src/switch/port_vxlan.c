@@ -53,6 +53,7 @@
 #define VX_HLEN ((unsigned)sizeof(struct vxlan_hdr))
 #define VX_RCVBUF (4u << 20)
 #define VX_FLOOD 0xffu
+#define VX_RX_BACKOFF_MAX 4u /* polls skipped at most after an empty read: each read is a syscall */
 
 /* A table word: bit 63 valid, bits 48..55 the remote's index, bits 0..47 the MAC. */
 #define VX_VALID (1ull << 63)
@@ -75,6 +76,7 @@ struct vx_port {
 		struct sockaddr_in from[SW_BURST];
 		struct vxlan_hdr hdr[SW_BURST];
 		struct vhd_pkt *pk[SW_BURST];
+		unsigned skip, backoff; /* polls to skip after finding the socket empty, and the next such count */
 	} rx;
 	/* Transmit scratch: whoever holds tx queue 0 (serialised by the switch). */
 	_Alignas(64) struct {
@@ -534,6 +536,10 @@ static unsigned vx_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *p
 	(void)q;
 	if (n > SW_BURST)
 		n = SW_BURST;
+	if (v->rx.skip) {
+		v->rx.skip--;
+		return 0;
+	}
 	unsigned have = vhd_pkt_alloc_bulk(pool, v->rx.pk, n);
 	if (!have)
 		return 0;
@@ -546,9 +552,15 @@ static unsigned vx_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *p
 	if (r <= 0) {
 		if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			count(&v->rx_errors, 1);
+		/* Nothing there: the next few polls of this queue cost nothing instead of a syscall each. */
+		v->rx.backoff = v->rx.backoff ? v->rx.backoff * 2 : 1;
+		if (v->rx.backoff > VX_RX_BACKOFF_MAX)
+			v->rx.backoff = VX_RX_BACKOFF_MAX;
+		v->rx.skip = v->rx.backoff;
 		vhd_pkt_free_bulk(v->rx.pk, have);
 		return 0;
 	}
+	v->rx.backoff = 0;
 	uint32_t now = now_s();
 	unsigned got = 0;
 	for (unsigned i = 0; i < (unsigned)r; i++) {
