@@ -1935,6 +1935,41 @@ static void test_vxlan_kernel_drops(void)
 	close(rs[1]);
 }
 
+/* An empty socket makes the port skip a few polls (each read is a syscall), never more than 4 in a row: a
+ * datagram waiting is read by the fifth poll at the latest, however long the socket was empty. */
+static void test_vxlan_rx_backoff(void)
+{
+	struct sw_port p;
+	int rs[2];
+	vx_two_remotes(&p, rs);
+	struct vhd_pktpool *pool = mkpool(64, BUF);
+	struct vhd_pkt *k[32];
+	for (unsigned i = 0; i < 100; i++)
+		CHECK_EQ(p.ops->rx_burst(&p, 0, pool, k, 32), 0);
+	uint8_t f[60];
+	unsigned seed = 17;
+	test_frame(f, sizeof(f), 0, &seed);
+	for (unsigned round = 0; round < 3; round++) {
+		vx_send(rs[1], 0x08, VX_VNI, f, sizeof(f));
+		usleep(20000); /* on lo the datagram is queued before sendto returns; margin only */
+		unsigned polls = 0, got = 0;
+		while (!got && polls < 5) {
+			got = p.ops->rx_burst(&p, 0, pool, k, 32);
+			polls++;
+		}
+		CHECK_EQ(got, 1);
+		check_bytes(vhd_pkt_data(k[0]), k[0]->len, f, sizeof(f), "after empty polls");
+		vhd_pkt_free(k[0]);
+		for (unsigned i = 0; i < 50; i++)
+			CHECK_EQ(p.ops->rx_burst(&p, 0, pool, k, 32), 0);
+	}
+	p.ops->destroy(&p);
+	CHECK_EQ(vhd_pktpool_avail(pool), 64);
+	vhd_pktpool_destroy(pool);
+	close(rs[0]);
+	close(rs[1]);
+}
+
 static const struct th_case cases[] = {
 	{"vu_access_args", test_vu_access_args, 0},
 	{"tap_args", test_tap_args, 0},
@@ -1964,6 +1999,7 @@ static const struct th_case cases[] = {
 	{"vxlan_hostile", test_vxlan_hostile, 0},
 	{"vxlan_learn_race", test_vxlan_learn_race, 0},
 	{"vxlan_kernel_drops", test_vxlan_kernel_drops, 0},
+	{"vxlan_rx_backoff", test_vxlan_rx_backoff, 0},
 };
 
 TH_MAIN("test_ports", cases)
