@@ -5,6 +5,7 @@ Two network namespaces joined by a veth, each with a vhostd: hostA has vhost-use
 generator) and an uplink, hostB an uplink and vhost-user port vm (vhost-pktgen's sink, which announces its
 MAC). The uplink is, in turn:
   vxlan       a vxlan port (vni 1) to the other host over the veth's IPv4 addresses
+  vxlan_nogso the same with gso=off (one datagram per send, no UDP_SEGMENT runs)
   linux       an af_packet port on a Linux vxlan device (vni 1) over the veth: the kernel's own tunnel, the peer
   af_packet   an af_packet port on the veth itself (no tunnel: the same hosts and wire, plain Ethernet)
 Frames of SIZE bytes (60 and 1400) go from generator to sink for SECONDS; the sink's rate is the figure, the
@@ -32,8 +33,9 @@ def run_once(build, uplink, size, seconds):
     try:
         vhdrig.veth(a, "ua", f"{UNDER['a']}/24", b, "ub", addr_b=f"{UNDER['b']}/24")
         for r, h, o, dev in ((a, "a", "b", "ua"), (b, "b", "a", "ub")):
-            if uplink == "vxlan":
+            if uplink.startswith("vxlan"):
                 up = f"add-port up vxlan vni=1 remote={UNDER[o]} local={UNDER[h]}"
+                up += " gso=off" if uplink == "vxlan_nogso" else ""
             elif uplink == "linux":
                 vhdrig.linux_vxlan(r, "vx0", 1, UNDER[h], [UNDER[o]], dev, 1450, f"10.79.0.{1 + (h == 'b')}/24")
                 up = "add-port up af_packet ifname=vx0"
@@ -57,13 +59,14 @@ def main():
     vhdrig.configure(vhostd=os.path.join(build, "tools", "vhostd"), vhostctl=os.path.join(build, "tools",
                                                                                          "vhostctl"))
     for size in (60, 1400):
-        got = {"vxlan": [], "linux": [], "af_packet": []}
+        got = {"vxlan": [], "vxlan_nogso": [], "linux": [], "af_packet": []}
         for _ in range(rounds):
             for uplink in got:
                 got[uplink].append(run_once(build, uplink, size, seconds))
         med = {k: statistics.median(v) for k, v in got.items()}
         print(f"size {size}: vxlan {med['vxlan']:.3f} Mpps, Linux vxlan {med['linux']:.3f}, af_packet (no tunnel) "
-              f"{med['af_packet']:.3f}; vxlan/linux {med['vxlan'] / med['linux']:.2f}, vxlan/af_packet "
+              f"{med['af_packet']:.3f}, vxlan gso=off {med['vxlan_nogso']:.3f}; vxlan/linux {med['vxlan'] / med['linux']:.2f}, "
+              f"gso on/off {med['vxlan'] / med['vxlan_nogso']:.2f}, vxlan/af_packet "
               f"{med['vxlan'] / med['af_packet']:.2f}  (runs: {got})", flush=True)
 
 

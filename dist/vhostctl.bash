@@ -30,7 +30,7 @@ _vhostctl_keys()
 	virtio-user) echo "path= server queues= packed mrg= mtu=" ;;
 	tap) echo "ifname= queues= offloads= mtu=" ;;
 	af_packet) echo "ifname= frames= offloads= qdisc_bypass= mtu=" ;;
-	vxlan) echo "vni= remote= local= dstport= src_ports= mtu=" ;;
+	vxlan) echo "vni= remote= local= dstport= src_ports= gso= mtu=" ;;
 	esac
 }
 

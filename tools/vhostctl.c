@@ -430,8 +430,9 @@ static const struct cmd_info cmd_table[] = {
 	 "  tap         ifname=NAME [queues=N] [offloads=on|off] [addr=IP/PREFIX] a Linux tap (created if missing)\n"
 	 "              addr: the host's address on it, set (and the tap brought up) when the port is added\n"
 	 "  af_packet   ifname=NAME [frames=N] [offloads=on|off] [qdisc_bypass=on|off]   any Linux interface\n"
-	 "  vxlan       vni=N remote=IP[,IP...] [local=IP] [dstport=N] [src_ports=N]   VXLAN tunnel (RFC 7348)\n"
-	 "              to remote VTEPs over IPv4 UDP (dstport default 4789); MTU default: the route's - 50\n"
+	 "  vxlan       vni=N remote=IP[,IP...] [local=IP] [dstport=N] [src_ports=N] [gso=on|off]   VXLAN\n"
+	 "              tunnel (RFC 7348) to remote VTEPs over IPv4 UDP (dstport default 4789); MTU default: the\n"
+	 "              route's - 50; gso: equal datagrams to one remote in one UDP_SEGMENT send (default on)\n"
 	 "  every type: mtu=N (largest payload forwarded to the port; default 1500, or the interface's)\n"
 	 "              max_macs=N (most source MACs learned on the port; default 1024, 0 no limit)",
 	 2, UINT_MAX, render_empty},

@@ -29,6 +29,7 @@
 #include <linux/filter.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,9 @@
 #define VX_HLEN ((unsigned)sizeof(struct vxlan_hdr))
 #define VX_RCVBUF (4u << 20)
 #define VX_FLOOD 0xffu
+#define VX_GSO_SEGS 64u       /* UDP_MAX_SEGMENTS of older kernels */
+#define VX_GSO_BYTES 65000u   /* UDP payload of one GSO send, under the IPv4 limit */
+#define VX_IP_UDP_HLEN 28u
 #define VX_RX_BACKOFF_MAX 4u /* polls skipped at most after an empty read: each read is a syscall */
 
 /* A table word: bit 63 valid, bits 48..55 the remote's index, bits 0..47 the MAC. */
@@ -67,6 +71,8 @@ struct vx_port {
 	int rx_fd;
 	int tx_fd[VX_MAX_SRC_PORTS];
 	uint16_t tx_port[VX_MAX_SRC_PORTS]; /* the source port each sends from (host order) */
+	bool gso;                           /* UDP_SEGMENT: runs of equal datagrams to one remote in one send */
+	uint32_t gso_max;                   /* largest inner frame such a run may carry (the underlay's MTU) */
 	struct vxlan_hdr hdr;               /* what every datagram we send starts with */
 
 	/* Receive scratch: the one thread that owns rx queue 0. */
@@ -81,7 +87,13 @@ struct vx_port {
 	/* Transmit scratch: whoever holds tx queue 0 (serialised by the switch). */
 	_Alignas(64) struct {
 		struct mmsghdr msg[VX_MAX_MSGS];
-		struct iovec iov[VX_MAX_MSGS][2];
+		struct iovec iov[VX_MAX_MSGS][2]; /* back to back: a run of k messages is 2k iovecs from its first */
+		struct mmsghdr unit[VX_MAX_MSGS]; /* what sendmmsg gets: single messages or GSO runs */
+		uint16_t unit_n[VX_MAX_MSGS];     /* datagrams in each */
+		union {
+			char buf[CMSG_SPACE(sizeof(uint16_t))];
+			struct cmsghdr align;
+		} cm[VX_MAX_MSGS];
 	} tx;
 
 	_Alignas(64) _Atomic uint64_t rx_runts;    /* shorter than the VXLAN header plus an Ethernet header */
@@ -92,6 +104,7 @@ struct vx_port {
 	_Atomic uint64_t rx_errors;                /* recvmmsg failures */
 	_Atomic bool refused_logged;               /* the first refused datagram was logged */
 	_Alignas(64) _Atomic uint64_t tx_datagrams; /* datagrams sent (flooded frames count once per remote) */
+	_Atomic uint64_t tx_sends;                  /* messages sendmmsg took: datagrams, or GSO runs of them */
 	_Atomic uint64_t tx_errors;                 /* datagrams the kernel refused (no route, too big) */
 	_Atomic uint64_t tx_full;                   /* not sent: socket buffer full */
 	_Atomic uint64_t learn_moves;               /* a MAC seen behind another VTEP than before */
@@ -353,7 +366,7 @@ static unsigned underlay_mtu(const struct vx_port *v)
 
 static int vx_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
 {
-	static const char *const known[] = {"vni", "remote", "local", "dstport", "src_ports", NULL};
+	static const char *const known[] = {"vni", "remote", "local", "dstport", "src_ports", "gso", NULL};
 	int rc = sw_kv_check(args, nargs, known, "vxlan", err, errlen);
 	if (rc < 0)
 		return rc;
@@ -367,7 +380,9 @@ static int vx_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 		return -EINVAL;
 	}
 	unsigned vni, dstport, src_ports;
-	if ((rc = sw_kv_uint(args, nargs, "vni", 0, 0, VXLAN_VNI_MAX, &vni, err, errlen)) < 0 ||
+	bool gso;
+	if ((rc = sw_kv_on_off(args, nargs, "gso", true, &gso, err, errlen)) < 0 ||
+	    (rc = sw_kv_uint(args, nargs, "vni", 0, 0, VXLAN_VNI_MAX, &vni, err, errlen)) < 0 ||
 	    (rc = sw_kv_uint(args, nargs, "dstport", VXLAN_PORT, 1, 65535, &dstport, err, errlen)) < 0 ||
 	    (rc = sw_kv_uint(args, nargs, "src_ports", VX_DEFAULT_SRC_PORTS, 1, VX_MAX_SRC_PORTS, &src_ports, err,
 			     errlen)) < 0)
@@ -432,8 +447,14 @@ static int vx_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 		h->msg_namelen = sizeof(struct sockaddr_in);
 	}
 
+	/* A GSO send must fit each datagram in the device's MTU (the kernel refuses it otherwise, DF or not), so
+	 * runs are only made of frames that fit; probing with 0 tells whether the kernel has UDP_SEGMENT. */
+	unsigned umtu = underlay_mtu(v);
+	int zero = 0;
+	v->gso = gso && setsockopt(v->tx_fd[0], SOL_UDP, UDP_SEGMENT, &zero, sizeof(zero)) == 0;
+	v->gso_max = umtu - VX_IP_UDP_HLEN - VX_HLEN;
 	if (p->mtu == 0)
-		p->mtu = underlay_mtu(v) - VXLAN_OVERHEAD_V4;
+		p->mtu = umtu - VXLAN_OVERHEAD_V4;
 	p->n_rxq = p->n_txq = 1;
 	memset(&p->rx_off, 0, sizeof(p->rx_off));
 	memset(&p->tx_off, 0, sizeof(p->tx_off));
@@ -488,6 +509,7 @@ static void vx_describe(struct sw_port *p, struct sw_json *w)
 	for (unsigned i = 0; i < v->n_tx; i++)
 		sw_json_u64(w, NULL, v->tx_port[i]);
 	sw_json_arr_end(w);
+	sw_json_bool(w, "gso", v->gso);
 	sw_json_u64(w, "learned", learned(v));
 	sw_json_u64(w, "learn_moves", atomic_load_explicit(&v->learn_moves, memory_order_relaxed));
 	sw_json_u64(w, "rx_runts", atomic_load_explicit(&v->rx_runts, memory_order_relaxed));
@@ -503,6 +525,7 @@ static void vx_describe(struct sw_port *p, struct sw_json *w)
 	if (getsockopt(v->rx_fd, SOL_SOCKET, SO_MEMINFO, mem, &ml) == 0 && ml > SK_MEMINFO_DROPS * sizeof(mem[0]))
 		sw_json_u64(w, "kernel_drops", mem[SK_MEMINFO_DROPS]);
 	sw_json_u64(w, "tx_datagrams", atomic_load_explicit(&v->tx_datagrams, memory_order_relaxed));
+	sw_json_u64(w, "tx_sends", atomic_load_explicit(&v->tx_sends, memory_order_relaxed));
 	sw_json_u64(w, "tx_errors", atomic_load_explicit(&v->tx_errors, memory_order_relaxed));
 	sw_json_u64(w, "tx_full", atomic_load_explicit(&v->tx_full, memory_order_relaxed));
 }
@@ -592,6 +615,60 @@ static unsigned vx_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *p
 	return got;
 }
 
+/* Datagrams in units [a, b). */
+static unsigned units(const struct vx_port *v, unsigned a, unsigned b)
+{
+	unsigned n = 0;
+	for (unsigned u = a; u < b; u++)
+		n += v->tx.unit_n[u];
+	return n;
+}
+
+/*
+ * Turn messages [m, end) of one socket into units from index m on: with GSO, a run of messages to the same
+ * remote whose frames have one length (the last may be shorter, as UDP_SEGMENT allows) goes as one send the
+ * kernel cuts into those datagrams. Units never outnumber messages, so they fit in the same index range.
+ * @return the end of the units.
+ */
+static unsigned group(struct vx_port *v, unsigned m, unsigned end)
+{
+	unsigned u = m;
+	while (m < end) {
+		const struct msghdr *h = &v->tx.msg[m].msg_hdr;
+		size_t len = v->tx.iov[m][1].iov_len, total = len + VX_HLEN;
+		unsigned k = 1;
+		if (v->gso && len <= v->gso_max)
+			while (m + k < end && k < VX_GSO_SEGS && v->tx.msg[m + k].msg_hdr.msg_name == h->msg_name) {
+				size_t l = v->tx.iov[m + k][1].iov_len;
+				if (l > len || total + l + VX_HLEN > VX_GSO_BYTES)
+					break;
+				total += l + VX_HLEN;
+				k++;
+				if (l < len)
+					break; /* a shorter one can only end a run */
+			}
+		struct msghdr *o = &v->tx.unit[u].msg_hdr;
+		memset(o, 0, sizeof(*o));
+		o->msg_name = h->msg_name;
+		o->msg_namelen = h->msg_namelen;
+		o->msg_iov = v->tx.iov[m];
+		o->msg_iovlen = 2 * k;
+		if (k > 1) {
+			o->msg_control = v->tx.cm[u].buf;
+			o->msg_controllen = sizeof(v->tx.cm[u].buf);
+			struct cmsghdr *c = CMSG_FIRSTHDR(o);
+			c->cmsg_level = SOL_UDP;
+			c->cmsg_type = UDP_SEGMENT;
+			c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+			uint16_t seg = (uint16_t)(len + VX_HLEN);
+			memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+		}
+		v->tx.unit_n[u++] = (uint16_t)k;
+		m += k;
+	}
+	return u;
+}
+
 static unsigned vx_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts, unsigned n)
 {
 	struct vx_port *v = p->priv;
@@ -631,18 +708,19 @@ static unsigned vx_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts
 		}
 	}
 	for (unsigned s = 0; s < v->n_tx; s++) {
-		unsigned done = start[s], end = start[s + 1];
-		/* Each round sends at least one datagram or gives up on one: bounded by the burst. */
-		while (done < end) {
-			int r = sendmmsg(v->tx_fd[s], &v->tx.msg[done], end - done, MSG_DONTWAIT);
+		unsigned u0 = start[s], u1 = group(v, start[s], start[s + 1]);
+		/* Each round sends at least one unit or gives up on one: bounded by the burst. */
+		for (unsigned done = u0; done < u1;) {
+			int r = sendmmsg(v->tx_fd[s], &v->tx.unit[done], u1 - done, MSG_DONTWAIT);
 			if (r > 0) {
-				count(&v->tx_datagrams, (unsigned)r);
+				count(&v->tx_datagrams, units(v, done, done + (unsigned)r));
+				count(&v->tx_sends, (unsigned)r);
 				done += (unsigned)r;
 			} else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
-				count(&v->tx_full, end - done); /* no waiting for the kernel: the rest is dropped */
+				count(&v->tx_full, units(v, done, u1)); /* no waiting for the kernel: the rest is dropped */
 				break;
 			} else {
-				count(&v->tx_errors, 1); /* this datagram refused (no route, too big): skip it */
+				count(&v->tx_errors, v->tx.unit_n[done]); /* refused (no route, too big): skip it */
 				done++;
 			}
 		}

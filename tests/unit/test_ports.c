@@ -1615,7 +1615,8 @@ static void test_vxlan_args(void)
 		{"vni=1 remote=127.0.0.2,127.0.0.2", "remote=127.0.0.2: given twice"},
 		{"vni=1 remote=127.0.0.2 local=::1", "local=::1: want an IPv4 address"},
 		{"vni=1 remote=127.0.0.2 group=239.1.1.1", "group: unknown argument for a vxlan port (want vni remote "
-							   "local dstport src_ports)"},
+							   "local dstport src_ports gso)"},
+		{"vni=1 remote=127.0.0.2 gso=yes", "gso=yes: want on or off"},
 		{"vni=1 remote=127.0.0.2 vni=2", "vni: given twice"},
 	};
 	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -1970,6 +1971,54 @@ static void test_vxlan_rx_backoff(void)
 	close(rs[1]);
 }
 
+/* A burst to one remote: with gso=on runs of equal frames leave in fewer sends (UDP_SEGMENT), the remote still
+ * gets every datagram, in order and byte for byte, a shorter frame ending a run; gso=off sends one by one. */
+static void vx_gso_case(const char *gso)
+{
+	enter_netns();
+	struct sw_port p;
+	char err[256], args[128];
+	snprintf(args, sizeof(args), "vni=5001 remote=127.0.0.2 local=127.0.0.1 src_ports=1 gso=%s", gso);
+	CHECK_EQ(mkport(&p, &sw_vxlan_ops, 0, args, err, sizeof(err)), 0);
+	bool on = !strcmp(gso, "on");
+	CHECK(desc_bool(&p, "gso") == on);
+	int r2 = udp_peer("127.0.0.2", 4789);
+	struct vhd_pktpool *pool = mkpool(64, BUF);
+	unsigned seed = 19;
+	enum { N = 32 };
+	static const unsigned lens[N] = {1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 500, 1000,
+					 1000, 1000, 1200, 1200, 60, 60, 60, 60, 60, 60, 60, 60, 1464, 1464, 1464,
+					 1464, 1464, 1464, 1464, 100};
+	uint8_t f[N][1600];
+	struct vhd_pkt *k[N];
+	for (unsigned i = 0; i < N; i++) {
+		test_frame(f[i], lens[i], i, &seed);
+		k[i] = mkpkt(pool, f[i], lens[i]);
+	}
+	CHECK_EQ(p.ops->tx_burst(&p, 0, k, N), N);
+	for (unsigned i = 0; i < N; i++)
+		vx_expect(r2, f[i], lens[i], NULL);
+	vx_expect_none(r2);
+	CHECK_EQ(desc_num(&p, "tx_datagrams"), N);
+	CHECK_EQ(desc_num(&p, "tx_errors"), 0);
+	/* runs: 10x1000+500, 3x1000+(1200 longer: new run) 2x1200+60, 7x60+(1464) 7x1464+100 */
+	CHECK_EQ(desc_num(&p, "tx_sends"), on ? 5 : N);
+	p.ops->destroy(&p);
+	CHECK_EQ(vhd_pktpool_avail(pool), 64);
+	vhd_pktpool_destroy(pool);
+	close(r2);
+}
+
+static void test_vxlan_gso(void)
+{
+	vx_gso_case("on");
+}
+
+static void test_vxlan_gso_off(void)
+{
+	vx_gso_case("off");
+}
+
 static const struct th_case cases[] = {
 	{"vu_access_args", test_vu_access_args, 0},
 	{"tap_args", test_tap_args, 0},
@@ -2000,6 +2049,8 @@ static const struct th_case cases[] = {
 	{"vxlan_learn_race", test_vxlan_learn_race, 0},
 	{"vxlan_kernel_drops", test_vxlan_kernel_drops, 0},
 	{"vxlan_rx_backoff", test_vxlan_rx_backoff, 0},
+	{"vxlan_gso", test_vxlan_gso, 0},
+	{"vxlan_gso_off", test_vxlan_gso_off, 0},
 };
 
 TH_MAIN("test_ports", cases)
