@@ -12,7 +12,11 @@
  * multicast and unknown unicast. The UDP source port spreads flows over the underlay's ECMP paths (RFC 7348
  * section 5): a socket can only send from its own port, so the port holds src_ports transmit sockets, each
  * bound to a port from the kernel's ephemeral range, and a flow hash of the inner frame picks one; each
- * socket gets one sendmmsg per burst. Those sockets never receive (a drop-all socket filter).
+ * socket gets one sendmmsg per burst, in which runs of equal-length datagrams to one remote go as single
+ * UDP_SEGMENT sends (gso=on). Those sockets never receive (a drop-all socket filter).
+ *
+ * A receive poll is a syscall even when nothing is there, so after an empty one the port skips the next 1, 2,
+ * then at most 4 polls.
  *
  * MTU: by default the port's MTU is the underlay's (the route to the first remote) less 50 bytes, as Linux's
  * vxlan devices do; a larger mtu= is allowed and then the kernel fragments the outer datagrams (DF is never
