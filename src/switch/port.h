@@ -59,6 +59,31 @@ struct sw_offloads {
 	uint8_t gso; /* bit (1 << gso_type) for each VHD_NET_META_GSO_* type */
 };
 
+/*
+ * One 64-bit counter inside a struct of counters: its name and help (as `vhostctl stats/show` and the metrics
+ * endpoint spell them) and where it lives. The three counter sets (the switch's per-port, per-thread slots; a
+ * vhost-user port's per-queue and per-device counters) are tables of these, so a name is written once and every
+ * reader sums the same way.
+ */
+struct sw_field {
+	const char *name, *help;
+	size_t off;
+};
+
+/*
+ * Field f summed over n structs starting at base, stride bytes apart (n = 1: one struct). Relaxed loads: the
+ * writers (forwarding threads, relaxed stores) never wait, and each value is exact as of some moment; a sum of
+ * them is a report, not a snapshot.
+ */
+static inline uint64_t sw_field_sum(const struct sw_field *f, const void *base, size_t stride, unsigned n)
+{
+	uint64_t v = 0;
+	for (unsigned i = 0; i < n; i++)
+		v += __atomic_load_n((const uint64_t *)((const char *)base + (size_t)i * stride + f->off),
+				     __ATOMIC_RELAXED);
+	return v;
+}
+
 struct sw_port_ops {
 	const char *type; /* "vhost-user", "virtio-user", "tap", "af_packet" */
 	/*
