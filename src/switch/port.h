@@ -151,4 +151,21 @@ int sw_kv_on_off(const struct sw_kv *args, unsigned nargs, const char *key, bool
 int sw_kv_check(const struct sw_kv *args, unsigned nargs, const char *const *known, const char *type, char *err,
 		size_t errlen);
 
+/* Ports with no control-plane fds of their own (af_packet, af_xdp): pollfds, timeout_ms and dispatch. */
+unsigned sw_no_pollfds(struct sw_port *p, struct pollfd *fds, unsigned max);
+int sw_no_timeout_ms(struct sw_port *p);
+void sw_no_dispatch(struct sw_port *p);
+
+/*
+ * Existing host interfaces (af_packet, af_xdp), through any socket fd that takes interface ioctls, and by
+ * index, since an interface may be renamed under a port. sw_iface_ioctl: req on the interface now called by
+ * that index (ifr filled in with its name first); 0 or -errno. sw_iface_ethernet: ifname's index and MTU, or
+ * -errno with err naming it (no such interface, not Ethernet). sw_iface_up: UP and RUNNING (carrier), and
+ * refreshes *mtu (relaxed store: forwarding threads read it).
+ */
+struct ifreq;
+int sw_iface_ioctl(int fd, int ifindex, unsigned long req, struct ifreq *ifr);
+int sw_iface_ethernet(int fd, const char *ifname, int *ifindex, unsigned *mtu, char *err, size_t errlen);
+bool sw_iface_up(int fd, int ifindex, _Atomic uint32_t *mtu);
+
 #endif
