@@ -198,6 +198,25 @@ class Rig:
         self.nsrun("ip", "addr", "add", f"{ip}/24", "dev", self.tap)
         self.nsrun("ip", "link", "set", self.tap, "up")
 
+    def veth_peer(self, ip=VETH_IP, tx_csum=True):
+        """A veth pair for an af_packet or af_xdp port: one end up in the rig's namespace, the other in a second
+        one (self.ns2) with address ip and its own stack as the peer. tx_csum=False turns the peer's checksum
+        offload off (`ethtool -K`), which an af_xdp port needs (docs/switch.md). Both ends count drops for udp().
+        @return (the port's end, the peer's end, a HostNs for the peer)."""
+        self.ns2 = self.ns + "p"
+        va, vb = self.tap.replace("vhdt", "vhdv") + "a", self.tap.replace("vhdt", "vhdv") + "b"
+        run(["ip", "netns", "add", self.ns2])
+        self.no_ipv6(self.ns2)
+        self.nsrun("ip", "link", "add", va, "type", "veth", "peer", "name", vb, "netns", self.ns2)
+        self.nsrun("ip", "link", "set", va, "up")
+        self.nsrun("ip", "link", "set", "lo", "up", ns=self.ns2)
+        self.nsrun("ip", "addr", "add", f"{ip}/24", "dev", vb, ns=self.ns2)
+        self.nsrun("ip", "link", "set", vb, "up", ns=self.ns2)
+        if not tx_csum:
+            self.nsrun("ethtool", "-K", vb, "tx", "off", ns=self.ns2)
+        self.host_ifaces += [(va, self.ns), (vb, self.ns2)]
+        return va, vb, HostNs(self, self.ns2, ip, "veth peer")
+
     def iface_stats(self, ifname, ns=None):
         r = self.nsrun("sh", "-c", f"cd /sys/class/net/{ifname}/statistics && cat rx_packets tx_packets rx_bytes "
                                    f"tx_bytes rx_dropped tx_dropped", ns=ns)
