@@ -23,8 +23,9 @@
  * them with no XDP program or GRO of its own (those are for frames redirected into a veth as xdp_frames).
  *
  * libxdp 1.3 leaks fds per port, both when xsk_socket__create loads the program itself (a program and a map
- * fd per create/delete) and through xdp_program__attach/detach (a program fd), so the program is loaded and
- * attached here with libbpf, from libxdp's object file, and detached on destroy.
+ * fd per create/delete) and through xdp_program__attach/detach (a program fd), and attaches through netlink,
+ * which outlives a killed process; so the program is loaded here with libbpf, from libxdp's object file, and
+ * attached as a BPF link (kernel 5.9+), which goes when its fd does.
  */
 #include <errno.h>
 #include <linux/ethtool.h>
@@ -43,6 +44,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <xdp/libxdp.h>
 #include <xdp/xsk.h>
@@ -72,9 +74,9 @@ struct axp_port {
 	size_t area_len;
 	struct xsk_umem *umem;
 	struct xsk_socket *xsk;
-	struct xdp_program *prog; /* libxdp's default program, attached by us (detached by us) */
+	struct xdp_program *prog; /* libxdp's default program, loaded by us */
 	int prog_fd;
-	bool attached;
+	int link_fd; /* the program's XDP link to the interface: it detaches when closed, by us or at our death */
 
 	/* Receive side, used by the one thread that owns rx queue 0: frames [0, frames). */
 	_Alignas(64) struct xsk_ring_cons rx;
@@ -151,11 +153,8 @@ static void axp_free(struct axp_port *a)
 	/* The socket before the UMEM (the UMEM is busy while a socket uses it), then the program. */
 	if (a->xsk)
 		xsk_socket__delete(a->xsk);
-	if (a->attached) {
-		/* Only if it is still ours: someone may have replaced it meanwhile. */
-		struct bpf_xdp_attach_opts o = {.sz = sizeof(o), .old_prog_fd = a->prog_fd};
-		(void)bpf_xdp_detach(a->ifindex, xdp_flags(a->native) | XDP_FLAGS_REPLACE, &o);
-	}
+	if (a->link_fd >= 0)
+		close(a->link_fd);
 	if (a->prog)
 		xdp_program__close(a->prog);
 	if (a->umem)
@@ -201,14 +200,17 @@ static int attach_program(struct axp_port *a, bool native, unsigned nq, char *er
 		snprintf(err, errlen, "ifname=%s: libxdp's default program has no usable xsks_map", a->ifname);
 		return -ENOENT;
 	}
-	/* Loaded and attached through libbpf: libxdp 1.3's own attach leaves a program fd open per detach. Never
-	 * over a program someone else attached. */
+	/* Loaded and attached through libbpf: libxdp 1.3's own attach leaves a program fd open per detach. As a BPF
+	 * link, so that a vhostd that dies (SIGKILL, a crash) leaves nothing on the interface to stop its successor,
+	 * and never over a program someone else attached (the kernel refuses with EBUSY). */
 	struct bpf_object *obj = xdp_program__bpf_obj(a->prog);
 	struct bpf_program *bp = bpf_object__next_program(obj, NULL);
 	int rc = bp ? bpf_object__load(obj) : -ENOENT;
 	if (rc == 0) {
 		a->prog_fd = bpf_program__fd(bp);
-		rc = bpf_xdp_attach(a->ifindex, a->prog_fd, xdp_flags(native) | XDP_FLAGS_UPDATE_IF_NOEXIST, NULL);
+		LIBBPF_OPTS(bpf_link_create_opts, lo, .flags = xdp_flags(native));
+		a->link_fd = bpf_link_create(a->prog_fd, a->ifindex, BPF_XDP, &lo);
+		rc = a->link_fd < 0 ? a->link_fd : 0;
 	}
 	if (rc > 0)
 		rc = -rc;
@@ -222,9 +224,9 @@ static int attach_program(struct axp_port *a, bool native, unsigned nq, char *er
 			 : rc == -EEXIST || rc == -EBUSY ? "the interface has an XDP program already"
 							 : strerror(-rc));
 		a->prog_fd = 0;
+		a->link_fd = -1;
 		return rc;
 	}
-	a->attached = true;
 	a->native = native;
 	return 0;
 }
@@ -299,6 +301,7 @@ static int axp_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	}
 	memset(a, 0, sizeof(*a));
 	a->ioctl_fd = -1;
+	a->link_fd = -1;
 	a->queue = queue;
 	a->frames = frames;
 	snprintf(a->ifname, sizeof(a->ifname), "%s", ifname);
