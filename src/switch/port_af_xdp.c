@@ -366,6 +366,20 @@ static int axp_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 			 rc == -EPERM ? "permission denied (needs CAP_NET_RAW and CAP_IPC_LOCK)" : strerror(-rc));
 		goto fail;
 	}
+	/* The receive half goes to the kernel, before the program sends it the first frame; the transmit half is
+	 * ours. */
+	uint32_t idx;
+	if (xsk_ring_prod__reserve(&a->fill, frames, &idx) != frames) {
+		rc = -EIO;
+		snprintf(err, errlen, "ifname=%s: the fill ring has no room for %u frames", ifname, frames);
+		goto fail;
+	}
+	for (unsigned i = 0; i < frames; i++)
+		*xsk_ring_prod__fill_addr(&a->fill, idx + i) = (uint64_t)i * AXP_FRAME;
+	xsk_ring_prod__submit(&a->fill, frames);
+	for (unsigned i = 0; i < frames; i++)
+		a->tx_free[i] = (uint64_t)(frames + i) * AXP_FRAME;
+	a->tx_nfree = frames;
 	/* Without XDP_COPY or XDP_ZEROCOPY the kernel tries zero-copy and falls back to copying. */
 	uint16_t bind_flags = XDP_USE_NEED_WAKEUP | (zc == 1 ? XDP_ZEROCOPY : zc == 2 ? XDP_COPY : 0);
 	rc = attach_program(a, mode != AXP_GENERIC, nq, err, errlen);
@@ -385,20 +399,6 @@ static int axp_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	socklen_t ol = sizeof(opts);
 	a->zerocopy = getsockopt(a->xsk_fd, SOL_XDP, XDP_OPTIONS, &opts, &ol) == 0 &&
 		      (opts.flags & XDP_OPTIONS_ZEROCOPY);
-
-	/* The receive half goes to the kernel; the transmit half is ours. */
-	uint32_t idx;
-	if (xsk_ring_prod__reserve(&a->fill, frames, &idx) != frames) {
-		rc = -EIO;
-		snprintf(err, errlen, "ifname=%s: the fill ring has no room for %u frames", ifname, frames);
-		goto fail;
-	}
-	for (unsigned i = 0; i < frames; i++)
-		*xsk_ring_prod__fill_addr(&a->fill, idx + i) = (uint64_t)i * AXP_FRAME;
-	xsk_ring_prod__submit(&a->fill, frames);
-	for (unsigned i = 0; i < frames; i++)
-		a->tx_free[i] = (uint64_t)(frames + i) * AXP_FRAME;
-	a->tx_nfree = frames;
 
 	if (p->mtu == 0)
 		p->mtu = mtu;
