@@ -1114,7 +1114,43 @@ static void test_afp_rx_plain(void)
 	afp_rx_case("ifname=va offloads=off qdisc_bypass=off");
 }
 
-/* What the port transmits comes out of vb byte for byte, and is never received back by the port. */
+/*
+ * Through p (a port on va): f[0..n) transmitted in one burst come out of vb (raw) byte for byte, in order, and
+ * nothing else does nor comes back to the port; then a big_len frame (over the MTU) and f[0]: the first refused
+ * and counted in tx_errors, the other still sent. Every packet is back in its pool.
+ */
+static void tx_and_refusal(struct sw_port *p, struct vhd_pktpool *pool, int raw, uint8_t (*f)[1600], const size_t *len,
+			   unsigned n, size_t big_len, unsigned *seed, const char *what)
+{
+	uint8_t got[2048], big[4096];
+	struct vhd_pkt *k[8];
+	CHECK(n <= 8 && big_len <= sizeof(big));
+	unsigned avail = vhd_pktpool_avail(pool);
+	for (unsigned i = 0; i < n; i++)
+		k[i] = mkpkt(pool, f[i], len[i]);
+	CHECK_EQ(p->ops->tx_burst(p, 0, k, n), n);
+	CHECK_EQ(vhd_pktpool_avail(pool), avail);
+	for (unsigned i = 0; i < n; i++) {
+		ssize_t r = raw_recv(raw, got, sizeof(got), 2000, NULL);
+		check_bytes(got, r > 0 ? (size_t)r : 0, f[i], len[i], what);
+	}
+	CHECK_EQ(raw_recv(raw, got, sizeof(got), 50, NULL), -1);
+	rx_none(p, pool, 50);
+	test_frame(big, big_len, 9, seed);
+	struct vhd_pktpool *jumbo = mkpool(1, 8192);
+	k[0] = mkpkt(jumbo, big, big_len);
+	k[1] = mkpkt(pool, f[0], len[0]);
+	CHECK_EQ(p->ops->tx_burst(p, 0, k, 2), 2);
+	ssize_t r = raw_recv(raw, got, sizeof(got), 2000, NULL);
+	check_bytes(got, r > 0 ? (size_t)r : 0, f[0], len[0], "after a refusal");
+	CHECK_EQ(desc_num(p, "tx_errors"), 1);
+	CHECK_EQ(vhd_pktpool_avail(pool), avail);
+	CHECK_EQ(vhd_pktpool_avail(jumbo), 1);
+	vhd_pktpool_destroy(jumbo);
+}
+
+/* What the port transmits comes out of vb byte for byte, and is never received back by the port; over the MTU (no
+ * VLAN tag) or over a ring slot is refused. */
 static void afp_tx_case(const char *args)
 {
 	enter_netns();
@@ -1125,37 +1161,14 @@ static void afp_tx_case(const char *args)
 	struct vhd_pktpool *pool = mkpool(64, BUF);
 	int raw = raw_socket("vb");
 	unsigned seed = 6;
-	uint8_t f[3][1600], got[2048];
+	uint8_t f[3][1600];
 	size_t len[3] = {60, 1514, 1000};
-	struct vhd_pkt *k[3];
-	for (unsigned i = 0; i < 3; i++) {
+	for (unsigned i = 0; i < 3; i++)
 		test_frame(f[i], len[i], i, &seed);
-		k[i] = mkpkt(pool, f[i], len[i]);
-	}
-	CHECK_EQ(p.ops->tx_burst(&p, 0, k, 3), 3);
-	CHECK_EQ(vhd_pktpool_avail(pool), 64);
-	for (unsigned i = 0; i < 3; i++) {
-		ssize_t r = raw_recv(raw, got, sizeof(got), 2000, NULL);
-		check_bytes(got, r > 0 ? (size_t)r : 0, f[i], len[i], "af_packet tx");
-	}
-	CHECK_EQ(raw_recv(raw, got, sizeof(got), 50, NULL), -1);
-	rx_none(&p, pool, 50);
-	/* Over the MTU (no VLAN tag) or over a ring slot: refused and counted, the others still go. */
-	uint8_t big[4096];
-	test_frame(big, sizeof(big), 9, &seed);
-	struct vhd_pktpool *jumbo = mkpool(1, 8192);
-	k[0] = mkpkt(jumbo, big, sizeof(big));
-	k[1] = mkpkt(pool, f[0], len[0]);
-	CHECK_EQ(p.ops->tx_burst(&p, 0, k, 2), 2);
-	ssize_t r = raw_recv(raw, got, sizeof(got), 2000, NULL);
-	check_bytes(got, r > 0 ? (size_t)r : 0, f[0], len[0], "after a refusal");
-	CHECK_EQ(desc_num(&p, "tx_errors"), 1);
-	CHECK_EQ(vhd_pktpool_avail(pool), 64);
-	CHECK_EQ(vhd_pktpool_avail(jumbo), 1);
+	tx_and_refusal(&p, pool, raw, f, len, 3, 4096, &seed, "af_packet tx");
 	p.ops->destroy(&p);
 	close(raw);
 	vhd_pktpool_destroy(pool);
-	vhd_pktpool_destroy(jumbo);
 }
 
 static void test_afp_tx(void)
@@ -1582,7 +1595,7 @@ static void axp_both_ways(const char *args, const char *mode)
 	rx_none(&p, pool, 20);
 	int raw = raw_socket("vb");
 	unsigned seed = 15;
-	uint8_t f[4][1600], got[2048];
+	uint8_t f[4][1600];
 	size_t len[4] = {60, 1514, 1518, 200};
 	for (unsigned i = 0; i < 4; i++)
 		test_frame(f[i], len[i], i, &seed);
@@ -1606,35 +1619,13 @@ static void axp_both_ways(const char *args, const char *mode)
 
 	/* Transmit (untagged: vb's packet socket would see the tag stripped). */
 	put16(f[2] + 12, ETH_TEST);
-	for (unsigned i = 0; i < 4; i++)
-		k[i] = mkpkt(pool, f[i], len[i]);
-	CHECK_EQ(p.ops->tx_burst(&p, 0, k, 4), 4);
-	CHECK_EQ(vhd_pktpool_avail(pool), 64);
-	for (unsigned i = 0; i < 4; i++) {
-		ssize_t r = raw_recv(raw, got, sizeof(got), 2000, NULL);
-		check_bytes(got, r > 0 ? (size_t)r : 0, f[i], len[i], "af_xdp tx");
-	}
-	CHECK_EQ(raw_recv(raw, got, sizeof(got), 50, NULL), -1);
-	rx_none(&p, pool, 50);
-	/* Over the MTU: refused and counted, the other still goes. */
-	uint8_t big[3000];
-	test_frame(big, sizeof(big), 9, &seed);
-	struct vhd_pktpool *jumbo = mkpool(1, 8192);
-	k[0] = mkpkt(jumbo, big, sizeof(big));
-	k[1] = mkpkt(pool, f[0], len[0]);
-	CHECK_EQ(p.ops->tx_burst(&p, 0, k, 2), 2);
-	ssize_t r = raw_recv(raw, got, sizeof(got), 2000, NULL);
-	check_bytes(got, r > 0 ? (size_t)r : 0, f[0], len[0], "after a refusal");
-	CHECK_EQ(desc_num(&p, "tx_errors"), 1);
+	tx_and_refusal(&p, pool, raw, f, len, 4, 3000, &seed, "af_xdp tx");
 	CHECK_EQ(desc_num(&p, "kernel_tx_invalid"), 0);
-	CHECK_EQ(vhd_pktpool_avail(pool), 64);
-	CHECK_EQ(vhd_pktpool_avail(jumbo), 1);
 	p.ops->destroy(&p);
 	CHECK(!xdp_attached("va"));
 	close(raw);
 	vhd_pktpool_destroy(pool);
 	vhd_pktpool_destroy(small);
-	vhd_pktpool_destroy(jumbo);
 }
 
 static void test_axp_native(void)
