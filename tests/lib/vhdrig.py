@@ -462,8 +462,8 @@ def peer_start(peer, *args):
 def udp(rig, src, dst, port, n=UDP_N):
     """n datagrams src -> dst, each checked. None may be duplicated, corrupted or stray; any lost must have been
     counted as dropped on the way: by vhostd (the output port's tx_drops, e.g. a guest's full receive ring), the
-    receiving guest's driver (rx_dropped) or the host's side of a tap or veth (its tx_dropped: vhostd or the
-    peer did not read in time)."""
+    receiving guest's driver (rx_dropped), the host's side of a tap or veth (its tx_dropped: vhostd or the
+    peer did not read in time) or the kernel under an af_xdp port (its fill or receive ring ran out)."""
     before = drop_counters(rig, dst)
     r = peer_start(dst, "udp-recv", port, n, 3000)
     r.ready()
@@ -485,8 +485,12 @@ def udp(rig, src, dst, port, n=UDP_N):
 
 def drop_counters(rig, dst):
     """Every drop counter on the way to dst (see udp())."""
-    c = {f"{p}.tx_drops": v["tx_drops"] for p, v in rig.stats().items()}
-    c.update({f"{p}.rx_drops": v["rx_drops"] for p, v in rig.stats().items()})
+    stats = rig.stats()
+    c = {f"{p}.tx_drops": v["tx_drops"] for p, v in stats.items()}
+    c.update({f"{p}.rx_drops": v["rx_drops"] for p, v in stats.items()})
+    # af_xdp ports: what the kernel dropped before vhostd could read it (vhostctl stats, the port type's own).
+    c.update({f"{p}.{k}": v[k] for p, v in stats.items() for k in ("af_xdp_fill_ring_empty", "af_xdp_rx_ring_full",
+                                                                  "af_xdp_rx_dropped") if k in v})
     if isinstance(dst, Guest):
         g = dst.counters()
         c[f"{dst.name}.rx_dropped"] = g["rx_dropped"]
