@@ -1536,6 +1536,16 @@ static void test_axp_args(void)
 	CHECK_EQ(mkport(&p, &sw_af_xdp_ops, 0, "ifname=va", err, sizeof(err)), -EINVAL);
 	CHECK(strstr(err, "ifname=va: MTU 9000 is over"));
 	sh("ip link set va mtu 1500");
+	/* A queue other than 0, on a veth with two in use (created with room for two, it uses one until told). */
+	sh("ip link add vq type veth peer name vqp numrxqueues 2 numtxqueues 2 && ip link set vq up && ip link set vqp up");
+	CHECK_EQ(mkport(&p, &sw_af_xdp_ops, 0, "ifname=vq queue=1", err, sizeof(err)), -EINVAL);
+	CHECK(!strcmp(err, "queue=1: ifname=vq has 1 receive queue"));
+	sh("ethtool -L vq rx 2 tx 2");
+	CHECK_EQ(mkport(&p, &sw_af_xdp_ops, 0, "ifname=vq queue=2", err, sizeof(err)), -EINVAL);
+	CHECK(!strcmp(err, "queue=2: ifname=vq has 2 receive queues"));
+	CHECK_EQ(mkport(&p, &sw_af_xdp_ops, 0, "ifname=vq queue=1", err, sizeof(err)), 0);
+	CHECK_EQ(desc_num(&p, "queue"), 1);
+	p.ops->destroy(&p);
 	/* Both ends of the frames range work. */
 	CHECK_EQ(mkport(&p, &sw_af_xdp_ops, 0, "ifname=va frames=64", err, sizeof(err)), 0);
 	p.ops->destroy(&p);
