@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Our stack against DPDK 22.11 and OVS-DPDK 3.1, case by case: what `make bench` runs after ringbench.
 
-Groups (BENCH_ONLY=loopback,cross,switch,latency,ring picks some; all by default):
+Groups (BENCH_ONLY=loopback,cross,switch,latency,ring,kernel picks some; all by default):
   loopback  guest TX (driver -> device), guest RX (device -> driver) and both ways: vhost-pktgen --frontend
             against vhost-pktgen --backend, versus dpdk-testpmd virtio_user against dpdk-testpmd net_vhost;
             64 and 1518 bytes, split and packed, mergeable RX buffers on and off.
@@ -16,6 +16,11 @@ Groups (BENCH_ONLY=loopback,cross,switch,latency,ring picks some; all by default
   latency   one timestamped frame in flight (vhost-pktgen --latency): round trip through an echoing back-end
             (our back-end in macswap mode versus testpmd net_vhost macswap), and one way through each switch.
   ring      bench/ringbench: split and packed virtqueues next to the plain SPSC pointer ring.
+  kernel    vhostd's two ways into the kernel, af_xdp against af_packet, on a veth pair in a namespace of its
+            own: vhost-pktgen generates on port A of one vhostd, which forwards to a kernel port on one end of
+            the veth; a second vhostd has a kernel port of the same type on the other end and forwards to port B,
+            where vhost-pktgen counts (its sink). Both vhostd on the switch CPU (each sleeps when idle,
+            --idle-us 20), the generator on the other; af_xdp in native mode (veth's own XDP), copy mode.
 
 Every case runs "ours" and the peer alternately BENCH_REPEAT times (default 3), each run BENCH_SECONDS
 (default 5) measured after BENCH_WARMUP seconds (default 1) of traffic, one CPU per side (taskset; testpmd with
@@ -61,7 +66,7 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 WARMUP = float(os.environ.get("BENCH_WARMUP", "1"))
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 VERBOSE = os.environ.get("BENCH_VERBOSE", "") not in ("", "0")  # testpmd's per-second rates on stderr
-GROUPS = ["loopback", "cross", "switch", "latency", "ring"]
+GROUPS = ["loopback", "cross", "switch", "latency", "ring", "kernel"]
 SIZES = [int(x) for x in os.environ.get("BENCH_SIZES", "64,1518").split(",")]  # loopback, cross, switch
 # Flow counts of the PVP cases through learning switches (each of BENCH_SIZES; none with BENCH_FLOWS=""):
 FLOWS = [int(x) for x in os.environ.get("BENCH_FLOWS", "1,10000").split(",") if x]
@@ -568,6 +573,47 @@ def switch_cases(latency=False):
     return out
 
 
+def start_kernel_ports(kind):
+    """A start_switch for pvp(): A -> vhostd -> `kind` port on veth end bxa ~ bxb -> `kind` port -> vhostd -> B."""
+    def start(run, a, b):
+        ns = f"bnx{os.getpid()}r{Run.seq}"
+        subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
+        run.cleanups.append(lambda: subprocess.run(["ip", "netns", "del", ns], timeout=30))
+
+        def sh(*args):
+            subprocess.run(["ip", "netns", "exec", ns, *args], check=True, capture_output=True, timeout=30)
+        sh("ip", "link", "set", "lo", "up")
+        sh("ip", "link", "add", "bxa", "type", "veth", "peer", "name", "bxb")
+        sh("ip", "link", "set", "bxa", "up")
+        sh("ip", "link", "set", "bxb", "up")
+        for i, (sock, ifname) in enumerate(((a, "bxa"), (b, "bxb"))):
+            ctl, cfg = run.sock(f"ctl{i}"), os.path.join(run.dir, f"vhostd{i}.conf")
+            with open(cfg, "w") as f:
+                f.write(f"add-port v vhost-user path={sock}\nadd-port k {kind} ifname={ifname}\n")
+            sw = run.start(f"vhostd{i}", ["ip", "netns", "exec", ns, "taskset", "-c", str(CPU_B), VHOSTD, "--config",
+                                          cfg, "--socket", ctl, "--cpus", str(CPU_B), "--threads", "1",
+                                          "--log-level", "warn"])
+            wait_path(ctl, [sw])
+            wait_path(sock, [sw])
+        if kind == "af_xdp":
+            r = subprocess.run([VHOSTCTL, "--socket", run.sock("ctl1"), "--json", "show"], capture_output=True,
+                               text=True, timeout=10)
+            modes = [p["info"].get("mode") for p in json.loads(r.stdout)["ports"] if p["name"] == "k"]
+            if modes != ["native"]:
+                raise RunFail(f"af_xdp port not in native mode: {modes}")
+        return lambda: None
+    return start
+
+
+def kernel_cases():
+    out = []
+    for size in SIZES[:1] if QUICK else SIZES:
+        sides = {k: (lambda w, k=k: pvp(w, size, False, start_kernel_ports(k), k)) for k in ("af_xdp", "af_packet")}
+        out.append((f"veth PVP {size}B", size, sides, [(f"veth PVP {size}B, af_xdp vs af_packet", "af_xdp",
+                                                        "af_packet")]))
+    return out
+
+
 def cycles_table():
     """Each switch's own figure for what forwarding costs it: cycles spent in polling rounds that moved packets,
     divided by those packets (vhostd's `vhostctl stats`, testpmd --record-core-cycles, OVS pmd-stats-show's
@@ -842,7 +888,8 @@ def replot(doc):
     with open(doc) as f:
         text = f.read()
     points, key = [], None
-    keys = {"### Loopback": "loopback", "### Cross": "cross", "### Switch": "switch", "### Ring": "ring"}
+    keys = {"### Loopback": "loopback", "### Cross": "cross", "### Switch": "switch", "### Ring": "ring",
+            "### Kernel": "kernel"}
     for line in text.splitlines():
         if line.startswith("### "):
             key = next((k for h, k in keys.items() if line.startswith(h)), None)
@@ -891,7 +938,9 @@ def main():
                    cross_cases, "DPDK-DPDK"),
                   ("switch", "Switch, PVP (Mpps at the sink; generator and sink on one CPU, the switch on the other)",
                    switch_cases, "peer"),
-                  ("latency", None, latency_cases, None)]
+                  ("latency", None, latency_cases, None),
+                  ("kernel", "Kernel ports on a veth pair, PVP through two vhostd (Mpps at the sink): af_xdp (ours) "
+                   "vs af_packet", kernel_cases, "af_packet")]
         for key, title, cases, peer in groups:
             if key not in ONLY:
                 continue

@@ -30,6 +30,7 @@ _vhostctl_keys()
 	virtio-user) echo "path= server queues= packed mrg= mtu=" ;;
 	tap) echo "ifname= queues= offloads= mtu=" ;;
 	af_packet) echo "ifname= frames= offloads= qdisc_bypass= mtu=" ;;
+	af_xdp) echo "ifname= queue= frames= mode= zerocopy= mtu=" ;;
 	vxlan) echo "vni= remote= local= dstport= src_ports= gso= mtu=" ;;
 	esac
 }
@@ -94,7 +95,7 @@ _vhostctl()
 		;;
 	add-port)
 		if ((argn == 2)); then
-			_vhostctl_reply -W "vhost-user virtio-user tap af_packet vxlan" -- "$cur"
+			_vhostctl_reply -W "vhost-user virtio-user tap af_packet af_xdp vxlan" -- "$cur"
 		elif ((argn > 2)); then
 			local type="${COMP_WORDS[cmdi + 2]}"
 			case "$cur" in
@@ -103,6 +104,13 @@ _vhostctl()
 				;;
 			path=*)
 				_vhostctl_reply -f -P path= -- "${cur#path=}"
+				;;
+			zerocopy=*)
+				_vhostctl_reply -W "zerocopy=auto zerocopy=on zerocopy=off" -- "$cur"
+				;;
+			mode=*)
+				# af_xdp's XDP mode; vhost-user's mode= is a number (the socket's permissions).
+				[[ $type == af_xdp ]] && _vhostctl_reply -W "mode=auto mode=native mode=generic" -- "$cur"
 				;;
 			owner=*)
 				_vhostctl_reply -u -P owner= -- "${cur#owner=}"

@@ -3,7 +3,8 @@
 # something is missing. Usage: scripts/deps.sh build|check|demo|bench|fuzz
 set -euo pipefail
 
-build_pkgs=(gcc make meson ninja-build pkg-config python3 libc6-dev)
+# libxdp-dev/libbpf-dev for af_xdp ports; libxdp1 carries the default XDP program (xsk_def_xdp_prog.o) they load.
+build_pkgs=(gcc make meson ninja-build pkg-config python3 libc6-dev libxdp-dev libbpf-dev libxdp1)
 # The interop suite's peers: QEMU and the pieces of its guest (tests/interop/guest/prepare.sh), DPDK's testpmd.
 interop_pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils iproute2 ethtool dpdk dpdk-dev)
 # The libFuzzer harnesses (tests/fuzz/): clang and its runtimes (libFuzzer, ASan, UBSan).
@@ -14,7 +15,7 @@ ops_pkgs=(man-db groff-base systemd)
 metrics_pkgs=(curl prometheus)
 # tests/integration/test_capture.py reads the capture files with tshark.
 capture_pkgs=(tshark)
-check_pkgs=("${build_pkgs[@]}" libasan8 libubsan1 libtsan2 valgrind "${interop_pkgs[@]}" clang libclang-rt-14-dev "${ops_pkgs[@]}" "${metrics_pkgs[@]}" "${capture_pkgs[@]}")
+check_pkgs=("${build_pkgs[@]}" ethtool libasan8 libubsan1 libtsan2 valgrind "${interop_pkgs[@]}" clang libclang-rt-14-dev "${ops_pkgs[@]}" "${metrics_pkgs[@]}" "${capture_pkgs[@]}")
 case "${1:-build}" in
 build) want=("${build_pkgs[@]}") ;;
 check) want=("${check_pkgs[@]}") ;;

@@ -38,6 +38,7 @@ for bin in "${bins[@]}"; do
 	name=$(basename "$bin")
 	t0=$SECONDS
 	valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 \
+		--suppressions="$(dirname "$0")/valgrind.supp" \
 		--trace-children=yes --trace-children-skip='*/sh,*/bash,*/ip,*/tc,*/ethtool,*/python3*' --log-file="$logs/$name.%p.log" "$bin" >"$logs/$name.out" 2>&1
 	rc=$?
 	# Case lines, renamed so they do not count as the plain run's; a failing case's output goes with it.

@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "switch/port.h"
 
 const struct sw_port_ops *sw_port_type(const char *name)
 {
 	static const struct sw_port_ops *const types[] = {&sw_vhost_user_ops, &sw_virtio_user_ops, &sw_tap_ops,
-							    &sw_af_packet_ops, &sw_vxlan_ops};
+							    &sw_af_packet_ops, &sw_af_xdp_ops, &sw_vxlan_ops};
 	for (unsigned i = 0; i < sizeof(types) / sizeof(types[0]); i++)
 		if (!strcmp(types[i]->type, name))
 			return types[i];
@@ -99,4 +103,70 @@ int sw_kv_required(const struct sw_kv *args, unsigned nargs, const char *key, co
 	}
 	snprintf(buf, size, "%s", v);
 	return 0;
+}
+
+unsigned sw_no_pollfds(struct sw_port *p, struct pollfd *fds, unsigned max)
+{
+	(void)p;
+	(void)fds;
+	(void)max;
+	return 0;
+}
+
+int sw_no_timeout_ms(struct sw_port *p)
+{
+	(void)p;
+	return -1;
+}
+
+void sw_no_dispatch(struct sw_port *p)
+{
+	(void)p;
+}
+
+int sw_iface_ioctl(int fd, int ifindex, unsigned long req, struct ifreq *ifr)
+{
+	memset(ifr, 0, sizeof(*ifr));
+	ifr->ifr_ifindex = ifindex;
+	if (ioctl(fd, SIOCGIFNAME, ifr) < 0)
+		return -errno;
+	return ioctl(fd, req, ifr) < 0 ? -errno : 0;
+}
+
+int sw_iface_ethernet(int fd, const char *ifname, int *ifindex, unsigned *mtu, char *err, size_t errlen)
+{
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	if (ioctl(fd, SIOCGIFINDEX, &ifr) < 0) {
+		int rc = -errno;
+		snprintf(err, errlen, "ifname=%s: %s", ifname, rc == -ENODEV ? "no such interface" : strerror(-rc));
+		return rc;
+	}
+	*ifindex = ifr.ifr_ifindex;
+	int rc = sw_iface_ioctl(fd, *ifindex, SIOCGIFHWADDR, &ifr);
+	if (rc < 0) {
+		snprintf(err, errlen, "ifname=%s: SIOCGIFHWADDR: %s", ifname, strerror(-rc));
+		return rc;
+	}
+	if (ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER) {
+		snprintf(err, errlen, "ifname=%s: not an Ethernet interface", ifname);
+		return -EINVAL;
+	}
+	if ((rc = sw_iface_ioctl(fd, *ifindex, SIOCGIFMTU, &ifr)) < 0) {
+		snprintf(err, errlen, "ifname=%s: SIOCGIFMTU: %s", ifname, strerror(-rc));
+		return rc;
+	}
+	*mtu = (unsigned)ifr.ifr_mtu;
+	return 0;
+}
+
+bool sw_iface_up(int fd, int ifindex, _Atomic uint32_t *mtu)
+{
+	struct ifreq ifr;
+	if (sw_iface_ioctl(fd, ifindex, SIOCGIFMTU, &ifr) == 0)
+		atomic_store_explicit(mtu, (uint32_t)ifr.ifr_mtu, memory_order_relaxed);
+	if (sw_iface_ioctl(fd, ifindex, SIOCGIFFLAGS, &ifr) < 0)
+		return false;
+	return (ifr.ifr_flags & (IFF_UP | IFF_RUNNING)) == (IFF_UP | IFF_RUNNING);
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Switch ports: one ops table per port type (vhost-user, virtio-user, tap, af_packet, vxlan), behind which the
+ * Switch ports: one ops table per port type (vhost-user, virtio-user, tap, af_packet, af_xdp, vxlan), behind which the
  * forwarding threads move bursts of packets without knowing what is on the other side.
  *
  * Threading contract:
@@ -11,8 +11,8 @@
  *    than there are threads: the switch then serialises them with the port's per-queue tx lock before calling,
  *    so a port needs no lock of its own unless it remaps queues (vhost-user: a guest with fewer queue pairs).
  *  - No hot-path call may block, allocate (outside packet pools) or take a lock; syscalls only where the port
- *    type has no other way (tap read/write, one sendto per af_packet tx burst to kick the kernel, one
- *    recvmmsg / sendmmsg per vxlan burst and transmit socket).
+ *    type has no other way (tap read/write, one sendto per af_packet or af_xdp tx burst to kick the kernel,
+ *    one recvmmsg / sendmmsg per vxlan burst and transmit socket).
  */
 #ifndef VHD_SWITCH_PORT_H
 #define VHD_SWITCH_PORT_H
@@ -60,8 +60,33 @@ struct sw_offloads {
 	uint8_t gso; /* bit (1 << gso_type) for each VHD_NET_META_GSO_* type */
 };
 
+/*
+ * One 64-bit counter inside a struct of counters: its name and help (as `vhostctl stats/show` and the metrics
+ * endpoint spell them) and where it lives. The three counter sets (the switch's per-port, per-thread slots; a
+ * vhost-user port's per-queue and per-device counters) are tables of these, so a name is written once and every
+ * reader sums the same way.
+ */
+struct sw_field {
+	const char *name, *help;
+	size_t off;
+};
+
+/*
+ * Field f summed over n structs starting at base, stride bytes apart (n = 1: one struct). Relaxed loads: the
+ * writers (forwarding threads, relaxed stores) never wait, and each value is exact as of some moment; a sum of
+ * them is a report, not a snapshot.
+ */
+static inline uint64_t sw_field_sum(const struct sw_field *f, const void *base, size_t stride, unsigned n)
+{
+	uint64_t v = 0;
+	for (unsigned i = 0; i < n; i++)
+		v += __atomic_load_n((const uint64_t *)((const char *)base + (size_t)i * stride + f->off),
+				     __ATOMIC_RELAXED);
+	return v;
+}
+
 struct sw_port_ops {
-	const char *type; /* "vhost-user", "virtio-user", "tap", "af_packet", "vxlan" */
+	const char *type; /* "vhost-user", "virtio-user", "tap", "af_packet", "af_xdp", "vxlan" */
 	/*
 	 * Set up p (p->name, p->id, p->mtu already filled in; set p->n_rxq, p->n_txq, p->priv). args are the
 	 * type's key=value options; unknown keys are an error. On failure write a one-line reason naming the
@@ -134,7 +159,8 @@ struct sw_port {
 };
 
 /* The port types; sw_port_type() finds one by name. */
-extern const struct sw_port_ops sw_vhost_user_ops, sw_virtio_user_ops, sw_tap_ops, sw_af_packet_ops, sw_vxlan_ops;
+extern const struct sw_port_ops sw_vhost_user_ops, sw_virtio_user_ops, sw_tap_ops, sw_af_packet_ops, sw_af_xdp_ops,
+	sw_vxlan_ops;
 const struct sw_port_ops *sw_port_type(const char *name);
 
 /* Helpers for create(): the value of key, or def when absent; and a strict unsigned parse. */
@@ -151,5 +177,22 @@ int sw_kv_on_off(const struct sw_kv *args, unsigned nargs, const char *key, bool
 /* Every key is one of known (NULL-terminated) and none is given twice. @return 0 or -EINVAL naming it. */
 int sw_kv_check(const struct sw_kv *args, unsigned nargs, const char *const *known, const char *type, char *err,
 		size_t errlen);
+
+/* Ports with no control-plane fds of their own (af_packet, af_xdp): pollfds, timeout_ms and dispatch. */
+unsigned sw_no_pollfds(struct sw_port *p, struct pollfd *fds, unsigned max);
+int sw_no_timeout_ms(struct sw_port *p);
+void sw_no_dispatch(struct sw_port *p);
+
+/*
+ * Existing host interfaces (af_packet, af_xdp), through any socket fd that takes interface ioctls, and by
+ * index, since an interface may be renamed under a port. sw_iface_ioctl: req on the interface now called by
+ * that index (ifr filled in with its name first); 0 or -errno. sw_iface_ethernet: ifname's index and MTU, or
+ * -errno with err naming it (no such interface, not Ethernet). sw_iface_up: UP and RUNNING (carrier), and
+ * refreshes *mtu (relaxed store: forwarding threads read it).
+ */
+struct ifreq;
+int sw_iface_ioctl(int fd, int ifindex, unsigned long req, struct ifreq *ifr);
+int sw_iface_ethernet(int fd, const char *ifname, int *ifindex, unsigned *mtu, char *err, size_t errlen);
+bool sw_iface_up(int fd, int ifindex, _Atomic uint32_t *mtu);
 
 #endif

@@ -85,16 +85,6 @@ static void count(_Atomic uint64_t *c)
 
 /* ------------------------------------------------------------------ control */
 
-static int iface_ioctl(int fd, int ifindex, unsigned long req, struct ifreq *ifr)
-{
-	/* By index: the interface may have been renamed since. */
-	memset(ifr, 0, sizeof(*ifr));
-	ifr->ifr_ifindex = ifindex;
-	if (ioctl(fd, SIOCGIFNAME, ifr) < 0)
-		return -errno;
-	return ioctl(fd, req, ifr) < 0 ? -errno : 0;
-}
-
 static unsigned pow2_at_least(unsigned v)
 {
 	unsigned p = 1;
@@ -207,29 +197,9 @@ static int afp_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 		snprintf(err, errlen, "ifname=%s: AF_PACKET socket: %s", ifname, strerror(-rc));
 		goto fail;
 	}
-	struct ifreq ifr;
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
-	if (ioctl(a->fd, SIOCGIFINDEX, &ifr) < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "ifname=%s: %s", ifname, rc == -ENODEV ? "no such interface" : strerror(-rc));
+	unsigned mtu;
+	if ((rc = sw_iface_ethernet(a->fd, ifname, &a->ifindex, &mtu, err, errlen)) < 0)
 		goto fail;
-	}
-	a->ifindex = ifr.ifr_ifindex;
-	if ((rc = iface_ioctl(a->fd, a->ifindex, SIOCGIFHWADDR, &ifr)) < 0) {
-		snprintf(err, errlen, "ifname=%s: SIOCGIFHWADDR: %s", ifname, strerror(-rc));
-		goto fail;
-	}
-	if (ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER) {
-		rc = -EINVAL;
-		snprintf(err, errlen, "ifname=%s: not an Ethernet interface", ifname);
-		goto fail;
-	}
-	if ((rc = iface_ioctl(a->fd, a->ifindex, SIOCGIFMTU, &ifr)) < 0) {
-		snprintf(err, errlen, "ifname=%s: SIOCGIFMTU: %s", ifname, strerror(-rc));
-		goto fail;
-	}
-	unsigned mtu = (unsigned)ifr.ifr_mtu;
 	atomic_store_explicit(&a->mtu, mtu, memory_order_relaxed);
 
 	/* The vnet header must be chosen before the rings; the version too. PACKET_LOSS makes the kernel skip a
@@ -290,34 +260,10 @@ static void afp_destroy(struct sw_port *p)
 	p->priv = NULL;
 }
 
-static unsigned afp_pollfds(struct sw_port *p, struct pollfd *fds, unsigned max)
-{
-	(void)p;
-	(void)fds;
-	(void)max;
-	return 0;
-}
-
-static int afp_timeout_ms(struct sw_port *p)
-{
-	(void)p;
-	return -1;
-}
-
-static void afp_dispatch(struct sw_port *p)
-{
-	(void)p;
-}
-
 static bool afp_link_up(struct sw_port *p)
 {
 	struct afp_port *a = p->priv;
-	struct ifreq ifr;
-	if (iface_ioctl(a->fd, a->ifindex, SIOCGIFMTU, &ifr) == 0)
-		atomic_store_explicit(&a->mtu, (uint32_t)ifr.ifr_mtu, memory_order_relaxed);
-	if (iface_ioctl(a->fd, a->ifindex, SIOCGIFFLAGS, &ifr) < 0)
-		return false;
-	bool up = (ifr.ifr_flags & (IFF_UP | IFF_RUNNING)) == (IFF_UP | IFF_RUNNING);
+	bool up = sw_iface_up(a->fd, a->ifindex, &a->mtu);
 	if (up) {
 		/* The interface going down left ENETDOWN pending on the socket, which would fail the next transmit
 		 * kick although the link is back; it is stale now. */
@@ -332,7 +278,7 @@ static void afp_describe(struct sw_port *p, struct sw_json *w)
 {
 	struct afp_port *a = p->priv;
 	struct ifreq ifr;
-	bool have_name = iface_ioctl(a->fd, a->ifindex, SIOCGIFNAME, &ifr) == 0;
+	bool have_name = sw_iface_ioctl(a->fd, a->ifindex, SIOCGIFNAME, &ifr) == 0;
 	struct tpacket_stats_v3 st;
 	socklen_t sl = sizeof(st);
 	if (getsockopt(a->fd, SOL_PACKET, PACKET_STATISTICS, &st, &sl) == 0) {
@@ -545,9 +491,9 @@ const struct sw_port_ops sw_af_packet_ops = {
 	.type = "af_packet",
 	.create = afp_create,
 	.destroy = afp_destroy,
-	.pollfds = afp_pollfds,
-	.timeout_ms = afp_timeout_ms,
-	.dispatch = afp_dispatch,
+	.pollfds = sw_no_pollfds,
+	.timeout_ms = sw_no_timeout_ms,
+	.dispatch = sw_no_dispatch,
 	.link_up = afp_link_up,
 	.describe = afp_describe,
 	.rx_burst = afp_rx_burst,

@@ -408,10 +408,7 @@ static bool vu_link_up(struct sw_port *p)
 
 /* The data path's per-queue counters, as the metrics (per queue) and, from SHOWN on, show's info (summed) name
  * them. */
-static const struct {
-	const char *name, *help;
-	size_t off;
-} q_fields[] = {
+static const struct sw_field q_fields[] = {
 	{"packets", "packets the queue moved", offsetof(struct vhd_net_stats, packets)},
 	{"bytes", "frame bytes the queue moved (virtio-net headers excluded)", offsetof(struct vhd_net_stats, bytes)},
 	{"too_small", "frames shorter than an Ethernet header", offsetof(struct vhd_net_stats, too_small)},
@@ -424,18 +421,15 @@ static const struct {
 };
 #define NQ_FIELDS (sizeof(q_fields) / sizeof(q_fields[0]))
 
-/* Written by the forwarding threads with relaxed atomic stores (vhostd/net.h); relaxed loads here: each counter
- * is exact as of some moment, a sum of them is a report, not a snapshot. */
-static uint64_t q_counter(const struct vu_queue *q, size_t f)
+/* Field f of the queues' counters, written by the forwarding threads with relaxed atomic stores (vhostd/net.h),
+ * summed over n queues from q. */
+static uint64_t q_counter(const struct vu_queue *q, size_t f, unsigned n)
 {
-	return __atomic_load_n((const uint64_t *)((const char *)&q->st + q_fields[f].off), __ATOMIC_RELAXED);
+	return sw_field_sum(&q_fields[f], &q->st, sizeof(*q), n);
 }
 
 /* The device's vIOMMU counters (struct vhd_vu_stats), as info and the metrics name them. */
-static const struct {
-	const char *name, *help;
-	size_t off;
-} dev_fields[] = {
+static const struct sw_field dev_fields[] = {
 	{"iotlb_misses", "IOTLB MISS requests sent to the front-end", offsetof(struct vhd_vu_stats, iotlb_misses)},
 	{"iotlb_updates", "IOTLB updates accepted", offsetof(struct vhd_vu_stats, iotlb_updates)},
 	{"iotlb_invalidations", "IOTLB invalidations that removed a translation",
@@ -457,17 +451,13 @@ static void vu_describe(struct sw_port *p, struct sw_json *w)
 	sw_json_bool(w, "mrg_rxbuf", f & VHD_BIT(VIRTIO_NET_F_MRG_RXBUF));
 	sw_json_bool(w, "iommu", f & VHD_BIT(VIRTIO_F_ACCESS_PLATFORM));
 	sw_json_u64(w, "queue_pairs", vp->nqp);
-	for (size_t f = SHOWN; f < NQ_FIELDS; f++) {
-		uint64_t v = 0;
-		for (unsigned i = 0; i < 2 * vp->nqp; i++)
-			v += q_counter(&vp->q[i], f);
-		sw_json_u64(w, q_fields[f].name, v);
-	}
+	for (size_t f = SHOWN; f < NQ_FIELDS; f++)
+		sw_json_u64(w, q_fields[f].name, q_counter(vp->q, f, 2 * vp->nqp));
 	struct vhd_vu_stats vs;
 	vhd_vu_dev_stats(vp->dev, &vs);
 	sw_json_u64(w, "notify_failures", vs.notify_failures);
 	for (size_t i = 0; vp->iommu && i < NDEV_FIELDS; i++)
-		sw_json_u64(w, dev_fields[i].name, *(const uint64_t *)((const char *)&vs + dev_fields[i].off));
+		sw_json_u64(w, dev_fields[i].name, sw_field_sum(&dev_fields[i], &vs, sizeof(vs), 1));
 }
 
 /* Per virtqueue (its index: even the guest's receive queues, odd its transmit queues), what describe sums. */
@@ -478,13 +468,12 @@ static void vu_counters(struct sw_port *p, void (*fn)(void *arg, const char *nam
 	struct vu_port *vp = p->priv;
 	for (size_t f = 0; f < NQ_FIELDS; f++)
 		for (unsigned i = 0; i < 2 * vp->nqp; i++)
-			fn(arg, q_fields[f].name, q_fields[f].help, (int)i, q_counter(&vp->q[i], f));
+			fn(arg, q_fields[f].name, q_fields[f].help, (int)i, q_counter(&vp->q[i], f, 1));
 	struct vhd_vu_stats vs;
 	vhd_vu_dev_stats(vp->dev, &vs);
 	fn(arg, "notify_failures", "guest notifications (call eventfd writes) that failed", -1, vs.notify_failures);
 	for (size_t i = 0; vp->iommu && i < NDEV_FIELDS; i++)
-		fn(arg, dev_fields[i].name, dev_fields[i].help, -1,
-		   *(const uint64_t *)((const char *)&vs + dev_fields[i].off));
+		fn(arg, dev_fields[i].name, dev_fields[i].help, -1, sw_field_sum(&dev_fields[i], &vs, sizeof(vs), 1));
 }
 
 const struct sw_port_ops sw_vhost_user_ops = {

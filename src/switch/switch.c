@@ -610,7 +610,8 @@ int sw_port_add(struct sw *sw, const char *name, const char *type, const struct 
 	}
 	const struct sw_port_ops *ops = sw_port_type(type);
 	if (!ops) {
-		snprintf(err, errlen, "port type '%s': want vhost-user, virtio-user, tap, af_packet or vxlan", type);
+		snprintf(err, errlen, "port type '%s': want vhost-user, virtio-user, tap, af_packet, af_xdp or vxlan",
+			 type);
 		return -EINVAL;
 	}
 	int id = -1;
@@ -902,11 +903,7 @@ void sw_show(struct sw *sw, struct sw_json *w)
 }
 
 /* The one list of per-port counters: vhostctl stats (JSON) and the metrics exposition both walk it. */
-static const struct {
-	const char *name;
-	const char *help;
-	size_t off;
-} stat_fields[] = {
+static const struct sw_field stat_fields[] = {
 	{"rx_packets", "frames received from the port", offsetof(struct sw_port_stats, rx_packets)},
 	{"rx_bytes", "bytes received from the port", offsetof(struct sw_port_stats, rx_bytes)},
 	{"tx_packets", "frames the port took for transmission", offsetof(struct sw_port_stats, tx_packets)},
@@ -927,17 +924,12 @@ struct sw_port *sw_port_at(struct sw *sw, unsigned id)
 	return id < SW_MAX_PORTS ? atomic_load_explicit(&sw->ports[id], memory_order_relaxed) : NULL;
 }
 
-/* Each counter summed over the threads' slots: relaxed loads, so the forwarding threads never wait. */
+/* Each counter summed over the threads' slots (sw_field_sum: relaxed loads, the forwarding threads never wait). */
 void sw_port_counters(struct sw *sw, const struct sw_port *p, struct sw_counter out[SW_PORT_COUNTERS])
 {
-	for (size_t f = 0; f < N_STAT_FIELDS; f++) {
-		uint64_t v = 0;
-		for (unsigned i = 0; i < sw->cfg.threads; i++)
-			v += atomic_load_explicit((const _Atomic uint64_t *)((const char *)&p->stats[i] +
-									  stat_fields[f].off),
-						  memory_order_relaxed);
-		out[f] = (struct sw_counter){stat_fields[f].name, stat_fields[f].help, v};
-	}
+	for (size_t f = 0; f < N_STAT_FIELDS; f++)
+		out[f] = (struct sw_counter){stat_fields[f].name, stat_fields[f].help,
+					     sw_field_sum(&stat_fields[f], p->stats, sizeof(p->stats[0]), sw->cfg.threads)};
 	out[N_STAT_FIELDS] = (struct sw_counter){"queue_breaks", "queues marked broken for what the peer did",
 						 atomic_load_explicit(&p->queue_breaks, memory_order_relaxed)};
 }

@@ -142,7 +142,7 @@ def case_unit(inst):
         raise SkipCase("no systemd-analyze (scripts/deps.sh check installs systemd)")
     unit = inst.path("prefix", "lib", "systemd", "system", "vhostd.service")
     text = open(unit).read()
-    for want in ("RuntimeDirectory=vhostd", "Restart=on-failure", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    for want in ("RuntimeDirectory=vhostd", "Restart=on-failure", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF", "AF_XDP",
                  f"--config {inst.dirs['sysconfdir']}/vhostd/vhostd.conf", f"ExecStart={inst.dirs['bindir']}/vhostd "):
         if want not in text:
             return f"vhostd.service lacks {want!r}"
@@ -188,6 +188,7 @@ def case_completion(inst):
         (["add-port", "vx9", "vxlan", "src"], ["src_ports="]),
         (["add-port", "vm9", "vhost-user", "path=/x", "mo"], ["mode="]),
         (["add-port", "vm9", "af_packet", "qd"], ["qdisc_bypass="]),
+        (["add-port", "vm9", "af_xdp", "mode=n"], ["mode=native"]),
         (["add-port", "vm9", "tap", "offloads=o"], ["offloads=off", "offloads=on"]),
         (["-j", "help", "del"], ["del-port"]),
         (["capture", "vm9", "--d"], ["--direction"]),

@@ -35,7 +35,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 from vhdrig import (A_IP, A_MAC, B_IP, B_MAC, HOST_IP, TCP_BYTES, UDP_N, VETH_IP, CaseError, Guest,  # noqa: E402
                    HostNs, check_no_errors, compare_guest, compare_tap, drop_counters, expect, log, peer_start,
-                   ping_ok, quiet_snapshot, run, tcp, udp)
+                   ping_ok, quiet_snapshot, tcp, udp)
 import vhdrig  # noqa: E402
 
 vhdrig.configure(vhostd=sys.argv[1], vhostctl=sys.argv[2])
@@ -329,18 +329,8 @@ def ping_and_learn(rig, g, peer, peer_mac, port):
 
 def scenario_af_packet(rig):
     """vm1 (vhost-user) and p0 (af_packet on a veth whose peer, in a second namespace, is 10.0.0.9)."""
-    rig.ns2 = rig.ns + "p"
-    va, vb = rig.tap.replace("vhdt", "vhdv") + "a", rig.tap.replace("vhdt", "vhdv") + "b"
-    run(["ip", "netns", "add", rig.ns2])
-    rig.no_ipv6(rig.ns2)
-    rig.nsrun("ip", "link", "add", va, "type", "veth", "peer", "name", vb, "netns", rig.ns2)
-    rig.nsrun("ip", "link", "set", va, "up")
-    rig.nsrun("ip", "link", "set", "lo", "up", ns=rig.ns2)
-    rig.nsrun("ip", "addr", "add", f"{VETH_IP}/24", "dev", vb, ns=rig.ns2)
-    rig.nsrun("ip", "link", "set", vb, "up", ns=rig.ns2)
+    va, vb, peer = rig.veth_peer()
     rig.start_vhostd([f"add-port vm1 vhost-user path={rig.sock('vm1')}", f"add-port p0 af_packet ifname={va}"])
-    peer = HostNs(rig, rig.ns2, VETH_IP, "veth peer")
-    rig.host_ifaces += [(va, rig.ns), (vb, rig.ns2)]
     a = Guest(rig, "vm1", A_MAC, A_IP, f"path={rig.sock('vm1')}").boot()
     a.wait_agent()
     peer_mac = rig.nsrun("cat", f"/sys/class/net/{vb}/address", ns=rig.ns2).stdout.strip()

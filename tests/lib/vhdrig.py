@@ -211,6 +211,25 @@ class Rig:
         self.nsrun("ip", "addr", "add", f"{ip}/24", "dev", self.tap)
         self.nsrun("ip", "link", "set", self.tap, "up")
 
+    def veth_peer(self, ip=VETH_IP, tx_csum=True):
+        """A veth pair for an af_packet or af_xdp port: one end up in the rig's namespace, the other in a second
+        one (self.ns2) with address ip and its own stack as the peer. tx_csum=False turns the peer's checksum
+        offload off (`ethtool -K`), which an af_xdp port needs (docs/switch.md). Both ends count drops for udp().
+        @return (the port's end, the peer's end, a HostNs for the peer)."""
+        self.ns2 = self.ns + "p"
+        va, vb = self.tap.replace("vhdt", "vhdv") + "a", self.tap.replace("vhdt", "vhdv") + "b"
+        run(["ip", "netns", "add", self.ns2])
+        self.no_ipv6(self.ns2)
+        self.nsrun("ip", "link", "add", va, "type", "veth", "peer", "name", vb, "netns", self.ns2)
+        self.nsrun("ip", "link", "set", va, "up")
+        self.nsrun("ip", "link", "set", "lo", "up", ns=self.ns2)
+        self.nsrun("ip", "addr", "add", f"{ip}/24", "dev", vb, ns=self.ns2)
+        self.nsrun("ip", "link", "set", vb, "up", ns=self.ns2)
+        if not tx_csum:
+            self.nsrun("ethtool", "-K", vb, "tx", "off", ns=self.ns2)
+        self.host_ifaces += [(va, self.ns), (vb, self.ns2)]
+        return va, vb, HostNs(self, self.ns2, ip, "veth peer")
+
     def iface_stats(self, ifname, ns=None):
         r = self.nsrun("sh", "-c", f"cd /sys/class/net/{ifname}/statistics && cat rx_packets tx_packets rx_bytes "
                                    f"tx_bytes rx_dropped tx_dropped", ns=ns)
@@ -486,8 +505,9 @@ def peer_start(peer, *args):
 def udp(rig, src, dst, port, n=UDP_N):
     """n datagrams src -> dst, each checked. None may be duplicated, corrupted or stray; any lost must have been
     counted as dropped on the way: by vhostd (the output port's tx_drops, e.g. a guest's full receive ring; a
-    port's kernel_drops), the receiving guest's driver (rx_dropped) or the host's side of a tap or veth (its
-    tx_dropped: vhostd or the peer did not read in time)."""
+    port's kernel_drops), the receiving guest's driver (rx_dropped), the host's side of a tap or veth (its
+    tx_dropped: vhostd or the peer did not read in time) or the kernel under an af_xdp port (its fill or receive
+    ring ran out)."""
     before = drop_counters(rig, dst)
     r = peer_start(dst, "udp-recv", port, n, 3000)
     r.ready()
@@ -509,8 +529,12 @@ def udp(rig, src, dst, port, n=UDP_N):
 
 def drop_counters(rig, dst):
     """Every drop counter on the way to dst (see udp())."""
-    c = {f"{p}.tx_drops": v["tx_drops"] for p, v in rig.stats().items()}
-    c.update({f"{p}.rx_drops": v["rx_drops"] for p, v in rig.stats().items()})
+    stats = rig.stats()
+    c = {f"{p}.tx_drops": v["tx_drops"] for p, v in stats.items()}
+    c.update({f"{p}.rx_drops": v["rx_drops"] for p, v in stats.items()})
+    # af_xdp ports: what the kernel dropped before vhostd could read it (vhostctl stats, the port type's own).
+    c.update({f"{p}.{k}": v[k] for p, v in stats.items() for k in ("af_xdp_fill_ring_empty", "af_xdp_rx_ring_full",
+                                                                  "af_xdp_rx_dropped") if k in v})
     # what the kernel dropped at a port's socket before vhostd read it (af_packet's ring, vxlan's socket buffer)
     c.update({f"{p}.kernel_drops": v["info"]["kernel_drops"] for p, v in rig.show().items()
               if "kernel_drops" in v.get("info", {})})
@@ -693,3 +717,4 @@ def run_scenarios(scenarios, filt="", need=("qemu-system-x86_64", "ip", "busybox
             if rig:
                 rig.cleanup()
     log(f"total {time.time() - T0:.1f} s")
+    return 1 if failed else 0

@@ -982,11 +982,11 @@ static void test_socket_access(void)
  * A device offering ACCESS_PLATFORM, negotiated with it (and every protocol feature), the memory table set and a
  * back-end channel whose front-end end (non-blocking) goes to *chan.
  */
-static void iommu_rig(struct rig *r, bool packed, int *chan)
+static void iommu_rig_qp(struct rig *r, bool packed, int *chan, uint16_t qp)
 {
 	rig_features = vhd_vu_default_features() | VHD_BIT(VIRTIO_F_ACCESS_PLATFORM);
 	rig_iova = IOVA;
-	rig_open(r, 1);
+	rig_open(r, qp);
 	rig_connect(r);
 	CHECK(get_u64(r, VHOST_USER_GET_FEATURES) & VHD_BIT(VIRTIO_F_ACCESS_PLATFORM));
 	uint64_t p = get_u64(r, VHOST_USER_GET_PROTOCOL_FEATURES);
@@ -1002,6 +1002,11 @@ static void iommu_rig(struct rig *r, bool packed, int *chan)
 	CHECK_EQ(acked(r, &m), 0);
 	close(sp[1]);
 	*chan = sp[0];
+}
+
+static void iommu_rig(struct rig *r, bool packed, int *chan)
+{
+	iommu_rig_qp(r, packed, chan, 1);
 }
 
 static uint64_t iotlb_msg(struct rig *r, uint8_t type, uint64_t iova, uint64_t size, uint64_t uaddr, uint8_t perm)
@@ -1330,6 +1335,69 @@ static void test_iommu_cache_full(void)
 	rig_close(&r);
 }
 
+/* Five queues each waiting on 16 pages the IOTLB lacks: 64 MISS requests go out and no more (a front-end that
+ * never answers cannot make the back-end channel's output grow); an answer frees its requests' slots, and the
+ * queue that could not ask asks then. */
+static void test_iommu_miss_limit(void)
+{
+	struct rig r;
+	int chan;
+	enum { NQ = 5, PER_Q = 16 };
+	struct guest_q g[NQ];
+	iommu_rig_qp(&r, false, &chan, 3);
+	for (unsigned q = 0; q < NQ; q++)
+		setup_queue(&r, q, &g[q], q * 64 * 1024, false, false);
+	CHECK_EQ(iotlb_map(&r, 0, NQ * 64 * 1024, VHOST_ACCESS_RW), 0);
+	/* Buffers in pages from 1 MiB on, none mapped: queue q's i-th in page 256 + 16q + i. */
+	for (unsigned q = 0; q < NQ; q++) {
+		enable(&r, q, 1);
+		for (unsigned i = 0; i < PER_Q; i++) {
+			struct vhd_vq_seg sg = {IOVA + (256 + PER_Q * q + i) * 4096ull, 100};
+			struct vhd_vq_buf b = {.segs = &sg, .nout = 1, .token = (void *)1};
+			CHECK_EQ(vhd_vq_add(g[q].vq, &b, 1), 1);
+		}
+	}
+	uint8_t b;
+	for (unsigned q = 0; q < NQ; q++)
+		CHECK_EQ(burst(&r, &g[q], q, &b), 0);
+	vhd_vu_dev_dispatch(r.dev);
+	uint64_t iova;
+	unsigned perm, n = 0;
+	bool asked[NQ * PER_Q] = {0};
+	while (next_miss(chan, &iova, &perm)) {
+		unsigned page = (unsigned)((iova - IOVA) >> 12) - 256;
+		CHECK(page < NQ * PER_Q && !asked[page]);
+		asked[page < NQ * PER_Q ? page : 0] = true;
+		n++;
+	}
+	CHECK_EQ(n, 64);
+	CHECK_EQ(dev_stats(&r).iotlb_misses, 64);
+	CHECK_EQ(dev_stats(&r).iotlb_waits, NQ);
+	/* The answer for queue 0's pages: its 16 requests are done, queue 0 goes on, and the waiting queues try
+	 * again: what was left unasked (16 pages) is asked now, within the 64. */
+	CHECK_EQ(iotlb_map(&r, 256 * 4096, PER_Q * 4096, VHOST_ACCESS_RO), 0);
+	for (unsigned i = 0; i < PER_Q; i++)
+		CHECK_EQ(burst(&r, &g[0], 0, &b), 1);
+	for (unsigned q = 1; q < NQ; q++)
+		burst(&r, &g[q], q, &b);
+	vhd_vu_dev_dispatch(r.dev);
+	unsigned later = 0;
+	while (next_miss(chan, &iova, &perm)) {
+		unsigned page = (unsigned)((iova - IOVA) >> 12) - 256;
+		CHECK(page >= PER_Q && page < NQ * PER_Q && !asked[page < NQ * PER_Q ? page : 0]);
+		asked[page < NQ * PER_Q ? page : 0] = true;
+		later++;
+	}
+	CHECK_EQ(later, PER_Q);
+	for (unsigned page = 0; page < NQ * PER_Q; page++)
+		CHECK(asked[page]);
+	CHECK(vhd_vu_dev_connected(r.dev));
+	for (unsigned q = 0; q < NQ; q++)
+		free_queue(&g[q]);
+	close(chan);
+	rig_close(&r);
+}
+
 /* A new memory table empties the IOTLB (its host pointers came from the old one): the queue restarts and
  * asks for its rings again. */
 static void test_iommu_flush_on_mem_table(void)
@@ -1460,6 +1528,7 @@ static const struct th_case cases[] = {
 	{"iommu_permissions", test_iommu_permissions, 0},
 	{"iommu_miss_unanswered", test_iommu_miss_unanswered, 0},
 	{"iommu_cache_full", test_iommu_cache_full, 0},
+	{"iommu_miss_limit", test_iommu_miss_limit, 0},
 	{"iommu_flush_on_mem_table", test_iommu_flush_on_mem_table, 0},
 	{"iommu_miss_ahead_split", test_iommu_miss_ahead_split, 0},
 	{"iommu_miss_ahead_packed", test_iommu_miss_ahead_packed, 0},
