@@ -2,8 +2,8 @@
 /*
  * vhostd: the poll-mode virtual switch. Ports (vhost-user for VMs, virtio-user towards other vhost-user
  * devices, tap, af_packet and af_xdp towards the host's kernel, vxlan towards remote hosts), an L2 learning
- * bridge between them, N forwarding threads, and a control socket that vhostctl talks to. The configuration file holds the same commands as
- * vhostctl, one per line.
+ * bridge between them, N forwarding threads, and a control socket that vhostctl talks to. The configuration
+ * file holds the same commands as vhostctl, one per line.
  */
 #include <errno.h>
 #include <fcntl.h>
