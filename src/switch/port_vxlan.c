@@ -30,6 +30,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <linux/filter.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
@@ -498,6 +499,43 @@ static bool vx_link_up(struct sw_port *p)
 	return true; /* UDP has no carrier; the remotes are configured, not discovered */
 }
 
+/* Datagrams the kernel dropped at the receive socket (buffer full), or 0 if it cannot say. */
+static uint64_t kernel_drops(const struct vx_port *v)
+{
+	uint32_t mem[SK_MEMINFO_VARS];
+	socklen_t ml = sizeof(mem);
+	if (getsockopt(v->rx_fd, SOL_SOCKET, SO_MEMINFO, mem, &ml) == 0 && ml > SK_MEMINFO_DROPS * sizeof(mem[0]))
+		return mem[SK_MEMINFO_DROPS];
+	return 0;
+}
+
+/* For vhostctl stats and the metrics: what was refused or lost, beside the switch's own counters. */
+static void vx_counters(struct sw_port *p, void (*fn)(void *arg, const char *name, const char *help, int queue,
+						      uint64_t v),
+			void *arg)
+{
+	struct vx_port *v = p->priv;
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} c[] = {
+		{"vxlan_rx_runts", "datagrams shorter than the VXLAN header and an Ethernet header",
+		 offsetof(struct vx_port, rx_runts)},
+		{"vxlan_rx_bad_flags", "datagrams without the VXLAN I flag", offsetof(struct vx_port, rx_bad_flags)},
+		{"vxlan_rx_wrong_vni", "datagrams of another VNI", offsetof(struct vx_port, rx_wrong_vni)},
+		{"vxlan_rx_unknown_remote", "datagrams from an address not in remote=",
+		 offsetof(struct vx_port, rx_unknown_remote)},
+		{"vxlan_rx_too_big", "datagrams larger than a packet buffer", offsetof(struct vx_port, rx_too_big)},
+		{"vxlan_tx_errors", "datagrams the kernel refused to send", offsetof(struct vx_port, tx_errors)},
+		{"vxlan_tx_full", "datagrams not sent: the socket buffer was full", offsetof(struct vx_port, tx_full)},
+	};
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+		fn(arg, c[i].name, c[i].help, -1,
+		   atomic_load_explicit((_Atomic uint64_t *)((char *)v + c[i].off), memory_order_relaxed));
+	fn(arg, "vxlan_kernel_drops", "datagrams the kernel dropped: the receive socket's buffer was full", -1,
+	   kernel_drops(v));
+}
+
 static void vx_describe(struct sw_port *p, struct sw_json *w)
 {
 	struct vx_port *v = p->priv;
@@ -522,12 +560,7 @@ static void vx_describe(struct sw_port *p, struct sw_json *w)
 	sw_json_u64(w, "rx_unknown_remote", atomic_load_explicit(&v->rx_unknown_remote, memory_order_relaxed));
 	sw_json_u64(w, "rx_too_big", atomic_load_explicit(&v->rx_too_big, memory_order_relaxed));
 	sw_json_u64(w, "rx_errors", atomic_load_explicit(&v->rx_errors, memory_order_relaxed));
-	/* Datagrams the kernel dropped before we read them (receive buffer full): its own count, since the
-	 * socket was made. */
-	uint32_t mem[SK_MEMINFO_VARS];
-	socklen_t ml = sizeof(mem);
-	if (getsockopt(v->rx_fd, SOL_SOCKET, SO_MEMINFO, mem, &ml) == 0 && ml > SK_MEMINFO_DROPS * sizeof(mem[0]))
-		sw_json_u64(w, "kernel_drops", mem[SK_MEMINFO_DROPS]);
+	sw_json_u64(w, "kernel_drops", kernel_drops(v));
 	sw_json_u64(w, "tx_datagrams", atomic_load_explicit(&v->tx_datagrams, memory_order_relaxed));
 	sw_json_u64(w, "tx_sends", atomic_load_explicit(&v->tx_sends, memory_order_relaxed));
 	sw_json_u64(w, "tx_errors", atomic_load_explicit(&v->tx_errors, memory_order_relaxed));
@@ -742,6 +775,7 @@ const struct sw_port_ops sw_vxlan_ops = {
 	.dispatch = vx_dispatch,
 	.link_up = vx_link_up,
 	.describe = vx_describe,
+	.counters = vx_counters,
 	.rx_burst = vx_rx_burst,
 	.tx_burst = vx_tx_burst,
 };

@@ -128,6 +128,8 @@ def scenario(rig):
         after = vx_info(hosts["a"])
         got = after["rx_wrong_vni"] - before["rx_wrong_vni"]
         expect(got >= 3, f"rx_wrong_vni moved by {got} for 3+ ARP requests on VNI {VNI + 1}")
+        st = hosts["a"].stats()["vx"]
+        expect(st.get("vxlan_rx_wrong_vni") == after["rx_wrong_vni"], f"vhostctl stats: {st}")
         c.nsrun("ip", "link", "del", "vx1")
         return f"rx_wrong_vni +{got}"
 
