@@ -2202,7 +2202,11 @@ static void test_vxlan_learn_race(void)
 	struct vhd_pktpool *txpool = mkpool(64, BUF);
 	pthread_t th;
 	CHECK_EQ(pthread_create(&th, NULL, vx_race_rx, &race), 0);
-	unsigned seed = 11, got = 0, bad = 0, rounds = 4000;
+	/* at least 4 rounds of the 64 MACs, so that each moves */
+	unsigned seed = 11, got = 0, bad = 0, rounds = (unsigned)th_scaled(4000);
+	if (rounds < 256)
+		rounds = 256;
+	unsigned patience = 200 * th_timeout_scale(); /* 5 ms waits */
 	uint8_t f[60];
 	test_frame(f, sizeof(f), 0, &seed);
 	for (unsigned i = 0; i < rounds; i++) {
@@ -2215,11 +2219,11 @@ static void test_vxlan_learn_race(void)
 		vx_tx1(&p, txpool, f, sizeof(f));
 		got += vx_drain(rs[0], &bad) + vx_drain(rs[1], &bad);
 	}
-	for (unsigned t = 0; t < 200 && (unsigned)desc_num(&p, "tx_datagrams") > got; t++) {
+	for (unsigned t = 0; t < patience && (unsigned)desc_num(&p, "tx_datagrams") > got; t++) {
 		usleep(5000);
 		got += vx_drain(rs[0], &bad) + vx_drain(rs[1], &bad);
 	}
-	for (unsigned t = 0; t < 400 && atomic_load(&race.got) < rounds; t++)
+	for (unsigned t = 0; t < 2 * patience && atomic_load(&race.got) < rounds; t++)
 		usleep(5000);
 	atomic_store(&race.stop, true);
 	pthread_join(th, NULL);
