@@ -31,6 +31,7 @@ _vhostctl_keys()
 	tap) echo "ifname= queues= offloads= mtu=" ;;
 	af_packet) echo "ifname= frames= offloads= qdisc_bypass= mtu=" ;;
 	af_xdp) echo "ifname= queue= frames= mode= zerocopy= mtu=" ;;
+	vxlan) echo "vni= remote= local= dstport= src_ports= gso= mtu=" ;;
 	esac
 }
 
@@ -94,7 +95,7 @@ _vhostctl()
 		;;
 	add-port)
 		if ((argn == 2)); then
-			_vhostctl_reply -W "vhost-user virtio-user tap af_packet af_xdp" -- "$cur"
+			_vhostctl_reply -W "vhost-user virtio-user tap af_packet af_xdp vxlan" -- "$cur"
 		elif ((argn > 2)); then
 			local type="${COMP_WORDS[cmdi + 2]}"
 			case "$cur" in

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * vhostd: the poll-mode virtual switch. Ports (vhost-user for VMs, virtio-user towards other vhost-user
- * devices, tap, af_packet and af_xdp towards the host's kernel), an L2 learning bridge between them, N forwarding
- * threads, and a control socket that vhostctl talks to. The configuration file holds the same commands as
- * vhostctl, one per line.
+ * devices, tap, af_packet and af_xdp towards the host's kernel, vxlan towards remote hosts), an L2 learning
+ * bridge between them, N forwarding threads, and a control socket that vhostctl talks to. The configuration
+ * file holds the same commands as vhostctl, one per line.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -196,7 +196,8 @@ static const struct sw_ctl_cmd commands[] = {
 	 "[config=on|off] [iommu=on|off] [iotlb_per_burst=on|off] [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL], virtio-user path=SOCK "
 	 "[server] [queues=N] [packed] [mrg=on|off], tap ifname=NAME [queues=N] [offloads=on|off] [addr=IP/PREFIX], af_packet "
 	 "ifname=NAME [frames=N] [offloads=on|off] [qdisc_bypass=on|off], af_xdp ifname=NAME [queue=N] [frames=N] "
-	 "[mode=auto|native|generic] [zerocopy=auto|on|off]; any type takes mtu=N and max_macs=N",
+	 "[mode=auto|native|generic] [zerocopy=auto|on|off], vxlan vni=N remote=IP[,IP...] [local=IP] [dstport=N] "
+	 "[src_ports=N] [gso=on|off]; any type takes mtu=N and max_macs=N",
 	 2, 2 + SW_MAX_ARGS, cmd_add_port},
 	{"del-port", "del-port NAME", "remove a port while traffic flows", 1, 1, cmd_del_port},
 	{"show", "show", "ports, their state and negotiated features, forwarding threads", 0, 0, cmd_show},

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Switch ports: one ops table per port type (vhost-user, virtio-user, tap, af_packet, af_xdp), behind which the
+ * Switch ports: one ops table per port type (vhost-user, virtio-user, tap, af_packet, af_xdp, vxlan), behind which the
  * forwarding threads move bursts of packets without knowing what is on the other side.
  *
  * Threading contract:
@@ -11,7 +11,8 @@
  *    than there are threads: the switch then serialises them with the port's per-queue tx lock before calling,
  *    so a port needs no lock of its own unless it remaps queues (vhost-user: a guest with fewer queue pairs).
  *  - No hot-path call may block, allocate (outside packet pools) or take a lock; syscalls only where the port
- *    type has no other way (tap read/write, one sendto per af_packet or af_xdp tx burst to kick the kernel).
+ *    type has no other way (tap read/write, one sendto per af_packet or af_xdp tx burst to kick the kernel,
+ *    one recvmmsg / sendmmsg per vxlan burst and transmit socket).
  */
 #ifndef VHD_SWITCH_PORT_H
 #define VHD_SWITCH_PORT_H
@@ -85,7 +86,7 @@ static inline uint64_t sw_field_sum(const struct sw_field *f, const void *base, 
 }
 
 struct sw_port_ops {
-	const char *type; /* "vhost-user", "virtio-user", "tap", "af_packet", "af_xdp" */
+	const char *type; /* "vhost-user", "virtio-user", "tap", "af_packet", "af_xdp", "vxlan" */
 	/*
 	 * Set up p (p->name, p->id, p->mtu already filled in; set p->n_rxq, p->n_txq, p->priv). args are the
 	 * type's key=value options; unknown keys are an error. On failure write a one-line reason naming the
@@ -158,7 +159,8 @@ struct sw_port {
 };
 
 /* The port types; sw_port_type() finds one by name. */
-extern const struct sw_port_ops sw_vhost_user_ops, sw_virtio_user_ops, sw_tap_ops, sw_af_packet_ops, sw_af_xdp_ops;
+extern const struct sw_port_ops sw_vhost_user_ops, sw_virtio_user_ops, sw_tap_ops, sw_af_packet_ops, sw_af_xdp_ops,
+	sw_vxlan_ops;
 const struct sw_port_ops *sw_port_type(const char *name);
 
 /* Helpers for create(): the value of key, or def when absent; and a strict unsigned parse. */

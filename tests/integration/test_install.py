@@ -101,7 +101,7 @@ def help_items(tool):
     if os.path.basename(tool) == "vhostctl":
         cmds = r.stdout.split("Commands:\n", 1)[1]
         items |= set(re.findall(r"^  ([a-z][a-z-]+) ", cmds, re.M)) - {"vhost-user", "virtio-user", "tap",
-                                                                       "af_packet", "every"}
+                                                                       "af_packet", "vxlan", "every"}
         ap = run([tool, "add-port", "--help"]).stdout
         items |= {k + "=" for k in re.findall(r"([a-z_]+)=", ap)}
         items |= set(re.findall(r"\[([a-z]+)\]", ap))
@@ -184,7 +184,8 @@ def case_completion(inst):
         (["s"], ["show", "stats"]),
         (["--j"], ["--json"]),
         (["log-level", "w"], ["warning"]),
-        (["add-port", "vm9", "v"], ["vhost-user", "virtio-user"]),
+        (["add-port", "vm9", "v"], ["vhost-user", "virtio-user", "vxlan"]),
+        (["add-port", "vx9", "vxlan", "src"], ["src_ports="]),
         (["add-port", "vm9", "vhost-user", "path=/x", "mo"], ["mode="]),
         (["add-port", "vm9", "af_packet", "qd"], ["qdisc_bypass="]),
         (["add-port", "vm9", "af_xdp", "mode=n"], ["mode=native"]),

@@ -19,6 +19,9 @@ listens, then start the sender. The traffic itself only crosses vhostd. Checks:
                       as client of QEMU's server socket (server=on,wait=off), QEMU as reconnecting client
                       (reconnect=1) of vhostd's socket; traffic resumes
   af_packet           an af_packet port on a veth whose peer (another namespace) has an IP: ping, UDP, TCP
+  vxlan               the guest's segment carried by a vxlan port to a Linux vxlan device in another namespace
+                      (its own host, over a veth underlay); guest at MTU 1450 from QEMU's host_mtu: ping, UDP,
+                      TCP both ways, the Linux VTEP's MAC learned
 
 usage: test_switch_guest.py VHOSTD VHOSTCTL [case-or-scenario-substring]
 Prints PASS/FAIL lines like tests/unit/harness.h. VHD_INTEROP_WORK is where the guest is built and cached
@@ -312,6 +315,18 @@ def scenario_restart(rig):
     yield "switch_guest_vhostd_restart_qemu_reconnect", verdict("vm2")
 
 
+def ping_and_learn(rig, g, peer, peer_mac, port):
+    """g and peer (a HostNs behind port) ping each other both ways; the MAC table then has each on its own
+    port."""
+    rig.wait_link([g.name, port])
+    rc, out = g.ping(peer.ip)
+    ping_ok(f"{g.name}->{peer.name}", rc, out, 5)
+    rc, out = peer.ping(g.ip)
+    ping_ok(f"{peer.name}->{g.name}", rc, out, 5)
+    fdb = rig.fdb()
+    expect(fdb.get(peer_mac) == port and fdb.get(g.mac) == g.name, f"fdb {fdb}: wanted {peer_mac} on {port}")
+
+
 def scenario_af_packet(rig):
     """vm1 (vhost-user) and p0 (af_packet on a veth whose peer, in a second namespace, is 10.0.0.9)."""
     va, vb, peer = rig.veth_peer()
@@ -321,13 +336,7 @@ def scenario_af_packet(rig):
     peer_mac = rig.nsrun("cat", f"/sys/class/net/{vb}/address", ns=rig.ns2).stdout.strip()
 
     def af_packet():
-        rig.wait_link(["vm1", "p0"])
-        rc, out = a.ping(VETH_IP)
-        ping_ok("vm1->veth peer", rc, out, 5)
-        rc, out = peer.ping(A_IP)
-        ping_ok("veth peer->vm1", rc, out, 5)
-        fdb = rig.fdb()
-        expect(fdb.get(peer_mac) == "p0" and fdb.get(A_MAC) == "vm1", f"fdb {fdb}: wanted {peer_mac} on p0")
+        ping_and_learn(rig, a, peer, peer_mac, "p0")
         u1 = udp(rig, a, peer, 7601)
         u2 = udp(rig, peer, a, 7602)
         errs = []
@@ -350,6 +359,33 @@ def scenario_af_packet(rig):
     yield "switch_guest_af_packet_veth", af_packet
 
 
+def scenario_vxlan(rig):
+    """vm1 (vhost-user, MTU 1450) and vx (vxlan) in rig's namespace; the far end a Linux vxlan device at
+    10.0.0.9 in a second host's namespace, the two hosts joined by a veth (192.168.78.0/24)."""
+    far = rig.child("vxf")
+    vhdrig.veth(rig, "ul", "192.168.78.1/24", far, "ur", addr_b="192.168.78.2/24")
+    vhdrig.linux_vxlan(far, "vx0", 77, "192.168.78.2", ["192.168.78.1"], "ur", 1450, f"{VETH_IP}/24")
+    rig.start_vhostd([f"add-port vm1 vhost-user path={rig.sock('vm1')} mtu=1450",
+                      "add-port vx vxlan vni=77 remote=192.168.78.2 local=192.168.78.1"])
+    peer = HostNs(far, far.ns, VETH_IP, "Linux vxlan host")
+    a = Guest(rig, "vm1", A_MAC, A_IP, f"path={rig.sock('vm1')}", nic_extra=",host_mtu=1450").boot()
+    a.wait_agent()
+    vx_mac = far.nsrun("cat", "/sys/class/net/vx0/address").stdout.strip()
+
+    def vxlan():
+        ping_and_learn(rig, a, peer, vx_mac, "vx")
+        u1 = udp(rig, a, peer, 7701)
+        u2 = udp(rig, peer, a, 7702)
+        res = [f"TCP {s.name}->{d.name} {tcp(s, d, p)}" for s, d, p in ((a, peer, 7703), (peer, a, 7704))]
+        check_no_errors(rig, "vxlan")
+        info = rig.show()["vx"]["info"]
+        bad = {k: v for k, v in info.items() if k.startswith("rx_") and v}
+        expect(not bad and info["learned"] >= 1, f"vx info {info}")
+        return f"ping both ways, UDP {UDP_N} each way (lost {u1}, {u2}), {'; '.join(res)}"
+
+    yield "switch_guest_vxlan_linux", vxlan
+
+
 SCENARIOS = [
     ("two_guests", scenario_two_guests, ["switch_guest_arp_learning", "switch_guest_ping", "switch_guest_udp",
                                          "switch_guest_tcp", "switch_guest_counters_exact",
@@ -358,6 +394,7 @@ SCENARIOS = [
     ("restart", scenario_restart, ["switch_guest_vhostd_restart_qemu_server",
                                    "switch_guest_vhostd_restart_qemu_reconnect"]),
     ("af_packet", scenario_af_packet, ["switch_guest_af_packet_veth"]),
+    ("vxlan", scenario_vxlan, ["switch_guest_vxlan_linux"]),
 ]
 
 

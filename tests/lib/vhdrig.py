@@ -107,11 +107,23 @@ class Rig:
         self.procs = []
         self.guests = []
         self.host_ifaces = []  # (ifname, namespace) of the host's ends, for drop accounting
+        self.children = []  # more hosts of the same scenario (child())
         run(["ip", "netns", "add", self.ns])
         self.nsrun("ip", "link", "set", "lo", "up")
         # No IPv6 in the namespace: the tap would chatter (router solicitations, MLD) and the counters compared
         # exactly below would move while being read.
         self.no_ipv6(self.ns)
+
+    def child(self, name):
+        """Another host of this scenario: a rig with its own namespace (and vhostd, if started) whose vhostd is
+        stopped and checked at the scenario's end like this one's, and which is cleaned up with it. name's first
+        three characters must differ from those of the other rigs'."""
+        r = Rig(name)
+        self.children.append(r)
+        return r
+
+    def all_rigs(self):
+        return [self] + self.children
 
     def no_ipv6(self, ns):
         self.nsrun("sh", "-c", "for f in all default; do echo 1 >/proc/sys/net/ipv6/conf/$f/disable_ipv6; done",
@@ -124,13 +136,14 @@ class Rig:
         return run(["ip", "netns", "exec", ns or self.ns, *cmd], check=check, timeout=timeout)
 
     # ---------------------------------------------------------------- vhostd
-    def start_vhostd(self, lines):
+    def start_vhostd(self, lines, extra=()):
+        """vhostd in the namespace with the config lines; extra: more options (e.g. --threads 2)."""
         cfg = os.path.join(self.dir, "vhostd.conf")
         with open(cfg, "w") as f:
             f.write("# written by tests/lib/vhdrig.py\n" + "\n".join(lines) + "\n")
         # `ip netns exec` execs vhostd in place: the pid is vhostd's.
         p = subprocess.Popen(["ip", "netns", "exec", self.ns, VHOSTD, "--config", cfg, "--socket", self.ctl,
-                              "--log-level", "info"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              "--log-level", "info", *extra], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
         self.vhostd = p
         out = self.vhostd_out
@@ -225,6 +238,8 @@ class Rig:
 
     # ---------------------------------------------------------------- cleanup
     def cleanup(self):
+        for c in self.children:
+            c.cleanup()
         for g in self.guests:
             g.kill()
         for p in self.procs + ([self.vhostd] if self.vhostd else []):
@@ -241,6 +256,34 @@ class Rig:
 
     def vhostd_tail(self, n=12):
         return " / ".join(self.vhostd_out[-n:])
+
+
+def veth(a, ifa, addr_a, b, ifb, addr_b=None, master=None):
+    """A veth between rig a's namespace (end ifa, address addr_a "IP/PREFIX") and rig b's (end ifb, with addr_b,
+    or enslaved to the bridge master); both ends up."""
+    run(["ip", "link", "add", ifa, "netns", a.ns, "type", "veth", "peer", "name", ifb, "netns", b.ns])
+    a.nsrun("ip", "addr", "add", addr_a, "dev", ifa)
+    a.nsrun("ip", "link", "set", ifa, "up")
+    if addr_b:
+        b.nsrun("ip", "addr", "add", addr_b, "dev", ifb)
+    if master:
+        b.nsrun("ip", "link", "set", ifb, "master", master)
+    b.nsrun("ip", "link", "set", ifb, "up")
+
+
+def linux_vxlan(rig, name, vni, local, remotes, dev, mtu, addr):
+    """A plain Linux vxlan netdev in rig's namespace (the kernel as the peer VTEP of a vxlan port): UDP port
+    4789, head-end replication to each of remotes (all-zero fdb entries), learning on, address addr
+    ("IP/PREFIX"), up. Its transmit checksum offload is off: over a veth (no NIC between) Linux leaves the inner
+    UDP/TCP checksums partial inside the datagrams, which a UDP socket cannot tell, and the receiver would
+    drop those frames as corrupt (docs/switch.md, "VXLAN ports"; seen with a guest: 0 of 2000 datagrams)."""
+    rig.nsrun("ip", "link", "add", name, "type", "vxlan", "id", str(vni), "dstport", "4789", "local", local,
+              "dev", dev)
+    for r in remotes:
+        rig.nsrun("bridge", "fdb", "append", "00:00:00:00:00:00", "dev", name, "dst", r)
+    rig.nsrun("ethtool", "-K", name, "tx", "off")
+    rig.nsrun("ip", "addr", "add", addr, "dev", name)
+    rig.nsrun("ip", "link", "set", name, "mtu", str(mtu), "up")
 
 
 class HostNs:
@@ -461,9 +504,10 @@ def peer_start(peer, *args):
 
 def udp(rig, src, dst, port, n=UDP_N):
     """n datagrams src -> dst, each checked. None may be duplicated, corrupted or stray; any lost must have been
-    counted as dropped on the way: by vhostd (the output port's tx_drops, e.g. a guest's full receive ring), the
-    receiving guest's driver (rx_dropped), the host's side of a tap or veth (its tx_dropped: vhostd or the
-    peer did not read in time) or the kernel under an af_xdp port (its fill or receive ring ran out)."""
+    counted as dropped on the way: by vhostd (the output port's tx_drops, e.g. a guest's full receive ring; a
+    port's kernel_drops), the receiving guest's driver (rx_dropped), the host's side of a tap or veth (its
+    tx_dropped: vhostd or the peer did not read in time) or the kernel under an af_xdp port (its fill or receive
+    ring ran out)."""
     before = drop_counters(rig, dst)
     r = peer_start(dst, "udp-recv", port, n, 3000)
     r.ready()
@@ -491,6 +535,9 @@ def drop_counters(rig, dst):
     # af_xdp ports: what the kernel dropped before vhostd could read it (vhostctl stats, the port type's own).
     c.update({f"{p}.{k}": v[k] for p, v in stats.items() for k in ("af_xdp_fill_ring_empty", "af_xdp_rx_ring_full",
                                                                   "af_xdp_rx_dropped") if k in v})
+    # what the kernel dropped at a port's socket before vhostd read it (af_packet's ring, vxlan's socket buffer)
+    c.update({f"{p}.kernel_drops": v["info"]["kernel_drops"] for p, v in rig.show().items()
+              if "kernel_drops" in v.get("info", {})})
     if isinstance(dst, Guest):
         g = dst.counters()
         c[f"{dst.name}.rx_dropped"] = g["rx_dropped"]
@@ -621,8 +668,9 @@ def run_scenarios(scenarios, filt="", need=("qemu-system-x86_64", "ip", "busybox
                     err = str(e)
                 except Exception as e:
                     err = f"{type(e).__name__}: {e}"
-                if rig.vhostd and rig.vhostd.poll() is not None and not err:
-                    err = f"vhostd died ({rig.vhostd.returncode}): {rig.vhostd_tail()}"
+                for r in rig.all_rigs():
+                    if r.vhostd and r.vhostd.poll() is not None and not err:
+                        err = f"vhostd in {r.name} died ({r.vhostd.returncode}): {r.vhostd_tail()}"
                 if not err:
                     log(f"{name}: {detail}")
                 if err:
@@ -639,11 +687,12 @@ def run_scenarios(scenarios, filt="", need=("qemu-system-x86_64", "ip", "busybox
             # The end of the scenario: guests power off, vhostd stops cleanly (under ASan: the leak check too).
             for g in rig.guests:
                 g.poweroff()
-            if rig.vhostd and rig.vhostd.poll() is None:
-                rc = rig.stop_vhostd()
-                if rc != 0 and pending:
-                    pending = (pending[0], (pending[1] + "; " if pending[1] else "") +
-                               f"vhostd exited {rc} on SIGTERM: {rig.vhostd_tail()}", pending[2], pending[3])
+            for r in rig.all_rigs():
+                if r.vhostd and r.vhostd.poll() is None:
+                    rc = r.stop_vhostd()
+                    if rc != 0 and pending:
+                        pending = (pending[0], (pending[1] + "; " if pending[1] else "") +
+                                   f"vhostd exited {rc} on SIGTERM: {r.vhostd_tail()}", pending[2], pending[3])
             if pending:
                 report(*pending)
                 pending = None

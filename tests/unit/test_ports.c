@@ -27,9 +27,11 @@
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -1839,6 +1841,522 @@ static void test_vu_access_args(void)
 	CHECK(access(path, F_OK) < 0);
 }
 
+/* ================================================================ vxlan ================================================================ */
+
+#define VX_VNI 5001u
+
+/* A UDP socket bound to ip:port on lo, standing in for a remote VTEP (or a stranger). */
+static int udp_peer(const char *ip, uint16_t port)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	CHECK_EQ(inet_pton(AF_INET, ip, &sa.sin_addr), 1);
+	CHECK_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* The loopback range is ours: 127.0.0.1 is the port (local=, so that the remotes can bind the same UDP port),
+ * 127.0.0.2/.3 the remotes, .9 a stranger. */
+static void vx_netns(void)
+{
+	enter_netns();
+}
+
+/* In a namespace of its own: port p (vni 5001 on 127.0.0.1) with remotes 127.0.0.2 and .3, whose sockets are
+ * rs[0] and rs[1]. */
+static void vx_two_remotes(struct sw_port *p, int rs[2])
+{
+	vx_netns();
+	char err[256];
+	CHECK_EQ(mkport(p, &sw_vxlan_ops, 0, "vni=5001 remote=127.0.0.2,127.0.0.3 local=127.0.0.1", err,
+			sizeof(err)),
+		 0);
+	rs[0] = udp_peer("127.0.0.2", 4789);
+	rs[1] = udp_peer("127.0.0.3", 4789);
+}
+
+static void vx_send(int fd, uint8_t flags, uint32_t vni, const uint8_t *frame, size_t len)
+{
+	uint8_t d[2048];
+	CHECK(len + 8 <= sizeof(d));
+	memset(d, 0, 8);
+	d[0] = flags;
+	d[4] = (uint8_t)(vni >> 16);
+	d[5] = (uint8_t)(vni >> 8);
+	d[6] = (uint8_t)vni;
+	memcpy(d + 8, frame, len);
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(4789)};
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	CHECK_EQ(sendto(fd, d, len + 8, 0, (struct sockaddr *)&to, sizeof(to)), (ssize_t)(len + 8));
+}
+
+/* One datagram at fd within ms (its length, source port in *sport), or -1. */
+static ssize_t vx_recv(int fd, uint8_t *buf, size_t len, unsigned ms, uint16_t *sport)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	if (poll(&pfd, 1, (int)ms) != 1)
+		return -1;
+	struct sockaddr_in from;
+	socklen_t fl = sizeof(from);
+	ssize_t r = recvfrom(fd, buf, len, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+	if (sport)
+		*sport = ntohs(from.sin_port);
+	return r;
+}
+
+/* A datagram carrying frame f with the port's VXLAN header arrives at fd. */
+static void vx_expect(int fd, const uint8_t *f, size_t len, uint16_t *sport)
+{
+	uint8_t d[2048];
+	ssize_t r = vx_recv(fd, d, sizeof(d), 2000, sport);
+	CHECK_EQ(r, (ssize_t)(len + 8));
+	static const uint8_t hdr[8] = {0x08, 0, 0, 0, VX_VNI >> 16, (VX_VNI >> 8) & 0xff, VX_VNI & 0xff, 0};
+	check_bytes(d, 8, hdr, 8, "vxlan header");
+	check_bytes(d + 8, (size_t)r - 8, f, len, "vxlan inner frame");
+}
+
+static void vx_expect_none(int fd)
+{
+	uint8_t d[2048];
+	CHECK_EQ(vx_recv(fd, d, sizeof(d), 50, NULL), -1);
+}
+
+static void vx_tx1(struct sw_port *p, struct vhd_pktpool *pool, const uint8_t *f, size_t len)
+{
+	struct vhd_pkt *k = mkpkt(pool, f, len);
+	CHECK_EQ(p->ops->tx_burst(p, 0, &k, 1), 1);
+}
+
+static void test_vxlan_args(void)
+{
+	vx_netns();
+	struct sw_port p;
+	char err[256];
+	static const char *const bad[][2] = {
+		{"remote=127.0.0.2", "vni: required (the VXLAN network identifier, 0..16777215)"},
+		{"vni=1", "remote: required (the remote VTEPs' IPv4 addresses, comma-separated)"},
+		{"vni=1 remote=", "remote: required (the remote VTEPs' IPv4 addresses, comma-separated)"},
+		{"vni=16777216 remote=127.0.0.2", "vni=16777216: want a number in 0..16777215"},
+		{"vni=x remote=127.0.0.2", "vni=x: want a number in 0..16777215"},
+		{"vni=1 remote=127.0.0.2 dstport=0", "dstport=0: want a number in 1..65535"},
+		{"vni=1 remote=127.0.0.2 src_ports=65", "src_ports=65: want a number in 1..64"},
+		{"vni=1 remote=nohost", "remote=nohost: want an IPv4 address"},
+		{"vni=1 remote=127.0.0.2,", "remote=: want an IPv4 address"},
+		{"vni=1 remote=127.0.0.2,,127.0.0.3", "remote=: want an IPv4 address"},
+		{"vni=1 remote=239.1.1.1", "remote=239.1.1.1: want unicast VTEP addresses (multicast groups are not "
+					   "supported)"},
+		{"vni=1 remote=127.0.0.2,127.0.0.2", "remote=127.0.0.2: given twice"},
+		{"vni=1 remote=127.0.0.2 local=::1", "local=::1: want an IPv4 address"},
+		{"vni=1 remote=127.0.0.2 group=239.1.1.1", "group: unknown argument for a vxlan port (want vni remote "
+							   "local dstport src_ports gso)"},
+		{"vni=1 remote=127.0.0.2 gso=yes", "gso=yes: want on or off"},
+		{"vni=1 remote=127.0.0.2 vni=2", "vni: given twice"},
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK_EQ(mkport(&p, &sw_vxlan_ops, 0, bad[i][0], err, sizeof(err)), -EINVAL);
+		if (strcmp(err, bad[i][1])) {
+			fprintf(stderr, "%s: got '%s', want '%s'\n", bad[i][0], err, bad[i][1]);
+			CHECK(!"exact error");
+		}
+	}
+	char many[300] = "vni=1 remote=127.0.1.1";
+	for (unsigned i = 2; i <= 17; i++)
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), ",127.0.1.%u", i);
+	CHECK_EQ(mkport(&p, &sw_vxlan_ops, 0, many, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "more than 16 remotes"));
+	/* The port is taken: the error names it. */
+	int busy = udp_peer("127.0.0.1", 4789);
+	CHECK_EQ(mkport(&p, &sw_vxlan_ops, 0, "vni=1 remote=127.0.0.2 local=127.0.0.1", err, sizeof(err)), -EADDRINUSE);
+	CHECK(!strcmp(err, "dstport: bind 127.0.0.1:4789: Address already in use"));
+	close(busy);
+	/* Both ends of the ranges; the MTU is the route's less 50 unless given (lo: 65536, which IP_MTU reports as
+	 * the largest IPv4 datagram, 65535). */
+	CHECK_EQ(mkport(&p, &sw_vxlan_ops, 0, "vni=0 remote=127.0.0.2 dstport=1 src_ports=64", err, sizeof(err)), 0);
+	CHECK_EQ(p.mtu, 65535 - 50);
+	CHECK_EQ(p.n_rxq, 1);
+	CHECK_EQ(p.n_txq, 1);
+	CHECK(p.ops->link_up(&p));
+	p.ops->destroy(&p);
+	CHECK_EQ(mkport(&p, &sw_vxlan_ops, 1400, "vni=16777215 remote=127.0.0.2 dstport=65535 src_ports=1", err,
+			sizeof(err)),
+		 0);
+	CHECK_EQ(p.mtu, 1400);
+	struct sw_json_val *v = describe(&p);
+	CHECK_EQ(sw_json_get(v, "vni")->num, 16777215);
+	CHECK_EQ(sw_json_get(v, "dstport")->num, 65535);
+	CHECK(!strcmp(sw_json_get(v, "local")->str, "0.0.0.0"));
+	const struct sw_json_val *r = sw_json_get(v, "remotes");
+	CHECK(r && r->type == SW_JSON_ARR && r->count == 1 && !strcmp(r->child->str, "127.0.0.2"));
+	sw_json_val_free(v);
+	p.ops->destroy(&p);
+}
+
+/* Encapsulation both ways, byte for byte: flooding of unknown and broadcast frames to every remote, learning
+ * from what a remote sends, unicast to the learned VTEP only. */
+static void test_vxlan_encap(void)
+{
+	struct sw_port p;
+	int rs[2];
+	vx_two_remotes(&p, rs);
+	int r2 = rs[0], r3 = rs[1];
+	struct vhd_pktpool *pool = mkpool(64, BUF);
+	unsigned seed = 7;
+	uint8_t f[1600], g[1600], b[200];
+	test_frame(f, 1464, 1, &seed); /* an MTU-sized frame for a 1500-byte underlay */
+	/* Unknown unicast: both remotes get it. */
+	vx_tx1(&p, pool, f, 1464);
+	vx_expect(r2, f, 1464, NULL);
+	vx_expect(r3, f, 1464, NULL);
+	/* Broadcast likewise. */
+	test_frame(b, sizeof(b), 2, &seed);
+	memset(b, 0xff, 6);
+	vx_tx1(&p, pool, b, sizeof(b));
+	vx_expect(r2, b, sizeof(b), NULL);
+	vx_expect(r3, b, sizeof(b), NULL);
+	CHECK_EQ(desc_num(&p, "tx_datagrams"), 4);
+	CHECK_EQ(desc_num(&p, "learned"), 0);
+	/* Remote .3 sends a frame from 02:aa:00:00:00:01 (f's destination): decapsulated exactly, learned. */
+	test_frame(g, 60, 3, &seed);
+	memcpy(g, f + 6, 6);
+	memcpy(g + 6, f, 6);
+	vx_send(r3, 0x08, VX_VNI, g, 60);
+	struct vhd_pkt *k;
+	CHECK_EQ(rx_wait(&p, pool, &k, 1, 2000), 1);
+	check_bytes(vhd_pkt_data(k), k->len, g, 60, "vxlan rx");
+	CHECK(!k->meta.flags && !k->meta.gso_type);
+	vhd_pkt_free(k);
+	CHECK_EQ(desc_num(&p, "learned"), 1);
+	/* Now f goes to .3 alone; broadcast still to both. */
+	vx_tx1(&p, pool, f, 1464);
+	vx_expect(r3, f, 1464, NULL);
+	vx_expect_none(r2);
+	vx_tx1(&p, pool, b, sizeof(b));
+	vx_expect(r2, b, sizeof(b), NULL);
+	vx_expect(r3, b, sizeof(b), NULL);
+	/* The MAC moves behind .2: learned again, f follows it. */
+	vx_send(r2, 0x08, VX_VNI, g, 60);
+	CHECK_EQ(rx_wait(&p, pool, &k, 1, 2000), 1);
+	vhd_pkt_free(k);
+	CHECK_EQ(desc_num(&p, "learn_moves"), 1);
+	vx_tx1(&p, pool, f, 1464);
+	vx_expect(r2, f, 1464, NULL);
+	vx_expect_none(r3);
+	CHECK_EQ(desc_num(&p, "tx_errors"), 0);
+	p.ops->destroy(&p);
+	CHECK_EQ(vhd_pktpool_avail(pool), 64);
+	vhd_pktpool_destroy(pool);
+	close(r2);
+	close(r3);
+}
+
+/* Flows spread over the transmit sockets' source ports; one flow always leaves from the same port. */
+static void test_vxlan_src_ports(void)
+{
+	vx_netns();
+	struct sw_port p;
+	char err[256];
+	CHECK_EQ(mkport(&p, &sw_vxlan_ops, 0, "vni=5001 remote=127.0.0.2 local=127.0.0.1 src_ports=8", err, sizeof(err)), 0);
+	int r2 = udp_peer("127.0.0.2", 4789);
+	struct vhd_pktpool *pool = mkpool(64, BUF);
+	struct sw_json_val *v = describe(&p);
+	const struct sw_json_val *ports = sw_json_get(v, "src_ports");
+	CHECK(ports && ports->type == SW_JSON_ARR && ports->count == 8);
+	uint16_t used[8] = {0};
+	unsigned distinct = 0;
+	for (unsigned flow = 0; flow < 32; flow++) {
+		/* IPv4/UDP 10.0.0.1:flow -> 10.0.0.2:53, sent twice */
+		uint8_t f[64] = {0x02, 0xaa, 0, 0, 0, 1, 0x02, 0xbb, 0, 0, 0, 2, 0x08, 0x00, 0x45, 0, 0, 50, 0, 0, 0x40, 0,
+				 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, (uint8_t)(flow >> 8), (uint8_t)flow, 0, 53};
+		uint16_t s1 = 0, s2 = 0;
+		vx_tx1(&p, pool, f, sizeof(f));
+		vx_expect(r2, f, sizeof(f), &s1);
+		vx_tx1(&p, pool, f, sizeof(f));
+		vx_expect(r2, f, sizeof(f), &s2);
+		CHECK_EQ(s1, s2);
+		bool known = false, listed = false;
+		for (unsigned i = 0; i < distinct; i++)
+			known |= used[i] == s1;
+		for (const struct sw_json_val *e = ports->child; e; e = e->next)
+			listed |= e->num == s1;
+		CHECK(listed);
+		if (!known)
+			used[distinct++] = s1;
+	}
+	/* 32 flows over 8 ports: all in one would be a broken hash */
+	CHECK(distinct >= 4);
+	sw_json_val_free(v);
+	p.ops->destroy(&p);
+	vhd_pktpool_destroy(pool);
+	close(r2);
+}
+
+/* What the receive side refuses, each counted, none passed on; good datagrams still come through; the VTEP
+ * table stays within its fixed size whatever a remote sends. */
+static void test_vxlan_hostile(void)
+{
+	vx_netns();
+	struct sw_port p;
+	char err[256];
+	CHECK_EQ(mkport(&p, &sw_vxlan_ops, 0, "vni=5001 remote=127.0.0.2 local=127.0.0.1", err, sizeof(err)), 0);
+	int r2 = udp_peer("127.0.0.2", 4789), stranger = udp_peer("127.0.0.9", 4789);
+	struct vhd_pktpool *pool = mkpool(64, BUF);
+	unsigned seed = 9;
+	uint8_t f[1600];
+	test_frame(f, 1500, 1, &seed);
+	vx_send(stranger, 0x08, VX_VNI, f, 100);       /* not a configured remote */
+	vx_send(r2, 0x00, VX_VNI, f, 100);             /* I flag clear */
+	vx_send(r2, 0x08, VX_VNI + 1, f, 100);         /* another VNI */
+	vx_send(r2, 0x08, VX_VNI, f, 13);              /* runt inner frame */
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(4789)};
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	CHECK_EQ(sendto(r2, f, 5, 0, (struct sockaddr *)&to, sizeof(to)), 5); /* shorter than the header */
+	CHECK_EQ(sendto(r2, f, 0, 0, (struct sockaddr *)&to, sizeof(to)), 0);  /* empty */
+	vx_send(r2, 0x08, VX_VNI, f, 1500);             /* larger than the small pool's buffers below */
+	vx_send(r2, 0xff, VX_VNI, f, 100);              /* reserved bits set: ignored on receipt (RFC 7348) */
+	struct vhd_pktpool *small = mkpool(8, VHD_PKT_MIN_BUF_SIZE + 200);
+	struct vhd_pkt *k;
+	CHECK_EQ(rx_wait(&p, small, &k, 1, 2000), 1);
+	check_bytes(vhd_pkt_data(k), k->len, f, 100, "after the refused ones");
+	vhd_pkt_free(k);
+	rx_none(&p, pool, 20);
+	CHECK_EQ(desc_num(&p, "rx_unknown_remote"), 1);
+	CHECK_EQ(desc_num(&p, "rx_bad_flags"), 1);
+	CHECK_EQ(desc_num(&p, "rx_wrong_vni"), 1);
+	CHECK_EQ(desc_num(&p, "rx_runts"), 3);
+	CHECK_EQ(desc_num(&p, "rx_too_big"), 1);
+	CHECK_EQ(desc_num(&p, "learned"), 1);
+	CHECK_EQ(vhd_pktpool_avail(small), 8);
+	/* 20000 source MACs: the table keeps at most its 8192 entries, and still learns the newest. */
+	for (unsigned i = 0; i < 20000; i++) {
+		f[6] = 0x02;
+		f[7] = 0x77;
+		f[8] = (uint8_t)(i >> 24);
+		f[9] = (uint8_t)(i >> 16);
+		f[10] = (uint8_t)(i >> 8);
+		f[11] = (uint8_t)i;
+		vx_send(r2, 0x08, VX_VNI, f, 60);
+		if (i % 32 == 31) {
+			struct vhd_pkt *ks[32];
+			CHECK_EQ(rx_wait(&p, pool, ks, 32, 2000), 32);
+			vhd_pkt_free_bulk(ks, 32);
+		}
+	}
+	struct vhd_pkt *ks[32];
+	CHECK_EQ(rx_wait(&p, pool, ks, 20000 % 32, 2000), 20000 % 32);
+	vhd_pkt_free_bulk(ks, 20000 % 32);
+	unsigned n = (unsigned)desc_num(&p, "learned");
+	CHECK(n > 4096 && n <= 8192);
+	p.ops->destroy(&p);
+	CHECK_EQ(vhd_pktpool_avail(pool), 64);
+	vhd_pktpool_destroy(pool);
+	vhd_pktpool_destroy(small);
+	close(r2);
+	close(stranger);
+}
+
+/* The receive thread learns while another thread transmits (the forwarding threads' split): the VTEP table's
+ * writer and readers race for real here, which is what the ThreadSanitizer build checks. Each frame sent is
+ * one datagram to a remote, or one to each (flooded); all of them arrive, with the right header. */
+struct vx_race {
+	struct sw_port *p;
+	struct vhd_pktpool *pool;
+	_Atomic bool stop;
+	_Atomic unsigned got;
+};
+
+static void *vx_race_rx(void *arg)
+{
+	struct vx_race *r = arg;
+	struct vhd_pkt *k[32];
+	while (!atomic_load(&r->stop)) {
+		unsigned n = r->p->ops->rx_burst(r->p, 0, r->pool, k, 32);
+		vhd_pkt_free_bulk(k, n);
+		atomic_fetch_add(&r->got, n);
+		if (!n)
+			usleep(50);
+	}
+	return NULL;
+}
+
+static unsigned vx_drain(int fd, unsigned *bad)
+{
+	uint8_t d[2048];
+	unsigned n = 0;
+	for (;;) {
+		ssize_t r = recv(fd, d, sizeof(d), MSG_DONTWAIT);
+		if (r < 0)
+			return n;
+		n++;
+		if (r != 8 + 60 || d[0] != 0x08 || d[6] != (VX_VNI & 0xff))
+			(*bad)++;
+	}
+}
+
+static void test_vxlan_learn_race(void)
+{
+	struct sw_port p;
+	int rs[2];
+	vx_two_remotes(&p, rs);
+	struct vx_race race = {.p = &p, .pool = mkpool(256, BUF)};
+	struct vhd_pktpool *txpool = mkpool(64, BUF);
+	pthread_t th;
+	CHECK_EQ(pthread_create(&th, NULL, vx_race_rx, &race), 0);
+	/* at least 4 rounds of the 64 MACs, so that each moves */
+	unsigned seed = 11, got = 0, bad = 0, rounds = (unsigned)th_scaled(4000);
+	if (rounds < 256)
+		rounds = 256;
+	unsigned patience = 200 * th_timeout_scale(); /* 5 ms waits */
+	uint8_t f[60];
+	test_frame(f, sizeof(f), 0, &seed);
+	for (unsigned i = 0; i < rounds; i++) {
+		/* MAC i % 64 announced by remote (i / 64) % 2, so every MAC keeps moving between the two */
+		uint8_t g[60];
+		memcpy(g, f, sizeof(g));
+		g[6] = 0x02, g[7] = 0x55, g[11] = (uint8_t)(i % 64);
+		vx_send(rs[(i / 64) % 2], 0x08, VX_VNI, g, sizeof(g));
+		memcpy(f, g + 6, 6); /* to that MAC */
+		vx_tx1(&p, txpool, f, sizeof(f));
+		got += vx_drain(rs[0], &bad) + vx_drain(rs[1], &bad);
+	}
+	for (unsigned t = 0; t < patience && (unsigned)desc_num(&p, "tx_datagrams") > got; t++) {
+		usleep(5000);
+		got += vx_drain(rs[0], &bad) + vx_drain(rs[1], &bad);
+	}
+	for (unsigned t = 0; t < 2 * patience && atomic_load(&race.got) < rounds; t++)
+		usleep(5000);
+	atomic_store(&race.stop, true);
+	pthread_join(th, NULL);
+	unsigned sent = (unsigned)desc_num(&p, "tx_datagrams");
+	CHECK_EQ(bad, 0);
+	CHECK_EQ(got, sent);
+	CHECK(sent >= rounds && sent <= 2 * rounds);
+	CHECK_EQ(desc_num(&p, "tx_errors") + desc_num(&p, "tx_full"), 0);
+	CHECK_EQ(atomic_load(&race.got), rounds);
+	CHECK_EQ(desc_num(&p, "learned"), 64);
+	CHECK(desc_num(&p, "learn_moves") > 0);
+	CHECK_EQ(desc_num(&p, "kernel_drops"), 0);
+	p.ops->destroy(&p);
+	CHECK_EQ(vhd_pktpool_avail(race.pool), 256);
+	vhd_pktpool_destroy(race.pool);
+	vhd_pktpool_destroy(txpool);
+	close(rs[0]);
+	close(rs[1]);
+}
+
+/* Datagrams the kernel drops for want of receive buffer while the port is not read are in kernel_drops: with
+ * what the port then reads, every one sent is accounted for. */
+static void test_vxlan_kernel_drops(void)
+{
+	struct sw_port p;
+	int rs[2];
+	vx_two_remotes(&p, rs);
+	struct vhd_pktpool *pool = mkpool(64, BUF);
+	unsigned seed = 13, sent = 20000, got = 0;
+	uint8_t f[1400];
+	test_frame(f, sizeof(f), 0, &seed);
+	for (unsigned i = 0; i < sent; i++)
+		vx_send(rs[0], 0x08, VX_VNI, f, sizeof(f));
+	unsigned drops = (unsigned)desc_num(&p, "kernel_drops");
+	CHECK(drops > 0);
+	for (;;) {
+		struct vhd_pkt *k[32];
+		unsigned n = rx_wait(&p, pool, k, 32, 100);
+		vhd_pkt_free_bulk(k, n);
+		got += n;
+		if (n < 32)
+			break;
+	}
+	CHECK_EQ(got + drops, sent);
+	p.ops->destroy(&p);
+	vhd_pktpool_destroy(pool);
+	close(rs[0]);
+	close(rs[1]);
+}
+
+/* An empty socket makes the port skip a few polls (each read is a syscall), never more than 4 in a row: a
+ * datagram waiting is read by the fifth poll at the latest, however long the socket was empty. */
+static void test_vxlan_rx_backoff(void)
+{
+	struct sw_port p;
+	int rs[2];
+	vx_two_remotes(&p, rs);
+	struct vhd_pktpool *pool = mkpool(64, BUF);
+	struct vhd_pkt *k[32];
+	for (unsigned i = 0; i < 100; i++)
+		CHECK_EQ(p.ops->rx_burst(&p, 0, pool, k, 32), 0);
+	uint8_t f[60];
+	unsigned seed = 17;
+	test_frame(f, sizeof(f), 0, &seed);
+	for (unsigned round = 0; round < 3; round++) {
+		vx_send(rs[1], 0x08, VX_VNI, f, sizeof(f));
+		usleep(20000); /* on lo the datagram is queued before sendto returns; margin only */
+		unsigned polls = 0, got = 0;
+		while (!got && polls < 5) {
+			got = p.ops->rx_burst(&p, 0, pool, k, 32);
+			polls++;
+		}
+		CHECK_EQ(got, 1);
+		check_bytes(vhd_pkt_data(k[0]), k[0]->len, f, sizeof(f), "after empty polls");
+		vhd_pkt_free(k[0]);
+		for (unsigned i = 0; i < 50; i++)
+			CHECK_EQ(p.ops->rx_burst(&p, 0, pool, k, 32), 0);
+	}
+	p.ops->destroy(&p);
+	CHECK_EQ(vhd_pktpool_avail(pool), 64);
+	vhd_pktpool_destroy(pool);
+	close(rs[0]);
+	close(rs[1]);
+}
+
+/* A burst to one remote: with gso=on runs of equal frames leave in fewer sends (UDP_SEGMENT), the remote still
+ * gets every datagram, in order and byte for byte, a shorter frame ending a run; gso=off sends one by one. */
+static void vx_gso_case(const char *gso)
+{
+	enter_netns();
+	struct sw_port p;
+	char err[256], args[128];
+	snprintf(args, sizeof(args), "vni=5001 remote=127.0.0.2 local=127.0.0.1 src_ports=1 gso=%s", gso);
+	CHECK_EQ(mkport(&p, &sw_vxlan_ops, 0, args, err, sizeof(err)), 0);
+	bool on = !strcmp(gso, "on");
+	CHECK(desc_bool(&p, "gso") == on);
+	int r2 = udp_peer("127.0.0.2", 4789);
+	struct vhd_pktpool *pool = mkpool(64, BUF);
+	unsigned seed = 19;
+	enum { N = 32 };
+	static const unsigned lens[N] = {1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 500, 1000,
+					 1000, 1000, 1200, 1200, 60, 60, 60, 60, 60, 60, 60, 60, 1464, 1464, 1464,
+					 1464, 1464, 1464, 1464, 100};
+	uint8_t f[N][1600];
+	struct vhd_pkt *k[N];
+	for (unsigned i = 0; i < N; i++) {
+		test_frame(f[i], lens[i], i, &seed);
+		k[i] = mkpkt(pool, f[i], lens[i]);
+	}
+	CHECK_EQ(p.ops->tx_burst(&p, 0, k, N), N);
+	for (unsigned i = 0; i < N; i++)
+		vx_expect(r2, f[i], lens[i], NULL);
+	vx_expect_none(r2);
+	CHECK_EQ(desc_num(&p, "tx_datagrams"), N);
+	CHECK_EQ(desc_num(&p, "tx_errors"), 0);
+	/* runs: 10x1000+500, 3x1000+(1200 longer: new run) 2x1200+60, 7x60+(1464) 7x1464+100 */
+	CHECK_EQ(desc_num(&p, "tx_sends"), on ? 5 : N);
+	p.ops->destroy(&p);
+	CHECK_EQ(vhd_pktpool_avail(pool), 64);
+	vhd_pktpool_destroy(pool);
+	close(r2);
+}
+
+static void test_vxlan_gso(void)
+{
+	vx_gso_case("on");
+}
+
+static void test_vxlan_gso_off(void)
+{
+	vx_gso_case("off");
+}
+
 static const struct th_case cases[] = {
 	{"vu_access_args", test_vu_access_args, 0},
 	{"tap_args", test_tap_args, 0},
@@ -1872,6 +2390,15 @@ static const struct th_case cases[] = {
 	{"axp_stack_csum", test_axp_stack_csum, 0},
 	{"axp_stack_csum_generic", test_axp_stack_csum_generic, 0},
 	{"axp_lifecycle", test_axp_lifecycle, 0},
+	{"vxlan_args", test_vxlan_args, 0},
+	{"vxlan_encap", test_vxlan_encap, 0},
+	{"vxlan_src_ports", test_vxlan_src_ports, 0},
+	{"vxlan_hostile", test_vxlan_hostile, 0},
+	{"vxlan_learn_race", test_vxlan_learn_race, 0},
+	{"vxlan_kernel_drops", test_vxlan_kernel_drops, 0},
+	{"vxlan_rx_backoff", test_vxlan_rx_backoff, 0},
+	{"vxlan_gso", test_vxlan_gso, 0},
+	{"vxlan_gso_off", test_vxlan_gso_off, 0},
 };
 
 TH_MAIN("test_ports", cases)
