@@ -995,6 +995,18 @@ static void veth(void)
 	sh("ip link add va type veth peer name vb && ip link set va up && ip link set vb up");
 }
 
+/* The kernel propagates a veth's carrier asynchronously (linkwatch), also just after `ip link set up`: wait for
+ * it, up to 10 s (a liveness bound for a loaded machine, not a timing assertion). */
+static bool link_becomes(struct sw_port *p, bool up)
+{
+	for (int i = 0; i < 10000; i++) {
+		if (p->ops->link_up(p) == up)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
 #define ETH_TEST 0x88b5 /* IEEE local experimental: the stack ignores these frames */
 
 /* A frame of len bytes numbered seq, with random contents after its Ethernet header and sequence number. */
@@ -1060,7 +1072,7 @@ static void afp_rx_case(const char *args)
 	CHECK_EQ(p.n_rxq, 1);
 	CHECK_EQ(p.n_txq, 1);
 	CHECK_EQ(p.mtu, 1500);
-	CHECK(p.ops->link_up(&p));
+	CHECK(link_becomes(&p, true));
 	struct vhd_pktpool *pool = mkpool(64, BUF);
 	rx_none(&p, pool, 20);
 	int raw = raw_socket("vb");
@@ -1423,17 +1435,6 @@ static void test_afp_offload_vlan(void)
 	close(raw);
 }
 
-/* The kernel propagates a veth peer's carrier asynchronously (linkwatch): give it a second. */
-static bool link_becomes(struct sw_port *p, bool up)
-{
-	for (int i = 0; i < 1000; i++) {
-		if (p->ops->link_up(p) == up)
-			return true;
-		usleep(1000);
-	}
-	return false;
-}
-
 /* Carrier, promiscuous mode while the port exists, and fds/mappings back to where they were after destroy. */
 static void test_afp_lifecycle(void)
 {
@@ -1469,9 +1470,7 @@ static void test_afp_lifecycle(void)
 	struct vhd_pkt *k = mkpkt(pool, f, sizeof(f));
 	CHECK_EQ(p.ops->tx_burst(&p, 0, &k, 1), 1);
 	sh("ip link set va up");
-	for (unsigned i = 0; i < 200 && !p.ops->link_up(&p); i++)
-		usleep(10000);
-	CHECK(p.ops->link_up(&p));
+	CHECK(link_becomes(&p, true));
 	CHECK_EQ(p.ops->tx_burst(&p, 0, NULL, 0), 0); /* kicks what is pending */
 	ssize_t r = raw_recv(raw, got, sizeof(got), 2000, NULL);
 	check_bytes(got, r > 0 ? (size_t)r : 0, f, sizeof(f), "sent after link up");
@@ -1595,7 +1594,7 @@ static void axp_both_ways(const char *args, const char *mode)
 	CHECK_EQ(p.n_rxq, 1);
 	CHECK_EQ(p.n_txq, 1);
 	CHECK_EQ(p.mtu, 1500);
-	CHECK(p.ops->link_up(&p));
+	CHECK(link_becomes(&p, true));
 	desc_str(&p, "mode", s, sizeof(s));
 	CHECK(!strcmp(s, mode));
 	CHECK(!desc_bool(&p, "zerocopy")); /* veth has no zero-copy */
@@ -1770,7 +1769,7 @@ static void test_axp_lifecycle(void)
 	char err[256];
 	for (unsigned round = 0; round < 4; round++) {
 		CHECK_EQ(mkport(&p, &sw_af_xdp_ops, 0, "ifname=va", err, sizeof(err)), 0);
-		CHECK(p.ops->link_up(&p));
+		CHECK(link_becomes(&p, true));
 		sh("ip link set vb down");
 		CHECK(link_becomes(&p, false));
 		sh("ip link set vb up");
