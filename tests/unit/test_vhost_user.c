@@ -31,7 +31,7 @@ static void test_negotiation(void)
 	CHECK_EQ(get_u64(&r, VHOST_USER_GET_MAX_MEM_SLOTS), 32);
 	/* Features never offered are refused, and the refusal is acknowledged as a failure. */
 	struct vhu_msg m = mk(VHOST_USER_SET_FEATURES, 8);
-	m.p.u64 = VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VHOST_F_LOG_ALL);
+	m.p.u64 = VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VIRTIO_F_NOTIFICATION_DATA);
 	CHECK(acked(&r, &m) != 0);
 	m = mk(VHOST_USER_NET_SET_MTU, 8);
 	m.p.u64 = 9000;
