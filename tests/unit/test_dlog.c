@@ -84,14 +84,15 @@ static void set_features(struct rig *r, uint64_t f)
 	CHECK(vhd_vu_dev_features(r->dev) == f);
 }
 
-/* SET_VRING_ADDR again for queue qi laid out by setup_queue(), with VHOST_VRING_F_LOG as asked. */
+/* SET_VRING_ADDR again for queue qi laid out by setup_queue(), with VHOST_VRING_F_LOG as asked; log_guest_addr as
+ * QEMU 7.2 fills it: the used ring's address as the driver gave it, an IOVA behind a vIOMMU. */
 static void vring_log(struct rig *r, unsigned qi, const struct guest_q *g, bool on)
 {
 	struct vhu_msg m = mk(VHOST_USER_SET_VRING_ADDR, 40);
-	uint64_t base = (uintptr_t)r->mem + g->off;
+	uint64_t base = rig_iova ? rig_iova + g->off : (uintptr_t)r->mem + g->off;
 	m.p.addr = (struct vhost_vring_addr){qi, on ? 1u << VHOST_VRING_F_LOG : 0, base + g->lay.desc_off,
 					     base + g->lay.device_off, base + g->lay.driver_off,
-					     GPA + g->off + g->lay.device_off};
+					     (rig_iova ? rig_iova : GPA) + g->off + g->lay.device_off};
 	send_msg(r, &m);
 }
 
@@ -103,16 +104,26 @@ struct lrig {
 	struct vhd_net_cfg cfg;
 };
 
-/* A device with receive queue 0 running, logging features negotiated as asked. */
+/* A device with receive queue 0 running, logging features negotiated as asked. With rig_iova set, behind a
+ * vIOMMU: all of guest memory mapped read/write at rig_iova in the IOTLB before the queue starts. */
 static void lrig_open(struct lrig *l, bool packed, bool log_all)
 {
 	memset(l, 0, sizeof(*l));
 	l->packed = packed;
+	if (rig_iova)
+		rig_features = vhd_vu_default_features() | VHD_BIT(VIRTIO_F_ACCESS_PLATFORM);
 	rig_open(&l->r, 1);
 	rig_connect(&l->r);
-	negotiate(&l->r, (packed ? VHD_BIT(VIRTIO_F_RING_PACKED) : 0) | (log_all ? VHD_BIT(VHOST_F_LOG_ALL) : 0),
+	negotiate(&l->r, (packed ? VHD_BIT(VIRTIO_F_RING_PACKED) : 0) | (log_all ? VHD_BIT(VHOST_F_LOG_ALL) : 0) |
+				 (rig_iova ? VHD_BIT(VIRTIO_F_ACCESS_PLATFORM) : 0),
 		  true);
 	set_mem_table(&l->r);
+	if (rig_iova) {
+		struct vhu_msg m = mk(VHOST_USER_IOTLB_MSG, sizeof(struct vhost_iotlb_msg));
+		m.p.iotlb = (struct vhost_iotlb_msg){.iova = rig_iova, .size = MEM_SIZE, .uaddr = (uintptr_t)l->r.mem,
+						     .perm = VHOST_ACCESS_RW, .type = VHOST_IOTLB_UPDATE};
+		CHECK_EQ(acked(&l->r, &m), 0);
+	}
 	setup_queue(&l->r, 0, &l->g, 0, packed, false);
 	enable(&l->r, 0, 1);
 	CHECK_EQ(l->r.ev.started[0], 1);
@@ -151,7 +162,7 @@ static void deliver(struct lrig *l, const struct vhd_vq_seg *segs, uint16_t nin)
 
 static void deliver_one(struct lrig *l)
 {
-	struct vhd_vq_seg s = {GPA + BUF_OFF, BUF_LEN};
+	struct vhd_vq_seg s = {(rig_iova ? rig_iova : GPA) + BUF_OFF, BUF_LEN};
 	deliver(l, &s, 1);
 }
 
@@ -288,6 +299,27 @@ static void rx_logged(bool packed)
 static void test_rx_logged_split(void) { rx_logged(false); }
 static void test_rx_logged_packed(void) { rx_logged(true); }
 
+/* Behind a vIOMMU the device sees IOVAs; the log holds guest-physical pages: the buffer's and the ring's at their
+ * guest addresses, nothing at their IOVAs (which the log covers too, so a wrong bit would show). */
+static void test_rx_logged_iommu(void)
+{
+	rig_iova = 0x40000000ull;
+	struct lrig l;
+	lrig_open(&l, false, true);
+	vring_log(&l.r, 0, &l.g, true);
+	struct tlog t;
+	tlog_open(&t, LOG_SIZE);
+	CHECK_EQ(set_log_base(&l.r, t.fd, LOG_SIZE, 0), 0);
+	deliver_one(&l);
+	CHECK(tlog_bit(&t, page_of(BUF_OFF)));
+	CHECK(tlog_bit(&t, page_of(BUF_OFF + 4096)));
+	CHECK(tlog_bit(&t, ring_page(&l)));
+	CHECK(!tlog_bit(&t, (rig_iova + BUF_OFF) >> 12));
+	CHECK_EQ(tlog_count(&t), 3);
+	tlog_close(&t);
+	lrig_close(&l);
+}
+
 /* QEMU resizes the log by sending SET_LOG_BASE again: once answered, only the new log is written. */
 static void test_log_resize(void)
 {
@@ -355,6 +387,7 @@ static const struct th_case cases[] = {
 	{"log_base_not_negotiated", test_log_base_not_negotiated, 0},
 	{"rx_logged_split", test_rx_logged_split, 0},
 	{"rx_logged_packed", test_rx_logged_packed, 0},
+	{"rx_logged_iommu", test_rx_logged_iommu, 0},
 	{"log_resize", test_log_resize, 0},
 	{"log_too_small", test_log_too_small, 0},
 	{"log_shrunk", test_log_shrunk, 0},
