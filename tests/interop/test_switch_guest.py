@@ -46,14 +46,19 @@ vhdrig.configure(vhostd=sys.argv[1], vhostctl=sys.argv[2])
 FILTER = sys.argv[3] if len(sys.argv) > 3 else ""
 
 
-def scenario_two_guests(rig):
-    """vm1, vm2 (vhost-user, vhostd listening), host0 (tap, 10.0.0.1 in the namespace)."""
-    rig.start_vhostd([f"add-port vm1 vhost-user path={rig.sock('vm1')}",
-                      f"add-port vm2 vhost-user path={rig.sock('vm2')}",
-                      f"add-port host0 tap ifname={rig.tap}"])
+def switch_with_host(rig, vms):
+    """vhostd with a listening vhost-user port for each name in vms and host0 (tap, 10.0.0.1 in the namespace).
+    @return the host's end (HostNs)."""
+    rig.start_vhostd([f"add-port {vm} vhost-user path={rig.sock(vm)}" for vm in vms] +
+                     [f"add-port host0 tap ifname={rig.tap}"])
     rig.tap_up()
     rig.host_ifaces.append((rig.tap, rig.ns))
-    host = HostNs(rig, rig.ns, HOST_IP, "host")
+    return HostNs(rig, rig.ns, HOST_IP, "host")
+
+
+def scenario_two_guests(rig):
+    """vm1, vm2 (vhost-user, vhostd listening), host0 (tap, 10.0.0.1 in the namespace)."""
+    host = switch_with_host(rig, ["vm1", "vm2"])
     a = Guest(rig, "vm1", A_MAC, A_IP, f"path={rig.sock('vm1')}").boot()
     b = Guest(rig, "vm2", B_MAC, B_IP, f"path={rig.sock('vm2')}").boot()
     a.wait_agent()
@@ -379,12 +384,7 @@ def free_port():
 
 def scenario_migrate(rig):
     """vm1 (source QEMU) and vm1new (destination QEMU, -incoming) on ports of one vhostd, host0 (tap)."""
-    rig.start_vhostd([f"add-port vm1 vhost-user path={rig.sock('vm1')}",
-                      f"add-port vm1new vhost-user path={rig.sock('vm1new')}",
-                      f"add-port host0 tap ifname={rig.tap}"])
-    rig.tap_up()
-    rig.host_ifaces.append((rig.tap, rig.ns))
-    host = HostNs(rig, rig.ns, HOST_IP, "host")
+    host = switch_with_host(rig, ["vm1", "vm1new"])
     # guest_announce off: the guest does not announce itself, QEMU sends SEND_RARP instead (both ends alike).
     nic = ",guest_announce=off"
     src = Guest(rig, "src", A_MAC, A_IP, f"path={rig.sock('vm1')}", nic_extra=nic).boot()
