@@ -24,7 +24,8 @@ listens, then start the sender. The traffic itself only crosses vhostd. Checks:
                       no "Migration disabled", the guest's MAC on the new port in the fdb right after, a paced
                       TCP stream from the host started before the migration arrives whole (every byte checked)
                       after it, and so do paced datagrams across it (none stale: the pages vhostd wrote were
-                      logged; those lost in the pause counted), UDP both ways after it
+                      logged; those lost in the pause counted), UDP both ways after it; with split rings and
+                      again with packed ones
 
 usage: test_switch_guest.py VHOSTD VHOSTCTL [case-or-scenario-substring]
 Prints PASS/FAIL lines like tests/unit/harness.h. VHD_INTEROP_WORK is where the guest is built and cached
@@ -382,11 +383,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def scenario_migrate(rig):
-    """vm1 (source QEMU) and vm1new (destination QEMU, -incoming) on ports of one vhostd, host0 (tap)."""
+def scenario_migrate(rig, packed=False):
+    """vm1 (source QEMU) and vm1new (destination QEMU, -incoming) on ports of one vhostd, host0 (tap); the
+    guest's rings split or packed (then GET/SET_VRING_BASE carry wrap counters)."""
     host = switch_with_host(rig, ["vm1", "vm1new"])
     # guest_announce off: the guest does not announce itself, QEMU sends SEND_RARP instead (both ends alike).
-    nic = ",guest_announce=off"
+    nic = ",guest_announce=off" + (",packed=on" if packed else "")
     src = Guest(rig, "src", A_MAC, A_IP, f"path={rig.sock('vm1')}", nic_extra=nic).boot()
     dst = Guest(rig, "dst", A_MAC, A_IP, f"path={rig.sock('vm1new')}", nic_extra=nic,
                 incoming=f"tcp:127.0.0.1:{free_port()}").boot()
@@ -422,12 +424,14 @@ def scenario_migrate(rig):
         qemu = src.tail(1 << 30) + dst.tail(1 << 30)
         bad = [x for x in qemu if "Migration disabled" in x or "vhost lacks" in x] + vhdrig.qemu_warnings(qemu)
         expect(not bad, f"QEMU: {bad}")
-        return (f"migrated in {took:.1f} s (downtime {st.get('downtime')} ms, {st['ram']['transferred'] >> 20} "
+        ring = rig.show()["vm1new"]["info"].get("ring")
+        expect(ring == ("packed" if packed else "split"), f"vm1new ring {ring}")
+        return (f"{ring}: migrated in {took:.1f} s (downtime {st.get('downtime')} ms, {st['ram']['transferred'] >> 20} "
                 f"MiB sent, {st['ram'].get('dirty-sync-count')} dirty syncs); MAC on vm1new {fdb_s:.1f} s after; "
                 f"{MIG_BYTES >> 20} MiB TCP across it intact; {MIG_UDP_N} datagrams across it, {lost_mig} lost "
                 f"(counted), none stale; UDP lost before {lost0}, after {lost1}/{lost2} (all counted)")
 
-    yield "switch_guest_migrate_live", migrate
+    yield "switch_guest_migrate_live" + ("_packed" if packed else ""), migrate
 
 
 SCENARIOS = [
@@ -439,6 +443,7 @@ SCENARIOS = [
                                    "switch_guest_vhostd_restart_qemu_reconnect"]),
     ("af_packet", scenario_af_packet, ["switch_guest_af_packet_veth"]),
     ("migrate", scenario_migrate, ["switch_guest_migrate_live"]),
+    ("migrate_packed", lambda rig: scenario_migrate(rig, packed=True), ["switch_guest_migrate_live_packed"]),
 ]
 
 
