@@ -111,10 +111,10 @@ static unsigned vu_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *p
 	struct vu_port *vp = p->priv;
 	unsigned qi = 2 * q + 1;
 	/* Relaxed: a pending RARP seen a burst late costs nothing; vu_rx_rarp() takes it with acquire. */
-	if (__builtin_expect(q == 0 && atomic_load_explicit(&vp->rarp, memory_order_relaxed) != 0, 0) && n > 1) {
+	if (__builtin_expect(q == 0 && atomic_load_explicit(&vp->rarp, memory_order_relaxed) != 0, 0) && n) {
 		unsigned k = vu_rx_rarp(vp, pool, pkts);
 		if (k)
-			return k + vu_rx_queue(p, vp, qi, pool, pkts + k, n - k);
+			return k + (n > k ? vu_rx_queue(p, vp, qi, pool, pkts + k, n - k) : 0);
 	}
 	return vu_rx_queue(p, vp, qi, pool, pkts, n);
 }
