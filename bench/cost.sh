@@ -2,7 +2,8 @@
 # Instructions per packet of the virtio-net data path (bench/netcost under callgrind), for each ring layout,
 # direction, frame size and mergeable setting. The counts repeat exactly from run to run whatever else the
 # machine is doing, so they judge an optimisation where the cross-core benchmarks on a busy 2-core machine
-# cannot. Usage: bench/cost.sh BUILD_DIR [PACKETS]     (prints a markdown table)
+# cannot. Usage: bench/cost.sh BUILD_DIR [PACKETS [NETCOST_ARGS...]]     (prints a markdown table)
+# NETCOST_ARGS go to every run, e.g. --log (the device logging its writes, as during a live migration).
 set -euo pipefail
 if [ $# -lt 1 ] || [ ! -x "$1/bench/netcost" ]; then
 	echo "usage: $0 BUILD_DIR [PACKETS]  (BUILD_DIR/bench/netcost must exist)" >&2
@@ -10,12 +11,15 @@ if [ $# -lt 1 ] || [ ! -x "$1/bench/netcost" ]; then
 fi
 netcost=$1/bench/netcost
 count=${2:-200000}
+shift $(($# < 2 ? $# : 2))
+extra=("$@")
 command -v valgrind >/dev/null || { echo "cost: valgrind not installed (apt-get install valgrind)" >&2; exit 1; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 cost() {
-	valgrind --tool=callgrind --callgrind-out-file="$out/cg" "$netcost" --count "$count" "$@" >/dev/null 2>"$out/err" ||
+	valgrind --tool=callgrind --callgrind-out-file="$out/cg" "$netcost" --count "$count" "$@" ${extra[@]+"${extra[@]}"} \
+		>/dev/null 2>"$out/err" ||
 		{ cat "$out/err" >&2; return 1; }
 	# "summary: N" is the program's total instruction count.
 	local total
@@ -36,4 +40,4 @@ for ring in split packed; do
 	done
 done
 echo
-echo "Instructions per packet, both sides of one queue plus the loop that drives them (netcost --count $count)."
+echo "Instructions per packet, both sides of one queue plus the loop that drives them (netcost --count $count${extra[*]+ ${extra[*]}})."

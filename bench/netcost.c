@@ -22,9 +22,11 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
+#include "vhostd/dlog.h"
 #include "vhostd/mem.h"
 #include "vhostd/net.h"
 #include "vhostd/pkt.h"
@@ -55,18 +57,19 @@ static void die(const char *what, int rc)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: netcost [--dir tx|rx] [--size BYTES] [--count N] [--packed] [--no-mrg] [--in-order]\n"
-		   "               [--qsize N]\n"
+		   "               [--qsize N] [--log]\n"
 		   "  One thread drives both the driver and the device side of a virtio-net queue pair over shared\n"
 		   "  rings and prints ns per packet; under callgrind, instructions / N is the exact cost per packet.\n"
 		   "  --dir     tx: driver xmit -> device dequeue; rx: device enqueue -> driver recv + refill (rx)\n"
 		   "  --size    frame bytes, 60..1514 (default 64)\n"
 		   "  --count   packets (default 10000000)\n"
-		   "  --qsize   ring size (default 256)\n");
+		   "  --qsize   ring size (default 256)\n"
+		   "  --log     the device logs its writes in a dirty log (live migration), rings included\n");
 }
 
 int main(int argc, char **argv)
 {
-	bool rx = true, packed = false, mrg = true, in_order = false;
+	bool rx = true, packed = false, mrg = true, in_order = false, dlog = false;
 	unsigned size = 64, qsize = 256;
 	unsigned long long count = 10000000ull;
 	static const struct option lo[] = {
@@ -74,6 +77,7 @@ int main(int argc, char **argv)
 		{"count", required_argument, 0, 'c'}, {"packed", no_argument, 0, 'p'},
 		{"no-mrg", no_argument, 0, 'm'},      {"in-order", no_argument, 0, 'i'},
 		{"qsize", required_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
+		{"log", no_argument, 0, 'l'},
 		{0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -102,6 +106,9 @@ int main(int argc, char **argv)
 			break;
 		case 'q':
 			qsize = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'l':
+			dlog = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -161,6 +168,17 @@ int main(int argc, char **argv)
 			die("vhd_vq_create", rc);
 		vhd_vq_disable_notify(side == 0 ? q.drv : q.dev);
 	}
+	struct vhd_dlog *log = NULL;
+	if (dlog) {
+		/* Bits for every page up to the block's end, as QEMU sizes its log for all of guest memory. */
+		uint64_t lsize = ((GPA_BASE + len) / VHD_DLOG_PAGE + 7) / 8;
+		int fd = memfd_create("dlog", MFD_CLOEXEC);
+		const char *why;
+		if (fd < 0 || ftruncate(fd, (off_t)lsize) < 0)
+			die("memfd", errno);
+		if ((rc = vhd_dlog_map(fd, lsize, 0, &log, &why)) < 0 || (rc = vhd_vq_set_log(q.dev, log, true)) < 0)
+			die("dirty log", rc);
+	}
 	struct vhd_pktpool *gpool, *hpool;
 	if ((rc = vhd_pktpool_create_in(block + pool_off, len - pool_off, GPA_BASE + pool_off, POOL_COUNT, BUF_SIZE,
 					&gpool)) < 0)
@@ -215,6 +233,7 @@ int main(int argc, char **argv)
 	vhd_vq_destroy(q.drv);
 	vhd_vq_destroy(q.dev);
 	vhd_mem_destroy(mem);
+	vhd_dlog_destroy(log); /* after the queue that used it */
 	munmap(block, len);
 	return 0;
 }

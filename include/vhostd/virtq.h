@@ -312,6 +312,30 @@ unsigned vhd_vq_take_misses(struct vhd_vq *vq, struct vhd_vq_miss *out, unsigned
  */
 int vhd_vq_set_rings(struct vhd_vq *vq, void *desc, void *driver, void *device);
 
+struct vhd_dlog;
+
+/**
+ * Device: log this queue's writes into guest memory in log (vhostd/dlog.h), or stop logging (log NULL).
+ * While logging, each vhd_vq_push() sets the bits of the used ring entries and index it wrote (split) or the
+ * descriptors it wrote back (packed) when ring is true, and of the buffer bytes given to vhd_vq_log_chain() since
+ * the last push; enabling or disabling notifications logs the fields that writes. Bits are gathered per burst
+ * and set once, after the data, when the push returns. Off costs one predictable branch per push.
+ * @return 0; -EFAULT when the device-written ring is not in the memory table (its writes could not be logged:
+ *         logging stays off); -EINVAL for a driver-side queue.
+ * Threading: while no other call on the queue runs (the owner, or the control thread with the queue paused).
+ */
+int vhd_vq_set_log(struct vhd_vq *vq, struct vhd_dlog *log, bool ring);
+
+/** Device: whether vhd_vq_set_log() turned logging on (same thread as the data path calls; once per burst). */
+bool vhd_vq_logging(const struct vhd_vq *vq);
+
+/**
+ * Device, while logging: the first len bytes of chain c's writable segments were written (received bytes), to
+ * be logged by the next vhd_vq_push(). Pages are logged at their guest-physical addresses, with or without an
+ * IOTLB; zero-length descriptors have no segments and log nothing. Call it before c's iov[] is reused.
+ */
+void vhd_vq_log_chain(struct vhd_vq *vq, const struct vhd_vq_chain *c, uint32_t len);
+
 /** Why the queue broke, or VHD_VQ_OK. */
 enum vhd_vq_error vhd_vq_error(const struct vhd_vq *vq);
 

@@ -252,6 +252,7 @@ struct enq {
 	unsigned nused;
 	unsigned wasted; /* buffers this call gives back empty, against VHD_NET_RX_WASTE_MAX */
 	bool popped;     /* this call has popped: walk0 is the queue's descriptor count before its first pop */
+	bool log;        /* dirty logging is on (read once per burst): each used chain's written bytes are logged */
 	uint64_t walk0;
 };
 
@@ -309,6 +310,9 @@ static inline uint64_t enq_chains_for(uint64_t bytes, uint32_t bsz)
 static void enq_used(struct enq *s, const struct vhd_vq_chain *c, uint32_t len)
 {
 	s->used[s->nused++] = (struct vhd_vq_used){.id = c->id, .ndesc = c->ndesc, .len = len};
+	/* Before c's iov[] is reused by the next pop; the bits are set by the push that publishes it. */
+	if (unlikely(s->log))
+		vhd_vq_log_chain(s->vq, c, len);
 }
 
 /* Writes a byte stream into one chain's writable segments. */
@@ -386,6 +390,7 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 	s.max_in = 0;
 	s.wasted = 0;
 	s.popped = false;
+	s.log = vhd_vq_logging(rxq);
 	s.hs = cfg->hdr_size;
 	const struct net_dir dir = net_dir_rx(cfg);
 	const uint32_t hs = cfg->hdr_size;

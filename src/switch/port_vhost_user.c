@@ -60,9 +60,33 @@ struct vu_port {
 	bool iommu; /* ACCESS_PLATFORM offered: the iotlb_* counters mean something */
 	unsigned nqp;
 	bool ready; /* VHD_VU_READY seen and not yet undone: the link is up (control thread) */
+	/* A RARP to send as if the guest had (SEND_RARP after a live migration): its MAC in the low 48 bits and
+	 * VU_RARP_PENDING, or 0. Stored by the control thread, taken by receive queue 0's thread. */
+	_Atomic uint64_t rarp;
 	_Atomic uint64_t bad_features;
 	struct vu_queue q[2 * SW_MAX_QUEUES];
 };
+
+#define VU_RARP_PENDING (1ull << 48)
+
+/*
+ * The RARP SEND_RARP asked for, as the first frame of receive queue 0's burst: the switch learns the guest's MAC
+ * on this port at once (the entry the source port of the migration had moves here) and floods the broadcast to
+ * every other port, so that their peers and the switches beyond learn it too.
+ */
+static __attribute__((noinline, cold)) unsigned vu_rx_rarp(struct vu_port *vp, struct vhd_pktpool *pool,
+							    struct vhd_pkt **pkts)
+{
+	/* Acquire pairs with the release store in vu_dispatch(). */
+	uint64_t v = atomic_exchange_explicit(&vp->rarp, 0, memory_order_acquire);
+	if (!v || vhd_pkt_alloc_bulk(pool, pkts, 1) != 1)
+		return 0;
+	uint8_t mac[6];
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)(v >> (40 - 8 * i));
+	pkts[0]->len = vhd_vu_build_rarp(mac, vhd_pkt_data(pkts[0]));
+	return 1;
+}
 
 /* The queue's data-path configuration for the features now negotiated; false if they are unusable. */
 static bool queue_cfg(struct vu_port *vp, unsigned qi)
@@ -78,11 +102,27 @@ static bool queue_cfg(struct vu_port *vp, unsigned qi)
 	return q->cfg_ok;
 }
 
+static inline unsigned vu_rx_queue(struct sw_port *p, struct vu_port *vp, unsigned qi, struct vhd_pktpool *pool,
+				   struct vhd_pkt **pkts, unsigned n);
+
 static unsigned vu_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *pool, struct vhd_pkt **pkts,
 			    unsigned n)
 {
 	struct vu_port *vp = p->priv;
 	unsigned qi = 2 * q + 1;
+	/* Relaxed: a pending RARP seen a burst late costs nothing; vu_rx_rarp() takes it with acquire. */
+	if (__builtin_expect(q == 0 && atomic_load_explicit(&vp->rarp, memory_order_relaxed) != 0, 0) && n) {
+		unsigned k = vu_rx_rarp(vp, pool, pkts);
+		if (k)
+			return k + (n > k ? vu_rx_queue(p, vp, qi, pool, pkts + k, n - k) : 0);
+	}
+	return vu_rx_queue(p, vp, qi, pool, pkts, n);
+}
+
+/* Frames the guest sent on its transmit queue qi. */
+static inline unsigned vu_rx_queue(struct sw_port *p, struct vu_port *vp, unsigned qi, struct vhd_pktpool *pool,
+				   struct vhd_pkt **pkts, unsigned n)
+{
 	struct vhd_vq *vq = vhd_vu_queue_acquire(vp->dev, qi);
 	if (!vq)
 		return 0;
@@ -398,6 +438,14 @@ static void vu_dispatch(struct sw_port *p)
 		if (poll(fds, n, 0) <= 0)
 			break;
 		vhd_vu_dev_dispatch(vp->dev);
+	}
+	uint8_t mac[6];
+	if (vhd_vu_dev_take_rarp(vp->dev, mac)) {
+		uint64_t v = VU_RARP_PENDING;
+		for (int i = 0; i < 6; i++)
+			v |= (uint64_t)mac[i] << (40 - 8 * i);
+		/* Release pairs with the acquire exchange in vu_rx_rarp(). */
+		atomic_store_explicit(&vp->rarp, v, memory_order_release);
 	}
 }
 

@@ -35,6 +35,7 @@
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "spec/virtio_ring.h"
+#include "vhostd/dlog.h"
 #include "vhostd/iotlb.h"
 #include "vhostd/log.h"
 #include "vhostd/mem.h"
@@ -74,6 +75,8 @@ struct vu_queue {
 	uint16_t base, used_base; /* vhd_vq_base() / vhd_vq_used_base() form */
 	bool addr_set, kick_set, enabled;
 	uint64_t desc_ua, avail_ua, used_ua;
+	bool log_ring;           /* SET_VRING_ADDR asked for VHOST_VRING_F_LOG */
+	uint64_t log_guest_addr; /* as sent (only reported: see vhdi_log_rings() for why) */
 	/* Written by the data path in vhd_vu_queue_notify(), read by vhd_vu_dev_stats() on any thread (relaxed:
 	 * a count, ordered with nothing). notify_warned keeps the log to one line per call fd. */
 	_Atomic uint64_t notify_failed;
@@ -109,6 +112,7 @@ struct vhd_vu_dev {
 	uint8_t rarp_mac[6];
 	bool rarp_pending;
 	struct vhd_mem *mem;
+	struct vhd_dlog *log; /* SET_LOG_BASE; logging is on while VHOST_F_LOG_ALL is negotiated too */
 	struct vhu_io breq; /* back-end channel (SET_BACKEND_REQ_FD); fd -1 while there is none */
 	struct vhd_iotlb *iotlb; /* when ACCESS_PLATFORM is offered */
 	int wake_fd;             /* eventfd: the data path met a miss */
@@ -139,6 +143,7 @@ static uint64_t default_protocol_features(void)
 {
 	return VHD_BIT(VHOST_USER_PROTOCOL_F_MQ) | VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
 	       VHD_BIT(VHOST_USER_PROTOCOL_F_RARP) | VHD_BIT(VHOST_USER_PROTOCOL_F_MTU) |
+	       VHD_BIT(VHOST_USER_PROTOCOL_F_LOG_SHMFD) |
 	       VHD_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ) | VHD_BIT(VHOST_USER_PROTOCOL_F_CONFIG) |
 	       VHD_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | VHD_BIT(VHOST_USER_PROTOCOL_F_STATUS) |
 	       VHD_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE);
@@ -383,6 +388,20 @@ static int ring_translate_iotlb(struct vhd_vu_dev *dev, unsigned qi, struct vu_q
 	return 0;
 }
 
+static bool dev_logging(const struct vhd_vu_dev *dev)
+{
+	return dev->log && (dev->features & VHD_BIT(VHOST_F_LOG_ALL));
+}
+
+/* Point a started queue, not running (paused or not resumed yet), at the log, or at none. */
+static void queue_log(struct vhd_vu_dev *dev, unsigned qi)
+{
+	struct vu_queue *q = &dev->q[qi];
+	if (vhd_vq_set_log(q->vq, dev_logging(dev) ? dev->log : NULL, q->log_ring) < 0)
+		vu_err(dev, "%s: queue %u: its rings are not in the memory table: their writes cannot be logged, "
+		       "nor the queue's (a migration would lose them)", dev->name, qi);
+}
+
 static void queue_try_start(struct vhd_vu_dev *dev, unsigned qi)
 {
 	struct vu_queue *q = &dev->q[qi];
@@ -423,6 +442,7 @@ static void queue_try_start(struct vhd_vu_dev *dev, unsigned qi)
 		q->vq = NULL;
 		return;
 	}
+	queue_log(dev, qi);
 	/* The data path polls: ask the driver not to kick. */
 	vhd_vq_disable_notify(q->vq);
 	q->iotlb_on = iommu;
@@ -511,6 +531,8 @@ static void device_reset(struct vhd_vu_dev *dev, bool keep_mem)
 	for (unsigned i = 0; i < dev->nq; i++)
 		queue_reset(dev, i);
 	iotlb_flush(dev); /* after the queues: nothing runs on it now */
+	vhd_dlog_destroy(dev->log);
+	dev->log = NULL;
 	dev->features = 0;
 	dev->status = 0;
 	if (!keep_mem) {
@@ -563,6 +585,21 @@ static int h_get_features(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	return reply_u64(dev, m, dev->offered);
 }
 
+/* Pause every queue, set the features (f) and point each started queue at the log (or none), resume. */
+static void dev_relog(struct vhd_vu_dev *dev, uint64_t f)
+{
+	bool paused[VU_MAX_QUEUES];
+	for (unsigned i = 0; i < dev->nq; i++)
+		paused[i] = queue_pause(&dev->q[i]);
+	dev->features = f;
+	for (unsigned i = 0; i < dev->nq; i++) {
+		if (dev->q[i].vq)
+			queue_log(dev, i);
+		if (paused[i])
+			queue_resume(&dev->q[i]);
+	}
+}
+
 static int h_set_features(struct vhd_vu_dev *dev, struct vhu_msg *m)
 {
 	uint64_t f = m->p.u64;
@@ -573,6 +610,12 @@ static int h_set_features(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	}
 	if (f == dev->features)
 		return 0;
+	if ((f ^ dev->features) == VHD_BIT(VHOST_F_LOG_ALL)) {
+		/* Migration starting or ending: the rings stay as they are, only where their writes are logged
+		 * changes (the queues paused meanwhile, not stopped: the application sees nothing). */
+		dev_relog(dev, f);
+		return 0;
+	}
 	queues_stop_all(dev);
 	dev->features = f;
 	queues_start_all(dev);
@@ -713,6 +756,19 @@ static int h_set_vring_addr(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	if (qi < 0)
 		return qi;
 	struct vu_queue *q = &dev->q[qi];
+	bool log_ring = a->flags & VHD_BIT(VHOST_VRING_F_LOG);
+	if (q->vq && q->addr_set && q->desc_ua == a->desc_user_addr && q->avail_ua == a->avail_user_addr &&
+	    q->used_ua == a->used_user_addr) {
+		/* Only the ring logging changes (QEMU sends this to every queue as a migration starts and ends):
+		 * the queue is paused for it, not stopped. */
+		bool running = queue_pause(q);
+		q->log_ring = log_ring;
+		q->log_guest_addr = a->log_guest_addr;
+		queue_log(dev, (unsigned)qi);
+		if (running)
+			queue_resume(q);
+		return 0;
+	}
 	/* Refused before anything changes: a running queue keeps its rings. Without a memory table or a size yet,
 	 * only the alignment can be checked here; queue_try_start() checks the rest. */
 	bool packed = dev->features & VHD_BIT(VIRTIO_F_RING_PACKED);
@@ -724,9 +780,42 @@ static int h_set_vring_addr(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	q->desc_ua = a->desc_user_addr;
 	q->avail_ua = a->avail_user_addr;
 	q->used_ua = a->used_user_addr;
+	q->log_ring = log_ring;
+	q->log_guest_addr = a->log_guest_addr;
 	q->addr_set = true;
 	queue_try_start(dev, (unsigned)qi);
 	return 0;
+}
+
+/*
+ * The dirty log, from the fd the message carries (PROTOCOL_F_LOG_SHMFD). Mapped and checked first: a refusal
+ * changes nothing. Then every queue is paused, moved onto the new log, and resumed, and the old log unmapped:
+ * when the reply goes out (QEMU waits for it before it reads or frees the old log) nothing writes the old one
+ * any more. QEMU sends it again, with a bigger log, when guest memory grows.
+ */
+static int h_set_log_base(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	const struct vhost_user_log *l = &m->p.log;
+	const char *why;
+	struct vhd_dlog *log;
+	int rc = vhd_dlog_map(vhu_msg_take_fd(m, 0), l->mmap_size, l->mmap_offset, &log, &why);
+	if (rc < 0) {
+		vu_err(dev, "%s: SET_LOG_BASE: size 0x%llx offset 0x%llx: %s", dev->name,
+		       (unsigned long long)l->mmap_size, (unsigned long long)l->mmap_offset, why);
+		return rc;
+	}
+	vhd_dlog_set_wake_fd(log, dev->conn.io.fd);
+	struct vhd_dlog *old = dev->log;
+	dev->log = log;
+	dev_relog(dev, dev->features);
+	if (old && vhd_dlog_beyond(old))
+		vhd_log(VHD_LOG_WARN, "%s: %llu page writes fell beyond the previous dirty log", dev->name,
+			(unsigned long long)vhd_dlog_beyond(old));
+	vhd_dlog_destroy(old);
+	vhd_log(VHD_LOG_INFO, "%s: dirty log: %llu bytes (guest memory up to %llu MiB)%s", dev->name,
+		(unsigned long long)l->mmap_size, (unsigned long long)(l->mmap_size * 8 * VHD_DLOG_PAGE >> 20),
+		dev_logging(dev) ? ", logging" : "");
+	return reply_u64(dev, m, 0);
 }
 
 static int h_set_vring_base(struct vhd_vu_dev *dev, struct vhu_msg *m)
@@ -1047,6 +1136,7 @@ static int (*const handlers[VHOST_USER_REQUEST_MAX])(struct vhd_vu_dev *, struct
 	[VHOST_USER_SET_OWNER] = h_set_owner,
 	[VHOST_USER_RESET_OWNER] = h_reset_owner,
 	[VHOST_USER_SET_MEM_TABLE] = h_set_mem_table,
+	[VHOST_USER_SET_LOG_BASE] = h_set_log_base,
 	[VHOST_USER_SET_VRING_NUM] = h_set_vring_num,
 	[VHOST_USER_SET_VRING_ADDR] = h_set_vring_addr,
 	[VHOST_USER_SET_VRING_BASE] = h_set_vring_base,
@@ -1083,6 +1173,7 @@ static bool has_reply(uint32_t req)
 	case VHOST_USER_GET_CONFIG:
 	case VHOST_USER_GET_MAX_MEM_SLOTS:
 	case VHOST_USER_GET_STATUS:
+	case VHOST_USER_SET_LOG_BASE: /* QEMU waits for an answer with the same request id (u64 0) */
 		return true;
 	default:
 		return false;
@@ -1107,6 +1198,8 @@ static bool offered_request(const struct vhd_vu_dev *dev, uint32_t req)
 		return dev->proto & VHD_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE);
 	case VHOST_USER_SET_BACKEND_REQ_FD:
 		return dev->proto & VHD_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
+	case VHOST_USER_SET_LOG_BASE:
+		return dev->proto & VHD_BIT(VHOST_USER_PROTOCOL_F_LOG_SHMFD);
 	default:
 		return true;
 	}
@@ -1136,7 +1229,9 @@ static int handle(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	}
 	/* A request that expects a reply gets one even when refused, or the front-end would wait forever. */
 	if (has_reply(m->hdr.request) && rc < 0 && rc != VU_FATAL) {
-		if (send_reply(dev, m, NULL, 0) == VU_FATAL)
+		/* SET_LOG_BASE's answer is a u64 (0: done), so its refusal is one too; the others' is empty. */
+		if ((m->hdr.request == VHOST_USER_SET_LOG_BASE ? reply_u64(dev, m, 1) : send_reply(dev, m, NULL, 0)) ==
+		    VU_FATAL)
 			return VU_FATAL;
 	} else if ((m->hdr.flags & VHOST_USER_NEED_REPLY) && (dev->proto & VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK)) &&
 		   !has_reply(m->hdr.request)) {
@@ -1227,8 +1322,9 @@ int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 	dev->wake_fd = -1;
 	dev->msg_timeout_ms = cfg->msg_timeout_ms ? cfg->msg_timeout_ms : VU_MSG_TIMEOUT_MS;
 	dev->nq = 2u * cfg->max_queue_pairs;
+	/* LOG_ALL: this back-end can log its writes for a live migration (with PROTOCOL_F_LOG_SHMFD). */
 	dev->offered = (cfg->features ? cfg->features : vhd_vu_default_features()) |
-		       VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES);
+		       VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES) | VHD_BIT(VHOST_F_LOG_ALL);
 	if (cfg->max_queue_pairs == 1)
 		dev->offered &= ~VHD_BIT(VIRTIO_NET_F_MQ);
 	if (cfg->mtu)
@@ -1440,6 +1536,12 @@ int vhd_vu_dev_dispatch(struct vhd_vu_dev *dev)
 	if (dev->mem && vhd_mem_faulted(dev->mem, &gpa)) {
 		vu_err(dev, "%s: the front-end shrank the file behind guest memory at 0x%llx after handing it over "
 		       "(SIGBUS absorbed, the region now reads zeros): closing", dev->name, (unsigned long long)gpa);
+		disconnect(dev, EFAULT);
+		return -EFAULT;
+	}
+	if (dev->log && vhd_dlog_faulted(dev->log)) {
+		vu_err(dev, "%s: the front-end shrank the dirty log's file after handing it over (SIGBUS absorbed, "
+		       "the log now goes nowhere): closing", dev->name);
 		disconnect(dev, EFAULT);
 		return -EFAULT;
 	}

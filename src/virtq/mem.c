@@ -27,7 +27,7 @@ struct guard_slot {
 	_Atomic uintptr_t base;
 	_Atomic size_t len;
 	_Atomic uint64_t guest_addr;
-	_Atomic(struct vhd_mem *) owner;
+	_Atomic(struct vhdi_fault *) owner;
 	atomic_uint busy;
 };
 
@@ -37,7 +37,7 @@ static atomic_bool guard_installed;
 static _Atomic uint64_t guard_hits;
 static struct sigaction guard_prev;
 
-static void guard_register(struct vhd_mem *mem, void *base, size_t len, uint64_t guest_addr)
+void vhdi_guard_register(struct vhdi_fault *f, void *base, size_t len, uint64_t guest_addr)
 {
 	pthread_mutex_lock(&guard_lock);
 	for (unsigned i = 0; i < GUARD_SLOTS; i++) {
@@ -45,7 +45,7 @@ static void guard_register(struct vhd_mem *mem, void *base, size_t len, uint64_t
 		if (atomic_load(&s->base) == 0) {
 			atomic_store(&s->len, len);
 			atomic_store(&s->guest_addr, guest_addr);
-			atomic_store(&s->owner, mem);
+			atomic_store(&s->owner, f);
 			atomic_store(&s->base, (uintptr_t)base); /* last: publishes the others */
 			break;
 		}
@@ -54,7 +54,7 @@ static void guard_register(struct vhd_mem *mem, void *base, size_t len, uint64_t
 	pthread_mutex_unlock(&guard_lock);
 }
 
-static void guard_unregister(void *base)
+void vhdi_guard_unregister(void *base)
 {
 	pthread_mutex_lock(&guard_lock);
 	for (unsigned i = 0; i < GUARD_SLOTS; i++) {
@@ -101,10 +101,10 @@ static void guard_handler(int sig, siginfo_t *si, void *uc)
 			if (b && a - b < len &&
 			    mmap((void *)b, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
 				 -1, 0) != MAP_FAILED) {
-				struct vhd_mem *m = atomic_load(&s->owner);
+				struct vhdi_fault *m = atomic_load(&s->owner);
 				/* The address before the flag that publishes it (two regions faulting at once: either). */
 				if (!atomic_load(&m->faulted))
-					atomic_store(&m->fault_guest_addr, atomic_load(&s->guest_addr));
+					atomic_store(&m->addr, atomic_load(&s->guest_addr));
 				atomic_store(&m->faulted, true);
 				int wfd = atomic_load(&m->wake_fd);
 				if (wfd >= 0)
@@ -139,16 +139,16 @@ uint64_t vhd_mem_guard_hits(void)
 
 bool vhd_mem_faulted(const struct vhd_mem *mem, uint64_t *guest_addr)
 {
-	if (!atomic_load(&mem->faulted))
+	if (!atomic_load(&mem->fault.faulted))
 		return false;
 	if (guest_addr)
-		*guest_addr = atomic_load(&mem->fault_guest_addr);
+		*guest_addr = atomic_load(&mem->fault.addr);
 	return true;
 }
 
 void vhd_mem_set_wake_fd(struct vhd_mem *mem, int fd)
 {
-	atomic_store(&mem->wake_fd, fd);
+	atomic_store(&mem->fault.wake_fd, fd);
 }
 
 /* ---------------------------------------------------------------- the table */
@@ -158,7 +158,7 @@ int vhd_mem_create(struct vhd_mem **out)
 	struct vhd_mem *m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
-	atomic_init(&m->wake_fd, -1);
+	atomic_init(&m->fault.wake_fd, -1);
 	*out = m;
 	return 0;
 }
@@ -166,7 +166,7 @@ int vhd_mem_create(struct vhd_mem **out)
 static void region_release(struct vhd_mem_region *r)
 {
 	if (r->mmap_base) {
-		guard_unregister(r->mmap_base); /* first: the handler may not touch the range once it is unmapped */
+		vhdi_guard_unregister(r->mmap_base); /* first: the handler may not touch the range once it is unmapped */
 		munmap(r->mmap_base, r->mmap_len);
 	}
 	if (r->fd >= 0)
@@ -280,7 +280,7 @@ int vhd_mem_map_fd(struct vhd_mem *mem, int fd, uint64_t mmap_offset, uint64_t g
 	if (rc < 0)
 		munmap(p, len);
 	else
-		guard_register(mem, p, len, guest_addr);
+		vhdi_guard_register(&mem->fault, p, len, guest_addr);
 	return rc;
 }
 
@@ -391,4 +391,23 @@ void *vhd_mem_user_to_host(const struct vhd_mem *mem, uint64_t user_addr, uint64
 			return r->host + off;
 	}
 	return NULL;
+}
+
+int vhdi_mem_host_to_guest(const struct vhd_mem *mem, unsigned *hint, const void *host, uint64_t *gpa,
+			   uint64_t *room)
+{
+	uintptr_t h = (uintptr_t)host;
+	unsigned n = mem->nregions, i = *hint < n ? *hint : 0;
+	/* Not sorted by host address; tables hold a few regions and the hint is right for a queue's buffers. */
+	for (unsigned k = 0; k < n; k++, i = i + 1 == n ? 0 : i + 1) {
+		const struct vhd_mem_region *r = &mem->r[i];
+		uintptr_t b = (uintptr_t)r->host;
+		if (h >= b && h - b < r->size) {
+			*hint = i;
+			*gpa = r->guest_addr + (h - b);
+			*room = r->size - (h - b);
+			return 0;
+		}
+	}
+	return -EFAULT;
 }

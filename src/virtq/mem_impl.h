@@ -23,15 +23,34 @@ struct vhd_mem_region {
 	unsigned refs;
 };
 
+/* What the SIGBUS guard (mem.c) marks when it absorbs a fault in a mapping registered for it, from whichever
+ * thread faulted: a memory table's, or a dirty log's (dlog.c). */
+struct vhdi_fault {
+	_Atomic bool faulted;
+	_Atomic uint64_t addr; /* the faulting region's guest address (a log: 0) */
+	_Atomic int wake_fd;   /* shut down on a fault, so its owner's event loop hears of it at once; -1: none */
+};
+
+/* Have faults in [base, base+len) absorbed (the range becomes zero-filled private memory) and reported in f,
+ * with addr as the address to report. Unregister before unmapping; f must outlive the registration. */
+void vhdi_guard_register(struct vhdi_fault *f, void *base, size_t len, uint64_t addr);
+void vhdi_guard_unregister(void *base);
+
 struct vhd_mem {
 	unsigned nregions;
-	/* Written by the SIGBUS guard (mem.c), from whichever thread faulted. */
-	_Atomic bool faulted;
-	_Atomic uint64_t fault_guest_addr;
-	_Atomic int wake_fd;
+	struct vhdi_fault fault;
 	/* Sorted by guest_addr, non-overlapping, so a range that leaves one region can only continue in r[i+1]. */
 	struct vhd_mem_region r[VHD_MEM_MAX_REGIONS];
 };
+
+/*
+ * The guest address of a host pointer into one of the table's regions, and how many bytes of that region follow
+ * it (room), for the dirty log: bytes written through a host pointer are logged at their guest-physical address,
+ * whichever way the pointer was found (memory table or IOTLB). hint: the region to try first, updated. Returns 0
+ * or -EFAULT (in no region).
+ */
+int vhdi_mem_host_to_guest(const struct vhd_mem *mem, unsigned *hint, const void *host, uint64_t *gpa,
+			   uint64_t *room);
 
 /* Offset of [addr, addr+len) inside region r, or false. Written so that no sum can overflow. */
 static inline bool vhd_region_contains(const struct vhd_mem_region *r, uint64_t addr, uint64_t len, uint64_t *off)

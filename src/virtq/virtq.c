@@ -244,6 +244,9 @@ int vhd_vq_set_rings(struct vhd_vq *vq, void *desc, void *driver, void *device)
 		vq->split.avail = driver;
 		vq->split.used = device;
 	}
+	/* The rings moved (an IOTLB change): their guest addresses may have too. */
+	if (vq->log && vq->log_ring != UINT64_MAX && vhdi_log_rings(vq, true) < 0)
+		vq->log = NULL;
 	return 0;
 }
 
@@ -407,7 +410,14 @@ int vhd_vq_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsigned n)
 		return -EIO;
 	if (unlikely(vq->side != VHD_VQ_DEVICE))
 		return -EINVAL;
-	return vq->ops->push(vq, used, n);
+	if (likely(vq->log == NULL))
+		return vq->ops->push(vq, used, n);
+	uint16_t old = vq->used_idx;
+	bool old_wrap = vq->used_wrap;
+	int r = vq->ops->push(vq, used, n);
+	/* Logged even when the push failed: the buffer bytes gathered before were written all the same. */
+	vhdi_log_push(vq, old, old_wrap);
+	return r;
 }
 
 int vhd_vq_unpop(struct vhd_vq *vq, const struct vhd_vq_used *chains, unsigned n)
@@ -474,13 +484,19 @@ bool vhd_vq_enable_notify(struct vhd_vq *vq)
 {
 	if (unlikely(vq->err))
 		return false;
-	return vq->ops->enable_notify(vq);
+	bool r = vq->ops->enable_notify(vq);
+	if (unlikely(vq->log != NULL))
+		vhdi_log_notify(vq);
+	return r;
 }
 
 void vhd_vq_disable_notify(struct vhd_vq *vq)
 {
-	if (likely(!vq->err))
-		vq->ops->disable_notify(vq);
+	if (unlikely(vq->err))
+		return;
+	vq->ops->disable_notify(vq);
+	if (unlikely(vq->log != NULL))
+		vhdi_log_notify(vq);
 }
 
 int vhd_vq_reclaim(struct vhd_vq *vq, struct vhd_vq_done *done, unsigned n)

@@ -35,6 +35,31 @@
 
 struct vhd_vq;
 
+/* 64-page words of dirty bits one burst gathers before setting them (more flush early). */
+#define VHDI_LOG_CACHE 16
+
+/* The mapped log (dlog.c). */
+struct vhd_dlog {
+	uint8_t *bits;
+	uint64_t size;
+	void *map;
+	size_t map_len;
+	struct vhdi_fault fault;
+	_Atomic uint64_t beyond;
+	bool warned; /* control thread */
+};
+
+/* After a push that moved the used position from (old, old_wrap): log what it wrote, then set every gathered
+ * bit. */
+void vhdi_log_push(struct vhd_vq *vq, uint16_t old, bool old_wrap);
+/* Where the rings are logged (ring: the front-end asked for ring logging): -EFAULT when they are not in the
+ * memory table (not logged then). */
+int vhdi_log_rings(struct vhd_vq *vq, bool ring);
+/* Set the gathered bits. */
+void vhdi_log_flush(struct vhd_vq *vq);
+/* The device's notification fields were written (enable/disable_notify): log them and set the bits. */
+void vhdi_log_notify(struct vhd_vq *vq);
+
 /* A descriptor as the look ahead read it: the driver's values, unchecked. */
 struct vhd_vq_seg_view {
 	uint64_t addr;
@@ -111,6 +136,13 @@ struct vhd_vq {
 	/* Split: used index at the last notify check. Packed: ring slots published since then. */
 	uint16_t notify_old;
 	uint32_t notify_pending;
+	/* Dirty logging (dlog.c), NULL when off. log_ring: the guest address of the ring the device writes (split:
+	 * used ring; packed: descriptor ring) and log_dev of the device area (packed), or UINT64_MAX when not
+	 * logged. Bits to set are gathered in log_word/log_bits (page / 64, bit mask) and set at the push. */
+	struct vhd_dlog *log;
+	uint64_t log_ring, log_dev;
+	unsigned log_hint, log_n;
+	uint64_t log_word[VHDI_LOG_CACHE], log_bits[VHDI_LOG_CACHE];
 	/* Indirect tables that are misaligned or straddle regions are copied here (num entries). */
 	struct virtq_desc *ind_bounce;
 

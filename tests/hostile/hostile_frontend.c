@@ -424,6 +424,102 @@ static enum outcome c_shrink_memory(int fd)
 	return o == ANSWERS ? CLOSES : HANGS; /* HANGS: counted as unexpected */
 }
 
+/* ---------------------------------------------------------------- classes: issue 20 (dirty logging) */
+
+#define LOG_BYTES 0x21000u /* bits for guest memory up to 0x100000000 + MEM_SIZE, as QEMU sizes it */
+
+static int64_t log_base(int fd, int lfd, uint64_t size, uint64_t offset)
+{
+	struct vhu_msg m = mk(VHOST_USER_SET_LOG_BASE, sizeof(struct vhost_user_log));
+	m.p.log = (struct vhost_user_log){size, offset};
+	m.fds[0] = lfd;
+	m.nfds = lfd >= 0;
+	return ack_of(fd, &m); /* answered with a u64 whether NEED_REPLY is set or not */
+}
+
+/*
+ * Hostile dirty log areas, with logging negotiated: size 0, offset + size wrapping, past the end of the file,
+ * no fd; each answered 1. Then a good log, live rings with ring logging, and the front-end shrinks the log's
+ * file to nothing and posts a frame on its transmit queue: the back-end's push logs the used ring and raises
+ * SIGBUS. It must lose this connection (hanging up on it), not the process.
+ */
+static enum outcome c_log_hostile(int fd)
+{
+	int lfd = memfd_create("hostile-log", MFD_CLOEXEC);
+	if (lfd < 0 || ftruncate(lfd, LOG_BYTES) < 0 || ftruncate(memfd, 0) < 0 || ftruncate(memfd, MEM_SIZE) < 0) {
+		perror("memfd");
+		exit(2);
+	}
+	struct vhu_msg m = mk(VHOST_USER_SET_OWNER, 0);
+	send_msg(fd, &m);
+	m = mk(VHOST_USER_SET_PROTOCOL_FEATURES, 8);
+	m.p.u64 = VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) | VHD_BIT(VHOST_USER_PROTOCOL_F_LOG_SHMFD);
+	send_msg(fd, &m);
+	m = mk(VHOST_USER_SET_FEATURES, 8);
+	m.p.u64 = VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES) | VHD_BIT(VHOST_F_LOG_ALL);
+	if (ack_of(fd, &m) != 0) {
+		fprintf(stderr, "log_hostile: VHOST_F_LOG_ALL refused\n");
+		close(lfd);
+		return WRONG;
+	}
+	static const struct {
+		uint64_t size, offset;
+		bool fd;
+		const char *what;
+	} bad[] = {
+		{0, 0, true, "size 0"},
+		{4096, UINT64_MAX - 100, true, "offset + size wrapping"},
+		{UINT64_MAX - 4095, 8192, true, "size wrapping"},
+		{LOG_BYTES + 4096, 0, true, "past the end of the file"},
+		{LOG_BYTES, 1, true, "offset past the end of the file"},
+		{LOG_BYTES, 0, false, "no fd"},
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int64_t a = log_base(fd, bad[i].fd ? lfd : -1, bad[i].size, bad[i].offset);
+		if (a != 1) {
+			fprintf(stderr, "log_hostile: %s: %s\n", bad[i].what, a < 0 ? "no answer" : "accepted");
+			close(lfd);
+			return a < 0 ? HANGS : WRONG;
+		}
+	}
+	if (log_base(fd, lfd, LOG_BYTES, 0) != 0) {
+		fprintf(stderr, "log_hostile: a good log refused\n");
+		close(lfd);
+		return WRONG;
+	}
+	/* live_rings() negotiates again: the same features, with LOG_ALL kept by the SET_FEATURES below. */
+	int efd[4];
+	live_rings(fd, efd);
+	m = mk(VHOST_USER_SET_FEATURES, 8);
+	m.p.u64 = VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES) | VHD_BIT(VHOST_F_LOG_ALL);
+	send_msg(fd, &m);
+	m = mk(VHOST_USER_SET_VRING_ADDR, sizeof(struct vhost_vring_addr));
+	uint64_t base = 0x7f0000000000ull + 0x10000;
+	m.p.addr = (struct vhost_vring_addr){1, 1u << VHOST_VRING_F_LOG, base, base + 0x8000, base + 0x4000,
+					     0x100000000ull + 0x18000};
+	send_msg(fd, &m);
+	enum outcome o = probe(fd); /* every message above handled: logging is on */
+	uint8_t *g = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	if (g == MAP_FAILED || ftruncate(lfd, 0) < 0) {
+		perror("mmap/ftruncate");
+		exit(2);
+	}
+	/* Queue 1 (the guest's transmit queue): one 64-byte frame, descriptor 0, published in the avail ring. */
+	struct virtq_desc d = {0x100000000ull + 0x80000, 64, 0, 0};
+	memcpy(g + 0x10000, &d, sizeof(d));
+	uint16_t one16 = 1;
+	memcpy(g + 0x14000 + 4, (uint16_t[]){0}, 2);
+	__atomic_store_n((uint16_t *)(g + 0x14000 + 2), one16, __ATOMIC_RELEASE);
+	uint64_t one = 1;
+	if (write(efd[2], &one, sizeof(one)) < 0)
+		perror("kick");
+	munmap(g, MEM_SIZE);
+	for (unsigned i = 0; i < 4; i++)
+		close(efd[i]);
+	close(lfd);
+	return o == ANSWERS ? CLOSES : o;
+}
+
 /* ---------------------------------------------------------------- classes: issue 16 */
 
 #define USER_BASE 0x7f0000000000ull
@@ -786,6 +882,7 @@ static const struct {
 	{"garbage_after_valid", c_garbage_after_valid, 0},
 	{"setup_then_vanish", c_setup_then_vanish, 0},
 	{"shrink_memory", c_shrink_memory, 0},
+	{"log_hostile", c_log_hostile, 0},
 	{"many_at_once", c_many_at_once, 0},
 	{"pipe_call_fd", c_pipe_call_fd, 0},
 	{"socket_kick_fd", c_socket_kick_fd, 0},

@@ -2,7 +2,11 @@
 """The host's end of the guest traffic tests: the same four commands and formats as the guest's nettool
 (tests/interop/guest/nettool.c), run inside the test's network namespace.
 
-  hostpeer.py udp-send IP PORT COUNT | udp-recv PORT COUNT MS | tcp-send IP PORT BYTES | tcp-recv PORT BYTES
+  hostpeer.py udp-send IP PORT COUNT [PPS] | udp-recv PORT COUNT MS | tcp-send IP PORT BYTES [KIB_PER_S] |
+              tcp-recv PORT BYTES
+
+udp-send with PPS and tcp-send with KIB_PER_S are paced (traffic that must outlast something, such as a live
+migration).
 
 Prints one "VHD-RESULT <what> ok|fail <detail>" line (receivers print "VHD-READY <what> <port>" first).
 """
@@ -35,13 +39,17 @@ def stream(off, n):
     return b.tobytes()[s:s + n]
 
 
-def udp_send(ip, port, count):
+def udp_send(ip, port, count, pps=0):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    ok = 0
+    ok, t0 = 0, time.time()
     for i in range(count):
         if s.sendto(dg(i), (ip, port)) == dg_len(i):
             ok += 1
-        if i % 8 == 7:
+        if pps:
+            ahead = (i + 1) / pps - (time.time() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
+        elif i % 8 == 7:
             time.sleep(0.002)  # a TCG guest under a sanitizer build takes a few thousand datagrams a second
     print(f"VHD-RESULT udp-send {'ok' if ok == count else 'fail'} sent {ok} of {count}", flush=True)
     return ok == count
@@ -80,13 +88,17 @@ def udp_recv(port, count, ms):
     return ok
 
 
-def tcp_send(ip, port, total):
+def tcp_send(ip, port, total, kib_per_s=0):
     s = socket.create_connection((ip, port), timeout=60)
-    off = 0
+    off, t0 = 0, time.time()
     while off < total:
         n = min(65536, total - off)
         s.sendall(stream(off, n))
         off += n
+        if kib_per_s:
+            ahead = off / (kib_per_s * 1024.0) - (time.time() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
     s.shutdown(socket.SHUT_WR)
     while s.recv(4096):
         pass
@@ -120,12 +132,12 @@ def tcp_recv(port, total):
 
 def main(a):
     try:
-        if len(a) == 4 and a[0] == "udp-send":
-            return udp_send(a[1], int(a[2]), int(a[3]))
+        if len(a) in (4, 5) and a[0] == "udp-send":
+            return udp_send(a[1], int(a[2]), int(a[3]), int(a[4]) if len(a) == 5 else 0)
         if len(a) == 4 and a[0] == "udp-recv":
             return udp_recv(int(a[1]), int(a[2]), int(a[3]))
-        if len(a) == 4 and a[0] == "tcp-send":
-            return tcp_send(a[1], int(a[2]), int(a[3]))
+        if len(a) in (4, 5) and a[0] == "tcp-send":
+            return tcp_send(a[1], int(a[2]), int(a[3]), int(a[4]) if len(a) == 5 else 0)
         if len(a) == 3 and a[0] == "tcp-recv":
             return tcp_recv(int(a[1]), int(a[2]))
     except OSError as e:

@@ -22,6 +22,14 @@ listens, then start the sender. The traffic itself only crosses vhostd. Checks:
   vxlan               the guest's segment carried by a vxlan port to a Linux vxlan device in another namespace
                       (its own host, over a veth underlay); guest at MTU 1450 from QEMU's host_mtu: ping, UDP,
                       TCP both ways, the Linux VTEP's MAC learned
+  migrate             live migration (QMP migrate, TCP on 127.0.0.1) of a guest from one vhostd port to
+                      another, QEMU's guest_announce off so that QEMU asks vhostd for the RARP (SEND_RARP):
+                      no "Migration disabled", the guest's MAC on the new port in the fdb right after, a paced
+                      TCP stream from the host started before the migration arrives whole (every byte checked)
+                      after it, and so do paced datagrams across it (none stale: the pages vhostd wrote were
+                      logged; those lost in the pause counted), UDP both ways after it; with split rings and
+                      again with packed ones; and with QEMU's default (guest_announce on), where the guest
+                      announces itself and the MAC moves on its gratuitous ARP
 
 usage: test_switch_guest.py VHOSTD VHOSTCTL [case-or-scenario-substring]
 Prints PASS/FAIL lines like tests/unit/harness.h. VHD_INTEROP_WORK is where the guest is built and cached
@@ -29,27 +37,33 @@ Prints PASS/FAIL lines like tests/unit/harness.h. VHD_INTEROP_WORK is where the 
 """
 import os
 import signal
+import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 from vhdrig import (A_IP, A_MAC, B_IP, B_MAC, HOST_IP, TCP_BYTES, UDP_N, VETH_IP, CaseError, Guest,  # noqa: E402
-                   HostNs, check_no_errors, compare_guest, compare_tap, drop_counters, expect, log, peer_start,
-                   ping_ok, quiet_snapshot, tcp, udp)
+                   HostNs, UdpFlow, check_no_errors, compare_guest, compare_tap, drop_counters, expect, log,
+                   peer_start, ping_ok, quiet_snapshot, tcp, udp)
 import vhdrig  # noqa: E402
 
 vhdrig.configure(vhostd=sys.argv[1], vhostctl=sys.argv[2])
 FILTER = sys.argv[3] if len(sys.argv) > 3 else ""
 
 
-def scenario_two_guests(rig):
-    """vm1, vm2 (vhost-user, vhostd listening), host0 (tap, 10.0.0.1 in the namespace)."""
-    rig.start_vhostd([f"add-port vm1 vhost-user path={rig.sock('vm1')}",
-                      f"add-port vm2 vhost-user path={rig.sock('vm2')}",
-                      f"add-port host0 tap ifname={rig.tap}"])
+def switch_with_host(rig, vms):
+    """vhostd with a listening vhost-user port for each name in vms and host0 (tap, 10.0.0.1 in the namespace).
+    @return the host's end (HostNs)."""
+    rig.start_vhostd([f"add-port {vm} vhost-user path={rig.sock(vm)}" for vm in vms] +
+                     [f"add-port host0 tap ifname={rig.tap}"])
     rig.tap_up()
     rig.host_ifaces.append((rig.tap, rig.ns))
-    host = HostNs(rig, rig.ns, HOST_IP, "host")
+    return HostNs(rig, rig.ns, HOST_IP, "host")
+
+
+def scenario_two_guests(rig):
+    """vm1, vm2 (vhost-user, vhostd listening), host0 (tap, 10.0.0.1 in the namespace)."""
+    host = switch_with_host(rig, ["vm1", "vm2"])
     a = Guest(rig, "vm1", A_MAC, A_IP, f"path={rig.sock('vm1')}").boot()
     b = Guest(rig, "vm2", B_MAC, B_IP, f"path={rig.sock('vm2')}").boot()
     a.wait_agent()
@@ -384,6 +398,67 @@ def scenario_vxlan(rig):
         return f"ping both ways, UDP {UDP_N} each way (lost {u1}, {u2}), {'; '.join(res)}"
 
     yield "switch_guest_vxlan_linux", vxlan
+MIG_BYTES, MIG_KIBPS = 40 << 20, 1024  # a 40-second stream: it outlasts the migration
+MIG_UDP_N, MIG_UDP_PPS = 30000, 2000  # 15 seconds of datagrams, each checked: some land in the final pause
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scenario_migrate(rig, packed=False, announce=False):
+    """vm1 (source QEMU) and vm1new (destination QEMU, -incoming) on ports of one vhostd, host0 (tap); the
+    guest's rings split or packed (then GET/SET_VRING_BASE carry wrap counters). announce: QEMU's default, the
+    guest announces itself (GUEST_ANNOUNCE); else guest_announce=off on both ends and QEMU sends SEND_RARP."""
+    host = switch_with_host(rig, ["vm1", "vm1new"])
+    nic = ("" if announce else ",guest_announce=off") + (",packed=on" if packed else "")
+    src = Guest(rig, "src", A_MAC, A_IP, f"path={rig.sock('vm1')}", nic_extra=nic).boot()
+    dst = Guest(rig, "dst", A_MAC, A_IP, f"path={rig.sock('vm1new')}", nic_extra=nic,
+                incoming=f"tcp:127.0.0.1:{free_port()}").boot()
+    src.wait_agent()
+
+    def migrate():
+        rc, out = src.cmd(f"arping -f -c 3 -w 5 -I eth0 {HOST_IP}", timeout=30)
+        expect(rc == 0, f"arping: {out[-3:]}")
+        expect(rig.fdb().get(A_MAC) == "vm1", f"before: fdb {rig.fdb()}")
+        lost0 = udp(rig, host, src, 7301)
+        r = src.start(f"nettool tcp-recv 7302 {MIG_BYTES}")
+        r.ready()
+        s = host.start("tcp-send", A_IP, 7302, MIG_BYTES, MIG_KIBPS)
+        # Datagrams written into the guest's buffers up to the source's last moment are found on the destination
+        # only if their pages were logged: stale buffers would read as duplicates or corrupt datagrams.
+        flow = UdpFlow(rig, host, src, 7305, MIG_UDP_N, pps=MIG_UDP_PPS, idle_ms=10000)
+        time.sleep(3)
+        t = time.time()
+        st = src.migrate_to(dst)
+        took = time.time() - t
+        # The RARP vhostd sent for the guest moved its MAC to the new port.
+        t = time.time()
+        while rig.fdb().get(A_MAC) != "vm1new" and time.time() - t < 10:
+            time.sleep(0.1)
+        fdb_s = time.time() - t
+        expect(rig.fdb().get(A_MAC) == "vm1new", f"after: fdb {rig.fdb()} (vhostd: {rig.vhostd_tail()})")
+        rarp = any("vm1new: SEND_RARP" in x for x in rig.vhostd_out)
+        expect(rarp or announce, f"no SEND_RARP: {rig.vhostd_tail()}")
+        sres, rres = s.result(300), dst.adopt(r).result(300)
+        expect(" ok " in sres and " ok " in rres, f"TCP across the migration: host {sres}; guest {rres}")
+        lost_mig = flow.check(moved_to=dst)
+        lost1 = udp(rig, host, dst, 7303)
+        lost2 = udp(rig, dst, host, 7304)
+        qemu = src.tail(1 << 30) + dst.tail(1 << 30)
+        bad = [x for x in qemu if "Migration disabled" in x or "vhost lacks" in x] + vhdrig.qemu_warnings(qemu)
+        expect(not bad, f"QEMU: {bad}")
+        ring = rig.show()["vm1new"]["info"].get("ring")
+        expect(ring == ("packed" if packed else "split"), f"vm1new ring {ring}")
+        how = "SEND_RARP" if rarp else "the guest's announcement"
+        return (f"{ring}, {how}: migrated in {took:.1f} s (downtime {st.get('downtime')} ms, {st['ram']['transferred'] >> 20} "
+                f"MiB sent, {st['ram'].get('dirty-sync-count')} dirty syncs); MAC on vm1new {fdb_s:.1f} s after; "
+                f"{MIG_BYTES >> 20} MiB TCP across it intact; {MIG_UDP_N} datagrams across it, {lost_mig} lost "
+                f"(counted), none stale; UDP lost before {lost0}, after {lost1}/{lost2} (all counted)")
+
+    yield "switch_guest_migrate_live" + ("_packed" if packed else "") + ("_guest_announce" if announce else ""), migrate
 
 
 SCENARIOS = [
@@ -395,6 +470,10 @@ SCENARIOS = [
                                    "switch_guest_vhostd_restart_qemu_reconnect"]),
     ("af_packet", scenario_af_packet, ["switch_guest_af_packet_veth"]),
     ("vxlan", scenario_vxlan, ["switch_guest_vxlan_linux"]),
+    ("migrate", scenario_migrate, ["switch_guest_migrate_live"]),
+    ("migrate_packed", lambda rig: scenario_migrate(rig, packed=True), ["switch_guest_migrate_live_packed"]),
+    ("migrate_announce", lambda rig: scenario_migrate(rig, announce=True),
+     ["switch_guest_migrate_live_guest_announce"]),
 ]
 
 

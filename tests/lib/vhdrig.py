@@ -336,9 +336,12 @@ class NsJob:
 class Guest:
     """A QEMU guest running switch-agent.sh; commands go in through the serial console."""
 
-    def __init__(self, rig, name, mac, ip, chardev, extra_append="", nic_extra=""):
+    def __init__(self, rig, name, mac, ip, chardev, extra_append="", nic_extra="", incoming=None):
+        """incoming: QEMU's -incoming URI: this QEMU waits for a live migration (migrate_from()) instead of
+        booting. Every guest has a QMP socket (self.qmp_path)."""
         self.rig, self.name, self.mac, self.ip, self.chardev = rig, name, mac, ip, chardev
-        self.extra_append, self.nic_extra = extra_append, nic_extra
+        self.extra_append, self.nic_extra, self.incoming = extra_append, nic_extra, incoming
+        self.qmp_path = os.path.join(rig.dir, f"{name}.qmp")
         self.p = None
         rig.guests.append(self)
 
@@ -355,7 +358,10 @@ class Guest:
                "-initrd", os.path.join(WORK, "initrd.gz"), "-append", append,
                "-chardev", f"socket,id=chr0,{self.chardev}",
                "-netdev", "vhost-user,id=net0,chardev=chr0,queues=1",
-               "-device", f"virtio-net-pci,netdev=net0,mac={self.mac},vectors=0{self.nic_extra}"]
+               "-device", f"virtio-net-pci,netdev=net0,mac={self.mac},vectors=0{self.nic_extra}",
+               "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
+        if self.incoming:
+            cmd += ["-incoming", self.incoming]
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True, start_new_session=True)
         # This boot's reader fills this boot's containers only (a killed QEMU's last lines stay out of the next).
@@ -393,6 +399,63 @@ class Guest:
         warnings = qemu_warnings(self.tail(1 << 30))
         expect(not warnings, f"{self.name}: QEMU warned: {' | '.join(warnings)}")
         return self
+
+    def qmp(self, execute, timeout=30, **arguments):
+        """One QMP command on this QEMU's monitor socket. @return its "return" value; CaseError on "error"."""
+        end = time.time() + timeout
+        while True:
+            try:
+                c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                c.settimeout(timeout)
+                c.connect(self.qmp_path)
+                break
+            except OSError:
+                c.close()
+                expect(time.time() < end and self.p.poll() is None, f"{self.name}: no QMP socket")
+                time.sleep(0.1)
+        with c:
+            f = c.makefile("rw")
+
+            def answer():
+                while True:
+                    line = f.readline()
+                    expect(line, f"{self.name}: QMP closed during {execute}")
+                    r = json.loads(line)
+                    if "return" in r or "error" in r:
+                        return r
+            f.readline()  # greeting
+            f.write(json.dumps({"execute": "qmp_capabilities"}) + "\n")
+            f.flush()
+            answer()
+            f.write(json.dumps({"execute": execute, "arguments": arguments}) + "\n")
+            f.flush()
+            r = answer()
+        expect("return" in r, f"{self.name}: QMP {execute}: {r.get('error')}")
+        return r["return"]
+
+    def migrate_to(self, dst, timeout=300):
+        """Live-migrate this guest to dst, a Guest booted with incoming=tcp:127.0.0.1:PORT and the same
+        devices; commands then go to dst (its ids continue ours). @return the final query-migrate answer."""
+        self.qmp("migrate-set-parameters", **{"max-bandwidth": 4 << 30, "downtime-limit": 2000})
+        self.qmp("migrate", uri=dst.incoming)
+        end = time.time() + timeout
+        while True:
+            st = self.qmp("query-migrate")
+            if st.get("status") in ("completed", "failed", "cancelled"):
+                break
+            expect(time.time() < end, f"{self.name}: migration not done in {timeout} s: {st}")
+            time.sleep(0.5)
+        expect(st["status"] == "completed", f"{self.name}: migration {st.get('status')}: "
+                                            f"{st.get('error-desc', '')} | {' | '.join(self.tail(5))}")
+        with self.lock:
+            n = self.next_id
+        with dst.lock:
+            dst.next_id, dst.agent = n, self.agent
+        return st
+
+    def adopt(self, job):
+        """A job started on the guest before it migrated here: its output now comes out of this QEMU."""
+        return GuestJob(self, job.i, job.command)
 
     def start(self, command):
         with self.lock:
@@ -508,23 +571,37 @@ def udp(rig, src, dst, port, n=UDP_N):
     port's kernel_drops), the receiving guest's driver (rx_dropped), the host's side of a tap or veth (its
     tx_dropped: vhostd or the peer did not read in time) or the kernel under an af_xdp port (its fill or receive
     ring ran out)."""
-    before = drop_counters(rig, dst)
-    r = peer_start(dst, "udp-recv", port, n, 3000)
-    r.ready()
-    s = peer_start(src, "udp-send", dst.ip, port, n)
-    sres, rres = s.result(), r.result()
-    expect(" ok " in sres, f"UDP {src.name}->{dst.name}: {sres}")
-    m = re.search(r"received (\d+) of (\d+), lost (\d+), dup (\d+), corrupt (\d+), stray (\d+)", rres)
-    expect(m, f"UDP {src.name}->{dst.name}: {rres}")
-    got, _, lost, dup, bad, stray = map(int, m.groups())
-    expect(not (dup or bad or stray), f"UDP {src.name}->{dst.name}: {rres}")
-    if lost:
-        after = drop_counters(rig, dst)
-        counted = {k: after[k] - before[k] for k in after if after[k] != before[k]}
-        expect(sum(counted.values()) >= lost, f"UDP {src.name}->{dst.name}: {lost} lost, drops counted on the way "
-                                              f"{counted or 'none'}: {rres}")
-        log(f"UDP {src.name}->{dst.name}: {lost} of {n} lost, all counted: {counted}")
-    return lost
+    return UdpFlow(rig, src, dst, port, n).check()
+
+
+class UdpFlow:
+    """udp() in two halves: started here (the receiver listening, the sender going, pps datagrams a second when
+    given), checked by check(), which may read the receiver's verdict through another Guest (moved_to: the
+    receiving guest migrated there meanwhile)."""
+
+    def __init__(self, rig, src, dst, port, n=UDP_N, pps=None, idle_ms=3000):
+        self.rig, self.src, self.dst, self.n = rig, src, dst, n
+        self.before = drop_counters(rig, dst)
+        self.r = peer_start(dst, "udp-recv", port, n, idle_ms)
+        self.r.ready()
+        self.s = peer_start(src, "udp-send", dst.ip, port, n, *([pps] if pps else []))
+
+    def check(self, moved_to=None, timeout=120):
+        src, dst, n = self.src, moved_to or self.dst, self.n
+        r = moved_to.adopt(self.r) if moved_to else self.r
+        sres, rres = self.s.result(timeout), r.result(timeout)
+        expect(" ok " in sres, f"UDP {src.name}->{dst.name}: {sres}")
+        m = re.search(r"received (\d+) of (\d+), lost (\d+), dup (\d+), corrupt (\d+), stray (\d+)", rres)
+        expect(m, f"UDP {src.name}->{dst.name}: {rres}")
+        got, _, lost, dup, bad, stray = map(int, m.groups())
+        expect(not (dup or bad or stray), f"UDP {src.name}->{dst.name}: {rres}")
+        if lost:
+            after = drop_counters(self.rig, dst)
+            counted = {k: after[k] - self.before[k] for k in after if after[k] != self.before.get(k, after[k])}
+            expect(sum(counted.values()) >= lost, f"UDP {src.name}->{dst.name}: {lost} lost, drops counted on the "
+                                                  f"way {counted or 'none'}: {rres}")
+            log(f"UDP {src.name}->{dst.name}: {lost} of {n} lost, all counted: {counted}")
+        return lost
 
 
 def drop_counters(rig, dst):
@@ -540,7 +617,7 @@ def drop_counters(rig, dst):
               if "kernel_drops" in v.get("info", {})})
     if isinstance(dst, Guest):
         g = dst.counters()
-        c[f"{dst.name}.rx_dropped"] = g["rx_dropped"]
+        c[f"{dst.mac}.rx_dropped"] = g["rx_dropped"]  # by MAC: the same guest after a live migration
     for ifname, ns in rig.host_ifaces:
         t = rig.iface_stats(ifname, ns=ns)
         c[f"{ifname}.tx_dropped"], c[f"{ifname}.rx_dropped"] = t["tx_dropped"], t["rx_dropped"]

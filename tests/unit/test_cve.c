@@ -137,16 +137,13 @@ static void cve_2019_14818_fd_leak_every_message(void)
 	rig_close(&r);
 }
 
-/* CVE-2020-10722: SET_LOG_BASE whose mmap_offset + mmap_size wraps (and SET_LOG_FD). Dirty logging
- * (PROTOCOL_F_LOG_SHMFD, F_LOG_ALL) is not offered, so both are refused before anything is mapped; the fds
- * they carry are closed. */
+/* CVE-2020-10722: SET_LOG_BASE whose mmap_offset + mmap_size wraps (and SET_LOG_FD, not supported). Both are
+ * refused before anything is mapped (a u64 1 answers SET_LOG_BASE); the fds they carry are closed. */
 static void cve_2020_10722_log_base_overflow(void)
 {
 	struct rig r;
 	rig_open(&r, 1);
 	rig_connect(&r);
-	CHECK(!(get_u64(&r, VHOST_USER_GET_PROTOCOL_FEATURES) & VHD_BIT(VHOST_USER_PROTOCOL_F_LOG_SHMFD)));
-	CHECK(!(get_u64(&r, VHOST_USER_GET_FEATURES) & VHD_BIT(VHOST_F_LOG_ALL)));
 	negotiate(&r, 0, true);
 	int fds0 = th_count_fds(), maps0 = guest_maps();
 	struct vhu_msg m = mk(VHOST_USER_SET_LOG_BASE, sizeof(struct vhost_user_log));
@@ -154,16 +151,11 @@ static void cve_2020_10722_log_base_overflow(void)
 	m.fds[0] = r.memfd;
 	m.nfds = 1;
 	refused(&r, &m);
-	m.p.log = (struct vhost_user_log){.mmap_size = MEM_SIZE, .mmap_offset = UINT64_MAX};
+	m.p.log = (struct vhost_user_log){.mmap_size = 4096, .mmap_offset = UINT64_MAX - 100};
 	refused(&r, &m);
 	m = mk(VHOST_USER_SET_LOG_FD, 0);
 	m.fds[0] = r.memfd;
 	m.nfds = 1;
-	refused(&r, &m);
-	/* Asking for the feature is refused too. */
-	set_u64(&r, VHOST_USER_SET_PROTOCOL_FEATURES, VHD_BIT(VHOST_USER_PROTOCOL_F_LOG_SHMFD));
-	m = mk(VHOST_USER_SET_FEATURES, 8);
-	m.p.u64 = VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VHOST_F_LOG_ALL);
 	refused(&r, &m);
 	check_flat(fds0, maps0);
 	rig_close(&r);

@@ -37,6 +37,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include "ctl/json.h"
@@ -44,6 +45,8 @@
 #include "switch/port.h"
 #include "vhostd/log.h"
 #include "vhostd/pkt.h"
+#include "vhostd/vhost_user.h"
+#include "vu_raw.h"
 
 #define BUF 2048u
 #define BIG_BUF 16384u
@@ -2356,8 +2359,48 @@ static void test_vxlan_gso_off(void)
 	vx_gso_case("off");
 }
 
+/*
+ * SEND_RARP (after a live migration): the port's next receive burst on queue 0 starts with the RARP from the MAC
+ * asked for, before any ring is set up (so that the switch learns the MAC on this port and floods the broadcast),
+ * and only once.
+ */
+static void test_vu_send_rarp(void)
+{
+	struct sw_port p;
+	char err[256], a[128];
+	snprintf(a, sizeof(a), "path=/tmp/vhd-test-rarp-%d.sock", getpid());
+	CHECK_EQ(mkport(&p, &sw_vhost_user_ops, 1500, a, err, sizeof(err)), 0);
+	int fe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/tmp/vhd-test-rarp-%d.sock", getpid());
+	CHECK(connect(fe, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	p.ops->dispatch(&p); /* accepts */
+	struct vhd_pktpool *pool;
+	CHECK_EQ(vhd_pktpool_create(64, 2048, &pool), 0);
+	struct vhd_pkt *pkts[SW_BURST];
+	CHECK_EQ(p.ops->rx_burst(&p, 0, pool, pkts, SW_BURST), 0);
+	static const uint8_t mac[6] = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xef};
+	struct vhu_msg m = mk(VHOST_USER_SEND_RARP, 8);
+	memcpy(&m.p.u64, mac, 6);
+	CHECK_EQ(vhu_msg_send(fe, &m), 0);
+	p.ops->dispatch(&p);
+	CHECK_EQ(p.ops->rx_burst(&p, 1, pool, pkts, SW_BURST), 0); /* queue 0 only */
+	CHECK_EQ(p.ops->rx_burst(&p, 0, pool, pkts, 1), 1);
+	uint8_t want[60];
+	CHECK_EQ(vhd_vu_build_rarp(mac, want), 60);
+	CHECK_EQ(pkts[0]->len, 60);
+	CHECK(!memcmp(vhd_pkt_data(pkts[0]), want, 60));
+	CHECK(!memcmp(vhd_pkt_data(pkts[0]) + 6, mac, 6)); /* from the guest's MAC */
+	vhd_pkt_free(pkts[0]);
+	CHECK_EQ(p.ops->rx_burst(&p, 0, pool, pkts, SW_BURST), 0); /* once */
+	close(fe);
+	p.ops->destroy(&p);
+	vhd_pktpool_destroy(pool);
+}
+
 static const struct th_case cases[] = {
 	{"vu_access_args", test_vu_access_args, 0},
+	{"vu_send_rarp", test_vu_send_rarp, 0},
 	{"tap_args", test_tap_args, 0},
 	{"tap_rx", test_tap_rx, 0},
 	{"tap_rx_offload", test_tap_rx_offload, 0},

@@ -31,7 +31,7 @@ static void test_negotiation(void)
 	CHECK_EQ(get_u64(&r, VHOST_USER_GET_MAX_MEM_SLOTS), 32);
 	/* Features never offered are refused, and the refusal is acknowledged as a failure. */
 	struct vhu_msg m = mk(VHOST_USER_SET_FEATURES, 8);
-	m.p.u64 = VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VHOST_F_LOG_ALL);
+	m.p.u64 = VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VIRTIO_F_NOTIFICATION_DATA);
 	CHECK(acked(&r, &m) != 0);
 	m = mk(VHOST_USER_NET_SET_MTU, 8);
 	m.p.u64 = 9000;
@@ -109,6 +109,52 @@ static void queue_lifecycle(bool packed)
 	free_queue(&g);
 	rig_close(&r);
 }
+
+/*
+ * A migration's hand-over: the source stops the ring (GET_VRING_BASE) after the packed ring wrapped, and the
+ * destination starts from what it reported (SET_VRING_BASE: split, the avail index; packed, position and wrap
+ * counter in both halves): the guest's next buffers arrive, none lost or seen twice.
+ */
+static void vring_base_handoff(bool packed)
+{
+	struct rig r;
+	rig_open(&r, 1);
+	rig_connect(&r);
+	negotiate(&r, packed ? VHD_BIT(VIRTIO_F_RING_PACKED) : 0, true);
+	set_mem_table(&r);
+	struct guest_q g;
+	setup_queue(&r, 1, &g, 0, packed, false);
+	enable(&r, 1, 1);
+	for (int i = 0; i < QSZ + 5; i++)
+		pass_one(&r, 1, &g, (uint8_t)i);
+	enable(&r, 1, 0);
+	struct vhu_msg m = mk(VHOST_USER_GET_VRING_BASE, 8);
+	m.p.state.index = 1;
+	send_msg(&r, &m);
+	m = get_reply(&r, VHOST_USER_GET_VRING_BASE);
+	uint32_t base = m.p.state.num;
+	/* Packed: 5 slots into the second lap, whose wrap counter is 0. */
+	CHECK_EQ(base, packed ? 5u * 0x10001u : (uint32_t)(QSZ + 5));
+	/* The destination: the same rings, the reported base, a new kick. */
+	m = mk(VHOST_USER_SET_VRING_BASE, 8);
+	m.p.state = (struct vhost_vring_state){1, base};
+	send_msg(&r, &m);
+	int kick = eventfd(0, EFD_CLOEXEC);
+	m = mk(VHOST_USER_SET_VRING_KICK, 8);
+	m.p.u64 = 1;
+	m.fds[0] = kick;
+	m.nfds = 1;
+	send_msg(&r, &m);
+	enable(&r, 1, 1);
+	for (int i = 0; i < 3; i++)
+		pass_one(&r, 1, &g, (uint8_t)(0xc0 + i));
+	close(kick);
+	free_queue(&g);
+	rig_close(&r);
+}
+
+static void test_vring_base_handoff_split(void) { vring_base_handoff(false); }
+static void test_vring_base_handoff_packed(void) { vring_base_handoff(true); }
 
 static void test_queue_split(void) { queue_lifecycle(false); }
 static void test_queue_packed(void) { queue_lifecycle(true); }
@@ -1504,6 +1550,8 @@ static const struct th_case cases[] = {
 	{"second_frontend_refused", test_second_frontend_refused, 0},
 	{"queue_split", test_queue_split, 0},
 	{"queue_packed", test_queue_packed, 0},
+	{"vring_base_handoff_split", test_vring_base_handoff_split, 0},
+	{"vring_base_handoff_packed", test_vring_base_handoff_packed, 0},
 	{"no_protocol_features_nofd", test_no_protocol_features_nofd, 0},
 	{"ready_event", test_ready_event, 0},
 	{"hostile_messages", test_hostile_messages, 0},
