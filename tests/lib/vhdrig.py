@@ -68,6 +68,28 @@ def prepare_guest():
 
 
 
+# ------------------------------------------------------------------------------------------------ docs
+
+DOC_MARK = re.compile(r"^<!-- doc-test: (\S+) -->$")
+
+
+def doc_blocks(*paths):
+    """{name: text} of every fenced block in the Markdown files paths whose line before the fence is
+    `<!-- doc-test: NAME -->`: the documented commands, configs and XML the tests run as they stand."""
+    blocks = {}
+    for path in paths:
+        lines = open(path).read().splitlines()
+        for i, line in enumerate(lines):
+            m = DOC_MARK.match(line)
+            if not m:
+                continue
+            if i + 1 >= len(lines) or not lines[i + 1].startswith("```"):
+                raise RuntimeError(f"{path}:{i + 1}: doc-test mark not followed by a fenced block")
+            end = next(j for j in range(i + 2, len(lines)) if lines[j].startswith("```"))
+            blocks[m.group(1)] = "\n".join(lines[i + 2:end]) + "\n"
+    return blocks
+
+
 def log(msg):
     print(f"# [{time.time() - T0:6.1f}] {msg}", flush=True)
 
