@@ -667,3 +667,4 @@ def run_scenarios(scenarios, filt="", need=("qemu-system-x86_64", "ip", "busybox
             if rig:
                 rig.cleanup()
     log(f"total {time.time() - T0:.1f} s")
+    return 1 if failed else 0
