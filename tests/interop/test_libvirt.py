@@ -10,10 +10,10 @@ socket here. The documented blocks change only in: the domain's name, /run/vhost
 the disk replaced by <kernel>/<initrd>/<cmdline>, the pty console by the unix socket.
 
   client   vm1, mode='client' on a `vhost-user ... group=libvirt-qemu mode=0660` port: ping and TCP both ways
-           (every byte checked) between the guest and the host; virsh destroy/start; vhostd restarted under
-           the running domain (QEMU reconnects: <reconnect>)
-  server   vm2, mode='server' with a vhostd `client` port in the documented directory: ping and TCP;
-           virsh destroy/start (vhostd reconnects)
+           (every byte checked) between the guest and the host; virsh destroy/start; vhostd stopped (SIGTERM)
+           and killed (SIGKILL) and started again under the running domain (QEMU reconnects: <reconnect>)
+  server   vm2, mode='server' with a vhostd `client` port in the documented directory: the same (vhostd
+           reconnects)
 
 usage: test_libvirt.py VHOSTD VHOSTCTL [case-or-scenario-substring]
 Prints PASS/FAIL lines like tests/unit/harness.h.
@@ -21,6 +21,7 @@ Prints PASS/FAIL lines like tests/unit/harness.h.
 import os
 import re
 import shutil
+import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
@@ -112,6 +113,21 @@ def destroy_start(rig, g, host, port):
     return f"'{state}', port down; started again: " + traffic(rig, g, host, port, "after virsh start")
 
 
+def vhostd_restart(rig, g, host, line, port):
+    """vhostd stopped (SIGTERM), then killed (SIGKILL), and started again each time under the running domain:
+    the guest's link comes back by itself."""
+    res = []
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        rc = rig.stop_vhostd(sig)
+        expect(sig == signal.SIGKILL or rc == 0, f"vhostd exited {rc} on SIGTERM")
+        rig.start_vhostd([line, f"add-port host0 tap ifname={rig.tap}"])
+        rig.tap_up()
+        expect(g.p.poll() is None, f"the domain is gone: {g.domain.state()}")
+        res.append(f"after {signal.Signals(sig).name}: " + traffic(rig, g, host, port, f"after {sig!r}"))
+        port += 2
+    return "; ".join(res)
+
+
 def scenario_client(rig):
     blocks = doc_blocks(DOC)
     os.chmod(rig.dir, 0o755)  # like /run/vhostd: QEMU (libvirt-qemu) reaches the sockets in it
@@ -132,12 +148,7 @@ def scenario_client(rig):
         return destroy_start(rig, g, host, 7411)
 
     def client_vhostd_restart():
-        rc = rig.stop_vhostd()
-        expect(rc == 0, f"vhostd exited {rc} on SIGTERM")
-        rig.start_vhostd([line, f"add-port host0 tap ifname={rig.tap}"])
-        rig.tap_up()
-        expect(g.p.poll() is None, f"the domain is gone: {g.domain.state()}")
-        return "reconnected: " + traffic(rig, g, host, 7421, "after vhostd restarted")
+        return vhostd_restart(rig, g, host, line, 7421)
 
     yield "libvirt_client_traffic", client_traffic
     yield "libvirt_client_destroy_start", client_destroy_start
@@ -149,7 +160,7 @@ def scenario_server(rig):
     os.chmod(rig.dir, 0o755)
     mkdir = moved(rig, blocks["libvirt-server-dir"])
     run(["sh", "-ec", mkdir])
-    start_switch(rig, blocks, "vm2")
+    line = start_switch(rig, blocks, "vm2")
     host = HostNs(rig, rig.ns, HOST_IP, "host")
     g = libvirt_guest(rig, blocks, "vm2", interface=blocks["libvirt-interface-server"])
     g.boot()  # virsh start returns once vhostd connected (QEMU waits for it)
@@ -161,14 +172,19 @@ def scenario_server(rig):
     def server_destroy_start():
         return destroy_start(rig, g, host, 7511)
 
+    def server_vhostd_restart():
+        return vhostd_restart(rig, g, host, line, 7521)
+
     yield "libvirt_server_traffic", server_traffic
     yield "libvirt_server_destroy_start", server_destroy_start
+    yield "libvirt_server_vhostd_restart", server_vhostd_restart
 
 
 SCENARIOS = [
     ("client", scenario_client, ["libvirt_client_traffic", "libvirt_client_destroy_start",
                                  "libvirt_client_vhostd_restart"]),
-    ("server", scenario_server, ["libvirt_server_traffic", "libvirt_server_destroy_start"]),
+    ("server", scenario_server, ["libvirt_server_traffic", "libvirt_server_destroy_start",
+                                 "libvirt_server_vhostd_restart"]),
 ]
 
 
