@@ -12,8 +12,8 @@ the disk replaced by <kernel>/<initrd>/<cmdline>, the pty console by the unix so
   client   vm1, mode='client' on a `vhost-user ... group=libvirt-qemu mode=0660` port: ping and TCP both ways
            (every byte checked) between the guest and the host; virsh destroy/start; vhostd stopped (SIGTERM)
            and killed (SIGKILL) and started again under the running domain (QEMU reconnects: <reconnect>)
-  server   vm2, mode='server' with a vhostd `client` port in the documented directory: the same (vhostd
-           reconnects)
+  server   vm2, mode='server' with a vhostd `client` port in the documented directory: ping and TCP;
+           virsh destroy/start (vhostd reconnects)
 
 usage: test_libvirt.py VHOSTD VHOSTCTL [case-or-scenario-substring]
 Prints PASS/FAIL lines like tests/unit/harness.h.
@@ -93,14 +93,16 @@ def qemu_user(g):
 
 
 def traffic(rig, g, host, port, what):
-    """The guest pings the host, then 8 MiB of TCP each way with every byte checked."""
+    """The guest reaches the host (within 30 s: a restarted vhostd's tap has a new MAC, which the guest learns
+    when its ARP entry goes stale), then 5 pings all answered, 8 MiB of TCP each way with every byte checked."""
     rig.wait_link([g.name])
+    secs = g.reach(HOST_IP)
     rc, out = g.ping(HOST_IP)
     ping_ok(f"{g.name}->host {what}", rc, out, 5)
     t1 = tcp(g, host, port)
     t2 = tcp(host, g, port + 1)
     check_no_errors(rig, what)
-    return f"5 pings answered, TCP {g.name}->host {t1}, host->{g.name} {t2}"
+    return f"host answered after {secs:.1f} s, 5 pings, TCP {g.name}->host {t1}, host->{g.name} {t2}"
 
 
 def destroy_start(rig, g, host, port):
@@ -123,7 +125,8 @@ def vhostd_restart(rig, g, host, line, port):
         rig.start_vhostd([line, f"add-port host0 tap ifname={rig.tap}"])
         rig.tap_up()
         expect(g.p.poll() is None, f"the domain is gone: {g.domain.state()}")
-        res.append(f"after {signal.Signals(sig).name}: " + traffic(rig, g, host, port, f"after {sig!r}"))
+        what = f"after {signal.Signals(sig).name}"
+        res.append(f"{what}: " + traffic(rig, g, host, port, what))
         port += 2
     return "; ".join(res)
 
@@ -160,7 +163,7 @@ def scenario_server(rig):
     os.chmod(rig.dir, 0o755)
     mkdir = moved(rig, blocks["libvirt-server-dir"])
     run(["sh", "-ec", mkdir])
-    line = start_switch(rig, blocks, "vm2")
+    start_switch(rig, blocks, "vm2")
     host = HostNs(rig, rig.ns, HOST_IP, "host")
     g = libvirt_guest(rig, blocks, "vm2", interface=blocks["libvirt-interface-server"])
     g.boot()  # virsh start returns once vhostd connected (QEMU waits for it)
@@ -172,19 +175,14 @@ def scenario_server(rig):
     def server_destroy_start():
         return destroy_start(rig, g, host, 7511)
 
-    def server_vhostd_restart():
-        return vhostd_restart(rig, g, host, line, 7521)
-
     yield "libvirt_server_traffic", server_traffic
     yield "libvirt_server_destroy_start", server_destroy_start
-    yield "libvirt_server_vhostd_restart", server_vhostd_restart
 
 
 SCENARIOS = [
     ("client", scenario_client, ["libvirt_client_traffic", "libvirt_client_destroy_start",
                                  "libvirt_client_vhostd_restart"]),
-    ("server", scenario_server, ["libvirt_server_traffic", "libvirt_server_destroy_start",
-                                 "libvirt_server_vhostd_restart"]),
+    ("server", scenario_server, ["libvirt_server_traffic", "libvirt_server_destroy_start"]),
 ]
 
 

@@ -380,6 +380,15 @@ class Guest:
         j = self.start(command)
         return j.wait(timeout)
 
+    def reach(self, ip, secs=30):
+        """Ping ip once a second until it answers (e.g. after a restart re-created the host's tap with a new MAC,
+        the guest's ARP entry for ip has to go stale first). @return seconds it took; CaseError after secs."""
+        t = time.time()
+        rc, out = self.cmd(f"i=0; until ping -c 1 -W 1 {ip} >/dev/null; do i=$((i+1)); [ $i -lt {secs} ] || "
+                           f"exit 1; done", timeout=4 * secs + 30)  # (a ping waiting on ARP: 3 s)
+        expect(rc == 0, f"{self.name}: {ip} unreachable for {secs} s")
+        return time.time() - t
+
     def ping(self, ip, n=5, size=None):
         s = f" -s {size}" if size else ""
         return self.cmd(f"ping -c {n} -i 0.2 -W 3{s} {ip}", timeout=n + 30)
