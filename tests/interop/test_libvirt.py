@@ -12,8 +12,8 @@ the disk replaced by <kernel>/<initrd>/<cmdline>, the pty console by the unix so
   client   vm1, mode='client' on a `vhost-user ... group=libvirt-qemu mode=0660` port: ping and TCP both ways
            (every byte checked) between the guest and the host; virsh destroy/start; vhostd stopped (SIGTERM)
            and killed (SIGKILL) and started again under the running domain (QEMU reconnects: <reconnect>)
-  server   vm2, mode='server' with a vhostd `client` port in the documented directory: ping and TCP;
-           virsh destroy/start (vhostd reconnects)
+  server   vm2, mode='server' with a vhostd `client` port in the documented directory: the same (vhostd
+           reconnects), the host announcing its tap's new MAC after each vhostd restart
 
 usage: test_libvirt.py VHOSTD VHOSTCTL [case-or-scenario-substring]
 Prints PASS/FAIL lines like tests/unit/harness.h.
@@ -115,20 +115,30 @@ def destroy_start(rig, g, host, port):
     return f"'{state}', port down; started again: " + traffic(rig, g, host, port, "after virsh start")
 
 
-def vhostd_restart(rig, g, host, line, port):
+def vhostd_restart(rig, g, host, line, port, announce=False):
     """vhostd stopped (SIGTERM), then killed (SIGKILL), and started again each time under the running domain:
-    the guest's link comes back by itself."""
+    the guest's link comes back by itself. announce: the host announces its address on the new tap (its new
+    MAC), as docs/libvirt.md tells operators whose guests may not see their link go down."""
     res = []
     for sig in (signal.SIGTERM, signal.SIGKILL):
         rc = rig.stop_vhostd(sig)
         expect(sig == signal.SIGKILL or rc == 0, f"vhostd exited {rc} on SIGTERM")
         rig.start_vhostd([line, f"add-port host0 tap ifname={rig.tap}"])
         rig.tap_up()
+        if announce:
+            rig.wait_link([g.name])
+            rig.nsrun(*announce_cmd(rig))
         expect(g.p.poll() is None, f"the domain is gone: {g.domain.state()}")
         what = f"after {signal.Signals(sig).name}"
         res.append(f"{what}: " + traffic(rig, g, host, port, what))
         port += 2
     return "; ".join(res)
+
+
+def announce_cmd(rig):
+    """docs/libvirt.md's announcement after a restart, for the rig's tap and address."""
+    cmd = [rig.tap if a == "vhd0" else a for a in doc_blocks(DOC)["libvirt-announce"].split()]
+    return cmd if shutil.which(cmd[0]) else ["busybox", *cmd]  # (iputils' arping or BusyBox's: the same flags)
 
 
 def scenario_client(rig):
@@ -163,7 +173,7 @@ def scenario_server(rig):
     os.chmod(rig.dir, 0o755)
     mkdir = moved(rig, blocks["libvirt-server-dir"])
     run(["sh", "-ec", mkdir])
-    start_switch(rig, blocks, "vm2")
+    line = start_switch(rig, blocks, "vm2")
     host = HostNs(rig, rig.ns, HOST_IP, "host")
     g = libvirt_guest(rig, blocks, "vm2", interface=blocks["libvirt-interface-server"])
     g.boot()  # virsh start returns once vhostd connected (QEMU waits for it)
@@ -175,14 +185,19 @@ def scenario_server(rig):
     def server_destroy_start():
         return destroy_start(rig, g, host, 7511)
 
+    def server_vhostd_restart():
+        return vhostd_restart(rig, g, host, line, 7521, announce=True)
+
     yield "libvirt_server_traffic", server_traffic
     yield "libvirt_server_destroy_start", server_destroy_start
+    yield "libvirt_server_vhostd_restart", server_vhostd_restart
 
 
 SCENARIOS = [
     ("client", scenario_client, ["libvirt_client_traffic", "libvirt_client_destroy_start",
                                  "libvirt_client_vhostd_restart"]),
-    ("server", scenario_server, ["libvirt_server_traffic", "libvirt_server_destroy_start"]),
+    ("server", scenario_server, ["libvirt_server_traffic", "libvirt_server_destroy_start",
+                                 "libvirt_server_vhostd_restart"]),
 ]
 
 
