@@ -608,6 +608,11 @@ class DomainConsole:
         except OSError:
             pass
         self.returncode = 0
+        for f in (self._rfile, self.stdin, self.sock):
+            try:
+                f.close()
+            except OSError:
+                pass
         self.ended.set()
 
     def poll(self):
