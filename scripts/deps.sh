@@ -15,7 +15,9 @@ ops_pkgs=(man-db groff-base systemd)
 metrics_pkgs=(curl prometheus)
 # tests/integration/test_capture.py reads the capture files with tshark.
 capture_pkgs=(tshark)
-check_pkgs=("${build_pkgs[@]}" ethtool libasan8 libubsan1 libtsan2 valgrind "${interop_pkgs[@]}" clang libclang-rt-14-dev "${ops_pkgs[@]}" "${metrics_pkgs[@]}" "${capture_pkgs[@]}")
+# tests/interop/test_libvirt.py runs libvirtd (and virtlogd) with its QEMU driver, and virsh.
+libvirt_pkgs=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients)
+check_pkgs=("${build_pkgs[@]}" ethtool libasan8 libubsan1 libtsan2 valgrind "${interop_pkgs[@]}" clang libclang-rt-14-dev "${ops_pkgs[@]}" "${metrics_pkgs[@]}" "${capture_pkgs[@]}" "${libvirt_pkgs[@]}")
 case "${1:-build}" in
 build) want=("${build_pkgs[@]}") ;;
 check) want=("${check_pkgs[@]}") ;;

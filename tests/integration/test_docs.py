@@ -34,35 +34,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-from vhdrig import qemu_warnings  # noqa: E402
+from vhdrig import doc_blocks, qemu_warnings  # noqa: E402
 
 VHOSTD, VHOSTCTL = (os.path.abspath(a) for a in sys.argv[1:3])
 FILTER = sys.argv[3] if len(sys.argv) > 3 else ""
 WORK = os.environ.get("VHD_INTEROP_WORK", os.path.join(os.path.dirname(os.path.dirname(VHOSTD)), "interop"))
 DOCS = [os.path.join(ROOT, "docs", f) for f in ("switch.md", "operations.md")]
-MARK = re.compile(r"^<!-- doc-test: (\S+) -->$")
 GUEST_IP, HOST_IP = "10.0.0.2", "10.0.0.1"  # the guest's (the agent sets it), the docs' host address
-
-
-def doc_blocks(paths):
-    """{name: block text} for every marked fenced block in paths."""
-    blocks = {}
-    for path in paths:
-        blocks.update(file_blocks(path))
-    return blocks
-
-
-def file_blocks(path):
-    blocks, lines = {}, open(path).read().splitlines()
-    for i, line in enumerate(lines):
-        m = MARK.match(line)
-        if not m:
-            continue
-        if i + 1 >= len(lines) or not lines[i + 1].startswith("```"):
-            raise RuntimeError(f"{path}:{i + 1}: doc-test mark not followed by a fenced block")
-        end = next(j for j in range(i + 2, len(lines)) if lines[j].startswith("```"))
-        blocks[m.group(1)] = "\n".join(lines[i + 2:end]) + "\n"
-    return blocks
 
 
 class Sandbox:
@@ -263,7 +241,7 @@ def main():
         sb = None
         try:
             sb = Sandbox()
-            err = fn(sb, doc_blocks(DOCS))
+            err = fn(sb, doc_blocks(*DOCS))
         except Exception as e:  # a broken step is this case's failure
             err = f"{type(e).__name__}: {e}"
         finally:

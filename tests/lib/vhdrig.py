@@ -45,7 +45,8 @@ def configure(vhostd=None, vhostctl=None, work=None):
 
 
 # QEMU prefixes its own messages with the program name: "qemu-system-x86_64: warning: ...".
-_WARNING = re.compile(r"^qemu-system-[\w-]+: .*\bwarning: ")
+# libvirt's log of a domain puts a timestamp before it: "2026-12-07T15:07:42.873872Z qemu-system-x86_64: ...".
+_WARNING = re.compile(r"^(?:\S+Z )?qemu-system-[\w-]+: .*\bwarning: ")
 
 
 def qemu_warnings(lines):
@@ -66,6 +67,28 @@ def prepare_guest():
     return None
 
 
+
+
+# ------------------------------------------------------------------------------------------------ docs
+
+DOC_MARK = re.compile(r"^<!-- doc-test: (\S+) -->$")
+
+
+def doc_blocks(*paths):
+    """{name: text} of every fenced block in the Markdown files paths whose line before the fence is
+    `<!-- doc-test: NAME -->`: the documented commands, configs and XML the tests run as they stand."""
+    blocks = {}
+    for path in paths:
+        lines = open(path).read().splitlines()
+        for i, line in enumerate(lines):
+            m = DOC_MARK.match(line)
+            if not m:
+                continue
+            if i + 1 >= len(lines) or not lines[i + 1].startswith("```"):
+                raise RuntimeError(f"{path}:{i + 1}: doc-test mark not followed by a fenced block")
+            end = next(j for j in range(i + 2, len(lines)) if lines[j].startswith("```"))
+            blocks[m.group(1)] = "\n".join(lines[i + 2:end]) + "\n"
+    return blocks
 
 
 def log(msg):
@@ -242,6 +265,8 @@ class Rig:
             c.cleanup()
         for g in self.guests:
             g.kill()
+            if g.domain:
+                g.domain.undefine()
         for p in self.procs + ([self.vhostd] if self.vhostd else []):
             if p.poll() is None:
                 try:
@@ -334,28 +359,38 @@ class NsJob:
 
 
 class Guest:
-    """A QEMU guest running switch-agent.sh; commands go in through the serial console."""
+    """A QEMU guest running switch-agent.sh; commands go in through the serial console: QEMU's stdin and
+    stdout (QEMU started here with chardev, the NIC's -chardev options), or with domain= a libvirt Domain whose
+    serial console is a unix socket (QEMU started by libvirtd; chardev unused)."""
 
-    def __init__(self, rig, name, mac, ip, chardev, extra_append="", nic_extra="", incoming=None):
+    def __init__(self, rig, name, mac, ip, chardev=None, extra_append="", nic_extra="", incoming=None, domain=None):
         """incoming: QEMU's -incoming URI: this QEMU waits for a live migration (migrate_from()) instead of
-        booting. Every guest has a QMP socket (self.qmp_path)."""
+        booting. Every guest QEMU started here has a QMP socket (self.qmp_path)."""
         self.rig, self.name, self.mac, self.ip, self.chardev = rig, name, mac, ip, chardev
-        self.extra_append, self.nic_extra, self.incoming = extra_append, nic_extra, incoming
+        self.extra_append, self.nic_extra, self.incoming, self.domain = extra_append, nic_extra, incoming, domain
         self.qmp_path = os.path.join(rig.dir, f"{name}.qmp")
         self.p = None
         rig.guests.append(self)
+
+    def cmdline(self):
+        """The guest kernel's command line: the agent on ttyS0, eth0 at ip."""
+        return (f"console=ttyS0 panic=-1 quiet loglevel=3 ipv6.disable=1 rdinit=/init vhd.test=switch-agent "
+                f"vhd.ip={self.ip}/24 {self.extra_append} {os.environ.get('VHD_GUEST_APPEND', '')}").strip()
 
     def boot(self):
         self.lock = threading.Condition()
         self.out, self.rc, self.console = {}, {}, []
         self.agent = None
         self.next_id = 0
-        append = (f"console=ttyS0 panic=-1 quiet loglevel=3 ipv6.disable=1 rdinit=/init vhd.test=switch-agent "
-                  f"vhd.ip={self.ip}/24 {self.extra_append} {os.environ.get('VHD_GUEST_APPEND', '')}")
+        if self.domain:
+            self.p = self.domain.start()
+            threading.Thread(target=self._reader, args=(self.p, self.lock, self.out, self.rc, self.console),
+                             daemon=True).start()
+            return self
         cmd = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35,memory-backend=mem", "-cpu", QEMU_CPU,
                "-smp", "1", "-m", "512M", "-object", "memory-backend-memfd,id=mem,size=512M,share=on",
                "-nographic", "-no-reboot", "-kernel", os.path.join(WORK, "vmlinuz"),
-               "-initrd", os.path.join(WORK, "initrd.gz"), "-append", append,
+               "-initrd", os.path.join(WORK, "initrd.gz"), "-append", self.cmdline(),
                "-chardev", f"socket,id=chr0,{self.chardev}",
                "-netdev", "vhost-user,id=net0,chardev=chr0,queues=1",
                "-device", f"virtio-net-pci,netdev=net0,mac={self.mac},vectors=0{self.nic_extra}",
@@ -396,7 +431,7 @@ class Guest:
                                               f"{' | '.join(self.console[-15:])}")
         expect(self.agent == self.mac, f"{self.name}: eth0 has MAC {self.agent}, wanted {self.mac}")
         # By now QEMU has set up the vhost-user NIC: it had nothing to warn about.
-        warnings = qemu_warnings(self.tail(1 << 30))
+        warnings = qemu_warnings(self.domain.qemu_log() if self.domain else self.tail(1 << 30))
         expect(not warnings, f"{self.name}: QEMU warned: {' | '.join(warnings)}")
         return self
 
@@ -470,6 +505,15 @@ class Guest:
         j = self.start(command)
         return j.wait(timeout)
 
+    def reach(self, ip, secs=30):
+        """Ping ip once a second until it answers (e.g. after a restart re-created the host's tap with a new MAC,
+        the guest's ARP entry for ip has to go stale first). @return seconds it took; CaseError after secs."""
+        t = time.time()
+        rc, out = self.cmd(f"i=0; until ping -c 1 -W 1 {ip} >/dev/null; do i=$((i+1)); [ $i -lt {secs} ] || "
+                           f"exit 1; done", timeout=4 * secs + 30)  # (a ping waiting on ARP: 3 s)
+        expect(rc == 0, f"{self.name}: {ip} unreachable for {secs} s")
+        return time.time() - t
+
     def ping(self, ip, n=5, size=None):
         s = f" -s {size}" if size else ""
         return self.cmd(f"ping -c {n} -i 0.2 -W 3{s} {ip}", timeout=n + 30)
@@ -492,10 +536,13 @@ class Guest:
 
     def kill(self):
         if self.p and self.p.poll() is None:
-            try:
-                os.killpg(self.p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            if self.domain:
+                self.p.kill()  # virsh destroy
+            else:
+                try:
+                    os.killpg(self.p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.p.wait()
         if self.p and not getattr(self.p, "saved", False):
             time.sleep(0.2)
@@ -503,7 +550,8 @@ class Guest:
             self.p.saved = True
 
     def poweroff(self, timeout=30):
-        if self.p and self.p.poll() is None:
+        # (a libvirt domain would reboot: libvirt's default on_reboot; it is destroyed)
+        if self.p and self.p.poll() is None and not self.domain:
             try:
                 self.p.stdin.write(f"VHDC {self.next_id} exit\n")
                 self.p.stdin.flush()
@@ -546,6 +594,162 @@ class GuestJob:
         rc, out = self.wait(timeout)
         res = [line for line in out if line.startswith("VHD-RESULT")]
         return res[-1] if res else f"VHD-RESULT {self.what} fail rc={rc} {out[-5:]}"
+
+
+# ------------------------------------------------------------------------------------------------ libvirt
+
+
+class Libvirt:
+    """libvirtd's system instance (qemu:///system: QEMU runs as libvirt's user, libvirt-qemu on Debian): the
+    one already running, else libvirtd and virtlogd started here, without systemd, and stopped by stop()."""
+
+    URI = "qemu:///system"
+    LOGD_SOCK = "/run/libvirt/virtlogd-sock"
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="vhd-libvirt-")
+        self.started = []  # (name, pid file) of the daemons started here
+
+    def virsh(self, *args, check=True, timeout=60):
+        return run(["virsh", "-q", "-c", self.URI, *args], check=check, timeout=timeout)
+
+    def up(self):
+        """@return None when libvirtd answers, or why it does not."""
+        if self.virsh("version", check=False).returncode == 0:
+            log("libvirtd: using the one running")
+            return None
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                c.connect(self.LOGD_SOCK)
+        except OSError:  # QEMU's stderr and the consoles go through virtlogd (qemu.conf stdio_handler)
+            self._daemon("virtlogd")
+        self._daemon("libvirtd")
+        for _ in range(300):
+            r = self.virsh("version", check=False)
+            if r.returncode == 0:
+                log(f"libvirtd started: {' / '.join(r.stdout.splitlines()[-2:])}")
+                return None
+            time.sleep(0.1)
+        return f"libvirtd does not answer on {self.URI}: {r.stdout.strip()}"
+
+    def _daemon(self, name):
+        pidfile = os.path.join(self.dir, f"{name}.pid")
+        run([name, "--daemon", "--pid-file", pidfile])
+        self.started.append((name, pidfile))
+
+    def stop(self):
+        for name, pidfile in reversed(self.started):
+            try:
+                pid = int(open(pidfile).read())
+                os.kill(pid, signal.SIGTERM)
+            except (OSError, ValueError):
+                continue
+            for _ in range(300):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        self.started = []
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Domain:
+    """A persistent libvirt domain (defined from xml; `virsh start`/`destroy`), whose serial console is the unix
+    socket console (`<serial type='unix'><source mode='bind' path=console/>`): Guest(domain=) talks through it."""
+
+    def __init__(self, libvirt, name, xml, console):
+        self.lv, self.name, self.xml, self.console = libvirt, name, xml, console
+        self.log = f"/var/log/libvirt/qemu/{name}.log"
+        self.log_at = 0
+        path = os.path.join(libvirt.dir, f"{name}.xml")
+        with open(path, "w") as f:
+            f.write(xml)
+        self.lv.virsh("define", path)
+        self.defined = True
+
+    def start(self):
+        """virsh start (it returns when QEMU runs: with a mode='server' NIC, once the back-end connected).
+        @return the console, with the surface of the subprocess.Popen Guest uses."""
+        self.log_at = os.path.getsize(self.log) if os.path.exists(self.log) else 0
+        try:
+            r = self.lv.virsh("start", self.name, check=False, timeout=60)
+        except subprocess.TimeoutExpired:
+            raise CaseError(f"virsh start {self.name}: no answer in 60 s (QEMU waiting for its vhost-user NIC's "
+                            f"peer?); QEMU: {' | '.join(self.qemu_log()[-3:])}")
+        if r.returncode != 0:
+            raise CaseError(f"virsh start {self.name}: {r.stdout.strip()}")
+        return DomainConsole(self)
+
+    def destroy(self):
+        self.lv.virsh("destroy", self.name, check=False)
+
+    def undefine(self):
+        if self.defined:
+            self.destroy()
+            self.lv.virsh("undefine", self.name, check=False)
+            self.defined = False
+
+    def state(self):
+        return self.lv.virsh("domstate", self.name, "--reason", check=False).stdout.strip()
+
+    def qemu_log(self):
+        """QEMU's stderr since the last start (libvirt logs it, with the command line, to the domain's log)."""
+        try:
+            with open(self.log, errors="replace") as f:
+                f.seek(self.log_at)
+                return f.read().splitlines()
+        except OSError:
+            return []
+
+
+class DomainConsole:
+    """A libvirt domain's console socket, as the subprocess.Popen of a QEMU started here is for Guest: stdin,
+    stdout, poll(), wait(), kill(). The socket closes when QEMU exits: that is the domain's end (returncode 0;
+    the reason is in state())."""
+
+    def __init__(self, dom):
+        self.dom, self.returncode = dom, None
+        self.ended = threading.Event()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        for _ in range(300):
+            try:
+                self.sock.connect(dom.console)
+                break
+            except OSError as e:
+                err = e
+                time.sleep(0.1)
+        else:
+            raise CaseError(f"{dom.name}: console {dom.console}: {err}")
+        self.stdin = self.sock.makefile("w", encoding="utf-8", errors="replace")
+        self._rfile = self.sock.makefile("r", encoding="utf-8", errors="replace")
+        self.stdout = self._lines()
+
+    def _lines(self):
+        try:
+            yield from self._rfile
+        except OSError:
+            pass
+        self.returncode = 0
+        for f in (self._rfile, self.stdin, self.sock):
+            try:
+                f.close()
+            except OSError:
+                pass
+        self.ended.set()
+
+    def poll(self):
+        return self.returncode
+
+    def wait(self, timeout=None):
+        if not self.ended.wait(timeout):
+            raise subprocess.TimeoutExpired(f"domain {self.dom.name}", timeout)
+        return self.returncode
+
+    def kill(self):
+        self.dom.destroy()
 
 
 # ------------------------------------------------------------------------------------------------ traffic
@@ -696,10 +900,12 @@ def compare_tap(port, t, s):
 # Each scenario yields (case name, function) pairs; a function returns a detail string or raises CaseError.
 
 
-def run_scenarios(scenarios, filt="", need=("qemu-system-x86_64", "ip", "busybox")):
+def run_scenarios(scenarios, filt="", need=("qemu-system-x86_64", "ip", "busybox"), unavailable=None):
     """Run each (name, function, case names) scenario whose name or cases contain filt: the function gets a
     fresh Rig and yields (case name, callable) pairs; a callable returns a detail string or raises CaseError.
-    Prints one PASS/FAIL line per case. @return the exit status (1 if any failed)."""
+    need: the programs the scenarios run; unavailable: why a peer they need (e.g. libvirtd) could not be had.
+    Either failing, every case FAILs saying why. Prints one PASS/FAIL line per case. @return the exit status
+    (1 if any failed)."""
     # meson's timeout sends SIGTERM: unwind through the running scenario's cleanup (QEMU, vhostd, namespaces).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     failed = 0
@@ -716,8 +922,10 @@ def run_scenarios(scenarios, filt="", need=("qemu-system-x86_64", "ip", "busybox
     scenarios = [s for s in scenarios if filt in s[0] or any(filt in c for c in s[2])]
     missing = [t for t in need if not shutil.which(t)]
     missing += [f for f in (VHOSTD, VHOSTCTL) if not os.access(f, os.X_OK)]
-    prep_err = None
-    if missing:
+    prep_err = unavailable
+    if prep_err:
+        pass
+    elif missing:
         prep_err = f"not installed: {' '.join(missing)} (scripts/deps.sh check installs them)"
     elif os.geteuid() != 0:
         prep_err = "needs root (network namespaces, tap and veth interfaces)"
