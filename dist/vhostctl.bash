@@ -28,7 +28,7 @@ _vhostctl_keys()
 	case "$1" in
 	vhost-user) echo "path= client queues= mrg= tso= borrow= owner= group= mode= mtu=" ;;
 	virtio-user) echo "path= server queues= packed mrg= mtu=" ;;
-	tap) echo "ifname= queues= offloads= mtu=" ;;
+	tap) echo "ifname= queues= offloads= addr= mac= mtu=" ;;
 	af_packet) echo "ifname= frames= offloads= qdisc_bypass= mtu=" ;;
 	af_xdp) echo "ifname= queue= frames= mode= zerocopy= mtu=" ;;
 	vxlan) echo "vni= remote= local= dstport= src_ports= gso= mtu=" ;;

@@ -7,7 +7,10 @@
  * completes or segments itself.
  *
  * addr=IP/PREFIX gives the interface its host-side address and brings it up whenever the port is added: a tap
- * vhostd created goes away with vhostd and comes back, at the next start, with its address.
+ * vhostd created goes away with vhostd and comes back, at the next start, with its address. It comes back with
+ * the same MAC address too (mac=, or one derived from /etc/machine-id and the name, as systemd's
+ * MACAddressPolicy=persistent does): with the kernel's random one, guests that reconnect within milliseconds
+ * never see a link change and keep sending to the old MAC from their ARP caches for minutes.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,6 +19,7 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +46,8 @@ struct tap_addr {
 
 struct tap_port {
 	int fds[SW_MAX_QUEUES]; /* queue q's fd serves both rx queue q and tx queue q */
+	uint8_t mac[6];         /* set on the interface when set_mac */
+	bool set_mac;
 	unsigned queues;
 	bool offloads;
 	bool created; /* the interface did not exist before us (it goes away with the last fd unless persistent) */
@@ -85,6 +91,52 @@ static int parse_addr(const char *v, struct tap_addr *a, char *err, size_t errle
 	a->prefix = (unsigned)prefix;
 	snprintf(a->text, sizeof(a->text), "%s/%u", ip, a->prefix);
 	return 0;
+}
+
+static int parse_mac(const char *v, uint8_t mac[6], char *err, size_t errlen)
+{
+	unsigned b[6];
+	char tail;
+	if (sscanf(v, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6 ||
+	    strlen(v) != 17) {
+		snprintf(err, errlen, "tap: mac=%s: want six hex bytes, e.g. 02:00:00:00:00:01", v);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < 6; i++)
+		mac[i] = (uint8_t)b[i];
+	if (mac[0] & 1 || !(mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5])) {
+		snprintf(err, errlen, "tap: mac=%s: a multicast or all-zero address cannot be an interface's", v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * The MAC a tap we create gets when mac= is not given: a hash (FNV-1a, 64 bits) of the machine id and the name,
+ * locally administered and unicast, so it is the same at every start on this host and differs between hosts
+ * (taps named alike on two hosts of one VXLAN segment must not collide). false without a machine id: the kernel's
+ * random address stays.
+ */
+static bool stable_mac(const char *ifname, uint8_t mac[6])
+{
+	char id[64] = "";
+	FILE *f = fopen("/etc/machine-id", "re");
+	if (!f)
+		return false;
+	bool ok = fgets(id, sizeof(id), f) != NULL && strlen(id) >= 32;
+	fclose(f);
+	if (!ok)
+		return false;
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (const char *s = id; *s && *s != '\n'; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+	h = (h ^ '/') * 0x100000001b3ull;
+	for (const char *s = ifname; *s; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+	for (unsigned i = 0; i < 6; i++)
+		mac[i] = (uint8_t)(h >> (8 * i));
+	mac[0] = (uint8_t)((mac[0] & 0xfe) | 0x02);
+	return true;
 }
 
 /* ------------------------------------------------------------------ control */
@@ -226,7 +278,7 @@ static void tap_free(struct tap_port *t)
 
 static int tap_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
 {
-	static const char *const known[] = {"ifname", "queues", "offloads", "addr", NULL};
+	static const char *const known[] = {"ifname", "queues", "offloads", "addr", "mac", NULL};
 	int rc = sw_kv_check(args, nargs, known, "tap", err, errlen);
 	if (rc < 0)
 		return rc;
@@ -242,6 +294,10 @@ static int tap_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	struct tap_addr addr = {0};
 	const char *addr_arg = sw_kv_get(args, nargs, "addr", NULL);
 	if (addr_arg && (rc = parse_addr(addr_arg, &addr, err, errlen)) < 0)
+		return rc;
+	uint8_t mac[6];
+	const char *mac_arg = sw_kv_get(args, nargs, "mac", NULL);
+	if (mac_arg && (rc = parse_mac(mac_arg, mac, err, errlen)) < 0)
 		return rc;
 
 	struct tap_port *t = aligned_alloc(_Alignof(struct tap_port), sizeof(*t));
@@ -274,6 +330,19 @@ static int tap_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 		goto fail;
 	}
 	t->ifindex = ifr.ifr_ifindex;
+	if (mac_arg)
+		memcpy(t->mac, mac, 6);
+	t->set_mac = mac_arg || (t->created && stable_mac(t->ifname, t->mac));
+	if (t->set_mac) {
+		iface_ioctl(t->ctl_fd, t->ifname, SIOCGIFHWADDR, &ifr);
+		memcpy(ifr.ifr_hwaddr.sa_data, t->mac, 6);
+		ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+		if (ioctl(t->ctl_fd, SIOCSIFHWADDR, &ifr) < 0) {
+			rc = -errno;
+			snprintf(err, errlen, "ifname=%s: setting its MAC address: %s", t->ifname, strerror(-rc));
+			goto fail;
+		}
+	}
 	if (p->mtu == 0) {
 		if ((rc = iface_ioctl(t->ctl_fd, t->ifname, SIOCGIFMTU, &ifr)) < 0) {
 			snprintf(err, errlen, "ifname=%s: SIOCGIFMTU: %s", t->ifname, strerror(-rc));
@@ -355,6 +424,9 @@ static void tap_describe(struct sw_port *p, struct sw_json *w)
 	sw_json_u64(w, "queues", t->queues);
 	sw_json_bool(w, "offloads", t->offloads);
 	sw_json_bool(w, "created", t->created);
+	if (t->set_mac)
+		sw_json_strf(w, "mac", "%02x:%02x:%02x:%02x:%02x:%02x", t->mac[0], t->mac[1], t->mac[2], t->mac[3],
+			     t->mac[4], t->mac[5]);
 	if (t->addr.family)
 		sw_json_str(w, "addr", t->addr.text);
 	sw_json_u64(w, "rx_too_big", atomic_load_explicit(&t->rx_too_big, memory_order_relaxed));

@@ -625,6 +625,72 @@ static void tap_rx_case(bool offloads)
 	close(s);
 }
 
+/* The interface's MAC address as text, read with SIOCGIFHWADDR. */
+static void iface_mac(const char *ifname, char out[18])
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0);
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	CHECK_EQ(ioctl(fd, SIOCGIFHWADDR, &ifr), 0);
+	close(fd);
+	const uint8_t *m = (const uint8_t *)ifr.ifr_hwaddr.sa_data;
+	snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+}
+
+/* mac= sets the tap's address; without it a tap vhostd creates gets the same address at every creation (a
+ * restarted vhostd must not change the MAC guests have cached), locally administered and unicast; a tap that
+ * existed keeps its own. */
+static void test_tap_mac(void)
+{
+	enter_netns();
+	struct sw_port p;
+	char err[256], a[18], b[18], s[32];
+	CHECK_EQ(mkport(&p, &sw_tap_ops, 0, "ifname=vt0 mac=01:00:5e:00:00:01", err, sizeof(err)), -EINVAL);
+	CHECK(!strcmp(err, "tap: mac=01:00:5e:00:00:01: a multicast or all-zero address cannot be an interface's"));
+	CHECK_EQ(mkport(&p, &sw_tap_ops, 0, "ifname=vt0 mac=00:00:00:00:00:00", err, sizeof(err)), -EINVAL);
+	CHECK(!strcmp(err, "tap: mac=00:00:00:00:00:00: a multicast or all-zero address cannot be an interface's"));
+	const char *bad[] = {"02:00:00:00:00", "02:00:00:00:00:01:03", "02:00:00:00:00:0g", "2:0:0:0:0:1x", ""};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char arg[64], want[96];
+		snprintf(arg, sizeof(arg), "ifname=vt0 mac=%s", bad[i]);
+		snprintf(want, sizeof(want), "tap: mac=%s: want six hex bytes, e.g. 02:00:00:00:00:01", bad[i]);
+		CHECK_EQ(mkport(&p, &sw_tap_ops, 0, arg, err, sizeof(err)), -EINVAL);
+		CHECK(!strcmp(err, want));
+	}
+	CHECK_EQ(if_nametoindex("vt0"), 0);
+
+	CHECK_EQ(mkport(&p, &sw_tap_ops, 0, "ifname=vt0 mac=02:11:22:33:44:55", err, sizeof(err)), 0);
+	iface_mac("vt0", a);
+	CHECK(!strcmp(a, "02:11:22:33:44:55"));
+	desc_str(&p, "mac", s, sizeof(s));
+	CHECK(!strcmp(s, "02:11:22:33:44:55"));
+	p.ops->destroy(&p);
+
+	CHECK_EQ(mkport(&p, &sw_tap_ops, 0, "ifname=vt1", err, sizeof(err)), 0);
+	iface_mac("vt1", a);
+	p.ops->destroy(&p);
+	CHECK_EQ(if_nametoindex("vt1"), 0);
+	CHECK_EQ(mkport(&p, &sw_tap_ops, 0, "ifname=vt1", err, sizeof(err)), 0);
+	iface_mac("vt1", b);
+	CHECK(!strcmp(a, b));
+	unsigned first = (unsigned)strtoul(a, NULL, 16);
+	CHECK_EQ(first & 3, 2u); /* locally administered, unicast */
+	p.ops->destroy(&p);
+	CHECK_EQ(mkport(&p, &sw_tap_ops, 0, "ifname=vt2", err, sizeof(err)), 0);
+	iface_mac("vt2", b);
+	CHECK(strcmp(a, b) != 0); /* another name, another address */
+	p.ops->destroy(&p);
+
+	sh("ip tuntap add vt3 mode tap vnet_hdr && ip link set vt3 address 02:aa:bb:cc:dd:ee");
+	CHECK_EQ(mkport(&p, &sw_tap_ops, 0, "ifname=vt3", err, sizeof(err)), 0);
+	iface_mac("vt3", a);
+	CHECK(!strcmp(a, "02:aa:bb:cc:dd:ee"));
+	p.ops->destroy(&p);
+	sh("ip link del vt3");
+}
+
 static void test_tap_rx(void)
 {
 	tap_rx_case(false);
@@ -2402,6 +2468,7 @@ static const struct th_case cases[] = {
 	{"vu_access_args", test_vu_access_args, 0},
 	{"vu_send_rarp", test_vu_send_rarp, 0},
 	{"tap_args", test_tap_args, 0},
+	{"tap_mac", test_tap_mac, 0},
 	{"tap_rx", test_tap_rx, 0},
 	{"tap_rx_offload", test_tap_rx_offload, 0},
 	{"tap_rx_too_big", test_tap_rx_too_big, 0},
