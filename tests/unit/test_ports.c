@@ -625,17 +625,11 @@ static void tap_rx_case(bool offloads)
 	close(s);
 }
 
-/* The interface's MAC address as text, read with SIOCGIFHWADDR. */
+/* The interface's MAC address as text. */
 static void iface_mac(const char *ifname, char out[18])
 {
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	CHECK(fd >= 0);
-	struct ifreq ifr;
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
-	CHECK_EQ(ioctl(fd, SIOCGIFHWADDR, &ifr), 0);
-	close(fd);
-	const uint8_t *m = (const uint8_t *)ifr.ifr_hwaddr.sa_data;
+	uint8_t m[6];
+	get_mac(ifname, m);
 	snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
 }
 
