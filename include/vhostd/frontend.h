@@ -68,7 +68,8 @@ struct vhd_fe_config {
 	 * the back-end does not offer it) and the BACKEND_REQ and REPLY_ACK protocol features, give the device a
 	 * request channel (SET_BACKEND_REQ_FD), and place the shared memory at IOVAs unlike both our virtual and
 	 * its guest-physical addresses: ring addresses and buffers are IOVAs then. The whole memory is mapped with
-	 * one IOTLB UPDATE before the rings are set up; the device's MISS requests are answered a page at a time.
+	 * one IOTLB UPDATE per queue (right after its SET_VRING_NUM, for devices with an IOTLB per queue); the
+	 * device's MISS requests are answered a page at a time.
 	 */
 	bool iommu;
 	bool iommu_lazy; /**< with iommu: map nothing up front, every translation comes from a MISS */

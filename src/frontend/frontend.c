@@ -9,8 +9,9 @@
  * Behind an IOMMU (cfg.iommu, VIRTIO_F_ACCESS_PLATFORM) the device sees I/O virtual addresses instead: the
  * region sits at guest-physical FE_GPA and at IOVA FE_GPA + FE_IOVA_OFF, both unlike our virtual addresses,
  * so a device that used any address but the IOVA through its IOTLB would fault or read the wrong bytes. The
- * whole region is mapped with one UPDATE before the rings are set up, or (iommu_lazy) nothing is, and every
- * translation the device needs comes from its MISS requests, answered a page at a time.
+ * whole region is mapped with one UPDATE per queue right after its SET_VRING_NUM (see ring_step()), or
+ * (iommu_lazy) nothing is, and every translation the device needs comes from its MISS requests, answered a
+ * page at a time.
  *
  * Setup is a state machine driven by vhd_fe_dispatch(): each step starts one transport op, and a step whose
  * reply is awaited resumes in a later dispatch, when the transport's progress() says it completed. Nothing
@@ -38,7 +39,7 @@
 #define FE_GPA 0x40000000ull           /* 1 GiB: where the region sits in "guest-physical" space */
 #define FE_IOVA_OFF 0x100000000000ull  /* 16 TiB: IOVA = GPA + this */
 
-/* The setup steps, in the order QEMU uses; S_RING is NUM, BASE, ADDR, CALL, KICK for each queue in turn,
+/* The setup steps, in the order QEMU uses; S_RING is NUM, (IOTLB), BASE, ADDR, CALL, KICK for each queue in turn,
  * S_ENABLE one SET_VRING_ENABLE per queue. */
 enum fe_step {
 	S_IDLE,
@@ -48,13 +49,12 @@ enum fe_step {
 	S_SET_FEATURES,
 	S_CHANNEL,
 	S_MEM_TABLE,
-	S_IOTLB,
 	S_RING,
 	S_ENABLE,
 	S_STATUS,
 	S_UP,
 };
-#define RING_OPS 5
+#define RING_OPS 6
 
 struct fe_queue {
 	struct vhd_vq *vq;
@@ -215,7 +215,7 @@ static void lost(struct vhd_fe *fe, int why)
 
 static const char *step_name(const struct vhd_fe *fe)
 {
-	static const char *const ring_ops[RING_OPS] = {"SET_VRING_NUM", "SET_VRING_BASE", "SET_VRING_ADDR",
+	static const char *const ring_ops[RING_OPS] = {"SET_VRING_NUM", "IOTLB_MSG", "SET_VRING_BASE", "SET_VRING_ADDR",
 						       "SET_VRING_CALL", "SET_VRING_KICK"};
 	switch (fe->step) {
 	case S_GET_FEATURES: return "GET_FEATURES";
@@ -224,7 +224,6 @@ static const char *step_name(const struct vhd_fe *fe)
 	case S_SET_FEATURES: return "SET_FEATURES";
 	case S_CHANNEL: return "SET_BACKEND_REQ_FD";
 	case S_MEM_TABLE: return "SET_MEM_TABLE";
-	case S_IOTLB: return "IOTLB_MSG";
 	case S_RING: return ring_ops[fe->sub % RING_OPS];
 	case S_ENABLE: return "SET_VRING_ENABLE";
 	case S_STATUS: return "SET_STATUS";
@@ -266,7 +265,7 @@ static int make_queues(struct vhd_fe *fe)
 	return 0;
 }
 
-/* One ring message for queue i: op is the index into NUM, BASE, ADDR, CALL, KICK. */
+/* One ring message for queue i: op is the index into NUM, IOTLB, BASE, ADDR, CALL, KICK. */
 static int ring_step(struct vhd_fe *fe, unsigned i, unsigned op)
 {
 	struct vhd_fe_transport *t = &fe->t;
@@ -277,12 +276,23 @@ static int ring_step(struct vhd_fe *fe, unsigned i, unsigned op)
 	switch (op) {
 	case 0:
 		return t->ops->set_vring_num(t, i, fe->cfg.queue_size);
-	case 1:
+	case 1: {
+		/* Behind an IOMMU, all of our memory, mapped for each queue in turn as soon as the device has it:
+		 * DPDK's vhost keeps an IOTLB per queue, made at the queue's first message, and an update that
+		 * comes before it is lost to it (a single update after SET_MEM_TABLE left DPDK missing). SET_MEM_TABLE
+		 * has emptied the device's IOTLB before. The repeats are no-ops for a device with one IOTLB. */
+		if (!fe->cfg.iommu || fe->cfg.iommu_lazy)
+			return VHD_FE_T_DONE;
+		struct vhd_fe_map all = {fe->dev_base, fe->mem_len, (uintptr_t)fe->mem, VHOST_ACCESS_RW};
+		fe->iotlb.updates++;
+		return t->ops->iotlb_update(t, &all);
+	}
+	case 2:
 		/* Packed: avail and used position with their wrap counters in the two halves, as QEMU sends it. */
 		return t->ops->set_vring_base(t, i, packed ? VHD_VQ_PACKED_BASE_INIT * 0x10001u : 0);
-	case 2:
-		return t->ops->set_vring_addr(t, i, base + l.desc_off, base + l.driver_off, base + l.device_off);
 	case 3:
+		return t->ops->set_vring_addr(t, i, base + l.desc_off, base + l.driver_off, base + l.device_off);
+	case 4:
 		return t->ops->set_vring_call(t, i, fe->q[i].call_fd);
 	default:
 		return t->ops->set_vring_kick(t, i, fe->q[i].kick_fd);
@@ -317,14 +327,6 @@ static int start_step(struct vhd_fe *fe)
 		uint64_t gpa = fe->cfg.iommu ? FE_GPA : (uintptr_t)fe->mem;
 		struct vhd_fe_region reg = {(uintptr_t)fe->mem, gpa, fe->mem_len, fe->memfd, 0};
 		return t->ops->set_mem_table(t, &reg, 1);
-	}
-	case S_IOTLB: {
-		/* After SET_MEM_TABLE, which empties the device's IOTLB. */
-		if (!fe->cfg.iommu || fe->cfg.iommu_lazy)
-			return VHD_FE_T_DONE;
-		struct vhd_fe_map all = {fe->dev_base, fe->mem_len, (uintptr_t)fe->mem, VHOST_ACCESS_RW};
-		fe->iotlb.updates++;
-		return t->ops->iotlb_update(t, &all);
 	}
 	case S_RING:
 		return ring_step(fe, fe->sub / RING_OPS, fe->sub % RING_OPS);
@@ -379,7 +381,7 @@ static int finish_step(struct vhd_fe *fe)
 		if (++fe->sub == fe->nq)
 			fe->step = S_STATUS;
 		return 0;
-	case S_IOTLB:
+	case S_MEM_TABLE:
 		fe->step = S_RING;
 		fe->sub = 0;
 		return 0;

@@ -58,7 +58,7 @@ struct vu_t {
 	bool told_unasked;   /* an unasked message was logged on this connection */
 	struct vhu_io chan;  /* our end of the back-end channel; fd -1 while there is none */
 	bool told_chan;      /* a bad message on the channel was logged on this connection */
-	bool told_full;      /* a miss we could not answer (output queue full) was logged */
+	bool told_full;      /* a miss we could not answer (socket error) was logged */
 	/* The request whose reply is awaited. */
 	uint32_t await;
 	enum vu_reply kind;
@@ -256,11 +256,12 @@ static int on_backend_req(struct vhd_fe_transport *t, struct vhu_msg *m)
 			struct vhu_msg u = mk(VHOST_USER_IOTLB_MSG, sizeof(u.p.iotlb));
 			u.p.iotlb = (struct vhost_iotlb_msg){.iova = map.iova, .size = map.size, .uaddr = map.uaddr,
 							     .perm = map.perm, .type = VHOST_IOTLB_UPDATE};
+			/* Room was checked before the read (chan_may_read); a failure here is a broken socket,
+			 * which the flush after this reports. */
 			int rc = vhu_io_send(&v->conn.io, &u);
 			if (rc < 0 && !v->told_full)
 				vhd_log(VHD_LOG_WARN, "%s: cannot answer the IOTLB miss at IOVA 0x%llx: %s", t->name,
-					(unsigned long long)m->p.iotlb.iova,
-					rc == -ENOBUFS ? "the back-end is not reading what we send" : strerror(-rc));
+					(unsigned long long)m->p.iotlb.iova, strerror(-rc));
 			v->told_full |= rc < 0;
 		}
 	}
@@ -278,17 +279,27 @@ static int on_backend_req(struct vhd_fe_transport *t, struct vhu_msg *m)
 	return 0;
 }
 
+/* Whether the connection's output queue has room for the UPDATE answering one more miss. Until it has, the
+ * channel is neither read nor polled for input: a MISS left in the socket waits for its answer, where one
+ * read and dropped would be lost for good with a back-end that never asks twice (DPDK keeps a miss pending
+ * until an update covers it). */
+static bool chan_may_read(const struct vu_t *v)
+{
+	return v->conn.io.out_n < VHU_IO_QUEUE;
+}
+
 /* Write io's queued output and read up to VU_RECV_BUDGET messages from it, each to on_msg (a back-end that
- * floods us cannot hold the caller). 0, or -errno when io broke or on_msg failed (logged). */
+ * floods us cannot hold the caller), while may_read (if any) allows. 0, or -errno when io broke or on_msg
+ * failed (logged). */
 static int pump(struct vhd_fe_transport *t, struct vhu_io *io, const char *where,
-		int (*on_msg)(struct vhd_fe_transport *t, struct vhu_msg *m))
+		int (*on_msg)(struct vhd_fe_transport *t, struct vhu_msg *m), bool (*may_read)(const struct vu_t *v))
 {
 	int rc = vhu_io_flush(io);
 	if (rc < 0 && rc != -EAGAIN) {
 		vhd_log(VHD_LOG_ERR, "%s: writing to the back-end%s: %s", t->name, where, strerror(-rc));
 		return rc;
 	}
-	for (unsigned n = 0; n < VU_RECV_BUDGET; n++) {
+	for (unsigned n = 0; n < VU_RECV_BUDGET && (!may_read || may_read(V(t))); n++) {
 		struct vhu_msg m;
 		rc = vhu_io_recv(io, &m);
 		if (rc == -EAGAIN)
@@ -308,7 +319,7 @@ static int chan_progress(struct vhd_fe_transport *t)
 	struct vhu_io *io = &V(t)->chan;
 	if (io->fd < 0)
 		return 0;
-	int rc = pump(t, io, " on its channel", on_backend_req);
+	int rc = pump(t, io, " on its channel", on_backend_req, chan_may_read);
 	if (rc < 0)
 		return rc;
 	char why[160];
@@ -329,7 +340,7 @@ static int vu_progress(struct vhd_fe_transport *t)
 	int rc = chan_progress(t);
 	if (rc < 0)
 		return rc;
-	rc = pump(t, io, "", on_conn_msg);
+	rc = pump(t, io, "", on_conn_msg, NULL);
 	if (rc < 0)
 		return rc;
 	/* A reply that has begun to arrive gets the message deadline below, from its first byte, so the log line
@@ -386,8 +397,12 @@ static unsigned vu_pollfds(struct vhd_fe_transport *t, struct pollfd *fds, unsig
 {
 	struct vu_t *v = V(t);
 	unsigned n = vhu_conn_pollfds(&v->conn, fds, max);
-	if (n < max && v->chan.fd >= 0)
-		fds[n++] = (struct pollfd){.fd = v->chan.fd, .events = vhu_io_events(&v->chan)};
+	if (n < max && v->chan.fd >= 0) {
+		short ev = vhu_io_events(&v->chan);
+		if (!chan_may_read(v))
+			ev &= (short)~POLLIN; /* the connection's POLLOUT wakes us when there is room again */
+		fds[n++] = (struct pollfd){.fd = v->chan.fd, .events = ev};
+	}
 	return n;
 }
 
