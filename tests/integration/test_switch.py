@@ -378,17 +378,19 @@ def case_hotplug(r, threads=1):
     return check_pair(ra, rb, s["b"], n)
 
 
-def case_virtio_user(r):
-    """a (vhost-user, a VM) -> vhostd -> v (virtio-user) -> a vhost-pktgen back-end."""
+def case_virtio_user(r, iommu=False):
+    """a (vhost-user, a VM) -> vhostd -> v (virtio-user) -> a vhost-pktgen back-end. iommu: v with iommu=on
+    (vhostd's frontend behind an IOMMU) and the back-end with --iommu, whose IOTLB counters must show the
+    frontend's two up-front updates (one per queue), no miss and no refusal."""
     be = r.pktgen("--backend", r.sock("dev"), "--mode", "rxonly", "--verify", "--duration", "60",
-                  "--count", str(N // 2))
+                  "--count", str(N // 2), *(["--iommu"] if iommu else []))
     for _ in range(200):
         if os.path.exists(r.sock("dev")):
             break
         time.sleep(0.01)
     # jumbo frames: both ports take 9000-byte payloads (the default 1500 would drop the larger ones, counted)
     r.start_vhostd([f"add-port a vhost-user path={r.sock('a')} mtu=9000",
-                    f"add-port v virtio-user path={r.sock('dev')} mtu=9000"])
+                    f"add-port v virtio-user path={r.sock('dev')} mtu=9000{' iommu=on' if iommu else ''}"])
     show = wait_link(r, ["v"])
     if show["v"]["info"].get("up") is not True or show["v"]["info"].get("ring") != "split":
         return f"virtio-user port: {show['v']}"
@@ -398,6 +400,10 @@ def case_virtio_user(r):
     time.sleep(0.5)
     be.send_signal(signal.SIGINT)
     rb = Rig.result(be)
+    if iommu:
+        io = rb.get("iotlb", {})
+        if not rb["features"] >> 33 & 1 or io.get("updates") != 2 or io.get("misses") or io.get("refused"):
+            return f"virtio-user iommu=on: back-end features 0x{rb['features']:x}, iotlb {io}"
     return check_pair(ra, rb, r.stats()["v"], N // 2)
 
 
@@ -655,6 +661,7 @@ CASES = [
     ("switch_hotplug_under_traffic", case_hotplug),
     ("switch_hotplug_under_traffic_two_threads", lambda r: case_hotplug(r, 2)),
     ("switch_virtio_user_port", case_virtio_user),
+    ("switch_virtio_user_port_iommu", lambda r: case_virtio_user(r, iommu=True)),
     ("switch_ctl_errors_and_shutdown", case_ctl_errors),
     ("switch_path_in_use_refused", case_path_in_use),
     ("switch_hostile_guest_others_keep_flowing", case_hostile_guest),
