@@ -293,9 +293,11 @@ class NsJob:
 class Guest:
     """A QEMU guest running switch-agent.sh; commands go in through the serial console."""
 
-    def __init__(self, rig, name, mac, ip, chardev, extra_append="", nic_extra=""):
+    def __init__(self, rig, name, mac, ip, chardev, extra_append="", nic_extra="", viommu=False):
+        """viommu: the guest sits behind QEMU's intel-iommu in strict mode (iommu.strict=1), its NIC with
+        iommu_platform=on (its port needs iommu=on), as in docs/viommu.md."""
         self.rig, self.name, self.mac, self.ip, self.chardev = rig, name, mac, ip, chardev
-        self.extra_append, self.nic_extra = extra_append, nic_extra
+        self.extra_append, self.nic_extra, self.viommu = extra_append, nic_extra, viommu
         self.p = None
         rig.guests.append(self)
 
@@ -306,13 +308,19 @@ class Guest:
         self.next_id = 0
         append = (f"console=ttyS0 panic=-1 quiet loglevel=3 ipv6.disable=1 rdinit=/init vhd.test=switch-agent "
                   f"vhd.ip={self.ip}/24 {self.extra_append} {os.environ.get('VHD_GUEST_APPEND', '')}")
-        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35,memory-backend=mem", "-cpu", QEMU_CPU,
+        machine, iommu, nic_extra = "q35,memory-backend=mem", [], self.nic_extra
+        if self.viommu:
+            machine += ",kernel-irqchip=split"
+            iommu = ["-device", "intel-iommu,intremap=on,device-iotlb=on"]  # before the NIC it translates for
+            nic_extra += ",disable-legacy=on,iommu_platform=on,ats=on"
+            append += " intel_iommu=on iommu.strict=1"
+        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-machine", machine, "-cpu", QEMU_CPU,
                "-smp", "1", "-m", "512M", "-object", "memory-backend-memfd,id=mem,size=512M,share=on",
                "-nographic", "-no-reboot", "-kernel", os.path.join(WORK, "vmlinuz"),
                "-initrd", os.path.join(WORK, "initrd.gz"), "-append", append,
                "-chardev", f"socket,id=chr0,{self.chardev}",
-               "-netdev", "vhost-user,id=net0,chardev=chr0,queues=1",
-               "-device", f"virtio-net-pci,netdev=net0,mac={self.mac},vectors=0{self.nic_extra}"]
+               "-netdev", "vhost-user,id=net0,chardev=chr0,queues=1"] + iommu + \
+              ["-device", f"virtio-net-pci,netdev=net0,mac={self.mac},vectors=0{nic_extra}"]
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True, start_new_session=True)
         # This boot's reader fills this boot's containers only (a killed QEMU's last lines stay out of the next).
