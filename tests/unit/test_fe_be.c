@@ -865,6 +865,113 @@ static void test_hostile_nack(void)
 
 /* vhd_fe_destroy() of a frontend that is up does not wait on its back-end (which answers nothing more): the
  * frontend that stopped each ring with GET_VRING_BASE first waited 2 s for a reply that never came. */
+/*
+ * A back-end that lies on its request channel once the frontend (iommu_lazy) is up: a request we do not serve,
+ * with NEED_REPLY; an IOTLB_MSG of the wrong size; an IOTLB UPDATE (a front-end's message, not a back-end's);
+ * a MISS for an IOVA outside the frontend's memory; then a genuine MISS for queue 0's descriptor table. The
+ * frontend must stay up, answer the unserved request with a failure, leave the unmapped miss unanswered, and
+ * answer the genuine one with an UPDATE (no NEED_REPLY) covering it, read/write.
+ */
+static void test_iommu_channel_hostile(void)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/vhd-fechan-%d.sock", getpid());
+	signal(SIGPIPE, SIG_IGN);
+	struct fake_be f;
+	fake_listen(&f, path, BAD_SILENT); /* how is unused: this case serves by hand */
+	struct fe_run r;
+	fe_iommu = fe_iommu_lazy = true;
+	fe_open(&r, path, false, 1, 0);
+	fe_iommu = fe_iommu_lazy = false;
+	const uint32_t ok = VHOST_USER_VERSION | VHOST_USER_REPLY_MASK;
+	int chan = -1;
+	uint64_t desc = 0;
+	bool lies_sent = false, got_update = false, got_nack = false;
+	long long t0 = now_ms();
+	while (!(got_update && got_nack)) {
+		CHECK(now_ms() - t0 < scaled_ms(20000)); /* liveness */
+		if (f.fd < 0)
+			f.fd = accept4(f.lfd, NULL, NULL, SOCK_CLOEXEC);
+		struct pollfd p[2] = {{.fd = f.fd, .events = POLLIN}, {.fd = chan, .events = POLLIN}};
+		if (f.fd >= 0 && poll(p, 2, 0) > 0) {
+			struct vhu_msg m;
+			if (p[0].revents & POLLIN) {
+				CHECK_EQ(vhu_msg_recv(f.fd, &m), 0);
+				switch (m.hdr.request) {
+				case VHOST_USER_GET_FEATURES:
+					fake_reply(&f, m.hdr.request, ok, 8,
+						   VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VIRTIO_F_ACCESS_PLATFORM) |
+							   VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES));
+					break;
+				case VHOST_USER_GET_PROTOCOL_FEATURES:
+					fake_reply(&f, m.hdr.request, ok, 8,
+						   VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
+							   VHD_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ));
+					break;
+				case VHOST_USER_SET_BACKEND_REQ_FD:
+					CHECK_EQ(m.nfds, 1u);
+					chan = vhu_msg_take_fd(&m, 0);
+					break;
+				case VHOST_USER_SET_VRING_ADDR:
+					if (m.p.addr.index == 0)
+						desc = m.p.addr.desc_user_addr;
+					break;
+				case VHOST_USER_IOTLB_MSG:
+					/* The answer to the genuine miss, and nothing else: the unmapped one gets none. */
+					CHECK(lies_sent && !got_update);
+					CHECK(!(m.hdr.flags & VHOST_USER_NEED_REPLY));
+					CHECK_EQ(m.p.iotlb.type, VHOST_IOTLB_UPDATE);
+					CHECK(m.p.iotlb.iova <= desc && desc - m.p.iotlb.iova < m.p.iotlb.size);
+					CHECK_EQ(m.p.iotlb.perm, VHOST_ACCESS_RW);
+					got_update = true;
+					break;
+				default:
+					break;
+				}
+				if (m.hdr.flags & VHOST_USER_NEED_REPLY)
+					fake_reply(&f, m.hdr.request, ok, 8, 0);
+				vhu_msg_close_fds(&m);
+			}
+			if (chan >= 0 && (p[1].revents & POLLIN)) {
+				CHECK_EQ(vhu_msg_recv(chan, &m), 0);
+				CHECK_EQ(m.hdr.request, 99u); /* the only message that asked for a reply */
+				CHECK(m.hdr.flags & VHOST_USER_REPLY_MASK);
+				CHECK(m.p.u64 != 0);
+				got_nack = true;
+			}
+		}
+		if (vhd_fe_up(r.fe) && !lies_sent) {
+			CHECK(chan >= 0 && desc != 0);
+			struct vhu_msg l = mk(99, 8);
+			l.hdr.flags |= VHOST_USER_NEED_REPLY;
+			CHECK_EQ(vhu_msg_send(chan, &l), 0);
+			l = mk(VHOST_USER_BACKEND_IOTLB_MSG, 8);
+			CHECK_EQ(vhu_msg_send(chan, &l), 0);
+			l = mk(VHOST_USER_BACKEND_IOTLB_MSG, sizeof(l.p.iotlb));
+			l.p.iotlb = (struct vhost_iotlb_msg){.iova = desc, .size = 4096, .uaddr = 0, .perm = 3,
+							     .type = VHOST_IOTLB_UPDATE};
+			CHECK_EQ(vhu_msg_send(chan, &l), 0);
+			l.p.iotlb = (struct vhost_iotlb_msg){.iova = 0x1000, .perm = VHOST_ACCESS_RO, .type = VHOST_IOTLB_MISS};
+			CHECK_EQ(vhu_msg_send(chan, &l), 0);
+			l.p.iotlb = (struct vhost_iotlb_msg){.iova = desc, .perm = VHOST_ACCESS_RO, .type = VHOST_IOTLB_MISS};
+			CHECK_EQ(vhu_msg_send(chan, &l), 0);
+			lies_sent = true;
+		}
+		struct pollfd pfd[2];
+		unsigned n = vhd_fe_pollfds(r.fe, pfd, 2);
+		poll(pfd, n, 1);
+		CHECK_EQ(dispatch_live(r.fe), 0);
+	}
+	CHECK(vhd_fe_up(r.fe) && !r.down_seen);
+	struct vhd_fe_iotlb_stats st;
+	vhd_fe_iotlb_stats(r.fe, &st);
+	CHECK(st.misses == 2 && st.unmapped == 1 && st.updates == 1);
+	vhd_fe_destroy(r.fe);
+	if (chan >= 0)
+		close(chan);
+	fake_close(&f, path);
+}
+
 static void test_destroy_does_not_wait(void)
 {
 	char path[64];
@@ -1067,6 +1174,7 @@ static const struct th_case cases[] = {
 	{"hostile_nack", test_hostile_nack, 60},
 	{"stalled_backend_holds_no_other", test_stalled_backend_holds_no_other, 60},
 	{"destroy_does_not_wait", test_destroy_does_not_wait, 60},
+	{"iommu_channel_hostile", test_iommu_channel_hostile, 60},
 	{"virtio_user_port_rx_tx_windows", test_virtio_user_port_rx_tx_windows, 120},
 };
 TH_MAIN("test_fe_be", cases)
