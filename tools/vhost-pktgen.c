@@ -75,7 +75,8 @@ struct opts {
 	const char *path;
 	const char *tap;  /* --mode tap: the tap interface */
 	const char *sink; /* --sink: the second device, the sink of what the first port generates */
-	bool backend, server, client_set, packed, no_mrg, iommu, iommu_lazy, per_burst, in_order, json, verify, latency, poll, no_payload;
+	bool backend, server, client_set, packed, no_mrg, iommu, iommu_lazy, per_burst, in_order, json, verify, latency,
+		poll, no_payload;
 	bool static_frames; /* --static */
 	unsigned flows;     /* --flows: UDP source ports 1024 .. 1024+flows-1, in turn (1: always port 9) */
 	bool announce;      /* --announce: the sink sends one broadcast from its MAC when it comes up */

@@ -129,7 +129,8 @@ uint64_t vhd_fe_features(const struct vhd_fe *fe);
 /** Driver-side queue qidx (even: RX, odd: TX), or NULL while down. */
 struct vhd_vq *vhd_fe_vq(struct vhd_fe *fe, unsigned qidx);
 
-/** The buffer area of queue pair qp: its address (which is also its guest address) and length. */
+/** The buffer area of queue pair qp: its address (also its guest address, unless iommu: vhd_fe_buf_iova()) and
+ * length. */
 void *vhd_fe_buf_area(struct vhd_fe *fe, unsigned qp, size_t *len);
 
 /** The device's address of queue pair qp's buffer area: its virtual address, or with iommu its IOVA (0 for a
@@ -143,6 +144,7 @@ struct vhd_fe_iotlb_stats {
 	uint64_t unmapped; /**< misses for IOVAs we do not map, left unanswered */
 };
 
+/** Copy the IOTLB counters into *st (all 0 without iommu). Control thread. */
 void vhd_fe_iotlb_stats(const struct vhd_fe *fe, struct vhd_fe_iotlb_stats *st);
 
 /** Kick the device for qidx (after vhd_vq_need_notify() said so). @return 0 or -errno. */
