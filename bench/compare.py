@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Our stack against DPDK 22.11 and OVS-DPDK 3.1, case by case: what `make bench` runs after ringbench.
 
-Groups (BENCH_ONLY=loopback,cross,switch,latency,ring,kernel picks some; all by default):
+Groups (BENCH_ONLY=loopback,cross,switch,latency,ring,kernel,iommu picks some; all by default):
   loopback  guest TX (driver -> device), guest RX (device -> driver) and both ways: vhost-pktgen --frontend
             against vhost-pktgen --backend, versus dpdk-testpmd virtio_user against dpdk-testpmd net_vhost;
             64 and 1518 bytes, split and packed, mergeable RX buffers on and off.
@@ -21,6 +21,10 @@ Groups (BENCH_ONLY=loopback,cross,switch,latency,ring,kernel picks some; all by 
             the veth; a second vhostd has a kernel port of the same type on the other end and forwards to port B,
             where vhost-pktgen counts (its sink). Both vhostd on the switch CPU (each sleeps when idle,
             --idle-us 20), the generator on the other; af_xdp in native mode (veth's own XDP), copy mode.
+  iommu     the device IOTLB (VIRTIO_F_ACCESS_PLATFORM, docs/viommu.md): our frontend with --iommu (all of its
+            memory mapped up front, so the IOTLB is warm) driving our back-end with --iommu, versus driving
+            testpmd's net_vhost with iommu-support=1; and ours with the IOTLB versus ours without (its cost).
+            Split ring, mergeable RX buffers, guest TX and guest RX.
 
 Every case runs "ours" and the peer alternately BENCH_REPEAT times (default 3), each run BENCH_SECONDS
 (default 5) measured after BENCH_WARMUP seconds (default 1) of traffic, one CPU per side (taskset; testpmd with
@@ -66,7 +70,7 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 WARMUP = float(os.environ.get("BENCH_WARMUP", "1"))
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 VERBOSE = os.environ.get("BENCH_VERBOSE", "") not in ("", "0")  # testpmd's per-second rates on stderr
-GROUPS = ["loopback", "cross", "switch", "latency", "ring", "kernel"]
+GROUPS = ["loopback", "cross", "switch", "latency", "ring", "kernel", "iommu"]
 SIZES = [int(x) for x in os.environ.get("BENCH_SIZES", "64,1518").split(",")]  # loopback, cross, switch
 # Flow counts of the PVP cases through learning switches (each of BENCH_SIZES; none with BENCH_FLOWS=""):
 FLOWS = [int(x) for x in os.environ.get("BENCH_FLOWS", "1,10000").split(",") if x]
@@ -268,8 +272,8 @@ class Side:
     """One end of a loopback: impl 'ours' (vhost-pktgen) or 'dpdk' (testpmd), role 'driver' or 'device',
     job 'tx', 'rx' or 'both'."""
 
-    def __init__(self, impl, role, job):
-        self.impl, self.role, self.job = impl, role, job
+    def __init__(self, impl, role, job, iommu=False):
+        self.impl, self.role, self.job, self.iommu = impl, role, job, iommu
 
     def start(self, run, sock, c):
         cpu = CPU_A if self.role == "driver" else CPU_B
@@ -286,6 +290,8 @@ class Side:
                 args.append("--no-mrg")
             if c["packed"] and self.role == "driver":
                 args.append("--packed")
+            if self.iommu:
+                args.append("--iommu")
             self.p = run.start(f"pktgen-{self.role}", args)
         else:
             fwd = {"tx": "txonly", "rx": "rxonly", "both": "flowgen"}[self.job]
@@ -293,7 +299,7 @@ class Side:
                 vdev = (f"net_virtio_user0,path={sock},queues=1,packed_vq={int(c['packed'])},"
                         f"mrg_rxbuf={int(c['mrg'])},in_order=0")
             else:
-                vdev = f"net_vhost0,iface={sock},queues=1"
+                vdev = f"net_vhost0,iface={sock},queues=1" + (",iommu-support=1" if self.iommu else "")
             self.p = run.start(f"testpmd-{self.role}", testpmd_args(cpu, run.prefix(), [vdev], fwd, c["size"],
                                                                     self.role == "driver"))
         return self.p
@@ -541,6 +547,22 @@ def cross_cases():
                 out.append((label, size, sides,
                             [(f"DPDK virtio-user -> our back-end, {label}", "our-device", "dpdk"),
                              (f"our frontend -> DPDK vhost, {label}", "our-driver", "dpdk")]))
+    return out
+
+
+def iommu_cases():
+    """Our IOMMU frontend against our back-end and DPDK's, and against ours without the IOTLB."""
+    out = []
+    for name, jd, jv in [("guest TX", "tx", "rx"), ("guest RX", "rx", "tx")]:
+        for size in SIZES[:1] if QUICK else SIZES:
+            c = {"size": size, "packed": False, "mrg": True}
+            label = f"{name} {size}B split"
+            pair = lambda dev, iommu, c=c, jd=jd, jv=jv: (
+                lambda w: run_pair(w, c, Side("ours", "driver", jd, iommu), Side(dev, "device", jv, iommu)))
+            sides = {"ours-iotlb": pair("ours", True), "dpdk-iotlb": pair("dpdk", True), "ours": pair("ours", False)}
+            out.append((label, size, sides,
+                        [(f"{label}: our back-end vs DPDK vhost, both with the IOTLB", "ours-iotlb", "dpdk-iotlb"),
+                         (f"{label}: our back-end with the IOTLB vs without", "ours-iotlb", "ours")]))
     return out
 
 
@@ -940,7 +962,9 @@ def main():
                    switch_cases, "peer"),
                   ("latency", None, latency_cases, None),
                   ("kernel", "Kernel ports on a veth pair, PVP through two vhostd (Mpps at the sink): af_xdp (ours) "
-                   "vs af_packet", kernel_cases, "af_packet")]
+                   "vs af_packet", kernel_cases, "af_packet"),
+                  ("iommu", "Device IOTLB: our frontend with --iommu (warm: all mapped up front) driving a back-end "
+                   "with ACCESS_PLATFORM", iommu_cases, "peer")]
         for key, title, cases, peer in groups:
             if key not in ONLY:
                 continue

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Run the benchmarks against a build directory and print their output (what `make bench` runs): bench/compare.py,
 # whose groups are loopback, cross, switch, latency (our stack against DPDK testpmd and OVS-DPDK), ring
-# (bench/ringbench: the virtqueues against a plain SPSC pointer ring) and kernel (af_xdp against af_packet on a
-# veth). It writes docs/benchmarks.md and
+# (bench/ringbench: the virtqueues against a plain SPSC pointer ring), kernel (af_xdp against af_packet on a
+# veth) and iommu (the device IOTLB: ours against DPDK's, and on against off). It writes docs/benchmarks.md and
 # docs/benchmarks.png. Environment: BENCH_REPEAT (3), BENCH_SECONDS (5), BENCH_WARMUP (1),
-# BENCH_ONLY=loopback,cross,switch,latency,ring,kernel, BENCH_SIZES=64,1518, BENCH_QUICK=1 (smoke matrix),
+# BENCH_ONLY=loopback,cross,switch,latency,ring,kernel,iommu, BENCH_SIZES=64,1518, BENCH_QUICK=1 (smoke matrix),
 # BENCH_VERBOSE=1; see compare.py.
 # Usage: bench/run.sh BUILD_DIR
 # Exit status nonzero if a case FAILED.

@@ -75,7 +75,8 @@ struct opts {
 	const char *path;
 	const char *tap;  /* --mode tap: the tap interface */
 	const char *sink; /* --sink: the second device, the sink of what the first port generates */
-	bool backend, server, client_set, packed, no_mrg, iommu, per_burst, in_order, json, verify, latency, poll, no_payload;
+	bool backend, server, client_set, packed, no_mrg, iommu, iommu_lazy, per_burst, in_order, json, verify, latency,
+		poll, no_payload;
 	bool static_frames; /* --static */
 	unsigned flows;     /* --flows: UDP source ports 1024 .. 1024+flows-1, in turn (1: always port 9) */
 	bool announce;      /* --announce: the sink sends one broadcast from its MAC when it comes up */
@@ -879,6 +880,13 @@ static void report(struct gen *g, FILE *f)
 			fprintf(f, ",\"latency\":");
 			lat_json(f, g->lat);
 		}
+		if (g->fe && g->o.iommu) {
+			struct vhd_fe_iotlb_stats fs;
+			vhd_fe_iotlb_stats(g->fe, &fs);
+			fprintf(f, ",\"iotlb\":{\"misses\":%llu,\"updates\":%llu,\"unmapped\":%llu}",
+				(unsigned long long)fs.misses, (unsigned long long)fs.updates,
+				(unsigned long long)fs.unmapped);
+		}
 		if (g->dev && g->o.iommu) {
 			struct vhd_vu_stats vs;
 			vhd_vu_dev_stats(g->dev, &vs);
@@ -966,6 +974,7 @@ static void usage(FILE *f)
 		"usage: vhost-pktgen (--backend PATH | --frontend PATH) [--server | --client]\n"
 		"                    [--mode txonly|txrx|rxonly|io|macswap|icmpecho] [--size BYTES | --size MIN-MAX]\n"
 		"                    [--burst N] [--queues N] [--count N | --duration S] [--packed] [--no-mrg]\n"
+		"                    [--iommu [--iotlb-per-burst] | --iommu-lazy]\n"
 		"                    [--in-order] [--verify] [--mac XX:XX:XX:XX:XX:XX] [--json] [--mode tap --tap NAME]\n"
 		"                    [--pps N] [--sink PATH [--announce]] [--latency [--window N]] [--warmup S] [--poll]\n"
 		"                    [--no-payload | --static] [--flows N] [--src-macs N]\n"
@@ -986,8 +995,11 @@ static void usage(FILE *f)
 		"  --pps N          txonly: send at most N frames per second (default: as fast as the peer takes them)\n"
 		"  --packed         frontend: ask for packed rings (a back-end always offers them)\n"
 		"  --no-mrg         do not negotiate mergeable RX buffers\n"
-		"  --iommu          backend: offer VIRTIO_F_ACCESS_PLATFORM (a guest behind a vIOMMU); --json then adds\n"
-		"                   the IOTLB counters (iotlb)\n"
+		"  --iommu          backend: offer VIRTIO_F_ACCESS_PLATFORM (a guest behind a vIOMMU); frontend: require\n"
+		"                   it, put our memory at IOVAs (unlike our virtual and guest-physical addresses), map\n"
+		"                   it all with an IOTLB UPDATE per queue, answer the device's MISS requests; --json\n"
+		"                   then adds the IOTLB counters (iotlb)\n"
+		"  --iommu-lazy     frontend: --iommu, mapping nothing up front (every translation by a MISS)\n"
 		"  --iotlb-per-burst  with --iommu: forget buffer translations after each burst (correct for guests\n"
 		"                   in lazy invalidation, iommu.strict=0; a miss per buffer)\n"
 		"  --in-order       frontend: ask for VIRTIO_F_IN_ORDER\n"
@@ -1069,7 +1081,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"tap", 1, 0, 't'},     {"pps", 1, 0, 'r'},      {"sink", 1, 0, 'k'},   {"latency", 0, 0, 'L'},
 		{"window", 1, 0, 'w'},  {"warmup", 1, 0, 'W'},   {"poll", 0, 0, 'p'},
 		{"no-payload", 0, 0, 'N'}, {"static", 0, 0, 'Z'}, {"flows", 1, 0, 'F'}, {"announce", 0, 0, 'A'},
-		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iotlb-per-burst", 0, 0, 'G'},   {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iommu-lazy", 0, 0, 'z'}, {"iotlb-per-burst", 0, 0, 'G'},   {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -1139,6 +1151,9 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'O':
 			o->iommu = true;
+			break;
+		case 'z':
+			o->iommu = o->iommu_lazy = true;
 			break;
 		case 'G':
 			o->per_burst = true;
@@ -1220,6 +1235,10 @@ static int parse(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "vhost-pktgen: --mode tap and --tap NAME go together\n");
 		return -1;
 	}
+	if (o->iommu_lazy && o->backend) {
+		fprintf(stderr, "vhost-pktgen: --iommu-lazy is for a frontend (a back-end's IOTLB is the front-end's to fill)\n");
+		return -1;
+	}
 	if (o->sink && !mode_set)
 		o->mode = M_TXONLY;
 	if (o->announce && !o->sink) {
@@ -1280,12 +1299,13 @@ static int open_port(struct gen *g)
 			f |= VHD_BIT(VIRTIO_F_IN_ORDER);
 		struct vhd_fe_config c = {.path = g->o.path, .server = g->o.server, .queue_pairs = (uint16_t)g->o.queues,
 					  .features = f, .buf_area_size = (size_t)nbufs * buf_size,
+					  .iommu = g->o.iommu, .iommu_lazy = g->o.iommu_lazy,
 					  .event = fe_event, .opaque = g, .name = "pktgen"};
 		rc = vhd_fe_create(&c, &g->fe);
 		for (unsigned q = 0; rc == 0 && q < g->o.queues; q++) {
 			size_t len;
 			void *area = vhd_fe_buf_area(g->fe, q, &len);
-			rc = vhd_pktpool_create_in(area, len, (uintptr_t)area, nbufs, buf_size, &g->pool[q]);
+			rc = vhd_pktpool_create_in(area, len, vhd_fe_buf_iova(g->fe, q), nbufs, buf_size, &g->pool[q]);
 		}
 	}
 	if (rc < 0)
@@ -1418,8 +1438,9 @@ int main(int argc, char **argv)
 				moved += run_queue(k, q);
 		/* The control socket is looked at when idle, and every 256 busy rounds; with --iommu every round,
 		 * since an IOTLB miss holds its queue until the control side has asked QEMU and taken its update
-		 * (QEMU itself waits for our acknowledgement of each update). */
-		if (g->o.iommu)
+		 * (QEMU itself waits for our acknowledgement of each update). A frontend that mapped everything up
+		 * front has no miss to answer once the rings are up. */
+		if (g->o.iommu && (g->o.backend || g->o.iommu_lazy))
 			control(g, 0);
 		if (!moved) {
 			/* A poll() syscall every empty round would cost more than the polling itself (a third of

@@ -427,6 +427,7 @@ static const struct cmd_info cmd_table[] = {
 	 "              [iotlb_per_burst=on|off]: translate each buffer afresh (guests in lazy invalidation)\n"
 	 "              owner, group, mode: of the socket we listen on (e.g. group=kvm mode=0660)\n"
 	 "  virtio-user path=SOCK [server] [queues=N] [packed] [mrg=on|off]       we drive a vhost-user device\n"
+	 "              [iommu=on|off]: the device behind an IOMMU (ACCESS_PLATFORM, IOVAs; default off)\n"
 	 "  tap         ifname=NAME [queues=N] [offloads=on|off] [addr=IP/PREFIX] [mac=MAC] a Linux tap (created if missing)\n"
 	 "              addr: the host's address on it, set (and the tap brought up) when the port is added\n"
 	 "  af_packet   ifname=NAME [frames=N] [offloads=on|off] [qdisc_bypass=on|off]   any Linux interface\n"

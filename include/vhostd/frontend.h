@@ -6,7 +6,8 @@
  * area per queue pair, and then drives the queues with the driver-side virtqueue API (vhostd/virtq.h).
  *
  * Guest addresses are this process's virtual addresses (as with DPDK's virtio-user), so a buffer in the
- * buffer area is handed to vhd_vq_add() at its own address.
+ * buffer area is handed to vhd_vq_add() at its own address; with iommu (VIRTIO_F_ACCESS_PLATFORM, a device
+ * behind an IOMMU) at its I/O virtual address instead, vhd_fe_buf_iova() plus its offset in the area.
  *
  * The library never owns the event loop: poll vhd_fe_pollfds(), honour vhd_fe_timeout_ms() and call
  * vhd_fe_dispatch(). When the back-end goes away the frontend reports VHD_FE_DOWN (reclaim your in-flight
@@ -62,6 +63,16 @@ struct vhd_fe_config {
 	unsigned reconnect_max_ms; /**< default 5000 */
 	unsigned reply_timeout_ms; /**< how long each reply (and each message half-sent by either side) may take
 	                                before the back-end is dropped; default 2000 */
+	/**
+	 * Put the device behind an IOMMU: ask for VIRTIO_F_ACCESS_PLATFORM (setup fails with -ENOTSUP, logged, when
+	 * the back-end does not offer it) and the BACKEND_REQ and REPLY_ACK protocol features, give the device a
+	 * request channel (SET_BACKEND_REQ_FD), and place the shared memory at IOVAs unlike both our virtual and
+	 * its guest-physical addresses: ring addresses and buffers are IOVAs then. The whole memory is mapped with
+	 * one IOTLB UPDATE per queue (right after its SET_VRING_NUM, for devices with an IOTLB per queue); the
+	 * device's MISS requests are answered a page at a time.
+	 */
+	bool iommu;
+	bool iommu_lazy; /**< with iommu: map nothing up front, every translation comes from a MISS */
 	void (*event)(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque);
 	void *opaque;
 	const char *name;
@@ -85,7 +96,8 @@ void vhd_fe_destroy(struct vhd_fe *fe);
 
 /**
  * The fds to poll, with the events wanted now: the connection (POLLIN, or POLLOUT while a message waits to
- * be written), else the listening socket; 0 or 1 entries. Pass the events to poll() unchanged.
+ * be written), else the listening socket, and with iommu the device's request channel once it exists; 0 to 2
+ * entries. Pass the events to poll() unchanged.
  * @return entries written to fds (at most max).
  */
 unsigned vhd_fe_pollfds(struct vhd_fe *fe, struct pollfd *fds, unsigned max);
@@ -103,7 +115,8 @@ int vhd_fe_timeout_ms(struct vhd_fe *fe);
  *         -ETIMEDOUT no reply within reply_timeout_ms, or a message stalled halfway; -EPROTO a reply to
  *         another request, without the reply flag, or a header we cannot follow; -EMSGSIZE a reply of the
  *         wrong size; -EBADMSG a reply carrying fds; -EREMOTEIO the back-end refused a request (REPLY_ACK);
- *         -ECONNRESET it closed the connection; -ERANGE too few queue pairs; other -errno of the socket.
+ *         -ECONNRESET it closed the connection (or its request channel); -ERANGE too few queue pairs; -ENOTSUP
+ *         iommu asked for and ACCESS_PLATFORM not offered; other -errno of the socket.
  */
 int vhd_fe_dispatch(struct vhd_fe *fe);
 
@@ -116,8 +129,23 @@ uint64_t vhd_fe_features(const struct vhd_fe *fe);
 /** Driver-side queue qidx (even: RX, odd: TX), or NULL while down. */
 struct vhd_vq *vhd_fe_vq(struct vhd_fe *fe, unsigned qidx);
 
-/** The buffer area of queue pair qp: its address (which is also its guest address) and length. */
+/** The buffer area of queue pair qp: its address (also its guest address, unless iommu: vhd_fe_buf_iova()) and
+ * length. */
 void *vhd_fe_buf_area(struct vhd_fe *fe, unsigned qp, size_t *len);
+
+/** The device's address of queue pair qp's buffer area: its virtual address, or with iommu its IOVA (0 for a
+ * bad qp). Valid from vhd_fe_create() on; it does not change across reconnections. */
+uint64_t vhd_fe_buf_iova(const struct vhd_fe *fe, unsigned qp);
+
+/** What the frontend did for the device's IOTLB (control thread; plain counters, not for other threads). */
+struct vhd_fe_iotlb_stats {
+	uint64_t misses;   /**< MISS requests received */
+	uint64_t updates;  /**< UPDATEs sent (answers to misses and the up-front mapping) */
+	uint64_t unmapped; /**< misses for IOVAs we do not map, left unanswered */
+};
+
+/** Copy the IOTLB counters into *st (all 0 without iommu). Control thread. */
+void vhd_fe_iotlb_stats(const struct vhd_fe *fe, struct vhd_fe_iotlb_stats *st);
 
 /** Kick the device for qidx (after vhd_vq_need_notify() said so). @return 0 or -errno. */
 int vhd_fe_kick(struct vhd_fe *fe, unsigned qidx);

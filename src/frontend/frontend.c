@@ -6,6 +6,13 @@
  * enough for either ring layout (the layout is only known after negotiation); the buffer areas follow. Guest
  * addresses are our virtual addresses, so the memory table is a single region mapped 1:1.
  *
+ * Behind an IOMMU (cfg.iommu, VIRTIO_F_ACCESS_PLATFORM) the device sees I/O virtual addresses instead: the
+ * region sits at guest-physical FE_GPA and at IOVA FE_GPA + FE_IOVA_OFF, both unlike our virtual addresses,
+ * so a device that used any address but the IOVA through its IOTLB would fault or read the wrong bytes. The
+ * whole region is mapped with one UPDATE per queue right after its SET_VRING_NUM (see ring_step()), or
+ * (iommu_lazy) nothing is, and every translation the device needs comes from its MISS requests, answered a
+ * page at a time.
+ *
  * Setup is a state machine driven by vhd_fe_dispatch(): each step starts one transport op, and a step whose
  * reply is awaited resumes in a later dispatch, when the transport's progress() says it completed. Nothing
  * here waits on the back-end; the transport enforces the reply deadline.
@@ -19,6 +26,7 @@
 #include <unistd.h>
 
 #include "spec/virtio_config.h"
+#include "spec/vhost_user.h"
 #include "spec/virtio_net.h"
 #include "transport.h"
 #include "vhostd/frontend.h"
@@ -28,8 +36,10 @@
 #define FE_MAX_QP 16
 #define FE_MAX_Q (2 * FE_MAX_QP)
 #define PAGE 4096u
+#define FE_GPA 0x40000000ull           /* 1 GiB: where the region sits in "guest-physical" space */
+#define FE_IOVA_OFF 0x100000000000ull  /* 16 TiB: IOVA = GPA + this */
 
-/* The setup steps, in the order QEMU uses; S_RING is NUM, BASE, ADDR, CALL, KICK for each queue in turn,
+/* The setup steps, in the order QEMU uses; S_RING is NUM, (IOTLB), BASE, ADDR, CALL, KICK for each queue in turn,
  * S_ENABLE one SET_VRING_ENABLE per queue. */
 enum fe_step {
 	S_IDLE,
@@ -37,13 +47,14 @@ enum fe_step {
 	S_SET_OWNER,
 	S_QUEUE_NUM,
 	S_SET_FEATURES,
+	S_CHANNEL,
 	S_MEM_TABLE,
 	S_RING,
 	S_ENABLE,
 	S_STATUS,
 	S_UP,
 };
-#define RING_OPS 5
+#define RING_OPS 6
 
 struct fe_queue {
 	struct vhd_vq *vq;
@@ -63,9 +74,30 @@ struct vhd_fe {
 	int memfd;
 	uint8_t *mem;
 	size_t mem_len, ring_slot, buf_off;
+	uint64_t dev_base; /* the device's address of mem[0]: our virtual address, or its IOVA */
+	struct vhd_fe_iotlb_stats iotlb;
 	unsigned nq;
 	struct fe_queue q[FE_MAX_Q];
 };
+
+/* The transport's miss hook: the page holding iova, if iova is in our region. */
+static int fe_miss(void *owner, uint64_t iova, uint8_t perm, struct vhd_fe_map *map)
+{
+	struct vhd_fe *fe = owner;
+	(void)perm; /* all of our memory is read/write */
+	fe->iotlb.misses++;
+	if (iova < fe->dev_base || iova - fe->dev_base >= fe->mem_len) {
+		fe->iotlb.unmapped++;
+		vhd_log(VHD_LOG_DEBUG, "%s: IOTLB miss at unmapped IOVA 0x%llx left unanswered", fe->name,
+			(unsigned long long)iova);
+		return -ENOENT;
+	}
+	uint64_t off = (iova - fe->dev_base) & ~(uint64_t)(PAGE - 1);
+	*map = (struct vhd_fe_map){.iova = fe->dev_base + off, .size = PAGE, .uaddr = (uintptr_t)fe->mem + off,
+				   .perm = VHOST_ACCESS_RW};
+	fe->iotlb.updates++;
+	return 0;
+}
 
 uint64_t vhd_fe_default_features(void)
 {
@@ -98,6 +130,7 @@ int vhd_fe_create(const struct vhd_fe_config *cfg, struct vhd_fe **out)
 		fe->cfg.reply_timeout_ms = 2000;
 	fe->cfg.buf_area_size = page_up(fe->cfg.buf_area_size);
 	fe->nq = 2u * cfg->queue_pairs;
+	fe->cfg.iommu_lazy = cfg->iommu && cfg->iommu_lazy;
 	fe->memfd = -1;
 	for (unsigned i = 0; i < FE_MAX_Q; i++)
 		fe->q[i].kick_fd = fe->q[i].call_fd = -1;
@@ -124,7 +157,11 @@ int vhd_fe_create(const struct vhd_fe_config *cfg, struct vhd_fe **out)
 	}
 	for (unsigned i = 0; i < fe->nq; i++)
 		fe->q[i].ring_off = fe->ring_slot * i;
+	fe->dev_base = cfg->iommu ? FE_GPA + FE_IOVA_OFF : (uintptr_t)fe->mem;
 	rc = vhd_fe_vu_transport_init(&fe->t, fe->name, fe->cfg.reply_timeout_ms);
+	fe->t.iommu = cfg->iommu;
+	fe->t.miss = fe_miss;
+	fe->t.owner = fe;
 	if (rc == 0) {
 		rc = fe->t.ops->open(&fe->t, cfg->path, cfg->server, cfg->reconnect_min_ms, cfg->reconnect_max_ms);
 		if (rc < 0)
@@ -178,13 +215,14 @@ static void lost(struct vhd_fe *fe, int why)
 
 static const char *step_name(const struct vhd_fe *fe)
 {
-	static const char *const ring_ops[RING_OPS] = {"SET_VRING_NUM", "SET_VRING_BASE", "SET_VRING_ADDR",
+	static const char *const ring_ops[RING_OPS] = {"SET_VRING_NUM", "IOTLB_MSG", "SET_VRING_BASE", "SET_VRING_ADDR",
 						       "SET_VRING_CALL", "SET_VRING_KICK"};
 	switch (fe->step) {
 	case S_GET_FEATURES: return "GET_FEATURES";
 	case S_SET_OWNER: return "SET_OWNER";
 	case S_QUEUE_NUM: return "GET_QUEUE_NUM";
 	case S_SET_FEATURES: return "SET_FEATURES";
+	case S_CHANNEL: return "SET_BACKEND_REQ_FD";
 	case S_MEM_TABLE: return "SET_MEM_TABLE";
 	case S_RING: return ring_ops[fe->sub % RING_OPS];
 	case S_ENABLE: return "SET_VRING_ENABLE";
@@ -227,24 +265,34 @@ static int make_queues(struct vhd_fe *fe)
 	return 0;
 }
 
-/* One ring message for queue i: op is the index into NUM, BASE, ADDR, CALL, KICK. */
+/* One ring message for queue i: op is the index into NUM, IOTLB, BASE, ADDR, CALL, KICK. */
 static int ring_step(struct vhd_fe *fe, unsigned i, unsigned op)
 {
 	struct vhd_fe_transport *t = &fe->t;
 	bool packed = fe->features & VHD_BIT(VIRTIO_F_RING_PACKED);
 	struct vhd_vq_layout l;
 	vhd_vq_layout(packed, fe->cfg.queue_size, &l);
-	uint8_t *base = fe->mem + fe->q[i].ring_off;
+	uint64_t base = fe->dev_base + fe->q[i].ring_off;
 	switch (op) {
 	case 0:
 		return t->ops->set_vring_num(t, i, fe->cfg.queue_size);
-	case 1:
+	case 1: {
+		/* Behind an IOMMU, all of our memory, mapped for each queue in turn as soon as the device has it:
+		 * DPDK's vhost keeps an IOTLB per queue, made at the queue's first message, and an update that
+		 * comes before it is lost to it (a single update after SET_MEM_TABLE left DPDK missing). SET_MEM_TABLE
+		 * has emptied the device's IOTLB before. The repeats are no-ops for a device with one IOTLB. */
+		if (!fe->cfg.iommu || fe->cfg.iommu_lazy)
+			return VHD_FE_T_DONE;
+		struct vhd_fe_map all = {fe->dev_base, fe->mem_len, (uintptr_t)fe->mem, VHOST_ACCESS_RW};
+		fe->iotlb.updates++;
+		return t->ops->iotlb_update(t, &all);
+	}
+	case 2:
 		/* Packed: avail and used position with their wrap counters in the two halves, as QEMU sends it. */
 		return t->ops->set_vring_base(t, i, packed ? VHD_VQ_PACKED_BASE_INIT * 0x10001u : 0);
-	case 2:
-		return t->ops->set_vring_addr(t, i, (uintptr_t)(base + l.desc_off), (uintptr_t)(base + l.driver_off),
-					      (uintptr_t)(base + l.device_off));
 	case 3:
+		return t->ops->set_vring_addr(t, i, base + l.desc_off, base + l.driver_off, base + l.device_off);
+	case 4:
 		return t->ops->set_vring_call(t, i, fe->q[i].call_fd);
 	default:
 		return t->ops->set_vring_kick(t, i, fe->q[i].kick_fd);
@@ -270,11 +318,14 @@ static int start_step(struct vhd_fe *fe)
 		return VHD_FE_T_DONE;
 	case S_SET_FEATURES:
 		return t->ops->set_features(t, fe->features);
+	case S_CHANNEL:
+		return t->ops->set_backend_channel(t);
 	case S_MEM_TABLE: {
 		int rc = make_queues(fe);
 		if (rc < 0)
 			return rc;
-		struct vhd_fe_region reg = {(uintptr_t)fe->mem, fe->mem_len, fe->memfd, 0};
+		uint64_t gpa = fe->cfg.iommu ? FE_GPA : (uintptr_t)fe->mem;
+		struct vhd_fe_region reg = {(uintptr_t)fe->mem, gpa, fe->mem_len, fe->memfd, 0};
 		return t->ops->set_mem_table(t, &reg, 1);
 	}
 	case S_RING:
@@ -297,7 +348,18 @@ static int finish_step(struct vhd_fe *fe)
 		uint64_t want = fe->cfg.features | VHD_BIT(VIRTIO_F_VERSION_1);
 		if (fe->nq > 2)
 			want |= VHD_BIT(VIRTIO_NET_F_MQ);
+		if (fe->cfg.iommu)
+			want |= VHD_BIT(VIRTIO_F_ACCESS_PLATFORM);
+		else
+			want &= ~VHD_BIT(VIRTIO_F_ACCESS_PLATFORM);
 		fe->features = fe->offered & want;
+		/* Our descriptors carry IOVAs: a device that would read them as guest-physical addresses is no
+		 * use (QEMU refuses such a back-end for an iommu_platform=on NIC the same way). */
+		if (fe->cfg.iommu && !(fe->features & VHD_BIT(VIRTIO_F_ACCESS_PLATFORM))) {
+			vhd_log(VHD_LOG_ERR, "%s: the back-end does not offer ACCESS_PLATFORM (bit 33), which iommu needs",
+				fe->name);
+			return -ENOTSUP;
+		}
 		fe->step = S_SET_OWNER;
 		return 0;
 	}
@@ -419,6 +481,18 @@ void *vhd_fe_buf_area(struct vhd_fe *fe, unsigned qp, size_t *len)
 		return NULL;
 	*len = fe->cfg.buf_area_size;
 	return fe->mem + fe->buf_off + qp * fe->cfg.buf_area_size;
+}
+
+uint64_t vhd_fe_buf_iova(const struct vhd_fe *fe, unsigned qp)
+{
+	if (qp >= fe->nq / 2)
+		return 0;
+	return fe->dev_base + fe->buf_off + qp * fe->cfg.buf_area_size;
+}
+
+void vhd_fe_iotlb_stats(const struct vhd_fe *fe, struct vhd_fe_iotlb_stats *st)
+{
+	*st = fe->iotlb;
 }
 
 int vhd_fe_kick(struct vhd_fe *fe, unsigned qidx)

@@ -22,13 +22,23 @@
 
 struct vhd_fe_transport;
 
-/* One region of the frontend's memory the device must map. The frontend uses its virtual addresses as guest
- * addresses (as DPDK's virtio-user does), so user_addr == guest_addr. */
+/* One region of the frontend's memory the device must map: at our virtual address addr, and at guest_addr in
+ * the guest-physical space (equal to addr unless the device sits behind an IOMMU, see frontend.c). */
 struct vhd_fe_region {
 	uint64_t addr;
+	uint64_t guest_addr;
 	uint64_t size;
 	int fd;
 	uint64_t fd_offset;
+};
+
+/* One IOTLB mapping for the device: IOVA range [iova, iova+size) at our virtual address uaddr, with perm one
+ * of VHOST_ACCESS_RO/WO/RW (1, 2, 3). */
+struct vhd_fe_map {
+	uint64_t iova;
+	uint64_t size;
+	uint64_t uaddr;
+	uint8_t perm;
 };
 
 /* What a step op returns when it did not fail. */
@@ -46,7 +56,8 @@ struct vhd_fe_transport_ops {
 		    unsigned reconnect_max_ms);
 	/* Close everything for good (a server also removes its socket file). Never waits on the peer. */
 	void (*destroy)(struct vhd_fe_transport *t);
-	/* fds to poll, with the events wanted now (POLLOUT while output waits); 0 or 1 entries. */
+	/* fds to poll, with the events wanted now (POLLOUT while output waits): the connection, else the listening
+	 * socket, and the device's request channel while there is one; 0 to 2 entries. */
 	unsigned (*pollfds)(struct vhd_fe_transport *t, struct pollfd *fds, unsigned max);
 	/* Milliseconds until a reconnect attempt or a reply deadline is due, or -1. */
 	int (*timeout_ms)(struct vhd_fe_transport *t);
@@ -83,13 +94,28 @@ struct vhd_fe_transport_ops {
 	int (*set_vring_enable)(struct vhd_fe_transport *t, unsigned q, bool on);
 	/* Done at once where the device has no status to set. */
 	int (*set_status)(struct vhd_fe_transport *t, uint8_t status);
+	/* Give the device a channel for its requests (IOTLB misses) when t->iommu asked for one and the device
+	 * agreed; done at once otherwise. */
+	int (*set_backend_channel)(struct vhd_fe_transport *t);
+	/* Map one IOVA range in the device's IOTLB (a device with ACCESS_PLATFORM negotiated). */
+	int (*iotlb_update)(struct vhd_fe_transport *t, const struct vhd_fe_map *map);
 };
+
+/*
+ * The device asked for the translation of iova (a MISS, perm the access it needs): fill *map with a mapping
+ * that covers iova and return 0, or return -ENOENT when iova is not mapped (the device gets no answer, as an
+ * IOMMU gives none for an unmapped address). Called from progress(), control thread.
+ */
+typedef int (*vhd_fe_miss_fn)(void *owner, uint64_t iova, uint8_t perm, struct vhd_fe_map *map);
 
 struct vhd_fe_transport {
 	const struct vhd_fe_transport_ops *ops;
 	const char *name;        /* for log lines */
 	unsigned reply_timeout_ms; /* per awaited reply, and per message stalled halfway */
 	void *priv;              /* the transport's own state */
+	bool iommu;              /* the frontend wants a device IOTLB: ask for a request channel */
+	vhd_fe_miss_fn miss;     /* answers the device's IOTLB misses (with iommu) */
+	void *owner;             /* passed to miss */
 };
 
 /* A vhost-user transport (not yet connected: ops->open()). 0 or -ENOMEM. */

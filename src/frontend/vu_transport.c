@@ -10,12 +10,20 @@
  * Protocol features are negotiated inside get_features (GET_FEATURES, then GET_/SET_PROTOCOL_FEATURES when
  * VHOST_USER_F_PROTOCOL_FEATURES is offered, as QEMU does), and everything they switch on (REPLY_ACK,
  * SET_VRING_ENABLE, GET_QUEUE_NUM, SET_STATUS) is decided here, not by the frontend.
+ *
+ * With t->iommu (a device IOTLB) BACKEND_REQ is asked for too, and set_backend_channel() hands the back-end one
+ * end of a socketpair (SET_BACKEND_REQ_FD) on which it sends IOTLB MISS requests. The other end is polled
+ * beside the connection; progress() reads the misses, asks the frontend's miss hook for the mapping and
+ * queues the UPDATE on the connection without NEED_REPLY, so that answering never waits on the back-end and
+ * never collides with the one setup request in flight (the back-end handles messages in order).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "spec/virtio_config.h"
 #include "transport.h"
@@ -27,8 +35,10 @@
 #define VU_WANTED_PROTOCOL                                                                                    \
 	(VHD_BIT(VHOST_USER_PROTOCOL_F_MQ) | VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |                      \
 	 VHD_BIT(VHOST_USER_PROTOCOL_F_STATUS))
+/* And for a device IOTLB: the channel its misses come on. */
+#define VU_IOMMU_PROTOCOL VHD_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ)
 
-/* Messages read per progress() call: a back-end that floods us with unasked messages cannot hold the caller. */
+/* Messages read per progress() call and socket: a back-end that floods us cannot hold the caller. */
 #define VU_RECV_BUDGET 16
 
 enum vu_reply {
@@ -46,6 +56,9 @@ struct vu_t {
 	bool proto_offered;  /* VHOST_USER_F_PROTOCOL_FEATURES offered on this connection */
 	uint64_t features;   /* GET_FEATURES' answer, while the protocol features are negotiated */
 	bool told_unasked;   /* an unasked message was logged on this connection */
+	struct vhu_io chan;  /* our end of the back-end channel; fd -1 while there is none */
+	bool told_chan;      /* a bad message on the channel was logged on this connection */
+	bool told_full;      /* a miss we could not answer (socket error) was logged */
 	/* The request whose reply is awaited. */
 	uint32_t await;
 	enum vu_reply kind;
@@ -167,7 +180,7 @@ static int on_reply(struct vhd_fe_transport *t, struct vhu_msg *r)
 		int rc = start(t, &g, R_PROTOCOL, v->out64);
 		return rc < 0 ? rc : 0;
 	case R_PROTOCOL: {
-		uint64_t got = val & VU_WANTED_PROTOCOL;
+		uint64_t got = val & (VU_WANTED_PROTOCOL | (t->iommu ? VU_IOMMU_PROTOCOL : 0));
 		/* Sent without REPLY_ACK: this message is what turns REPLY_ACK on. */
 		struct vhu_msg s = mk(VHOST_USER_SET_PROTOCOL_FEATURES, 8);
 		s.p.u64 = got;
@@ -184,26 +197,137 @@ static int on_reply(struct vhd_fe_transport *t, struct vhu_msg *r)
 	return 0;
 }
 
-static int recv_error(struct vhd_fe_transport *t, int rc, const struct vhu_msg *m)
+/* where: "" for the connection, " on its channel" for the back-end channel. */
+static int recv_error(struct vhd_fe_transport *t, int rc, const struct vhu_msg *m, const char *where)
 {
 	switch (rc) {
 	case -ECONNRESET:
-		vhd_log(VHD_LOG_INFO, "%s: the back-end closed the connection%s%s", t->name,
+		vhd_log(VHD_LOG_INFO, "%s: the back-end closed the connection%s%s%s", t->name, where,
 			V(t)->await ? " while we awaited the reply to " : "", V(t)->await ? rname(V(t)->await) : "");
 		break;
 	case -EPROTO:
-		vhd_log(VHD_LOG_ERR, "%s: the back-end sent a header we cannot follow (request %u, flags 0x%x, size %u)",
-			t->name, m->hdr.request, m->hdr.flags, m->hdr.size);
+		vhd_log(VHD_LOG_ERR,
+			"%s: the back-end sent a header we cannot follow%s (request %u, flags 0x%x, size %u)", t->name,
+			where, m->hdr.request, m->hdr.flags, m->hdr.size);
 		break;
 	case -EBADMSG:
-		vhd_log(VHD_LOG_ERR, "%s: the back-end sent %s with more than %d fds", t->name, rname(m->hdr.request),
-			VHOST_USER_MAX_FDS);
+		vhd_log(VHD_LOG_ERR, "%s: the back-end sent %s with more than %d fds%s", t->name,
+			rname(m->hdr.request), VHOST_USER_MAX_FDS, where);
 		break;
 	default:
-		vhd_log(VHD_LOG_ERR, "%s: reading from the back-end: %s", t->name, strerror(-rc));
+		vhd_log(VHD_LOG_ERR, "%s: reading from the back-end%s: %s", t->name, where, strerror(-rc));
 		break;
 	}
 	return rc;
+}
+
+/* A message on the connection: the awaited reply, or one the back-end was not asked for (ignored). */
+static int on_conn_msg(struct vhd_fe_transport *t, struct vhu_msg *m)
+{
+	struct vu_t *v = V(t);
+	if (v->await != VHOST_USER_NONE)
+		return on_reply(t, m);
+	/* The back-end speaks on this socket only when asked. */
+	vhu_msg_close_fds(m);
+	if (!v->told_unasked)
+		vhd_log(VHD_LOG_WARN, "%s: unasked %s (request %u) from the back-end ignored", t->name,
+			rname(m->hdr.request), m->hdr.request);
+	v->told_unasked = true;
+	return 0;
+}
+
+/* One message from the back-end channel: a MISS is answered with an UPDATE on the connection (or nothing when
+ * the IOVA is unmapped); anything else is logged once and ignored. Never fails the connection: a wrong
+ * request on the channel harms nothing of ours. */
+static int on_backend_req(struct vhd_fe_transport *t, struct vhu_msg *m)
+{
+	struct vu_t *v = V(t);
+	const char *bad = NULL;
+	vhu_msg_close_fds(m);
+	if (m->hdr.request != VHOST_USER_BACKEND_IOTLB_MSG)
+		bad = "a request other than IOTLB_MSG (1)";
+	else if (m->hdr.size != sizeof(m->p.iotlb))
+		bad = "an IOTLB_MSG of the wrong size";
+	else if (m->p.iotlb.type != VHOST_IOTLB_MISS)
+		bad = "an IOTLB_MSG other than MISS";
+	if (!bad && t->miss) {
+		struct vhd_fe_map map;
+		if (t->miss(t->owner, m->p.iotlb.iova, m->p.iotlb.perm, &map) == 0) {
+			struct vhu_msg u = mk(VHOST_USER_IOTLB_MSG, sizeof(u.p.iotlb));
+			u.p.iotlb = (struct vhost_iotlb_msg){.iova = map.iova, .size = map.size, .uaddr = map.uaddr,
+							     .perm = map.perm, .type = VHOST_IOTLB_UPDATE};
+			/* Room was checked before the read (chan_may_read); a failure here is a broken socket,
+			 * which the flush after this reports. */
+			int rc = vhu_io_send(&v->conn.io, &u);
+			if (rc < 0 && !v->told_full)
+				vhd_log(VHD_LOG_WARN, "%s: cannot answer the IOTLB miss at IOVA 0x%llx: %s", t->name,
+					(unsigned long long)m->p.iotlb.iova, strerror(-rc));
+			v->told_full |= rc < 0;
+		}
+	}
+	if (bad && !v->told_chan)
+		vhd_log(VHD_LOG_WARN, "%s: the back-end sent %s on its channel (request %u, size %u); ignored", t->name,
+			bad, m->hdr.request, m->hdr.size);
+	v->told_chan |= bad != NULL;
+	if (m->hdr.flags & VHOST_USER_NEED_REPLY) {
+		/* The spec wants an answer to NEED_REPLY: 0 for the miss taken, non-zero for what we refuse. */
+		struct vhu_msg r = mk(m->hdr.request, 8);
+		r.hdr.flags |= VHOST_USER_REPLY_MASK;
+		r.p.u64 = bad ? 1 : 0;
+		vhu_io_send(&v->chan, &r);
+	}
+	return 0;
+}
+
+/* Whether the connection's output queue has room for the UPDATE answering one more miss. Until it has, the
+ * channel is neither read nor polled for input: a MISS left in the socket waits for its answer, where one
+ * read and dropped would be lost for good with a back-end that never asks twice (DPDK keeps a miss pending
+ * until an update covers it). */
+static bool chan_may_read(const struct vu_t *v)
+{
+	return v->conn.io.out_n < VHU_IO_QUEUE;
+}
+
+/* Write io's queued output and read up to VU_RECV_BUDGET messages from it, each to on_msg (a back-end that
+ * floods us cannot hold the caller), while may_read (if any) allows. 0, or -errno when io broke or on_msg
+ * failed (logged). */
+static int pump(struct vhd_fe_transport *t, struct vhu_io *io, const char *where,
+		int (*on_msg)(struct vhd_fe_transport *t, struct vhu_msg *m), bool (*may_read)(const struct vu_t *v))
+{
+	int rc = vhu_io_flush(io);
+	if (rc < 0 && rc != -EAGAIN) {
+		vhd_log(VHD_LOG_ERR, "%s: writing to the back-end%s: %s", t->name, where, strerror(-rc));
+		return rc;
+	}
+	for (unsigned n = 0; n < VU_RECV_BUDGET && (!may_read || may_read(V(t))); n++) {
+		struct vhu_msg m;
+		rc = vhu_io_recv(io, &m);
+		if (rc == -EAGAIN)
+			break;
+		if (rc < 0)
+			return recv_error(t, rc, &m, where);
+		rc = on_msg(t, &m);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Read the back-end channel. 0, or -errno when it broke (the connection goes with it). */
+static int chan_progress(struct vhd_fe_transport *t)
+{
+	struct vhu_io *io = &V(t)->chan;
+	if (io->fd < 0)
+		return 0;
+	int rc = pump(t, io, " on its channel", on_backend_req, chan_may_read);
+	if (rc < 0)
+		return rc;
+	char why[160];
+	if (vhu_io_expired(io, t->reply_timeout_ms, why, sizeof(why))) {
+		vhd_log(VHD_LOG_ERR, "%s: the back-end %s on its channel", t->name, why);
+		return -ETIMEDOUT;
+	}
+	return 0;
 }
 
 static int vu_progress(struct vhd_fe_transport *t)
@@ -212,31 +336,13 @@ static int vu_progress(struct vhd_fe_transport *t)
 	struct vhu_io *io = &v->conn.io;
 	if (io->fd < 0)
 		return -ENOTCONN;
-	int rc = vhu_io_flush(io);
-	if (rc < 0 && rc != -EAGAIN) {
-		vhd_log(VHD_LOG_ERR, "%s: writing to the back-end: %s", t->name, strerror(-rc));
+	/* The channel first: the UPDATEs answering its misses then leave with the flush below. */
+	int rc = chan_progress(t);
+	if (rc < 0)
 		return rc;
-	}
-	for (unsigned n = 0; n < VU_RECV_BUDGET; n++) {
-		struct vhu_msg m;
-		rc = vhu_io_recv(io, &m);
-		if (rc == -EAGAIN)
-			break;
-		if (rc < 0)
-			return recv_error(t, rc, &m);
-		if (v->await != VHOST_USER_NONE) {
-			rc = on_reply(t, &m);
-			if (rc < 0)
-				return rc;
-			continue;
-		}
-		/* The back-end speaks on this socket only when asked. */
-		vhu_msg_close_fds(&m);
-		if (!v->told_unasked)
-			vhd_log(VHD_LOG_WARN, "%s: unasked %s (request %u) from the back-end ignored", t->name,
-				rname(m.hdr.request), m.hdr.request);
-		v->told_unasked = true;
-	}
+	rc = pump(t, io, "", on_conn_msg, NULL);
+	if (rc < 0)
+		return rc;
 	/* A reply that has begun to arrive gets the message deadline below, from its first byte, so the log line
 	 * says how far the back-end got; at most one more reply_timeout_ms in all. */
 	if (v->await != VHOST_USER_NONE && ms_since(&v->sent) >= t->reply_timeout_ms &&
@@ -270,6 +376,8 @@ static void reset_conn_state(struct vu_t *v)
 	v->told_unasked = false;
 	v->await = VHOST_USER_NONE;
 	v->kind = R_NONE;
+	v->told_chan = v->told_full = false;
+	vhu_io_close(&v->chan);
 }
 
 static void vu_destroy(struct vhd_fe_transport *t)
@@ -280,13 +388,22 @@ static void vu_destroy(struct vhd_fe_transport *t)
 	/* Closing is all: the back-end maps our memory file itself and lets go of it when it sees the close. */
 	if (v->opened)
 		vhu_conn_fini(&v->conn);
+	vhu_io_close(&v->chan);
 	free(v);
 	t->priv = NULL;
 }
 
 static unsigned vu_pollfds(struct vhd_fe_transport *t, struct pollfd *fds, unsigned max)
 {
-	return vhu_conn_pollfds(&V(t)->conn, fds, max);
+	struct vu_t *v = V(t);
+	unsigned n = vhu_conn_pollfds(&v->conn, fds, max);
+	if (n < max && v->chan.fd >= 0) {
+		short ev = vhu_io_events(&v->chan);
+		if (!chan_may_read(v))
+			ev &= (short)~POLLIN; /* the connection's POLLOUT wakes us when there is room again */
+		fds[n++] = (struct pollfd){.fd = v->chan.fd, .events = ev};
+	}
+	return n;
 }
 
 static int vu_timeout_ms(struct vhd_fe_transport *t)
@@ -295,6 +412,9 @@ static int vu_timeout_ms(struct vhd_fe_transport *t)
 	if (v->conn.io.fd < 0)
 		return vhu_conn_timeout_ms(&v->conn);
 	int ms = vhu_io_timeout_ms(&v->conn.io, t->reply_timeout_ms);
+	int cm = v->chan.fd >= 0 ? vhu_io_timeout_ms(&v->chan, t->reply_timeout_ms) : -1;
+	if (cm >= 0 && (ms < 0 || cm < ms))
+		ms = cm;
 	if (v->await != VHOST_USER_NONE) {
 		long long left = (long long)t->reply_timeout_ms - ms_since(&v->sent);
 		/* One more so that the poll() waking at the deadline finds it passed. */
@@ -372,7 +492,8 @@ static int vu_set_mem_table(struct vhd_fe_transport *t, const struct vhd_fe_regi
 	struct vhu_msg m = mk(VHOST_USER_SET_MEM_TABLE, 8 + n * (uint32_t)sizeof(struct vhost_user_memory_region));
 	m.p.memory.nregions = n;
 	for (unsigned i = 0; i < n; i++) {
-		m.p.memory.regions[i] = (struct vhost_user_memory_region){r[i].addr, r[i].size, r[i].addr, r[i].fd_offset};
+		m.p.memory.regions[i] =
+			(struct vhost_user_memory_region){r[i].guest_addr, r[i].size, r[i].addr, r[i].fd_offset};
 		m.fds[i] = r[i].fd;
 	}
 	m.nfds = n;
@@ -442,6 +563,37 @@ static int vu_set_status(struct vhd_fe_transport *t, uint8_t status)
 	return set_u64(t, VHOST_USER_SET_STATUS, status);
 }
 
+static int vu_set_backend_channel(struct vhd_fe_transport *t)
+{
+	struct vu_t *v = V(t);
+	if (!t->iommu)
+		return VHD_FE_T_DONE;
+	if (!(v->protocol & VU_IOMMU_PROTOCOL)) {
+		vhd_log(VHD_LOG_WARN, "%s: the back-end lacks BACKEND_REQ: it cannot ask for what its IOTLB misses",
+			t->name);
+		return VHD_FE_T_DONE;
+	}
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	vhu_io_close(&v->chan);
+	vhu_io_init(&v->chan, sv[0]); /* made non-blocking there */
+	struct vhu_msg m = mk(VHOST_USER_SET_BACKEND_REQ_FD, 0);
+	m.fds[0] = sv[1];
+	m.nfds = 1;
+	int rc = start(t, &m, R_ACK, NULL);
+	close(sv[1]); /* the I/O layer sends its own duplicate */
+	return rc;
+}
+
+static int vu_iotlb_update(struct vhd_fe_transport *t, const struct vhd_fe_map *map)
+{
+	struct vhu_msg m = mk(VHOST_USER_IOTLB_MSG, sizeof(m.p.iotlb));
+	m.p.iotlb = (struct vhost_iotlb_msg){.iova = map->iova, .size = map->size, .uaddr = map->uaddr,
+					     .perm = map->perm, .type = VHOST_IOTLB_UPDATE};
+	return start(t, &m, R_ACK, NULL);
+}
+
 static const struct vhd_fe_transport_ops vu_ops = {
 	.name = "vhost-user",
 	.open = vu_open,
@@ -464,6 +616,8 @@ static const struct vhd_fe_transport_ops vu_ops = {
 	.set_vring_call = vu_set_vring_call,
 	.set_vring_enable = vu_set_vring_enable,
 	.set_status = vu_set_status,
+	.set_backend_channel = vu_set_backend_channel,
+	.iotlb_update = vu_iotlb_update,
 };
 
 int vhd_fe_vu_transport_init(struct vhd_fe_transport *t, const char *name, unsigned reply_timeout_ms)
@@ -471,7 +625,7 @@ int vhd_fe_vu_transport_init(struct vhd_fe_transport *t, const char *name, unsig
 	struct vu_t *v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	v->conn.listen_fd = v->conn.io.fd = -1;
+	v->conn.listen_fd = v->conn.io.fd = v->chan.fd = -1;
 	t->ops = &vu_ops;
 	t->name = name;
 	t->reply_timeout_ms = reply_timeout_ms;

@@ -3,7 +3,10 @@
  * virtio-user port: we are the driver of a remote vhost-user device (another switch, DPDK's vhost, a
  * vhost-user NIC of any kind), without a VM.
  *
- *   virtio-user path=PATH [server] [queues=N] [packed] [mrg=on|off]
+ *   virtio-user path=PATH [server] [queues=N] [packed] [mrg=on|off] [iommu=on|off]
+
+ * iommu=on puts the device behind an IOMMU (vhd_fe_config.iommu, docs/viommu.md): ACCESS_PLATFORM required,
+ * our memory at IOVAs, mapped with IOTLB updates, the device's misses answered on the control thread.
  *
  * Rings and buffers live in the frontend's memfd, which the device maps. Received frames are copied out of
  * that memory into the switch's packets at once, and frames to send are copied into it, so the port's own
@@ -194,7 +197,7 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 
 static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
 {
-	static const char *const known[] = {"path", "server", "queues", "packed", "mrg", NULL};
+	static const char *const known[] = {"path", "server", "queues", "packed", "mrg", "iommu", NULL};
 	int rc = sw_kv_check(args, nargs, known, "virtio-user", err, errlen);
 	if (rc < 0)
 		return rc;
@@ -208,9 +211,10 @@ static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	memcpy(vp->path, path, sizeof(path));
 	vp->server = sw_kv_get(args, nargs, "server", NULL) != NULL;
 	vp->packed = sw_kv_get(args, nargs, "packed", NULL) != NULL;
-	bool mrg;
+	bool mrg, iommu;
 	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &vp->nqp, err, errlen)) < 0 ||
-	    (rc = sw_kv_on_off(args, nargs, "mrg", true, &mrg, err, errlen)) < 0) {
+	    (rc = sw_kv_on_off(args, nargs, "mrg", true, &mrg, err, errlen)) < 0 ||
+	    (rc = sw_kv_on_off(args, nargs, "iommu", false, &iommu, err, errlen)) < 0) {
 		free(vp);
 		return rc;
 	}
@@ -228,6 +232,7 @@ static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 		.queue_pairs = (uint16_t)vp->nqp,
 		.features = f,
 		.buf_area_size = area,
+		.iommu = iommu,
 		.event = fe_event,
 		.opaque = p,
 		.name = p->name,
@@ -245,10 +250,11 @@ static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 		size_t len;
 		uint8_t *a = vhd_fe_buf_area(vp->fe, i, &len);
 		size_t rx_len = (size_t)VUP_RX_BUFS * VUP_BUF_SIZE;
-		rc = vhd_pktpool_create_in(a, rx_len, (uintptr_t)a, VUP_RX_BUFS, VUP_BUF_SIZE, &vp->qp[i].rx_pool);
+		uint64_t iova = vhd_fe_buf_iova(vp->fe, i); /* the device's address of a[0] */
+		rc = vhd_pktpool_create_in(a, rx_len, iova, VUP_RX_BUFS, VUP_BUF_SIZE, &vp->qp[i].rx_pool);
 		if (rc == 0)
-			rc = vhd_pktpool_create_in(a + rx_len, len - rx_len, (uintptr_t)(a + rx_len), VUP_TX_BUFS,
-						   VUP_BUF_SIZE, &vp->qp[i].tx_pool);
+			rc = vhd_pktpool_create_in(a + rx_len, len - rx_len, iova + rx_len, VUP_TX_BUFS, VUP_BUF_SIZE,
+						   &vp->qp[i].tx_pool);
 	}
 	if (rc < 0) {
 		snprintf(err, errlen, "virtio-user: buffer pools: %s", strerror(-rc));

@@ -5,6 +5,10 @@ Each case generates frames of random sizes 60..9000 on one side (txonly) and ver
 (rxonly --verify: per-queue sequence, length, contents), then checks that both sides' JSON counters agree and
 nothing was lost, duplicated or corrupted. Prints PASS/FAIL lines like tests/unit/harness.h.
 
+The iommu_* cases put the frontend behind an IOMMU (--iommu: everything mapped with an IOTLB UPDATE per queue;
+--iommu-lazy: nothing mapped up front, every translation by a MISS) against a back-end with --iommu, and check
+both sides' IOTLB counters as well.
+
 usage: test_pktgen.py PKTGEN [case-substring]; VHD_PKTGEN_COUNT overrides the frame count.
 """
 import json
@@ -26,7 +30,29 @@ CASES = [
     ("packed_nomrg_be_to_fe", "backend", ["--packed", "--no-mrg"], 1, COUNT // 4),
     ("split_mrg_inorder_be_to_fe", "backend", ["--in-order"], 2, COUNT // 4),
     ("packed_inorder_fe_to_be", "frontend", ["--packed", "--in-order"], 2, COUNT // 4),
+    ("iommu_split_fe_to_be", "frontend", ["--iommu"], 1, COUNT // 4),
+    ("iommu_lazy_split_fe_to_be", "frontend", ["--iommu-lazy"], 1, COUNT // 4),
+    ("iommu_lazy_packed_2qp_be_to_fe", "backend", ["--packed", "--iommu-lazy"], 2, COUNT // 4),
 ]
+
+
+def iotlb_problem(fe_flags, f, b):
+    """None when the frontend's and back-end's IOTLB counters fit fe_flags, else what is wrong."""
+    lazy = "--iommu-lazy" in fe_flags
+    if not lazy and "--iommu" not in fe_flags:
+        return None
+    if not f["features"] & (1 << 33):
+        return f"ACCESS_PLATFORM not negotiated: features 0x{f['features']:x}"
+    fi, bi = f.get("iotlb"), b.get("iotlb")
+    if fi is None or bi is None:
+        return f"no iotlb counters: frontend {fi}, back-end {bi}"
+    if bi["refused"] or fi["unmapped"] or bi["updates"] != fi["updates"]:
+        return f"frontend {fi}, back-end {bi}: refusals, unmapped misses or updates lost"
+    if lazy and not (bi["misses"] > 0 and fi["misses"] == fi["updates"] > 0):
+        return f"lazy, yet frontend {fi}, back-end {bi}"
+    if not lazy and (bi["misses"] or fi["misses"] or fi["updates"] != 2 * len(f["queues"])):
+        return f"everything mapped up front, yet frontend {fi}, back-end {bi}"
+    return None
 
 
 def start_backend(args, sock):
@@ -43,11 +69,12 @@ def start_backend(args, sock):
 def run_case(name, sender, fe_flags, queues, count):
     sock = os.path.join(tempfile.gettempdir(), f"vhd-pktgen-{os.getpid()}-{name}.sock")
     common = ["--queues", str(queues), "--json"]
-    no_mrg = ["--no-mrg"] if "--no-mrg" in fe_flags else []
+    be_flags = ["--no-mrg"] if "--no-mrg" in fe_flags else []
+    be_flags += ["--iommu"] if "--iommu" in fe_flags or "--iommu-lazy" in fe_flags else []
     tx = ["--mode", "txonly", "--size", "60-9000", "--count", str(count)]
     rx = ["--mode", "rxonly", "--verify", "--count", str(count)]
     fe_args = [PKTGEN, "--frontend", sock] + common + fe_flags + (tx if sender == "frontend" else rx)
-    be = start_backend(common + no_mrg + (tx if sender == "backend" else rx), sock)
+    be = start_backend(common + be_flags + (tx if sender == "backend" else rx), sock)
     fe = subprocess.Popen(fe_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         fe_out, fe_err = fe.communicate(timeout=600)
@@ -77,7 +104,7 @@ def run_case(name, sender, fe_flags, queues, count):
     packed = bool(f["features"] & (1 << 34))
     if packed != ("--packed" in fe_flags):
         return f"negotiated features 0x{f['features']:x} do not match {fe_flags}"
-    return None
+    return iotlb_problem(fe_flags, f, b)
 
 
 def run_echo(name, be_mode, fe_flags, queues, count):

@@ -132,23 +132,36 @@ def check_pair(sent, got, sw_out, n):
     return None
 
 
-def case_pair(r, packed, borrow="on"):
-    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')} borrow={borrow}",
-                    f"add-port b vhost-user path={r.sock('b')}"])
+def case_pair(r, packed, borrow="on", iommu=False):
+    """a sends to b through vhostd. iommu: both ports with iommu=on, the sender's frontend behind an IOMMU
+    mapping nothing up front (every translation by a MISS), the receiver's mapping everything (an update per
+    queue); the
+    ports' IOTLB counters must show it."""
+    io = " iommu=on" if iommu else ""
+    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')} borrow={borrow}{io}",
+                    f"add-port b vhost-user path={r.sock('b')}{io}"])
     fl = ["--packed"] if packed else []
     b = r.pktgen("--frontend", r.sock("b"), "--mode", "rxonly", "--verify", "--mac", MAC["b"], *fl,
-                 "--duration", "60", "--count", str(N))
+                 *(["--iommu"] if iommu else []), "--duration", "60", "--count", str(N))
     show = wait_link(r, ["b"])
     ring = show["b"]["info"].get("ring")
     if ring != ("packed" if packed else "split"):
         return f"port b reports ring {ring}"
     a = r.pktgen("--frontend", r.sock("a"), "--mode", "txonly", "--mac", MAC["a"], "--size", "60-1514",
-                 "--count", str(N), "--pps", PPS, *fl)
+                 "--count", str(N), "--pps", PPS, *fl, *(["--iommu-lazy"] if iommu else []))
     ra = Rig.result(a)
     rb, s = stop_sink(r, b)
     err = check_pair(ra, rb, s["b"], N)
     if err:
         return err
+    if iommu:
+        ia, ib = ra.get("iotlb", {}), rb.get("iotlb", {})
+        sa, sb = ({k: s[p].get(f"iotlb_{k}") for k in ("misses", "updates")} for p in ("a", "b"))
+        # The frontend may exit with a last MISS unread or a last UPDATE unsent: hence <=, not ==.
+        if not (0 < ia.get("misses", 0) <= sa["misses"] and 0 < sa["updates"] <= ia.get("updates", 0)):
+            return f"port a (lazy frontend): switch counted {sa}, frontend {ia}"
+        if sb["misses"] != 0 or sb["updates"] != 2 or ib.get("updates") != 2:  # one per queue
+            return f"port b (frontend mapped up front): switch counted {sb}, frontend {ib}"
     if s["a"]["rx_packets"] != N or s["a"]["rx_bytes"] != ra["total"]["tx_bytes"]:
         return f"switch received {s['a']['rx_packets']} frames / {s['a']['rx_bytes']} B on a, sender sent {N}"
     fdb = {e["mac"]: e["port"] for e in r.ctl_json("fdb")["entries"]}
@@ -365,17 +378,19 @@ def case_hotplug(r, threads=1):
     return check_pair(ra, rb, s["b"], n)
 
 
-def case_virtio_user(r):
-    """a (vhost-user, a VM) -> vhostd -> v (virtio-user) -> a vhost-pktgen back-end."""
+def case_virtio_user(r, iommu=False):
+    """a (vhost-user, a VM) -> vhostd -> v (virtio-user) -> a vhost-pktgen back-end. iommu: v with iommu=on
+    (vhostd's frontend behind an IOMMU) and the back-end with --iommu, whose IOTLB counters must show the
+    frontend's two up-front updates (one per queue), no miss and no refusal."""
     be = r.pktgen("--backend", r.sock("dev"), "--mode", "rxonly", "--verify", "--duration", "60",
-                  "--count", str(N // 2))
+                  "--count", str(N // 2), *(["--iommu"] if iommu else []))
     for _ in range(200):
         if os.path.exists(r.sock("dev")):
             break
         time.sleep(0.01)
     # jumbo frames: both ports take 9000-byte payloads (the default 1500 would drop the larger ones, counted)
     r.start_vhostd([f"add-port a vhost-user path={r.sock('a')} mtu=9000",
-                    f"add-port v virtio-user path={r.sock('dev')} mtu=9000"])
+                    f"add-port v virtio-user path={r.sock('dev')} mtu=9000{' iommu=on' if iommu else ''}"])
     show = wait_link(r, ["v"])
     if show["v"]["info"].get("up") is not True or show["v"]["info"].get("ring") != "split":
         return f"virtio-user port: {show['v']}"
@@ -385,6 +400,10 @@ def case_virtio_user(r):
     time.sleep(0.5)
     be.send_signal(signal.SIGINT)
     rb = Rig.result(be)
+    if iommu:
+        io = rb.get("iotlb", {})
+        if not rb["features"] >> 33 & 1 or io.get("updates") != 2 or io.get("misses") or io.get("refused"):
+            return f"virtio-user iommu=on: back-end features 0x{rb['features']:x}, iotlb {io}"
     return check_pair(ra, rb, r.stats()["v"], N // 2)
 
 
@@ -632,6 +651,8 @@ CASES = [
     ("switch_split_pair", lambda r: case_pair(r, False)),
     ("switch_packed_pair", lambda r: case_pair(r, True)),
     ("switch_split_pair_borrow_off", lambda r: case_pair(r, False, "off")),
+    ("switch_iommu_split_pair", lambda r: case_pair(r, False, iommu=True)),
+    ("switch_iommu_packed_pair", lambda r: case_pair(r, True, iommu=True)),
     ("switch_learning", case_learning),
     ("switch_two_threads_two_queues", case_two_threads),
     ("switch_guest_uses_fewer_queues", case_guest_fewer_queues),
@@ -640,6 +661,7 @@ CASES = [
     ("switch_hotplug_under_traffic", case_hotplug),
     ("switch_hotplug_under_traffic_two_threads", lambda r: case_hotplug(r, 2)),
     ("switch_virtio_user_port", case_virtio_user),
+    ("switch_virtio_user_port_iommu", lambda r: case_virtio_user(r, iommu=True)),
     ("switch_ctl_errors_and_shutdown", case_ctl_errors),
     ("switch_path_in_use_refused", case_path_in_use),
     ("switch_hostile_guest_others_keep_flowing", case_hostile_guest),

@@ -363,11 +363,17 @@ class Guest:
     stdout (QEMU started here with chardev, the NIC's -chardev options), or with domain= a libvirt Domain whose
     serial console is a unix socket (QEMU started by libvirtd; chardev unused)."""
 
-    def __init__(self, rig, name, mac, ip, chardev=None, extra_append="", nic_extra="", incoming=None, domain=None):
+    def __init__(self, rig, name, mac, ip, chardev=None, extra_append="", nic_extra="", incoming=None, domain=None,
+                 viommu=False):
         """incoming: QEMU's -incoming URI: this QEMU waits for a live migration (migrate_from()) instead of
-        booting. Every guest QEMU started here has a QMP socket (self.qmp_path)."""
+        booting. Every guest QEMU started here has a QMP socket (self.qmp_path). viommu: the guest sits behind
+        QEMU's intel-iommu in strict mode (iommu.strict=1), its NIC with iommu_platform=on (its port needs
+        iommu=on), as in docs/viommu.md."""
         self.rig, self.name, self.mac, self.ip, self.chardev = rig, name, mac, ip, chardev
         self.extra_append, self.nic_extra, self.incoming, self.domain = extra_append, nic_extra, incoming, domain
+        self.viommu = viommu
+        if viommu:
+            self.extra_append += " intel_iommu=on iommu.strict=1"
         self.qmp_path = os.path.join(rig.dir, f"{name}.qmp")
         self.p = None
         rig.guests.append(self)
@@ -387,13 +393,18 @@ class Guest:
             threading.Thread(target=self._reader, args=(self.p, self.lock, self.out, self.rc, self.console),
                              daemon=True).start()
             return self
-        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35,memory-backend=mem", "-cpu", QEMU_CPU,
+        machine, iommu, nic_extra = "q35,memory-backend=mem", [], self.nic_extra
+        if self.viommu:
+            machine += ",kernel-irqchip=split"
+            iommu = ["-device", "intel-iommu,intremap=on,device-iotlb=on"]  # before the NIC it translates for
+            nic_extra += ",disable-legacy=on,iommu_platform=on,ats=on"
+        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-machine", machine, "-cpu", QEMU_CPU,
                "-smp", "1", "-m", "512M", "-object", "memory-backend-memfd,id=mem,size=512M,share=on",
                "-nographic", "-no-reboot", "-kernel", os.path.join(WORK, "vmlinuz"),
                "-initrd", os.path.join(WORK, "initrd.gz"), "-append", self.cmdline(),
                "-chardev", f"socket,id=chr0,{self.chardev}",
-               "-netdev", "vhost-user,id=net0,chardev=chr0,queues=1",
-               "-device", f"virtio-net-pci,netdev=net0,mac={self.mac},vectors=0{self.nic_extra}",
+               "-netdev", "vhost-user,id=net0,chardev=chr0,queues=1"] + iommu + \
+              ["-device", f"virtio-net-pci,netdev=net0,mac={self.mac},vectors=0{nic_extra}",
                "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
         if self.incoming:
             cmd += ["-incoming", self.incoming]

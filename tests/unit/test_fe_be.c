@@ -160,19 +160,35 @@ static void backend_step(struct vhd_vu_dev *dev, unsigned pairs, bool idle)
 	echo(dev, pairs);
 }
 
+/* Set before spawn_backend(): the back-end offers ACCESS_PLATFORM, and on exit checks its IOTLB counters
+ * (updates taken, none refused, and misses sent exactly when the frontend maps nothing up front). */
+static bool be_iommu, be_expect_misses;
+
 static int run_backend(const char *path, bool client, unsigned pairs)
 {
 	signal(SIGTERM, on_term);
 	vhd_log_set_level(VHD_LOG_WARN);
 	struct vhd_vu_config c = {.path = path, .client = client, .max_queue_pairs = (uint16_t)pairs,
 				  .reconnect_min_ms = 10, .reconnect_max_ms = 50, .name = "be"};
+	if (be_iommu)
+		c.features = vhd_vu_default_features() | VHD_BIT(VIRTIO_F_ACCESS_PLATFORM);
 	struct vhd_vu_dev *dev;
 	if (vhd_vu_dev_create(&c, &dev) < 0)
 		return 2;
 	while (!stop_backend)
 		backend_step(dev, pairs, !vhd_vu_dev_connected(dev));
+	int rc = 0;
+	if (be_iommu) {
+		struct vhd_vu_stats st;
+		vhd_vu_dev_stats(dev, &st);
+		fprintf(stderr, "backend iotlb: misses %llu updates %llu refused %llu waits %llu\n",
+			(unsigned long long)st.iotlb_misses, (unsigned long long)st.iotlb_updates,
+			(unsigned long long)st.iotlb_refused, (unsigned long long)st.iotlb_waits);
+		if (st.iotlb_updates == 0 || st.iotlb_refused != 0 || (st.iotlb_misses != 0) != be_expect_misses)
+			rc = 5;
+	}
 	vhd_vu_dev_destroy(dev);
-	return 0;
+	return rc;
 }
 
 /* The same back-end with one data-path thread per queue pair and no locks: the control thread stops and
@@ -283,6 +299,7 @@ static bool fe_step(struct fe_run *r, uint64_t limit_per_pair)
 			return false;
 		size_t alen;
 		uint8_t *area = vhd_fe_buf_area(r->fe, p, &alen);
+		uint64_t dev_area = vhd_fe_buf_iova(r->fe, p); /* the device's address of area[0] */
 		CHECK(alen >= 2 * QS * SLOT);
 		struct vhd_vq_seg seg[BURST];
 		struct vhd_vq_buf buf[BURST];
@@ -291,7 +308,7 @@ static bool fe_step(struct fe_run *r, uint64_t limit_per_pair)
 		unsigned n = 0;
 		while (n < BURST && n < s->nrx) {
 			uint16_t b = s->rx_free[s->nrx - 1 - n];
-			seg[n] = (struct vhd_vq_seg){(uintptr_t)(area + (size_t)b * SLOT), SLOT};
+			seg[n] = (struct vhd_vq_seg){dev_area + (size_t)b * SLOT, SLOT};
 			buf[n] = (struct vhd_vq_buf){.segs = &seg[n], .nin = 1, .token = (void *)(uintptr_t)b};
 			n++;
 		}
@@ -305,7 +322,7 @@ static bool fe_step(struct fe_run *r, uint64_t limit_per_pair)
 			uint64_t seq = (s->next_tx + n) * r->pairs + p;
 			uint8_t *f = area + (size_t)b * SLOT;
 			fill(f, len_of(seq), seq);
-			seg[n] = (struct vhd_vq_seg){(uintptr_t)f, len_of(seq)};
+			seg[n] = (struct vhd_vq_seg){dev_area + (size_t)b * SLOT, len_of(seq)};
 			buf[n] = (struct vhd_vq_buf){.segs = &seg[n], .nout = 1, .token = (void *)(uintptr_t)b};
 			n++;
 		}
@@ -342,6 +359,7 @@ static bool fe_step(struct fe_run *r, uint64_t limit_per_pair)
 }
 
 static unsigned fe_reply_timeout_ms; /* 0: the default */
+static bool fe_iommu, fe_iommu_lazy;  /* vhd_fe_config.iommu, .iommu_lazy */
 
 static void fe_open(struct fe_run *r, const char *path, bool server, unsigned pairs, uint64_t features)
 {
@@ -352,6 +370,7 @@ static void fe_open(struct fe_run *r, const char *path, bool server, unsigned pa
 	struct vhd_fe_config c = {.path = path, .server = server, .queue_pairs = (uint16_t)pairs, .queue_size = QS,
 				  .features = features, .buf_area_size = 2 * QS * SLOT, .reconnect_min_ms = 10,
 				  .reconnect_max_ms = 50, .reply_timeout_ms = fe_reply_timeout_ms,
+				  .iommu = fe_iommu, .iommu_lazy = fe_iommu_lazy,
 				  .event = on_fe_event, .opaque = r, .name = "fe"};
 	CHECK_EQ(vhd_fe_create(&c, &r->fe), 0);
 }
@@ -392,14 +411,40 @@ static void traffic(bool packed, bool in_order, unsigned pairs)
 	while (r.received < per_pair * pairs)
 		CHECK(fe_step(&r, per_pair));
 	CHECK(!r.down_seen);
+	CHECK(!!(vhd_fe_features(r.fe) & VHD_BIT(VIRTIO_F_ACCESS_PLATFORM)) == fe_iommu);
+	struct vhd_fe_iotlb_stats st;
+	vhd_fe_iotlb_stats(r.fe, &st);
+	CHECK_EQ(st.unmapped, 0);
+	if (fe_iommu && fe_iommu_lazy)
+		CHECK(st.misses > 0 && st.updates == st.misses);
+	else
+		CHECK(st.misses == 0 && st.updates == (fe_iommu ? 2u * pairs : 0u)); /* one per queue */
 	vhd_fe_destroy(r.fe);
 	stop(be);
+}
+
+/*
+ * Our frontend behind an IOMMU against our back-end with ACCESS_PLATFORM: rings and buffers at IOVAs that are
+ * neither our virtual nor the guest-physical addresses, every frame checked byte for byte. Pre-mapped: an
+ * UPDATE per queue and no miss on either side. Lazy: nothing mapped up front, so every page the back-end touches is a
+ * MISS answered by an UPDATE; the back-end's counters (checked as it exits) must show them.
+ */
+static void traffic_iommu(bool packed, bool lazy, unsigned pairs)
+{
+	fe_iommu = be_iommu = true;
+	fe_iommu_lazy = be_expect_misses = lazy;
+	traffic(packed, false, pairs);
+	fe_iommu = be_iommu = fe_iommu_lazy = be_expect_misses = false;
 }
 
 static void test_split(void) { traffic(false, false, 1); }
 static void test_packed(void) { traffic(true, false, 1); }
 static void test_split_4qp_inorder(void) { traffic(false, true, 4); }
 static void test_packed_4qp(void) { traffic(true, false, 4); }
+static void test_iommu_split(void) { traffic_iommu(false, false, 1); }
+static void test_iommu_packed(void) { traffic_iommu(true, false, 1); }
+static void test_iommu_lazy_split(void) { traffic_iommu(false, true, 1); }
+static void test_iommu_lazy_packed_2qp(void) { traffic_iommu(true, true, 2); }
 
 /* 2000 more frames through the back-end, then it is killed: the frontend sees it go down. */
 static void traffic_then_kill(struct fe_run *r, pid_t be)
@@ -820,6 +865,113 @@ static void test_hostile_nack(void)
 
 /* vhd_fe_destroy() of a frontend that is up does not wait on its back-end (which answers nothing more): the
  * frontend that stopped each ring with GET_VRING_BASE first waited 2 s for a reply that never came. */
+/*
+ * A back-end that lies on its request channel once the frontend (iommu_lazy) is up: a request we do not serve,
+ * with NEED_REPLY; an IOTLB_MSG of the wrong size; an IOTLB UPDATE (a front-end's message, not a back-end's);
+ * a MISS for an IOVA outside the frontend's memory; then a genuine MISS for queue 0's descriptor table. The
+ * frontend must stay up, answer the unserved request with a failure, leave the unmapped miss unanswered, and
+ * answer the genuine one with an UPDATE (no NEED_REPLY) covering it, read/write.
+ */
+static void test_iommu_channel_hostile(void)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/vhd-fechan-%d.sock", getpid());
+	signal(SIGPIPE, SIG_IGN);
+	struct fake_be f;
+	fake_listen(&f, path, BAD_SILENT); /* how is unused: this case serves by hand */
+	struct fe_run r;
+	fe_iommu = fe_iommu_lazy = true;
+	fe_open(&r, path, false, 1, 0);
+	fe_iommu = fe_iommu_lazy = false;
+	const uint32_t ok = VHOST_USER_VERSION | VHOST_USER_REPLY_MASK;
+	int chan = -1;
+	uint64_t desc = 0;
+	bool lies_sent = false, got_update = false, got_nack = false;
+	long long t0 = now_ms();
+	while (!(got_update && got_nack)) {
+		CHECK(now_ms() - t0 < scaled_ms(20000)); /* liveness */
+		if (f.fd < 0)
+			f.fd = accept4(f.lfd, NULL, NULL, SOCK_CLOEXEC);
+		struct pollfd p[2] = {{.fd = f.fd, .events = POLLIN}, {.fd = chan, .events = POLLIN}};
+		if (f.fd >= 0 && poll(p, 2, 0) > 0) {
+			struct vhu_msg m;
+			if (p[0].revents & POLLIN) {
+				CHECK_EQ(vhu_msg_recv(f.fd, &m), 0);
+				switch (m.hdr.request) {
+				case VHOST_USER_GET_FEATURES:
+					fake_reply(&f, m.hdr.request, ok, 8,
+						   VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VIRTIO_F_ACCESS_PLATFORM) |
+							   VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES));
+					break;
+				case VHOST_USER_GET_PROTOCOL_FEATURES:
+					fake_reply(&f, m.hdr.request, ok, 8,
+						   VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
+							   VHD_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ));
+					break;
+				case VHOST_USER_SET_BACKEND_REQ_FD:
+					CHECK_EQ(m.nfds, 1u);
+					chan = vhu_msg_take_fd(&m, 0);
+					break;
+				case VHOST_USER_SET_VRING_ADDR:
+					if (m.p.addr.index == 0)
+						desc = m.p.addr.desc_user_addr;
+					break;
+				case VHOST_USER_IOTLB_MSG:
+					/* The answer to the genuine miss, and nothing else: the unmapped one gets none. */
+					CHECK(lies_sent && !got_update);
+					CHECK(!(m.hdr.flags & VHOST_USER_NEED_REPLY));
+					CHECK_EQ(m.p.iotlb.type, VHOST_IOTLB_UPDATE);
+					CHECK(m.p.iotlb.iova <= desc && desc - m.p.iotlb.iova < m.p.iotlb.size);
+					CHECK_EQ(m.p.iotlb.perm, VHOST_ACCESS_RW);
+					got_update = true;
+					break;
+				default:
+					break;
+				}
+				if (m.hdr.flags & VHOST_USER_NEED_REPLY)
+					fake_reply(&f, m.hdr.request, ok, 8, 0);
+				vhu_msg_close_fds(&m);
+			}
+			if (chan >= 0 && (p[1].revents & POLLIN)) {
+				CHECK_EQ(vhu_msg_recv(chan, &m), 0);
+				CHECK_EQ(m.hdr.request, 99u); /* the only message that asked for a reply */
+				CHECK(m.hdr.flags & VHOST_USER_REPLY_MASK);
+				CHECK(m.p.u64 != 0);
+				got_nack = true;
+			}
+		}
+		if (vhd_fe_up(r.fe) && !lies_sent) {
+			CHECK(chan >= 0 && desc != 0);
+			struct vhu_msg l = mk(99, 8);
+			l.hdr.flags |= VHOST_USER_NEED_REPLY;
+			CHECK_EQ(vhu_msg_send(chan, &l), 0);
+			l = mk(VHOST_USER_BACKEND_IOTLB_MSG, 8);
+			CHECK_EQ(vhu_msg_send(chan, &l), 0);
+			l = mk(VHOST_USER_BACKEND_IOTLB_MSG, sizeof(l.p.iotlb));
+			l.p.iotlb = (struct vhost_iotlb_msg){.iova = desc, .size = 4096, .uaddr = 0, .perm = 3,
+							     .type = VHOST_IOTLB_UPDATE};
+			CHECK_EQ(vhu_msg_send(chan, &l), 0);
+			l.p.iotlb = (struct vhost_iotlb_msg){.iova = 0x1000, .perm = VHOST_ACCESS_RO, .type = VHOST_IOTLB_MISS};
+			CHECK_EQ(vhu_msg_send(chan, &l), 0);
+			l.p.iotlb = (struct vhost_iotlb_msg){.iova = desc, .perm = VHOST_ACCESS_RO, .type = VHOST_IOTLB_MISS};
+			CHECK_EQ(vhu_msg_send(chan, &l), 0);
+			lies_sent = true;
+		}
+		struct pollfd pfd[2];
+		unsigned n = vhd_fe_pollfds(r.fe, pfd, 2);
+		poll(pfd, n, 1);
+		CHECK_EQ(dispatch_live(r.fe), 0);
+	}
+	CHECK(vhd_fe_up(r.fe) && !r.down_seen);
+	struct vhd_fe_iotlb_stats st;
+	vhd_fe_iotlb_stats(r.fe, &st);
+	CHECK(st.misses == 2 && st.unmapped == 1 && st.updates == 1);
+	vhd_fe_destroy(r.fe);
+	if (chan >= 0)
+		close(chan);
+	fake_close(&f, path);
+}
+
 static void test_destroy_does_not_wait(void)
 {
 	char path[64];
@@ -1005,6 +1157,10 @@ static const struct th_case cases[] = {
 	{"packed", test_packed, 120},
 	{"split_4qp_inorder", test_split_4qp_inorder, 120},
 	{"packed_4qp", test_packed_4qp, 120},
+	{"iommu_split", test_iommu_split, 120},
+	{"iommu_packed", test_iommu_packed, 120},
+	{"iommu_lazy_split", test_iommu_lazy_split, 120},
+	{"iommu_lazy_packed_2qp", test_iommu_lazy_packed_2qp, 120},
 	{"backend_killed", test_backend_killed, 180},
 	{"server_one_backend", test_server_one_backend, 60},
 	{"frontend_killed", test_frontend_killed, 300},
@@ -1018,6 +1174,7 @@ static const struct th_case cases[] = {
 	{"hostile_nack", test_hostile_nack, 60},
 	{"stalled_backend_holds_no_other", test_stalled_backend_holds_no_other, 60},
 	{"destroy_does_not_wait", test_destroy_does_not_wait, 60},
+	{"iommu_channel_hostile", test_iommu_channel_hostile, 60},
 	{"virtio_user_port_rx_tx_windows", test_virtio_user_port_rx_tx_windows, 120},
 };
 TH_MAIN("test_fe_be", cases)
