@@ -504,8 +504,11 @@ static enum outcome c_log_hostile(int fd)
 		perror("mmap/ftruncate");
 		exit(2);
 	}
-	/* Queue 1 (the guest's transmit queue): one 64-byte frame, descriptor 0, published in the avail ring. */
-	struct virtq_desc d = {0x100000000ull + 0x80000, 64, 0, 0};
+	/* Queue 1 (the guest's transmit queue): descriptor 0, published in the avail ring, holding a virtio-net
+	 * header and no frame. The back-end refuses it (too small) and still returns it in the used ring, which is
+	 * the logged write; no frame reaches the back-end's user (a verifying vhost-pktgen would count a frame of
+	 * zeros as corrupt, and the good front-end after the attacks must find it clean). */
+	struct virtq_desc d = {0x100000000ull + 0x80000, 12, 0, 0};
 	memcpy(g + 0x10000, &d, sizeof(d));
 	uint16_t one16 = 1;
 	memcpy(g + 0x14000 + 4, (uint16_t[]){0}, 2);
