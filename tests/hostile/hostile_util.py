@@ -1,6 +1,6 @@
-"""What the hostile-peer runners (test_hostile.py, test_hostile_backend.py) share: a process's open fds, waiting
-for them to settle or for a socket to appear, vhost-pktgen's JSON result, and the PASS/FAIL report."""
-import json
+"""What the hostile-peer runners (test_hostile.py, test_hostile_backend.py) share beyond tests/lib/vhdrig.py
+(vhostd, vhost-pktgen and its JSON result, waiting for a socket): a process's open fds and waiting for them to
+settle, and the PASS/FAIL report."""
 import os
 import time
 
@@ -17,24 +17,6 @@ def settle_fds(pid, want, timeout=5.0):
         time.sleep(0.02)
         n = fds(pid)
     return n
-
-
-def wait_path(path, proc):
-    for _ in range(500):
-        if os.path.exists(path):
-            return
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited {proc.returncode}")
-        time.sleep(0.01)
-    raise RuntimeError(f"{path} never appeared")
-
-
-def pktgen_json(p, timeout=120):
-    out, err = p.communicate(timeout=timeout)
-    try:
-        return json.loads(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise RuntimeError(f"vhost-pktgen exit {p.returncode}, no JSON: {out!r} {err.strip()[-400:]!r}")
 
 
 def report(results):

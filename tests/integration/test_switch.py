@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import vhdrig  # noqa: E402
 
 VHOSTD, VHOSTCTL, PKTGEN = (os.path.abspath(a) for a in sys.argv[1:4])
-vhdrig.configure(vhostd=VHOSTD, vhostctl=VHOSTCTL)
+vhdrig.configure(vhostd=VHOSTD, vhostctl=VHOSTCTL, pktgen=PKTGEN)
 FILTER = sys.argv[4] if len(sys.argv) > 4 else ""
 N = int(os.environ.get("VHD_SWITCH_COUNT", "100000"))
 # Senders are paced: on a 2-core machine vhostd and two pollers share the CPUs, and a receiver that is off the
@@ -56,17 +56,9 @@ class Rig(vhdrig.Vhostd):
         return {p["name"]: p for p in self.ctl_json("stats")["ports"]}
 
     def pktgen(self, *args):
-        p = subprocess.Popen([PKTGEN, "--json", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.procs.append(p)
-        return p
+        return vhdrig.pktgen(self.procs, *args)
 
-    @staticmethod
-    def result(p, timeout=120):
-        out, err = p.communicate(timeout=timeout)
-        try:
-            return json.loads(out.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            raise RuntimeError(f"vhost-pktgen exit {p.returncode}, no JSON: {out!r} {err.strip()!r}")
+    result = staticmethod(vhdrig.pktgen_json)
 
     def stop_vhostd(self):
         """SIGTERM. @return (exit status, all vhostd printed)."""

@@ -10,15 +10,16 @@ What it offers:
                queues, vIOMMU, memory); prepare_guest(); qemu_warnings(); Guest: a guest driven through its
                console agent (switch-agent.sh)
   DPDK         prepare_hugepages(), testpmd_cmd(), dpdk_cleanup()
-  vhostd       Rig: one scenario's temporary directory, network namespace, vhostd (vhostctl --json) and guests;
-               HostNs / NsJob: hostpeer.py in a namespace
+  vhostd       Vhostd: one vhostd (its config, control socket, vhostctl --json, stop); Rig: one scenario's
+               temporary directory, network namespace, Vhostd and guests; HostNs / NsJob: hostpeer.py in a
+               namespace; pktgen(), pktgen_json(): vhost-pktgen and its JSON result
   traffic      udp(), tcp(), ping_ok(), drop_counters(), check_no_errors(), quiet_snapshot(), compare_guest(),
                compare_tap()
   cases        run_scenarios(), CaseError, expect(), log()
 
-Import it as `sys.path.insert(0, <repo>/tests/lib); import vhdrig`, then `vhdrig.configure(vhostd=..., vhostctl=...)`
-before starting anything that needs them. Do not write another copy of any of this in a test or a benchmark:
-extend it here.
+Import it as `sys.path.insert(0, <repo>/tests/lib); import vhdrig`, then
+`vhdrig.configure(vhostd=..., vhostctl=..., pktgen=...)` before starting anything that needs them. Do not write
+another copy of any of this in a test or a benchmark: extend it here.
 """
 import json
 import os
@@ -45,15 +46,16 @@ QEMU_CPU = os.environ.get("VHD_QEMU_CPU", "max")
 CONSOLE_DIR = os.environ.get("VHD_CONSOLE_DIR")  # if set, every boot's whole console is saved there
 
 # Set by configure(): the binaries under test and where the guest is built and cached.
-VHOSTD = VHOSTCTL = WORK = None
+VHOSTD = VHOSTCTL = PKTGEN = WORK = None
 
 
-def configure(vhostd=None, vhostctl=None, work=None):
-    """vhostd, vhostctl: the binaries under test. work: where prepare_guest() builds and caches the guest
-    (default $VHD_INTEROP_WORK, else interop/ beside the build directory vhostd is in)."""
-    global VHOSTD, VHOSTCTL, WORK
+def configure(vhostd=None, vhostctl=None, work=None, pktgen=None):
+    """vhostd, vhostctl, pktgen (vhost-pktgen): the binaries under test. work: where prepare_guest() builds and
+    caches the guest (default $VHD_INTEROP_WORK, else interop/ beside the build directory vhostd is in)."""
+    global VHOSTD, VHOSTCTL, PKTGEN, WORK
     VHOSTD = os.path.abspath(vhostd) if vhostd else None
     VHOSTCTL = os.path.abspath(vhostctl) if vhostctl else None
+    PKTGEN = os.path.abspath(pktgen) if pktgen else None
     base = VHOSTD or VHOSTCTL
     WORK = work or os.environ.get("VHD_INTEROP_WORK") or (
         os.path.join(os.path.dirname(os.path.dirname(base)), "interop") if base else None)
@@ -203,6 +205,23 @@ class Proc:
         kill_group(self.p, timeout=10)
 
 
+def pktgen(procs, *args, stderr=subprocess.PIPE):
+    """vhost-pktgen --json args (PKTGEN, see configure()), stdout piped for pktgen_json(); it joins the list
+    procs. stderr: where its messages go (piped by default). @return the Popen."""
+    p = subprocess.Popen([PKTGEN, "--json", *args], stdout=subprocess.PIPE, stderr=stderr, text=True)
+    procs.append(p)
+    return p
+
+
+def pktgen_json(p, timeout=120):
+    """vhost-pktgen's JSON result once it exits (within timeout seconds), from the last line it printed."""
+    out, err = p.communicate(timeout=timeout)
+    try:
+        return json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise RuntimeError(f"vhost-pktgen exit {p.returncode}, no JSON: {out!r} {(err or '').strip()[-400:]!r}")
+
+
 def netns_add(ns):
     """A new network namespace ns with its loopback up."""
     run(["ip", "netns", "add", ns])
@@ -333,8 +352,9 @@ class Vhostd:
         self.p = None
         self.out = []
 
-    def start(self, config=None, args=(), log_level="info", answer=True):
+    def start(self, config=None, args=(), log_level="info", answer=True, stdout=None):
         """config: the config file's lines (a list) or text (None: no --config); args: more vhostd arguments.
+        stdout: a file for vhostd's output instead of out (which then stays empty).
         Returns once the control socket accepts a connection (a killed vhostd's socket file may still be there:
         the new one replaces it) and, with answer, vhostd answered `vhostctl show`: it listens before it reads
         its config and answers only after, so the config's ports (and their taps) exist by then.
@@ -350,12 +370,14 @@ class Vhostd:
             cmd += ["--log-level", log_level]
         # `ip netns exec` execs vhostd in place: the pid is vhostd's.
         p = subprocess.Popen((["ip", "netns", "exec", self.ns] if self.ns else []) + cmd + list(args),
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.p, self.out = p, []
+                             stdin=subprocess.DEVNULL, stdout=stdout or subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+        self.p, self.out, self.reader = p, [], None
         out = self.out
-        self.reader = threading.Thread(target=lambda: [out.append(line.rstrip("\n")) for line in p.stdout],
-                                       daemon=True)
-        self.reader.start()
+        if not stdout:
+            self.reader = threading.Thread(target=lambda: [out.append(line.rstrip("\n")) for line in p.stdout],
+                                           daemon=True)
+            self.reader.start()
         for _ in range(1000):
             try:
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
@@ -372,7 +394,8 @@ class Vhostd:
                 if p.poll() is None:
                     return p
             if p.poll() is not None:
-                self.reader.join(timeout=5)
+                if self.reader:
+                    self.reader.join(timeout=5)
                 raise RuntimeError(f"vhostd exited {p.returncode}: {' / '.join(out[-10:])}")
             time.sleep(0.01)
         raise RuntimeError("vhostd never opened its control socket")
@@ -404,7 +427,8 @@ class Vhostd:
             p.kill()
             p.wait()
             raise CaseError(f"vhostd did not exit on signal {sig}")
-        self.reader.join(timeout=5)
+        if self.reader:
+            self.reader.join(timeout=5)
         return p.returncode, "\n".join(self.out)
 
     def kill(self):
