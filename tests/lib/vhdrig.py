@@ -8,7 +8,7 @@ What it offers:
   namespaces   netns_add(), netns_del(); Rig.nsrun()
   QEMU         qemu_cmd(): the one QEMU command line of a guest (kernel append, vhost-user chardev, NIC extras,
                queues, vIOMMU, memory); prepare_guest(); qemu_warnings(); Guest: a guest driven through its
-               console agent (switch-agent.sh)
+               console agent (switch-agent.sh), agent_append() its kernel command line
   DPDK         prepare_hugepages(), testpmd_cmd(), dpdk_cleanup()
   vhostd       Vhostd: one vhostd (its config, control socket, vhostctl --json, stop); Rig: one scenario's
                temporary directory, network namespace, Vhostd and guests; HostNs / NsJob: hostpeer.py in a
@@ -81,6 +81,12 @@ def prepare_guest():
         return f"could not build the guest: {prep.stdout.strip()[-500:]}"
     log(f"guest prepared in {time.time() - t0:.1f} s")
     return None
+
+
+def agent_append(ip):
+    """The kernel command line of a guest that runs the console agent (switch-agent.sh) with eth0 at ip/24."""
+    return (f"console=ttyS0 panic=-1 quiet loglevel=3 ipv6.disable=1 rdinit=/init vhd.test=switch-agent "
+            f"vhd.ip={ip}/24")
 
 
 def qemu_cmd(append, chardev, mac, queues=1, nic_extra="", iommu=False, mem="512M", smp=None):
@@ -662,9 +668,8 @@ class Guest:
         self.out, self.rc, self.console = {}, {}, []
         self.agent = None
         self.next_id = 0
-        append = (f"console=ttyS0 panic=-1 quiet loglevel=3 ipv6.disable=1 rdinit=/init vhd.test=switch-agent "
-                  f"vhd.ip={self.ip}/24 {self.extra_append}")
-        cmd = qemu_cmd(append, self.chardev, self.mac, nic_extra=self.nic_extra)
+        cmd = qemu_cmd(f"{agent_append(self.ip)} {self.extra_append}", self.chardev, self.mac,
+                       nic_extra=self.nic_extra)
         cmd += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off"] + (["-incoming", self.incoming]
                                                                       if self.incoming else [])
         self.p = spawn(cmd, stdin=subprocess.PIPE)
