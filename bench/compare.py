@@ -61,6 +61,7 @@ PKTGEN = os.path.join(BUILD, "tools", "vhost-pktgen")
 VHOSTD = os.path.join(BUILD, "tools", "vhostd")
 VHOSTCTL = os.path.join(BUILD, "tools", "vhostctl")
 RINGBENCH = os.path.join(BUILD, "bench", "ringbench")
+vhdrig.configure(vhostd=VHOSTD, vhostctl=VHOSTCTL, pktgen=PKTGEN)
 TESTPMD = os.environ.get("BENCH_TESTPMD", "dpdk-testpmd")
 OVS_VSWITCHD = os.environ.get("BENCH_OVS_VSWITCHD", "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk")
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
@@ -309,19 +310,16 @@ def pvp(workdir, size, latency, start_switch, name, server=False, flows=None, ca
 
 
 def start_vhostd(run, a, b):
-    ctl = run.sock("ctl")
-    cfg = os.path.join(run.dir, "vhostd.conf")
-    with open(cfg, "w") as f:
-        f.write(f"add-port a vhost-user path={a}\nadd-port b vhost-user path={b}\n")
-    sw = run.start("vhostd", ["taskset", "-c", str(CPU_B), VHOSTD, "--config", cfg, "--socket", ctl, "--cpus",
-                              str(CPU_B), "--threads", "1", "--idle-us", "0", "--log-level", "warn"])
-    wait_path(ctl, [sw])
-    wait_path(b, [sw])
+    vd = vhdrig.Vhostd(run.dir)
+    run.cleanups.append(lambda: vd.stop(signal.SIGINT, 5))  # SIGKILL if it hangs
+    vd.start([f"add-port a vhost-user path={a}", f"add-port b vhost-user path={b}"],
+             ["--cpus", str(CPU_B), "--threads", "1", "--idle-us", "0"], log_level="warn",
+             wrap=["taskset", "-c", str(CPU_B)])
+    run.commands.append(" ".join(vd.cmd))
+    wait_path(b, [vd.p])
 
     def cycles():
-        r = subprocess.run([VHOSTCTL, "--socket", ctl, "--json", "stats"], capture_output=True, text=True,
-                           timeout=10)
-        return float(json.loads(r.stdout)["threads"][0]["cycles_per_packet"])
+        return float(vd.ctl_json("stats")["threads"][0]["cycles_per_packet"])
     return cycles
 
 

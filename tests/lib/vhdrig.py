@@ -336,8 +336,8 @@ def run(cmd, check=True, timeout=30):
     return r
 
 
-class CaseError(Exception):
-    pass
+class CaseError(RuntimeError):
+    """A case's failure (or a step of its rig that failed), with the reason as its text."""
 
 
 def expect(cond, msg):
@@ -358,13 +358,14 @@ class Vhostd:
         self.p = None
         self.out = []
 
-    def start(self, config=None, args=(), log_level="info", answer=True, stdout=None):
+    def start(self, config=None, args=(), log_level="info", answer=True, stdout=None, wrap=()):
         """config: the config file's lines (a list) or text (None: no --config); args: more vhostd arguments.
-        stdout: a file for vhostd's output instead of out (which then stays empty).
+        stdout: a file for vhostd's output instead of out (which then stays empty). wrap: what vhostd runs
+        under, e.g. ["taskset", "-c", "1"]; the whole command line is kept in cmd.
         Returns once the control socket accepts a connection (a killed vhostd's socket file may still be there:
         the new one replaces it) and, with answer, vhostd answered `vhostctl show`: it listens before it reads
         its config and answers only after, so the config's ports (and their taps) exist by then.
-        Raises RuntimeError if vhostd exits first. @return the Popen (also in p)."""
+        Raises CaseError if vhostd exits first. @return the Popen (also in p)."""
         cmd = [VHOSTD, "--socket", self.ctl]
         if config is not None:
             cfg = os.path.join(self.dir, "vhostd.conf")
@@ -375,8 +376,8 @@ class Vhostd:
         if log_level:
             cmd += ["--log-level", log_level]
         # `ip netns exec` execs vhostd in place: the pid is vhostd's.
-        p = subprocess.Popen((["ip", "netns", "exec", self.ns] if self.ns else []) + cmd + list(args),
-                             stdin=subprocess.DEVNULL, stdout=stdout or subprocess.PIPE, stderr=subprocess.STDOUT,
+        self.cmd = (["ip", "netns", "exec", self.ns] if self.ns else []) + list(wrap) + cmd + list(args)
+        p = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=stdout or subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
         self.p, self.out, self.reader = p, [], None
         out = self.out
@@ -402,9 +403,9 @@ class Vhostd:
             if p.poll() is not None:
                 if self.reader:
                     self.reader.join(timeout=5)
-                raise RuntimeError(f"vhostd exited {p.returncode}: {' / '.join(out[-10:])}")
+                raise CaseError(f"vhostd exited {p.returncode}: {' / '.join(out[-10:])}")
             time.sleep(0.01)
-        raise RuntimeError("vhostd never opened its control socket")
+        raise CaseError("vhostd never opened its control socket")
 
     def ctl_cmd(self, *args, check=True, as_json=True):
         """vhostctl [--json] args against this vhostd. check: raise CaseError unless it exits 0.
