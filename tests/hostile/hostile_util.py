@@ -4,6 +4,8 @@ settle, and the PASS/FAIL report."""
 import os
 import time
 
+from vhdrig import verdict
+
 
 def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
@@ -20,14 +22,8 @@ def settle_fds(pid, want, timeout=5.0):
 
 
 def report(results):
-    """Print one PASS/FAIL line per (case, error-or-None, detail), as tests/unit/harness.h does; exit status."""
-    failed = 0
-    for case, err, detail in results:
-        if err:
-            failed += 1
-            print(f"FAIL: {case}: {err}", flush=True)
-        else:
-            print(f"PASS: {case} {detail}".rstrip(), flush=True)
+    """Print one PASS/FAIL line per (case, error-or-None, detail) (vhdrig.verdict()); exit status."""
+    failed = sum(verdict(case, err, detail=detail) for case, err, detail in results)
     return 1 if failed else 0
 
 

@@ -262,10 +262,7 @@ def main():
         finally:
             if sb:
                 sb.cleanup()
-        verdict = "PASS" if not err else "SKIP" if err.startswith("SKIP: ") else "FAIL"
-        failed += verdict == "FAIL"
-        why = "" if not err else f": {err[6:] if verdict == 'SKIP' else err}"
-        print(f"{verdict}: {name}{why} ({time.time() - t0:.1f} s)", flush=True)
+        failed += vhdrig.verdict(name, err, t0)
     return 1 if failed else 0
 
 

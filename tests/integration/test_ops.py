@@ -276,13 +276,7 @@ def main():
         except Exception as e:
             err = f"{type(e).__name__}: {e}"
         r.cleanup()
-        if err and err.startswith("SKIP: "):
-            print(f"SKIP: {name}: {err[6:]}", flush=True)
-        elif err:
-            failed += 1
-            print(f"FAIL: {name}: {err}", flush=True)
-        else:
-            print(f"PASS: {name}", flush=True)
+        failed += vhdrig.verdict(name, err)
     return 1 if failed else 0
 
 

@@ -142,32 +142,13 @@ def run_static(name, fe_flags, count):
 
 failed = 0
 STATIC_CASES = [("static_split_fe_to_be", [], COUNT // 5), ("static_packed_fe_to_be", ["--packed"], COUNT // 5)]
-for name, flags, count in STATIC_CASES:
-    if FILTER and FILTER not in name:
-        continue
-    why = run_static(name, flags, count)
-    print(f"FAIL: test_pktgen/{name}: {why}" if why else f"PASS: test_pktgen/{name}", flush=True)
-    failed += bool(why)
-
 ECHO_CASES = [
     ("echo_io_split", "io", [], 1, COUNT // 5),
     ("echo_macswap_packed_2qp", "macswap", ["--packed"], 2, COUNT // 5),
 ]
-
-for name, mode, flags, queues, count in ECHO_CASES:
+for name, run, args in ([(c[0], run_static, c) for c in STATIC_CASES] + [(c[0], run_echo, c) for c in ECHO_CASES]
+                        + [(c[0], run_case, c) for c in CASES]):
     if FILTER and FILTER not in name:
         continue
-    why = run_echo(name, mode, flags, queues, count)
-    print(f"FAIL: test_pktgen/{name}: {why}" if why else f"PASS: test_pktgen/{name}", flush=True)
-    failed += bool(why)
-
-for name, sender, flags, queues, count in CASES:
-    if FILTER and FILTER not in name:
-        continue
-    why = run_case(name, sender, flags, queues, count)
-    if why:
-        failed += 1
-        print(f"FAIL: test_pktgen/{name}: {why}", flush=True)
-    else:
-        print(f"PASS: test_pktgen/{name}", flush=True)
+    failed += vhdrig.verdict(f"test_pktgen/{name}", run(*args))
 sys.exit(1 if failed else 0)

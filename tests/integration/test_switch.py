@@ -652,13 +652,7 @@ def main():
                 pass
             err += " | vhostd: " + r.tail(8)
         r.cleanup()
-        if err and err.startswith("SKIP: "):
-            print(f"SKIP: {name}: {err[6:]}", flush=True)
-        elif err:
-            failed += 1
-            print(f"FAIL: {name}: {err} ({time.time() - t0:.1f} s)", flush=True)
-        else:
-            print(f"PASS: {name} ({time.time() - t0:.1f} s)", flush=True)
+        failed += vhdrig.verdict(name, err, t0)
     return 1 if failed else 0
 
 

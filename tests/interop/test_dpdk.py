@@ -439,11 +439,7 @@ def main():
                 if VERBOSE:
                     print(f"# {c.name}: {time.monotonic() - t0:.1f} s" + (f": {summary}" if not why else ""),
                           flush=True)
-            if why:
-                failed += 1
-                print(f"FAIL: test_dpdk/{c.name}: {why}", flush=True)
-            else:
-                print(f"PASS: test_dpdk/{c.name}", flush=True)
+            failed += vhdrig.verdict(f"test_dpdk/{c.name}", why)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if not cases:

@@ -285,8 +285,7 @@ def main():
     failed = 0
     for name, peer, boots, opt in cases:
         if prep_err:
-            print(f"FAIL: {name}: {prep_err}")
-            failed += 1
+            failed += vhdrig.verdict(name, prep_err)
             continue
         t0 = time.time()
         c = None
@@ -298,11 +297,7 @@ def main():
         finally:
             if c:
                 c.rig.cleanup()
-        if errors:
-            failed += 1
-            print(f"FAIL: {name}: {'; '.join(errors)} ({time.time() - t0:.1f} s)", flush=True)
-        else:
-            print(f"PASS: {name} ({time.time() - t0:.1f} s)", flush=True)
+        failed += vhdrig.verdict(name, "; ".join(errors), t0)
     return 1 if failed else 0
 
 

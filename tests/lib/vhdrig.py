@@ -15,7 +15,7 @@ What it offers:
                namespace; pktgen(), pktgen_json(): vhost-pktgen and its JSON result
   traffic      udp(), tcp(), ping_ok(), drop_counters(), check_no_errors(), quiet_snapshot(), compare_guest(),
                compare_tap()
-  cases        run_scenarios(), CaseError, expect(), log()
+  cases        run_scenarios(), verdict() (a PASS/FAIL/SKIP line), CaseError, expect(), log()
 
 Import it as `sys.path.insert(0, <repo>/tests/lib); import vhdrig`, then
 `vhdrig.configure(vhostd=..., vhostctl=..., pktgen=...)` before starting anything that needs them. Do not write
@@ -338,6 +338,21 @@ def run(cmd, check=True, timeout=30):
 
 class CaseError(RuntimeError):
     """A case's failure (or a step of its rig that failed), with the reason as its text."""
+
+
+def verdict(name, err=None, t0=None, detail=""):
+    """Print a case's line as tests/unit/harness.h does (scripts/check-summary.py counts them): PASS (with
+    detail), FAIL: err, or SKIP: why when err is "SKIP: why"; with the seconds since t0 if given.
+    @return 1 if the case failed, else 0."""
+    secs = f" ({time.time() - t0:.1f} s)" if t0 is not None else ""
+    if not err:
+        print(f"PASS: {name}{' ' + detail if detail else ''}{secs}", flush=True)
+        return 0
+    if err.startswith("SKIP: "):
+        print(f"SKIP: {name}: {err[6:]}{secs}", flush=True)
+        return 0
+    print(f"FAIL: {name}: {err}{secs}", flush=True)
+    return 1
 
 
 def expect(cond, msg):
@@ -1012,11 +1027,7 @@ def run_scenarios(scenarios, filt="", need=("qemu-system-x86_64", "ip", "busybox
 
     def report(name, err, secs, detail=""):
         nonlocal failed
-        if err:
-            failed += 1
-            print(f"FAIL: {name}: {err} ({secs:.1f} s)", flush=True)
-        else:
-            print(f"PASS: {name} ({secs:.1f} s)", flush=True)
+        failed += verdict(name, err, time.time() - secs)
 
     # the filter picks cases by name, or whole scenarios by theirs (two_guests, jumbo, restart, af_packet)
     scenarios = [s for s in scenarios if filt in s[0] or any(filt in c for c in s[2])]
