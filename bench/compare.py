@@ -490,28 +490,26 @@ def start_kernel_ports(kind):
     """A start_switch for pvp(): A -> vhostd -> `kind` port on veth end bxa ~ bxb -> `kind` port -> vhostd -> B."""
     def start(run, a, b):
         ns = f"bnx{os.getpid()}r{Run.seq}"
-        subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
-        run.cleanups.append(lambda: subprocess.run(["ip", "netns", "del", ns], timeout=30))
+        vhdrig.netns_add(ns)
+        run.cleanups.append(lambda: vhdrig.netns_del(ns))
 
         def sh(*args):
-            subprocess.run(["ip", "netns", "exec", ns, *args], check=True, capture_output=True, timeout=30)
-        sh("ip", "link", "set", "lo", "up")
+            vhdrig.run(["ip", "netns", "exec", ns, *args])
         sh("ip", "link", "add", "bxa", "type", "veth", "peer", "name", "bxb")
         sh("ip", "link", "set", "bxa", "up")
         sh("ip", "link", "set", "bxb", "up")
+        vds = []
         for i, (sock, ifname) in enumerate(((a, "bxa"), (b, "bxb"))):
-            ctl, cfg = run.sock(f"ctl{i}"), os.path.join(run.dir, f"vhostd{i}.conf")
-            with open(cfg, "w") as f:
-                f.write(f"add-port v vhost-user path={sock}\nadd-port k {kind} ifname={ifname}\n")
-            sw = run.start(f"vhostd{i}", ["ip", "netns", "exec", ns, "taskset", "-c", str(CPU_B), VHOSTD, "--config",
-                                          cfg, "--socket", ctl, "--cpus", str(CPU_B), "--threads", "1",
-                                          "--log-level", "warn"])
-            wait_path(ctl, [sw])
-            wait_path(sock, [sw])
+            vd = vhdrig.Vhostd(os.path.join(run.dir, f"vhostd{i}"), ns)
+            os.makedirs(vd.dir)
+            run.cleanups.append(lambda vd=vd: vd.stop(signal.SIGINT, 5))  # SIGKILL if it hangs
+            vd.start([f"add-port v vhost-user path={sock}", f"add-port k {kind} ifname={ifname}"],
+                     ["--cpus", str(CPU_B), "--threads", "1"], log_level="warn", wrap=["taskset", "-c", str(CPU_B)])
+            run.commands.append(" ".join(vd.cmd))
+            wait_path(sock, [vd.p])
+            vds.append(vd)
         if kind == "af_xdp":
-            r = subprocess.run([VHOSTCTL, "--socket", run.sock("ctl1"), "--json", "show"], capture_output=True,
-                               text=True, timeout=10)
-            modes = [p["info"].get("mode") for p in json.loads(r.stdout)["ports"] if p["name"] == "k"]
+            modes = [p["info"].get("mode") for p in vds[1].ctl_json("show")["ports"] if p["name"] == "k"]
             if modes != ["native"]:
                 raise RunFail(f"af_xdp port not in native mode: {modes}")
         return lambda: None

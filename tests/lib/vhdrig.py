@@ -439,8 +439,10 @@ class Vhostd:
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         """Signal vhostd and wait for it (SIGKILL and CaseError if it does not exit in time).
-        @return (its exit status, all it printed)."""
+        @return (its exit status, all it printed); (None, "") if it was never started."""
         p = self.p
+        if p is None:
+            return None, ""
         if p.poll() is None:
             p.send_signal(sig)
         try:
@@ -563,11 +565,10 @@ class Rig:
         @return (the port's end, the peer's end, a HostNs for the peer)."""
         self.ns2 = self.ns + "p"
         va, vb = self.tap.replace("vhdt", "vhdv") + "a", self.tap.replace("vhdt", "vhdv") + "b"
-        run(["ip", "netns", "add", self.ns2])
+        netns_add(self.ns2)
         self.no_ipv6(self.ns2)
         self.nsrun("ip", "link", "add", va, "type", "veth", "peer", "name", vb, "netns", self.ns2)
         self.nsrun("ip", "link", "set", va, "up")
-        self.nsrun("ip", "link", "set", "lo", "up", ns=self.ns2)
         self.nsrun("ip", "addr", "add", f"{ip}/24", "dev", vb, ns=self.ns2)
         self.nsrun("ip", "link", "set", vb, "up", ns=self.ns2)
         if not tx_csum:
