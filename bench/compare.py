@@ -57,11 +57,15 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+import vhdrig  # noqa: E402  (processes, testpmd, hugepages: shared with the tests)
+from vhdrig import CaseError as RunFail, wait_path  # noqa: E402
 BUILD = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else ""
 PKTGEN = os.path.join(BUILD, "tools", "vhost-pktgen")
 VHOSTD = os.path.join(BUILD, "tools", "vhostd")
 VHOSTCTL = os.path.join(BUILD, "tools", "vhostctl")
 RINGBENCH = os.path.join(BUILD, "bench", "ringbench")
+vhdrig.configure(vhostd=VHOSTD, vhostctl=VHOSTCTL, pktgen=PKTGEN)
 TESTPMD = os.environ.get("BENCH_TESTPMD", "dpdk-testpmd")
 OVS_VSWITCHD = os.environ.get("BENCH_OVS_VSWITCHD", "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk")
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
@@ -78,86 +82,13 @@ ONLY = [g for g in os.environ.get("BENCH_ONLY", ",".join(GROUPS)).split(",") if 
 CPU_A, CPU_B = (int(c) for c in os.environ.get("BENCH_CPUS", "0,1").split(","))
 DOC = os.environ.get("BENCH_DOC", os.path.join(ROOT, "docs", "benchmarks.md"))
 CHART = os.environ.get("BENCH_CHART", os.path.join(ROOT, "docs", "benchmarks.png"))
-HUGE_DIR = "/dev/hugepages"
 HUGE_WANT = 1024  # 2 MiB pages, as tests/interop/test_dpdk.py
-MBUFS = 32768
 # Targets from issue 6, drawn on the chart: (label, ratio, which cases).
 TARGETS = [("loopback 64B vs DPDK >= 1.0", 1.0, "loopback"), ("switch vs testpmd io >= 0.9", 0.9, "testpmd-io"),
            ("switch vs OVS-DPDK >= 2.0", 2.0, "OVS-DPDK")]
 
 
-class RunFail(Exception):
-    pass
-
-
-# ------------------------------------------------------------------ processes
-
-class Proc:
-    """A child in its own process group with stdout+stderr in a file; every one is killed at the end."""
-    all = []
-
-    def __init__(self, name, args, workdir, env=None):
-        self.name, self.args = name, args
-        self.path = os.path.join(workdir, f"{name}.{len(Proc.all)}.out")
-        with open(self.path, "w") as out:
-            # testpmd dies of SIGPIPE when it stops a port whose peer has gone (test_dpdk.py): ignore it.
-            self.p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                      start_new_session=True, env=env,
-                                      preexec_fn=lambda: signal.signal(signal.SIGPIPE, signal.SIG_IGN))
-        Proc.all.append(self)
-
-    def out(self):
-        with open(self.path, errors="replace") as f:
-            return f.read().replace("\x1b[2J", "").replace("\x1b[1;1H", "")
-
-    def tail(self, n=6):
-        lines = [l for l in self.out().splitlines() if l.strip()]
-        return f"{self.name}: " + " | ".join(lines[-n:])
-
-    def running(self):
-        return self.p.poll() is None
-
-    def stop(self, timeout=10):
-        """SIGINT, then SIGKILL for the group if it does not exit in time. Returns the exit status."""
-        if self.running():
-            try:
-                os.killpg(self.p.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
-            try:
-                self.p.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.p.returncode
-
-    def kill(self):
-        try:
-            os.killpg(self.p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            self.p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def wait(self, timeout):
-        try:
-            return self.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise RunFail(f"{self.name} did not finish within {timeout:.0f} s; {self.tail()}")
-
-
-def wait_path(path, procs, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if os.path.exists(path):
-            return
-        for p in procs:
-            if not p.running():
-                raise RunFail(f"{p.name} exited ({p.p.returncode}) before {path} appeared; {p.tail()}")
-        time.sleep(0.02)
-    raise RunFail(f"{path} did not appear within {timeout:.0f} s")
-
+# ------------------------------------------------------------------ processes (vhdrig.Proc)
 
 class Run:
     """One measurement: its processes, its DPDK file prefixes and its sockets, all cleaned up at the end."""
@@ -180,7 +111,7 @@ class Run:
 
     def start(self, name, args, env=None):
         self.commands.append(" ".join(args))
-        p = Proc(name, args, self.dir, env)
+        p = vhdrig.Proc(name, args, self.dir, merge=True, env=env, sigpipe_ignored=True)
         self.procs.append(p)
         return p
 
@@ -193,13 +124,7 @@ class Run:
             except Exception as e:  # cleanup goes on whatever failed before
                 print(f"bench: cleanup: {e}", file=sys.stderr)
         for pre in self.prefixes:
-            for f in os.listdir(HUGE_DIR) if os.path.isdir(HUGE_DIR) else []:
-                if f.startswith(pre):
-                    try:
-                        os.unlink(os.path.join(HUGE_DIR, f))
-                    except OSError:
-                        pass
-            shutil.rmtree(f"/var/run/dpdk/{pre}", ignore_errors=True)
+            vhdrig.dpdk_cleanup(pre)
 
 
 # ------------------------------------------------------------------ the sides
@@ -219,17 +144,8 @@ def pktgen_json(p):
 
 
 def testpmd_args(cpu, prefix, vdevs, fwd, size, virtio_user=False):
-    args = ["taskset", "-c", str(cpu), TESTPMD, "--lcores", f"0@{cpu},1@{cpu}", "-n", "1", "-m", "256",
-            "--no-pci", f"--file-prefix={prefix}"]
-    for v in vdevs:
-        args += ["--vdev", v]
-    # virtio_user: else the memory table needs more than 8 regions; net_vhost: not every vhost-user message
-    args += ["--single-file-segments"] if virtio_user else ["--log-level=lib.vhost.config:warning"]
-    args += ["--", f"--forward-mode={fwd}", "--nb-cores=1", "--stats-period=1", "--no-flush-rx",
-             f"--total-num-mbufs={MBUFS}"]
-    if fwd in ("txonly", "flowgen"):
-        args.append(f"--txpkts={buf_len(size)}")
-    return args
+    extra = [f"--txpkts={buf_len(size)}"] if fwd in ("txonly", "flowgen") else []
+    return vhdrig.testpmd_cmd(cpu, prefix, vdevs, fwd, virtio_user, extra=extra, testpmd=TESTPMD)
 
 
 def testpmd_pps(text, port=0):
@@ -400,19 +316,16 @@ def pvp(workdir, size, latency, start_switch, name, server=False, flows=None, ca
 
 
 def start_vhostd(run, a, b):
-    ctl = run.sock("ctl")
-    cfg = os.path.join(run.dir, "vhostd.conf")
-    with open(cfg, "w") as f:
-        f.write(f"add-port a vhost-user path={a}\nadd-port b vhost-user path={b}\n")
-    sw = run.start("vhostd", ["taskset", "-c", str(CPU_B), VHOSTD, "--config", cfg, "--socket", ctl, "--cpus",
-                              str(CPU_B), "--threads", "1", "--idle-us", "0", "--log-level", "warn"])
-    wait_path(ctl, [sw])
-    wait_path(b, [sw])
+    vd = vhdrig.Vhostd(run.dir)
+    run.cleanups.append(lambda: vd.stop(signal.SIGINT, 5))  # SIGKILL if it hangs
+    vd.start([f"add-port a vhost-user path={a}", f"add-port b vhost-user path={b}"],
+             ["--cpus", str(CPU_B), "--threads", "1", "--idle-us", "0"], log_level="warn",
+             wrap=["taskset", "-c", str(CPU_B)])
+    run.commands.append(" ".join(vd.cmd))
+    wait_path(b, [vd.p])
 
     def cycles():
-        r = subprocess.run([VHOSTCTL, "--socket", ctl, "--json", "stats"], capture_output=True, text=True,
-                           timeout=10)
-        return float(json.loads(r.stdout)["threads"][0]["cycles_per_packet"])
+        return float(vd.ctl_json("stats")["threads"][0]["cycles_per_packet"])
     return cycles
 
 
@@ -448,8 +361,8 @@ def start_ovs(run, a, b, normal=False):
             raise RunFail(f"{' '.join(args)}: exit {r.returncode}: {r.stderr.strip()[-400:]}")
         return r.stdout
 
-    subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
-    run.cleanups.append(lambda: subprocess.run(["ip", "netns", "del", ns], capture_output=True))
+    vhdrig.netns_add(ns)
+    run.cleanups.append(lambda: vhdrig.netns_del(ns))
     sh("ovsdb-tool", "create", f"{d}/conf.db", OVS_SCHEMA)
     dbs = run.start("ovsdb-server", ["ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock",
                                      f"--pidfile={d}/ovsdb-server.pid", f"--log-file={d}/ovsdb-server.log",
@@ -599,28 +512,26 @@ def start_kernel_ports(kind):
     """A start_switch for pvp(): A -> vhostd -> `kind` port on veth end bxa ~ bxb -> `kind` port -> vhostd -> B."""
     def start(run, a, b):
         ns = f"bnx{os.getpid()}r{Run.seq}"
-        subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
-        run.cleanups.append(lambda: subprocess.run(["ip", "netns", "del", ns], timeout=30))
+        vhdrig.netns_add(ns)
+        run.cleanups.append(lambda: vhdrig.netns_del(ns))
 
         def sh(*args):
-            subprocess.run(["ip", "netns", "exec", ns, *args], check=True, capture_output=True, timeout=30)
-        sh("ip", "link", "set", "lo", "up")
+            vhdrig.run(["ip", "netns", "exec", ns, *args])
         sh("ip", "link", "add", "bxa", "type", "veth", "peer", "name", "bxb")
         sh("ip", "link", "set", "bxa", "up")
         sh("ip", "link", "set", "bxb", "up")
+        vds = []
         for i, (sock, ifname) in enumerate(((a, "bxa"), (b, "bxb"))):
-            ctl, cfg = run.sock(f"ctl{i}"), os.path.join(run.dir, f"vhostd{i}.conf")
-            with open(cfg, "w") as f:
-                f.write(f"add-port v vhost-user path={sock}\nadd-port k {kind} ifname={ifname}\n")
-            sw = run.start(f"vhostd{i}", ["ip", "netns", "exec", ns, "taskset", "-c", str(CPU_B), VHOSTD, "--config",
-                                          cfg, "--socket", ctl, "--cpus", str(CPU_B), "--threads", "1",
-                                          "--log-level", "warn"])
-            wait_path(ctl, [sw])
-            wait_path(sock, [sw])
+            vd = vhdrig.Vhostd(os.path.join(run.dir, f"vhostd{i}"), ns)
+            os.makedirs(vd.dir)
+            run.cleanups.append(lambda vd=vd: vd.stop(signal.SIGINT, 5))  # SIGKILL if it hangs
+            vd.start([f"add-port v vhost-user path={sock}", f"add-port k {kind} ifname={ifname}"],
+                     ["--cpus", str(CPU_B), "--threads", "1"], log_level="warn", wrap=["taskset", "-c", str(CPU_B)])
+            run.commands.append(" ".join(vd.cmd))
+            wait_path(sock, [vd.p])
+            vds.append(vd)
         if kind == "af_xdp":
-            r = subprocess.run([VHOSTCTL, "--socket", run.sock("ctl1"), "--json", "show"], capture_output=True,
-                               text=True, timeout=10)
-            modes = [p["info"].get("mode") for p in json.loads(r.stdout)["ports"] if p["name"] == "k"]
+            modes = [p["info"].get("mode") for p in vds[1].ctl_json("show")["ports"] if p["name"] == "k"]
             if modes != ["native"]:
                 raise RunFail(f"af_xdp port not in native mode: {modes}")
         return lambda: None
@@ -880,23 +791,6 @@ def failures_section(all_results):
 
 # ------------------------------------------------------------------ main
 
-def prepare_hugepages():
-    def meminfo(key):
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-        return 0
-    if meminfo("HugePages_Free") < HUGE_WANT:
-        with open("/proc/sys/vm/nr_hugepages", "w") as f:
-            f.write(f"{meminfo('HugePages_Total') + HUGE_WANT - meminfo('HugePages_Free')}\n")
-    with open("/proc/mounts") as f:
-        mounted = any(l.split()[1] == HUGE_DIR and l.split()[2] == "hugetlbfs" for l in f)
-    if not mounted:
-        os.makedirs(HUGE_DIR, exist_ok=True)
-        subprocess.run(["mount", "-t", "hugetlbfs", "nodev", HUGE_DIR], check=True)
-
-
 def on_sigterm(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -943,10 +837,9 @@ def main():
     if missing:
         print(f"bench: missing {missing}: scripts/deps.sh bench installs them; their cases will fail",
               file=sys.stderr)
-    try:
-        prepare_hugepages()
-    except (OSError, subprocess.SubprocessError) as e:
-        print(f"bench: hugepages: {e}; the DPDK and OVS cases will fail", file=sys.stderr)
+    err = vhdrig.prepare_hugepages(HUGE_WANT)
+    if err:
+        print(f"bench: hugepages: {err}; the DPDK and OVS cases will fail", file=sys.stderr)
     t0 = time.time()
     workdir = tempfile.mkdtemp(prefix="bn-bench-")
     doc = []
@@ -1000,11 +893,11 @@ def main():
             doc += table + [""]
     except KeyboardInterrupt as e:
         print(f"bench: interrupted ({e}); processes stopped", file=sys.stderr)
-        for p in Proc.all:
+        for p in vhdrig.Proc.all:
             p.kill()
         return 130
     finally:
-        for p in Proc.all:
+        for p in vhdrig.Proc.all:
             if p.running():
                 p.kill()
         shutil.rmtree(workdir, ignore_errors=True)

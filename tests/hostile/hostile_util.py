@@ -1,8 +1,10 @@
-"""What the hostile-peer runners (test_hostile.py, test_hostile_backend.py) share: a process's open fds, waiting
-for them to settle or for a socket to appear, vhost-pktgen's JSON result, and the PASS/FAIL report."""
-import json
+"""What the hostile-peer runners (test_hostile.py, test_hostile_backend.py) share beyond tests/lib/vhdrig.py
+(vhostd, vhost-pktgen and its JSON result, waiting for a socket): a process's open fds and waiting for them to
+settle, and the PASS/FAIL report."""
 import os
 import time
+
+from vhdrig import verdict
 
 
 def fds(pid):
@@ -19,33 +21,9 @@ def settle_fds(pid, want, timeout=5.0):
     return n
 
 
-def wait_path(path, proc):
-    for _ in range(500):
-        if os.path.exists(path):
-            return
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited {proc.returncode}")
-        time.sleep(0.01)
-    raise RuntimeError(f"{path} never appeared")
-
-
-def pktgen_json(p, timeout=120):
-    out, err = p.communicate(timeout=timeout)
-    try:
-        return json.loads(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise RuntimeError(f"vhost-pktgen exit {p.returncode}, no JSON: {out!r} {err.strip()[-400:]!r}")
-
-
 def report(results):
-    """Print one PASS/FAIL line per (case, error-or-None, detail), as tests/unit/harness.h does; exit status."""
-    failed = 0
-    for case, err, detail in results:
-        if err:
-            failed += 1
-            print(f"FAIL: {case}: {err}", flush=True)
-        else:
-            print(f"PASS: {case} {detail}".rstrip(), flush=True)
+    """Print one PASS/FAIL line per (case, error-or-None, detail) (vhdrig.verdict()); exit status."""
+    failed = sum(verdict(case, err, detail=detail) for case, err, detail in results)
     return 1 if failed else 0
 
 

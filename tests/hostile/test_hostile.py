@@ -32,9 +32,13 @@ import sys
 import tempfile
 import time
 
-from hostile_util import fds, kill_all, pktgen_json, report, settle_fds, wait_path
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+import vhdrig  # noqa: E402
+from hostile_util import fds, kill_all, report, settle_fds  # noqa: E402
+from vhdrig import pktgen_json, wait_path  # noqa: E402
 
 VHOSTD, VHOSTCTL, PKTGEN, HOSTILE = (os.path.abspath(a) for a in sys.argv[1:5])
+vhdrig.configure(vhostd=VHOSTD, vhostctl=VHOSTCTL, pktgen=PKTGEN)
 FILTER = sys.argv[5] if len(sys.argv) > 5 else ""
 ROUNDS = int(os.environ.get("VHD_HOSTILE_ROUNDS", "200"))
 RSS_SLACK_KB = 1024
@@ -127,13 +131,6 @@ class Witness:
         return None
 
 
-def pktgen(procs, *args):
-    """Start vhost-pktgen --json with args; it joins procs (killed at the end if still running)."""
-    p = subprocess.Popen([PKTGEN, "--json", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    procs.append(p)
-    return p
-
-
 def attack(name, proc, sock, results, witness=None):
     """Every class against sock, served by proc; appends (case, error-or-None, detail) to results. With a
     witness, each class must also leave vhostd's other traffic and its control socket unharmed."""
@@ -184,22 +181,19 @@ def attack(name, proc, sock, results, witness=None):
 
 
 def vhostd_phase(tmp, results):
-    ctl = os.path.join(tmp, "ctl.sock")
+    vhd = vhdrig.Vhostd(tmp)
+    ctl = vhd.ctl
     socks = {p: os.path.join(tmp, f"{p}.sock") for p in "hbtr"}
-    cfg = os.path.join(tmp, "vhostd.conf")
-    with open(cfg, "w") as f:
-        f.write("".join(f"add-port {p} vhost-user path={s}\n" for p, s in socks.items()))
     # Every refusal is logged: to a file, as a pipe nobody reads would fill and block vhostd.
     log = open(os.path.join(tmp, "vhostd.log"), "w+")
-    vd = subprocess.Popen([VHOSTD, "--config", cfg, "--socket", ctl, "--log-level", "warn"],
-                          stdout=log, stderr=subprocess.STDOUT, text=True)
-    procs = [vd]
+    procs = []
     try:
-        wait_path(ctl, vd)
+        vd = vhd.start([f"add-port {p} vhost-user path={s}" for p, s in socks.items()], log_level="warn",
+                       stdout=log)
         # The witnesses: t -> r, verified, for the whole attack.
-        wr = pktgen(procs, "--frontend", socks["r"], "--mode", "rxonly", "--verify", "--duration", "3600")
+        wr = vhdrig.pktgen(procs, "--frontend", socks["r"], "--mode", "rxonly", "--verify", "--duration", "3600")
         time.sleep(0.5)
-        wt = pktgen(procs, "--frontend", socks["t"], "--mode", "txonly", "--pps", str(TRAFFIC_PPS), "--duration",
+        wt = vhdrig.pktgen(procs, "--frontend", socks["t"], "--mode", "txonly", "--pps", str(TRAFFIC_PPS), "--duration",
                     "3600", "--mac", "02:00:00:00:00:0b")
         witness = Witness(ctl)
         deadline = time.time() + 30
@@ -226,22 +220,16 @@ def vhostd_phase(tmp, results):
                 drops0 = Witness(ctl).ctl_json("stats")["ports"]
                 drops0 = {p["name"]: p for p in drops0}["b"]["tx_drops"]  # the witnesses' frames flooded to b
                 # The next good connection on the attacked port negotiates and forwards to b, every frame checked.
-                b = subprocess.Popen([PKTGEN, "--json", "--frontend", socks["b"], "--mode", "rxonly", "--verify",
-                                      "--duration", "60", "--count", str(GOOD_FRAMES)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                procs.append(b)
+                b = vhdrig.pktgen(procs, "--frontend", socks["b"], "--mode", "rxonly", "--verify", "--duration", "60",
+                                  "--count", str(GOOD_FRAMES))
                 time.sleep(0.5)
-                h = subprocess.Popen([PKTGEN, "--json", "--frontend", socks["h"], "--mode", "txonly", "--count",
-                                      str(GOOD_FRAMES), "--pps", "20000", "--mac", "02:00:00:00:00:0a"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                procs.append(h)
+                h = vhdrig.pktgen(procs, "--frontend", socks["h"], "--mode", "txonly", "--count", str(GOOD_FRAMES),
+                                  "--pps", "20000", "--mac", "02:00:00:00:00:0a")
                 rh = pktgen_json(h)
                 time.sleep(0.5)
                 b.send_signal(signal.SIGINT)
                 rb = pktgen_json(b)
-                st = subprocess.run([VHOSTCTL, "--socket", ctl, "--json", "stats"], stdout=subprocess.PIPE,
-                                    text=True, timeout=30)
-                s = {p["name"]: p for p in json.loads(st.stdout)["ports"]}
+                s = {p["name"]: p for p in vhd.ctl_json("stats")["ports"]}
                 got, drops = rb["total"]["rx_packets"], s["b"]["tx_drops"] - drops0
                 if rh["total"]["tx_packets"] != GOOD_FRAMES:
                     err = f"good frontend sent {rh['total']['tx_packets']} of {GOOD_FRAMES}"
@@ -250,32 +238,30 @@ def vhostd_phase(tmp, results):
                 elif got + drops != GOOD_FRAMES or got < GOOD_FRAMES // 10:  # drops: a receiver off the CPU, counted
                     err = f"received {got} + dropped {drops} of {GOOD_FRAMES}"
             results.append(("hostile_vhostd_good_frontend_after", err, ""))
-        vd.send_signal(signal.SIGTERM)
-        vd.wait(timeout=30)
-        if vd.returncode != 0:
+        rc, _ = vhd.stop()
+        if rc != 0:
             log.seek(0)
-            results.append(("hostile_vhostd_clean_exit", f"vhostd exit {vd.returncode}: {log.read()[-800:]}", ""))
+            results.append(("hostile_vhostd_clean_exit", f"vhostd exit {rc}: {log.read()[-800:]}", ""))
     finally:
         kill_all(procs)
+        vhd.kill()
 
 
 def pktgen_phase(tmp, results):
     sock = os.path.join(tmp, "be.sock")
     be_log = open(os.path.join(tmp, "pktgen.log"), "w+")
-    be = subprocess.Popen([PKTGEN, "--json", "--backend", sock, "--mode", "rxonly", "--verify", "--duration", "300",
-                           "--count", str(GOOD_FRAMES)], stdout=subprocess.PIPE, stderr=be_log, text=True)
-    procs = [be]
+    procs = []
+    be = vhdrig.pktgen(procs, "--backend", sock, "--mode", "rxonly", "--verify", "--duration", "300", "--count",
+                       str(GOOD_FRAMES), stderr=be_log)
     try:
-        wait_path(sock, be)
+        wait_path(sock, [be], 5)
         attack("pktgen", be, sock, results)
         if not FILTER or FILTER in "hostile_pktgen_good_frontend_after":
             err = None
             if be.poll() is not None:
                 err = f"vhost-pktgen --backend died ({be.returncode})"
             else:
-                fe = subprocess.Popen([PKTGEN, "--json", "--frontend", sock, "--mode", "txonly", "--count",
-                                       str(GOOD_FRAMES)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                procs.append(fe)
+                fe = vhdrig.pktgen(procs, "--frontend", sock, "--mode", "txonly", "--count", str(GOOD_FRAMES))
                 rf = pktgen_json(fe)
                 rb = pktgen_json(be, timeout=60)
                 if be.returncode != 0:

@@ -15,7 +15,6 @@ usage: test_hostile_backend.py VHOSTD VHOSTCTL PKTGEN HOSTILE_BACKEND [case-subs
 Prints PASS/FAIL lines like tests/unit/harness.h; VHD_HOSTILE_BACKEND_ROUNDS overrides the rounds,
 VHD_HOSTILE_BACKEND_HOLD_MS how long a stalling class waits for the frontend to give up on it (default 6000).
 """
-import json
 import os
 import re
 import shutil
@@ -26,9 +25,13 @@ import tempfile
 import threading
 import time
 
-from hostile_util import fds, kill_all, pktgen_json, report, settle_fds, wait_path
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+import vhdrig  # noqa: E402
+from hostile_util import fds, kill_all, report, settle_fds  # noqa: E402
+from vhdrig import pktgen_json  # noqa: E402
 
 VHOSTD, VHOSTCTL, PKTGEN, HOSTILE = (os.path.abspath(a) for a in sys.argv[1:5])
+vhdrig.configure(vhostd=VHOSTD, vhostctl=VHOSTCTL, pktgen=PKTGEN)
 FILTER = sys.argv[5] if len(sys.argv) > 5 else ""
 ROUNDS = int(os.environ.get("VHD_HOSTILE_BACKEND_ROUNDS", "3"))
 HOLD_MS = int(os.environ.get("VHD_HOSTILE_BACKEND_HOLD_MS", "6000"))
@@ -147,9 +150,9 @@ def pktgen_phase(tmp, results, packed):
     sock = os.path.join(tmp, f"{name}.sock")
     log = Log(os.path.join(tmp, f"{name}.log"))
     fl = ["--packed"] if packed else []
-    fe = subprocess.Popen([PKTGEN, "--json", "--frontend", sock, "--mode", "rxonly", "--verify", "--duration",
-                           "3600", *fl], stdout=subprocess.PIPE, stderr=log.f, text=True)
-    procs = [fe]
+    procs = []
+    fe = vhdrig.pktgen(procs, "--frontend", sock, "--mode", "rxonly", "--verify", "--duration", "3600", *fl,
+                       stderr=log.f)
     try:
         attack(name, fe.pid, sock, log, results, RING if packed else CLASSES, PACKED_CODES if packed else SPLIT_CODES,
                alive=lambda: fe.poll() is None)
@@ -160,9 +163,7 @@ def pktgen_phase(tmp, results, packed):
                 err = f"vhost-pktgen --frontend died ({fe.returncode})"
             else:
                 # A good back-end on the same socket: the frontend comes back and receives every frame intact.
-                be = subprocess.Popen([PKTGEN, "--json", "--backend", sock, "--mode", "txonly", "--count",
-                                       str(GOOD_FRAMES)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                procs.append(be)
+                be = vhdrig.pktgen(procs, "--backend", sock, "--mode", "txonly", "--count", str(GOOD_FRAMES))
                 rb = pktgen_json(be)
                 time.sleep(0.5)
                 fe.send_signal(signal.SIGINT)
@@ -179,18 +180,10 @@ def pktgen_phase(tmp, results, packed):
         kill_all(procs)
 
 
-def ctl_json(ctl, *args):
-    r = subprocess.run([VHOSTCTL, "--socket", ctl, "--json", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, timeout=30)
-    if r.returncode != 0:
-        raise RuntimeError(f"vhostctl {' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
-    return json.loads(r.stdout)
-
-
-def wait_link(ctl, port, timeout=15):
+def wait_link(vhd, port, timeout=15):
     end = time.time() + timeout
     while time.time() < end:
-        show = {p["name"]: p for p in ctl_json(ctl, "show")["ports"]}
+        show = {p["name"]: p for p in vhd.ctl_json("show")["ports"]}
         if show[port]["link"] == "up":
             return show
         time.sleep(0.05)
@@ -198,29 +191,21 @@ def wait_link(ctl, port, timeout=15):
 
 
 def vhostd_phase(tmp, results):
-    ctl = os.path.join(tmp, "ctl.sock")
+    vhd = vhdrig.Vhostd(tmp)
+    ctl = vhd.ctl
     sock = {p: os.path.join(tmp, f"vd-{p}.sock") for p in "abv"}
-    cfg = os.path.join(tmp, "vhostd.conf")
-    with open(cfg, "w") as f:
-        f.write(f"add-port a vhost-user path={sock['a']}\nadd-port b vhost-user path={sock['b']}\n"
-                f"add-port v virtio-user path={sock['v']}\n")
     log = Log(os.path.join(tmp, "vhostd.log"))
-    vd = subprocess.Popen([VHOSTD, "--config", cfg, "--socket", ctl, "--log-level", "info"], stdout=log.f,
-                          stderr=subprocess.STDOUT, text=True)
-    procs = [vd]
+    procs = []
     try:
-        wait_path(ctl, vd)
+        vd = vhd.start([f"add-port a vhost-user path={sock['a']}", f"add-port b vhost-user path={sock['b']}",
+                        f"add-port v virtio-user path={sock['v']}"], log_level="info", stdout=log.f)
         # a -> b all along: b receives (every frame verified), a sends at a modest pace (flooded to v too).
-        b = subprocess.Popen([PKTGEN, "--json", "--frontend", sock["b"], "--mode", "rxonly", "--verify", "--mac",
-                              MAC["b"], "--duration", "3600"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-        procs.append(b)
-        wait_link(ctl, "b")
-        a = subprocess.Popen([PKTGEN, "--json", "--frontend", sock["a"], "--mode", "txonly", "--mac", MAC["a"],
-                              "--pps", "5000", "--duration", "3600"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-        procs.append(a)
-        wait_link(ctl, "a")
+        b = vhdrig.pktgen(procs, "--frontend", sock["b"], "--mode", "rxonly", "--verify", "--mac", MAC["b"],
+                          "--duration", "3600")
+        wait_link(vhd, "b")
+        a = vhdrig.pktgen(procs, "--frontend", sock["a"], "--mode", "txonly", "--mac", MAC["a"], "--pps", "5000",
+                          "--duration", "3600")
+        wait_link(vhd, "a")
         attack("vhostd", vd.pid, sock["v"], log, results, CLASSES, SPLIT_CODES, ctl=ctl,
                alive=lambda: vd.poll() is None)
         if vd.poll() is not None:
@@ -231,7 +216,7 @@ def vhostd_phase(tmp, results):
         time.sleep(0.5)
         b.send_signal(signal.SIGINT)
         rb = pktgen_json(b)
-        s = {p["name"]: p for p in ctl_json(ctl, "stats")["ports"]}
+        s = {p["name"]: p for p in vhd.ctl_json("stats")["ports"]}
         sent, got, drops = ra["total"]["tx_packets"], rb["total"]["rx_packets"], s["b"]["tx_drops"]
         # What a posted but vhostd never took is what sat in a's TX ring when a quit (at most a ring's worth,
         # 64 frames in one CI run under TSan); every frame vhostd took reached b or is a counted drop.
@@ -253,20 +238,16 @@ def vhostd_phase(tmp, results):
                         f"{s['v'].get('queue_breaks')}"))
         if not FILTER or FILTER in "hostile_backend_vhostd_good_backend_after":
             # A good back-end behind v: vhostd's frontend comes back, and a's frames flooded to it arrive intact.
-            be = subprocess.Popen([PKTGEN, "--json", "--backend", sock["v"], "--mode", "rxonly", "--verify",
-                                   "--duration", "3600"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            procs.append(be)
-            show = wait_link(ctl, "v")
+            be = vhdrig.pktgen(procs, "--backend", sock["v"], "--mode", "rxonly", "--verify", "--duration", "3600")
+            show = wait_link(vhd, "v")
             before = s["v"]["tx_drops"]
-            a2 = subprocess.Popen([PKTGEN, "--json", "--frontend", sock["a"], "--mode", "txonly", "--mac", MAC["a"],
-                                   "--count", str(GOOD_FRAMES), "--pps", "20000"], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-            procs.append(a2)
+            a2 = vhdrig.pktgen(procs, "--frontend", sock["a"], "--mode", "txonly", "--mac", MAC["a"], "--count",
+                               str(GOOD_FRAMES), "--pps", "20000")
             ra2 = pktgen_json(a2)
             time.sleep(0.5)
             be.send_signal(signal.SIGINT)
             rbe = pktgen_json(be)
-            s = {p["name"]: p for p in ctl_json(ctl, "stats")["ports"]}
+            s = {p["name"]: p for p in vhd.ctl_json("stats")["ports"]}
             got, drops = rbe["total"]["rx_packets"], s["v"]["tx_drops"] - before
             err = None
             if ra2["total"]["tx_packets"] != GOOD_FRAMES:
@@ -277,13 +258,12 @@ def vhostd_phase(tmp, results):
                 err = f"good back-end received {got} + v dropped {drops} of {GOOD_FRAMES}"
             results.append(("hostile_backend_vhostd_good_backend_after", err,
                             f"v ups {show['v']['info'].get('ups')}, received {got}, dropped {drops}"))
-        vd.send_signal(signal.SIGTERM)
-        vd.wait(timeout=30)
-        if vd.returncode != 0:
-            results.append(("hostile_backend_vhostd_clean_exit", f"vhostd exit {vd.returncode}: {log.new()[-800:]}",
-                            ""))
+        rc, _ = vhd.stop()
+        if rc != 0:
+            results.append(("hostile_backend_vhostd_clean_exit", f"vhostd exit {rc}: {log.new()[-800:]}", ""))
     finally:
         kill_all(procs)
+        vhd.kill()
 
 
 def main():

@@ -34,11 +34,12 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-from vhdrig import doc_blocks, qemu_warnings  # noqa: E402
+import vhdrig  # noqa: E402
+from vhdrig import doc_blocks  # noqa: E402
 
 VHOSTD, VHOSTCTL = (os.path.abspath(a) for a in sys.argv[1:3])
 FILTER = sys.argv[3] if len(sys.argv) > 3 else ""
-WORK = os.environ.get("VHD_INTEROP_WORK", os.path.join(os.path.dirname(os.path.dirname(VHOSTD)), "interop"))
+vhdrig.configure(vhostd=VHOSTD, vhostctl=VHOSTCTL)  # and the guest's WORK: $VHD_INTEROP_WORK or the build's
 DOCS = [os.path.join(ROOT, "docs", f) for f in ("switch.md", "operations.md")]
 GUEST_IP, HOST_IP = "10.0.0.2", "10.0.0.1"  # the guest's (the agent sets it), the docs' host address
 
@@ -54,7 +55,7 @@ class Sandbox:
         self.env = dict(os.environ, PATH=f"{self.bin}:{os.environ['PATH']}",
                         VHOSTD_SOCKET=self.path("/run/vhostd/vhostd.sock"))
         self.procs = []
-        subprocess.run(["ip", "netns", "add", self.ns], check=True)
+        vhdrig.netns_add(self.ns)
 
     def path(self, p):
         """A documented path, moved into the scratch folder."""
@@ -71,19 +72,14 @@ class Sandbox:
     def sh(self, script, background=False):
         cmd = ["ip", "netns", "exec", self.ns, "sh", "-ec", self.text(script)]
         if background:
-            p = subprocess.Popen(cmd, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
-            self.procs.append(p)
-            return p
+            return vhdrig.spawn(cmd, self.procs, stdin=subprocess.PIPE, env=self.env)
         return subprocess.run(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               timeout=60)
 
     def cleanup(self):
         for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-        subprocess.run(["ip", "netns", "del", self.ns], stderr=subprocess.DEVNULL)
+            vhdrig.kill_group(p)
+        vhdrig.netns_del(self.ns)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -135,18 +131,16 @@ def case_host(sb, blocks):
 def case_qemu(sb, blocks):
     if not shutil.which("qemu-system-x86_64"):
         return "SKIP: no qemu-system-x86_64"
-    prep = subprocess.run([os.path.join(ROOT, "tests", "interop", "guest", "prepare.sh"), WORK],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if prep.returncode != 0:
-        return f"could not build the guest: {prep.stdout.strip()[-500:]}"
+    prep_err = vhdrig.prepare_guest()
+    if prep_err:
+        return prep_err
     qemu = blocks["qemu"]
     disk = "-drive file=vm1.qcow2,if=virtio"
     if disk not in qemu:
         return f"the qemu block has no {disk!r} to stand in for"
-    append = f"console=ttyS0 panic=-1 quiet loglevel=3 ipv6.disable=1 rdinit=/init vhd.test=switch-agent " \
-             f"vhd.ip={GUEST_IP}/24"
-    boot = " ".join(shlex.quote(a) for a in ["-kernel", os.path.join(WORK, "vmlinuz"), "-initrd",
-                                             os.path.join(WORK, "initrd.gz"), "-append", append, "-no-reboot"])
+    boot = " ".join(shlex.quote(a) for a in ["-kernel", os.path.join(vhdrig.WORK, "vmlinuz"), "-initrd",
+                                             os.path.join(vhdrig.WORK, "initrd.gz"), "-append",
+                                             vhdrig.agent_append(GUEST_IP), "-no-reboot"])
     vhostd = start_switch(sb, blocks)
     r = sb.sh(blocks["host"])
     if r.returncode != 0:
@@ -195,7 +189,7 @@ def case_qemu(sb, blocks):
     if not ok:
         return (f"the guest could not ping the host (QEMU {'running' if alive else f'exited {q.returncode}'}): "
                 f"{' | '.join(console[-15:])}\n{stats}")
-    warnings = qemu_warnings(console)
+    warnings = vhdrig.qemu_warnings(console)
     if warnings:
         return f"QEMU warned: {' | '.join(warnings)}"
     return stop_switch(vhostd)
@@ -247,10 +241,7 @@ def main():
         finally:
             if sb:
                 sb.cleanup()
-        verdict = "PASS" if not err else "SKIP" if err.startswith("SKIP: ") else "FAIL"
-        failed += verdict == "FAIL"
-        why = "" if not err else f": {err[6:] if verdict == 'SKIP' else err}"
-        print(f"{verdict}: {name}{why} ({time.time() - t0:.1f} s)", flush=True)
+        failed += vhdrig.verdict(name, err, t0)
     return 1 if failed else 0
 
 

@@ -20,51 +20,39 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+import vhdrig  # noqa: E402
+
 VHOSTD, VHOSTCTL = (os.path.abspath(a) for a in sys.argv[1:3])
+vhdrig.configure(vhostd=VHOSTD, vhostctl=VHOSTCTL)
 FILTER = sys.argv[3] if len(sys.argv) > 3 else ""
 # ISO 8601 UTC with milliseconds, then the program and the level (docs/operations.md).
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z vhostd (error|warning|info|debug): .+$")
 VHOST_USER_GET_FEATURES = 1
 
 
-class Rig:
+class Rig(vhdrig.Vhostd):
+    """A case's temporary directory (which an unprivileged front-end can enter) and its vhostd."""
+
     def __init__(self, name):
-        self.dir = tempfile.mkdtemp(prefix=f"vhd-ops-{name}-")
+        super().__init__(tempfile.mkdtemp(prefix=f"vhd-ops-{name}-"))
         os.chmod(self.dir, 0o755)  # an unprivileged front-end must reach the sockets inside
-        self.ctl = os.path.join(self.dir, "ctl.sock")
         self.log = os.path.join(self.dir, "vhostd.log")
-        self.vhostd = None
+
+    @property
+    def vhostd(self):
+        return self.p
 
     def start(self, *args, config=None):
-        cmd = [VHOSTD, "--socket", self.ctl, *args]
-        if config is not None:
-            cfg = os.path.join(self.dir, "vhostd.conf")
-            with open(cfg, "w") as f:
-                f.write(config)
-            cmd += ["--config", cfg]
-        self.vhostd = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for _ in range(1000):
-            if os.path.exists(self.ctl):
-                return
-            if self.vhostd.poll() is not None:
-                raise RuntimeError(f"vhostd exited {self.vhostd.returncode}: {self.vhostd.stdout.read()}")
-            time.sleep(0.01)
-        raise RuntimeError("vhostd never opened its control socket")
+        """vhostd with args (its log level among them) and the config text, up and answering."""
+        return super().start(config, args, log_level=None)
 
-    def ctl_cmd(self, *args):
-        return subprocess.run([VHOSTCTL, "--socket", self.ctl, *args], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, timeout=30)
-
-    def stop(self):
-        self.vhostd.send_signal(signal.SIGTERM)
-        out, _ = self.vhostd.communicate(timeout=30)
-        rc, self.vhostd = self.vhostd.returncode, None
-        return rc, out
+    def vhostctl(self, *args):
+        """vhostctl args (its human output): the CompletedProcess, whatever its exit status."""
+        return self.ctl_cmd(*args, check=False, as_json=False)
 
     def cleanup(self):
-        if self.vhostd and self.vhostd.poll() is None:
-            self.vhostd.kill()
-            self.vhostd.wait()
+        self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -106,14 +94,14 @@ def case_log_file(r):
     """--log-file: every line stamped; level changes at info; debug adds control and vhost-user messages;
     SIGHUP reopens the file after logrotate moved it."""
     r.start("--log-file", r.log, "--log-level", "info")
-    lines = wait_for_line(r.log, r"vhostd: running", "start")
+    wait_for_line(r.log, r"vhostd: running", "start")
     # vhostd and vhostctl spell the levels the same way; the old short names are aliases.
-    out = r.ctl_cmd("log-level", "debug")
+    out = r.vhostctl("log-level", "debug")
     if out.returncode != 0 or out.stdout.strip() != "debug":
         return f"log-level debug: {out.returncode} {out.stdout!r} {out.stderr!r}"
     wait_for_line(r.log, r" info: vhostd: log level info -> debug$", "level change")
     sock = os.path.join(r.dir, "vm1.sock")
-    if r.ctl_cmd("add-port", "vm1", "vhost-user", f"path={sock}").returncode != 0:
+    if r.vhostctl("add-port", "vm1", "vhost-user", f"path={sock}").returncode != 0:
         return "add-port refused"
     wait_for_line(r.log, r" debug: control: add-port with 3 argument\(s\): done$", "control command at debug")
     # A front-end's message, seen at debug.
@@ -130,12 +118,12 @@ def case_log_file(r):
     os.rename(r.log, rotated)
     r.vhostd.send_signal(signal.SIGHUP)
     wait_for_line(r.log, r" info: vhostd: SIGHUP: log file reopened$", "reopen")
-    out = r.ctl_cmd("log-level", "warn")
+    out = r.vhostctl("log-level", "warn")
     if out.returncode != 0 or out.stdout.strip() != "warning":
         return f"log-level warn (alias): {out.returncode} {out.stdout!r} {out.stderr!r}"
     # Said at info even though the new level hides info.
     wait_for_line(r.log, r" info: vhostd: log level debug -> warning$", "level change to warning")
-    bad = r.ctl_cmd("log-level", "loud")
+    bad = r.vhostctl("log-level", "loud")
     if bad.returncode != 1 or "want error, warning, info or debug" not in bad.stderr:
         return f"log-level loud: {bad.returncode} {bad.stderr!r}"
     rc, out = r.stop()
@@ -159,7 +147,7 @@ def case_stats_table(r):
     """The stats table has the queue_breaks column the JSON has."""
     r.start("--log-level", "warning",
             config=f"add-port vm1 vhost-user path={os.path.join(r.dir, 'vm1.sock')}\n")
-    out = r.ctl_cmd("stats")
+    out = r.vhostctl("stats")
     if out.returncode != 0:
         return f"stats: {out.returncode} {out.stderr}"
     head, row = out.stdout.splitlines()[:2]
@@ -214,10 +202,10 @@ def case_socket_access(r):
     import errno
     if connect_as(b, nobody.pw_uid, nobody.pw_gid) != errno.EACCES:
         return "nobody could connect to a socket without options (want EACCES)"
-    bad = r.ctl_cmd("add-port", "c", "vhost-user", f"path={os.path.join(r.dir, 'c.sock')}", "mode=0999")
+    bad = r.vhostctl("add-port", "c", "vhost-user", f"path={os.path.join(r.dir, 'c.sock')}", "mode=0999")
     if bad.returncode != 1 or "mode=0999" not in bad.stderr:
         return f"mode=0999: {bad.returncode} {bad.stderr!r}"
-    bad = r.ctl_cmd("add-port", "c", "vhost-user", f"path={os.path.join(r.dir, 'c.sock')}", "owner=nosuchuserzz")
+    bad = r.vhostctl("add-port", "c", "vhost-user", f"path={os.path.join(r.dir, 'c.sock')}", "owner=nosuchuserzz")
     if bad.returncode != 1 or "no such user" not in bad.stderr:
         return f"owner=nosuchuserzz: {bad.returncode} {bad.stderr!r}"
     rc, out = r.stop()
@@ -262,7 +250,7 @@ def case_tap_addr(r):
                 return f"{run}: the persistent {keep} went with vhostd"
         r.start("--log-level", "warning")
         for bad in ("10.0.0.1", "10.0.0.1/33", "fd00::1::2/64", "/24"):
-            res = r.ctl_cmd("add-port", "b", "tap", f"ifname={tap}", f"addr={bad}")
+            res = r.vhostctl("add-port", "b", "tap", f"ifname={tap}", f"addr={bad}")
             if res.returncode != 1 or f"addr={bad}: want IPV4/PREFIX" not in res.stderr:
                 return f"addr={bad}: exit {res.returncode} {res.stderr!r}"
         if tap_state(tap) is not None:
@@ -288,13 +276,7 @@ def main():
         except Exception as e:
             err = f"{type(e).__name__}: {e}"
         r.cleanup()
-        if err and err.startswith("SKIP: "):
-            print(f"SKIP: {name}: {err[6:]}", flush=True)
-        elif err:
-            failed += 1
-            print(f"FAIL: {name}: {err}", flush=True)
-        else:
-            print(f"PASS: {name}", flush=True)
+        failed += vhdrig.verdict(name, err)
     return 1 if failed else 0
 
 

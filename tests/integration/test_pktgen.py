@@ -13,13 +13,18 @@ usage: test_pktgen.py PKTGEN [case-substring]; VHD_PKTGEN_COUNT overrides the fr
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+import vhdrig  # noqa: E402
+
 PKTGEN = sys.argv[1]
 FILTER = sys.argv[2] if len(sys.argv) > 2 else ""
+vhdrig.configure(pktgen=PKTGEN)
 COUNT = int(os.environ.get("VHD_PKTGEN_COUNT", "1000000"))
 
 # name, sender role, frontend flags, queue pairs, frames
@@ -56,9 +61,8 @@ def iotlb_problem(fe_flags, f, b):
 
 
 def start_backend(args, sock):
-    """vhost-pktgen --backend with args on sock, once its socket is there (or 2 s have passed)."""
-    be = subprocess.Popen([PKTGEN, "--backend", sock] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
+    """vhost-pktgen --backend --json with args on sock, once its socket is there (or 2 s have passed)."""
+    be = vhdrig.pktgen([], "--backend", sock, *args)
     for _ in range(200):
         if os.path.exists(sock):
             break
@@ -68,12 +72,12 @@ def start_backend(args, sock):
 
 def run_case(name, sender, fe_flags, queues, count):
     sock = os.path.join(tempfile.gettempdir(), f"vhd-pktgen-{os.getpid()}-{name}.sock")
-    common = ["--queues", str(queues), "--json"]
+    common = ["--queues", str(queues)]
     be_flags = ["--no-mrg"] if "--no-mrg" in fe_flags else []
     be_flags += ["--iommu"] if "--iommu" in fe_flags or "--iommu-lazy" in fe_flags else []
     tx = ["--mode", "txonly", "--size", "60-9000", "--count", str(count)]
     rx = ["--mode", "rxonly", "--verify", "--count", str(count)]
-    fe_args = [PKTGEN, "--frontend", sock] + common + fe_flags + (tx if sender == "frontend" else rx)
+    fe_args = [PKTGEN, "--frontend", sock, "--json"] + common + fe_flags + (tx if sender == "frontend" else rx)
     be = start_backend(common + be_flags + (tx if sender == "backend" else rx), sock)
     fe = subprocess.Popen(fe_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -107,21 +111,30 @@ def run_case(name, sender, fe_flags, queues, count):
     return iotlb_problem(fe_flags, f, b)
 
 
+def frontend_then_backend(be, fe_args, interrupt=False):
+    """Run vhost-pktgen --json fe_args to its end, then collect the back-end be (after SIGINT with interrupt).
+    @return (the frontend's CompletedProcess, its JSON total, the back-end's JSON total), or why not."""
+    fe = subprocess.run([PKTGEN, "--json", *fe_args], capture_output=True, text=True, timeout=600)
+    if interrupt:
+        be.send_signal(signal.SIGINT)
+    try:
+        b = vhdrig.pktgen_json(be, timeout=60)["total"]
+        f = json.loads(fe.stdout.strip().splitlines()[-1])["total"]
+    except (ValueError, IndexError, RuntimeError) as e:
+        return f"no JSON: frontend said {fe.stdout!r} {fe.stderr!r}; {e}"
+    return fe, f, b
+
+
 def run_echo(name, be_mode, fe_flags, queues, count):
     """Frontend txonly --verify against a back-end in io/macswap mode: every frame comes back checked, and any
     frame the back-end could not return (its drops) is exactly what the frontend counts as lost."""
     sock = os.path.join(tempfile.gettempdir(), f"vhd-pktgen-{os.getpid()}-{name}.sock")
-    be = start_backend(["--mode", be_mode, "--queues", str(queues), "--json"], sock)
-    fe = subprocess.run([PKTGEN, "--frontend", sock, "--mode", "txonly", "--verify", "--size", "60-1514",
-                         "--count", str(count), "--queues", str(queues), "--json"] + fe_flags,
-                        capture_output=True, text=True, timeout=600)
-    be.send_signal(2)
-    be_out, be_err = be.communicate(timeout=60)
-    try:
-        f = json.loads(fe.stdout.strip().splitlines()[-1])["total"]
-        b = json.loads(be_out.strip().splitlines()[-1])["total"]
-    except (ValueError, IndexError):
-        return f"no JSON: frontend said {fe.stdout!r} {fe.stderr!r}, back-end said {be_out!r} {be_err!r}"
+    be = start_backend(["--mode", be_mode, "--queues", str(queues)], sock)
+    res = frontend_then_backend(be, ["--frontend", sock, "--mode", "txonly", "--verify", "--size", "60-1514",
+                                     "--count", str(count), "--queues", str(queues)] + fe_flags, interrupt=True)
+    if isinstance(res, str):
+        return res
+    fe, f, b = res
     if f["tx_packets"] != count or b["rx_packets"] != count:
         return f"frontend sent {f['tx_packets']}, back-end received {b['rx_packets']}, wanted {count}"
     if f["rx_packets"] + b["drops"] != count or f["lost"] != b["drops"]:
@@ -141,15 +154,12 @@ def run_static(name, fe_flags, count):
     bad = subprocess.run([PKTGEN, "--frontend", sock, "--static", "--verify"], capture_output=True, text=True)
     if bad.returncode != 2 or "--static" not in bad.stderr:
         return f"--static --verify: exit {bad.returncode}, said {bad.stderr!r}"
-    be = start_backend(["--mode", "rxonly", "--count", str(count), "--json"], sock)
-    fe = subprocess.run([PKTGEN, "--frontend", sock, "--mode", "txonly", "--static", "--size", "100", "--count",
-                         str(count), "--json"] + fe_flags, capture_output=True, text=True, timeout=600)
-    be_out, be_err = be.communicate(timeout=60)
-    try:
-        f = json.loads(fe.stdout.strip().splitlines()[-1])["total"]
-        b = json.loads(be_out.strip().splitlines()[-1])["total"]
-    except (ValueError, IndexError):
-        return f"no JSON: frontend said {fe.stdout!r} {fe.stderr!r}, back-end said {be_out!r} {be_err!r}"
+    be = start_backend(["--mode", "rxonly", "--count", str(count)], sock)
+    res = frontend_then_backend(be, ["--frontend", sock, "--mode", "txonly", "--static", "--size", "100",
+                                     "--count", str(count)] + fe_flags)
+    if isinstance(res, str):
+        return res
+    fe, f, b = res
     if f["tx_packets"] != count or b["rx_packets"] != count or b["rx_bytes"] != 100 * count:
         return f"sent {f['tx_packets']}, received {b['rx_packets']} ({b['rx_bytes']} bytes), wanted {count} x 100"
     if b["errors"] or b["drops"] or fe.returncode or be.returncode:
@@ -159,32 +169,13 @@ def run_static(name, fe_flags, count):
 
 failed = 0
 STATIC_CASES = [("static_split_fe_to_be", [], COUNT // 5), ("static_packed_fe_to_be", ["--packed"], COUNT // 5)]
-for name, flags, count in STATIC_CASES:
-    if FILTER and FILTER not in name:
-        continue
-    why = run_static(name, flags, count)
-    print(f"FAIL: test_pktgen/{name}: {why}" if why else f"PASS: test_pktgen/{name}", flush=True)
-    failed += bool(why)
-
 ECHO_CASES = [
     ("echo_io_split", "io", [], 1, COUNT // 5),
     ("echo_macswap_packed_2qp", "macswap", ["--packed"], 2, COUNT // 5),
 ]
-
-for name, mode, flags, queues, count in ECHO_CASES:
+for name, run, args in ([(c[0], run_static, c) for c in STATIC_CASES] + [(c[0], run_echo, c) for c in ECHO_CASES]
+                        + [(c[0], run_case, c) for c in CASES]):
     if FILTER and FILTER not in name:
         continue
-    why = run_echo(name, mode, flags, queues, count)
-    print(f"FAIL: test_pktgen/{name}: {why}" if why else f"PASS: test_pktgen/{name}", flush=True)
-    failed += bool(why)
-
-for name, sender, flags, queues, count in CASES:
-    if FILTER and FILTER not in name:
-        continue
-    why = run_case(name, sender, flags, queues, count)
-    if why:
-        failed += 1
-        print(f"FAIL: test_pktgen/{name}: {why}", flush=True)
-    else:
-        print(f"PASS: test_pktgen/{name}", flush=True)
+    failed += vhdrig.verdict(f"test_pktgen/{name}", run(*args))
 sys.exit(1 if failed else 0)

@@ -20,7 +20,11 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+import vhdrig  # noqa: E402
+
 VHOSTD, VHOSTCTL, PKTGEN = (os.path.abspath(a) for a in sys.argv[1:4])
+vhdrig.configure(vhostd=VHOSTD, vhostctl=VHOSTCTL, pktgen=PKTGEN)
 FILTER = sys.argv[4] if len(sys.argv) > 4 else ""
 N = int(os.environ.get("VHD_SWITCH_COUNT", "100000"))
 # Senders are paced: on a 2-core machine vhostd and two pollers share the CPUs, and a receiver that is off the
@@ -30,69 +34,42 @@ PPS = os.environ.get("VHD_SWITCH_PPS", "50000")
 MAC = {"a": "02:00:00:00:00:0a", "b": "02:00:00:00:00:02", "c": "02:00:00:00:00:0c"}
 
 
-class Rig:
+class Rig(vhdrig.Vhostd):
+    """A case's temporary directory, its vhostd (vhdrig.Vhostd: start_vhostd(), ctl_cmd(), ctl_json()) and the
+    vhost-pktgen processes it started."""
+
     def __init__(self, name):
-        self.dir = tempfile.mkdtemp(prefix=f"vhd-sw-{name}-")
-        self.ctl = os.path.join(self.dir, "ctl.sock")
+        super().__init__(tempfile.mkdtemp(prefix=f"vhd-sw-{name}-"))
         self.procs = []
-        self.vhostd = None
+
+    @property
+    def vhostd(self):
+        return self.p
 
     def sock(self, port):
         return os.path.join(self.dir, f"{port}.sock")
 
     def start_vhostd(self, config_lines, extra=()):
-        cfg = os.path.join(self.dir, "vhostd.conf")
-        with open(cfg, "w") as f:
-            f.write("# written by test_switch.py\n" + "\n".join(config_lines) + "\n")
-        self.vhostd = subprocess.Popen([VHOSTD, "--config", cfg, "--socket", self.ctl, "--log-level", "info",
-                                        *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for _ in range(500):
-            if os.path.exists(self.ctl):
-                # vhostd listens before it reads its config and answers only after: the first answer says the
-                # config's ports (and their taps) exist.
-                self.ctl_cmd("show")
-                return
-            if self.vhostd.poll() is not None:
-                raise RuntimeError(f"vhostd exited {self.vhostd.returncode}: {self.vhostd.stdout.read()}")
-            time.sleep(0.01)
-        raise RuntimeError("vhostd never opened its control socket")
-
-    def ctl_cmd(self, *args, check=True):
-        r = subprocess.run([VHOSTCTL, "--socket", self.ctl, "--json", *args], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, timeout=30)
-        if check and r.returncode != 0:
-            raise RuntimeError(f"vhostctl {' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
-        return r
-
-    def ctl_json(self, *args):
-        return json.loads(self.ctl_cmd(*args).stdout)
+        self.start(config_lines, extra)
 
     def stats(self):
         return {p["name"]: p for p in self.ctl_json("stats")["ports"]}
 
     def pktgen(self, *args):
-        p = subprocess.Popen([PKTGEN, "--json", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.procs.append(p)
-        return p
+        return vhdrig.pktgen(self.procs, *args)
 
-    @staticmethod
-    def result(p, timeout=120):
-        out, err = p.communicate(timeout=timeout)
-        try:
-            return json.loads(out.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            raise RuntimeError(f"vhost-pktgen exit {p.returncode}, no JSON: {out!r} {err.strip()!r}")
+    result = staticmethod(vhdrig.pktgen_json)
 
     def stop_vhostd(self):
-        self.vhostd.send_signal(signal.SIGTERM)
-        out, _ = self.vhostd.communicate(timeout=30)
-        return self.vhostd.returncode, out
+        """SIGTERM. @return (exit status, all vhostd printed)."""
+        return self.stop()
 
     def cleanup(self):
-        for p in self.procs + ([self.vhostd] if self.vhostd else []):
+        for p in self.procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -691,21 +668,13 @@ def main():
         except Exception as e:
             err = f"{type(e).__name__}: {e}"
         if err and r.vhostd:
-            if r.vhostd.poll() is None:
-                r.vhostd.send_signal(signal.SIGTERM)
             try:
-                out, _ = r.vhostd.communicate(timeout=10)
-                err += " | vhostd: " + " / ".join(out.strip().splitlines()[-8:])
+                r.stop(timeout=10)
             except Exception:
                 pass
+            err += " | vhostd: " + r.tail(8)
         r.cleanup()
-        if err and err.startswith("SKIP: "):
-            print(f"SKIP: {name}: {err[6:]}", flush=True)
-        elif err:
-            failed += 1
-            print(f"FAIL: {name}: {err} ({time.time() - t0:.1f} s)", flush=True)
-        else:
-            print(f"PASS: {name} ({time.time() - t0:.1f} s)", flush=True)
+        failed += vhdrig.verdict(name, err, t0)
     return 1 if failed else 0
 
 

@@ -48,18 +48,20 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+import vhdrig  # noqa: E402
+from vhdrig import CaseError as CaseFail  # noqa: E402
+
 PKTGEN = sys.argv[1] if len(sys.argv) > 1 else ""
 FILTER = sys.argv[2] if len(sys.argv) > 2 else ""
 TESTPMD = os.environ.get("VHD_DPDK_TESTPMD", "dpdk-testpmd")
 VERBOSE = bool(os.environ.get("VHD_DPDK_VERBOSE"))  # a '#' line per case: seconds and the numbers compared
-HUGE_DIR = "/dev/hugepages"
 HUGE_WANT = 1024        # 2 MiB pages
 HUGE_MIN_FREE = 160     # testpmd -m 256 with a 32768-mbuf pool peaks at 128 pages; two never run at once
 MIN_RX = 100000         # the receiving side must see at least this many frames
 COUNT = int(os.environ.get("VHD_DPDK_COUNT", "400000"))  # frames pktgen sends in the vhd_tx and echo flows
 DPDK_TX_TARGET = 2000000  # dpdk_tx: stop testpmd once its NIC stats show this many sent ...
 DPDK_TX_MAX_S = 6.0       # ... or after this long
-MBUFS = 32768           # testpmd's mbuf pool (its default, 155456, needs 340 MB more)
 TXPKT_LEN = 64          # testpmd txonly frame length (its default)
 
 F_MRG_RXBUF, F_MQ, F_ACCESS_PLATFORM, F_RING_PACKED, F_IN_ORDER = 15, 22, 33, 34, 35
@@ -102,43 +104,7 @@ CASES = [
 ]
 
 
-class CaseFail(Exception):
-    pass
-
-
 # ------------------------------------------------------------------ environment
-
-def prepare_hugepages():
-    """Make sure enough 2 MiB hugepages are free and hugetlbfs is mounted. Returns None or the reason not."""
-    def meminfo(key):
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-        return 0
-    try:
-        if meminfo("HugePages_Free") < HUGE_WANT:
-            total = meminfo("HugePages_Total") + HUGE_WANT - meminfo("HugePages_Free")
-            with open("/proc/sys/vm/nr_hugepages", "w") as f:
-                f.write(f"{total}\n")
-    except OSError as e:
-        return f"cannot reserve hugepages: {e}"
-    free = meminfo("HugePages_Free")
-    if free < HUGE_MIN_FREE:
-        return (f"only {free} free 2 MiB hugepages (HugePages_Total {meminfo('HugePages_Total')}), "
-                f"need {HUGE_MIN_FREE}")
-    with open("/proc/mounts") as f:
-        mounted = any(line.split()[1] == HUGE_DIR and line.split()[2] == "hugetlbfs" for line in f)
-    if not mounted:
-        try:
-            os.makedirs(HUGE_DIR, exist_ok=True)
-        except OSError as e:
-            return f"cannot create {HUGE_DIR}: {e}"
-        r = subprocess.run(["mount", "-t", "hugetlbfs", "nodev", HUGE_DIR], capture_output=True, text=True)
-        if r.returncode != 0:
-            return f"cannot mount hugetlbfs on {HUGE_DIR}: {r.stderr.strip()}"
-    return None
-
 
 def wait_for_pktgen():
     for _ in range(600):  # another engineer may be rebuilding build/release
@@ -148,78 +114,17 @@ def wait_for_pktgen():
     raise CaseFail(f"{PKTGEN} missing or not executable")
 
 
-# ------------------------------------------------------------------ processes
+# ------------------------------------------------------------------ processes (vhdrig.Proc)
 
-class Proc:
-    """A child in its own process group, stdout+stderr to a file; killed with its group on every path."""
-
-    def __init__(self, name, args, workdir, preexec=None, merge=False):
-        self.name, self.args = name, args
-        self.out_path = os.path.join(workdir, name + ".out")
-        self.err_path = os.path.join(workdir, name + ".err")
-        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
-                                      stderr=subprocess.STDOUT if merge else err,
-                                      start_new_session=True, preexec_fn=preexec)
-
-    def out(self):
-        with open(self.out_path, errors="replace") as f:
-            return f.read()
-
-    def err(self):
-        with open(self.err_path, errors="replace") as f:
-            return f.read()
-
-    def tail(self, n=15):
-        text = (self.out() + self.err()).replace("\x1b[2J", "").replace("\x1b[1;1H", "")
-        lines = [l for l in text.splitlines() if l.strip()]
-        return f"--- {self.name} ({' '.join(self.args)}), last lines:\n  " + "\n  ".join(lines[-n:])
-
-    def running(self):
-        return self.p.poll() is None
-
-    def signal(self, sig):
-        if self.running():
-            self.p.send_signal(sig)
-
-    def wait(self, timeout):
-        try:
-            return self.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise CaseFail(f"{self.name} did not exit within {timeout} s\n{self.tail()}")
-
-    def kill(self):
-        try:
-            os.killpg(self.p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            self.p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-def wait_socket(path, procs, timeout=15.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if os.path.exists(path):
-            return
-        for p in procs:
-            if not p.running():
-                raise CaseFail(f"{p.name} exited with {p.p.returncode} before {path} appeared\n{p.tail()}")
-        time.sleep(0.02)
-    raise CaseFail(f"{path} did not appear within {timeout} s\n" + "\n".join(p.tail() for p in procs))
+def tail(p, n=15):
+    return f"--- {p.name} ({' '.join(p.args)}), last lines:\n  " + "\n  ".join(p.lines(n))
 
 
 # ------------------------------------------------------------------ testpmd output
 
-def clean(text):
-    return text.replace("\x1b[2J", "").replace("\x1b[1;1H", "")
-
-
 def nic_stats(text):
     """The last complete periodic 'NIC statistics for port 0' block, or None."""
-    blocks = clean(text).split("NIC statistics for port 0")[1:]
+    blocks = text.split("NIC statistics for port 0")[1:]
     for b in reversed(blocks):
         m1 = re.search(r"RX-packets:\s*(\d+)\s+RX-missed:\s*(\d+)\s+RX-bytes:\s*(\d+)", b)
         m2 = re.search(r"RX-errors:\s*(\d+)", b)
@@ -233,7 +138,7 @@ def nic_stats(text):
 
 def fwd_stats(text):
     """testpmd's final forward statistics: the accumulated totals and the per-stream (per-queue) lines."""
-    t = clean(text)
+    t = text
     i = t.find("Accumulated forward statistics for all ports")
     if i < 0:
         return None
@@ -261,7 +166,7 @@ def pktgen_json(proc):
     try:
         return json.loads(lines[-1])
     except (ValueError, IndexError):
-        raise CaseFail(f"vhost-pktgen printed no JSON\n{proc.tail()}")
+        raise CaseFail(f"vhost-pktgen printed no JSON\n{tail(proc)}")
 
 
 # ------------------------------------------------------------------ one case
@@ -270,22 +175,11 @@ def testpmd_args(c, prefix, sock, fwd):
     if c.side == "virtio_user":
         vdev = (f"net_virtio_user0,path={sock},queues={c.queues},packed_vq={int(c.packed)},"
                 f"mrg_rxbuf={int(c.mrg)},in_order={int(c.in_order)}" + (",server=1" if c.dpdk_server else ""))
-        eal = ["--single-file-segments"]  # else the memory table needs more than 8 regions
     else:
         vdev = (f"net_vhost0,iface={sock},queues={c.queues}" + ("" if c.dpdk_server else ",client=1") +
                 (",iommu-support=1" if c.iommu else ""))
-        eal = ["--log-level=lib.vhost.config:warning"]  # not every vhost-user message: keep the tail readable
-    args = [TESTPMD, "--lcores", "0@1,1@1", "-n", "1", "-m", "256", "--no-pci", f"--file-prefix={prefix}",
-            "--vdev", vdev] + eal + ["--", f"--forward-mode={fwd}", "--nb-cores=1", "--stats-period=1",
-                                     # else testpmd drains and frees (uncounted) what arrived before it started
-                                     # forwarding
-                                     "--no-flush-rx"]
-    if c.queues > 1:
-        args += [f"--rxq={c.queues}", f"--txq={c.queues}"]
-    args.append(f"--total-num-mbufs={MBUFS}")
-    if fwd == "txonly":
-        args += ["--tx-first", f"--txpkts={TXPKT_LEN}"]
-    return args
+    extra = ["--tx-first", f"--txpkts={TXPKT_LEN}"] if fwd == "txonly" else []
+    return vhdrig.testpmd_cmd(1, prefix, [vdev], fwd, c.side == "virtio_user", c.queues, extra, TESTPMD)
 
 
 def pktgen_args(c, sock, mode):
@@ -317,7 +211,7 @@ def wait_stats(tp, pred, timeout):
     last = None
     while time.monotonic() < end:
         if not tp.running():
-            raise CaseFail(f"testpmd exited early with {tp.p.returncode}\n{tp.tail()}")
+            raise CaseFail(f"testpmd exited early with {tp.p.returncode}\n{tail(tp)}")
         last = nic_stats(tp.out())
         if last and pred(last):
             return last
@@ -374,13 +268,13 @@ def run_case(c, idx, workdir):
         def start_tp():
             # testpmd does not ignore SIGPIPE: when the vhost-user peer has gone before testpmd stops its port,
             # its next message would kill it before it prints the statistics.
-            p = Proc("testpmd", testpmd_args(c, prefix, sock, tp_mode), workdir,
-                     preexec=lambda: signal.signal(signal.SIGPIPE, signal.SIG_IGN), merge=True)
+            p = vhdrig.Proc("testpmd", testpmd_args(c, prefix, sock, tp_mode), workdir, merge=True,
+                            sigpipe_ignored=True)
             procs.append(p)
             return p
 
         def start_pg(mode=pg_mode, name="vhost-pktgen"):
-            p = Proc(name, pktgen_args(c, sock, mode), workdir)
+            p = vhdrig.Proc(name, pktgen_args(c, sock, mode), workdir)
             procs.append(p)
             return p
 
@@ -392,7 +286,7 @@ def run_case(c, idx, workdir):
             # sender connects to testpmd's server socket for virtio-user's reconnect.
             assert c.dpdk_server, c.name
             tp = start_tp()
-            wait_socket(sock, procs, 30)
+            vhdrig.wait_path(sock, procs, 30)
             warm = start_pg("rxonly", "vhost-pktgen-warmup")
             if wait_stats(tp, lambda s: True, 30) is None:  # the first periodic stats: forwarding has started
                 raise CaseFail("testpmd did not start forwarding within 30 s")
@@ -402,11 +296,11 @@ def run_case(c, idx, workdir):
             pg = start_pg()
         elif c.dpdk_server:
             tp = start_tp()
-            wait_socket(sock, procs, 30)
+            vhdrig.wait_path(sock, procs, 30)
             pg = start_pg()
         else:
             pg = start_pg()
-            wait_socket(sock, procs, 15)
+            vhdrig.wait_path(sock, procs, 15)
             tp = start_tp()
 
         if c.flow == "dpdk_tx":
@@ -434,25 +328,24 @@ def run_case(c, idx, workdir):
         fs = fwd_stats(tp.out())
         ns = nic_stats(tp.out())
         if fs is None:
-            raise CaseFail(f"no forward statistics from testpmd (exit {tp_rc})\n{tp.tail()}")
+            raise CaseFail(f"no forward statistics from testpmd (exit {tp_rc})\n{tail(tp)}")
         if tp_rc != 0:
-            raise CaseFail(f"testpmd exit status {tp_rc}\n{tp.tail()}")
+            raise CaseFail(f"testpmd exit status {tp_rc}\n{tail(tp)}")
         return check_result(c, g, pg_rc, fs, ns)
     except CaseFail as e:
         msg = str(e)
         for p in procs:
             if f"--- {p.name} (" not in msg:
-                msg += "\n" + p.tail(25 if p.name == "testpmd" else 8)
+                msg += "\n" + tail(p, 25 if p.name == "testpmd" else 8)
         raise CaseFail(msg)
     finally:
         for p in procs:
             p.kill()
-        for path in [sock] + [os.path.join(HUGE_DIR, f) for f in os.listdir(HUGE_DIR) if f.startswith(prefix)]:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+        try:
+            os.unlink(sock)
+        except OSError:
+            pass
+        vhdrig.dpdk_cleanup(prefix)
 
 
 def check_iotlb(c, g):
@@ -557,7 +450,7 @@ def main():
     elif shutil.which(TESTPMD) is None:
         setup_err = f"{TESTPMD} not found in PATH (Debian 12: apt-get install dpdk)"
     else:
-        setup_err = prepare_hugepages()
+        setup_err = vhdrig.prepare_hugepages(HUGE_WANT, HUGE_MIN_FREE)
     failed = 0
     summary = None
     workdir = tempfile.mkdtemp(prefix="vhd-dpdk-")
@@ -581,11 +474,7 @@ def main():
                 if VERBOSE:
                     print(f"# {c.name}: {time.monotonic() - t0:.1f} s" + (f": {summary}" if not why else ""),
                           flush=True)
-            if why:
-                failed += 1
-                print(f"FAIL: test_dpdk/{c.name}: {why}", flush=True)
-            else:
-                print(f"PASS: test_dpdk/{c.name}", flush=True)
+            failed += vhdrig.verdict(f"test_dpdk/{c.name}", why)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if not cases:

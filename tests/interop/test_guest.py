@@ -18,19 +18,18 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
-from vhdrig import qemu_warnings  # noqa: E402
+import vhdrig  # noqa: E402
+from vhdrig import log, run  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 PKTGEN = os.path.abspath(sys.argv[1])
 FILTER = sys.argv[2] if len(sys.argv) > 2 else ""
-WORK = os.environ.get("VHD_INTEROP_WORK", os.path.join(os.path.dirname(os.path.dirname(PKTGEN)), "interop"))
-HOSTPEER = os.path.join(HERE, "hostpeer.py")
-GUEST_IP, HOST_IP = "10.0.0.2", "10.0.0.1"
+vhdrig.configure(work=os.environ.get("VHD_INTEROP_WORK",
+                                     os.path.join(os.path.dirname(os.path.dirname(PKTGEN)), "interop")))
+GUEST_IP, HOST_IP, GUEST_MAC = "10.0.0.2", "10.0.0.1", "52:54:00:12:34:56"
 F_MRG, F_ACCESS_PLATFORM, F_PACKED = 1 << 15, 1 << 33, 1 << 34
 # vIOMMU cases: the guest kernel's IOMMU mode (docs/viommu.md): every unmap invalidated at once (strict), unmaps
 # batched and invalidated later (lazy, the kernel's default), or no translation for the device (pt).
@@ -85,84 +84,33 @@ OPT_IN = [
 ]
 
 
-def log(msg):
-    print(f"# {msg}", flush=True)
-
-
-def run(cmd, check=True):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {r.stdout.strip()}")
-    return r
-
-
 class Case:
+    """One case: a vhdrig.Rig (temporary directory, network namespace, the processes) around vhost-pktgen
+    --backend, the guest's boots and the host's ends (hostpeer.py in the namespace)."""
+
     def __init__(self, name, peer, boots, opt):
         self.name, self.peer, self.boots, self.opt = name, peer, boots, opt
-        self.tmp = tempfile.mkdtemp(prefix="vhd-guest-")
-        self.sock = os.path.join(self.tmp, "vu.sock")
-        self.ns = f"vhdg{os.getpid()}"
-        self.tap = f"vhdg{os.getpid() % 100000}"
-        self.procs = []
-        self.results = []  # (who, line)
+        self.rig = vhdrig.Rig(name)
+        self.sock = self.rig.sock("vu")
+        self.host = vhdrig.HostNs(self.rig, self.rig.ns, HOST_IP, "host")
         self.lock = threading.Lock()
         self.console = []
 
     # ---------------------------------------------------------------- pieces
-    def start(self, cmd, **kw):
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, start_new_session=True, **kw)
-        self.procs.append(p)
-        return p
-
-    def reader(self, p, who, on_line=None):
-        def go():
-            for line in p.stdout:
-                line = line.rstrip("\r\n")
-                with self.lock:
-                    if who == "guest":
-                        self.console.append(line)
-                    if line.startswith("VHD-RESULT "):
-                        self.results.append((who, line))
-                if on_line:
-                    on_line(line)
-        t = threading.Thread(target=go, daemon=True)
-        t.start()
-        return t
-
     def hostpeer(self, *args):
-        cmd = ["ip", "netns", "exec", self.ns, sys.executable, HOSTPEER] + [str(a) for a in args]
-        p = self.start(cmd)
-        ready = threading.Event()
-
-        def on_line(line):
-            if line.startswith("VHD-READY"):
-                ready.set()
-        t = self.reader(p, f"host {args[0]} {args[-2] if args[0].endswith('recv') else args[2]}", on_line)
-        return p, t, ready
+        """hostpeer.py args in the namespace. @return (who, its vhdrig.NsJob)."""
+        return f"host {args[0]} {args[-2] if args[0].endswith('recv') else args[2]}", self.host.start(*args)
 
     def qemu(self, test):
         o = self.opt
         q = o.get("queues", 1)
-        chardev = f"socket,id=chr0,path={self.sock}" + (",server=on,wait=off" if o.get("server") else "")
-        nic = f"virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56,vectors=0"
-        nic += ",packed=on" if o.get("packed") else ""
+        chardev = f"path={self.sock}" + (",server=on,wait=off" if o.get("server") else "")
+        nic = ",packed=on" if o.get("packed") else ""
         nic += ",mrg_rxbuf=off" if o.get("mrg", True) is False else ""
-        nic += ",mq=on" if q > 1 else ""
         append = f"console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init vhd.test={test}"
-        machine, iommu = "q35,memory-backend=mem", []
         if o.get("iommu"):
-            machine += ",kernel-irqchip=split"
-            iommu = ["-device", "intel-iommu,intremap=on,device-iotlb=on"]  # before the NIC it translates for
-            nic += ",disable-legacy=on,iommu_platform=on,ats=on"
             append += " " + IOMMU_MODES[o["iommu"]]
-        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-machine", machine, "-cpu", "max",
-               "-smp", str(q), "-m", "512M", "-object", "memory-backend-memfd,id=mem,size=512M,share=on",
-               "-nographic", "-no-reboot", "-kernel", os.path.join(WORK, "vmlinuz"),
-               "-initrd", os.path.join(WORK, "initrd.gz"), "-append", append,
-               "-chardev", chardev, "-netdev", f"vhost-user,id=net0,chardev=chr0,queues={q}"] + iommu + \
-              ["-device", nic]
-        return cmd
+        return vhdrig.qemu_cmd(append, chardev, GUEST_MAC, queues=q, nic_extra=nic, iommu=bool(o.get("iommu")))
 
     # ---------------------------------------------------------------- the case
     def run(self):
@@ -177,27 +125,22 @@ class Case:
             be.append("--iommu")
         if o.get("per_burst"):
             be.append("--iotlb-per-burst")
-        if self.peer == "tap":
-            be += ["--mode", "tap", "--tap", self.tap]
-            run(["ip", "netns", "add", self.ns])
-        else:
-            be += ["--mode", "icmpecho"]
-        pktgen = self.start(be)
+        tap = self.rig.tap
+        be += ["--mode", "tap", "--tap", tap] if self.peer == "tap" else ["--mode", "icmpecho"]
+        pktgen = vhdrig.spawn(be, self.rig.procs)
         pk_out = []
         pk_thread = threading.Thread(target=lambda: pk_out.extend(pktgen.stdout), daemon=True)
         pk_thread.start()
         if self.peer == "tap":
             for _ in range(200):
-                if run(["ip", "link", "show", self.tap], check=False).returncode == 0:
+                if run(["ip", "link", "show", tap], check=False).returncode == 0:
                     break
                 if pktgen.poll() is not None:
                     break
                 time.sleep(0.02)
-            run(["ip", "link", "set", self.tap, "netns", self.ns])
-            ns = ["ip", "netns", "exec", self.ns]
-            run(ns + ["ip", "addr", "add", f"{HOST_IP}/24", "dev", self.tap])
-            run(ns + ["ip", "link", "set", self.tap, "up"])
-            run(ns + ["ip", "link", "set", "lo", "up"])
+            run(["ip", "link", "set", tap, "netns", self.rig.ns])
+            self.rig.nsrun("ip", "addr", "add", f"{HOST_IP}/24", "dev", tap)
+            self.rig.nsrun("ip", "link", "set", tap, "up")
         elif not o.get("server"):
             for _ in range(200):
                 if os.path.exists(self.sock):
@@ -262,16 +205,14 @@ class Case:
         errors = []
         peers = []
         with self.lock:
-            self.results = []
             self.console = []
         for what, port, amount in spec["recv"]:
-            p, t, ready = self.hostpeer(what, port, amount, 3000) if what == "udp-recv" else \
+            who, job = self.hostpeer(what, port, amount, 3000) if what == "udp-recv" else \
                 self.hostpeer(what, port, amount)
-            if not ready.wait(10):
+            if not job.ready_ev.wait(10):
                 errors.append(f"host {what} {port} never listened")
-            peers.append((p, t))
-        qemu_cmd = self.qemu(test)
-        qp = self.start(qemu_cmd)
+            peers.append((who, job))
+        qp = vhdrig.spawn(self.qemu(test), self.rig.procs)
         senders = []
 
         def on_line(line):
@@ -282,32 +223,34 @@ class Case:
                     senders.append(self.hostpeer(what, GUEST_IP, port, amount))
             elif line.startswith("VHD-HANG"):
                 os.killpg(qp.pid, signal.SIGKILL)  # QEMU dies without a word to the back-end
-        qt = self.reader(qp, "guest", on_line)
+
+        def console():
+            for line in qp.stdout:
+                line = line.rstrip("\r\n")
+                with self.lock:
+                    self.console.append(line)
+                on_line(line)
+        qt = threading.Thread(target=console, daemon=True)
+        qt.start()
         try:
             qp.wait(timeout=180)
         except subprocess.TimeoutExpired:
             errors.append("guest did not finish within 180 s")
-            os.killpg(qp.pid, signal.SIGKILL)
-            qp.wait()
+            vhdrig.kill_group(qp)
         qt.join(timeout=5)
         killed = test == "hang"
         if not killed and qp.returncode != 0:
             errors.append(f"QEMU exited with {qp.returncode}")
         with self.lock:
-            warnings = qemu_warnings(self.console)
+            console = list(self.console)
+        warnings = vhdrig.qemu_warnings(console)
         if warnings:
             errors.append(f"[{test}] QEMU warned: {' | '.join(warnings)}")
+        results = [("guest", line) for line in console if line.startswith("VHD-RESULT ")]
         # The host's ends had the whole guest run to finish; whatever is still running failed.
-        for p, t in peers + [(s[0], s[1]) for s in senders]:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-            t.join(timeout=5)
-        with self.lock:
-            results = list(self.results)
-            console = list(self.console)
+        for who, job in peers + senders:
+            job.result(timeout=15)
+            results += [(who, line) for line in job.lines if line.startswith("VHD-RESULT ")]
         guest = [line.split()[1] for who, line in results if who == "guest"]
         for who, line in results:
             parts = line.split(maxsplit=3)
@@ -331,55 +274,30 @@ class Case:
                 log(f"  | {line}")
         return errors
 
-    def cleanup(self):
-        for p in self.procs:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                p.wait()
-        if self.peer == "tap":
-            run(["ip", "netns", "del", self.ns], check=False)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
 
 def main():
     # meson's timeout sends SIGTERM: unwind through the running case's cleanup (QEMU, vhost-pktgen, netns).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     cases = [c for c in CASES if FILTER in c[0]] + [c for c in OPT_IN if FILTER == c[0]]
     missing = [t for t in ("qemu-system-x86_64", "ip") if not shutil.which(t)]
-    prep = None
-    if not missing:
-        t0 = time.time()
-        prep = subprocess.run([os.path.join(HERE, "guest", "prepare.sh"), WORK], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-        for line in prep.stdout.splitlines():
-            log(line)
-        log(f"guest prepared in {time.time() - t0:.1f} s")
+    prep_err = f"not installed: {' '.join(missing)} (scripts/deps.sh check installs them)" if missing else \
+        vhdrig.prepare_guest()
     failed = 0
     for name, peer, boots, opt in cases:
-        if missing:
-            print(f"FAIL: {name}: not installed: {' '.join(missing)} (scripts/deps.sh check installs them)")
-            failed += 1
-            continue
-        if prep.returncode != 0:
-            print(f"FAIL: {name}: could not build the guest: {prep.stdout.strip()[-500:]}")
-            failed += 1
+        if prep_err:
+            failed += vhdrig.verdict(name, prep_err)
             continue
         t0 = time.time()
-        c = Case(name, peer, boots, opt)
+        c = None
         try:
+            c = Case(name, peer, boots, opt)
             errors = c.run()
         except Exception as e:  # a broken step of the rig is this case's failure, not the suite's end
             errors = [f"{type(e).__name__}: {e}"]
         finally:
-            c.cleanup()
-        if errors:
-            failed += 1
-            print(f"FAIL: {name}: {'; '.join(errors)} ({time.time() - t0:.1f} s)", flush=True)
-        else:
-            print(f"PASS: {name} ({time.time() - t0:.1f} s)", flush=True)
+            if c:
+                c.rig.cleanup()
+        failed += vhdrig.verdict(name, "; ".join(errors), t0)
     return 1 if failed else 0
 
 

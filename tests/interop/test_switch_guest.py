@@ -452,7 +452,7 @@ def scenario_migrate(rig, packed=False, announce=False):
             time.sleep(0.1)
         fdb_s = time.time() - t
         expect(rig.fdb().get(A_MAC) == "vm1new", f"after: fdb {rig.fdb()} (vhostd: {rig.vhostd_tail()})")
-        rarp = any("vm1new: SEND_RARP" in x for x in rig.vhostd_out)
+        rarp = any("vm1new: SEND_RARP" in x for x in rig.vd.out)
         expect(rarp or announce, f"no SEND_RARP: {rig.vhostd_tail()}")
         sres, rres = s.result(300), dst.adopt(r).result(300)
         expect(" ok " in sres and " ok " in rres, f"TCP across the migration: host {sres}; guest {rres}")

@@ -1,9 +1,25 @@
 """The one Python module the tests and benchmarks share for what they start: processes, network namespaces,
-vhostd and vhostctl, QEMU guests running the Debian kernel (tests/interop/guest/), their host-side peers, and the
-case runner that reports PASS/FAIL lines like tests/unit/harness.h.
+vhostd and vhostctl, QEMU guests running the Debian kernel (tests/interop/guest/), their host-side peers, DPDK's
+testpmd with its hugepages, and the case runner that reports PASS/FAIL lines like tests/unit/harness.h.
 
-Import it as `sys.path.insert(0, <repo>/tests/lib); import vhdrig`, then `vhdrig.configure(vhostd=..., vhostctl=...)`
-before starting anything. Do not write another copy of any of this in a test or a benchmark: extend it here.
+What it offers:
+  processes    spawn() / kill_group(): a child in its own process group, killed with its group on every path;
+               Proc: such a child with its output in files (read while it runs); wait_path(); run()
+  namespaces   netns_add(), netns_del(); Rig.nsrun()
+  QEMU         qemu_cmd(): the one QEMU command line of a guest (kernel append, vhost-user chardev, NIC extras,
+               queues, vIOMMU, memory); prepare_guest(); qemu_warnings(); Guest: a guest driven through its
+               console agent (switch-agent.sh), agent_append() its kernel command line
+  DPDK         prepare_hugepages(), testpmd_cmd(), dpdk_cleanup()
+  vhostd       Vhostd: one vhostd (its config, control socket, vhostctl --json, stop); Rig: one scenario's
+               temporary directory, network namespace, Vhostd and guests; HostNs / NsJob: hostpeer.py in a
+               namespace; pktgen(), pktgen_json(): vhost-pktgen and its JSON result
+  traffic      udp(), tcp(), ping_ok(), drop_counters(), check_no_errors(), quiet_snapshot(), compare_guest(),
+               compare_tap()
+  cases        run_scenarios(), verdict() (a PASS/FAIL/SKIP line), CaseError, expect(), log()
+
+Import it as `sys.path.insert(0, <repo>/tests/lib); import vhdrig`, then
+`vhdrig.configure(vhostd=..., vhostctl=..., pktgen=...)` before starting anything that needs them. Do not write
+another copy of any of this in a test or a benchmark: extend it here.
 """
 import json
 import os
@@ -30,15 +46,16 @@ QEMU_CPU = os.environ.get("VHD_QEMU_CPU", "max")
 CONSOLE_DIR = os.environ.get("VHD_CONSOLE_DIR")  # if set, every boot's whole console is saved there
 
 # Set by configure(): the binaries under test and where the guest is built and cached.
-VHOSTD = VHOSTCTL = WORK = None
+VHOSTD = VHOSTCTL = PKTGEN = WORK = None
 
 
-def configure(vhostd=None, vhostctl=None, work=None):
-    """vhostd, vhostctl: the binaries under test. work: where prepare_guest() builds and caches the guest
-    (default $VHD_INTEROP_WORK, else interop/ beside the build directory vhostd is in)."""
-    global VHOSTD, VHOSTCTL, WORK
+def configure(vhostd=None, vhostctl=None, work=None, pktgen=None):
+    """vhostd, vhostctl, pktgen (vhost-pktgen): the binaries under test. work: where prepare_guest() builds and
+    caches the guest (default $VHD_INTEROP_WORK, else interop/ beside the build directory vhostd is in)."""
+    global VHOSTD, VHOSTCTL, PKTGEN, WORK
     VHOSTD = os.path.abspath(vhostd) if vhostd else None
     VHOSTCTL = os.path.abspath(vhostctl) if vhostctl else None
+    PKTGEN = os.path.abspath(pktgen) if pktgen else None
     base = VHOSTD or VHOSTCTL
     WORK = work or os.environ.get("VHD_INTEROP_WORK") or (
         os.path.join(os.path.dirname(os.path.dirname(base)), "interop") if base else None)
@@ -67,6 +84,246 @@ def prepare_guest():
     return None
 
 
+def agent_append(ip):
+    """The kernel command line of a guest that runs the console agent (switch-agent.sh) with eth0 at ip/24."""
+    return (f"console=ttyS0 panic=-1 quiet loglevel=3 ipv6.disable=1 rdinit=/init vhd.test=switch-agent "
+            f"vhd.ip={ip}/24")
+
+
+def qemu_cmd(append, chardev, mac, queues=1, nic_extra="", iommu=False, mem="512M", smp=None):
+    """The QEMU command line of one test guest: the kernel and initrd prepare_guest() built in WORK, booted with
+    the kernel command line append (plus $VHD_GUEST_APPEND), memfd memory of size mem shared with the back-end,
+    and one virtio-net-pci NIC with MAC mac on a vhost-user netdev.
+    chardev: the socket chardev's options after "socket,id=chr0,", e.g. "path=P" or "path=P,server=on,wait=off".
+    queues: queue pairs (the NIC gets mq=on beyond one), and as many vCPUs unless smp says otherwise.
+    nic_extra: more virtio-net-pci properties, each with its leading comma (",packed=on").
+    iommu: the NIC sits behind QEMU's intel-iommu (device-iotlb, ATS), iommu_platform=on; the caller puts the
+    kernel's IOMMU mode (intel_iommu=on ...) into append."""
+    machine, iommu_dev = "q35,memory-backend=mem", []
+    nic = f"virtio-net-pci,netdev=net0,mac={mac},vectors=0{nic_extra}" + (",mq=on" if queues > 1 else "")
+    if iommu:
+        machine += ",kernel-irqchip=split"
+        iommu_dev = ["-device", "intel-iommu,intremap=on,device-iotlb=on"]  # before the NIC it translates for
+        nic += ",disable-legacy=on,iommu_platform=on,ats=on"
+    append = f"{append} {os.environ.get('VHD_GUEST_APPEND', '')}".strip()
+    return (["qemu-system-x86_64", "-accel", "tcg", "-machine", machine, "-cpu", QEMU_CPU,
+             "-smp", str(smp or queues), "-m", mem, "-object", f"memory-backend-memfd,id=mem,size={mem},share=on",
+             "-nographic", "-no-reboot", "-kernel", os.path.join(WORK, "vmlinuz"),
+             "-initrd", os.path.join(WORK, "initrd.gz"), "-append", append,
+             "-chardev", f"socket,id=chr0,{chardev}", "-netdev", f"vhost-user,id=net0,chardev=chr0,queues={queues}"]
+            + iommu_dev + ["-device", nic])
+
+
+# ------------------------------------------------------------------------------------------------ processes
+
+
+def spawn(cmd, procs=None, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+          **kw):
+    """Start cmd in a process group of its own (kill_group() ends it with all it started), text mode; it joins
+    the list procs if given (for the owner's cleanup). @return the Popen."""
+    p = subprocess.Popen(cmd, stdin=stdin, stdout=stdout, stderr=stderr, text=True, start_new_session=True, **kw)
+    if procs is not None:
+        procs.append(p)
+    return p
+
+
+def kill_group(p, timeout=None):
+    """SIGKILL p's process group if p still runs, and reap p (waiting at most timeout seconds)."""
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _ignore_sigpipe():
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+class Proc:
+    """A child in its own process group with its output in files under workdir (stdout and stderr apart, or
+    merged with merge), readable while it runs. sigpipe_ignored: testpmd dies of SIGPIPE when it stops a port
+    whose vhost-user peer has gone, before it prints its statistics; it is started with SIGPIPE ignored."""
+    seq = 0
+    all = []  # every one started, for a last kill on the way out
+
+    def __init__(self, name, args, workdir, merge=False, env=None, sigpipe_ignored=False):
+        Proc.seq += 1
+        self.name, self.args = name, args
+        self.out_path = os.path.join(workdir, f"{name}.{Proc.seq}.out")
+        self.err_path = None if merge else os.path.join(workdir, f"{name}.{Proc.seq}.err")
+        with open(self.out_path, "w") as out, open(self.err_path or os.devnull, "w") as err:
+            self.p = spawn(args, stdout=out, stderr=subprocess.STDOUT if merge else err, env=env,
+                           preexec_fn=_ignore_sigpipe if sigpipe_ignored else None)
+        Proc.all.append(self)
+
+    @staticmethod
+    def _read(path):
+        if not path:
+            return ""
+        with open(path, errors="replace") as f:
+            return f.read().replace("\x1b[2J", "").replace("\x1b[1;1H", "")  # testpmd clears the screen
+
+    def out(self):
+        return self._read(self.out_path)
+
+    def err(self):
+        return self._read(self.err_path)
+
+    def lines(self, n):
+        """The last n non-blank lines of its output (stdout, then stderr)."""
+        return [line for line in (self.out() + self.err()).splitlines() if line.strip()][-n:]
+
+    def tail(self, n=6):
+        return f"{self.name}: " + " | ".join(self.lines(n))
+
+    def running(self):
+        return self.p.poll() is None
+
+    def signal(self, sig):
+        if self.running():
+            self.p.send_signal(sig)
+
+    def wait(self, timeout):
+        """@return the exit status; raises CaseError if it does not exit within timeout seconds."""
+        try:
+            return self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise CaseError(f"{self.name} did not exit within {timeout:.0f} s; {self.tail()}")
+
+    def stop(self, timeout=10):
+        """SIGINT to its group, then SIGKILL if it does not exit in time. @return the exit status."""
+        if self.running():
+            try:
+                os.killpg(self.p.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.p.returncode
+
+    def kill(self):
+        kill_group(self.p, timeout=10)
+
+
+def pktgen(procs, *args, stderr=subprocess.PIPE):
+    """vhost-pktgen --json args (PKTGEN, see configure()), stdout piped for pktgen_json(); it joins the list
+    procs. stderr: where its messages go (piped by default). @return the Popen."""
+    p = subprocess.Popen([PKTGEN, "--json", *args], stdout=subprocess.PIPE, stderr=stderr, text=True)
+    procs.append(p)
+    return p
+
+
+def pktgen_json(p, timeout=120):
+    """vhost-pktgen's JSON result once it exits (within timeout seconds), from the last line it printed."""
+    out, err = p.communicate(timeout=timeout)
+    try:
+        return json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise RuntimeError(f"vhost-pktgen exit {p.returncode}, no JSON: {out!r} {(err or '').strip()[-400:]!r}")
+
+
+def netns_add(ns):
+    """A new network namespace ns with its loopback up."""
+    run(["ip", "netns", "add", ns])
+    run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"])
+
+
+def netns_del(ns):
+    run(["ip", "netns", "del", ns], check=False)
+
+
+def wait_path(path, procs=(), timeout=20.0):
+    """Wait until path exists; raises CaseError when one of procs (Proc or Popen) exits first, or at timeout."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if os.path.exists(path):
+            return
+        for p in procs:
+            pp = getattr(p, "p", p)
+            if pp.poll() is not None:
+                what = p.tail() if isinstance(p, Proc) else f"pid {pp.pid}"
+                raise CaseError(f"{getattr(p, 'name', pp.args[0])} exited ({pp.returncode}) before {path} "
+                                f"appeared; {what}")
+        time.sleep(0.02)
+    raise CaseError(f"{path} did not appear within {timeout:.0f} s")
+
+
+# ------------------------------------------------------------------------------------------------ DPDK
+
+HUGE_DIR = "/dev/hugepages"
+TESTPMD = "dpdk-testpmd"
+TESTPMD_MBUFS = 32768  # testpmd's mbuf pool (its default, 155456, needs 340 MB more)
+
+
+def _meminfo(key):
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def prepare_hugepages(want=1024, min_free=0):
+    """At least want free 2 MiB hugepages (more are reserved when fewer are free) and hugetlbfs mounted on
+    HUGE_DIR. @return None, or why not (fewer than min_free free, no permission, no mount)."""
+    try:
+        if _meminfo("HugePages_Free") < want:
+            total = _meminfo("HugePages_Total") + want - _meminfo("HugePages_Free")
+            with open("/proc/sys/vm/nr_hugepages", "w") as f:
+                f.write(f"{total}\n")
+    except OSError as e:
+        return f"cannot reserve hugepages: {e}"
+    free = _meminfo("HugePages_Free")
+    if free < min_free:
+        return (f"only {free} free 2 MiB hugepages (HugePages_Total {_meminfo('HugePages_Total')}), "
+                f"need {min_free}")
+    with open("/proc/mounts") as f:
+        mounted = any(line.split()[1] == HUGE_DIR and line.split()[2] == "hugetlbfs" for line in f)
+    if not mounted:
+        try:
+            os.makedirs(HUGE_DIR, exist_ok=True)
+        except OSError as e:
+            return f"cannot create {HUGE_DIR}: {e}"
+        r = subprocess.run(["mount", "-t", "hugetlbfs", "nodev", HUGE_DIR], capture_output=True, text=True)
+        if r.returncode != 0:
+            return f"cannot mount hugetlbfs on {HUGE_DIR}: {r.stderr.strip()}"
+    return None
+
+
+def testpmd_cmd(cpu, prefix, vdevs, fwd, virtio_user=False, queues=1, extra=(), testpmd=None):
+    """dpdk-testpmd (testpmd, default TESTPMD) on CPU cpu (its main and forwarding lcores share it), no PCI, 256 MB
+    of hugepages in files named after prefix (dpdk_cleanup() removes them), vdevs, forwarding mode fwd on one
+    core with NIC statistics every second, TESTPMD_MBUFS mbufs, and queues RX and TX queues per port; extra are
+    more testpmd (not EAL) arguments. virtio_user: the vdevs are virtio-user ports (single-file segments, else the
+    memory table needs more than 8 regions); else net_vhost ones, whose per-message log lines are kept out."""
+    args = ["taskset", "-c", str(cpu), testpmd or TESTPMD, "--lcores", f"0@{cpu},1@{cpu}", "-n", "1", "-m", "256",
+            "--no-pci", f"--file-prefix={prefix}"]
+    for v in vdevs:
+        args += ["--vdev", v]
+    args += ["--single-file-segments"] if virtio_user else ["--log-level=lib.vhost.config:warning"]
+    # --no-flush-rx: else testpmd drains and frees (uncounted) what arrived before it started forwarding
+    args += ["--", f"--forward-mode={fwd}", "--nb-cores=1", "--stats-period=1", "--no-flush-rx"]
+    if queues > 1:
+        args += [f"--rxq={queues}", f"--txq={queues}"]
+    return args + [f"--total-num-mbufs={TESTPMD_MBUFS}", *extra]
+
+
+def dpdk_cleanup(prefix):
+    """Remove what a DPDK process with --file-prefix=prefix left: its hugepage files and its runtime directory."""
+    for f in os.listdir(HUGE_DIR) if os.path.isdir(HUGE_DIR) else []:
+        if f.startswith(prefix):
+            try:
+                os.unlink(os.path.join(HUGE_DIR, f))
+            except OSError:
+                pass
+    shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------------ docs
@@ -102,13 +359,132 @@ def run(cmd, check=True, timeout=30):
     return r
 
 
-class CaseError(Exception):
-    pass
+class CaseError(RuntimeError):
+    """A case's failure (or a step of its rig that failed), with the reason as its text."""
+
+
+def verdict(name, err=None, t0=None, detail=""):
+    """Print a case's line as tests/unit/harness.h does (scripts/check-summary.py counts them): PASS (with
+    detail), FAIL: err, or SKIP: why when err is "SKIP: why"; with the seconds since t0 if given.
+    @return 1 if the case failed, else 0."""
+    secs = f" ({time.time() - t0:.1f} s)" if t0 is not None else ""
+    if not err:
+        print(f"PASS: {name}{' ' + detail if detail else ''}{secs}", flush=True)
+        return 0
+    if err.startswith("SKIP: "):
+        print(f"SKIP: {name}: {err[6:]}{secs}", flush=True)
+        return 0
+    print(f"FAIL: {name}: {err}{secs}", flush=True)
+    return 1
 
 
 def expect(cond, msg):
     if not cond:
         raise CaseError(msg)
+
+
+# ------------------------------------------------------------------------------------------------ vhostd
+
+
+class Vhostd:
+    """One vhostd at a time: its config file and control socket (ctl) in the directory dir, inside network
+    namespace ns if given; its output (stdout and stderr) collected line by line in out while it runs."""
+
+    def __init__(self, dir, ns=None):
+        self.dir, self.ns = dir, ns
+        self.ctl = os.path.join(dir, "ctl.sock")
+        self.p = None
+        self.out = []
+
+    def start(self, config=None, args=(), log_level="info", answer=True, stdout=None, wrap=()):
+        """config: the config file's lines (a list) or text (None: no --config); args: more vhostd arguments.
+        stdout: a file for vhostd's output instead of out (which then stays empty). wrap: what vhostd runs
+        under, e.g. ["taskset", "-c", "1"]; the whole command line is kept in cmd.
+        Returns once the control socket accepts a connection (a killed vhostd's socket file may still be there:
+        the new one replaces it) and, with answer, vhostd answered `vhostctl show`: it listens before it reads
+        its config and answers only after, so the config's ports (and their taps) exist by then.
+        Raises CaseError if vhostd exits first. @return the Popen (also in p)."""
+        cmd = [VHOSTD, "--socket", self.ctl]
+        if config is not None:
+            cfg = os.path.join(self.dir, "vhostd.conf")
+            with open(cfg, "w") as f:
+                f.write(config if isinstance(config, str) else
+                        "# written by tests/lib/vhdrig.py\n" + "\n".join(config) + "\n")
+            cmd += ["--config", cfg]
+        if log_level:
+            cmd += ["--log-level", log_level]
+        # `ip netns exec` execs vhostd in place: the pid is vhostd's.
+        self.cmd = (["ip", "netns", "exec", self.ns] if self.ns else []) + list(wrap) + cmd + list(args)
+        p = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=stdout or subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+        self.p, self.out, self.reader = p, [], None
+        out = self.out
+        if not stdout:
+            self.reader = threading.Thread(target=lambda: [out.append(line.rstrip("\n")) for line in p.stdout],
+                                           daemon=True)
+            self.reader.start()
+        for _ in range(1000):
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                    c.connect(self.ctl)
+            except OSError:
+                pass
+            else:
+                r = self.ctl_cmd("show", check=False) if answer else None
+                if r and r.returncode != 0:
+                    try:
+                        p.wait(timeout=2)  # on its way out (a refused config line)?
+                    except subprocess.TimeoutExpired:
+                        raise CaseError(f"vhostctl show: exit {r.returncode}: {r.stderr.strip()}")
+                if p.poll() is None:
+                    return p
+            if p.poll() is not None:
+                if self.reader:
+                    self.reader.join(timeout=5)
+                raise CaseError(f"vhostd exited {p.returncode}: {' / '.join(out[-10:])}")
+            time.sleep(0.01)
+        raise CaseError("vhostd never opened its control socket")
+
+    def ctl_cmd(self, *args, check=True, as_json=True):
+        """vhostctl [--json] args against this vhostd. check: raise CaseError unless it exits 0.
+        @return the CompletedProcess."""
+        r = subprocess.run([VHOSTCTL, "--socket", self.ctl, *(["--json"] if as_json else []), *args],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+        if check and r.returncode != 0:
+            raise CaseError(f"vhostctl {' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
+        return r
+
+    def ctl_json(self, *args):
+        return json.loads(self.ctl_cmd(*args).stdout)
+
+    def running(self):
+        return self.p is not None and self.p.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Signal vhostd and wait for it (SIGKILL and CaseError if it does not exit in time).
+        @return (its exit status, all it printed); (None, "") if it was never started."""
+        p = self.p
+        if p is None:
+            return None, ""
+        if p.poll() is None:
+            p.send_signal(sig)
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise CaseError(f"vhostd did not exit on signal {sig}")
+        if self.reader:
+            self.reader.join(timeout=5)
+        return p.returncode, "\n".join(self.out)
+
+    def kill(self):
+        if self.p and self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+    def tail(self, n=12):
+        return " / ".join(self.out[-n:])
 
 
 # ------------------------------------------------------------------------------------------------ the rig
@@ -125,14 +501,12 @@ class Rig:
         self.ns = f"vhdsw{tag}"
         self.ns2 = None
         self.tap = f"vhdt{tag}"
-        self.vhostd = None
-        self.vhostd_out = []
+        self.vd = Vhostd(self.dir, self.ns)
         self.procs = []
         self.guests = []
         self.host_ifaces = []  # (ifname, namespace) of the host's ends, for drop accounting
         self.children = []  # more hosts of the same scenario (child())
-        run(["ip", "netns", "add", self.ns])
-        self.nsrun("ip", "link", "set", "lo", "up")
+        netns_add(self.ns)
         # No IPv6 in the namespace: the tap would chatter (router solicitations, MLD) and the counters compared
         # exactly below would move while being read.
         self.no_ipv6(self.ns)
@@ -159,51 +533,24 @@ class Rig:
         return run(["ip", "netns", "exec", ns or self.ns, *cmd], check=check, timeout=timeout)
 
     # ---------------------------------------------------------------- vhostd
+    @property
+    def vhostd(self):
+        """vhostd's Popen (None before start_vhostd())."""
+        return self.vd.p
+
     def start_vhostd(self, lines, extra=()):
         """vhostd in the namespace with the config lines; extra: more options (e.g. --threads 2)."""
-        cfg = os.path.join(self.dir, "vhostd.conf")
-        with open(cfg, "w") as f:
-            f.write("# written by tests/lib/vhdrig.py\n" + "\n".join(lines) + "\n")
-        # `ip netns exec` execs vhostd in place: the pid is vhostd's.
-        p = subprocess.Popen(["ip", "netns", "exec", self.ns, VHOSTD, "--config", cfg, "--socket", self.ctl,
-                              "--log-level", "info", *extra], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-        self.vhostd = p
-        out = self.vhostd_out
-        threading.Thread(target=lambda: [out.append(line.rstrip()) for line in p.stdout], daemon=True).start()
-        # Up when its control socket answers (a killed vhostd's socket file may still be there: the new one
-        # replaces it).
-        for _ in range(1000):
-            try:
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
-                    c.connect(self.ctl)
-                return p
-            except OSError:
-                pass
-            if p.poll() is not None:
-                time.sleep(0.1)
-                raise RuntimeError(f"vhostd exited {p.returncode}: {' / '.join(out[-10:])}")
-            time.sleep(0.01)
-        raise RuntimeError("vhostd never opened its control socket")
+        return self.vd.start(lines, extra, answer=False)
 
     def stop_vhostd(self, sig=signal.SIGTERM):
         """@return vhostd's exit status."""
-        p = self.vhostd
-        if p.poll() is None:
-            p.send_signal(sig)
-        try:
-            return p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            raise CaseError(f"vhostd did not exit on signal {sig}")
+        return self.vd.stop(sig)[0]
 
     def ctl_json(self, *args):
-        r = subprocess.run([VHOSTCTL, "--socket", self.ctl, "--json", *args], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, timeout=30)
-        if r.returncode != 0:
-            raise CaseError(f"vhostctl {' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
-        return json.loads(r.stdout)
+        return self.vd.ctl_json(*args)
+
+    def vhostd_tail(self, n=12):
+        return self.vd.tail(n)
 
     def stats(self):
         return {p["name"]: p for p in self.ctl_json("stats")["ports"]}
@@ -241,11 +588,10 @@ class Rig:
         @return (the port's end, the peer's end, a HostNs for the peer)."""
         self.ns2 = self.ns + "p"
         va, vb = self.tap.replace("vhdt", "vhdv") + "a", self.tap.replace("vhdt", "vhdv") + "b"
-        run(["ip", "netns", "add", self.ns2])
+        netns_add(self.ns2)
         self.no_ipv6(self.ns2)
         self.nsrun("ip", "link", "add", va, "type", "veth", "peer", "name", vb, "netns", self.ns2)
         self.nsrun("ip", "link", "set", va, "up")
-        self.nsrun("ip", "link", "set", "lo", "up", ns=self.ns2)
         self.nsrun("ip", "addr", "add", f"{ip}/24", "dev", vb, ns=self.ns2)
         self.nsrun("ip", "link", "set", vb, "up", ns=self.ns2)
         if not tx_csum:
@@ -267,20 +613,13 @@ class Rig:
             g.kill()
             if g.domain:
                 g.domain.undefine()
-        for p in self.procs + ([self.vhostd] if self.vhostd else []):
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL) if p is not self.vhostd else p.kill()
-                except ProcessLookupError:
-                    pass
-                p.wait()
+        for p in self.procs:
+            kill_group(p)
+        self.vd.kill()
         for ns in (self.ns, self.ns2):
             if ns:
-                run(["ip", "netns", "del", ns], check=False)
+                netns_del(ns)
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def vhostd_tail(self, n=12):
-        return " / ".join(self.vhostd_out[-n:])
 
 
 def veth(a, ifa, addr_a, b, ifb, addr_b=None, master=None):
@@ -318,10 +657,7 @@ class HostNs:
         self.rig, self.ns, self.ip, self.name = rig, ns, ip, name
 
     def start(self, *args):
-        p = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable, HOSTPEER, *map(str, args)],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
-        self.rig.procs.append(p)
+        p = spawn(["ip", "netns", "exec", self.ns, sys.executable, HOSTPEER, *map(str, args)], self.rig.procs)
         return NsJob(p, f"{self.name} {args[0]}")
 
     def ping(self, ip, n=5):
@@ -351,8 +687,7 @@ class NsJob:
         try:
             self.p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(self.p.pid, signal.SIGKILL)
-            self.p.wait()
+            kill_group(self.p)
         self.t.join(timeout=5)
         res = [line for line in self.lines if line.startswith("VHD-RESULT")]
         return (res[-1] if res else f"VHD-RESULT {self.what} fail no result: {self.lines[-5:]}")
@@ -379,9 +714,8 @@ class Guest:
         rig.guests.append(self)
 
     def cmdline(self):
-        """The guest kernel's command line: the agent on ttyS0, eth0 at ip."""
-        return (f"console=ttyS0 panic=-1 quiet loglevel=3 ipv6.disable=1 rdinit=/init vhd.test=switch-agent "
-                f"vhd.ip={self.ip}/24 {self.extra_append} {os.environ.get('VHD_GUEST_APPEND', '')}").strip()
+        """The guest kernel's whole command line (a libvirt domain's <cmdline>): the agent on ttyS0, eth0 at ip."""
+        return f"{agent_append(self.ip)} {self.extra_append} {os.environ.get('VHD_GUEST_APPEND', '')}".strip()
 
     def boot(self):
         self.lock = threading.Condition()
@@ -393,23 +727,12 @@ class Guest:
             threading.Thread(target=self._reader, args=(self.p, self.lock, self.out, self.rc, self.console),
                              daemon=True).start()
             return self
-        machine, iommu, nic_extra = "q35,memory-backend=mem", [], self.nic_extra
-        if self.viommu:
-            machine += ",kernel-irqchip=split"
-            iommu = ["-device", "intel-iommu,intremap=on,device-iotlb=on"]  # before the NIC it translates for
-            nic_extra += ",disable-legacy=on,iommu_platform=on,ats=on"
-        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-machine", machine, "-cpu", QEMU_CPU,
-               "-smp", "1", "-m", "512M", "-object", "memory-backend-memfd,id=mem,size=512M,share=on",
-               "-nographic", "-no-reboot", "-kernel", os.path.join(WORK, "vmlinuz"),
-               "-initrd", os.path.join(WORK, "initrd.gz"), "-append", self.cmdline(),
-               "-chardev", f"socket,id=chr0,{self.chardev}",
-               "-netdev", "vhost-user,id=net0,chardev=chr0,queues=1"] + iommu + \
-              ["-device", f"virtio-net-pci,netdev=net0,mac={self.mac},vectors=0{nic_extra}",
-               "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
-        if self.incoming:
-            cmd += ["-incoming", self.incoming]
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, start_new_session=True)
+        # (qemu_cmd adds $VHD_GUEST_APPEND itself)
+        cmd = qemu_cmd(f"{agent_append(self.ip)} {self.extra_append}", self.chardev, self.mac,
+                       nic_extra=self.nic_extra, iommu=self.viommu)
+        cmd += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off"] + (["-incoming", self.incoming]
+                                                                      if self.incoming else [])
+        self.p = spawn(cmd, stdin=subprocess.PIPE)
         # This boot's reader fills this boot's containers only (a killed QEMU's last lines stay out of the next).
         threading.Thread(target=self._reader, args=(self.p, self.lock, self.out, self.rc, self.console),
                          daemon=True).start()
@@ -546,15 +869,11 @@ class Guest:
                 f.write("\n".join(self.tail(1 << 30)) + "\n")
 
     def kill(self):
-        if self.p and self.p.poll() is None:
-            if self.domain:
-                self.p.kill()  # virsh destroy
-            else:
-                try:
-                    os.killpg(self.p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        if self.p and self.p.poll() is None and self.domain:
+            self.p.kill()  # virsh destroy
             self.p.wait()
+        elif self.p:
+            kill_group(self.p)
         if self.p and not getattr(self.p, "saved", False):
             time.sleep(0.2)
             self.save_console()
@@ -923,11 +1242,7 @@ def run_scenarios(scenarios, filt="", need=("qemu-system-x86_64", "ip", "busybox
 
     def report(name, err, secs, detail=""):
         nonlocal failed
-        if err:
-            failed += 1
-            print(f"FAIL: {name}: {err} ({secs:.1f} s)", flush=True)
-        else:
-            print(f"PASS: {name} ({secs:.1f} s)", flush=True)
+        failed += verdict(name, err, time.time() - secs)
 
     # the filter picks cases by name, or whole scenarios by theirs (two_guests, jumbo, restart, af_packet)
     scenarios = [s for s in scenarios if filt in s[0] or any(filt in c for c in s[2])]
