@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -112,10 +113,11 @@ static int parse_mac(const char *v, uint8_t mac[6], char *err, size_t errlen)
 }
 
 /*
- * The MAC a tap we create gets when mac= is not given: a hash (FNV-1a, 64 bits) of the machine id and the name,
- * locally administered and unicast, so it is the same at every start on this host and differs between hosts
- * (taps named alike on two hosts of one VXLAN segment must not collide). false without a machine id: the kernel's
- * random address stays.
+ * The MAC a tap we create gets when mac= is not given: a hash (FNV-1a, 64 bits) of the machine id, the network
+ * namespace (its inode: the initial one's is a constant, another's stays while the namespace lives) and the name,
+ * locally administered and unicast. So it is the same at every start in this namespace of this host, and taps
+ * named alike on two hosts of one VXLAN segment, or in two namespaces of one host (containers, test hosts), do
+ * not collide. false without a machine id: the kernel's random address stays.
  */
 static bool stable_mac(const char *ifname, uint8_t mac[6])
 {
@@ -127,6 +129,9 @@ static bool stable_mac(const char *ifname, uint8_t mac[6])
 	fclose(f);
 	if (!ok)
 		return false;
+	struct stat ns;
+	if (stat("/proc/self/ns/net", &ns) == 0)
+		snprintf(id + strcspn(id, "\n"), sizeof(id) - strcspn(id, "\n"), "/%llu", (unsigned long long)ns.st_ino);
 	uint64_t h = 0xcbf29ce484222325ull;
 	for (const char *s = id; *s && *s != '\n'; s++)
 		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
