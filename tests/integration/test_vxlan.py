@@ -9,8 +9,11 @@ hostA and hostB. Across each pair (vhostd<->vhostd, vhostd<->Linux vxlan): ping 
 checked byte for byte, a TCP stream checked byte for byte (tests/interop/hostpeer.py), then the ports' own
 counters: no refused datagram, no error, both remote MACs learned. Last, Linux sends on another VNI to hostA:
 counted as rx_wrong_vni and never delivered.
+Each vhostd also has a vhost-user port pg: vhost-pktgen's generator on hostA's and its sink on hostB's (one
+process, two vhost-user connections) carry 20000 frames of 60-1400 bytes across the tunnel, each verified at the
+sink; any lost must be counted by a drop counter on the way.
 
-usage: test_vxlan.py VHOSTD VHOSTCTL [case-substring]
+usage: test_vxlan.py VHOSTD VHOSTCTL VHOST-PKTGEN [case-substring]
 """
 import os
 import sys
@@ -42,7 +45,8 @@ def start_vhostd(r, h):
     others = ",".join(UNDER[o] for o in "abc" if o != h)
     tap = f"vxt{h}"
     r.start_vhostd([f"add-port t0 tap ifname={tap} addr={INNER[h]}/24 mtu={MTU}",
-                    f"add-port vx vxlan vni={VNI} remote={others} local={UNDER[h]}"],
+                    f"add-port vx vxlan vni={VNI} remote={others} local={UNDER[h]}",
+                    f"add-port pg vhost-user path={r.sock('pg')} mtu={MTU}"],
                    # two threads: the vxlan port's receive (which learns) and transmit (which looks up) run on
                    # different ones, where ThreadSanitizer sees them
                    extra=("--threads", "2"))
@@ -68,6 +72,24 @@ def three_hosts(rig):
 
 def vx_info(r):
     return r.show()["vx"]["info"]
+
+
+PG_N = 20000
+
+
+def pg_drops(a, b):
+    """Every counter a frame from hostA's pg to hostB's pg may be dropped in: hostA's switch and vx (queue full,
+    send errors), hostB's vx socket (kernel drops) and switch, hostB's pg (the sink's ring full)."""
+    c = {}
+    for name, r in (("A", a), ("B", b)):
+        st = r.stats()
+        for port in ("pg", "vx"):
+            c[f"{name}.{port}.tx_drops"] = st[port]["tx_drops"]
+            c[f"{name}.{port}.rx_drops"] = st[port]["rx_drops"]
+        info = vx_info(r)
+        for k in ("kernel_drops", "tx_errors", "tx_full"):
+            c[f"{name}.vx.{k}"] = info[k]
+    return c
 
 
 def scenario(rig):
@@ -104,6 +126,33 @@ def scenario(rig):
         yield f"vxlan_{x}{y}_udp", udp
         yield f"vxlan_{x}{y}_tcp", tcp
 
+    def pktgen():
+        """vhost-pktgen's generator on hostA's vhostd, its sink on hostB's: PG_N frames of 60-1400 bytes across
+        the tunnel, each verified at the sink (sequence, length, contents); any lost must be counted on the way."""
+        a, b = hosts["a"], hosts["b"]
+        procs = []
+        try:
+            before = pg_drops(a, b)
+            g = vhdrig.pktgen(procs, "--frontend", a.sock("pg"), "--sink", b.sock("pg"), "--announce", "--verify",
+                              "--count", str(PG_N), "--size", "60-1400", "--pps", "20000")
+            res = vhdrig.pktgen_json(g, timeout=180)
+        finally:
+            for p in procs:
+                vhdrig.kill_group(p)
+        sink = res["sink"]["total"]
+        expect(res["tx_packets"] == PG_N, f"generated {res['tx_packets']} of {PG_N}")
+        expect(not (sink["dup"] or sink["corrupt"]), f"the sink saw {sink}")
+        lost = PG_N - res["rx_packets"]
+        if lost:
+            after = pg_drops(a, b)
+            counted = {k: after[k] - before[k] for k in after if after[k] != before[k]}
+            expect(sum(counted.values()) >= lost, f"{lost} of {PG_N} lost, counted on the way: {counted or 'none'}")
+        expect(hosts["b"].fdb().get("02:00:00:00:00:01") == "vx", f"hostB's fdb {hosts['b'].fdb()}")
+        counted = {k: v - before[k] for k, v in pg_drops(a, b).items() if v != before[k]}
+        return f"{PG_N} frames hostA->hostB, {res['rx_packets']} verified at the sink, lost {lost} (counted: {counted})"
+
+    yield "vxlan_ab_pktgen", pktgen
+
     def counters():
         out = []
         for h in ("a", "b"):
@@ -137,13 +186,14 @@ def scenario(rig):
     yield "vxlan_wrong_vni", wrong_vni
 
 
-CASES = [f"vxlan_{x}{y}_{k}" for x, y in PAIRS for k in ("ping", "udp", "tcp")] + ["vxlan_counters",
+CASES = [f"vxlan_{x}{y}_{k}" for x, y in PAIRS for k in ("ping", "udp", "tcp")] + ["vxlan_ab_pktgen",
+                                                                                    "vxlan_counters",
                                                                                     "vxlan_wrong_vni"]
 
 
 def main():
-    vhdrig.configure(vhostd=sys.argv[1], vhostctl=sys.argv[2])
-    filt = sys.argv[3] if len(sys.argv) > 3 else ""
+    vhdrig.configure(vhostd=sys.argv[1], vhostctl=sys.argv[2], pktgen=sys.argv[3])
+    filt = sys.argv[4] if len(sys.argv) > 4 else ""
     return vhdrig.run_scenarios([("vxa", scenario, CASES)], filt, need=("ip", "bridge", "busybox", "ethtool"))
 
 
