@@ -85,12 +85,61 @@ def prepare_guest():
 
 
 def agent_append(ip):
-    """The kernel command line of a guest that runs the console agent (switch-agent.sh) with eth0 at ip/24."""
+    """The kernel command line of a guest that runs the console agent (switch-agent.sh) with eth0 at ip/24
+    (ip None: a guest without a NIC)."""
     return (f"console=ttyS0 panic=-1 quiet loglevel=3 ipv6.disable=1 rdinit=/init vhd.test=switch-agent "
-            f"vhd.ip={ip}/24")
+            f"vhd.ip={ip + '/24' if ip else 'none'}")
 
 
-def qemu_cmd(append, chardev, mac, queues=1, nic_extra="", iommu=False, mem="512M", smp=None):
+def _ldd(path):
+    """The shared objects path loads (the dynamic loader included), as absolute host paths."""
+    out = subprocess.run(["ldd", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+    libs = []
+    for line in out.splitlines():
+        m = re.search(r"(/\S+) \(0x", line)
+        if m:
+            libs.append(m.group(1))
+    return libs
+
+
+def guest_payload(files):
+    """A gzip'd cpio archive that puts files (host executables, e.g. our own binaries or iproute2's ip) into the
+    guest at the same absolute paths, with every shared object they load, for qemu_cmd(payload=). The kernel
+    unpacks archives concatenated after the initrd one after the other, so the cached initrd stays as it is.
+    Built in WORK once per content (the key hashes every file). @return the combined initrd's path."""
+    import hashlib
+    want = []
+    for f in files:
+        for x in [os.path.abspath(f)] + _ldd(f):
+            if x not in want:
+                want.append(x)
+    h = hashlib.sha256()
+    for x in [os.path.join(WORK, "initrd.gz")] + want:
+        h.update(x.encode())
+        with open(x, "rb") as fh:
+            h.update(fh.read())
+    out = os.path.join(WORK, f"initrd-{h.hexdigest()[:16]}.gz")
+    if os.path.exists(out):
+        return out
+    stage = tempfile.mkdtemp(dir=WORK, prefix="payload.")
+    try:
+        for x in want:
+            dst = os.path.join(stage, x.lstrip("/"))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copy(os.path.realpath(x), dst)  # a symlink's target, under the name the loader asks for
+        arc = subprocess.run(f"cd {stage} && find . | cpio -o -H newc --quiet | gzip -1", shell=True,
+                             stdout=subprocess.PIPE, check=True).stdout
+        with open(os.path.join(WORK, "initrd.gz"), "rb") as fh:
+            base = fh.read()
+        with open(out + ".tmp", "wb") as fh:
+            fh.write(base + arc)
+        os.replace(out + ".tmp", out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return out
+
+
+def qemu_cmd(append, chardev, mac, queues=1, nic_extra="", iommu=False, mem="512M", smp=None, initrd=None):
     """The QEMU command line of one test guest: the kernel and initrd prepare_guest() built in WORK, booted with
     the kernel command line append (plus $VHD_GUEST_APPEND), memfd memory of size mem shared with the back-end,
     and one virtio-net-pci NIC with MAC mac on a vhost-user netdev.
@@ -98,7 +147,8 @@ def qemu_cmd(append, chardev, mac, queues=1, nic_extra="", iommu=False, mem="512
     queues: queue pairs (the NIC gets mq=on beyond one), and as many vCPUs unless smp says otherwise.
     nic_extra: more virtio-net-pci properties, each with its leading comma (",packed=on").
     iommu: the NIC sits behind QEMU's intel-iommu (device-iotlb, ATS), iommu_platform=on; the caller puts the
-    kernel's IOMMU mode (intel_iommu=on ...) into append."""
+    kernel's IOMMU mode (intel_iommu=on ...) into append.
+    chardev None: no NIC at all. initrd: another initrd than prepare_guest()'s (guest_payload())."""
     machine, iommu_dev = "q35,memory-backend=mem", []
     nic = f"virtio-net-pci,netdev=net0,mac={mac},vectors=0{nic_extra}" + (",mq=on" if queues > 1 else "")
     if iommu:
@@ -109,9 +159,10 @@ def qemu_cmd(append, chardev, mac, queues=1, nic_extra="", iommu=False, mem="512
     return (["qemu-system-x86_64", "-accel", "tcg", "-machine", machine, "-cpu", QEMU_CPU,
              "-smp", str(smp or queues), "-m", mem, "-object", f"memory-backend-memfd,id=mem,size={mem},share=on",
              "-nographic", "-no-reboot", "-kernel", os.path.join(WORK, "vmlinuz"),
-             "-initrd", os.path.join(WORK, "initrd.gz"), "-append", append,
-             "-chardev", f"socket,id=chr0,{chardev}", "-netdev", f"vhost-user,id=net0,chardev=chr0,queues={queues}"]
-            + iommu_dev + ["-device", nic])
+             "-initrd", initrd or os.path.join(WORK, "initrd.gz"), "-append", append]
+            + (["-chardev", f"socket,id=chr0,{chardev}",
+                "-netdev", f"vhost-user,id=net0,chardev=chr0,queues={queues}"] + iommu_dev + ["-device", nic]
+               if chardev else []))
 
 
 # ------------------------------------------------------------------------------------------------ processes
@@ -699,14 +750,16 @@ class Guest:
     serial console is a unix socket (QEMU started by libvirtd; chardev unused)."""
 
     def __init__(self, rig, name, mac, ip, chardev=None, extra_append="", nic_extra="", incoming=None, domain=None,
-                 viommu=False):
+                 viommu=False, payload=(), mem="512M", smp=None):
         """incoming: QEMU's -incoming URI: this QEMU waits for a live migration (migrate_from()) instead of
         booting. Every guest QEMU started here has a QMP socket (self.qmp_path). viommu: the guest sits behind
         QEMU's intel-iommu in strict mode (iommu.strict=1), its NIC with iommu_platform=on (its port needs
-        iommu=on), as in docs/viommu.md."""
+        iommu=on), as in docs/viommu.md. chardev None (and mac, ip None): a guest without a NIC.
+        payload: host executables the guest gets at the same paths, with their libraries (guest_payload()),
+        e.g. [VHOSTD, VHOSTCTL, PKTGEN] to run our binaries inside the guest against its kernel."""
         self.rig, self.name, self.mac, self.ip, self.chardev = rig, name, mac, ip, chardev
         self.extra_append, self.nic_extra, self.incoming, self.domain = extra_append, nic_extra, incoming, domain
-        self.viommu = viommu
+        self.viommu, self.payload, self.mem, self.smp = viommu, list(payload), mem, smp
         if viommu:
             self.extra_append += " intel_iommu=on iommu.strict=1"
         self.qmp_path = os.path.join(rig.dir, f"{name}.qmp")
@@ -729,7 +782,8 @@ class Guest:
             return self
         # (qemu_cmd adds $VHD_GUEST_APPEND itself)
         cmd = qemu_cmd(f"{agent_append(self.ip)} {self.extra_append}", self.chardev, self.mac,
-                       nic_extra=self.nic_extra, iommu=self.viommu)
+                       nic_extra=self.nic_extra, iommu=self.viommu, mem=self.mem, smp=self.smp,
+                       initrd=guest_payload(self.payload) if self.payload else None)
         cmd += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off"] + (["-incoming", self.incoming]
                                                                       if self.incoming else [])
         self.p = spawn(cmd, stdin=subprocess.PIPE)
@@ -763,7 +817,7 @@ class Guest:
         expect(ok and self.agent is not None, f"{self.name}: no agent within {timeout} s (QEMU "
                                               f"{'exited ' + str(self.p.returncode) if self.p.poll() is not None else 'running'}): "
                                               f"{' | '.join(self.console[-15:])}")
-        expect(self.agent == self.mac, f"{self.name}: eth0 has MAC {self.agent}, wanted {self.mac}")
+        expect(self.agent == (self.mac or "none"), f"{self.name}: eth0 has MAC {self.agent}, wanted {self.mac}")
         # By now QEMU has set up the vhost-user NIC: it had nothing to warn about.
         warnings = qemu_warnings(self.domain.qemu_log() if self.domain else self.tail(1 << 30))
         expect(not warnings, f"{self.name}: QEMU warned: {' | '.join(warnings)}")

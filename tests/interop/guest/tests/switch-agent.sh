@@ -4,7 +4,7 @@
 # The host sequences the guests this way (receiver listening before the sender starts, snapshots of the
 # driver's counters at quiet moments); the traffic itself only ever crosses vhostd.
 stty -echo 2>/dev/null
-echo "VHD-AGENT ready $(cat /sys/class/net/eth0/address)"
+echo "VHD-AGENT ready $(cat /sys/class/net/eth0/address 2>/dev/null || echo none)"
 while read -r tag id cmd; do
 	[ "$tag" = VHDC ] || continue
 	[ "$cmd" = exit ] && break
