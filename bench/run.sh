@@ -3,8 +3,9 @@
 # whose groups are loopback, cross, switch, latency (our stack against DPDK testpmd and OVS-DPDK), ring
 # (bench/ringbench: the virtqueues against a plain SPSC pointer ring), kernel (af_xdp against af_packet on a
 # veth) and iommu (the device IOTLB: ours against DPDK's, and on against off). It writes docs/benchmarks.md and
-# docs/benchmarks.png. Environment: BENCH_REPEAT (3), BENCH_SECONDS (5), BENCH_WARMUP (1),
-# BENCH_ONLY=loopback,cross,switch,latency,ring,kernel,iommu, BENCH_SIZES=64,1518, BENCH_QUICK=1 (smoke matrix),
+# docs/benchmarks.png. Then bench/idle.py (group idle): vhostd's adaptive idle against --poll.
+# Environment: BENCH_REPEAT (3), BENCH_SECONDS (5), BENCH_WARMUP (1),
+# BENCH_ONLY=loopback,cross,switch,latency,ring,kernel,iommu,idle, BENCH_SIZES=64,1518, BENCH_QUICK=1 (smoke matrix),
 # BENCH_VERBOSE=1; see compare.py.
 # Usage: bench/run.sh BUILD_DIR
 # Exit status nonzero if a case FAILED.
@@ -25,4 +26,10 @@ done
 # pyenv's, would not see it and the chart would be skipped).
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
-exec "$py" "$(dirname "$0")/compare.py" "$build"
+rc=0
+"$py" "$(dirname "$0")/compare.py" "$build" || rc=1
+# bench/idle.py: adaptive idle against --poll (CPU, rate, latency); BENCH_ONLY without "idle" skips it.
+case ",${BENCH_ONLY:-idle}," in
+*,idle,*) "$py" "$(dirname "$0")/idle.py" "$build" || rc=1 ;;
+esac
+exit $rc

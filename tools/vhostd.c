@@ -294,7 +294,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: vhostd [--config FILE] [--socket PATH] [--threads N] [--cpus LIST] [--aging SECONDS]\n"
-		"              [--idle-us N] [--log-level LEVEL] [--log-file PATH] [--syslog] [--metrics ADDR:PORT]\n"
+		"              [--idle-us N] [--poll] [--log-level LEVEL] [--log-file PATH] [--syslog]\n"
+		"              [--metrics ADDR:PORT]\n"
 		"\n"
 		"  --config FILE    run the commands in FILE at start (one vhostctl command per line, e.g.\n"
 		"                   'add-port vm1 vhost-user path=/run/vhostd/vm1.sock'; '#' starts a comment)\n"
@@ -303,7 +304,9 @@ static void usage(FILE *f)
 		"  --cpus LIST      pin forwarding thread i to the i-th CPU of LIST (e.g. 1,2)\n"
 		"  --aging SECONDS  MAC table aging (default 300, 0 never)\n"
 		"  --idle-us N      a forwarding thread that found nothing for 1000 rounds sleeps N us per round\n"
-		"                   (default 20; 0 spins, for dedicated cores)\n"
+		"                   (default 20; 0 spins, for dedicated cores); after 50 such rounds it sleeps\n"
+		"                   until a queue has work (guests' kicks, drivers' interrupts, readable sockets)\n"
+		"  --poll           never sleep until notified: keep polling (with the --idle-us sleeps)\n"
 		"  --log-level L    error, warning, info (default) or debug (err and warn are accepted too)\n"
 		"  --log-file PATH  append log lines to PATH instead of stderr; SIGHUP reopens it (logrotate)\n"
 		"  --syslog         log to syslog as well\n"
@@ -323,6 +326,7 @@ int main(int argc, char **argv)
 	int level = VHD_LOG_INFO;
 	static const struct option lo[] = {{"config", 1, 0, 'c'},    {"socket", 1, 0, 's'},    {"threads", 1, 0, 't'},
 					   {"cpus", 1, 0, 'p'},      {"aging", 1, 0, 'a'},     {"idle-us", 1, 0, 'i'},
+					   {"poll", 0, 0, 'P'},
 					   {"log-level", 1, 0, 'l'}, {"syslog", 0, 0, 'S'},    {"help", 0, 0, 'h'},
 					   {"log-file", 1, 0, 'L'},  {"metrics", 1, 0, 'm'},    {0, 0, 0, 0}};
 	int o, ncpus = 0;
@@ -353,6 +357,9 @@ int main(int argc, char **argv)
 			break;
 		case 'i':
 			c.idle_us = (unsigned)atoi(optarg);
+			break;
+		case 'P':
+			c.poll = true;
 			break;
 		case 'l':
 			level = parse_level(optarg);
@@ -468,6 +475,7 @@ int main(int argc, char **argv)
 		n += sw_ctl_pollfds(ctl, fds + n, SW_CTL_MAX_POLLFDS);
 		if (http)
 			n += sw_http_pollfds(http, fds + n, SW_HTTP_MAX_POLLFDS);
+		unsigned swfd = n;
 		n += sw_pollfds(sw, fds + n, (unsigned)(sizeof(fds) / sizeof(fds[0])) - n);
 		int timeout = sw_timeout_ms(sw);
 		int ht = http ? sw_http_timeout_ms(http) : -1;
@@ -493,7 +501,7 @@ int main(int argc, char **argv)
 		sw_ctl_dispatch(ctl);
 		if (http)
 			sw_http_dispatch(http);
-		sw_dispatch(sw);
+		sw_dispatch(sw, fds + swfd, n - swfd);
 	}
 	sw_http_destroy(http);
 	sw_ctl_destroy(ctl);

@@ -174,6 +174,17 @@ void vhd_vu_queue_release(struct vhd_vu_dev *dev, unsigned qidx);
  */
 int vhd_vu_queue_notify(struct vhd_vu_dev *dev, unsigned qidx);
 
+/**
+ * Data path, between a successful vhd_vu_queue_acquire() and the release: the eventfd the driver kicks qidx
+ * with, for a data path that sleeps until there is work (vhd_vq_enable_notify() first, then poll() the fd for
+ * POLLIN and read its counter empty after waking), or -1 when the front-end sent none (it expects the device
+ * to poll: do not sleep on this queue).
+ * The fd is the device's: it stays open until the control thread next handles a message for the device, which
+ * may close or replace it, so a thread asleep on it must be woken by whoever calls vhd_vu_dev_dispatch() once
+ * that returns (the fd it sleeps on may no longer be the one the driver kicks). Never blocks.
+ */
+int vhd_vu_queue_kick_fd(struct vhd_vu_dev *dev, unsigned qidx);
+
 /** Counters of one device, cumulative over its lifetime (all connections). */
 struct vhd_vu_stats {
 	uint64_t notify_failures; /**< vhd_vu_queue_notify() writes that failed (call counter full, fd broken) */

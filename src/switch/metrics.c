@@ -169,6 +169,10 @@ int sw_metrics_render(void *opaque, FILE *f)
 		 offsetof(struct sw_thread_counters, packets)},
 		{"vhostd_thread_busy_rounds_total", "poll rounds that moved packets",
 		 offsetof(struct sw_thread_counters, busy_rounds)},
+		{"vhostd_thread_sleeps_total", "times the idle thread slept until its queues were notified",
+		 offsetof(struct sw_thread_counters, sleeps)},
+		{"vhostd_thread_sleep_timeouts_total", "such sleeps that ended by their 1 s bound, not a notification",
+		 offsetof(struct sw_thread_counters, sleep_timeouts)},
 	};
 	unsigned nt = sw_thread_count(sw);
 	struct sw_thread_counters tc[SW_MAX_THREADS];

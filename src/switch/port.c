@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "switch/port.h"
 
@@ -103,6 +104,25 @@ int sw_kv_required(const struct sw_kv *args, unsigned nargs, const char *key, co
 	}
 	snprintf(buf, size, "%s", v);
 	return 0;
+}
+
+int sw_fd_arm(int fd, struct pollfd *pfd)
+{
+	*pfd = (struct pollfd){.fd = fd, .events = POLLIN};
+	return 0;
+}
+
+void sw_fd_disarm(struct sw_port *p, unsigned q, short revents)
+{
+	(void)p, (void)q, (void)revents; /* the socket stays readable until the next rx_burst reads it */
+}
+
+void sw_eventfd_drain(int fd)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	uint64_t v;
+	if (fd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN))
+		(void)!read(fd, &v, sizeof(v));
 }
 
 unsigned sw_no_pollfds(struct sw_port *p, struct pollfd *fds, unsigned max)

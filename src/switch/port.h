@@ -122,6 +122,18 @@ struct sw_port_ops {
 	 */
 	void (*rx_done)(struct sw_port *p, unsigned q);
 	/*
+	 * Optional, adaptive idle (docs/switch.md, "Idle"): the forwarding thread that owns receive queue q found
+	 * nothing for a while and wants to sleep until the peer has something. rx_arm asks the peer to notify q
+	 * again (a guest's kicks, a driver's interrupts) and fills *pfd with what becomes readable when it does
+	 * (fd -1: nothing to wait on now, e.g. the queue is not set up; the control thread wakes the thread when
+	 * that changes). @return 0 armed; 1 work arrived meanwhile (do not sleep; rx_disarm is not called); -1 the
+	 * queue cannot notify (the peer expects to be polled): the thread keeps polling.
+	 * rx_disarm: the thread woke up (revents: what poll() said of *pfd): back to polling, and drain what the
+	 * wake-up left readable (an eventfd's counter). Never block; same thread rules as rx_burst.
+	 */
+	int (*rx_arm)(struct sw_port *p, unsigned q, struct pollfd *pfd);
+	void (*rx_disarm)(struct sw_port *p, unsigned q, short revents);
+	/*
 	 * Transmit pkts[0..n) on transmit queue q. Returns how many the port took: those are its own now (it frees
 	 * them); pkts[ret..n) stay with the caller, who drops them. A port is done with every frame it took when
 	 * it returns (copied into its ring, written to the kernel, or dropped): views are valid only until then.
@@ -177,6 +189,14 @@ int sw_kv_on_off(const struct sw_kv *args, unsigned nargs, const char *key, bool
 /* Every key is one of known (NULL-terminated) and none is given twice. @return 0 or -EINVAL naming it. */
 int sw_kv_check(const struct sw_kv *args, unsigned nargs, const char *const *known, const char *type, char *err,
 		size_t errlen);
+
+/* rx_arm/rx_disarm of ports whose receive side is a file descriptor the kernel makes readable (tap, af_packet,
+ * af_xdp, vxlan): they need not ask anybody to notify them. sw_fd_arm fills pfd with fd, POLLIN. */
+int sw_fd_arm(int fd, struct pollfd *pfd);
+void sw_fd_disarm(struct sw_port *p, unsigned q, short revents);
+/* Empty the counter of eventfd fd (a kick or call fd a thread slept on) if it is readable. The fd may be a peer's,
+ * in blocking mode: it is read only after poll() says it is readable, and nothing else reads it. */
+void sw_eventfd_drain(int fd);
 
 /* Ports with no control-plane fds of their own (af_packet, af_xdp): pollfds, timeout_ms and dispatch. */
 unsigned sw_no_pollfds(struct sw_port *p, struct pollfd *fds, unsigned max);

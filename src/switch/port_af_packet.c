@@ -375,6 +375,13 @@ static bool rx_frame(struct afp_port *a, const struct tpacket3_hdr *h, struct vh
 	return true;
 }
 
+/* The socket polls readable once the kernel retires a block to us (full, or its timeout passed). */
+static int afp_rx_arm(struct sw_port *p, unsigned q, struct pollfd *pfd)
+{
+	(void)q;
+	return sw_fd_arm(((struct afp_port *)p->priv)->fd, pfd);
+}
+
 static unsigned afp_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *pool, struct vhd_pkt **pkts,
 			     unsigned n)
 {
@@ -497,5 +504,7 @@ const struct sw_port_ops sw_af_packet_ops = {
 	.link_up = afp_link_up,
 	.describe = afp_describe,
 	.rx_burst = afp_rx_burst,
+	.rx_arm = afp_rx_arm,
+	.rx_disarm = sw_fd_disarm,
 	.tx_burst = afp_tx_burst,
 };

@@ -475,6 +475,12 @@ static void axp_counters(struct sw_port *p, void (*fn)(void *arg, const char *na
 
 /* ------------------------------------------------------------------ data path */
 
+static int axp_rx_arm(struct sw_port *p, unsigned q, struct pollfd *pfd)
+{
+	(void)q;
+	return sw_fd_arm(((struct axp_port *)p->priv)->xsk_fd, pfd);
+}
+
 static unsigned axp_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *pool, struct vhd_pkt **pkts,
 			     unsigned n)
 {
@@ -615,5 +621,7 @@ const struct sw_port_ops sw_af_xdp_ops = {
 	.describe = axp_describe,
 	.counters = axp_counters,
 	.rx_burst = axp_rx_burst,
+	.rx_arm = axp_rx_arm,
+	.rx_disarm = sw_fd_disarm,
 	.tx_burst = axp_tx_burst,
 };

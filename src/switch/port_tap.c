@@ -441,6 +441,11 @@ static void tap_describe(struct sw_port *p, struct sw_json *w)
 
 /* ------------------------------------------------------------------ data path */
 
+static int tap_rx_arm(struct sw_port *p, unsigned q, struct pollfd *pfd)
+{
+	return sw_fd_arm(((struct tap_port *)p->priv)->fds[q], pfd);
+}
+
 static unsigned tap_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *pool, struct vhd_pkt **pkts,
 			     unsigned n)
 {
@@ -511,5 +516,7 @@ const struct sw_port_ops sw_tap_ops = {
 	.link_up = tap_link_up,
 	.describe = tap_describe,
 	.rx_burst = tap_rx_burst,
+	.rx_arm = tap_rx_arm,
+	.rx_disarm = sw_fd_disarm,
 	.tx_burst = tap_tx_burst,
 };

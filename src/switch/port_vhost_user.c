@@ -154,6 +154,48 @@ static inline unsigned vu_rx_queue(struct sw_port *p, struct vu_port *vp, unsign
 	return r > 0 ? (unsigned)r : 0;
 }
 
+/* Sleep on the guest's kicks of its transmit queue: notifications on (EVENT_IDX or the flags, whichever was
+ * negotiated), then the check that nothing slipped in before they were (vhd_vq_enable_notify()). A queue not
+ * started, or waiting for an IOTLB answer, has nothing to wait on: the control thread wakes us when that changes. */
+static int vu_rx_arm(struct sw_port *p, unsigned q, struct pollfd *pfd)
+{
+	struct vu_port *vp = p->priv;
+	unsigned qi = 2 * q + 1;
+	*pfd = (struct pollfd){.fd = -1, .events = POLLIN};
+	if (q == 0 && atomic_load_explicit(&vp->rarp, memory_order_relaxed))
+		return 1;
+	struct vhd_vq *vq = vhd_vu_queue_acquire(vp->dev, qi);
+	if (!vq)
+		return 0;
+	int r = 0, kick = vhd_vu_queue_kick_fd(vp->dev, qi);
+	if (kick < 0) {
+		r = -1; /* the front-end polls us: it will not kick */
+	} else if (!vhd_vq_error(vq)) {
+		if (vhd_vq_enable_notify(vq)) {
+			vhd_vq_disable_notify(vq);
+			r = 1;
+		} else {
+			pfd->fd = kick;
+		}
+	}
+	vhd_vu_queue_release(vp->dev, qi);
+	return r;
+}
+
+static void vu_rx_disarm(struct sw_port *p, unsigned q, short revents)
+{
+	struct vu_port *vp = p->priv;
+	unsigned qi = 2 * q + 1;
+	(void)revents;
+	struct vhd_vq *vq = vhd_vu_queue_acquire(vp->dev, qi);
+	if (!vq)
+		return; /* stopped meanwhile: a restarted queue begins with notifications off */
+	vhd_vq_disable_notify(vq);
+	/* The fd asked for now, not the one slept on: the control thread may have replaced it meanwhile. */
+	sw_eventfd_drain(vhd_vu_queue_kick_fd(vp->dev, qi));
+	vhd_vu_queue_release(vp->dev, qi);
+}
+
 /* The burst's views are done with: the guest gets its transmit buffers back, and the queue is let go. */
 static void vu_rx_done(struct sw_port *p, unsigned q)
 {
@@ -536,5 +578,7 @@ const struct sw_port_ops sw_vhost_user_ops = {
 	.counters = vu_counters,
 	.rx_burst = vu_rx_burst,
 	.rx_done = vu_rx_done,
+	.rx_arm = vu_rx_arm,
+	.rx_disarm = vu_rx_disarm,
 	.tx_burst = vu_tx_burst,
 };

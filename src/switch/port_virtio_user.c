@@ -127,6 +127,43 @@ static unsigned vup_rx_burst(struct sw_port *p, unsigned qn, struct vhd_pktpool 
 	return out;
 }
 
+/* Sleep on the device's interrupts for the receive queue (our call eventfd). */
+static int vup_rx_arm(struct sw_port *p, unsigned qn, struct pollfd *pfd)
+{
+	struct vup_port *vp = p->priv;
+	struct vup_qp *q = &vp->qp[qn];
+	*pfd = (struct pollfd){.fd = -1, .events = POLLIN};
+	if (!enter(&q->rx_win))
+		return 0; /* down: the control thread wakes us when it comes up */
+	struct vhd_vq *rx = vhd_fe_vq(vp->fe, 2 * qn);
+	int r = 0;
+	if (rx && !vhd_vq_error(rx)) {
+		if (vhd_vq_enable_notify(rx)) {
+			vhd_vq_disable_notify(rx);
+			r = 1;
+		} else {
+			pfd->fd = vhd_fe_call_fd(vp->fe, 2 * qn);
+		}
+	}
+	leave(&q->rx_win);
+	return r;
+}
+
+static void vup_rx_disarm(struct sw_port *p, unsigned qn, short revents)
+{
+	struct vup_port *vp = p->priv;
+	struct vup_qp *q = &vp->qp[qn];
+	(void)revents;
+	if (!enter(&q->rx_win))
+		return;
+	struct vhd_vq *rx = vhd_fe_vq(vp->fe, 2 * qn);
+	if (rx) {
+		vhd_vq_disable_notify(rx);
+		sw_eventfd_drain(vhd_fe_call_fd(vp->fe, 2 * qn));
+	}
+	leave(&q->rx_win);
+}
+
 static unsigned vup_tx_burst(struct sw_port *p, unsigned qn, struct vhd_pkt **pkts, unsigned n)
 {
 	struct vup_port *vp = p->priv;
@@ -333,5 +370,7 @@ const struct sw_port_ops sw_virtio_user_ops = {
 	.link_up = vup_link_up,
 	.describe = vup_describe,
 	.rx_burst = vup_rx_burst,
+	.rx_arm = vup_rx_arm,
+	.rx_disarm = vup_rx_disarm,
 	.tx_burst = vup_tx_burst,
 };

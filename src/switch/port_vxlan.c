@@ -589,6 +589,21 @@ static int remote_index(const struct vx_port *v, const struct sockaddr_in *from,
 	return -1;
 }
 
+static int vx_rx_arm(struct sw_port *p, unsigned q, struct pollfd *pfd)
+{
+	(void)q;
+	return sw_fd_arm(((struct vx_port *)p->priv)->rx_fd, pfd);
+}
+
+/* Woken by a datagram: read it at once rather than after the skips an empty socket earned. */
+static void vx_rx_disarm(struct sw_port *p, unsigned q, short revents)
+{
+	struct vx_port *v = p->priv;
+	(void)q, (void)revents;
+	v->rx.skip = 0;
+	v->rx.backoff = 0;
+}
+
 static unsigned vx_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *pool, struct vhd_pkt **pkts,
 			    unsigned n)
 {
@@ -777,5 +792,7 @@ const struct sw_port_ops sw_vxlan_ops = {
 	.describe = vx_describe,
 	.counters = vx_counters,
 	.rx_burst = vx_rx_burst,
+	.rx_arm = vx_rx_arm,
+	.rx_disarm = vx_rx_disarm,
 	.tx_burst = vx_tx_burst,
 };

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,12 +20,19 @@
 #include "vhostd/log.h"
 
 #define IDLE_ROUNDS 1000
+/* Adaptive idle: after IDLE_ROUNDS empty polls the thread sleeps idle_us per round; after SLEEP_ROUNDS such
+ * rounds (a few milliseconds of nothing) it arms its queues and sleeps in poll() until one has work or the
+ * control thread wakes it, SLEEP_MAX_MS at most (a bound on what a lost notification could cost). */
+#define SLEEP_ROUNDS 50
+#define SLEEP_MAX_MS 1000
 
 _Static_assert(SW_MAX_PORTS <= SW_FDB_PORTS, "every port id has its learn limit in the MAC table");
 
-/* The receive queues one thread polls: replaced as a whole, never edited in place. */
+/* The receive queues one thread polls: replaced as a whole, never edited in place. pfd: room for the fds the
+ * thread sleeps on, one per queue after its wake eventfd (allocated with the list: n + 1 entries). */
 struct rxq_list {
 	unsigned n;
+	struct pollfd *pfd;
 	struct {
 		struct sw_port *port;
 		unsigned q;
@@ -55,6 +64,12 @@ struct sw_thread {
 	/* Rounds that moved packets: packets per round says whether per-burst costs (index lines, fences,
 	 * notifications) or per-packet ones dominate, i.e. whether this thread was fed faster than it polls. */
 	_Atomic uint64_t busy_rounds;
+	/* Adaptive idle: sleeps in poll(), and those that ended by SLEEP_MAX_MS rather than a wake-up. */
+	_Atomic uint64_t sleeps, sleep_timeouts;
+	/* 1 while the thread is (about to be) asleep in poll(); wake_fd is what the control thread writes then.
+	 * See thread_sleep() for the pairing. */
+	_Alignas(64) atomic_int sleeping;
+	int wake_fd;
 	_Alignas(64) struct out_batch out[SW_MAX_PORTS];
 	uint16_t touched[SW_MAX_PORTS];
 	unsigned ntouched;
@@ -72,6 +87,9 @@ struct sw {
 	/* Bumped by synchronize() after each change the threads must stop using the old state of; read by every
 	 * thread once per round, beside stop, which it reads as often and which is written as rarely. */
 	_Atomic uint64_t epoch;
+	/* Bumped (seq_cst) by the control thread after anything a sleeping thread must not sleep through: a new
+	 * epoch, a stop, a round of port dispatch (queues started or stopped, kick fds replaced, IOTLB answers). */
+	_Atomic uint64_t wake_gen;
 	uint32_t last_age;
 	/* Captures, control thread only: port is NULL once the capture no longer hangs on it (count reached,
 	 * reader gone, port deleted) and it only has its last blocks to send. */
@@ -381,6 +399,52 @@ static inline uint64_t cycles_now(void)
 #endif
 }
 
+/*
+ * Adaptive idle: arm every queue of l, sleep in poll() until one is readable, the control thread wakes us or
+ * SLEEP_MAX_MS pass, then disarm them all. @return false without sleeping when a queue had work meanwhile or
+ * cannot notify (its peer expects polling), or something changed since gen was read.
+ *
+ * The control thread changes state, then bumps sw->wake_gen (seq_cst) and reads each thread's sleeping (seq_cst)
+ * to decide whether to write its wake_fd (wake_sleepers()); here, sleeping is stored (seq_cst) before wake_gen is
+ * read again. Store then load on both sides, all seq_cst: one of the two sees the other's store, so either this
+ * thread sees the new generation and does not sleep, or the control thread sees it sleeping and wakes it.
+ */
+static bool thread_sleep(struct sw_thread *t, struct rxq_list *l, uint64_t gen)
+{
+	struct sw *sw = t->sw;
+	struct pollfd *pfd = l->pfd;
+	unsigned armed = 0;
+	int r = 0;
+	pfd[0] = (struct pollfd){.fd = t->wake_fd, .events = POLLIN};
+	for (; armed < l->n; armed++) {
+		struct sw_port *p = l->e[armed].port;
+		r = p->ops->rx_arm ? p->ops->rx_arm(p, l->e[armed].q, &pfd[1 + armed]) : -1;
+		if (r != 0)
+			break;
+	}
+	bool slept = false;
+	if (r == 0) {
+		atomic_store(&t->sleeping, 1);
+		if (atomic_load(&sw->wake_gen) == gen) {
+			int n = poll(pfd, 1 + l->n, SLEEP_MAX_MS);
+			stat_add(&t->sleeps, 1);
+			if (n == 0)
+				stat_add(&t->sleep_timeouts, 1);
+			slept = true;
+		}
+		atomic_store_explicit(&t->sleeping, 0, memory_order_relaxed);
+		if (pfd[0].revents & POLLIN) {
+			uint64_t v;
+			(void)!read(t->wake_fd, &v, sizeof(v)); /* ours, non-blocking */
+		}
+	}
+	for (unsigned i = 0; i < armed; i++) {
+		struct sw_port *p = l->e[i].port;
+		p->ops->rx_disarm(p, l->e[i].q, slept ? pfd[1 + i].revents : 0);
+	}
+	return slept;
+}
+
 static void *thread_main(void *arg)
 {
 	struct sw_thread *t = arg;
@@ -427,7 +491,12 @@ static void *thread_main(void *arg)
 			stat_add(&t->busy_rounds, 1);
 			idle = 0;
 		} else if (++idle > IDLE_ROUNDS && sw->cfg.idle_us) {
-			usleep(sw->cfg.idle_us);
+			/* The generation before arming: a change from here on keeps the thread awake. */
+			uint64_t gen = atomic_load(&sw->wake_gen);
+			if (idle > IDLE_ROUNDS + SLEEP_ROUNDS && !sw->cfg.poll && l && thread_sleep(t, l, gen))
+				idle = IDLE_ROUNDS; /* woken: poll again, and sleep short at once if that was all */
+			else
+				usleep(sw->cfg.idle_us);
 			c1 = cycles_now(); /* the sleep is nobody's busy time */
 		}
 		c0 = c1;
@@ -452,9 +521,21 @@ static void *thread_main(void *arg)
  * with the old state precedes its report. Two message passings, no full fence anywhere, and the forwarding
  * thread pays one load of a read-mostly line per round.
  */
+/* Wake every thread asleep in thread_sleep() (see there for the pairing). Control thread. */
+static void wake_sleepers(struct sw *sw)
+{
+	atomic_fetch_add(&sw->wake_gen, 1);
+	for (unsigned i = 0; i < sw->cfg.threads; i++) {
+		uint64_t one = 1;
+		if (sw->th[i].started && atomic_load(&sw->th[i].sleeping))
+			(void)!write(sw->th[i].wake_fd, &one, sizeof(one)); /* non-blocking; a full counter wakes too */
+	}
+}
+
 static void synchronize(struct sw *sw)
 {
 	uint64_t e = atomic_fetch_add_explicit(&sw->epoch, 1, memory_order_release) + 1;
+	wake_sleepers(sw); /* a sleeping thread reports its quiescent point only once awake */
 	for (unsigned i = 0; i < sw->cfg.threads; i++) {
 		if (!sw->th[i].started)
 			continue;
@@ -475,7 +556,10 @@ static int publish(struct sw *sw)
 	}
 	struct rxq_list *nl[SW_MAX_THREADS] = {0}, *old[SW_MAX_THREADS];
 	for (unsigned i = 0; i < nt; i++) {
-		nl[i] = calloc(1, sizeof(struct rxq_list) + (total + 1) * sizeof(nl[i]->e[0]));
+		size_t es = (total + 1) * sizeof(nl[i]->e[0]);
+		nl[i] = calloc(1, sizeof(struct rxq_list) + es + (total + 1) * sizeof(struct pollfd));
+		if (nl[i])
+			nl[i]->pfd = (struct pollfd *)((char *)nl[i]->e + es);
 		if (!nl[i]) {
 			for (unsigned j = 0; j < i; j++)
 				free(nl[j]);
@@ -512,11 +596,14 @@ int sw_create(const struct sw_config *c, struct sw **out)
 	atomic_store(&sw->now_s, mono_s());
 	sw->last_age = mono_s();
 	int rc = 0;
+	for (unsigned i = 0; i < SW_MAX_THREADS; i++)
+		sw->th[i].wake_fd = -1;
 	for (unsigned i = 0; i < c->threads && rc == 0; i++) {
 		struct sw_thread *t = &sw->th[i];
 		t->sw = sw;
 		t->idx = i;
-		rc = vhd_pktpool_create(c->pool_bufs, c->buf_size, &t->pool);
+		t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		rc = t->wake_fd < 0 ? -errno : vhd_pktpool_create(c->pool_bufs, c->buf_size, &t->pool);
 	}
 	for (unsigned i = 0; i < c->threads && rc == 0; i++) {
 		struct sw_thread *t = &sw->th[i];
@@ -550,6 +637,7 @@ void sw_destroy(struct sw *sw)
 	if (!sw)
 		return;
 	atomic_store(&sw->stop, true);
+	wake_sleepers(sw);
 	for (unsigned i = 0; i < sw->cfg.threads; i++)
 		if (sw->th[i].started)
 			pthread_join(sw->th[i].tid, NULL);
@@ -569,6 +657,8 @@ void sw_destroy(struct sw *sw)
 	for (unsigned i = 0; i < sw->cfg.threads; i++) {
 		free(atomic_load(&sw->th[i].rxqs));
 		vhd_pktpool_destroy(sw->th[i].pool);
+		if (sw->th[i].wake_fd >= 0)
+			close(sw->th[i].wake_fd);
 	}
 	free(sw);
 }
@@ -836,14 +926,19 @@ int sw_capture_start(struct sw *sw, const char *port, unsigned dirs, uint64_t co
 	return 0;
 }
 
-void sw_dispatch(struct sw *sw)
+void sw_dispatch(struct sw *sw, const struct pollfd *fds, unsigned n)
 {
+	bool events = !fds;
+	for (unsigned i = 0; i < n && !events; i++)
+		events = fds[i].revents != 0;
 	pump_captures(sw);
 	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
 		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
 		if (p && p->ops->dispatch)
 			p->ops->dispatch(p);
 	}
+	if (events)
+		wake_sleepers(sw); /* a queue may have started, stopped or changed its kick fd */
 	uint32_t now = mono_s();
 	atomic_store_explicit(&sw->now_s, now, memory_order_relaxed);
 	if (now != sw->last_age) {
@@ -945,6 +1040,8 @@ void sw_thread_counters(struct sw *sw, unsigned i, struct sw_thread_counters *ou
 		.busy_cycles = atomic_load_explicit(&sw->th[i].busy_cycles, memory_order_relaxed),
 		.packets = atomic_load_explicit(&sw->th[i].busy_packets, memory_order_relaxed),
 		.busy_rounds = atomic_load_explicit(&sw->th[i].busy_rounds, memory_order_relaxed),
+		.sleeps = atomic_load_explicit(&sw->th[i].sleeps, memory_order_relaxed),
+		.sleep_timeouts = atomic_load_explicit(&sw->th[i].sleep_timeouts, memory_order_relaxed),
 	};
 }
 
@@ -1003,6 +1100,8 @@ int sw_stats(struct sw *sw, const char *port, struct sw_json *w, char *err, size
 		sw_json_u64(w, "packets", n);
 		sw_json_u64(w, "busy_rounds", r);
 		sw_json_u64(w, "cycles_per_packet", n ? (c + n / 2) / n : 0);
+		sw_json_u64(w, "sleeps", tc.sleeps);
+		sw_json_u64(w, "sleep_timeouts", tc.sleep_timeouts);
 		sw_json_obj_end(w);
 	}
 	sw_json_arr_end(w);

@@ -33,6 +33,7 @@ struct sw_config {
 	uint32_t buf_size;        /* bytes per buffer (default: a 64 KiB GSO frame plus headroom) */
 	unsigned idle_us;         /* after 1000 empty polls in a row, sleep this long per round (default 20;
 				     0 spins, for dedicated cores) */
+	bool poll;                /* never sleep until notified (adaptive idle off): short sleeps at most */
 };
 
 /* Fill c with the defaults above. */
@@ -65,10 +66,13 @@ int sw_capture_start(struct sw *sw, const char *port, unsigned dirs, uint64_t co
 /* How often (ms) the control thread drains the rings while a capture runs. */
 #define SW_CAPTURE_DRAIN_MS 10
 
-/* Control plane: fds to poll, longest sleep, and the work to do after poll() returns (or times out). */
+/* Control plane: fds to poll, longest sleep, and the work to do after poll() returns (or times out). fds, n: what
+ * sw_pollfds() filled, with poll()'s revents: when any fired, forwarding threads asleep until notified (adaptive
+ * idle) are woken afterwards, since a port's messages may have started, stopped or re-plumbed their queues; a
+ * mere timeout wakes nobody. fds NULL: wake them regardless. */
 unsigned sw_pollfds(struct sw *sw, struct pollfd *fds, unsigned max);
 int sw_timeout_ms(struct sw *sw);
-void sw_dispatch(struct sw *sw);
+void sw_dispatch(struct sw *sw, const struct pollfd *fds, unsigned n);
 
 /* Reports, as JSON members of the currently open object (shapes in docs/switch.md). */
 void sw_show(struct sw *sw, struct sw_json *w);
@@ -88,6 +92,7 @@ struct sw_port *sw_port_at(struct sw *sw, unsigned id);
 void sw_port_counters(struct sw *sw, const struct sw_port *p, struct sw_counter out[SW_PORT_COUNTERS]);
 struct sw_thread_counters {
 	uint64_t busy_cycles, packets, busy_rounds;
+	uint64_t sleeps, sleep_timeouts; /* adaptive idle: sleeps until notified, and those SLEEP_MAX_MS ended */
 };
 unsigned sw_thread_count(const struct sw *sw);
 void sw_thread_counters(struct sw *sw, unsigned i, struct sw_thread_counters *out);

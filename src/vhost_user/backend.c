@@ -1638,6 +1638,13 @@ struct vhd_vq *vhd_vu_queue_acquire(struct vhd_vu_dev *dev, unsigned qidx)
 	return q->vq;
 }
 
+int vhd_vu_queue_kick_fd(struct vhd_vu_dev *dev, unsigned qidx)
+{
+	/* Stable here: the control thread changes it only with the queue paused (queue_stop()), which waits for
+	 * the burst holding the queue (busy) to release it. */
+	return qidx < dev->nq ? dev->q[qidx].kick_fd : -1;
+}
+
 /* The burst's pops met an IOTLB miss: mark the queue waiting and wake the control thread to ask for it (one
  * eventfd write per wait, not per poll: acquire says no until the control thread lets the queue try again). */
 static __attribute__((noinline, cold)) void queue_note_miss(struct vhd_vu_dev *dev, struct vu_queue *q)

@@ -624,6 +624,34 @@ def case_pvp_flows_announce(r):
         sock.close()
 
 
+def case_idle_sleeps(r):
+    """Adaptive idle. Frames 50 ms apart: between them the forwarding thread sleeps until the sender's kick
+    (its sleeps count grows), and no sleep ends by its 1 s bound (a thread that slept through a kick would wake
+    only then). Then ports added and deleted while it sleeps: each change wakes it (the control thread waits for
+    it), so again no sleep ends by the bound. (The latency figures are printed, not asserted: on a loaded
+    machine a frame can take longer than vhost-pktgen's 50 ms window without anything being wrong.)"""
+    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')}", f"add-port b vhost-user path={r.sock('b')}"])
+    n = 60
+    g = r.pktgen("--frontend", r.sock("a"), "--sink", r.sock("b"), "--mode", "txonly", "--latency", "--pps", "20",
+                 "--count", str(n), "--announce")
+    res = Rig.result(g)
+    lat = res.get("latency", {})
+    th = r.ctl_json("stats")["threads"][0]
+    vhdrig.log(f"idle: one way through the switch, frames 50 ms apart: {lat}; thread {th}")
+    if res["tx_packets"] != n or res["rx_packets"] != n or th["sleep_timeouts"] != 0:
+        return f"sent {res['tx_packets']}, the sink got {res['rx_packets']} of {n}, latency {lat}, thread {th}"
+    if th["sleeps"] < n // 10:
+        return f"the thread slept {th['sleeps']} times during {n} frames 50 ms apart: {th}"
+    for i in range(4):
+        r.ctl_cmd("add-port", f"c{i}", "vhost-user", f"path={r.sock(f'c{i}')}")
+    for i in range(4):
+        r.ctl_cmd("del-port", f"c{i}")
+    th2 = r.ctl_json("stats")["threads"][0]
+    if th2["sleep_timeouts"] != th["sleep_timeouts"]:
+        return f"ports added and deleted while the thread slept: it woke by its 1 s bound: {th} -> {th2}"
+    return None
+
+
 CASES = [
     ("switch_split_pair", lambda r: case_pair(r, False)),
     ("switch_packed_pair", lambda r: case_pair(r, True)),
@@ -644,6 +672,7 @@ CASES = [
     ("switch_hostile_guest_others_keep_flowing", case_hostile_guest),
     ("switch_long_chains_others_keep_flowing", case_long_chains),
     ("switch_pvp_flows_announce", case_pvp_flows_announce),
+    ("switch_idle_sleeps_until_notified", case_idle_sleeps),
 ]
 # Cases that stop vhostd themselves (to read its log): main() does not expect it running afterwards.
 STOPS_VHOSTD = {"switch_ctl_errors_and_shutdown", "switch_hostile_guest_others_keep_flowing"}
