@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""vhostd's vduse ports, proven against the Debian 6.12 kernel's VDUSE, vDPA bus and virtio_vdpa driver.
+
+The host kernel has no VDUSE, so everything runs inside one guest (no NIC; our binaries and iproute2 in its
+initramfs): vhostd in the guest serves two VDUSE devices, vda (packed rings) and vdb (split rings), and a tap.
+virtio_vdpa binds each device and the kernel's virtio_net makes a netdev of it; each netdev goes into a network
+namespace of its own (na 10.9.0.2, nb 10.9.0.3), the tap (10.9.0.1) stays in the guest's initial one, so every
+frame between them crosses vhostd. Checks, every frame verified by nettool:
+
+  traffic      ping, 2000 UDP datagrams each way and 8 MiB of TCP each way between na and nb (packed to split),
+               the same with 2 MiB of TCP between na and the tap; any datagram lost counted by vhostd; vhostd
+               counts no errors
+  rebind       vda unbound from virtio_vdpa (the driver resets the device: status 0, mappings dropped) and bound
+               again: a new netdev, put back in na, pings nb
+  name taken   add-port with the name of an existing VDUSE device fails naming it; the ports keep working
+  reset        vda unbound while nb floods it with UDP: vhostd survives, counts the reset, and after a rebind
+               the two namespaces talk again
+  del-port     del-port vdb detaches and destroys it: /dev/vduse/vdb and the vdpa device are gone
+
+usage: test_vduse.py VHOSTD VHOSTCTL [case-substring]
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+from vhdrig import CaseError, Guest, expect, ping_ok, tcp, udp  # noqa: E402
+import vhdrig  # noqa: E402
+
+vhdrig.configure(vhostd=sys.argv[1], vhostctl=sys.argv[2])
+FILTER = sys.argv[3] if len(sys.argv) > 3 else ""
+IP = "/usr/bin/ip"
+TAP_IP, NA_IP, NB_IP = "10.9.0.1", "10.9.0.2", "10.9.0.3"
+
+
+class Switch:
+    """vhostd inside the guest, through vhostctl run there: the stats()/show() udp() reads for drop accounting."""
+
+    def __init__(self, g):
+        self.g, self.host_ifaces = g, []
+
+    def ctl(self, *args, check=True):
+        rc, out = self.g.cmd(f"{vhdrig.VHOSTCTL} --socket /tmp/ctl {' '.join(args)} 2>&1", timeout=60)
+        expect(rc == 0 or not check, f"vhostctl {' '.join(args)}: rc {rc}: {out[-3:]}")
+        return rc, out
+
+    def json(self, *args):
+        return json.loads("\n".join(self.ctl("--json", *args)[1]))
+
+    def stats(self):
+        return {p["name"]: p for p in self.json("stats")["ports"]}
+
+    def show(self):
+        return {p["name"]: p for p in self.json("show")["ports"]}
+
+
+class NsEnd:
+    """One end of the traffic: nettool in a namespace of the guest (ns None: the initial one)."""
+
+    def __init__(self, g, ns, ip, name):
+        self.g, self.ns, self.ip, self.name = g, ns, ip, name
+
+    def start(self, *args):
+        pre = f"{IP} netns exec {self.ns} " if self.ns else ""
+        return self.g.start(pre + "nettool " + " ".join(map(str, args)))
+
+
+def netdev_into(g, dev, ns, ip):
+    """The netdev virtio_vdpa made of VDUSE device dev, moved into ns with ip, up. Waits for it (the probe runs
+    after the attach returns on a rebind)."""
+    rc, out = g.cmd(f"for i in $(seq 50); do n=$(ls /sys/bus/vdpa/devices/{dev}/virtio*/net 2>/dev/null); "
+                    f"[ -n \"$n\" ] && break; sleep 0.1; done; echo IF=$n", timeout=30)
+    ifname = [x[3:] for x in out if x.startswith("IF=")]
+    expect(rc == 0 and ifname and ifname[0], f"{dev}: no netdev under /sys/bus/vdpa/devices/{dev}: {out[-3:]}")
+    rc, out = g.cmd(f"{IP} link set {ifname[0]} netns {ns} && {IP} -n {ns} addr add {ip}/24 dev {ifname[0]} && "
+                    f"{IP} -n {ns} link set {ifname[0]} up && {IP} -n {ns} link set lo up", timeout=30)
+    expect(rc == 0, f"{dev}: moving {ifname[0]} into {ns}: {out[-3:]}")
+    return ifname[0]
+
+
+def ns_ping(g, ns, ip, n=3):
+    rc, out = g.cmd(f"{IP} netns exec {ns} ping -c {n} -i 0.2 -W 3 {ip}", timeout=n * 4 + 30)
+    return ping_ok(f"{ns}->{ip}", rc, out, n)
+
+
+def scenario(rig):
+    g = Guest(rig, "g", None, None, payload=[vhdrig.VHOSTD, vhdrig.VHOSTCTL, IP], mem="1G", smp=2).boot()
+    g.wait_agent()
+    sw = Switch(g)
+    rc, out = g.cmd("modprobe tun && modprobe vdpa && modprobe vduse && modprobe virtio_vdpa && "
+                    "ls /dev/vduse/control /dev/net/tun")
+    expect(rc == 0, f"guest kernel modules: {out[-3:]}")
+    conf = "/tmp/vhostd.conf"
+    g.cmd(f"printf '%s\\n' 'add-port va vduse name=vda mac=02:00:00:00:0a:01' "
+          f"'add-port vb vduse name=vdb packed=off mac=02:00:00:00:0b:01' "
+          f"'add-port t tap ifname=vtap0 addr={TAP_IP}/24' > {conf}")
+    vd = g.start(f"{vhdrig.VHOSTD} --socket /tmp/ctl --config {conf} --log-level info")
+    rc, out = g.cmd("for i in $(seq 100); do [ -S /tmp/ctl ] && break; sleep 0.1; done; "
+                    f"{vhdrig.VHOSTCTL} --socket /tmp/ctl show", timeout=60)
+    expect(rc == 0, f"vhostd did not come up: {vd.lines()[-5:]}")
+    g.cmd(f"{IP} netns add na; {IP} netns add nb; {IP} link set vtap0 up")
+    netdev_into(g, "vda", "na", NA_IP)
+    netdev_into(g, "vdb", "nb", NB_IP)
+    na, nb, tap = NsEnd(g, "na", NA_IP, "na"), NsEnd(g, "nb", NB_IP, "nb"), NsEnd(g, None, TAP_IP, "tap")
+
+    def no_errors(where):
+        for name, p in sw.show().items():
+            info = p.get("info", {})
+            for k in ("bad_header", "ring_errors", "requests_failed", "irq_failures"):
+                expect(not info.get(k), f"{where}: port {name} reports {k}={info.get(k)}")
+
+    def traffic():
+        ping_ok("na->nb", *g.cmd(f"{IP} netns exec na ping -c 3 -i 0.2 -W 3 {NB_IP}", timeout=40), 3)
+        ns_ping(g, "na", TAP_IP)
+        lost = [udp(sw, na, nb, 7301), udp(sw, nb, na, 7302), udp(sw, na, tap, 7303), udp(sw, tap, na, 7304)]
+        # 8 MiB each way across both ring layouts; the tap leg shorter (make check's time budget).
+        t = [tcp(na, nb, 7311), tcp(nb, na, 7312), tcp(na, tap, 7313, 2 << 20), tcp(tap, na, 7314, 2 << 20)]
+        no_errors("traffic")
+        info = sw.show()["va"]["info"]
+        expect(info["ring"] == "packed" and sw.show()["vb"]["info"]["ring"] == "split",
+               f"ring layouts: va {info['ring']}, vb {sw.show()['vb']['info']['ring']}")
+        return f"UDP lost (all counted) {lost}; TCP {', '.join(t)}"
+    yield "vduse_traffic", traffic
+
+    def rebind():
+        before = sw.show()["va"]["info"]["resets"]
+        rc, out = g.cmd("echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/unbind && "
+                        "echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/bind", timeout=60)
+        expect(rc == 0, f"unbind/bind: {out[-3:]}")
+        netdev_into(g, "vda", "na", NA_IP)
+        s = ns_ping(g, "na", NB_IP)
+        after = sw.show()["va"]["info"]["resets"]
+        expect(after > before, f"the unbind reset nothing: resets {before} -> {after}")
+        return s
+    yield "vduse_rebind", rebind
+
+    def name_taken():
+        rc, out = sw.ctl("add-port vx vduse name=vda", check=False)
+        expect(rc != 0 and any("exists already" in x for x in out), f"add-port with a taken name: rc {rc} {out[-3:]}")
+        return ns_ping(g, "na", NB_IP)
+    yield "vduse_name_taken", name_taken
+
+    def reset_mid_traffic():
+        sender = nb.start("udp-send", NA_IP, 7321, 10000)
+        g.cmd("sleep 1; echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/unbind", timeout=60)
+        sender.wait(180)
+        rc, out = g.cmd("echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/bind", timeout=60)
+        expect(rc == 0, f"bind: {out[-3:]}")
+        netdev_into(g, "vda", "na", NA_IP)
+        lost = udp(sw, nb, na, 7322)
+        no_errors("after the reset")
+        return f"traffic again after the reset, UDP lost (all counted) {lost}"
+    yield "vduse_reset_mid_traffic", reset_mid_traffic
+
+    def del_port():
+        sw.ctl("del-port vb")
+        rc, out = g.cmd("ls /dev/vduse /sys/bus/vdpa/devices")
+        expect(rc == 0 and "vdb" not in out and "vda" in out, f"after del-port vb: {out}")
+        return "vdb gone, vda stays"
+    yield "vduse_del_port", del_port
+
+    rc, out = g.cmd("kill $(pidof vhostd); for i in $(seq 100); do pidof vhostd >/dev/null || break; sleep 0.1; "
+                    "done; pidof vhostd; ls /dev/vduse", timeout=60)
+    if any("vda" in x for x in out) or vd.wait(30)[0] != 0:
+        raise CaseError(f"vhostd did not stop cleanly: {vd.lines()[-8:]} {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(vhdrig.run_scenarios([("vduse", scenario, ["vduse_traffic", "vduse_rebind", "vduse_name_taken",
+                                                        "vduse_reset_mid_traffic", "vduse_del_port"])], FILTER))
