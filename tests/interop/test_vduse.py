@@ -16,8 +16,10 @@ frame between them crosses vhostd. Checks, every frame verified by nettool:
   reset        vda unbound while nb floods it with UDP: vhostd survives, counts the reset, and after a rebind
                the two namespaces talk again
   del-port     del-port vdb detaches and destroys it: /dev/vduse/vdb and the vdpa device are gone
+  pktgen       vhost-pktgen --vduse pg0 --mode icmpecho --packed: its netdev (namespace np) pings it, 1000-byte
+               echoes checked by ping; SIGTERM destroys the device
 
-usage: test_vduse.py VHOSTD VHOSTCTL [case-substring]
+usage: test_vduse.py VHOSTD VHOSTCTL PKTGEN [case-substring]
 """
 import json
 import os
@@ -27,8 +29,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from vhdrig import CaseError, Guest, expect, ping_ok, tcp, udp  # noqa: E402
 import vhdrig  # noqa: E402
 
-vhdrig.configure(vhostd=sys.argv[1], vhostctl=sys.argv[2])
-FILTER = sys.argv[3] if len(sys.argv) > 3 else ""
+vhdrig.configure(vhostd=sys.argv[1], vhostctl=sys.argv[2], pktgen=sys.argv[3])
+FILTER = sys.argv[4] if len(sys.argv) > 4 else ""
 IP = "/usr/bin/ip"
 TAP_IP, NA_IP, NB_IP = "10.9.0.1", "10.9.0.2", "10.9.0.3"
 
@@ -84,7 +86,7 @@ def ns_ping(g, ns, ip, n=3):
 
 
 def scenario(rig):
-    g = Guest(rig, "g", None, None, payload=[vhdrig.VHOSTD, vhdrig.VHOSTCTL, IP], mem="1G", smp=2).boot()
+    g = Guest(rig, "g", None, None, payload=[vhdrig.VHOSTD, vhdrig.VHOSTCTL, vhdrig.PKTGEN, IP], mem="1G", smp=2).boot()
     g.wait_agent()
     sw = Switch(g)
     rc, out = g.cmd("modprobe tun && modprobe vdpa && modprobe vduse && modprobe virtio_vdpa && "
@@ -159,6 +161,20 @@ def scenario(rig):
         return "vdb gone, vda stays"
     yield "vduse_del_port", del_port
 
+    def pktgen():
+        pg = g.start(f"{vhdrig.PKTGEN} --vduse pg0 --mode icmpecho --packed --mac 02:00:00:00:0c:01")
+        g.cmd(f"{IP} netns add np")
+        netdev_into(g, "pg0", "np", "10.8.0.1")
+        rc, out = g.cmd(f"{IP} netns exec np ping -c 20 -i 0.05 -s 1000 -W 3 10.8.0.2", timeout=60)
+        s = ping_ok("np->pktgen", rc, out, 20)
+        g.cmd("kill $(pidof vhost-pktgen)")
+        rc, out = pg.wait(60)
+        expect(rc == 0, f"vhost-pktgen: rc {rc}: {out[-3:]}")
+        rc, out = g.cmd("ls /dev/vduse /sys/bus/vdpa/devices")
+        expect("pg0" not in out, f"pg0 left behind: {out}")
+        return s
+    yield "vduse_pktgen", pktgen
+
     rc, out = g.cmd("kill $(pidof vhostd); for i in $(seq 100); do pidof vhostd >/dev/null || break; sleep 0.1; "
                     "done; pidof vhostd; ls /dev/vduse", timeout=60)
     if any("vda" in x for x in out) or vd.wait(30)[0] != 0:
@@ -167,4 +183,5 @@ def scenario(rig):
 
 if __name__ == "__main__":
     sys.exit(vhdrig.run_scenarios([("vduse", scenario, ["vduse_traffic", "vduse_rebind", "vduse_name_taken",
-                                                        "vduse_reset_mid_traffic", "vduse_del_port"])], FILTER))
+                                                        "vduse_reset_mid_traffic", "vduse_del_port",
+                                                        "vduse_pktgen"])], FILTER))
