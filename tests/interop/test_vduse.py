@@ -15,6 +15,8 @@ frame between them crosses vhostd. Checks, every frame verified by nettool:
   name taken   add-port with the name of an existing VDUSE device fails naming it; the ports keep working
   reset        vda unbound while nb floods it with UDP: vhostd survives, counts the reset, and after a rebind
                the two namespaces talk again
+  slow loop    vhostd stopped for 3 s while the kernel waits for its answer (an unbind): the answer comes
+               late, within the kernel's 30 s, and the device works after the rebind
   del-port     del-port vdb detaches and destroys it: /dev/vduse/vdb and the vdpa device are gone
   pktgen       vhost-pktgen --vduse pg0 --mode icmpecho --packed: its netdev (namespace np) pings it, 1000-byte
                echoes checked by ping; SIGTERM destroys the device
@@ -143,16 +145,31 @@ def scenario(rig):
     yield "vduse_name_taken", name_taken
 
     def reset_mid_traffic():
-        sender = nb.start("udp-send", NA_IP, 7321, 10000)
+        sender = nb.start("udp-send", NA_IP, 7321, 4000)
         g.cmd("sleep 1; echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/unbind", timeout=60)
         sender.wait(180)
         rc, out = g.cmd("echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/bind", timeout=60)
         expect(rc == 0, f"bind: {out[-3:]}")
         netdev_into(g, "vda", "na", NA_IP)
-        lost = udp(sw, nb, na, 7322)
+        lost = udp(sw, nb, na, 7322, n=500)
         no_errors("after the reset")
         return f"traffic again after the reset, UDP lost (all counted) {lost}"
     yield "vduse_reset_mid_traffic", reset_mid_traffic
+
+    def slow_loop():
+        # vhostd stopped (SIGSTOP) while the kernel waits for its answer to the unbind's reset: the kernel waits
+        # (up to its 30 s msg_timeout), the answer comes 3 s late, and the device is not marked broken.
+        rc, out = g.cmd("p=$(pidof vhostd); kill -STOP $p; (echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/unbind "
+                        "&& echo UNBOUND) & sleep 3; echo RESUMING; kill -CONT $p; wait; "
+                        "echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/bind && echo BOUND", timeout=90)
+        # The unbind cannot finish before vhostd answers: UNBOUND after RESUMING.
+        expect(rc == 0 and "RESUMING" in out and "UNBOUND" in out and "BOUND" in out and
+               out.index("RESUMING") < out.index("UNBOUND"), f"unbind answered late: rc {rc} {out[-4:]}")
+        netdev_into(g, "vda", "na", NA_IP)
+        s = ns_ping(g, "na", NB_IP)
+        no_errors("after the slow answer")
+        return "the kernel waited 3 s for the reset's answer; " + s
+    yield "vduse_slow_loop", slow_loop
 
     def del_port():
         sw.ctl("del-port vb")
@@ -183,5 +200,6 @@ def scenario(rig):
 
 if __name__ == "__main__":
     sys.exit(vhdrig.run_scenarios([("vduse", scenario, ["vduse_traffic", "vduse_rebind", "vduse_name_taken",
-                                                        "vduse_reset_mid_traffic", "vduse_del_port",
+                                                        "vduse_reset_mid_traffic", "vduse_slow_loop",
+                                                        "vduse_del_port",
                                                         "vduse_pktgen"])], FILTER))
