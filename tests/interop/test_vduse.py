@@ -57,6 +57,16 @@ class Switch:
     def show(self):
         return {p["name"]: p for p in self.json("show")["ports"]}
 
+    def iface_stats(self, ifname, ns=None):
+        """The guest's netdev ifname's counters (in namespace ns), for udp()'s drop accounting."""
+        pre = f"{IP} netns exec {ns} " if ns else ""
+        rc, out = self.g.cmd(f"{pre}sh -c 'cd /sys/class/net/{ifname}/statistics && echo VHD-STAT $(cat rx_packets "
+                             f"tx_packets rx_bytes tx_bytes rx_dropped tx_dropped)'")
+        line = [x for x in out if x.startswith("VHD-STAT")]
+        expect(rc == 0 and line, f"{ifname} counters: {out[-3:]}")
+        return dict(zip(("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "tx_dropped"),
+                        map(int, line[0].split()[1:])))
+
 
 class NsEnd:
     """One end of the traffic: nettool in a namespace of the guest (ns None: the initial one)."""
@@ -103,8 +113,9 @@ def scenario(rig):
                     f"{vhdrig.VHOSTCTL} --socket /tmp/ctl show", timeout=60)
     expect(rc == 0, f"vhostd did not come up: {vd.lines()[-5:]}")
     g.cmd(f"{IP} netns add na; {IP} netns add nb; {IP} link set vtap0 up")
-    netdev_into(g, "vda", "na", NA_IP)
-    netdev_into(g, "vdb", "nb", NB_IP)
+    # Drops on the way count in udp(): the netdevs' own too (the driver's, the qdisc's).
+    sw.host_ifaces = [(netdev_into(g, "vda", "na", NA_IP), "na"), (netdev_into(g, "vdb", "nb", NB_IP), "nb"),
+                      ("vtap0", None)]
     na, nb, tap = NsEnd(g, "na", NA_IP, "na"), NsEnd(g, "nb", NB_IP, "nb"), NsEnd(g, None, TAP_IP, "tap")
 
     def no_errors(where):
@@ -131,7 +142,7 @@ def scenario(rig):
         rc, out = g.cmd("echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/unbind && "
                         "echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/bind", timeout=60)
         expect(rc == 0, f"unbind/bind: {out[-3:]}")
-        netdev_into(g, "vda", "na", NA_IP)
+        sw.host_ifaces[0] = (netdev_into(g, "vda", "na", NA_IP), "na")
         s = ns_ping(g, "na", NB_IP)
         after = sw.show()["va"]["info"]["resets"]
         expect(after > before, f"the unbind reset nothing: resets {before} -> {after}")
@@ -150,7 +161,7 @@ def scenario(rig):
         sender.wait(180)
         rc, out = g.cmd("echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/bind", timeout=60)
         expect(rc == 0, f"bind: {out[-3:]}")
-        netdev_into(g, "vda", "na", NA_IP)
+        sw.host_ifaces[0] = (netdev_into(g, "vda", "na", NA_IP), "na")
         lost = udp(sw, nb, na, 7322, n=500)
         no_errors("after the reset")
         return f"traffic again after the reset, UDP lost (all counted) {lost}"
@@ -165,7 +176,7 @@ def scenario(rig):
         # The unbind cannot finish before vhostd answers: UNBOUND after RESUMING.
         expect(rc == 0 and "RESUMING" in out and "UNBOUND" in out and "BOUND" in out and
                out.index("RESUMING") < out.index("UNBOUND"), f"unbind answered late: rc {rc} {out[-4:]}")
-        netdev_into(g, "vda", "na", NA_IP)
+        sw.host_ifaces[0] = (netdev_into(g, "vda", "na", NA_IP), "na")
         s = ns_ping(g, "na", NB_IP)
         no_errors("after the slow answer")
         return "the kernel waited 3 s for the reset's answer; " + s
