@@ -32,6 +32,7 @@ _vhostctl_keys()
 	af_packet) echo "ifname= frames= offloads= qdisc_bypass= mtu=" ;;
 	af_xdp) echo "ifname= queue= frames= mode= zerocopy= mtu=" ;;
 	vxlan) echo "vni= remote= local= dstport= src_ports= gso= mtu=" ;;
+	vduse) echo "name= mac= packed= tso= size= mtu=" ;;
 	esac
 }
 
@@ -95,11 +96,11 @@ _vhostctl()
 		;;
 	add-port)
 		if ((argn == 2)); then
-			_vhostctl_reply -W "vhost-user virtio-user tap af_packet af_xdp vxlan" -- "$cur"
+			_vhostctl_reply -W "vhost-user virtio-user tap af_packet af_xdp vxlan vduse" -- "$cur"
 		elif ((argn > 2)); then
 			local type="${COMP_WORDS[cmdi + 2]}"
 			case "$cur" in
-			mrg=* | tso=* | borrow=* | offloads=* | qdisc_bypass=*)
+			mrg=* | tso=* | borrow=* | offloads=* | qdisc_bypass=* | packed=*)
 				_vhostctl_reply -W "${cur%%=*}=on ${cur%%=*}=off" -- "$cur"
 				;;
 			path=*)

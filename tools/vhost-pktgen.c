@@ -36,6 +36,7 @@
 #include "vhostd/mem.h"
 #include "vhostd/net.h"
 #include "vhostd/pkt.h"
+#include "vhostd/vduse.h"
 #include "vhostd/vhost_user.h"
 #include "vhostd/virtq.h"
 
@@ -75,7 +76,7 @@ struct opts {
 	const char *path;
 	const char *tap;  /* --mode tap: the tap interface */
 	const char *sink; /* --sink: the second device, the sink of what the first port generates */
-	bool backend, server, client_set, packed, no_mrg, iommu, iommu_lazy, per_burst, in_order, json, verify, latency,
+	bool backend, vduse, server, client_set, packed, no_mrg, iommu, iommu_lazy, per_burst, in_order, json, verify, latency,
 		poll, no_payload;
 	bool static_frames; /* --static */
 	unsigned flows;     /* --flows: UDP source ports 1024 .. 1024+flows-1, in turn (1: always port 9) */
@@ -105,6 +106,8 @@ struct lat {
 struct gen {
 	struct opts o;
 	struct vhd_vu_dev *dev;
+	struct vhd_vduse_dev *vd; /* --vduse: the device side served to the kernel instead of over vhost-user */
+	uint64_t vd_features;     /* --vduse: what cfg was derived from */
 	struct vhd_fe *fe;
 	struct vhd_net_cfg cfg;
 	bool cfg_ok;
@@ -423,19 +426,41 @@ static bool icmpecho(const struct opts *o, uint8_t *f, uint32_t len)
 
 /* ------------------------------------------------------------------ ports */
 
+/* The device side's queue qidx (vhost-user or VDUSE): acquire, notify, release. */
+static struct vhd_vq *dev_acquire(struct gen *g, unsigned qidx)
+{
+	return g->vd ? vhd_vduse_queue_acquire(g->vd, qidx) : vhd_vu_queue_acquire(g->dev, qidx);
+}
+
+static void dev_notify(struct gen *g, unsigned qidx)
+{
+	if (g->vd)
+		vhd_vduse_queue_notify(g->vd, qidx);
+	else
+		vhd_vu_queue_notify(g->dev, qidx);
+}
+
+static void dev_release(struct gen *g, unsigned qidx)
+{
+	if (g->vd)
+		vhd_vduse_queue_release(g->vd, qidx);
+	else
+		vhd_vu_queue_release(g->dev, qidx);
+}
+
 /* Receive up to n frames on queue pair q. */
 static int port_rx(struct gen *g, unsigned q, struct vhd_pkt **pkts, unsigned n)
 {
 	int r;
 	if (g->o.backend) {
-		struct vhd_vq *tx = vhd_vu_queue_acquire(g->dev, 2 * q + 1);
+		struct vhd_vq *tx = dev_acquire(g, 2 * q + 1);
 		if (!tx)
 			return 0;
 		r = vhd_net_dev_dequeue(tx, &g->cfg, g->pool[q], pkts, n, &g->nst[2 * q + 1]);
 		/* Even with no packet produced, dropped frames' chains may have been given back. */
 		if (r >= 0 && vhd_vq_need_notify(tx))
-			vhd_vu_queue_notify(g->dev, 2 * q + 1);
-		vhd_vu_queue_release(g->dev, 2 * q + 1);
+			dev_notify(g, 2 * q + 1);
+		dev_release(g, 2 * q + 1);
 	} else {
 		struct vhd_vq *rx = vhd_fe_vq(g->fe, 2 * q);
 		if (!rx)
@@ -465,13 +490,13 @@ static unsigned port_tx(struct gen *g, unsigned q, struct vhd_pkt **pkts, unsign
 {
 	int r;
 	if (g->o.backend) {
-		struct vhd_vq *rx = vhd_vu_queue_acquire(g->dev, 2 * q);
+		struct vhd_vq *rx = dev_acquire(g, 2 * q);
 		if (!rx)
 			return 0;
 		r = vhd_net_dev_enqueue(rx, &g->cfg, pkts, n, &g->nst[2 * q]);
 		if (r >= 0 && vhd_vq_need_notify(rx))
-			vhd_vu_queue_notify(g->dev, 2 * q);
-		vhd_vu_queue_release(g->dev, 2 * q);
+			dev_notify(g, 2 * q);
+		dev_release(g, 2 * q);
 		if (r > 0)
 			vhd_pkt_free_bulk(pkts, (unsigned)r); /* enqueue copied them */
 	} else {
@@ -805,6 +830,19 @@ static void control(struct gen *g, int timeout_ms)
 	struct pollfd p[2];
 	unsigned n;
 	int t;
+	if (g->vd) {
+		/* The device answers the kernel on its own thread: nothing to dispatch here, only the features to
+		 * follow (the driver may reset and renegotiate at any time). */
+		uint64_t f = vhd_vduse_dev_features(g->vd);
+		if (vhd_vduse_dev_ready(g->vd) && (f != g->vd_features || !g->cfg_ok)) {
+			g->vd_features = f;
+			g->cfg_ok = vhd_net_cfg_init(&g->cfg, f) == 0;
+			tap_set_offloads(g);
+		}
+		if (timeout_ms > 0)
+			poll(NULL, 0, timeout_ms);
+		return;
+	}
 	if (g->o.backend) {
 		n = vhd_vu_dev_pollfds(g->dev, p, 2);
 		t = vhd_vu_dev_timeout_ms(g->dev);
@@ -971,7 +1009,7 @@ static void report_all(struct gen *g)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: vhost-pktgen (--backend PATH | --frontend PATH) [--server | --client]\n"
+		"usage: vhost-pktgen (--backend PATH | --frontend PATH | --vduse NAME) [--server | --client]\n"
 		"                    [--mode txonly|txrx|rxonly|io|macswap|icmpecho] [--size BYTES | --size MIN-MAX]\n"
 		"                    [--burst N] [--queues N] [--count N | --duration S] [--packed] [--no-mrg]\n"
 		"                    [--iommu [--iotlb-per-burst] | --iommu-lazy]\n"
@@ -981,6 +1019,8 @@ static void usage(FILE *f)
 		"\n"
 		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
 		"  --frontend PATH  drive the vhost-user device at PATH without a VM (connecting by default)\n"
+		"  --vduse NAME     serve a virtio-net device to this host's kernel through VDUSE, attached to the vDPA\n"
+		"                   bus (virtio_vdpa makes a netdev of it); one queue pair; --packed offers packed rings\n"
 		"  --server/--client  listen on PATH, or connect to it (and reconnect)\n"
 		"  --mode           txonly: generate UDP frames; txrx: generate, and count what arrives (both ways);\n"
 		"                   rxonly: count and drop; io: send back what arrives;\n"
@@ -1081,18 +1121,20 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"tap", 1, 0, 't'},     {"pps", 1, 0, 'r'},      {"sink", 1, 0, 'k'},   {"latency", 0, 0, 'L'},
 		{"window", 1, 0, 'w'},  {"warmup", 1, 0, 'W'},   {"poll", 0, 0, 'p'},
 		{"no-payload", 0, 0, 'N'}, {"static", 0, 0, 'Z'}, {"flows", 1, 0, 'F'}, {"announce", 0, 0, 'A'},
-		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iommu-lazy", 0, 0, 'z'}, {"iotlb-per-burst", 0, 0, 'G'},   {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iommu-lazy", 0, 0, 'z'}, {"iotlb-per-burst", 0, 0, 'G'}, {"vduse", 1, 0, 'U'},   {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'b':
 		case 'f':
+		case 'U':
 			if (o->path) {
-				fprintf(stderr, "vhost-pktgen: give one of --backend or --frontend\n");
+				fprintf(stderr, "vhost-pktgen: give one of --backend, --frontend or --vduse\n");
 				return -1;
 			}
 			o->path = optarg;
-			o->backend = c == 'b';
+			o->backend = c != 'f';
+			o->vduse = c == 'U';
 			break;
 		case 'S':
 			o->server = true;
@@ -1228,7 +1270,12 @@ static int parse(int argc, char **argv, struct opts *o)
 		}
 	}
 	if (!o->path || optind != argc) {
-		fprintf(stderr, "vhost-pktgen: give --backend PATH or --frontend PATH\n");
+		fprintf(stderr, "vhost-pktgen: give --backend PATH, --frontend PATH or --vduse NAME\n");
+		return -1;
+	}
+	if (o->vduse && (o->queues != 1 || o->iommu || o->iommu_lazy || o->client_set || o->sink || o->in_order)) {
+		fprintf(stderr, "vhost-pktgen: --vduse serves one queue pair to the kernel: no --queues, --iommu, "
+				"--server/--client, --sink or --in-order\n");
 		return -1;
 	}
 	if ((o->mode == M_TAP) != (o->tap != NULL)) {
@@ -1273,7 +1320,18 @@ static int open_port(struct gen *g)
 	unsigned nbufs = g->o.mode == M_TAP ? TAP_POOL_BUFS : POOL_BUFS;
 	uint32_t buf_size = g->o.mode == M_TAP ? TAP_BUF_SIZE : BUF_SIZE;
 	int rc;
-	if (g->o.backend) {
+	if (g->o.vduse) {
+		uint64_t f = vhd_vduse_default_features();
+		if (g->o.no_mrg)
+			f &= ~VHD_BIT(VIRTIO_NET_F_MRG_RXBUF);
+		if (!g->o.packed)
+			f &= ~VHD_BIT(VIRTIO_F_RING_PACKED);
+		struct vhd_vduse_config c = {.name = g->o.path, .features = f, .attach = true};
+		memcpy(c.mac, g->o.mode == M_TAP ? (const uint8_t[6]){0} : g->o.mac, 6);
+		rc = vhd_vduse_dev_create(&c, &g->vd);
+		for (unsigned q = 0; rc == 0 && q < g->o.queues; q++)
+			rc = vhd_pktpool_create(nbufs, buf_size, &g->pool[q]);
+	} else if (g->o.backend) {
 		uint64_t f = vhd_vu_default_features();
 		if (g->o.no_mrg)
 			f &= ~VHD_BIT(VIRTIO_NET_F_MRG_RXBUF);
@@ -1309,7 +1367,8 @@ static int open_port(struct gen *g)
 		}
 	}
 	if (rc < 0)
-		fprintf(stderr, "vhost-pktgen: cannot set up %s at %s: %s\n", g->o.backend ? "back-end" : "frontend",
+		fprintf(stderr, "vhost-pktgen: cannot set up %s at %s: %s\n",
+			g->o.vduse ? "VDUSE device" : g->o.backend ? "back-end" : "frontend",
 			g->o.path, strerror(-rc));
 	return rc;
 }
@@ -1337,7 +1396,10 @@ static bool announce(struct gen *k)
 
 static bool port_ready(struct gen *g)
 {
-	return g->cfg_ok && (g->o.backend ? vhd_vu_dev_connected(g->dev) : vhd_fe_up(g->fe));
+	if (g->vd)
+		control(g, 0); /* derives cfg once the driver is there */
+	return g->cfg_ok && (g->vd ? vhd_vduse_dev_ready(g->vd)
+			   : g->o.backend ? vhd_vu_dev_connected(g->dev) : vhd_fe_up(g->fe));
 }
 
 /* Free g's pending frames, port and pools; returns the frames --verify found lost, duplicated or corrupt. */
@@ -1348,7 +1410,9 @@ static uint64_t close_port(struct gen *g)
 		bad += g->qs[q].lost + g->qs[q].dup + g->qs[q].corrupt;
 		vhd_pkt_free_bulk(g->pending[q], g->npending[q]);
 	}
-	if (g->o.backend)
+	if (g->o.vduse)
+		vhd_vduse_dev_destroy(g->vd);
+	else if (g->o.backend)
 		vhd_vu_dev_destroy(g->dev);
 	else
 		vhd_fe_destroy(g->fe);
@@ -1520,7 +1584,8 @@ int main(int argc, char **argv)
 	 * only while we are connected (a frontend stops looking at its rings when the device hangs up). Linger
 	 * until the driver hangs up first, as one with --count does, or for two seconds. */
 	if (generates(g->o.mode) && g->o.backend && !k && !stop_now) {
-		for (int i = 0; i < 2000 && !stop_now && vhd_vu_dev_connected(g->dev); i++) {
+		for (int i = 0; i < 2000 && !stop_now && (g->vd ? vhd_vduse_dev_ready(g->vd) : vhd_vu_dev_connected(g->dev));
+		     i++) {
 			control(g, 0);
 			usleep(1000);
 		}

@@ -419,7 +419,7 @@ struct cmd_info {
 
 static const struct cmd_info cmd_table[] = {
 	{"add-port", "add-port NAME TYPE [KEY=VALUE...]",
-	 "create a port; TYPE is vhost-user, virtio-user, tap, af_packet, af_xdp or vxlan:\n"
+	 "create a port; TYPE is vhost-user, virtio-user, tap, af_packet, af_xdp, vxlan or vduse:\n"
 	 "  vhost-user  path=SOCK [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off]\n"
 	 "              [config=on|off] [iommu=on|off] [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL]   a VM's NIC (we serve it)\n"
 	 "              config: offer the config space to a front-end that reads it (default off: QEMU warns)\n"
@@ -436,6 +436,8 @@ static const struct cmd_info cmd_table[] = {
 	 "  vxlan       vni=N remote=IP[,IP...] [local=IP] [dstport=N] [src_ports=N] [gso=on|off]   VXLAN\n"
 	 "              tunnel (RFC 7348) to remote VTEPs over IPv4 UDP (dstport default 4789); MTU default: the\n"
 	 "              route's - 50; gso: equal datagrams to one remote in one UDP_SEGMENT send (default on)\n"
+	 "  vduse       name=NAME [mac=MAC] [packed=on|off] [tso=on|off] [size=N]   a virtio-net device\n"
+	 "              for this host's kernel (VDUSE, attached to the vDPA bus; del-port destroys it)\n"
 	 "  every type: mtu=N (largest payload forwarded to the port; default 1500, or the interface's)\n"
 	 "              max_macs=N (most source MACs learned on the port; default 1024, 0 no limit)",
 	 2, UINT_MAX, render_empty},

@@ -104,6 +104,40 @@ struct vhd_net_stats {
 };
 
 /* ------------------------------------------------------------------------------------------------------ */
+/* The device, apart from its transport                                                                    */
+
+/*
+ * One virtio-net device (features, config space, the data path below) is served by several transports: the
+ * vhost-user back-end (vhostd/vhost_user.h) and VDUSE (vhostd/vduse.h). Each adds its own transport bits
+ * (VERSION_1, ring layouts, EVENT_IDX, MQ, ACCESS_PLATFORM...) to what the device implements.
+ */
+
+/**
+ * The virtio-net features the device side of this data path implements whatever the transport: MRG_RXBUF,
+ * STATUS, CSUM/GUEST_CSUM and TSO4/6 both ways (1 << VIRTIO_NET_F_* bit numbers).
+ * Threading: any. Never blocks.
+ */
+uint64_t vhd_net_device_features(void);
+
+/** What the config space says (virtio 1.2, 5.1.4). */
+struct vhd_net_device_info {
+	uint8_t mac[6];           /**< meaningful with VIRTIO_NET_F_MAC */
+	uint16_t mtu;             /**< meaningful with VIRTIO_NET_F_MTU */
+	uint16_t max_queue_pairs; /**< meaningful with VIRTIO_NET_F_MQ */
+	bool link_down;           /**< status without VIRTIO_NET_S_LINK_UP */
+};
+
+/** Bytes of config space vhd_net_device_config() writes: mac, status, max_virtqueue_pairs, mtu, speed, duplex,
+ *  and the RSS fields (zero: no RSS). */
+#define VHD_NET_CONFIG_SIZE 24u
+
+/**
+ * Write the device's config space (little-endian, as the driver reads it) into out[0..VHD_NET_CONFIG_SIZE).
+ * Speed and duplex say "unknown". Threading: any. Never blocks.
+ */
+void vhd_net_device_config(const struct vhd_net_device_info *info, uint8_t out[VHD_NET_CONFIG_SIZE]);
+
+/* ------------------------------------------------------------------------------------------------------ */
 /* Device side                                                                                             */
 
 /**

@@ -14,7 +14,8 @@
 const struct sw_port_ops *sw_port_type(const char *name)
 {
 	static const struct sw_port_ops *const types[] = {&sw_vhost_user_ops, &sw_virtio_user_ops, &sw_tap_ops,
-							    &sw_af_packet_ops, &sw_af_xdp_ops, &sw_vxlan_ops};
+							    &sw_af_packet_ops, &sw_af_xdp_ops, &sw_vxlan_ops,
+							    &sw_vduse_ops};
 	for (unsigned i = 0; i < sizeof(types) / sizeof(types[0]); i++)
 		if (!strcmp(types[i]->type, name))
 			return types[i];
@@ -189,4 +190,22 @@ bool sw_iface_up(int fd, int ifindex, _Atomic uint32_t *mtu)
 	if (sw_iface_ioctl(fd, ifindex, SIOCGIFFLAGS, &ifr) < 0)
 		return false;
 	return (ifr.ifr_flags & (IFF_UP | IFF_RUNNING)) == (IFF_UP | IFF_RUNNING);
+}
+
+int sw_parse_mac(const char *type, const char *v, uint8_t mac[6], char *err, size_t errlen)
+{
+	unsigned b[6];
+	char tail;
+	if (sscanf(v, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6 ||
+	    strlen(v) != 17) {
+		snprintf(err, errlen, "%s: mac=%s: want six hex bytes, e.g. 02:00:00:00:00:01", type, v);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < 6; i++)
+		mac[i] = (uint8_t)b[i];
+	if (mac[0] & 1 || !(mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5])) {
+		snprintf(err, errlen, "%s: mac=%s: a multicast or all-zero address cannot be an interface's", type, v);
+		return -EINVAL;
+	}
+	return 0;
 }

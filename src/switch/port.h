@@ -86,7 +86,7 @@ static inline uint64_t sw_field_sum(const struct sw_field *f, const void *base, 
 }
 
 struct sw_port_ops {
-	const char *type; /* "vhost-user", "virtio-user", "tap", "af_packet", "af_xdp", "vxlan" */
+	const char *type; /* "vhost-user", "virtio-user", "tap", "af_packet", "af_xdp", "vxlan", "vduse" */
 	/*
 	 * Set up p (p->name, p->id, p->mtu already filled in; set p->n_rxq, p->n_txq, p->priv). args are the
 	 * type's key=value options; unknown keys are an error. On failure write a one-line reason naming the
@@ -172,7 +172,7 @@ struct sw_port {
 
 /* The port types; sw_port_type() finds one by name. */
 extern const struct sw_port_ops sw_vhost_user_ops, sw_virtio_user_ops, sw_tap_ops, sw_af_packet_ops, sw_af_xdp_ops,
-	sw_vxlan_ops;
+	sw_vxlan_ops, sw_vduse_ops;
 const struct sw_port_ops *sw_port_type(const char *name);
 
 /* Helpers for create(): the value of key, or def when absent; and a strict unsigned parse. */
@@ -183,6 +183,8 @@ int sw_kv_uint(const struct sw_kv *args, unsigned nargs, const char *key, unsign
  * message. @return 0 or -EINVAL naming the argument. */
 int sw_kv_required(const struct sw_kv *args, unsigned nargs, const char *key, const char *what, char *buf,
 		   size_t size, char *err, size_t errlen);
+/* An interface's MAC (unicast, not all zero) as six hex bytes: mac= of type. @return 0 or -EINVAL naming it. */
+int sw_parse_mac(const char *type, const char *v, uint8_t mac[6], char *err, size_t errlen);
 /* key=on|off (def when absent). @return 0 or -EINVAL with err naming the argument. */
 int sw_kv_on_off(const struct sw_kv *args, unsigned nargs, const char *key, bool def, bool *out, char *err,
 		 size_t errlen);

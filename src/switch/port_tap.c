@@ -94,24 +94,6 @@ static int parse_addr(const char *v, struct tap_addr *a, char *err, size_t errle
 	return 0;
 }
 
-static int parse_mac(const char *v, uint8_t mac[6], char *err, size_t errlen)
-{
-	unsigned b[6];
-	char tail;
-	if (sscanf(v, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6 ||
-	    strlen(v) != 17) {
-		snprintf(err, errlen, "tap: mac=%s: want six hex bytes, e.g. 02:00:00:00:00:01", v);
-		return -EINVAL;
-	}
-	for (unsigned i = 0; i < 6; i++)
-		mac[i] = (uint8_t)b[i];
-	if (mac[0] & 1 || !(mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5])) {
-		snprintf(err, errlen, "tap: mac=%s: a multicast or all-zero address cannot be an interface's", v);
-		return -EINVAL;
-	}
-	return 0;
-}
-
 /*
  * The MAC a tap we create gets when mac= is not given: a hash (FNV-1a, 64 bits) of the machine id, the network
  * namespace (its inode: the initial one's is a constant, another's stays while the namespace lives) and the name,
@@ -302,7 +284,7 @@ static int tap_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 		return rc;
 	uint8_t mac[6];
 	const char *mac_arg = sw_kv_get(args, nargs, "mac", NULL);
-	if (mac_arg && (rc = parse_mac(mac_arg, mac, err, errlen)) < 0)
+	if (mac_arg && (rc = sw_parse_mac("tap", mac_arg, mac, err, errlen)) < 0)
 		return rc;
 
 	struct tap_port *t = aligned_alloc(_Alignof(struct tap_port), sizeof(*t));

@@ -39,6 +39,7 @@
 #include "vhostd/iotlb.h"
 #include "vhostd/log.h"
 #include "vhostd/mem.h"
+#include "vhostd/net.h"
 #include "vhostd/vhost_user.h"
 #include "vhostd/virtq.h"
 
@@ -131,12 +132,10 @@ struct vhd_vu_dev {
 
 uint64_t vhd_vu_default_features(void)
 {
-	return VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VIRTIO_F_RING_PACKED) | VHD_BIT(VIRTIO_F_INDIRECT_DESC) |
-	       VHD_BIT(VIRTIO_F_EVENT_IDX) | VHD_BIT(VIRTIO_F_IN_ORDER) | VHD_BIT(VIRTIO_NET_F_MRG_RXBUF) |
-	       VHD_BIT(VIRTIO_NET_F_STATUS) | VHD_BIT(VIRTIO_NET_F_MQ) | VHD_BIT(VIRTIO_NET_F_CSUM) |
-	       VHD_BIT(VIRTIO_NET_F_GUEST_CSUM) | VHD_BIT(VIRTIO_NET_F_HOST_TSO4) |
-	       VHD_BIT(VIRTIO_NET_F_HOST_TSO6) | VHD_BIT(VIRTIO_NET_F_GUEST_TSO4) |
-	       VHD_BIT(VIRTIO_NET_F_GUEST_TSO6) | VHD_BIT(VIRTIO_NET_F_GUEST_ANNOUNCE);
+	/* The device's own features, and what this transport adds: rings, multiqueue, announcements. */
+	return vhd_net_device_features() | VHD_BIT(VIRTIO_F_VERSION_1) | VHD_BIT(VIRTIO_F_RING_PACKED) |
+	       VHD_BIT(VIRTIO_F_INDIRECT_DESC) | VHD_BIT(VIRTIO_F_EVENT_IDX) | VHD_BIT(VIRTIO_F_IN_ORDER) |
+	       VHD_BIT(VIRTIO_NET_F_MQ) | VHD_BIT(VIRTIO_NET_F_GUEST_ANNOUNCE);
 }
 
 static uint64_t default_protocol_features(void)
@@ -1077,29 +1076,25 @@ static int h_iotlb_msg(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	return rc < 0 ? rc : 0;
 }
 
-static void net_config(const struct vhd_vu_dev *dev, struct virtio_net_config *c)
+static void net_config(const struct vhd_vu_dev *dev, uint8_t c[VHD_NET_CONFIG_SIZE])
 {
-	memset(c, 0, sizeof(*c));
-	memcpy(c->mac, dev->cfg.mac, sizeof(c->mac));
-	c->status = VIRTIO_NET_S_LINK_UP;
-	c->max_virtqueue_pairs = (uint16_t)(dev->nq / 2);
-	c->mtu = dev->mtu;
-	c->speed = UINT32_MAX; /* unknown */
-	c->duplex = 0xff;      /* unknown */
+	struct vhd_net_device_info info = {.mtu = dev->mtu, .max_queue_pairs = (uint16_t)(dev->nq / 2)};
+	memcpy(info.mac, dev->cfg.mac, sizeof(info.mac));
+	vhd_net_device_config(&info, c);
 }
 
 static int h_get_config(struct vhd_vu_dev *dev, struct vhu_msg *m)
 {
 	struct vhost_user_config *c = &m->p.config;
-	struct virtio_net_config nc;
-	net_config(dev, &nc);
+	uint8_t nc[VHD_NET_CONFIG_SIZE];
+	net_config(dev, nc);
 	if (c->offset > sizeof(nc) || c->size > sizeof(nc) - c->offset) {
 		vu_err(dev, "%s: GET_CONFIG: bytes %u+%u beyond the %zu-byte config space", dev->name, c->offset,
 		       c->size, sizeof(nc));
 		return send_reply(dev, m, NULL, 0); /* an empty reply is the failure answer */
 	}
 	struct vhost_user_config out = {.offset = c->offset, .size = c->size, .flags = c->flags};
-	memcpy(out.region, (const uint8_t *)&nc + c->offset, c->size);
+	memcpy(out.region, nc + c->offset, c->size);
 	return send_reply(dev, m, &out, 12 + c->size);
 }
 

@@ -4,6 +4,7 @@
 #include <vhostd/iotlb.h>
 #include <vhostd/log.h>
 #include <vhostd/mem.h>
+#include <vhostd/vduse.h>
 #include <vhostd/virtq.h>
 
 #include <errno.h>

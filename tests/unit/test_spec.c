@@ -2,6 +2,7 @@
 /* The wire headers compile (their _Static_asserts hold) and the helpers agree with the spec's examples. */
 #include "harness.h"
 #include "spec/endian.h"
+#include "spec/vduse.h"
 #include "spec/vhost_user.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""vhostd's vduse ports, proven against the Debian 6.12 kernel's VDUSE, vDPA bus and virtio_vdpa driver.
+
+The host kernel has no VDUSE, so everything runs inside one guest (no NIC; our binaries and iproute2 in its
+initramfs): vhostd in the guest serves two VDUSE devices, vda (packed rings) and vdb (split rings), and a tap.
+virtio_vdpa binds each device and the kernel's virtio_net makes a netdev of it; each netdev goes into a network
+namespace of its own (na 10.9.0.2, nb 10.9.0.3), the tap (10.9.0.1) stays in the guest's initial one, so every
+frame between them crosses vhostd. Checks, every frame verified by nettool:
+
+  traffic      ping, 2000 UDP datagrams each way and 8 MiB of TCP each way between na and nb (packed to split),
+               the same with 2 MiB of TCP between na and the tap; any datagram lost counted by vhostd; vhostd
+               counts no errors
+  rebind       vda unbound from virtio_vdpa (the driver resets the device: status 0, mappings dropped) and bound
+               again: a new netdev, put back in na, pings nb
+  name taken   add-port with the name of an existing VDUSE device fails naming it; the ports keep working
+  reset        vda unbound while nb floods it with UDP: vhostd survives, counts the reset, and after a rebind
+               the two namespaces talk again
+  slow loop    vhostd stopped for 3 s while the kernel waits for its answer (an unbind): the answer comes
+               late, within the kernel's 30 s, and the device works after the rebind
+  del-port     del-port vdb detaches and destroys it: /dev/vduse/vdb and the vdpa device are gone
+  pktgen       vhost-pktgen --vduse pg0 --mode icmpecho --packed: its netdev (namespace np) pings it, 1000-byte
+               echoes checked by ping; SIGTERM destroys the device
+
+usage: test_vduse.py VHOSTD VHOSTCTL PKTGEN [case-substring]
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+from vhdrig import CaseError, Guest, expect, ping_ok, tcp, udp  # noqa: E402
+import vhdrig  # noqa: E402
+
+vhdrig.configure(vhostd=sys.argv[1], vhostctl=sys.argv[2], pktgen=sys.argv[3])
+FILTER = sys.argv[4] if len(sys.argv) > 4 else ""
+IP = "/usr/bin/ip"
+TAP_IP, NA_IP, NB_IP = "10.9.0.1", "10.9.0.2", "10.9.0.3"
+
+
+class Switch:
+    """vhostd inside the guest, through vhostctl run there: the stats()/show() udp() reads for drop accounting."""
+
+    def __init__(self, g):
+        self.g, self.host_ifaces = g, []
+
+    def ctl(self, *args, check=True):
+        rc, out = self.g.cmd(f"{vhdrig.VHOSTCTL} --socket /tmp/ctl {' '.join(args)} 2>&1", timeout=60)
+        expect(rc == 0 or not check, f"vhostctl {' '.join(args)}: rc {rc}: {out[-3:]}")
+        return rc, out
+
+    def json(self, *args):
+        return json.loads("\n".join(self.ctl("--json", *args)[1]))
+
+    def stats(self):
+        return {p["name"]: p for p in self.json("stats")["ports"]}
+
+    def show(self):
+        return {p["name"]: p for p in self.json("show")["ports"]}
+
+    def iface_stats(self, ifname, ns=None):
+        """The guest's netdev ifname's counters (in namespace ns), for udp()'s drop accounting."""
+        pre = f"{IP} netns exec {ns} " if ns else ""
+        rc, out = self.g.cmd(f"{pre}sh -c 'cd /sys/class/net/{ifname}/statistics && echo VHD-STAT $(cat rx_packets "
+                             f"tx_packets rx_bytes tx_bytes rx_dropped tx_dropped)'")
+        line = [x for x in out if x.startswith("VHD-STAT")]
+        expect(rc == 0 and line, f"{ifname} counters: {out[-3:]}")
+        return dict(zip(("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "tx_dropped"),
+                        map(int, line[0].split()[1:])))
+
+
+class NsEnd:
+    """One end of the traffic: nettool in a namespace of the guest (ns None: the initial one)."""
+
+    def __init__(self, g, ns, ip, name):
+        self.g, self.ns, self.ip, self.name = g, ns, ip, name
+
+    def start(self, *args):
+        pre = f"{IP} netns exec {self.ns} " if self.ns else ""
+        return self.g.start(pre + "nettool " + " ".join(map(str, args)))
+
+
+def netdev_into(g, dev, ns, ip):
+    """The netdev virtio_vdpa made of VDUSE device dev, moved into ns with ip, up. Waits for it (the probe runs
+    after the attach returns on a rebind)."""
+    rc, out = g.cmd(f"for i in $(seq 50); do n=$(ls /sys/bus/vdpa/devices/{dev}/virtio*/net 2>/dev/null); "
+                    f"[ -n \"$n\" ] && break; sleep 0.1; done; echo IF=$n", timeout=30)
+    ifname = [x[3:] for x in out if x.startswith("IF=")]
+    expect(rc == 0 and ifname and ifname[0], f"{dev}: no netdev under /sys/bus/vdpa/devices/{dev}: {out[-3:]}")
+    rc, out = g.cmd(f"{IP} link set {ifname[0]} netns {ns} && {IP} -n {ns} addr add {ip}/24 dev {ifname[0]} && "
+                    f"{IP} -n {ns} link set {ifname[0]} up && {IP} -n {ns} link set lo up", timeout=30)
+    expect(rc == 0, f"{dev}: moving {ifname[0]} into {ns}: {out[-3:]}")
+    return ifname[0]
+
+
+def ns_ping(g, ns, ip, n=3):
+    rc, out = g.cmd(f"{IP} netns exec {ns} ping -c {n} -i 0.2 -W 3 {ip}", timeout=n * 4 + 30)
+    return ping_ok(f"{ns}->{ip}", rc, out, n)
+
+
+def scenario(rig):
+    g = Guest(rig, "g", None, None, payload=[vhdrig.VHOSTD, vhdrig.VHOSTCTL, vhdrig.PKTGEN, IP], mem="1G", smp=2).boot()
+    g.wait_agent()
+    sw = Switch(g)
+    rc, out = g.cmd("modprobe tun && modprobe vdpa && modprobe vduse && modprobe virtio_vdpa && "
+                    "ls /dev/vduse/control /dev/net/tun")
+    expect(rc == 0, f"guest kernel modules: {out[-3:]}")
+    conf = "/tmp/vhostd.conf"
+    g.cmd(f"printf '%s\\n' 'add-port va vduse name=vda mac=02:00:00:00:0a:01' "
+          f"'add-port vb vduse name=vdb packed=off mac=02:00:00:00:0b:01' "
+          f"'add-port t tap ifname=vtap0 addr={TAP_IP}/24' > {conf}")
+    vd = g.start(f"{vhdrig.VHOSTD} --socket /tmp/ctl --config {conf} --log-level info")
+    rc, out = g.cmd("for i in $(seq 100); do [ -S /tmp/ctl ] && break; sleep 0.1; done; "
+                    f"{vhdrig.VHOSTCTL} --socket /tmp/ctl show", timeout=60)
+    expect(rc == 0, f"vhostd did not come up: {vd.lines()[-5:]}")
+    g.cmd(f"{IP} netns add na; {IP} netns add nb; {IP} link set vtap0 up")
+    # Drops on the way count in udp(): the netdevs' own too (the driver's, the qdisc's).
+    sw.host_ifaces = [(netdev_into(g, "vda", "na", NA_IP), "na"), (netdev_into(g, "vdb", "nb", NB_IP), "nb"),
+                      ("vtap0", None)]
+    na, nb, tap = NsEnd(g, "na", NA_IP, "na"), NsEnd(g, "nb", NB_IP, "nb"), NsEnd(g, None, TAP_IP, "tap")
+
+    def no_errors(where):
+        for name, p in sw.show().items():
+            info = p.get("info", {})
+            for k in ("bad_header", "ring_errors", "requests_failed", "irq_failures"):
+                expect(not info.get(k), f"{where}: port {name} reports {k}={info.get(k)}")
+
+    def traffic():
+        ping_ok("na->nb", *g.cmd(f"{IP} netns exec na ping -c 3 -i 0.2 -W 3 {NB_IP}", timeout=40), 3)
+        ns_ping(g, "na", TAP_IP)
+        lost = [udp(sw, na, nb, 7301), udp(sw, nb, na, 7302), udp(sw, na, tap, 7303), udp(sw, tap, na, 7304)]
+        # 8 MiB each way across both ring layouts; the tap leg shorter (make check's time budget).
+        t = [tcp(na, nb, 7311), tcp(nb, na, 7312), tcp(na, tap, 7313, 2 << 20), tcp(tap, na, 7314, 2 << 20)]
+        no_errors("traffic")
+        info = sw.show()["va"]["info"]
+        expect(info["ring"] == "packed" and sw.show()["vb"]["info"]["ring"] == "split",
+               f"ring layouts: va {info['ring']}, vb {sw.show()['vb']['info']['ring']}")
+        return f"UDP lost (all counted) {lost}; TCP {', '.join(t)}"
+    yield "vduse_traffic", traffic
+
+    def rebind():
+        before = sw.show()["va"]["info"]["resets"]
+        rc, out = g.cmd("echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/unbind && "
+                        "echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/bind", timeout=60)
+        expect(rc == 0, f"unbind/bind: {out[-3:]}")
+        sw.host_ifaces[0] = (netdev_into(g, "vda", "na", NA_IP), "na")
+        s = ns_ping(g, "na", NB_IP)
+        after = sw.show()["va"]["info"]["resets"]
+        expect(after > before, f"the unbind reset nothing: resets {before} -> {after}")
+        return s
+    yield "vduse_rebind", rebind
+
+    def name_taken():
+        rc, out = sw.ctl("add-port vx vduse name=vda", check=False)
+        expect(rc != 0 and any("exists already" in x for x in out), f"add-port with a taken name: rc {rc} {out[-3:]}")
+        return ns_ping(g, "na", NB_IP)
+    yield "vduse_name_taken", name_taken
+
+    def reset_mid_traffic():
+        sender = nb.start("udp-send", NA_IP, 7321, 4000)
+        g.cmd("sleep 1; echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/unbind", timeout=60)
+        sender.wait(180)
+        rc, out = g.cmd("echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/bind", timeout=60)
+        expect(rc == 0, f"bind: {out[-3:]}")
+        sw.host_ifaces[0] = (netdev_into(g, "vda", "na", NA_IP), "na")
+        lost = udp(sw, nb, na, 7322, n=500)
+        no_errors("after the reset")
+        return f"traffic again after the reset, UDP lost (all counted) {lost}"
+    yield "vduse_reset_mid_traffic", reset_mid_traffic
+
+    def slow_loop():
+        # vhostd stopped (SIGSTOP) while the kernel waits for its answer to the unbind's reset: the kernel waits
+        # (up to its 30 s msg_timeout), the answer comes 3 s late, and the device is not marked broken.
+        rc, out = g.cmd("p=$(pidof vhostd); kill -STOP $p; (echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/unbind "
+                        "&& echo UNBOUND) & sleep 3; echo RESUMING; kill -CONT $p; wait; "
+                        "echo vda > /sys/bus/vdpa/drivers/virtio_vdpa/bind && echo BOUND", timeout=90)
+        # The unbind cannot finish before vhostd answers: UNBOUND after RESUMING.
+        expect(rc == 0 and "RESUMING" in out and "UNBOUND" in out and "BOUND" in out and
+               out.index("RESUMING") < out.index("UNBOUND"), f"unbind answered late: rc {rc} {out[-4:]}")
+        sw.host_ifaces[0] = (netdev_into(g, "vda", "na", NA_IP), "na")
+        s = ns_ping(g, "na", NB_IP)
+        no_errors("after the slow answer")
+        return "the kernel waited 3 s for the reset's answer; " + s
+    yield "vduse_slow_loop", slow_loop
+
+    def del_port():
+        sw.ctl("del-port vb")
+        rc, out = g.cmd("ls /dev/vduse /sys/bus/vdpa/devices")
+        expect(rc == 0 and "vdb" not in out and "vda" in out, f"after del-port vb: {out}")
+        return "vdb gone, vda stays"
+    yield "vduse_del_port", del_port
+
+    def pktgen():
+        pg = g.start(f"{vhdrig.PKTGEN} --vduse pg0 --mode icmpecho --packed --mac 02:00:00:00:0c:01")
+        g.cmd(f"{IP} netns add np")
+        netdev_into(g, "pg0", "np", "10.8.0.1")
+        rc, out = g.cmd(f"{IP} netns exec np ping -c 20 -i 0.05 -s 1000 -W 3 10.8.0.2", timeout=60)
+        s = ping_ok("np->pktgen", rc, out, 20)
+        g.cmd("kill $(pidof vhost-pktgen)")
+        rc, out = pg.wait(60)
+        expect(rc == 0, f"vhost-pktgen: rc {rc}: {out[-3:]}")
+        rc, out = g.cmd("ls /dev/vduse /sys/bus/vdpa/devices")
+        expect("pg0" not in out, f"pg0 left behind: {out}")
+        return s
+    yield "vduse_pktgen", pktgen
+
+    rc, out = g.cmd("kill $(pidof vhostd); for i in $(seq 100); do pidof vhostd >/dev/null || break; sleep 0.1; "
+                    "done; pidof vhostd; ls /dev/vduse", timeout=60)
+    if any("vda" in x for x in out) or vd.wait(30)[0] != 0:
+        raise CaseError(f"vhostd did not stop cleanly: {vd.lines()[-8:]} {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(vhdrig.run_scenarios([("vduse", scenario, ["vduse_traffic", "vduse_rebind", "vduse_name_taken",
+                                                        "vduse_reset_mid_traffic", "vduse_slow_loop",
+                                                        "vduse_del_port",
+                                                        "vduse_pktgen"])], FILTER))
