@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctl/json.h"
 #include "spec/virtio_config.h"
@@ -75,6 +76,43 @@ static unsigned vd_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *p
 	}
 	vhd_vduse_queue_release(vp->dev, 1);
 	return r > 0 ? (unsigned)r : 0;
+}
+
+/* Adaptive idle: sleep on the driver's kicks of its transmit queue (1). The kick eventfd is the device's own,
+ * made when it was created, non-blocking and read by nobody else. A queue not set up, or waiting for a mapping
+ * the request thread is making, changes without the control thread knowing: keep polling it then (-1). */
+static int vd_rx_arm(struct sw_port *p, unsigned q, struct pollfd *pfd)
+{
+	(void)q;
+	struct vd_port *vp = p->priv;
+	struct vhd_vq *vq = vhd_vduse_queue_acquire(vp->dev, 1);
+	if (!vq)
+		return -1;
+	int r = 0;
+	if (vhd_vq_error(vq)) {
+		r = -1;
+	} else if (vhd_vq_enable_notify(vq)) {
+		vhd_vq_disable_notify(vq);
+		r = 1;
+	} else {
+		*pfd = (struct pollfd){.fd = vhd_vduse_queue_kick_fd(vp->dev, 1), .events = POLLIN};
+	}
+	vhd_vduse_queue_release(vp->dev, 1);
+	return r;
+}
+
+static void vd_rx_disarm(struct sw_port *p, unsigned q, short revents)
+{
+	(void)q;
+	struct vd_port *vp = p->priv;
+	struct vhd_vq *vq = vhd_vduse_queue_acquire(vp->dev, 1);
+	if (vq) {
+		vhd_vq_disable_notify(vq);
+		vhd_vduse_queue_release(vp->dev, 1);
+	}
+	(void)revents;
+	uint64_t v;
+	(void)!read(vhd_vduse_queue_kick_fd(vp->dev, 1), &v, sizeof(v)); /* non-blocking: empty is EAGAIN */
 }
 
 /* Frames for the driver, into its receive queue (0). */
@@ -230,5 +268,7 @@ const struct sw_port_ops sw_vduse_ops = {
 	.describe = vd_describe,
 	.counters = vd_counters,
 	.rx_burst = vd_rx_burst,
+	.rx_arm = vd_rx_arm,
+	.rx_disarm = vd_rx_disarm,
 	.tx_burst = vd_tx_burst,
 };
