@@ -73,6 +73,16 @@ struct vhd_fe_config {
 	 */
 	bool iommu;
 	bool iommu_lazy; /**< with iommu: map nothing up front, every translation comes from a MISS */
+	/**
+	 * Restart without loss (split rings): negotiate PROTOCOL_F_INFLIGHT_SHMFD when the back-end offers it, get
+	 * its inflight area (GET_INFLIGHT_FD) after the memory table on the first connection, and keep it. Once a
+	 * back-end has it (SET_INFLIGHT_FD), losing that back-end does not take the queues down: no VHD_FE_DOWN,
+	 * the rings and every buffer in flight stay as they are (vhd_fe_vq() returns NULL meanwhile), and the next
+	 * back-end is handed the same area before its rings start, so it resubmits exactly what the dead one had
+	 * taken and not used; VHD_FE_UP follows. Should the next one agree to other features, the rings cannot be
+	 * resumed: VHD_FE_DOWN then (vhd_fe_vq() answers in the callback) and a fresh start.
+	 */
+	bool inflight;
 	void (*event)(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque);
 	void *opaque;
 	const char *name;
