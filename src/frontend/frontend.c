@@ -214,12 +214,12 @@ static void go_down(struct vhd_fe *fe, bool keep)
 	fe->kept = keep;
 	fe->kept_features = fe->features;
 	fe->infl_set = false;
-	for (unsigned i = 0; i < fe->nq; i++) {
+	/* Kept rings keep their eventfds too: the data path, which nothing stopped, may still kick them, and a
+	 * closed number could be reused by the next connection's socket. */
+	for (unsigned i = 0; i < fe->nq && !keep; i++) {
 		struct fe_queue *q = &fe->q[i];
-		if (!keep) {
-			vhd_vq_destroy(q->vq);
-			q->vq = NULL;
-		}
+		vhd_vq_destroy(q->vq);
+		q->vq = NULL;
 		close_fd(&q->kick_fd);
 		close_fd(&q->call_fd);
 	}
@@ -238,6 +238,8 @@ static void drop_kept(struct vhd_fe *fe)
 	for (unsigned i = 0; i < fe->nq; i++) {
 		vhd_vq_destroy(fe->q[i].vq);
 		fe->q[i].vq = NULL;
+		close_fd(&fe->q[i].kick_fd);
+		close_fd(&fe->q[i].call_fd);
 	}
 	fe->kept = false;
 	close_fd(&fe->infl_fd);
@@ -279,12 +281,12 @@ static int make_queues(struct vhd_fe *fe)
 	bool packed = fe->features & VHD_BIT(VIRTIO_F_RING_PACKED);
 	for (unsigned i = 0; i < fe->nq; i++) {
 		struct fe_queue *q = &fe->q[i];
+		if (q->vq)
+			continue; /* kept from the last back-end, with its eventfds */
 		q->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		q->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (q->kick_fd < 0 || q->call_fd < 0)
 			return -errno;
-		if (q->vq)
-			continue; /* kept from the last back-end */
 		struct vhd_vq_layout l;
 		vhd_vq_layout(packed, fe->cfg.queue_size, &l);
 		uint8_t *base = fe->mem + q->ring_off;
