@@ -68,6 +68,8 @@ struct vhd_fe {
 	struct vhd_fe_config cfg;
 	char name[32];
 	struct vhd_fe_transport t;
+	/* Written by the control thread, read by data-path threads through vhd_fe_vq(): while rings are kept
+	 * across a back-end restart nothing else stops them (set_up()). */
 	bool up;
 	enum fe_step step;
 	unsigned sub; /* within S_RING (queue * RING_OPS + op) and S_ENABLE (queue) */
@@ -88,6 +90,13 @@ struct vhd_fe {
 	unsigned nq;
 	struct fe_queue q[FE_MAX_Q];
 };
+
+/* Release: the queues (kept or new) and their eventfds before a data-path thread sees up. Pairs with the
+ * acquire load in vhd_fe_vq(). */
+static void set_up(struct vhd_fe *fe, bool up)
+{
+	__atomic_store_n(&fe->up, up, __ATOMIC_RELEASE);
+}
 
 /* The transport's miss hook: the page holding iova, if iova is in our region. */
 static int fe_miss(void *owner, uint64_t iova, uint8_t perm, struct vhd_fe_map *map)
@@ -209,7 +218,7 @@ static void go_down(struct vhd_fe *fe, bool keep)
 {
 	if (fe->up && fe->cfg.event && !keep)
 		fe->cfg.event(fe, VHD_FE_DOWN, fe->cfg.opaque);
-	fe->up = false;
+	set_up(fe, false);
 	fe->step = S_IDLE;
 	fe->kept = keep;
 	fe->kept_features = fe->features;
@@ -231,10 +240,10 @@ static void go_down(struct vhd_fe *fe, bool keep)
  * VHD_FE_DOWN callback, as it does for any DOWN), and the area that described them goes too. */
 static void drop_kept(struct vhd_fe *fe)
 {
-	fe->up = true;
+	set_up(fe, true);
 	if (fe->cfg.event)
 		fe->cfg.event(fe, VHD_FE_DOWN, fe->cfg.opaque);
-	fe->up = false;
+	set_up(fe, false);
 	for (unsigned i = 0; i < fe->nq; i++) {
 		vhd_vq_destroy(fe->q[i].vq);
 		fe->q[i].vq = NULL;
@@ -469,7 +478,7 @@ static int advance(struct vhd_fe *fe, int rc)
 		if (rc < 0)
 			break;
 		if (fe->step == S_UP) {
-			fe->up = true;
+			set_up(fe, true);
 			vhd_log(VHD_LOG_INFO, "%s: up, features 0x%llx, %u queues", fe->name,
 				(unsigned long long)fe->features, fe->nq);
 			if (fe->cfg.event)
@@ -534,7 +543,7 @@ void vhd_fe_destroy(struct vhd_fe *fe)
 
 bool vhd_fe_up(const struct vhd_fe *fe)
 {
-	return fe->up;
+	return __atomic_load_n(&fe->up, __ATOMIC_ACQUIRE);
 }
 
 uint64_t vhd_fe_features(const struct vhd_fe *fe)
@@ -544,7 +553,7 @@ uint64_t vhd_fe_features(const struct vhd_fe *fe)
 
 struct vhd_vq *vhd_fe_vq(struct vhd_fe *fe, unsigned qidx)
 {
-	return fe->up && qidx < fe->nq ? fe->q[qidx].vq : NULL;
+	return __atomic_load_n(&fe->up, __ATOMIC_ACQUIRE) && qidx < fe->nq ? fe->q[qidx].vq : NULL;
 }
 
 void *vhd_fe_buf_area(struct vhd_fe *fe, unsigned qp, size_t *len)

@@ -174,6 +174,12 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 	struct sw_port *p = opaque;
 	struct vup_port *vp = p->priv;
 	if (ev == VHD_FE_UP) {
+		/* Rings kept across a back-end restart (inflight=on) had their windows left open: a forwarding
+		 * thread may be inside one, using the config rewritten below. */
+		for (unsigned i = 0; i < vp->nqp; i++) {
+			close_window(&vp->qp[i].rx_win);
+			close_window(&vp->qp[i].tx_win);
+		}
 		vp->ups++;
 		vp->cfg_ok = vhd_net_cfg_init(&vp->cfg, vhd_fe_features(fe)) == 0;
 		if (!vp->cfg_ok) {
@@ -182,10 +188,6 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 			return;
 		}
 		for (unsigned i = 0; i < vp->nqp; i++) {
-			/* Rings kept across a back-end restart (inflight=on) had their windows left open: a
-			 * forwarding thread may be inside one. */
-			close_window(&vp->qp[i].rx_win);
-			close_window(&vp->qp[i].tx_win);
 			vhd_net_drv_refill(vhd_fe_vq(fe, 2 * i), &vp->cfg, vp->qp[i].rx_pool, &vp->qp[i].rx_st);
 			vhd_fe_kick(fe, 2 * i);
 			atomic_store(&vp->qp[i].rx_win.ready, 1);
