@@ -12,7 +12,8 @@
  * The library never owns the event loop: poll vhd_fe_pollfds(), honour vhd_fe_timeout_ms() and call
  * vhd_fe_dispatch(). When the back-end goes away the frontend reports VHD_FE_DOWN (reclaim your in-flight
  * buffers with vhd_vq_reclaim() in that callback: the queues are destroyed right after it), reconnects with
- * back-off, sets everything up again and reports VHD_FE_UP. The memfd, and so the buffer areas, survive.
+ * back-off, sets everything up again and reports VHD_FE_UP. The memfd, and so the buffer areas, survive. With
+ * vhd_fe_config.inflight the rings survive too, once a back-end took the inflight area: no VHD_FE_DOWN then.
  *
  * Blocking: no call ever waits on the back-end. The socket is non-blocking; setup is a state machine that
  * vhd_fe_dispatch() moves one step further each time the back-end's reply has arrived (a request whose reply
