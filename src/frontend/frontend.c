@@ -25,9 +25,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "spec/endian.h"
 #include "spec/virtio_config.h"
 #include "spec/vhost_user.h"
 #include "spec/virtio_net.h"
+#include "spec/virtio_ring.h"
 #include "transport.h"
 #include "vhostd/frontend.h"
 #include "vhostd/log.h"
@@ -342,9 +344,16 @@ static int ring_step(struct vhd_fe *fe, unsigned i, unsigned op)
 		fe->iotlb.updates++;
 		return t->ops->iotlb_update(t, &all);
 	}
-	case 2:
-		/* Packed: avail and used position with their wrap counters in the two halves, as QEMU sends it. */
+	case 2: {
+		/* Packed: avail and used position with their wrap counters in the two halves, as QEMU sends it.
+		 * Split rings kept for a restarted back-end: the used index the last one reached, as QEMU sends it
+		 * to a back-end with inflight tracking (which resubmits the rest and finds its avail position). */
+		if (fe->kept && !packed) {
+			const struct virtq_used *u = (const void *)(fe->mem + fe->q[i].ring_off + l.device_off);
+			return t->ops->set_vring_base(t, i, vhd_le16(__atomic_load_n(&u->idx, __ATOMIC_RELAXED)));
+		}
 		return t->ops->set_vring_base(t, i, packed ? VHD_VQ_PACKED_BASE_INIT * 0x10001u : 0);
+	}
 	case 3:
 		return t->ops->set_vring_addr(t, i, base + l.desc_off, base + l.driver_off, base + l.device_off);
 	case 4:
