@@ -57,19 +57,20 @@ static void die(const char *what, int rc)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: netcost [--dir tx|rx] [--size BYTES] [--count N] [--packed] [--no-mrg] [--in-order]\n"
-		   "               [--qsize N] [--log]\n"
+		   "               [--qsize N] [--log] [--inflight]\n"
 		   "  One thread drives both the driver and the device side of a virtio-net queue pair over shared\n"
 		   "  rings and prints ns per packet; under callgrind, instructions / N is the exact cost per packet.\n"
 		   "  --dir     tx: driver xmit -> device dequeue; rx: device enqueue -> driver recv + refill (rx)\n"
 		   "  --size    frame bytes, 60..1514 (default 64)\n"
 		   "  --count   packets (default 10000000)\n"
 		   "  --qsize   ring size (default 256)\n"
-		   "  --log     the device logs its writes in a dirty log (live migration), rings included\n");
+		   "  --log     the device logs its writes in a dirty log (live migration), rings included\n"
+		   "  --inflight the device tracks the chains it takes in a vhost-user inflight region (split)\n");
 }
 
 int main(int argc, char **argv)
 {
-	bool rx = true, packed = false, mrg = true, in_order = false, dlog = false;
+	bool rx = true, packed = false, mrg = true, in_order = false, dlog = false, infl = false;
 	unsigned size = 64, qsize = 256;
 	unsigned long long count = 10000000ull;
 	static const struct option lo[] = {
@@ -77,7 +78,7 @@ int main(int argc, char **argv)
 		{"count", required_argument, 0, 'c'}, {"packed", no_argument, 0, 'p'},
 		{"no-mrg", no_argument, 0, 'm'},      {"in-order", no_argument, 0, 'i'},
 		{"qsize", required_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
-		{"log", no_argument, 0, 'l'},
+		{"log", no_argument, 0, 'l'},         {"inflight", no_argument, 0, 'f'},
 		{0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -109,6 +110,9 @@ int main(int argc, char **argv)
 			break;
 		case 'l':
 			dlog = true;
+			break;
+		case 'f':
+			infl = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -179,6 +183,19 @@ int main(int argc, char **argv)
 		if ((rc = vhd_dlog_map(fd, lsize, 0, &log, &why)) < 0 || (rc = vhd_vq_set_log(q.dev, log, true)) < 0)
 			die("dirty log", rc);
 	}
+	void *infl_region = NULL;
+	if (infl) {
+		size_t isz = vhd_vq_inflight_size(packed, qsize);
+		const char *why = "";
+		infl_region = aligned_alloc(64, isz);
+		if (!infl_region)
+			die("inflight region", ENOMEM);
+		memset(infl_region, 0, isz);
+		if ((rc = vhd_vq_set_inflight(q.dev, infl_region, isz, &why)) < 0) {
+			fprintf(stderr, "netcost: inflight: %s\n", why);
+			die("vhd_vq_set_inflight", rc);
+		}
+	}
 	struct vhd_pktpool *gpool, *hpool;
 	if ((rc = vhd_pktpool_create_in(block + pool_off, len - pool_off, GPA_BASE + pool_off, POOL_COUNT, BUF_SIZE,
 					&gpool)) < 0)
@@ -234,6 +251,7 @@ int main(int argc, char **argv)
 	vhd_vq_destroy(q.dev);
 	vhd_mem_destroy(mem);
 	vhd_dlog_destroy(log); /* after the queue that used it */
+	free(infl_region);
 	munmap(block, len);
 	return 0;
 }

@@ -3,7 +3,8 @@
 #   - the two-guest switch scenario (tests/interop/test_switch_guest.py two_guests) with the guests' kernels
 #     watching their own memory (slub_debug, page poisoning, init_on_free): a device writing into guest memory
 #     it had given back shows up there as a poison or slab report on a guest console;
-#   - the frontend/back-end pktgen test with 10x the frames.
+#   - the frontend/back-end pktgen test with 10x the frames;
+#   - the inflight restart case (an io back-end killed -9 under traffic) with 200 restarts instead of 20.
 # Stops at the first failure; consoles of every guest boot are kept in $SOAK_DIR (default /tmp/vhd-soak).
 # Usage (as root): scripts/soak.sh BUILD_DIR [ROUNDS]   (default 10 rounds)
 set -uo pipefail
@@ -24,6 +25,8 @@ for i in $(seq 1 "$rounds"); do
 	fi
 	VHD_PKTGEN_COUNT=10000000 python3 "$top/tests/integration/test_pktgen.py" "$b/tools/vhost-pktgen" split_mrg_fe_to_be |
 		grep -E '^(PASS|FAIL)' | tee "$dir/pktgen$i.txt"
+	VHD_PKTGEN_RESTARTS=200 python3 "$top/tests/integration/test_pktgen.py" "$b/tools/vhost-pktgen" restart_inflight |
+		grep -E '^(PASS|FAIL)|restarts' | tee -a "$dir/pktgen$i.txt"
 	if grep -q '^FAIL' "$dir/pktgen$i.txt"; then
 		echo "soak: round $i: pktgen failed" >&2
 		exit 1

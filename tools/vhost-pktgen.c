@@ -76,7 +76,8 @@ struct opts {
 	const char *path;
 	const char *tap;  /* --mode tap: the tap interface */
 	const char *sink; /* --sink: the second device, the sink of what the first port generates */
-	bool backend, vduse, server, client_set, packed, no_mrg, iommu, iommu_lazy, per_burst, in_order, json, verify, latency,
+	bool backend, vduse, server, client_set, packed, no_mrg, iommu, iommu_lazy, per_burst, in_order, inflight, json,
+		verify, latency,
 		poll, no_payload;
 	bool static_frames; /* --static */
 	unsigned flows;     /* --flows: UDP source ports 1024 .. 1024+flows-1, in turn (1: always port 9) */
@@ -1043,6 +1044,8 @@ static void usage(FILE *f)
 		"  --iotlb-per-burst  with --iommu: forget buffer translations after each burst (correct for guests\n"
 		"                   in lazy invalidation, iommu.strict=0; a miss per buffer)\n"
 		"  --in-order       frontend: ask for VIRTIO_F_IN_ORDER\n"
+		"  --inflight       frontend, split rings: inflight tracking (INFLIGHT_SHMFD): a back-end killed and\n"
+		"                   restarted resumes the rings, resubmitting what it had taken and not used\n"
 		"  --verify         check received generated frames: per-queue sequence, length, contents\n"
 		"  --mac            our MAC (default 02:00:00:00:00:01)\n"
 		"  --json           print the final statistics as one JSON object (rates in rx_mpps, tx_mpps, rx_gbps,\n"
@@ -1121,7 +1124,8 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"tap", 1, 0, 't'},     {"pps", 1, 0, 'r'},      {"sink", 1, 0, 'k'},   {"latency", 0, 0, 'L'},
 		{"window", 1, 0, 'w'},  {"warmup", 1, 0, 'W'},   {"poll", 0, 0, 'p'},
 		{"no-payload", 0, 0, 'N'}, {"static", 0, 0, 'Z'}, {"flows", 1, 0, 'F'}, {"announce", 0, 0, 'A'},
-		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iommu-lazy", 0, 0, 'z'}, {"iotlb-per-burst", 0, 0, 'G'}, {"vduse", 1, 0, 'U'},   {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iommu-lazy", 0, 0, 'z'}, {"iotlb-per-burst", 0, 0, 'G'},
+		{"vduse", 1, 0, 'U'},   {"inflight", 0, 0, 'T'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -1196,6 +1200,9 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'z':
 			o->iommu = o->iommu_lazy = true;
+			break;
+		case 'T':
+			o->inflight = true;
 			break;
 		case 'G':
 			o->per_burst = true;
@@ -1282,6 +1289,11 @@ static int parse(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "vhost-pktgen: --mode tap and --tap NAME go together\n");
 		return -1;
 	}
+	if (o->inflight && (o->backend || o->packed)) {
+		fprintf(stderr, "vhost-pktgen: --inflight is for a frontend with split rings (a back-end always offers "
+				"it)\n");
+		return -1;
+	}
 	if (o->iommu_lazy && o->backend) {
 		fprintf(stderr, "vhost-pktgen: --iommu-lazy is for a frontend (a back-end's IOTLB is the front-end's to fill)\n");
 		return -1;
@@ -1357,7 +1369,7 @@ static int open_port(struct gen *g)
 			f |= VHD_BIT(VIRTIO_F_IN_ORDER);
 		struct vhd_fe_config c = {.path = g->o.path, .server = g->o.server, .queue_pairs = (uint16_t)g->o.queues,
 					  .features = f, .buf_area_size = (size_t)nbufs * buf_size,
-					  .iommu = g->o.iommu, .iommu_lazy = g->o.iommu_lazy,
+					  .iommu = g->o.iommu, .iommu_lazy = g->o.iommu_lazy, .inflight = g->o.inflight,
 					  .event = fe_event, .opaque = g, .name = "pktgen"};
 		rc = vhd_fe_create(&c, &g->fe);
 		for (unsigned q = 0; rc == 0 && q < g->o.queues; q++) {

@@ -12,7 +12,8 @@
  * The library never owns the event loop: poll vhd_fe_pollfds(), honour vhd_fe_timeout_ms() and call
  * vhd_fe_dispatch(). When the back-end goes away the frontend reports VHD_FE_DOWN (reclaim your in-flight
  * buffers with vhd_vq_reclaim() in that callback: the queues are destroyed right after it), reconnects with
- * back-off, sets everything up again and reports VHD_FE_UP. The memfd, and so the buffer areas, survive.
+ * back-off, sets everything up again and reports VHD_FE_UP. The memfd, and so the buffer areas, survive. With
+ * vhd_fe_config.inflight the rings survive too, once a back-end took the inflight area: no VHD_FE_DOWN then.
  *
  * Blocking: no call ever waits on the back-end. The socket is non-blocking; setup is a state machine that
  * vhd_fe_dispatch() moves one step further each time the back-end's reply has arrived (a request whose reply
@@ -73,6 +74,16 @@ struct vhd_fe_config {
 	 */
 	bool iommu;
 	bool iommu_lazy; /**< with iommu: map nothing up front, every translation comes from a MISS */
+	/**
+	 * Restart without loss (split rings): negotiate PROTOCOL_F_INFLIGHT_SHMFD when the back-end offers it, get
+	 * its inflight area (GET_INFLIGHT_FD) after the memory table on the first connection, and keep it. Once a
+	 * back-end has it (SET_INFLIGHT_FD), losing that back-end does not take the queues down: no VHD_FE_DOWN,
+	 * the rings and every buffer in flight stay as they are (vhd_fe_vq() returns NULL meanwhile), and the next
+	 * back-end is handed the same area before its rings start, so it resubmits exactly what the dead one had
+	 * taken and not used; VHD_FE_UP follows. Should the next one agree to other features, the rings cannot be
+	 * resumed: VHD_FE_DOWN then (vhd_fe_vq() answers in the callback) and a fresh start.
+	 */
+	bool inflight;
 	void (*event)(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque);
 	void *opaque;
 	const char *name;

@@ -336,6 +336,36 @@ bool vhd_vq_logging(const struct vhd_vq *vq);
  */
 void vhd_vq_log_chain(struct vhd_vq *vq, const struct vhd_vq_chain *c, uint32_t len);
 
+/**
+ * Bytes one queue's region of a vhost-user inflight area takes (PROTOCOL_F_INFLIGHT_SHMFD, vhost-user.rst "Inflight
+ * I/O tracking"): the region header and one entry per descriptor, rounded up to 64 bytes so that regions stay on
+ * their own cache lines. 0 when num is not a valid size for the layout. Pure; any thread.
+ */
+size_t vhd_vq_inflight_size(bool packed, uint32_t num);
+
+/**
+ * Device, split layout: track the chains this queue takes in region (len bytes, shared with the front-end, which
+ * keeps it across back-end restarts). Each vhd_vq_pop() marks the heads it takes and each vhd_vq_push() clears
+ * them, in the order the protocol needs to survive being killed between any two stores.
+ * A region whose version is 0 is initialised for this queue. One written before (a restarted back-end) is
+ * recovered first: a used batch that reached the ring before its heads were cleared is cleared now, the ring
+ * positions are taken from the used ring (used index, and avail position = used index + heads still in flight,
+ * which overrides the base the queue was created with), and the heads in flight are resubmitted: the next pops
+ * return them, oldest first, before any new chain. The region is hostile (the front-end writes it): every head,
+ * link and count is checked.
+ * @param why receives, on failure, a static string naming what was wrong with the region.
+ * @return 0; -ENOTSUP for a packed queue (not implemented); -EINVAL for a driver-side queue or a bad region
+ *         (len below vhd_vq_inflight_size(), version, desc_num other than the queue size, batch longer than the
+ *         queue, a link or head out of range: nothing changed); -ENOMEM.
+ * Threading: while no other call on the queue runs (before the data path uses it). The region must stay mapped
+ * until the queue is destroyed or vhd_vq_set_inflight(vq, NULL, 0, NULL) detaches it.
+ */
+int vhd_vq_set_inflight(struct vhd_vq *vq, void *region, size_t len, const char **why);
+
+/** Device: chains the last vhd_vq_set_inflight() found in flight that no pop has returned yet. Same thread as
+ * vhd_vq_pop(). */
+unsigned vhd_vq_resubmit_pending(const struct vhd_vq *vq);
+
 /** Why the queue broke, or VHD_VQ_OK. */
 enum vhd_vq_error vhd_vq_error(const struct vhd_vq *vq);
 

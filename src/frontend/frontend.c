@@ -25,9 +25,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "spec/endian.h"
 #include "spec/virtio_config.h"
 #include "spec/vhost_user.h"
 #include "spec/virtio_net.h"
+#include "spec/virtio_ring.h"
 #include "transport.h"
 #include "vhostd/frontend.h"
 #include "vhostd/log.h"
@@ -49,6 +51,8 @@ enum fe_step {
 	S_SET_FEATURES,
 	S_CHANNEL,
 	S_MEM_TABLE,
+	S_INFL_GET,
+	S_INFL_SET,
 	S_RING,
 	S_ENABLE,
 	S_STATUS,
@@ -66,6 +70,8 @@ struct vhd_fe {
 	struct vhd_fe_config cfg;
 	char name[32];
 	struct vhd_fe_transport t;
+	/* Written by the control thread, read by data-path threads through vhd_fe_vq(): while rings are kept
+	 * across a back-end restart nothing else stops them (set_up()). */
 	bool up;
 	enum fe_step step;
 	unsigned sub; /* within S_RING (queue * RING_OPS + op) and S_ENABLE (queue) */
@@ -76,9 +82,23 @@ struct vhd_fe {
 	size_t mem_len, ring_slot, buf_off;
 	uint64_t dev_base; /* the device's address of mem[0]: our virtual address, or its IOVA */
 	struct vhd_fe_iotlb_stats iotlb;
+	/* Inflight tracking (cfg.inflight): the area the first back-end made, kept for the ones after it, and
+	 * whether the rings (vqs and their memory) outlived the last back-end (kept), to hand to the next one. */
+	int infl_fd;
+	uint64_t infl_size;
+	bool infl_set; /* SET_INFLIGHT_FD went to the current back-end */
+	bool kept;
+	uint64_t kept_features;
 	unsigned nq;
 	struct fe_queue q[FE_MAX_Q];
 };
+
+/* Release: the queues (kept or new) and their eventfds before a data-path thread sees up. Pairs with the
+ * acquire load in vhd_fe_vq(). */
+static void set_up(struct vhd_fe *fe, bool up)
+{
+	__atomic_store_n(&fe->up, up, __ATOMIC_RELEASE);
+}
 
 /* The transport's miss hook: the page holding iova, if iova is in our region. */
 static int fe_miss(void *owner, uint64_t iova, uint8_t perm, struct vhd_fe_map *map)
@@ -132,6 +152,7 @@ int vhd_fe_create(const struct vhd_fe_config *cfg, struct vhd_fe **out)
 	fe->nq = 2u * cfg->queue_pairs;
 	fe->cfg.iommu_lazy = cfg->iommu && cfg->iommu_lazy;
 	fe->memfd = -1;
+	fe->infl_fd = -1;
 	for (unsigned i = 0; i < FE_MAX_Q; i++)
 		fe->q[i].kick_fd = fe->q[i].call_fd = -1;
 
@@ -160,6 +181,7 @@ int vhd_fe_create(const struct vhd_fe_config *cfg, struct vhd_fe **out)
 	fe->dev_base = cfg->iommu ? FE_GPA + FE_IOVA_OFF : (uintptr_t)fe->mem;
 	rc = vhd_fe_vu_transport_init(&fe->t, fe->name, fe->cfg.reply_timeout_ms);
 	fe->t.iommu = cfg->iommu;
+	fe->t.inflight = cfg->inflight;
 	fe->t.miss = fe_miss;
 	fe->t.owner = fe;
 	if (rc == 0) {
@@ -189,27 +211,58 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-/* Tear the queues down after the back-end stopped or left. */
-static void go_down(struct vhd_fe *fe)
+/*
+ * Tear the queues down after the back-end stopped or left. With keep (inflight tracking handed to this back-end)
+ * the rings stay as they are, buffers in flight included, for the next back-end to resume: no VHD_FE_DOWN then,
+ * the data path only sees vhd_fe_vq() return NULL until VHD_FE_UP.
+ */
+static void go_down(struct vhd_fe *fe, bool keep)
 {
-	if (fe->up && fe->cfg.event)
+	if (fe->up && fe->cfg.event && !keep)
 		fe->cfg.event(fe, VHD_FE_DOWN, fe->cfg.opaque);
-	fe->up = false;
+	set_up(fe, false);
 	fe->step = S_IDLE;
-	for (unsigned i = 0; i < fe->nq; i++) {
+	fe->kept = keep;
+	fe->kept_features = fe->features;
+	fe->infl_set = false;
+	/* Kept rings keep their eventfds too: the data path, which nothing stopped, may still kick them, and a
+	 * closed number could be reused by the next connection's socket. */
+	for (unsigned i = 0; i < fe->nq && !keep; i++) {
 		struct fe_queue *q = &fe->q[i];
 		vhd_vq_destroy(q->vq);
 		q->vq = NULL;
 		close_fd(&q->kick_fd);
 		close_fd(&q->call_fd);
 	}
-	fe->features = 0;
+	if (!keep)
+		fe->features = 0;
+}
+
+/* Kept rings that cannot be resumed: the data path takes its buffers back (vhd_fe_vq() answers during the
+ * VHD_FE_DOWN callback, as it does for any DOWN), and the area that described them goes too. */
+static void drop_kept(struct vhd_fe *fe)
+{
+	set_up(fe, true);
+	if (fe->cfg.event)
+		fe->cfg.event(fe, VHD_FE_DOWN, fe->cfg.opaque);
+	set_up(fe, false);
+	for (unsigned i = 0; i < fe->nq; i++) {
+		vhd_vq_destroy(fe->q[i].vq);
+		fe->q[i].vq = NULL;
+		close_fd(&fe->q[i].kick_fd);
+		close_fd(&fe->q[i].call_fd);
+	}
+	fe->kept = false;
+	close_fd(&fe->infl_fd);
 }
 
 static void lost(struct vhd_fe *fe, int why)
 {
-	vhd_log(VHD_LOG_INFO, "%s: back-end connection lost (%s)", fe->name, strerror(why < 0 ? -why : why));
-	go_down(fe);
+	/* The rings outlive the back-end only if it tracked them: then the next one resumes them. */
+	bool keep = (fe->kept || fe->infl_set) && fe->q[0].vq;
+	vhd_log(VHD_LOG_INFO, "%s: back-end connection lost (%s)%s", fe->name, strerror(why < 0 ? -why : why),
+		keep ? "; rings kept for the next one (inflight tracking)" : "");
+	go_down(fe, keep);
 	fe->t.ops->lost(&fe->t);
 }
 
@@ -224,6 +277,8 @@ static const char *step_name(const struct vhd_fe *fe)
 	case S_SET_FEATURES: return "SET_FEATURES";
 	case S_CHANNEL: return "SET_BACKEND_REQ_FD";
 	case S_MEM_TABLE: return "SET_MEM_TABLE";
+	case S_INFL_GET: return "GET_INFLIGHT_FD";
+	case S_INFL_SET: return "SET_INFLIGHT_FD";
 	case S_RING: return ring_ops[fe->sub % RING_OPS];
 	case S_ENABLE: return "SET_VRING_ENABLE";
 	case S_STATUS: return "SET_STATUS";
@@ -237,6 +292,12 @@ static int make_queues(struct vhd_fe *fe)
 	bool packed = fe->features & VHD_BIT(VIRTIO_F_RING_PACKED);
 	for (unsigned i = 0; i < fe->nq; i++) {
 		struct fe_queue *q = &fe->q[i];
+		if (q->vq)
+			continue; /* kept from the last back-end, with its eventfds */
+		q->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		q->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (q->kick_fd < 0 || q->call_fd < 0)
+			return -errno;
 		struct vhd_vq_layout l;
 		vhd_vq_layout(packed, fe->cfg.queue_size, &l);
 		uint8_t *base = fe->mem + q->ring_off;
@@ -257,10 +318,6 @@ static int make_queues(struct vhd_fe *fe)
 			return rc;
 		/* Polling driver: no interrupts unless the caller asks (vhd_vq_enable_notify). */
 		vhd_vq_disable_notify(q->vq);
-		q->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		q->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (q->kick_fd < 0 || q->call_fd < 0)
-			return -errno;
 	}
 	return 0;
 }
@@ -287,9 +344,16 @@ static int ring_step(struct vhd_fe *fe, unsigned i, unsigned op)
 		fe->iotlb.updates++;
 		return t->ops->iotlb_update(t, &all);
 	}
-	case 2:
-		/* Packed: avail and used position with their wrap counters in the two halves, as QEMU sends it. */
+	case 2: {
+		/* Packed: avail and used position with their wrap counters in the two halves, as QEMU sends it.
+		 * Split rings kept for a restarted back-end: the used index the last one reached, as QEMU sends it
+		 * to a back-end with inflight tracking (which resubmits the rest and finds its avail position). */
+		if (fe->kept && !packed) {
+			const struct virtq_used *u = (const void *)(fe->mem + fe->q[i].ring_off + l.device_off);
+			return t->ops->set_vring_base(t, i, vhd_le16(__atomic_load_n(&u->idx, __ATOMIC_RELAXED)));
+		}
 		return t->ops->set_vring_base(t, i, packed ? VHD_VQ_PACKED_BASE_INIT * 0x10001u : 0);
+	}
 	case 3:
 		return t->ops->set_vring_addr(t, i, base + l.desc_off, base + l.driver_off, base + l.device_off);
 	case 4:
@@ -305,9 +369,11 @@ static int start_step(struct vhd_fe *fe)
 	struct vhd_fe_transport *t = &fe->t;
 	switch (fe->step) {
 	case S_GET_FEATURES:
-		/* Fresh rings for this back-end. Zeroed here rather than when the last one left: that one may
-		 * still be finishing a burst over them until it notices the disconnect. */
-		memset(fe->mem, 0, fe->buf_off);
+		/* Fresh rings for this back-end, unless the last one's are kept for it to resume. Zeroed here
+		 * rather than when the last one left: that one may still be finishing a burst over them until it
+		 * notices the disconnect. */
+		if (!fe->kept)
+			memset(fe->mem, 0, fe->buf_off);
 		return t->ops->get_features(t, &fe->offered);
 	case S_SET_OWNER:
 		return t->ops->set_owner(t);
@@ -328,6 +394,16 @@ static int start_step(struct vhd_fe *fe)
 		struct vhd_fe_region reg = {(uintptr_t)fe->mem, gpa, fe->mem_len, fe->memfd, 0};
 		return t->ops->set_mem_table(t, &reg, 1);
 	}
+	case S_INFL_GET:
+		/* The first back-end makes the area; the ones after it get the same one back. Split rings only. */
+		if (!fe->cfg.inflight || (fe->features & VHD_BIT(VIRTIO_F_RING_PACKED)) || fe->infl_fd >= 0)
+			return VHD_FE_T_DONE;
+		return t->ops->get_inflight(t, fe->nq, fe->cfg.queue_size, &fe->infl_fd, &fe->infl_size);
+	case S_INFL_SET:
+		if (fe->infl_fd < 0)
+			return VHD_FE_T_DONE;
+		fe->infl_set = true;
+		return t->ops->set_inflight(t, fe->infl_fd, fe->infl_size, fe->nq, fe->cfg.queue_size);
 	case S_RING:
 		return ring_step(fe, fe->sub / RING_OPS, fe->sub % RING_OPS);
 	case S_ENABLE:
@@ -353,6 +429,14 @@ static int finish_step(struct vhd_fe *fe)
 		else
 			want &= ~VHD_BIT(VIRTIO_F_ACCESS_PLATFORM);
 		fe->features = fe->offered & want;
+		if (fe->kept && fe->features != fe->kept_features) {
+			/* The rings were laid out for other features: they cannot be resumed. */
+			vhd_log(VHD_LOG_WARN, "%s: the back-end agreed to features 0x%llx, not the kept rings' 0x%llx: "
+				"starting afresh", fe->name, (unsigned long long)fe->features,
+				(unsigned long long)fe->kept_features);
+			drop_kept(fe);
+			memset(fe->mem, 0, fe->buf_off);
+		}
 		/* Our descriptors carry IOVAs: a device that would read them as guest-physical addresses is no
 		 * use (QEMU refuses such a back-end for an iommu_platform=on NIC the same way). */
 		if (fe->cfg.iommu && !(fe->features & VHD_BIT(VIRTIO_F_ACCESS_PLATFORM))) {
@@ -382,6 +466,9 @@ static int finish_step(struct vhd_fe *fe)
 			fe->step = S_STATUS;
 		return 0;
 	case S_MEM_TABLE:
+		fe->step = S_INFL_GET;
+		return 0;
+	case S_INFL_SET:
 		fe->step = S_RING;
 		fe->sub = 0;
 		return 0;
@@ -400,7 +487,7 @@ static int advance(struct vhd_fe *fe, int rc)
 		if (rc < 0)
 			break;
 		if (fe->step == S_UP) {
-			fe->up = true;
+			set_up(fe, true);
 			vhd_log(VHD_LOG_INFO, "%s: up, features 0x%llx, %u queues", fe->name,
 				(unsigned long long)fe->features, fe->nq);
 			if (fe->cfg.event)
@@ -453,7 +540,10 @@ void vhd_fe_destroy(struct vhd_fe *fe)
 		return;
 	/* No GET_VRING_BASE round trips: they would wait on the back-end. Closing the socket is what stops it;
 	 * it maps our memory file itself, so unmapping ours cannot pull memory from under it. */
-	go_down(fe);
+	if (fe->kept)
+		drop_kept(fe);
+	go_down(fe, false);
+	close_fd(&fe->infl_fd);
 	fe->t.ops->destroy(&fe->t);
 	munmap(fe->mem, fe->mem_len);
 	close(fe->memfd);
@@ -462,7 +552,7 @@ void vhd_fe_destroy(struct vhd_fe *fe)
 
 bool vhd_fe_up(const struct vhd_fe *fe)
 {
-	return fe->up;
+	return __atomic_load_n(&fe->up, __ATOMIC_ACQUIRE);
 }
 
 uint64_t vhd_fe_features(const struct vhd_fe *fe)
@@ -472,7 +562,7 @@ uint64_t vhd_fe_features(const struct vhd_fe *fe)
 
 struct vhd_vq *vhd_fe_vq(struct vhd_fe *fe, unsigned qidx)
 {
-	return fe->up && qidx < fe->nq ? fe->q[qidx].vq : NULL;
+	return __atomic_load_n(&fe->up, __ATOMIC_ACQUIRE) && qidx < fe->nq ? fe->q[qidx].vq : NULL;
 }
 
 void *vhd_fe_buf_area(struct vhd_fe *fe, unsigned qp, size_t *len)

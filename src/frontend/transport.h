@@ -99,6 +99,10 @@ struct vhd_fe_transport_ops {
 	int (*set_backend_channel)(struct vhd_fe_transport *t);
 	/* Map one IOVA range in the device's IOTLB (a device with ACCESS_PLATFORM negotiated). */
 	int (*iotlb_update)(struct vhd_fe_transport *t, const struct vhd_fe_map *map);
+	/* Inflight tracking, when t->inflight asked for it and the device agreed (else done at once, *fd left -1):
+	 * get an area for nq queues of qsize entries (*fd, ours to close, and its *size), or hand one back. */
+	int (*get_inflight)(struct vhd_fe_transport *t, unsigned nq, unsigned qsize, int *fd, uint64_t *size);
+	int (*set_inflight)(struct vhd_fe_transport *t, int fd, uint64_t size, unsigned nq, unsigned qsize);
 };
 
 /*
@@ -114,6 +118,7 @@ struct vhd_fe_transport {
 	unsigned reply_timeout_ms; /* per awaited reply, and per message stalled halfway */
 	void *priv;              /* the transport's own state */
 	bool iommu;              /* the frontend wants a device IOTLB: ask for a request channel */
+	bool inflight;           /* the frontend keeps its rings across back-end restarts: ask for INFLIGHT_SHMFD */
 	vhd_fe_miss_fn miss;     /* answers the device's IOTLB misses (with iommu) */
 	void *owner;             /* passed to miss */
 };

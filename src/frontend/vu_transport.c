@@ -30,11 +30,14 @@
 #include "vhost_user/conn.h"
 #include "vhost_user/msg.h"
 #include "vhostd/log.h"
+#include "vhostd/virtq.h"
 
 /* What we ask for: multi-queue, acknowledged set messages, and device status. */
 #define VU_WANTED_PROTOCOL                                                                                    \
 	(VHD_BIT(VHOST_USER_PROTOCOL_F_MQ) | VHD_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |                      \
 	 VHD_BIT(VHOST_USER_PROTOCOL_F_STATUS))
+/* For rings kept across back-end restarts: inflight tracking. */
+#define VU_INFLIGHT_PROTOCOL VHD_BIT(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD)
 /* And for a device IOTLB: the channel its misses come on. */
 #define VU_IOMMU_PROTOCOL VHD_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ)
 
@@ -47,6 +50,7 @@ enum vu_reply {
 	R_U64,      /* a value for *out64 */
 	R_FEATURES, /* GET_FEATURES, which may go on with the protocol features */
 	R_PROTOCOL, /* GET_PROTOCOL_FEATURES */
+	R_INFLIGHT, /* GET_INFLIGHT_FD: an inflight description and its fd */
 };
 
 struct vu_t {
@@ -63,6 +67,8 @@ struct vu_t {
 	uint32_t await;
 	enum vu_reply kind;
 	uint64_t *out64;
+	int *out_fd;             /* R_INFLIGHT */
+	unsigned infl_nq, infl_qsize;
 	struct timespec sent;
 };
 
@@ -130,11 +136,37 @@ static int start(struct vhd_fe_transport *t, struct vhu_msg *m, enum vu_reply ki
 	return step_state(v);
 }
 
+/* GET_INFLIGHT_FD's reply: one fd and an area at least as big as the queues asked for need, which the back-end
+ * will map. The fd becomes the caller's. */
+static int on_inflight_reply(struct vhd_fe_transport *t, struct vhu_msg *r)
+{
+	struct vu_t *v = V(t);
+	const struct vhost_user_inflight *in = &r->p.inflight;
+	uint64_t need = (uint64_t)vhd_vq_inflight_size(false, v->infl_qsize) * v->infl_nq;
+	const char *bad = r->hdr.size != sizeof(*in) ? "payload size" : r->nfds != 1 ? "fd count"
+			  : in->num_queues != v->infl_nq || in->queue_size != v->infl_qsize ? "queue count or size"
+			  : in->mmap_size < need ? "mmap_size" : NULL;
+	if (bad) {
+		vhd_log(VHD_LOG_ERR, "%s: the back-end's reply to GET_INFLIGHT_FD has the wrong %s (%u bytes, %u fds, "
+			"%u queues of %u, mmap_size %llu; %u queues of %u asked, %llu bytes needed)", t->name, bad,
+			r->hdr.size, r->nfds, in->num_queues, in->queue_size, (unsigned long long)in->mmap_size,
+			v->infl_nq, v->infl_qsize, (unsigned long long)need);
+		vhu_msg_close_fds(r);
+		return -EPROTO;
+	}
+	v->await = VHOST_USER_NONE;
+	*v->out_fd = vhu_msg_take_fd(r, 0);
+	*v->out64 = in->mmap_size;
+	return 0;
+}
+
 /* A whole message arrived while v->await's reply was due: check it as hostile input and use it. */
 static int on_reply(struct vhd_fe_transport *t, struct vhu_msg *r)
 {
 	struct vu_t *v = V(t);
 	uint32_t req = v->await;
+	if (v->kind == R_INFLIGHT && r->hdr.request == req && (r->hdr.flags & VHOST_USER_REPLY_MASK))
+		return on_inflight_reply(t, r);
 	if (r->nfds) {
 		vhd_log(VHD_LOG_ERR, "%s: the back-end's reply to %s carried %u fd%s (replies carry none)", t->name,
 			rname(req), r->nfds, r->nfds == 1 ? "" : "s");
@@ -180,7 +212,8 @@ static int on_reply(struct vhd_fe_transport *t, struct vhu_msg *r)
 		int rc = start(t, &g, R_PROTOCOL, v->out64);
 		return rc < 0 ? rc : 0;
 	case R_PROTOCOL: {
-		uint64_t got = val & (VU_WANTED_PROTOCOL | (t->iommu ? VU_IOMMU_PROTOCOL : 0));
+		uint64_t got = val & (VU_WANTED_PROTOCOL | (t->iommu ? VU_IOMMU_PROTOCOL : 0) |
+				      (t->inflight ? VU_INFLIGHT_PROTOCOL : 0));
 		/* Sent without REPLY_ACK: this message is what turns REPLY_ACK on. */
 		struct vhu_msg s = mk(VHOST_USER_SET_PROTOCOL_FEATURES, 8);
 		s.p.u64 = got;
@@ -191,6 +224,7 @@ static int on_reply(struct vhd_fe_transport *t, struct vhu_msg *r)
 		*v->out64 = v->features;
 		return 0;
 	}
+	case R_INFLIGHT: /* on_inflight_reply() */
 	case R_NONE:
 		break;
 	}
@@ -594,6 +628,32 @@ static int vu_iotlb_update(struct vhd_fe_transport *t, const struct vhd_fe_map *
 	return start(t, &m, R_ACK, NULL);
 }
 
+static int vu_get_inflight(struct vhd_fe_transport *t, unsigned nq, unsigned qsize, int *fd, uint64_t *size)
+{
+	struct vu_t *v = V(t);
+	*fd = -1;
+	if (!(v->protocol & VU_INFLIGHT_PROTOCOL))
+		return VHD_FE_T_DONE;
+	struct vhu_msg m = mk(VHOST_USER_GET_INFLIGHT_FD, sizeof(m.p.inflight));
+	m.p.inflight = (struct vhost_user_inflight){.num_queues = (uint16_t)nq, .queue_size = (uint16_t)qsize};
+	v->out_fd = fd;
+	v->infl_nq = nq;
+	v->infl_qsize = qsize;
+	return start(t, &m, R_INFLIGHT, size);
+}
+
+static int vu_set_inflight(struct vhd_fe_transport *t, int fd, uint64_t size, unsigned nq, unsigned qsize)
+{
+	if (!(V(t)->protocol & VU_INFLIGHT_PROTOCOL) || fd < 0)
+		return VHD_FE_T_DONE;
+	struct vhu_msg m = mk(VHOST_USER_SET_INFLIGHT_FD, sizeof(m.p.inflight));
+	m.p.inflight = (struct vhost_user_inflight){.mmap_size = size, .mmap_offset = 0, .num_queues = (uint16_t)nq,
+						    .queue_size = (uint16_t)qsize};
+	m.fds[0] = fd;
+	m.nfds = 1;
+	return start(t, &m, R_ACK, NULL);
+}
+
 static const struct vhd_fe_transport_ops vu_ops = {
 	.name = "vhost-user",
 	.open = vu_open,
@@ -618,6 +678,8 @@ static const struct vhd_fe_transport_ops vu_ops = {
 	.set_status = vu_set_status,
 	.set_backend_channel = vu_set_backend_channel,
 	.iotlb_update = vu_iotlb_update,
+	.get_inflight = vu_get_inflight,
+	.set_inflight = vu_set_inflight,
 };
 
 int vhd_fe_vu_transport_init(struct vhd_fe_transport *t, const char *name, unsigned reply_timeout_ms)

@@ -196,6 +196,55 @@ struct vhost_user_vring_area {
 	uint64_t offset;
 };
 
+/*
+ * Inflight I/O tracking (PROTOCOL_F_INFLIGHT_SHMFD, vhost-user.rst "Inflight I/O tracking"): the shared area is one
+ * queue region per virtqueue, back to back. These are its split and packed layouts, in native byte order.
+ */
+#define VHOST_USER_INFLIGHT_VERSION 1
+
+struct vhost_user_inflight_desc_split {
+	uint8_t inflight; /* head descriptor: taken by the device, not yet used */
+	uint8_t padding[5];
+	uint16_t next;    /* link of the last batch of used heads */
+	uint64_t counter; /* order in which heads were taken */
+};
+
+struct vhost_user_inflight_split {
+	uint64_t features;
+	uint16_t version; /* 0: not initialised yet */
+	uint16_t desc_num;
+	uint16_t last_batch_head;
+	uint16_t used_idx; /* used->idx once the last batch's inflight flags were cleared */
+	struct vhost_user_inflight_desc_split desc[];
+};
+
+struct vhost_user_inflight_desc_packed {
+	uint8_t inflight;
+	uint8_t padding;
+	uint16_t next;
+	uint16_t last;
+	uint16_t num;
+	uint64_t counter;
+	uint16_t id;
+	uint16_t flags;
+	uint32_t len;
+	uint64_t addr;
+};
+
+struct vhost_user_inflight_packed {
+	uint64_t features;
+	uint16_t version;
+	uint16_t desc_num;
+	uint16_t free_head;
+	uint16_t old_free_head;
+	uint16_t used_idx;
+	uint16_t old_used_idx;
+	uint8_t used_wrap_counter;
+	uint8_t old_used_wrap_counter;
+	uint8_t padding[7];
+	struct vhost_user_inflight_desc_packed desc[];
+};
+
 /* Every payload a message may carry; the largest bounds the receive buffer. */
 union vhost_user_payload {
 	uint64_t u64;
@@ -230,5 +279,16 @@ _Static_assert(sizeof(struct vhost_user_config) == 12 + VHOST_USER_MAX_CONFIG_SI
 _Static_assert(sizeof(struct vhost_user_inflight) == 24, "inflight payload is 24 bytes with tail padding");
 _Static_assert(offsetof(struct vhost_user_inflight, queue_size) == 18, "inflight.queue_size");
 _Static_assert(sizeof(struct vhost_user_vring_area) == 24, "vring area payload is 24 bytes");
+_Static_assert(sizeof(struct vhost_user_inflight_desc_split) == 16, "DescStateSplit is 16 bytes");
+_Static_assert(offsetof(struct vhost_user_inflight_desc_split, next) == 6, "DescStateSplit.next");
+_Static_assert(offsetof(struct vhost_user_inflight_desc_split, counter) == 8, "DescStateSplit.counter");
+_Static_assert(sizeof(struct vhost_user_inflight_split) == 16, "QueueRegionSplit header is 16 bytes");
+_Static_assert(offsetof(struct vhost_user_inflight_split, used_idx) == 14, "QueueRegionSplit.used_idx");
+_Static_assert(offsetof(struct vhost_user_inflight_split, desc) == 16, "QueueRegionSplit.desc");
+_Static_assert(sizeof(struct vhost_user_inflight_desc_packed) == 32, "DescStatePacked is 32 bytes");
+_Static_assert(offsetof(struct vhost_user_inflight_desc_packed, counter) == 8, "DescStatePacked.counter");
+_Static_assert(offsetof(struct vhost_user_inflight_desc_packed, addr) == 24, "DescStatePacked.addr");
+_Static_assert(offsetof(struct vhost_user_inflight_packed, used_wrap_counter) == 20, "QueueRegionPacked.wrap");
+_Static_assert(offsetof(struct vhost_user_inflight_packed, desc) == 32, "QueueRegionPacked.desc");
 
 #endif

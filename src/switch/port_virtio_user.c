@@ -3,10 +3,13 @@
  * virtio-user port: we are the driver of a remote vhost-user device (another switch, DPDK's vhost, a
  * vhost-user NIC of any kind), without a VM.
  *
- *   virtio-user path=PATH [server] [queues=N] [packed] [mrg=on|off] [iommu=on|off]
+ *   virtio-user path=PATH [server] [queues=N] [packed] [mrg=on|off] [iommu=on|off] [inflight=on|off]
 
  * iommu=on puts the device behind an IOMMU (vhd_fe_config.iommu, docs/viommu.md): ACCESS_PLATFORM required,
  * our memory at IOVAs, mapped with IOTLB updates, the device's misses answered on the control thread.
+ *
+ * inflight=on (split rings) keeps the rings across a back-end killed and restarted (vhd_fe_config.inflight,
+ * docs/vhost-user.md): no VHD_FE_DOWN then, and the next VHD_FE_UP finds the rings as they were.
  *
  * Rings and buffers live in the frontend's memfd, which the device maps. Received frames are copied out of
  * that memory into the switch's packets at once, and frames to send are copied into it, so the port's own
@@ -208,6 +211,12 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 	struct sw_port *p = opaque;
 	struct vup_port *vp = p->priv;
 	if (ev == VHD_FE_UP) {
+		/* Rings kept across a back-end restart (inflight=on) had their windows left open: a forwarding
+		 * thread may be inside one, using the config rewritten below. */
+		for (unsigned i = 0; i < vp->nqp; i++) {
+			close_window(&vp->qp[i].rx_win);
+			close_window(&vp->qp[i].tx_win);
+		}
 		vp->ups++;
 		vp->cfg_ok = vhd_net_cfg_init(&vp->cfg, vhd_fe_features(fe)) == 0;
 		if (!vp->cfg_ok) {
@@ -234,7 +243,7 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 
 static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
 {
-	static const char *const known[] = {"path", "server", "queues", "packed", "mrg", "iommu", NULL};
+	static const char *const known[] = {"path", "server", "queues", "packed", "mrg", "iommu", "inflight", NULL};
 	int rc = sw_kv_check(args, nargs, known, "virtio-user", err, errlen);
 	if (rc < 0)
 		return rc;
@@ -248,10 +257,11 @@ static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	memcpy(vp->path, path, sizeof(path));
 	vp->server = sw_kv_get(args, nargs, "server", NULL) != NULL;
 	vp->packed = sw_kv_get(args, nargs, "packed", NULL) != NULL;
-	bool mrg, iommu;
+	bool mrg, iommu, inflight;
 	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &vp->nqp, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "mrg", true, &mrg, err, errlen)) < 0 ||
-	    (rc = sw_kv_on_off(args, nargs, "iommu", false, &iommu, err, errlen)) < 0) {
+	    (rc = sw_kv_on_off(args, nargs, "iommu", false, &iommu, err, errlen)) < 0 ||
+	    (rc = sw_kv_on_off(args, nargs, "inflight", false, &inflight, err, errlen)) < 0) {
 		free(vp);
 		return rc;
 	}
@@ -270,6 +280,7 @@ static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 		.features = f,
 		.buf_area_size = area,
 		.iommu = iommu,
+		.inflight = inflight,
 		.event = fe_event,
 		.opaque = p,
 		.name = p->name,

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -121,6 +122,12 @@ struct vhd_vu_dev {
 	unsigned nmiss;
 	bool breq_warned;
 	_Atomic uint64_t misses_sent;
+	/* SET_INFLIGHT_FD's area (mapping infl_map of infl_len bytes; queue regions from infl_base, infl_per
+	 * bytes each, for infl_nq queues of infl_qsz entries). NULL while there is none. */
+	void *infl_map;
+	size_t infl_len, infl_per;
+	uint8_t *infl_base;
+	uint16_t infl_nq, infl_qsz;
 	unsigned nq;
 	struct vu_queue q[VU_MAX_QUEUES];
 };
@@ -145,7 +152,7 @@ static uint64_t default_protocol_features(void)
 	       VHD_BIT(VHOST_USER_PROTOCOL_F_LOG_SHMFD) |
 	       VHD_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ) | VHD_BIT(VHOST_USER_PROTOCOL_F_CONFIG) |
 	       VHD_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | VHD_BIT(VHOST_USER_PROTOCOL_F_STATUS) |
-	       VHD_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE);
+	       VHD_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) | VHD_BIT(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
 }
 
 static void close_fd(int *fd)
@@ -441,6 +448,23 @@ static void queue_try_start(struct vhd_vu_dev *dev, unsigned qi)
 		q->vq = NULL;
 		return;
 	}
+	if (dev->infl_base && qi < dev->infl_nq) {
+		const char *why = "queue size differs from the inflight area's queue_size";
+		rc = q->num == dev->infl_qsz ? vhd_vq_set_inflight(q->vq, dev->infl_base + qi * dev->infl_per,
+								  dev->infl_per, &why)
+					     : -EINVAL;
+		if (rc < 0) {
+			vu_err(dev, "%s: queue %u: cannot start: inflight region (queue size %u, area's %u): %s",
+			       dev->name, qi, q->num, dev->infl_qsz, why);
+			vhd_vq_destroy(q->vq);
+			q->vq = NULL;
+			return;
+		}
+		if (vhd_vq_resubmit_pending(q->vq))
+			vhd_log(VHD_LOG_INFO, "%s: queue %u: %u chains taken before the restart and not used are "
+				"resubmitted", dev->name, qi, vhd_vq_resubmit_pending(q->vq));
+		q->base = vhd_vq_base(q->vq);
+	}
 	queue_log(dev, qi);
 	/* The data path polls: ask the driver not to kick. */
 	vhd_vq_disable_notify(q->vq);
@@ -524,11 +548,21 @@ static void queue_reset(struct vhd_vu_dev *dev, unsigned qi)
 	q->addr_set = q->kick_set = q->enabled = false;
 }
 
+static void inflight_unmap(struct vhd_vu_dev *dev)
+{
+	if (dev->infl_map)
+		munmap(dev->infl_map, dev->infl_len);
+	dev->infl_map = NULL;
+	dev->infl_base = NULL;
+	dev->infl_nq = 0;
+}
+
 /* Back to the state of a fresh connection (RESET_OWNER, RESET_DEVICE, disconnect). */
 static void device_reset(struct vhd_vu_dev *dev, bool keep_mem)
 {
 	for (unsigned i = 0; i < dev->nq; i++)
 		queue_reset(dev, i);
+	inflight_unmap(dev); /* after the queues, which point into it */
 	iotlb_flush(dev); /* after the queues: nothing runs on it now */
 	vhd_dlog_destroy(dev->log);
 	dev->log = NULL;
@@ -815,6 +849,133 @@ static int h_set_log_base(struct vhd_vu_dev *dev, struct vhu_msg *m)
 		(unsigned long long)l->mmap_size, (unsigned long long)(l->mmap_size * 8 * VHD_DLOG_PAGE >> 20),
 		dev_logging(dev) ? ", logging" : "");
 	return reply_u64(dev, m, 0);
+}
+
+/*
+ * Inflight tracking (PROTOCOL_F_INFLIGHT_SHMFD): num_queues and queue_size of either message, checked against
+ * this device (CVE-2021-3839: num_queues indexed the queues unchecked elsewhere). Sets *per to one queue's
+ * region size. Split rings only.
+ */
+static int inflight_check(struct vhd_vu_dev *dev, const char *what, const struct vhost_user_inflight *in,
+			  size_t *per)
+{
+	if (dev->features & VHD_BIT(VIRTIO_F_RING_PACKED)) {
+		vu_err(dev, "%s: %s: inflight tracking of packed rings is not implemented", dev->name, what);
+		return -ENOTSUP;
+	}
+	if (in->num_queues == 0 || in->num_queues > dev->nq) {
+		vu_err(dev, "%s: %s: num_queues %u (this device has %u queues)", dev->name, what, in->num_queues,
+		       dev->nq);
+		return -EINVAL;
+	}
+	*per = vhd_vq_inflight_size(false, in->queue_size);
+	if (*per == 0) {
+		vu_err(dev, "%s: %s: queue_size %u is not a split ring size (a power of two up to 32768)", dev->name,
+		       what, in->queue_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* A fresh, zeroed area for the front-end to keep: the queues initialise their regions when they start. */
+static int h_get_inflight_fd(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	struct vhost_user_inflight in = m->p.inflight;
+	size_t per;
+	int rc = inflight_check(dev, "GET_INFLIGHT_FD", &in, &per);
+	if (rc < 0)
+		return rc;
+	uint64_t size = (uint64_t)per * in.num_queues; /* at most 512 * 1 MiB: no overflow */
+	int fd = memfd_create("vhd-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0) {
+		rc = -errno;
+		vu_err(dev, "%s: GET_INFLIGHT_FD: cannot make a %llu-byte area: %s", dev->name,
+		       (unsigned long long)size, strerror(-rc));
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	struct vhu_msg r;
+	memset(&r.hdr, 0, sizeof(r.hdr));
+	r.hdr.request = m->hdr.request;
+	r.hdr.flags = VHOST_USER_VERSION | VHOST_USER_REPLY_MASK;
+	r.hdr.size = sizeof(r.p.inflight);
+	r.p.inflight = (struct vhost_user_inflight){.mmap_size = size, .mmap_offset = 0,
+						    .num_queues = in.num_queues, .queue_size = in.queue_size};
+	r.fds[0] = fd;
+	r.nfds = 1;
+	rc = vhu_io_send(&dev->conn.io, &r);
+	close(fd); /* the I/O layer sends its own duplicate */
+	if (rc < 0) {
+		vu_err(dev, "%s: cannot reply to GET_INFLIGHT_FD: %s", dev->name, strerror(-rc));
+		return VU_FATAL;
+	}
+	vhd_log(VHD_LOG_INFO, "%s: inflight area of %llu bytes for %u queues of %u", dev->name,
+		(unsigned long long)size, in.num_queues, in.queue_size);
+	return 0;
+}
+
+/*
+ * The area the front-end kept (from us or a previous incarnation): mapped and checked first, so a refusal changes
+ * nothing. Every queue is then stopped and started again on it; a started queue recovers its region and
+ * resubmits what was taken and not used.
+ */
+static int h_set_inflight_fd(struct vhd_vu_dev *dev, struct vhu_msg *m)
+{
+	struct vhost_user_inflight in = m->p.inflight;
+	int fd = vhu_msg_take_fd(m, 0);
+	size_t per;
+	int rc = inflight_check(dev, "SET_INFLIGHT_FD", &in, &per);
+	uint64_t need = (uint64_t)per * in.num_queues;
+	uint64_t pg = in.mmap_offset & 4095, end;
+	struct stat st;
+	if (rc == 0 && in.mmap_size < need) {
+		vu_err(dev, "%s: SET_INFLIGHT_FD: mmap_size %llu below the %llu bytes of %u queues of %u", dev->name,
+		       (unsigned long long)in.mmap_size, (unsigned long long)need, in.num_queues, in.queue_size);
+		rc = -EINVAL;
+	}
+	if (rc == 0 && (__builtin_add_overflow(in.mmap_offset, need, &end) || end > (uint64_t)INT64_MAX)) {
+		vu_err(dev, "%s: SET_INFLIGHT_FD: mmap_offset 0x%llx + size overflows", dev->name,
+		       (unsigned long long)in.mmap_offset);
+		rc = -EINVAL;
+	}
+	if (rc == 0 && fstat(fd, &st) < 0)
+		rc = -errno;
+	if (rc == 0 && (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < end)) {
+		vu_err(dev, "%s: SET_INFLIGHT_FD: the fd is %s of %lld bytes, %llu needed (offset 0x%llx)", dev->name,
+		       S_ISREG(st.st_mode) ? "a file" : "not a regular file", (long long)st.st_size,
+		       (unsigned long long)end, (unsigned long long)in.mmap_offset);
+		rc = -EINVAL;
+	}
+	/* Shrinking the file under our mapping would fault the data path: only a sealed one (as GET_INFLIGHT_FD
+	 * makes them, here and in libvhost-user) is mapped. */
+	if (rc == 0 && !(fcntl(fd, F_GET_SEALS) > 0 && (fcntl(fd, F_GET_SEALS) & F_SEAL_SHRINK))) {
+		vu_err(dev, "%s: SET_INFLIGHT_FD: the file is not sealed against shrinking (F_SEAL_SHRINK)", dev->name);
+		rc = -EINVAL;
+	}
+	void *map = MAP_FAILED;
+	if (rc == 0) {
+		map = mmap(NULL, need + pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)(in.mmap_offset - pg));
+		if (map == MAP_FAILED) {
+			rc = -errno;
+			vu_err(dev, "%s: SET_INFLIGHT_FD: cannot map %llu bytes: %s", dev->name,
+			       (unsigned long long)need, strerror(-rc));
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0)
+		return rc;
+	queues_stop_all(dev);
+	inflight_unmap(dev);
+	dev->infl_map = map;
+	dev->infl_len = need + pg;
+	dev->infl_base = (uint8_t *)map + pg;
+	dev->infl_per = per;
+	dev->infl_nq = in.num_queues;
+	dev->infl_qsz = in.queue_size;
+	queues_start_all(dev);
+	return 0;
 }
 
 static int h_set_vring_base(struct vhd_vu_dev *dev, struct vhu_msg *m)
@@ -1155,6 +1316,8 @@ static int (*const handlers[VHOST_USER_REQUEST_MAX])(struct vhd_vu_dev *, struct
 	[VHOST_USER_REM_MEM_REG] = h_rem_mem_reg,
 	[VHOST_USER_SET_STATUS] = h_set_status,
 	[VHOST_USER_GET_STATUS] = h_get_status,
+	[VHOST_USER_GET_INFLIGHT_FD] = h_get_inflight_fd,
+	[VHOST_USER_SET_INFLIGHT_FD] = h_set_inflight_fd,
 };
 
 /* Requests whose answer is a reply of its own, so REPLY_ACK adds nothing. */
@@ -1168,6 +1331,7 @@ static bool has_reply(uint32_t req)
 	case VHOST_USER_GET_CONFIG:
 	case VHOST_USER_GET_MAX_MEM_SLOTS:
 	case VHOST_USER_GET_STATUS:
+	case VHOST_USER_GET_INFLIGHT_FD:
 	case VHOST_USER_SET_LOG_BASE: /* QEMU waits for an answer with the same request id (u64 0) */
 		return true;
 	default:
@@ -1195,6 +1359,9 @@ static bool offered_request(const struct vhd_vu_dev *dev, uint32_t req)
 		return dev->proto & VHD_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
 	case VHOST_USER_SET_LOG_BASE:
 		return dev->proto & VHD_BIT(VHOST_USER_PROTOCOL_F_LOG_SHMFD);
+	case VHOST_USER_GET_INFLIGHT_FD:
+	case VHOST_USER_SET_INFLIGHT_FD:
+		return dev->proto & VHD_BIT(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
 	default:
 		return true;
 	}

@@ -188,6 +188,29 @@ static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n,
 	return (int)i;
 }
 
+int vhdi_split_pop_head(struct vhd_vq *vq, uint16_t head, struct vhd_vq_chain *c, struct iovec *iov, unsigned niov,
+			unsigned i, unsigned *segs)
+{
+	struct vhd_chain_acc acc;
+	vhd_chain_begin(&acc, iov, 0, niov, UINT32_MAX);
+	int r = split_walk(vq, head, &acc);
+	if (r < 0)
+		return r;
+	if (r == VHDI_WALK_MISS) {
+		vq->stats.iotlb_misses++;
+		return 0;
+	}
+	if (!vhd_chain_finish(vq, c, &acc, i))
+		return 0;
+	c->id = head;
+	c->ndesc = 1;
+	*segs = acc.n;
+	vq->inflight++;
+	vq->stats.chains++;
+	vq->stats.descs += acc.walked;
+	return 1;
+}
+
 static int split_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsigned n)
 {
 	if (unlikely(n > vq->inflight))

@@ -154,6 +154,7 @@ void vhd_vq_destroy(struct vhd_vq *vq)
 	if (!vq)
 		return;
 	free(vq->ind_bounce);
+	free(vq->resub);
 	free(vq->slots);
 	free(vq->free_next);
 	free(vq->fifo);
@@ -401,6 +402,8 @@ int vhd_vq_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n, struc
 		return -EINVAL;
 	if (niov > UINT16_MAX)
 		niov = UINT16_MAX;
+	if (unlikely(vq->infl != NULL))
+		return vhdi_infl_pop(vq, chains, n, iov, niov);
 	return vq->ops->pop(vq, chains, n, iov, niov);
 }
 
@@ -410,6 +413,15 @@ int vhd_vq_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsigned n)
 		return -EIO;
 	if (unlikely(vq->side != VHD_VQ_DEVICE))
 		return -EINVAL;
+	if (likely(vq->log == NULL && vq->infl == NULL))
+		return vq->ops->push(vq, used, n);
+	if (vq->infl)
+		return vhdi_infl_push(vq, used, n);
+	return vhdi_push_logged(vq, used, n);
+}
+
+int vhdi_push_logged(struct vhd_vq *vq, const struct vhd_vq_used *used, unsigned n)
+{
 	if (likely(vq->log == NULL))
 		return vq->ops->push(vq, used, n);
 	uint16_t old = vq->used_idx;
@@ -443,7 +455,9 @@ int vhd_vq_unpop(struct vhd_vq *vq, const struct vhd_vq_used *chains, unsigned n
 		}
 		vq->dev_slots -= slots;
 	} else {
-		vq->last_avail = (uint16_t)(vq->last_avail - n);
+		/* Resubmitted chains go back on their list, not into the ring. */
+		unsigned ring = vq->infl ? vhdi_infl_unpop(vq, chains, n) : n;
+		vq->last_avail = (uint16_t)(vq->last_avail - ring);
 	}
 	vq->inflight = (uint16_t)(vq->inflight - n);
 	vq->stats.chains -= n;

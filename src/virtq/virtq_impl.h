@@ -11,6 +11,7 @@
 
 #include "mem_impl.h"
 #include "spec/endian.h"
+#include "spec/vhost_user.h"
 #include "spec/virtio_ring.h"
 #include "vhostd/iotlb.h"
 #include "vhostd/virtq.h"
@@ -59,6 +60,18 @@ int vhdi_log_rings(struct vhd_vq *vq, bool ring);
 void vhdi_log_flush(struct vhd_vq *vq);
 /* The device's notification fields were written (enable/disable_notify): log them and set the bits. */
 void vhdi_log_notify(struct vhd_vq *vq);
+
+/* Inflight tracking (inflight.c): pop and push with the region kept, and the unpop's bookkeeping (returns how
+ * many of the n chains came from the ring rather than the resubmission list). */
+int vhdi_infl_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n, struct iovec *iov, unsigned niov);
+int vhdi_infl_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsigned n);
+unsigned vhdi_infl_unpop(struct vhd_vq *vq, const struct vhd_vq_used *chains, unsigned n);
+/* Split: take the chain at head (a resubmission) as chain i of a burst into iov[niov]: 1 taken (*segs segments),
+ * 0 it does not fit what is left of iov[] (or missed in the IOTLB), or -EIO after breaking the queue. */
+int vhdi_split_pop_head(struct vhd_vq *vq, uint16_t head, struct vhd_vq_chain *c, struct iovec *iov, unsigned niov,
+			unsigned i, unsigned *segs);
+/* The push itself, with dirty logging when on. */
+int vhdi_push_logged(struct vhd_vq *vq, const struct vhd_vq_used *used, unsigned n);
 
 /* A descriptor as the look ahead read it: the driver's values, unchecked. */
 struct vhd_vq_seg_view {
@@ -143,6 +156,15 @@ struct vhd_vq {
 	uint64_t log_ring, log_dev;
 	unsigned log_hint, log_n;
 	uint64_t log_word[VHDI_LOG_CACHE], log_bits[VHDI_LOG_CACHE];
+	/* Inflight tracking (inflight.c), NULL when off. resub: heads recovered in flight, in counter order, the
+	 * first resub_pos of them returned again; last_ring: chains the last pop took from the ring (the rest of
+	 * it came from resub), for vhd_vq_unpop(). */
+	struct vhost_user_inflight_split *infl;
+	uint64_t infl_counter;
+	uint16_t infl_batch_head;
+	uint16_t *resub;
+	uint16_t resub_n, resub_pos;
+	uint16_t last_ring;
 	/* Indirect tables that are misaligned or straddle regions are copied here (num entries). */
 	struct virtq_desc *ind_bounce;
 

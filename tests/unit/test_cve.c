@@ -364,35 +364,84 @@ static void cve_2020_10726_resent_setup_no_leak(void)
 }
 
 /*
- * CVE-2021-3839: SET_INFLIGHT_FD's num_queues was used to index the queue array unchecked. This back-end does not
- * implement inflight tracking: INFLIGHT_SHMFD is not offered, negotiating it is refused, and GET/SET_INFLIGHT_FD
- * with num_queues far beyond the queues (and an fd attached) are refused with no fd kept and no mapping made.
- * If inflight support is added, this case must grow the bound check on num_queues it then needs.
+ * CVE-2021-3839: SET_INFLIGHT_FD's num_queues was used to index the queue array unchecked. Inflight tracking is
+ * offered; GET/SET_INFLIGHT_FD with num_queues 0 or beyond the device's queues (an fd attached), a queue size that
+ * is no split ring size, an area too small, an offset that overflows, a file shorter than the area or not sealed
+ * against shrinking are each refused with the value named, no fd kept and no mapping made. A valid pair is
+ * accepted.
  */
 static void cve_2021_3839_inflight_num_queues(void)
 {
 	struct rig r;
 	open_negotiated(&r);
-	uint64_t proto = get_u64(&r, VHOST_USER_GET_PROTOCOL_FEATURES);
-	CHECK(!(proto & VHD_BIT(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD)));
+	CHECK(get_u64(&r, VHOST_USER_GET_PROTOCOL_FEATURES) & VHD_BIT(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD));
 	int fds0 = th_count_fds(), maps0 = guest_maps();
-	struct vhu_msg m = mk(VHOST_USER_SET_PROTOCOL_FEATURES, 8);
-	m.p.u64 = proto | VHD_BIT(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
-	refused(&r, &m);
-	static const uint16_t nq[] = {2, 3, 256, UINT16_MAX};
-	for (unsigned i = 0; i < sizeof(nq) / sizeof(nq[0]); i++) {
-		m = mk(VHOST_USER_GET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
-		m.p.inflight = (struct vhost_user_inflight){.num_queues = nq[i], .queue_size = 1024};
-		refused(&r, &m);
-		m = mk(VHOST_USER_SET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
-		m.p.inflight = (struct vhost_user_inflight){.mmap_size = MEM_SIZE, .num_queues = nq[i],
-							    .queue_size = 1024};
-		m.fds[0] = r.memfd;
+	int sealed = memfd_create("infl", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	CHECK(sealed >= 0 && ftruncate(sealed, 4096) == 0 && fcntl(sealed, F_ADD_SEALS, F_SEAL_SHRINK) == 0);
+	static const struct {
+		uint16_t nq, qsz;
+		uint64_t size, off;
+		bool use_guest_fd;
+		const char *said;
+	} bad[] = {
+		{0, 64, 4096, 0, false, "num_queues 0 (this device has 2 queues)"},
+		{3, 64, 4096, 0, false, "num_queues 3 (this device has 2 queues)"},
+		{256, 64, 4096, 0, false, "num_queues 256"},
+		{UINT16_MAX, 64, 4096, 0, false, "num_queues 65535"},
+		{2, 0, 4096, 0, false, "queue_size 0 is not a split ring size"},
+		{2, 6, 4096, 0, false, "queue_size 6 is not"},
+		{2, UINT16_MAX, 4096, 0, false, "queue_size 65535 is not"},
+		{2, 64, 100, 0, false, "mmap_size 100 below the 2176 bytes"},
+		{2, 64, 4096, UINT64_MAX - 100, false, "overflows"},
+		{2, 64, 4096, 4096, false, "a file of 4096 bytes, 6272 needed"},
+		{1, 64, 4096, 0, true, "not sealed against shrinking"},
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (!bad[i].use_guest_fd) {
+			log_clear();
+			struct vhu_msg m = mk(VHOST_USER_GET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
+			m.p.inflight = (struct vhost_user_inflight){.num_queues = bad[i].nq, .queue_size = bad[i].qsz};
+			send_msg(&r, &m);
+			m = get_reply(&r, VHOST_USER_GET_INFLIGHT_FD);
+			bool area_fault = strstr(bad[i].said, "mmap_size") || strstr(bad[i].said, "overflows") ||
+					  strstr(bad[i].said, "file of");
+			if (area_fault) { /* GET itself was fine: its area is dropped */
+				CHECK_EQ(m.nfds, 1);
+				vhu_msg_close_fds(&m);
+			} else {
+				CHECK_EQ(m.hdr.size, 0);
+				CHECK_EQ(m.nfds, 0);
+				CHECK(log_count(bad[i].said) == 1);
+			}
+		}
+		log_clear();
+		struct vhu_msg m = mk(VHOST_USER_SET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
+		m.p.inflight = (struct vhost_user_inflight){.mmap_size = bad[i].size, .mmap_offset = bad[i].off,
+							    .num_queues = bad[i].nq, .queue_size = bad[i].qsz};
+		m.fds[0] = bad[i].use_guest_fd ? r.memfd : sealed;
 		m.nfds = 1;
 		refused(&r, &m);
+		if (log_count(bad[i].said) != 1)
+			fprintf(stderr, "case %u: wanted \"%s\" in:\n%s", i, bad[i].said, log_text);
+		CHECK_EQ(log_count(bad[i].said), 1);
 	}
-	check_flat(fds0, maps0);
-	CHECK_EQ(get_u64(&r, VHOST_USER_GET_QUEUE_NUM), 1);
+	/* The real thing: an area from GET, handed back with SET. */
+	struct vhu_msg m = mk(VHOST_USER_GET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
+	m.p.inflight = (struct vhost_user_inflight){.num_queues = 2, .queue_size = 64};
+	send_msg(&r, &m);
+	m = get_reply(&r, VHOST_USER_GET_INFLIGHT_FD);
+	CHECK_EQ(m.nfds, 1);
+	CHECK_EQ(m.p.inflight.mmap_size, 2 * vhd_vq_inflight_size(false, 64));
+	int area = m.fds[0];
+	struct vhost_user_inflight got = m.p.inflight;
+	m = mk(VHOST_USER_SET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
+	m.p.inflight = got;
+	m.fds[0] = area;
+	m.nfds = 1;
+	CHECK_EQ(acked(&r, &m), 0);
+	close(area);
+	close(sealed);
+	check_flat(fds0, maps0); /* the accepted area is mapped, its fd not kept */
 	rig_close(&r);
 }
 

@@ -13,6 +13,7 @@
 
 #include "harness.h"
 #include "spec/endian.h"
+#include "spec/vhost_user.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_ring.h"
 #include "vhostd/log.h"
@@ -2792,6 +2793,179 @@ static void test_split_desc_unchanged_not_written(void)
 	rig_fini(&r);
 }
 
+
+/* ================================================================ inflight tracking ================================================================ */
+
+/* Where the device dies in inflight_crash(). */
+enum crash_at {
+	CRASH_POPPED,    /* chains taken, none of the last batch used */
+	CRASH_PUBLISHED, /* used entries and used->idx written, inflight flags not cleared yet */
+	CRASH_DONE,      /* the batch used and cleared */
+};
+
+/*
+ * A device with inflight tracking takes 6 chains, uses 2 out of order, is killed at point `at` of a push of 2 more
+ * (chains 1 and 6), and a new device is created over the same rings from a wrong base. The new one must
+ * resubmit exactly the chains not used, oldest first, then go on with the driver's new chain: the driver gets
+ * every buffer back exactly once.
+ */
+static void inflight_crash(enum crash_at at, uint64_t feat)
+{
+	struct rig r;
+	rig_init(&r, feat, 8);
+	size_t isz = vhd_vq_inflight_size(false, 8);
+	CHECK_EQ(isz, 192u); /* 16 + 8 * 16, rounded to 64 */
+	struct vhost_user_inflight_split *reg = aligned_alloc(64, isz);
+	memset(reg, 0, isz);
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, NULL), 0);
+	CHECK_EQ(reg->version, 1);
+	CHECK_EQ(reg->desc_num, 8);
+	struct vhd_vq_chain ch[8];
+	struct vhd_vq_done done[16];
+	/* A first lap returned backwards, so that the driver's free list no longer hands out heads in index order
+	 * (resubmission must follow the order chains were taken in, not their heads). */
+	for (uintptr_t t = 11; t <= 14; t++)
+		add_simple(&r, t);
+	CHECK_EQ(pop(&r, ch, 8), 4);
+	for (int i = 3; i >= 0; i--)
+		push1(&r, &ch[i], 0);
+	CHECK_EQ(vhd_vq_get(r.drv, done, 16), 4);
+	for (uintptr_t t = 1; t <= 6; t++)
+		add_simple(&r, t);
+	CHECK_EQ(pop(&r, ch, 8), 6);
+	unsigned marked = 0;
+	for (unsigned i = 0; i < 8; i++)
+		marked += reg->desc[i].inflight;
+	CHECK_EQ(marked, 6);
+	/* Chains 3 and 5 used first, out of order. */
+	push1(&r, &ch[4], 10);
+	push1(&r, &ch[2], 10);
+	struct vhd_vq_used last[2] = {{ch[0].id, 1, 10}, {ch[5].id, 1, 10}};
+	if (at != CRASH_POPPED) {
+		uint16_t reg_used = reg->used_idx;
+		CHECK_EQ(vhd_vq_push(r.dev, last, 2), 2);
+		if (at == CRASH_PUBLISHED) {
+			/* Undo what follows the publication: the state of a device killed right after used->idx. */
+			reg->desc[ch[0].id].inflight = 1;
+			reg->desc[ch[5].id].inflight = 1;
+			reg->used_idx = reg_used;
+		}
+	}
+	vhd_vq_destroy(r.dev); /* killed: nothing more reaches the region */
+	r.dev = make_vq(&r, VHD_VQ_DEVICE, feat, 0);
+	add_simple(&r, 7);
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, NULL), 0);
+	unsigned expect_resub = at == CRASH_POPPED ? 4 : 2;
+	CHECK_EQ(vhd_vq_resubmit_pending(r.dev), expect_resub);
+	/* Resubmissions in the order they were first taken, then the new chain, and nothing else. */
+	static const uint16_t order_popped[] = {1, 2, 4, 6, 7}, order_used[] = {2, 4, 7};
+	const uint16_t *order = at == CRASH_POPPED ? order_popped : order_used;
+	struct vhd_vq_chain c2[8];
+	int n = pop(&r, c2, 8);
+	CHECK_EQ(n, (int)expect_resub + 1);
+	for (int i = 0; i < n; i++) {
+		if (order[i] != 7) /* chain t carries buffer t (added and taken in order) */
+			CHECK_EQ(c2[i].id, ch[order[i] - 1].id);
+		struct vhd_vq_used u = {c2[i].id, c2[i].ndesc, 10};
+		CHECK_EQ(vhd_vq_push(r.dev, &u, 1), 1);
+	}
+	CHECK_EQ(pop(&r, c2, 8), 0);
+	/* The driver: each of the 7 buffers exactly once. */
+	unsigned seen[8] = {0};
+	int got = vhd_vq_get(r.drv, done, 16);
+	CHECK_EQ(got, 7);
+	for (int i = 0; i < got; i++)
+		seen[(uintptr_t)done[i].token]++;
+	for (unsigned t = 1; t <= 7; t++)
+		CHECK_EQ(seen[t], 1);
+	CHECK_EQ(vhd_vq_inflight(r.drv), 0);
+	/* Nothing left marked: a second restart resubmits nothing. */
+	vhd_vq_destroy(r.dev);
+	r.dev = make_vq(&r, VHD_VQ_DEVICE, feat, 3);
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, NULL), 0);
+	CHECK_EQ(vhd_vq_resubmit_pending(r.dev), 0);
+	CHECK_EQ(vhd_vq_base(r.dev), 11);
+	rig_fini(&r);
+	free(reg);
+}
+
+static void test_split_inflight_crash_popped(void) { inflight_crash(CRASH_POPPED, 0); }
+static void test_split_inflight_crash_published(void) { inflight_crash(CRASH_PUBLISHED, 0); }
+static void test_split_inflight_crash_done(void) { inflight_crash(CRASH_DONE, 0); }
+static void test_split_inflight_crash_published_event_idx(void) { inflight_crash(CRASH_PUBLISHED, F_EVENT); }
+
+/* Hostile regions are refused, each with its reason, and leave the queue untracked. */
+static void test_split_inflight_refusals(void)
+{
+	struct rig r;
+	rig_init(&r, 0, 8);
+	size_t isz = vhd_vq_inflight_size(false, 8);
+	struct vhost_user_inflight_split *reg = aligned_alloc(64, isz);
+	const char *why = NULL;
+	memset(reg, 0, isz);
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz - 1, &why), -EINVAL);
+	CHECK(strstr(why, "smaller"));
+	reg->version = 2;
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, &why), -EINVAL);
+	CHECK(strstr(why, "version"));
+	reg->version = 1;
+	reg->desc_num = 16;
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, &why), -EINVAL);
+	CHECK(strstr(why, "desc_num"));
+	reg->desc_num = 8;
+	r.su->idx = vhd_cpu_to_le16(9); /* a batch of 9 on a queue of 8 */
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, &why), -EINVAL);
+	CHECK(strstr(why, "more than the queue size"));
+	r.su->idx = vhd_cpu_to_le16(2);
+	reg->last_batch_head = 8;
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, &why), -EINVAL);
+	CHECK(strstr(why, "beyond the queue size"));
+	r.su->idx = 0;
+	reg->desc[3].inflight = 7;
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, &why), -EINVAL);
+	CHECK(strstr(why, "neither 0 nor 1"));
+	CHECK_EQ(vhd_vq_inflight_size(false, 6), 0);
+	CHECK_EQ(vhd_vq_inflight_size(true, 6), 256u); /* 32 + 6 * 32 */
+	CHECK_EQ(vhd_vq_inflight_size(false, 65535), 0);
+	rig_fini(&r);
+	rig_init(&r, F_PACKED, 8);
+	memset(reg, 0, isz);
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, &why), -ENOTSUP);
+	CHECK_EQ(reg->version, 0);
+	rig_fini(&r);
+	free(reg);
+}
+
+/* Tracking survives an unpop: a put-back ring chain is unmarked, a put-back resubmission stays on its list. */
+static void test_split_inflight_unpop(void)
+{
+	struct rig r;
+	rig_init(&r, 0, 8);
+	size_t isz = vhd_vq_inflight_size(false, 8);
+	struct vhost_user_inflight_split *reg = aligned_alloc(64, isz);
+	memset(reg, 0, isz);
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, NULL), 0);
+	add_simple(&r, 1);
+	add_simple(&r, 2);
+	struct vhd_vq_chain ch[4];
+	CHECK_EQ(pop(&r, ch, 1), 1);
+	vhd_vq_destroy(r.dev);
+	r.dev = make_vq(&r, VHD_VQ_DEVICE, 0, 0);
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, NULL), 0);
+	CHECK_EQ(pop(&r, ch, 4), 2); /* the resubmitted 1, then 2 from the ring */
+	struct vhd_vq_used back[2] = {{ch[0].id, 1, 0}, {ch[1].id, 1, 0}};
+	CHECK_EQ(vhd_vq_unpop(r.dev, back, 2), 0);
+	CHECK_EQ(reg->desc[ch[1].id].inflight, 0);
+	CHECK_EQ(reg->desc[ch[0].id].inflight, 1);
+	CHECK_EQ(vhd_vq_resubmit_pending(r.dev), 1);
+	struct vhd_vq_chain c2[4];
+	CHECK_EQ(pop(&r, c2, 4), 2);
+	CHECK_EQ(c2[0].id, ch[0].id);
+	CHECK_EQ(c2[1].id, ch[1].id);
+	rig_fini(&r);
+	free(reg);
+}
+
 static const struct th_case cases[] = {
 	{"split_used_unchanged_not_written", test_split_used_unchanged_not_written, 0},
 	{"split_desc_unchanged_not_written", test_split_desc_unchanged_not_written, 0},
@@ -2949,5 +3123,12 @@ static const struct th_case cases[] = {
 	{"split_err_caller_bad_id", test_split_err_caller_bad_id, 0},
 	{"packed_err_caller_bad_ndesc", test_packed_err_caller_bad_ndesc, 0},
 	{"packed_err_caller_too_many_slots", test_packed_err_caller_too_many_slots, 0},
+	/* inflight tracking */
+	{"split_inflight_crash_popped", test_split_inflight_crash_popped, 0},
+	{"split_inflight_crash_published", test_split_inflight_crash_published, 0},
+	{"split_inflight_crash_done", test_split_inflight_crash_done, 0},
+	{"split_inflight_crash_published_event_idx", test_split_inflight_crash_published_event_idx, 0},
+	{"split_inflight_refusals", test_split_inflight_refusals, 0},
+	{"split_inflight_unpop", test_split_inflight_unpop, 0},
 };
 TH_MAIN("test_virtq", cases)
