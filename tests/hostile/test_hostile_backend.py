@@ -19,7 +19,7 @@ started without the option and checks that it gave up at the documented default,
 usage: test_hostile_backend.py VHOSTD VHOSTCTL PKTGEN HOSTILE_BACKEND [case-substring]
 Prints PASS/FAIL lines like tests/unit/harness.h; VHD_HOSTILE_BACKEND_ROUNDS overrides the rounds,
 VHD_HOSTILE_BACKEND_HOLD_MS how long a stalling class waits for the frontend to give up on it (default 6000),
-VHD_HOSTILE_BACKEND_MSG_TIMEOUT_MS the frontends' deadline (default 300).
+VHD_HOSTILE_BACKEND_MSG_TIMEOUT_MS the frontends' deadline (default 500 x VHD_TEST_TIMEOUT_SCALE).
 """
 import os
 import re
@@ -33,7 +33,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import vhdrig  # noqa: E402
-from hostile_util import fds, kill_all, report, settle_fds  # noqa: E402
+from hostile_util import fds, kill_all, report, settle_fds, timeout_scale, wait_memfd  # noqa: E402
 from vhdrig import pktgen_json  # noqa: E402
 
 VHOSTD, VHOSTCTL, PKTGEN, HOSTILE = (os.path.abspath(a) for a in sys.argv[1:5])
@@ -41,7 +41,9 @@ vhdrig.configure(vhostd=VHOSTD, vhostctl=VHOSTCTL, pktgen=PKTGEN)
 FILTER = sys.argv[5] if len(sys.argv) > 5 else ""
 ROUNDS = int(os.environ.get("VHD_HOSTILE_BACKEND_ROUNDS", "3"))
 HOLD_MS = int(os.environ.get("VHD_HOSTILE_BACKEND_HOLD_MS", "6000"))
-MSG_TIMEOUT_MS = int(os.environ.get("VHD_HOSTILE_BACKEND_MSG_TIMEOUT_MS", "300"))
+# 500 ms (x VHD_TEST_TIMEOUT_SCALE: 1500 under TSan) is what an honest back-end's replies take at most on a loaded
+# 2-core machine with margin; 300 ms failed a ring class's setup under TSan there.
+MSG_TIMEOUT_MS = int(os.environ.get("VHD_HOSTILE_BACKEND_MSG_TIMEOUT_MS", str(500 * timeout_scale())))
 DEFAULT_MSG_TIMEOUT_MS = 2000  # vhd_fe_config.reply_timeout_ms's documented default (include/vhostd/frontend.h)
 # The classes that stall instead of lying: the frontend gives up on them at its deadline, and says so.
 STALLS = ("half_reply", "half_payload", "no_reply")
@@ -182,6 +184,8 @@ def pktgen_phase(tmp, results, packed):
     fe = vhdrig.pktgen(procs, "--frontend", sock, "--mode", "rxonly", "--verify", "--duration", "3600", *fl,
                        "--msg-timeout", str(MSG_TIMEOUT_MS), stderr=log.f)
     try:
+        if not wait_memfd(fe.pid):
+            raise RuntimeError("vhost-pktgen --frontend never set up its shared memory")
         attack(name, fe.pid, sock, log, results, RING if packed else CLASSES, PACKED_CODES if packed else SPLIT_CODES,
                alive=lambda: fe.poll() is None)
         case = f"hostile_backend_{name}_good_backend_after"
@@ -218,6 +222,8 @@ def default_deadline_phase(tmp, results):
     procs = []
     fe = vhdrig.pktgen(procs, "--frontend", sock, "--mode", "rxonly", "--duration", "3600", stderr=log.f)
     try:
+        if not wait_memfd(fe.pid):
+            raise RuntimeError("vhost-pktgen --frontend never set up its shared memory")
         attack("pktgen", fe.pid, sock, log, results, ["no_reply"], {}, alive=lambda: fe.poll() is None, rounds=1,
                deadline_ms=DEFAULT_MSG_TIMEOUT_MS, case_name="hostile_backend_pktgen_default_deadline")
     finally:
