@@ -26,8 +26,8 @@ _vhostctl_reply()
 _vhostctl_keys()
 {
 	case "$1" in
-	vhost-user) echo "path= client queues= mrg= tso= borrow= owner= group= mode= mtu=" ;;
-	virtio-user) echo "path= server queues= packed mrg= mtu=" ;;
+	vhost-user) echo "path= client queues= mrg= tso= borrow= owner= group= mode= msg_timeout_ms= mtu=" ;;
+	virtio-user) echo "path= server queues= packed mrg= msg_timeout_ms= mtu=" ;;
 	tap) echo "ifname= queues= offloads= addr= mac= mtu=" ;;
 	af_packet) echo "ifname= frames= offloads= qdisc_bypass= mtu=" ;;
 	af_xdp) echo "ifname= queue= frames= mode= zerocopy= mtu=" ;;

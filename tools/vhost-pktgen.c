@@ -83,6 +83,7 @@ struct opts {
 	unsigned flows;     /* --flows: UDP source ports 1024 .. 1024+flows-1, in turn (1: always port 9) */
 	bool announce;      /* --announce: the sink sends one broadcast from its MAC when it comes up */
 	unsigned src_macs;  /* --src-macs: source MACs --mac + 0 .. src_macs-1 (in the low 3 bytes), in turn */
+	unsigned msg_timeout_ms; /* --msg-timeout: the library's per-message deadline (0: its default) */
 	enum mode mode;
 	uint32_t size_min, size_max;
 	unsigned burst, queues;
@@ -1016,7 +1017,7 @@ static void usage(FILE *f)
 		"                    [--iommu [--iotlb-per-burst] | --iommu-lazy]\n"
 		"                    [--in-order] [--verify] [--mac XX:XX:XX:XX:XX:XX] [--json] [--mode tap --tap NAME]\n"
 		"                    [--pps N] [--sink PATH [--announce]] [--latency [--window N]] [--warmup S] [--poll]\n"
-		"                    [--no-payload | --static] [--flows N] [--src-macs N]\n"
+		"                    [--no-payload | --static] [--flows N] [--src-macs N] [--msg-timeout MS]\n"
 		"\n"
 		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
 		"  --frontend PATH  drive the vhost-user device at PATH without a VM (connecting by default)\n"
@@ -1083,6 +1084,10 @@ static void usage(FILE *f)
 		"                   --static only those two bytes of a frame are written\n"
 		"  --src-macs N     generating modes: frames come from N source MACs in turn, --mac plus 0..N-1 in\n"
 		"                   its low three bytes (1..65536; default 1), as from many guests behind one port\n"
+		"  --msg-timeout MS  how long the vhost-user peer may take over a message before it is disconnected\n"
+		"                   (logged) and, as a frontend, reconnected: backend: a message from the front-end\n"
+		"                   or our reply it does not read; frontend: each reply it owes us, and a message\n"
+		"                   it stalls in (1..3600000; default 2000)\n"
 		"At exit (or on SIGINT/SIGTERM) prints per-queue and total packets, bytes, drops, errors and Mpps.\n"
 		"Exit status: 0, or 1 if --verify saw lost/duplicated/corrupted frames, 2 for bad usage.\n",
 		MIN_FRAME, MAX_FRAME, MAX_BURST, MAX_QP, LAT_MAX_WINDOW);
@@ -1125,7 +1130,8 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"window", 1, 0, 'w'},  {"warmup", 1, 0, 'W'},   {"poll", 0, 0, 'p'},
 		{"no-payload", 0, 0, 'N'}, {"static", 0, 0, 'Z'}, {"flows", 1, 0, 'F'}, {"announce", 0, 0, 'A'},
 		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iommu-lazy", 0, 0, 'z'}, {"iotlb-per-burst", 0, 0, 'G'},
-		{"vduse", 1, 0, 'U'},   {"inflight", 0, 0, 'T'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+		{"vduse", 1, 0, 'U'},   {"inflight", 0, 0, 'T'}, {"msg-timeout", 1, 0, 1000},
+		{"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -1269,6 +1275,10 @@ static int parse(int argc, char **argv, struct opts *o)
 			if (!parse_nonneg("warmup", optarg, &o->warmup))
 				return -1;
 			break;
+		case 1000:
+			if (!parse_count("msg-timeout", optarg, 1, 3600000, &o->msg_timeout_ms))
+				return -1;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -1353,7 +1363,7 @@ static int open_port(struct gen *g)
 		static const uint8_t no_mac[6];
 		struct vhd_vu_config c = {.path = g->o.path, .client = !g->o.server,
 					  .max_queue_pairs = (uint16_t)g->o.queues, .features = f, .mac = {0},
-					  .iotlb_per_burst = g->o.per_burst,
+					  .iotlb_per_burst = g->o.per_burst, .msg_timeout_ms = g->o.msg_timeout_ms,
 					  .event = be_event, .opaque = g, .name = "pktgen"};
 		memcpy(c.mac, g->o.mode == M_TAP ? no_mac : g->o.mac, 6);
 		rc = vhd_vu_dev_create(&c, &g->dev);
@@ -1370,7 +1380,7 @@ static int open_port(struct gen *g)
 		struct vhd_fe_config c = {.path = g->o.path, .server = g->o.server, .queue_pairs = (uint16_t)g->o.queues,
 					  .features = f, .buf_area_size = (size_t)nbufs * buf_size,
 					  .iommu = g->o.iommu, .iommu_lazy = g->o.iommu_lazy, .inflight = g->o.inflight,
-					  .event = fe_event, .opaque = g, .name = "pktgen"};
+					  .reply_timeout_ms = g->o.msg_timeout_ms, .event = fe_event, .opaque = g, .name = "pktgen"};
 		rc = vhd_fe_create(&c, &g->fe);
 		for (unsigned q = 0; rc == 0 && q < g->o.queues; q++) {
 			size_t len;

@@ -193,8 +193,8 @@ static int cmd_capture(void *opaque, unsigned argc, char **argv, struct sw_json 
 static const struct sw_ctl_cmd commands[] = {
 	{"add-port", "add-port NAME TYPE [KEY=VALUE...]",
 	 "add a port: vhost-user path=SOCK [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off] "
-	 "[config=on|off] [iommu=on|off] [iotlb_per_burst=on|off] [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL], virtio-user path=SOCK "
-	 "[server] [queues=N] [packed] [mrg=on|off] [iommu=on|off], tap ifname=NAME [queues=N] [offloads=on|off] [addr=IP/PREFIX] [mac=MAC], af_packet "
+	 "[config=on|off] [iommu=on|off] [iotlb_per_burst=on|off] [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL] [msg_timeout_ms=MS], virtio-user path=SOCK "
+	 "[server] [queues=N] [packed] [mrg=on|off] [iommu=on|off] [msg_timeout_ms=MS], tap ifname=NAME [queues=N] [offloads=on|off] [addr=IP/PREFIX] [mac=MAC], af_packet "
 	 "ifname=NAME [frames=N] [offloads=on|off] [qdisc_bypass=on|off], af_xdp ifname=NAME [queue=N] [frames=N] "
 	 "[mode=auto|native|generic] [zerocopy=auto|on|off], vxlan vni=N remote=IP[,IP...] [local=IP] [dstport=N] "
 	 "[src_ports=N] [gso=on|off], vduse name=NAME [mac=MAC] [packed=on|off] [tso=on|off] [size=N]; any type "

@@ -374,7 +374,7 @@ static int parse_access(const struct sw_kv *args, unsigned nargs, struct vhd_vu_
 static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
 {
 	static const char *const known[] = {"path", "client", "queues", "mrg", "tso", "borrow", "config", "iommu",
-					    "iotlb_per_burst", "owner", "group", "mode", NULL};
+					    "iotlb_per_burst", "owner", "group", "mode", "msg_timeout_ms", NULL};
 	int rc = sw_kv_check(args, nargs, known, "vhost-user", err, errlen);
 	if (rc < 0)
 		return rc;
@@ -387,7 +387,9 @@ static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 	memcpy(vp->path, path, sizeof(path));
 	vp->client = sw_kv_get(args, nargs, "client", NULL) != NULL;
 	bool mrg, tso, borrow, config, iommu, per_burst;
+	unsigned msg_timeout_ms; /* 0: the library's default */
 	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &vp->nqp, err, errlen)) < 0 ||
+	    (rc = sw_kv_uint(args, nargs, "msg_timeout_ms", 0, 1, 3600000, &msg_timeout_ms, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "mrg", true, &mrg, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "tso", true, &tso, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "borrow", true, &borrow, err, errlen)) < 0 ||
@@ -422,6 +424,7 @@ static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 		.max_queue_pairs = (uint16_t)vp->nqp,
 		.features = f,
 		.iotlb_per_burst = per_burst,
+		.msg_timeout_ms = msg_timeout_ms,
 		.mtu = (uint16_t)(p->mtu ? p->mtu : 0),
 		.event = vu_event,
 		.opaque = vp,

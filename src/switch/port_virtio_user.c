@@ -4,6 +4,7 @@
  * vhost-user NIC of any kind), without a VM.
  *
  *   virtio-user path=PATH [server] [queues=N] [packed] [mrg=on|off] [iommu=on|off] [inflight=on|off]
+ *               [msg_timeout_ms=MS]
 
  * iommu=on puts the device behind an IOMMU (vhd_fe_config.iommu, docs/viommu.md): ACCESS_PLATFORM required,
  * our memory at IOVAs, mapped with IOTLB updates, the device's misses answered on the control thread.
@@ -243,7 +244,8 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 
 static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
 {
-	static const char *const known[] = {"path", "server", "queues", "packed", "mrg", "iommu", "inflight", NULL};
+	static const char *const known[] = {"path", "server", "queues", "packed", "mrg", "iommu", "inflight",
+					    "msg_timeout_ms", NULL};
 	int rc = sw_kv_check(args, nargs, known, "virtio-user", err, errlen);
 	if (rc < 0)
 		return rc;
@@ -258,7 +260,9 @@ static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	vp->server = sw_kv_get(args, nargs, "server", NULL) != NULL;
 	vp->packed = sw_kv_get(args, nargs, "packed", NULL) != NULL;
 	bool mrg, iommu, inflight;
+	unsigned reply_timeout_ms; /* 0: the library's default */
 	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &vp->nqp, err, errlen)) < 0 ||
+	    (rc = sw_kv_uint(args, nargs, "msg_timeout_ms", 0, 1, 3600000, &reply_timeout_ms, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "mrg", true, &mrg, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "iommu", false, &iommu, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "inflight", false, &inflight, err, errlen)) < 0) {
@@ -281,6 +285,7 @@ static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 		.buf_area_size = area,
 		.iommu = iommu,
 		.inflight = inflight,
+		.reply_timeout_ms = reply_timeout_ms,
 		.event = fe_event,
 		.opaque = p,
 		.name = p->name,

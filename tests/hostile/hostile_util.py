@@ -11,6 +11,28 @@ def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def timeout_scale():
+    """VHD_TEST_TIMEOUT_SCALE (tests/unit/harness.h): a factor (default 1) on deadlines, for slow builds."""
+    try:
+        return max(1, int(os.environ.get("VHD_TEST_TIMEOUT_SCALE", "1")))
+    except ValueError:
+        return 1
+
+
+def wait_memfd(pid, timeout=30.0):
+    """Wait until process pid holds a memfd (a vhost-pktgen frontend's shared memory: it is set up, so its fd
+    count is the resting one); False if it never did within timeout."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}").startswith("/memfd:") for fd in os.listdir(f"/proc/{pid}/fd")):
+                return True
+        except OSError:  # an fd closed between listdir and readlink, or the process is gone
+            pass
+        time.sleep(0.02)
+    return False
+
+
 def settle_fds(pid, want, timeout=5.0):
     """A peer notices a closed connection at its next poll: wait for its fd count to come back to want."""
     end = time.time() + timeout

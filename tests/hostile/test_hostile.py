@@ -20,8 +20,16 @@ Tolerances: fds 0 (a leaked fd per round would show as 200). RSS 1024 KiB (relea
 and the kernel's accounting of shared pages touched through a memfd mapping moves by whole pages; a leak of
 even 256 bytes per round in any one class would exceed it (200 rounds x 26 classes, and 2 x 2 slow ones).
 
+The attacked back-ends run with a short per-message deadline (vhostd's msg_timeout_ms=, vhost-pktgen
+--msg-timeout; MSG_TIMEOUT_MS), so that the stalling classes (no_read, trickle) cost a fraction of the default
+2 s a round; their log must name that deadline. MSG_TIMEOUT_MS stays above trickle's 300 ms between bytes, so a
+deadline that each byte restarted would still never fire and fail the class. One case (pktgen_default_deadline)
+stalls a back-end started without the option and checks that it gave up at the documented default, 2000 ms.
+
 usage: test_hostile.py VHOSTD VHOSTCTL PKTGEN HOSTILE_FRONTEND [case-substring]
-Prints PASS/FAIL lines like tests/unit/harness.h; VHD_HOSTILE_ROUNDS overrides the rounds.
+Prints PASS/FAIL lines like tests/unit/harness.h; VHD_HOSTILE_ROUNDS overrides the rounds (the ASan and TSan
+builds' default test setups set 20: RSS is not judged there, see tests/meson.build), VHD_HOSTILE_MSG_TIMEOUT_MS
+the back-ends' deadline (default 700).
 """
 import json
 import os
@@ -41,6 +49,9 @@ VHOSTD, VHOSTCTL, PKTGEN, HOSTILE = (os.path.abspath(a) for a in sys.argv[1:5])
 vhdrig.configure(vhostd=VHOSTD, vhostctl=VHOSTCTL, pktgen=PKTGEN)
 FILTER = sys.argv[5] if len(sys.argv) > 5 else ""
 ROUNDS = int(os.environ.get("VHD_HOSTILE_ROUNDS", "200"))
+MSG_TIMEOUT_MS = int(os.environ.get("VHD_HOSTILE_MSG_TIMEOUT_MS", "700"))
+DEFAULT_MSG_TIMEOUT_MS = 2000  # vhd_vu_config.msg_timeout_ms's documented default (docs/vhost-user.md)
+STALLS = ("no_read", "trickle")  # the classes the back-end's deadline ends, logging it
 RSS_SLACK_KB = 1024
 GOOD_FRAMES = 20000
 TRAFFIC_PPS = 20000
@@ -131,9 +142,21 @@ class Witness:
         return None
 
 
-def attack(name, proc, sock, results, witness=None):
-    """Every class against sock, served by proc; appends (case, error-or-None, detail) to results. With a
-    witness, each class must also leave vhostd's other traffic and its control socket unharmed."""
+def logged_since(log, pos, want, timeout=5.0):
+    """What the back-end appended to its log file log after offset pos, once it holds want (or after timeout)."""
+    end = time.time() + timeout
+    while True:
+        log.seek(pos)
+        said = log.read()
+        if want in said or time.time() >= end:
+            return said
+        time.sleep(0.02)
+
+
+def attack(name, proc, sock, results, log, witness=None):
+    """Every class against sock, served by proc (logging to the file log); appends (case, error-or-None, detail)
+    to results. With a witness, each class must also leave vhostd's other traffic and its control socket
+    unharmed."""
     for cls in CLASSES:  # warm-up
         run_class(sock, cls, 1)
     time.sleep(0.3)  # the last warm-up connection is noticed gone
@@ -150,6 +173,8 @@ def attack(name, proc, sock, results, witness=None):
                 witness.start()
             except (RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as e:
                 werr = f"vhostctl did not answer before {cls}: {e}"
+        log.seek(0, os.SEEK_END)
+        pos = log.tell()
         rc, out, err2 = run_class(sock, cls, ROUNDS, witness if witness and not werr else None)
         werr = werr or err2
         err = None
@@ -159,6 +184,8 @@ def attack(name, proc, sock, results, witness=None):
             err = f"{werr} ({out})" if rc else werr
         elif rc != 0:
             err = f"hostile_frontend exit {rc}: {out}"
+        elif cls in STALLS and (want := f"for {MSG_TIMEOUT_MS} ms") not in (said := logged_since(log, pos, want)):
+            err = f"the back-end's log does not name its {MSG_TIMEOUT_MS} ms deadline: {said[-300:]!r}"
         else:
             n = settle_fds(proc.pid, fd0)
             if n != fd0:
@@ -188,8 +215,8 @@ def vhostd_phase(tmp, results):
     log = open(os.path.join(tmp, "vhostd.log"), "w+")
     procs = []
     try:
-        vd = vhd.start([f"add-port {p} vhost-user path={s}" for p, s in socks.items()], log_level="warn",
-                       stdout=log)
+        vd = vhd.start([f"add-port {p} vhost-user path={s}" + (f" msg_timeout_ms={MSG_TIMEOUT_MS}" if p == "h" else "")
+                        for p, s in socks.items()], log_level="warn", stdout=log)
         # The witnesses: t -> r, verified, for the whole attack.
         wr = vhdrig.pktgen(procs, "--frontend", socks["r"], "--mode", "rxonly", "--verify", "--duration", "3600")
         time.sleep(0.5)
@@ -199,7 +226,7 @@ def vhostd_phase(tmp, results):
         deadline = time.time() + 30
         while witness.r_tx() == 0 and time.time() < deadline:
             time.sleep(0.2)
-        attack("vhostd", vd, socks["h"], results, witness)
+        attack("vhostd", vd, socks["h"], results, log, witness)
         # Stop the witnesses before the good front-end's exact count on b (t's frames are flooded there too).
         wt.send_signal(signal.SIGINT)
         rt = pktgen_json(wt)
@@ -252,10 +279,10 @@ def pktgen_phase(tmp, results):
     be_log = open(os.path.join(tmp, "pktgen.log"), "w+")
     procs = []
     be = vhdrig.pktgen(procs, "--backend", sock, "--mode", "rxonly", "--verify", "--duration", "300", "--count",
-                       str(GOOD_FRAMES), stderr=be_log)
+                       str(GOOD_FRAMES), "--msg-timeout", str(MSG_TIMEOUT_MS), stderr=be_log)
     try:
         wait_path(sock, [be], 5)
-        attack("pktgen", be, sock, results)
+        attack("pktgen", be, sock, results, be_log)
         if not FILTER or FILTER in "hostile_pktgen_good_frontend_after":
             err = None
             if be.poll() is not None:
@@ -275,11 +302,38 @@ def pktgen_phase(tmp, results):
         kill_all(procs)
 
 
+def default_deadline_phase(tmp, results):
+    """A back-end started without --msg-timeout hangs up on a front-end that stops reading at the documented
+    default deadline, and says so (one round: the other cases use a short deadline)."""
+    case = "hostile_pktgen_default_deadline"
+    if FILTER not in case:
+        return
+    sock = os.path.join(tmp, "default.sock")
+    log = open(os.path.join(tmp, "default.log"), "w+")
+    procs = []
+    be = vhdrig.pktgen(procs, "--backend", sock, "--mode", "rxonly", "--duration", "300", stderr=log)
+    try:
+        wait_path(sock, [be], 5)
+        want = f"for {DEFAULT_MSG_TIMEOUT_MS} ms"
+        rc, out, _ = run_class(sock, "no_read", 1)
+        said = logged_since(log, 0, want)
+        err = None
+        if be.poll() is not None:
+            err = f"vhost-pktgen --backend died ({be.returncode})"
+        elif rc != 0:
+            err = f"hostile_frontend exit {rc}: {out}"
+        elif want not in said:
+            err = f"the back-end's log does not name the {DEFAULT_MSG_TIMEOUT_MS} ms default: {said[-300:]!r}"
+        results.append((case, err, out))
+    finally:
+        kill_all(procs)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="hs-hostile-")
     results = []
     try:
-        for phase in (vhostd_phase, pktgen_phase):
+        for phase in (vhostd_phase, pktgen_phase, default_deadline_phase):
             try:
                 phase(tmp, results)
             except Exception as e:

@@ -11,9 +11,15 @@ error code); its fd count is back to the figure before the class once the connec
 Afterwards a good back-end on the same socket gets frames from the frontend's side, each one verified, and for
 vhostd the traffic a -> b that ran during all attacks is checked exactly (received + dropped == sent).
 
+The frontends run with a short per-message deadline (vhost-pktgen --msg-timeout, the virtio-user port's
+msg_timeout_ms=; MSG_TIMEOUT_MS), so that a stalling class costs a fraction of a second a round rather than the
+default 2 s; its log lines must name that deadline. One case (pktgen_default_deadline) stalls a frontend
+started without the option and checks that it gave up at the documented default, 2000 ms.
+
 usage: test_hostile_backend.py VHOSTD VHOSTCTL PKTGEN HOSTILE_BACKEND [case-substring]
 Prints PASS/FAIL lines like tests/unit/harness.h; VHD_HOSTILE_BACKEND_ROUNDS overrides the rounds,
-VHD_HOSTILE_BACKEND_HOLD_MS how long a stalling class waits for the frontend to give up on it (default 6000).
+VHD_HOSTILE_BACKEND_HOLD_MS how long a stalling class waits for the frontend to give up on it (default 6000),
+VHD_HOSTILE_BACKEND_MSG_TIMEOUT_MS the frontends' deadline (default 500 x VHD_TEST_TIMEOUT_SCALE).
 """
 import os
 import re
@@ -27,7 +33,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import vhdrig  # noqa: E402
-from hostile_util import fds, kill_all, report, settle_fds  # noqa: E402
+from hostile_util import fds, kill_all, report, settle_fds, timeout_scale, wait_memfd  # noqa: E402
 from vhdrig import pktgen_json  # noqa: E402
 
 VHOSTD, VHOSTCTL, PKTGEN, HOSTILE = (os.path.abspath(a) for a in sys.argv[1:5])
@@ -35,6 +41,12 @@ vhdrig.configure(vhostd=VHOSTD, vhostctl=VHOSTCTL, pktgen=PKTGEN)
 FILTER = sys.argv[5] if len(sys.argv) > 5 else ""
 ROUNDS = int(os.environ.get("VHD_HOSTILE_BACKEND_ROUNDS", "3"))
 HOLD_MS = int(os.environ.get("VHD_HOSTILE_BACKEND_HOLD_MS", "6000"))
+# 500 ms (x VHD_TEST_TIMEOUT_SCALE: 1500 under TSan) is what an honest back-end's replies take at most on a loaded
+# 2-core machine with margin; 300 ms failed a ring class's setup under TSan there.
+MSG_TIMEOUT_MS = int(os.environ.get("VHD_HOSTILE_BACKEND_MSG_TIMEOUT_MS", str(500 * timeout_scale())))
+DEFAULT_MSG_TIMEOUT_MS = 2000  # vhd_fe_config.reply_timeout_ms's documented default (include/vhostd/frontend.h)
+# The classes that stall instead of lying: the frontend gives up on them at its deadline, and says so.
+STALLS = ("half_reply", "half_payload", "no_reply")
 # A control thread that waits on the back-end shows as a `vhostctl show` slower than CTL_SLOW (each stall
 # holds up the probe that arrives during it: one slow answer per stalled round), or one that gets no answer within
 # CTL_TIMEOUT. On a loaded 2-core machine under ASan a healthy vhostd answers within half a second, but an
@@ -96,10 +108,27 @@ class CtlProbe(threading.Thread):
             self.stop.wait(0.25)
 
 
-def attack(name, fe_pid, sock, log, results, classes, codes, ctl=None, alive=lambda: True):
-    """Every class in classes against the frontend fe_pid (connecting to sock); appends (case, error, detail)."""
+def wait_said(log, cls, codes, deadline_ms, timeout=5.0):
+    """What the frontend logged about class cls, once it has said what the checks below look for (or after
+    timeout: the frontend's data path and log catch up after the connection is gone)."""
+    said, end = "", time.time() + timeout
+    while True:
+        said += log.new()
+        missing = (not re.search(r"\b(err|error|warn)\b", said)
+                   or (cls in codes and f"queue broken ({codes[cls]})" not in said)
+                   or (cls in STALLS and f"{deadline_ms} ms" not in said))
+        if missing and time.time() < end:
+            time.sleep(0.02)
+            continue
+        return said
+
+
+def attack(name, fe_pid, sock, log, results, classes, codes, ctl=None, alive=lambda: True, rounds=ROUNDS,
+           deadline_ms=MSG_TIMEOUT_MS, case_name=None):
+    """Every class in classes against the frontend fe_pid (connecting to sock), whose per-message deadline is
+    deadline_ms; appends (case, error, detail)."""
     for cls in classes:
-        case = f"hostile_backend_{name}_{cls}"
+        case = case_name or f"hostile_backend_{name}_{cls}"
         if FILTER not in case:
             continue
         # The frontend is between connections here (the last class's back-end is gone): its resting fd count,
@@ -111,16 +140,15 @@ def attack(name, fe_pid, sock, log, results, classes, codes, ctl=None, alive=lam
             probe.start()
         t0 = time.time()
         try:
-            r = subprocess.run([HOSTILE, sock, cls, str(ROUNDS), str(HOLD_MS)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, timeout=60 + ROUNDS * (HOLD_MS / 1000 + 20))
+            r = subprocess.run([HOSTILE, sock, cls, str(rounds), str(HOLD_MS)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, timeout=60 + rounds * (HOLD_MS / 1000 + 20))
             rc, out = r.returncode, (r.stdout.strip() + " " + r.stderr.strip()).strip()
         except subprocess.TimeoutExpired:
             rc, out = -1, "hostile_backend timed out"
         if probe:
             probe.stop.set()
             probe.join()
-        time.sleep(0.3)  # the frontend's data path and log catch up
-        said = log.new()
+        said = wait_said(log, cls, codes, deadline_ms)
         err = None
         if not alive():
             err = f"frontend died during {cls}"
@@ -133,10 +161,12 @@ def attack(name, fe_pid, sock, log, results, classes, codes, ctl=None, alive=lam
             err = f"no 'queue broken ({codes[cls]})' in the frontend's log: {said[-300:]!r}"
         elif not re.search(r"\b(err|error|warn)\b", said):
             err = f"the frontend logged nothing about it: {said[-300:]!r}"
+        elif cls in STALLS and f"{deadline_ms} ms" not in said:
+            err = f"the frontend's log does not name its {deadline_ms} ms deadline: {said[-300:]!r}"
         else:
             n = settle_fds(fe_pid, fd0)
             if n != fd0:
-                err = f"frontend fds {fd0} -> {n} after {ROUNDS} rounds"
+                err = f"frontend fds {fd0} -> {n} after {rounds} rounds"
         detail = f"{out} ({time.time() - t0:.1f} s)"
         if probe:
             detail += f", vhostctl answered {probe.asked} times, slowest {probe.worst:.2f} s"
@@ -152,8 +182,10 @@ def pktgen_phase(tmp, results, packed):
     fl = ["--packed"] if packed else []
     procs = []
     fe = vhdrig.pktgen(procs, "--frontend", sock, "--mode", "rxonly", "--verify", "--duration", "3600", *fl,
-                       stderr=log.f)
+                       "--msg-timeout", str(MSG_TIMEOUT_MS), stderr=log.f)
     try:
+        if not wait_memfd(fe.pid):
+            raise RuntimeError("vhost-pktgen --frontend never set up its shared memory")
         attack(name, fe.pid, sock, log, results, RING if packed else CLASSES, PACKED_CODES if packed else SPLIT_CODES,
                alive=lambda: fe.poll() is None)
         case = f"hostile_backend_{name}_good_backend_after"
@@ -180,6 +212,24 @@ def pktgen_phase(tmp, results, packed):
         kill_all(procs)
 
 
+def default_deadline_phase(tmp, results):
+    """A frontend started without --msg-timeout gives up on a back-end that never answers at the documented
+    default deadline, and says so (one round: the other cases use a short deadline)."""
+    if FILTER not in "hostile_backend_pktgen_default_deadline":
+        return
+    sock = os.path.join(tmp, "default.sock")
+    log = Log(os.path.join(tmp, "default.log"))
+    procs = []
+    fe = vhdrig.pktgen(procs, "--frontend", sock, "--mode", "rxonly", "--duration", "3600", stderr=log.f)
+    try:
+        if not wait_memfd(fe.pid):
+            raise RuntimeError("vhost-pktgen --frontend never set up its shared memory")
+        attack("pktgen", fe.pid, sock, log, results, ["no_reply"], {}, alive=lambda: fe.poll() is None, rounds=1,
+               deadline_ms=DEFAULT_MSG_TIMEOUT_MS, case_name="hostile_backend_pktgen_default_deadline")
+    finally:
+        kill_all(procs)
+
+
 def wait_link(vhd, port, timeout=15):
     end = time.time() + timeout
     while time.time() < end:
@@ -198,7 +248,8 @@ def vhostd_phase(tmp, results):
     procs = []
     try:
         vd = vhd.start([f"add-port a vhost-user path={sock['a']}", f"add-port b vhost-user path={sock['b']}",
-                        f"add-port v virtio-user path={sock['v']}"], log_level="info", stdout=log.f)
+                        f"add-port v virtio-user path={sock['v']} msg_timeout_ms={MSG_TIMEOUT_MS}"], log_level="info",
+                       stdout=log.f)
         # a -> b all along: b receives (every frame verified), a sends at a modest pace (flooded to v too).
         b = vhdrig.pktgen(procs, "--frontend", sock["b"], "--mode", "rxonly", "--verify", "--mac", MAC["b"],
                           "--duration", "3600")
@@ -270,7 +321,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="hs-hostile-be-")
     results = []
     try:
-        for phase, arg in ((pktgen_phase, False), (pktgen_phase, True), (vhostd_phase, None)):
+        for phase, arg in ((pktgen_phase, False), (pktgen_phase, True), (default_deadline_phase, None),
+                           (vhostd_phase, None)):
             try:
                 if arg is None:
                     phase(tmp, results)

@@ -12,7 +12,8 @@ both sides' IOTLB counters as well.
 restart_inflight_io: a frontend with --inflight (txonly --verify) against an io back-end killed with SIGKILL and
 restarted VHD_PKTGEN_RESTARTS times (default 20) under traffic; see run_restart().
 
-usage: test_pktgen.py PKTGEN [case-substring]; VHD_PKTGEN_COUNT overrides the frame count.
+usage: test_pktgen.py PKTGEN [case-substring]; VHD_PKTGEN_COUNT overrides the frame count (10^6; the ASan
+build's default test setup sets 3*10^5, tests/meson.build).
 """
 import json
 import os
