@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ctl/json.h"
+#include "util/json.h"
 
 #define DEFAULT_SOCKET "/run/vhostd/vhostd.sock"
 #define DEFAULT_TIMEOUT_MS 5000

@@ -21,7 +21,7 @@
 
 #include "ctl/ctl.h"
 #include "ctl/http.h"
-#include "ctl/json.h"
+#include "util/json.h"
 #include "switch/metrics.h"
 #include "switch/switch.h"
 #include "vhostd/log.h"
