@@ -53,7 +53,8 @@ struct vhd_vduse_config {
 	 * (features offered and accepted, status, attached; rewritten with write+rename at each status change)
 	 * and NAME.rings (each queue's position, stored by vhd_vduse_queue_release() into a shared mapping, no
 	 * syscall) let a later vhd_vduse_dev_create() of the same name reopen /dev/vduse/NAME and resume the
-	 * rings where they were. vhd_vduse_dev_destroy() removes both files. Copied.
+	 * rings where they were. vhd_vduse_dev_destroy() removes both files. A directory that cannot be used is
+	 * logged and the device made without restart state. Copied.
 	 */
 	const char *state_dir;
 };

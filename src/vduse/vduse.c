@@ -550,7 +550,8 @@ static int state_open(struct vhd_vduse_dev *dev, const char *dir)
 	if (fd >= 0)
 		close(fd);
 	if (rc < 0) {
-		vhd_log(VHD_LOG_ERR, "%s: restart state in %s: %s", dev->name, dir, strerror(-rc));
+		vhd_log(VHD_LOG_WARN, "%s: restart state in %s: %s (a restarted process will not resume the device)",
+			dev->name, dir, strerror(-rc));
 		dev->state_path[0] = dev->rings_path[0] = 0;
 	}
 	return rc;
@@ -1007,8 +1008,9 @@ int vhd_vduse_dev_create(const struct vhd_vduse_config *cfg, struct vhd_vduse_de
 		rc = vhd_mem_create(&dev->mem);
 	if (rc == 0)
 		rc = vhd_iotlb_create(0, &dev->iotlb);
+	/* Without its state the device still works; only a restart could not resume it (logged). */
 	if (rc == 0 && cfg->state_dir)
-		rc = state_open(dev, cfg->state_dir);
+		state_open(dev, cfg->state_dir);
 	if (rc == 0)
 		rc = create_kernel_dev(dev, cfg);
 	if (rc == 0)
