@@ -908,6 +908,12 @@ static int reopen_kernel_dev(struct vhd_vduse_dev *dev)
 		int rc = start_queues(dev);
 		if (rc < 0)
 			return rc;
+		/* The dead process may have published used entries and died before the interrupt that tells the
+		 * driver; with EVENT_IDX none of ours would come until the index wraps. One per queue now: a spurious
+		 * one costs the driver a look at its ring. */
+		for (unsigned i = 0; i < VD_NQ; i++)
+			if (dev->q[i].vq)
+				vhd_vduse_queue_notify(dev, i);
 	}
 	atomic_store(&dev->status, (uint8_t)sv.status);
 	return 0;
