@@ -32,7 +32,7 @@ _vhostctl_keys()
 	af_packet) echo "ifname= frames= offloads= qdisc_bypass= mtu=" ;;
 	af_xdp) echo "ifname= queue= frames= mode= zerocopy= mtu=" ;;
 	vxlan) echo "vni= remote= local= dstport= src_ports= gso= mtu=" ;;
-	vduse) echo "name= mac= packed= tso= size= mtu=" ;;
+	vduse) echo "name= mac= packed= tso= size= state= mtu=" ;;
 	esac
 }
 

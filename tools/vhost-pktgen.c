@@ -28,7 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "net/net_impl.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "vhostd/frontend.h"
@@ -629,7 +628,7 @@ static unsigned run_tap(struct gen *g, unsigned q)
 {
 	struct qstats *s = &g->qs[q];
 	struct vhd_pkt *pkts[MAX_BURST];
-	struct net_hdr_wire h; /* the 12-byte part, h.h, is what the tap reads and writes */
+	uint8_t h[VHD_NET_HDR_SIZE]; /* what the tap reads and writes */
 	unsigned moved = 0;
 	int fd = g->tap_fd[q];
 
@@ -637,8 +636,8 @@ static unsigned run_tap(struct gen *g, unsigned q)
 	int n = port_rx(g, q, pkts, g->o.burst);
 	for (int i = 0; i < n; i++) {
 		struct vhd_pkt *p = pkts[i];
-		net_meta_to_hdr(&p->meta, p->meta.flags, &h);
-		struct iovec iov[2] = {{&h.h, sizeof(h.h)}, {vhd_pkt_data(p), p->len}};
+		vhd_net_meta_to_hdr(&p->meta, h);
+		struct iovec iov[2] = {{h, sizeof(h)}, {vhd_pkt_data(p), p->len}};
 		s->rx++;
 		s->rx_bytes += p->len;
 		if (writev(fd, iov, 2) < 0) {
@@ -668,12 +667,12 @@ static unsigned run_tap(struct gen *g, unsigned q)
 	unsigned nread = 0;
 	while (nread < got) {
 		struct vhd_pkt *p = pend[have + nread];
-		struct iovec iov[2] = {{&h.h, sizeof(h.h)}, {vhd_pkt_data(p), vhd_pkt_tailroom(p)}};
+		struct iovec iov[2] = {{h, sizeof(h)}, {vhd_pkt_data(p), vhd_pkt_tailroom(p)}};
 		ssize_t r = readv(fd, iov, 2);
-		if (r < (ssize_t)sizeof(h.h))
+		if (r < (ssize_t)sizeof(h))
 			break; /* EAGAIN: nothing more for now */
-		p->len = (uint32_t)(r - (ssize_t)sizeof(h.h));
-		net_hdr_to_meta(&h.h.hdr, VHD_NET_META_F_NEEDS_CSUM | VHD_NET_META_F_DATA_VALID, &p->meta);
+		p->len = (uint32_t)(r - (ssize_t)sizeof(h));
+		vhd_net_hdr_to_meta(h, VHD_NET_META_F_NEEDS_CSUM | VHD_NET_META_F_DATA_VALID, &p->meta);
 		nread++;
 	}
 	vhd_pkt_free_bulk(pend + have + nread, got - nread); /* never read into */

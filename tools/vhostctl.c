@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ctl/json.h"
+#include "util/json.h"
 
 #define DEFAULT_SOCKET "/run/vhostd/vhostd.sock"
 #define DEFAULT_TIMEOUT_MS 5000
@@ -438,8 +438,10 @@ static const struct cmd_info cmd_table[] = {
 	 "  vxlan       vni=N remote=IP[,IP...] [local=IP] [dstport=N] [src_ports=N] [gso=on|off]   VXLAN\n"
 	 "              tunnel (RFC 7348) to remote VTEPs over IPv4 UDP (dstport default 4789); MTU default: the\n"
 	 "              route's - 50; gso: equal datagrams to one remote in one UDP_SEGMENT send (default on)\n"
-	 "  vduse       name=NAME [mac=MAC] [packed=on|off] [tso=on|off] [size=N]   a virtio-net device\n"
-	 "              for this host's kernel (VDUSE, attached to the vDPA bus; del-port destroys it)\n"
+	 "  vduse       name=NAME [mac=MAC] [packed=on|off] [tso=on|off] [size=N] [state=DIR]   a virtio-net\n"
+	 "              device for this host's kernel (VDUSE, attached to the vDPA bus; del-port destroys it);\n"
+	 "              it outlives a vhostd that dies, and the next one resumes it from DIR/NAME.state\n"
+	 "              (default /run/vhostd/vduse)\n"
 	 "  every type: mtu=N (largest payload forwarded to the port; default 1500, or the interface's)\n"
 	 "              max_macs=N (most source MACs learned on the port; default 1024, 0 no limit)",
 	 2, UINT_MAX, render_empty},

@@ -288,6 +288,34 @@ int vhd_net_drv_recv(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struct v
  */
 unsigned vhd_net_drv_release(struct vhd_vq *vq);
 
+/** Bytes of the virtio-net header with num_buffers (virtio 1.2, 5.1.6), the one a tap with IFF_VNET_HDR and
+ * TUNSETVNETHDRSZ 12 reads and writes. */
+#define VHD_NET_HDR_SIZE 12
+
+/**
+ * Metadata from a virtio-net header written by someone else (a tap, a socket): its first 10 bytes
+ * (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, little-endian). Fields that mean nothing without
+ * their flag or gso type become 0. Nothing is checked: the packet's consumer checks meta against what it allows.
+ * @param hdr at least 10 bytes, any alignment
+ * @param flag_mask the VHD_NET_META_F_* flags to keep (a peer's other flag bits are dropped)
+ * @param m written. Thread-safe, never blocks.
+ */
+void vhd_net_hdr_to_meta(const void *hdr, uint8_t flag_mask, struct vhd_net_meta *m);
+
+/**
+ * The VHD_NET_HDR_SIZE-byte header for metadata m (flags as they are in m, num_buffers 0).
+ * @param hdr VHD_NET_HDR_SIZE bytes written, any alignment. Thread-safe, never blocks.
+ */
+void vhd_net_meta_to_hdr(const struct vhd_net_meta *m, void *hdr);
+
+/**
+ * Complete a packet's partial checksum in software (for a port that takes no NEEDS_CSUM): the ones' complement
+ * sum from csum_start to the end of the frame stored at csum_start + csum_offset; NEEDS_CSUM is then cleared.
+ * @return 0 (also when the packet had no NEEDS_CSUM); -EINVAL when the checksum field lies past the frame
+ *         (the packet is left alone). The caller owns p. Thread-safe, never blocks.
+ */
+int vhd_net_csum_complete(struct vhd_pkt *p);
+
 #ifdef __cplusplus
 }
 #endif

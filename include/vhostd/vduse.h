@@ -47,6 +47,16 @@ struct vhd_vduse_config {
 	/** Attach the device to the vDPA bus (generic netlink "vdpa", VDPA_CMD_DEV_NEW, mgmtdev "vduse") once its
 	 *  request loop runs, and detach it (VDPA_CMD_DEV_DEL) on destroy. Without it, `vdpa dev add` does that. */
 	bool attach;
+	/**
+	 * Directory for the device's restart state (created if missing; NULL: none, a device of the same name
+	 * left by a dead process is then only -EEXIST). With it the device survives its process: NAME.state
+	 * (features offered and accepted, status, attached; rewritten with write+rename at each status change)
+	 * and NAME.rings (each queue's position, stored by vhd_vduse_queue_release() into a shared mapping, no
+	 * syscall) let a later vhd_vduse_dev_create() of the same name reopen /dev/vduse/NAME and resume the
+	 * rings where they were. vhd_vduse_dev_destroy() removes both files. A directory that cannot be used is
+	 * logged and the device made without restart state. Copied.
+	 */
+	const char *state_dir;
 };
 
 /** The features a VDUSE net device offers by default: vhd_net_device_features() with VERSION_1,
@@ -56,8 +66,14 @@ uint64_t vhd_vduse_default_features(void);
 /**
  * Create the device (VDUSE_CREATE_DEV with the virtio-net config space, VDUSE_VQ_SETUP for its two queues), open
  * /dev/vduse/NAME, start its request thread and, with cfg->attach, attach it to the vDPA bus.
+ * Restart: when the device exists and cfg->state_dir holds its state, left by a process that died, the device
+ * is reopened instead (not attached again) and, if the driver had set DRIVER_OK, its queues resume: a split
+ * ring at the used index the ring itself holds, a packed ring at the position NAME.rings kept (moved past
+ * entries already marked used, for a process killed between its push and its release). Frames in flight in
+ * the dead process are lost; none is duplicated.
  * @return 0; -EINVAL for a bad config (name empty, too long or with '/', queue_size over 32768); -EEXIST when
- *         a VDUSE device of that name exists already (logged naming it); -ENOENT without /dev/vduse/control
+ *         a VDUSE device of that name exists already and is not ours to resume, or is open in another process
+ *         (logged naming it); -ENOENT without /dev/vduse/control
  *         (module vduse not loaded); -errno of the ioctls, of pthread_create or of the netlink attach (logged;
  *         everything done so far is undone).
  * Blocking: the attach waits for the kernel to probe the device (our own thread answers it meanwhile).

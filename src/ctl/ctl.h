@@ -20,7 +20,7 @@
 #include <poll.h>
 #include <stddef.h>
 
-#include "ctl/json.h"
+#include "util/json.h"
 
 #define SW_CTL_MAX_CLIENTS 16
 #define SW_CTL_MAX_ARGS 64                       /* arguments after the name, whatever a command's max_args */

@@ -16,7 +16,8 @@ int vhd_net_cfg_init(struct vhd_net_cfg *cfg, uint64_t f)
 	bool host_gso = has(f, VIRTIO_NET_F_HOST_TSO4) || has(f, VIRTIO_NET_F_HOST_TSO6) ||
 			has(f, VIRTIO_NET_F_HOST_UFO) || has(f, VIRTIO_NET_F_HOST_USO);
 	bool guest_gso = has(f, VIRTIO_NET_F_GUEST_TSO4) || has(f, VIRTIO_NET_F_GUEST_TSO6) ||
-			 has(f, VIRTIO_NET_F_GUEST_UFO) || has(f, VHD_NET_F_GUEST_USO4) || has(f, VHD_NET_F_GUEST_USO6);
+			 has(f, VIRTIO_NET_F_GUEST_UFO) || has(f, VIRTIO_NET_F_GUEST_USO4) ||
+			 has(f, VIRTIO_NET_F_GUEST_USO6);
 	if (host_gso && !has(f, VIRTIO_NET_F_CSUM))
 		return -EINVAL;
 	if (guest_gso && !has(f, VIRTIO_NET_F_GUEST_CSUM))
@@ -34,7 +35,7 @@ int vhd_net_cfg_init(struct vhd_net_cfg *cfg, uint64_t f)
 	/* 5.1.6: num_buffers is part of the header with VERSION_1, and legacy drivers present it only with
 	 * MRG_RXBUF (5.1.6.1); HASH_REPORT appends hash_value, hash_report and padding_reserved. */
 	if (has(f, VIRTIO_NET_F_HASH_REPORT))
-		cfg->hdr_size = sizeof(struct net_hdr_wire);
+		cfg->hdr_size = sizeof(struct virtio_net_hdr_v1_hash);
 	else if (has(f, VIRTIO_F_VERSION_1) || has(f, VIRTIO_NET_F_MRG_RXBUF))
 		cfg->hdr_size = sizeof(struct virtio_net_hdr_mrg_rxbuf);
 	else
@@ -60,7 +61,35 @@ int vhd_net_cfg_init(struct vhd_net_cfg *cfg, uint64_t f)
 	if (has(f, VIRTIO_NET_F_GUEST_UFO))
 		cfg->rx_gso |= net_gso_bit(VIRTIO_NET_HDR_GSO_UDP);
 	/* GSO_UDP_L4 goes to the driver if it takes USO for either IP version (5.1.6.4.2). */
-	if (has(f, VHD_NET_F_GUEST_USO4) || has(f, VHD_NET_F_GUEST_USO6))
+	if (has(f, VIRTIO_NET_F_GUEST_USO4) || has(f, VIRTIO_NET_F_GUEST_USO6))
 		cfg->rx_gso |= net_gso_bit(VIRTIO_NET_HDR_GSO_UDP_L4);
+	return 0;
+}
+
+/* The header as a tap (IFF_VNET_HDR) and the kernel's other virtio-net users carry it: the shared helpers of the
+ * data path, behind functions, so that code outside src/net needs none of its internals. */
+_Static_assert(VHD_NET_HDR_SIZE == sizeof(struct virtio_net_hdr_mrg_rxbuf), "VHD_NET_HDR_SIZE");
+
+void vhd_net_hdr_to_meta(const void *hdr, uint8_t flag_mask, struct vhd_net_meta *m)
+{
+	struct virtio_net_hdr h;
+	memcpy(&h, hdr, sizeof(h));
+	net_hdr_to_meta(&h, flag_mask, m);
+}
+
+void vhd_net_meta_to_hdr(const struct vhd_net_meta *m, void *hdr)
+{
+	struct virtio_net_hdr_v1_hash w;
+	net_meta_to_hdr(m, m->flags, &w);
+	memcpy(hdr, &w.h, VHD_NET_HDR_SIZE);
+}
+
+int vhd_net_csum_complete(struct vhd_pkt *p)
+{
+	if (!(p->meta.flags & VHD_NET_META_F_NEEDS_CSUM))
+		return 0;
+	if ((uint32_t)p->meta.csum_start + p->meta.csum_offset + 2 > p->len)
+		return -EINVAL;
+	net_csum_complete(p);
 	return 0;
 }

@@ -426,7 +426,7 @@ int vhd_net_dev_enqueue(struct vhd_vq *rxq, const struct vhd_net_cfg *cfg, struc
 			bytes += p->len;
 			continue;
 		}
-		struct net_hdr_wire hdr;
+		struct virtio_net_hdr_v1_hash hdr;
 		net_meta_to_hdr(&p->meta, flags, &hdr);
 		const uint8_t *hb = (const uint8_t *)&hdr;
 

@@ -12,27 +12,11 @@
 #include "spec/endian.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
+#include "util/compiler.h"
 #include "vhostd/net.h"
 #include "vhostd/pkt.h"
 
-#define likely(x) __builtin_expect(!!(x), 1)
-#define unlikely(x) __builtin_expect(!!(x), 0)
-
-/* Feature bits of virtio 1.3 (5.1.3) that src/spec/virtio_net.h does not name yet. */
-#define VHD_NET_F_GUEST_USO4 54
-#define VHD_NET_F_GUEST_USO6 55
-
 #define ETH_HLEN_MIN 14u
-
-/* The largest header: virtio_net_hdr_v1_hash (5.1.6), used with HASH_REPORT. hash_report 0 is
- * VIRTIO_NET_HASH_REPORT_NONE: we never compute a hash. */
-struct net_hdr_wire {
-	struct virtio_net_hdr_mrg_rxbuf h;
-	uint32_t hash_value;
-	uint16_t hash_report;
-	uint16_t padding_reserved;
-};
-_Static_assert(sizeof(struct net_hdr_wire) == 20, "virtio_net_hdr_v1_hash is 20 bytes");
 
 /* Why one packet is dropped. */
 enum net_verdict {
@@ -150,7 +134,7 @@ static inline void net_hdr_to_meta(const struct virtio_net_hdr *h, uint8_t flag_
 }
 
 /* Meta -> header (all fields after num_buffers zero). flags must already be what may go on the wire. */
-static inline void net_meta_to_hdr(const struct vhd_net_meta *m, uint8_t flags, struct net_hdr_wire *w)
+static inline void net_meta_to_hdr(const struct vhd_net_meta *m, uint8_t flags, struct virtio_net_hdr_v1_hash *w)
 {
 	memset(w, 0, sizeof(*w));
 	w->h.hdr.flags = flags;
@@ -262,7 +246,7 @@ static inline void net_hdr_put(void *dst, const struct vhd_net_meta *m, uint8_t 
 			       uint32_t hs)
 {
 	if (unlikely(hs != 12)) {
-		struct net_hdr_wire w;
+		struct virtio_net_hdr_v1_hash w; /* hash_report stays 0 (REPORT_NONE): we never hash */
 		net_meta_to_hdr(m, flags, &w);
 		w.h.num_buffers = vhd_cpu_to_le16(num_buffers);
 		if (hs == 10) {

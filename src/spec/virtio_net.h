@@ -29,6 +29,8 @@
 #define VIRTIO_NET_F_GUEST_ANNOUNCE      21
 #define VIRTIO_NET_F_MQ                  22
 #define VIRTIO_NET_F_CTRL_MAC_ADDR       23
+#define VIRTIO_NET_F_GUEST_USO4          54
+#define VIRTIO_NET_F_GUEST_USO6          55
 #define VIRTIO_NET_F_HOST_USO            56
 #define VIRTIO_NET_F_HASH_REPORT         57
 #define VIRTIO_NET_F_GUEST_HDRLEN        59
@@ -81,6 +83,15 @@ struct virtio_net_hdr_mrg_rxbuf {
 	uint16_t num_buffers;
 };
 
+/* The largest header (virtio 1.3, 5.1.6): virtio_net_hdr_v1_hash, used with HASH_REPORT. hash_report 0 is
+ * VIRTIO_NET_HASH_REPORT_NONE. */
+struct virtio_net_hdr_v1_hash {
+	struct virtio_net_hdr_mrg_rxbuf h;
+	uint32_t hash_value;
+	uint16_t hash_report;
+	uint16_t padding_reserved;
+};
+
 /* Control virtqueue command header and ack values (5.1.6.5). */
 struct virtio_net_ctrl_hdr {
 	uint8_t class;
@@ -110,6 +121,8 @@ _Static_assert(offsetof(struct virtio_net_hdr, csum_start) == 6, "virtio_net_hdr
 _Static_assert(offsetof(struct virtio_net_hdr, csum_offset) == 8, "virtio_net_hdr.csum_offset");
 _Static_assert(sizeof(struct virtio_net_hdr_mrg_rxbuf) == 12, "virtio_net_hdr_mrg_rxbuf is 12 bytes");
 _Static_assert(offsetof(struct virtio_net_hdr_mrg_rxbuf, num_buffers) == 10, "num_buffers at 10");
+_Static_assert(sizeof(struct virtio_net_hdr_v1_hash) == 20, "virtio_net_hdr_v1_hash is 20 bytes");
+_Static_assert(offsetof(struct virtio_net_hdr_v1_hash, hash_report) == 16, "hash_report at 16");
 _Static_assert(sizeof(struct virtio_net_ctrl_hdr) == 2, "virtio_net_ctrl_hdr is 2 bytes");
 
 #endif

@@ -31,7 +31,7 @@
 #define SW_BURST 32        /* most packets one rx_burst / tx_burst call is asked for */
 
 struct sw_port;
-struct sw_json; /* src/ctl/json.h: the writer port descriptions go to */
+struct sw_json; /* src/util/json.h: the writer port descriptions go to */
 
 /* One key=value argument from the command line, a config file or the control socket ("client" alone has
  * value ""). */

@@ -29,7 +29,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ctl/json.h"
+#include "util/json.h"
 #include "spec/virtio_net.h"
 #include "switch/port.h"
 

@@ -49,7 +49,7 @@
 #include <xdp/libxdp.h>
 #include <xdp/xsk.h>
 
-#include "ctl/json.h"
+#include "util/json.h"
 #include "switch/port.h"
 #include "vhostd/log.h"
 

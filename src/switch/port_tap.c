@@ -30,10 +30,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "ctl/json.h"
-#include "net/net_impl.h"
 #include "spec/virtio_net.h"
 #include "switch/port.h"
+#include "util/json.h"
+#include "vhostd/net.h"
 
 #define TAP_ETH_HLEN 14u
 
@@ -460,7 +460,7 @@ static unsigned tap_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *
 			continue;
 		}
 		spare->len = (uint32_t)len;
-		net_hdr_to_meta(&h.hdr, VHD_NET_META_F_NEEDS_CSUM | VHD_NET_META_F_DATA_VALID, &spare->meta);
+		vhd_net_hdr_to_meta(&h.hdr, VHD_NET_META_F_NEEDS_CSUM | VHD_NET_META_F_DATA_VALID, &spare->meta);
 		pkts[got++] = spare;
 		spare = NULL;
 	}
@@ -475,9 +475,9 @@ static unsigned tap_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkt
 	unsigned i;
 	for (i = 0; i < n; i++) {
 		const struct vhd_pkt *k = pkts[i];
-		struct net_hdr_wire h;
-		net_meta_to_hdr(&k->meta, k->meta.flags, &h);
-		struct iovec iov[2] = {{&h.h, sizeof(h.h)}, {vhd_pkt_data(k), k->len}};
+		uint8_t h[VHD_NET_HDR_SIZE];
+		vhd_net_meta_to_hdr(&k->meta, h);
+		struct iovec iov[2] = {{h, sizeof(h)}, {vhd_pkt_data(k), k->len}};
 		if (writev(fd, iov, 2) < 0) {
 			if (errno == EAGAIN || errno == ENOBUFS || errno == EINTR)
 				break; /* full: the rest stay with the caller */

@@ -4,11 +4,13 @@
  * becomes a netdev of this host when virtio_vdpa binds it (a container's interface with no veth or bridge
  * between it and the switch), or /dev/vhost-vdpa-N for a VM or a userspace driver when vhost_vdpa does.
  *
- *   vduse name=NAME [mac=MAC] [mtu=N] [packed=on|off] [tso=on|off] [size=N]
+ *   vduse name=NAME [mac=MAC] [mtu=N] [packed=on|off] [tso=on|off] [size=N] [state=DIR]
  *
  * One queue pair (the kernel refuses the control queue that MQ needs). Frames the driver transmits (queue 1)
  * are copied into the switch's packets, frames for it are copied into its receive buffers (queue 0). The
  * device's own thread answers the kernel, so nothing here waits on it; del-port detaches and destroys it.
+ * The device outlives a vhostd that dies; the next one's add-port of the same name resumes it from the state
+ * kept in DIR (vhd_vduse_config.state_dir).
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -17,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ctl/json.h"
+#include "util/json.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "switch/port.h"
@@ -25,6 +27,9 @@
 #include "vhostd/net.h"
 #include "vhostd/vduse.h"
 #include "vhostd/virtq.h"
+
+/* Where a vduse port keeps what a restarted vhostd needs to resume the device (docs/switch.md). */
+#define VD_STATE_DIR "/run/vhostd/vduse"
 
 struct vd_queue {
 	_Alignas(64) uint64_t features; /* what cfg was derived from */
@@ -140,7 +145,7 @@ static unsigned vd_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts
 
 static int vd_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
 {
-	static const char *const known[] = {"name", "mac", "packed", "tso", "size", NULL};
+	static const char *const known[] = {"name", "mac", "packed", "tso", "size", "state", NULL};
 	int rc = sw_kv_check(args, nargs, known, "vduse", err, errlen);
 	if (rc < 0)
 		return rc;
@@ -173,6 +178,7 @@ static int vd_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 		       VHD_BIT(VIRTIO_NET_F_GUEST_TSO4) | VHD_BIT(VIRTIO_NET_F_GUEST_TSO6));
 	c.features = f;
 	c.name = vp->name;
+	c.state_dir = sw_kv_get(args, nargs, "state", VD_STATE_DIR);
 	c.queue_size = (uint16_t)size;
 	rc = vhd_vduse_dev_create(&c, &vp->dev);
 	if (rc < 0) {

@@ -31,7 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ctl/json.h"
+#include "util/json.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "switch/port.h"

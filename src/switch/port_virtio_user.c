@@ -30,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl/json.h"
+#include "util/json.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "switch/port.h"

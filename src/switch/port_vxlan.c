@@ -43,7 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ctl/json.h"
+#include "util/json.h"
 #include "spec/vxlan.h"
 #include "switch/port.h"
 #include "vhostd/log.h"

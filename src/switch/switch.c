@@ -12,11 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "net/net_impl.h"
 #include "switch/capture.h"
 #include "switch/fdb.h"
 #include "switch/gso.h"
 #include "switch/switch.h"
+#include "util/compiler.h"
+#include "vhostd/net.h"
 #include "vhostd/log.h"
 
 #define IDLE_ROUNDS 1000
@@ -209,9 +210,8 @@ static bool offloads_fit(const struct sw_port *out, struct vhd_pkt *pkt)
 			return false;
 	}
 	if ((m->flags & VHD_NET_META_F_NEEDS_CSUM) && !out->tx_off.csum) {
-		if ((uint32_t)m->csum_start + m->csum_offset + 2 > pkt->len)
+		if (vhd_net_csum_complete(pkt) != 0)
 			return false;
-		net_csum_complete(pkt);
 	}
 	return true;
 }

@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "ctl/json.h"
+#include "util/json.h"
 #include "switch/capture.h"
 #include "switch/port.h"
 

@@ -22,13 +22,17 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <limits.h>
 #include <linux/genetlink.h>
 #include <linux/netlink.h>
 
+#include "spec/endian.h"
 #include "spec/vduse.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
@@ -44,6 +48,17 @@
 #define VD_MAX_MAPS VHD_MEM_MAX_REGIONS
 /* Requests handled per wake-up before looking at the other fds again: each is answered at once anyway. */
 #define VD_REQ_BUDGET 64
+
+/*
+ * NAME.rings, mapped shared: where each queue stands, stored after every burst so that it outlives a killed
+ * process (a page of tmpfs or disk cache, no syscall). A position is VD_POS_VALID | vhd_vq_used_base().
+ */
+#define VD_RINGS_MAGIC 0x76686476647573ULL /* "vhdvdus" */
+#define VD_POS_VALID 0x10000u
+struct vd_rings {
+	uint64_t magic;
+	_Atomic uint32_t pos[VD_NQ];
+};
 
 struct vd_map {
 	uint64_t start, size; /* IOVA range; size 0: slot free */
@@ -77,10 +92,17 @@ struct vhd_vduse_dev {
 	struct vhd_mem *mem;
 	struct vhd_iotlb *iotlb;
 	struct vd_map maps[VD_MAX_MAPS];
+	/* Restart state (vhd_vduse_config.state_dir); empty paths: none. */
+	char state_path[PATH_MAX], rings_path[PATH_MAX];
+	struct vd_rings *rings;
+	bool resumed; /* reopened a device a dead process left: queues start where it stood */
+	pthread_mutex_t state_lock; /* state_save() runs on the request thread and the creating one */
 	struct {
 		_Atomic uint64_t requests, requests_failed, resets, maps, unmaps, misses, irq_failures;
 	} st;
 };
+
+static void rings_reset(struct vhd_vduse_dev *dev);
 
 static void stat_inc(_Atomic uint64_t *c)
 {
@@ -126,6 +148,10 @@ void vhd_vduse_queue_release(struct vhd_vduse_dev *dev, unsigned qidx)
 			/* The counter is full: the request thread has a wake-up pending anyway. */
 		}
 	}
+	/* Relaxed: read only by a later process, after this one is gone. */
+	if (dev->rings)
+		atomic_store_explicit(&dev->rings->pos[qidx], VD_POS_VALID | vhd_vq_used_base(q->vq),
+				      memory_order_relaxed);
 	/* Release: our ring and memory accesses happen before the request thread sees busy 0 and changes them. */
 	atomic_store_explicit(&q->busy, 0, memory_order_release);
 }
@@ -279,8 +305,58 @@ static void stop_queues(struct vhd_vduse_dev *dev)
 		atomic_store(&dev->q[i].miss_wait, 0);
 	}
 	atomic_store(&dev->ready, false);
+	rings_reset(dev);
 	unmap_range(dev, 0, UINT64_MAX);
 	vhd_iotlb_flush(dev->iotlb);
+}
+
+/*
+ * Where queue i resumes after a restart. Our completions are in order and every burst pushes what it popped,
+ * so the next chain to pop is the next used slot. Split: the used index in the ring says it exactly. Packed:
+ * the position NAME.rings kept; a process killed between a push and its release stored it one burst late, so
+ * move past the slots whose USED flag already says this lap (used by us, or made available again for the next
+ * lap): the first slot without it is where we stood. That step is one descriptor per chain, which holds for
+ * the chains Linux's virtio_net posts with INDIRECT_DESC (one descriptor each).
+ */
+static int resume_base(struct vhd_vduse_dev *dev, unsigned i, const void *desc, const void *avail,
+		       const void *used, uint16_t *base)
+{
+	struct vd_queue *q = &dev->q[i];
+	if (!q->packed) {
+		uint16_t u = vhd_le16(__atomic_load_n((const uint16_t *)((const uint8_t *)used + 2), __ATOMIC_ACQUIRE));
+		uint16_t a = vhd_le16(__atomic_load_n((const uint16_t *)((const uint8_t *)avail + 2), __ATOMIC_ACQUIRE));
+		if ((uint16_t)(a - u) > q->num) {
+			vhd_log(VHD_LOG_ERR, "%s: cannot resume: avail index %u is %u ahead of used index %u (size %u)",
+				q->name, a, (uint16_t)(a - u), u, q->num);
+			return -EPROTO;
+		}
+		*base = u;
+		vhd_log(VHD_LOG_INFO, "%s: resuming at used index %u (%u chains posted meanwhile)", q->name, u,
+			(uint16_t)(a - u));
+		return 0;
+	}
+	uint32_t pos = dev->rings ? atomic_load_explicit(&dev->rings->pos[i], memory_order_relaxed) : 0;
+	uint16_t idx = pos & 0x7fff;
+	unsigned wrap = (pos >> 15) & 1, skipped = 0;
+	if (!(pos & VD_POS_VALID) || idx >= q->num) {
+		vhd_log(VHD_LOG_ERR, "%s: cannot resume the packed ring: saved position 0x%x (size %u)", q->name, pos,
+			q->num);
+		return -EPROTO;
+	}
+	for (; skipped < q->num; skipped++) {
+		uint16_t flags;
+		memcpy(&flags, (const uint8_t *)desc + (size_t)idx * 16 + 14, 2);
+		if (!!(vhd_le16(flags) & VIRTQ_DESC_F_USED) != wrap)
+			break;
+		if (++idx == q->num) {
+			idx = 0;
+			wrap ^= 1;
+		}
+	}
+	*base = (uint16_t)(idx | wrap << 15);
+	vhd_log(VHD_LOG_INFO, "%s: resuming the packed ring at %u, wrap %u (%u slots past the saved position)",
+		q->name, idx, wrap, skipped);
+	return 0;
 }
 
 static int start_queue(struct vhd_vduse_dev *dev, unsigned i, uint64_t features)
@@ -310,6 +386,10 @@ static int start_queue(struct vhd_vduse_dev *dev, unsigned i, uint64_t features)
 	uint16_t base = q->packed ? (uint16_t)((info.packed.last_avail_idx & 0x7fff) |
 					       (info.packed.last_avail_counter ? 0x8000 : 0))
 				  : info.split.avail_index;
+	/* The kernel's state is what the driver set up (vdpa set_vq_state), not how far we got: resuming, the
+	 * position comes from the ring or from NAME.rings. */
+	if (dev->resumed && (rc = resume_base(dev, i, d, a, u, &base)) < 0)
+		return rc;
 	struct vhd_vq_config c = {
 		.side = VHD_VQ_DEVICE,
 		.num = q->num,
@@ -327,6 +407,9 @@ static int start_queue(struct vhd_vduse_dev *dev, unsigned i, uint64_t features)
 		vhd_log(VHD_LOG_ERR, "%s: cannot create the queue (size %u): %s", q->name, q->num, strerror(-rc));
 		return rc;
 	}
+	/* A queue no burst has released yet still has a position to resume from. */
+	if (dev->rings)
+		atomic_store_explicit(&dev->rings->pos[i], VD_POS_VALID | vhd_vq_used_base(q->vq), memory_order_relaxed);
 	struct vduse_vq_eventfd ev = {.index = i, .fd = q->kick_fd};
 	if (ioctl(dev->dev_fd, VDUSE_VQ_SETUP_KICKFD, &ev) < 0) {
 		int e = errno;
@@ -371,6 +454,120 @@ static int start_queues(struct vhd_vduse_dev *dev)
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
+/* Restart state (vhd_vduse_config.state_dir)                                                              */
+
+/*
+ * NAME.state: what a later process needs and cannot ask the kernel (VDUSE has no GET_STATUS; whether we
+ * attached it), in text. Rewritten whole at each change, into NAME.state.tmp then renamed over it, so a process
+ * killed meanwhile leaves the old file or the new one, never half of one. No fsync: it must outlive our process,
+ * not the machine (the device does not survive a reboot either).
+ */
+static void state_save(struct vhd_vduse_dev *dev)
+{
+	if (!dev->state_path[0])
+		return;
+	pthread_mutex_lock(&dev->state_lock);
+	char tmp[PATH_MAX + 8], buf[256];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", dev->state_path);
+	int n = snprintf(buf, sizeof(buf), "vhostd-vduse-state 1\nname %s\noffered 0x%llx\nfeatures 0x%llx\n"
+			 "status %u\nattached %d\n", dev->name, (unsigned long long)dev->offered,
+			 (unsigned long long)atomic_load(&dev->features), atomic_load(&dev->status), dev->attached);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	bool ok = fd >= 0 && write(fd, buf, (size_t)n) == n;
+	if (fd >= 0)
+		close(fd);
+	if (!ok || rename(tmp, dev->state_path) < 0) {
+		vhd_log(VHD_LOG_ERR, "%s: writing %s: %s (a restart could not resume the device)", dev->name,
+			dev->state_path, strerror(errno));
+		unlink(tmp);
+	}
+	pthread_mutex_unlock(&dev->state_lock);
+}
+
+struct vd_saved {
+	uint64_t offered, features;
+	unsigned status;
+	int attached;
+};
+
+/* Read NAME.state back. It is checked like anything from outside: exact format, our name. @return 0 or -errno. */
+static int state_load(struct vhd_vduse_dev *dev, struct vd_saved *sv)
+{
+	FILE *f = fopen(dev->state_path, "re");
+	if (!f)
+		return -errno;
+	char name[VHD_VDUSE_NAME_MAX + 2] = {0};
+	unsigned long long off = 0, feat = 0;
+	int ver = 0, got = fscanf(f, "vhostd-vduse-state %d name %64s offered %llx features %llx status %u attached %d",
+				  &ver, name, &off, &feat, &sv->status, &sv->attached);
+	fclose(f);
+	if (got != 6 || ver != 1 || strcmp(name, dev->name) || sv->status > 0xff || (feat & ~off)) {
+		vhd_log(VHD_LOG_ERR, "%s: %s is not a state of this device (%d fields, version %d, name %s)", dev->name,
+			dev->state_path, got, ver, name);
+		return -EINVAL;
+	}
+	sv->offered = off;
+	sv->features = feat;
+	return 0;
+}
+
+/* mkdir -p: the directory is ours to make (e.g. /run/vhostd/vduse). */
+static int make_dirs(const char *dir)
+{
+	char p[PATH_MAX];
+	if (snprintf(p, sizeof(p), "%s", dir) >= (int)sizeof(p))
+		return -ENAMETOOLONG;
+	for (char *c = p + 1;; c++) {
+		if (*c != '/' && *c)
+			continue;
+		char was = *c;
+		*c = 0;
+		if (mkdir(p, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		if (!was)
+			return 0;
+		*c = was;
+	}
+}
+
+/* The paths and NAME.rings, mapped (its positions kept: a restart reads them before anything writes). */
+static int state_open(struct vhd_vduse_dev *dev, const char *dir)
+{
+	int rc = make_dirs(dir);
+	if (rc == 0 && (snprintf(dev->state_path, sizeof(dev->state_path), "%s/%s.state", dir, dev->name) >= PATH_MAX ||
+			snprintf(dev->rings_path, sizeof(dev->rings_path), "%s/%s.rings", dir, dev->name) >= PATH_MAX))
+		rc = -ENAMETOOLONG;
+	int fd = rc == 0 ? open(dev->rings_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+	if (rc == 0 && (fd < 0 || ftruncate(fd, 4096) < 0))
+		rc = -errno;
+	if (rc == 0) {
+		void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (m == MAP_FAILED)
+			rc = -errno;
+		else
+			dev->rings = m;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0) {
+		vhd_log(VHD_LOG_WARN, "%s: restart state in %s: %s (a restarted process will not resume the device)",
+			dev->name, dir, strerror(-rc));
+		dev->state_path[0] = dev->rings_path[0] = 0;
+	}
+	return rc;
+}
+
+/* A new device: nothing of an earlier one's positions may remain. */
+static void rings_reset(struct vhd_vduse_dev *dev)
+{
+	if (!dev->rings)
+		return;
+	for (unsigned i = 0; i < VD_NQ; i++)
+		atomic_store_explicit(&dev->rings->pos[i], 0, memory_order_relaxed);
+	dev->rings->magic = VD_RINGS_MAGIC;
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
 /* Requests (request thread)                                                                               */
 
 static uint32_t req_set_status(struct vhd_vduse_dev *dev, uint8_t s)
@@ -386,6 +583,7 @@ static uint32_t req_set_status(struct vhd_vduse_dev *dev, uint8_t s)
 		}
 	}
 	atomic_store(&dev->status, s);
+	state_save(dev);
 	return VDUSE_REQ_RESULT_OK;
 }
 
@@ -657,11 +855,68 @@ void vhd_vduse_dev_destroy(struct vhd_vduse_dev *dev)
 	}
 	if (dev->ctl_fd >= 0)
 		close(dev->ctl_fd);
+	if (dev->rings)
+		munmap(dev->rings, 4096);
+	/* Ours only if we made or resumed the device: a failed create must not erase the owner's state. */
+	if (dev->created && dev->state_path[0]) {
+		unlink(dev->state_path);
+		unlink(dev->rings_path);
+	}
+	pthread_mutex_destroy(&dev->state_lock);
 	if (dev->stop_fd >= 0)
 		close(dev->stop_fd);
 	if (dev->wake_fd >= 0)
 		close(dev->wake_fd);
 	free(dev);
+}
+
+/*
+ * The device exists: a process of ours that died left it, if NAME.state says so. Reopen it and, if the driver
+ * was running it, start the queues where that process stood. Requests the kernel sent meanwhile wait in its
+ * queue (it keeps them for the next opener) and are answered once the request thread runs.
+ */
+static int reopen_kernel_dev(struct vhd_vduse_dev *dev)
+{
+	struct vd_saved sv;
+	if (state_load(dev, &sv) < 0) {
+		vhd_log(VHD_LOG_ERR, "%s: a VDUSE device named \"%s\" exists already (and %s holds no state of it)",
+			dev->name, dev->name, dev->state_path);
+		dev->state_path[0] = 0; /* someone else's: leave their files alone */
+		return -EEXIST;
+	}
+	char path[sizeof("/dev/vduse/") + VHD_VDUSE_NAME_MAX];
+	snprintf(path, sizeof(path), "/dev/vduse/%s", dev->name);
+	dev->dev_fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (dev->dev_fd < 0) {
+		int e = errno;
+		vhd_log(VHD_LOG_ERR, "%s: a VDUSE device named \"%s\" exists already%s (%s)", dev->name, dev->name,
+			e == EBUSY ? " and is in use by another process" : "", e == EBUSY ? "" : strerror(e));
+		dev->state_path[0] = 0;
+		return -EEXIST;
+	}
+	dev->created = true; /* ours again: destroy removes it */
+	dev->attached = sv.attached;
+	dev->offered = sv.offered;
+	dev->resumed = true;
+	if (!dev->rings || dev->rings->magic != VD_RINGS_MAGIC) {
+		vhd_log(VHD_LOG_WARN, "%s: %s holds no ring positions: packed rings cannot resume", dev->name,
+			dev->rings_path);
+	}
+	vhd_log(VHD_LOG_INFO, "%s: reopened the device a dead process left (status 0x%x, features 0x%llx)", dev->name,
+		sv.status, (unsigned long long)sv.features);
+	if (sv.status & VIRTIO_CONFIG_S_DRIVER_OK) {
+		int rc = start_queues(dev);
+		if (rc < 0)
+			return rc;
+		/* The dead process may have published used entries and died before the interrupt that tells the
+		 * driver; with EVENT_IDX none of ours would come until the index wraps. One per queue now: a spurious
+		 * one costs the driver a look at its ring. */
+		for (unsigned i = 0; i < VD_NQ; i++)
+			if (dev->q[i].vq)
+				vhd_vduse_queue_notify(dev, i);
+	}
+	atomic_store(&dev->status, (uint8_t)sv.status);
+	return 0;
 }
 
 static int create_kernel_dev(struct vhd_vduse_dev *dev, const struct vhd_vduse_config *cfg)
@@ -694,6 +949,8 @@ static int create_kernel_dev(struct vhd_vduse_dev *dev, const struct vhd_vduse_c
 	vhd_net_device_config(&info, u.c.config);
 	if (ioctl(dev->ctl_fd, VDUSE_CREATE_DEV, &u.c) < 0) {
 		int e = errno;
+		if (e == EEXIST && dev->state_path[0])
+			return reopen_kernel_dev(dev);
 		if (e == EEXIST)
 			vhd_log(VHD_LOG_ERR, "%s: a VDUSE device named \"%s\" exists already", dev->name, dev->name);
 		else
@@ -702,6 +959,7 @@ static int create_kernel_dev(struct vhd_vduse_dev *dev, const struct vhd_vduse_c
 		return -e;
 	}
 	dev->created = true;
+	rings_reset(dev);
 	char path[sizeof("/dev/vduse/") + VHD_VDUSE_NAME_MAX];
 	snprintf(path, sizeof(path), "/dev/vduse/%s", dev->name);
 	dev->dev_fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
@@ -733,6 +991,7 @@ int vhd_vduse_dev_create(const struct vhd_vduse_config *cfg, struct vhd_vduse_de
 	memset(dev, 0, sizeof(*dev));
 	snprintf(dev->name, sizeof(dev->name), "%s", cfg->name);
 	dev->ctl_fd = dev->dev_fd = -1;
+	pthread_mutex_init(&dev->state_lock, NULL);
 	dev->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	dev->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	dev->offered = (cfg->features ? cfg->features : vhd_vduse_default_features()) | VHD_BIT(VIRTIO_F_VERSION_1) |
@@ -755,23 +1014,31 @@ int vhd_vduse_dev_create(const struct vhd_vduse_config *cfg, struct vhd_vduse_de
 		rc = vhd_mem_create(&dev->mem);
 	if (rc == 0)
 		rc = vhd_iotlb_create(0, &dev->iotlb);
+	/* Without its state the device still works; only a restart could not resume it (logged). */
+	if (rc == 0 && cfg->state_dir)
+		state_open(dev, cfg->state_dir);
 	if (rc == 0)
 		rc = create_kernel_dev(dev, cfg);
+	if (rc == 0)
+		state_save(dev);
 	if (rc == 0) {
 		/* The request thread runs before the attach: the driver's probe waits for its answers. */
 		rc = -pthread_create(&dev->thread, NULL, request_thread, dev);
 		dev->thread_started = rc == 0;
 	}
-	if (rc == 0 && cfg->attach) {
+	if (rc == 0 && cfg->attach && !dev->resumed) {
 		rc = vdpa_cmd(dev, VDPA_CMD_DEV_NEW);
+		pthread_mutex_lock(&dev->state_lock);
 		dev->attached = rc == 0;
+		pthread_mutex_unlock(&dev->state_lock);
+		state_save(dev);
 	}
 	if (rc < 0) {
 		vhd_vduse_dev_destroy(dev);
 		return rc;
 	}
-	vhd_log(VHD_LOG_INFO, "%s: VDUSE device created%s, features 0x%llx", dev->name,
-		cfg->attach ? " and attached to the vDPA bus" : "", (unsigned long long)dev->offered);
+	vhd_log(VHD_LOG_INFO, "%s: VDUSE device %s%s, features 0x%llx", dev->name, dev->resumed ? "resumed" : "created",
+		cfg->attach && !dev->resumed ? " and attached to the vDPA bus" : "", (unsigned long long)dev->offered);
 	*out = dev;
 	return 0;
 }

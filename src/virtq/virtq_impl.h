@@ -16,8 +16,7 @@
 #include "vhostd/iotlb.h"
 #include "vhostd/virtq.h"
 
-#define likely(x) __builtin_expect(!!(x), 1)
-#define unlikely(x) __builtin_expect(!!(x), 0)
+#include "util/compiler.h"
 
 /*
  * Shared-memory accessors. Everything the peer can write is read exactly once through these (no compiler

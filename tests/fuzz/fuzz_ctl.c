@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "ctl/ctl.h"
-#include "ctl/json.h"
+#include "util/json.h"
 #include "switch/port.h"
 #include "fuzz_input.h"
 #include "vhostd/log.h"

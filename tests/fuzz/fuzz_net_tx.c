@@ -182,7 +182,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const struct vhd_net_meta *m = &p->meta;
 		if (m->flags & VHD_NET_META_F_NEEDS_CSUM)
 			FZ_ASSERT((uint32_t)m->csum_start + m->csum_offset + 2 <= p->len);
-		struct net_hdr_wire w;
+		struct virtio_net_hdr_v1_hash w;
 		struct vhd_net_meta back;
 		net_meta_to_hdr(m, m->flags, &w);
 		net_hdr_to_meta(&w.h.hdr, 0xff, &back);

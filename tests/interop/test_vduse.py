@@ -17,6 +17,10 @@ frame between them crosses vhostd. Checks, every frame verified by nettool:
                the two namespaces talk again
   slow loop    vhostd stopped for 3 s while the kernel waits for its answer (an unbind): the answer comes
                late, within the kernel's 30 s, and the device works after the rebind
+  restart      vhostd killed (SIGKILL) under a UDP stream na -> nb and started again with the same config:
+               it reopens both devices from /run/vhostd/vduse (packed and split), the stream resumes (more
+               datagrams arrive than nb's netdev had taken at the kill), none duplicated or corrupted, the
+               loss reported; then UDP nb -> na with every loss counted
   del-port     del-port vdb detaches and destroys it: /dev/vduse/vdb and the vdpa device are gone
   pktgen       vhost-pktgen --vduse pg0 --mode icmpecho --packed: its netdev (namespace np) pings it, 1000-byte
                echoes checked by ping; SIGTERM destroys the device
@@ -25,7 +29,9 @@ usage: test_vduse.py VHOSTD VHOSTCTL PKTGEN [case-substring]
 """
 import json
 import os
+import re
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 from vhdrig import CaseError, Guest, expect, ping_ok, tcp, udp  # noqa: E402
@@ -108,10 +114,15 @@ def scenario(rig):
     g.cmd(f"printf '%s\\n' 'add-port va vduse name=vda mac=02:00:00:00:0a:01' "
           f"'add-port vb vduse name=vdb packed=off mac=02:00:00:00:0b:01' "
           f"'add-port t tap ifname=vtap0 addr={TAP_IP}/24' > {conf}")
-    vd = g.start(f"{vhdrig.VHOSTD} --socket /tmp/ctl --config {conf} --log-level info")
-    rc, out = g.cmd("for i in $(seq 100); do [ -S /tmp/ctl ] && break; sleep 0.1; done; "
-                    f"{vhdrig.VHOSTCTL} --socket /tmp/ctl show", timeout=60)
-    expect(rc == 0, f"vhostd did not come up: {vd.lines()[-5:]}")
+    vds = []
+
+    def start_vhostd():
+        g.cmd("rm -f /tmp/ctl")
+        vds.append(g.start(f"{vhdrig.VHOSTD} --socket /tmp/ctl --config {conf} --log-level info"))
+        rc, out = g.cmd("for i in $(seq 200); do [ -S /tmp/ctl ] && break; sleep 0.1; done; "
+                        f"{vhdrig.VHOSTCTL} --socket /tmp/ctl show", timeout=60)
+        expect(rc == 0, f"vhostd did not come up: {vds[-1].lines()[-5:]}")
+    start_vhostd()
     g.cmd(f"{IP} netns add na; {IP} netns add nb; {IP} link set vtap0 up")
     # Drops on the way count in udp(): the netdevs' own too (the driver's, the qdisc's).
     sw.host_ifaces = [(netdev_into(g, "vda", "na", NA_IP), "na"), (netdev_into(g, "vdb", "nb", NB_IP), "nb"),
@@ -182,6 +193,35 @@ def scenario(rig):
         return "the kernel waited 3 s for the reset's answer; " + s
     yield "vduse_slow_loop", slow_loop
 
+    def restart():
+        n = 6000
+        rx0 = sw.iface_stats(sw.host_ifaces[1][0], "nb")["rx_packets"]
+        flow = vhdrig.UdpFlow(sw, na, nb, 7331, n, idle_ms=6000)
+        # Killed under traffic: once the stream is flowing.
+        end = time.monotonic() + 30
+        while sw.iface_stats(sw.host_ifaces[1][0], "nb")["rx_packets"] - rx0 < 300 and time.monotonic() < end:
+            time.sleep(0.1)
+        g.cmd("kill -KILL $(pidof vhostd); while pidof vhostd >/dev/null; do sleep 0.1; done")
+        # What reached nb before the kill (frames its netdev took: an upper bound on those datagrams).
+        before = sw.iface_stats(sw.host_ifaces[1][0], "nb")["rx_packets"] - rx0
+        vds[-1].wait(30)
+        start_vhostd()
+        log = "\n".join(vds[-1].lines())
+        vhdrig.log("\n".join(x for x in vds[-1].lines() if "resum" in x))
+        expect("vda: VDUSE device resumed" in log and "vdb: VDUSE device resumed" in log,
+               f"vhostd did not resume vda and vdb: {vds[-1].lines()[-8:]}")
+        sres, rres = flow.s.result(120), flow.r.result(120)
+        m = re.search(r"received (\d+) of (\d+), lost (\d+), dup (\d+), corrupt (\d+), stray (\d+)", rres)
+        expect(m, f"UDP na->nb across the restart: {rres} ({sres})")
+        got, _, lost, dup, bad, stray = map(int, m.groups())
+        expect(not (dup or bad or stray), f"UDP na->nb across the restart: {rres}")
+        expect(got > before, f"the stream did not resume: {got} received, {before} of them before the kill")
+        back = udp(sw, nb, na, 7332, n=300)
+        no_errors("after the restart")
+        return (f"{before} datagrams before the kill, {got - before} after the restart, {lost} of {n} lost while "
+                f"vhostd was down, none duplicated or corrupted; UDP nb->na after it: {back} lost (counted)")
+    yield "vduse_restart", restart
+
     def del_port():
         sw.ctl("del-port vb")
         rc, out = g.cmd("ls /dev/vduse /sys/bus/vdpa/devices")
@@ -205,12 +245,12 @@ def scenario(rig):
 
     rc, out = g.cmd("kill $(pidof vhostd); for i in $(seq 100); do pidof vhostd >/dev/null || break; sleep 0.1; "
                     "done; pidof vhostd; ls /dev/vduse", timeout=60)
-    if any("vda" in x for x in out) or vd.wait(30)[0] != 0:
-        raise CaseError(f"vhostd did not stop cleanly: {vd.lines()[-8:]} {out}")
+    if any("vda" in x for x in out) or vds[-1].wait(30)[0] != 0:
+        raise CaseError(f"vhostd did not stop cleanly: {vds[-1].lines()[-8:]} {out}")
 
 
 if __name__ == "__main__":
     sys.exit(vhdrig.run_scenarios([("vduse", scenario, ["vduse_traffic", "vduse_rebind", "vduse_name_taken",
-                                                        "vduse_reset_mid_traffic", "vduse_slow_loop",
+                                                        "vduse_reset_mid_traffic", "vduse_slow_loop", "vduse_restart",
                                                         "vduse_del_port",
                                                         "vduse_pktgen"])], FILTER))

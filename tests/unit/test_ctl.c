@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "ctl/ctl.h"
-#include "ctl/json.h"
+#include "util/json.h"
 #include "harness.h"
 
 /* ------------------------------------------------------------------ parser */

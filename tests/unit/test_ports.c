@@ -40,7 +40,7 @@
 #include <sys/un.h>
 #include <time.h>
 
-#include "ctl/json.h"
+#include "util/json.h"
 #include "harness.h"
 #include "switch/port.h"
 #include "vhostd/log.h"

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The little JSON the control socket speaks: a writer (responses, `show` output) and a strict, bounded parser
- * (requests, which come from whoever can open the socket and are treated as hostile: depth, length, string
- * escapes and numbers are all checked, and nothing is read past len).
+ * The little JSON of the control socket and of the ports' descriptions: a writer (responses, `show` output,
+ * port describe()) and a strict, bounded parser (requests, which come from whoever can open the socket and are
+ * treated as hostile: depth, length, string escapes and numbers are all checked, and nothing is read past len).
+ * Below the switch and ctl so that both can use it; the sw_ prefix is its history.
  */
-#ifndef VHD_CTL_JSON_H
-#define VHD_CTL_JSON_H
+#ifndef VHD_UTIL_JSON_H
+#define VHD_UTIL_JSON_H
 
 #include <stdbool.h>
 #include <stddef.h>

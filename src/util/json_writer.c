@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl/json.h"
+#include "util/json.h"
 
 void sw_json_init(struct sw_json *w)
 {

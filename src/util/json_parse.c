@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl/json.h"
+#include "util/json.h"
 
 /* Longer numbers are valid JSON but only ever an attack or a mistake here. */
 #define MAX_NUMBER_CHARS 64
