@@ -786,6 +786,10 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 		for (unsigned q = 0; q < g->o.queues; q++)
 			vhd_net_drv_refill(vhd_fe_vq(fe, 2 * q), &g->cfg, g->pool[q], &g->nst[2 * q]);
 		tap_set_offloads(g);
+		/* The tap exists from here on: what a script waits for before configuring it. */
+		if (g->o.transport == VHD_FE_TRANSPORT_VHOST_KERNEL)
+			fprintf(stderr, "vhost-pktgen: vhost-kernel up on tap %s, features 0x%llx\n", g->o.vk_tap,
+				(unsigned long long)vhd_fe_features(fe));
 	} else {
 		g->cfg_ok = false;
 		for (unsigned q = 0; q < 2 * g->o.queues; q++)
