@@ -240,7 +240,7 @@ int vup_open(struct sw_port *p, const struct vup_params *a, char *err, size_t er
 		f &= ~VHD_BIT(VIRTIO_NET_F_MRG_RXBUF);
 	size_t area = (size_t)(VUP_RX_BUFS + VUP_TX_BUFS) * VUP_BUF_SIZE;
 	struct vhd_fe_config c = {
-		.transport = a->tap ? VHD_FE_TRANSPORT_VHOST_KERNEL : VHD_FE_TRANSPORT_VHOST_USER,
+		.transport = a->transport,
 		.path = vp->path,
 		.tap = a->tap,
 		.server = vp->server,
@@ -302,7 +302,7 @@ static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	if ((rc = sw_kv_required(args, nargs, "path", "the vhost-user device's socket", path, sizeof(path), err,
 				 errlen)) < 0)
 		return rc;
-	struct vup_params a = {.path = path, .server = sw_kv_get(args, nargs, "server", NULL) != NULL,
+	struct vup_params a = {.transport = VHD_FE_TRANSPORT_VHOST_USER, .path = path, .server = sw_kv_get(args, nargs, "server", NULL) != NULL,
 			       .packed = sw_kv_get(args, nargs, "packed", NULL) != NULL};
 	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &a.queues, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "mrg", true, &a.mrg, err, errlen)) < 0 ||
