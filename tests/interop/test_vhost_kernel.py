@@ -37,15 +37,18 @@ IP = "/usr/bin/ip"
 ENV = "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
 
 
-class NoSwitch:
-    """udp()'s drop accounting with no switch on the way: nothing may be lost."""
-    host_ifaces = []
+class InGuest:
+    """udp()'s drop accounting (vhdrig.drop_counters) inside the guest: a datagram lost must have been counted
+    by the guest's vhostd (stats, show: its vhostctl --json answers, or nothing) or by one of ifaces ((ifname,
+    netns) pairs in the guest)."""
 
-    def stats(self):
-        return {}
+    def __init__(self, g, stats=dict, show=dict, ifaces=()):
+        self.g, self.stats, self.show, self.host_ifaces = g, stats, show, list(ifaces)
 
-    def show(self):
-        return {}
+    def iface_stats(self, ifname, ns):
+        out = sh(self.g, f"{IP} netns exec {ns} sh -c 'cd /sys/class/net/{ifname}/statistics && "
+                         f"cat tx_dropped rx_dropped'")
+        return dict(zip(("tx_dropped", "rx_dropped"), map(int, out)))
 
 
 def sh(g, command, timeout=60):
@@ -129,9 +132,9 @@ def scenario(rig):
         return f"{ping_ok('a->b', rc, out, 5)}; features 0x{feats:x}"
 
     def bridge_udp():
-        lost = udp(NoSwitch(), a, b, 5001) + udp(NoSwitch(), b, a, 5002)
-        expect(lost == 0, f"{lost} datagrams lost")
-        return "2000 datagrams each way, all checked"
+        taps = InGuest(g, ifaces=[("ka", "a"), ("kb", "b")])
+        lost = udp(taps, a, b, 5001) + udp(taps, b, a, 5002)
+        return f"2000 datagrams each way, all checked ({lost} lost, counted by the taps)"
 
     def bridge_tcp():
         before = link_stats(g, "a", "ka")
@@ -184,10 +187,14 @@ def scenario(rig):
         out = sh(g, f"{ctl} --json stats")
         return {p["name"]: p for p in json.loads("".join(out))["ports"]}
 
-    def vshow(port):
+    def vshow_all():
         import json
         out = sh(g, f"{ctl} --json show")
-        return {p["name"]: p for p in json.loads("".join(out))["ports"]}[port]
+        return {p["name"]: p for p in json.loads("".join(out))["ports"]}
+
+    def vshow(port):
+        return vshow_all()[port]
+
 
     def tap_counters(ns, dev):
         out = sh(g, f"{IP} netns exec {ns} sh -c 'cd /sys/class/net/{dev}/statistics && "
@@ -211,9 +218,9 @@ def scenario(rig):
         return ping_ok("c->d", rc, out, 5)
 
     def vhostd_traffic():
-        lost = udp(NoSwitch(), c, d, 5011) + udp(NoSwitch(), d, c, 5012)
-        expect(lost == 0, f"{lost} datagrams lost")
-        return f"UDP 2000 each way; TCP c->d {tcp(c, d, 5013)}, d->c {tcp(d, c, 5014)}"
+        counted = InGuest(g, vstats, vshow_all, [("vn0", "c"), ("vn1", "d")])
+        lost = udp(counted, c, d, 5011) + udp(counted, d, c, 5012)
+        return f"UDP 2000 each way ({lost} lost, counted by vhostd); TCP c->d {tcp(c, d, 5013)}, d->c {tcp(d, c, 5014)}"
 
     def vhostd_counters():
         for _ in range(5):
@@ -228,10 +235,10 @@ def scenario(rig):
         errs = compare_tap("vn0", taps["vn0"], s2["vn0"]) + compare_tap("vn1", taps["vn1"], s2["vn1"])
         errs += [f"{p}: errors {s2[p]['errors']}" for p in taps if s2[p]["errors"]]
         expect(not errs, "; ".join(errs))
-        # Two ports: everything one receives the other sends (nothing dropped, nothing flooded elsewhere).
+        # Two ports: everything one receives the other sends or counts as dropped (its ring was full).
         for x, y in (("vn0", "vn1"), ("vn1", "vn0")):
-            expect(s2[x]["rx_packets"] == s2[y]["tx_packets"] and s2[x]["rx_bytes"] == s2[y]["tx_bytes"] and
-                   s2[x]["rx_bytes"] > TCP_BYTES, f"{x} rx vs {y} tx: {s2}")
+            expect(s2[x]["rx_packets"] == s2[y]["tx_packets"] + s2[y]["tx_drops"] and s2[x]["rx_bytes"] > TCP_BYTES,
+                   f"{x} rx vs {y} tx + tx_drops: {s2}")
         return (f"vn0 rx {s2['vn0']['rx_packets']} tx {s2['vn0']['tx_packets']}, vn1 rx {s2['vn1']['rx_packets']} "
                 f"tx {s2['vn1']['tx_packets']}: equal to the taps'")
 
