@@ -8,7 +8,8 @@ What it offers:
   namespaces   netns_add(), netns_del(); Rig.nsrun()
   QEMU         qemu_cmd(): the one QEMU command line of a guest (kernel append, vhost-user chardev, NIC extras,
                queues, vIOMMU, memory); prepare_guest(); qemu_warnings(); Guest: a guest driven through its
-               console agent (switch-agent.sh), agent_append() its kernel command line
+               console agent (switch-agent.sh), agent_append() its kernel command line; GuestNs: a netns
+               inside a guest as a udp()/tcp() peer
   DPDK         prepare_hugepages(), testpmd_cmd(), dpdk_cleanup()
   vhostd       Vhostd: one vhostd (its config, control socket, vhostctl --json, stop); Rig: one scenario's
                temporary directory, network namespace, Vhostd and guests; HostNs / NsJob: hostpeer.py in a
