@@ -95,14 +95,16 @@ static void schedule_retry(struct vk_t *k)
 	k->backoff_ms = k->backoff_ms * 2 > k->max_ms ? k->max_ms : k->backoff_ms * 2;
 }
 
-/* Queue i of the tap (created when missing). 0 or -errno, logged with what failed. */
+/* Queue i of the tap (created when missing). 0 or -errno, logged with what failed (once until a success:
+ * connect() retries every back-off). */
 static int open_tap_queue(struct vhd_fe_transport *t, unsigned i)
 {
 	struct vk_t *k = K(t);
 	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
 		int rc = -errno;
-		vhd_log(VHD_LOG_ERR, "%s: cannot open /dev/net/tun: %s", t->name, strerror(-rc));
+		if (!k->told_open)
+			vhd_log(VHD_LOG_ERR, "%s: cannot open /dev/net/tun: %s", t->name, strerror(-rc));
 		return rc;
 	}
 	k->tfd[i] = fd;
@@ -112,9 +114,10 @@ static int open_tap_queue(struct vhd_fe_transport *t, unsigned i)
 	memcpy(ifr.ifr_name, k->tap, sizeof(k->tap));
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 		int rc = -errno;
-		vhd_log(VHD_LOG_ERR, "%s: tap %s queue %u: TUNSETIFF%s: %s", t->name, k->tap, i,
-			k->pairs > 1 ? " (multi-queue: an existing tap must have been made with multi_queue)" : "",
-			strerror(-rc));
+		if (!k->told_open)
+			vhd_log(VHD_LOG_ERR, "%s: tap %s queue %u: TUNSETIFF%s: %s", t->name, k->tap, i,
+				k->pairs > 1 ? " (multi-queue: an existing tap must have been made with multi_queue)" : "",
+				strerror(-rc));
 		return rc;
 	}
 	return 0;
