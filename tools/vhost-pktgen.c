@@ -74,6 +74,9 @@ struct qstats {
 struct opts {
 	const char *path;
 	const char *tap;  /* --mode tap: the tap interface */
+	const char *vk_tap; /* vhost-kernel: vhost-net's tap (--vhost-tap, or --tap outside --mode tap) */
+	enum vhd_fe_transport_kind transport; /* --transport, resolved from the path when not given */
+	bool transport_set;
 	const char *sink; /* --sink: the second device, the sink of what the first port generates */
 	bool backend, vduse, server, client_set, packed, no_mrg, iommu, iommu_lazy, per_burst, in_order, inflight, json,
 		verify, latency,
@@ -809,6 +812,10 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 		for (unsigned q = 0; q < g->o.queues; q++)
 			vhd_net_drv_refill(vhd_fe_vq(fe, 2 * q), &g->cfg, g->pool[q], &g->nst[2 * q]);
 		tap_set_offloads(g);
+		/* The tap exists from here on: what a script waits for before configuring it. */
+		if (g->o.transport == VHD_FE_TRANSPORT_VHOST_KERNEL)
+			fprintf(stderr, "vhost-pktgen: vhost-kernel up on tap %s, features 0x%llx\n", g->o.vk_tap,
+				(unsigned long long)vhd_fe_features(fe));
 	} else {
 		g->cfg_ok = false;
 		for (unsigned q = 0; q < 2 * g->o.queues; q++)
@@ -1017,9 +1024,16 @@ static void usage(FILE *f)
 		"                    [--in-order] [--verify] [--mac XX:XX:XX:XX:XX:XX] [--json] [--mode tap --tap NAME]\n"
 		"                    [--pps N] [--sink PATH [--announce]] [--latency [--window N]] [--warmup S] [--poll]\n"
 		"                    [--no-payload | --static] [--flows N] [--src-macs N] [--msg-timeout MS]\n"
+		"                    [--transport vhost-user|vhost-kernel|vhost-vdpa] [--vhost-tap NAME]\n"
 		"\n"
 		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
-		"  --frontend PATH  drive the vhost-user device at PATH without a VM (connecting by default)\n"
+		"  --frontend PATH  drive the device at PATH without a VM: a vhost-user socket (connecting by default),\n"
+		"                   or /dev/vhost-net (vhost-kernel: the kernel's vhost-net, whose back-end is the tap\n"
+		"                   --tap NAME, created if missing, one tap queue per queue pair; split rings only,\n"
+		"                   no --server, no --iommu)\n"
+		"  --transport T    frontend: force the transport instead of picking it from PATH (vhost-user,\n"
+		"                   vhost-kernel; vhost-vdpa is not available yet)\n"
+		"  --vhost-tap NAME vhost-kernel: vhost-net's tap, where --tap names the bridged tap (--mode tap)\n"
 		"  --vduse NAME     serve a virtio-net device to this host's kernel through VDUSE, attached to the vDPA\n"
 		"                   bus (virtio_vdpa makes a netdev of it); one queue pair; --packed offers packed rings\n"
 		"  --server/--client  listen on PATH, or connect to it (and reconnect)\n"
@@ -1034,7 +1048,7 @@ static void usage(FILE *f)
 		"  --count N        stop after N frames sent (txonly, txrx) or received (other modes)\n"
 		"  --duration S     stop after S seconds of traffic; without --count/--duration run until SIGINT\n"
 		"  --pps N          txonly: send at most N frames per second (default: as fast as the peer takes them)\n"
-		"  --packed         frontend: ask for packed rings (a back-end always offers them)\n"
+		"  --packed         frontend: ask for packed rings (a back-end always offers them; vhost-kernel has none)\n"
 		"  --no-mrg         do not negotiate mergeable RX buffers\n"
 		"  --iommu          backend: offer VIRTIO_F_ACCESS_PLATFORM (a guest behind a vIOMMU); frontend: require\n"
 		"                   it, put our memory at IOVAs (unlike our virtual and guest-physical addresses), map\n"
@@ -1130,7 +1144,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"no-payload", 0, 0, 'N'}, {"static", 0, 0, 'Z'}, {"flows", 1, 0, 'F'}, {"announce", 0, 0, 'A'},
 		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iommu-lazy", 0, 0, 'z'}, {"iotlb-per-burst", 0, 0, 'G'},
 		{"vduse", 1, 0, 'U'},   {"inflight", 0, 0, 'T'}, {"msg-timeout", 1, 0, 1000},
-		{"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+		{"transport", 1, 0, 1002}, {"vhost-tap", 1, 0, 'K'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -1239,6 +1253,21 @@ static int parse(int argc, char **argv, struct opts *o)
 			}
 			o->tap = optarg;
 			break;
+		case 'K':
+			if (strlen(optarg) >= IFNAMSIZ) {
+				fprintf(stderr, "vhost-pktgen: --vhost-tap name longer than %d\n", IFNAMSIZ - 1);
+				return -1;
+			}
+			o->vk_tap = optarg;
+			break;
+		case 1002:
+			if (vhd_fe_transport_parse(optarg, &o->transport) < 0) {
+				fprintf(stderr, "vhost-pktgen: --transport wants vhost-user, vhost-kernel or vhost-vdpa, not %s\n",
+					optarg);
+				return -1;
+			}
+			o->transport_set = true;
+			break;
 		case 'k':
 			o->sink = optarg;
 			break;
@@ -1292,6 +1321,33 @@ static int parse(int argc, char **argv, struct opts *o)
 	if (o->vduse && (o->queues != 1 || o->iommu || o->iommu_lazy || o->client_set || o->sink || o->in_order)) {
 		fprintf(stderr, "vhost-pktgen: --vduse serves one queue pair to the kernel: no --queues, --iommu, "
 				"--server/--client, --sink or --in-order\n");
+		return -1;
+	}
+	if (o->backend && o->transport_set) {
+		fprintf(stderr, "vhost-pktgen: --transport is for a frontend (a back-end serves vhost-user)\n");
+		return -1;
+	}
+	o->transport = o->backend ? VHD_FE_TRANSPORT_VHOST_USER : vhd_fe_transport_of(o->transport, o->path);
+	if (o->transport == VHD_FE_TRANSPORT_VHOST_KERNEL) {
+		if (o->mode != M_TAP && !o->vk_tap) {
+			o->vk_tap = o->tap;
+			o->tap = NULL;
+		}
+		if (!o->vk_tap) {
+			fprintf(stderr, "vhost-pktgen: vhost-kernel (%s) needs its tap: --tap NAME (--vhost-tap NAME "
+					"with --mode tap)\n", o->path);
+			return -1;
+		}
+		const char *no = o->packed ? "--packed: vhost-net has no packed rings (VIRTIO_F_RING_PACKED)"
+				 : o->server ? "--server: vhost-net is a device we open, nothing connects to us"
+				 : o->iommu ? "--iommu: this frontend drives vhost-net without an IOTLB"
+				 : o->sink ? "--sink" : NULL;
+		if (no) {
+			fprintf(stderr, "vhost-pktgen: %s; not with vhost-kernel\n", no);
+			return -1;
+		}
+	} else if (o->vk_tap) {
+		fprintf(stderr, "vhost-pktgen: --vhost-tap is for vhost-kernel\n");
 		return -1;
 	}
 	if ((o->mode == M_TAP) != (o->tap != NULL)) {
@@ -1376,7 +1432,12 @@ static int open_port(struct gen *g)
 			f |= VHD_BIT(VIRTIO_F_RING_PACKED);
 		if (g->o.in_order)
 			f |= VHD_BIT(VIRTIO_F_IN_ORDER);
-		struct vhd_fe_config c = {.path = g->o.path, .server = g->o.server, .queue_pairs = (uint16_t)g->o.queues,
+		/* Bridging a kernel's stack: carry its checksum and segmentation offloads both ways. */
+		if (g->o.mode == M_TAP)
+			f |= VHD_BIT(VIRTIO_NET_F_CSUM) | VHD_BIT(VIRTIO_NET_F_GUEST_CSUM) |
+			     VHD_BIT(VIRTIO_NET_F_HOST_TSO4) | VHD_BIT(VIRTIO_NET_F_HOST_TSO6) |
+			     VHD_BIT(VIRTIO_NET_F_GUEST_TSO4) | VHD_BIT(VIRTIO_NET_F_GUEST_TSO6);
+		struct vhd_fe_config c = {.transport = g->o.transport, .tap = g->o.vk_tap, .path = g->o.path, .server = g->o.server, .queue_pairs = (uint16_t)g->o.queues,
 					  .features = f, .buf_area_size = (size_t)nbufs * buf_size,
 					  .iommu = g->o.iommu, .iommu_lazy = g->o.iommu_lazy, .inflight = g->o.inflight,
 					  .reply_timeout_ms = g->o.msg_timeout_ms, .event = fe_event, .opaque = g, .name = "pktgen"};

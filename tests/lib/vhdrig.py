@@ -8,7 +8,8 @@ What it offers:
   namespaces   netns_add(), netns_del(); Rig.nsrun()
   QEMU         qemu_cmd(): the one QEMU command line of a guest (kernel append, vhost-user chardev, NIC extras,
                queues, vIOMMU, memory); prepare_guest(); qemu_warnings(); Guest: a guest driven through its
-               console agent (switch-agent.sh), agent_append() its kernel command line
+               console agent (switch-agent.sh), agent_append() its kernel command line; GuestNs: a netns
+               inside a guest as a udp()/tcp() peer
   DPDK         prepare_hugepages(), testpmd_cmd(), dpdk_cleanup()
   vhostd       Vhostd: one vhostd (its config, control socket, vhostctl --json, stop); Rig: one scenario's
                temporary directory, network namespace, Vhostd and guests; HostNs / NsJob: hostpeer.py in a
@@ -947,6 +948,17 @@ class Guest:
     def tail(self, n=25):
         with self.lock:
             return list(self.console[-n:])
+
+
+class GuestNs:
+    """A network namespace inside a Guest (ip netns, iproute2 in the guest's payload), as a traffic peer for
+    udp()/tcp()/peer_start(): its nettool runs there, at ip."""
+
+    def __init__(self, guest, ns, ip):
+        self.g, self.ns, self.ip, self.name = guest, ns, ip, f"{guest.name}/{ns}"
+
+    def start(self, *args):
+        return self.g.start(f"/usr/bin/ip netns exec {self.ns} nettool " + " ".join(map(str, args)))
 
 
 class GuestJob:
