@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,6 +83,7 @@ struct opts {
 	bool announce;      /* --announce: the sink sends one broadcast from its MAC when it comes up */
 	unsigned src_macs;  /* --src-macs: source MACs --mac + 0 .. src_macs-1 (in the low 3 bytes), in turn */
 	enum mode mode;
+	int transport; /* --transport: enum vhd_fe_transport_kind, -1 to pick from the path */
 	uint32_t size_min, size_max;
 	unsigned burst, queues;
 	uint64_t count;
@@ -971,7 +973,7 @@ static void report_all(struct gen *g)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: vhost-pktgen (--backend PATH | --frontend PATH) [--server | --client]\n"
+		"usage: vhost-pktgen (--backend PATH | --frontend PATH [--transport T]) [--server | --client]\n"
 		"                    [--mode txonly|txrx|rxonly|io|macswap|icmpecho] [--size BYTES | --size MIN-MAX]\n"
 		"                    [--burst N] [--queues N] [--count N | --duration S] [--packed] [--no-mrg]\n"
 		"                    [--iommu [--iotlb-per-burst] | --iommu-lazy]\n"
@@ -980,7 +982,9 @@ static void usage(FILE *f)
 		"                    [--no-payload | --static] [--flows N] [--src-macs N]\n"
 		"\n"
 		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
-		"  --frontend PATH  drive the vhost-user device at PATH without a VM (connecting by default)\n"
+		"  --frontend PATH  drive the device at PATH without a VM: a vhost-user socket (connecting by\n"
+		"                   default), or a vhost-vdpa character device /dev/vhost-vdpa-N\n"
+		"  --transport T    frontend: vhost-user or vhost-vdpa, instead of picking it from PATH\n"
 		"  --server/--client  listen on PATH, or connect to it (and reconnect)\n"
 		"  --mode           txonly: generate UDP frames; txrx: generate, and count what arrives (both ways);\n"
 		"                   rxonly: count and drop; io: send back what arrives;\n"
@@ -1067,9 +1071,20 @@ static bool parse_nonneg(const char *name, const char *arg, double *out)
 	return true;
 }
 
+/* A character device named vhost-vdpa-N is vhost-vdpa; anything else a vhost-user socket. */
+static int fe_transport_of(const char *path)
+{
+	struct stat st;
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	if (stat(path, &st) == 0 && S_ISCHR(st.st_mode) && !strncmp(base, "vhost-vdpa-", 11))
+		return VHD_FE_VHOST_VDPA;
+	return VHD_FE_VHOST_USER;
+}
+
 static int parse(int argc, char **argv, struct opts *o)
 {
-	*o = (struct opts){.mode = M_IO, .size_min = 64, .size_max = 64, .burst = 32, .queues = 1, .window = 1, .flows = 1,
+	*o = (struct opts){.mode = M_IO, .transport = -1, .size_min = 64, .size_max = 64, .burst = 32, .queues = 1, .window = 1, .flows = 1,
 			   .src_macs = 1, .mac = {0x02, 0, 0, 0, 0, 0x01}};
 	bool mode_set = false;
 	bool client = false;
@@ -1081,7 +1096,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"tap", 1, 0, 't'},     {"pps", 1, 0, 'r'},      {"sink", 1, 0, 'k'},   {"latency", 0, 0, 'L'},
 		{"window", 1, 0, 'w'},  {"warmup", 1, 0, 'W'},   {"poll", 0, 0, 'p'},
 		{"no-payload", 0, 0, 'N'}, {"static", 0, 0, 'Z'}, {"flows", 1, 0, 'F'}, {"announce", 0, 0, 'A'},
-		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iommu-lazy", 0, 0, 'z'}, {"iotlb-per-burst", 0, 0, 'G'},   {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iommu-lazy", 0, 0, 'z'}, {"iotlb-per-burst", 0, 0, 'G'}, {"transport", 1, 0, 'T'},   {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -1097,6 +1112,16 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'S':
 			o->server = true;
 			o->client_set = true;
+			break;
+		case 'T':
+			if (!strcmp(optarg, "vhost-user")) {
+				o->transport = VHD_FE_VHOST_USER;
+			} else if (!strcmp(optarg, "vhost-vdpa")) {
+				o->transport = VHD_FE_VHOST_VDPA;
+			} else {
+				fprintf(stderr, "vhost-pktgen: unknown transport '%s' (vhost-user, vhost-vdpa)\n", optarg);
+				return -1;
+			}
 			break;
 		case 'C':
 			client = true;
@@ -1261,6 +1286,16 @@ static int parse(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "vhost-pktgen: --server and --client exclude each other\n");
 		return -1;
 	}
+	if (o->transport >= 0 && o->backend) {
+		fprintf(stderr, "vhost-pktgen: --transport is for a frontend (a back-end serves vhost-user)\n");
+		return -1;
+	}
+	if (o->transport < 0)
+		o->transport = o->backend ? VHD_FE_VHOST_USER : fe_transport_of(o->path);
+	if (o->transport == VHD_FE_VHOST_VDPA && (o->server || o->iommu || o->sink)) {
+		fprintf(stderr, "vhost-pktgen: a vhost-vdpa device takes no --server, --iommu or --sink\n");
+		return -1;
+	}
 	/* Defaults: a back-end listens, a frontend connects. */
 	if (!o->client_set)
 		o->server = o->backend;
@@ -1297,7 +1332,8 @@ static int open_port(struct gen *g)
 			f |= VHD_BIT(VIRTIO_F_RING_PACKED);
 		if (g->o.in_order)
 			f |= VHD_BIT(VIRTIO_F_IN_ORDER);
-		struct vhd_fe_config c = {.path = g->o.path, .server = g->o.server, .queue_pairs = (uint16_t)g->o.queues,
+		struct vhd_fe_config c = {.transport = (enum vhd_fe_transport_kind)g->o.transport,
+					  .path = g->o.path, .server = g->o.server, .queue_pairs = (uint16_t)g->o.queues,
 					  .features = f, .buf_area_size = (size_t)nbufs * buf_size,
 					  .iommu = g->o.iommu, .iommu_lazy = g->o.iommu_lazy,
 					  .event = fe_event, .opaque = g, .name = "pktgen"};

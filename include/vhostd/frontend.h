@@ -43,6 +43,7 @@ struct vhd_vq;
 /** Transport kinds behind the frontend's ops table. */
 enum vhd_fe_transport_kind {
 	VHD_FE_VHOST_USER = 0,
+	VHD_FE_VHOST_VDPA = 2, /**< the kernel's /dev/vhost-vdpa-N (path); no server, no iommu */
 };
 
 enum vhd_fe_event {
@@ -52,7 +53,7 @@ enum vhd_fe_event {
 
 struct vhd_fe_config {
 	enum vhd_fe_transport_kind transport;
-	const char *path;          /**< vhost-user socket */
+	const char *path;          /**< vhost-user socket, or the /dev/vhost-vdpa-N node */
 	bool server;               /**< listen on path instead of connecting; one back-end at a time: while one is
 				    connected another's connect fails with ECONNREFUSED (see vhd_vu_config.client) */
 	uint16_t queue_pairs;      /**< 1..16 */

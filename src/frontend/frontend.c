@@ -112,7 +112,10 @@ static size_t page_up(size_t v)
 
 int vhd_fe_create(const struct vhd_fe_config *cfg, struct vhd_fe **out)
 {
-	if (cfg->transport != VHD_FE_VHOST_USER || cfg->queue_pairs == 0 || cfg->queue_pairs > FE_MAX_QP)
+	bool vdpa = cfg->transport == VHD_FE_VHOST_VDPA;
+	/* vhost-vdpa maps our memory through the kernel's IOTLB up front: no IOMMU emulation, no listening. */
+	if ((cfg->transport != VHD_FE_VHOST_USER && !vdpa) || (vdpa && (cfg->iommu || cfg->server)) ||
+	    cfg->queue_pairs == 0 || cfg->queue_pairs > FE_MAX_QP)
 		return -EINVAL;
 	struct vhd_fe *fe = calloc(1, sizeof(*fe));
 	if (!fe)
@@ -158,7 +161,8 @@ int vhd_fe_create(const struct vhd_fe_config *cfg, struct vhd_fe **out)
 	for (unsigned i = 0; i < fe->nq; i++)
 		fe->q[i].ring_off = fe->ring_slot * i;
 	fe->dev_base = cfg->iommu ? FE_GPA + FE_IOVA_OFF : (uintptr_t)fe->mem;
-	rc = vhd_fe_vu_transport_init(&fe->t, fe->name, fe->cfg.reply_timeout_ms);
+	rc = vdpa ? vhd_fe_vdpa_transport_init(&fe->t, fe->name)
+		  : vhd_fe_vu_transport_init(&fe->t, fe->name, fe->cfg.reply_timeout_ms);
 	fe->t.iommu = cfg->iommu;
 	fe->t.miss = fe_miss;
 	fe->t.owner = fe;
