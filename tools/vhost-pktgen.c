@@ -120,16 +120,19 @@ struct gen {
 	unsigned traffic_ticks; /* note_traffic() calls */
 	bool started;
 	int tap_fd[MAX_QP]; /* --mode tap: one tap queue per queue pair */
+	unsigned resets;    /* SIGUSR1 resets done */
 	unsigned tap_offloads; /* TUN_F_* last set */
 	struct lat *lat;       /* --latency */
 	struct gen *sink;      /* --sink: the second port, driven by the same loop */
 };
 
-static volatile sig_atomic_t stop_now;
+static volatile sig_atomic_t stop_now, reset_now;
 static void on_signal(int s)
 {
-	(void)s;
-	stop_now = 1;
+	if (s == SIGUSR1)
+		reset_now = 1;
+	else
+		stop_now = 1;
 }
 
 static double secs(const struct timespec *a, const struct timespec *b)
@@ -785,6 +788,9 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 		for (unsigned q = 0; q < g->o.queues; q++)
 			vhd_net_drv_refill(vhd_fe_vq(fe, 2 * q), &g->cfg, g->pool[q], &g->nst[2 * q]);
 		tap_set_offloads(g);
+		if (g->resets)
+			fprintf(stderr, "vhost-pktgen: up again after reset %u, %llu frames received before\n",
+				g->resets, (unsigned long long)total(g, true));
 	} else {
 		g->cfg_ok = false;
 		for (unsigned q = 0; q < 2 * g->o.queues; q++)
@@ -1044,6 +1050,7 @@ static void usage(FILE *f)
 		"                   --static only those two bytes of a frame are written\n"
 		"  --src-macs N     generating modes: frames come from N source MACs in turn, --mac plus 0..N-1 in\n"
 		"                   its low three bytes (1..65536; default 1), as from many guests behind one port\n"
+		"SIGUSR1 (frontend): reset the device under traffic and set it up again (vhd_fe_reset()).\n"
 		"At exit (or on SIGINT/SIGTERM) prints per-queue and total packets, bytes, drops, errors and Mpps.\n"
 		"Exit status: 0, or 1 if --verify saw lost/duplicated/corrupted frames, 2 for bad usage.\n",
 		MIN_FRAME, MAX_FRAME, MAX_BURST, MAX_QP, LAT_MAX_WINDOW);
@@ -1406,6 +1413,7 @@ int main(int argc, char **argv)
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	signal(SIGUSR1, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 	/* A front-end that shrinks its memory file must cost us its device, not the process (vhostd/mem.h). */
 	int grc = vhd_mem_guard_sigbus();
@@ -1453,6 +1461,12 @@ int main(int argc, char **argv)
 	bool warm = g->o.warmup <= 0, announced = !k || !g->o.announce, hold = false;
 	struct timespec t_announce;
 	while (!stop_now) {
+		if (reset_now) {
+			reset_now = 0;
+			int rc = g->o.backend ? -ENOTSUP : vhd_fe_reset(g->fe);
+			fprintf(stderr, "vhost-pktgen: reset (SIGUSR1): %s\n", rc < 0 ? strerror(-rc) : "done");
+			g->resets += rc == 0;
+		}
 		bool ready = port_ready(g), kready = !k || port_ready(k);
 		unsigned moved = 0;
 		if (!announced && kready && announce(k)) {

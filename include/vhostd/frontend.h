@@ -121,6 +121,15 @@ int vhd_fe_timeout_ms(struct vhd_fe *fe);
  */
 int vhd_fe_dispatch(struct vhd_fe *fe);
 
+/**
+ * Reset the device under its traffic, as a driver recovering from an error does: report VHD_FE_DOWN if up,
+ * let go of the device (vhost-vdpa: status 0, which also drops its maps, and the fd closed; vhost-user: the
+ * connection closed), then reopen or reconnect after the back-off and set everything up again (VHD_FE_UP).
+ * Buffers in flight are lost (reclaim them in the DOWN callback). Never waits on the device. Control thread.
+ * @return 0, or -ENOTCONN when there is no device to reset right now.
+ */
+int vhd_fe_reset(struct vhd_fe *fe);
+
 /** True between VHD_FE_UP and VHD_FE_DOWN. */
 bool vhd_fe_up(const struct vhd_fe *fe);
 

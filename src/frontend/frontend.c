@@ -451,6 +451,16 @@ int vhd_fe_dispatch(struct vhd_fe *fe)
 	return rc < 0 ? rc : 0;
 }
 
+int vhd_fe_reset(struct vhd_fe *fe)
+{
+	if (!fe->t.ops->connected(&fe->t))
+		return -ENOTCONN;
+	vhd_log(VHD_LOG_INFO, "%s: reset: the device is set up again from scratch", fe->name);
+	go_down(fe);
+	fe->t.ops->lost(&fe->t);
+	return 0;
+}
+
 void vhd_fe_destroy(struct vhd_fe *fe)
 {
 	if (!fe)
