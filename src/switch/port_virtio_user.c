@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * virtio-user port: we are the driver of a remote vhost-user device (another switch, DPDK's vhost, a
- * vhost-user NIC of any kind), without a VM.
+ * vhost-user NIC of any kind), without a VM. vdpa port: the same driver over the kernel's vhost-vdpa (a vDPA
+ * device, hardware such as a SmartNIC's, or software such as vdpa_sim_net or VDUSE): only the frontend's
+ * transport differs, so both types share everything below.
  *
  *   virtio-user path=PATH [server] [queues=N] [packed] [mrg=on|off] [iommu=on|off]
+ *   vdpa path=/dev/vhost-vdpa-N [queues=N] [packed] [mrg=on|off]
 
  * iommu=on puts the device behind an IOMMU (vhd_fe_config.iommu, docs/viommu.md): ACCESS_PLATFORM required,
  * our memory at IOVAs, mapped with IOTLB updates, the device's misses answered on the control thread.
@@ -53,6 +56,7 @@ struct vup_qp {
 
 struct vup_port {
 	struct vhd_fe *fe;
+	const char *type;
 	char path[108];
 	bool server, packed;
 	unsigned nqp;
@@ -195,19 +199,23 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 	}
 }
 
-static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
+static int vup_create_kind(struct sw_port *p, const struct sw_kv *args, unsigned nargs, bool vdpa, char *err,
+			   size_t errlen)
 {
 	static const char *const known[] = {"path", "server", "queues", "packed", "mrg", "iommu", NULL};
-	int rc = sw_kv_check(args, nargs, known, "virtio-user", err, errlen);
+	static const char *const known_vdpa[] = {"path", "queues", "packed", "mrg", NULL};
+	const char *type = vdpa ? "vdpa" : "virtio-user";
+	int rc = sw_kv_check(args, nargs, vdpa ? known_vdpa : known, type, err, errlen);
 	if (rc < 0)
 		return rc;
 	char path[sizeof(((struct vup_port *)0)->path)];
-	if ((rc = sw_kv_required(args, nargs, "path", "the vhost-user device's socket", path, sizeof(path), err,
-				 errlen)) < 0)
+	if ((rc = sw_kv_required(args, nargs, "path", vdpa ? "the /dev/vhost-vdpa-N device" :
+			"the vhost-user device's socket", path, sizeof(path), err, errlen)) < 0)
 		return rc;
 	struct vup_port *vp = calloc(1, sizeof(*vp));
 	if (!vp)
 		return -ENOMEM;
+	vp->type = type;
 	memcpy(vp->path, path, sizeof(path));
 	vp->server = sw_kv_get(args, nargs, "server", NULL) != NULL;
 	vp->packed = sw_kv_get(args, nargs, "packed", NULL) != NULL;
@@ -227,6 +235,7 @@ static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 		f &= ~VHD_BIT(VIRTIO_NET_F_MRG_RXBUF);
 	size_t area = (size_t)(VUP_RX_BUFS + VUP_TX_BUFS) * VUP_BUF_SIZE;
 	struct vhd_fe_config c = {
+		.transport = vdpa ? VHD_FE_VHOST_VDPA : VHD_FE_VHOST_USER,
 		.path = vp->path,
 		.server = vp->server,
 		.queue_pairs = (uint16_t)vp->nqp,
@@ -240,8 +249,8 @@ static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	p->priv = vp; /* for fe_event, which first runs from a later vhd_fe_dispatch() */
 	rc = vhd_fe_create(&c, &vp->fe);
 	if (rc < 0) {
-		snprintf(err, errlen, "virtio-user: %s %s: %s", vp->server ? "listening on" : "connecting to", vp->path,
-			 strerror(-rc));
+		snprintf(err, errlen, "%s: %s %s: %s", type, vdpa ? "opening" : vp->server ? "listening on" :
+			 "connecting to", vp->path, strerror(-rc));
 		free(vp);
 		p->priv = NULL;
 		return rc;
@@ -257,7 +266,7 @@ static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 						   &vp->qp[i].tx_pool);
 	}
 	if (rc < 0) {
-		snprintf(err, errlen, "virtio-user: buffer pools: %s", strerror(-rc));
+		snprintf(err, errlen, "%s: buffer pools: %s", type, strerror(-rc));
 		vhd_fe_destroy(vp->fe);
 		for (unsigned i = 0; i < vp->nqp; i++) {
 			vhd_pktpool_destroy(vp->qp[i].rx_pool);
@@ -272,6 +281,16 @@ static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	 * cannot take, counted), so the switch hands it anything. */
 	p->rx_off = p->tx_off = (struct sw_offloads){.csum = true, .ecn = true, .gso = 0xff};
 	return 0;
+}
+
+static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
+{
+	return vup_create_kind(p, args, nargs, false, err, errlen);
+}
+
+static int vdpa_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
+{
+	return vup_create_kind(p, args, nargs, true, err, errlen);
 }
 
 static void vup_destroy(struct sw_port *p)
@@ -314,7 +333,8 @@ static void vup_describe(struct sw_port *p, struct sw_json *w)
 	struct vup_port *vp = p->priv;
 	uint64_t f = vhd_fe_up(vp->fe) ? vhd_fe_features(vp->fe) : 0;
 	sw_json_str(w, "path", vp->path);
-	sw_json_str(w, "mode", vp->server ? "server" : "client");
+	if (strcmp(vp->type, "vdpa") != 0) /* a vdpa device is a node: no socket, no mode */
+		sw_json_str(w, "mode", vp->server ? "server" : "client");
 	sw_json_bool(w, "up", vhd_fe_up(vp->fe));
 	sw_json_strf(w, "features", "0x%llx", (unsigned long long)f);
 	sw_json_str(w, "ring", f & VHD_BIT(VIRTIO_F_RING_PACKED) ? "packed" : "split");
@@ -326,6 +346,19 @@ static void vup_describe(struct sw_port *p, struct sw_json *w)
 const struct sw_port_ops sw_virtio_user_ops = {
 	.type = "virtio-user",
 	.create = vup_create,
+	.destroy = vup_destroy,
+	.pollfds = vup_pollfds,
+	.timeout_ms = vup_timeout_ms,
+	.dispatch = vup_dispatch,
+	.link_up = vup_link_up,
+	.describe = vup_describe,
+	.rx_burst = vup_rx_burst,
+	.tx_burst = vup_tx_burst,
+};
+
+const struct sw_port_ops sw_vdpa_ops = {
+	.type = "vdpa",
+	.create = vdpa_create,
 	.destroy = vup_destroy,
 	.pollfds = vup_pollfds,
 	.timeout_ms = vup_timeout_ms,
