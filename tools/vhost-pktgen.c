@@ -92,6 +92,8 @@ struct opts {
 	double warmup; /* seconds of traffic not counted */
 	unsigned window; /* --latency: frames in flight */
 	uint8_t mac[6];
+	bool set_dev_mac;     /* --set-mac */
+	uint8_t dev_mac[6];
 };
 
 /* --latency: shared by the generator and, with --sink, the sink that sees the frames arrive. */
@@ -121,6 +123,7 @@ struct gen {
 	bool started;
 	int tap_fd[MAX_QP]; /* --mode tap: one tap queue per queue pair */
 	unsigned resets;    /* SIGUSR1 resets done */
+	int mac_state;      /* --set-mac: 0 to send, 1 sent, 2 answered */
 	unsigned tap_offloads; /* TUN_F_* last set */
 	struct lat *lat;       /* --latency */
 	struct gen *sink;      /* --sink: the second port, driven by the same loop */
@@ -808,6 +811,30 @@ static void be_event(struct vhd_vu_dev *dev, enum vhd_vu_event ev, unsigned qidx
 	}
 }
 
+/* --set-mac: post MAC ADDR_SET once up (and again after each reset), report the device's answer. */
+static void set_dev_mac(struct gen *g)
+{
+	const uint8_t *m = g->o.dev_mac;
+	if (!vhd_fe_up(g->fe)) {
+		g->mac_state = 0;
+		return;
+	}
+	if (g->mac_state == 0) {
+		int rc = vhd_fe_ctrl(g->fe, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_ADDR_SET, m, 6);
+		if (rc == 0) {
+			g->mac_state = 1;
+		} else if (rc != -EBUSY) {
+			fprintf(stderr, "vhost-pktgen: cannot set the device's MAC: %s\n", strerror(-rc));
+			g->mac_state = 2;
+		}
+	} else if (g->mac_state == 1 && vhd_fe_ctrl_result(g->fe) != -EINPROGRESS) {
+		int rc = vhd_fe_ctrl_result(g->fe);
+		fprintf(stderr, "vhost-pktgen: device MAC %02x:%02x:%02x:%02x:%02x:%02x: %s\n", m[0], m[1], m[2], m[3],
+			m[4], m[5], rc == 0 ? "set" : strerror(-rc));
+		g->mac_state = 2;
+	}
+}
+
 static void control(struct gen *g, int timeout_ms)
 {
 	struct pollfd p[2];
@@ -991,6 +1018,8 @@ static void usage(FILE *f)
 		"  --frontend PATH  drive the device at PATH without a VM: a vhost-user socket (connecting by\n"
 		"                   default), or a vhost-vdpa character device /dev/vhost-vdpa-N\n"
 		"  --transport T    frontend: vhost-user or vhost-vdpa, instead of picking it from PATH\n"
+		"  --set-mac MAC    frontend: once up, set the device's MAC through its control queue (CTRL_VQ,\n"
+		"                   CTRL_MAC_ADDR), as a guest's driver does; the outcome goes to stderr\n"
 		"  --server/--client  listen on PATH, or connect to it (and reconnect)\n"
 		"  --mode           txonly: generate UDP frames; txrx: generate, and count what arrives (both ways);\n"
 		"                   rxonly: count and drop; io: send back what arrives;\n"
@@ -1103,7 +1132,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"tap", 1, 0, 't'},     {"pps", 1, 0, 'r'},      {"sink", 1, 0, 'k'},   {"latency", 0, 0, 'L'},
 		{"window", 1, 0, 'w'},  {"warmup", 1, 0, 'W'},   {"poll", 0, 0, 'p'},
 		{"no-payload", 0, 0, 'N'}, {"static", 0, 0, 'Z'}, {"flows", 1, 0, 'F'}, {"announce", 0, 0, 'A'},
-		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iommu-lazy", 0, 0, 'z'}, {"iotlb-per-burst", 0, 0, 'G'}, {"transport", 1, 0, 'T'},   {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iommu-lazy", 0, 0, 'z'}, {"iotlb-per-burst", 0, 0, 'G'}, {"transport", 1, 0, 'T'}, {"set-mac", 1, 0, 'D'},   {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -1197,12 +1226,15 @@ static int parse(int argc, char **argv, struct opts *o)
 			o->verify = true;
 			break;
 		case 'a':
-			if (sscanf(optarg, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &o->mac[0], &o->mac[1], &o->mac[2], &o->mac[3],
-				   &o->mac[4], &o->mac[5]) != 6) {
-				fprintf(stderr, "vhost-pktgen: bad --mac\n");
+		case 'D': {
+			uint8_t *m = c == 'a' ? o->mac : o->dev_mac;
+			if (sscanf(optarg, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6) {
+				fprintf(stderr, "vhost-pktgen: bad --%s\n", c == 'a' ? "mac" : "set-mac");
 				return -1;
 			}
+			o->set_dev_mac |= c == 'D';
 			break;
+		}
 		case 'j':
 			o->json = true;
 			break;
@@ -1339,6 +1371,8 @@ static int open_port(struct gen *g)
 			f |= VHD_BIT(VIRTIO_F_RING_PACKED);
 		if (g->o.in_order)
 			f |= VHD_BIT(VIRTIO_F_IN_ORDER);
+		if (g->o.set_dev_mac)
+			f |= VHD_BIT(VIRTIO_NET_F_CTRL_VQ) | VHD_BIT(VIRTIO_NET_F_CTRL_MAC_ADDR);
 		struct vhd_fe_config c = {.transport = (enum vhd_fe_transport_kind)g->o.transport,
 					  .path = g->o.path, .server = g->o.server, .queue_pairs = (uint16_t)g->o.queues,
 					  .features = f, .buf_area_size = (size_t)nbufs * buf_size,
@@ -1467,6 +1501,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "vhost-pktgen: reset (SIGUSR1): %s\n", rc < 0 ? strerror(-rc) : "done");
 			g->resets += rc == 0;
 		}
+		if (g->o.set_dev_mac && !g->o.backend)
+			set_dev_mac(g);
 		bool ready = port_ready(g), kready = !k || port_ready(k);
 		unsigned moved = 0;
 		if (!announced && kready && announce(k)) {

@@ -11,6 +11,8 @@ the simulator never finds our 256-entry RX ring empty (it would drop the frame: 
   vdpa_reset         vhd_fe_reset() (SIGUSR1) under traffic: the device is reset (status 0, maps dropped, fd
                      closed), set up again, and the rest of the frames come back verified; only frames in
                      flight at the reset (at most the window) are missing
+  vdpa_ctrl_mac      --set-mac: the simulator's MAC changed through its control queue, as a guest's driver does,
+                     read back with vdpa dev config show (and set back)
   vdpa_port          vhostd's `vdpa path=/dev/vhost-vdpa-0` port: vhostctl shows it up, and frames a vhost-user
                      port sends to the simulator's MAC come back out of it
 
@@ -92,6 +94,24 @@ def scenario(rig):
 
     yield "vdpa_reset", reset
 
+    def mac():
+        # The simulator's control queue (CTRL_VQ, CTRL_MAC_ADDR): its MAC changed by our frontend as a guest's
+        # driver would, read back from the kernel with vdpa dev config show; then set back for what follows.
+        seen = []
+        for want in ("02:00:00:00:00:aa", SIM_MAC):
+            job = g.start(f"{SAN} {vhdrig.PKTGEN} --frontend {DEV} --mode rxonly --set-mac {want} 2>/tmp/mac.log")
+            rc, out = g.cmd(f"for i in $(seq 600); do grep -q 'device MAC' /tmp/mac.log && break; sleep 0.1; done; "
+                            f"cat /tmp/mac.log; /usr/sbin/vdpa dev config show vdpa0; kill -INT $(pidof vhost-pktgen)",
+                            timeout=120)
+            job.wait(60)
+            expect(any(f"device MAC {want}: set" in x for x in out), f"--set-mac {want}: {out}")
+            expect(any(x.startswith("vdpa0:") and f"mac {want} " in x for x in out),
+                   f"vdpa dev config show after --set-mac {want}: {out}")
+            seen.append(want)
+        return f"device MAC set to {seen[0]} through the control queue, read back, and set back to {seen[1]}"
+
+    yield "vdpa_ctrl_mac", mac
+
     def port():
         # vhostd in the guest: a vhost-user port (vhost-pktgen's frontend standing in for a VM) and the simulator
         # as a vdpa port. The generated frames go to the simulator's MAC: flooded to the vdpa port, looped back,
@@ -133,7 +153,7 @@ def scenario(rig):
     yield "vdpa_port", port
 
 
-SCENARIOS = [("vdpa_sim", scenario, ["vdpa_loopback", "vdpa_reset", "vdpa_port"])]
+SCENARIOS = [("vdpa_sim", scenario, ["vdpa_loopback", "vdpa_reset", "vdpa_ctrl_mac", "vdpa_port"])]
 
 if __name__ == "__main__":
     sys.exit(vhdrig.run_scenarios(SCENARIOS, FILTER))
