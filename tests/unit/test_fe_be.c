@@ -23,7 +23,9 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "frontend/transport.h"
 #include "harness.h"
+#include "spec/vhost_vdpa.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "switch/port.h"
@@ -1151,7 +1153,43 @@ static void test_virtio_user_port_rx_tx_windows(void)
 	stop(be);
 }
 
+/* vhost-vdpa: a map is checked against the device's GET_IOVA_RANGE before the kernel sees it (the kernel would
+ * refuse it too, but with a bare EINVAL naming nothing), overflow-safely at the top of the space. */
+static void test_vdpa_iova_range(void)
+{
+	struct vhost_vdpa_iova_range r = {0x1000, 0xffffffffull};
+	CHECK_EQ(vhdi_vdpa_map_check(&r, 0x1000, 0x1000), 0);
+	CHECK_EQ(vhdi_vdpa_map_check(&r, 0xfffff000ull, 0x1000), 0);       /* ends exactly at last */
+	CHECK_EQ(vhdi_vdpa_map_check(&r, 0xfffff000ull, 0x1001), -ERANGE); /* one byte past */
+	CHECK_EQ(vhdi_vdpa_map_check(&r, 0, 0x2000), -ERANGE);             /* starts below first */
+	CHECK_EQ(vhdi_vdpa_map_check(&r, 0x1000, 0), -ERANGE);             /* empty */
+	CHECK_EQ(vhdi_vdpa_map_check(&r, 0x100000000ull, 1), -ERANGE);     /* above */
+	struct vhost_vdpa_iova_range all = {0, ~0ull};
+	CHECK_EQ(vhdi_vdpa_map_check(&all, ~0ull, 1), 0);
+	CHECK_EQ(vhdi_vdpa_map_check(&all, ~0ull, 2), -ERANGE); /* iova + size wraps */
+	CHECK_EQ(vhdi_vdpa_map_check(&all, 1, ~0ull), 0);
+}
+
+/* A node that is not a vhost-vdpa device: the frontend refuses it at create, naming the ioctl, and leaks
+ * nothing; server and iommu do not apply to vhost-vdpa. */
+static void test_vdpa_not_a_device(void)
+{
+	struct vhd_fe *fe = NULL;
+	struct vhd_fe_config c = {.transport = VHD_FE_VHOST_VDPA, .path = "/dev/null", .queue_pairs = 1};
+	CHECK_EQ(vhd_fe_create(&c, &fe), -ENOTTY);
+	c.path = "/nonexistent/vhost-vdpa-9";
+	CHECK_EQ(vhd_fe_create(&c, &fe), -ENOENT);
+	c.server = true;
+	CHECK_EQ(vhd_fe_create(&c, &fe), -EINVAL);
+	c.server = false;
+	c.iommu = true;
+	CHECK_EQ(vhd_fe_create(&c, &fe), -EINVAL);
+	CHECK(fe == NULL);
+}
+
 static const struct th_case cases[] = {
+	{"vdpa_iova_range", test_vdpa_iova_range, 10},
+	{"vdpa_not_a_device", test_vdpa_not_a_device, 10},
 	{"backend_thread_per_pair", test_backend_thread_per_pair, 120},
 	{"split", test_split, 120},
 	{"packed", test_packed, 120},
