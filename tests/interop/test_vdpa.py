@@ -58,7 +58,7 @@ def scenario(rig):
     def loopback():
         n = 3000
         rc, out = g.cmd(pktgen(f"--mode txonly --verify --latency --window {WINDOW} --count {n}", "/tmp/lb"),
-                        timeout=300)
+                        timeout=180)
         r, lines = result(g, "/tmp/lb")
         t = r["total"]
         expect(rc == 0, f"vhost-pktgen failed ({rc}): {lines[-10:]}")
