@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -75,6 +74,9 @@ struct qstats {
 struct opts {
 	const char *path;
 	const char *tap;  /* --mode tap: the tap interface */
+	const char *vk_tap; /* vhost-kernel: vhost-net's tap (--vhost-tap, or --tap outside --mode tap) */
+	enum vhd_fe_transport_kind transport; /* --transport, resolved from the path when not given */
+	bool transport_set;
 	const char *sink; /* --sink: the second device, the sink of what the first port generates */
 	bool backend, server, client_set, packed, no_mrg, iommu, iommu_lazy, per_burst, in_order, json, verify, latency,
 		poll, no_payload;
@@ -83,7 +85,6 @@ struct opts {
 	bool announce;      /* --announce: the sink sends one broadcast from its MAC when it comes up */
 	unsigned src_macs;  /* --src-macs: source MACs --mac + 0 .. src_macs-1 (in the low 3 bytes), in turn */
 	enum mode mode;
-	int transport; /* --transport: enum vhd_fe_transport_kind, -1 to pick from the path */
 	uint32_t size_min, size_max;
 	unsigned burst, queues;
 	uint64_t count;
@@ -791,6 +792,10 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 		for (unsigned q = 0; q < g->o.queues; q++)
 			vhd_net_drv_refill(vhd_fe_vq(fe, 2 * q), &g->cfg, g->pool[q], &g->nst[2 * q]);
 		tap_set_offloads(g);
+		/* The tap exists from here on: what a script waits for before configuring it. */
+		if (g->o.transport == VHD_FE_TRANSPORT_VHOST_KERNEL)
+			fprintf(stderr, "vhost-pktgen: vhost-kernel up on tap %s, features 0x%llx\n", g->o.vk_tap,
+				(unsigned long long)vhd_fe_features(fe));
 		if (g->resets)
 			fprintf(stderr, "vhost-pktgen: up again after reset %u, %llu frames received before\n",
 				g->resets, (unsigned long long)total(g, true));
@@ -1006,18 +1011,24 @@ static void report_all(struct gen *g)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: vhost-pktgen (--backend PATH | --frontend PATH [--transport T]) [--server | --client]\n"
+		"usage: vhost-pktgen (--backend PATH | --frontend PATH) [--server | --client]\n"
 		"                    [--mode txonly|txrx|rxonly|io|macswap|icmpecho] [--size BYTES | --size MIN-MAX]\n"
 		"                    [--burst N] [--queues N] [--count N | --duration S] [--packed] [--no-mrg]\n"
 		"                    [--iommu [--iotlb-per-burst] | --iommu-lazy]\n"
 		"                    [--in-order] [--verify] [--mac XX:XX:XX:XX:XX:XX] [--json] [--mode tap --tap NAME]\n"
 		"                    [--pps N] [--sink PATH [--announce]] [--latency [--window N]] [--warmup S] [--poll]\n"
 		"                    [--no-payload | --static] [--flows N] [--src-macs N]\n"
+		"                    [--transport vhost-user|vhost-kernel|vhost-vdpa] [--vhost-tap NAME]\n"
 		"\n"
 		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
-		"  --frontend PATH  drive the device at PATH without a VM: a vhost-user socket (connecting by\n"
-		"                   default), or a vhost-vdpa character device /dev/vhost-vdpa-N\n"
-		"  --transport T    frontend: vhost-user or vhost-vdpa, instead of picking it from PATH\n"
+		"  --frontend PATH  drive the device at PATH without a VM: a vhost-user socket (connecting by default),\n"
+		"                   /dev/vhost-net (vhost-kernel: the kernel's vhost-net, whose back-end is the tap\n"
+		"                   --tap NAME, created if missing, one tap queue per queue pair; split rings only,\n"
+		"                   no --server, no --iommu), or /dev/vhost-vdpa-N (vhost-vdpa: a vDPA device; no\n"
+		"                   --server, no --iommu)\n"
+		"  --transport T    frontend: force the transport instead of picking it from PATH (vhost-user,\n"
+		"                   vhost-kernel, vhost-vdpa)\n"
+		"  --vhost-tap NAME vhost-kernel: vhost-net's tap, where --tap names the bridged tap (--mode tap)\n"
 		"  --set-mac MAC    frontend: once up, set the device's MAC through its control queue (CTRL_VQ,\n"
 		"                   CTRL_MAC_ADDR), as a guest's driver does; the outcome goes to stderr\n"
 		"  --server/--client  listen on PATH, or connect to it (and reconnect)\n"
@@ -1032,7 +1043,7 @@ static void usage(FILE *f)
 		"  --count N        stop after N frames sent (txonly, txrx) or received (other modes)\n"
 		"  --duration S     stop after S seconds of traffic; without --count/--duration run until SIGINT\n"
 		"  --pps N          txonly: send at most N frames per second (default: as fast as the peer takes them)\n"
-		"  --packed         frontend: ask for packed rings (a back-end always offers them)\n"
+		"  --packed         frontend: ask for packed rings (a back-end always offers them; vhost-kernel has none)\n"
 		"  --no-mrg         do not negotiate mergeable RX buffers\n"
 		"  --iommu          backend: offer VIRTIO_F_ACCESS_PLATFORM (a guest behind a vIOMMU); frontend: require\n"
 		"                   it, put our memory at IOVAs (unlike our virtual and guest-physical addresses), map\n"
@@ -1107,20 +1118,9 @@ static bool parse_nonneg(const char *name, const char *arg, double *out)
 	return true;
 }
 
-/* A character device named vhost-vdpa-N is vhost-vdpa; anything else a vhost-user socket. */
-static int fe_transport_of(const char *path)
-{
-	struct stat st;
-	const char *base = strrchr(path, '/');
-	base = base ? base + 1 : path;
-	if (stat(path, &st) == 0 && S_ISCHR(st.st_mode) && !strncmp(base, "vhost-vdpa-", 11))
-		return VHD_FE_VHOST_VDPA;
-	return VHD_FE_VHOST_USER;
-}
-
 static int parse(int argc, char **argv, struct opts *o)
 {
-	*o = (struct opts){.mode = M_IO, .transport = -1, .size_min = 64, .size_max = 64, .burst = 32, .queues = 1, .window = 1, .flows = 1,
+	*o = (struct opts){.mode = M_IO, .size_min = 64, .size_max = 64, .burst = 32, .queues = 1, .window = 1, .flows = 1,
 			   .src_macs = 1, .mac = {0x02, 0, 0, 0, 0, 0x01}};
 	bool mode_set = false;
 	bool client = false;
@@ -1132,7 +1132,9 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"tap", 1, 0, 't'},     {"pps", 1, 0, 'r'},      {"sink", 1, 0, 'k'},   {"latency", 0, 0, 'L'},
 		{"window", 1, 0, 'w'},  {"warmup", 1, 0, 'W'},   {"poll", 0, 0, 'p'},
 		{"no-payload", 0, 0, 'N'}, {"static", 0, 0, 'Z'}, {"flows", 1, 0, 'F'}, {"announce", 0, 0, 'A'},
-		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iommu-lazy", 0, 0, 'z'}, {"iotlb-per-burst", 0, 0, 'G'}, {"transport", 1, 0, 'T'}, {"set-mac", 1, 0, 'D'},   {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iommu-lazy", 0, 0, 'z'}, {"iotlb-per-burst", 0, 0, 'G'},
+		{"transport", 1, 0, 'T'}, {"vhost-tap", 1, 0, 'K'}, {"set-mac", 1, 0, 'D'}, {"help", 0, 0, 'h'},
+		{0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -1148,16 +1150,6 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'S':
 			o->server = true;
 			o->client_set = true;
-			break;
-		case 'T':
-			if (!strcmp(optarg, "vhost-user")) {
-				o->transport = VHD_FE_VHOST_USER;
-			} else if (!strcmp(optarg, "vhost-vdpa")) {
-				o->transport = VHD_FE_VHOST_VDPA;
-			} else {
-				fprintf(stderr, "vhost-pktgen: unknown transport '%s' (vhost-user, vhost-vdpa)\n", optarg);
-				return -1;
-			}
 			break;
 		case 'C':
 			client = true;
@@ -1249,6 +1241,21 @@ static int parse(int argc, char **argv, struct opts *o)
 			}
 			o->tap = optarg;
 			break;
+		case 'K':
+			if (strlen(optarg) >= IFNAMSIZ) {
+				fprintf(stderr, "vhost-pktgen: --vhost-tap name longer than %d\n", IFNAMSIZ - 1);
+				return -1;
+			}
+			o->vk_tap = optarg;
+			break;
+		case 'T':
+			if (vhd_fe_transport_parse(optarg, &o->transport) < 0) {
+				fprintf(stderr, "vhost-pktgen: --transport wants vhost-user, vhost-kernel or vhost-vdpa, not %s\n",
+					optarg);
+				return -1;
+			}
+			o->transport_set = true;
+			break;
 		case 'k':
 			o->sink = optarg;
 			break;
@@ -1295,6 +1302,33 @@ static int parse(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "vhost-pktgen: give --backend PATH or --frontend PATH\n");
 		return -1;
 	}
+	if (o->backend && o->transport_set) {
+		fprintf(stderr, "vhost-pktgen: --transport is for a frontend (a back-end serves vhost-user)\n");
+		return -1;
+	}
+	o->transport = o->backend ? VHD_FE_TRANSPORT_VHOST_USER : vhd_fe_transport_of(o->transport, o->path);
+	if (o->transport == VHD_FE_TRANSPORT_VHOST_KERNEL) {
+		if (o->mode != M_TAP && !o->vk_tap) {
+			o->vk_tap = o->tap;
+			o->tap = NULL;
+		}
+		if (!o->vk_tap) {
+			fprintf(stderr, "vhost-pktgen: vhost-kernel (%s) needs its tap: --tap NAME (--vhost-tap NAME "
+					"with --mode tap)\n", o->path);
+			return -1;
+		}
+		const char *no = o->packed ? "--packed: vhost-net has no packed rings (VIRTIO_F_RING_PACKED)"
+				 : o->server ? "--server: vhost-net is a device we open, nothing connects to us"
+				 : o->iommu ? "--iommu: this frontend drives vhost-net without an IOTLB"
+				 : o->sink ? "--sink" : NULL;
+		if (no) {
+			fprintf(stderr, "vhost-pktgen: %s; not with vhost-kernel\n", no);
+			return -1;
+		}
+	} else if (o->vk_tap) {
+		fprintf(stderr, "vhost-pktgen: --vhost-tap is for vhost-kernel\n");
+		return -1;
+	}
 	if ((o->mode == M_TAP) != (o->tap != NULL)) {
 		fprintf(stderr, "vhost-pktgen: --mode tap and --tap NAME go together\n");
 		return -1;
@@ -1325,13 +1359,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "vhost-pktgen: --server and --client exclude each other\n");
 		return -1;
 	}
-	if (o->transport >= 0 && o->backend) {
-		fprintf(stderr, "vhost-pktgen: --transport is for a frontend (a back-end serves vhost-user)\n");
-		return -1;
-	}
-	if (o->transport < 0)
-		o->transport = o->backend ? VHD_FE_VHOST_USER : fe_transport_of(o->path);
-	if (o->transport == VHD_FE_VHOST_VDPA && (o->server || o->iommu || o->sink)) {
+	if (o->transport == VHD_FE_TRANSPORT_VHOST_VDPA && (o->server || o->iommu || o->sink)) {
 		fprintf(stderr, "vhost-pktgen: a vhost-vdpa device takes no --server, --iommu or --sink\n");
 		return -1;
 	}
@@ -1373,8 +1401,12 @@ static int open_port(struct gen *g)
 			f |= VHD_BIT(VIRTIO_F_IN_ORDER);
 		if (g->o.set_dev_mac)
 			f |= VHD_BIT(VIRTIO_NET_F_CTRL_VQ) | VHD_BIT(VIRTIO_NET_F_CTRL_MAC_ADDR);
-		struct vhd_fe_config c = {.transport = (enum vhd_fe_transport_kind)g->o.transport,
-					  .path = g->o.path, .server = g->o.server, .queue_pairs = (uint16_t)g->o.queues,
+		/* Bridging a kernel's stack: carry its checksum and segmentation offloads both ways. */
+		if (g->o.mode == M_TAP)
+			f |= VHD_BIT(VIRTIO_NET_F_CSUM) | VHD_BIT(VIRTIO_NET_F_GUEST_CSUM) |
+			     VHD_BIT(VIRTIO_NET_F_HOST_TSO4) | VHD_BIT(VIRTIO_NET_F_HOST_TSO6) |
+			     VHD_BIT(VIRTIO_NET_F_GUEST_TSO4) | VHD_BIT(VIRTIO_NET_F_GUEST_TSO6);
+		struct vhd_fe_config c = {.transport = g->o.transport, .tap = g->o.vk_tap, .path = g->o.path, .server = g->o.server, .queue_pairs = (uint16_t)g->o.queues,
 					  .features = f, .buf_area_size = (size_t)nbufs * buf_size,
 					  .iommu = g->o.iommu, .iommu_lazy = g->o.iommu_lazy,
 					  .event = fe_event, .opaque = g, .name = "pktgen"};

@@ -2,8 +2,11 @@
 /**
  * @file vhostd/frontend.h
  * The driver side of a vhost device without a VM ("virtio-user"): this process plays the guest. It connects to
- * (or listens for) a vhost-user back-end, negotiates, shares one memfd holding every ring plus a packet-buffer
- * area per queue pair, and then drives the queues with the driver-side virtqueue API (vhostd/virtq.h).
+ * (or listens for) a vhost-user back-end, or drives the kernel's vhost-net with a tap as its back-end
+ * (vhost-kernel, see VHD_FE_TRANSPORT_VHOST_KERNEL), negotiates, shares one memfd holding every ring plus a
+ * packet-buffer area per queue pair, and then drives the queues with the driver-side virtqueue API
+ * (vhostd/virtq.h). With vhost-kernel "connecting" is opening /dev/vhost-net and the tap, every setup step
+ * is an ioctl that completes at once, and "the back-end went away" is the tap being deleted.
  *
  * Guest addresses are this process's virtual addresses (as with DPDK's virtio-user), so a buffer in the
  * buffer area is handed to vhd_vq_add() at its own address; with iommu (VIRTIO_F_ACCESS_PLATFORM, a device
@@ -42,9 +45,30 @@ struct vhd_vq;
 
 /** Transport kinds behind the frontend's ops table. */
 enum vhd_fe_transport_kind {
-	VHD_FE_VHOST_USER = 0,
-	VHD_FE_VHOST_VDPA = 2, /**< the kernel's /dev/vhost-vdpa-N (path); no server, no iommu */
+	/** Pick from what path is: a character device named vhost-net (/dev/vhost-net) is vhost-kernel, one named
+	 * vhost-vdpa-N is vhost-vdpa, anything else (a unix socket, or a path a server will create) vhost-user. */
+	VHD_FE_TRANSPORT_AUTO = 0,
+	VHD_FE_TRANSPORT_VHOST_USER, /**< a vhost-user back-end on the unix socket path */
+	/** The kernel's vhost-net (path, normally /dev/vhost-net) with the tap tap as its back-end: one vhost-net
+	 * device per queue pair, each given one queue of the tap. Split rings only (vhost-net has no
+	 * VIRTIO_F_RING_PACKED: asking for it fails vhd_fe_create() with -EOPNOTSUPP); no server, no iommu. */
+	VHD_FE_TRANSPORT_VHOST_KERNEL,
+	/** A vDPA device through the kernel's vhost-vdpa (path /dev/vhost-vdpa-N): memory mapped into its IOTLB, ring
+	 * addresses IOVAs; no server, no iommu (the device translates everything through the IOTLB we fill). */
+	VHD_FE_TRANSPORT_VHOST_VDPA,
 };
+/** The name given to the first vhost-user kind; kept for callers that set it. */
+#define VHD_FE_VHOST_USER VHD_FE_TRANSPORT_VHOST_USER
+
+/** Which kind cfg selects once AUTO is resolved from its path (see VHD_FE_TRANSPORT_AUTO); never AUTO.
+ * Looks at the file system (stat), never blocks on a peer. */
+enum vhd_fe_transport_kind vhd_fe_transport_of(enum vhd_fe_transport_kind kind, const char *path);
+
+/** The kind's name as the command lines spell it ("vhost-user", "vhost-kernel", "vhost-vdpa", "auto"). */
+const char *vhd_fe_transport_name(enum vhd_fe_transport_kind kind);
+
+/** Parse a name as vhd_fe_transport_name() spells it. @return 0, or -EINVAL for an unknown name. */
+int vhd_fe_transport_parse(const char *name, enum vhd_fe_transport_kind *kind);
 
 enum vhd_fe_event {
 	VHD_FE_UP,   /**< negotiated, rings live: the data path may run */
@@ -52,8 +76,11 @@ enum vhd_fe_event {
 };
 
 struct vhd_fe_config {
-	enum vhd_fe_transport_kind transport;
-	const char *path;          /**< vhost-user socket, or the /dev/vhost-vdpa-N node */
+	enum vhd_fe_transport_kind transport; /**< how to reach the device; AUTO (0) picks from path */
+	const char *path;          /**< vhost-user socket, /dev/vhost-net, or /dev/vhost-vdpa-N */
+	const char *tap;           /**< vhost-kernel: the tap interface that is vhost-net's back-end (created if
+				    missing, removed at close if we created it and it is not persistent); required
+				    there, ignored by the other transports. Copied. */
 	bool server;               /**< listen on path instead of connecting; one back-end at a time: while one is
 				    connected another's connect fails with ECONNREFUSED (see vhd_vu_config.client) */
 	uint16_t queue_pairs;      /**< 1..16 */

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "spec/endian.h"
@@ -119,12 +120,78 @@ static size_t page_up(size_t v)
 	return (v + PAGE - 1) & ~(size_t)(PAGE - 1);
 }
 
+enum vhd_fe_transport_kind vhd_fe_transport_of(enum vhd_fe_transport_kind kind, const char *path)
+{
+	if (kind != VHD_FE_TRANSPORT_AUTO)
+		return kind;
+	struct stat st;
+	if (!path || stat(path, &st) < 0 || !S_ISCHR(st.st_mode))
+		return VHD_FE_TRANSPORT_VHOST_USER;
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	if (strncmp(base, "vhost-vdpa-", 11) == 0)
+		return VHD_FE_TRANSPORT_VHOST_VDPA;
+	return VHD_FE_TRANSPORT_VHOST_KERNEL;
+}
+
+static const char *const transport_names[] = {"auto", "vhost-user", "vhost-kernel", "vhost-vdpa"};
+
+const char *vhd_fe_transport_name(enum vhd_fe_transport_kind kind)
+{
+	return (unsigned)kind < sizeof(transport_names) / sizeof(transport_names[0]) ? transport_names[kind] : "?";
+}
+
+int vhd_fe_transport_parse(const char *name, enum vhd_fe_transport_kind *kind)
+{
+	for (unsigned i = 0; i < sizeof(transport_names) / sizeof(transport_names[0]); i++) {
+		if (strcmp(name, transport_names[i]) == 0) {
+			*kind = (enum vhd_fe_transport_kind)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* The transport cfg asks for, checked against what it can do. 0 or -errno (logged). */
+static int transport_init(struct vhd_fe *fe, const struct vhd_fe_config *cfg)
+{
+	enum vhd_fe_transport_kind kind = vhd_fe_transport_of(cfg->transport, cfg->path);
+	switch (kind) {
+	case VHD_FE_TRANSPORT_VHOST_USER:
+		return vhd_fe_vu_transport_init(&fe->t, fe->name, fe->cfg.reply_timeout_ms);
+	case VHD_FE_TRANSPORT_VHOST_KERNEL:
+		if (fe->cfg.features & VHD_BIT(VIRTIO_F_RING_PACKED)) {
+			vhd_log(VHD_LOG_ERR, "%s: vhost-net has no packed rings (VIRTIO_F_RING_PACKED): use split rings",
+				fe->name);
+			return -EOPNOTSUPP;
+		}
+		if (cfg->server || cfg->iommu) {
+			vhd_log(VHD_LOG_ERR, "%s: vhost-kernel has no %s", fe->name, cfg->server ? "server mode" : "iommu");
+			return -EINVAL;
+		}
+		if (!cfg->tap || !*cfg->tap) {
+			vhd_log(VHD_LOG_ERR, "%s: vhost-kernel needs a tap interface name", fe->name);
+			return -EINVAL;
+		}
+		return vhd_fe_vk_transport_init(&fe->t, fe->name, cfg->tap, cfg->queue_pairs);
+	case VHD_FE_TRANSPORT_VHOST_VDPA:
+		/* The device maps our memory through the kernel's IOTLB, filled up front: no IOMMU emulation, and
+		 * nothing to listen on. */
+		if (cfg->server || cfg->iommu) {
+			vhd_log(VHD_LOG_ERR, "%s: vhost-vdpa has no %s", fe->name, cfg->server ? "server mode" : "iommu");
+			return -EINVAL;
+		}
+		return vhd_fe_vdpa_transport_init(&fe->t, fe->name);
+	default:
+		vhd_log(VHD_LOG_ERR, "%s: transport %s is not available", fe->name, vhd_fe_transport_name(kind));
+		return -EOPNOTSUPP;
+	}
+}
+
 int vhd_fe_create(const struct vhd_fe_config *cfg, struct vhd_fe **out)
 {
-	bool vdpa = cfg->transport == VHD_FE_VHOST_VDPA;
-	/* vhost-vdpa maps our memory through the kernel's IOTLB up front: no IOMMU emulation, no listening. */
-	if ((cfg->transport != VHD_FE_VHOST_USER && !vdpa) || (vdpa && (cfg->iommu || cfg->server)) ||
-	    cfg->queue_pairs == 0 || cfg->queue_pairs > FE_MAX_QP)
+	if ((unsigned)cfg->transport > VHD_FE_TRANSPORT_VHOST_VDPA || cfg->queue_pairs == 0 ||
+	    cfg->queue_pairs > FE_MAX_QP)
 		return -EINVAL;
 	struct vhd_fe *fe = calloc(1, sizeof(*fe));
 	if (!fe)
@@ -173,8 +240,7 @@ int vhd_fe_create(const struct vhd_fe_config *cfg, struct vhd_fe **out)
 	for (unsigned i = 0; i <= fe->nq; i++)
 		fe->q[i].ring_off = fe->ring_slot * i;
 	fe->dev_base = cfg->iommu ? FE_GPA + FE_IOVA_OFF : (uintptr_t)fe->mem;
-	rc = vdpa ? vhd_fe_vdpa_transport_init(&fe->t, fe->name)
-		  : vhd_fe_vu_transport_init(&fe->t, fe->name, fe->cfg.reply_timeout_ms);
+	rc = transport_init(fe, cfg);
 	fe->t.iommu = cfg->iommu;
 	fe->t.miss = fe_miss;
 	fe->t.owner = fe;
@@ -185,7 +251,7 @@ int vhd_fe_create(const struct vhd_fe_config *cfg, struct vhd_fe **out)
 	}
 	if (rc < 0)
 		goto fail;
-	fe->cfg.path = NULL; /* the caller's string; the transport keeps its own copy */
+	fe->cfg.path = fe->cfg.tap = NULL; /* the caller's strings; the transport keeps its own copies */
 	*out = fe;
 	/* A client may already be connected: set up on the first dispatch, from the caller's loop. */
 	return 0;

@@ -121,6 +121,11 @@ struct vhd_fe_transport {
 /* A vhost-user transport (not yet connected: ops->open()). 0 or -ENOMEM. */
 int vhd_fe_vu_transport_init(struct vhd_fe_transport *t, const char *name, unsigned reply_timeout_ms);
 
+/* A vhost-kernel transport: /dev/vhost-net (the path given to open()), one device per queue pair, each with a
+ * queue of the tap named tap (created when missing, multi-queue with pairs > 1). Nothing is opened before
+ * connect(). 0, -EINVAL for a bad tap name or pair count, -ENOMEM. */
+int vhd_fe_vk_transport_init(struct vhd_fe_transport *t, const char *name, const char *tap, unsigned pairs);
+
 /* A vhost-vdpa transport (/dev/vhost-vdpa-N, opened by ops->open()). 0 or -ENOMEM. */
 int vhd_fe_vdpa_transport_init(struct vhd_fe_transport *t, const char *name);
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The kernel's vhost-vdpa character device (/dev/vhost-vdpa-N): ioctls and the IOTLB messages written to the fd
- * (Linux include/uapi/linux/vhost.h and vhost_types.h). The ring structs and struct vhost_iotlb_msg are the
- * ones vhost-user carries too (spec/vhost_user.h): the same layout on both wires.
+ * (Linux include/uapi/linux/vhost.h and vhost_types.h), beyond the vhost ioctls it shares with vhost-net
+ * (spec/vhost.h). The ring structs and struct vhost_iotlb_msg are the ones vhost-user carries too
+ * (spec/vhost_user.h): the same layout on both wires.
  */
 #ifndef VHD_SPEC_VHOST_VDPA_H
 #define VHD_SPEC_VHOST_VDPA_H
@@ -11,12 +12,8 @@
 #include <stdint.h>
 #include <sys/ioctl.h>
 
+#include "spec/vhost.h"
 #include "spec/vhost_user.h"
-
-struct vhost_vring_file {
-	uint32_t index;
-	int32_t fd; /* -1 unbinds */
-};
 
 /* What write() takes once VHOST_BACKEND_F_IOTLB_MSG_V2 is negotiated. */
 #define VHOST_IOTLB_MSG_V2 0x2
@@ -45,15 +42,6 @@ struct vhost_vdpa_iova_range {
 #define VHOST_BACKEND_F_IOTLB_MSG_V2 0x1
 #define VHOST_BACKEND_F_IOTLB_BATCH  0x2
 
-#define VHOST_VIRTIO 0xAF
-#define VHOST_GET_FEATURES          _IOR(VHOST_VIRTIO, 0x00, uint64_t)
-#define VHOST_SET_FEATURES          _IOW(VHOST_VIRTIO, 0x00, uint64_t)
-#define VHOST_SET_OWNER             _IO(VHOST_VIRTIO, 0x01)
-#define VHOST_SET_VRING_NUM         _IOW(VHOST_VIRTIO, 0x10, struct vhost_vring_state)
-#define VHOST_SET_VRING_ADDR        _IOW(VHOST_VIRTIO, 0x11, struct vhost_vring_addr)
-#define VHOST_SET_VRING_BASE        _IOW(VHOST_VIRTIO, 0x12, struct vhost_vring_state)
-#define VHOST_SET_VRING_KICK        _IOW(VHOST_VIRTIO, 0x20, struct vhost_vring_file)
-#define VHOST_SET_VRING_CALL        _IOW(VHOST_VIRTIO, 0x21, struct vhost_vring_file)
 #define VHOST_SET_BACKEND_FEATURES  _IOW(VHOST_VIRTIO, 0x25, uint64_t)
 #define VHOST_GET_BACKEND_FEATURES  _IOR(VHOST_VIRTIO, 0x26, uint64_t)
 #define VHOST_VDPA_GET_DEVICE_ID    _IOR(VHOST_VIRTIO, 0x70, uint32_t)
@@ -69,7 +57,6 @@ struct vhost_vdpa_iova_range {
 /* Device ids (virtio 1.2, 5): the one we drive. */
 #define VIRTIO_ID_NET 1
 
-_Static_assert(sizeof(struct vhost_vring_file) == 8, "vhost_vring_file is 8 bytes");
 _Static_assert(sizeof(struct vhost_iotlb_msg) == 32, "vhost_iotlb_msg is 32 bytes");
 _Static_assert(sizeof(struct vhost_msg_v2) == 72, "vhost_msg_v2 is 72 bytes");
 _Static_assert(offsetof(struct vhost_msg_v2, iotlb) == 8, "vhost_msg_v2.iotlb");

@@ -1,12 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * virtio-user port: we are the driver of a remote vhost-user device (another switch, DPDK's vhost, a
- * vhost-user NIC of any kind), without a VM. vdpa port: the same driver over the kernel's vhost-vdpa (a vDPA
- * device, hardware such as a SmartNIC's, or software such as vdpa_sim_net or VDUSE): only the frontend's
- * transport differs, so both types share everything below.
+ * vhost-user NIC of any kind), without a VM.
  *
  *   virtio-user path=PATH [server] [queues=N] [packed] [mrg=on|off] [iommu=on|off]
- *   vdpa path=/dev/vhost-vdpa-N [queues=N] [packed] [mrg=on|off]
 
  * iommu=on puts the device behind an IOMMU (vhd_fe_config.iommu, docs/viommu.md): ACCESS_PLATFORM required,
  * our memory at IOVAs, mapped with IOTLB updates, the device's misses answered on the control thread.
@@ -23,16 +20,21 @@
  * the other is still inside, and the control thread would free the rings under that one.
  */
 #include <errno.h>
+#include <net/if.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "ctl/json.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "switch/port.h"
+#include "switch/port_virtio_user.h"
 #include "vhostd/frontend.h"
 #include "vhostd/log.h"
 #include "vhostd/net.h"
@@ -56,9 +58,9 @@ struct vup_qp {
 
 struct vup_port {
 	struct vhd_fe *fe;
-	const char *type;
 	char path[108];
-	bool server, packed;
+	char tap[IFNAMSIZ]; /* vhost-net: its tap; "" for vhost-user */
+	bool server, packed, vdpa;
 	unsigned nqp;
 	struct vhd_net_cfg cfg; /* written only while every window is closed */
 	bool cfg_ok;
@@ -90,7 +92,7 @@ static void close_window(struct vup_win *w)
 		sched_yield();
 }
 
-static unsigned vup_rx_burst(struct sw_port *p, unsigned qn, struct vhd_pktpool *pool, struct vhd_pkt **pkts,
+unsigned vup_rx_burst(struct sw_port *p, unsigned qn, struct vhd_pktpool *pool, struct vhd_pkt **pkts,
 			     unsigned n)
 {
 	struct vup_port *vp = p->priv;
@@ -131,7 +133,7 @@ static unsigned vup_rx_burst(struct sw_port *p, unsigned qn, struct vhd_pktpool 
 	return out;
 }
 
-static unsigned vup_tx_burst(struct sw_port *p, unsigned qn, struct vhd_pkt **pkts, unsigned n)
+unsigned vup_tx_burst(struct sw_port *p, unsigned qn, struct vhd_pkt **pkts, unsigned n)
 {
 	struct vup_port *vp = p->priv;
 	struct vup_qp *q = &vp->qp[qn];
@@ -170,12 +172,29 @@ static unsigned vup_tx_burst(struct sw_port *p, unsigned qn, struct vhd_pkt **pk
 	return sent;
 }
 
+/* vhost-net's tap exists once the frontend is up (made anew after it was deleted): bring its link up, so the
+ * host's side only has to give it an address. */
+static void tap_link_up(struct sw_port *p, const char *tap)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	memcpy(ifr.ifr_name, tap, IFNAMSIZ);
+	if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) < 0 ||
+	    (!(ifr.ifr_flags & IFF_UP) && (ifr.ifr_flags |= IFF_UP, ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)))
+		vhd_log(VHD_LOG_WARN, "%s: cannot bring tap %s up: %s", p->name, tap, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 {
 	struct sw_port *p = opaque;
 	struct vup_port *vp = p->priv;
 	if (ev == VHD_FE_UP) {
 		vp->ups++;
+		if (vp->tap[0])
+			tap_link_up(p, vp->tap);
 		vp->cfg_ok = vhd_net_cfg_init(&vp->cfg, vhd_fe_features(fe)) == 0;
 		if (!vp->cfg_ok) {
 			vhd_log(VHD_LOG_ERR, "%s: negotiated features 0x%llx unusable", p->name,
@@ -199,74 +218,69 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 	}
 }
 
-static int vup_create_kind(struct sw_port *p, const struct sw_kv *args, unsigned nargs, bool vdpa, char *err,
-			   size_t errlen)
+/* vhd_fe_config's tap, path and mode with the port's own settings; see switch/port_virtio_user.h. */
+int vup_open(struct sw_port *p, const struct vup_params *a, char *err, size_t errlen)
 {
-	static const char *const known[] = {"path", "server", "queues", "packed", "mrg", "iommu", NULL};
-	static const char *const known_vdpa[] = {"path", "queues", "packed", "mrg", NULL};
-	const char *type = vdpa ? "vdpa" : "virtio-user";
-	int rc = sw_kv_check(args, nargs, vdpa ? known_vdpa : known, type, err, errlen);
-	if (rc < 0)
-		return rc;
-	char path[sizeof(((struct vup_port *)0)->path)];
-	if ((rc = sw_kv_required(args, nargs, "path", vdpa ? "the /dev/vhost-vdpa-N device" :
-			"the vhost-user device's socket", path, sizeof(path), err, errlen)) < 0)
-		return rc;
+	const char *what = a->tap ? "vhost-net" : a->vdpa ? "vdpa" : "virtio-user";
 	struct vup_port *vp = calloc(1, sizeof(*vp));
 	if (!vp)
 		return -ENOMEM;
-	vp->type = type;
-	memcpy(vp->path, path, sizeof(path));
-	vp->server = sw_kv_get(args, nargs, "server", NULL) != NULL;
-	vp->packed = sw_kv_get(args, nargs, "packed", NULL) != NULL;
-	bool mrg, iommu;
-	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &vp->nqp, err, errlen)) < 0 ||
-	    (rc = sw_kv_on_off(args, nargs, "mrg", true, &mrg, err, errlen)) < 0 ||
-	    (rc = sw_kv_on_off(args, nargs, "iommu", false, &iommu, err, errlen)) < 0) {
-		free(vp);
-		return rc;
-	}
+	snprintf(vp->path, sizeof(vp->path), "%s", a->path);
+	if (a->tap)
+		snprintf(vp->tap, sizeof(vp->tap), "%s", a->tap);
+	vp->server = a->server;
+	vp->vdpa = a->vdpa;
+	vp->packed = a->packed;
+	vp->nqp = a->queues;
 	uint64_t f = vhd_fe_default_features() | VHD_BIT(VIRTIO_NET_F_CSUM) | VHD_BIT(VIRTIO_NET_F_GUEST_CSUM) |
 		     VHD_BIT(VIRTIO_NET_F_HOST_TSO4) | VHD_BIT(VIRTIO_NET_F_HOST_TSO6) |
 		     VHD_BIT(VIRTIO_NET_F_GUEST_TSO4) | VHD_BIT(VIRTIO_NET_F_GUEST_TSO6);
 	if (vp->packed)
 		f |= VHD_BIT(VIRTIO_F_RING_PACKED);
-	if (!mrg)
+	if (!a->mrg)
 		f &= ~VHD_BIT(VIRTIO_NET_F_MRG_RXBUF);
 	size_t area = (size_t)(VUP_RX_BUFS + VUP_TX_BUFS) * VUP_BUF_SIZE;
 	struct vhd_fe_config c = {
-		.transport = vdpa ? VHD_FE_VHOST_VDPA : VHD_FE_VHOST_USER,
+		.transport = a->tap    ? VHD_FE_TRANSPORT_VHOST_KERNEL
+			     : a->vdpa ? VHD_FE_TRANSPORT_VHOST_VDPA
+				       : VHD_FE_TRANSPORT_VHOST_USER,
 		.path = vp->path,
+		.tap = a->tap,
 		.server = vp->server,
 		.queue_pairs = (uint16_t)vp->nqp,
 		.features = f,
 		.buf_area_size = area,
-		.iommu = iommu,
+		.iommu = a->iommu,
 		.event = fe_event,
 		.opaque = p,
 		.name = p->name,
 	};
 	p->priv = vp; /* for fe_event, which first runs from a later vhd_fe_dispatch() */
-	rc = vhd_fe_create(&c, &vp->fe);
+	int rc = vhd_fe_create(&c, &vp->fe);
 	if (rc < 0) {
-		snprintf(err, errlen, "%s: %s %s: %s", type, vdpa ? "opening" : vp->server ? "listening on" :
-			 "connecting to", vp->path, strerror(-rc));
+		if (a->tap)
+			snprintf(err, errlen, "vhost-net: %s with tap %s: %s", vp->path, vp->tap, strerror(-rc));
+		else if (a->vdpa)
+			snprintf(err, errlen, "vdpa: opening %s: %s", vp->path, strerror(-rc));
+		else
+			snprintf(err, errlen, "virtio-user: %s %s: %s", vp->server ? "listening on" : "connecting to",
+				 vp->path, strerror(-rc));
 		free(vp);
 		p->priv = NULL;
 		return rc;
 	}
 	for (unsigned i = 0; i < vp->nqp && rc == 0; i++) {
 		size_t len;
-		uint8_t *a = vhd_fe_buf_area(vp->fe, i, &len);
+		uint8_t *b = vhd_fe_buf_area(vp->fe, i, &len);
 		size_t rx_len = (size_t)VUP_RX_BUFS * VUP_BUF_SIZE;
-		uint64_t iova = vhd_fe_buf_iova(vp->fe, i); /* the device's address of a[0] */
-		rc = vhd_pktpool_create_in(a, rx_len, iova, VUP_RX_BUFS, VUP_BUF_SIZE, &vp->qp[i].rx_pool);
+		uint64_t iova = vhd_fe_buf_iova(vp->fe, i); /* the device's address of b[0] */
+		rc = vhd_pktpool_create_in(b, rx_len, iova, VUP_RX_BUFS, VUP_BUF_SIZE, &vp->qp[i].rx_pool);
 		if (rc == 0)
-			rc = vhd_pktpool_create_in(a + rx_len, len - rx_len, iova + rx_len, VUP_TX_BUFS, VUP_BUF_SIZE,
+			rc = vhd_pktpool_create_in(b + rx_len, len - rx_len, iova + rx_len, VUP_TX_BUFS, VUP_BUF_SIZE,
 						   &vp->qp[i].tx_pool);
 	}
 	if (rc < 0) {
-		snprintf(err, errlen, "%s: buffer pools: %s", type, strerror(-rc));
+		snprintf(err, errlen, "%s: buffer pools: %s", what, strerror(-rc));
 		vhd_fe_destroy(vp->fe);
 		for (unsigned i = 0; i < vp->nqp; i++) {
 			vhd_pktpool_destroy(vp->qp[i].rx_pool);
@@ -285,15 +299,24 @@ static int vup_create_kind(struct sw_port *p, const struct sw_kv *args, unsigned
 
 static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
 {
-	return vup_create_kind(p, args, nargs, false, err, errlen);
+	static const char *const known[] = {"path", "server", "queues", "packed", "mrg", "iommu", NULL};
+	int rc = sw_kv_check(args, nargs, known, "virtio-user", err, errlen);
+	if (rc < 0)
+		return rc;
+	char path[sizeof(((struct vup_port *)0)->path)];
+	if ((rc = sw_kv_required(args, nargs, "path", "the vhost-user device's socket", path, sizeof(path), err,
+				 errlen)) < 0)
+		return rc;
+	struct vup_params a = {.path = path, .server = sw_kv_get(args, nargs, "server", NULL) != NULL,
+			       .packed = sw_kv_get(args, nargs, "packed", NULL) != NULL};
+	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &a.queues, err, errlen)) < 0 ||
+	    (rc = sw_kv_on_off(args, nargs, "mrg", true, &a.mrg, err, errlen)) < 0 ||
+	    (rc = sw_kv_on_off(args, nargs, "iommu", false, &a.iommu, err, errlen)) < 0)
+		return rc;
+	return vup_open(p, &a, err, errlen);
 }
 
-static int vdpa_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
-{
-	return vup_create_kind(p, args, nargs, true, err, errlen);
-}
-
-static void vup_destroy(struct sw_port *p)
+void vup_destroy(struct sw_port *p)
 {
 	struct vup_port *vp = p->priv;
 	/* Destroying the frontend reports DOWN (closing the windows, releasing buffers) if it was up. */
@@ -305,35 +328,37 @@ static void vup_destroy(struct sw_port *p)
 	free(vp);
 }
 
-static unsigned vup_pollfds(struct sw_port *p, struct pollfd *fds, unsigned max)
+unsigned vup_pollfds(struct sw_port *p, struct pollfd *fds, unsigned max)
 {
 	return vhd_fe_pollfds(((struct vup_port *)p->priv)->fe, fds, max);
 }
 
-static int vup_timeout_ms(struct sw_port *p)
+int vup_timeout_ms(struct sw_port *p)
 {
 	return vhd_fe_timeout_ms(((struct vup_port *)p->priv)->fe);
 }
 
-static void vup_dispatch(struct sw_port *p)
+void vup_dispatch(struct sw_port *p)
 {
 	struct vup_port *vp = p->priv;
 	/* Also without input: a fresh connection is set up from here. */
 	vhd_fe_dispatch(vp->fe);
 }
 
-static bool vup_link_up(struct sw_port *p)
+bool vup_link_up(struct sw_port *p)
 {
 	struct vup_port *vp = p->priv;
 	return vhd_fe_up(vp->fe) && vp->cfg_ok;
 }
 
-static void vup_describe(struct sw_port *p, struct sw_json *w)
+void vup_describe(struct sw_port *p, struct sw_json *w)
 {
 	struct vup_port *vp = p->priv;
 	uint64_t f = vhd_fe_up(vp->fe) ? vhd_fe_features(vp->fe) : 0;
 	sw_json_str(w, "path", vp->path);
-	if (strcmp(vp->type, "vdpa") != 0) /* a vdpa device is a node: no socket, no mode */
+	if (vp->tap[0])
+		sw_json_str(w, "ifname", vp->tap);
+	else if (!vp->vdpa) /* a vdpa device is a node: no socket, no mode */
 		sw_json_str(w, "mode", vp->server ? "server" : "client");
 	sw_json_bool(w, "up", vhd_fe_up(vp->fe));
 	sw_json_strf(w, "features", "0x%llx", (unsigned long long)f);
@@ -346,19 +371,6 @@ static void vup_describe(struct sw_port *p, struct sw_json *w)
 const struct sw_port_ops sw_virtio_user_ops = {
 	.type = "virtio-user",
 	.create = vup_create,
-	.destroy = vup_destroy,
-	.pollfds = vup_pollfds,
-	.timeout_ms = vup_timeout_ms,
-	.dispatch = vup_dispatch,
-	.link_up = vup_link_up,
-	.describe = vup_describe,
-	.rx_burst = vup_rx_burst,
-	.tx_burst = vup_tx_burst,
-};
-
-const struct sw_port_ops sw_vdpa_ops = {
-	.type = "vdpa",
-	.create = vdpa_create,
 	.destroy = vup_destroy,
 	.pollfds = vup_pollfds,
 	.timeout_ms = vup_timeout_ms,

@@ -949,6 +949,17 @@ class Guest:
             return list(self.console[-n:])
 
 
+class GuestNs:
+    """A network namespace inside a Guest (ip netns, iproute2 in the guest's payload), as a traffic peer for
+    udp()/tcp()/peer_start(): its nettool runs there, at ip."""
+
+    def __init__(self, guest, ns, ip):
+        self.g, self.ns, self.ip, self.name = guest, ns, ip, f"{guest.name}/{ns}"
+
+    def start(self, *args):
+        return self.g.start(f"/usr/bin/ip netns exec {self.ns} nettool " + " ".join(map(str, args)))
+
+
 class GuestJob:
     def __init__(self, g, i, command):
         self.g, self.i, self.command = g, i, command

@@ -1175,7 +1175,7 @@ static void test_vdpa_iova_range(void)
 static void test_vdpa_not_a_device(void)
 {
 	struct vhd_fe *fe = NULL;
-	struct vhd_fe_config c = {.transport = VHD_FE_VHOST_VDPA, .path = "/dev/null", .queue_pairs = 1};
+	struct vhd_fe_config c = {.transport = VHD_FE_TRANSPORT_VHOST_VDPA, .path = "/dev/null", .queue_pairs = 1};
 	CHECK_EQ(vhd_fe_create(&c, &fe), -ENOTTY);
 	c.path = "/nonexistent/vhost-vdpa-9";
 	CHECK_EQ(vhd_fe_create(&c, &fe), -ENOENT);
