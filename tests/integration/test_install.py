@@ -184,7 +184,7 @@ def case_completion(inst):
         (["s"], ["show", "stats"]),
         (["--j"], ["--json"]),
         (["log-level", "w"], ["warning"]),
-        (["add-port", "vm9", "v"], ["vhost-net", "vhost-user", "virtio-user", "vxlan"]),
+        (["add-port", "vm9", "v"], ["vdpa", "vhost-net", "vhost-user", "virtio-user", "vxlan"]),
         (["add-port", "vx9", "vxlan", "src"], ["src_ports="]),
         (["add-port", "vm9", "vhost-user", "path=/x", "mo"], ["mode="]),
         (["add-port", "vm9", "af_packet", "qd"], ["qdisc_bypass="]),
