@@ -1018,7 +1018,7 @@ static void usage(FILE *f)
 		"                    [--in-order] [--verify] [--mac XX:XX:XX:XX:XX:XX] [--json] [--mode tap --tap NAME]\n"
 		"                    [--pps N] [--sink PATH [--announce]] [--latency [--window N]] [--warmup S] [--poll]\n"
 		"                    [--no-payload | --static] [--flows N] [--src-macs N]\n"
-		"                    [--transport vhost-user|vhost-kernel|vhost-vdpa] [--vhost-tap NAME]\n"
+		"                    [--transport vhost-user|vhost-kernel|vhost-vdpa] [--vhost-tap NAME] [--set-mac MAC]\n"
 		"\n"
 		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
 		"  --frontend PATH  drive the device at PATH without a VM: a vhost-user socket (connecting by default),\n"
@@ -1357,6 +1357,10 @@ static int parse(int argc, char **argv, struct opts *o)
 	}
 	if (o->server && client) {
 		fprintf(stderr, "vhost-pktgen: --server and --client exclude each other\n");
+		return -1;
+	}
+	if (o->set_dev_mac && o->backend) {
+		fprintf(stderr, "vhost-pktgen: --set-mac is for a frontend (it drives the device's control queue)\n");
 		return -1;
 	}
 	if (o->transport == VHD_FE_TRANSPORT_VHOST_VDPA && (o->server || o->iommu || o->sink)) {
