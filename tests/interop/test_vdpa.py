@@ -134,6 +134,11 @@ def scenario(rig):
         t = r["total"]
         expect(rc == 0 and t["tx_packets"] == n and t["rx_packets"] == n and t["corrupt"] == 0 and t["lost"] == 0,
                f"through vhostd and the simulator: {t} {lines[-5:]}")
+        # A node that is not a vDPA device, and a key vdpa does not take: refused, naming why; vhostd carries on.
+        rc, out = g.cmd(f"{ctl} add-port bad vdpa path=/dev/null")
+        expect(rc != 0 and any("vdpa: opening /dev/null" in x for x in out), f"add-port vdpa path=/dev/null: {out}")
+        rc, out = g.cmd(f"{ctl} add-port bad vdpa path={DEV} server")
+        expect(rc != 0 and any("server" in x for x in out), f"add-port vdpa ... server: {out}")
         rc, st = g.cmd(f"{ctl} --json stats sim")
         sim = json.loads("".join(x for x in st if not x.startswith("VHD")))
         # The device deleted under the port: the kernel waits for us to let go of it (vhost_vdpa_remove), so
