@@ -17,7 +17,10 @@
  * - "Losing" the device means resetting it (status 0, which also clears what the device mapped) and closing
  *   the fd, which releases our maps in the kernel; the next connect() reopens the node after a back-off, so a
  *   device deleted and added again (vdpa dev del/add) comes back by itself.
- * No ioctl here waits on a peer: vhost-vdpa's handlers run the device's ops synchronously in the kernel.
+ * Every ioctl runs the device's op synchronously in the kernel. For hardware and vdpa_sim that is immediate; for
+ * a VDUSE device, status, config and ring-state requests go to the VDUSE daemon and the ioctl waits for its
+ * answer, bounded only by the kernel's VDUSE message timeout: a stalled daemon stalls the control thread that
+ * long (the kernel offers no asynchronous form of these ioctls).
  */
 #include <errno.h>
 #include <fcntl.h>
