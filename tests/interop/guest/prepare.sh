@@ -62,7 +62,11 @@ done | sort -u | while read -r f; do
 	esac
 done
 cp "$KD/lib/modules/$KVER"/modules.{order,builtin,builtin.modinfo} "$R/lib/modules/$KVER/" 2>/dev/null || true
-"$here/build-vdpasim.sh" "$W"/debs/"${KPKG}"_*.deb "$W/vdpasim" "$R/lib/modules/$KVER/extra"
+# Without the simulator only test_vdpa fails (naming the missing device): the other tests need not wait on
+# linux-source. The guest is then not marked built, so the next run tries again.
+vdpasim=ok
+"$here/build-vdpasim.sh" "$W"/debs/"${KPKG}"_*.deb "$W/vdpasim" "$R/lib/modules/$KVER/extra" ||
+	vdpasim="failed (see above): the guest has no vdpa_sim_net"
 depmod -b "$R" "$KVER"
 gcc -O2 -static -std=gnu11 -Wall -Wextra -Werror -o "$R/usr/bin/nettool" "$here/nettool.c"
 install -m 755 "$here/init" "$R/init"
@@ -70,5 +74,5 @@ cp "$here"/tests/*.sh "$R/tests/"
 (cd "$R" && find . | cpio -o -H newc --quiet | gzip -6) >"$W/initrd.gz.tmp"
 mv "$W/initrd.gz.tmp" "$W/initrd.gz"
 rm -rf "$KD"
-echo "$key" >"$W/key"
-echo "prepare: $W/initrd.gz $(du -h "$W/initrd.gz" | cut -f1), $(find "$R" -name '*.ko' | wc -l) modules"
+[ "$vdpasim" = ok ] && echo "$key" >"$W/key"
+echo "prepare: $W/initrd.gz $(du -h "$W/initrd.gz" | cut -f1), $(find "$R" -name '*.ko' | wc -l) modules; vdpa_sim $vdpasim"
