@@ -45,8 +45,8 @@ struct vhd_vq;
 
 /** Transport kinds behind the frontend's ops table. */
 enum vhd_fe_transport_kind {
-	/** Pick from what path is: a character device named vhost-net (/dev/vhost-net) is vhost-kernel, one named
-	 * vhost-vdpa-N is vhost-vdpa, anything else (a unix socket, or a path a server will create) vhost-user. */
+	/** Pick from what path is: a character device named vhost-vdpa-N is vhost-vdpa, any other character device
+	 * (/dev/vhost-net) vhost-kernel, anything else (a unix socket, or a path a server will create) vhost-user. */
 	VHD_FE_TRANSPORT_AUTO = 0,
 	VHD_FE_TRANSPORT_VHOST_USER, /**< a vhost-user back-end on the unix socket path */
 	/** The kernel's vhost-net (path, normally /dev/vhost-net) with the tap tap as its back-end: one vhost-net

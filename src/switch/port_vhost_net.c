@@ -27,7 +27,8 @@ static int vhn_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	if ((rc = sw_kv_required(args, nargs, "ifname", "the tap interface", ifname, sizeof(ifname), err, errlen)) <
 	    0)
 		return rc;
-	struct vup_params a = {.path = "/dev/vhost-net", .tap = ifname, .mrg = true};
+	struct vup_params a = {.transport = VHD_FE_TRANSPORT_VHOST_KERNEL, .path = "/dev/vhost-net", .tap = ifname,
+			       .mrg = true};
 	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &a.queues, err, errlen)) < 0)
 		return rc;
 	return vup_open(p, &a, err, errlen);

@@ -221,7 +221,8 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 /* vhd_fe_config's tap, path and mode with the port's own settings; see switch/port_virtio_user.h. */
 int vup_open(struct sw_port *p, const struct vup_params *a, char *err, size_t errlen)
 {
-	const char *what = a->tap ? "vhost-net" : a->vdpa ? "vdpa" : "virtio-user";
+	bool vdpa = a->transport == VHD_FE_TRANSPORT_VHOST_VDPA;
+	const char *what = a->tap ? "vhost-net" : vdpa ? "vdpa" : "virtio-user";
 	struct vup_port *vp = calloc(1, sizeof(*vp));
 	if (!vp)
 		return -ENOMEM;
@@ -229,7 +230,7 @@ int vup_open(struct sw_port *p, const struct vup_params *a, char *err, size_t er
 	if (a->tap)
 		snprintf(vp->tap, sizeof(vp->tap), "%s", a->tap);
 	vp->server = a->server;
-	vp->vdpa = a->vdpa;
+	vp->vdpa = vdpa;
 	vp->packed = a->packed;
 	vp->nqp = a->queues;
 	uint64_t f = vhd_fe_default_features() | VHD_BIT(VIRTIO_NET_F_CSUM) | VHD_BIT(VIRTIO_NET_F_GUEST_CSUM) |
@@ -241,9 +242,7 @@ int vup_open(struct sw_port *p, const struct vup_params *a, char *err, size_t er
 		f &= ~VHD_BIT(VIRTIO_NET_F_MRG_RXBUF);
 	size_t area = (size_t)(VUP_RX_BUFS + VUP_TX_BUFS) * VUP_BUF_SIZE;
 	struct vhd_fe_config c = {
-		.transport = a->tap    ? VHD_FE_TRANSPORT_VHOST_KERNEL
-			     : a->vdpa ? VHD_FE_TRANSPORT_VHOST_VDPA
-				       : VHD_FE_TRANSPORT_VHOST_USER,
+		.transport = a->transport,
 		.path = vp->path,
 		.tap = a->tap,
 		.server = vp->server,
@@ -260,7 +259,7 @@ int vup_open(struct sw_port *p, const struct vup_params *a, char *err, size_t er
 	if (rc < 0) {
 		if (a->tap)
 			snprintf(err, errlen, "vhost-net: %s with tap %s: %s", vp->path, vp->tap, strerror(-rc));
-		else if (a->vdpa)
+		else if (vdpa)
 			snprintf(err, errlen, "vdpa: opening %s: %s", vp->path, strerror(-rc));
 		else
 			snprintf(err, errlen, "virtio-user: %s %s: %s", vp->server ? "listening on" : "connecting to",
@@ -307,7 +306,7 @@ static int vup_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	if ((rc = sw_kv_required(args, nargs, "path", "the vhost-user device's socket", path, sizeof(path), err,
 				 errlen)) < 0)
 		return rc;
-	struct vup_params a = {.path = path, .server = sw_kv_get(args, nargs, "server", NULL) != NULL,
+	struct vup_params a = {.transport = VHD_FE_TRANSPORT_VHOST_USER, .path = path, .server = sw_kv_get(args, nargs, "server", NULL) != NULL,
 			       .packed = sw_kv_get(args, nargs, "packed", NULL) != NULL};
 	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &a.queues, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "mrg", true, &a.mrg, err, errlen)) < 0 ||

@@ -12,13 +12,14 @@
 #include <stddef.h>
 
 #include "switch/port.h"
+#include "vhostd/frontend.h"
 
 struct vup_params {
+	enum vhd_fe_transport_kind transport; /* how the frontend reaches the device (never AUTO) */
 	const char *path; /* the vhost-user socket, or /dev/vhost-net */
 	const char *tap;  /* vhost-net's tap (created if missing, link brought up); NULL for vhost-user */
 	unsigned queues;
 	bool server, packed, mrg, iommu;
-	bool vdpa; /* path is /dev/vhost-vdpa-N: the vhost-vdpa transport */
 };
 
 /* Create the frontend and pools behind p (p->priv). 0, or -errno with err filled. Control thread. */

@@ -14,6 +14,11 @@ vhost_net (the host's has not): our binaries run in the guest (vhdrig.Guest payl
   max_mem_regions    the vhost module allowing fewer memory regions than our memory needs: refused, naming
                      max_mem_regions
   packed_refused     --packed with vhost-kernel: refused with a clear message (vhost-net has no packed ring)
+  vhostd_*           vhostd in the guest with two `vhost-net` ports, vn0 (netns c) and vn1 (netns d, two queue
+                     pairs): ping, 2000 UDP datagrams and 8 MiB of TCP each way between the two kernel stacks
+                     through the switch; every port's counters equal its tap's (compare_tap), no errors; then
+                     vn0's tap deleted under traffic: the port goes down (downs), vhostd stays alive, the port
+                     comes back on a fresh tap, and vhostd exits 0 on SIGTERM (ASan's leak check included)
 
 usage: test_vhost_kernel.py VHOSTD VHOSTCTL PKTGEN [case-substring]
 """
@@ -22,7 +27,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
-from vhdrig import Guest, GuestNs, expect, ping_ok, tcp, udp  # noqa: E402
+from vhdrig import TCP_BYTES, Guest, GuestNs, compare_tap, expect, ping_ok, tcp, udp  # noqa: E402
 import vhdrig  # noqa: E402
 
 vhdrig.configure(vhostd=sys.argv[1], vhostctl=sys.argv[2], pktgen=sys.argv[3])
@@ -49,10 +54,13 @@ def sh(g, command, timeout=60):
     return out
 
 
+def bg(g, tag, program, args):
+    """program in the guest, its pid in /tmp/{tag}.pid and its output in /tmp/{tag}.log. @return the job."""
+    return g.start(f"sh -c 'echo $$ > /tmp/{tag}.pid; exec env {ENV} {program} {args}' > /tmp/{tag}.log 2>&1")
+
+
 def pktgen(g, tag, args):
-    """vhost-pktgen in the guest, its pid in /tmp/{tag}.pid and its output in /tmp/{tag}.log. @return the job."""
-    return g.start(f"sh -c 'echo $$ > /tmp/{tag}.pid; exec env {ENV} {vhdrig.PKTGEN} {args}' "
-                   f"> /tmp/{tag}.log 2>&1")
+    return bg(g, tag, vhdrig.PKTGEN, args)
 
 
 def log_of(g, tag):
@@ -68,9 +76,9 @@ def wait_log(g, tag, pattern, count=1, secs=30):
     return lines
 
 
-def stop(g, tag, job):
-    """SIGINT, then its exit status must be 0 (ASan's leak check passes). @return its log."""
-    sh(g, f"kill -INT $(cat /tmp/{tag}.pid)")
+def stop(g, tag, job, sig="INT"):
+    """SIGINT (or sig), then its exit status must be 0 (ASan's leak check passes). @return its log."""
+    sh(g, f"kill -{sig} $(cat /tmp/{tag}.pid)")
     rc, _ = job.wait(60)
     lines = log_of(g, tag)
     expect(rc == 0, f"{tag}: exit status {rc}: {lines[-10:]}")
@@ -166,6 +174,79 @@ def scenario(rig):
         expect(rc == 2 and any("vhost-net has no packed rings" in x for x in out), f"rc {rc}: {out[-3:]}")
         return out[0]
 
+    c = GuestNs(g, "c", "10.7.0.1")
+    d = GuestNs(g, "d", "10.7.0.2")
+    vd = {}
+    ctl = f"{vhdrig.VHOSTCTL} --socket /tmp/vd.sock"
+
+    def vstats():
+        import json
+        out = sh(g, f"{ctl} --json stats")
+        return {p["name"]: p for p in json.loads("".join(out))["ports"]}
+
+    def vshow(port):
+        import json
+        out = sh(g, f"{ctl} --json show")
+        return {p["name"]: p for p in json.loads("".join(out))["ports"]}[port]
+
+    def tap_counters(ns, dev):
+        out = sh(g, f"{IP} netns exec {ns} sh -c 'cd /sys/class/net/{dev}/statistics && "
+                    f"cat tx_packets rx_packets tx_dropped rx_dropped'")
+        return dict(zip(("tx_packets", "rx_packets", "tx_dropped", "rx_dropped"), map(int, out)))
+
+    def vhostd_up():
+        sh(g, "printf 'add-port vn0 vhost-net ifname=vn0\\nadd-port vn1 vhost-net ifname=vn1 queues=2\\n' "
+              "> /tmp/vd.conf")
+        vd["job"] = bg(g, "vd", vhdrig.VHOSTD, "--socket /tmp/vd.sock --config /tmp/vd.conf")
+        wait_log(g, "vd", "vn0: up")
+        wait_log(g, "vd", "vn1: up")
+        sh(g, f"{IP} netns add c && {IP} netns add d && {IP} link set vn0 netns c && {IP} link set vn1 netns d")
+        for ns, dev, ip in (("c", "vn0", c.ip), ("d", "vn1", d.ip)):
+            # No IPv6 chatter (DAD, router solicitations) to race the counter comparison.
+            sh(g, f"{IP} netns exec {ns} sh -c '[ ! -d /proc/sys/net/ipv6 ] || "
+                  f"echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6' && "
+                  f"{IP} -n {ns} addr add {ip}/24 dev {dev} && {IP} -n {ns} link set {dev} up && "
+                  f"{IP} -n {ns} link set lo up")
+        rc, out = g.cmd(f"{IP} netns exec c ping -c 5 -i 0.2 -W 3 {d.ip}", timeout=40)
+        return ping_ok("c->d", rc, out, 5)
+
+    def vhostd_traffic():
+        lost = udp(NoSwitch(), c, d, 5011) + udp(NoSwitch(), d, c, 5012)
+        expect(lost == 0, f"{lost} datagrams lost")
+        return f"UDP 2000 each way; TCP c->d {tcp(c, d, 5013)}, d->c {tcp(d, c, 5014)}"
+
+    def vhostd_counters():
+        for _ in range(5):
+            s1 = vstats()
+            taps = {"vn0": tap_counters("c", "vn0"), "vn1": tap_counters("d", "vn1")}
+            s2 = vstats()
+            if all(s1[p]["rx_packets"] == s2[p]["rx_packets"] and s1[p]["tx_packets"] == s2[p]["tx_packets"]
+                   for p in taps):
+                break
+        else:
+            raise vhdrig.CaseError("vhostd's counters never stood still")
+        errs = compare_tap("vn0", taps["vn0"], s2["vn0"]) + compare_tap("vn1", taps["vn1"], s2["vn1"])
+        errs += [f"{p}: errors {s2[p]['errors']}" for p in taps if s2[p]["errors"]]
+        expect(not errs, "; ".join(errs))
+        # Two ports: everything one receives the other sends (nothing dropped, nothing flooded elsewhere).
+        for x, y in (("vn0", "vn1"), ("vn1", "vn0")):
+            expect(s2[x]["rx_packets"] == s2[y]["tx_packets"] and s2[x]["rx_bytes"] == s2[y]["tx_bytes"] and
+                   s2[x]["rx_bytes"] > TCP_BYTES, f"{x} rx vs {y} tx: {s2}")
+        return (f"vn0 rx {s2['vn0']['rx_packets']} tx {s2['vn0']['tx_packets']}, vn1 rx {s2['vn1']['rx_packets']} "
+                f"tx {s2['vn1']['tx_packets']}: equal to the taps'")
+
+    def vhostd_tap_deleted():
+        flood = g.start(f"{IP} netns exec d nettool udp-send {c.ip} 5015 20000")
+        sh(g, f"sleep 1; {IP} -n c link del vn0")
+        wait_log(g, "vd", "tap vn0 is gone")
+        wait_log(g, "vd", "vn0: up", count=2)
+        info = vshow("vn0")["info"]
+        expect(info.get("downs", 0) >= 1 and info.get("ups", 0) >= 2 and info.get("ifname") == "vn0",
+               f"vn0 after its tap was deleted: {info}")
+        flood.wait(120)
+        lines = stop(g, "vd", vd["job"], sig="TERM")
+        return f"downs {info['downs']} ups {info['ups']}; vhostd exited 0 ({len(lines)} log lines)"
+
     yield "pktgen_ping", pktgen_ping
     yield "pktgen_bridge_ping", bridge_up
     yield "pktgen_bridge_udp", bridge_udp
@@ -173,8 +254,13 @@ def scenario(rig):
     yield "tap_deleted", tap_deleted
     yield "max_mem_regions", max_mem_regions
     yield "packed_refused", packed_refused
+    yield "vhostd_ping", vhostd_up
+    yield "vhostd_udp_tcp", vhostd_traffic
+    yield "vhostd_counters", vhostd_counters
+    yield "vhostd_tap_deleted", vhostd_tap_deleted
 
 
 CASES = ["pktgen_ping", "pktgen_bridge_ping", "pktgen_bridge_udp", "pktgen_bridge_tcp", "tap_deleted",
-         "max_mem_regions", "packed_refused"]
+         "max_mem_regions", "packed_refused", "vhostd_ping", "vhostd_udp_tcp", "vhostd_counters",
+         "vhostd_tap_deleted"]
 sys.exit(vhdrig.run_scenarios([("vhost_kernel", scenario, CASES)], FILTER))

@@ -1187,6 +1187,47 @@ static void test_vdpa_not_a_device(void)
 	CHECK(fe == NULL);
 }
 
+/* Which transport a config selects, and what vhost-kernel refuses up front (the host has no vhost-net: its
+ * traffic is tested in the guest, tests/interop/test_vhost_kernel.py). */
+static void test_transport_select(void)
+{
+	CHECK_EQ(vhd_fe_transport_of(VHD_FE_TRANSPORT_AUTO, "/nonexistent/vm.sock"), VHD_FE_TRANSPORT_VHOST_USER);
+	CHECK_EQ(vhd_fe_transport_of(VHD_FE_TRANSPORT_AUTO, "/dev/null"), VHD_FE_TRANSPORT_VHOST_KERNEL);
+	CHECK_EQ(vhd_fe_transport_of(VHD_FE_TRANSPORT_VHOST_KERNEL, "/x.sock"), VHD_FE_TRANSPORT_VHOST_KERNEL);
+	enum vhd_fe_transport_kind k;
+	CHECK_EQ(vhd_fe_transport_parse("vhost-kernel", &k), 0);
+	CHECK_EQ(k, VHD_FE_TRANSPORT_VHOST_KERNEL);
+	CHECK_EQ(vhd_fe_transport_parse(vhd_fe_transport_name(VHD_FE_TRANSPORT_VHOST_USER), &k), 0);
+	CHECK_EQ(k, VHD_FE_TRANSPORT_VHOST_USER);
+	CHECK_EQ(vhd_fe_transport_parse("vhost-net", &k), -EINVAL);
+
+	struct vhd_fe *fe = NULL;
+	struct vhd_fe_config c = {.transport = VHD_FE_TRANSPORT_VHOST_KERNEL, .path = "/nonexistent/vhost-net",
+				  .tap = "vhdt0", .queue_pairs = 2, .reconnect_min_ms = 10, .name = "vk"};
+	c.features = vhd_fe_default_features() | VHD_BIT(VIRTIO_F_RING_PACKED);
+	CHECK_EQ(vhd_fe_create(&c, &fe), -EOPNOTSUPP);
+	c.features = 0;
+	c.tap = NULL;
+	CHECK_EQ(vhd_fe_create(&c, &fe), -EINVAL);
+	c.tap = "vhdt0";
+	c.server = true;
+	CHECK_EQ(vhd_fe_create(&c, &fe), -EINVAL);
+	c.server = false;
+	c.transport = VHD_FE_TRANSPORT_VHOST_VDPA; /* no such node: vhost-vdpa opens at create */
+	CHECK_EQ(vhd_fe_create(&c, &fe), -ENOENT);
+	/* Nothing is opened before the first dispatch; a device that cannot be opened is retried after the
+	 * back-off, never waited for. */
+	c.transport = VHD_FE_TRANSPORT_VHOST_KERNEL;
+	CHECK_EQ(vhd_fe_create(&c, &fe), 0);
+	CHECK_EQ(vhd_fe_dispatch(fe), 0);
+	CHECK(!vhd_fe_up(fe));
+	int t = vhd_fe_timeout_ms(fe);
+	CHECK(t > 0 && t <= 11);
+	struct pollfd p[2];
+	CHECK_EQ(vhd_fe_pollfds(fe, p, 2), 0u);
+	vhd_fe_destroy(fe);
+}
+
 static const struct th_case cases[] = {
 	{"vdpa_iova_range", test_vdpa_iova_range, 10},
 	{"vdpa_not_a_device", test_vdpa_not_a_device, 10},
@@ -1214,5 +1255,6 @@ static const struct th_case cases[] = {
 	{"destroy_does_not_wait", test_destroy_does_not_wait, 60},
 	{"iommu_channel_hostile", test_iommu_channel_hostile, 60},
 	{"virtio_user_port_rx_tx_windows", test_virtio_user_port_rx_tx_windows, 120},
+	{"transport_select", test_transport_select, 30},
 };
 TH_MAIN("test_fe_be", cases)
