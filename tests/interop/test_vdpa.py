@@ -132,15 +132,23 @@ def scenario(rig):
                         f"--window {WINDOW} --count {n} --json >/tmp/vp.json 2>/tmp/vp.log", timeout=300)
         r, lines = result(g, "/tmp/vp")
         t = r["total"]
-        expect(rc == 0 and t["tx_packets"] == n and t["rx_packets"] == n and t["corrupt"] == 0 and t["lost"] == 0,
+        expect(t["tx_packets"] == n and t["rx_packets"] > 0 and t["corrupt"] == 0 and t["dup"] == 0,
                f"through vhostd and the simulator: {t} {lines[-5:]}")
+        # Every frame missing is one a counter explains: the simulator's overruns (what vhostd sent it and did
+        # not get back: under a loaded TCG host --latency's 50 ms timeouts let more than the window into the
+        # rings) or vhostd's own drops. Anything else is a frame we lost.
+        rc, st = g.cmd(f"{ctl} --json stats")
+        ports = {p["name"]: p for p in json.loads("".join(x for x in st if not x.startswith("VHD")))["ports"]}
+        sim, vm = ports["sim"], ports["vm"]
+        drops = sum(p["rx_drops"] + p["tx_drops"] for p in (sim, vm))
+        expect(vm["rx_packets"] == n and vm["tx_packets"] == t["rx_packets"] and
+               n - t["rx_packets"] == (sim["tx_packets"] - sim["rx_packets"]) + drops,
+               f"frames unaccounted for: pktgen {t}, vhostd sim {sim}, vm {vm}")
         # A node that is not a vDPA device, and a key vdpa does not take: refused, naming why; vhostd carries on.
         rc, out = g.cmd(f"{ctl} add-port bad vdpa path=/dev/null")
         expect(rc != 0 and any("vdpa: opening /dev/null" in x for x in out), f"add-port vdpa path=/dev/null: {out}")
         rc, out = g.cmd(f"{ctl} add-port bad vdpa path={DEV} server")
         expect(rc != 0 and any("server" in x for x in out), f"add-port vdpa ... server: {out}")
-        rc, st = g.cmd(f"{ctl} --json stats sim")
-        sim = json.loads("".join(x for x in st if not x.startswith("VHD")))
         # The device deleted under the port: the kernel waits for us to let go of it (vhost_vdpa_remove), so
         # deleting the port is what lets `vdpa dev del` finish; vhostd and its other port carry on.
         djob = g.start("/usr/sbin/vdpa dev del vdpa0; echo deleted")
@@ -156,7 +164,9 @@ def scenario(rig):
         rc2, log = g.cmd("cat /tmp/vd.log")
         expect(rc == 0 and not any("ERROR: AddressSanitizer" in x or "runtime error" in x for x in log),
                f"vhostd exit {rc}: {log[-10:]}")
-        return f"{n} frames through vhostd's vdpa port and back, verified; port stats {sim}; device deleted"
+        return (f"{t['rx_packets']} of {n} frames through vhostd's vdpa port and back, verified; "
+                f"{sim['tx_packets'] - sim['rx_packets']} overrun in the simulator, {drops} dropped by vhostd; "
+                "device deleted")
 
     yield "vdpa_port", port
 
