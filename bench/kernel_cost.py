@@ -1,12 +1,9 @@
 #!/usr/bin/env python3
-"""Instructions per frame (callgrind) of our frontend over vhost-kernel, vhost-vdpa and vhost-user, inside the
-Debian 6.12 guest (the host kernel has neither vhost_net nor vhost_vdpa; times inside a TCG guest mean nothing,
-instruction counts do).
+"""Instructions per frame (callgrind) of our frontend over vhost-kernel vs vhost-user, inside the Debian 6.12
+guest (the host kernel has no vhost_net; times inside a TCG guest mean nothing, instruction counts do).
 
 vhost-pktgen --mode txonly drives each device: /dev/vhost-net with the tap vk0 (the guest kernel's vhost-net
-worker consumes the frames), /dev/vhost-vdpa-0 on the kernel's vdpa_sim_net (it loops the frames into an RX
-ring txonly does not read, then drops them as overruns: the TX side is what is measured), and a vhost-pktgen
-back-end in rxonly on a vhost-user socket. Only the frontend
+worker consumes the frames), and a vhost-pktgen back-end in rxonly on a vhost-user socket. Only the frontend
 runs under callgrind. Each is run for two frame counts and the difference is divided by the difference of
 counts, so start-up and negotiation cancel out: what remains is the data path per frame, polling included
 (the frontend polls for completions while the device works, so this counts what waiting costs too).
@@ -40,11 +37,10 @@ def main():
     if missing:
         sys.exit(f"kernel_cost: valgrind not installed ({missing[0]}; apt-get install valgrind)")
     Rig.dir = vhdrig.WORK
-    g = vhdrig.Guest(Rig(), "cost", None, None, payload=[vhdrig.PKTGEN, "/usr/sbin/vdpa"] + VG, mem="1G", smp=2).boot()
+    g = vhdrig.Guest(Rig(), "cost", None, None, payload=[vhdrig.PKTGEN] + VG, mem="1G", smp=2).boot()
     try:
         g.wait_agent()
-        rc, out = g.cmd("modprobe tun && modprobe vhost_net && modprobe vdpa_sim_net && modprobe vhost_vdpa && "
-                        "/usr/sbin/vdpa dev add name vdpa0 mgmtdev vdpasim_net mac 02:00:00:00:00:02")
+        rc, out = g.cmd("modprobe tun && modprobe vhost_net")
         vhdrig.expect(rc == 0, f"modprobe: {out}")
 
         def instructions(device, size, n):
@@ -58,7 +54,6 @@ def main():
         g.start(f"sh -c 'echo $$ > /tmp/be.pid; exec {vhdrig.PKTGEN} --backend /tmp/be.sock --mode rxonly' "
                 ">/dev/null 2>&1")
         devices = [("vhost-kernel", "--frontend /dev/vhost-net --tap vk0"),
-                   ("vhost-vdpa", "--frontend /dev/vhost-vdpa-0"),
                    ("vhost-user", "--frontend /tmp/be.sock")]
         print("| transport | frame bytes | instructions per frame (frontend, txonly) |")
         print("|---|---|---|")
