@@ -29,6 +29,7 @@ _vhostctl_keys()
 	vhost-user) echo "path= client queues= mrg= tso= borrow= owner= group= mode= msg_timeout_ms= mtu=" ;;
 	virtio-user) echo "path= server queues= packed mrg= msg_timeout_ms= mtu=" ;;
 	vhost-net) echo "ifname= queues= mtu=" ;;
+	vdpa) echo "path= queues= packed mrg= mtu=" ;;
 	tap) echo "ifname= queues= offloads= addr= mac= mtu=" ;;
 	af_packet) echo "ifname= frames= offloads= qdisc_bypass= mtu=" ;;
 	af_xdp) echo "ifname= queue= frames= mode= zerocopy= mtu=" ;;
@@ -97,7 +98,7 @@ _vhostctl()
 		;;
 	add-port)
 		if ((argn == 2)); then
-			_vhostctl_reply -W "vhost-user virtio-user vhost-net tap af_packet af_xdp vxlan vduse" -- "$cur"
+			_vhostctl_reply -W "vhost-user virtio-user vhost-net vdpa tap af_packet af_xdp vxlan vduse" -- "$cur"
 		elif ((argn > 2)); then
 			local type="${COMP_WORDS[cmdi + 2]}"
 			case "$cur" in

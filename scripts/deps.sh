@@ -6,7 +6,8 @@ set -euo pipefail
 # libxdp-dev/libbpf-dev for af_xdp ports; libxdp1 carries the default XDP program (xsk_def_xdp_prog.o) they load.
 build_pkgs=(gcc make meson ninja-build pkg-config python3 libc6-dev libxdp-dev libbpf-dev libxdp1)
 # The interop suite's peers: QEMU and the pieces of its guest (tests/interop/guest/prepare.sh), DPDK's testpmd.
-interop_pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils iproute2 ethtool dpdk dpdk-dev)
+# gcc-12 make binutils: the guest kernel's vdpa_sim modules, built out of tree (tests/interop/guest/build-vdpasim.sh).
+interop_pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils iproute2 ethtool dpdk dpdk-dev gcc-12 make binutils)
 # The libFuzzer harnesses (tests/fuzz/): clang and its runtimes (libFuzzer, ASan, UBSan).
 fuzz_pkgs=("${build_pkgs[@]}" clang libclang-rt-14-dev)
 # tests/integration/test_install.py renders the man pages and verifies the systemd unit.

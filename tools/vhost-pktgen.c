@@ -95,6 +95,8 @@ struct opts {
 	double warmup; /* seconds of traffic not counted */
 	unsigned window; /* --latency: frames in flight */
 	uint8_t mac[6];
+	bool set_dev_mac;     /* --set-mac */
+	uint8_t dev_mac[6];
 };
 
 /* --latency: shared by the generator and, with --sink, the sink that sees the frames arrive. */
@@ -125,16 +127,20 @@ struct gen {
 	unsigned traffic_ticks; /* note_traffic() calls */
 	bool started;
 	int tap_fd[MAX_QP]; /* --mode tap: one tap queue per queue pair */
+	unsigned resets;    /* SIGUSR1 resets done */
+	int mac_state;      /* --set-mac: 0 to send, 1 sent, 2 answered */
 	unsigned tap_offloads; /* TUN_F_* last set */
 	struct lat *lat;       /* --latency */
 	struct gen *sink;      /* --sink: the second port, driven by the same loop */
 };
 
-static volatile sig_atomic_t stop_now;
+static volatile sig_atomic_t stop_now, reset_now;
 static void on_signal(int s)
 {
-	(void)s;
-	stop_now = 1;
+	if (s == SIGUSR1)
+		reset_now = 1;
+	else
+		stop_now = 1;
 }
 
 static double secs(const struct timespec *a, const struct timespec *b)
@@ -816,6 +822,9 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 		if (g->o.transport == VHD_FE_TRANSPORT_VHOST_KERNEL)
 			fprintf(stderr, "vhost-pktgen: vhost-kernel up on tap %s, features 0x%llx\n", g->o.vk_tap,
 				(unsigned long long)vhd_fe_features(fe));
+		if (g->resets)
+			fprintf(stderr, "vhost-pktgen: up again after reset %u, %llu frames received before\n",
+				g->resets, (unsigned long long)total(g, true));
 	} else {
 		g->cfg_ok = false;
 		for (unsigned q = 0; q < 2 * g->o.queues; q++)
@@ -830,6 +839,30 @@ static void be_event(struct vhd_vu_dev *dev, enum vhd_vu_event ev, unsigned qidx
 	if (ev == VHD_VU_QUEUE_STARTED) {
 		g->cfg_ok = vhd_net_cfg_init(&g->cfg, vhd_vu_dev_features(dev)) == 0;
 		tap_set_offloads(g);
+	}
+}
+
+/* --set-mac: post MAC ADDR_SET once up (and again after each reset), report the device's answer. */
+static void set_dev_mac(struct gen *g)
+{
+	const uint8_t *m = g->o.dev_mac;
+	if (!vhd_fe_up(g->fe)) {
+		g->mac_state = 0;
+		return;
+	}
+	if (g->mac_state == 0) {
+		int rc = vhd_fe_ctrl(g->fe, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_ADDR_SET, m, 6);
+		if (rc == 0) {
+			g->mac_state = 1;
+		} else if (rc != -EBUSY) {
+			fprintf(stderr, "vhost-pktgen: cannot set the device's MAC: %s\n", strerror(-rc));
+			g->mac_state = 2;
+		}
+	} else if (g->mac_state == 1 && vhd_fe_ctrl_result(g->fe) != -EINPROGRESS) {
+		int rc = vhd_fe_ctrl_result(g->fe);
+		fprintf(stderr, "vhost-pktgen: device MAC %02x:%02x:%02x:%02x:%02x:%02x: %s\n", m[0], m[1], m[2], m[3],
+			m[4], m[5], rc == 0 ? "set" : strerror(-rc));
+		g->mac_state = 2;
 	}
 }
 
@@ -1024,18 +1057,21 @@ static void usage(FILE *f)
 		"                    [--in-order] [--verify] [--mac XX:XX:XX:XX:XX:XX] [--json] [--mode tap --tap NAME]\n"
 		"                    [--pps N] [--sink PATH [--announce]] [--latency [--window N]] [--warmup S] [--poll]\n"
 		"                    [--no-payload | --static] [--flows N] [--src-macs N] [--msg-timeout MS]\n"
-		"                    [--transport vhost-user|vhost-kernel|vhost-vdpa] [--vhost-tap NAME]\n"
+		"                    [--transport vhost-user|vhost-kernel|vhost-vdpa] [--vhost-tap NAME] [--set-mac MAC]\n"
 		"\n"
 		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
 		"  --frontend PATH  drive the device at PATH without a VM: a vhost-user socket (connecting by default),\n"
-		"                   or /dev/vhost-net (vhost-kernel: the kernel's vhost-net, whose back-end is the tap\n"
+		"                   /dev/vhost-net (vhost-kernel: the kernel's vhost-net, whose back-end is the tap\n"
 		"                   --tap NAME, created if missing, one tap queue per queue pair; split rings only,\n"
-		"                   no --server, no --iommu)\n"
+		"                   no --server, no --iommu), or /dev/vhost-vdpa-N (vhost-vdpa: a vDPA device; no\n"
+		"                   --server, no --iommu)\n"
 		"  --transport T    frontend: force the transport instead of picking it from PATH (vhost-user,\n"
-		"                   vhost-kernel; vhost-vdpa is not available yet)\n"
+		"                   vhost-kernel, vhost-vdpa)\n"
 		"  --vhost-tap NAME vhost-kernel: vhost-net's tap, where --tap names the bridged tap (--mode tap)\n"
 		"  --vduse NAME     serve a virtio-net device to this host's kernel through VDUSE, attached to the vDPA\n"
 		"                   bus (virtio_vdpa makes a netdev of it); one queue pair; --packed offers packed rings\n"
+		"  --set-mac MAC    frontend: once up, set the device's MAC through its control queue (CTRL_VQ,\n"
+		"                   CTRL_MAC_ADDR), as a guest's driver does; the outcome goes to stderr\n"
 		"  --server/--client  listen on PATH, or connect to it (and reconnect)\n"
 		"  --mode           txonly: generate UDP frames; txrx: generate, and count what arrives (both ways);\n"
 		"                   rxonly: count and drop; io: send back what arrives;\n"
@@ -1101,6 +1137,7 @@ static void usage(FILE *f)
 		"                   (logged) and, as a frontend, reconnected: backend: a message from the front-end\n"
 		"                   or our reply it does not read; frontend: each reply it owes us, and a message\n"
 		"                   it stalls in (1..3600000; default 2000)\n"
+		"SIGUSR1 (frontend): reset the device under traffic and set it up again (vhd_fe_reset()).\n"
 		"At exit (or on SIGINT/SIGTERM) prints per-queue and total packets, bytes, drops, errors and Mpps.\n"
 		"Exit status: 0, or 1 if --verify saw lost/duplicated/corrupted frames, 2 for bad usage.\n",
 		MIN_FRAME, MAX_FRAME, MAX_BURST, MAX_QP, LAT_MAX_WINDOW);
@@ -1144,7 +1181,8 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"no-payload", 0, 0, 'N'}, {"static", 0, 0, 'Z'}, {"flows", 1, 0, 'F'}, {"announce", 0, 0, 'A'},
 		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iommu-lazy", 0, 0, 'z'}, {"iotlb-per-burst", 0, 0, 'G'},
 		{"vduse", 1, 0, 'U'},   {"inflight", 0, 0, 'T'}, {"msg-timeout", 1, 0, 1000},
-		{"transport", 1, 0, 1002}, {"vhost-tap", 1, 0, 'K'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+		{"transport", 1, 0, 1002}, {"vhost-tap", 1, 0, 'K'}, {"set-mac", 1, 0, 'D'}, {"help", 0, 0, 'h'},
+		{0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -1233,12 +1271,15 @@ static int parse(int argc, char **argv, struct opts *o)
 			o->verify = true;
 			break;
 		case 'a':
-			if (sscanf(optarg, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &o->mac[0], &o->mac[1], &o->mac[2], &o->mac[3],
-				   &o->mac[4], &o->mac[5]) != 6) {
-				fprintf(stderr, "vhost-pktgen: bad --mac\n");
+		case 'D': {
+			uint8_t *m = c == 'a' ? o->mac : o->dev_mac;
+			if (sscanf(optarg, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6) {
+				fprintf(stderr, "vhost-pktgen: bad --%s\n", c == 'a' ? "mac" : "set-mac");
 				return -1;
 			}
+			o->set_dev_mac |= c == 'D';
 			break;
+		}
 		case 'j':
 			o->json = true;
 			break;
@@ -1385,6 +1426,14 @@ static int parse(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "vhost-pktgen: --server and --client exclude each other\n");
 		return -1;
 	}
+	if (o->set_dev_mac && o->backend) {
+		fprintf(stderr, "vhost-pktgen: --set-mac is for a frontend (it drives the device's control queue)\n");
+		return -1;
+	}
+	if (o->transport == VHD_FE_TRANSPORT_VHOST_VDPA && (o->server || o->iommu || o->sink)) {
+		fprintf(stderr, "vhost-pktgen: a vhost-vdpa device takes no --server, --iommu or --sink\n");
+		return -1;
+	}
 	/* Defaults: a back-end listens, a frontend connects. */
 	if (!o->client_set)
 		o->server = o->backend;
@@ -1432,6 +1481,8 @@ static int open_port(struct gen *g)
 			f |= VHD_BIT(VIRTIO_F_RING_PACKED);
 		if (g->o.in_order)
 			f |= VHD_BIT(VIRTIO_F_IN_ORDER);
+		if (g->o.set_dev_mac)
+			f |= VHD_BIT(VIRTIO_NET_F_CTRL_VQ) | VHD_BIT(VIRTIO_NET_F_CTRL_MAC_ADDR);
 		/* Bridging a kernel's stack: carry its checksum and segmentation offloads both ways. */
 		if (g->o.mode == M_TAP)
 			f |= VHD_BIT(VIRTIO_NET_F_CSUM) | VHD_BIT(VIRTIO_NET_F_GUEST_CSUM) |
@@ -1516,6 +1567,7 @@ int main(int argc, char **argv)
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	signal(SIGUSR1, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 	/* A front-end that shrinks its memory file must cost us its device, not the process (vhostd/mem.h). */
 	int grc = vhd_mem_guard_sigbus();
@@ -1563,6 +1615,14 @@ int main(int argc, char **argv)
 	bool warm = g->o.warmup <= 0, announced = !k || !g->o.announce, hold = false;
 	struct timespec t_announce;
 	while (!stop_now) {
+		if (reset_now) {
+			reset_now = 0;
+			int rc = g->o.backend ? -ENOTSUP : vhd_fe_reset(g->fe);
+			fprintf(stderr, "vhost-pktgen: reset (SIGUSR1): %s\n", rc < 0 ? strerror(-rc) : "done");
+			g->resets += rc == 0;
+		}
+		if (g->o.set_dev_mac && !g->o.backend)
+			set_dev_mac(g);
 		bool ready = port_ready(g), kready = !k || port_ready(k);
 		unsigned moved = 0;
 		if (!announced && kready && announce(k)) {

@@ -419,7 +419,7 @@ struct cmd_info {
 
 static const struct cmd_info cmd_table[] = {
 	{"add-port", "add-port NAME TYPE [KEY=VALUE...]",
- "create a port; TYPE is vhost-user, virtio-user, vhost-net, tap, af_packet, af_xdp, vxlan or vduse:\n"
+	 "create a port; TYPE is vhost-user, virtio-user, vhost-net, vdpa, tap, af_packet, af_xdp, vxlan or vduse:\n"
 	 "  vhost-user  path=SOCK [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off]\n"
 	 "              [config=on|off] [iommu=on|off] [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL]   a VM's NIC (we serve it)\n"
 	 "              config: offer the config space to a front-end that reads it (default off: QEMU warns)\n"
@@ -432,6 +432,7 @@ static const struct cmd_info cmd_table[] = {
 	 "              [msg_timeout_ms=MS]: a device this late with a reply is dropped (default 2000)\n"
 	 "  vhost-net   ifname=NAME [queues=N]   the kernel's vhost-net with the tap NAME (created if missing,\n"
 	 "              brought up): the fast exception path to the host's stack; needs /dev/vhost-net\n"
+	 "  vdpa        path=/dev/vhost-vdpa-N [queues=N] [packed] [mrg=on|off]   we drive a vDPA device (vhost-vdpa)\n"
 	 "  tap         ifname=NAME [queues=N] [offloads=on|off] [addr=IP/PREFIX] [mac=MAC] a Linux tap (created if missing)\n"
 	 "              addr: the host's address on it, set (and the tap brought up) when the port is added\n"
 	 "  af_packet   ifname=NAME [frames=N] [offloads=on|off] [qdisc_bypass=on|off]   any Linux interface\n"

@@ -197,8 +197,8 @@ static const struct sw_ctl_cmd commands[] = {
 	 "[server] [queues=N] [packed] [mrg=on|off] [iommu=on|off] [msg_timeout_ms=MS], tap ifname=NAME [queues=N] [offloads=on|off] [addr=IP/PREFIX] [mac=MAC], af_packet "
 	 "ifname=NAME [frames=N] [offloads=on|off] [qdisc_bypass=on|off], af_xdp ifname=NAME [queue=N] [frames=N] "
 	 "[mode=auto|native|generic] [zerocopy=auto|on|off], vxlan vni=N remote=IP[,IP...] [local=IP] [dstport=N] "
-	 "[src_ports=N] [gso=on|off], vduse name=NAME [mac=MAC] [packed=on|off] [tso=on|off] [size=N] [state=DIR]; any type "
-	 "takes mtu=N and max_macs=N",
+	 "[src_ports=N] [gso=on|off], vduse name=NAME [mac=MAC] [packed=on|off] [tso=on|off] [size=N] [state=DIR], "
+	 "vdpa path=/dev/vhost-vdpa-N [queues=N] [packed] [mrg=on|off]; any type takes mtu=N and max_macs=N",
 	 2, 2 + SW_MAX_ARGS, cmd_add_port},
 	{"del-port", "del-port NAME", "remove a port while traffic flows", 1, 1, cmd_del_port},
 	{"show", "show", "ports, their state and negotiated features, forwarding threads", 0, 0, cmd_show},

@@ -54,7 +54,9 @@ enum vhd_fe_transport_kind {
 	 * device per queue pair, each given one queue of the tap. Split rings only (vhost-net has no
 	 * VIRTIO_F_RING_PACKED: asking for it fails vhd_fe_create() with -EOPNOTSUPP); no server, no iommu. */
 	VHD_FE_TRANSPORT_VHOST_KERNEL,
-	VHD_FE_TRANSPORT_VHOST_VDPA, /**< /dev/vhost-vdpa-N (not yet: -EOPNOTSUPP) */
+	/** A vDPA device through the kernel's vhost-vdpa (path /dev/vhost-vdpa-N): memory mapped into its IOTLB, ring
+	 * addresses IOVAs; no server, no iommu (the device translates everything through the IOTLB we fill). */
+	VHD_FE_TRANSPORT_VHOST_VDPA,
 };
 /** The name given to the first vhost-user kind; kept for callers that set it. */
 #define VHD_FE_VHOST_USER VHD_FE_TRANSPORT_VHOST_USER
@@ -156,6 +158,34 @@ int vhd_fe_timeout_ms(struct vhd_fe *fe);
  *         iommu asked for and ACCESS_PLATFORM not offered; other -errno of the socket.
  */
 int vhd_fe_dispatch(struct vhd_fe *fe);
+
+/**
+ * Reset the device under its traffic, as a driver recovering from an error does: report VHD_FE_DOWN if up,
+ * let go of the device (vhost-vdpa: status 0, which also drops its maps, and the fd closed; vhost-user: the
+ * connection closed), then reopen or reconnect after the back-off and set everything up again (VHD_FE_UP).
+ * Buffers in flight are lost (reclaim them in the DOWN callback). Never waits on the device. Control thread.
+ * @return 0, or -ENOTCONN when there is no device to reset right now.
+ */
+int vhd_fe_reset(struct vhd_fe *fe);
+
+/**
+ * Send a command on the device's control queue (VIRTIO_NET_F_CTRL_VQ negotiated: ask for it in features, with
+ * the command classes wanted, e.g. VIRTIO_NET_F_CTRL_MAC_ADDR), as a guest's driver does: class and command
+ * numbers and data as in the virtio spec (5.1.6.5), e.g. class 1 (MAC) command 1 (ADDR_SET) with 6 bytes. One
+ * command at a time; the answer is collected by vhd_fe_dispatch() (vhd_fe_timeout_ms() asks for it soon) and
+ * read with vhd_fe_ctrl_result(). When MQ is negotiated too, the frontend itself sets the number of queue
+ * pairs (MQ VQ_PAIRS_SET) right after VHD_FE_UP. Never waits on the device. Control thread.
+ * @return 0 posted; -ENOTCONN down; -ENOTSUP no control queue; -EBUSY a command is pending; -EMSGSIZE data over
+ *         126 bytes; -EIO the queue is broken.
+ */
+int vhd_fe_ctrl(struct vhd_fe *fe, uint8_t cls, uint8_t cmd, const void *data, size_t len);
+
+/**
+ * The outcome of the last control command: -EINPROGRESS while pending, 0 acknowledged (VIRTIO_NET_OK),
+ * -EREMOTEIO refused (VIRTIO_NET_ERR), -EIO the device broke the queue or wrote no valid ack (logged),
+ * -ENODATA none sent yet.
+ */
+int vhd_fe_ctrl_result(const struct vhd_fe *fe);
 
 /** True between VHD_FE_UP and VHD_FE_DOWN. */
 bool vhd_fe_up(const struct vhd_fe *fe);

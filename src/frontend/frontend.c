@@ -91,7 +91,11 @@ struct vhd_fe {
 	bool kept;
 	uint64_t kept_features;
 	unsigned nq;
-	struct fe_queue q[FE_MAX_Q];
+	struct fe_queue q[FE_MAX_Q + 1]; /* q[nq]: the control queue, when negotiated */
+	unsigned nring;                  /* queues set up: nq, plus the control queue */
+	size_t cmd_off;                  /* the control queue's command page, in the memfd */
+	bool ctrl_pending;
+	int ctrl_result; /* of the last command: 0, -EREMOTEIO (VIRTIO_NET_ERR), -EIO, -ENODATA (none yet) */
 };
 
 /* Release: the queues (kept or new) and their eventfds before a data-path thread sees up. Pairs with the
@@ -100,6 +104,9 @@ static void set_up(struct vhd_fe *fe, bool up)
 {
 	__atomic_store_n(&fe->up, up, __ATOMIC_RELEASE);
 }
+/* Control command layout in its page: header and data, then the device's ack at CMD_ACK. */
+#define CMD_ACK 128u
+#define CMD_MAX_DATA (CMD_ACK - sizeof(struct virtio_net_ctrl_hdr))
 
 /* The transport's miss hook: the page holding iova, if iova is in our region. */
 static int fe_miss(void *owner, uint64_t iova, uint8_t perm, struct vhd_fe_map *map)
@@ -185,6 +192,14 @@ static int transport_init(struct vhd_fe *fe, const struct vhd_fe_config *cfg)
 			return -EINVAL;
 		}
 		return vhd_fe_vk_transport_init(&fe->t, fe->name, cfg->tap, cfg->queue_pairs);
+	case VHD_FE_TRANSPORT_VHOST_VDPA:
+		/* The device maps our memory through the kernel's IOTLB, filled up front: no IOMMU emulation, and
+		 * nothing to listen on. */
+		if (cfg->server || cfg->iommu) {
+			vhd_log(VHD_LOG_ERR, "%s: vhost-vdpa has no %s", fe->name, cfg->server ? "server mode" : "iommu");
+			return -EINVAL;
+		}
+		return vhd_fe_vdpa_transport_init(&fe->t, fe->name);
 	default:
 		vhd_log(VHD_LOG_ERR, "%s: transport %s is not available", fe->name, vhd_fe_transport_name(kind));
 		return -EOPNOTSUPP;
@@ -215,8 +230,9 @@ int vhd_fe_create(const struct vhd_fe_config *cfg, struct vhd_fe **out)
 	fe->cfg.iommu_lazy = cfg->iommu && cfg->iommu_lazy;
 	fe->memfd = -1;
 	fe->infl_fd = -1;
-	for (unsigned i = 0; i < FE_MAX_Q; i++)
+	for (unsigned i = 0; i <= FE_MAX_Q; i++)
 		fe->q[i].kick_fd = fe->q[i].call_fd = -1;
+	fe->ctrl_result = -ENODATA;
 
 	struct vhd_vq_layout ls, lp;
 	int rc = vhd_vq_layout(false, fe->cfg.queue_size, &ls);
@@ -225,7 +241,9 @@ int vhd_fe_create(const struct vhd_fe_config *cfg, struct vhd_fe **out)
 	if (rc < 0)
 		goto fail;
 	fe->ring_slot = page_up(ls.size > lp.size ? ls.size : lp.size);
-	fe->buf_off = fe->ring_slot * fe->nq;
+	/* A slot for the control queue too, and its command page: only used when the device has one. */
+	fe->cmd_off = fe->ring_slot * (fe->nq + 1);
+	fe->buf_off = fe->cmd_off + PAGE;
 	fe->mem_len = fe->buf_off + fe->cfg.buf_area_size * cfg->queue_pairs;
 	fe->memfd = memfd_create("vhd-frontend", MFD_CLOEXEC);
 	if (fe->memfd < 0 || ftruncate(fe->memfd, (off_t)fe->mem_len) < 0) {
@@ -238,7 +256,7 @@ int vhd_fe_create(const struct vhd_fe_config *cfg, struct vhd_fe **out)
 		rc = -errno;
 		goto fail;
 	}
-	for (unsigned i = 0; i < fe->nq; i++)
+	for (unsigned i = 0; i <= fe->nq; i++)
 		fe->q[i].ring_off = fe->ring_slot * i;
 	fe->dev_base = cfg->iommu ? FE_GPA + FE_IOVA_OFF : (uintptr_t)fe->mem;
 	rc = transport_init(fe, cfg);
@@ -289,15 +307,18 @@ static void go_down(struct vhd_fe *fe, bool keep)
 	fe->infl_set = false;
 	/* Kept rings keep their eventfds too: the data path, which nothing stopped, may still kick them, and a
 	 * closed number could be reused by the next connection's socket. */
-	for (unsigned i = 0; i < fe->nq && !keep; i++) {
+	for (unsigned i = 0; i <= fe->nq && !keep; i++) {
 		struct fe_queue *q = &fe->q[i];
 		vhd_vq_destroy(q->vq);
 		q->vq = NULL;
 		close_fd(&q->kick_fd);
 		close_fd(&q->call_fd);
 	}
-	if (!keep)
+	if (!keep) {
 		fe->features = 0;
+		fe->nring = 0;
+	}
+	fe->ctrl_pending = false;
 }
 
 /* Kept rings that cannot be resumed: the data path takes its buffers back (vhd_fe_vq() answers during the
@@ -308,7 +329,7 @@ static void drop_kept(struct vhd_fe *fe)
 	if (fe->cfg.event)
 		fe->cfg.event(fe, VHD_FE_DOWN, fe->cfg.opaque);
 	set_up(fe, false);
-	for (unsigned i = 0; i < fe->nq; i++) {
+	for (unsigned i = 0; i <= fe->nq; i++) {
 		vhd_vq_destroy(fe->q[i].vq);
 		fe->q[i].vq = NULL;
 		close_fd(&fe->q[i].kick_fd);
@@ -352,7 +373,7 @@ static const char *step_name(const struct vhd_fe *fe)
 static int make_queues(struct vhd_fe *fe)
 {
 	bool packed = fe->features & VHD_BIT(VIRTIO_F_RING_PACKED);
-	for (unsigned i = 0; i < fe->nq; i++) {
+	for (unsigned i = 0; i < fe->nring; i++) {
 		struct fe_queue *q = &fe->q[i];
 		if (q->vq)
 			continue; /* kept from the last back-end, with its eventfds */
@@ -385,6 +406,14 @@ static int make_queues(struct vhd_fe *fe)
 }
 
 /* One ring message for queue i: op is the index into NUM, IOTLB, BASE, ADDR, CALL, KICK. */
+/* The device's index of our queue i: the control queue comes after all the device's queue pairs. */
+static unsigned dev_q(const struct vhd_fe *fe, unsigned i)
+{
+	if (i < fe->nq)
+		return i;
+	return fe->features & VHD_BIT(VIRTIO_NET_F_MQ) ? 2u * (unsigned)fe->pairs : 2u;
+}
+
 static int ring_step(struct vhd_fe *fe, unsigned i, unsigned op)
 {
 	struct vhd_fe_transport *t = &fe->t;
@@ -392,9 +421,10 @@ static int ring_step(struct vhd_fe *fe, unsigned i, unsigned op)
 	struct vhd_vq_layout l;
 	vhd_vq_layout(packed, fe->cfg.queue_size, &l);
 	uint64_t base = fe->dev_base + fe->q[i].ring_off;
+	unsigned d = dev_q(fe, i);
 	switch (op) {
 	case 0:
-		return t->ops->set_vring_num(t, i, fe->cfg.queue_size);
+		return t->ops->set_vring_num(t, d, fe->cfg.queue_size);
 	case 1: {
 		/* Behind an IOMMU, all of our memory, mapped for each queue in turn as soon as the device has it:
 		 * DPDK's vhost keeps an IOTLB per queue, made at the queue's first message, and an update that
@@ -412,16 +442,16 @@ static int ring_step(struct vhd_fe *fe, unsigned i, unsigned op)
 		 * to a back-end with inflight tracking (which resubmits the rest and finds its avail position). */
 		if (fe->kept && !packed) {
 			const struct virtq_used *u = (const void *)(fe->mem + fe->q[i].ring_off + l.device_off);
-			return t->ops->set_vring_base(t, i, vhd_le16(__atomic_load_n(&u->idx, __ATOMIC_RELAXED)));
+			return t->ops->set_vring_base(t, d, vhd_le16(__atomic_load_n(&u->idx, __ATOMIC_RELAXED)));
 		}
-		return t->ops->set_vring_base(t, i, packed ? VHD_VQ_PACKED_BASE_INIT * 0x10001u : 0);
+		return t->ops->set_vring_base(t, d, packed ? VHD_VQ_PACKED_BASE_INIT * 0x10001u : 0);
 	}
 	case 3:
-		return t->ops->set_vring_addr(t, i, base + l.desc_off, base + l.driver_off, base + l.device_off);
+		return t->ops->set_vring_addr(t, d, base + l.desc_off, base + l.driver_off, base + l.device_off);
 	case 4:
-		return t->ops->set_vring_call(t, i, fe->q[i].call_fd);
+		return t->ops->set_vring_call(t, d, fe->q[i].call_fd);
 	default:
-		return t->ops->set_vring_kick(t, i, fe->q[i].kick_fd);
+		return t->ops->set_vring_kick(t, d, fe->q[i].kick_fd);
 	}
 }
 
@@ -441,7 +471,9 @@ static int start_step(struct vhd_fe *fe)
 		return t->ops->set_owner(t);
 	case S_QUEUE_NUM:
 		fe->pairs = 1;
-		if (fe->nq > 2 && (fe->features & VHD_BIT(VIRTIO_NET_F_MQ)))
+		/* Asked also for one pair when there is a control queue: it sits after the device's last pair. */
+		if ((fe->nq > 2 || (fe->features & VHD_BIT(VIRTIO_NET_F_CTRL_VQ))) &&
+		    (fe->features & VHD_BIT(VIRTIO_NET_F_MQ)))
 			return t->ops->get_queue_num(t, &fe->pairs);
 		return VHD_FE_T_DONE;
 	case S_SET_FEATURES:
@@ -469,7 +501,7 @@ static int start_step(struct vhd_fe *fe)
 	case S_RING:
 		return ring_step(fe, fe->sub / RING_OPS, fe->sub % RING_OPS);
 	case S_ENABLE:
-		return t->ops->set_vring_enable(t, fe->sub, true);
+		return t->ops->set_vring_enable(t, dev_q(fe, fe->sub), true);
 	case S_STATUS:
 		return t->ops->set_status(t, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
 						     VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
@@ -506,11 +538,12 @@ static int finish_step(struct vhd_fe *fe)
 				fe->name);
 			return -ENOTSUP;
 		}
+		fe->nring = fe->nq + ((fe->features & VHD_BIT(VIRTIO_NET_F_CTRL_VQ)) ? 1u : 0u);
 		fe->step = S_SET_OWNER;
 		return 0;
 	}
 	case S_QUEUE_NUM:
-		if (fe->pairs < fe->nq / 2) {
+		if (fe->pairs < fe->nq / 2 || fe->pairs > 0x8000) {
 			vhd_log(VHD_LOG_ERR, "%s: back-end offers %llu queue pairs, %u wanted", fe->name,
 				(unsigned long long)fe->pairs, fe->nq / 2);
 			return -ERANGE;
@@ -518,13 +551,13 @@ static int finish_step(struct vhd_fe *fe)
 		fe->step = S_SET_FEATURES;
 		return 0;
 	case S_RING:
-		if (++fe->sub == fe->nq * RING_OPS) {
+		if (++fe->sub == fe->nring * RING_OPS) {
 			fe->step = S_ENABLE;
 			fe->sub = 0;
 		}
 		return 0;
 	case S_ENABLE:
-		if (++fe->sub == fe->nq)
+		if (++fe->sub == fe->nring)
 			fe->step = S_STATUS;
 		return 0;
 	case S_MEM_TABLE:
@@ -540,6 +573,53 @@ static int finish_step(struct vhd_fe *fe)
 	}
 }
 
+/* Post one command on the control queue (the caller checked there is one and nothing is pending). */
+static int ctrl_post(struct vhd_fe *fe, uint8_t cls, uint8_t cmd, const void *data, size_t len)
+{
+	struct vhd_vq *cvq = fe->q[fe->nq].vq;
+	uint8_t *page = fe->mem + fe->cmd_off;
+	struct virtio_net_ctrl_hdr h = {cls, cmd};
+	memcpy(page, &h, sizeof(h));
+	if (len)
+		memcpy(page + sizeof(h), data, len);
+	page[CMD_ACK] = 0xff; /* neither OK nor ERR until the device writes it */
+	uint64_t at = fe->dev_base + fe->cmd_off;
+	struct vhd_vq_seg segs[2] = {{at, (uint32_t)(sizeof(h) + len)}, {at + CMD_ACK, 1}};
+	struct vhd_vq_buf b = {.segs = segs, .nout = 1, .nin = 1, .token = page};
+	int rc = vhd_vq_add(cvq, &b, 1);
+	if (rc != 1)
+		return rc < 0 ? rc : -ENOSPC;
+	fe->ctrl_pending = true;
+	fe->ctrl_result = -EINPROGRESS;
+	/* The control queue is the one the device may not poll: kick unless it said not to. */
+	uint64_t one = 1;
+	if (vhd_vq_need_notify(cvq) && write(fe->q[fe->nq].kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		return -errno;
+	return 0;
+}
+
+/* The device answered the pending command? Its ack, checked: anything but OK or ERR is the device lying. */
+static void ctrl_collect(struct vhd_fe *fe)
+{
+	struct vhd_vq_done d;
+	int n = vhd_vq_get(fe->q[fe->nq].vq, &d, 1);
+	if (n == 0)
+		return;
+	fe->ctrl_pending = false;
+	uint8_t ack = fe->mem[fe->cmd_off + CMD_ACK];
+	if (n < 0 || d.len < 1 || (ack != VIRTIO_NET_OK && ack != VIRTIO_NET_ERR)) {
+		vhd_log(VHD_LOG_ERR, "%s: control queue: the device %s (ack 0x%02x, %u bytes written)", fe->name,
+			n < 0 ? "broke the queue" : "returned no valid ack", ack, n < 0 ? 0 : d.len);
+		fe->ctrl_result = -EIO;
+		return;
+	}
+	struct virtio_net_ctrl_hdr h;
+	memcpy(&h, fe->mem + fe->cmd_off, sizeof(h));
+	if (ack != VIRTIO_NET_OK)
+		vhd_log(VHD_LOG_ERR, "%s: the device refused control command class %u cmd %u", fe->name, h.class, h.cmd);
+	fe->ctrl_result = ack == VIRTIO_NET_OK ? 0 : -EREMOTEIO;
+}
+
 /* Run setup steps until one awaits the back-end, setup is complete, or a step fails. 0 or -errno. */
 static int advance(struct vhd_fe *fe, int rc)
 {
@@ -550,8 +630,14 @@ static int advance(struct vhd_fe *fe, int rc)
 			break;
 		if (fe->step == S_UP) {
 			set_up(fe, true);
-			vhd_log(VHD_LOG_INFO, "%s: up, features 0x%llx, %u queues", fe->name,
-				(unsigned long long)fe->features, fe->nq);
+			vhd_log(VHD_LOG_INFO, "%s: up, features 0x%llx, %u queues%s", fe->name,
+				(unsigned long long)fe->features, fe->nq, fe->nring > fe->nq ? " and a control queue" : "");
+			/* As a guest's driver does: a multi-queue device uses one pair until told how many. */
+			if (fe->nring > fe->nq && (fe->features & VHD_BIT(VIRTIO_NET_F_MQ))) {
+				uint16_t pairs = vhd_cpu_to_le16((uint16_t)(fe->nq / 2));
+				if (ctrl_post(fe, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, &pairs, 2) < 0)
+					return -EIO;
+			}
 			if (fe->cfg.event)
 				fe->cfg.event(fe, VHD_FE_UP, fe->cfg.opaque);
 			return 0;
@@ -568,7 +654,29 @@ unsigned vhd_fe_pollfds(struct vhd_fe *fe, struct pollfd *fds, unsigned max)
 
 int vhd_fe_timeout_ms(struct vhd_fe *fe)
 {
-	return fe->t.ops->timeout_ms(&fe->t);
+	int ms = fe->t.ops->timeout_ms(&fe->t);
+	/* A control command's answer comes on its ring, which nothing polls: look again soon. */
+	if (fe->up && fe->ctrl_pending && (ms < 0 || ms > 1))
+		ms = 1;
+	return ms;
+}
+
+int vhd_fe_ctrl(struct vhd_fe *fe, uint8_t cls, uint8_t cmd, const void *data, size_t len)
+{
+	if (!fe->up)
+		return -ENOTCONN;
+	if (fe->nring == fe->nq)
+		return -ENOTSUP;
+	if (len > CMD_MAX_DATA)
+		return -EMSGSIZE;
+	if (fe->ctrl_pending)
+		return -EBUSY;
+	return ctrl_post(fe, cls, cmd, data, len);
+}
+
+int vhd_fe_ctrl_result(const struct vhd_fe *fe)
+{
+	return fe->ctrl_result;
 }
 
 int vhd_fe_dispatch(struct vhd_fe *fe)
@@ -587,6 +695,8 @@ int vhd_fe_dispatch(struct vhd_fe *fe)
 			rc = advance(fe, rc);
 		else if (rc > 0)
 			rc = 0; /* up: nothing of ours in flight */
+		if (rc == 0 && fe->up && fe->ctrl_pending)
+			ctrl_collect(fe);
 	}
 	if (rc < 0) {
 		if (!fe->up)
@@ -594,6 +704,19 @@ int vhd_fe_dispatch(struct vhd_fe *fe)
 		lost(fe, rc);
 	}
 	return rc < 0 ? rc : 0;
+}
+
+int vhd_fe_reset(struct vhd_fe *fe)
+{
+	if (!fe->t.ops->connected(&fe->t))
+		return -ENOTCONN;
+	vhd_log(VHD_LOG_INFO, "%s: reset: the device is set up again from scratch", fe->name);
+	if (fe->kept)
+		drop_kept(fe);
+	go_down(fe, false);
+	close_fd(&fe->infl_fd); /* it described the rings just dropped: the next back-end gets a fresh area */
+	fe->t.ops->lost(&fe->t);
+	return 0;
 }
 
 void vhd_fe_destroy(struct vhd_fe *fe)

@@ -131,4 +131,11 @@ int vhd_fe_vu_transport_init(struct vhd_fe_transport *t, const char *name, unsig
  * connect(). 0, -EINVAL for a bad tap name or pair count, -ENOMEM. */
 int vhd_fe_vk_transport_init(struct vhd_fe_transport *t, const char *name, const char *tap, unsigned pairs);
 
+/* A vhost-vdpa transport (/dev/vhost-vdpa-N, opened by ops->open()). 0 or -ENOMEM. */
+int vhd_fe_vdpa_transport_init(struct vhd_fe_transport *t, const char *name);
+
+struct vhost_vdpa_iova_range;
+/* Whether [iova, iova + size) lies in the device's range r: 0, or -ERANGE (also for size 0). */
+int vhdi_vdpa_map_check(const struct vhost_vdpa_iova_range *r, uint64_t iova, uint64_t size);
+
 #endif

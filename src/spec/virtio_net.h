@@ -99,6 +99,8 @@ struct virtio_net_ctrl_hdr {
 };
 #define VIRTIO_NET_OK  0u
 #define VIRTIO_NET_ERR 1u
+#define VIRTIO_NET_CTRL_MAC                1
+#define VIRTIO_NET_CTRL_MAC_ADDR_SET       1
 #define VIRTIO_NET_CTRL_MQ                 4
 #define VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET    0
 #define VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MIN    1

@@ -15,7 +15,7 @@ const struct sw_port_ops *sw_port_type(const char *name)
 {
 	static const struct sw_port_ops *const types[] = {&sw_vhost_user_ops, &sw_virtio_user_ops, &sw_tap_ops,
 							    &sw_af_packet_ops, &sw_af_xdp_ops, &sw_vxlan_ops,
-							    &sw_vduse_ops, &sw_vhost_net_ops};
+							    &sw_vduse_ops, &sw_vhost_net_ops, &sw_vdpa_ops};
 	for (unsigned i = 0; i < sizeof(types) / sizeof(types[0]); i++)
 		if (!strcmp(types[i]->type, name))
 			return types[i];

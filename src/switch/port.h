@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Switch ports: one ops table per port type (vhost-user, virtio-user, vhost-net, tap, af_packet, af_xdp, vxlan), behind which the
+ * Switch ports: one ops table per port type (vhost-user, virtio-user, vhost-net, vdpa, tap, af_packet, af_xdp, vxlan), behind which the
  * forwarding threads move bursts of packets without knowing what is on the other side.
  *
  * Threading contract:
@@ -172,7 +172,7 @@ struct sw_port {
 
 /* The port types; sw_port_type() finds one by name. */
 extern const struct sw_port_ops sw_vhost_user_ops, sw_virtio_user_ops, sw_tap_ops, sw_af_packet_ops, sw_af_xdp_ops,
-	sw_vxlan_ops, sw_vduse_ops, sw_vhost_net_ops;
+	sw_vxlan_ops, sw_vduse_ops, sw_vhost_net_ops, sw_vdpa_ops;
 const struct sw_port_ops *sw_port_type(const char *name);
 
 /* Helpers for create(): the value of key, or def when absent; and a strict unsigned parse. */

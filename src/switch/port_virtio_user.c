@@ -64,7 +64,7 @@ struct vup_port {
 	struct vhd_fe *fe;
 	char path[108];
 	char tap[IFNAMSIZ]; /* vhost-net: its tap; "" for vhost-user */
-	bool server, packed;
+	bool server, packed, vdpa;
 	unsigned nqp;
 	struct vhd_net_cfg cfg; /* written only while every window is closed */
 	bool cfg_ok;
@@ -268,7 +268,8 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 /* vhd_fe_config's tap, path and mode with the port's own settings; see switch/port_virtio_user.h. */
 int vup_open(struct sw_port *p, const struct vup_params *a, char *err, size_t errlen)
 {
-	const char *what = a->tap ? "vhost-net" : "virtio-user";
+	bool vdpa = a->transport == VHD_FE_TRANSPORT_VHOST_VDPA;
+	const char *what = a->tap ? "vhost-net" : vdpa ? "vdpa" : "virtio-user";
 	struct vup_port *vp = calloc(1, sizeof(*vp));
 	if (!vp)
 		return -ENOMEM;
@@ -276,6 +277,7 @@ int vup_open(struct sw_port *p, const struct vup_params *a, char *err, size_t er
 	if (a->tap)
 		snprintf(vp->tap, sizeof(vp->tap), "%s", a->tap);
 	vp->server = a->server;
+	vp->vdpa = vdpa;
 	vp->packed = a->packed;
 	vp->nqp = a->queues;
 	uint64_t f = vhd_fe_default_features() | VHD_BIT(VIRTIO_NET_F_CSUM) | VHD_BIT(VIRTIO_NET_F_GUEST_CSUM) |
@@ -306,6 +308,8 @@ int vup_open(struct sw_port *p, const struct vup_params *a, char *err, size_t er
 	if (rc < 0) {
 		if (a->tap)
 			snprintf(err, errlen, "vhost-net: %s with tap %s: %s", vp->path, vp->tap, strerror(-rc));
+		else if (vdpa)
+			snprintf(err, errlen, "vdpa: opening %s: %s", vp->path, strerror(-rc));
 		else
 			snprintf(err, errlen, "virtio-user: %s %s: %s", vp->server ? "listening on" : "connecting to",
 				 vp->path, strerror(-rc));
@@ -407,7 +411,7 @@ void vup_describe(struct sw_port *p, struct sw_json *w)
 	sw_json_str(w, "path", vp->path);
 	if (vp->tap[0])
 		sw_json_str(w, "ifname", vp->tap);
-	else
+	else if (!vp->vdpa) /* a vdpa device is a node: no socket, no mode */
 		sw_json_str(w, "mode", vp->server ? "server" : "client");
 	sw_json_bool(w, "up", vhd_fe_up(vp->fe));
 	sw_json_strf(w, "features", "0x%llx", (unsigned long long)f);

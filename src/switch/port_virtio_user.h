@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The frontend as a switch port, shared by the port types built on it: virtio-user (a vhost-user device) and
- * vhost-net (the kernel's vhost-net with a tap: the fast exception path to the host's stack). They differ in
+ * The frontend as a switch port, shared by the port types built on it: virtio-user (a vhost-user device),
+ * vhost-net (the kernel's vhost-net with a tap: the fast exception path to the host's stack) and vdpa (a vDPA
+ * device through the kernel's vhost-vdpa). They differ in
  * what they parse and which transport they ask for; the data path and the control hooks are one.
  */
 #ifndef VHD_SWITCH_PORT_VIRTIO_USER_H

@@ -700,8 +700,8 @@ int sw_port_add(struct sw *sw, const char *name, const char *type, const struct 
 	}
 	const struct sw_port_ops *ops = sw_port_type(type);
 	if (!ops) {
-		snprintf(err, errlen, "port type '%s': want vhost-user, virtio-user, vhost-net, tap, af_packet, af_xdp or "
-			 "vxlan",
+		snprintf(err, errlen, "port type '%s': want vhost-user, virtio-user, vhost-net, vdpa, tap, af_packet, af_xdp "
+			 "or vxlan",
 			 type);
 		return -EINVAL;
 	}

@@ -184,7 +184,7 @@ def case_completion(inst):
         (["s"], ["show", "stats"]),
         (["--j"], ["--json"]),
         (["log-level", "w"], ["warning"]),
-        (["add-port", "vm9", "v"], ["vduse", "vhost-net", "vhost-user", "virtio-user", "vxlan"]),
+        (["add-port", "vm9", "v"], ["vdpa", "vduse", "vhost-net", "vhost-user", "virtio-user", "vxlan"]),
         (["add-port", "vd9", "vduse", "pa"], ["packed="]),
         (["add-port", "vx9", "vxlan", "src"], ["src_ports="]),
         (["add-port", "vm9", "vhost-user", "path=/x", "mo"], ["mode="]),

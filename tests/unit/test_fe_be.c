@@ -23,7 +23,9 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "frontend/transport.h"
 #include "harness.h"
+#include "spec/vhost_vdpa.h"
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "switch/port.h"
@@ -1244,6 +1246,40 @@ static void test_virtio_user_port_rx_tx_windows(void) { virtio_user_port_windows
 /* The same with inflight=on: the rings outlive each back-end, the windows stay open across the restart, and
  * the port comes back up on the kept rings with both threads still running. */
 static void test_virtio_user_port_inflight(void) { virtio_user_port_windows(true, rounds_scaled(10)); }
+/* vhost-vdpa: a map is checked against the device's GET_IOVA_RANGE before the kernel sees it (the kernel would
+ * refuse it too, but with a bare EINVAL naming nothing), overflow-safely at the top of the space. */
+static void test_vdpa_iova_range(void)
+{
+	struct vhost_vdpa_iova_range r = {0x1000, 0xffffffffull};
+	CHECK_EQ(vhdi_vdpa_map_check(&r, 0x1000, 0x1000), 0);
+	CHECK_EQ(vhdi_vdpa_map_check(&r, 0xfffff000ull, 0x1000), 0);       /* ends exactly at last */
+	CHECK_EQ(vhdi_vdpa_map_check(&r, 0xfffff000ull, 0x1001), -ERANGE); /* one byte past */
+	CHECK_EQ(vhdi_vdpa_map_check(&r, 0, 0x2000), -ERANGE);             /* starts below first */
+	CHECK_EQ(vhdi_vdpa_map_check(&r, 0x1000, 0), -ERANGE);             /* empty */
+	CHECK_EQ(vhdi_vdpa_map_check(&r, 0x100000000ull, 1), -ERANGE);     /* above */
+	struct vhost_vdpa_iova_range all = {0, ~0ull};
+	CHECK_EQ(vhdi_vdpa_map_check(&all, ~0ull, 1), 0);
+	CHECK_EQ(vhdi_vdpa_map_check(&all, ~0ull, 2), -ERANGE); /* iova + size wraps */
+	CHECK_EQ(vhdi_vdpa_map_check(&all, 1, ~0ull), 0);
+}
+
+/* A node that is not a vhost-vdpa device: the frontend refuses it at create, naming the ioctl, and leaks
+ * nothing; server and iommu do not apply to vhost-vdpa. */
+static void test_vdpa_not_a_device(void)
+{
+	struct vhd_fe *fe = NULL;
+	struct vhd_fe_config c = {.transport = VHD_FE_TRANSPORT_VHOST_VDPA, .path = "/dev/null", .queue_pairs = 1};
+	CHECK_EQ(vhd_fe_create(&c, &fe), -ENOTTY);
+	c.path = "/nonexistent/vhost-vdpa-9";
+	CHECK_EQ(vhd_fe_create(&c, &fe), -ENOENT);
+	c.server = true;
+	CHECK_EQ(vhd_fe_create(&c, &fe), -EINVAL);
+	c.server = false;
+	c.iommu = true;
+	CHECK_EQ(vhd_fe_create(&c, &fe), -EINVAL);
+	CHECK(fe == NULL);
+}
+
 /* Which transport a config selects, and what vhost-kernel refuses up front (the host has no vhost-net: its
  * traffic is tested in the guest, tests/interop/test_vhost_kernel.py). */
 static void test_transport_select(void)
@@ -1270,8 +1306,8 @@ static void test_transport_select(void)
 	c.server = true;
 	CHECK_EQ(vhd_fe_create(&c, &fe), -EINVAL);
 	c.server = false;
-	c.transport = VHD_FE_TRANSPORT_VHOST_VDPA;
-	CHECK_EQ(vhd_fe_create(&c, &fe), -EOPNOTSUPP);
+	c.transport = VHD_FE_TRANSPORT_VHOST_VDPA; /* no such node: vhost-vdpa opens at create */
+	CHECK_EQ(vhd_fe_create(&c, &fe), -ENOENT);
 	/* Nothing is opened before the first dispatch; a device that cannot be opened is retried after the
 	 * back-off, never waited for. */
 	c.transport = VHD_FE_TRANSPORT_VHOST_KERNEL;
@@ -1286,6 +1322,8 @@ static void test_transport_select(void)
 }
 
 static const struct th_case cases[] = {
+	{"vdpa_iova_range", test_vdpa_iova_range, 10},
+	{"vdpa_not_a_device", test_vdpa_not_a_device, 10},
 	{"backend_thread_per_pair", test_backend_thread_per_pair, 120},
 	{"split", test_split, 120},
 	{"packed", test_packed, 120},
