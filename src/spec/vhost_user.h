@@ -188,6 +188,7 @@ struct vhost_user_inflight {
 	uint64_t mmap_offset;
 	uint16_t num_queues;
 	uint16_t queue_size;
+	uint32_t padding; /* implicit in QEMU's struct; named so that initialisers zero it (it goes on the wire) */
 };
 
 struct vhost_user_vring_area {

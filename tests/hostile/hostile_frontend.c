@@ -334,12 +334,12 @@ static enum outcome c_inflight(int fd)
 {
 	negotiate(fd);
 	struct vhu_msg m = mk(VHOST_USER_SET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
-	m.p.inflight = (struct vhost_user_inflight){MEM_SIZE, 0, UINT16_MAX, 1024};
+	m.p.inflight = (struct vhost_user_inflight){MEM_SIZE, 0, UINT16_MAX, 1024, 0};
 	m.fds[0] = memfd;
 	m.nfds = 1;
 	send_msg(fd, &m);
 	m = mk(VHOST_USER_GET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
-	m.p.inflight = (struct vhost_user_inflight){0, 0, UINT16_MAX, 1024};
+	m.p.inflight = (struct vhost_user_inflight){0, 0, UINT16_MAX, 1024, 0};
 	send_msg(fd, &m);
 	return ANSWERS;
 }
