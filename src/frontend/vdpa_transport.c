@@ -343,13 +343,17 @@ static int vdpa_set_features(struct vhd_fe_transport *t, uint64_t f)
 /* max_virtqueue_pairs from the config space (the frontend asks only with MQ negotiated). */
 static int vdpa_get_queue_num(struct vhd_fe_transport *t, uint64_t *pairs)
 {
-	struct {
-		struct vhost_vdpa_config h;
+	/* The header and its flexible buffer, in one buffer (ISO C has no struct holding both). */
+	_Alignas(struct vhost_vdpa_config) unsigned char buf[sizeof(struct vhost_vdpa_config) + sizeof(uint16_t)];
+	struct vhost_vdpa_config *c = (struct vhost_vdpa_config *)buf;
+	c->off = offsetof(struct virtio_net_config, max_virtqueue_pairs);
+	c->len = sizeof(uint16_t);
+	int rc = xioctl(t, VHOST_VDPA_GET_CONFIG, c, "GET_CONFIG");
+	if (rc == 0) {
 		uint16_t v;
-	} c = {.h = {.off = offsetof(struct virtio_net_config, max_virtqueue_pairs), .len = 2}};
-	int rc = xioctl(t, VHOST_VDPA_GET_CONFIG, &c, "GET_CONFIG");
-	if (rc == 0)
-		*pairs = vhd_le16(c.v); /* VERSION_1: little-endian config space */
+		memcpy(&v, c->buf, sizeof(v));
+		*pairs = vhd_le16(v); /* VERSION_1: little-endian config space */
+	}
 	return rc;
 }
 

@@ -336,17 +336,17 @@ static int vk_set_mem_table(struct vhd_fe_transport *t, const struct vhd_fe_regi
 			n, n == 1 ? "" : "s", max, VHOST_MAX_MEM_REGIONS_PARAM);
 		return -E2BIG;
 	}
-	struct {
-		struct vhost_memory m;
-		struct vhost_memory_region r[8];
-	} mem;
-	memset(&mem, 0, sizeof(mem));
-	mem.m.nregions = n;
+	/* The header and its flexible array of regions, in one buffer (ISO C has no struct holding both). */
+	_Alignas(struct vhost_memory) unsigned char
+		buf[sizeof(struct vhost_memory) + 8 * sizeof(struct vhost_memory_region)];
+	memset(buf, 0, sizeof(buf));
+	struct vhost_memory *mem = (struct vhost_memory *)buf;
+	mem->nregions = n;
 	for (unsigned i = 0; i < n; i++)
-		mem.r[i] = (struct vhost_memory_region){.guest_phys_addr = r[i].guest_addr, .memory_size = r[i].size,
-							.userspace_addr = r[i].addr};
+		mem->regions[i] = (struct vhost_memory_region){.guest_phys_addr = r[i].guest_addr,
+							       .memory_size = r[i].size, .userspace_addr = r[i].addr};
 	for (unsigned i = 0; i < k->pairs; i++) {
-		int rc = kio(t, k->vfd[i], VHOST_SET_MEM_TABLE, "VHOST_SET_MEM_TABLE", (int)(2 * i), &mem);
+		int rc = kio(t, k->vfd[i], VHOST_SET_MEM_TABLE, "VHOST_SET_MEM_TABLE", (int)(2 * i), mem);
 		if (rc == -E2BIG)
 			vhd_log(VHD_LOG_ERR, "%s: the vhost module refused %u region%s (max_mem_regions in %s)", t->name,
 				n, n == 1 ? "" : "s", VHOST_MAX_MEM_REGIONS_PARAM);
