@@ -84,6 +84,9 @@ class NsEnd:
         pre = f"{IP} netns exec {self.ns} " if self.ns else ""
         return self.g.start(pre + "nettool " + " ".join(map(str, args)))
 
+    def udp_rcvbuf_errors(self):
+        return vhdrig.guest_udp_rcvbuf_errors(self.g, f"{IP} netns exec {self.ns} " if self.ns else "")
+
 
 def netdev_into(g, dev, ns, ip):
     """The netdev virtio_vdpa made of VDUSE device dev, moved into ns with ip, up. Waits for it (the probe runs

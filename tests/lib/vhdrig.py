@@ -960,6 +960,18 @@ class GuestNs:
     def start(self, *args):
         return self.g.start(f"/usr/bin/ip netns exec {self.ns} nettool " + " ".join(map(str, args)))
 
+    def udp_rcvbuf_errors(self):
+        return guest_udp_rcvbuf_errors(self.g, f"/usr/bin/ip netns exec {self.ns} ")
+
+
+def guest_udp_rcvbuf_errors(g, pre=""):
+    """UDP datagrams the kernel of Guest g dropped for a full socket receive buffer (Udp: RcvbufErrors in
+    /proc/net/snmp; pre: a command prefix such as "ip netns exec NS " for a namespace's own count)."""
+    rc, out = g.cmd(f"{pre}cat /proc/net/snmp", timeout=30)
+    rows = [line.split() for line in out if line.startswith("Udp:")]
+    expect(rc == 0 and len(rows) >= 2 and "RcvbufErrors" in rows[0], f"{g.name}: no Udp row in /proc/net/snmp")
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
 
 class GuestJob:
     def __init__(self, g, i, command):
@@ -1218,6 +1230,9 @@ def drop_counters(rig, dst):
     if isinstance(dst, Guest):
         g = dst.counters()
         c[f"{dst.mac}.rx_dropped"] = g["rx_dropped"]  # by MAC: the same guest after a live migration
+    # the receiver's own socket buffer overflowing (a nettool off the CPU under TCG): the kernel's UDP RcvbufErrors
+    if hasattr(dst, "udp_rcvbuf_errors"):
+        c[f"{dst.name}.udp_rcvbuf_errors"] = dst.udp_rcvbuf_errors()
     for ifname, ns in rig.host_ifaces:
         t = rig.iface_stats(ifname, ns=ns)
         c[f"{ifname}.tx_dropped"], c[f"{ifname}.rx_dropped"] = t["tx_dropped"], t["rx_dropped"]
