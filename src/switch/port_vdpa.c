@@ -30,17 +30,4 @@ static int vdpa_create(struct sw_port *p, const struct sw_kv *args, unsigned nar
 	return vup_open(p, &a, err, errlen);
 }
 
-const struct sw_port_ops sw_vdpa_ops = {
-	.type = "vdpa",
-	.create = vdpa_create,
-	.destroy = vup_destroy,
-	.pollfds = vup_pollfds,
-	.timeout_ms = vup_timeout_ms,
-	.dispatch = vup_dispatch,
-	.link_up = vup_link_up,
-	.describe = vup_describe,
-	.rx_burst = vup_rx_burst,
-	.rx_arm = vup_rx_arm,
-	.rx_disarm = vup_rx_disarm,
-	.tx_burst = vup_tx_burst,
-};
+const struct sw_port_ops sw_vdpa_ops = VUP_PORT_OPS("vdpa", vdpa_create);

@@ -421,17 +421,4 @@ void vup_describe(struct sw_port *p, struct sw_json *w)
 	sw_json_u64(w, "downs", vp->downs);
 }
 
-const struct sw_port_ops sw_virtio_user_ops = {
-	.type = "virtio-user",
-	.create = vup_create,
-	.destroy = vup_destroy,
-	.pollfds = vup_pollfds,
-	.timeout_ms = vup_timeout_ms,
-	.dispatch = vup_dispatch,
-	.link_up = vup_link_up,
-	.describe = vup_describe,
-	.rx_burst = vup_rx_burst,
-	.rx_arm = vup_rx_arm,
-	.rx_disarm = vup_rx_disarm,
-	.tx_burst = vup_tx_burst,
-};
+const struct sw_port_ops sw_virtio_user_ops = VUP_PORT_OPS("virtio-user", vup_create);

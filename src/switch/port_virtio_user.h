@@ -38,4 +38,13 @@ unsigned vup_tx_burst(struct sw_port *p, unsigned qn, struct vhd_pkt **pkts, uns
 int vup_rx_arm(struct sw_port *p, unsigned qn, struct pollfd *pfd);
 void vup_rx_disarm(struct sw_port *p, unsigned qn, short revents);
 
+/* The ops table of a port type built on the frontend: only its name and its argument parsing differ. */
+#define VUP_PORT_OPS(type_name, create_fn)                                                                     \
+	{                                                                                                        \
+		.type = (type_name), .create = (create_fn), .destroy = vup_destroy, .pollfds = vup_pollfds,      \
+		.timeout_ms = vup_timeout_ms, .dispatch = vup_dispatch, .link_up = vup_link_up,                  \
+		.describe = vup_describe, .rx_burst = vup_rx_burst, .rx_arm = vup_rx_arm,                        \
+		.rx_disarm = vup_rx_disarm, .tx_burst = vup_tx_burst,                                            \
+	}
+
 #endif
