@@ -18,10 +18,12 @@
 #define VHD_SWITCH_PORT_H
 
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vhostd/net.h"
 #include "vhostd/pkt.h"
 
 #define SW_MAX_THREADS 16
@@ -39,6 +41,27 @@ struct sw_kv {
 	const char *key;
 	const char *value;
 };
+
+/* A device queue's data-path configuration (vhost-user and vduse ports), rebuilt when the negotiated features
+ * change: the data path notices at its next burst instead of the control thread reaching into the queue. */
+struct sw_net_qcfg {
+	uint64_t features; /* what cfg was derived from */
+	bool ok;
+	struct vhd_net_cfg cfg;
+};
+
+/* The configuration for features f, or NULL when they are unusable (each burst that meets them adds 1 to *bad).
+ * Called only by the thread that owns the queue's burst. */
+static inline const struct vhd_net_cfg *sw_net_qcfg(struct sw_net_qcfg *q, uint64_t f, _Atomic uint64_t *bad)
+{
+	if (__builtin_expect(f != q->features || !q->ok, 0)) {
+		q->features = f;
+		q->ok = vhd_net_cfg_init(&q->cfg, f) == 0;
+		if (!q->ok)
+			atomic_fetch_add_explicit(bad, 1, memory_order_relaxed);
+	}
+	return q->ok ? &q->cfg : NULL;
+}
 
 /* Per-thread counters of one port: each forwarding thread writes only its own slot (relaxed atomics, own
  * cache line), readers sum the slots, so reading never stalls forwarding. */

@@ -23,7 +23,11 @@ static int vdpa_create(struct sw_port *p, const struct sw_kv *args, unsigned nar
 	if ((rc = sw_kv_required(args, nargs, "path", "the /dev/vhost-vdpa-N device", path, sizeof(path), err,
 				 errlen)) < 0)
 		return rc;
-	struct vup_params a = {.transport = VHD_FE_TRANSPORT_VHOST_VDPA, .path = path, .packed = sw_kv_get(args, nargs, "packed", NULL) != NULL};
+	struct vup_params a = {
+		.transport = VHD_FE_TRANSPORT_VHOST_VDPA,
+		.path = path,
+		.packed = sw_kv_get(args, nargs, "packed", NULL) != NULL,
+	};
 	if ((rc = sw_kv_uint(args, nargs, "queues", 1, 1, SW_MAX_QUEUES, &a.queues, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "mrg", true, &a.mrg, err, errlen)) < 0)
 		return rc;

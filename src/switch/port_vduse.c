@@ -32,9 +32,7 @@
 #define VD_STATE_DIR "/run/vhostd/vduse"
 
 struct vd_queue {
-	_Alignas(64) uint64_t features; /* what cfg was derived from */
-	bool cfg_ok;
-	struct vhd_net_cfg cfg;
+	_Alignas(64) struct sw_net_qcfg nc;
 	struct vhd_net_stats st;
 };
 
@@ -45,19 +43,11 @@ struct vd_port {
 	struct vd_queue q[2];
 };
 
-/* The queue's data-path configuration for the features now negotiated; false if they are unusable. The device
- * changes them only with the queue's window closed, so the acquire orders that write before this read. */
-static bool queue_cfg(struct vd_port *vp, unsigned qi)
+/* The queue's data-path configuration, or NULL. The device changes its features only with the queue's window
+ * closed, so the acquire that opened it orders that write before this read. */
+static inline const struct vhd_net_cfg *queue_cfg(struct vd_port *vp, unsigned qi)
 {
-	struct vd_queue *q = &vp->q[qi];
-	uint64_t f = vhd_vduse_dev_features(vp->dev);
-	if (f != q->features || !q->cfg_ok) {
-		q->features = f;
-		q->cfg_ok = vhd_net_cfg_init(&q->cfg, f) == 0;
-		if (!q->cfg_ok)
-			atomic_fetch_add_explicit(&vp->bad_features, 1, memory_order_relaxed);
-	}
-	return q->cfg_ok;
+	return sw_net_qcfg(&vp->q[qi].nc, vhd_vduse_dev_features(vp->dev), &vp->bad_features);
 }
 
 /* Frames the driver sent on its transmit queue (1). */
@@ -71,8 +61,9 @@ static unsigned vd_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *p
 		return 0;
 	int r = 0;
 	/* A broken queue stays broken until the driver resets the device: skip it, counted when it broke. */
-	if (!vhd_vq_error(vq) && queue_cfg(vp, 1)) {
-		r = vhd_net_dev_dequeue(vq, &vp->q[1].cfg, pool, pkts, n, &vp->q[1].st);
+	const struct vhd_net_cfg *cfg;
+	if (!vhd_vq_error(vq) && (cfg = queue_cfg(vp, 1))) {
+		r = vhd_net_dev_dequeue(vq, cfg, pool, pkts, n, &vp->q[1].st);
 		/* Chains of dropped frames were given back even when nothing came out. */
 		if (r >= 0 && vhd_vq_need_notify(vq))
 			vhd_vduse_queue_notify(vp->dev, 1);
@@ -129,8 +120,9 @@ static unsigned vd_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts
 	if (!vq)
 		return 0;
 	int r = 0;
-	if (!vhd_vq_error(vq) && queue_cfg(vp, 0)) {
-		r = vhd_net_dev_enqueue(vq, &vp->q[0].cfg, pkts, n, &vp->q[0].st);
+	const struct vhd_net_cfg *cfg;
+	if (!vhd_vq_error(vq) && (cfg = queue_cfg(vp, 0))) {
+		r = vhd_net_dev_enqueue(vq, cfg, pkts, n, &vp->q[0].st);
 		if (r >= 0 && vhd_vq_need_notify(vq))
 			vhd_vduse_queue_notify(vp->dev, 0);
 		if (r < 0)

@@ -42,9 +42,7 @@
 
 struct vu_queue {
 	_Alignas(64) atomic_int tx_lock; /* see vu_tx_burst() */
-	uint64_t features;               /* what cfg was derived from */
-	bool cfg_ok;
-	struct vhd_net_cfg cfg;
+	struct sw_net_qcfg nc;
 	struct vhd_net_stats st;
 	/* The guest's transmit queues (odd indices), borrowing: views of its frames, the chains they lie in, and
 	 * the queue held from rx_burst until rx_done. */
@@ -88,18 +86,10 @@ static __attribute__((noinline, cold)) unsigned vu_rx_rarp(struct vu_port *vp, s
 	return 1;
 }
 
-/* The queue's data-path configuration for the features now negotiated; false if they are unusable. */
-static bool queue_cfg(struct vu_port *vp, unsigned qi)
+/* The queue's data-path configuration for the features now negotiated, or NULL. */
+static inline const struct vhd_net_cfg *queue_cfg(struct vu_port *vp, unsigned qi)
 {
-	struct vu_queue *q = &vp->q[qi];
-	uint64_t f = vhd_vu_dev_features(vp->dev);
-	if (f != q->features || !q->cfg_ok) {
-		q->features = f;
-		q->cfg_ok = vhd_net_cfg_init(&q->cfg, f) == 0;
-		if (!q->cfg_ok)
-			atomic_fetch_add_explicit(&vp->bad_features, 1, memory_order_relaxed);
-	}
-	return q->cfg_ok;
+	return sw_net_qcfg(&vp->q[qi].nc, vhd_vu_dev_features(vp->dev), &vp->bad_features);
 }
 
 static inline unsigned vu_rx_queue(struct sw_port *p, struct vu_port *vp, unsigned qi, struct vhd_pktpool *pool,
@@ -128,12 +118,13 @@ static inline unsigned vu_rx_queue(struct sw_port *p, struct vu_port *vp, unsign
 		return 0;
 	int r = 0;
 	/* A broken queue stays broken until the guest sets it up again: skip it, it was counted when it broke. */
-	if (!vhd_vq_error(vq) && queue_cfg(vp, qi)) {
+	const struct vhd_net_cfg *cfg;
+	if (!vhd_vq_error(vq) && (cfg = queue_cfg(vp, qi))) {
 		struct vu_queue *qs = &vp->q[qi];
 		if (qs->views) {
 			/* Frames stay in the guest's buffers and go straight from there into the outputs: one copy per
 			 * frame instead of two. The queue stays held (its memory mapped) until rx_done. */
-			r = vhd_net_dev_dequeue_borrow(vq, &qs->cfg, pool, qs->views, pkts, n, qs->bor, &qs->st);
+			r = vhd_net_dev_dequeue_borrow(vq, cfg, pool, qs->views, pkts, n, qs->bor, &qs->st);
 			if (r > 0) {
 				qs->held = vq;
 				return (unsigned)r;
@@ -142,7 +133,7 @@ static inline unsigned vu_rx_queue(struct sw_port *p, struct vu_port *vp, unsign
 			if (r == 0 && vhd_net_dev_dequeue_done(vq, qs->bor) < 0)
 				r = -EIO;
 		} else {
-			r = vhd_net_dev_dequeue(vq, &qs->cfg, pool, pkts, n, &qs->st);
+			r = vhd_net_dev_dequeue(vq, cfg, pool, pkts, n, &qs->st);
 		}
 		/* Chains of dropped frames were given back even when nothing came out. */
 		if (r >= 0 && vhd_vq_need_notify(vq))
@@ -252,8 +243,9 @@ static unsigned vu_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts
 		return 0;
 	}
 	int r = 0;
-	if (!vhd_vq_error(vq) && queue_cfg(vp, qi)) {
-		r = vhd_net_dev_enqueue(vq, &vp->q[qi].cfg, pkts, n, &vp->q[qi].st);
+	const struct vhd_net_cfg *cfg;
+	if (!vhd_vq_error(vq) && (cfg = queue_cfg(vp, qi))) {
+		r = vhd_net_dev_enqueue(vq, cfg, pkts, n, &vp->q[qi].st);
 		if (r > 0 && vhd_vq_need_notify(vq))
 			vhd_vu_queue_notify(vp->dev, qi);
 		if (r < 0)
