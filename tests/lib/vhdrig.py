@@ -149,18 +149,21 @@ def qemu_cmd(append, chardev, mac, queues=1, nic_extra="", iommu=False, mem="512
     nic_extra: more virtio-net-pci properties, each with its leading comma (",packed=on").
     iommu: the NIC sits behind QEMU's intel-iommu (device-iotlb, ATS), iommu_platform=on; the caller puts the
     kernel's IOMMU mode (intel_iommu=on ...) into append.
-    chardev None: no NIC at all. initrd: another initrd than prepare_guest()'s (guest_payload())."""
+    chardev None: no NIC at all. initrd: another initrd than prepare_guest()'s (guest_payload()).
+    $VHD_QEMU_EXTRA: more QEMU arguments, split at spaces, for diagnosis (-trace enable=vtd_inv_desc,file=F)."""
     machine, iommu_dev = "q35,memory-backend=mem", []
     nic = f"virtio-net-pci,netdev=net0,mac={mac},vectors=0{nic_extra}" + (",mq=on" if queues > 1 else "")
     if iommu:
         machine += ",kernel-irqchip=split"
-        iommu_dev = ["-device", "intel-iommu,intremap=on,device-iotlb=on"]  # before the NIC it translates for
-        nic += ",disable-legacy=on,iommu_platform=on,ats=on"
+        iommu_dev = ["-device", "intel-iommu,intremap=on,device-iotlb=on",  # before the NIC it translates for
+                     "-device", "pcie-root-port,id=rp0,bus=pcie.0,chassis=1"]
+        nic += ",bus=rp0,disable-legacy=on,iommu_platform=on,ats=on"
     append = f"{append} {os.environ.get('VHD_GUEST_APPEND', '')}".strip()
     return (["qemu-system-x86_64", "-accel", "tcg", "-machine", machine, "-cpu", QEMU_CPU,
              "-smp", str(smp or queues), "-m", mem, "-object", f"memory-backend-memfd,id=mem,size={mem},share=on",
              "-nographic", "-no-reboot", "-kernel", os.path.join(WORK, "vmlinuz"),
              "-initrd", initrd or os.path.join(WORK, "initrd.gz"), "-append", append]
+            + os.environ.get("VHD_QEMU_EXTRA", "").split()
             + (["-chardev", f"socket,id=chr0,{chardev}",
                 "-netdev", f"vhost-user,id=net0,chardev=chr0,queues={queues}"] + iommu_dev + ["-device", nic]
                if chardev else []))
