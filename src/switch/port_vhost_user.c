@@ -7,10 +7,11 @@
  *   vhost-user path=PATH [client] [queues=N] [mrg=on|off] [tso=on|off] [borrow=on|off] [config=on|off]
  *              [iommu=on|off] [iotlb_per_burst=on|off] [owner=USER|UID] [group=GROUP|GID] [mode=OCTAL]
  *
- * iommu=on offers VIRTIO_F_ACCESS_PLATFORM (off by default until guests in lazy invalidation are translated
- * correctly without iotlb_per_burst): a guest behind a vIOMMU then hands us IOVAs, which the
- * back-end translates through its IOTLB (vhostd/iotlb.h, docs/viommu.md); iotlb_per_burst=on (default off) makes
- * it translate every buffer afresh, for guests in lazy invalidation (vhd_vu_config.iotlb_per_burst).
+ * iommu=on (the default) offers VIRTIO_F_ACCESS_PLATFORM: a guest behind a vIOMMU then hands us IOVAs, which the
+ * back-end translates through its IOTLB (vhostd/iotlb.h, docs/viommu.md); a guest without one does not accept
+ * the feature and nothing changes for it. iotlb_per_burst=on (default off) makes the back-end translate every
+ * buffer afresh (vhd_vu_config.iotlb_per_burst): only a guest in lazy invalidation whose NIC has no ATS needs it,
+ * since QEMU then forwards none of the invalidations of its lazy flushes (docs/viommu.md).
  *
  * Frames the guest transmits are its TX queues (odd indices), dequeued as views of its buffers (borrow=on, the
  * default: the switch copies them straight into the outputs, and the buffers go back to the guest once the
@@ -386,7 +387,7 @@ static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 	    (rc = sw_kv_on_off(args, nargs, "tso", true, &tso, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "borrow", true, &borrow, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "config", false, &config, err, errlen)) < 0 ||
-	    (rc = sw_kv_on_off(args, nargs, "iommu", false, &iommu, err, errlen)) < 0 ||
+	    (rc = sw_kv_on_off(args, nargs, "iommu", true, &iommu, err, errlen)) < 0 ||
 	    (rc = sw_kv_on_off(args, nargs, "iotlb_per_burst", false, &per_burst, err, errlen)) < 0) {
 		free(vp);
 		return rc;
