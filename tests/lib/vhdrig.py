@@ -1414,7 +1414,7 @@ def run_scenarios(scenarios, filt="", need=("qemu-system-x86_64", "ip", "busybox
                 except Exception as e:
                     err = f"{type(e).__name__}: {e}"
                 for r in rig.all_rigs():
-                    if r.vhostd and r.vhostd.poll() is not None and not err:
+                    if r.vhostd and not r.vd.running() and not err:
                         err = f"vhostd in {r.name} died ({r.vhostd.returncode}): {r.vhostd_tail()}"
                 if not err:
                     log(f"{name}: {detail}")
@@ -1433,9 +1433,12 @@ def run_scenarios(scenarios, filt="", need=("qemu-system-x86_64", "ip", "busybox
             for g in rig.guests:
                 g.poweroff()
             for r in rig.all_rigs():
-                if r.vhostd and r.vhostd.poll() is None:
+                if r.vhostd and r.vd.running():
                     rc = r.stop_vhostd()
-                    if rc != 0 and pending:
+                    # None: a vhostd that vhostctl upgrade started, not our child; its sanitizer report is in out
+                    if rc is None and any("Sanitizer" in x for x in r.vd.out):
+                        rc = "with a sanitizer report"
+                    if rc not in (0, None) and pending:
                         pending = (pending[0], (pending[1] + "; " if pending[1] else "") +
                                    f"vhostd exited {rc} on SIGTERM: {r.vhostd_tail()}", pending[2], pending[3])
             if pending:
