@@ -860,24 +860,42 @@ int sw_handover_export(struct sw *sw, sw_handover_fn fn, void *arg, unsigned *np
 			return -EOPNOTSUPP;
 		}
 	}
-	static uint8_t buf[SW_HANDOVER_MAX];
-	int fds[SW_HANDOVER_MAX_FDS];
+	/* Every port paused first, then the counters read: a frame a burst was carrying toward a port paused
+	 * before its own is dropped and counted there, and that count goes over too. */
+	struct exported {
+		struct sw_port *p;
+		uint8_t *buf;
+		size_t len;
+		int fds[SW_HANDOVER_MAX_FDS];
+		unsigned nfds;
+	} *e = calloc(SW_MAX_PORTS, sizeof(*e));
+	if (!e) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	unsigned n = 0;
 	int rc = 0;
 	for (unsigned id = 0; id < SW_MAX_PORTS && rc == 0; id++) {
 		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
 		if (!p)
 			continue;
-		size_t len;
-		unsigned nfds;
 		char perr[160];
 		perr[0] = '\0';
-		rc = p->ops->handover_export(p, buf, sizeof(buf), &len, fds, &nfds, perr, sizeof(perr));
-		if (rc < 0) {
-			snprintf(err, errlen, "port %s: %s", p->name, perr[0] ? perr : strerror(-rc));
+		e[n].p = p;
+		if (!(e[n].buf = malloc(SW_HANDOVER_MAX))) {
+			snprintf(err, errlen, "out of memory");
+			rc = -ENOMEM;
 			break;
 		}
-		(*nports)++;
-		/* Final: nothing enters the port while it is paused. */
+		rc = p->ops->handover_export(p, e[n].buf, SW_HANDOVER_MAX, &e[n].len, e[n].fds, &e[n].nfds, perr,
+					     sizeof(perr));
+		if (rc < 0)
+			snprintf(err, errlen, "port %s: %s", p->name, perr[0] ? perr : strerror(-rc));
+		else
+			n++;
+	}
+	for (unsigned i = 0; i < n && rc == 0; i++) {
+		struct sw_port *p = e[i].p;
 		uint64_t tot[SW_PORT_TOTALS] = {0};
 		for (unsigned t = 0; t < SW_MAX_THREADS; t++) {
 			const struct sw_port_stats *s = &p->stats[t];
@@ -887,9 +905,13 @@ int sw_handover_export(struct sw *sw, sw_handover_fn fn, void *arg, unsigned *np
 			for (unsigned k = 0; k < SW_PORT_TOTALS; k++)
 				tot[k] += atomic_load_explicit(f[k], memory_order_relaxed);
 		}
-		if ((rc = fn(arg, p->name, p->spec, p->spec_len, tot, buf, len, fds, nfds)) < 0)
+		if ((rc = fn(arg, p->name, p->spec, p->spec_len, tot, e[i].buf, e[i].len, e[i].fds, e[i].nfds)) < 0)
 			snprintf(err, errlen, "port %s: sending it: %s", p->name, strerror(-rc));
 	}
+	*nports = n;
+	for (unsigned i = 0; i < SW_MAX_PORTS; i++)
+		free(e[i].buf);
+	free(e);
 	if (rc < 0)
 		sw_handover_resume(sw);
 	return rc;
