@@ -14,10 +14,12 @@ not executable, a binary that exits at once, one that refuses) leave the running
 usage: test_upgrade.py VHOSTD VHOSTCTL PKTGEN [case-substring]
 """
 import os
+import re
 import signal
 import statistics
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_switch  # noqa: E402  (same argv: VHOSTD VHOSTCTL PKTGEN [filter])
@@ -32,7 +34,8 @@ LOSS_BOUND = 2 * RING
 
 def start_stream(r):
     """vhostd with two vhost-user ports, the generator on a and the sink on b, frames flowing. @return pktgen."""
-    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')}", f"add-port b vhost-user path={r.sock('b')}"])
+    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')}", f"add-port b vhost-user path={r.sock('b')}"],
+                   ["--metrics", "127.0.0.1:0"])
     g = r.pktgen("--frontend", r.sock("a"), "--sink", r.sock("b"), "--mode", "txonly", "--verify", "--announce",
                  "--pps", PPS)
     test_switch.wait_link(r, ["a", "b"])
@@ -70,6 +73,11 @@ def case_upgrade_under_stream(r):
     show = {p["name"]: p for p in r.ctl_json("show")["ports"]}
     if any(not show[p]["info"]["connected"] or show[p]["link"] != "up" for p in "ab"):
         return f"ports after the upgrades: {show}"
+    # The metrics listener was handed over too: the port the first vhostd picked still answers, from the last.
+    addr = re.search(r"metrics on http://(127\.0\.0\.1:\d+)/metrics", "\n".join(r.out)).group(1)
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as m:
+        if not re.search(r'vhostd_port_tx_packets_total\{port="b"[^}]*\} [1-9]', m.read().decode()):
+            return f"no counters at http://{addr}/metrics after the upgrades"
     g.send_signal(signal.SIGINT)
     out, err = g.communicate(timeout=60)
     res = vhdrig.json.loads(out.strip().splitlines()[-1])
