@@ -26,6 +26,7 @@
 
 #define DEFAULT_SOCKET "/run/vhostd/vhostd.sock"
 #define DEFAULT_TIMEOUT_MS 5000
+#define UPGRADE_TIMEOUT_MS 30000
 #define MAX_RESPONSE (16u * 1024 * 1024) /* a large fdb is a few MiB; past this something is wrong */
 
 enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
@@ -362,6 +363,26 @@ static bool render_stats(const struct sw_json_val *r)
 		putchar('\n');
 		print_fields(th, 5, tk, thh, tr);
 	}
+	const struct sw_json_val *u = sw_json_get(r, "upgrade");
+	if (u && u->type == SW_JSON_OBJ) {
+		char *n = cell(u, "count", NULL), *us = cell(u, "last_pause_us", NULL);
+		printf("\nupgrades: %s (last paused forwarding %s us)\n", n, us);
+		free(n);
+		free(us);
+	}
+	return true;
+}
+
+static bool render_upgrade(const struct sw_json_val *r)
+{
+	static const char *const k[] = {"binary", "pid", "ports", "fds", "pause_us"};
+	char *v[5];
+	for (unsigned i = 0; i < 5; i++)
+		v[i] = sanitize(cell(r, k[i], NULL));
+	printf("upgraded to %s (pid %s): %s port(s) and %s descriptors handed over, forwarding paused %s us\n", v[0],
+	       v[1], v[2], v[3], v[4]);
+	for (unsigned i = 0; i < 5; i++)
+		free(v[i]);
 	return true;
 }
 
@@ -462,6 +483,12 @@ static const struct cmd_info cmd_table[] = {
 	 "direction, until N frames, Ctrl-C or the port's removal; frames cut to 2048 bytes; frames vhostd could "
 	 "not keep for a slow reader are counted, never waited for",
 	 3, 7, render_capture},
+	{"upgrade", "upgrade PATH",
+	 "hitless upgrade: vhostd starts the vhostd binary PATH with its own options and hands it every port\n"
+	 "  (listening sockets, live vhost-user connections, guest memory, ring positions), then exits; guests see\n"
+	 "  no disconnect. If PATH fails (cannot start, refuses, times out) the running vhostd keeps forwarding\n"
+	 "  and the command fails with the reason. Every port must be vhost-user (default timeout 30000 ms)",
+	 1, 1, render_upgrade},
 	{"help", "help [COMMAND]", "the commands the daemon itself knows", 0, 1, render_help},
 };
 
@@ -956,7 +983,7 @@ int main(int argc, char **argv)
 	};
 	const char *path = getenv("VHOSTD_SOCKET");
 	bool json = false;
-	int timeout_ms = DEFAULT_TIMEOUT_MS, o;
+	int timeout_ms = -1, o;
 	if (!path || !path[0])
 		path = DEFAULT_SOCKET;
 	opterr = 0;
@@ -1001,8 +1028,19 @@ int main(int argc, char **argv)
 	if (!path[0])
 		return usage_error("empty socket path");
 
+	if (timeout_ms < 0) /* an upgrade waits for the new binary to start and take every port */
+		timeout_ms = !strcmp(name, "upgrade") ? UPGRADE_TIMEOUT_MS : DEFAULT_TIMEOUT_MS;
 	if (!strcmp(name, "capture"))
 		return capture(path, timeout_ms, nargs, args);
+	char abs[PATH_MAX];
+	if (!strcmp(name, "upgrade") && nargs == 1) {
+		/* vhostd's working directory is not ours: the binary goes by its absolute path. */
+		if (!realpath(args[0], abs)) {
+			fprintf(stderr, "vhostctl: upgrade: %s: %s\n", args[0], strerror(errno));
+			return EXIT_REFUSED;
+		}
+		args[0] = abs;
+	}
 	struct sw_json_val *v;
 	int rc = request(path, timeout_ms, name, nargs, (const char *const *)args, -1, &v);
 	if (rc)

@@ -11,11 +11,14 @@
 #include <sched.h>
 #include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -24,6 +27,7 @@
 #include "util/json.h"
 #include "switch/metrics.h"
 #include "switch/switch.h"
+#include "switch/upgrade.h"
 #include "vhostd/log.h"
 #include "vhostd/mem.h"
 
@@ -87,6 +91,15 @@ static int open_log_file(void)
 
 /* ------------------------------------------------------------------ commands */
 
+/* The control socket, for the descriptor a capture request carries. */
+static struct sw_ctl *ctl_sock;
+/* vhostctl upgrade: this process's argv (the new binary gets the same options), its listeners, what it has seen. */
+static char **orig_argv;
+static struct sw_http *http_srv;
+static bool serving; /* the control socket is up: commands come from vhostctl, not the config file */
+static uint64_t upgrades, last_pause_us;
+static pid_t successor; /* set once the new process has everything: exit after answering */
+
 static int cmd_add_port(void *opaque, unsigned argc, char **argv, struct sw_json *w, char *err, size_t errlen)
 {
 	(void)w;
@@ -128,7 +141,82 @@ static int cmd_show(void *opaque, unsigned argc, char **argv, struct sw_json *w,
 
 static int cmd_stats(void *opaque, unsigned argc, char **argv, struct sw_json *w, char *err, size_t errlen)
 {
-	return sw_stats(opaque, argc > 1 ? argv[1] : NULL, w, err, errlen);
+	int rc = sw_stats(opaque, argc > 1 ? argv[1] : NULL, w, err, errlen);
+	if (rc == 0 && argc == 1) {
+		sw_json_obj_begin(w, "upgrade");
+		sw_json_u64(w, "count", upgrades);
+		sw_json_u64(w, "last_pause_us", last_pause_us);
+		sw_json_obj_end(w);
+	}
+	return rc;
+}
+
+static int cmd_upgrade(void *opaque, unsigned argc, char **argv, struct sw_json *w, char *err, size_t errlen)
+{
+	(void)argc;
+	if (!serving) {
+		snprintf(err, errlen, "upgrade is a vhostctl command, not one for the config file");
+		return -EINVAL;
+	}
+	/* The new binary, then every option this one was started with but a previous --takeover. */
+	unsigned n = 0;
+	while (orig_argv[n])
+		n++;
+	char **av = calloc(n + 1, sizeof(*av));
+	if (!av)
+		return -ENOMEM;
+	unsigned k = 0;
+	av[k++] = argv[1];
+	for (unsigned i = 1; i < n; i++) {
+		if (!strcmp(orig_argv[i], "--takeover") && i + 1 < n) {
+			i++;
+			continue;
+		}
+		if (!strncmp(orig_argv[i], "--takeover=", 11))
+			continue;
+		av[k++] = orig_argv[i];
+	}
+	av[k] = NULL;
+	int extra[2] = {sw_ctl_fd(ctl_sock), http_srv ? sw_http_fd(http_srv) : -1};
+	struct sw_upgrade_result r;
+	vhd_log(VHD_LOG_INFO, "vhostd: upgrading to %s", argv[1]);
+	int rc = sw_upgrade_run(opaque, av, extra, http_srv ? 2 : 1, upgrades, &r, err, errlen);
+	free(av);
+	if (rc < 0) {
+		vhd_log(VHD_LOG_ERR, "vhostd: upgrade failed, still forwarding: %s", err);
+		return rc;
+	}
+	successor = r.pid;
+	last_pause_us = r.pause_us;
+	sw_json_str(w, "binary", argv[1]);
+	sw_json_u64(w, "pid", (uint64_t)r.pid);
+	sw_json_u64(w, "ports", r.ports);
+	sw_json_u64(w, "fds", r.fds);
+	sw_json_u64(w, "pause_us", r.pause_us);
+	sw_json_u64(w, "upgrades", upgrades + 1);
+	return 0;
+}
+
+/* Under systemd (NOTIFY_SOCKET, with NotifyAccess=all in the unit), the successor becomes the service's main
+ * process before this one exits, so that the service does not end with it. */
+static void notify_mainpid(pid_t pid)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (!path || !*path || strlen(path) >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, path, strlen(path));
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0'; /* abstract namespace */
+	char msg[32];
+	int n = snprintf(msg, sizeof(msg), "MAINPID=%d", (int)pid);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path))) < 0)
+		vhd_log(VHD_LOG_WARN, "vhostd: telling systemd the new main pid: %s", strerror(errno));
+	close(fd);
 }
 
 static int cmd_fdb(void *opaque, unsigned argc, char **argv, struct sw_json *w, char *err, size_t errlen)
@@ -158,8 +246,6 @@ static int cmd_log_level(void *opaque, unsigned argc, char **argv, struct sw_jso
 	return 0;
 }
 
-/* The control socket, for the descriptor a capture request carries. */
-static struct sw_ctl *ctl_sock;
 
 /* capture PORT rx|tx|both [COUNT], with a unix stream socket passed alongside (vhostctl capture). */
 static int cmd_capture(void *opaque, unsigned argc, char **argv, struct sw_json *w, char *err, size_t errlen)
@@ -213,6 +299,10 @@ static const struct sw_ctl_cmd commands[] = {
 	 "until COUNT frames, the port's removal, or the socket's peer shuts it down; vhostctl capture -w FILE does "
 	 "this",
 	 2, 3, cmd_capture},
+	{"upgrade", "upgrade PATH",
+	 "hitless upgrade: start the vhostd binary PATH with this one's options and hand it every port, live "
+	 "vhost-user connections included, then exit; if PATH fails, this one keeps forwarding",
+	 1, 1, cmd_upgrade},
 };
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -329,8 +419,10 @@ int main(int argc, char **argv)
 					   {"cpus", 1, 0, 'p'},      {"aging", 1, 0, 'a'},     {"idle-us", 1, 0, 'i'},
 					   {"poll", 0, 0, 'P'},
 					   {"log-level", 1, 0, 'l'}, {"syslog", 0, 0, 'S'},    {"help", 0, 0, 'h'},
-					   {"log-file", 1, 0, 'L'},  {"metrics", 1, 0, 'm'},    {0, 0, 0, 0}};
-	int o, ncpus = 0;
+					   {"log-file", 1, 0, 'L'},  {"metrics", 1, 0, 'm'},    {"takeover", 1, 0, 'T'},
+					   {0, 0, 0, 0}};
+	int o, ncpus = 0, takeover_fd = -1;
+	orig_argv = argv;
 	while ((o = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (o) {
 		case 'c':
@@ -378,6 +470,13 @@ int main(int argc, char **argv)
 			break;
 		case 'S':
 			use_syslog = true;
+			break;
+		case 'T': /* internal: started by vhostctl upgrade (upgrade.h), not for people */
+			takeover_fd = atoi(optarg);
+			if (takeover_fd < 3) {
+				fprintf(stderr, "vhostd: --takeover wants the descriptor its predecessor passed\n");
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -435,16 +534,47 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct sw_ctl *ctl;
-	rc = sw_ctl_listen(sock, commands, NCMDS, sw, &ctl);
+	int mfd = -1;
+	if (takeover_fd >= 0) {
+		/* Everything comes from the predecessor, which keeps it all until we say READY; on any failure it
+		 * forwards on, and we must leave at once without touching a socket file, a tap or a peer. */
+		int extra[SW_UPGRADE_MAX_EXTRA];
+		unsigned nextra;
+		char terr[320];
+		rc = sw_upgrade_takeover(sw, takeover_fd, extra, &nextra, &upgrades, &last_pause_us, terr, sizeof(terr));
+		if (rc < 0) {
+			vhd_log(VHD_LOG_ERR, "vhostd: taking over: %s; the previous vhostd carries on", terr);
+			_exit(1);
+		}
+		upgrades++;
+		for (unsigned i = 2; i < nextra; i++)
+			close(extra[i]);
+		mfd = nextra > 1 ? extra[1] : -1;
+		if (mfd >= 0 && !metrics) {
+			close(mfd);
+			mfd = -1;
+		}
+		rc = nextra ? sw_ctl_adopt(sock, extra[0], commands, NCMDS, sw, &ctl) : -EBADF;
+	} else {
+		rc = sw_ctl_listen(sock, commands, NCMDS, sw, &ctl);
+	}
 	ctl_sock = ctl;
-	if (rc < 0) {
+	if (rc < 0 && takeover_fd >= 0) {
+		/* The ports forward already: keep them, without a control socket rather than without guests. */
+		vhd_log(VHD_LOG_ERR, "vhostd: control socket %s not taken over: %s", sock, strerror(-rc));
+		ctl = ctl_sock = NULL;
+	} else if (rc < 0) {
 		fprintf(stderr, "vhostd: control socket %s: %s\n", sock,
 			rc == -EADDRINUSE ? "another vhostd answers there" : strerror(-rc));
 		sw_destroy(sw);
 		return 1;
 	}
 	struct sw_http *http = NULL;
-	if (metrics) {
+	if (mfd >= 0) {
+		rc = sw_http_adopt(mfd, "/metrics", SW_METRICS_CONTENT_TYPE, sw_metrics_render, sw, &http);
+		if (rc < 0)
+			vhd_log(VHD_LOG_ERR, "vhostd: metrics listener not taken over: %s", strerror(-rc));
+	} else if (metrics) {
 		char merr[160];
 		rc = sw_http_listen(metrics, "/metrics", SW_METRICS_CONTENT_TYPE, sw_metrics_render, sw, &http, merr,
 				    sizeof(merr));
@@ -458,7 +588,8 @@ int main(int argc, char **argv)
 	}
 	/* The control socket appears only now: whoever waits for it (a service manager, libvirt, a script)
 	 * finds the config file applied, or finds the daemon gone with its reason. */
-	if ((config && run_config(sw, config) < 0) || (rc = sw_ctl_publish(ctl)) < 0) {
+	http_srv = http;
+	if (takeover_fd < 0 && ((config && run_config(sw, config) < 0) || (rc = sw_ctl_publish(ctl)) < 0)) {
 		if (rc < 0)
 			fprintf(stderr, "vhostd: control socket %s: %s\n", sock, strerror(-rc));
 		sw_http_destroy(http);
@@ -466,6 +597,7 @@ int main(int argc, char **argv)
 		sw_destroy(sw);
 		return 1;
 	}
+	serving = true;
 	vhd_log(VHD_LOG_INFO, "vhostd: running, %u forwarding thread(s), control socket %s", c.threads, sock);
 
 	bool stop = false;
@@ -473,7 +605,8 @@ int main(int argc, char **argv)
 		struct pollfd fds[1 + SW_CTL_MAX_POLLFDS + SW_HTTP_MAX_POLLFDS + 2 * SW_MAX_PORTS + SW_MAX_CAPTURES];
 		unsigned n = 0;
 		fds[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
-		n += sw_ctl_pollfds(ctl, fds + n, SW_CTL_MAX_POLLFDS);
+		if (ctl)
+			n += sw_ctl_pollfds(ctl, fds + n, SW_CTL_MAX_POLLFDS);
 		if (http)
 			n += sw_http_pollfds(http, fds + n, SW_HTTP_MAX_POLLFDS);
 		unsigned swfd = n;
@@ -499,7 +632,15 @@ int main(int argc, char **argv)
 				stop = true;
 			}
 		}
-		sw_ctl_dispatch(ctl);
+		if (ctl)
+			sw_ctl_dispatch(ctl);
+		if (successor) {
+			/* The answer is out; the new process owns every port, socket file and listener now: leave
+			 * without removing, closing down or telling anything (the kernel drops only our references). */
+			notify_mainpid(successor);
+			vhd_log(VHD_LOG_INFO, "vhostd: handed over to pid %d, exiting", (int)successor);
+			_exit(0);
+		}
 		if (http)
 			sw_http_dispatch(http);
 		sw_dispatch(sw, fds + swfd, n - swfd);

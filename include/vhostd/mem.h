@@ -79,6 +79,16 @@ int vhd_mem_remove(struct vhd_mem *mem, uint64_t guest_addr, uint64_t size);
 unsigned vhd_mem_count(const struct vhd_mem *mem);
 
 /**
+ * Region i (in guest-address order) and the file it was mapped from, for handing the table to another process
+ * (vhd_vu_dev_export()). info->host is this process's mapping.
+ * @param fd receives the table's own descriptor (the table keeps it); mmap_offset where the region starts in it;
+ *        refs how many vhd_mem_map_fd() calls mapped these same bytes.
+ * @return 0; -ENOENT (no region i); -EBADF (a region vhd_mem_add() added, from no file of the table's).
+ */
+int vhd_mem_region_file(const struct vhd_mem *mem, unsigned i, struct vhd_mem_region_info *info, int *fd,
+			uint64_t *mmap_offset, unsigned *refs);
+
+/**
  * Translate the guest range [addr, addr+len) into host segments.
  *
  * The range must lie wholly inside the table; it may cross from one region into the next adjacent one, in which

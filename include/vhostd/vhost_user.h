@@ -108,6 +108,50 @@ int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out);
 /** Disconnect, stop every queue, unmap guest memory, close every fd, remove the socket file (server). */
 void vhd_vu_dev_destroy(struct vhd_vu_dev *dev);
 
+/** Most bytes and fds one vhd_vu_dev_export() produces (fds stay below SCM_RIGHTS' 253 per message). */
+#define VHD_VU_EXPORT_MAX 65536
+#define VHD_VU_EXPORT_MAX_FDS 160
+
+/**
+ * Hand a running device to another process (vhostctl upgrade): every queue is paused at a burst boundary (no
+ * chain held: the data path's vhd_vu_queue_acquire() says no from now on), and the state the front-end set up
+ * (features, memory table, dirty log, inflight area, back-end channel, MTU, status, and per queue its size,
+ * rings, position, enable and eventfds) is written into buf as a versioned blob, with the descriptors it names
+ * in fds (still dev's: send or dup them before dev goes). fds[0] is the connection, or a server's listening
+ * socket when no front-end is connected (the blob says which).
+ * @param cap buf's size (VHD_VU_EXPORT_MAX suffices); fds must hold VHD_VU_EXPORT_MAX_FDS.
+ * @return 0 (then resume with vhd_vu_dev_resume() if the handover fails, or drop dev with
+ *         vhd_vu_dev_release()); -EOPNOTSUPP with VIRTIO_F_ACCESS_PLATFORM negotiated (the IOTLB is not handed
+ *         over); -EBUSY while a message from or to the front-end is half transferred (try again after
+ *         vhd_vu_dev_dispatch()); -E2BIG when the state does not fit. Queues are left running on failure.
+ * Threading: the control thread. Never blocks (the pause waits for one burst).
+ */
+int vhd_vu_dev_export(struct vhd_vu_dev *dev, void *buf, size_t cap, size_t *len, int *fds, unsigned *nfds);
+
+/**
+ * Build a device from vhd_vu_dev_export()'s blob and fds, in another process (or the same one), as cfg
+ * describes it (cfg.path must be the exporter's). The state is replayed through the same handlers, with the
+ * same checks, as the front-end's messages that set it: a value the exporter should never have accepted is
+ * refused here too. No reply or other byte goes to the front-end. The queues come up paused: the data path
+ * gets none of them until vhd_vu_dev_resume().
+ * @param fds taken in every case (closed here on failure, owned by the device on success).
+ * @param err receives a one-line reason on failure.
+ * @return 0; -EPROTO (not a blob: magic), -EPROTONOSUPPORT (another version), -EINVAL (truncated, sizes that
+ *         overflow, an fd index beyond nfds, a record the exporter never writes, a socket that is none),
+ *         -EBADF (missing fds) or a handler's refusal (-errno, logged and named in err).
+ */
+int vhd_vu_dev_import(const struct vhd_vu_config *cfg, const void *buf, size_t len, int *fds, unsigned nfds,
+		      struct vhd_vu_dev **out, char *err, size_t errlen);
+
+/** Let the data path into every queue that vhd_vu_dev_export() or vhd_vu_dev_import() paused. Control thread. */
+void vhd_vu_dev_resume(struct vhd_vu_dev *dev);
+
+/**
+ * Free an exported device whose state another process now owns: its descriptors and mappings are closed in
+ * this process only; nothing is sent to the front-end and the socket file stays.
+ */
+void vhd_vu_dev_release(struct vhd_vu_dev *dev);
+
 /**
  * The fds the control thread should poll, with their events (the listening socket, or the connection: POLLIN,
  * or POLLOUT while replies wait to be written; with ACCESS_PLATFORM offered also an eventfd the data path

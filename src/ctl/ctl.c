@@ -646,6 +646,44 @@ fail:
 	return rc;
 }
 
+int sw_ctl_fd(const struct sw_ctl *c)
+{
+	return c->lfd;
+}
+
+int sw_ctl_adopt(const char *path, int fd, const struct sw_ctl_cmd *cmds, unsigned ncmds, void *opaque,
+		 struct sw_ctl **out)
+{
+	int acc = 0, domain = 0;
+	socklen_t l1 = sizeof(acc), l2 = sizeof(domain);
+	struct sw_ctl *c = NULL;
+	struct stat st;
+	int rc = getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l1) < 0 ||
+			 getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l2) < 0 || !acc || domain != AF_UNIX
+		 ? -EINVAL
+		 : 0;
+	if (rc == 0 && (!(c = calloc(1, sizeof(*c))) || !(c->path = strdup(path))))
+		rc = -ENOMEM;
+	if (rc < 0) {
+		if (c)
+			free(c);
+		close(fd);
+		return rc;
+	}
+	c->cmds = cmds;
+	c->ncmds = ncmds;
+	c->opaque = opaque;
+	c->lfd = fd;
+	/* What destroy may remove: the file at path now, which the process that made it handed over with it. */
+	if (lstat(path, &st) == 0) {
+		c->dev = st.st_dev;
+		c->ino = st.st_ino;
+	}
+	c->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	*out = c;
+	return 0;
+}
+
 int sw_ctl_publish(struct sw_ctl *c)
 {
 	if (!c->tmp_path)

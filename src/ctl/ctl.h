@@ -79,6 +79,15 @@ int sw_ctl_listen(const char *path, const struct sw_ctl_cmd *cmds, unsigned ncmd
  */
 int sw_ctl_publish(struct sw_ctl *c);
 
+/*
+ * vhostctl upgrade: the listening socket (sw_ctl_fd(), still c's), and a control socket made from another
+ * process's, listening at path already (fd is taken: closed on failure). @return 0 and *out; -EINVAL when fd is
+ * not a listening unix stream socket; -ENOMEM.
+ */
+int sw_ctl_fd(const struct sw_ctl *c);
+int sw_ctl_adopt(const char *path, int fd, const struct sw_ctl_cmd *cmds, unsigned ncmds, void *opaque,
+		 struct sw_ctl **out);
+
 /* The fds to poll before the next sw_ctl_dispatch(): the listening socket, then each client (POLLIN, or POLLOUT
  * while its answer is still being written). Fills at most max (pass SW_CTL_MAX_POLLFDS); returns the count. */
 unsigned sw_ctl_pollfds(struct sw_ctl *c, struct pollfd *fds, unsigned max);

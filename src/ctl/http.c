@@ -98,6 +98,8 @@ static int parse_addr(const char *addr, struct sockaddr_storage *sa, socklen_t *
 	return 0;
 }
 
+static void name_addr(struct sw_http *h, const struct sockaddr_storage *sa);
+
 int sw_http_listen(const char *addr, const char *path, const char *content_type, sw_http_render_fn render,
 		   void *opaque, struct sw_http **out, char *err, size_t errlen)
 {
@@ -130,16 +132,7 @@ int sw_http_listen(const char *addr, const char *path, const char *content_type,
 		snprintf(err, errlen, "metrics address %s: %s", addr, strerror(-rc));
 		goto fail;
 	}
-	char ip[INET6_ADDRSTRLEN];
-	if (sa.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&sa;
-		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
-		snprintf(h->addr, sizeof(h->addr), "[%s]:%u", ip, ntohs(s6->sin6_port));
-	} else {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)&sa;
-		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
-		snprintf(h->addr, sizeof(h->addr), "%s:%u", ip, ntohs(s4->sin_port));
-	}
+	name_addr(h, &sa);
 	h->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	*out = h;
 	return 0;
@@ -150,6 +143,65 @@ fail:
 	free(h->ctype);
 	free(h);
 	return rc;
+}
+
+int sw_http_fd(const struct sw_http *h)
+{
+	return h->lfd;
+}
+
+int sw_http_adopt(int fd, const char *path, const char *content_type, sw_http_render_fn render, void *opaque,
+		  struct sw_http **out)
+{
+	struct sockaddr_storage sa;
+	socklen_t salen = sizeof(sa);
+	int acc = 0;
+	socklen_t alen = sizeof(acc);
+	struct sw_http *h = NULL;
+	int rc = getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &alen) < 0 || !acc ||
+			 getsockname(fd, (struct sockaddr *)&sa, &salen) < 0 ||
+			 (sa.ss_family != AF_INET && sa.ss_family != AF_INET6)
+		 ? -EINVAL
+		 : 0;
+	if (rc == 0 && !(h = calloc(1, sizeof(*h))))
+		rc = -ENOMEM;
+	if (rc == 0) {
+		h->path = strdup(path);
+		h->ctype = strdup(content_type);
+		if (!h->path || !h->ctype) {
+			free(h->path);
+			free(h->ctype);
+			free(h);
+			rc = -ENOMEM;
+		}
+	}
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	h->lfd = fd;
+	h->render = render;
+	h->opaque = opaque;
+	name_addr(h, &sa);
+	h->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	*out = h;
+	return 0;
+}
+
+/* "IP:PORT" or "[IP]:PORT" of sa into h->addr. */
+static void name_addr(struct sw_http *h, const struct sockaddr_storage *sa_)
+{
+	const struct sockaddr_storage sa = *sa_;
+	char ip[INET6_ADDRSTRLEN];
+	if (sa.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+		snprintf(h->addr, sizeof(h->addr), "[%s]:%u", ip, ntohs(s6->sin6_port));
+	} else {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)&sa;
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+		snprintf(h->addr, sizeof(h->addr), "%s:%u", ip, ntohs(s4->sin_port));
+	}
 }
 
 const char *sw_http_addr(const struct sw_http *h)

@@ -34,6 +34,12 @@ typedef int (*sw_http_render_fn)(void *opaque, FILE *f);
 int sw_http_listen(const char *addr, const char *path, const char *content_type, sw_http_render_fn render,
 		   void *opaque, struct sw_http **out, char *err, size_t errlen);
 
+/* vhostctl upgrade: the listening socket (still h's); and a server made from another process's listening
+ * socket fd (taken: closed on failure). @return 0 and *out, or -errno (-EINVAL: not a listening socket). */
+int sw_http_fd(const struct sw_http *h);
+int sw_http_adopt(int fd, const char *path, const char *content_type, sw_http_render_fn render, void *opaque,
+		  struct sw_http **out);
+
 /* The bound address, "IP:PORT" or "[IP]:PORT" (the real port when 0 was asked for). */
 const char *sw_http_addr(const struct sw_http *h);
 

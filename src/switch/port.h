@@ -65,6 +65,10 @@ static inline const struct vhd_net_cfg *sw_net_qcfg(struct sw_net_qcfg *q, uint6
 
 /* Per-thread counters of one port: each forwarding thread writes only its own slot (relaxed atomics, own
  * cache line), readers sum the slots, so reading never stalls forwarding. */
+/* A port's counters summed over the threads, in this order (sw_port_totals()): rx_packets, rx_bytes, tx_packets,
+ * tx_bytes, rx_drops, tx_drops, errors, learn_refused. */
+#define SW_PORT_TOTALS 8
+
 struct sw_port_stats {
 	_Alignas(64) _Atomic uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
 	_Atomic uint64_t rx_drops; /* received then dropped by the switch: runt, hairpin, no output took it */
@@ -164,6 +168,26 @@ struct sw_port_ops {
 	 * checksum or segment them).
 	 */
 	unsigned (*tx_burst)(struct sw_port *p, unsigned q, struct vhd_pkt **pkts, unsigned n);
+	/*
+	 * vhostctl upgrade (both NULL: the type cannot be handed over). handover_export pauses the port's queues at
+	 * a burst boundary and writes its state into buf (cap bytes) and fds (SW_HANDOVER_MAX_FDS, still the
+	 * port's); handover_resume lets the data path in again, after a failed handover in the old process, or
+	 * after create took the port over (p->import) in the new one. Control thread.
+	 */
+	int (*handover_export)(struct sw_port *p, void *buf, size_t cap, size_t *len, int *fds, unsigned *nfds,
+			       char *err, size_t errlen);
+	void (*handover_resume)(struct sw_port *p);
+};
+
+/* What create takes a port over from (vhostctl upgrade), instead of setting it up anew: another process's
+ * handover_export. create sets taken once the fds are its own (or closed). */
+struct sw_port_import {
+	const void *blob;
+	size_t len;
+	int *fds;
+	unsigned nfds;
+	bool taken;
+	uint64_t totals[SW_PORT_TOTALS]; /* the old process's counters, carried on (sw_port_totals()) */
 };
 
 struct sw_capture;
@@ -178,6 +202,10 @@ struct sw_port {
 	uint32_t mtu;      /* largest frame payload (without Ethernet header) the port takes; GSO frames exempt */
 	unsigned n_rxq, n_txq;
 	void *priv;        /* the type's state */
+	/* The add-port arguments after the name, "TYPE\0KEY=VALUE\0...", handed to a new vhostd on upgrade. */
+	char *spec;
+	size_t spec_len;
+	struct sw_port_import *import; /* during create only: take the port over from this (else NULL) */
 	/*
 	 * Set by create (all zero: plain frames only). rx_off: what frames from rx_burst may carry; tx_off: what
 	 * tx_burst takes as is. The switch completes the checksum of, or drops (GSO), a frame bound for a port whose

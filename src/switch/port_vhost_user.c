@@ -36,6 +36,7 @@
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "switch/port.h"
+#include "switch/switch.h"
 #include "vhostd/log.h"
 #include "vhostd/net.h"
 #include "vhostd/vhost_user.h"
@@ -430,7 +431,20 @@ static int vu_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 		free(vp);
 		return rc;
 	}
-	rc = vhd_vu_dev_create(&c, &vp->dev);
+	if (p->import) {
+		struct sw_port_import *imp = p->import;
+		char ierr[160];
+		imp->taken = true; /* the import closes the fds, whatever happens */
+		rc = vhd_vu_dev_import(&c, imp->blob, imp->len, imp->fds, imp->nfds, &vp->dev, ierr, sizeof(ierr));
+		if (rc < 0) {
+			snprintf(err, errlen, "vhost-user: taking over %s: %s", vp->path, ierr);
+			free_borrowing(vp);
+			free(vp);
+			return rc;
+		}
+	} else {
+		rc = vhd_vu_dev_create(&c, &vp->dev);
+	}
 	if (rc < 0) {
 		snprintf(err, errlen, "vhost-user: %s %s: %s", vp->client ? "connecting to" : "listening on", vp->path,
 			 rc == -EADDRINUSE ? "in use: something (another port or process) listens there"
@@ -562,6 +576,34 @@ static void vu_counters(struct sw_port *p, void (*fn)(void *arg, const char *nam
 		fn(arg, dev_fields[i].name, dev_fields[i].help, -1, sw_field_sum(&dev_fields[i], &vs, sizeof(vs), 1));
 }
 
+_Static_assert(SW_HANDOVER_MAX >= VHD_VU_EXPORT_MAX && SW_HANDOVER_MAX_FDS >= VHD_VU_EXPORT_MAX_FDS,
+	       "a vhost-user device's export fits the switch's handover buffers");
+
+static int vu_handover_export(struct sw_port *p, void *buf, size_t cap, size_t *len, int *fds, unsigned *nfds,
+			      char *err, size_t errlen)
+{
+	struct vu_port *vp = p->priv;
+	int rc = vhd_vu_dev_export(vp->dev, buf, cap, len, fds, nfds);
+	/* A message half read or written: let it finish (bounded by the message deadline), then try again. */
+	for (int i = 0; rc == -EBUSY && i < 100; i++) {
+		struct pollfd fds_[4];
+		unsigned n = vhd_vu_dev_pollfds(vp->dev, fds_, 4);
+		poll(fds_, n, 10);
+		vu_dispatch(p);
+		rc = vhd_vu_dev_export(vp->dev, buf, cap, len, fds, nfds);
+	}
+	if (rc == -EOPNOTSUPP)
+		snprintf(err, errlen, "the guest negotiated a vIOMMU (ACCESS_PLATFORM), whose IOTLB is not handed over");
+	else if (rc == -EBUSY)
+		snprintf(err, errlen, "the front-end keeps a message half sent or a reply unread");
+	return rc;
+}
+
+static void vu_handover_resume(struct sw_port *p)
+{
+	vhd_vu_dev_resume(((struct vu_port *)p->priv)->dev);
+}
+
 const struct sw_port_ops sw_vhost_user_ops = {
 	.type = "vhost-user",
 	.create = vu_create,
@@ -577,4 +619,6 @@ const struct sw_port_ops sw_vhost_user_ops = {
 	.rx_arm = vu_rx_arm,
 	.rx_disarm = vu_rx_disarm,
 	.tx_burst = vu_tx_burst,
+	.handover_export = vu_handover_export,
+	.handover_resume = vu_handover_resume,
 };

@@ -651,6 +651,7 @@ void sw_destroy(struct sw *sw)
 		struct sw_port *p = atomic_load(&sw->ports[id]);
 		if (p) {
 			p->ops->destroy(p);
+			free(p->spec);
 			free(p);
 		}
 	}
@@ -687,8 +688,25 @@ static bool good_name(const char *n)
 	return true;
 }
 
-int sw_port_add(struct sw *sw, const char *name, const char *type, const struct sw_kv *args, unsigned nargs,
-		char *err, size_t errlen)
+/* The add-port arguments after the name as "TYPE\0KEY=VALUE\0...", into p->spec; 0 or -ENOMEM. */
+static int port_spec(struct sw_port *p, const char *type, const struct sw_kv *args, unsigned nargs)
+{
+	size_t n = strlen(type) + 1;
+	for (unsigned i = 0; i < nargs; i++)
+		n += strlen(args[i].key) + 1 + strlen(args[i].value) + 1;
+	char *s = malloc(n), *o = s;
+	if (!s)
+		return -ENOMEM;
+	o += sprintf(o, "%s", type) + 1;
+	for (unsigned i = 0; i < nargs; i++)
+		o += sprintf(o, "%s=%s", args[i].key, args[i].value) + 1;
+	p->spec = s;
+	p->spec_len = n;
+	return 0;
+}
+
+static int port_add(struct sw *sw, const char *name, const char *type, const struct sw_kv *args, unsigned nargs,
+		    struct sw_port_import *imp, char *err, size_t errlen)
 {
 	if (!good_name(name)) {
 		snprintf(err, errlen, "port name '%s': want 1..%d of [A-Za-z0-9._-]", name, SW_PORT_NAME_MAX - 1);
@@ -727,18 +745,27 @@ int sw_port_add(struct sw *sw, const char *name, const char *type, const struct 
 	for (unsigned i = 0; i < nargs && nrest < SW_MAX_ARGS; i++)
 		if (strcmp(args[i].key, "mtu") && strcmp(args[i].key, "max_macs"))
 			rest[nrest++] = args[i];
+	if (imp && !ops->handover_export) {
+		snprintf(err, errlen, "a %s port cannot be taken over", type);
+		return -EOPNOTSUPP;
+	}
 	struct sw_port *p = calloc(1, sizeof(*p));
-	if (!p)
+	if (!p || port_spec(p, type, args, nargs) < 0) {
+		free(p);
 		return -ENOMEM;
+	}
 	p->ops = ops;
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	p->id = (uint16_t)id;
 	p->mtu = mtu;
 	err[0] = '\0';
+	p->import = imp;
 	rc = ops->create(p, rest, nrest, err, errlen);
+	p->import = NULL;
 	if (rc < 0) {
 		if (!err[0])
 			snprintf(err, errlen, "%s: %s", type, strerror(-rc));
+		free(p->spec);
 		free(p);
 		return rc;
 	}
@@ -747,8 +774,17 @@ int sw_port_add(struct sw *sw, const char *name, const char *type, const struct 
 	if (p->n_rxq > SW_MAX_QUEUES || p->n_txq < 1 || p->n_txq > SW_MAX_QUEUES) {
 		snprintf(err, errlen, "%s: port type reported %u rx / %u tx queues", type, p->n_rxq, p->n_txq);
 		p->ops->destroy(p);
+		free(p->spec);
 		free(p);
 		return -EINVAL;
+	}
+	if (imp) {
+		/* The counters go on from where the old process left them (published by the release store below). */
+		struct sw_port_stats *s = &p->stats[0];
+		_Atomic uint64_t *f[SW_PORT_TOTALS] = {&s->rx_packets, &s->rx_bytes, &s->tx_packets, &s->tx_bytes,
+						       &s->rx_drops,   &s->tx_drops, &s->errors,     &s->learn_refused};
+		for (unsigned k = 0; k < SW_PORT_TOTALS; k++)
+			atomic_store_explicit(f[k], imp->totals[k], memory_order_relaxed);
 	}
 	/* The limit before any thread can learn for the id (the release store below publishes it). */
 	sw_fdb_set_max(&sw->fdb, p->id, max_macs);
@@ -763,6 +799,7 @@ int sw_port_add(struct sw *sw, const char *name, const char *type, const struct 
 		atomic_store_explicit(&sw->ports[id], NULL, memory_order_release);
 		synchronize(sw);
 		p->ops->destroy(p);
+		free(p->spec);
 		free(p);
 		snprintf(err, errlen, "out of memory");
 		return rc;
@@ -770,6 +807,124 @@ int sw_port_add(struct sw *sw, const char *name, const char *type, const struct 
 	vhd_log(VHD_LOG_INFO, "switch: port %s (%s) added as %d, %u rx / %u tx queues, mtu %u", name, type, id,
 		p->n_rxq, p->n_txq, p->mtu);
 	return 0;
+}
+
+int sw_port_add(struct sw *sw, const char *name, const char *type, const struct sw_kv *args, unsigned nargs,
+		char *err, size_t errlen)
+{
+	return port_add(sw, name, type, args, nargs, NULL, err, errlen);
+}
+
+int sw_port_import(struct sw *sw, const char *name, const char *spec, size_t spec_len, struct sw_port_import *imp,
+		   char *err, size_t errlen)
+{
+	struct sw_kv kv[SW_MAX_ARGS];
+	char *copy = malloc(spec_len + 1), *type = copy;
+	unsigned n = 0;
+	int rc = copy ? 0 : -ENOMEM;
+	if (copy) {
+		memcpy(copy, spec, spec_len);
+		copy[spec_len] = '\0'; /* the last string ends here even when the sender's did not */
+	}
+	for (size_t o = copy ? strlen(type) + 1 : 0, l; rc == 0 && o < spec_len; o += l + 1) {
+		l = strlen(copy + o);
+		char *eq = strchr(copy + o, '=');
+		if (!eq || n == SW_MAX_ARGS) {
+			snprintf(err, errlen, "port %s: argument '%.40s' is not KEY=VALUE, or one too many", name, copy + o);
+			rc = -EINVAL;
+			break;
+		}
+		*eq = '\0';
+		kv[n++] = (struct sw_kv){copy + o, eq + 1};
+	}
+	if (rc == 0)
+		rc = port_add(sw, name, type, kv, n, imp, err, errlen);
+	else if (rc == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
+	free(copy);
+	if (!imp->taken)
+		for (unsigned i = 0; i < imp->nfds; i++)
+			close(imp->fds[i]);
+	imp->taken = true;
+	return rc;
+}
+
+int sw_handover_export(struct sw *sw, sw_handover_fn fn, void *arg, unsigned *nports, char *err, size_t errlen)
+{
+	*nports = 0;
+	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
+		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
+		if (p && !p->ops->handover_export) {
+			snprintf(err, errlen, "port %s: a %s port cannot be handed over (yet): remove it first", p->name,
+				 p->ops->type);
+			return -EOPNOTSUPP;
+		}
+	}
+	/* Every port paused first, then the counters read: a frame a burst was carrying toward a port paused
+	 * before its own is dropped and counted there, and that count goes over too. */
+	struct exported {
+		struct sw_port *p;
+		uint8_t *buf;
+		size_t len;
+		int fds[SW_HANDOVER_MAX_FDS];
+		unsigned nfds;
+	} *e = calloc(SW_MAX_PORTS, sizeof(*e));
+	if (!e) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	unsigned n = 0;
+	int rc = 0;
+	for (unsigned id = 0; id < SW_MAX_PORTS && rc == 0; id++) {
+		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
+		if (!p)
+			continue;
+		char perr[160];
+		perr[0] = '\0';
+		e[n].p = p;
+		if (!(e[n].buf = malloc(SW_HANDOVER_MAX))) {
+			snprintf(err, errlen, "out of memory");
+			rc = -ENOMEM;
+			break;
+		}
+		rc = p->ops->handover_export(p, e[n].buf, SW_HANDOVER_MAX, &e[n].len, e[n].fds, &e[n].nfds, perr,
+					     sizeof(perr));
+		if (rc < 0)
+			snprintf(err, errlen, "port %s: %s", p->name, perr[0] ? perr : strerror(-rc));
+		else
+			n++;
+	}
+	for (unsigned i = 0; i < n && rc == 0; i++) {
+		struct sw_port *p = e[i].p;
+		uint64_t tot[SW_PORT_TOTALS] = {0};
+		for (unsigned t = 0; t < SW_MAX_THREADS; t++) {
+			const struct sw_port_stats *s = &p->stats[t];
+			const _Atomic uint64_t *f[SW_PORT_TOTALS] = {&s->rx_packets, &s->rx_bytes, &s->tx_packets,
+								      &s->tx_bytes, &s->rx_drops, &s->tx_drops,
+								      &s->errors, &s->learn_refused};
+			for (unsigned k = 0; k < SW_PORT_TOTALS; k++)
+				tot[k] += atomic_load_explicit(f[k], memory_order_relaxed);
+		}
+		if ((rc = fn(arg, p->name, p->spec, p->spec_len, tot, e[i].buf, e[i].len, e[i].fds, e[i].nfds)) < 0)
+			snprintf(err, errlen, "port %s: sending it: %s", p->name, strerror(-rc));
+	}
+	*nports = n;
+	for (unsigned i = 0; i < SW_MAX_PORTS; i++)
+		free(e[i].buf);
+	free(e);
+	if (rc < 0)
+		sw_handover_resume(sw);
+	return rc;
+}
+
+void sw_handover_resume(struct sw *sw)
+{
+	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
+		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
+		if (p && p->ops->handover_resume)
+			p->ops->handover_resume(p);
+	}
+	wake_sleepers(sw);
 }
 
 int sw_port_del(struct sw *sw, const char *name, char *err, size_t errlen)
@@ -805,6 +960,7 @@ int sw_port_del(struct sw *sw, const char *name, char *err, size_t errlen)
 	sw_fdb_flush_port(&sw->fdb, p->id);
 	p->ops->destroy(p);
 	vhd_log(VHD_LOG_INFO, "switch: port %s removed", name);
+	free(p->spec);
 	free(p);
 	return 0;
 }

@@ -56,6 +56,24 @@ int sw_port_add(struct sw *sw, const char *name, const char *type, const struct 
 int sw_port_del(struct sw *sw, const char *name, char *err, size_t errlen);
 
 /*
+ * vhostctl upgrade. sw_handover_export pauses each port in turn (port types without handover ops refuse the
+ * whole export: nothing is paused then) and hands fn its name, the add-port arguments after the name (spec,
+ * "TYPE\0KEY=VALUE\0..."), its counters (totals, SW_PORT_TOTALS, carried on by the new process), its state (blob) and fds (still the port's). On any failure every port resumes.
+ * sw_handover_resume lets the data path into every port again (a failed handover; or the new process, once
+ * the old one has stopped). sw_port_import adds a port from what fn was given, taken over instead of set up
+ * (imp's fds are taken in every case), its queues held until sw_handover_resume. 0 or -errno with err.
+ */
+#define SW_HANDOVER_MAX 65536
+#define SW_HANDOVER_MAX_FDS 160
+typedef int (*sw_handover_fn)(void *arg, const char *name, const char *spec, size_t spec_len, const uint64_t *totals,
+			      const void *blob, size_t len, const int *fds, unsigned nfds);
+int sw_handover_export(struct sw *sw, sw_handover_fn fn, void *arg, unsigned *nports, char *err, size_t errlen);
+void sw_handover_resume(struct sw *sw);
+struct sw_port_import;
+int sw_port_import(struct sw *sw, const char *name, const char *spec, size_t spec_len, struct sw_port_import *imp,
+		   char *err, size_t errlen);
+
+/*
  * Capture frames of port (dirs: SW_CAP_RX and/or SW_CAP_TX, capture.h) as pcapng into fd, a unix stream socket
  * whose peer (vhostctl) writes the file; count frames (0: until stopped). fd is the switch's from here on, even
  * on failure. Result members: port, direction, count, snaplen.

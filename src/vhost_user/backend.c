@@ -115,6 +115,15 @@ struct vhd_vu_dev {
 	bool rarp_pending;
 	struct vhd_mem *mem;
 	struct vhd_dlog *log; /* SET_LOG_BASE; logging is on while VHOST_F_LOG_ALL is negotiated too */
+	/* What SET_LOG_BASE and SET_INFLIGHT_FD carried, kept for vhd_vu_dev_export() (a duplicate of the fd). */
+	int log_fd;
+	struct vhost_user_log log_msg;
+	int infl_fd;
+	struct vhost_user_inflight infl_msg;
+	/* Replaying an export (vhd_vu_dev_import()): replies go nowhere. */
+	bool replay;
+	/* Queues vhd_vu_dev_export() or vhd_vu_dev_import() paused, for vhd_vu_dev_resume(). */
+	bool held[VU_MAX_QUEUES];
 	struct vhu_io breq; /* back-end channel (SET_BACKEND_REQ_FD); fd -1 while there is none */
 	struct vhd_iotlb *iotlb; /* when ACCESS_PLATFORM is offered */
 	int wake_fd;             /* eventfd: the data path met a miss */
@@ -555,6 +564,7 @@ static void inflight_unmap(struct vhd_vu_dev *dev)
 	dev->infl_map = NULL;
 	dev->infl_base = NULL;
 	dev->infl_nq = 0;
+	close_fd(&dev->infl_fd);
 }
 
 /* Back to the state of a fresh connection (RESET_OWNER, RESET_DEVICE, disconnect). */
@@ -566,6 +576,7 @@ static void device_reset(struct vhd_vu_dev *dev, bool keep_mem)
 	iotlb_flush(dev); /* after the queues: nothing runs on it now */
 	vhd_dlog_destroy(dev->log);
 	dev->log = NULL;
+	close_fd(&dev->log_fd);
 	dev->features = 0;
 	dev->status = 0;
 	if (!keep_mem) {
@@ -586,6 +597,8 @@ static int send_reply(struct vhd_vu_dev *dev, const struct vhu_msg *req, const v
 	if (size)
 		memcpy(&r.p, payload, size);
 	r.nfds = 0;
+	if (dev->replay)
+		return 0; /* the front-end had its answer from the exporter */
 	int rc = vhu_io_send(&dev->conn.io, &r);
 	if (rc == -ENOBUFS)
 		vu_err(dev, "%s: the front-end does not read its replies (%d unread, reply to %s): closing", dev->name,
@@ -831,12 +844,24 @@ static int h_set_log_base(struct vhd_vu_dev *dev, struct vhu_msg *m)
 	const struct vhost_user_log *l = &m->p.log;
 	const char *why;
 	struct vhd_dlog *log;
-	int rc = vhd_dlog_map(vhu_msg_take_fd(m, 0), l->mmap_size, l->mmap_offset, &log, &why);
+	int fd = vhu_msg_take_fd(m, 0);
+	int keep = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+	int rc = vhd_dlog_map(fd, l->mmap_size, l->mmap_offset, &log, &why);
+	if (rc == 0 && keep < 0) {
+		vhd_dlog_destroy(log);
+		why = "out of file descriptors";
+		rc = -EMFILE;
+	}
 	if (rc < 0) {
 		vu_err(dev, "%s: SET_LOG_BASE: size 0x%llx offset 0x%llx: %s", dev->name,
 		       (unsigned long long)l->mmap_size, (unsigned long long)l->mmap_offset, why);
+		if (keep >= 0)
+			close(keep);
 		return rc;
 	}
+	close_fd(&dev->log_fd);
+	dev->log_fd = keep;
+	dev->log_msg = *l;
 	vhd_dlog_set_wake_fd(log, dev->conn.io.fd);
 	struct vhd_dlog *old = dev->log;
 	dev->log = log;
@@ -962,12 +987,15 @@ static int h_set_inflight_fd(struct vhd_vu_dev *dev, struct vhu_msg *m)
 			       (unsigned long long)need, strerror(-rc));
 		}
 	}
-	if (fd >= 0)
-		close(fd);
-	if (rc < 0)
+	if (rc < 0) {
+		if (fd >= 0)
+			close(fd);
 		return rc;
+	}
 	queues_stop_all(dev);
 	inflight_unmap(dev);
+	dev->infl_fd = fd; /* kept for vhd_vu_dev_export() */
+	dev->infl_msg = in;
 	dev->infl_map = map;
 	dev->infl_len = need + pg;
 	dev->infl_base = (uint8_t *)map + pg;
@@ -1466,7 +1494,8 @@ static void dev_free(struct vhd_vu_dev *dev)
 	free(dev);
 }
 
-int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
+/* A device as cfg describes it, with no connection yet (conn's fds -1); -EINVAL, -ENOMEM or -errno. */
+static int dev_alloc(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 {
 	if (!cfg->path || !*cfg->path || cfg->max_queue_pairs == 0 || cfg->max_queue_pairs > VHD_VU_MAX_QUEUE_PAIRS)
 		return -EINVAL;
@@ -1481,7 +1510,7 @@ int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 	snprintf(dev->name, sizeof(dev->name), "%s", cfg->name ? cfg->name : "vhost-user");
 	dev->cfg.name = dev->name;
 	dev->breq.fd = -1;
-	dev->wake_fd = -1;
+	dev->wake_fd = dev->log_fd = dev->infl_fd = -1;
 	dev->msg_timeout_ms = cfg->msg_timeout_ms ? cfg->msg_timeout_ms : VU_MSG_TIMEOUT_MS;
 	dev->nq = 2u * cfg->max_queue_pairs;
 	/* LOG_ALL: this back-end can log its writes for a live migration (with PROTOCOL_F_LOG_SHMFD). */
@@ -1510,10 +1539,23 @@ int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 		dev->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		rc = dev->wake_fd < 0 ? -errno : vhd_iotlb_create(0, &dev->iotlb);
 	}
-	if (rc == 0)
-		rc = vhu_conn_init(&dev->conn, cfg->path, cfg->client, cfg->reconnect_min_ms, cfg->reconnect_max_ms);
-	else
-		dev->conn.listen_fd = dev->conn.io.fd = -1;
+	dev->conn.listen_fd = dev->conn.io.fd = -1;
+	if (rc < 0) {
+		dev_free(dev);
+		return rc;
+	}
+	*out = dev;
+	return 0;
+}
+
+int vhd_vu_dev_create(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
+{
+	struct vhd_vu_dev *dev;
+	int rc = dev_alloc(cfg, &dev);
+	if (rc < 0)
+		return rc;
+	bool access = cfg->set_owner || cfg->set_group || cfg->mode;
+	rc = vhu_conn_init(&dev->conn, cfg->path, cfg->client, cfg->reconnect_min_ms, cfg->reconnect_max_ms);
 	if (rc == 0 && access && (rc = set_socket_access(cfg, dev->conn.path)) < 0)
 		vhu_conn_fini(&dev->conn);
 	if (rc < 0) {
@@ -1535,6 +1577,387 @@ void vhd_vu_dev_destroy(struct vhd_vu_dev *dev)
 	device_reset(dev, false);
 	vhu_conn_fini(&dev->conn);
 	dev_free(dev);
+}
+
+/* ---------------------------------------------------------------- handover to another process */
+
+/*
+ * The blob vhd_vu_dev_export() writes and vhd_vu_dev_import() reads, ours alone (both ends are vhostd, so it is
+ * not in src/spec): a header, then nrec records, each the vhost-user request that would set the state it carries:
+ * a vu_rec, its fd indices (uint32, into the fds sent alongside, padded to 8 bytes), then its payload (padded to
+ * 8 bytes). Replaying requests rather than copying fields has the importer check every value with the handlers'
+ * own checks. VU_BLOB_VERSION changes whenever this layout, or what a record means, does.
+ */
+#define VU_BLOB_MAGIC 0x3158455544484856ull /* "VHHDUEX1" */
+#define VU_BLOB_VERSION 1u
+enum { VU_CONN_NONE, VU_CONN_PEER, VU_CONN_LISTEN }; /* what fds[0] is */
+
+struct vu_blob_hdr {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t nrec;
+	uint64_t len; /* the whole blob */
+	uint32_t nfds;
+	uint32_t conn; /* VU_CONN_* */
+};
+_Static_assert(sizeof(struct vu_blob_hdr) == 32, "blob header layout");
+
+struct vu_rec {
+	uint32_t request;
+	uint32_t size; /* payload bytes, at most sizeof(union vhost_user_payload) */
+	uint32_t nfds; /* at most VHOST_USER_MAX_FDS */
+	uint32_t reserved;
+};
+_Static_assert(sizeof(struct vu_rec) == 16, "blob record layout");
+
+#define VU_PAD8(n) (((size_t)(n) + 7u) & ~(size_t)7u)
+
+struct vu_out {
+	uint8_t *buf;
+	size_t cap, len;
+	int *fds;
+	unsigned nfds;
+	uint32_t nrec;
+	int rc;
+};
+
+/* fd's index in the export's fd array, added once however many records name it. */
+static int out_fd(struct vu_out *o, int fd)
+{
+	for (unsigned i = 0; i < o->nfds; i++)
+		if (o->fds[i] == fd)
+			return (int)i;
+	if (o->nfds == VHD_VU_EXPORT_MAX_FDS) {
+		o->rc = -E2BIG;
+		return -1;
+	}
+	o->fds[o->nfds] = fd;
+	return (int)o->nfds++;
+}
+
+static void out_rec(struct vu_out *o, uint32_t req, const void *payload, uint32_t size, const int *fds,
+		    unsigned nfds)
+{
+	uint32_t idx[VHOST_USER_MAX_FDS] = {0};
+	for (unsigned i = 0; i < nfds; i++) {
+		int k = out_fd(o, fds[i]);
+		if (k < 0)
+			return;
+		idx[i] = (uint32_t)k;
+	}
+	size_t need = sizeof(struct vu_rec) + VU_PAD8(nfds * 4) + VU_PAD8(size);
+	if (o->rc || need > o->cap - o->len) {
+		o->rc = o->rc ? o->rc : -E2BIG;
+		return;
+	}
+	struct vu_rec r = {req, size, nfds, 0};
+	uint8_t *p = o->buf + o->len;
+	memset(p, 0, need);
+	memcpy(p, &r, sizeof(r));
+	memcpy(p + sizeof(r), idx, nfds * 4);
+	if (size)
+		memcpy(p + sizeof(r) + VU_PAD8(nfds * 4), payload, size);
+	o->len += need;
+	o->nrec++;
+}
+
+static void out_u64(struct vu_out *o, uint32_t req, uint64_t v, int fd)
+{
+	out_rec(o, req, &v, sizeof(v), &fd, fd >= 0);
+}
+
+static void out_state(struct vu_out *o, uint32_t req, unsigned qi, uint32_t num)
+{
+	struct vhost_vring_state st = {qi, num};
+	out_rec(o, req, &st, sizeof(st), NULL, 0);
+}
+
+/* The memory table: one ADD_MEM_REG per mapping (so REM_MEM_REG later finds as many references), or one
+ * SET_MEM_TABLE when the front-end did not negotiate memory slots (and so set at most 8 regions). */
+static void out_mem(struct vhd_vu_dev *dev, struct vu_out *o)
+{
+	bool slots = dev->proto & VHD_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+	struct vhost_user_memory t = {0};
+	int fds[VHOST_MEMORY_BASELINE_NREGIONS];
+	for (unsigned i = 0; i < vhd_mem_count(dev->mem) && !o->rc; i++) {
+		struct vhd_mem_region_info ri;
+		int fd;
+		uint64_t off;
+		unsigned refs;
+		if (vhd_mem_region_file(dev->mem, i, &ri, &fd, &off, &refs) < 0) {
+			o->rc = -EBADF;
+			return;
+		}
+		struct vhost_user_memory_region r = {ri.guest_addr, ri.size, ri.user_addr, off};
+		if (slots) {
+			struct vhost_user_mem_reg mr = {0, r};
+			for (unsigned k = 0; k < refs && !o->rc; k++)
+				out_rec(o, VHOST_USER_ADD_MEM_REG, &mr, sizeof(mr), &fd, 1);
+		} else if (t.nregions == VHOST_MEMORY_BASELINE_NREGIONS) {
+			o->rc = -E2BIG;
+		} else {
+			fds[t.nregions] = fd;
+			t.regions[t.nregions++] = r;
+		}
+	}
+	if (!slots && t.nregions)
+		out_rec(o, VHOST_USER_SET_MEM_TABLE, &t, 8 + t.nregions * (uint32_t)sizeof(t.regions[0]), fds,
+			t.nregions);
+}
+
+static void out_queue(struct vhd_vu_dev *dev, struct vu_out *o, unsigned qi)
+{
+	struct vu_queue *q = &dev->q[qi];
+	bool packed = dev->features & VHD_BIT(VIRTIO_F_RING_PACKED);
+	/* Paused between bursts: every chain taken was used, so the positions are where the next burst starts. */
+	uint32_t base = q->vq ? vhd_vq_base(q->vq) : q->base;
+	uint32_t used = q->vq ? vhd_vq_used_base(q->vq) : q->used_base;
+	if (q->num)
+		out_state(o, VHOST_USER_SET_VRING_NUM, qi, q->num);
+	if (q->addr_set) {
+		struct vhost_vring_addr a = {qi, q->log_ring ? VHD_BIT(VHOST_VRING_F_LOG) : 0, q->desc_ua, q->used_ua,
+					     q->avail_ua, q->log_guest_addr};
+		out_rec(o, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
+	}
+	if (q->num || q->addr_set || base)
+		out_state(o, VHOST_USER_SET_VRING_BASE, qi, packed ? base | used << 16 : base);
+	if (q->call_fd >= 0)
+		out_u64(o, VHOST_USER_SET_VRING_CALL, qi, q->call_fd);
+	if (q->err_fd >= 0)
+		out_u64(o, VHOST_USER_SET_VRING_ERR, qi, q->err_fd);
+	if (q->kick_set)
+		out_u64(o, VHOST_USER_SET_VRING_KICK, qi | (q->kick_fd < 0 ? VHOST_USER_VRING_NOFD : 0), q->kick_fd);
+	if (q->enabled && (dev->features & VHD_BIT(VHOST_USER_F_PROTOCOL_FEATURES)))
+		out_state(o, VHOST_USER_SET_VRING_ENABLE, qi, 1);
+}
+
+int vhd_vu_dev_export(struct vhd_vu_dev *dev, void *buf, size_t cap, size_t *len, int *fds, unsigned *nfds)
+{
+	if (dev_iommu(dev))
+		return -EOPNOTSUPP;
+	struct vhu_io *io = &dev->conn.io;
+	if ((io->fd >= 0 && (io->in_got || vhu_io_out_pending(io))) ||
+	    (dev->breq.fd >= 0 && vhu_io_out_pending(&dev->breq)))
+		return -EBUSY;
+	struct vu_out o = {.buf = buf, .cap = cap, .fds = fds, .len = sizeof(struct vu_blob_hdr)};
+	if (cap < o.len)
+		return -E2BIG;
+	uint32_t conn = io->fd >= 0 ? VU_CONN_PEER : dev->conn.listen_fd >= 0 ? VU_CONN_LISTEN : VU_CONN_NONE;
+	if (conn != VU_CONN_NONE)
+		out_fd(&o, conn == VU_CONN_PEER ? io->fd : dev->conn.listen_fd);
+	for (unsigned i = 0; i < dev->nq; i++)
+		dev->held[i] = queue_pause(&dev->q[i]);
+	if (conn == VU_CONN_PEER) {
+		if (dev->owner)
+			out_rec(&o, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0);
+		if (dev->proto)
+			out_u64(&o, VHOST_USER_SET_PROTOCOL_FEATURES, dev->proto, -1);
+		if (dev->features)
+			out_u64(&o, VHOST_USER_SET_FEATURES, dev->features, -1);
+		if (dev->mtu != dev->cfg.mtu)
+			out_u64(&o, VHOST_USER_NET_SET_MTU, dev->mtu, -1);
+		if (dev->breq.fd >= 0)
+			out_rec(&o, VHOST_USER_SET_BACKEND_REQ_FD, NULL, 0, &dev->breq.fd, 1);
+		if (dev->mem)
+			out_mem(dev, &o);
+		if (dev->log)
+			out_rec(&o, VHOST_USER_SET_LOG_BASE, &dev->log_msg, sizeof(dev->log_msg), &dev->log_fd, 1);
+		if (dev->infl_map)
+			out_rec(&o, VHOST_USER_SET_INFLIGHT_FD, &dev->infl_msg, sizeof(dev->infl_msg), &dev->infl_fd, 1);
+		for (unsigned i = 0; i < dev->nq; i++)
+			out_queue(dev, &o, i);
+		if (dev->status)
+			out_u64(&o, VHOST_USER_SET_STATUS, dev->status, -1);
+	}
+	if (o.rc) {
+		vhd_vu_dev_resume(dev);
+		return o.rc;
+	}
+	struct vu_blob_hdr h = {VU_BLOB_MAGIC, VU_BLOB_VERSION, o.nrec, o.len, o.nfds, conn};
+	memcpy(buf, &h, sizeof(h));
+	*len = o.len;
+	*nfds = o.nfds;
+	vhd_log(VHD_LOG_DEBUG, "%s: exported: %u records, %zu bytes, %u fds", dev->name, o.nrec, o.len, o.nfds);
+	return 0;
+}
+
+void vhd_vu_dev_resume(struct vhd_vu_dev *dev)
+{
+	for (unsigned i = 0; i < dev->nq; i++) {
+		if (dev->held[i] && dev->q[i].vq)
+			queue_resume(&dev->q[i]);
+		dev->held[i] = false;
+	}
+}
+
+/* Free dev in this process only: nothing to the front-end, the socket file left in place. */
+static void dev_forget(struct vhd_vu_dev *dev)
+{
+	dev->replay = true; /* whatever a reset would say goes nowhere */
+	device_reset(dev, false);
+	vhu_io_close(&dev->breq);
+	vhu_conn_drop(&dev->conn);
+	dev_free(dev);
+}
+
+void vhd_vu_dev_release(struct vhd_vu_dev *dev)
+{
+	if (dev)
+		dev_forget(dev);
+}
+
+/* The requests an export writes, and so the only ones an import replays. */
+static bool replayable(uint32_t req)
+{
+	switch (req) {
+	case VHOST_USER_SET_OWNER:
+	case VHOST_USER_SET_PROTOCOL_FEATURES:
+	case VHOST_USER_SET_FEATURES:
+	case VHOST_USER_NET_SET_MTU:
+	case VHOST_USER_SET_BACKEND_REQ_FD:
+	case VHOST_USER_ADD_MEM_REG:
+	case VHOST_USER_SET_MEM_TABLE:
+	case VHOST_USER_SET_LOG_BASE:
+	case VHOST_USER_SET_INFLIGHT_FD:
+	case VHOST_USER_SET_VRING_NUM:
+	case VHOST_USER_SET_VRING_ADDR:
+	case VHOST_USER_SET_VRING_BASE:
+	case VHOST_USER_SET_VRING_CALL:
+	case VHOST_USER_SET_VRING_ERR:
+	case VHOST_USER_SET_VRING_KICK:
+	case VHOST_USER_SET_VRING_ENABLE:
+	case VHOST_USER_SET_STATUS:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Replay the blob's records on dev (connection adopted already). 0, or -errno with err saying which and why. */
+static int replay(struct vhd_vu_dev *dev, const uint8_t *b, size_t len, const struct vu_blob_hdr *h, const int *fds,
+		  unsigned nfds, char *err, size_t errlen)
+{
+	size_t off = sizeof(*h);
+	for (uint32_t k = 0; k < h->nrec; k++) {
+		struct vu_rec r;
+		if (len - off < sizeof(r)) {
+			snprintf(err, errlen, "record %u of %u: truncated", k, h->nrec);
+			return -EINVAL;
+		}
+		memcpy(&r, b + off, sizeof(r));
+		off += sizeof(r);
+		const char *name = vhu_req_info(r.request)->name;
+		if (!replayable(r.request)) {
+			snprintf(err, errlen, "record %u: request %u (%s) is not one an export writes", k, r.request, name);
+			return -EINVAL;
+		}
+		if (r.nfds > VHOST_USER_MAX_FDS || r.size > sizeof(union vhost_user_payload) ||
+		    VU_PAD8(r.nfds * 4) + VU_PAD8(r.size) > len - off) {
+			snprintf(err, errlen, "record %u (%s): %u payload bytes and %u fds overflow the blob", k, name,
+				 r.size, r.nfds);
+			return -EINVAL;
+		}
+		struct vhu_msg m;
+		memset(&m, 0, sizeof(m));
+		m.hdr = (struct vhost_user_header){r.request, VHOST_USER_VERSION, r.size};
+		int rc = 0;
+		for (unsigned i = 0; i < r.nfds && rc == 0; i++) {
+			uint32_t ix;
+			memcpy(&ix, b + off + 4 * i, 4);
+			if (ix >= nfds || fds[ix] < 0) {
+				snprintf(err, errlen, "record %u (%s): fd %u missing (%u received)", k, name, ix, nfds);
+				rc = -EBADF;
+			} else if ((m.fds[i] = fcntl(fds[ix], F_DUPFD_CLOEXEC, 0)) < 0) {
+				rc = -errno;
+				snprintf(err, errlen, "record %u (%s): %s", k, name, strerror(-rc));
+			} else {
+				m.nfds++;
+			}
+		}
+		off += VU_PAD8(r.nfds * 4);
+		memcpy(&m.p, b + off, r.size);
+		off += VU_PAD8(r.size);
+		if (rc == 0) {
+			rc = handle(dev, &m);
+			if (rc < 0)
+				snprintf(err, errlen, "record %u (%s) refused: %s", k, name,
+					 rc == VU_FATAL ? "fatal" : strerror(-rc));
+		}
+		vhu_msg_close_fds(&m);
+		if (rc < 0)
+			return rc == VU_FATAL ? -EIO : rc;
+	}
+	if (off != len) {
+		snprintf(err, errlen, "%zu bytes after the last record", len - off);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int vhd_vu_dev_import(const struct vhd_vu_config *cfg, const void *buf, size_t len, int *fds, unsigned nfds,
+		      struct vhd_vu_dev **out, char *err, size_t errlen)
+{
+	struct vu_blob_hdr h = {0};
+	struct vhd_vu_dev *dev = NULL;
+	int rc = 0;
+	err[0] = '\0';
+	if (len < sizeof(h)) {
+		snprintf(err, errlen, "%zu bytes: shorter than the %zu-byte header", len, sizeof(h));
+		rc = -EINVAL;
+	} else {
+		memcpy(&h, buf, sizeof(h));
+		if (h.magic != VU_BLOB_MAGIC) {
+			snprintf(err, errlen, "not a vhost-user device export (magic 0x%llx)", (unsigned long long)h.magic);
+			rc = -EPROTO;
+		} else if (h.version != VU_BLOB_VERSION) {
+			snprintf(err, errlen, "export version %u; this build reads version %u", h.version, VU_BLOB_VERSION);
+			rc = -EPROTONOSUPPORT;
+		} else if (h.len != len) {
+			snprintf(err, errlen, "the header says %llu bytes, %zu came", (unsigned long long)h.len, len);
+			rc = -EINVAL;
+		} else if (h.nfds != nfds || nfds > VHD_VU_EXPORT_MAX_FDS) {
+			snprintf(err, errlen, "the header names %u fds, %u came", h.nfds, nfds);
+			rc = -EBADF;
+		} else if (h.conn > VU_CONN_LISTEN || (h.conn != VU_CONN_NONE && nfds == 0)) {
+			snprintf(err, errlen, "connection kind %u without its fd", h.conn);
+			rc = -EINVAL;
+		}
+	}
+	if (rc == 0 && (rc = dev_alloc(cfg, &dev)) < 0)
+		snprintf(err, errlen, "cannot create the device: %s", strerror(-rc));
+	if (rc == 0) {
+		int cfd = h.conn == VU_CONN_PEER ? fds[0] : -1, lfd = h.conn == VU_CONN_LISTEN ? fds[0] : -1;
+		if (h.conn != VU_CONN_NONE)
+			fds[0] = -1; /* taken, whatever happens */
+		rc = vhu_conn_adopt(&dev->conn, cfg->path, cfg->client, cfg->reconnect_min_ms, cfg->reconnect_max_ms,
+				    lfd, cfd);
+		if (rc < 0)
+			snprintf(err, errlen, "fd 0 is not the %s unix stream socket the export says",
+				 cfd >= 0 ? "connected" : "listening");
+		dev->cfg.path = dev->conn.path;
+	}
+	if (rc == 0) {
+		if (dev->conn.io.fd >= 0)
+			emit(dev, VHD_VU_CONNECTED, 0);
+		dev->replay = true;
+		rc = replay(dev, buf, len, &h, fds, nfds, err, errlen);
+		dev->replay = false;
+	}
+	for (unsigned i = 0; i < nfds; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	if (rc < 0) {
+		if (dev)
+			dev_forget(dev);
+		return rc;
+	}
+	for (unsigned i = 0; i < dev->nq; i++)
+		dev->held[i] = queue_pause(&dev->q[i]);
+	vhd_log(VHD_LOG_INFO, "%s: taken over (%s, %u records)", dev->name,
+		h.conn == VU_CONN_PEER ? "front-end connected" : h.conn == VU_CONN_LISTEN ? "listening" : "connecting",
+		h.nrec);
+	*out = dev;
+	return 0;
 }
 
 unsigned vhd_vu_dev_pollfds(struct vhd_vu_dev *dev, struct pollfd *fds, unsigned max)

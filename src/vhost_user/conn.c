@@ -105,21 +105,74 @@ static void bound_list(struct vhu_conn *c, bool on)
 	pthread_mutex_unlock(&bound_lock);
 }
 
-int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned min_ms, unsigned max_ms)
+static int conn_setup(struct vhu_conn *c, const char *path, bool client, unsigned min_ms, unsigned max_ms)
 {
 	memset(c, 0, sizeof(*c));
+	c->listen_fd = c->io.fd = -1;
 	if (!path || !*path)
 		return -EINVAL;
 	if (strlen(path) >= sizeof(c->path))
 		return -ENAMETOOLONG;
 	strcpy(c->path, path);
 	c->client = client;
-	c->listen_fd = c->io.fd = -1;
 	c->min_ms = min_ms ? min_ms : 100;
 	c->max_ms = max_ms ? max_ms : 5000;
 	if (c->max_ms < c->min_ms)
 		c->max_ms = c->min_ms;
 	c->backoff_ms = c->min_ms;
+	return 0;
+}
+
+/* Is fd a unix stream socket, listening or not as asked? */
+static bool unix_stream(int fd, bool listening)
+{
+	int type = 0, domain = 0, acc = 0;
+	socklen_t l1 = sizeof(type), l2 = sizeof(domain), l3 = sizeof(acc);
+	return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l1) == 0 &&
+	       getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l2) == 0 &&
+	       getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l3) == 0 && type == SOCK_STREAM &&
+	       domain == AF_UNIX && (acc != 0) == listening;
+}
+
+int vhu_conn_adopt(struct vhu_conn *c, const char *path, bool client, unsigned min_ms, unsigned max_ms, int listen_fd,
+		   int conn_fd)
+{
+	int rc = conn_setup(c, path, client, min_ms, max_ms);
+	if (rc == 0 && ((conn_fd >= 0 && !unix_stream(conn_fd, false)) ||
+			(listen_fd >= 0 && (client || conn_fd >= 0 || !unix_stream(listen_fd, true)))))
+		rc = -EINVAL;
+	if (rc < 0) {
+		if (conn_fd >= 0)
+			close(conn_fd);
+		if (listen_fd >= 0)
+			close(listen_fd);
+		return rc;
+	}
+	if (conn_fd >= 0)
+		vhu_io_init(&c->io, conn_fd);
+	c->listen_fd = listen_fd;
+	if (client) {
+		if (conn_fd < 0)
+			clock_gettime(CLOCK_MONOTONIC, &c->next_try); /* connect at the next poll */
+		return 0;
+	}
+	struct stat st;
+	if (stat(c->path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		pthread_mutex_lock(&bound_lock); /* bound_here() reads them */
+		c->sock_dev = st.st_dev;
+		c->sock_ino = st.st_ino;
+		c->sock_owned = true;
+		pthread_mutex_unlock(&bound_lock);
+		bound_list(c, true);
+	}
+	return 0;
+}
+
+int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned min_ms, unsigned max_ms)
+{
+	int rc = conn_setup(c, path, client, min_ms, max_ms);
+	if (rc < 0)
+		return rc;
 	if (client) {
 		try_connect(c);
 		return 0;
@@ -128,7 +181,7 @@ int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned mi
 	 * port, another process) still listens on is theirs: unlinking it would cut them off from new peers. */
 	struct stat st;
 	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-		int rc = bound_here(&st) ? -EADDRINUSE : probe_listener(c);
+		rc = bound_here(&st) ? -EADDRINUSE : probe_listener(c);
 		if (rc < 0) {
 			vhd_log(VHD_LOG_ERR, "vhost-user: %s: %s", path,
 				rc == -EADDRINUSE ? "a live listener (another port or process) is already there"
@@ -137,7 +190,7 @@ int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned mi
 		}
 		unlink(path);
 	}
-	int rc = start_listening(c, NULL);
+	rc = start_listening(c, NULL);
 	if (rc == 0)
 		bound_list(c, true);
 	return rc;
@@ -227,6 +280,14 @@ void vhu_conn_fini(struct vhu_conn *c)
 	if (c->listed)
 		bound_list(c, false);
 	c->sock_owned = false;
+}
+
+void vhu_conn_drop(struct vhu_conn *c)
+{
+	pthread_mutex_lock(&bound_lock);
+	c->sock_owned = false;
+	pthread_mutex_unlock(&bound_lock);
+	vhu_conn_fini(c);
 }
 
 unsigned vhu_conn_pollfds(const struct vhu_conn *c, struct pollfd *fds, unsigned max)

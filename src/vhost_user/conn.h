@@ -39,8 +39,20 @@ struct vhu_conn {
  * refuses a path where a live listener already is with -EADDRINUSE, and replaces a stale socket file. */
 int vhu_conn_init(struct vhu_conn *c, const char *path, bool client, unsigned min_ms, unsigned max_ms);
 
+/*
+ * Take over another process's end (vhd_vu_dev_import()): conn_fd, a connected unix stream socket, or -1; a
+ * server's listen_fd, listening at path, or -1 (a server with a peer does not listen). Both are taken (closed on
+ * failure). A server records the socket file now at path as its own, to remove or replace it as vhu_conn_init()'s.
+ * Returns 0, or -EINVAL naming nothing (an fd that is not such a socket).
+ */
+int vhu_conn_adopt(struct vhu_conn *c, const char *path, bool client, unsigned min_ms, unsigned max_ms, int listen_fd,
+		   int conn_fd);
+
 /* Close everything; a server also removes its socket file, unless the path now names another one. */
 void vhu_conn_fini(struct vhu_conn *c);
+
+/* Close everything, leaving the socket file in place (another process has taken it over). */
+void vhu_conn_drop(struct vhu_conn *c);
 
 /* The fd to poll: the connection (with vhu_io_events()), else the listening socket; 0 or 1 entries. */
 unsigned vhu_conn_pollfds(const struct vhu_conn *c, struct pollfd *fds, unsigned max);

@@ -304,6 +304,21 @@ unsigned vhd_mem_count(const struct vhd_mem *mem)
 	return mem->nregions;
 }
 
+int vhd_mem_region_file(const struct vhd_mem *mem, unsigned i, struct vhd_mem_region_info *info, int *fd,
+			uint64_t *mmap_offset, unsigned *refs)
+{
+	if (i >= mem->nregions)
+		return -ENOENT;
+	const struct vhd_mem_region *r = &mem->r[i];
+	if (r->fd < 0)
+		return -EBADF;
+	*info = (struct vhd_mem_region_info){r->guest_addr, r->size, r->user_addr, r->host};
+	*fd = r->fd;
+	*mmap_offset = r->mmap_offset;
+	*refs = r->refs;
+	return 0;
+}
+
 /* Index of the region holding addr, or -1. Binary search: the table is sorted and non-overlapping. */
 static int find_region(const struct vhd_mem *mem, uint64_t addr)
 {

@@ -450,6 +450,7 @@ class Vhostd:
         self.ctl = os.path.join(dir, "ctl.sock")
         self.p = None
         self.out = []
+        self.successor = None  # pid of the vhostd a `vhostctl upgrade` handed over to (not our child)
 
     def start(self, config=None, args=(), log_level="info", answer=True, stdout=None, wrap=()):
         """config: the config file's lines (a list) or text (None: no --config); args: more vhostd arguments.
@@ -472,7 +473,7 @@ class Vhostd:
         self.cmd = (["ip", "netns", "exec", self.ns] if self.ns else []) + list(wrap) + cmd + list(args)
         p = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=stdout or subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
-        self.p, self.out, self.reader = p, [], None
+        self.p, self.out, self.reader, self.successor = p, [], None, None
         out = self.out
         if not stdout:
             self.reader = threading.Thread(target=lambda: [out.append(line.rstrip("\n")) for line in p.stdout],
@@ -500,11 +501,11 @@ class Vhostd:
             time.sleep(0.01)
         raise CaseError("vhostd never opened its control socket")
 
-    def ctl_cmd(self, *args, check=True, as_json=True):
+    def ctl_cmd(self, *args, check=True, as_json=True, timeout=30):
         """vhostctl [--json] args against this vhostd. check: raise CaseError unless it exits 0.
         @return the CompletedProcess."""
         r = subprocess.run([VHOSTCTL, "--socket", self.ctl, *(["--json"] if as_json else []), *args],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
         if check and r.returncode != 0:
             raise CaseError(f"vhostctl {' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
         return r
@@ -512,7 +513,25 @@ class Vhostd:
     def ctl_json(self, *args):
         return json.loads(self.ctl_cmd(*args).stdout)
 
+    def upgrade(self, binary=None, check=True):
+        """vhostctl upgrade BINARY (default: the vhostd under test). On success the old process is gone and
+        the new one (a child of the old, reparented) is tracked in successor, its output still in out.
+        @return the CompletedProcess (stdout: the JSON result)."""
+        old = self.pid
+        r = self.ctl_cmd("upgrade", binary or VHOSTD, check=check, timeout=60)
+        if r.returncode == 0:
+            self.successor = json.loads(r.stdout)["pid"]
+            if not _wait_gone(old, 10):
+                raise CaseError(f"vhostd {old} still runs after handing over to {self.successor}")
+        return r
+
+    @property
+    def pid(self):
+        return self.successor or (self.p.pid if self.p else None)
+
     def running(self):
+        if self.successor:
+            return not _wait_gone(self.successor, 0)
         return self.p is not None and self.p.poll() is None
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
@@ -521,6 +540,19 @@ class Vhostd:
         p = self.p
         if p is None:
             return None, ""
+        if self.successor:
+            # Not our child: signalled and waited for by pid; its exit status is lost to us (None).
+            try:
+                os.kill(self.successor, sig)
+            except ProcessLookupError:
+                pass
+            gone = _wait_gone(self.successor, timeout)
+            if not gone:
+                self.kill()
+                raise CaseError(f"vhostd {self.successor} did not exit on signal {sig}")
+            if self.reader:
+                self.reader.join(timeout=5)
+            return None, "\n".join(self.out)
         if p.poll() is None:
             p.send_signal(sig)
         try:
@@ -534,12 +566,33 @@ class Vhostd:
         return p.returncode, "\n".join(self.out)
 
     def kill(self):
+        if self.successor:
+            try:
+                os.kill(self.successor, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _wait_gone(self.successor, 10)
         if self.p and self.p.poll() is None:
             self.p.kill()
             self.p.wait()
 
     def tail(self, n=12):
         return " / ".join(self.out[-n:])
+
+
+def _wait_gone(pid, timeout):
+    """Whether process pid has exited (gone, or a zombie nobody reaps) within timeout seconds."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.01)
 
 
 # ------------------------------------------------------------------------------------------------ the rig
@@ -1364,7 +1417,7 @@ def run_scenarios(scenarios, filt="", need=("qemu-system-x86_64", "ip", "busybox
                 except Exception as e:
                     err = f"{type(e).__name__}: {e}"
                 for r in rig.all_rigs():
-                    if r.vhostd and r.vhostd.poll() is not None and not err:
+                    if r.vhostd and not r.vd.running() and not err:
                         err = f"vhostd in {r.name} died ({r.vhostd.returncode}): {r.vhostd_tail()}"
                 if not err:
                     log(f"{name}: {detail}")
@@ -1383,9 +1436,12 @@ def run_scenarios(scenarios, filt="", need=("qemu-system-x86_64", "ip", "busybox
             for g in rig.guests:
                 g.poweroff()
             for r in rig.all_rigs():
-                if r.vhostd and r.vhostd.poll() is None:
+                if r.vhostd and r.vd.running():
                     rc = r.stop_vhostd()
-                    if rc != 0 and pending:
+                    # None: a vhostd that vhostctl upgrade started, not our child; its sanitizer report is in out
+                    if rc is None and any("Sanitizer" in x for x in r.vd.out):
+                        rc = "with a sanitizer report"
+                    if rc not in (0, None) and pending:
                         pending = (pending[0], (pending[1] + "; " if pending[1] else "") +
                                    f"vhostd exited {rc} on SIGTERM: {r.vhostd_tail()}", pending[2], pending[3])
             if pending:

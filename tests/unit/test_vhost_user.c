@@ -1611,8 +1611,176 @@ static void test_inflight_area(void)
 	rig_close(&r);
 }
 
+/* ------------------------------------------------------------------ hand-over (vhostctl upgrade) */
+
+static uint8_t xblob[VHD_VU_EXPORT_MAX];
+
+/* The config rig_open() gave its device, with events counted in ev. */
+static struct vhd_vu_config rig_config(struct rig *r, uint16_t qp, struct events *ev)
+{
+	return (struct vhd_vu_config){.path = r->path, .max_queue_pairs = qp, .event = on_event, .opaque = ev,
+				      .name = "t", .mtu = 1500, .config_space = rig_config_space};
+}
+
+/* Import xblob[0, len) with duplicates of fds (as SCM_RIGHTS makes them), fd k replaced by a duplicate of with
+ * when k >= 0; every duplicate must be closed afterwards, whatever the outcome. */
+static int import_dups(struct rig *r, size_t len, const int *fds, unsigned nfds, int k, int with,
+		       struct events *ev, struct vhd_vu_dev **nd, char *err, size_t errlen)
+{
+	int d[VHD_VU_EXPORT_MAX_FDS];
+	for (unsigned i = 0; i < nfds; i++)
+		d[i] = dup((int)i == k ? with : fds[i]);
+	struct vhd_vu_config c = rig_config(r, 2, ev);
+	int rc = vhd_vu_dev_import(&c, xblob, len, d, nfds, nd, err, errlen);
+	for (unsigned i = 0; i < nfds; i++)
+		CHECK(fcntl(d[i], F_GETFD) < 0 || rc == 0); /* taken: closed on failure */
+	return rc;
+}
+
+/*
+ * One device handed over as vhostctl upgrade does: traffic, export (the queues pause), import from the blob and
+ * duplicates of the fds (the queues come up held), the old device released (nothing sent, the socket file
+ * kept), resume: the guest's next buffers, across a packed ring's wrap, arrive at the new device, none lost or
+ * seen twice, and the front-end's next request is answered by it.
+ */
+static void export_import(bool packed)
+{
+	struct rig r;
+	rig_open(&r, 2);
+	rig_connect(&r);
+	negotiate(&r, packed ? VHD_BIT(VIRTIO_F_RING_PACKED) : 0, true);
+	set_mem_table(&r);
+	struct guest_q g0, g1;
+	setup_queue(&r, 0, &g0, 0, packed, false);
+	setup_queue(&r, 1, &g1, 64 * 1024, packed, false);
+	enable(&r, 0, 1);
+	enable(&r, 1, 1);
+	CHECK_EQ(r.ev.ready, 1);
+	for (int i = 0; i < QSZ - 3; i++)
+		pass_one(&r, 1, &g1, (uint8_t)i);
+	size_t len;
+	unsigned nfds;
+	int fds[VHD_VU_EXPORT_MAX_FDS];
+	CHECK_EQ(vhd_vu_dev_export(r.dev, xblob, sizeof(xblob), &len, fds, &nfds), 0);
+	CHECK(vhd_vu_queue_acquire(r.dev, 1) == NULL); /* paused */
+	CHECK_EQ(nfds, 6); /* connection, memory, a kick and a call per queue */
+	struct events ev = {0};
+	struct vhd_vu_dev *nd;
+	char err[200];
+	int rc = import_dups(&r, len, fds, nfds, -1, -1, &ev, &nd, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "import: %s\n", err);
+	CHECK_EQ(rc, 0);
+	CHECK_EQ(ev.connected, 1);
+	CHECK_EQ(ev.ready, 1);
+	CHECK(vhd_vu_queue_acquire(nd, 1) == NULL); /* held until resumed */
+	CHECK_EQ(vhd_vu_dev_features(nd), vhd_vu_dev_features(r.dev));
+	vhd_vu_dev_release(r.dev);
+	CHECK_EQ(r.ev.disconnected, 0);
+	CHECK(access(r.path, F_OK) == 0); /* the socket file stays for the new device */
+	r.dev = nd;
+	CHECK(!reply_ready(&r)); /* no byte went to the front-end */
+	vhd_vu_dev_resume(nd);
+	for (int i = 0; i < 8; i++)
+		pass_one(&r, 1, &g1, (uint8_t)(0x80 + i));
+	CHECK_EQ(get_u64(&r, VHOST_USER_GET_QUEUE_NUM), 2);
+	free_queue(&g0);
+	free_queue(&g1);
+	rig_close(&r);
+	CHECK(access(r.path, F_OK) < 0); /* the new device owns the file now: removed with it */
+}
+
+static void test_export_import_split(void) { export_import(false); }
+static void test_export_import_packed(void) { export_import(true); }
+
+/* Hostile blobs and fds: each refused with an error naming what was wrong, every fd closed, the socket file left,
+ * and the exporter resumes as if nothing happened. */
+static void test_import_hostile(void)
+{
+	struct rig r;
+	rig_open(&r, 2);
+	rig_connect(&r);
+	negotiate(&r, 0, true);
+	set_mem_table(&r);
+	struct guest_q g0, g1;
+	setup_queue(&r, 0, &g0, 0, false, false);
+	setup_queue(&r, 1, &g1, 64 * 1024, false, false);
+	enable(&r, 0, 1);
+	enable(&r, 1, 1);
+	pass_one(&r, 1, &g1, 1);
+	size_t len;
+	unsigned nfds;
+	int fds[VHD_VU_EXPORT_MAX_FDS];
+	CHECK_EQ(vhd_vu_dev_export(r.dev, xblob, sizeof(xblob), &len, fds, &nfds), 0);
+	int memk = -1;
+	struct stat ms, st;
+	CHECK(fstat(r.memfd, &ms) == 0);
+	for (unsigned i = 0; i < nfds; i++)
+		if (fstat(fds[i], &st) == 0 && st.st_ino == ms.st_ino && st.st_dev == ms.st_dev)
+			memk = (int)i;
+	CHECK(memk > 0);
+	struct events ev = {0};
+	struct vhd_vu_dev *nd = NULL;
+	char err[200];
+	static uint8_t orig[VHD_VU_EXPORT_MAX];
+	memcpy(orig, xblob, len);
+	/* Truncated below the header, and by one record's tail. */
+	CHECK_EQ(import_dups(&r, 20, fds, nfds, -1, -1, &ev, &nd, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "shorter than the 32-byte header"));
+	uint64_t l = len - 8;
+	memcpy(xblob + 16, &l, 8);
+	CHECK_EQ(import_dups(&r, len - 8, fds, nfds, -1, -1, &ev, &nd, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "overflow the blob") || strstr(err, "truncated"));
+	memcpy(xblob, orig, len);
+	/* Not an export; another version. */
+	xblob[0] ^= 1;
+	CHECK_EQ(import_dups(&r, len, fds, nfds, -1, -1, &ev, &nd, err, sizeof(err)), -EPROTO);
+	CHECK(strstr(err, "not a vhost-user device export"));
+	xblob[0] ^= 1;
+	xblob[8]++;
+	CHECK_EQ(import_dups(&r, len, fds, nfds, -1, -1, &ev, &nd, err, sizeof(err)), -EPROTONOSUPPORT);
+	CHECK(strstr(err, "export version 2; this build reads version 1"));
+	xblob[8]--;
+	/* An fd fewer than the header names; the memory region's fd closed (missing). */
+	CHECK_EQ(import_dups(&r, len, fds, nfds - 1, -1, -1, &ev, &nd, err, sizeof(err)), -EBADF);
+	CHECK(strstr(err, "fds, 5 came"));
+	int d[VHD_VU_EXPORT_MAX_FDS];
+	for (unsigned i = 0; i < nfds; i++)
+		d[i] = dup(fds[i]);
+	close(d[memk]);
+	d[memk] = -1;
+	struct vhd_vu_config c = rig_config(&r, 2, &ev);
+	CHECK_EQ(vhd_vu_dev_import(&c, xblob, len, d, nfds, &nd, err, sizeof(err)), -EBADF);
+	CHECK(strstr(err, "record 3 (ADD_MEM_REG): fd 1 missing (6 received)"));
+	/* A record's size overflowing what is left. */
+	uint32_t huge = 0xfffffff0u;
+	memcpy(xblob + 32 + 4, &huge, 4);
+	CHECK_EQ(import_dups(&r, len, fds, nfds, -1, -1, &ev, &nd, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "record 0 (SET_OWNER): 4294967280 payload bytes and 0 fds overflow the blob"));
+	memcpy(xblob, orig, len);
+	/* A region beyond its file: the handler's own check refuses it. */
+	int small = memfd_create("small", MFD_CLOEXEC);
+	CHECK(ftruncate(small, 4096) == 0);
+	CHECK_EQ(import_dups(&r, len, fds, nfds, memk, small, &ev, &nd, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "record 3 (ADD_MEM_REG) refused: Invalid argument"));
+	/* The connection that is not a socket. */
+	CHECK_EQ(import_dups(&r, len, fds, nfds, 0, small, &ev, &nd, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "fd 0 is not the connected unix stream socket"));
+	close(small);
+	CHECK(access(r.path, F_OK) == 0);
+	/* The exporter carries on. */
+	vhd_vu_dev_resume(r.dev);
+	pass_one(&r, 1, &g1, 2);
+	free_queue(&g0);
+	free_queue(&g1);
+	rig_close(&r);
+}
+
 static const struct th_case cases[] = {
 	{"inflight_area", test_inflight_area, 0},
+	{"export_import_split", test_export_import_split, 0},
+	{"export_import_packed", test_export_import_packed, 0},
+	{"import_hostile", test_import_hostile, 0},
 	{"socket_access", test_socket_access, 0},
 	{"negotiation", test_negotiation, 0},
 	{"config_space_off_by_default", test_config_space_off_by_default, 0},

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""vhostctl upgrade: hitless upgrades of vhostd under a UDP stream (docs/operations.md, "Restarts and upgrades").
+
+vhost-pktgen drives two vhost-user ports of vhostd as two VMs would (a generator, --frontend, and a sink,
+--sink, in one process, --verify): every generated frame carries a sequence number and a checksummed payload.
+vhostd is upgraded UPGRADES times to the same binary while the stream runs. The pktgen must never lose its
+connections (it logs "connection lost" when it does, and would then reconnect and set the devices up anew),
+no frame may arrive twice or corrupt, and every frame lost must be one vhostd counted as dropped (the counters
+go on across upgrades): its drops equal the sink's sequence gaps. Each upgrade's loss (the drops from just
+before it to 0.1 s after it) is bounded by what was in flight: at most the generator's transmit ring (256
+frames) that the sink's receive ring (256) cannot take at once when forwarding resumes, so 512. Also: upgrades that fail (PATH
+not executable, a binary that exits at once, one that refuses) leave the running vhostd forwarding, untouched.
+
+usage: test_upgrade.py VHOSTD VHOSTCTL PKTGEN [case-substring]
+"""
+import os
+import re
+import signal
+import statistics
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_switch  # noqa: E402  (same argv: VHOSTD VHOSTCTL PKTGEN [filter])
+from test_switch import Rig  # noqa: E402
+import vhdrig  # noqa: E402
+
+UPGRADES = int(os.environ.get("VHD_UPGRADES", "20"))
+PPS = "10000"
+RING = 256  # vhost-pktgen's queue size
+LOSS_BOUND = 2 * RING
+
+
+def start_stream(r):
+    """vhostd with two vhost-user ports, the generator on a and the sink on b, frames flowing. @return pktgen."""
+    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')}", f"add-port b vhost-user path={r.sock('b')}"],
+                   ["--metrics", "127.0.0.1:0"])
+    g = r.pktgen("--frontend", r.sock("a"), "--sink", r.sock("b"), "--mode", "txonly", "--verify", "--announce",
+                 "--pps", PPS)
+    test_switch.wait_link(r, ["a", "b"])
+    end = time.time() + 10
+    while r.stats()["b"]["tx_packets"] < 100:
+        if time.time() > end or g.poll() is not None:
+            raise RuntimeError(f"no frames through vhostd: {r.stats()}")
+        time.sleep(0.05)
+    return g
+
+
+def drops(r):
+    """Frames this vhostd dropped, all ports and directions, and what it forwarded to the sink."""
+    st = r.stats()
+    return sum(p["rx_drops"] + p["tx_drops"] for p in st.values()), st["b"]["tx_packets"]
+
+
+def case_upgrade_under_stream(r):
+    g = start_stream(r)
+    loss, pauses, pids = [], [], {r.pid}
+    for i in range(UPGRADES):
+        time.sleep(0.1)
+        before = drops(r)[0]
+        res = vhdrig.json.loads(r.upgrade().stdout)
+        time.sleep(0.1)  # the frames queued while paused are forwarded (or dropped) within milliseconds
+        loss.append(drops(r)[0] - before)
+        if res["ports"] != 2 or res["fds"] < 8 or res["upgrades"] != i + 1:
+            return f"upgrade {i + 1}: {res}"
+        pauses.append(res["pause_us"])
+        pids.add(res["pid"])
+    time.sleep(0.3)
+    st = r.ctl_json("stats")
+    if st["upgrade"]["count"] != UPGRADES:
+        return f"stats upgrade count {st['upgrade']}"
+    show = {p["name"]: p for p in r.ctl_json("show")["ports"]}
+    if any(not show[p]["info"]["connected"] or show[p]["link"] != "up" for p in "ab"):
+        return f"ports after the upgrades: {show}"
+    # The metrics listener was handed over too: the port the first vhostd picked still answers, from the last.
+    addr = re.search(r"metrics on http://(127\.0\.0\.1:\d+)/metrics", "\n".join(r.out)).group(1)
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as m:
+        if not re.search(r'vhostd_port_tx_packets_total\{port="b"[^}]*\} [1-9]', m.read().decode()):
+            return f"no counters at http://{addr}/metrics after the upgrades"
+    g.send_signal(signal.SIGINT)
+    out, err = g.communicate(timeout=60)
+    res = vhdrig.json.loads(out.strip().splitlines()[-1])
+    sink, gen = res["sink"]["total"], res["generator"]["total"]
+    total, fwd = drops(r)
+    if fwd < sink["rx_packets"]:
+        return f"vhostd's counters did not go on: it sent the sink {fwd} frames, which received {sink['rx_packets']}"
+    if "connection lost" in err or "connected" in err:
+        return f"the pktgen saw its vhost-user connections go: {err.strip()[-600:]}"
+    if sink["dup"] or sink["corrupt"] or gen["errors"] or sink["errors"]:
+        return f"dup {sink['dup']} corrupt {sink['corrupt']} errors {gen['errors']}/{sink['errors']}"
+    # The old vhostd pauses its ports in turn, each burst finished before the next port pauses: it drops nothing
+    # it does not count and hand over.
+    per = loss
+    if total != sink["lost"]:
+        return f"the sink lost {sink['lost']} frames, vhostd counted {total} drops (per upgrade {loss})"
+    if max(per) > LOSS_BOUND:
+        return f"an upgrade lost more than the {LOSS_BOUND} frames in flight: {per}"
+    if len(pids) != UPGRADES + 1:
+        return f"{len(pids)} distinct vhostd pids for {UPGRADES} upgrades"
+    vhdrig.log(f"{UPGRADES} upgrades at {PPS} frames/s: {res['rx_packets']} frames received, loss per upgrade "
+               f"{per} (max {max(per)}, bound {LOSS_BOUND}), pause median {statistics.median(pauses):.0f} us, "
+               f"max {max(pauses)} us")
+    return None
+
+
+def case_upgrade_fails(r):
+    """PATH not executable; a binary that exits at once; one that says the wrong things; one that leaves once
+    the ports are paused and being sent: each refused with the reason, the same vhostd forwarding on (its
+    ports resumed), its ports connected, no upgrade counted."""
+    g = start_stream(r)
+    pid = r.pid
+    notexec = os.path.join(r.dir, "notexec")
+    with open(notexec, "w") as f:
+        f.write("#!/bin/sh\nexit 0\n")
+    exits = os.path.join(r.dir, "exits")
+    with open(exits, "w") as f:
+        f.write("#!/bin/sh\nexit 3\n")
+    os.chmod(exits, 0o755)
+    chatty = os.path.join(r.dir, "chatty")
+    with open(chatty, "w") as f:  # writes garbage on the handover socket: the protocol check refuses it
+        f.write("#!/usr/bin/env python3\nimport socket, sys\n"
+                "fd = int(sys.argv[sys.argv.index('--takeover') + 1])\n"
+                "socket.socket(fileno=fd).send(b'x' * 40)\n")
+    os.chmod(chatty, 0o755)
+    quits = os.path.join(r.dir, "quits")
+    with open(quits, "w") as f:  # says HELLO as vhostd does, takes every port (all paused by then) and leaves
+        f.write("#!/usr/bin/env python3\nimport socket, struct, sys\n"
+                "s = socket.socket(fileno=int(sys.argv[sys.argv.index('--takeover') + 1]))\n"
+                "s.setblocking(True)\n"
+                "s.send(struct.pack('<IHHIIQ', 0x44485655, 1, 1, 0, 0, 0))\n"
+                "while struct.unpack_from('<IHH', socket.recv_fds(s, 80000, 200)[0])[2] != 4:\n"
+                "    pass\n")
+    os.chmod(quits, 0o755)
+    for path, want in ((notexec, "Permission denied"), (exits, "went away"), (chatty, "upgrade protocol"),
+                       (quits, "went away")):
+        c = r.upgrade(path, check=False)
+        _, before = drops(r)
+        if c.returncode != 1 or want not in c.stderr:
+            return f"upgrade to {os.path.basename(path)}: exit {c.returncode}, {c.stderr.strip()!r} (want {want!r})"
+        if r.pid != pid or not r.running():
+            return f"vhostd {pid} replaced or gone after a failed upgrade"
+        time.sleep(0.2)
+        _, after = drops(r)
+        if after <= before:
+            return f"no frames forwarded after the failed upgrade to {os.path.basename(path)}"
+    if r.ctl_json("stats")["upgrade"]["count"] != 0:
+        return "a failed upgrade was counted"
+    g.send_signal(signal.SIGINT)
+    out, err = g.communicate(timeout=60)
+    res = vhdrig.json.loads(out.strip().splitlines()[-1])
+    if "connection lost" in err:
+        return f"the pktgen saw its connections go: {err.strip()[-600:]}"
+    if res["sink"]["total"]["dup"] or res["sink"]["total"]["corrupt"]:
+        return f"sink: {res['sink']['total']}"
+    return None
+
+
+CASES = [("upgrade_under_stream", case_upgrade_under_stream), ("upgrade_fails", case_upgrade_fails)]
+
+
+if __name__ == "__main__":
+    test_switch.CASES = CASES
+    sys.exit(test_switch.main())
