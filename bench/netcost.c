@@ -65,7 +65,7 @@ static void usage(FILE *f)
 		   "  --count   packets (default 10000000)\n"
 		   "  --qsize   ring size (default 256)\n"
 		   "  --log     the device logs its writes in a dirty log (live migration), rings included\n"
-		   "  --inflight the device tracks the chains it takes in a vhost-user inflight region (split)\n");
+		   "  --inflight the device tracks the chains it takes in a vhost-user inflight region\n");
 }
 
 int main(int argc, char **argv)

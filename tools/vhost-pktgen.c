@@ -1094,7 +1094,7 @@ static void usage(FILE *f)
 		"  --iotlb-per-burst  with --iommu: forget buffer translations after each burst (needed for guests\n"
 		"                   in lazy invalidation, iommu.strict=0, whose NIC has no ATS; a miss per buffer)\n"
 		"  --in-order       frontend: ask for VIRTIO_F_IN_ORDER\n"
-		"  --inflight       frontend, split rings: inflight tracking (INFLIGHT_SHMFD): a back-end killed and\n"
+		"  --inflight       frontend: inflight tracking (INFLIGHT_SHMFD): a back-end killed and\n"
 		"                   restarted resumes the rings, resubmitting what it had taken and not used\n"
 		"  --verify         check received generated frames: per-queue sequence, length, contents\n"
 		"  --mac            our MAC (default 02:00:00:00:00:01)\n"
@@ -1395,9 +1395,8 @@ static int parse(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "vhost-pktgen: --mode tap and --tap NAME go together\n");
 		return -1;
 	}
-	if (o->inflight && (o->backend || o->packed)) {
-		fprintf(stderr, "vhost-pktgen: --inflight is for a frontend with split rings (a back-end always offers "
-				"it)\n");
+	if (o->inflight && o->backend) {
+		fprintf(stderr, "vhost-pktgen: --inflight is for a frontend (a back-end always offers it)\n");
 		return -1;
 	}
 	if (o->iommu_lazy && o->backend) {

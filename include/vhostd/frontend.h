@@ -103,7 +103,7 @@ struct vhd_fe_config {
 	bool iommu;
 	bool iommu_lazy; /**< with iommu: map nothing up front, every translation comes from a MISS */
 	/**
-	 * Restart without loss (split rings): negotiate PROTOCOL_F_INFLIGHT_SHMFD when the back-end offers it, get
+	 * Restart without loss (split and packed rings): negotiate PROTOCOL_F_INFLIGHT_SHMFD when the back-end offers it, get
 	 * its inflight area (GET_INFLIGHT_FD) after the memory table on the first connection, and keep it. Once a
 	 * back-end has it (SET_INFLIGHT_FD), losing that back-end does not take the queues down: no VHD_FE_DOWN,
 	 * the rings and every buffer in flight stay as they are (vhd_fe_vq() returns NULL meanwhile), and the next

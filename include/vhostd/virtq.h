@@ -344,19 +344,22 @@ void vhd_vq_log_chain(struct vhd_vq *vq, const struct vhd_vq_chain *c, uint32_t 
 size_t vhd_vq_inflight_size(bool packed, uint32_t num);
 
 /**
- * Device, split layout: track the chains this queue takes in region (len bytes, shared with the front-end, which
- * keeps it across back-end restarts). Each vhd_vq_pop() marks the heads it takes and each vhd_vq_push() clears
- * them, in the order the protocol needs to survive being killed between any two stores.
+ * Device: track the chains this queue takes in region (len bytes, shared with the front-end, which keeps it across
+ * back-end restarts), in the queue's layout. Each vhd_vq_pop() records the chains it takes and each vhd_vq_push()
+ * clears them, in the order the protocol needs to survive being killed between any two stores.
  * A region whose version is 0 is initialised for this queue. One written before (a restarted back-end) is
- * recovered first: a used batch that reached the ring before its heads were cleared is cleared now, the ring
- * positions are taken from the used ring (used index, and avail position = used index + heads still in flight,
- * which overrides the base the queue was created with), and the heads in flight are resubmitted: the next pops
- * return them, oldest first, before any new chain. The region is hostile (the front-end writes it): every head,
- * link and count is checked.
+ * recovered first. Split: a used batch that reached the ring before its heads were cleared is cleared now, the ring
+ * positions are taken from the used ring (used index, and avail position = used index + heads still in flight).
+ * Packed: the last update is committed if its used descriptors were published, else rolled back; the used
+ * position is the region's, the avail position that plus the slots of the chains in flight, and each chain is
+ * taken again from the region's copy of its descriptors. Either way the positions override the base the queue was
+ * created with, and the chains in flight are resubmitted: the next pops return them, oldest first, before any new
+ * chain. The region is hostile (the front-end writes it): every head, link, id and count is checked. Packed
+ * buffer ids must be below the queue size while tracked (a pop of another breaks the queue).
  * @param why receives, on failure, a static string naming what was wrong with the region.
- * @return 0; -ENOTSUP for a packed queue (not implemented); -EINVAL for a driver-side queue or a bad region
- *         (len below vhd_vq_inflight_size(), version, desc_num other than the queue size, batch longer than the
- *         queue, a link or head out of range: nothing changed); -ENOMEM.
+ * @return 0; -EINVAL for a driver-side queue or a bad region (len below vhd_vq_inflight_size(), version,
+ *         desc_num other than the queue size, batch longer than the queue, a link, head, position or id out of
+ *         range, a loop: nothing the queue uses changed); -ENOMEM.
  * Threading: while no other call on the queue runs (before the data path uses it). The region must stay mapped
  * until the queue is destroyed or vhd_vq_set_inflight(vq, NULL, 0, NULL) detaches it.
  */

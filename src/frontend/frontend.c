@@ -439,7 +439,8 @@ static int ring_step(struct vhd_fe *fe, unsigned i, unsigned op)
 	case 2: {
 		/* Packed: avail and used position with their wrap counters in the two halves, as QEMU sends it.
 		 * Split rings kept for a restarted back-end: the used index the last one reached, as QEMU sends it
-		 * to a back-end with inflight tracking (which resubmits the rest and finds its avail position). */
+		 * to a back-end with inflight tracking (which resubmits the rest and finds its avail position). Kept
+		 * packed rings: the initial positions, which the back-end's inflight region overrides with both. */
 		if (fe->kept && !packed) {
 			const struct virtq_used *u = (const void *)(fe->mem + fe->q[i].ring_off + l.device_off);
 			return t->ops->set_vring_base(t, d, vhd_le16(__atomic_load_n(&u->idx, __ATOMIC_RELAXED)));
@@ -489,10 +490,11 @@ static int start_step(struct vhd_fe *fe)
 		return t->ops->set_mem_table(t, &reg, 1);
 	}
 	case S_INFL_GET:
-		/* The first back-end makes the area; the ones after it get the same one back. Split rings only. */
-		if (!fe->cfg.inflight || (fe->features & VHD_BIT(VIRTIO_F_RING_PACKED)) || fe->infl_fd >= 0)
+		/* The first back-end makes the area; the ones after it get the same one back. */
+		if (!fe->cfg.inflight || fe->infl_fd >= 0)
 			return VHD_FE_T_DONE;
-		return t->ops->get_inflight(t, fe->nq, fe->cfg.queue_size, &fe->infl_fd, &fe->infl_size);
+		return t->ops->get_inflight(t, fe->nq, fe->cfg.queue_size, fe->features & VHD_BIT(VIRTIO_F_RING_PACKED),
+					    &fe->infl_fd, &fe->infl_size);
 	case S_INFL_SET:
 		if (fe->infl_fd < 0)
 			return VHD_FE_T_DONE;

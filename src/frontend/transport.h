@@ -100,8 +100,10 @@ struct vhd_fe_transport_ops {
 	/* Map one IOVA range in the device's IOTLB (a device with ACCESS_PLATFORM negotiated). */
 	int (*iotlb_update)(struct vhd_fe_transport *t, const struct vhd_fe_map *map);
 	/* Inflight tracking, when t->inflight asked for it and the device agreed (else done at once, *fd left -1):
-	 * get an area for nq queues of qsize entries (*fd, ours to close, and its *size), or hand one back. */
-	int (*get_inflight)(struct vhd_fe_transport *t, unsigned nq, unsigned qsize, int *fd, uint64_t *size);
+	 * get an area for nq queues of qsize entries of the layout packed says (*fd, ours to close, and its *size),
+	 * or hand one back. */
+	int (*get_inflight)(struct vhd_fe_transport *t, unsigned nq, unsigned qsize, bool packed, int *fd,
+			    uint64_t *size);
 	int (*set_inflight)(struct vhd_fe_transport *t, int fd, uint64_t size, unsigned nq, unsigned qsize);
 };
 

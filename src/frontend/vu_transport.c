@@ -69,6 +69,7 @@ struct vu_t {
 	uint64_t *out64;
 	int *out_fd;             /* R_INFLIGHT */
 	unsigned infl_nq, infl_qsize;
+	bool infl_packed;
 	struct timespec sent;
 };
 
@@ -142,7 +143,7 @@ static int on_inflight_reply(struct vhd_fe_transport *t, struct vhu_msg *r)
 {
 	struct vu_t *v = V(t);
 	const struct vhost_user_inflight *in = &r->p.inflight;
-	uint64_t need = (uint64_t)vhd_vq_inflight_size(false, v->infl_qsize) * v->infl_nq;
+	uint64_t need = (uint64_t)vhd_vq_inflight_size(v->infl_packed, v->infl_qsize) * v->infl_nq;
 	const char *bad = r->hdr.size != sizeof(*in) ? "payload size" : r->nfds != 1 ? "fd count"
 			  : in->num_queues != v->infl_nq || in->queue_size != v->infl_qsize ? "queue count or size"
 			  : in->mmap_size < need ? "mmap_size" : NULL;
@@ -628,7 +629,8 @@ static int vu_iotlb_update(struct vhd_fe_transport *t, const struct vhd_fe_map *
 	return start(t, &m, R_ACK, NULL);
 }
 
-static int vu_get_inflight(struct vhd_fe_transport *t, unsigned nq, unsigned qsize, int *fd, uint64_t *size)
+static int vu_get_inflight(struct vhd_fe_transport *t, unsigned nq, unsigned qsize, bool packed, int *fd,
+			   uint64_t *size)
 {
 	struct vu_t *v = V(t);
 	*fd = -1;
@@ -639,6 +641,7 @@ static int vu_get_inflight(struct vhd_fe_transport *t, unsigned nq, unsigned qsi
 	v->out_fd = fd;
 	v->infl_nq = nq;
 	v->infl_qsize = qsize;
+	v->infl_packed = packed;
 	return start(t, &m, R_INFLIGHT, size);
 }
 

@@ -9,7 +9,7 @@
  * iommu=on puts the device behind an IOMMU (vhd_fe_config.iommu, docs/viommu.md): ACCESS_PLATFORM required,
  * our memory at IOVAs, mapped with IOTLB updates, the device's misses answered on the control thread.
  *
- * inflight=on (split rings) keeps the rings across a back-end killed and restarted (vhd_fe_config.inflight,
+ * inflight=on (split and packed rings) keeps the rings across a back-end killed and restarted (vhd_fe_config.inflight,
  * docs/vhost-user.md): no VHD_FE_DOWN then, and the next VHD_FE_UP finds the rings as they were.
  *
  * Rings and buffers live in the frontend's memfd, which the device maps. Received frames are copied out of

@@ -879,24 +879,21 @@ static int h_set_log_base(struct vhd_vu_dev *dev, struct vhu_msg *m)
 /*
  * Inflight tracking (PROTOCOL_F_INFLIGHT_SHMFD): num_queues and queue_size of either message, checked against
  * this device (CVE-2021-3839: num_queues indexed the queues unchecked elsewhere). Sets *per to one queue's
- * region size. Split rings only.
+ * region size.
  */
 static int inflight_check(struct vhd_vu_dev *dev, const char *what, const struct vhost_user_inflight *in,
 			  size_t *per)
 {
-	if (dev->features & VHD_BIT(VIRTIO_F_RING_PACKED)) {
-		vu_err(dev, "%s: %s: inflight tracking of packed rings is not implemented", dev->name, what);
-		return -ENOTSUP;
-	}
+	bool packed = dev->features & VHD_BIT(VIRTIO_F_RING_PACKED);
 	if (in->num_queues == 0 || in->num_queues > dev->nq) {
 		vu_err(dev, "%s: %s: num_queues %u (this device has %u queues)", dev->name, what, in->num_queues,
 		       dev->nq);
 		return -EINVAL;
 	}
-	*per = vhd_vq_inflight_size(false, in->queue_size);
+	*per = vhd_vq_inflight_size(packed, in->queue_size);
 	if (*per == 0) {
-		vu_err(dev, "%s: %s: queue_size %u is not a split ring size (a power of two up to 32768)", dev->name,
-		       what, in->queue_size);
+		vu_err(dev, "%s: %s: queue_size %u is not a %s", dev->name, what, in->queue_size,
+		       packed ? "packed ring size (1 to 32768)" : "split ring size (a power of two up to 32768)");
 		return -EINVAL;
 	}
 	return 0;

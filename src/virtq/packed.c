@@ -59,6 +59,36 @@ static bool event_wants(const struct vhd_vq *vq, const struct pvirtq_event_suppr
 
 /* =============================== device side =============================== */
 
+/* One descriptor of a chain (the n-th, from ring slot slot), plain or indirect, appended to acc: 0,
+ * VHDI_WALK_DEFER / VHDI_WALK_MISS as vhd_chain_add(), or -EIO after breaking the queue. */
+static int packed_add_desc(struct vhd_vq *vq, uint64_t addr, uint32_t len, uint16_t flags, uint16_t slot, unsigned n,
+			   struct vhd_chain_acc *acc)
+{
+	if (likely(!(flags & VIRTQ_DESC_F_INDIRECT)))
+		return vhd_chain_add(vq, acc, addr, len, flags & VIRTQ_DESC_F_WRITE);
+	if (!vq->indirect || (flags & VIRTQ_DESC_F_NEXT))
+		return vhdi_vq_break(vq, VHD_VQ_E_INDIRECT_FLAGS, "slot %u: INDIRECT %s", slot,
+				    vq->indirect ? "combined with NEXT" : "without INDIRECT_DESC negotiated");
+	/* Before mapping (or copying) a table the budget would stop in anyway. */
+	if (!vhdi_walk_fits(acc, len / sizeof(struct pvirtq_desc)))
+		return VHDI_WALK_DEFER;
+	const struct pvirtq_desc *t = (const struct pvirtq_desc *)vhdi_vq_map_indirect(vq, addr, len, n - 1);
+	if (!t)
+		return vhdi_indirect_fail(vq);
+	/* Table entries are consecutive; their NEXT flags and ids carry no meaning (2.8.19). */
+	unsigned ents = len / sizeof(*t);
+	for (unsigned j = 0; j < ents; j++) {
+		uint16_t tf = RD16(&t[j].flags);
+		if (unlikely(tf & VIRTQ_DESC_F_INDIRECT))
+			return vhdi_vq_break(vq, VHD_VQ_E_INDIRECT_NEST, "indirect descriptor inside the table of slot %u",
+					    slot);
+		int r = vhd_chain_add(vq, acc, RD64(&t[j].addr), RD32(&t[j].len), tf & VIRTQ_DESC_F_WRITE);
+		if (unlikely(r))
+			return r;
+	}
+	return 0;
+}
+
 /*
  * Walk one chain starting at the head (whose flags were read with acquire), appending its buffers to acc.
  * On success pos and w point past the chain, id is its buffer id (from the last descriptor) and count the slots
@@ -83,44 +113,53 @@ static int packed_walk(struct vhd_vq *vq, uint16_t head_flags, uint16_t *pos, bo
 						    "chain from slot %u continues into slot %u, which is not available "
 						    "(flags 0x%04x, wrap %d)", vq->last_avail, *pos, flags, *w);
 		}
-		uint64_t addr = RD64(&d->addr);
-		uint32_t len = RD32(&d->len);
 		*id = RD16(&d->id);
-		int r;
-		if (unlikely(flags & VIRTQ_DESC_F_INDIRECT)) {
-			if (!vq->indirect || (flags & VIRTQ_DESC_F_NEXT))
-				return vhdi_vq_break(vq, VHD_VQ_E_INDIRECT_FLAGS, "slot %u: INDIRECT %s", *pos,
-						    vq->indirect ? "combined with NEXT"
-								 : "without INDIRECT_DESC negotiated");
-			/* Before mapping (or copying) a table the budget would stop in anyway. */
-			if (!vhdi_walk_fits(acc, len / sizeof(struct pvirtq_desc)))
-				return VHDI_WALK_DEFER;
-			const struct pvirtq_desc *t =
-				(const struct pvirtq_desc *)vhdi_vq_map_indirect(vq, addr, len, n - 1);
-			if (!t)
-				return vhdi_indirect_fail(vq);
-			/* Table entries are consecutive; their NEXT flags and ids carry no meaning (2.8.19). */
-			unsigned ents = len / sizeof(*t);
-			for (unsigned j = 0; j < ents; j++) {
-				uint16_t tf = RD16(&t[j].flags);
-				if (unlikely(tf & VIRTQ_DESC_F_INDIRECT))
-					return vhdi_vq_break(vq, VHD_VQ_E_INDIRECT_NEST,
-							    "indirect descriptor inside the table of slot %u", *pos);
-				r = vhd_chain_add(vq, acc, RD64(&t[j].addr), RD32(&t[j].len), tf & VIRTQ_DESC_F_WRITE);
-				if (unlikely(r))
-					return r;
-			}
-		} else {
-			r = vhd_chain_add(vq, acc, addr, len, flags & VIRTQ_DESC_F_WRITE);
-			if (unlikely(r))
-				return r;
-		}
+		int r = packed_add_desc(vq, RD64(&d->addr), RD32(&d->len), flags, *pos, n, acc);
+		if (unlikely(r))
+			return r;
 		advance(vq, pos, w, 1);
 		if (!(flags & VIRTQ_DESC_F_NEXT))
 			break;
 	}
 	*count = (uint16_t)n;
 	return 0;
+}
+
+int vhdi_packed_pop_saved(struct vhd_vq *vq, const struct vhost_user_inflight_desc_packed *d, uint16_t head,
+			  struct vhd_vq_chain *c, struct iovec *iov, unsigned niov, unsigned i, unsigned *segs)
+{
+	struct vhd_chain_acc acc;
+	vhd_chain_begin(&acc, iov, 0, niov, UINT32_MAX);
+	/* The region is the front-end's memory too: every field is read once and bounded here. */
+	uint16_t n = __atomic_load_n(&d[head].num, __ATOMIC_RELAXED), e = head, id = 0;
+	if (n == 0 || n > vq->num)
+		return vhdi_vq_break(vq, VHD_VQ_E_CHAIN_LEN, "inflight entry %u: chain of %u descriptors", head, n);
+	for (unsigned k = 0; k < n; k++) {
+		if (e >= vq->num)
+			return vhdi_vq_break(vq, VHD_VQ_E_NEXT, "inflight entry %u: link %u beyond the queue", head, e);
+		const struct vhost_user_inflight_desc_packed *x = &d[e];
+		id = __atomic_load_n(&x->id, __ATOMIC_RELAXED);
+		int r = packed_add_desc(vq, __atomic_load_n(&x->addr, __ATOMIC_RELAXED),
+					__atomic_load_n(&x->len, __ATOMIC_RELAXED),
+					__atomic_load_n(&x->flags, __ATOMIC_RELAXED), e, k + 1, &acc);
+		if (r < 0)
+			return r;
+		if (r == VHDI_WALK_MISS) {
+			vq->stats.iotlb_misses++;
+			return 0;
+		}
+		e = __atomic_load_n(&x->next, __ATOMIC_RELAXED);
+	}
+	if (!vhd_chain_finish(vq, c, &acc, i))
+		return 0;
+	c->id = id;
+	c->ndesc = n;
+	*segs = acc.n;
+	vq->inflight++;
+	vq->dev_slots += n;
+	vq->stats.chains++;
+	vq->stats.descs += acc.walked;
+	return 1;
 }
 
 /*

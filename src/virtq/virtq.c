@@ -155,6 +155,7 @@ void vhd_vq_destroy(struct vhd_vq *vq)
 		return;
 	free(vq->ind_bounce);
 	free(vq->resub);
+	free(vq->infl_ent);
 	free(vq->slots);
 	free(vq->free_next);
 	free(vq->fifo);
@@ -446,17 +447,20 @@ int vhd_vq_unpop(struct vhd_vq *vq, const struct vhd_vq_used *chains, unsigned n
 		return vhdi_vq_break(vq, VHD_VQ_E_CALLER, "putting back %u chains / %u slots with %u / %u popped", n,
 				     (unsigned)slots, vq->inflight, (unsigned)vq->dev_slots),
 		       -EINVAL;
+	/* Resubmitted chains go back on their list, not into the ring: the last `ring` chains came from it. */
+	unsigned ring = vq->infl ? vhdi_infl_unpop(vq, chains, n) : n;
 	if (vq->is_packed) {
-		if (slots > vq->last_avail) {
-			vq->last_avail = (uint16_t)(vq->last_avail + vq->num - slots);
+		uint32_t back = 0;
+		for (unsigned i = n - ring; i < n; i++)
+			back += chains[i].ndesc;
+		if (back > vq->last_avail) {
+			vq->last_avail = (uint16_t)(vq->last_avail + vq->num - back);
 			vq->avail_wrap = !vq->avail_wrap;
 		} else {
-			vq->last_avail = (uint16_t)(vq->last_avail - slots);
+			vq->last_avail = (uint16_t)(vq->last_avail - back);
 		}
 		vq->dev_slots -= slots;
 	} else {
-		/* Resubmitted chains go back on their list, not into the ring. */
-		unsigned ring = vq->infl ? vhdi_infl_unpop(vq, chains, n) : n;
 		vq->last_avail = (uint16_t)(vq->last_avail - ring);
 	}
 	vq->inflight = (uint16_t)(vq->inflight - n);

@@ -69,6 +69,10 @@ unsigned vhdi_infl_unpop(struct vhd_vq *vq, const struct vhd_vq_used *chains, un
  * 0 it does not fit what is left of iov[] (or missed in the IOTLB), or -EIO after breaking the queue. */
 int vhdi_split_pop_head(struct vhd_vq *vq, uint16_t head, struct vhd_vq_chain *c, struct iovec *iov, unsigned niov,
 			unsigned i, unsigned *segs);
+/* Packed: take the chain recorded in an inflight region from entry head (a resubmission) as chain i of a burst, as
+ * vhdi_split_pop_head() does; *id is the buffer id its last entry names. */
+int vhdi_packed_pop_saved(struct vhd_vq *vq, const struct vhost_user_inflight_desc_packed *d, uint16_t head,
+			  struct vhd_vq_chain *c, struct iovec *iov, unsigned niov, unsigned i, unsigned *segs);
 /* The push itself, with dirty logging when on. */
 int vhdi_push_logged(struct vhd_vq *vq, const struct vhd_vq_used *used, unsigned n);
 
@@ -157,10 +161,14 @@ struct vhd_vq {
 	uint64_t log_word[VHDI_LOG_CACHE], log_bits[VHDI_LOG_CACHE];
 	/* Inflight tracking (inflight.c), NULL when off. resub: heads recovered in flight, in counter order, the
 	 * first resub_pos of them returned again; last_ring: chains the last pop took from the ring (the rest of
-	 * it came from resub), for vhd_vq_unpop(). */
-	struct vhost_user_inflight_split *infl;
+	 * it came from resub), for vhd_vq_unpop(). Split: infl_batch_head is the region's last_batch_head. Packed:
+	 * infl_free is the region's free_head, and infl_ent[id] the region entry of the chain with buffer id id in
+	 * flight (INFL_NONE when none is). */
+	void *infl;
 	uint64_t infl_counter;
 	uint16_t infl_batch_head;
+	uint16_t infl_free;
+	uint16_t *infl_ent;
 	uint16_t *resub;
 	uint16_t resub_n, resub_pos;
 	uint16_t last_ring;

@@ -9,8 +9,8 @@ The iommu_* cases put the frontend behind an IOMMU (--iommu: everything mapped w
 --iommu-lazy: nothing mapped up front, every translation by a MISS) against a back-end with --iommu, and check
 both sides' IOTLB counters as well.
 
-restart_inflight_io: a frontend with --inflight (txonly --verify) against an io back-end killed with SIGKILL and
-restarted VHD_PKTGEN_RESTARTS times (default 20) under traffic; see run_restart().
+restart_inflight_io[_packed]: a frontend with --inflight (txonly --verify; split, packed) against an io back-end
+killed with SIGKILL and restarted VHD_PKTGEN_RESTARTS times (default 20) under traffic; see run_restart().
 
 usage: test_pktgen.py PKTGEN [case-substring]; VHD_PKTGEN_COUNT overrides the frame count (10^6; the ASan
 build's default test setup sets 3*10^5, tests/meson.build).
@@ -218,7 +218,8 @@ ECHO_CASES = [
     ("echo_io_split", "io", [], 1, COUNT // 5),
     ("echo_macswap_packed_2qp", "macswap", ["--packed"], 2, COUNT // 5),
 ]
-RESTART_CASES = [("restart_inflight_io", ["--inflight"], RESTARTS)]
+RESTART_CASES = [("restart_inflight_io", ["--inflight"], RESTARTS),
+                 ("restart_inflight_io_packed", ["--inflight", "--packed"], RESTARTS)]
 for name, run, args in ([(c[0], run_static, c) for c in STATIC_CASES] + [(c[0], run_echo, c) for c in ECHO_CASES]
                         + [(c[0], run_case, c) for c in CASES] + [(c[0], run_restart, c) for c in RESTART_CASES]):
     if FILTER and FILTER not in name:

@@ -6,12 +6,13 @@
               tcp-recv PORT BYTES
 
 udp-send with PPS and tcp-send with KIB_PER_S are paced (traffic that must outlast something, such as a live
-migration).
+migration); SIGUSR1 makes a paced tcp-send send the rest at full speed (what it had to outlast is over).
 
 Prints one "VHD-RESULT <what> ok|fail <detail>" line (receivers print "VHD-READY <what> <port>" first).
 """
 import array
 import select
+import signal
 import socket
 import sys
 import time
@@ -89,13 +90,15 @@ def udp_recv(port, count, ms):
 
 
 def tcp_send(ip, port, total, kib_per_s=0):
+    unpaced = []
+    signal.signal(signal.SIGUSR1, lambda *_: unpaced.append(1))
     s = socket.create_connection((ip, port), timeout=60)
     off, t0 = 0, time.time()
     while off < total:
         n = min(65536, total - off)
         s.sendall(stream(off, n))
         off += n
-        if kib_per_s:
+        if kib_per_s and not unpaced:
             ahead = off / (kib_per_s * 1024.0) - (time.time() - t0)
             if ahead > 0:
                 time.sleep(ahead)

@@ -1546,7 +1546,7 @@ static void test_iommu_per_burst(void)
 
 /* GET_INFLIGHT_FD / SET_INFLIGHT_FD through the socket: an area for another queue size keeps the queue from
  * starting (logged); the right one starts it, and the region the queue writes is the spec's (version 1, the
- * queue size, used_idx following the used ring, no head left marked once a chain is used). Packed: refused. */
+ * queue size, used_idx following the used ring, no head left marked once a chain is used). Packed: the packed layout's size. */
 static void test_inflight_area(void)
 {
 	struct rig r;
@@ -1596,18 +1596,25 @@ static void test_inflight_area(void)
 	close(fd[1]);
 	free_queue(&g);
 	rig_close(&r);
-	/* Packed rings: not implemented, refused by name. */
+	/* Packed rings: regions of the packed layout, whose sizes need not be powers of two; 0 is refused. */
 	rig_open(&r, 1);
 	rig_connect(&r);
 	negotiate(&r, VHD_BIT(VIRTIO_F_RING_PACKED), true);
 	log_clear();
 	m = mk(VHOST_USER_GET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
-	m.p.inflight = (struct vhost_user_inflight){.num_queues = 2, .queue_size = QSZ};
+	m.p.inflight = (struct vhost_user_inflight){.num_queues = 2, .queue_size = 6};
+	send_msg(&r, &m);
+	m = get_reply(&r, VHOST_USER_GET_INFLIGHT_FD);
+	CHECK_EQ(m.nfds, 1);
+	CHECK_EQ(m.p.inflight.mmap_size, 2 * vhd_vq_inflight_size(true, 6));
+	close(m.fds[0]);
+	m = mk(VHOST_USER_GET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
+	m.p.inflight = (struct vhost_user_inflight){.num_queues = 2, .queue_size = 0};
 	send_msg(&r, &m);
 	m = get_reply(&r, VHOST_USER_GET_INFLIGHT_FD);
 	CHECK_EQ(m.hdr.size, 0);
 	CHECK_EQ(m.nfds, 0);
-	CHECK_EQ(log_count("inflight tracking of packed rings is not implemented"), 1);
+	CHECK_EQ(log_count("queue_size 0 is not a packed ring size"), 1);
 	rig_close(&r);
 }
 

@@ -2803,6 +2803,56 @@ enum crash_at {
 	CRASH_DONE,      /* the batch used and cleared */
 };
 
+/* The lap before a kill in the inflight_crash tests: a first lap of 4 returned backwards, so that neither the
+ * driver's free heads / buffer ids nor the region's entries follow the slots any more (resubmission must follow
+ * the order chains were taken in), then 6 chains (buffers 1..6) taken into ch[], and 3 and 5 used, out of
+ * order. */
+static void inflight_first_laps(struct rig *r, struct vhd_vq_chain ch[8])
+{
+	struct vhd_vq_done done[16];
+	for (uintptr_t t = 11; t <= 14; t++)
+		add_simple(r, t);
+	CHECK_EQ(pop(r, ch, 8), 4);
+	for (int i = 3; i >= 0; i--)
+		push1(r, &ch[i], 0);
+	CHECK_EQ(vhd_vq_get(r->drv, done, 16), 4);
+	for (uintptr_t t = 1; t <= 6; t++)
+		add_simple(r, t);
+	CHECK_EQ(pop(r, ch, 8), 6);
+	push1(r, &ch[4], 10);
+	push1(r, &ch[2], 10);
+}
+
+/* After the restart (buffer 7 added meanwhile): the chains of buffers 2 and 4 (and, when the last push was
+ * undone, 1 and 6) resubmitted in the order they were first taken, then 7 from the ring, nothing else; used, the
+ * driver gets each of the 7 buffers exactly once. */
+static void inflight_resumed(struct rig *r, const struct vhd_vq_chain ch[8], bool undone)
+{
+	unsigned expect_resub = undone ? 4 : 2;
+	CHECK_EQ(vhd_vq_resubmit_pending(r->dev), expect_resub);
+	static const uint16_t order_popped[] = {1, 2, 4, 6, 7}, order_used[] = {2, 4, 7};
+	const uint16_t *order = undone ? order_popped : order_used;
+	struct vhd_vq_chain c2[8];
+	int n = pop(r, c2, 8);
+	CHECK_EQ(n, (int)expect_resub + 1);
+	for (int i = 0; i < n; i++) {
+		if (order[i] != 7) /* chain t carries buffer t (added and taken in order) */
+			CHECK_EQ(c2[i].id, ch[order[i] - 1].id);
+		struct vhd_vq_used u = {c2[i].id, c2[i].ndesc, 10};
+		CHECK_EQ(vhd_vq_push(r->dev, &u, 1), 1);
+	}
+	CHECK_EQ(pop(r, c2, 8), 0);
+	struct vhd_vq_done done[16];
+	unsigned seen[8] = {0};
+	int got = vhd_vq_get(r->drv, done, 16);
+	CHECK_EQ(got, 7);
+	for (int i = 0; i < got; i++)
+		seen[(uintptr_t)done[i].token]++;
+	for (unsigned t = 1; t <= 7; t++)
+		CHECK_EQ(seen[t], 1);
+	CHECK_EQ(vhd_vq_inflight(r->drv), 0);
+}
+
 /*
  * A device with inflight tracking takes 6 chains, uses 2 out of order, is killed at point `at` of a push of 2 more
  * (chains 1 and 6), and a new device is created over the same rings from a wrong base. The new one must
@@ -2821,25 +2871,11 @@ static void inflight_crash(enum crash_at at, uint64_t feat)
 	CHECK_EQ(reg->version, 1);
 	CHECK_EQ(reg->desc_num, 8);
 	struct vhd_vq_chain ch[8];
-	struct vhd_vq_done done[16];
-	/* A first lap returned backwards, so that the driver's free list no longer hands out heads in index order
-	 * (resubmission must follow the order chains were taken in, not their heads). */
-	for (uintptr_t t = 11; t <= 14; t++)
-		add_simple(&r, t);
-	CHECK_EQ(pop(&r, ch, 8), 4);
-	for (int i = 3; i >= 0; i--)
-		push1(&r, &ch[i], 0);
-	CHECK_EQ(vhd_vq_get(r.drv, done, 16), 4);
-	for (uintptr_t t = 1; t <= 6; t++)
-		add_simple(&r, t);
-	CHECK_EQ(pop(&r, ch, 8), 6);
+	inflight_first_laps(&r, ch);
 	unsigned marked = 0;
 	for (unsigned i = 0; i < 8; i++)
 		marked += reg->desc[i].inflight;
-	CHECK_EQ(marked, 6);
-	/* Chains 3 and 5 used first, out of order. */
-	push1(&r, &ch[4], 10);
-	push1(&r, &ch[2], 10);
+	CHECK_EQ(marked, 4);
 	struct vhd_vq_used last[2] = {{ch[0].id, 1, 10}, {ch[5].id, 1, 10}};
 	if (at != CRASH_POPPED) {
 		uint16_t reg_used = reg->used_idx;
@@ -2855,30 +2891,7 @@ static void inflight_crash(enum crash_at at, uint64_t feat)
 	r.dev = make_vq(&r, VHD_VQ_DEVICE, feat, 0);
 	add_simple(&r, 7);
 	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, NULL), 0);
-	unsigned expect_resub = at == CRASH_POPPED ? 4 : 2;
-	CHECK_EQ(vhd_vq_resubmit_pending(r.dev), expect_resub);
-	/* Resubmissions in the order they were first taken, then the new chain, and nothing else. */
-	static const uint16_t order_popped[] = {1, 2, 4, 6, 7}, order_used[] = {2, 4, 7};
-	const uint16_t *order = at == CRASH_POPPED ? order_popped : order_used;
-	struct vhd_vq_chain c2[8];
-	int n = pop(&r, c2, 8);
-	CHECK_EQ(n, (int)expect_resub + 1);
-	for (int i = 0; i < n; i++) {
-		if (order[i] != 7) /* chain t carries buffer t (added and taken in order) */
-			CHECK_EQ(c2[i].id, ch[order[i] - 1].id);
-		struct vhd_vq_used u = {c2[i].id, c2[i].ndesc, 10};
-		CHECK_EQ(vhd_vq_push(r.dev, &u, 1), 1);
-	}
-	CHECK_EQ(pop(&r, c2, 8), 0);
-	/* The driver: each of the 7 buffers exactly once. */
-	unsigned seen[8] = {0};
-	int got = vhd_vq_get(r.drv, done, 16);
-	CHECK_EQ(got, 7);
-	for (int i = 0; i < got; i++)
-		seen[(uintptr_t)done[i].token]++;
-	for (unsigned t = 1; t <= 7; t++)
-		CHECK_EQ(seen[t], 1);
-	CHECK_EQ(vhd_vq_inflight(r.drv), 0);
+	inflight_resumed(&r, ch, at == CRASH_POPPED);
 	/* Nothing left marked: a second restart resubmits nothing. */
 	vhd_vq_destroy(r.dev);
 	r.dev = make_vq(&r, VHD_VQ_DEVICE, feat, 3);
@@ -2928,20 +2941,143 @@ static void test_split_inflight_refusals(void)
 	CHECK_EQ(vhd_vq_inflight_size(true, 6), 256u); /* 32 + 6 * 32 */
 	CHECK_EQ(vhd_vq_inflight_size(false, 65535), 0);
 	rig_fini(&r);
+	free(reg);
+}
+
+enum pcrash_at {
+	PCRASH_POPPED,    /* chains taken, none of the last batch used */
+	PCRASH_RECORDED,  /* the batch's region update made, the push not published */
+	PCRASH_PUBLISHED, /* the push published, its flags and old_* not updated yet */
+	PCRASH_DONE,      /* the batch used and committed */
+};
+
+/*
+ * Packed: as inflight_crash(), the device killed at point `at` of a push of chains 1 and 6 after 3 and 5 were used
+ * out of order, their ring slots overwritten by used descriptors by then. The new device, made from a wrong base,
+ * resubmits exactly the chains not used (from the region's copies), oldest first, then takes the driver's new
+ * chain from the avail position it recovered: the driver gets every buffer back exactly once.
+ */
+static void packed_inflight_crash(enum pcrash_at at)
+{
+	struct rig r;
 	rig_init(&r, F_PACKED, 8);
+	size_t isz = vhd_vq_inflight_size(true, 8);
+	struct vhost_user_inflight_packed *reg = aligned_alloc(64, isz);
 	memset(reg, 0, isz);
-	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, &why), -ENOTSUP);
-	CHECK_EQ(reg->version, 0);
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, NULL), 0);
+	CHECK_EQ(reg->version, 1);
+	struct vhd_vq_chain ch[8];
+	struct vhd_vq_done done[16];
+	inflight_first_laps(&r, ch); /* packed: slots 4..7 and, wrapped, 0..1 */
+	unsigned marked = 0;
+	for (unsigned i = 0; i < 8; i++)
+		marked += reg->desc[i].inflight;
+	CHECK_EQ(marked, 4);
+	struct vhd_vq_used last[2] = {{ch[0].id, 1, 10}, {ch[5].id, 1, 10}};
+	if (at != PCRASH_POPPED) {
+		uint16_t ofh = reg->old_free_head, oui = reg->old_used_idx;
+		uint8_t ouw = reg->old_used_wrap_counter;
+		struct pvirtq_desc before = r.pd[oui];
+		CHECK_EQ(vhd_vq_push(r.dev, last, 2), 2);
+		if (at != PCRASH_DONE) {
+			/* Undo what follows the point of death. */
+			for (unsigned i = 0; i < 8; i++)
+				if (reg->free_head == i || i == reg->desc[reg->free_head].next)
+					reg->desc[i].inflight = 1; /* the batch's two heads head the free list */
+			reg->old_free_head = ofh;
+			reg->old_used_idx = oui;
+			reg->old_used_wrap_counter = ouw;
+			if (at == PCRASH_RECORDED)
+				r.pd[oui] = before;
+		}
+	}
+	vhd_vq_destroy(r.dev); /* killed: nothing more reaches the region */
+	r.dev = make_vq(&r, VHD_VQ_DEVICE, F_PACKED, 0);
+	add_simple(&r, 7);
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, NULL), 0);
+	inflight_resumed(&r, ch, at == PCRASH_POPPED || at == PCRASH_RECORDED);
+	struct vhd_vq_chain c2[8];
+	/* Nothing left in flight: a second restart resubmits nothing and resumes at slot 3 of the second lap. */
+	vhd_vq_destroy(r.dev);
+	r.dev = make_vq(&r, VHD_VQ_DEVICE, F_PACKED, 0);
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, NULL), 0);
+	CHECK_EQ(vhd_vq_resubmit_pending(r.dev), 0);
+	CHECK_EQ(vhd_vq_base(r.dev), 3);
+	CHECK_EQ(vhd_vq_used_base(r.dev), 3);
+	add_simple(&r, 5);
+	CHECK_EQ(pop(&r, c2, 8), 1);
+	push1(&r, &c2[0], 0);
+	CHECK_EQ(vhd_vq_get(r.drv, done, 16), 1);
+	CHECK_EQ((uintptr_t)done[0].token, 5);
 	rig_fini(&r);
 	free(reg);
 }
 
-/* Tracking survives an unpop: a put-back ring chain is unmarked, a put-back resubmission stays on its list. */
-static void test_split_inflight_unpop(void)
+static void test_packed_inflight_crash_popped(void) { packed_inflight_crash(PCRASH_POPPED); }
+static void test_packed_inflight_crash_recorded(void) { packed_inflight_crash(PCRASH_RECORDED); }
+static void test_packed_inflight_crash_published(void) { packed_inflight_crash(PCRASH_PUBLISHED); }
+static void test_packed_inflight_crash_done(void) { packed_inflight_crash(PCRASH_DONE); }
+
+/* Packed: hostile regions are refused, each with its reason. */
+static void test_packed_inflight_refusals(void)
 {
 	struct rig r;
-	rig_init(&r, 0, 8);
-	size_t isz = vhd_vq_inflight_size(false, 8);
+	rig_init(&r, F_PACKED, 8);
+	size_t isz = vhd_vq_inflight_size(true, 8);
+	struct vhost_user_inflight_packed *reg = aligned_alloc(64, isz);
+	const char *why = NULL;
+	memset(reg, 0, isz);
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz - 1, &why), -EINVAL);
+	CHECK(strstr(why, "smaller"));
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, NULL), 0);
+	add_simple(&r, 1);
+	add_simple(&r, 2);
+	struct vhd_vq_chain ch[4];
+	CHECK_EQ(pop(&r, ch, 4), 2);
+	vhd_vq_destroy(r.dev);
+	r.dev = make_vq(&r, VHD_VQ_DEVICE, F_PACKED, 0);
+	struct vhost_user_inflight_packed *good = aligned_alloc(64, isz);
+	memcpy(good, reg, isz);
+	reg->free_head = reg->old_free_head = 9;
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, &why), -EINVAL);
+	CHECK(strstr(why, "beyond the queue"));
+	memcpy(reg, good, isz);
+	reg->desc[7].next = 2; /* free list 2..7 loops back to 2 */
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, &why), -EINVAL);
+	CHECK(strstr(why, "loops"));
+	memcpy(reg, good, isz);
+	reg->desc[0].next = 3; /* the first chain runs into the free list */
+	reg->desc[0].num = 2;
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, &why), -EINVAL);
+	CHECK(strstr(why, "links"));
+	memcpy(reg, good, isz);
+	reg->desc[1].id = reg->desc[0].id; /* two chains with one buffer id */
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, &why), -EINVAL);
+	CHECK(strstr(why, "buffer id"));
+	memcpy(reg, good, isz);
+	reg->desc[0].num = 9;
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, &why), -EINVAL);
+	CHECK(strstr(why, "more slots"));
+	memcpy(reg, good, isz);
+	reg->desc[1].inflight = 2;
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, &why), -EINVAL);
+	CHECK(strstr(why, "neither 0 nor 1"));
+	memcpy(reg, good, isz);
+	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, &why), 0);
+	CHECK_EQ(vhd_vq_resubmit_pending(r.dev), 2);
+	rig_fini(&r);
+	free(reg);
+	free(good);
+}
+
+/* Tracking survives an unpop: a put-back ring chain is unmarked (packed: its entries back on the free list), a
+ * put-back resubmission stays on its list; both come again, once each, also across another restart. */
+static void inflight_unpop(uint64_t feat)
+{
+	bool packed = feat & F_PACKED;
+	struct rig r;
+	rig_init(&r, feat, 8);
+	size_t isz = vhd_vq_inflight_size(packed, 8);
 	struct vhost_user_inflight_split *reg = aligned_alloc(64, isz);
 	memset(reg, 0, isz);
 	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, NULL), 0);
@@ -2949,22 +3085,35 @@ static void test_split_inflight_unpop(void)
 	add_simple(&r, 2);
 	struct vhd_vq_chain ch[4];
 	CHECK_EQ(pop(&r, ch, 1), 1);
-	vhd_vq_destroy(r.dev);
-	r.dev = make_vq(&r, VHD_VQ_DEVICE, 0, 0);
-	CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, NULL), 0);
-	CHECK_EQ(pop(&r, ch, 4), 2); /* the resubmitted 1, then 2 from the ring */
-	struct vhd_vq_used back[2] = {{ch[0].id, 1, 0}, {ch[1].id, 1, 0}};
-	CHECK_EQ(vhd_vq_unpop(r.dev, back, 2), 0);
-	CHECK_EQ(reg->desc[ch[1].id].inflight, 0);
-	CHECK_EQ(reg->desc[ch[0].id].inflight, 1);
-	CHECK_EQ(vhd_vq_resubmit_pending(r.dev), 1);
+	for (int restart = 0; restart < 2; restart++) {
+		vhd_vq_destroy(r.dev);
+		r.dev = make_vq(&r, VHD_VQ_DEVICE, feat, 0);
+		CHECK_EQ(vhd_vq_set_inflight(r.dev, reg, isz, NULL), 0);
+		CHECK_EQ(vhd_vq_resubmit_pending(r.dev), 1);
+		CHECK_EQ(pop(&r, ch, 4), 2); /* the resubmitted 1, then 2 from the ring */
+		struct vhd_vq_used back[2] = {{ch[0].id, ch[0].ndesc, 0}, {ch[1].id, ch[1].ndesc, 0}};
+		CHECK_EQ(vhd_vq_unpop(r.dev, back, 2), 0);
+		if (!packed) {
+			CHECK_EQ(reg->desc[ch[1].id].inflight, 0);
+			CHECK_EQ(reg->desc[ch[0].id].inflight, 1);
+		}
+		CHECK_EQ(vhd_vq_resubmit_pending(r.dev), 1);
+	}
 	struct vhd_vq_chain c2[4];
 	CHECK_EQ(pop(&r, c2, 4), 2);
 	CHECK_EQ(c2[0].id, ch[0].id);
 	CHECK_EQ(c2[1].id, ch[1].id);
+	push1(&r, &c2[0], 0);
+	push1(&r, &c2[1], 0);
+	struct vhd_vq_done done[4];
+	CHECK_EQ(vhd_vq_get(r.drv, done, 4), 2);
+	CHECK_EQ(pop(&r, c2, 4), 0);
 	rig_fini(&r);
 	free(reg);
 }
+
+static void test_split_inflight_unpop(void) { inflight_unpop(0); }
+static void test_packed_inflight_unpop(void) { inflight_unpop(F_PACKED); }
 
 static const struct th_case cases[] = {
 	{"split_used_unchanged_not_written", test_split_used_unchanged_not_written, 0},
@@ -3125,6 +3274,12 @@ static const struct th_case cases[] = {
 	{"packed_err_caller_too_many_slots", test_packed_err_caller_too_many_slots, 0},
 	/* inflight tracking */
 	{"split_inflight_crash_popped", test_split_inflight_crash_popped, 0},
+	{"packed_inflight_crash_popped", test_packed_inflight_crash_popped, 0},
+	{"packed_inflight_crash_recorded", test_packed_inflight_crash_recorded, 0},
+	{"packed_inflight_crash_published", test_packed_inflight_crash_published, 0},
+	{"packed_inflight_crash_done", test_packed_inflight_crash_done, 0},
+	{"packed_inflight_refusals", test_packed_inflight_refusals, 0},
+	{"packed_inflight_unpop", test_packed_inflight_unpop, 0},
 	{"split_inflight_crash_published", test_split_inflight_crash_published, 0},
 	{"split_inflight_crash_done", test_split_inflight_crash_done, 0},
 	{"split_inflight_crash_published_event_idx", test_split_inflight_crash_published_event_idx, 0},
