@@ -37,6 +37,7 @@ N1, N2 = (int(sys.argv[2]), int(sys.argv[3])) if len(sys.argv) > 3 else (300, 90
 REPEAT = int(sys.argv[4]) if len(sys.argv) > 4 else 2
 vhdrig.configure(vhostd=f"{B}/tools/vhostd", pktgen=f"{B}/tools/vhost-pktgen")
 PG = None  # vhost-pktgen's path, set in main()
+SLOW_PEER = "--msg-timeout 120000"
 WORK = {"txonly": ("--mode txonly", "rxonly"), "echo": ("--mode txonly --verify --latency --window 64", "io")}
 TRANSPORTS = ["vhost-user", "vhost-kernel", "vhost-vdpa (vdpa_sim_net)", "vhost-vdpa -> VDUSE"]
 # (measured side, work, ring, transport): frontend rows first, then the devices.
@@ -71,7 +72,11 @@ class Run:
             return None, self.g.sim
         if t == "vhost-user":
             sock = f"/tmp/be.{self.k}.sock"
-            job = self.g.start(self.wrap("device", f"{PG} --backend {sock} --mode {self.dev_mode} --count {self.n}"))
+            # A side under callgrind on a loaded host can take seconds over a message: past --msg-timeout its
+            # peer would hang up and set up again, counted in one run and not in the other.
+            self.fe_args += f" {SLOW_PEER}"
+            job = self.g.start(self.wrap("device", f"{PG} --backend {sock} --mode {self.dev_mode} --count {self.n} "
+                                                   f"{SLOW_PEER}"))
             rc, out = self.g.cmd(f"for i in $(seq 1200); do [ -S {sock} ] && break; sleep 0.1; done; [ -S {sock} ]",
                                  timeout=180)
             expect(rc == 0, f"no back-end socket {sock}: {job.lines()[-5:]}")
