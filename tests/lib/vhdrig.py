@@ -9,7 +9,8 @@ What it offers:
   QEMU         qemu_cmd(): the one QEMU command line of a guest (kernel append, vhost-user chardev, NIC extras,
                queues, vIOMMU, memory); prepare_guest(); qemu_warnings(); Guest: a guest driven through its
                console agent (switch-agent.sh), agent_append() its kernel command line; GuestNs: a netns
-               inside a guest as a udp()/tcp() peer
+               inside a guest as a udp()/tcp() peer; Scratch: the directory of a guest outside a Rig;
+               callgrind(), CALLGRIND, Guest.instructions(): instruction counts of a program in a guest
   DPDK         prepare_hugepages(), testpmd_cmd(), dpdk_cleanup()
   vhostd       Vhostd: one vhostd (its config, control socket, vhostctl --json, stop); Rig: one scenario's
                temporary directory, network namespace, Vhostd and guests; HostNs / NsJob: hostpeer.py in a
@@ -1004,6 +1005,49 @@ class Guest:
     def tail(self, n=25):
         with self.lock:
             return list(self.console[-n:])
+
+    def instructions(self, out):
+        """The instruction total of the callgrind() run that wrote out in this guest (its "summary:" line).
+        CaseError, with valgrind's last words, if there is none (the program or valgrind failed)."""
+        rc, lines = self.cmd(f"sed -n 's/^summary: /VHD-IR /p' {out}; tail -3 {out}.log")
+        ir = [x for x in lines if x.startswith("VHD-IR ")]
+        expect(rc == 0 and ir, f"{self.name}: no callgrind summary in {out}: {lines[-4:]}")
+        return int(ir[0].split()[1])
+
+
+class Scratch:
+    """What a Guest needs of a Rig when nothing else of one is wanted (a benchmark's guest without a NIC): a
+    temporary directory and the guests to kill. cleanup() kills them and removes the directory."""
+
+    def __init__(self, name):
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix=f"vhd-{name}-")
+        self.guests = []
+
+    def cleanup(self):
+        for g in self.guests:
+            g.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# valgrind's callgrind for a guest's payload: the launcher itself (Debian's /usr/bin/valgrind is a wrapper around
+# it), the tool and its preload library. callgrind() wraps a guest command in it.
+_VG = "/usr/libexec/valgrind"
+CALLGRIND = ["/usr/bin/valgrind.bin", f"{_VG}/callgrind-amd64-linux", f"{_VG}/vgpreload_core-amd64-linux.so",
+             f"{_VG}/default.supp"]
+
+
+def callgrind(command, out):
+    """command (one program and its arguments, no shell syntax) run under callgrind inside a guest whose payload
+    has CALLGRIND; the profile goes to out, valgrind's own messages to out.log. Guest.instructions(out) reads
+    the total back."""
+    return f"valgrind.bin --tool=callgrind --log-file={out}.log --callgrind-out-file={out} {command}"
+
+
+def callgrind_missing():
+    """None, or why valgrind cannot go into a guest's payload (what is not installed)."""
+    missing = [f for f in CALLGRIND if not os.path.exists(f)]
+    return f"valgrind not installed ({missing[0]}; apt-get install valgrind)" if missing else None
 
 
 class GuestNs:
