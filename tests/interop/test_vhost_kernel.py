@@ -19,12 +19,17 @@ vhost_net (the host's has not): our binaries run in the guest (vhdrig.Guest payl
                      through the switch; every port's counters equal its tap's (compare_tap), no errors; then
                      vn0's tap deleted under traffic: the port goes down (downs), vhostd stays alive, the port
                      comes back on a fresh tap, and vhostd exits 0 on SIGTERM (ASan's leak check included)
+  vhostd_vm_*        vhostd with a vhost-net port vn2 (netns e) and a vhost-user port vm whose driver, standing in
+                     for a VM, is vhost-pktgen's frontend in --mode tap (its tap vt in netns f): ping, 2000 UDP
+                     datagrams and 8 MiB of TCP each way; both ports' counters equal their taps'
 
 usage: test_vhost_kernel.py VHOSTD VHOSTCTL PKTGEN [case-substring]
 """
+import json
 import os
 import re
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 from vhdrig import TCP_BYTES, Guest, GuestNs, compare_tap, expect, ping_ok, tcp, udp  # noqa: E402
@@ -180,16 +185,13 @@ def scenario(rig):
     c = GuestNs(g, "c", "10.7.0.1")
     d = GuestNs(g, "d", "10.7.0.2")
     vd = {}
-    ctl = f"{vhdrig.VHOSTCTL} --socket /tmp/vd.sock"
 
-    def vstats():
-        import json
-        out = sh(g, f"{ctl} --json stats")
+    def vstats(sock="/tmp/vd.sock"):
+        out = sh(g, f"{vhdrig.VHOSTCTL} --socket {sock} --json stats")
         return {p["name"]: p for p in json.loads("".join(out))["ports"]}
 
-    def vshow_all():
-        import json
-        out = sh(g, f"{ctl} --json show")
+    def vshow_all(sock="/tmp/vd.sock"):
+        out = sh(g, f"{vhdrig.VHOSTCTL} --socket {sock} --json show")
         return {p["name"]: p for p in json.loads("".join(out))["ports"]}
 
     def vshow(port):
@@ -201,21 +203,49 @@ def scenario(rig):
                     f"cat tx_packets rx_packets tx_dropped rx_dropped'")
         return dict(zip(("tx_packets", "rx_packets", "tx_dropped", "rx_dropped"), map(int, out)))
 
+    def into_netns(pairs, label):
+        """pairs: (netns, dev, GuestNs) twice: each dev into its new netns, with the GuestNs's address, up;
+        then the first pings the second. @return ping's summary."""
+        sh(g, " && ".join(f"{IP} netns add {ns} && {IP} link set {dev} netns {ns}" for ns, dev, _ in pairs))
+        for ns, dev, peer in pairs:
+            # No IPv6 chatter (DAD, router solicitations) to race the counter comparison.
+            sh(g, f"{IP} netns exec {ns} sh -c '[ ! -d /proc/sys/net/ipv6 ] || "
+                  f"echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6' && "
+                  f"{IP} -n {ns} addr add {peer.ip}/24 dev {dev} && {IP} -n {ns} link set {dev} up && "
+                  f"{IP} -n {ns} link set lo up")
+        rc, out = g.cmd(f"{IP} netns exec {pairs[0][0]} ping -c 5 -i 0.2 -W 3 {pairs[1][2].ip}", timeout=40)
+        return ping_ok(label, rc, out, 5)
+
+    def two_port_counters(sock, taps):
+        """taps: vhostd's two ports (at sock), each with the (netns, tap) the kernel sees it through. Once the
+        counters stand still, each port's equal its tap's, no errors, and what one receives the other sends or
+        counts as dropped (its ring was full). @return vhostd's counters."""
+        for _ in range(5):
+            s1 = vstats(sock)
+            t = {p: tap_counters(*taps[p]) for p in taps}
+            s2 = vstats(sock)
+            if all(s1[p]["rx_packets"] == s2[p]["rx_packets"] and s1[p]["tx_packets"] == s2[p]["tx_packets"]
+                   for p in taps):
+                break
+        else:
+            raise vhdrig.CaseError("vhostd's counters never stood still")
+        errs = [e for p in taps for e in compare_tap(p, t[p], s2[p])]
+        errs += [f"{p}: errors {s2[p]['errors']}" for p in taps if s2[p]["errors"]]
+        x, y = taps
+        for a, b in ((x, y), (y, x)):
+            if not (s2[a]["rx_packets"] == s2[b]["tx_packets"] + s2[b]["tx_drops"] and s2[a]["rx_bytes"] > TCP_BYTES):
+                errs.append(f"{a} rx vs {b} tx + tx_drops: {s2[a]}, {s2[b]}")
+        expect(not errs, "; ".join(errs))
+        return (f"{x} rx {s2[x]['rx_packets']} tx {s2[x]['tx_packets']}, {y} rx {s2[y]['rx_packets']} "
+                f"tx {s2[y]['tx_packets']}: equal to the taps'")
+
     def vhostd_up():
         sh(g, "printf 'add-port vn0 vhost-net ifname=vn0\\nadd-port vn1 vhost-net ifname=vn1 queues=2\\n' "
               "> /tmp/vd.conf")
         vd["job"] = bg(g, "vd", vhdrig.VHOSTD, "--socket /tmp/vd.sock --config /tmp/vd.conf")
         wait_log(g, "vd", "vn0: up")
         wait_log(g, "vd", "vn1: up")
-        sh(g, f"{IP} netns add c && {IP} netns add d && {IP} link set vn0 netns c && {IP} link set vn1 netns d")
-        for ns, dev, ip in (("c", "vn0", c.ip), ("d", "vn1", d.ip)):
-            # No IPv6 chatter (DAD, router solicitations) to race the counter comparison.
-            sh(g, f"{IP} netns exec {ns} sh -c '[ ! -d /proc/sys/net/ipv6 ] || "
-                  f"echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6' && "
-                  f"{IP} -n {ns} addr add {ip}/24 dev {dev} && {IP} -n {ns} link set {dev} up && "
-                  f"{IP} -n {ns} link set lo up")
-        rc, out = g.cmd(f"{IP} netns exec c ping -c 5 -i 0.2 -W 3 {d.ip}", timeout=40)
-        return ping_ok("c->d", rc, out, 5)
+        return into_netns((("c", "vn0", c), ("d", "vn1", d)), "c->d")
 
     def vhostd_traffic():
         counted = InGuest(g, vstats, vshow_all, [("vn0", "c"), ("vn1", "d")])
@@ -223,24 +253,7 @@ def scenario(rig):
         return f"UDP 2000 each way ({lost} lost, counted by vhostd); TCP c->d {tcp(c, d, 5013)}, d->c {tcp(d, c, 5014)}"
 
     def vhostd_counters():
-        for _ in range(5):
-            s1 = vstats()
-            taps = {"vn0": tap_counters("c", "vn0"), "vn1": tap_counters("d", "vn1")}
-            s2 = vstats()
-            if all(s1[p]["rx_packets"] == s2[p]["rx_packets"] and s1[p]["tx_packets"] == s2[p]["tx_packets"]
-                   for p in taps):
-                break
-        else:
-            raise vhdrig.CaseError("vhostd's counters never stood still")
-        errs = compare_tap("vn0", taps["vn0"], s2["vn0"]) + compare_tap("vn1", taps["vn1"], s2["vn1"])
-        errs += [f"{p}: errors {s2[p]['errors']}" for p in taps if s2[p]["errors"]]
-        expect(not errs, "; ".join(errs))
-        # Two ports: everything one receives the other sends or counts as dropped (its ring was full).
-        for x, y in (("vn0", "vn1"), ("vn1", "vn0")):
-            expect(s2[x]["rx_packets"] == s2[y]["tx_packets"] + s2[y]["tx_drops"] and s2[x]["rx_bytes"] > TCP_BYTES,
-                   f"{x} rx vs {y} tx + tx_drops: {s2}")
-        return (f"vn0 rx {s2['vn0']['rx_packets']} tx {s2['vn0']['tx_packets']}, vn1 rx {s2['vn1']['rx_packets']} "
-                f"tx {s2['vn1']['tx_packets']}: equal to the taps'")
+        return two_port_counters("/tmp/vd.sock", {"vn0": ("c", "vn0"), "vn1": ("d", "vn1")})
 
     def vhostd_tap_deleted():
         flood = g.start(f"{IP} netns exec d nettool udp-send {c.ip} 5015 20000")
@@ -254,6 +267,43 @@ def scenario(rig):
         lines = stop(g, "vd", vd["job"], sig="TERM")
         return f"downs {info['downs']} ups {info['ups']}; vhostd exited 0 ({len(lines)} log lines)"
 
+    # vhostd with a vhost-net port (vn2, netns e) and a vhost-user port (vm) whose driver is vhost-pktgen's
+    # frontend in --mode tap, standing in for a VM's virtio-net driver: the kernel's stack behind its tap vt
+    # (netns f) is the "VM"'s. (vhostd is the device on a vhost-user port: its peer is a driver, so the
+    # stand-in is our frontend code, not a vhost-pktgen back-end.)
+    e = GuestNs(g, "e", "10.4.0.1")
+    f = GuestNs(g, "f", "10.4.0.2")
+    vu = {}
+
+    def vm_up():
+        sh(g, "printf 'add-port vn2 vhost-net ifname=vn2\\nadd-port vm vhost-user path=/tmp/vm.sock\\n' "
+              "> /tmp/vu.conf")
+        vu["vd"] = bg(g, "vu", vhdrig.VHOSTD, "--socket /tmp/vu.sock --config /tmp/vu.conf")
+        wait_log(g, "vu", "vn2: up")
+        vu["vm"] = pktgen(g, "vm", "--frontend /tmp/vm.sock --mode tap --tap vt")
+        for _ in range(150):
+            if vshow_all("/tmp/vu.sock")["vm"].get("link") == "up":
+                break
+            time.sleep(0.2)
+        expect(vshow_all("/tmp/vu.sock")["vm"].get("link") == "up", f"port vm not up: {log_of(g, 'vm')[-5:]}")
+        sh(g, "test -d /sys/class/net/vt")
+        return into_netns((("e", "vn2", e), ("f", "vt", f)), "e->vm")
+
+    def vm_traffic():
+        counted = InGuest(g, lambda: vstats("/tmp/vu.sock"), lambda: vshow_all("/tmp/vu.sock"),
+                          [("vn2", "e"), ("vt", "f")])
+        lost = udp(counted, e, f, 5021) + udp(counted, f, e, 5022)
+        return f"UDP 2000 each way ({lost} lost, counted); TCP e->vm {tcp(e, f, 5023)}, vm->e {tcp(f, e, 5024)}"
+
+    def vm_counters():
+        # vm's tap is one hop further (vhost-pktgen between): what the kernel sent into vt vhost-pktgen gave
+        # the port, and what the port sent vhost-pktgen wrote to vt.
+        summary = two_port_counters("/tmp/vu.sock", {"vn2": ("e", "vn2"), "vm": ("f", "vt")})
+        lines = stop(g, "vm", vu["vm"])
+        tot = [x for x in lines if x.startswith("total")]
+        stop(g, "vu", vu["vd"], sig="TERM")
+        return f"{summary}; vhost-pktgen {tot[0] if tot else '?'}"
+
     yield "pktgen_ping", pktgen_ping
     yield "pktgen_bridge_ping", bridge_up
     yield "pktgen_bridge_udp", bridge_udp
@@ -265,9 +315,12 @@ def scenario(rig):
     yield "vhostd_udp_tcp", vhostd_traffic
     yield "vhostd_counters", vhostd_counters
     yield "vhostd_tap_deleted", vhostd_tap_deleted
+    yield "vhostd_vm_ping", vm_up
+    yield "vhostd_vm_udp_tcp", vm_traffic
+    yield "vhostd_vm_counters", vm_counters
 
 
 CASES = ["pktgen_ping", "pktgen_bridge_ping", "pktgen_bridge_udp", "pktgen_bridge_tcp", "tap_deleted",
          "max_mem_regions", "packed_refused", "vhostd_ping", "vhostd_udp_tcp", "vhostd_counters",
-         "vhostd_tap_deleted"]
+         "vhostd_tap_deleted", "vhostd_vm_ping", "vhostd_vm_udp_tcp", "vhostd_vm_counters"]
 sys.exit(vhdrig.run_scenarios([("vhost_kernel", scenario, CASES)], FILTER))
