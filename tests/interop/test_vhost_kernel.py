@@ -13,7 +13,13 @@ vhost_net (the host's has not): our binaries run in the guest (vhdrig.Guest payl
                      on a new tap, and exits cleanly (no leak under ASan) on SIGINT
   max_mem_regions    the vhost module allowing fewer memory regions than our memory needs: refused, naming
                      max_mem_regions
-  packed_refused     --packed with vhost-kernel: refused with a clear message (vhost-net has no packed ring)
+  packed_refused     --packed with vhost-kernel: refused with a clear message (vhost-net has no packed ring);
+                     so is --mode tap without --vhost-tap (its --tap is the bridged tap)
+  mode_*             every other vhost-pktgen mode over vhost-kernel, on a tap made beforehand in netns m, which
+                     has the generated frames' destination (10.0.0.2, 02:00:00:00:00:02): txonly (the tap's
+                     rx_packets grew by --count), txrx (nettool udp-echo echoes each one: all back, verified),
+                     rxonly (the datagrams the kernel sent counted), io and macswap (sent back into the tap;
+                     macswap's, to the tap's own MAC, reach IP: InAddrErrors)
   vhostd_*           vhostd in the guest with two `vhost-net` ports, vn0 (netns c) and vn1 (netns d, two queue
                      pairs): ping, 2000 UDP datagrams and 8 MiB of TCP each way between the two kernel stacks
                      through the switch; every port's counters equal its tap's (compare_tap), no errors; then
@@ -180,7 +186,88 @@ def scenario(rig):
     def packed_refused():
         rc, out = g.cmd(f"{ENV} {vhdrig.PKTGEN} --frontend /dev/vhost-net --tap t8 --packed 2>&1")
         expect(rc == 2 and any("vhost-net has no packed rings" in x for x in out), f"rc {rc}: {out[-3:]}")
-        return out[0]
+        # --mode tap's --tap is the bridged tap: vhost-net's own must be named apart.
+        rc, tap = g.cmd(f"{ENV} {vhdrig.PKTGEN} --frontend /dev/vhost-net --mode tap --tap t8 2>&1")
+        expect(rc == 2 and any("--vhost-tap NAME with --mode tap" in x for x in tap), f"rc {rc}: {tap[-3:]}")
+        return f"{out[0]}; {tap[0]}"
+
+    # Every vhost-pktgen mode over vhost-kernel, its tap tm made beforehand (up, so that no frame is sent into
+    # a tap that is down) in netns m, which has the address and MAC the generated frames go to (10.0.0.1,
+    # 02:00:00:00:00:01 -> 10.0.0.2, 02:00:00:00:00:02) and knows vhost-pktgen's without asking.
+    m = GuestNs(g, "m", "10.0.0.2")
+
+    def modes_setup():
+        sh(g, f"{IP} netns add m && {IP} netns exec m sh -c '[ ! -d /proc/sys/net/ipv6 ] || "
+              f"echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6' && "
+              f"{IP} -n m tuntap add tm mode tap vnet_hdr && {IP} -n m link set tm address 02:00:00:00:00:02 && "
+              f"{IP} -n m addr add {m.ip}/24 dev tm && {IP} -n m link set tm up && "
+              f"{IP} -n m neigh add 10.0.0.1 lladdr 02:00:00:00:00:01 dev tm nud permanent")
+
+    def in_addr_errors():
+        out = sh(g, f"{IP} netns exec m cat /proc/net/snmp")
+        ip = [x.split() for x in out if x.startswith("Ip:")]
+        return int(ip[1][ip[0].index("InAddrErrors")])
+
+    def pg_mode(tag, args, feed=None):
+        """vhost-pktgen over vn-m's tap in mode args, fed by feed() once up. @return its JSON totals and the
+        tap's counters' increments."""
+        if g.cmd(f"{IP} -n m link show tm")[0] != 0:
+            modes_setup()
+        before = tap_counters("m", "tm")
+        job = bg(g, tag, f"{IP} netns exec m {vhdrig.PKTGEN}", f"--frontend /dev/vhost-net --tap tm --json {args}")
+        wait_log(g, tag, "vhost-kernel up")
+        if feed:
+            feed()
+        rc, _ = job.wait(120)
+        lines = log_of(g, tag)
+        js = [x for x in lines if x.startswith("{")]
+        expect(rc == 0 and js, f"{tag}: exit status {rc}: {lines[-8:]}")
+        after = tap_counters("m", "tm")
+        return json.loads(js[0])["total"], {k: after[k] - before[k] for k in after}
+
+    def send_into(n):
+        return lambda: sh(g, f"{IP} netns exec m nettool udp-send 10.0.0.1 9 {n}", timeout=120)
+
+    def mode_txonly():
+        n = 1000
+        t, d = pg_mode("txonly", f"--mode txonly --count {n}")
+        expect(t["tx_packets"] == n and d["rx_packets"] + d["rx_dropped"] == n,
+               f"sent {t['tx_packets']}, the kernel received {d['rx_packets']} (+{d['rx_dropped']} dropped)")
+        return f"{n} frames sent, {d['rx_packets']} received by the kernel, {d['rx_dropped']} dropped there"
+
+    def mode_txrx():
+        # The kernel echoes every datagram (nettool udp-echo on the frames' port): each one comes back, checked.
+        n = 500
+        echo = vhdrig.peer_start(m, "udp-echo", 9, 3000)
+        echo.ready()
+        t, d = pg_mode("txrx", f"--mode txrx --verify --latency --window 32 --count {n}")
+        res = echo.result(60)
+        expect(t["tx_packets"] == n and t["rx_packets"] == n and not (t["lost"] or t["dup"] or t["corrupt"]),
+               f"txrx: {t}; {res}")
+        return f"{n} frames sent, echoed by the kernel ({res.split(' ', 2)[-1]}), all {n} back and verified"
+
+    def mode_rxonly():
+        n = 300
+        t, d = pg_mode("rxonly", f"--mode rxonly --count {n}", send_into(n))
+        expect(t["rx_packets"] == n and d["tx_packets"] == n and t["tx_packets"] == 0,
+               f"the kernel sent {d['tx_packets']}, vhost-pktgen received {t['rx_packets']}")
+        return f"{n} datagrams from the kernel counted"
+
+    def mode_forward(mode):
+        # io sends each frame back unchanged (to 02:00:00:00:00:01: not the tap's MAC, dropped before IP);
+        # macswap to the tap's own MAC, so IP takes it and finds 10.0.0.1 not its own: InAddrErrors.
+        n = 300
+        errs = in_addr_errors()
+        t, d = pg_mode(mode, f"--mode {mode} --count {n}", send_into(n))
+        errs = in_addr_errors() - errs
+        # A forwarding mode does not wait for room in the TX ring: a frame vhost-net has not made room for
+        # (its worker starved on a loaded host) is dropped, and counted.
+        expect(t["rx_packets"] == n and t["tx_packets"] + t["drops"] == n and d["tx_packets"] == n and
+               d["rx_packets"] + d["rx_dropped"] == t["tx_packets"],
+               f"{mode}: vhost-pktgen {t}, the tap's increments {d}")
+        want = t["tx_packets"] if mode == "macswap" else 0
+        expect(errs == want, f"{mode}: {errs} frames reached IP as addressed to the tap's MAC, not {want}")
+        return f"{n} datagrams from the kernel, {t['tx_packets']} sent back to it ({errs} to its own MAC)"
 
     c = GuestNs(g, "c", "10.7.0.1")
     d = GuestNs(g, "d", "10.7.0.2")
@@ -311,6 +398,11 @@ def scenario(rig):
     yield "tap_deleted", tap_deleted
     yield "max_mem_regions", max_mem_regions
     yield "packed_refused", packed_refused
+    yield "mode_txonly", mode_txonly
+    yield "mode_txrx", mode_txrx
+    yield "mode_rxonly", mode_rxonly
+    yield "mode_io", lambda: mode_forward("io")
+    yield "mode_macswap", lambda: mode_forward("macswap")
     yield "vhostd_ping", vhostd_up
     yield "vhostd_udp_tcp", vhostd_traffic
     yield "vhostd_counters", vhostd_counters
@@ -321,6 +413,7 @@ def scenario(rig):
 
 
 CASES = ["pktgen_ping", "pktgen_bridge_ping", "pktgen_bridge_udp", "pktgen_bridge_tcp", "tap_deleted",
-         "max_mem_regions", "packed_refused", "vhostd_ping", "vhostd_udp_tcp", "vhostd_counters",
+         "max_mem_regions", "packed_refused", "mode_txonly", "mode_txrx", "mode_rxonly", "mode_io", "mode_macswap",
+         "vhostd_ping", "vhostd_udp_tcp", "vhostd_counters",
          "vhostd_tap_deleted", "vhostd_vm_ping", "vhostd_vm_udp_tcp", "vhostd_vm_counters"]
 sys.exit(vhdrig.run_scenarios([("vhost_kernel", scenario, CASES)], FILTER))
