@@ -153,8 +153,10 @@ def scenario(rig):
         r2 = tcp(b, a, 5004)
         after = link_stats(g, "a", "ka")
         txp, txb = after[0] - before[0], after[1] - before[1]
-        # 8 MiB in 1514-byte frames would be 5800 of them: fewer means segmentation was left to the other end.
-        expect(txp and txb / txp > 3000, f"ka sent {txb} bytes in {txp} frames: no TSO across vhost-net")
+        # 8 MiB in 1514-byte frames would be 5800 of them: fewer, larger on average than the largest unsegmented
+        # frame, means segmentation was left to the other end (how much larger depends on TCP's pacing, which a
+        # loaded host makes vary: 2500 bytes seen).
+        expect(txp and txb / txp > 1514, f"ka sent {txb} bytes in {txp} frames: no TSO across vhost-net")
         return f"a->b {r1}, b->a {r2}; ka sent {txp} frames averaging {txb // txp} bytes"
 
     def tap_deleted():
