@@ -199,6 +199,9 @@ def scenario(rig):
     m = GuestNs(g, "m", "10.0.0.2")
 
     def modes_setup():
+        """netns m and its tap tm, once (a case may run alone)."""
+        if g.cmd(f"{IP} -n m link show tm")[0] == 0:
+            return
         sh(g, f"{IP} netns add m && {IP} netns exec m sh -c '[ ! -d /proc/sys/net/ipv6 ] || "
               f"echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6' && "
               f"{IP} -n m tuntap add tm mode tap vnet_hdr && {IP} -n m link set tm address 02:00:00:00:00:02 && "
@@ -211,10 +214,9 @@ def scenario(rig):
         return int(ip[1][ip[0].index("InAddrErrors")])
 
     def pg_mode(tag, args, feed=None):
-        """vhost-pktgen over vn-m's tap in mode args, fed by feed() once up. @return its JSON totals and the
-        tap's counters' increments."""
-        if g.cmd(f"{IP} -n m link show tm")[0] != 0:
-            modes_setup()
+        """vhost-pktgen over tm (netns m, made first) in mode args, fed by feed() once up. @return its JSON
+        totals and the tap's counters' increments."""
+        modes_setup()
         before = tap_counters("m", "tm")
         job = bg(g, tag, f"{IP} netns exec m {vhdrig.PKTGEN}", f"--frontend /dev/vhost-net --tap tm --json {args}")
         wait_log(g, tag, "vhost-kernel up")
@@ -259,6 +261,7 @@ def scenario(rig):
         # io sends each frame back unchanged (to 02:00:00:00:00:01: not the tap's MAC, dropped before IP);
         # macswap to the tap's own MAC, so IP takes it and finds 10.0.0.1 not its own: InAddrErrors.
         n = 300
+        modes_setup()
         errs = in_addr_errors()
         t, d = pg_mode(mode, f"--mode {mode} --count {n}", send_into(n))
         errs = in_addr_errors() - errs
