@@ -229,7 +229,8 @@ def scenario(rig):
     yield "vdpa_port", port
 
 
-SCENARIOS = [("vdpa_sim", scenario, ["vdpa_loopback", "vdpa_txonly", "vdpa_txrx", "vdpa_tap", "vdpa_reset", "vdpa_ctrl_mac", "vdpa_port"])]
+SCENARIOS = [("vdpa_sim", scenario, ["vdpa_loopback", "vdpa_txonly", "vdpa_txrx", "vdpa_tap", "vdpa_reset",
+                                     "vdpa_ctrl_mac", "vdpa_port"])]
 
 if __name__ == "__main__":
     sys.exit(vhdrig.run_scenarios(SCENARIOS, FILTER))
