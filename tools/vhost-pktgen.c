@@ -826,6 +826,9 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 		if (g->o.transport == VHD_FE_TRANSPORT_VHOST_KERNEL)
 			fprintf(stderr, "vhost-pktgen: vhost-kernel up on tap %s, features 0x%llx\n", g->o.vk_tap,
 				(unsigned long long)vhd_fe_features(fe));
+		else if (g->o.transport == VHD_FE_TRANSPORT_VHOST_VDPA && !g->resets)
+			fprintf(stderr, "vhost-pktgen: vhost-vdpa up, features 0x%llx\n",
+				(unsigned long long)vhd_fe_features(fe));
 		if (g->resets)
 			fprintf(stderr, "vhost-pktgen: up again after reset %u, %llu frames received before\n",
 				g->resets, (unsigned long long)total(g, true));

@@ -118,7 +118,8 @@ def scenario(rig):
                       "2>/tmp/tp.log")
         rc, out = g.cmd(f"for i in $(seq 300); do {ip} -n v link show tv >/dev/null 2>&1 && break; sleep 0.1; done; "
                         f"{ip} -n v addr add 10.5.0.1/24 dev tv && {ip} -n v link set tv up && "
-                        f"{ip} -n v neigh add 10.5.0.2 lladdr {SIM_MAC} dev tv nud permanent && sleep 1 && "
+                        f"{ip} -n v neigh add 10.5.0.2 lladdr {SIM_MAC} dev tv nud permanent && "
+                        "for i in $(seq 600); do grep -q 'vhost-vdpa up' /tmp/tp.log && break; sleep 0.1; done; "
                         f"{ns} cat /sys/class/net/tv/statistics/rx_packets", timeout=60)
         expect(rc == 0, f"tap tv: {out}")
         before = int(out[-1])
@@ -138,7 +139,8 @@ def scenario(rig):
     def reset():
         # Runs until SIGINT: reset it while it sends, and stop it a while after it is up again.
         job = g.start(pktgen(f"--mode txonly --verify --latency --window {WINDOW}", "/tmp/rs"))
-        rc, out = g.cmd("sleep 2; kill -USR1 $(pidof vhost-pktgen) && for i in $(seq 300); do "
+        rc, out = g.cmd("for i in $(seq 600); do grep -q 'vhost-vdpa up' /tmp/rs.log && break; sleep 0.1; done; "
+                        "sleep 2; kill -USR1 $(pidof vhost-pktgen) && for i in $(seq 300); do "
                         "grep -q 'up again' /tmp/rs.log && break; sleep 0.1; done && grep -q 'up again' /tmp/rs.log "
                         "&& sleep 2 && kill -INT $(pidof vhost-pktgen)", timeout=120)
         expect(rc == 0, f"vhost-pktgen gone before the reset, or not up again after it: {out}")
