@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <poll.h>
@@ -558,10 +559,13 @@ static void rx_account(struct gen *g, unsigned q, struct vhd_pkt **pkts, int n)
 }
 
 /* Generating modes: frames coming back (a peer in io or macswap mode, or generating itself for txrx) are
- * counted, checked with --verify, timed with --latency; plain txonly does not read its receive queue. */
+ * counted, checked with --verify, timed with --latency. A frontend in plain txonly reads (counts and drops)
+ * them too, keeping its receive ring stocked as a guest's driver does: a device that loops frames back
+ * (vdpa_sim_net) stops taking our TX frames once it finds that ring full (it then completes one TX frame per
+ * kick). A back-end in plain txonly does not read what its driver sends. */
 static unsigned rx_verify(struct gen *g, unsigned q)
 {
-	if (!g->o.verify && !g->o.latency && g->o.mode != M_TXRX)
+	if (!g->o.verify && !g->o.latency && g->o.mode != M_TXRX && g->o.backend)
 		return 0;
 	if (g->sink)
 		return 0; /* what comes back arrives at the sink */
@@ -822,6 +826,9 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 		if (g->o.transport == VHD_FE_TRANSPORT_VHOST_KERNEL)
 			fprintf(stderr, "vhost-pktgen: vhost-kernel up on tap %s, features 0x%llx\n", g->o.vk_tap,
 				(unsigned long long)vhd_fe_features(fe));
+		else if (g->o.transport == VHD_FE_TRANSPORT_VHOST_VDPA && !g->resets)
+			fprintf(stderr, "vhost-pktgen: vhost-vdpa up, features 0x%llx\n",
+				(unsigned long long)vhd_fe_features(fe));
 		if (g->resets)
 			fprintf(stderr, "vhost-pktgen: up again after reset %u, %llu frames received before\n",
 				g->resets, (unsigned long long)total(g, true));
@@ -1073,7 +1080,8 @@ static void usage(FILE *f)
 		"  --set-mac MAC    frontend: once up, set the device's MAC through its control queue (CTRL_VQ,\n"
 		"                   CTRL_MAC_ADDR), as a guest's driver does; the outcome goes to stderr\n"
 		"  --server/--client  listen on PATH, or connect to it (and reconnect)\n"
-		"  --mode           txonly: generate UDP frames; txrx: generate, and count what arrives (both ways);\n"
+		"  --mode           txonly: generate UDP frames (a frontend counts and drops what comes back);\n"
+		"                   txrx: generate, and count what arrives (both ways);\n"
 		"                   rxonly: count and drop; io: send back what arrives;\n"
 		"                   macswap: io with MACs swapped; icmpecho: answer ARP and ICMP echo requests;\n"
 		"                   tap: bridge every frame to and from the tap interface --tap NAME (created if\n"
@@ -1694,32 +1702,42 @@ int main(int argc, char **argv)
 				break;
 		}
 	}
-	/* Generating modes: let the last frames be consumed (frontend) and, with --verify or --latency, the echoes
-	 * come back (with --sink: arrive at the sink), until nothing has moved for half a second. */
-	bool expect_back = k || (g->o.mode == M_TXONLY && (g->o.verify || g->o.latency));
-	if (generates(g->o.mode) && !stop_now) {
+	/* A frontend: let the last frames sent be consumed (a forwarding mode's too: stopping at --count while the
+	 * device still has them would lose them) and, generating with --verify or --latency, the echoes come back
+	 * (with --sink: arrive at the sink), until nothing has moved for half a second. */
+	bool gen = generates(g->o.mode), expect_back = gen && (k || g->o.verify || g->o.latency);
+	if ((gen || !g->o.backend) && !stop_now) {
+		unsigned inflight = 0, was = UINT_MAX;
 		for (int quiet = 0; quiet < 500 && !stop_now;) {
-			unsigned busy = 0;
+			unsigned moved = 0;
+			inflight = 0;
 			for (unsigned q = 0; q < g->o.queues; q++) {
-				busy += rx_verify(g, q);
+				moved += gen ? rx_verify(g, q) : 0;
 				if (k)
-					busy += run_queue(k, q);
+					moved += run_queue(k, q);
 				struct vhd_vq *tx = g->o.backend ? NULL : vhd_fe_vq(g->fe, 2 * q + 1);
 				if (tx) {
 					vhd_net_drv_xmit(tx, &g->cfg, NULL, 0, &g->nst[2 * q + 1]);
-					busy += vhd_vq_inflight(tx);
+					unsigned f = vhd_vq_inflight(tx);
+					/* Kicked again: a device may stop short of the end of the ring until
+					 * the next kick (vdpa_sim_net after an RX overrun). */
+					if (f)
+						vhd_fe_kick(g->fe, 2 * q + 1);
+					inflight += f;
 				}
 			}
-			if ((expect_back && total(k ? k : g, true) < total(g, false)) || busy) {
-				quiet = busy ? 0 : quiet + 1;
-			} else {
+			if (!(expect_back && total(k ? k : g, true) < total(g, false)) && !inflight)
 				break;
-			}
+			/* Bounded: half a second without progress (nothing back, nothing more taken) ends it. */
+			quiet = moved || inflight < was ? 0 : quiet + 1;
+			was = inflight;
 			control(g, 0);
 			if (k)
 				control(k, 0);
 			usleep(1000);
 		}
+		if (inflight)
+			fprintf(stderr, "vhost-pktgen: %u frames sent were never taken by the device\n", inflight);
 	}
 	/* A generating back-end: its last frames are published, but the driver collects them from our used ring
 	 * only while we are connected (a frontend stops looking at its rings when the device hangs up). Linger

@@ -13,18 +13,29 @@ vhost_net (the host's has not): our binaries run in the guest (vhdrig.Guest payl
                      on a new tap, and exits cleanly (no leak under ASan) on SIGINT
   max_mem_regions    the vhost module allowing fewer memory regions than our memory needs: refused, naming
                      max_mem_regions
-  packed_refused     --packed with vhost-kernel: refused with a clear message (vhost-net has no packed ring)
+  packed_refused     --packed with vhost-kernel: refused with a clear message (vhost-net has no packed ring);
+                     so is --mode tap without --vhost-tap (its --tap is the bridged tap)
+  mode_*             every other vhost-pktgen mode over vhost-kernel, on a tap made beforehand in netns m, which
+                     has the generated frames' destination (10.0.0.2, 02:00:00:00:00:02): txonly (the tap's
+                     rx_packets grew by --count), txrx (nettool udp-echo echoes each one: all back, verified),
+                     rxonly (the datagrams the kernel sent counted), io and macswap (sent back into the tap;
+                     macswap's, to the tap's own MAC, reach IP: InAddrErrors)
   vhostd_*           vhostd in the guest with two `vhost-net` ports, vn0 (netns c) and vn1 (netns d, two queue
                      pairs): ping, 2000 UDP datagrams and 8 MiB of TCP each way between the two kernel stacks
                      through the switch; every port's counters equal its tap's (compare_tap), no errors; then
                      vn0's tap deleted under traffic: the port goes down (downs), vhostd stays alive, the port
                      comes back on a fresh tap, and vhostd exits 0 on SIGTERM (ASan's leak check included)
+  vhostd_vm_*        vhostd with a vhost-net port vn2 (netns e) and a vhost-user port vm whose driver, standing in
+                     for a VM, is vhost-pktgen's frontend in --mode tap (its tap vt in netns f): ping, 2000 UDP
+                     datagrams and 8 MiB of TCP each way; both ports' counters equal their taps'
 
 usage: test_vhost_kernel.py VHOSTD VHOSTCTL PKTGEN [case-substring]
 """
+import json
 import os
 import re
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 from vhdrig import TCP_BYTES, Guest, GuestNs, compare_tap, expect, ping_ok, tcp, udp  # noqa: E402
@@ -142,8 +153,10 @@ def scenario(rig):
         r2 = tcp(b, a, 5004)
         after = link_stats(g, "a", "ka")
         txp, txb = after[0] - before[0], after[1] - before[1]
-        # 8 MiB in 1514-byte frames would be 5800 of them: fewer means segmentation was left to the other end.
-        expect(txp and txb / txp > 3000, f"ka sent {txb} bytes in {txp} frames: no TSO across vhost-net")
+        # 8 MiB in 1514-byte frames would be 5800 of them: fewer, larger on average than the largest unsegmented
+        # frame, means segmentation was left to the other end (how much larger depends on TCP's pacing, which a
+        # loaded host makes vary: 2500 bytes seen).
+        expect(txp and txb / txp > 1514, f"ka sent {txb} bytes in {txp} frames: no TSO across vhost-net")
         return f"a->b {r1}, b->a {r2}; ka sent {txp} frames averaging {txb // txp} bytes"
 
     def tap_deleted():
@@ -175,21 +188,102 @@ def scenario(rig):
     def packed_refused():
         rc, out = g.cmd(f"{ENV} {vhdrig.PKTGEN} --frontend /dev/vhost-net --tap t8 --packed 2>&1")
         expect(rc == 2 and any("vhost-net has no packed rings" in x for x in out), f"rc {rc}: {out[-3:]}")
-        return out[0]
+        # --mode tap's --tap is the bridged tap: vhost-net's own must be named apart.
+        rc, tap = g.cmd(f"{ENV} {vhdrig.PKTGEN} --frontend /dev/vhost-net --mode tap --tap t8 2>&1")
+        expect(rc == 2 and any("--vhost-tap NAME with --mode tap" in x for x in tap), f"rc {rc}: {tap[-3:]}")
+        return f"{out[0]}; {tap[0]}"
+
+    # Every vhost-pktgen mode over vhost-kernel, its tap tm made beforehand (up, so that no frame is sent into
+    # a tap that is down) in netns m, which has the address and MAC the generated frames go to (10.0.0.1,
+    # 02:00:00:00:00:01 -> 10.0.0.2, 02:00:00:00:00:02) and knows vhost-pktgen's without asking.
+    m = GuestNs(g, "m", "10.0.0.2")
+
+    def modes_setup():
+        """netns m and its tap tm, once (a case may run alone)."""
+        if g.cmd(f"{IP} -n m link show tm")[0] == 0:
+            return
+        sh(g, f"{IP} netns add m && {IP} netns exec m sh -c '[ ! -d /proc/sys/net/ipv6 ] || "
+              f"echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6' && "
+              f"{IP} -n m tuntap add tm mode tap vnet_hdr && {IP} -n m link set tm address 02:00:00:00:00:02 && "
+              f"{IP} -n m addr add {m.ip}/24 dev tm && {IP} -n m link set tm up && "
+              f"{IP} -n m neigh add 10.0.0.1 lladdr 02:00:00:00:00:01 dev tm nud permanent")
+
+    def in_addr_errors():
+        out = sh(g, f"{IP} netns exec m cat /proc/net/snmp")
+        ip = [x.split() for x in out if x.startswith("Ip:")]
+        return int(ip[1][ip[0].index("InAddrErrors")])
+
+    def pg_mode(tag, args, feed=None):
+        """vhost-pktgen over tm (netns m, made first) in mode args, fed by feed() once up. @return its JSON
+        totals and the tap's counters' increments."""
+        modes_setup()
+        before = tap_counters("m", "tm")
+        job = bg(g, tag, f"{IP} netns exec m {vhdrig.PKTGEN}", f"--frontend /dev/vhost-net --tap tm --json {args}")
+        wait_log(g, tag, "vhost-kernel up")
+        if feed:
+            feed()
+        rc, _ = job.wait(120)
+        lines = log_of(g, tag)
+        js = [x for x in lines if x.startswith("{")]
+        expect(rc == 0 and js, f"{tag}: exit status {rc}: {lines[-8:]}")
+        after = tap_counters("m", "tm")
+        return json.loads(js[0])["total"], {k: after[k] - before[k] for k in after}
+
+    def send_into(n):
+        return lambda: sh(g, f"{IP} netns exec m nettool udp-send 10.0.0.1 9 {n}", timeout=120)
+
+    def mode_txonly():
+        n = 1000
+        t, d = pg_mode("txonly", f"--mode txonly --count {n}")
+        expect(t["tx_packets"] == n and d["rx_packets"] + d["rx_dropped"] == n,
+               f"sent {t['tx_packets']}, the kernel received {d['rx_packets']} (+{d['rx_dropped']} dropped)")
+        return f"{n} frames sent, {d['rx_packets']} received by the kernel, {d['rx_dropped']} dropped there"
+
+    def mode_txrx():
+        # The kernel echoes every datagram (nettool udp-echo on the frames' port): each one comes back, checked.
+        n = 500
+        echo = vhdrig.peer_start(m, "udp-echo", 9, 3000)
+        echo.ready()
+        t, d = pg_mode("txrx", f"--mode txrx --verify --latency --window 32 --count {n}")
+        res = echo.result(60)
+        expect(t["tx_packets"] == n and t["rx_packets"] == n and not (t["lost"] or t["dup"] or t["corrupt"]),
+               f"txrx: {t}; {res}")
+        return f"{n} frames sent, echoed by the kernel ({res.split(' ', 2)[-1]}), all {n} back and verified"
+
+    def mode_rxonly():
+        n = 300
+        t, d = pg_mode("rxonly", f"--mode rxonly --count {n}", send_into(n))
+        expect(t["rx_packets"] == n and d["tx_packets"] == n and t["tx_packets"] == 0,
+               f"the kernel sent {d['tx_packets']}, vhost-pktgen received {t['rx_packets']}")
+        return f"{n} datagrams from the kernel counted"
+
+    def mode_forward(mode):
+        # io sends each frame back unchanged (to 02:00:00:00:00:01: not the tap's MAC, dropped before IP);
+        # macswap to the tap's own MAC, so IP takes it and finds 10.0.0.1 not its own: InAddrErrors.
+        n = 300
+        modes_setup()
+        errs = in_addr_errors()
+        t, d = pg_mode(mode, f"--mode {mode} --count {n}", send_into(n))
+        errs = in_addr_errors() - errs
+        # A forwarding mode does not wait for room in the TX ring: a frame vhost-net has not made room for
+        # (its worker starved on a loaded host) is dropped, and counted.
+        expect(t["rx_packets"] == n and t["tx_packets"] + t["drops"] == n and d["tx_packets"] == n and
+               d["rx_packets"] + d["rx_dropped"] == t["tx_packets"],
+               f"{mode}: vhost-pktgen {t}, the tap's increments {d}")
+        want = t["tx_packets"] if mode == "macswap" else 0
+        expect(errs == want, f"{mode}: {errs} frames reached IP as addressed to the tap's MAC, not {want}")
+        return f"{n} datagrams from the kernel, {t['tx_packets']} sent back to it ({errs} to its own MAC)"
 
     c = GuestNs(g, "c", "10.7.0.1")
     d = GuestNs(g, "d", "10.7.0.2")
     vd = {}
-    ctl = f"{vhdrig.VHOSTCTL} --socket /tmp/vd.sock"
 
-    def vstats():
-        import json
-        out = sh(g, f"{ctl} --json stats")
+    def vstats(sock="/tmp/vd.sock"):
+        out = sh(g, f"{vhdrig.VHOSTCTL} --socket {sock} --json stats")
         return {p["name"]: p for p in json.loads("".join(out))["ports"]}
 
-    def vshow_all():
-        import json
-        out = sh(g, f"{ctl} --json show")
+    def vshow_all(sock="/tmp/vd.sock"):
+        out = sh(g, f"{vhdrig.VHOSTCTL} --socket {sock} --json show")
         return {p["name"]: p for p in json.loads("".join(out))["ports"]}
 
     def vshow(port):
@@ -201,21 +295,49 @@ def scenario(rig):
                     f"cat tx_packets rx_packets tx_dropped rx_dropped'")
         return dict(zip(("tx_packets", "rx_packets", "tx_dropped", "rx_dropped"), map(int, out)))
 
+    def into_netns(pairs, label):
+        """pairs: (netns, dev, GuestNs) twice: each dev into its new netns, with the GuestNs's address, up;
+        then the first pings the second. @return ping's summary."""
+        sh(g, " && ".join(f"{IP} netns add {ns} && {IP} link set {dev} netns {ns}" for ns, dev, _ in pairs))
+        for ns, dev, peer in pairs:
+            # No IPv6 chatter (DAD, router solicitations) to race the counter comparison.
+            sh(g, f"{IP} netns exec {ns} sh -c '[ ! -d /proc/sys/net/ipv6 ] || "
+                  f"echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6' && "
+                  f"{IP} -n {ns} addr add {peer.ip}/24 dev {dev} && {IP} -n {ns} link set {dev} up && "
+                  f"{IP} -n {ns} link set lo up")
+        rc, out = g.cmd(f"{IP} netns exec {pairs[0][0]} ping -c 5 -i 0.2 -W 3 {pairs[1][2].ip}", timeout=40)
+        return ping_ok(label, rc, out, 5)
+
+    def two_port_counters(sock, taps):
+        """taps: vhostd's two ports (at sock), each with the (netns, tap) the kernel sees it through. Once the
+        counters stand still, each port's equal its tap's, no errors, and what one receives the other sends or
+        counts as dropped (its ring was full). @return vhostd's counters."""
+        for _ in range(5):
+            s1 = vstats(sock)
+            t = {p: tap_counters(*taps[p]) for p in taps}
+            s2 = vstats(sock)
+            if all(s1[p]["rx_packets"] == s2[p]["rx_packets"] and s1[p]["tx_packets"] == s2[p]["tx_packets"]
+                   for p in taps):
+                break
+        else:
+            raise vhdrig.CaseError("vhostd's counters never stood still")
+        errs = [e for p in taps for e in compare_tap(p, t[p], s2[p])]
+        errs += [f"{p}: errors {s2[p]['errors']}" for p in taps if s2[p]["errors"]]
+        x, y = taps
+        for a, b in ((x, y), (y, x)):
+            if not (s2[a]["rx_packets"] == s2[b]["tx_packets"] + s2[b]["tx_drops"] and s2[a]["rx_bytes"] > TCP_BYTES):
+                errs.append(f"{a} rx vs {b} tx + tx_drops: {s2[a]}, {s2[b]}")
+        expect(not errs, "; ".join(errs))
+        return (f"{x} rx {s2[x]['rx_packets']} tx {s2[x]['tx_packets']}, {y} rx {s2[y]['rx_packets']} "
+                f"tx {s2[y]['tx_packets']}: equal to the taps'")
+
     def vhostd_up():
         sh(g, "printf 'add-port vn0 vhost-net ifname=vn0\\nadd-port vn1 vhost-net ifname=vn1 queues=2\\n' "
               "> /tmp/vd.conf")
         vd["job"] = bg(g, "vd", vhdrig.VHOSTD, "--socket /tmp/vd.sock --config /tmp/vd.conf")
         wait_log(g, "vd", "vn0: up")
         wait_log(g, "vd", "vn1: up")
-        sh(g, f"{IP} netns add c && {IP} netns add d && {IP} link set vn0 netns c && {IP} link set vn1 netns d")
-        for ns, dev, ip in (("c", "vn0", c.ip), ("d", "vn1", d.ip)):
-            # No IPv6 chatter (DAD, router solicitations) to race the counter comparison.
-            sh(g, f"{IP} netns exec {ns} sh -c '[ ! -d /proc/sys/net/ipv6 ] || "
-                  f"echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6' && "
-                  f"{IP} -n {ns} addr add {ip}/24 dev {dev} && {IP} -n {ns} link set {dev} up && "
-                  f"{IP} -n {ns} link set lo up")
-        rc, out = g.cmd(f"{IP} netns exec c ping -c 5 -i 0.2 -W 3 {d.ip}", timeout=40)
-        return ping_ok("c->d", rc, out, 5)
+        return into_netns((("c", "vn0", c), ("d", "vn1", d)), "c->d")
 
     def vhostd_traffic():
         counted = InGuest(g, vstats, vshow_all, [("vn0", "c"), ("vn1", "d")])
@@ -223,24 +345,7 @@ def scenario(rig):
         return f"UDP 2000 each way ({lost} lost, counted by vhostd); TCP c->d {tcp(c, d, 5013)}, d->c {tcp(d, c, 5014)}"
 
     def vhostd_counters():
-        for _ in range(5):
-            s1 = vstats()
-            taps = {"vn0": tap_counters("c", "vn0"), "vn1": tap_counters("d", "vn1")}
-            s2 = vstats()
-            if all(s1[p]["rx_packets"] == s2[p]["rx_packets"] and s1[p]["tx_packets"] == s2[p]["tx_packets"]
-                   for p in taps):
-                break
-        else:
-            raise vhdrig.CaseError("vhostd's counters never stood still")
-        errs = compare_tap("vn0", taps["vn0"], s2["vn0"]) + compare_tap("vn1", taps["vn1"], s2["vn1"])
-        errs += [f"{p}: errors {s2[p]['errors']}" for p in taps if s2[p]["errors"]]
-        expect(not errs, "; ".join(errs))
-        # Two ports: everything one receives the other sends or counts as dropped (its ring was full).
-        for x, y in (("vn0", "vn1"), ("vn1", "vn0")):
-            expect(s2[x]["rx_packets"] == s2[y]["tx_packets"] + s2[y]["tx_drops"] and s2[x]["rx_bytes"] > TCP_BYTES,
-                   f"{x} rx vs {y} tx + tx_drops: {s2}")
-        return (f"vn0 rx {s2['vn0']['rx_packets']} tx {s2['vn0']['tx_packets']}, vn1 rx {s2['vn1']['rx_packets']} "
-                f"tx {s2['vn1']['tx_packets']}: equal to the taps'")
+        return two_port_counters("/tmp/vd.sock", {"vn0": ("c", "vn0"), "vn1": ("d", "vn1")})
 
     def vhostd_tap_deleted():
         flood = g.start(f"{IP} netns exec d nettool udp-send {c.ip} 5015 20000")
@@ -254,6 +359,43 @@ def scenario(rig):
         lines = stop(g, "vd", vd["job"], sig="TERM")
         return f"downs {info['downs']} ups {info['ups']}; vhostd exited 0 ({len(lines)} log lines)"
 
+    # vhostd with a vhost-net port (vn2, netns e) and a vhost-user port (vm) whose driver is vhost-pktgen's
+    # frontend in --mode tap, standing in for a VM's virtio-net driver: the kernel's stack behind its tap vt
+    # (netns f) is the "VM"'s. (vhostd is the device on a vhost-user port: its peer is a driver, so the
+    # stand-in is our frontend code, not a vhost-pktgen back-end.)
+    e = GuestNs(g, "e", "10.4.0.1")
+    f = GuestNs(g, "f", "10.4.0.2")
+    vu = {}
+
+    def vm_up():
+        sh(g, "printf 'add-port vn2 vhost-net ifname=vn2\\nadd-port vm vhost-user path=/tmp/vm.sock\\n' "
+              "> /tmp/vu.conf")
+        vu["vd"] = bg(g, "vu", vhdrig.VHOSTD, "--socket /tmp/vu.sock --config /tmp/vu.conf")
+        wait_log(g, "vu", "vn2: up")
+        vu["vm"] = pktgen(g, "vm", "--frontend /tmp/vm.sock --mode tap --tap vt")
+        for _ in range(150):
+            if vshow_all("/tmp/vu.sock")["vm"].get("link") == "up":
+                break
+            time.sleep(0.2)
+        expect(vshow_all("/tmp/vu.sock")["vm"].get("link") == "up", f"port vm not up: {log_of(g, 'vm')[-5:]}")
+        sh(g, "test -d /sys/class/net/vt")
+        return into_netns((("e", "vn2", e), ("f", "vt", f)), "e->vm")
+
+    def vm_traffic():
+        counted = InGuest(g, lambda: vstats("/tmp/vu.sock"), lambda: vshow_all("/tmp/vu.sock"),
+                          [("vn2", "e"), ("vt", "f")])
+        lost = udp(counted, e, f, 5021) + udp(counted, f, e, 5022)
+        return f"UDP 2000 each way ({lost} lost, counted); TCP e->vm {tcp(e, f, 5023)}, vm->e {tcp(f, e, 5024)}"
+
+    def vm_counters():
+        # vm's tap is one hop further (vhost-pktgen between): what the kernel sent into vt vhost-pktgen gave
+        # the port, and what the port sent vhost-pktgen wrote to vt.
+        summary = two_port_counters("/tmp/vu.sock", {"vn2": ("e", "vn2"), "vm": ("f", "vt")})
+        lines = stop(g, "vm", vu["vm"])
+        tot = [x for x in lines if x.startswith("total")]
+        stop(g, "vu", vu["vd"], sig="TERM")
+        return f"{summary}; vhost-pktgen {tot[0] if tot else '?'}"
+
     yield "pktgen_ping", pktgen_ping
     yield "pktgen_bridge_ping", bridge_up
     yield "pktgen_bridge_udp", bridge_udp
@@ -261,13 +403,22 @@ def scenario(rig):
     yield "tap_deleted", tap_deleted
     yield "max_mem_regions", max_mem_regions
     yield "packed_refused", packed_refused
+    yield "mode_txonly", mode_txonly
+    yield "mode_txrx", mode_txrx
+    yield "mode_rxonly", mode_rxonly
+    yield "mode_io", lambda: mode_forward("io")
+    yield "mode_macswap", lambda: mode_forward("macswap")
     yield "vhostd_ping", vhostd_up
     yield "vhostd_udp_tcp", vhostd_traffic
     yield "vhostd_counters", vhostd_counters
     yield "vhostd_tap_deleted", vhostd_tap_deleted
+    yield "vhostd_vm_ping", vm_up
+    yield "vhostd_vm_udp_tcp", vm_traffic
+    yield "vhostd_vm_counters", vm_counters
 
 
 CASES = ["pktgen_ping", "pktgen_bridge_ping", "pktgen_bridge_udp", "pktgen_bridge_tcp", "tap_deleted",
-         "max_mem_regions", "packed_refused", "vhostd_ping", "vhostd_udp_tcp", "vhostd_counters",
-         "vhostd_tap_deleted"]
+         "max_mem_regions", "packed_refused", "mode_txonly", "mode_txrx", "mode_rxonly", "mode_io", "mode_macswap",
+         "vhostd_ping", "vhostd_udp_tcp", "vhostd_counters",
+         "vhostd_tap_deleted", "vhostd_vm_ping", "vhostd_vm_udp_tcp", "vhostd_vm_counters"]
 sys.exit(vhdrig.run_scenarios([("vhost_kernel", scenario, CASES)], FILTER))

@@ -9,6 +9,7 @@
  *
  *   nettool udp-send IP PORT COUNT      send COUNT datagrams, paced
  *   nettool udp-recv PORT COUNT MS      receive until COUNT arrived or MS ms of silence; check every one
+ *   nettool udp-echo PORT MS            send every datagram back to its sender until MS ms of silence
  *   nettool tcp-send IP PORT BYTES      connect and send BYTES of the stream
  *   nettool tcp-recv PORT BYTES         accept one connection, read to EOF, check every byte
  *
@@ -128,6 +129,35 @@ static int udp_recv(const char *port, uint64_t count, int ms)
 	return ok ? 0 : 1;
 }
 
+/* Every datagram back to its sender, unchanged, until MS ms of silence after the first (which may take 30 s). */
+static int udp_echo(const char *port, int ms)
+{
+	struct sockaddr_in a = addr(NULL, port);
+	int s = socket(AF_INET, SOCK_DGRAM, 0), big = 8 << 20;
+	setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big));
+	if (bind(s, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		printf("VHD-RESULT udp-echo fail bind: %s\n", strerror(errno));
+		return 1;
+	}
+	printf("VHD-READY udp-echo %s\n", port);
+	fflush(stdout);
+	uint64_t got = 0, back = 0;
+	struct pollfd p = {.fd = s, .events = POLLIN};
+	for (int wait = 30000; poll(&p, 1, wait) > 0; wait = ms) {
+		uint8_t b[65536];
+		struct sockaddr_in from;
+		socklen_t fl = sizeof(from);
+		ssize_t n = recvfrom(s, b, sizeof(b), 0, (struct sockaddr *)&from, &fl);
+		if (n < 0)
+			continue;
+		got++;
+		back += sendto(s, b, (size_t)n, 0, (struct sockaddr *)&from, fl) == n;
+	}
+	printf("VHD-RESULT udp-echo %s echoed %llu of %llu\n", got && back == got ? "ok" : "fail",
+	       (unsigned long long)back, (unsigned long long)got);
+	return got && back == got ? 0 : 1;
+}
+
 static void fill_stream(uint8_t *b, uint64_t off, size_t len)
 {
 	for (size_t j = 0; j < len; j++) {
@@ -225,6 +255,8 @@ int main(int argc, char **argv)
 		return udp_send(argv[2], argv[3], strtoull(argv[4], NULL, 0));
 	if (argc == 5 && !strcmp(argv[1], "udp-recv"))
 		return udp_recv(argv[2], strtoull(argv[3], NULL, 0), atoi(argv[4]));
+	if (argc == 4 && !strcmp(argv[1], "udp-echo"))
+		return udp_echo(argv[2], atoi(argv[3]));
 	if (argc == 5 && !strcmp(argv[1], "tcp-send"))
 		return tcp_send(argv[2], argv[3], strtoull(argv[4], NULL, 0));
 	if (argc == 4 && !strcmp(argv[1], "tcp-recv"))
