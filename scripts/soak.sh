@@ -4,7 +4,9 @@
 #     watching their own memory (slub_debug, page poisoning, init_on_free): a device writing into guest memory
 #     it had given back shows up there as a poison or slab report on a guest console;
 #   - the frontend/back-end pktgen test with 10x the frames;
-#   - the inflight restart case (an io back-end killed -9 under traffic) with 200 restarts instead of 20.
+#   - the inflight restart case (an io back-end killed -9 under traffic) with 200 restarts instead of 20;
+#   - VDUSE bound to vhost_vdpa in the 6.12 guest, driven by our frontend: 10^6 frames verified per ring layout
+#     (tests/interop/test_vduse.py vduse_vdpa_*, with its hostile cases).
 # Stops at the first failure; consoles of every guest boot are kept in $SOAK_DIR (default /tmp/vhd-soak).
 # Usage (as root): scripts/soak.sh BUILD_DIR [ROUNDS]   (default 10 rounds)
 set -uo pipefail
@@ -27,6 +29,8 @@ for i in $(seq 1 "$rounds"); do
 		grep -E '^(PASS|FAIL)' | tee "$dir/pktgen$i.txt"
 	VHD_PKTGEN_RESTARTS=200 python3 "$top/tests/integration/test_pktgen.py" "$b/tools/vhost-pktgen" restart_inflight |
 		grep -E '^(PASS|FAIL)|restarts' | tee -a "$dir/pktgen$i.txt"
+	VHD_VDUSE_VDPA_FRAMES=1000000 python3 "$top/tests/interop/test_vduse.py" "$b/tools/vhostd" "$b/tools/vhostctl" \
+		"$b/tools/vhost-pktgen" vduse_vdpa_ | grep -E '^(PASS|FAIL)' | tee -a "$dir/pktgen$i.txt"
 	if grep -q '^FAIL' "$dir/pktgen$i.txt"; then
 		echo "soak: round $i: pktgen failed" >&2
 		exit 1

@@ -950,6 +950,10 @@ class Guest:
             return list(self.console[-n:])
 
 
+# Sanitizer settings for our binaries run inside a guest (leaks reported, the first error fatal).
+GUEST_SAN = "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
+
+
 class GuestNs:
     """A network namespace inside a Guest (ip netns, iproute2 in the guest's payload), as a traffic peer for
     udp()/tcp()/peer_start(): its nettool runs there, at ip."""
