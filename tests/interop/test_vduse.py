@@ -170,6 +170,8 @@ class VdpaPair:
         SIGINT 2 s after the last. Stops the device too. @return (consumer JSON, device JSON)."""
         base = self.pktgen("fe", f"--frontend {self.node} --mode txonly --verify --latency --window {WINDOW} {args} "
                                  "--json", ">/tmp/fe.json 2>/tmp/fe.log")
+        # Nothing of the last consumer's may answer for this one (its pid, its "up" line).
+        self.g.cmd("rm -f /tmp/fe.pid /tmp/fe.log /tmp/fe.json")
         if signals:
             job = self.g.start(base)
             # Signals once it is up (its handlers installed: under ASan in TCG that takes seconds).
@@ -177,7 +179,7 @@ class VdpaPair:
             sig = "".join(f"sleep 1.5; kill -{s} $(cat /tmp/fe.pid); " +
                           ("for i in $(seq 300); do grep -q 'up again' /tmp/fe.log && break; sleep 0.1; done; "
                            if s == "USR1" else "") for s in signals)
-            rc, out = self.g.cmd("for i in $(seq 600); do grep -q 'vhost-vdpa up' /tmp/fe.log && break; sleep 0.1; "
+            rc, out = self.g.cmd("for i in $(seq 600); do grep -qs 'vhost-vdpa up' /tmp/fe.log && break; sleep 0.1; "
                                  f"done; {sig}sleep 2; kill -INT $(cat /tmp/fe.pid)", timeout=180)
             expect(rc == 0, f"consumer gone before its signals: {out[-3:]}")
             rc = job.wait(120)[0]
@@ -196,8 +198,9 @@ class VdpaPair:
     def refused(self):
         """A consumer against a refusing device: it must say why and keep trying; SIGINT then ends it cleanly
         (exit 0, no leak). Stops the device. @return the consumer's log."""
+        self.g.cmd("rm -f /tmp/fe.pid /tmp/fr.log")
         job = self.g.start(self.pktgen("fe", f"--frontend {self.node} --mode txonly", "2>/tmp/fr.log"))
-        self.g.cmd("for i in $(seq 300); do grep -q 'setup failed' /tmp/fr.log && break; sleep 0.1; done; "
+        self.g.cmd("for i in $(seq 300); do grep -qs 'setup failed' /tmp/fr.log && break; sleep 0.1; done; "
                    "sleep 1; kill -INT $(cat /tmp/fe.pid)", timeout=90)
         rc = job.wait(60)[0]
         log = self.g.cmd("cat /tmp/fr.log")[1]
