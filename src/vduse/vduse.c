@@ -212,8 +212,8 @@ static int map_iova(struct vhd_vduse_dev *dev, uint64_t iova, bool loud)
 	if (fd < 0) {
 		int err = errno;
 		if (loud)
-			vhd_log(VHD_LOG_ERR, "%s: VDUSE_IOTLB_GET_FD for IOVA 0x%llx: %s", dev->name, (unsigned long long)iova,
-			strerror(err));
+			vhd_log(VHD_LOG_ERR, "%s: VDUSE_IOTLB_GET_FD for IOVA 0x%llx: %s", dev->name,
+				(unsigned long long)iova, strerror(err));
 		return -err;
 	}
 	/* The kernel's answer is checked like any peer's: the region must hold iova and have a sane size. */
@@ -281,7 +281,8 @@ static void *ring_ptr(struct vhd_vduse_dev *dev, uint64_t iova, uint64_t len, bo
 }
 
 /* The rings' host addresses; a failure is logged when loud (not again for a parked queue). */
-static int ring_ptrs(struct vhd_vduse_dev *dev, struct vd_queue *q, void **desc, void **drv, void **devp, bool loud)
+static int ring_ptrs(struct vhd_vduse_dev *dev, struct vd_queue *q, void **desc, void **drv, void **devp,
+		     bool loud)
 {
 	uint64_t n = q->num;
 	uint64_t dl = 16 * n;
@@ -292,9 +293,9 @@ static int ring_ptrs(struct vhd_vduse_dev *dev, struct vd_queue *q, void **desc,
 	*devp = *drv ? ring_ptr(dev, q->device, ul, loud) : NULL;
 	if (!*desc || !*drv || !*devp) {
 		if (loud)
-			vhd_log(VHD_LOG_ERR, "%s: queue rings at IOVA 0x%llx/0x%llx/0x%llx (size %u) are not mapped", q->name,
-			(unsigned long long)q->desc, (unsigned long long)q->driver, (unsigned long long)q->device,
-			q->num);
+			vhd_log(VHD_LOG_ERR, "%s: queue rings at IOVA 0x%llx/0x%llx/0x%llx (size %u) are not mapped",
+				q->name, (unsigned long long)q->desc, (unsigned long long)q->driver,
+				(unsigned long long)q->device, q->num);
 		return -EFAULT;
 	}
 	return 0;
