@@ -6,8 +6,10 @@
 #   - the frontend/back-end pktgen test with 10x the frames;
 #   - the inflight restart cases (an io back-end killed -9 under traffic; split and packed) with 200 restarts
 #     instead of 20, and test_fe_be's (the echo back-end; split and packed) with 1000 instead of 100;
+#   - VDUSE bound to vhost_vdpa in the 6.12 guest, driven by our frontend: 10^6 frames verified per ring layout
+#     (tests/interop/test_vduse.py vduse_vdpa_*, with its hostile cases);
 #   - vhostd killed -9 and restarted 1000 times under a guest's TCP stream (test_switch_guest.py restart_cycles,
-#     20 in make check); these two in the first round only.
+#     20 in make check); this and test_fe_be's 1000 in the first round only.
 # Stops at the first failure; consoles of every guest boot are kept in $SOAK_DIR (default /tmp/vhd-soak).
 # Usage (as root): scripts/soak.sh BUILD_DIR [ROUNDS]   (default 10 rounds)
 set -uo pipefail
@@ -30,6 +32,8 @@ for i in $(seq 1 "$rounds"); do
 		grep -E '^(PASS|FAIL)' | tee "$dir/pktgen$i.txt"
 	VHD_PKTGEN_RESTARTS=200 python3 "$top/tests/integration/test_pktgen.py" "$b/tools/vhost-pktgen" restart_inflight |
 		grep -E '^(PASS|FAIL)|restarts' | tee -a "$dir/pktgen$i.txt"
+	VHD_VDUSE_VDPA_FRAMES=1000000 python3 "$top/tests/interop/test_vduse.py" "$b/tools/vhostd" "$b/tools/vhostctl" \
+		"$b/tools/vhost-pktgen" vduse_vdpa_ | grep -E '^(PASS|FAIL)' | tee -a "$dir/pktgen$i.txt"
 	if [ "$i" = 1 ]; then  # the 1000-cycle runs once (the guest one takes about an hour)
 		VHD_FE_RESTARTS=1000 "$b/tests/test_fe_be" backend_killed_inflight 2>&1 | grep -E '^(PASS|FAIL)' |
 			tee -a "$dir/pktgen$i.txt"

@@ -98,6 +98,8 @@ struct opts {
 	uint8_t mac[6];
 	bool set_dev_mac;     /* --set-mac */
 	uint8_t dev_mac[6];
+	unsigned refuse_status; /* --vduse: --refuse-status, --refuse-iotlb (vhd_vduse_config's test knobs) */
+	bool refuse_iotlb;
 };
 
 /* --latency: shared by the generator and, with --sink, the sink that sees the frames arrive. */
@@ -129,17 +131,20 @@ struct gen {
 	bool started;
 	int tap_fd[MAX_QP]; /* --mode tap: one tap queue per queue pair */
 	unsigned resets;    /* SIGUSR1 resets done */
+	bool unmapped;      /* SIGUSR2: our memory is out of the device's IOTLB */
 	int mac_state;      /* --set-mac: 0 to send, 1 sent, 2 answered */
 	unsigned tap_offloads; /* TUN_F_* last set */
 	struct lat *lat;       /* --latency */
 	struct gen *sink;      /* --sink: the second port, driven by the same loop */
 };
 
-static volatile sig_atomic_t stop_now, reset_now;
+static volatile sig_atomic_t stop_now, reset_now, remap_now;
 static void on_signal(int s)
 {
 	if (s == SIGUSR1)
 		reset_now = 1;
+	else if (s == SIGUSR2)
+		remap_now = 1;
 	else
 		stop_now = 1;
 }
@@ -826,8 +831,9 @@ static void fe_event(struct vhd_fe *fe, enum vhd_fe_event ev, void *opaque)
 		if (g->o.transport == VHD_FE_TRANSPORT_VHOST_KERNEL)
 			fprintf(stderr, "vhost-pktgen: vhost-kernel up on tap %s, features 0x%llx\n", g->o.vk_tap,
 				(unsigned long long)vhd_fe_features(fe));
+		/* What a script waits for before signalling us. */
 		else if (g->o.transport == VHD_FE_TRANSPORT_VHOST_VDPA && !g->resets)
-			fprintf(stderr, "vhost-pktgen: vhost-vdpa up, features 0x%llx\n",
+			fprintf(stderr, "vhost-pktgen: vhost-vdpa up on %s, features 0x%llx\n", g->o.path,
 				(unsigned long long)vhd_fe_features(fe));
 		if (g->resets)
 			fprintf(stderr, "vhost-pktgen: up again after reset %u, %llu frames received before\n",
@@ -973,6 +979,16 @@ static void report(struct gen *g, FILE *f)
 				(unsigned long long)fs.misses, (unsigned long long)fs.updates,
 				(unsigned long long)fs.unmapped);
 		}
+		if (g->vd) {
+			struct vhd_vduse_stats vs;
+			vhd_vduse_dev_stats(g->vd, &vs);
+			fprintf(f, ",\"vduse\":{\"requests\":%llu,\"requests_failed\":%llu,\"resets\":%llu,"
+				"\"iotlb_updates\":%llu,\"queues_parked\":%llu,\"maps\":%llu,\"unmaps\":%llu}",
+				(unsigned long long)vs.requests, (unsigned long long)vs.requests_failed,
+				(unsigned long long)vs.resets, (unsigned long long)vs.iotlb_updates,
+				(unsigned long long)vs.queues_parked, (unsigned long long)vs.maps,
+				(unsigned long long)vs.unmaps);
+		}
 		if (g->dev && g->o.iommu) {
 			struct vhd_vu_stats vs;
 			vhd_vu_dev_stats(g->dev, &vs);
@@ -1065,6 +1081,7 @@ static void usage(FILE *f)
 		"                    [--pps N] [--sink PATH [--announce]] [--latency [--window N]] [--warmup S] [--poll]\n"
 		"                    [--no-payload | --static] [--flows N] [--src-macs N] [--msg-timeout MS]\n"
 		"                    [--transport vhost-user|vhost-kernel|vhost-vdpa] [--vhost-tap NAME] [--set-mac MAC]\n"
+		"                    [--refuse-status BITS] [--refuse-iotlb]\n"
 		"\n"
 		"  --backend PATH   serve a virtio-net device on the vhost-user socket PATH (listening by default)\n"
 		"  --frontend PATH  drive the device at PATH without a VM: a vhost-user socket (connecting by default),\n"
@@ -1076,7 +1093,13 @@ static void usage(FILE *f)
 		"                   vhost-kernel, vhost-vdpa)\n"
 		"  --vhost-tap NAME vhost-kernel: vhost-net's tap, where --tap names the bridged tap (--mode tap)\n"
 		"  --vduse NAME     serve a virtio-net device to this host's kernel through VDUSE, attached to the vDPA\n"
-		"                   bus (virtio_vdpa makes a netdev of it); one queue pair; --packed offers packed rings\n"
+		"                   bus (virtio_vdpa makes a netdev of it); one queue pair; --packed offers packed rings;\n"
+		"                   --json adds the device's counters (\"vduse\": requests, iotlb_updates, ...)\n"
+		"  --refuse-status BITS  --vduse, a test knob: answer FAILED to the driver's SET_STATUS when it sets any\n"
+		"                   of the status bits BITS (1..255: 4 DRIVER_OK, 8 FEATURES_OK), as a vDPA device\n"
+		"                   refusing it; the driver sees the status not read back\n"
+		"  --refuse-iotlb   --vduse, a test knob: answer FAILED to every UPDATE_IOTLB (a vhost-vdpa consumer's\n"
+		"                   memory map then fails: EFAULT on Linux 6.12)\n"
 		"  --set-mac MAC    frontend: once up, set the device's MAC through its control queue (CTRL_VQ,\n"
 		"                   CTRL_MAC_ADDR), as a guest's driver does; the outcome goes to stderr\n"
 		"  --server/--client  listen on PATH, or connect to it (and reconnect)\n"
@@ -1146,6 +1169,8 @@ static void usage(FILE *f)
 		"                   or our reply it does not read; frontend: each reply it owes us, and a message\n"
 		"                   it stalls in (1..3600000; default 2000)\n"
 		"SIGUSR1 (frontend): reset the device under traffic and set it up again (vhd_fe_reset()).\n"
+		"SIGUSR2 (frontend, vhost-vdpa): take our memory out of the device's IOTLB, and at the next SIGUSR2 map\n"
+		"it again (vhd_fe_remap()): a device must stop touching it, then resume.\n"
 		"At exit (or on SIGINT/SIGTERM) prints per-queue and total packets, bytes, drops, errors and Mpps.\n"
 		"Exit status: 0, or 1 if --verify saw lost/duplicated/corrupted frames, 2 for bad usage.\n",
 		MIN_FRAME, MAX_FRAME, MAX_BURST, MAX_QP, LAT_MAX_WINDOW);
@@ -1189,7 +1214,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"no-payload", 0, 0, 'N'}, {"static", 0, 0, 'Z'}, {"flows", 1, 0, 'F'}, {"announce", 0, 0, 'A'},
 		{"src-macs", 1, 0, 'x'}, {"iommu", 0, 0, 'O'}, {"iommu-lazy", 0, 0, 'z'}, {"iotlb-per-burst", 0, 0, 'G'},
 		{"vduse", 1, 0, 'U'},   {"inflight", 0, 0, 'T'}, {"msg-timeout", 1, 0, 1000},
-		{"transport", 1, 0, 1002}, {"vhost-tap", 1, 0, 'K'}, {"set-mac", 1, 0, 'D'}, {"help", 0, 0, 'h'},
+		{"transport", 1, 0, 1002}, {"refuse-status", 1, 0, 1003}, {"refuse-iotlb", 0, 0, 1004}, {"vhost-tap", 1, 0, 'K'}, {"set-mac", 1, 0, 'D'}, {"help", 0, 0, 'h'},
 		{0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -1356,6 +1381,13 @@ static int parse(int argc, char **argv, struct opts *o)
 			if (!parse_count("msg-timeout", optarg, 1, 3600000, &o->msg_timeout_ms))
 				return -1;
 			break;
+		case 1003:
+			if (!parse_count("refuse-status", optarg, 1, 255, &o->refuse_status))
+				return -1;
+			break;
+		case 1004:
+			o->refuse_iotlb = true;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -1370,6 +1402,10 @@ static int parse(int argc, char **argv, struct opts *o)
 	if (o->vduse && (o->queues != 1 || o->iommu || o->iommu_lazy || o->client_set || o->sink || o->in_order)) {
 		fprintf(stderr, "vhost-pktgen: --vduse serves one queue pair to the kernel: no --queues, --iommu, "
 				"--server/--client, --sink or --in-order\n");
+		return -1;
+	}
+	if (!o->vduse && (o->refuse_status || o->refuse_iotlb)) {
+		fprintf(stderr, "vhost-pktgen: --refuse-status and --refuse-iotlb are knobs of a --vduse device\n");
 		return -1;
 	}
 	if (o->backend && o->transport_set) {
@@ -1459,7 +1495,8 @@ static int open_port(struct gen *g)
 			f &= ~VHD_BIT(VIRTIO_NET_F_MRG_RXBUF);
 		if (!g->o.packed)
 			f &= ~VHD_BIT(VIRTIO_F_RING_PACKED);
-		struct vhd_vduse_config c = {.name = g->o.path, .features = f, .attach = true};
+		struct vhd_vduse_config c = {.name = g->o.path, .features = f, .attach = true,
+					     .refuse_status = (uint8_t)g->o.refuse_status, .refuse_iotlb = g->o.refuse_iotlb};
 		memcpy(c.mac, g->o.mode == M_TAP ? (const uint8_t[6]){0} : g->o.mac, 6);
 		rc = vhd_vduse_dev_create(&c, &g->vd);
 		for (unsigned q = 0; rc == 0 && q < g->o.queues; q++)
@@ -1575,6 +1612,7 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGUSR1, on_signal);
+	signal(SIGUSR2, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 	/* A front-end that shrinks its memory file must cost us its device, not the process (vhostd/mem.h). */
 	int grc = vhd_mem_guard_sigbus();
@@ -1627,6 +1665,17 @@ int main(int argc, char **argv)
 			int rc = g->o.backend ? -ENOTSUP : vhd_fe_reset(g->fe);
 			fprintf(stderr, "vhost-pktgen: reset (SIGUSR1): %s\n", rc < 0 ? strerror(-rc) : "done");
 			g->resets += rc == 0;
+		}
+		if (remap_now) {
+			remap_now = 0;
+			int rc = g->o.backend ? -ENOTSUP : vhd_fe_remap(g->fe, g->unmapped);
+			if (rc == 0 && g->unmapped)
+				fprintf(stderr, "vhost-pktgen: memory mapped again (SIGUSR2), %llu frames received before\n",
+					(unsigned long long)total(g, true));
+			else
+				fprintf(stderr, "vhost-pktgen: %s (SIGUSR2): %s\n",
+					g->unmapped ? "mapping memory again" : "memory unmapped", rc < 0 ? strerror(-rc) : "done");
+			g->unmapped ^= rc == 0;
 		}
 		if (g->o.set_dev_mac && !g->o.backend)
 			set_dev_mac(g);
@@ -1704,11 +1753,13 @@ int main(int argc, char **argv)
 	}
 	/* A frontend: let the last frames sent be consumed (a forwarding mode's too: stopping at --count while the
 	 * device still has them would lose them) and, generating with --verify or --latency, the echoes come back
-	 * (with --sink: arrive at the sink), until nothing has moved for half a second. */
+	 * (with --sink: arrive at the sink), until nothing has moved for two seconds. Half a second lost the last
+	 * window of echoes once (VDUSE behind vhost_vdpa in a TCG guest on a loaded host); the wait ends at once
+	 * when everything is back, so only a run that really lost frames pays for it. */
 	bool gen = generates(g->o.mode), expect_back = gen && (k || g->o.verify || g->o.latency);
 	if ((gen || !g->o.backend) && !stop_now) {
 		unsigned inflight = 0, was = UINT_MAX;
-		for (int quiet = 0; quiet < 500 && !stop_now;) {
+		for (int quiet = 0; quiet < 2000 && !stop_now;) {
 			unsigned moved = 0;
 			inflight = 0;
 			for (unsigned q = 0; q < g->o.queues; q++) {
@@ -1728,7 +1779,7 @@ int main(int argc, char **argv)
 			}
 			if (!(expect_back && total(k ? k : g, true) < total(g, false)) && !inflight)
 				break;
-			/* Bounded: half a second without progress (nothing back, nothing more taken) ends it. */
+			/* Bounded: two seconds without progress (nothing back, nothing more taken) end it. */
 			quiet = moved || inflight < was ? 0 : quiet + 1;
 			was = inflight;
 			control(g, 0);

@@ -169,6 +169,19 @@ int vhd_fe_dispatch(struct vhd_fe *fe);
 int vhd_fe_reset(struct vhd_fe *fe);
 
 /**
+ * Take our memory (rings and buffers) out of the device's reach, or give it back, while up: a hostile driver's
+ * move, for proving a device (a VDUSE device, for one) never touches memory it no longer has mapped and
+ * resumes once the memory is back. vhost-vdpa only: map false writes a VHOST_IOTLB_INVALIDATE for the whole
+ * region (the device's queues stop), map true the UPDATE that maps it again. Nothing else changes on our side:
+ * the data path keeps posting buffers, which the device takes once the memory is back. A reset or a lost
+ * device maps everything afresh anyway. Never waits on the device beyond the IOTLB write (for VDUSE: until
+ * its daemon answered the kernel's UPDATE_IOTLB). Control thread.
+ * @return 0; -ENOTCONN down; -ENOTSUP the transport is not vhost-vdpa; -EALREADY already in that state;
+ *         -errno of the IOTLB write (logged).
+ */
+int vhd_fe_remap(struct vhd_fe *fe, bool map);
+
+/**
  * Send a command on the device's control queue (VIRTIO_NET_F_CTRL_VQ negotiated: ask for it in features, with
  * the command classes wanted, e.g. VIRTIO_NET_F_CTRL_MAC_ADDR), as a guest's driver does: class and command
  * numbers and data as in the virtio spec (5.1.6.5), e.g. class 1 (MAC) command 1 (ADDR_SET) with 6 bytes. One

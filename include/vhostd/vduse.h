@@ -17,6 +17,10 @@
  * queue's window (waits for a burst in progress to end, never longer) before it changes the queue or the
  * memory the queue uses, as vhostd/vhost_user.h's control thread does.
  *
+ * Memory the driver takes away (a vhost-vdpa consumer invalidating its IOTLB range: UPDATE_IOTLB) is unmapped
+ * before the request is answered, with the queues' windows closed, so no burst ever reads it afterwards; a queue
+ * whose rings went is parked (counted in queues_parked, logged once) and resumes when the memory is mapped again.
+ *
  * Known kernel rules (6.12): the device must offer VERSION_1 and ACCESS_PLATFORM and must not offer CTRL_VQ,
  * so one queue pair without MQ; a reset (status 0) drops the kick fds and the mappings without an UPDATE_IOTLB.
  */
@@ -57,6 +61,16 @@ struct vhd_vduse_config {
 	 * logged and the device made without restart state. Copied.
 	 */
 	const char *state_dir;
+	/**
+	 * Test knobs: a vDPA device that refuses, for proving its driver's error paths (vhost-pktgen
+	 * --refuse-status, --refuse-iotlb). refuse_status: SET_STATUS requests that set any of these
+	 * VIRTIO_CONFIG_S_* bits for the first time are answered VDUSE_REQ_RESULT_FAILED (the kernel then keeps
+	 * the old status: a vhost-vdpa consumer sees it not read back). refuse_iotlb: every UPDATE_IOTLB is
+	 * answered FAILED, after our mappings of the range were dropped all the same (the kernel then drops the
+	 * consumer's map: its IOTLB write() fails, EFAULT on 6.12). Both 0 in production.
+	 */
+	uint8_t refuse_status;
+	bool refuse_iotlb;
 };
 
 /** The features a VDUSE net device offers by default: vhd_net_device_features() with VERSION_1,
@@ -127,6 +141,11 @@ struct vhd_vduse_stats {
 	uint64_t unmaps;         /**< IOVA regions unmapped (UPDATE_IOTLB, reset) */
 	uint64_t misses;         /**< bursts that stopped at an IOVA not mapped yet */
 	uint64_t irq_failures;   /**< VDUSE_VQ_INJECT_IRQ calls that failed */
+	uint64_t iotlb_updates;  /**< UPDATE_IOTLB requests (the driver's memory changed: mappings dropped) */
+	/** Times a queue stopped because memory it uses was unmapped (its rings by an UPDATE_IOTLB, or a buffer
+	 *  the kernel would not hand out): logged once per episode; the queue resumes at the next UPDATE_IOTLB
+	 *  that makes its rings reachable again (the driver mapping its memory back), or at the next reset. */
+	uint64_t queues_parked;
 };
 
 /** Read dev's counters. Threading: any. */

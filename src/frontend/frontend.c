@@ -721,6 +721,15 @@ int vhd_fe_reset(struct vhd_fe *fe)
 	return 0;
 }
 
+int vhd_fe_remap(struct vhd_fe *fe, bool map)
+{
+	if (!fe->up)
+		return -ENOTCONN;
+	if (!fe->t.ops->remap)
+		return -ENOTSUP;
+	return fe->t.ops->remap(&fe->t, map);
+}
+
 void vhd_fe_destroy(struct vhd_fe *fe)
 {
 	if (!fe)

@@ -99,6 +99,9 @@ struct vhd_fe_transport_ops {
 	int (*set_backend_channel)(struct vhd_fe_transport *t);
 	/* Map one IOVA range in the device's IOTLB (a device with ACCESS_PLATFORM negotiated). */
 	int (*iotlb_update)(struct vhd_fe_transport *t, const struct vhd_fe_map *map);
+	/* vhd_fe_remap(): take the memory table out of the device's IOTLB (map false) or put it back (true),
+	 * while up; NULL for a transport that cannot (-ENOTSUP). Completes at once. */
+	int (*remap)(struct vhd_fe_transport *t, bool map);
 	/* Inflight tracking, when t->inflight asked for it and the device agreed (else done at once, *fd left -1):
 	 * get an area for nq queues of qsize entries of the layout packed says (*fd, ours to close, and its *size),
 	 * or hand one back. */

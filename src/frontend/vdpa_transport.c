@@ -51,6 +51,7 @@ struct vdpa_t {
 	uint16_t max_num;                   /* largest ring the device takes */
 	uint64_t offered;                   /* GET_FEATURES' answer */
 	struct vhd_fe_map mapped;           /* what we mapped (size 0: nothing) */
+	struct vhd_fe_map taken;            /* vhd_fe_remap(): what we unmapped on purpose (size 0: nothing) */
 	unsigned retry_ms, retry_min, retry_max;
 	struct timespec retry_at;
 	bool told_open; /* an open failure was logged (once per outage) */
@@ -99,7 +100,10 @@ static int write_msg(struct vhd_fe_transport *t, uint8_t type, const struct vhd_
 	return rc;
 }
 
-/* Map m (replacing what we mapped before), batched when the device takes batches. */
+/* Map m (replacing what we mapped before), batched when the device takes batches and there are two messages.
+ * A lone UPDATE is never batched: the kernel ignores what the device's set_map returns at BATCH_END
+ * (vhost_vdpa_process_iotlb_msg), so a device refusing a batched map would go unreported, while a lone UPDATE's
+ * write() fails (VDUSE on 6.12: EFAULT when its daemon answered FAILED). */
 static int map(struct vhd_fe_transport *t, const struct vhd_fe_map *m)
 {
 	struct vdpa_t *d = D(t);
@@ -109,7 +113,7 @@ static int map(struct vhd_fe_transport *t, const struct vhd_fe_map *m)
 			(unsigned long long)d->range.first, (unsigned long long)d->range.last);
 		return -ERANGE;
 	}
-	bool batch = d->backend & VHD_BIT(VHOST_BACKEND_F_IOTLB_BATCH);
+	bool batch = (d->backend & VHD_BIT(VHOST_BACKEND_F_IOTLB_BATCH)) && d->mapped.size;
 	int rc = batch ? write_msg(t, VHOST_IOTLB_BATCH_BEGIN, NULL) : 0;
 	if (rc == 0 && d->mapped.size)
 		rc = write_msg(t, VHOST_IOTLB_INVALIDATE, &d->mapped);
@@ -179,6 +183,7 @@ static void close_dev(struct vdpa_t *d)
 	d->fd = -1;
 	d->fresh = false;
 	d->mapped.size = 0;
+	d->taken.size = 0;
 	d->status = 0;
 }
 
@@ -439,6 +444,26 @@ static int vdpa_iotlb_update(struct vhd_fe_transport *t, const struct vhd_fe_map
 	return map(t, m);
 }
 
+static int vdpa_remap(struct vhd_fe_transport *t, bool on)
+{
+	struct vdpa_t *d = D(t);
+	if (on) {
+		if (!d->taken.size)
+			return -EALREADY;
+		struct vhd_fe_map m = d->taken;
+		d->taken.size = 0;
+		return map(t, &m);
+	}
+	if (!d->mapped.size)
+		return -EALREADY;
+	int rc = write_msg(t, VHOST_IOTLB_INVALIDATE, &d->mapped);
+	if (rc == 0) {
+		d->taken = d->mapped;
+		d->mapped.size = 0;
+	}
+	return rc;
+}
+
 static const struct vhd_fe_transport_ops vdpa_ops = {
 	.name = "vhost-vdpa",
 	.open = vdpa_open,
@@ -463,6 +488,7 @@ static const struct vhd_fe_transport_ops vdpa_ops = {
 	.set_status = vdpa_set_status,
 	.set_backend_channel = vdpa_set_backend_channel,
 	.iotlb_update = vdpa_iotlb_update,
+	.remap = vdpa_remap,
 };
 
 int vhd_fe_vdpa_transport_init(struct vhd_fe_transport *t, const char *name)

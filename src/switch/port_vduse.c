@@ -221,6 +221,10 @@ static const struct sw_field dev_fields[] = {
 	{"iova_unmaps", "IOVA regions unmapped", offsetof(struct vhd_vduse_stats, unmaps)},
 	{"iova_misses", "bursts that stopped at an IOVA not mapped yet", offsetof(struct vhd_vduse_stats, misses)},
 	{"irq_failures", "interrupts the kernel refused", offsetof(struct vhd_vduse_stats, irq_failures)},
+	{"iotlb_updates", "UPDATE_IOTLB requests (the driver's memory changed)",
+	 offsetof(struct vhd_vduse_stats, iotlb_updates)},
+	{"queues_parked", "queues stopped because their memory was unmapped",
+	 offsetof(struct vhd_vduse_stats, queues_parked)},
 };
 #define NDEV_FIELDS (sizeof(dev_fields) / sizeof(dev_fields[0]))
 

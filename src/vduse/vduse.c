@@ -76,6 +76,7 @@ struct vd_queue {
 	uint16_t num;
 	uint64_t desc, driver, device; /* ring IOVAs */
 	bool packed;
+	bool parked; /* request thread only: closed because its memory went; reopened when it is back */
 	char name[80];
 };
 
@@ -86,6 +87,8 @@ struct vhd_vduse_dev {
 	bool created, attached, thread_started;
 	pthread_t thread;
 	uint64_t offered;
+	uint8_t refuse_status; /* vhd_vduse_config's test knobs */
+	bool refuse_iotlb;
 	_Atomic uint64_t features;
 	atomic_uchar status;
 	atomic_bool ready;
@@ -98,7 +101,8 @@ struct vhd_vduse_dev {
 	bool resumed; /* reopened a device a dead process left: queues start where it stood */
 	pthread_mutex_t state_lock; /* state_save() runs on the request thread and the creating one */
 	struct {
-		_Atomic uint64_t requests, requests_failed, resets, maps, unmaps, misses, irq_failures;
+		_Atomic uint64_t requests, requests_failed, resets, maps, unmaps, misses, irq_failures, iotlb_updates,
+			queues_parked;
 	} st;
 };
 
@@ -199,15 +203,17 @@ int vhd_vduse_queue_kick_fd(const struct vhd_vduse_dev *dev, unsigned qidx)
 /* ------------------------------------------------------------------------------------------------------ */
 /* IOVA mappings (request thread, windows closed)                                                          */
 
-/* Map the kernel's IOVA region holding iova. @return 0, or -errno (logged). */
-static int map_iova(struct vhd_vduse_dev *dev, uint64_t iova)
+/* Map the kernel's IOVA region holding iova. @return 0, or -errno (logged; an IOVA the kernel has no map for
+ * only when loud: a parked queue asks again at every UPDATE_IOTLB). */
+static int map_iova(struct vhd_vduse_dev *dev, uint64_t iova, bool loud)
 {
 	struct vduse_iotlb_entry e = {.start = iova, .last = iova};
 	int fd = ioctl(dev->dev_fd, VDUSE_IOTLB_GET_FD, &e);
 	if (fd < 0) {
 		int err = errno;
-		vhd_log(VHD_LOG_ERR, "%s: VDUSE_IOTLB_GET_FD for IOVA 0x%llx: %s", dev->name, (unsigned long long)iova,
-			strerror(err));
+		if (loud)
+			vhd_log(VHD_LOG_ERR, "%s: VDUSE_IOTLB_GET_FD for IOVA 0x%llx: %s", dev->name,
+				(unsigned long long)iova, strerror(err));
 		return -err;
 	}
 	/* The kernel's answer is checked like any peer's: the region must hold iova and have a sane size. */
@@ -266,30 +272,43 @@ static void unmap_range(struct vhd_vduse_dev *dev, uint64_t start, uint64_t last
 }
 
 /* Host pointer for [iova, iova+len), mapping its region first if need be. */
-static void *ring_ptr(struct vhd_vduse_dev *dev, uint64_t iova, uint64_t len)
+static void *ring_ptr(struct vhd_vduse_dev *dev, uint64_t iova, uint64_t len, bool loud)
 {
 	void *p = vhd_iotlb_to_host(dev->iotlb, iova, len, VHD_IOTLB_RO);
-	if (!p && map_iova(dev, iova) == 0)
+	if (!p && map_iova(dev, iova, loud) == 0)
 		p = vhd_iotlb_to_host(dev->iotlb, iova, len, VHD_IOTLB_RO);
 	return p;
 }
 
-static int ring_ptrs(struct vhd_vduse_dev *dev, struct vd_queue *q, void **desc, void **drv, void **devp)
+/* The rings' host addresses; a failure is logged when loud (not again for a parked queue). */
+static int ring_ptrs(struct vhd_vduse_dev *dev, struct vd_queue *q, void **desc, void **drv, void **devp,
+		     bool loud)
 {
 	uint64_t n = q->num;
 	uint64_t dl = 16 * n;
 	uint64_t al = q->packed ? 4 : 6 + 2 * n;
 	uint64_t ul = q->packed ? 4 : 6 + 8 * n;
-	*desc = ring_ptr(dev, q->desc, dl);
-	*drv = ring_ptr(dev, q->driver, al);
-	*devp = ring_ptr(dev, q->device, ul);
+	*desc = ring_ptr(dev, q->desc, dl, loud);
+	*drv = *desc ? ring_ptr(dev, q->driver, al, loud) : NULL;
+	*devp = *drv ? ring_ptr(dev, q->device, ul, loud) : NULL;
 	if (!*desc || !*drv || !*devp) {
-		vhd_log(VHD_LOG_ERR, "%s: queue rings at IOVA 0x%llx/0x%llx/0x%llx (size %u) are not mapped", q->name,
-			(unsigned long long)q->desc, (unsigned long long)q->driver, (unsigned long long)q->device,
-			q->num);
+		if (loud)
+			vhd_log(VHD_LOG_ERR, "%s: queue rings at IOVA 0x%llx/0x%llx/0x%llx (size %u) are not mapped",
+				q->name, (unsigned long long)q->desc, (unsigned long long)q->driver,
+				(unsigned long long)q->device, q->num);
 		return -EFAULT;
 	}
 	return 0;
+}
+
+/* Stop queue q until its memory is back (request thread, windows closed); counted and logged once per episode. */
+static void park(struct vhd_vduse_dev *dev, struct vd_queue *q, const char *why)
+{
+	if (q->parked)
+		return;
+	q->parked = true;
+	stat_inc(&dev->st.queues_parked);
+	vhd_log(VHD_LOG_WARN, "%s: %s: queue parked until the driver maps it again", q->name, why);
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -302,6 +321,7 @@ static void stop_queues(struct vhd_vduse_dev *dev)
 	for (unsigned i = 0; i < VD_NQ; i++) {
 		vhd_vq_destroy(dev->q[i].vq);
 		dev->q[i].vq = NULL;
+		dev->q[i].parked = false;
 		atomic_store(&dev->q[i].miss_wait, 0);
 	}
 	atomic_store(&dev->ready, false);
@@ -380,7 +400,7 @@ static int start_queue(struct vhd_vduse_dev *dev, unsigned i, uint64_t features)
 	q->device = info.device_addr;
 	q->packed = features & VHD_BIT(VIRTIO_F_RING_PACKED);
 	void *d, *a, *u;
-	int rc = ring_ptrs(dev, q, &d, &a, &u);
+	int rc = ring_ptrs(dev, q, &d, &a, &u, true);
 	if (rc < 0)
 		return rc;
 	uint16_t base = q->packed ? (uint16_t)((info.packed.last_avail_idx & 0x7fff) |
@@ -573,6 +593,11 @@ static void rings_reset(struct vhd_vduse_dev *dev)
 static uint32_t req_set_status(struct vhd_vduse_dev *dev, uint8_t s)
 {
 	uint8_t old = atomic_load(&dev->status);
+	if (s & dev->refuse_status & ~old) {
+		vhd_log(VHD_LOG_WARN, "%s: refusing status 0x%02x (test knob refuse_status 0x%02x)", dev->name, s,
+			dev->refuse_status);
+		return VDUSE_REQ_RESULT_FAILED;
+	}
 	if (s == 0) {
 		stop_queues(dev);
 		stat_inc(&dev->st.resets);
@@ -616,20 +641,35 @@ static uint32_t req_update_iotlb(struct vhd_vduse_dev *dev, uint64_t start, uint
 			(unsigned long long)last);
 		return VDUSE_REQ_RESULT_FAILED;
 	}
+	stat_inc(&dev->st.iotlb_updates);
 	int was[VD_NQ];
 	close_all(dev, was);
+	/* Before the answer: once the kernel has it, the driver may reuse the memory. */
 	unmap_range(dev, start, last);
-	/* The rings may have lain in what went: translate them again (mapping afresh); a queue whose rings are
-	 * gone stays closed until the next reset. */
+	/* The rings may have lain in what went: translate them again (mapping afresh). A queue whose rings are
+	 * gone is parked; one parked earlier whose rings are back resumes where it stood. */
 	for (unsigned i = 0; i < VD_NQ; i++) {
 		struct vd_queue *q = &dev->q[i];
 		void *d, *a, *u;
 		if (!q->vq)
 			continue;
-		if (ring_ptrs(dev, q, &d, &a, &u) < 0 || vhd_vq_set_rings(q->vq, d, a, u) < 0)
+		/* Refusing, the kernel takes the new map back: nothing of it is ours to reach. */
+		if (dev->refuse_iotlb || ring_ptrs(dev, q, &d, &a, &u, !q->parked) < 0 ||
+		    vhd_vq_set_rings(q->vq, d, a, u) < 0) {
+			park(dev, q, "its rings' memory is gone");
 			was[i] = 0;
+		} else if (q->parked) {
+			q->parked = false;
+			was[i] = 1;
+			vhd_log(VHD_LOG_INFO, "%s: its memory is mapped again: queue resumed", q->name);
+		}
 	}
 	open_all(dev, was);
+	if (dev->refuse_iotlb) {
+		vhd_log(VHD_LOG_WARN, "%s: refusing UPDATE_IOTLB [0x%llx, 0x%llx] (test knob refuse_iotlb)", dev->name,
+			(unsigned long long)start, (unsigned long long)last);
+		return VDUSE_REQ_RESULT_FAILED;
+	}
 	return VDUSE_REQ_RESULT_OK;
 }
 
@@ -678,9 +718,8 @@ static void handle_misses(struct vhd_vduse_dev *dev)
 		int was[VD_NQ];
 		close_all(dev, was);
 		if (!vhd_iotlb_to_host(dev->iotlb, iova, 1, VHD_IOTLB_RO) &&
-		    !vhd_iotlb_to_host(dev->iotlb, iova, 1, VHD_IOTLB_WO) && map_iova(dev, iova) < 0) {
-			vhd_log(VHD_LOG_ERR, "%s: the driver's buffer at IOVA 0x%llx cannot be mapped: queue stopped",
-				q->name, (unsigned long long)iova);
+		    !vhd_iotlb_to_host(dev->iotlb, iova, 1, VHD_IOTLB_WO) && map_iova(dev, iova, !q->parked) < 0) {
+			park(dev, q, "a buffer's memory is not mapped");
 			was[i] = 0;
 		}
 		atomic_store(&q->miss_wait, 0);
@@ -994,6 +1033,8 @@ int vhd_vduse_dev_create(const struct vhd_vduse_config *cfg, struct vhd_vduse_de
 	pthread_mutex_init(&dev->state_lock, NULL);
 	dev->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	dev->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	dev->refuse_status = cfg->refuse_status;
+	dev->refuse_iotlb = cfg->refuse_iotlb;
 	dev->offered = (cfg->features ? cfg->features : vhd_vduse_default_features()) | VHD_BIT(VIRTIO_F_VERSION_1) |
 		       VHD_BIT(VIRTIO_F_ACCESS_PLATFORM);
 	dev->offered &= ~(VHD_BIT(VIRTIO_NET_F_CTRL_VQ) | VHD_BIT(VIRTIO_NET_F_MQ) | VHD_BIT(VIRTIO_NET_F_CTRL_RX) |
@@ -1068,4 +1109,6 @@ void vhd_vduse_dev_stats(const struct vhd_vduse_dev *dev, struct vhd_vduse_stats
 	out->unmaps = atomic_load_explicit(&d->st.unmaps, memory_order_relaxed);
 	out->misses = atomic_load_explicit(&d->st.misses, memory_order_relaxed);
 	out->irq_failures = atomic_load_explicit(&d->st.irq_failures, memory_order_relaxed);
+	out->iotlb_updates = atomic_load_explicit(&d->st.iotlb_updates, memory_order_relaxed);
+	out->queues_parked = atomic_load_explicit(&d->st.queues_parked, memory_order_relaxed);
 }

@@ -39,7 +39,7 @@ DEV = "/dev/vhost-vdpa-0"
 SIM_MAC = "02:00:00:00:00:02"  # where vhost-pktgen's generated frames go
 WINDOW = 64
 RING_FRAMES = 2 * 256  # the frontend's TX and RX rings
-SAN = "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
+SAN = vhdrig.GUEST_SAN
 
 
 def pktgen(args, out):

@@ -45,7 +45,7 @@ vhdrig.configure(vhostd=sys.argv[1], vhostctl=sys.argv[2], pktgen=sys.argv[3])
 FILTER = sys.argv[4] if len(sys.argv) > 4 else ""
 IP = "/usr/bin/ip"
 # Our binaries may be the sanitizer build: a leak or UB makes them fail in the guest too.
-ENV = "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
+ENV = vhdrig.GUEST_SAN
 
 
 class InGuest:

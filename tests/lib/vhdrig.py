@@ -1050,6 +1050,10 @@ def callgrind_missing():
     return f"valgrind not installed ({missing[0]}; apt-get install valgrind)" if missing else None
 
 
+# Sanitizer settings for our binaries run inside a guest (leaks reported, the first error fatal).
+GUEST_SAN = "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
+
+
 class GuestNs:
     """A network namespace inside a Guest (ip netns, iproute2 in the guest's payload), as a traffic peer for
     udp()/tcp()/peer_start(): its nettool runs there, at ip."""
