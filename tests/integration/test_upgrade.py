@@ -10,14 +10,18 @@ go on across upgrades): its drops equal the sink's sequence gaps. Each upgrade's
 before it to 0.1 s after it) is bounded by what was in flight: at most the generator's transmit ring (256
 frames) that the sink's receive ring (256) cannot take at once when forwarding resumes, so 512. Also: upgrades that fail (PATH
 not executable, a binary that exits at once, one that refuses) leave the running vhostd forwarding, untouched.
+And a tap port, beside a vhost-user port, handed over with traffic both ways (case_tap_upgrade).
 
 usage: test_upgrade.py VHOSTD VHOSTCTL PKTGEN [case-substring]
 """
 import os
 import re
 import signal
+import socket
 import statistics
+import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -48,9 +52,9 @@ def start_stream(r):
 
 
 def drops(r):
-    """Frames this vhostd dropped, all ports and directions, and what it forwarded to the sink."""
+    """Frames this vhostd dropped, all ports and directions, and what it forwarded to the sink (port b)."""
     st = r.stats()
-    return sum(p["rx_drops"] + p["tx_drops"] for p in st.values()), st["b"]["tx_packets"]
+    return sum(p["rx_drops"] + p["tx_drops"] for p in st.values()), st.get("b", {}).get("tx_packets", 0)
 
 
 def case_upgrade_under_stream(r):
@@ -156,7 +160,93 @@ def case_upgrade_fails(r):
     return None
 
 
-CASES = [("upgrade_under_stream", case_upgrade_under_stream), ("upgrade_fails", case_upgrade_fails)]
+TAP_UPGRADES = 5
+HOST_MAC = bytes.fromhex("020000000077")
+
+
+def tap_counters(tap):
+    """The kernel's counters of the interface: frames vhostd wrote into the tap (rx), frames the host queued
+    for vhostd to read (tx), and what the kernel dropped either way."""
+    d = f"/sys/class/net/{tap}/statistics/"
+    return {k: int(open(d + k).read()) for k in ("rx_packets", "rx_dropped", "tx_packets", "tx_dropped")}
+
+
+def case_tap_upgrade(r):
+    """A tap port (the exception path to the host) beside a vhost-user port, across TAP_UPGRADES upgrades with
+    traffic both ways: vhost-pktgen (txrx) on a floods its frames to the tap, counted by the kernel, and the host
+    sends frames into the tap (an AF_PACKET socket) addressed to the pktgen, counted as they arrive there. The
+    tap keeps its ifindex and MAC (the interface vhostd created never goes away); every frame the host queued in
+    the tap is read, by one vhostd or the next (the kernel drops none: they wait in its queue while paused);
+    vhostd's tap counters go on and match the kernel's; the pktgen's frames lost are only those vhostd counted
+    as dropped, at most LOSS_BOUND per upgrade."""
+    tap = f"vhdup{os.getpid() % 100000}"
+    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')}", f"add-port t tap ifname={tap}"])
+    subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{tap}.disable_ipv6=1"], check=True)
+    subprocess.run(["ip", "link", "set", tap, "up"], check=True)
+    link = lambda: (int(open(f"/sys/class/net/{tap}/ifindex").read()),  # noqa: E731
+                    open(f"/sys/class/net/{tap}/address").read().strip())
+    before_link, k0, v0 = link(), tap_counters(tap), r.stats()["t"]
+    g = r.pktgen("--frontend", r.sock("a"), "--mode", "txrx", "--pps", "5000")
+    test_switch.wait_link(r, ["a", "t"])
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    sock.bind((tap, 0))
+    frame = bytes.fromhex("020000000001") + HOST_MAC + b"\x88\xb5" + bytes(46)
+    sent, stop = [0], threading.Event()
+
+    def host_sender():  # about 2000 frames/s into the tap, through every upgrade
+        while not stop.is_set():
+            sock.send(frame)
+            sent[0] += 1
+            time.sleep(0.0005)
+    th = threading.Thread(target=host_sender)
+    th.start()
+    loss = []
+    try:
+        for i in range(TAP_UPGRADES):
+            time.sleep(0.1)
+            before = drops(r)[0]
+            res = vhdrig.json.loads(r.upgrade().stdout)
+            time.sleep(0.1)
+            loss.append(drops(r)[0] - before)
+            if res["ports"] != 2 or res["upgrades"] != i + 1:
+                return f"upgrade {i + 1}: {res}"
+            if link() != before_link:
+                return f"upgrade {i + 1}: the tap was {before_link}, is {link()}"
+    finally:
+        stop.set()
+        th.join()
+        sock.close()
+    time.sleep(0.3)  # the host's last frames cross
+    g.send_signal(signal.SIGINT)
+    res = Rig.result(g)["total"]
+    time.sleep(0.1)
+    k, st = tap_counters(tap), r.stats()
+    kd = {c: k[c] - k0[c] for c in k}
+    vt = {c: st["t"][c] - v0[c] for c in ("rx_packets", "tx_packets", "rx_drops", "tx_drops")}
+    show = {p["name"]: p for p in r.ctl_json("show")["ports"]}
+    if show["t"]["link"] != "up" or show["t"]["info"]["ifname"] != tap:
+        return f"the tap port after the upgrades: {show['t']}"
+    if kd["tx_dropped"] or kd["tx_packets"] != sent[0] or vt["rx_packets"] != sent[0]:
+        return (f"the host queued {sent[0]} frames in the tap, the kernel sent {kd['tx_packets']} and dropped "
+                f"{kd['tx_dropped']}, vhostd read {vt['rx_packets']}")
+    if res["rx_packets"] + st["a"]["tx_drops"] != sent[0]:
+        return f"the pktgen got {res['rx_packets']} + {st['a']['tx_drops']} dropped of the host's {sent[0]} frames"
+    if vt["tx_packets"] != kd["rx_packets"] or kd["rx_dropped"]:
+        return f"vhostd wrote {vt['tx_packets']} frames into the tap, the kernel took {kd['rx_packets']} ({kd})"
+    # What the pktgen left on its ring when stopped (at most the ring) never reached vhostd.
+    if (st["a"]["rx_packets"] != vt["tx_packets"] + vt["tx_drops"] or
+            not 0 <= res["tx_packets"] - st["a"]["rx_packets"] - st["a"]["rx_drops"] <= RING):
+        return (f"the pktgen sent {res['tx_packets']}, vhostd took {st['a']['rx_packets']} (dropped "
+                f"{st['a']['rx_drops']}): {vt['tx_packets']} reached the tap, {vt['tx_drops']} dropped")
+    if max(loss) > LOSS_BOUND or vt["tx_packets"] < res["tx_packets"] // 2:
+        return f"loss per upgrade {loss} (bound {LOSS_BOUND}), {vt['tx_packets']} of {res['tx_packets']} to the tap"
+    vhdrig.log(f"{TAP_UPGRADES} upgrades with a tap: {sent[0]} host frames all read, {res['tx_packets']} pktgen "
+               f"frames, loss per upgrade {loss}")
+    return None
+
+
+CASES = [("upgrade_under_stream", case_upgrade_under_stream), ("upgrade_fails", case_upgrade_fails),
+         ("tap_upgrade", case_tap_upgrade)]
 
 
 if __name__ == "__main__":
