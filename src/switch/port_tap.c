@@ -27,7 +27,6 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sched.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -62,12 +61,7 @@ struct tap_port {
 	_Alignas(64) _Atomic uint64_t rx_too_big; /* larger than the pool buffer (GSO frames in small pools) */
 	_Atomic uint64_t rx_errors;               /* short reads, read errors */
 	_Atomic uint64_t tx_errors;               /* frames the kernel refused (bad header, interface gone) */
-	/* vhostctl upgrade's pause: bursts enter a queue only while open, marking it busy meanwhile (see
-	 * burst_enter() and tap_pause()); closed from handover_export until handover_resume. */
-	_Alignas(64) atomic_int open;
-	struct {
-		_Alignas(64) atomic_int busy; /* one writer at a time: the queue's owner (tx: under the switch's lock) */
-	} rx_busy[SW_MAX_QUEUES], tx_busy[SW_MAX_QUEUES];
+	struct sw_gate gate; /* closed from handover_export until handover_resume */
 };
 
 /*
@@ -427,7 +421,7 @@ adopted:
 	if (!p->import && t->addr.family && (rc = set_addr(t, err, errlen)) < 0)
 		goto fail;
 	/* Published with p by the switch; an adopted tap is held until handover_resume. */
-	atomic_store_explicit(&t->open, !p->import, memory_order_relaxed);
+	atomic_store_explicit(&t->gate.open, !p->import, memory_order_relaxed);
 
 	p->n_rxq = p->n_txq = queues;
 	/* What TUNSETOFFLOAD allows the kernel to hand us (no TSO_ECN: it segments those itself). */
@@ -517,30 +511,11 @@ static int tap_rx_arm(struct sw_port *p, unsigned q, struct pollfd *pfd)
 	return sw_fd_arm(((struct tap_port *)p->priv)->fds[q], pfd);
 }
 
-/* Enter queue q's burst (busy one of rx_busy/tx_busy), or false while the port is paused for a handover. */
-static inline bool burst_enter(struct tap_port *t, atomic_int *busy)
-{
-	/* seq_cst store then load: pairs with tap_pause()'s store of open then loads of busy, so either the burst
-	 * sees open == 0 or the pause sees busy == 1 and waits. */
-	atomic_store(busy, 1);
-	if (__builtin_expect(!atomic_load(&t->open), 0)) {
-		atomic_store_explicit(busy, 0, memory_order_relaxed); /* nothing was touched */
-		return false;
-	}
-	return true;
-}
-
-static inline void burst_leave(atomic_int *busy)
-{
-	/* Release: the burst's reads and writes on the fd are over before tap_pause() sees busy == 0. */
-	atomic_store_explicit(busy, 0, memory_order_release);
-}
-
 static unsigned tap_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *pool, struct vhd_pkt **pkts,
 			     unsigned n)
 {
 	struct tap_port *t = p->priv;
-	if (!burst_enter(t, &t->rx_busy[q].busy))
+	if (!sw_gate_enter(&t->gate, &t->gate.rx[q].busy))
 		return 0; /* the frames wait in the tap's queue, for whichever process owns it next */
 	int fd = t->fds[q];
 	struct vhd_pkt *spare = NULL; /* allocated, not yet filled */
@@ -575,14 +550,14 @@ static unsigned tap_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *
 		spare = NULL;
 	}
 	vhd_pkt_free(spare);
-	burst_leave(&t->rx_busy[q].busy);
+	sw_gate_leave(&t->gate.rx[q].busy);
 	return got;
 }
 
 static unsigned tap_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts, unsigned n)
 {
 	struct tap_port *t = p->priv;
-	if (!burst_enter(t, &t->tx_busy[q].busy))
+	if (!sw_gate_enter(&t->gate, &t->gate.tx[q].busy))
 		return 0; /* dropped and counted by the switch, as any frame a full queue refuses */
 	int fd = t->fds[q];
 	unsigned i;
@@ -598,17 +573,8 @@ static unsigned tap_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkt
 		}
 	}
 	vhd_pkt_free_bulk(pkts, i);
-	burst_leave(&t->tx_busy[q].busy);
+	sw_gate_leave(&t->gate.tx[q].busy);
 	return i;
-}
-
-/* Close the port to the data path, then wait for the bursts in progress to end (a burst is bounded). */
-static void tap_pause(struct tap_port *t)
-{
-	atomic_store(&t->open, 0); /* seq_cst: pairs with burst_enter() */
-	for (unsigned q = 0; q < t->queues; q++)
-		while (atomic_load(&t->rx_busy[q].busy) || atomic_load(&t->tx_busy[q].busy))
-			sched_yield();
 }
 
 /* vhostctl upgrade, old side: pause, then hand over the queue fds (still ours: this process exits after GO
@@ -629,7 +595,7 @@ static int tap_handover_export(struct sw_port *p, void *buf, size_t cap, size_t 
 	(void)err, (void)errlen;
 	if (cap < sizeof(b))
 		return -E2BIG;
-	tap_pause(t);
+	sw_gate_close(&t->gate, t->queues);
 	memcpy(b.ifname, t->ifname, sizeof(b.ifname));
 	memcpy(b.mac, t->mac, 6);
 	b.rx_too_big = atomic_load_explicit(&t->rx_too_big, memory_order_relaxed);
@@ -645,9 +611,7 @@ static int tap_handover_export(struct sw_port *p, void *buf, size_t cap, size_t 
 
 static void tap_handover_resume(struct sw_port *p)
 {
-	struct tap_port *t = p->priv;
-	/* seq_cst like the pause: the fds and state set before are visible to the bursts that see it open. */
-	atomic_store(&t->open, 1);
+	sw_gate_open(&((struct tap_port *)p->priv)->gate);
 }
 
 const struct sw_port_ops sw_tap_ops = {

@@ -10,7 +10,7 @@ go on across upgrades): its drops equal the sink's sequence gaps. Each upgrade's
 before it to 0.1 s after it) is bounded by what was in flight: at most the generator's transmit ring (256
 frames) that the sink's receive ring (256) cannot take at once when forwarding resumes, so 512. Also: upgrades that fail (PATH
 not executable, a binary that exits at once, one that refuses) leave the running vhostd forwarding, untouched.
-And a tap port, beside a vhost-user port, handed over with traffic both ways (case_tap_upgrade).
+And a tap and an af_packet port, beside a vhost-user port, handed over with traffic both ways.
 
 usage: test_upgrade.py VHOSTD VHOSTCTL PKTGEN [case-substring]
 """
@@ -164,40 +164,56 @@ TAP_UPGRADES = 5
 HOST_MAC = bytes.fromhex("020000000077")
 
 
-def tap_counters(tap):
-    """The kernel's counters of the interface: frames vhostd wrote into the tap (rx), frames the host queued
-    for vhostd to read (tx), and what the kernel dropped either way."""
-    d = f"/sys/class/net/{tap}/statistics/"
+def if_counters(ifname):
+    """The kernel's counters of an interface."""
+    d = f"/sys/class/net/{ifname}/statistics/"
     return {k: int(open(d + k).read()) for k in ("rx_packets", "rx_dropped", "tx_packets", "tx_dropped")}
 
 
-def case_tap_upgrade(r):
-    """A tap port (the exception path to the host) beside a vhost-user port, across TAP_UPGRADES upgrades with
-    traffic both ways: vhost-pktgen (txrx) on a floods its frames to the tap, counted by the kernel, and the host
-    sends frames into the tap (an AF_PACKET socket) addressed to the pktgen, counted as they arrive there. The
-    tap keeps its ifindex and MAC (the interface vhostd created never goes away); every frame the host queued in
-    the tap is read, by one vhostd or the next (the kernel drops none: they wait in its queue while paused);
-    vhostd's tap counters go on and match the kernel's; the pktgen's frames lost are only those vhostd counted
-    as dropped, at most LOSS_BOUND per upgrade."""
-    tap = f"vhdup{os.getpid() % 100000}"
-    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')}", f"add-port t tap ifname={tap}"])
-    subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{tap}.disable_ipv6=1"], check=True)
-    subprocess.run(["ip", "link", "set", tap, "up"], check=True)
-    link = lambda: (int(open(f"/sys/class/net/{tap}/ifindex").read()),  # noqa: E731
-                    open(f"/sys/class/net/{tap}/address").read().strip())
-    before_link, k0, v0 = link(), tap_counters(tap), r.stats()["t"]
-    g = r.pktgen("--frontend", r.sock("a"), "--mode", "txrx", "--pps", "5000")
-    test_switch.wait_link(r, ["a", "t"])
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    sock.bind((tap, 0))
-    frame = bytes.fromhex("020000000001") + HOST_MAC + b"\x88\xb5" + bytes(46)
-    sent, stop = [0], threading.Event()
+def if_link(ifname):
+    return int(open(f"/sys/class/net/{ifname}/ifindex").read()), open(f"/sys/class/net/{ifname}/address").read()
 
-    def host_sender():  # about 2000 frames/s into the tap, through every upgrade
+
+def case_tap_af_packet_upgrade(r):
+    """A tap port (the exception path to the host) and an af_packet port (on a veth whose other end is the
+    host's) beside a vhost-user port, across TAP_UPGRADES upgrades with traffic both ways: vhost-pktgen (txrx)
+    on a floods its frames to both, counted by the kernel on the tap and the veth's host end, and the host
+    sends frames into the tap and the veth (AF_PACKET sockets) addressed to the pktgen, counted as they arrive
+    there. The tap keeps its ifindex and MAC (the interface vhostd created never goes away); every frame the
+    host sent is read, by one vhostd or the next (they wait in the tap's queue or the af_packet ring while
+    paused: the kernel drops none from the tap, and from the ring only what it counts); vhostd's counters go on and match the kernel's; the pktgen's frames lost
+    are only those vhostd counted as dropped, at most LOSS_BOUND per upgrade."""
+    sfx = os.getpid() % 100000
+    tap, va, vb = f"vhdup{sfx}", f"vhdua{sfx}", f"vhdub{sfx}"
+    subprocess.run(["ip", "link", "add", va, "type", "veth", "peer", "name", vb], check=True)
+    try:
+        return tap_af_packet_upgrade(r, tap, va, vb)
+    finally:
+        subprocess.run(["ip", "link", "del", va], check=False)
+
+
+def tap_af_packet_upgrade(r, tap, va, vb):
+    r.start_vhostd([f"add-port a vhost-user path={r.sock('a')}", f"add-port t tap ifname={tap}"])
+    for i in (tap, va, vb):  # no IPv6, so the kernel sends nothing of its own
+        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{i}.disable_ipv6=1"], check=True)
+        subprocess.run(["ip", "link", "set", i, "up"], check=True)
+    r.ctl_cmd("add-port", "p", "af_packet", f"ifname={va}")
+    tap_link, k0, v0 = if_link(tap), {i: if_counters(i) for i in (tap, vb)}, r.stats()
+    g = r.pktgen("--frontend", r.sock("a"), "--mode", "txrx", "--pps", "5000")
+    test_switch.wait_link(r, ["a", "t", "p"])
+    socks = {}
+    for i in (tap, vb):
+        socks[i] = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        socks[i].bind((i, 0))
+    frame = bytes.fromhex("020000000001") + HOST_MAC + b"\x88\xb5" + bytes(46)
+    sent, stop = {tap: 0, vb: 0}, threading.Event()
+
+    def host_sender():  # about 1000 frames/s into each, through every upgrade
         while not stop.is_set():
-            sock.send(frame)
-            sent[0] += 1
-            time.sleep(0.0005)
+            for i, s in socks.items():
+                s.send(frame)
+                sent[i] += 1
+            time.sleep(0.001)
     th = threading.Thread(target=host_sender)
     th.start()
     loss = []
@@ -208,45 +224,55 @@ def case_tap_upgrade(r):
             res = vhdrig.json.loads(r.upgrade().stdout)
             time.sleep(0.1)
             loss.append(drops(r)[0] - before)
-            if res["ports"] != 2 or res["upgrades"] != i + 1:
+            if res["ports"] != 3 or res["upgrades"] != i + 1:
                 return f"upgrade {i + 1}: {res}"
-            if link() != before_link:
-                return f"upgrade {i + 1}: the tap was {before_link}, is {link()}"
+            if if_link(tap) != tap_link:
+                return f"upgrade {i + 1}: the tap was {tap_link}, is {if_link(tap)}"
     finally:
         stop.set()
         th.join()
-        sock.close()
+        for s in socks.values():
+            s.close()
     time.sleep(0.3)  # the host's last frames cross
     g.send_signal(signal.SIGINT)
     res = Rig.result(g)["total"]
     time.sleep(0.1)
-    k, st = tap_counters(tap), r.stats()
-    kd = {c: k[c] - k0[c] for c in k}
-    vt = {c: st["t"][c] - v0[c] for c in ("rx_packets", "tx_packets", "rx_drops", "tx_drops")}
-    show = {p["name"]: p for p in r.ctl_json("show")["ports"]}
-    if show["t"]["link"] != "up" or show["t"]["info"]["ifname"] != tap:
-        return f"the tap port after the upgrades: {show['t']}"
-    if kd["tx_dropped"] or kd["tx_packets"] != sent[0] or vt["rx_packets"] != sent[0]:
-        return (f"the host queued {sent[0]} frames in the tap, the kernel sent {kd['tx_packets']} and dropped "
-                f"{kd['tx_dropped']}, vhostd read {vt['rx_packets']}")
-    if res["rx_packets"] + st["a"]["tx_drops"] != sent[0]:
-        return f"the pktgen got {res['rx_packets']} + {st['a']['tx_drops']} dropped of the host's {sent[0]} frames"
-    if vt["tx_packets"] != kd["rx_packets"] or kd["rx_dropped"]:
-        return f"vhostd wrote {vt['tx_packets']} frames into the tap, the kernel took {kd['rx_packets']} ({kd})"
-    # What the pktgen left on its ring when stopped (at most the ring) never reached vhostd.
-    if (st["a"]["rx_packets"] != vt["tx_packets"] + vt["tx_drops"] or
-            not 0 <= res["tx_packets"] - st["a"]["rx_packets"] - st["a"]["rx_drops"] <= RING):
-        return (f"the pktgen sent {res['tx_packets']}, vhostd took {st['a']['rx_packets']} (dropped "
-                f"{st['a']['rx_drops']}): {vt['tx_packets']} reached the tap, {vt['tx_drops']} dropped")
-    if max(loss) > LOSS_BOUND or vt["tx_packets"] < res["tx_packets"] // 2:
-        return f"loss per upgrade {loss} (bound {LOSS_BOUND}), {vt['tx_packets']} of {res['tx_packets']} to the tap"
-    vhdrig.log(f"{TAP_UPGRADES} upgrades with a tap: {sent[0]} host frames all read, {res['tx_packets']} pktgen "
-               f"frames, loss per upgrade {loss}")
+    st, show = r.stats(), {p["name"]: p for p in r.ctl_json("show")["ports"]}
+    kd = {i: {c: v - k0[i][c] for c, v in if_counters(i).items()} for i in (tap, vb)}
+    vd = {n: {c: st[n][c] - v0.get(n, {}).get(c, 0) for c in ("rx_packets", "tx_packets", "tx_drops")}
+          for n in "atp"}
+    if show["t"]["link"] != "up" or show["t"]["info"]["ifname"] != tap or show["p"]["info"]["ifname"] != va:
+        return f"the ports after the upgrades: {show['t']} {show['p']}"
+    # The af_packet ring's blocks retire after 1 ms each: when the new process's thread starts late on a loaded
+    # machine the ring fills and the kernel drops, counted (kernel_drops); the tap's queue holds 1000 frames.
+    # Seen: 0 to 67 over 5 upgrades; a new process resuming at the wrong block loses ~500.
+    ring_drops = show["p"]["info"]["kernel_drops"]
+    if ring_drops > 32 * TAP_UPGRADES:
+        return f"the af_packet ring dropped {ring_drops} frames: {show['p']['info']}"
+    for n, i in (("t", tap), ("p", vb)):
+        counted = ring_drops if n == "p" else 0
+        if kd[i]["tx_dropped"] or kd[i]["tx_packets"] != sent[i] or vd[n]["rx_packets"] + counted != sent[i]:
+            return (f"the host sent {sent[i]} frames into {i}, the kernel sent {kd[i]['tx_packets']} and dropped "
+                    f"{kd[i]['tx_dropped']}, vhostd's {n} read {vd[n]['rx_packets']} (the ring dropped {counted})")
+        if vd[n]["tx_packets"] != kd[i]["rx_packets"] or kd[i]["rx_dropped"]:
+            return f"vhostd's {n} sent {vd[n]['tx_packets']} frames, {i} received {kd[i]}"
+        # What the pktgen left on its ring when stopped (at most the ring) never reached vhostd.
+        if st["a"]["rx_packets"] != vd[n]["tx_packets"] + vd[n]["tx_drops"]:
+            return (f"vhostd took {st['a']['rx_packets']} of the pktgen's frames: {vd[n]['tx_packets']} went out of "
+                    f"{n}, {vd[n]['tx_drops']} dropped")
+    if res["rx_packets"] + st["a"]["tx_drops"] + ring_drops != sent[tap] + sent[vb]:
+        return f"the pktgen got {res['rx_packets']} + {st['a']['tx_drops']} dropped of the host's {sent}"
+    if not 0 <= res["tx_packets"] - st["a"]["rx_packets"] - st["a"]["rx_drops"] <= RING:
+        return f"the pktgen sent {res['tx_packets']}, vhostd took {st['a']['rx_packets']}"
+    if max(loss) > LOSS_BOUND or vd["t"]["tx_packets"] < res["tx_packets"] // 2:
+        return f"loss per upgrade {loss} (bound {LOSS_BOUND}), {vd['t']['tx_packets']} of {res['tx_packets']} out"
+    vhdrig.log(f"{TAP_UPGRADES} upgrades with a tap and an af_packet port: host frames {sent} all read "
+               f"but {ring_drops} the af_packet ring dropped, "
+               f"{res['tx_packets']} pktgen frames, loss per upgrade {loss}")
     return None
 
-
 CASES = [("upgrade_under_stream", case_upgrade_under_stream), ("upgrade_fails", case_upgrade_fails),
-         ("tap_upgrade", case_tap_upgrade)]
+         ("tap_af_packet_upgrade", case_tap_af_packet_upgrade)]
 
 
 if __name__ == "__main__":
