@@ -486,9 +486,9 @@ static const struct cmd_info cmd_table[] = {
 	{"upgrade", "upgrade PATH",
 	 "hitless upgrade: vhostd starts the vhostd binary PATH with its own options and hands it every port\n"
 	 "  (listening sockets, live vhost-user connections, guest memory, ring positions, tap queues,\n"
-	 "  packet sockets), then exits; guests see no disconnect. If PATH fails (cannot start, refuses, times\n"
+	 "  sockets), then exits; guests see no disconnect. If PATH fails (cannot start, refuses, times\n"
 	 "  out) the running vhostd keeps forwarding and the command fails with the reason. Every port must be\n"
-	 "  vhost-user, tap or af_packet (default timeout 30000 ms)",
+	 "  vhost-user, tap, af_packet or vxlan (default timeout 30000 ms)",
 	 1, 1, render_upgrade},
 	{"help", "help [COMMAND]", "the commands the daemon itself knows", 0, 1, render_help},
 };
