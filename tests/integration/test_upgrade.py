@@ -282,6 +282,12 @@ def host_ports_upgrade(r, tap, va, vb):
         if st["a"]["rx_packets"] > vd[n]["tx_packets"] + vd[n]["tx_drops"]:
             return (f"vhostd took {st['a']['rx_packets']} of the pktgen's frames: {vd[n]['tx_packets']} went out of "
                     f"{n}, {vd[n]['tx_drops']} dropped")
+    # The types not handed over yet are named, every port of them, and nothing pauses.
+    r.ctl_cmd("add-port", "y", "af_xdp", f"ifname={vb}")
+    r.ctl_cmd("add-port", "z", "af_xdp", f"ifname={tap}")
+    c = r.upgrade(check=False)
+    if c.returncode != 1 or "port y (af_xdp), z (af_xdp): each one's type cannot be handed over" not in c.stderr:
+        return f"upgrade with af_xdp ports: exit {c.returncode}, {c.stderr.strip()!r}"
     xi = show["x"]["info"]
     if vd["x"]["rx_packets"] != sent["x"] or xi["kernel_drops"] or xi["rx_errors"]:
         return f"the VTEP sent {sent['x']} datagrams, vhostd's x read {vd['x']['rx_packets']}: {xi}"
