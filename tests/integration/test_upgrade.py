@@ -266,9 +266,9 @@ def host_ports_upgrade(r, tap, va, vb):
         return f"the ports after the upgrades: {show['t']} {show['p']}"
     # The af_packet ring's blocks retire after 1 ms each: when the new process's thread starts late on a loaded
     # machine the ring fills and the kernel drops, counted (kernel_drops); the tap's queue holds 1000 frames.
-    # Seen: 0 to 67 over 5 upgrades; a new process resuming at the wrong block loses ~500.
+    # Seen: 0 to 121 over 5 upgrades (release, ASan, TSan); a new process resuming at the wrong block loses ~500.
     ring_drops = show["p"]["info"]["kernel_drops"]
-    if ring_drops > 32 * TAP_UPGRADES:
+    if ring_drops > 64 * TAP_UPGRADES:
         return f"the af_packet ring dropped {ring_drops} frames: {show['p']['info']}"
     for n, i in (("t", tap), ("p", vb)):
         counted = ring_drops if n == "p" else 0
