@@ -485,9 +485,10 @@ static const struct cmd_info cmd_table[] = {
 	 3, 7, render_capture},
 	{"upgrade", "upgrade PATH",
 	 "hitless upgrade: vhostd starts the vhostd binary PATH with its own options and hands it every port\n"
-	 "  (listening sockets, live vhost-user connections, guest memory, ring positions), then exits; guests see\n"
-	 "  no disconnect. If PATH fails (cannot start, refuses, times out) the running vhostd keeps forwarding\n"
-	 "  and the command fails with the reason. Every port must be vhost-user (default timeout 30000 ms)",
+	 "  (listening sockets, live vhost-user connections, guest memory, ring positions, tap queues,\n"
+	 "  sockets), then exits; guests see no disconnect. If PATH fails (cannot start, refuses, times\n"
+	 "  out) the running vhostd keeps forwarding and the command fails with the reason. Every port must be\n"
+	 "  vhost-user, tap, af_packet or vxlan (default timeout 30000 ms)",
 	 1, 1, render_upgrade},
 	{"help", "help [COMMAND]", "the commands the daemon itself knows", 0, 1, render_help},
 };

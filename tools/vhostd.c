@@ -301,7 +301,7 @@ static const struct sw_ctl_cmd commands[] = {
 	 2, 3, cmd_capture},
 	{"upgrade", "upgrade PATH",
 	 "hitless upgrade: start the vhostd binary PATH with this one's options and hand it every port, live "
-	 "vhost-user connections included, then exit; if PATH fails, this one keeps forwarding",
+	 "vhost-user connections, tap queues and sockets included, then exit; if PATH fails, this one keeps forwarding",
 	 1, 1, cmd_upgrade},
 };
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))

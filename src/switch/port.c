@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <net/if.h>
 #include <net/if_arp.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,19 @@ int sw_kv_required(const struct sw_kv *args, unsigned nargs, const char *key, co
 	}
 	snprintf(buf, size, "%s", v);
 	return 0;
+}
+
+void sw_gate_close(struct sw_gate *g, unsigned queues)
+{
+	atomic_store(&g->open, 0); /* seq_cst: pairs with sw_gate_enter() */
+	for (unsigned q = 0; q < queues && q < SW_MAX_QUEUES; q++)
+		while (atomic_load(&g->rx[q].busy) || atomic_load(&g->tx[q].busy))
+			sched_yield();
+}
+
+void sw_gate_open(struct sw_gate *g)
+{
+	atomic_store(&g->open, 1); /* seq_cst like the close: what was set before is seen by the bursts let in */
 }
 
 int sw_fd_arm(int fd, struct pollfd *pfd)

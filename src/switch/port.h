@@ -251,6 +251,42 @@ void sw_fd_disarm(struct sw_port *p, unsigned q, short revents);
  * in blocking mode: it is read only after poll() says it is readable, and nothing else reads it. */
 void sw_eventfd_drain(int fd);
 
+/*
+ * vhostctl upgrade's pause for ports whose data path is their own (tap, af_packet): bursts enter queue q only
+ * while the gate is open, marking rx[q] or tx[q] busy meanwhile (one writer at a time: the queue's owner, a
+ * transmit queue under the switch's tx_lock). sw_gate_close (control thread) closes it and waits for the
+ * bursts in progress to end (a burst is bounded); sw_gate_open lets them in again, publishing what the
+ * control thread set before. The port's struct holds the gate (it is aligned to cache lines).
+ */
+struct sw_gate {
+	_Alignas(64) atomic_int open;
+	struct {
+		_Alignas(64) atomic_int busy;
+	} rx[SW_MAX_QUEUES], tx[SW_MAX_QUEUES];
+};
+
+/* Enter a burst on busy (&g->rx[q].busy or &g->tx[q].busy); false while the gate is closed. */
+static inline bool sw_gate_enter(struct sw_gate *g, atomic_int *busy)
+{
+	/* seq_cst store then load: pairs with sw_gate_close()'s store of open then loads of busy, so either the
+	 * burst sees the gate closed or the close sees busy == 1 and waits. */
+	atomic_store(busy, 1);
+	if (__builtin_expect(!atomic_load(&g->open), 0)) {
+		atomic_store_explicit(busy, 0, memory_order_relaxed); /* nothing was touched */
+		return false;
+	}
+	return true;
+}
+
+static inline void sw_gate_leave(atomic_int *busy)
+{
+	/* Release: the burst's work is over before sw_gate_close() sees busy == 0. */
+	atomic_store_explicit(busy, 0, memory_order_release);
+}
+
+void sw_gate_close(struct sw_gate *g, unsigned queues);
+void sw_gate_open(struct sw_gate *g);
+
 /* Ports with no control-plane fds of their own (af_packet, af_xdp): pollfds, timeout_ms and dispatch. */
 unsigned sw_no_pollfds(struct sw_port *p, struct pollfd *fds, unsigned max);
 int sw_no_timeout_ms(struct sw_port *p);

@@ -32,6 +32,7 @@
 #include "util/json.h"
 #include "spec/virtio_net.h"
 #include "switch/port.h"
+#include "switch/switch.h"
 
 #define AFP_DEFAULT_FRAMES 1024u
 #define AFP_MIN_FRAMES 64u
@@ -74,7 +75,34 @@ struct afp_port {
 	_Atomic uint64_t tx_errors;        /* larger than a ring slot or the MTU, or offloads we cannot carry */
 	/* PACKET_STATISTICS resets on read; describe (control thread) accumulates here. */
 	uint64_t k_packets, k_drops, k_freezes;
+	struct sw_gate gate; /* closed from handover_export until handover_resume */
 };
+
+/*
+ * The handover blob (vhostctl upgrade), ours alone (both ends are vhostd, so not in src/spec), with the socket
+ * sent alongside. The new process maps the socket's rings again where the old one left them: they cannot be
+ * set up anew while the old process still maps them (the kernel says EBUSY), and a new socket would lose the
+ * frames in the ring and miss those arriving meanwhile. So the blob carries the ring geometry (mmap() checks the
+ * total against the socket's rings) and where each cursor stands. AFP_BLOB_VERSION changes whenever the layout
+ * or a field's meaning does.
+ */
+#define AFP_BLOB_MAGIC 0x3150464144484856ull /* "VHHDAFP1" */
+#define AFP_BLOB_VERSION 1u
+struct afp_blob {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t frames;
+	int32_t ifindex;
+	uint8_t vnet, reserved[3];
+	char ifname[IFNAMSIZ];
+	uint32_t rx_block_size, rx_block_nr, rx_block;
+	uint32_t rx_next; /* offset of the next frame in the held block, 0: none held */
+	uint32_t rx_left;
+	uint32_t tx_frame_size, tx_frame_nr, tx_head;
+	uint64_t rx_too_big, rx_csum_partial, tx_errors, k_packets, k_drops, k_freezes;
+};
+_Static_assert(sizeof(struct afp_blob) == 120 && IFNAMSIZ == 16, "af_packet handover blob layout");
+_Static_assert(sizeof(struct afp_blob) <= SW_HANDOVER_MAX, "an af_packet handover fits the switch's buffer");
 
 static void count(_Atomic uint64_t *c)
 {
@@ -162,6 +190,87 @@ static void afp_free(struct afp_port *a)
 	free(a);
 }
 
+/*
+ * vhostctl upgrade, new side: the old process's socket (imp->fds[0], ours from here), its rings mapped again and
+ * the cursors where the blob says. Checked: an AF_PACKET TPACKET_V3 socket bound to the blob's interface, with
+ * the vnet header as offloads= says, cursors inside the geometry, and the geometry the socket's (mmap).
+ */
+static int afp_adopt(struct afp_port *a, struct sw_port_import *imp, unsigned *mtu, char *err, size_t errlen)
+{
+	imp->taken = true;
+	for (unsigned i = 1; i < imp->nfds; i++)
+		close(imp->fds[i]);
+	a->fd = imp->nfds ? imp->fds[0] : -1;
+	struct afp_blob b;
+	if (imp->nfds != 1 || imp->len != sizeof(b)) {
+		snprintf(err, errlen, "af_packet: taking over: %u fd(s) and a %zu-byte state where 1 and %zu were due",
+			 imp->nfds, imp->len, sizeof(b));
+		return -EPROTO;
+	}
+	memcpy(&b, imp->blob, sizeof(b));
+	if (b.magic != AFP_BLOB_MAGIC || b.version != AFP_BLOB_VERSION) {
+		snprintf(err, errlen, "af_packet: taking over: state version %u, this vhostd reads %u", b.version,
+			 AFP_BLOB_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	int dom = 0, ver = -1, vnet = -1;
+	socklen_t l1 = sizeof(dom), l2 = sizeof(ver), l3 = sizeof(vnet);
+	struct sockaddr_ll sll;
+	socklen_t sl = sizeof(sll);
+	memset(&sll, 0, sizeof(sll));
+	uint64_t rx_len = (uint64_t)b.rx_block_size * b.rx_block_nr, tx_len = (uint64_t)b.tx_frame_size * b.tx_frame_nr;
+	if (getsockopt(a->fd, SOL_SOCKET, SO_DOMAIN, &dom, &l1) < 0 || dom != AF_PACKET ||
+	    getsockopt(a->fd, SOL_PACKET, PACKET_VERSION, &ver, &l2) < 0 || ver != TPACKET_V3 ||
+	    getsockopt(a->fd, SOL_PACKET, PACKET_VNET_HDR, &vnet, &l3) < 0 || !vnet != !a->vnet ||
+	    getsockname(a->fd, (struct sockaddr *)&sll, &sl) < 0 || sll.sll_ifindex != b.ifindex ||
+	    !memchr(b.ifname, 0, sizeof(b.ifname)) || b.frames != a->frames) {
+		snprintf(err, errlen, "af_packet: taking over: not a TPACKET_V3 socket bound to interface %d with "
+			 "offloads=%s and frames=%u", b.ifindex, a->vnet ? "on" : "off", a->frames);
+		return -EPROTO;
+	}
+	if (b.rx_block_nr < 2 || b.rx_block_size < AFP_HDRLEN || b.rx_block >= b.rx_block_nr ||
+	    b.rx_next >= b.rx_block_size || (b.rx_next == 0) != (b.rx_left == 0) || b.tx_frame_size < 2048 ||
+	    b.tx_frame_nr == 0 || b.tx_head >= b.tx_frame_nr || rx_len + tx_len > SIZE_MAX / 2) {
+		snprintf(err, errlen, "af_packet: taking over: ring geometry or cursors out of bounds");
+		return -EPROTO;
+	}
+	void *m = mmap(NULL, (size_t)(rx_len + tx_len), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, a->fd, 0);
+	if (m == MAP_FAILED) {
+		int rc = -errno;
+		snprintf(err, errlen, "af_packet: taking over: mapping the rings: %s", strerror(-rc));
+		return rc;
+	}
+	a->map = m;
+	a->map_len = (size_t)(rx_len + tx_len);
+	a->ifindex = b.ifindex;
+	memcpy(a->ifname, b.ifname, sizeof(a->ifname));
+	a->rx.base = a->map;
+	a->rx.block_size = b.rx_block_size;
+	a->rx.block_nr = b.rx_block_nr;
+	a->rx.block = b.rx_block;
+	a->rx.next = b.rx_next ? a->rx.base + (size_t)b.rx_block * b.rx_block_size + b.rx_next : NULL;
+	a->rx.left = b.rx_left;
+	a->tx.base = a->map + rx_len;
+	a->tx.frame_size = b.tx_frame_size;
+	a->tx.frame_nr = b.tx_frame_nr;
+	a->tx.head = b.tx_head;
+	atomic_store_explicit(&a->rx_too_big, b.rx_too_big, memory_order_relaxed);
+	atomic_store_explicit(&a->rx_csum_partial, b.rx_csum_partial, memory_order_relaxed);
+	atomic_store_explicit(&a->tx_errors, b.tx_errors, memory_order_relaxed);
+	a->k_packets = b.k_packets;
+	a->k_drops = b.k_drops;
+	a->k_freezes = b.k_freezes;
+	struct ifreq ifr;
+	int rc = sw_iface_ioctl(a->fd, a->ifindex, SIOCGIFMTU, &ifr);
+	if (rc < 0) {
+		snprintf(err, errlen, "af_packet: taking over: interface %d: %s", a->ifindex, strerror(-rc));
+		return rc;
+	}
+	*mtu = (unsigned)ifr.ifr_mtu;
+	atomic_store_explicit(&a->mtu, *mtu, memory_order_relaxed);
+	return 0;
+}
+
 static int afp_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs, char *err, size_t errlen)
 {
 	static const char *const known[] = {"ifname", "frames", "offloads", "qdisc_bypass", NULL};
@@ -190,6 +299,13 @@ static int afp_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 	a->vnet = vnet;
 	a->qdisc_bypass = bypass;
 	snprintf(a->ifname, sizeof(a->ifname), "%s", ifname);
+	unsigned mtu;
+	if (p->import) {
+		a->fd = -1;
+		if ((rc = afp_adopt(a, p->import, &mtu, err, errlen)) < 0)
+			goto fail;
+		goto adopted; /* the socket's options, binding and membership go with it */
+	}
 	/* Protocol 0 until bound: nothing is queued for us before the rings exist. */
 	a->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
 	if (a->fd < 0) {
@@ -197,7 +313,6 @@ static int afp_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 		snprintf(err, errlen, "ifname=%s: AF_PACKET socket: %s", ifname, strerror(-rc));
 		goto fail;
 	}
-	unsigned mtu;
 	if ((rc = sw_iface_ethernet(a->fd, ifname, &a->ifindex, &mtu, err, errlen)) < 0)
 		goto fail;
 	atomic_store_explicit(&a->mtu, mtu, memory_order_relaxed);
@@ -233,7 +348,10 @@ static int afp_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 		snprintf(err, errlen, "ifname=%s: promiscuous mode: %s", ifname, strerror(-rc));
 		goto fail;
 	}
+	/* Published with p by the switch; an adopted socket is held until handover_resume. */
+	atomic_store_explicit(&a->gate.open, 1, memory_order_relaxed);
 
+adopted:
 	if (p->mtu == 0)
 		p->mtu = mtu;
 	p->n_rxq = p->n_txq = 1;
@@ -388,7 +506,8 @@ static unsigned afp_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *
 	struct afp_port *a = p->priv;
 	struct vhd_pkt *spare = NULL;
 	unsigned got = 0;
-	(void)q;
+	if (!sw_gate_enter(&a->gate, &a->gate.rx[q].busy))
+		return 0; /* the frames wait in the ring, for whichever process owns it next */
 	/* Frames looked at, dropped ones included, bound the work of one call. */
 	for (unsigned seen = 0; seen < n;) {
 		if (!a->rx.next) {
@@ -419,6 +538,7 @@ static unsigned afp_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *
 			a->rx.next += h->tp_next_offset;
 	}
 	vhd_pkt_free(spare);
+	sw_gate_leave(&a->gate.rx[q].busy);
 	return got;
 }
 
@@ -466,7 +586,8 @@ static unsigned afp_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkt
 {
 	struct afp_port *a = p->priv;
 	unsigned i, added = 0;
-	(void)q;
+	if (!sw_gate_enter(&a->gate, &a->gate.tx[q].busy))
+		return 0; /* dropped and counted by the switch, as any frame a full ring refuses */
 	for (i = 0; i < n; i++) {
 		struct tpacket3_hdr *h = tx_slot(a, a->tx.head);
 		/* Pairs with the kernel's release when it is done with the slot (destructor of the skb). Anything
@@ -491,7 +612,52 @@ static unsigned afp_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkt
 	    (__atomic_load_n(&tx_slot(a, last)->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_SEND_REQUEST))
 		(void)sendto(a->fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
 	vhd_pkt_free_bulk(pkts, i);
+	sw_gate_leave(&a->gate.tx[q].busy);
 	return i;
+}
+
+/* vhostctl upgrade, old side: pause, then hand over the socket (still ours: this process exits after GO without
+ * closing or unmapping anything, or resumes on failure), the ring geometry and cursors, and the counters. */
+static int afp_handover_export(struct sw_port *p, void *buf, size_t cap, size_t *len, int *fds, unsigned *nfds,
+			       char *err, size_t errlen)
+{
+	struct afp_port *a = p->priv;
+	(void)err, (void)errlen;
+	if (cap < sizeof(struct afp_blob))
+		return -E2BIG;
+	sw_gate_close(&a->gate, 1);
+	struct afp_blob b = {
+		.magic = AFP_BLOB_MAGIC,
+		.version = AFP_BLOB_VERSION,
+		.frames = a->frames,
+		.ifindex = a->ifindex,
+		.vnet = a->vnet,
+		.rx_block_size = a->rx.block_size,
+		.rx_block_nr = a->rx.block_nr,
+		.rx_block = a->rx.block,
+		.rx_next = a->rx.next ? (uint32_t)(a->rx.next - (uint8_t *)rx_block(a, a->rx.block)) : 0,
+		.rx_left = a->rx.next ? a->rx.left : 0,
+		.tx_frame_size = a->tx.frame_size,
+		.tx_frame_nr = a->tx.frame_nr,
+		.tx_head = a->tx.head,
+		.rx_too_big = atomic_load_explicit(&a->rx_too_big, memory_order_relaxed),
+		.rx_csum_partial = atomic_load_explicit(&a->rx_csum_partial, memory_order_relaxed),
+		.tx_errors = atomic_load_explicit(&a->tx_errors, memory_order_relaxed),
+		.k_packets = a->k_packets,
+		.k_drops = a->k_drops,
+		.k_freezes = a->k_freezes,
+	};
+	memcpy(b.ifname, a->ifname, sizeof(b.ifname));
+	memcpy(buf, &b, sizeof(b));
+	*len = sizeof(b);
+	fds[0] = a->fd;
+	*nfds = 1;
+	return 0;
+}
+
+static void afp_handover_resume(struct sw_port *p)
+{
+	sw_gate_open(&((struct afp_port *)p->priv)->gate);
 }
 
 const struct sw_port_ops sw_af_packet_ops = {
@@ -507,4 +673,6 @@ const struct sw_port_ops sw_af_packet_ops = {
 	.rx_arm = afp_rx_arm,
 	.rx_disarm = sw_fd_disarm,
 	.tx_burst = afp_tx_burst,
+	.handover_export = afp_handover_export,
+	.handover_resume = afp_handover_resume,
 };

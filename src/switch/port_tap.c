@@ -32,6 +32,7 @@
 
 #include "spec/virtio_net.h"
 #include "switch/port.h"
+#include "switch/switch.h"
 #include "util/json.h"
 #include "vhostd/net.h"
 
@@ -60,7 +61,29 @@ struct tap_port {
 	_Alignas(64) _Atomic uint64_t rx_too_big; /* larger than the pool buffer (GSO frames in small pools) */
 	_Atomic uint64_t rx_errors;               /* short reads, read errors */
 	_Atomic uint64_t tx_errors;               /* frames the kernel refused (bad header, interface gone) */
+	struct sw_gate gate; /* closed from handover_export until handover_resume */
 };
+
+/*
+ * The handover blob (vhostctl upgrade), ours alone (both ends are vhostd, so not in src/spec), with one tap fd
+ * per queue sent alongside. TAP_BLOB_VERSION changes whenever the layout or a field's meaning does.
+ */
+#define TAP_BLOB_MAGIC 0x3150415444484856ull /* "VHHDTAP1" */
+#define TAP_BLOB_VERSION 1u
+struct tap_blob {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t queues;
+	int32_t ifindex;
+	uint8_t offloads, created, set_mac, reserved;
+	char ifname[IFNAMSIZ];
+	uint8_t mac[6];
+	uint8_t pad[2];
+	uint64_t rx_too_big, rx_errors, tx_errors;
+};
+_Static_assert(sizeof(struct tap_blob) == 72 && IFNAMSIZ == 16, "tap handover blob layout");
+_Static_assert(sizeof(struct tap_blob) <= SW_HANDOVER_MAX && SW_MAX_QUEUES <= SW_HANDOVER_MAX_FDS,
+	       "a tap's handover fits the switch's buffers");
 
 static void count(_Atomic uint64_t *c)
 {
@@ -253,6 +276,58 @@ static int open_queue(struct tap_port *t, unsigned q, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * vhostctl upgrade, new side: take the old process's queue fds (imp->fds, one per queue, ours from here) instead
+ * of opening the tap, which would create another interface, or find the old one busy. The interface keeps its
+ * MAC address, address, offloads and the frames in its queues: nothing of it is set again. Each fd must be a tap
+ * queue of the interface the blob names, with the header this port reads and writes.
+ */
+static int tap_adopt(struct tap_port *t, struct sw_port_import *imp, char *err, size_t errlen)
+{
+	imp->taken = true;
+	for (unsigned i = 0; i < imp->nfds && i < SW_MAX_QUEUES; i++)
+		t->fds[i] = imp->fds[i];
+	for (unsigned i = SW_MAX_QUEUES; i < imp->nfds; i++)
+		close(imp->fds[i]);
+	struct tap_blob b;
+	if (imp->len != sizeof(b)) {
+		snprintf(err, errlen, "tap: taking over: a %zu-byte state where %zu were due", imp->len, sizeof(b));
+		return -EPROTO;
+	}
+	memcpy(&b, imp->blob, sizeof(b));
+	if (b.magic != TAP_BLOB_MAGIC || b.version != TAP_BLOB_VERSION) {
+		snprintf(err, errlen, "tap: taking over: state version %u, this vhostd reads %u", b.version,
+			 TAP_BLOB_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	if (b.queues != t->queues || imp->nfds != t->queues || !memchr(b.ifname, 0, sizeof(b.ifname))) {
+		snprintf(err, errlen, "tap: taking over: %u queue(s) and %u fd(s) for queues=%u", b.queues, imp->nfds,
+			 t->queues);
+		return -EPROTO;
+	}
+	memcpy(t->ifname, b.ifname, sizeof(t->ifname));
+	for (unsigned q = 0; q < t->queues; q++) {
+		struct ifreq ifr;
+		memset(&ifr, 0, sizeof(ifr));
+		int hs = 0;
+		if (ioctl(t->fds[q], TUNGETIFF, &ifr) < 0 || ioctl(t->fds[q], TUNGETVNETHDRSZ, &hs) < 0 ||
+		    strncmp(ifr.ifr_name, t->ifname, IFNAMSIZ) || !(ifr.ifr_flags & IFF_TAP) ||
+		    !(ifr.ifr_flags & IFF_VNET_HDR) || hs != (int)sizeof(struct virtio_net_hdr_mrg_rxbuf)) {
+			snprintf(err, errlen, "tap: taking over: fd of queue %u is not a queue of tap %s", q, t->ifname);
+			return -EPROTO;
+		}
+	}
+	t->ifindex = b.ifindex;
+	t->offloads = b.offloads;
+	t->created = b.created;
+	t->set_mac = b.set_mac;
+	memcpy(t->mac, b.mac, 6);
+	atomic_store_explicit(&t->rx_too_big, b.rx_too_big, memory_order_relaxed);
+	atomic_store_explicit(&t->rx_errors, b.rx_errors, memory_order_relaxed);
+	atomic_store_explicit(&t->tx_errors, b.tx_errors, memory_order_relaxed);
+	return 0;
+}
+
 static void tap_free(struct tap_port *t)
 {
 	for (unsigned q = 0; q < SW_MAX_QUEUES; q++)
@@ -307,11 +382,16 @@ static int tap_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 		snprintf(err, errlen, "socket: %s", strerror(-rc));
 		goto fail;
 	}
+	struct ifreq ifr;
+	if (p->import) {
+		if ((rc = tap_adopt(t, p->import, err, errlen)) < 0)
+			goto fail;
+		goto adopted;
+	}
 	for (unsigned q = 0; q < queues; q++)
 		if ((rc = open_queue(t, q, err, errlen)) < 0)
 			goto fail;
 
-	struct ifreq ifr;
 	if ((rc = iface_ioctl(t->ctl_fd, t->ifname, SIOCGIFINDEX, &ifr)) < 0) {
 		snprintf(err, errlen, "ifname=%s: SIOCGIFINDEX: %s", t->ifname, strerror(-rc));
 		goto fail;
@@ -330,6 +410,7 @@ static int tap_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 			goto fail;
 		}
 	}
+adopted:
 	if (p->mtu == 0) {
 		if ((rc = iface_ioctl(t->ctl_fd, t->ifname, SIOCGIFMTU, &ifr)) < 0) {
 			snprintf(err, errlen, "ifname=%s: SIOCGIFMTU: %s", t->ifname, strerror(-rc));
@@ -337,8 +418,10 @@ static int tap_create(struct sw_port *p, const struct sw_kv *args, unsigned narg
 		}
 		p->mtu = (uint32_t)ifr.ifr_mtu;
 	}
-	if (t->addr.family && (rc = set_addr(t, err, errlen)) < 0)
+	if (!p->import && t->addr.family && (rc = set_addr(t, err, errlen)) < 0)
 		goto fail;
+	/* Published with p by the switch; an adopted tap is held until handover_resume. */
+	atomic_store_explicit(&t->gate.open, !p->import, memory_order_relaxed);
 
 	p->n_rxq = p->n_txq = queues;
 	/* What TUNSETOFFLOAD allows the kernel to hand us (no TSO_ECN: it segments those itself). */
@@ -432,6 +515,8 @@ static unsigned tap_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *
 			     unsigned n)
 {
 	struct tap_port *t = p->priv;
+	if (!sw_gate_enter(&t->gate, &t->gate.rx[q].busy))
+		return 0; /* the frames wait in the tap's queue, for whichever process owns it next */
 	int fd = t->fds[q];
 	struct vhd_pkt *spare = NULL; /* allocated, not yet filled */
 	unsigned got = 0;
@@ -465,12 +550,15 @@ static unsigned tap_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *
 		spare = NULL;
 	}
 	vhd_pkt_free(spare);
+	sw_gate_leave(&t->gate.rx[q].busy);
 	return got;
 }
 
 static unsigned tap_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts, unsigned n)
 {
 	struct tap_port *t = p->priv;
+	if (!sw_gate_enter(&t->gate, &t->gate.tx[q].busy))
+		return 0; /* dropped and counted by the switch, as any frame a full queue refuses */
 	int fd = t->fds[q];
 	unsigned i;
 	for (i = 0; i < n; i++) {
@@ -485,7 +573,45 @@ static unsigned tap_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkt
 		}
 	}
 	vhd_pkt_free_bulk(pkts, i);
+	sw_gate_leave(&t->gate.tx[q].busy);
 	return i;
+}
+
+/* vhostctl upgrade, old side: pause, then hand over the queue fds (still ours: this process exits after GO
+ * without closing them, or resumes on failure) and what create cannot learn again from the interface. */
+static int tap_handover_export(struct sw_port *p, void *buf, size_t cap, size_t *len, int *fds, unsigned *nfds,
+			       char *err, size_t errlen)
+{
+	struct tap_port *t = p->priv;
+	struct tap_blob b = {
+		.magic = TAP_BLOB_MAGIC,
+		.version = TAP_BLOB_VERSION,
+		.queues = t->queues,
+		.ifindex = t->ifindex,
+		.offloads = t->offloads,
+		.created = t->created,
+		.set_mac = t->set_mac,
+	};
+	(void)err, (void)errlen;
+	if (cap < sizeof(b))
+		return -E2BIG;
+	sw_gate_close(&t->gate, t->queues);
+	memcpy(b.ifname, t->ifname, sizeof(b.ifname));
+	memcpy(b.mac, t->mac, 6);
+	b.rx_too_big = atomic_load_explicit(&t->rx_too_big, memory_order_relaxed);
+	b.rx_errors = atomic_load_explicit(&t->rx_errors, memory_order_relaxed);
+	b.tx_errors = atomic_load_explicit(&t->tx_errors, memory_order_relaxed);
+	memcpy(buf, &b, sizeof(b));
+	*len = sizeof(b);
+	for (unsigned q = 0; q < t->queues; q++)
+		fds[q] = t->fds[q];
+	*nfds = t->queues;
+	return 0;
+}
+
+static void tap_handover_resume(struct sw_port *p)
+{
+	sw_gate_open(&((struct tap_port *)p->priv)->gate);
 }
 
 const struct sw_port_ops sw_tap_ops = {
@@ -501,4 +627,6 @@ const struct sw_port_ops sw_tap_ops = {
 	.rx_arm = tap_rx_arm,
 	.rx_disarm = sw_fd_disarm,
 	.tx_burst = tap_tx_burst,
+	.handover_export = tap_handover_export,
+	.handover_resume = tap_handover_resume,
 };

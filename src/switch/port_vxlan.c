@@ -46,6 +46,7 @@
 #include "util/json.h"
 #include "spec/vxlan.h"
 #include "switch/port.h"
+#include "switch/switch.h"
 #include "vhostd/log.h"
 
 #define VX_MAX_REMOTES 16u
@@ -113,6 +114,8 @@ struct vx_port {
 	_Atomic uint64_t tx_errors;                 /* datagrams the kernel refused (no route, too big) */
 	_Atomic uint64_t tx_full;                   /* not sent: socket buffer full */
 	_Atomic uint64_t learn_moves;               /* a MAC seen behind another VTEP than before */
+
+	struct sw_gate gate; /* closed from handover_export until handover_resume */
 
 	/* The VTEP table; writer: the rx thread; readers: tx threads. */
 	_Alignas(64) _Atomic uint64_t fdb[VX_SETS * VX_WAYS];
@@ -272,6 +275,96 @@ static uint32_t flow_hash(const uint8_t *d, uint32_t len)
 
 /* ------------------------------------------------------------------ control */
 
+/*
+ * The handover blob (vhostctl upgrade), ours alone (both ends are vhostd, so not in src/spec), with the sockets
+ * sent alongside: the receive socket, then the n_tx transmit sockets. Keeping the sockets keeps their ports: the
+ * receive socket's datagrams queued while paused are read by the new process, and remotes see the same source
+ * ports. The VTEP table is learned again (frames for a MAC not learned yet are flooded to every remote, as at
+ * start). VX_BLOB_VERSION changes whenever the layout or a field's meaning does.
+ */
+#define VX_BLOB_MAGIC 0x3158555844484856ull /* "VHHDXUX1" */
+#define VX_BLOB_VERSION 1u
+#define VX_BLOB_COUNTERS 11u
+struct vx_blob {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t n_tx;
+	uint64_t counters[VX_BLOB_COUNTERS]; /* in the order of counter_fields() */
+};
+_Static_assert(sizeof(struct vx_blob) == 104, "vxlan handover blob layout");
+_Static_assert(sizeof(struct vx_blob) <= SW_HANDOVER_MAX && 1 + VX_MAX_SRC_PORTS <= SW_HANDOVER_MAX_FDS,
+	       "a vxlan handover fits the switch's buffers");
+
+static void counter_fields(struct vx_port *v, _Atomic uint64_t *f[VX_BLOB_COUNTERS])
+{
+	_Atomic uint64_t *all[VX_BLOB_COUNTERS] = {&v->rx_runts,    &v->rx_bad_flags,  &v->rx_wrong_vni,
+						    &v->rx_unknown_remote, &v->rx_too_big, &v->rx_errors,
+						    &v->tx_datagrams, &v->tx_sends,   &v->tx_errors,
+						    &v->tx_full,      &v->learn_moves};
+	memcpy(f, all, sizeof(all));
+}
+
+/* A UDP/IPv4 socket bound to port (0: any): 0, or -EPROTO. *bound: the port it is bound to. */
+static int check_udp(int fd, uint16_t port, uint16_t *bound)
+{
+	int dom = 0, type = 0, proto = 0;
+	socklen_t l1 = sizeof(dom), l2 = sizeof(type), l3 = sizeof(proto);
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l1) < 0 || dom != AF_INET ||
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l2) < 0 || type != SOCK_DGRAM ||
+	    getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l3) < 0 || proto != IPPROTO_UDP ||
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) < 0 || sa.sin_family != AF_INET || !sa.sin_port ||
+	    (port && ntohs(sa.sin_port) != port))
+		return -EPROTO;
+	*bound = ntohs(sa.sin_port);
+	return 0;
+}
+
+/* vhostctl upgrade, new side: the old process's sockets (imp->fds, ours from here), checked to be UDP sockets
+ * bound as dstport= and src_ports= say. */
+static int vx_adopt(struct vx_port *v, struct sw_port_import *imp, unsigned src_ports, char *err, size_t errlen)
+{
+	imp->taken = true;
+	unsigned n = imp->nfds;
+	if (n > 0)
+		v->rx_fd = imp->fds[0];
+	for (unsigned i = 1; i < n; i++) {
+		if (v->n_tx < VX_MAX_SRC_PORTS)
+			v->tx_fd[v->n_tx++] = imp->fds[i];
+		else
+			close(imp->fds[i]);
+	}
+	struct vx_blob b;
+	if (imp->len != sizeof(b) || n != 1 + src_ports) {
+		snprintf(err, errlen, "vxlan: taking over: %u socket(s) and a %zu-byte state for src_ports=%u", n,
+			 imp->len, src_ports);
+		return -EPROTO;
+	}
+	memcpy(&b, imp->blob, sizeof(b));
+	if (b.magic != VX_BLOB_MAGIC || b.version != VX_BLOB_VERSION || b.n_tx != src_ports) {
+		snprintf(err, errlen, "vxlan: taking over: state version %u, this vhostd reads %u", b.version,
+			 VX_BLOB_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	uint16_t port;
+	if (check_udp(v->rx_fd, v->dstport, &port) < 0) {
+		snprintf(err, errlen, "vxlan: taking over: the receive socket is no UDP socket bound to port %u",
+			 v->dstport);
+		return -EPROTO;
+	}
+	for (unsigned i = 0; i < v->n_tx; i++)
+		if (check_udp(v->tx_fd[i], 0, &v->tx_port[i]) < 0) {
+			snprintf(err, errlen, "vxlan: taking over: transmit socket %u is no bound UDP socket", i);
+			return -EPROTO;
+		}
+	_Atomic uint64_t *f[VX_BLOB_COUNTERS];
+	counter_fields(v, f);
+	for (unsigned i = 0; i < VX_BLOB_COUNTERS; i++)
+		atomic_store_explicit(f[i], b.counters[i], memory_order_relaxed);
+	return 0;
+}
+
 static void vx_free(struct vx_port *v)
 {
 	if (v->rx_fd >= 0)
@@ -410,6 +503,11 @@ static int vx_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 	v->hdr.flags = VXLAN_FLAG_I;
 	v->hdr.vni_res = htonl(vni << 8);
 
+	if (p->import) {
+		if ((rc = vx_adopt(v, p->import, src_ports, err, errlen)) < 0)
+			goto fail;
+		goto adopted; /* options, filters and buffer sizes go with the sockets */
+	}
 	if ((rc = udp_socket(v, v->dstport, "dstport", err, errlen)) < 0)
 		goto fail;
 	v->rx_fd = rc;
@@ -436,7 +534,10 @@ static int vx_create(struct sw_port *p, const struct sw_kv *args, unsigned nargs
 		}
 		v->tx_port[i] = ntohs(sa.sin_port);
 	}
+	/* Published with p by the switch; adopted sockets are held until handover_resume. */
+	atomic_store_explicit(&v->gate.open, 1, memory_order_relaxed);
 
+adopted:
 	for (unsigned i = 0; i < SW_BURST; i++) {
 		struct msghdr *h = &v->rx.msg[i].msg_hdr;
 		v->rx.iov[i][0] = (struct iovec){&v->rx.hdr[i], VX_HLEN};
@@ -604,11 +705,8 @@ static void vx_rx_disarm(struct sw_port *p, unsigned q, short revents)
 	v->rx.backoff = 0;
 }
 
-static unsigned vx_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *pool, struct vhd_pkt **pkts,
-			    unsigned n)
+static unsigned rx_burst(struct vx_port *v, struct vhd_pktpool *pool, struct vhd_pkt **pkts, unsigned n)
 {
-	struct vx_port *v = p->priv;
-	(void)q;
 	if (n > SW_BURST)
 		n = SW_BURST;
 	if (v->rx.skip) {
@@ -721,10 +819,8 @@ static unsigned group(struct vx_port *v, unsigned m, unsigned end)
 	return u;
 }
 
-static unsigned vx_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts, unsigned n)
+static unsigned tx_burst(struct vx_port *v, struct vhd_pkt **pkts, unsigned n)
 {
-	struct vx_port *v = p->priv;
-	(void)q;
 	if (n > SW_BURST)
 		n = SW_BURST;
 	uint32_t now = now_s();
@@ -781,6 +877,55 @@ static unsigned vx_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts
 	return n;
 }
 
+static unsigned vx_rx_burst(struct sw_port *p, unsigned q, struct vhd_pktpool *pool, struct vhd_pkt **pkts,
+			    unsigned n)
+{
+	struct vx_port *v = p->priv;
+	if (!sw_gate_enter(&v->gate, &v->gate.rx[q].busy))
+		return 0; /* the datagrams wait in the socket, for whichever process owns it next */
+	unsigned got = rx_burst(v, pool, pkts, n);
+	sw_gate_leave(&v->gate.rx[q].busy);
+	return got;
+}
+
+static unsigned vx_tx_burst(struct sw_port *p, unsigned q, struct vhd_pkt **pkts, unsigned n)
+{
+	struct vx_port *v = p->priv;
+	if (!sw_gate_enter(&v->gate, &v->gate.tx[q].busy))
+		return 0; /* dropped and counted by the switch, as any frame a full socket refuses */
+	unsigned sent = tx_burst(v, pkts, n);
+	sw_gate_leave(&v->gate.tx[q].busy);
+	return sent;
+}
+
+/* vhostctl upgrade, old side: pause, then hand over the sockets (still ours: this process exits after GO without
+ * closing them, or resumes on failure) and the counters. */
+static int vx_handover_export(struct sw_port *p, void *buf, size_t cap, size_t *len, int *fds, unsigned *nfds,
+			      char *err, size_t errlen)
+{
+	struct vx_port *v = p->priv;
+	struct vx_blob b = {.magic = VX_BLOB_MAGIC, .version = VX_BLOB_VERSION, .n_tx = v->n_tx};
+	(void)err, (void)errlen;
+	if (cap < sizeof(b))
+		return -E2BIG;
+	sw_gate_close(&v->gate, 1);
+	_Atomic uint64_t *f[VX_BLOB_COUNTERS];
+	counter_fields(v, f);
+	for (unsigned i = 0; i < VX_BLOB_COUNTERS; i++)
+		b.counters[i] = atomic_load_explicit(f[i], memory_order_relaxed);
+	memcpy(buf, &b, sizeof(b));
+	*len = sizeof(b);
+	fds[0] = v->rx_fd;
+	memcpy(fds + 1, v->tx_fd, v->n_tx * sizeof(int));
+	*nfds = 1 + v->n_tx;
+	return 0;
+}
+
+static void vx_handover_resume(struct sw_port *p)
+{
+	sw_gate_open(&((struct vx_port *)p->priv)->gate);
+}
+
 const struct sw_port_ops sw_vxlan_ops = {
 	.type = "vxlan",
 	.create = vx_create,
@@ -795,4 +940,6 @@ const struct sw_port_ops sw_vxlan_ops = {
 	.rx_arm = vx_rx_arm,
 	.rx_disarm = vx_rx_disarm,
 	.tx_burst = vx_tx_burst,
+	.handover_export = vx_handover_export,
+	.handover_resume = vx_handover_resume,
 };

@@ -852,13 +852,22 @@ int sw_port_import(struct sw *sw, const char *name, const char *spec, size_t spe
 int sw_handover_export(struct sw *sw, sw_handover_fn fn, void *arg, unsigned *nports, char *err, size_t errlen)
 {
 	*nports = 0;
+	/* Every port that cannot go, named with its type, so that one attempt says all that is in the way. */
+	size_t o = 0;
+	unsigned refused = 0;
 	for (unsigned id = 0; id < SW_MAX_PORTS; id++) {
 		struct sw_port *p = atomic_load_explicit(&sw->ports[id], memory_order_relaxed);
 		if (p && !p->ops->handover_export) {
-			snprintf(err, errlen, "port %s: a %s port cannot be handed over (yet): remove it first", p->name,
-				 p->ops->type);
-			return -EOPNOTSUPP;
+			int w = snprintf(err + o, errlen - o, "%s%s (%s)", refused++ ? ", " : "port ", p->name,
+					 p->ops->type);
+			if (w > 0 && (size_t)w < errlen - o)
+				o += (size_t)w;
 		}
+	}
+	if (refused) {
+		snprintf(err + o, errlen - o, ": %s type cannot be handed over (yet): remove %s first",
+			 refused > 1 ? "each one's" : "its", refused > 1 ? "them" : "it");
+		return -EOPNOTSUPP;
 	}
 	/* Every port paused first, then the counters read: a frame a burst was carrying toward a port paused
 	 * before its own is dropped and counted there, and that count goes over too. */
