@@ -903,6 +903,10 @@ int sw_handover_export(struct sw *sw, sw_handover_fn fn, void *arg, unsigned *np
 		else
 			n++;
 	}
+	/* A burst that got past a port's gate before it closed still has its counting to do once rx_burst returns
+	 * (the switch counts, not the port): wait for every thread's next round, so the totals sent include it. */
+	if (rc == 0)
+		synchronize(sw);
 	for (unsigned i = 0; i < n && rc == 0; i++) {
 		struct sw_port *p = e[i].p;
 		uint64_t tot[SW_PORT_TOTALS] = {0};
