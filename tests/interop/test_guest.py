@@ -140,6 +140,9 @@ class Case:
                     break
                 time.sleep(0.02)
             run(["ip", "link", "set", tap, "netns", self.rig.ns])
+            # The tap's queue holds a whole 2000-datagram burst, so a back-end slowed by load (or by a lazy
+            # guest's IOTLB misses, each answered by TCG QEMU) shows as delay, never as the host kernel's drop.
+            self.rig.nsrun("ip", "link", "set", tap, "txqueuelen", "4096")
             self.rig.nsrun("ip", "addr", "add", f"{HOST_IP}/24", "dev", tap)
             self.rig.nsrun("ip", "link", "set", tap, "up")
         elif not o.get("server"):
