@@ -200,7 +200,8 @@ def case_host_ports_upgrade(r):
     addressed to the pktgen, counted as they arrive there. The tap keeps its ifindex and MAC (the interface vhostd created never goes away); every frame the
     host sent is read, by one vhostd or the next (they wait in the tap's queue or the af_packet ring while
     paused: the kernel drops none from the tap or the VXLAN socket, and from the ring only what it counts); vhostd's counters go on and match the kernel's; the pktgen's frames lost
-    are only those vhostd counted as dropped, at most LOSS_BOUND per upgrade."""
+    are only those vhostd counted as dropped, at most LOSS_BOUND per upgrade. Then, the host silent, one more
+    upgrade keeps what the vxlan port learned of its remote (the VTEP table)."""
     sfx = os.getpid() % 100000
     tap, va, vb = f"vhdup{sfx}", f"vhdua{sfx}", f"vhdub{sfx}"
     subprocess.run(["ip", "link", "add", va, "type", "veth", "peer", "name", vb], check=True)
@@ -267,6 +268,13 @@ def host_ports_upgrade(r, tap, va, vb):
         for s in socks.values():
             s.close()
     time.sleep(0.3)  # the host's last frames cross
+    # The VTEP table goes over: with the remote silent now, what x learned of it is there right after one more
+    # upgrade (learned again it could not be).
+    def vteps():
+        return {p["name"]: p for p in r.ctl_json("show")["ports"]}["x"]["info"]["learned"]
+    before = vteps()
+    if vhdrig.json.loads(r.upgrade().stdout)["ports"] != 4 or vteps() != before or not before:
+        return f"the vxlan port learned {before} VTEP entries before an upgrade, {vteps()} after"
     g.send_signal(signal.SIGINT)
     res = Rig.result(g)["total"]
     time.sleep(0.1)
