@@ -9,8 +9,9 @@ no frame may arrive twice or corrupt, and every frame lost must be one vhostd co
 go on across upgrades): its drops equal the sink's sequence gaps. Each upgrade's loss (the drops from just
 before it to 0.1 s after it) is bounded by what was in flight: at most the generator's transmit ring (256
 frames) that the sink's receive ring (256) cannot take at once when forwarding resumes, so 512. The MAC table
-goes over: the sink's address, learned from its one announce, is on its port right after every upgrade. Also: upgrades that fail (PATH
-not executable, a binary that exits at once, one that refuses) leave the running vhostd forwarding, untouched.
+goes over: the sink's address, learned from its one announce, is on its port right after every upgrade.
+Also: upgrades that fail (PATH not executable, a binary that exits at once, one that refuses) leave the running
+vhostd forwarding, untouched.
 And tap, af_packet and vxlan ports, beside a vhost-user port, handed over with traffic both ways.
 
 usage: test_upgrade.py VHOSTD VHOSTCTL PKTGEN [case-substring]
