@@ -513,9 +513,9 @@ def scenario_restart_cycles(rig):
         # but not used is offered again, its frame lost); guest->host, the frames it had completed in the
         # transmit ring but not yet written to the tap (lost) or written but not yet completed (QEMU restarts the
         # ring from the used index in guest memory: sent again, duplicated). At most a ring each, plus what a sender
-        # sent while there was no path: the host's holds while its route is gone with the tap, but the guest's
-        # stack discards what its application sends while QEMU reports the link down (vhostd away), at the pace
-        # for as long as that lasted (the longest kill-to-traffic time bounds it).
+        # sent while there was no path: the host's holds while its route is gone with the tap, but nothing holds
+        # the guest's (QEMU reports the link down while vhostd is away; the guest's stack queues and drops as it
+        # will), at the pace for as long as that lasted (the longest kill-to-traffic time bounds it).
         bound = RING + int(RESTART_PPS * max(waits)) + 1
         figs, errs = [], []
         for what, snd, rcv in (("host->vm1", hg_s, hg_r), ("vm1->host", gh_s, gh_r)):
