@@ -375,13 +375,13 @@ static bool render_stats(const struct sw_json_val *r)
 
 static bool render_upgrade(const struct sw_json_val *r)
 {
-	static const char *const k[] = {"binary", "pid", "ports", "fds", "pause_us"};
-	char *v[5];
-	for (unsigned i = 0; i < 5; i++)
+	static const char *const k[] = {"binary", "pid", "ports", "fds", "macs", "pause_us"};
+	char *v[6];
+	for (unsigned i = 0; i < 6; i++)
 		v[i] = sanitize(cell(r, k[i], NULL));
-	printf("upgraded to %s (pid %s): %s port(s) and %s descriptors handed over, forwarding paused %s us\n", v[0],
-	       v[1], v[2], v[3], v[4]);
-	for (unsigned i = 0; i < 5; i++)
+	printf("upgraded to %s (pid %s): %s port(s), %s descriptors and %s MAC table entries handed over, forwarding "
+	       "paused %s us\n", v[0], v[1], v[2], v[3], v[4], v[5]);
+	for (unsigned i = 0; i < 6; i++)
 		free(v[i]);
 	return true;
 }

@@ -192,6 +192,7 @@ static int cmd_upgrade(void *opaque, unsigned argc, char **argv, struct sw_json 
 	sw_json_u64(w, "pid", (uint64_t)r.pid);
 	sw_json_u64(w, "ports", r.ports);
 	sw_json_u64(w, "fds", r.fds);
+	sw_json_u64(w, "macs", r.macs);
 	sw_json_u64(w, "pause_us", r.pause_us);
 	sw_json_u64(w, "upgrades", upgrades + 1);
 	return 0;

@@ -279,19 +279,31 @@ static uint32_t flow_hash(const uint8_t *d, uint32_t len)
  * The handover blob (vhostctl upgrade), ours alone (both ends are vhostd, so not in src/spec), with the sockets
  * sent alongside: the receive socket, then the n_tx transmit sockets. Keeping the sockets keeps their ports: the
  * receive socket's datagrams queued while paused are read by the new process, and remotes see the same source
- * ports. The VTEP table is learned again (frames for a MAC not learned yet are flooded to every remote, as at
- * start). VX_BLOB_VERSION changes whenever the layout or a field's meaning does.
+ * ports. The VTEP table follows the blob, its live entries (not aged out) each at its slot with its age, so that
+ * no flood to every remote follows an upgrade: the same binary layout (VX_SETS, VX_WAYS, the unkeyed set_of())
+ * puts each at the same slot, and the remote list, from the same add-port arguments, gives the same indices.
+ * Entries past what fits (VX_HANDOVER_VTEPS) are learned again. VX_BLOB_VERSION changes whenever the layout or
+ * a field's meaning does.
  */
 #define VX_BLOB_MAGIC 0x3158555844484856ull /* "VHHDXUX1" */
-#define VX_BLOB_VERSION 1u
+#define VX_BLOB_VERSION 2u /* 2: VTEP entries */
 #define VX_BLOB_COUNTERS 11u
 struct vx_blob {
 	uint64_t magic;
 	uint32_t version;
 	uint32_t n_tx;
 	uint64_t counters[VX_BLOB_COUNTERS]; /* in the order of counter_fields() */
+	uint32_t n_vteps;                    /* struct vx_vtep entries after the blob */
+	uint32_t pad;
 };
-_Static_assert(sizeof(struct vx_blob) == 104, "vxlan handover blob layout");
+_Static_assert(sizeof(struct vx_blob) == 112, "vxlan handover blob layout");
+struct vx_vtep {
+	uint64_t word; /* as in fdb[] */
+	uint32_t slot; /* index into fdb[] */
+	uint32_t age_s;
+};
+_Static_assert(sizeof(struct vx_vtep) == 16, "vxlan handover VTEP entry layout");
+#define VX_HANDOVER_VTEPS ((SW_HANDOVER_MAX - sizeof(struct vx_blob)) / sizeof(struct vx_vtep))
 _Static_assert(sizeof(struct vx_blob) <= SW_HANDOVER_MAX && 1 + VX_MAX_SRC_PORTS <= SW_HANDOVER_MAX_FDS,
 	       "a vxlan handover fits the switch's buffers");
 
@@ -336,7 +348,7 @@ static int vx_adopt(struct vx_port *v, struct sw_port_import *imp, unsigned src_
 			close(imp->fds[i]);
 	}
 	struct vx_blob b;
-	if (imp->len != sizeof(b) || n != 1 + src_ports) {
+	if (imp->len < sizeof(b) || n != 1 + src_ports) {
 		snprintf(err, errlen, "vxlan: taking over: %u socket(s) and a %zu-byte state for src_ports=%u", n,
 			 imp->len, src_ports);
 		return -EPROTO;
@@ -346,6 +358,24 @@ static int vx_adopt(struct vx_port *v, struct sw_port_import *imp, unsigned src_
 		snprintf(err, errlen, "vxlan: taking over: state version %u, this vhostd reads %u", b.version,
 			 VX_BLOB_VERSION);
 		return -EPROTONOSUPPORT;
+	}
+	if (b.n_vteps > VX_HANDOVER_VTEPS || imp->len != sizeof(b) + b.n_vteps * sizeof(struct vx_vtep)) {
+		snprintf(err, errlen, "vxlan: taking over: %u VTEP entries in a %zu-byte state", b.n_vteps, imp->len);
+		return -EPROTO;
+	}
+	/* Each entry where this binary would have put it, for a remote this port has; anything else is dropped
+	 * (learned again from the next frame). Nothing reads the table yet: the port is not published. */
+	uint32_t now = now_s();
+	for (uint32_t i = 0; i < b.n_vteps; i++) {
+		struct vx_vtep e;
+		memcpy(&e, (const uint8_t *)imp->blob + sizeof(b) + i * sizeof(e), sizeof(e));
+		uint64_t mac = e.word & 0xffffffffffffull;
+		unsigned r = (unsigned)(e.word >> 48) & 0xff, base = set_of(mac) * VX_WAYS;
+		if (!(e.word & VX_VALID) || !mac || r >= v->n_remotes || e.slot < base || e.slot >= base + VX_WAYS ||
+		    e.age_s > VX_AGE_S || (e.word & ~(VX_VALID | 0xffull << 48 | 0xffffffffffffull)))
+			continue;
+		atomic_store_explicit(&v->seen[e.slot], e.age_s < now ? now - e.age_s : 0, memory_order_relaxed);
+		atomic_store_explicit(&v->fdb[e.slot], e.word, memory_order_relaxed);
 	}
 	uint16_t port;
 	if (check_udp(v->rx_fd, v->dstport, &port) < 0) {
@@ -906,15 +936,25 @@ static int vx_handover_export(struct sw_port *p, void *buf, size_t cap, size_t *
 	struct vx_port *v = p->priv;
 	struct vx_blob b = {.magic = VX_BLOB_MAGIC, .version = VX_BLOB_VERSION, .n_tx = v->n_tx};
 	(void)err, (void)errlen;
-	if (cap < sizeof(b))
+	if (cap < sizeof(b) + VX_HANDOVER_VTEPS * sizeof(struct vx_vtep))
 		return -E2BIG;
 	sw_gate_close(&v->gate, 1);
 	_Atomic uint64_t *f[VX_BLOB_COUNTERS];
 	counter_fields(v, f);
 	for (unsigned i = 0; i < VX_BLOB_COUNTERS; i++)
 		b.counters[i] = atomic_load_explicit(f[i], memory_order_relaxed);
+	/* The rx thread, the table's only writer, is held by the gate now. */
+	uint32_t now = now_s();
+	for (unsigned i = 0; i < VX_SETS * VX_WAYS && b.n_vteps < VX_HANDOVER_VTEPS; i++) {
+		uint64_t w = atomic_load_explicit(&v->fdb[i], memory_order_acquire);
+		uint32_t age = now - atomic_load_explicit(&v->seen[i], memory_order_relaxed);
+		if (!(w & VX_VALID) || age > VX_AGE_S)
+			continue;
+		struct vx_vtep e = {w, i, age};
+		memcpy((uint8_t *)buf + sizeof(b) + b.n_vteps++ * sizeof(e), &e, sizeof(e));
+	}
 	memcpy(buf, &b, sizeof(b));
-	*len = sizeof(b);
+	*len = sizeof(b) + b.n_vteps * sizeof(struct vx_vtep);
 	fds[0] = v->rx_fd;
 	memcpy(fds + 1, v->tx_fd, v->n_tx * sizeof(int));
 	*nfds = 1 + v->n_tx;

@@ -1306,6 +1306,42 @@ static unsigned fdb_count(struct sw *sw)
 	return fw.n;
 }
 
+struct fdb_export {
+	struct sw *sw;
+	sw_fdb_fn fn;
+	void *arg;
+	uint32_t now;
+	int rc;
+};
+
+static void fdb_export_entry(const uint8_t mac[6], uint16_t port, uint32_t seen, void *arg)
+{
+	struct fdb_export *x = arg;
+	struct sw_port *p = port < SW_MAX_PORTS ? atomic_load_explicit(&x->sw->ports[port], memory_order_relaxed) : NULL;
+	if (x->rc < 0 || !p)
+		return; /* an entry of a port being removed: the flush takes it anyway */
+	/* seen may be a tick ahead of now (a thread read the clock after this walk did): age 0 then. */
+	x->rc = x->fn(x->arg, mac, p->name, x->now - seen > x->now ? 0 : x->now - seen);
+}
+
+int sw_fdb_export(struct sw *sw, sw_fdb_fn fn, void *arg)
+{
+	struct fdb_export x = {sw, fn, arg, atomic_load(&sw->now_s), 0};
+	sw_fdb_walk(&sw->fdb, fdb_export_entry, &x);
+	return x.rc;
+}
+
+int sw_fdb_import(struct sw *sw, const uint8_t mac[6], const char *port, uint32_t age_s)
+{
+	struct sw_port *p = find(sw, port);
+	if (!p)
+		return -ENOENT;
+	uint32_t now = atomic_load(&sw->now_s);
+	/* Both processes read CLOCK_MONOTONIC, so the age carries over as is; one older than the clock (it cannot
+	 * be, but it comes from another process) is seen at 0, the oldest there is. */
+	return sw_fdb_learn(&sw->fdb, mac, p->id, age_s < now ? now - age_s : 0) == SW_FDB_LEARNED ? 0 : -ENOSPC;
+}
+
 void sw_fdb_show(struct sw *sw, struct sw_json *w)
 {
 	struct fdb_walk fw = {.sw = sw, .w = w, .now = atomic_load(&sw->now_s)};

@@ -72,6 +72,16 @@ void sw_handover_resume(struct sw *sw);
 struct sw_port_import;
 int sw_port_import(struct sw *sw, const char *name, const char *spec, size_t spec_len, struct sw_port_import *imp,
 		   char *err, size_t errlen);
+/*
+ * vhostctl upgrade: the MAC table goes with the ports, so that no flood follows an upgrade. sw_fdb_export
+ * (ports paused: nothing learns) calls fn for each entry with its port's name and age in seconds, stopping at the
+ * first negative return (returned). sw_fdb_import learns mac on the port named (imported already), as last seen
+ * age_s seconds ago, so that it ages out when it would have in the old process: 0, -ENOENT (no such port),
+ * -ENOSPC (its bucket full or its port at its limit).
+ */
+typedef int (*sw_fdb_fn)(void *arg, const uint8_t mac[6], const char *port, uint32_t age_s);
+int sw_fdb_export(struct sw *sw, sw_fdb_fn fn, void *arg);
+int sw_fdb_import(struct sw *sw, const uint8_t mac[6], const char *port, uint32_t age_s);
 
 /*
  * Capture frames of port (dirs: SW_CAP_RX and/or SW_CAP_TX, capture.h) as pcapng into fd, a unix stream socket

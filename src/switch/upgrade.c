@@ -25,17 +25,28 @@ extern char **environ;
 /* The messages, ours alone (both ends are vhostd). UPG_VERSION changes with any change to them, or to what a
  * PORT carries (the blob has its own version too, checked by the importer). */
 #define UPG_MAGIC 0x44485655u /* "UVHD" */
-#define UPG_VERSION 1u
-enum { UPG_HELLO = 1, UPG_START, UPG_PORT, UPG_END, UPG_READY, UPG_FAIL, UPG_GO };
+#define UPG_VERSION 2u /* 2: FDB */
+enum { UPG_HELLO = 1, UPG_START, UPG_PORT, UPG_END, UPG_READY, UPG_FAIL, UPG_GO, UPG_FDB };
 struct upg_hdr {
 	uint32_t magic;
 	uint16_t version;
 	uint16_t type;
 	uint32_t len1, len2; /* PORT: counters (SW_PORT_TOTALS u64), name and spec ("NAME\0TYPE\0KEY=VALUE\0..."),
 			      * then the blob; FAIL: the text */
-	uint64_t val;        /* START: upgrades so far; END: ports; READY: ports taken; GO: pause in us */
+	uint64_t val;        /* START: upgrades so far; END: ports; READY: ports taken; GO: pause in us;
+			      * FDB: entries (len1 / sizeof(struct upg_fdb)) */
 };
 _Static_assert(sizeof(struct upg_hdr) == 24, "upgrade message header layout");
+/* One MAC table entry in an FDB message (after every PORT, before END): the port by name, since the new
+ * process numbers its ports its own way. */
+struct upg_fdb {
+	uint8_t mac[6];
+	uint16_t pad;
+	uint32_t age_s;
+	char port[SW_PORT_NAME_MAX]; /* NUL-terminated */
+};
+_Static_assert(sizeof(struct upg_fdb) == 12 + SW_PORT_NAME_MAX, "upgrade FDB entry layout");
+#define UPG_FDB_PER_MSG (SW_HANDOVER_MAX / sizeof(struct upg_fdb))
 #define UPG_MAX_MSG (sizeof(struct upg_hdr) + 8192 + SW_HANDOVER_MAX)
 #define UPG_MAX_FDS SW_HANDOVER_MAX_FDS
 _Static_assert(UPG_MAX_FDS <= 253, "SCM_RIGHTS carries at most 253 fds per message");
@@ -195,6 +206,33 @@ static int send_port(void *arg, const char *name, const char *spec, size_t spec_
 			s->deadline);
 }
 
+struct fdb_ctx {
+	int sock;
+	long long deadline;
+	unsigned n, total;
+	struct upg_fdb e[UPG_FDB_PER_MSG];
+};
+
+static int send_fdb(struct fdb_ctx *c)
+{
+	int rc = c->n ? upg_send(c->sock, UPG_FDB, c->n, c->e, (uint32_t)(c->n * sizeof(c->e[0])), NULL, 0, NULL, 0,
+				 c->deadline) : 0;
+	c->total += c->n;
+	c->n = 0;
+	return rc;
+}
+
+static int fdb_entry(void *arg, const uint8_t mac[6], const char *port, uint32_t age_s)
+{
+	struct fdb_ctx *c = arg;
+	struct upg_fdb *e = &c->e[c->n++];
+	memset(e, 0, sizeof(*e));
+	memcpy(e->mac, mac, 6);
+	e->age_s = age_s;
+	snprintf(e->port, sizeof(e->port), "%s", port);
+	return c->n == UPG_FDB_PER_MSG ? send_fdb(c) : 0;
+}
+
 static pid_t spawn(char *const argv[], int child_fd, char *err, size_t errlen)
 {
 	unsigned n = 0;
@@ -269,6 +307,17 @@ int sw_upgrade_run(struct sw *sw, char *const argv[], const int *extra, unsigned
 			rc = sw_handover_export(sw, send_port, &sc, &res->ports, why, sizeof(why));
 			paused = rc == 0; /* on failure the export resumed every port */
 		}
+		if (rc == 0) {
+			/* Learned while the ports forwarded; with every one paused now, nothing changes it. */
+			static struct fdb_ctx fc;
+			fc = (struct fdb_ctx){.sock = sv[0], .deadline = deadline};
+			rc = sw_fdb_export(sw, fdb_entry, &fc);
+			if (rc == 0)
+				rc = send_fdb(&fc);
+			if (rc < 0)
+				snprintf(why, sizeof(why), "sending the MAC table: %s", strerror(-rc));
+			res->macs = fc.total;
+		}
 		if (rc == 0 && (rc = upg_send(sv[0], UPG_END, res->ports, NULL, 0, NULL, 0, NULL, 0, deadline)) < 0)
 			snprintf(why, sizeof(why), "sending END: %s", strerror(-rc));
 		res->fds = sc.fds;
@@ -325,7 +374,7 @@ static int takeover(struct sw *sw, int sock, int *extra, unsigned *nextra, uint6
 {
 	static uint8_t buf[UPG_MAX_MSG];
 	int fds[UPG_MAX_FDS];
-	unsigned nfds, ports = 0;
+	unsigned nfds, ports = 0, macs = 0, refused = 0;
 	struct upg_hdr h;
 	int rc = upg_send(sock, UPG_HELLO, 0, NULL, 0, NULL, 0, NULL, 0, now_us() + SW_UPGRADE_STEP_MS * 1000LL);
 	if (rc < 0) {
@@ -349,6 +398,25 @@ static int takeover(struct sw *sw, int sock, int *extra, unsigned *nextra, uint6
 			return rc;
 		if (h.type == UPG_END)
 			break;
+		if (h.type == UPG_FDB) {
+			size_t k = h.len1 / sizeof(struct upg_fdb);
+			if (nfds || h.len2 || h.len1 % sizeof(struct upg_fdb) || h.val != k) {
+				snprintf(why, wlen, "an FDB message of %u + %u bytes, %u fds, for %llu entries", h.len1,
+					 h.len2, nfds, (unsigned long long)h.val);
+				close_all(fds, nfds);
+				return -EPROTO;
+			}
+			for (size_t i = 0; i < k; i++) {
+				struct upg_fdb e;
+				memcpy(&e, buf + sizeof(h) + i * sizeof(e), sizeof(e));
+				/* A name without its NUL names no port: refused like an unknown one. */
+				if (memchr(e.port, '\0', sizeof(e.port)) && sw_fdb_import(sw, e.mac, e.port, e.age_s) == 0)
+					macs++;
+				else
+					refused++;
+			}
+			continue;
+		}
 		const size_t tl = SW_PORT_TOTALS * sizeof(uint64_t);
 		const char *head = (const char *)buf + sizeof(h) + tl;
 		size_t left = h.len1 > tl ? h.len1 - tl : 0, nl = left ? strnlen(head, left) + 1 : 0;
@@ -387,8 +455,8 @@ static int takeover(struct sw *sw, int sock, int *extra, unsigned *nextra, uint6
 		return rc;
 	*pause_us = h.val;
 	sw_handover_resume(sw);
-	vhd_log(VHD_LOG_INFO, "vhostd: took over %u port(s); forwarding paused %llu us", ports,
-		(unsigned long long)h.val);
+	vhd_log(VHD_LOG_INFO, "vhostd: took over %u port(s) and %u MAC table entries (%u refused); forwarding paused "
+		"%llu us", ports, macs, refused, (unsigned long long)h.val);
 	return 0;
 }
 

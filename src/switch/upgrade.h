@@ -4,7 +4,8 @@
  * unix seqpacket socket (SCM_RIGHTS), without the guests seeing a disconnect (docs/operations.md, "Restarts and
  * upgrades"). The old process starts the new one with --takeover FD; the new one says HELLO; the old one pauses
  * every port at a burst boundary and sends START (its extra listening sockets: control socket, metrics), one PORT
- * per port (name, add-port arguments, exported state and fds), END; the new one takes every port over with its
+ * per port (name, add-port arguments, exported state and fds), the MAC table (FDB: each entry with its port's name
+ * and age, so learned addresses keep their ports and no flood follows), END; the new one takes every port over with its
  * queues held and says READY (or FAIL with the reason); the old one says GO and exits without touching anything
  * (socket files, taps, peers), and the new one lets its queues go. Every step has a deadline: whatever goes
  * wrong before GO, the old process resumes forwarding and the command fails with the reason.
@@ -23,6 +24,7 @@ struct sw_upgrade_result {
 	pid_t pid;          /* the new process */
 	unsigned ports;     /* handed over */
 	unsigned fds;       /* descriptors sent, extras included */
+	unsigned macs;      /* MAC table entries sent */
 	uint64_t pause_us;  /* from the first port's pause to GO: no port forwarded meanwhile */
 };
 

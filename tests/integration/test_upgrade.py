@@ -8,8 +8,10 @@ connections (it logs "connection lost" when it does, and would then reconnect an
 no frame may arrive twice or corrupt, and every frame lost must be one vhostd counted as dropped (the counters
 go on across upgrades): its drops equal the sink's sequence gaps. Each upgrade's loss (the drops from just
 before it to 0.1 s after it) is bounded by what was in flight: at most the generator's transmit ring (256
-frames) that the sink's receive ring (256) cannot take at once when forwarding resumes, so 512. Also: upgrades that fail (PATH
-not executable, a binary that exits at once, one that refuses) leave the running vhostd forwarding, untouched.
+frames) that the sink's receive ring (256) cannot take at once when forwarding resumes, so 512. The MAC table
+goes over: the sink's address, learned from its one announce, is on its port right after every upgrade.
+Also: upgrades that fail (PATH not executable, a binary that exits at once, one that refuses) leave the running
+vhostd forwarding, untouched.
 And tap, af_packet and vxlan ports, beside a vhost-user port, handed over with traffic both ways.
 
 usage: test_upgrade.py VHOSTD VHOSTCTL PKTGEN [case-substring]
@@ -57,13 +59,30 @@ def drops(r):
     return sum(p["rx_drops"] + p["tx_drops"] for p in st.values()), st.get("b", {}).get("tx_packets", 0)
 
 
+def fdb_ages(r):
+    """The MAC table: MAC -> (port, age in s)."""
+    return {e["mac"]: (e["port"], e["age_s"]) for e in r.ctl_json("fdb")["entries"]}
+
+
 def case_upgrade_under_stream(r):
     g = start_stream(r)
     loss, pauses, pids = [], [], {r.pid}
+    # The sink's MAC is learned from its one announce and never again (it sends nothing else): present right
+    # after each upgrade, on b, no younger than before it, it came over with the MAC table.
+    fdb0 = fdb_ages(r)
+    if sorted(p for p, _ in fdb0.values()) != ["a", "b"]:
+        return f"the MAC table before the upgrades: {fdb0}"
     for i in range(UPGRADES):
         time.sleep(0.1)
         before = drops(r)[0]
+        fdb_before = fdb_ages(r)
         res = vhdrig.json.loads(r.upgrade().stdout)
+        fdb_after = fdb_ages(r)
+        for mac, (port, age) in fdb_before.items():
+            if mac not in fdb_after or fdb_after[mac][0] != port or (port == "b" and fdb_after[mac][1] < age):
+                return f"upgrade {i + 1}: the MAC table was {fdb_before}, is {fdb_after} right after it"
+        if res["macs"] != len(fdb_before):
+            return f"upgrade {i + 1}: {res['macs']} MAC table entries handed over, {len(fdb_before)} there"
         time.sleep(0.1)  # the frames queued while paused are forwarded (or dropped) within milliseconds
         loss.append(drops(r)[0] - before)
         if res["ports"] != 2 or res["fds"] < 8 or res["upgrades"] != i + 1:
@@ -128,11 +147,11 @@ def case_upgrade_fails(r):
                 "socket.socket(fileno=fd).send(b'x' * 40)\n")
     os.chmod(chatty, 0o755)
     quits = os.path.join(r.dir, "quits")
-    with open(quits, "w") as f:  # says HELLO as vhostd does, takes every port (all paused by then) and leaves
+    with open(quits, "w") as f:  # HELLO (protocol 2), takes the ports and MAC table (all paused) and leaves
         f.write("#!/usr/bin/env python3\nimport socket, struct, sys\n"
                 "s = socket.socket(fileno=int(sys.argv[sys.argv.index('--takeover') + 1]))\n"
                 "s.setblocking(True)\n"
-                "s.send(struct.pack('<IHHIIQ', 0x44485655, 1, 1, 0, 0, 0))\n"
+                "s.send(struct.pack('<IHHIIQ', 0x44485655, 2, 1, 0, 0, 0))\n"
                 "while struct.unpack_from('<IHH', socket.recv_fds(s, 80000, 200)[0])[2] != 4:\n"
                 "    pass\n")
     os.chmod(quits, 0o755)
@@ -182,7 +201,8 @@ def case_host_ports_upgrade(r):
     addressed to the pktgen, counted as they arrive there. The tap keeps its ifindex and MAC (the interface vhostd created never goes away); every frame the
     host sent is read, by one vhostd or the next (they wait in the tap's queue or the af_packet ring while
     paused: the kernel drops none from the tap or the VXLAN socket, and from the ring only what it counts); vhostd's counters go on and match the kernel's; the pktgen's frames lost
-    are only those vhostd counted as dropped, at most LOSS_BOUND per upgrade."""
+    are only those vhostd counted as dropped, at most LOSS_BOUND per upgrade. Then, the host silent, one more
+    upgrade keeps what the vxlan port learned of its remote (the VTEP table)."""
     sfx = os.getpid() % 100000
     tap, va, vb = f"vhdup{sfx}", f"vhdua{sfx}", f"vhdub{sfx}"
     subprocess.run(["ip", "link", "add", va, "type", "veth", "peer", "name", vb], check=True)
@@ -249,6 +269,13 @@ def host_ports_upgrade(r, tap, va, vb):
         for s in socks.values():
             s.close()
     time.sleep(0.3)  # the host's last frames cross
+    # The VTEP table goes over: with the remote silent now, what x learned of it is there right after one more
+    # upgrade (learned again it could not be).
+    def vteps():
+        return {p["name"]: p for p in r.ctl_json("show")["ports"]}["x"]["info"]["learned"]
+    before = vteps()
+    if vhdrig.json.loads(r.upgrade().stdout)["ports"] != 4 or vteps() != before or not before:
+        return f"the vxlan port learned {before} VTEP entries before an upgrade, {vteps()} after"
     g.send_signal(signal.SIGINT)
     res = Rig.result(g)["total"]
     time.sleep(0.1)
@@ -280,7 +307,7 @@ def host_ports_upgrade(r, tap, va, vb):
         if vd[n]["tx_packets"] != kd[i]["rx_packets"]:  # (rx_dropped: the host's stack, after that)
             return f"vhostd's {n} sent {vd[n]['tx_packets']} frames, {i} received {kd[i]}"
         # Every frame from a went out of each port or was dropped, counted; more went out: the host's frames
-        # flooded while the MAC table, not handed over, learns the pktgen's address again.
+        # flooded before the pktgen's address was first learned.
         if st["a"]["rx_packets"] > vd[n]["tx_packets"] + vd[n]["tx_drops"]:
             return (f"vhostd took {st['a']['rx_packets']} of the pktgen's frames: {vd[n]['tx_packets']} went out of "
                     f"{n}, {vd[n]['tx_drops']} dropped")

@@ -6,7 +6,11 @@
               tcp-recv PORT BYTES
 
 udp-send with PPS and tcp-send with KIB_PER_S are paced (traffic that must outlast something, such as a live
-migration); SIGUSR1 makes a paced tcp-send send the rest at full speed (what it had to outlast is over).
+migration); SIGUSR1 makes a paced tcp-send send the rest at full speed (what it had to outlast is over) and stops
+a paced udp-send. A paced udp-send holds a datagram the stack refuses (no route: the tap is gone with a killed
+vhostd) and sends it again every millisecond, for up to a minute, then goes on at its pace without catching up.
+udp-recv's "VHD-SEQ" line sums up what is missing below the highest sequence number received and what was
+duplicated, as nettool's does.
 
 Prints one "VHD-RESULT <what> ok|fail <detail>" line (receivers print "VHD-READY <what> <port>" first).
 """
@@ -42,18 +46,31 @@ def stream(off, n):
 
 def udp_send(ip, port, count, pps=0):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    ok, t0 = 0, time.time()
-    for i in range(count):
-        if s.sendto(dg(i), (ip, port)) == dg_len(i):
-            ok += 1
-        if pps:
-            ahead = (i + 1) / pps - (time.time() - t0)
-            if ahead > 0:
-                time.sleep(ahead)
-        elif i % 8 == 7:
-            time.sleep(0.002)  # a TCG guest under a sanitizer build takes a few thousand datagrams a second
-    print(f"VHD-RESULT udp-send {'ok' if ok == count else 'fail'} sent {ok} of {count}", flush=True)
-    return ok == count
+    stop = []
+    signal.signal(signal.SIGUSR1, lambda *_: stop.append(1))
+    ok, i, nxt = 0, 0, time.monotonic()
+    while i < count and not (pps and stop):
+        if not pps:
+            ok += s.sendto(dg(i), (ip, port)) == dg_len(i)
+            if i % 8 == 7:
+                time.sleep(0.002)  # a TCG guest under a sanitizer build takes a few thousand datagrams a second
+            i += 1
+            continue
+        held = time.monotonic() + 60
+        while True:
+            try:
+                ok += s.sendto(dg(i), (ip, port)) == dg_len(i)
+                break
+            except OSError:
+                if time.monotonic() > held or stop:
+                    raise
+                time.sleep(0.001)
+        i += 1
+        nxt = max(nxt + 1.0 / pps, time.monotonic())
+        time.sleep(max(0.0, nxt - time.monotonic()))
+    print(f"VHD-RESULT udp-send {'ok' if ok == i else 'fail'} sent {ok} of {count}{', stopped' if i < count else ''}",
+          flush=True)
+    return ok == i
 
 
 def udp_recv(port, count, ms):
@@ -62,7 +79,7 @@ def udp_recv(port, count, ms):
     s.bind(("0.0.0.0", port))
     print(f"VHD-READY udp-recv {port}", flush=True)
     seen = bytearray(count)
-    got = dup = bad = stray = 0
+    got = dup = bad = stray = top = 0
     wait = 600.0  # until the guest starts sending; the test driver kills us if it never does
     while got < count:
         r, _, _ = select.select([s], [], [], wait)
@@ -79,10 +96,27 @@ def udp_recv(port, count, ms):
         elif b != dg(i):
             bad += 1
         elif seen[i]:
+            seen[i] = min(seen[i] + 1, 255)
             dup += 1
         else:
             seen[i] = 1
             got += 1
+            top = max(top, i + 1)
+    miss, dupr, first, i = [0, 0, 0], [0, 0, 0], [], 0
+    while i < top:  # runs of missing (0) and of duplicated (> 1) datagrams below the highest received
+        missing, j = not seen[i], i
+        while j < top and (not seen[j] if missing else seen[j] > 1):
+            j += 1
+        if j == i:
+            i += 1
+            continue
+        c = miss if missing else dupr
+        c[0], c[1], c[2] = c[0] + j - i, c[1] + 1, max(c[2], j - i)
+        if missing and len(first) < 16:
+            first.append(f"{i}-{j - 1}")
+        i = j
+    print(f"VHD-SEQ top {top} missing {miss[0]} runs {miss[1]} max {miss[2]} dup {dup} runs {dupr[1]} max {dupr[2]} "
+          f"first {' '.join(first)}", flush=True)
     ok = got == count and not (dup or bad or stray)
     print(f"VHD-RESULT udp-recv {'ok' if ok else 'fail'} received {got} of {count}, lost {count - got}, "
           f"dup {dup}, corrupt {bad}, stray {stray}", flush=True)

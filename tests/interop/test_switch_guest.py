@@ -20,9 +20,11 @@ listens, then start the sender. The traffic itself only crosses vhostd. Checks:
   vhostd restart      vhostd killed and started again under running guests, both ways of reconnecting: vhostd
                       as client of QEMU's server socket (server=on,wait=off), QEMU as reconnecting client
                       (reconnect=1) of vhostd's socket; traffic resumes
-  restart cycles      vhostd killed -9 and started again VHD_RESTART_CYCLES times (20; soak 1000) under a paced
-                      TCP stream host->guest, its ports in client mode (QEMU listens): the stream survives all of
-                      them, every byte checked; the last vhostd's counters against the guest's and the tap's
+  restart cycles      vhostd killed -9 and started again VHD_RESTART_CYCLES times (100; soak 1000) under a paced
+                      TCP stream host->guest and sequenced UDP datagrams both ways, its ports in client mode (QEMU
+                      listens): the stream moves again after every restart and survives all of them, every byte
+                      checked; the datagrams lost and duplicated per restart each way, within a ring; the last
+                      vhostd's counters against the guest's and the tap's
   af_packet           an af_packet port on a veth whose peer (another namespace) has an IP: ping, UDP, TCP
   vxlan               the guest's segment carried by a vxlan port to a Linux vxlan device in another namespace
                       (its own host, over a veth underlay); guest at MTU 1450 from QEMU's host_mtu: ping, UDP,
@@ -45,6 +47,7 @@ Prints PASS/FAIL lines like tests/unit/harness.h. VHD_INTEROP_WORK is where the 
 """
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -374,84 +377,173 @@ def scenario_restart(rig):
     yield "switch_guest_vhostd_restart_qemu_reconnect", verdict("vm2")
 
 
-# 20 in make check: a cycle takes 1.2-1.6 s under ASan on the loaded 2-core machine (mostly the stream's
-# resumption), 100 cycles 197 s with the boot, which make check's budget has not got; scripts/soak.sh runs 1000.
-RESTART_CYCLES = int(os.environ.get("VHD_RESTART_CYCLES", "20"))
+# 100 in make check: a cycle takes about 0.5 s under ASan on the loaded 2-core machine (it was 1.2-2.6 s while
+# the host's ARP for the guest, retried once a second, and a fixed 0.3 s pause after each kill set the pace), 100
+# cycles 50 s, 60 s with the boot; scripts/soak.sh runs 1000.
+RESTART_CYCLES = int(os.environ.get("VHD_RESTART_CYCLES", "100"))
 CYCLE_KIBPS = 128  # the stream's pace: it outlasts the cycles (CYCLE_S each at most), then goes unpaced
 CYCLE_S = 4.0
-KILL_PAUSE_S = 0.3
+RESTART_PPS = 200  # each UDP direction's pace across the restarts
+RING = 256  # QEMU's virtio-net queue size: what a restart can find in flight on one ring
+
+
+def seq_report(lines, what):
+    """A receiver's VHD-SEQ line (nettool, hostpeer.py): {top, missing, runs, max, dup, dup_runs, dup_max}."""
+    m = [re.match(r"VHD-SEQ top (\d+) missing (\d+) runs (\d+) max (\d+) dup (\d+) runs (\d+) max (\d+)", x)
+         for x in lines]
+    m = [x for x in m if x]
+    expect(m, f"{what}: no VHD-SEQ line: {lines[-5:]}")
+    return dict(zip(("top", "missing", "runs", "max", "dup", "dup_runs", "dup_max"), map(int, m[-1].groups())))
 
 
 def scenario_restart_cycles(rig):
     """vm1 with QEMU listening (server=on,wait=off) and vhostd's port connecting to it (client): a restarted
     vhostd connects at once and QEMU negotiates again, where QEMU as a client with reconnect=1 would only try
-    again after up to a second. host0 a tap (vhostd's: it goes with each vhostd and comes with the next). vhostd
-    is killed (SIGKILL) and started again RESTART_CYCLES times while one paced TCP stream from the host to the
-    guest runs the whole time; each cycle waits until vhostd forwarded the stream's frames again (both ways)
-    before the next kill."""
-    config = [f"add-port vm1 vhost-user path={rig.sock('vm1')} client", f"add-port host0 tap ifname={rig.tap}"]
+    again after up to a second. host0 a tap (vhostd's, with the host's address from addr=: it goes with each
+    vhostd and comes back, addressed and up, with the next one, before vm1 connects). vhostd is killed (SIGKILL)
+    and started again RESTART_CYCLES times while one paced TCP stream from the host to the guest and sequenced
+    UDP datagrams both ways (RESTART_PPS each) run the whole time; each cycle waits until vhostd forwarded frames
+    again both ways before the next kill. Per restart: datagrams lost and duplicated each way."""
+    config = [f"add-port host0 tap ifname={rig.tap} addr={HOST_IP}/24",
+              f"add-port vm1 vhost-user path={rig.sock('vm1')} client"]
     host = HostNs(rig, rig.ns, HOST_IP, "host")
     a = Guest(rig, "vm1", A_MAC, A_IP, f"path={rig.sock('vm1')},server=on,wait=off").boot()
     vhdrig.wait_path(rig.sock("vm1"), [a.p])
+    # The sender's retransmissions back off from the minimum RTO while vhostd is away: 5 ms instead of 200 finds
+    # the next vhostd within about as long as it took to come back.
+    fast_rto = rig.nsrun("sysctl", "-qw", "net.ipv4.tcp_rto_min_us=5000", check=False).returncode == 0
     rig.start_vhostd(config)
-    rig.tap_up()
     a.wait_agent()
 
-    def fast_rto():
-        """The route to the guest through the tap with a 5 ms minimum RTO: the sender's
-        retransmissions, which back off from it while vhostd is away, find the next one within about as long
-        as it took to come back (from the default 200 ms, 2.7 s a cycle instead of 0.7)."""
-        rig.nsrun("ip", "route", "replace", "10.0.0.0/24", "dev", rig.tap, "rto_min", "5ms")
+    def neighbours():
+        """Each side's neighbour entry for the other, permanent: the host's for the guest goes with each tap, and
+        ARP, which retries once a second, would set the pace of the restarts rather than vhostd (the guest's for
+        the tap lasts: the tap comes back with the same MAC, but its entry would be probed while vhostd is
+        away). Set as soon as the tap is there."""
+        for _ in range(500):
+            if rig.nsrun("ip", "neigh", "replace", A_IP, "lladdr", A_MAC, "dev", rig.tap, "nud", "permanent",
+                         check=False).returncode == 0:
+                return
+            time.sleep(0.01)
+        raise CaseError(f"the tap {rig.tap} did not come back: {rig.vhostd_tail(10)}")
+
+    def qemu_saw_hangup():
+        """Until QEMU handled the hang-up of the killed vhostd: a vhostd connecting before that was, under ASan,
+        once connected but never set up by QEMU 7.2, which handles a hang-up in a bottom half with the chardev's
+        handlers unset until it ran (query-chardev shows the socket disconnected when the bottom half is
+        scheduled; the next vhostd takes longer than one main-loop round to start)."""
+        for _ in range(500):
+            ch = [c for c in a.qmp("query-chardev") if rig.sock("vm1") in c.get("filename", "")]
+            if ch and ch[0]["filename"].startswith("disconnected:"):
+                return
+            time.sleep(0.01)
+        raise CaseError(f"QEMU did not see vhostd go within 5 s: {ch}")
 
     def cycles():
-        fast_rto()
         rig.wait_link(["vm1", "host0"])
+        neighbours()
+        tap_mac = rig.nsrun("cat", f"/sys/class/net/{rig.tap}/address").stdout.strip()
+        rc, out = a.cmd(f"arp -i eth0 -s {HOST_IP} {tap_mac} && arp -n -i eth0")  # BusyBox: permanent
+        expect(rc == 0 and any("PERM" in x for x in out), f"vm1: arp: {out}")
         rc, out = a.ping(HOST_IP)
         ping_ok("vm1->host", rc, out, 5)
         nbytes = int(CYCLE_KIBPS * 1024 * (RESTART_CYCLES * CYCLE_S + 10))
+        ndg = int(RESTART_PPS * (RESTART_CYCLES * CYCLE_S + 60))  # more than the cycles take: stopped after them
         r = a.start(f"nettool tcp-recv 7801 {nbytes}")
         r.ready()
         s = host.start("tcp-send", A_IP, 7801, nbytes, CYCLE_KIBPS)
+        hg_r = a.start(f"nettool udp-recv 7802 {ndg} 3000")
+        gh_r = host.start("udp-recv", 7803, ndg, 3000)
+        hg_r.ready()
+        gh_r.ready()
+        hg_s = host.start("udp-send", A_IP, 7802, ndg, RESTART_PPS)
+        gh_s = a.start(f"nettool udp-send {HOST_IP} 7803 {ndg} {RESTART_PPS} & echo $! > /tmp/us.pid; wait $!")
         t0 = time.time()
         waits, starts = [], []
+        counted = {"host->vm1": 0, "vm1->host": 0}
+
+        def acked():
+            """What the guest acknowledged of the TCP stream so far (the sender's socket, ss)."""
+            out = rig.nsrun("ss", "-tinH", "dst", f"{A_IP}:7801").stdout
+            m = re.search(r"bytes_acked:(\d+)", out)
+            return int(m.group(1)) if m else 0
+
         def flowing(t, base, what):
-            """Until vhostd forwarded the stream again (data from the host in, the guest's ACKs out)."""
+            """Until vhostd forwarded frames again both ways (the host's in, the guest's out) and the TCP stream
+            moved."""
             while True:
                 st = rig.stats()
-                if st["host0"]["rx_packets"] > base[0] + 10 and st["vm1"]["rx_packets"] > base[1] + 10:
-                    return
-                expect(time.time() - t < 60, f"{what}: the stream did not move within 60 s: {st}; "
+                if (st["host0"]["rx_packets"] > base[0] + 10 and st["vm1"]["rx_packets"] > base[1] + 10 and
+                        acked() > base[2]):
+                    return st
+                expect(time.time() - t < 60, f"{what}: no traffic both ways within 60 s: {st}; "
                                              f"vhostd: {rig.vhostd_tail(20)}; QEMU: {a.tail(10)}")
                 time.sleep(0.02)
 
         st = rig.stats()
-        flowing(time.time(), (st["host0"]["rx_packets"], st["vm1"]["rx_packets"]), "before the first kill")
+        flowing(time.time(), (st["host0"]["rx_packets"], st["vm1"]["rx_packets"], acked()), "before the first kill")
         for i in range(RESTART_CYCLES):
             if s.p.poll() is not None:
                 raise CaseError(f"cycle {i}: the stream ended before the cycles did: {s.result(1)}")
+            base = acked()
             rig.stop_vhostd(signal.SIGKILL)
             t = time.time()
             if i == RESTART_CYCLES - 1:
                 g0 = a.counters()  # vhostd is gone: nothing moves on vm1's rings until the next one starts
-            # A vhostd connecting at once was, under ASan, once connected but never set up by QEMU 7.2 (no message
-            # after the connection), which handles a hang-up in a bottom half with the chardev's handlers unset
-            # until it ran; scenario_restart waits 2 s for the same reason.
-            time.sleep(KILL_PAUSE_S)
+            qemu_saw_hangup()
             rig.start_vhostd(config)
-            rig.tap_up()
-            fast_rto()
+            neighbours()
             starts.append(time.time() - t)
-            flowing(t, (0, 0), f"cycle {i}")
+            st = flowing(t, (0, 0, base), f"cycle {i}")
+            # What each new vhostd dropped before traffic moved both ways (all frames, not only datagrams): toward
+            # a port whose other end was not there yet. Nothing is dropped in the steady state after that.
+            counted["host->vm1"] += st["vm1"]["tx_drops"]
+            counted["vm1->host"] += st["host0"]["tx_drops"]
             waits.append(time.time() - t)
         took = time.time() - t0
         s.p.send_signal(signal.SIGUSR1)  # the rest at full speed
+        hg_s.p.send_signal(signal.SIGUSR1)  # the datagrams stop
+        rc, out = a.cmd("kill -USR1 $(cat /tmp/us.pid)")
+        expect(rc == 0, f"stopping the guest's sender: {out}")
         sres, rres = s.result(nbytes / 1024 / CYCLE_KIBPS + 120), r.result(120)
         expect(" ok " in sres and " ok " in rres, f"TCP across the restarts: host {sres}; guest {rres}")
+        # UDP: every datagram a sender's stack took either arrived once or went with a restart. What a restart
+        # can lose or repeat is what was in flight when vhostd died: host->guest, the frames vhostd had read from
+        # the tap (or the tap still queued) but not yet completed in the guest's receive ring (a buffer written
+        # but not used is offered again, its frame lost); guest->host, the frames it had completed in the
+        # transmit ring but not yet written to the tap (lost) or written but not yet completed (QEMU restarts the
+        # ring from the used index in guest memory: sent again, duplicated). At most a ring each, plus what a sender
+        # sent while there was no path: the host's holds while its route is gone with the tap, but nothing holds
+        # the guest's (QEMU reports the link down while vhostd is away; the guest's stack queues and drops as it
+        # will), at the pace for as long as that lasted (the longest kill-to-traffic time bounds it).
+        bound = RING + int(RESTART_PPS * max(waits)) + 1
+        figs, errs = [], []
+        for what, snd, rcv in (("host->vm1", hg_s, hg_r), ("vm1->host", gh_s, gh_r)):
+            sr, rr = snd.result(60), rcv.result(60)
+            m = re.search(r"sent (\d+) of", sr)
+            expect(" ok " in sr and m, f"UDP {what}: {sr}")
+            sent = int(m.group(1))
+            lines = rcv.lines() if callable(rcv.lines) else rcv.lines
+            q = seq_report(lines, f"UDP {what}")
+            mm = re.search(r"corrupt (\d+), stray (\d+)", rr)
+            expect(mm and mm.groups() == ("0", "0"), f"UDP {what}: {rr}")
+            tail = sent - q["top"]  # after the last one received: nothing is in flight by then
+            lost = q["missing"] + tail
+            # Each run of missing (or duplicated) datagrams is what one interruption cost.
+            if max(q["max"], q["dup_max"], tail) > bound or q["dup_max"] > RING or lost > bound * RESTART_CYCLES:
+                errs.append(f"UDP {what}: {sent} sent, {q} (+{tail} at the end): more than in flight ({bound}: "
+                            f"a ring, {RING}, and {RESTART_PPS}/s for {max(waits):.2f} s) at a restart")
+            figs.append(f"UDP {what}: {sent} sent, {lost} lost ({lost / RESTART_CYCLES:.2f} a restart; "
+                        f"{q['runs'] + (tail > 0)} runs, the longest {max(q['max'], tail)}), {q['dup']} duplicated "
+                        f"({q['dup'] / RESTART_CYCLES:.2f} a restart; {q['dup_runs']} runs, the longest "
+                        f"{q['dup_max']}); vhostd counted {counted[what]} frames dropped that way as it came up")
+        figs.append(f"bound a run {bound}")
+        log("; ".join(figs) + ("" if fast_rto else "; no net.ipv4.tcp_rto_min_us here: the stream resumed slowly"))
         # The last vhostd's counters against what vm1's driver and the tap (made by that vhostd) counted since.
         g, t, st = quiet_snapshot(rig, [a], [rig.tap])
         check_no_errors(rig, "after the restarts")
         d = {k: g["vm1"][k] - g0[k] for k in g0}
-        errs = compare_tap("host0", t[rig.tap], st["host0"])
+        errs += compare_tap("host0", t[rig.tap], st["host0"])
         v = st["vm1"]
         if d["rx_packets"] + d["rx_dropped"] != v["tx_packets"] or d["rx_bytes"] != v["tx_bytes"]:
             errs.append(f"vm1: vhostd sent {v['tx_packets']} frames / {v['tx_bytes']} B, the guest received "
@@ -461,13 +553,13 @@ def scenario_restart_cycles(rig):
         # again) and counted by both; what the dead one had used and the driver collected after g0 it counts
         # alone. At most a ring's worth either way.
         tx_diff = d["tx_packets"] - v["rx_packets"]
-        if abs(tx_diff) > 256:
+        if abs(tx_diff) > RING:
             errs.append(f"vm1: the guest sent {d['tx_packets']} frames, vhostd received {v['rx_packets']}")
         expect(not errs, "; ".join(errs))
         return (f"{RESTART_CYCLES} kill -9 / restart cycles in {took:.1f} s ({took / RESTART_CYCLES:.2f} s each; "
-                f"vhostd up with its tap {sum(starts) / len(starts):.2f} s after the kill, the stream moving again "
-                f"{sum(waits) / len(waits):.2f} s after the kill on average, at most "
-                f"{max(waits):.2f}); {nbytes >> 20} MiB TCP host->vm1 across all of them intact; since the last "
+                f"vhostd up {sum(starts) / len(starts):.2f} s after the kill, frames moving both ways again "
+                f"{sum(waits) / len(waits):.2f} s after the kill on average, at most {max(waits):.2f}); "
+                f"{nbytes >> 20} MiB TCP host->vm1 across all of them intact; {'; '.join(figs)}; since the last "
                 f"start: host0 and vm1 RX counters equal, vm1 TX guest {d['tx_packets']} vs vhostd "
                 f"{v['rx_packets']} ({tx_diff:+d})")
 

@@ -7,8 +7,12 @@
  *   TCP stream:     64-bit little-endian words 0, 1, 2, ... (any loss, duplication, reordering or corruption
  *                   of bytes shows up as a word out of place)
  *
- *   nettool udp-send IP PORT COUNT      send COUNT datagrams, paced
- *   nettool udp-recv PORT COUNT MS      receive until COUNT arrived or MS ms of silence; check every one
+ *   nettool udp-send IP PORT COUNT [PPS] send COUNT datagrams, paced (PPS: one every 1/PPS s, never catching
+ *                                        up after a stall; SIGUSR1 stops it, with the count sent so far)
+ *   nettool udp-recv PORT COUNT MS      receive until COUNT arrived or MS ms of silence; check every one;
+ *                                       "VHD-SEQ" sums up what is missing below the highest sequence number
+ *                                       received (datagrams, runs, longest run) and what was duplicated (the
+ *                                       same), then names the first 16 runs missing
  *   nettool udp-echo PORT MS            send every datagram back to its sender until MS ms of silence
  *   nettool tcp-send IP PORT BYTES      connect and send BYTES of the stream
  *   nettool tcp-recv PORT BYTES         accept one connection, read to EOF, check every byte
@@ -21,6 +25,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -59,22 +64,51 @@ static void pace(unsigned i)
 	}
 }
 
-static int udp_send(const char *ip, const char *port, uint64_t count)
+static volatile sig_atomic_t stop_sending;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	stop_sending = 1;
+}
+
+/* With pps, a blocking send (the socket's buffer full while the path is gone) holds the sequence: what the
+ * stack took is what was sent, and pacing goes on from the moment it returns instead of bursting to catch up. */
+static int udp_send(const char *ip, const char *port, uint64_t count, unsigned pps)
 {
 	struct sockaddr_in a = addr(ip, port);
 	int s = socket(AF_INET, SOCK_DGRAM, 0);
 	uint8_t b[MAXDG];
-	uint64_t ok = 0;
-	for (uint64_t i = 0; i < count; i++) {
+	uint64_t ok = 0, i;
+	struct sigaction sa = {.sa_handler = on_usr1}; /* no SA_RESTART: a blocked sendto returns */
+	sigaction(SIGUSR1, &sa, NULL);
+	struct timespec next;
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	for (i = 0; i < count && !stop_sending; i++) {
 		uint32_t len = dg_len(i);
 		fill_dg(b, i, len);
-		if (sendto(s, b, len, 0, (struct sockaddr *)&a, sizeof(a)) == (ssize_t)len)
-			ok++;
-		pace((unsigned)i);
+		ssize_t n = sendto(s, b, len, 0, (struct sockaddr *)&a, sizeof(a));
+		if (n < 0 && errno == EINTR && stop_sending)
+			break;
+		ok += n == (ssize_t)len;
+		if (!pps) {
+			pace((unsigned)i);
+			continue;
+		}
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long long nx = (long long)next.tv_sec * 1000000000LL + next.tv_nsec + 1000000000LL / pps,
+			  nw = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+		if (nx < nw)
+			nx = nw;
+		next = (struct timespec){(time_t)(nx / 1000000000LL), (long)(nx % 1000000000LL)};
+		while (!stop_sending && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
+			;
 	}
-	printf("VHD-RESULT udp-send %s sent %llu of %llu\n", ok == count ? "ok" : "fail", (unsigned long long)ok,
-	       (unsigned long long)count);
-	return ok == count ? 0 : 1;
+	bool good = ok == i;
+	printf("VHD-RESULT udp-send %s sent %llu of %llu%s\n", good ? "ok" : "fail", (unsigned long long)ok,
+	       (unsigned long long)count, i < count ? ", stopped" : "");
+	return good ? 0 : 1;
 }
 
 static int udp_recv(const char *port, uint64_t count, int ms)
@@ -87,7 +121,7 @@ static int udp_recv(const char *port, uint64_t count, int ms)
 		return 1;
 	}
 	uint8_t *seen = calloc(count ? count : 1, 1);
-	uint64_t got = 0, dup = 0, bad = 0, stray = 0;
+	uint64_t got = 0, dup = 0, bad = 0, stray = 0, top = 0;
 	printf("VHD-READY udp-recv %s\n", port);
 	fflush(stdout);
 	struct pollfd p = {.fd = s, .events = POLLIN};
@@ -115,12 +149,42 @@ static int udp_recv(const char *port, uint64_t count, int ms)
 			bad++;
 			continue;
 		}
-		if (seen[i]++) {
+		if (seen[i]) {
+			seen[i] += seen[i] < 255;
 			dup++;
 			continue;
 		}
+		seen[i] = 1;
 		got++;
+		top = i + 1 > top ? i + 1 : top;
 	}
+	/* Runs of datagrams missing (seen 0) and of duplicated ones (seen more than once) below the highest number
+	 * received: each is what one interruption cost. */
+	uint64_t miss[3] = {0}, dupr[3] = {0}; /* datagrams, runs, longest run */
+	char first[16 * 44] = "";
+	size_t fl = 0;
+	for (uint64_t i = 0; i < top;) {
+		bool missing = !seen[i];
+		uint64_t j = i;
+		while (j < top && (missing ? !seen[j] : seen[j] > 1))
+			j++;
+		if (j == i) {
+			i++;
+			continue;
+		}
+		uint64_t *c = missing ? miss : dupr;
+		c[0] += j - i;
+		c[1]++;
+		c[2] = j - i > c[2] ? j - i : c[2];
+		if (missing && miss[1] <= 16)
+			fl += (size_t)snprintf(first + fl, sizeof(first) - fl, " %llu-%llu", (unsigned long long)i,
+					       (unsigned long long)(j - 1));
+		i = j;
+	}
+	printf("VHD-SEQ top %llu missing %llu runs %llu max %llu dup %llu runs %llu max %llu first%s\n",
+	       (unsigned long long)top, (unsigned long long)miss[0], (unsigned long long)miss[1],
+	       (unsigned long long)miss[2], (unsigned long long)dup, (unsigned long long)dupr[1],
+	       (unsigned long long)dupr[2], first);
 	bool ok = got == count && !dup && !bad && !stray;
 	printf("VHD-RESULT udp-recv %s received %llu of %llu, lost %llu, dup %llu, corrupt %llu, stray %llu\n",
 	       ok ? "ok" : "fail", (unsigned long long)got, (unsigned long long)count,
@@ -251,8 +315,8 @@ static int tcp_recv(const char *port, uint64_t bytes)
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (argc == 5 && !strcmp(argv[1], "udp-send"))
-		return udp_send(argv[2], argv[3], strtoull(argv[4], NULL, 0));
+	if ((argc == 5 || argc == 6) && !strcmp(argv[1], "udp-send"))
+		return udp_send(argv[2], argv[3], strtoull(argv[4], NULL, 0), argc == 6 ? (unsigned)atoi(argv[5]) : 0);
 	if (argc == 5 && !strcmp(argv[1], "udp-recv"))
 		return udp_recv(argv[2], strtoull(argv[3], NULL, 0), atoi(argv[4]));
 	if (argc == 4 && !strcmp(argv[1], "udp-echo"))
@@ -261,7 +325,7 @@ int main(int argc, char **argv)
 		return tcp_send(argv[2], argv[3], strtoull(argv[4], NULL, 0));
 	if (argc == 4 && !strcmp(argv[1], "tcp-recv"))
 		return tcp_recv(argv[2], strtoull(argv[3], NULL, 0));
-	fprintf(stderr, "usage: nettool udp-send IP PORT COUNT | udp-recv PORT COUNT MS | tcp-send IP PORT BYTES | "
+	fprintf(stderr, "usage: nettool udp-send IP PORT COUNT [PPS] | udp-recv PORT COUNT MS | tcp-send IP PORT BYTES | "
 			"tcp-recv PORT BYTES\n");
 	return 2;
 }
