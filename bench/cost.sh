@@ -3,7 +3,8 @@
 # direction, frame size and mergeable setting. The counts repeat exactly from run to run whatever else the
 # machine is doing, so they judge an optimisation where the cross-core benchmarks on a busy 2-core machine
 # cannot. Usage: bench/cost.sh BUILD_DIR [PACKETS [NETCOST_ARGS...]]     (prints a markdown table)
-# NETCOST_ARGS go to every run, e.g. --log (the device logging its writes, as during a live migration).
+# NETCOST_ARGS go to every run, e.g. --log (the device logging its writes, as during a live migration), or
+# --iommu (the device translating IOVAs through a warm IOTLB, as with ACCESS_PLATFORM).
 set -euo pipefail
 if [ $# -lt 1 ] || [ ! -x "$1/bench/netcost" ]; then
 	echo "usage: $0 BUILD_DIR [PACKETS]  (BUILD_DIR/bench/netcost must exist)" >&2

@@ -27,12 +27,14 @@
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "vhostd/dlog.h"
+#include "vhostd/iotlb.h"
 #include "vhostd/mem.h"
 #include "vhostd/net.h"
 #include "vhostd/pkt.h"
 #include "vhostd/virtq.h"
 
 #define GPA_BASE 0x10000000ull
+#define IOMMU_GPA 0x40000000ull /* --iommu: where guest-physical addresses start (IOVAs at GPA_BASE) */
 #define BUF_SIZE 2048u
 #define POOL_COUNT 1024u
 #define BURST 32u
@@ -57,7 +59,7 @@ static void die(const char *what, int rc)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: netcost [--dir tx|rx] [--size BYTES] [--count N] [--packed] [--no-mrg] [--in-order]\n"
-		   "               [--qsize N] [--log] [--inflight]\n"
+		   "               [--qsize N] [--log] [--inflight] [--iommu]\n"
 		   "  One thread drives both the driver and the device side of a virtio-net queue pair over shared\n"
 		   "  rings and prints ns per packet; under callgrind, instructions / N is the exact cost per packet.\n"
 		   "  --dir     tx: driver xmit -> device dequeue; rx: device enqueue -> driver recv + refill (rx)\n"
@@ -65,12 +67,14 @@ static void usage(FILE *f)
 		   "  --count   packets (default 10000000)\n"
 		   "  --qsize   ring size (default 256)\n"
 		   "  --log     the device logs its writes in a dirty log (live migration), rings included\n"
-		   "  --inflight the device tracks the chains it takes in a vhost-user inflight region\n");
+		   "  --inflight the device tracks the chains it takes in a vhost-user inflight region\n"
+		   "  --iommu   ACCESS_PLATFORM: descriptors carry IOVAs the device translates through an IOTLB\n"
+		   "            holding all of the memory in one read/write entry (warm, as vhost-pktgen --iommu)\n");
 }
 
 int main(int argc, char **argv)
 {
-	bool rx = true, packed = false, mrg = true, in_order = false, dlog = false, infl = false;
+	bool rx = true, packed = false, mrg = true, in_order = false, dlog = false, infl = false, iommu = false;
 	unsigned size = 64, qsize = 256;
 	unsigned long long count = 10000000ull;
 	static const struct option lo[] = {
@@ -79,6 +83,7 @@ int main(int argc, char **argv)
 		{"no-mrg", no_argument, 0, 'm'},      {"in-order", no_argument, 0, 'i'},
 		{"qsize", required_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
 		{"log", no_argument, 0, 'l'},         {"inflight", no_argument, 0, 'f'},
+		{"iommu", no_argument, 0, 'o'},
 		{0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -113,6 +118,9 @@ int main(int argc, char **argv)
 			break;
 		case 'f':
 			infl = true;
+			break;
+		case 'o':
+			iommu = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -149,10 +157,16 @@ int main(int argc, char **argv)
 	struct vhd_mem *mem;
 	if ((rc = vhd_mem_create(&mem)) < 0)
 		die("vhd_mem_create", rc);
-	struct vhd_mem_region_info ri = {.guest_addr = GPA_BASE, .size = len, .user_addr = (uintptr_t)block,
+	/* With --iommu the driver's addresses are IOVAs (GPA_BASE up), and guest-physical addresses lie elsewhere,
+	 * so that only a translation through the IOTLB finds the bytes (as with vhost-pktgen --iommu). */
+	struct vhd_mem_region_info ri = {.guest_addr = iommu ? IOMMU_GPA : GPA_BASE, .size = len, .user_addr = (uintptr_t)block,
 					 .host = block};
 	if ((rc = vhd_mem_add(mem, &ri)) < 0)
 		die("vhd_mem_add", rc);
+	struct vhd_iotlb *iotlb = NULL;
+	if (iommu && ((rc = vhd_iotlb_create(0, &iotlb)) < 0 ||
+		      (rc = vhd_iotlb_update(iotlb, mem, GPA_BASE, len, (uintptr_t)block, VHD_IOTLB_RW)) < 0))
+		die("IOTLB", rc);
 
 	/* Queue 0 carries the direction measured; both sides see the same bytes, the device through the table. */
 	struct side_pair q;
@@ -165,6 +179,7 @@ int main(int argc, char **argv)
 			.driver = block + lay.driver_off,
 			.device = block + lay.device_off,
 			.mem = side == 0 ? NULL : mem,
+			.iotlb = side == 0 ? NULL : iotlb,
 			.base = packed ? VHD_VQ_PACKED_BASE_INIT : 0,
 			.name = side == 0 ? "driver" : "device",
 		};
@@ -241,14 +256,15 @@ int main(int argc, char **argv)
 		}
 	}
 	double dt = now() - t0;
-	printf("netcost dir=%s size=%u %s%s%s qsize=%u: %llu packets, %.1f ns/packet, %.2f Mpps\n", rx ? "rx" : "tx",
-	       size, packed ? "packed" : "split", mrg ? " mrg" : "", in_order ? " in_order" : "", qsize, done,
+	printf("netcost dir=%s size=%u %s%s%s%s qsize=%u: %llu packets, %.1f ns/packet, %.2f Mpps\n", rx ? "rx" : "tx",
+	       size, packed ? "packed" : "split", mrg ? " mrg" : "", in_order ? " in_order" : "", iommu ? " iommu" : "", qsize, done,
 	       dt * 1e9 / (double)done, (double)done / dt / 1e6);
 	vhd_pktpool_destroy(hpool);
 	vhd_net_drv_release(q.drv);
 	vhd_pktpool_destroy(gpool);
 	vhd_vq_destroy(q.drv);
 	vhd_vq_destroy(q.dev);
+	vhd_iotlb_destroy(iotlb);
 	vhd_mem_destroy(mem);
 	vhd_dlog_destroy(log); /* after the queue that used it */
 	free(infl_region);

@@ -1698,11 +1698,12 @@ int main(int argc, char **argv)
 		if (k && kready)
 			for (unsigned q = 0; q < k->o.queues; q++)
 				moved += run_queue(k, q);
-		/* The control socket is looked at when idle, and every 256 busy rounds; with --iommu every round,
-		 * since an IOTLB miss holds its queue until the control side has asked QEMU and taken its update
-		 * (QEMU itself waits for our acknowledgement of each update). A frontend that mapped everything up
-		 * front has no miss to answer once the rings are up. */
-		if (g->o.iommu && (g->o.backend || g->o.iommu_lazy))
+		/* The control socket is looked at when idle, and every 256 busy rounds; with --iommu every round
+		 * while a queue waits for the IOTLB, since a miss holds its queue until the control side has asked
+		 * the front-end and taken its update. With the IOTLB warm nothing waits, and a poll() per round
+		 * was the back-end's largest cost beside the frames (docs/viommu.md "Figures"). A lazy frontend
+		 * answers misses whenever they come. */
+		if (g->o.iommu && (g->o.backend ? vhd_vu_dev_iotlb_waiting(g->dev) : g->o.iommu_lazy))
 			control(g, 0);
 		if (!moved) {
 			/* A poll() syscall every empty round would cost more than the polling itself (a third of

@@ -161,6 +161,16 @@ void vhd_vu_dev_release(struct vhd_vu_dev *dev);
  */
 unsigned vhd_vu_dev_pollfds(struct vhd_vu_dev *dev, struct pollfd *fds, unsigned max);
 
+/**
+ * Whether a queue waits for the front-end's IOTLB: a pop stopped at an IOVA it lacks (its MISS to be sent, or
+ * sent and unanswered), translations to forget (iotlb_per_burst), or rings not mapped yet. Such a queue moves
+ * only after vhd_vu_dev_dispatch() has sent the request and taken the update, so an application that polls its
+ * fds only now and then (a busy data path, on the control thread's core) should do it at once while this says
+ * so; otherwise the wake_fd in vhd_vu_dev_pollfds() has already said it. A few loads per queue, no syscall.
+ * Threading: the control thread (the data path's flags are read relaxed: a stale answer costs a round).
+ */
+bool vhd_vu_dev_iotlb_waiting(const struct vhd_vu_dev *dev);
+
 /** Milliseconds until vhd_vu_dev_dispatch() must run even without input (a client's reconnect, or a message's
  *  deadline), or -1. */
 int vhd_vu_dev_timeout_ms(struct vhd_vu_dev *dev);

@@ -1967,6 +1967,20 @@ unsigned vhd_vu_dev_pollfds(struct vhd_vu_dev *dev, struct pollfd *fds, unsigned
 	return n;
 }
 
+bool vhd_vu_dev_iotlb_waiting(const struct vhd_vu_dev *dev)
+{
+	if (!dev->iotlb)
+		return false;
+	for (unsigned i = 0; i < dev->nq; i++) {
+		const struct vu_queue *q = &dev->q[i];
+		/* Relaxed: only whether to look at the fds this round; the flag's data is taken with acquire in
+		 * iotlb_work(). */
+		if (q->rings_wait || atomic_load_explicit(&q->miss_wait, memory_order_relaxed))
+			return true;
+	}
+	return false;
+}
+
 static int min_timeout(int a, int b)
 {
 	return a < 0 ? b : b < 0 ? a : a < b ? a : b;

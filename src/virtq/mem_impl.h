@@ -76,4 +76,14 @@ static inline void *vhd_mem_xlate_hint(const struct vhd_mem *mem, unsigned hint,
 	return NULL;
 }
 
+struct vhd_iotlb;
+
+/*
+ * The IOTLB's entry hint as one region for the memory-table fast paths (guest_addr, size and host set; its IOVA
+ * range taken as the "guest" range): true when that entry exists and is mapped read/write, so that any
+ * descriptor, readable or writable, may be translated through it without a permission check. False: nothing
+ * is written. Called with the IOTLB unchanging (its threading contract: a queue using it is not paused).
+ */
+bool vhdi_iotlb_window(const struct vhd_iotlb *iotlb, unsigned hint, struct vhd_mem_region *w);
+
 #endif

@@ -119,9 +119,10 @@ static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n,
 	uint16_t last = vq->last_avail;
 	uint64_t r_gpa = 0, r_size = 0;
 	uint8_t *r_host = NULL;
-	/* With an IOTLB the hinted region stays empty (r_size 0): every chain takes the general walk. */
-	if (vq->mem && !vq->iotlb && vq->mem_hint < vq->mem->nregions) {
-		const struct vhd_mem_region *hr = &vq->mem->r[vq->mem_hint];
+	/* With an IOTLB the hinted region is the window (vhdi_vq_window()), or empty (r_size 0): then every chain
+	 * takes the general walk. */
+	if (vq->mem_hint < vq->xmem->nregions) {
+		const struct vhd_mem_region *hr = &vq->xmem->r[vq->mem_hint];
 		r_gpa = hr->guest_addr;
 		r_size = hr->size;
 		r_host = hr->host;

@@ -130,10 +130,16 @@ struct vhd_vq {
 
 	/* ---- device side ---- */
 	const struct vhd_mem *mem;
-	unsigned mem_hint; /* UINT_MAX with an IOTLB: the memory table's fast paths never match, at no cost */
+	/* What the inlined fast paths translate through, with mem_hint: mem itself, or with an IOTLB the window,
+	 * a table of at most one region holding the IOTLB entry last hit (its IOVA range as the guest range) while
+	 * that entry is read/write, else none (vhdi_vq_window()). mem_hint is 0 then, and nothing but the fast
+	 * paths looks at the window: every other lookup of such a queue goes through vhd_iotlb_translate(). */
+	const struct vhd_mem *xmem;
+	unsigned mem_hint;
 	/* ACCESS_PLATFORM: descriptors translate through this instead of mem (NULL: they do not). */
 	const struct vhd_iotlb *iotlb;
 	unsigned iotlb_hint;
+	struct vhd_mem *window; /* with an IOTLB: xmem, owned */
 	/* A pop stopped at a chain whose IOVA miss_iova the IOTLB lacks (vhd_vq_take_miss()). */
 	bool missed;
 	uint8_t miss_perm;
@@ -266,6 +272,16 @@ static __attribute__((noinline, cold, unused)) int vhd_chain_check(struct vhd_vq
 }
 
 /*
+ * Point a queue's IOTLB window (xmem) at the entry its hint names, or at nothing. At the start of every pop, so
+ * that a translation never outlives the entry it came from: the IOTLB changes only between bursts (the queue
+ * paused), never during a pop. One call per burst; within it the slow path moves the window along.
+ */
+static inline void vhdi_vq_window(struct vhd_vq *vq)
+{
+	vq->window->nregions = vhdi_iotlb_window(vq->iotlb, vq->iotlb_hint, &vq->window->r[0]) ? 1 : 0;
+}
+
+/*
  * vhd_chain_add() for a queue with an IOTLB (out of line: the hot paths of queues without one never come here).
  * Returns 0, VHDI_WALK_MISS (a miss, recorded), or -EIO after breaking the queue.
  */
@@ -303,12 +319,12 @@ static inline int vhd_chain_add(struct vhd_vq *vq, struct vhd_chain_acc *acc, ui
 		return vhdi_vq_break(vq, VHD_VQ_E_OVERFLOW, "chain longer than 4 GiB");
 	if (len == 0)
 		return 0;
-	if (unlikely(vq->iotlb != NULL))
-		return vhdi_chain_add_iotlb(vq, acc, addr, len, write);
 	if (unlikely(acc->full))
-		return vhd_chain_check(vq, addr, len);
+		return unlikely(vq->iotlb != NULL) ? vhdi_chain_add_iotlb(vq, acc, addr, len, write)
+						   : vhd_chain_check(vq, addr, len);
 	unsigned added;
-	void *p = vhd_mem_xlate_hint(vq->mem, vq->mem_hint, addr, len);
+	/* With an IOTLB, the window: a read/write entry, so no permission to check. */
+	void *p = vhd_mem_xlate_hint(vq->xmem, vq->mem_hint, addr, len);
 	if (likely(p != NULL)) {
 		if (unlikely(acc->n >= acc->max)) {
 			acc->full = true;
@@ -317,6 +333,8 @@ static inline int vhd_chain_add(struct vhd_vq *vq, struct vhd_chain_acc *acc, ui
 		acc->iov[acc->n].iov_base = p;
 		acc->iov[acc->n].iov_len = len;
 		added = 1;
+	} else if (unlikely(vq->iotlb != NULL)) {
+		return vhdi_chain_add_iotlb(vq, acc, addr, len, write);
 	} else {
 		int r = vhd_mem_translate(vq->mem, &vq->mem_hint, addr, len, acc->iov + acc->n, acc->max - acc->n);
 		if (r == -ENOBUFS) {
@@ -447,7 +465,7 @@ static inline void vhdi_chain_plain(struct vhd_vq_chain *c, uint16_t id, bool w,
 static inline bool vhdi_pop_plain(const struct vhd_vq *vq, uint64_t addr, uint32_t len, uint16_t flags, uint16_t id,
 				  struct iovec *iov, struct vhd_vq_chain *c)
 {
-	void *p = len ? vhd_mem_xlate_hint(vq->mem, vq->mem_hint, addr, len) : NULL;
+	void *p = len ? vhd_mem_xlate_hint(vq->xmem, vq->mem_hint, addr, len) : NULL;
 	if (unlikely(p == NULL))
 		return false;
 	*iov = (struct iovec){.iov_base = p, .iov_len = len};

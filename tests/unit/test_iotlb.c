@@ -1,16 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Device IOTLB cache (vhostd/iotlb.h): every hostile update and invalidation with its exact refusal, the overlap,
- * merge and eviction rules, straddling invalidation, the last-hit hint (never stale after a change), and a
- * randomized check against a byte-map model.
+ * merge and eviction rules, straddling invalidation, the last-hit hint (never stale after a change), the
+ * virtqueue's window onto the last entry hit (never stale either), and a randomized check against a byte-map model.
  */
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "harness.h"
+#include "spec/virtio_config.h"
+#include "spec/virtio_ring.h"
 #include "vhostd/iotlb.h"
 #include "vhostd/mem.h"
+#include "vhostd/virtq.h"
 
 #define RSZ 0x10000u /* bytes per region */
 
@@ -578,6 +581,124 @@ static void test_model_bounded(void)
 		model_run(8, false, 0x2545f4914f6cdd1dull * s);
 }
 
+/* ---------------------------------------------------------------- the virtqueue's window */
+
+/* A driver and a device queue over rings of their own; the device translates through e->t. */
+struct wq {
+	struct vhd_vq *drv, *dev;
+	void *ring;
+};
+
+static struct wq wq_new(struct env *e, bool packed)
+{
+	struct wq q;
+	struct vhd_vq_layout lo;
+	CHECK_EQ(vhd_vq_layout(packed, 8, &lo), 0);
+	q.ring = aligned_alloc(64, lo.size);
+	CHECK(q.ring != NULL);
+	memset(q.ring, 0, lo.size);
+	uint8_t *b = q.ring;
+	for (int side = 0; side < 2; side++) {
+		struct vhd_vq_config c = {
+			.side = side ? VHD_VQ_DEVICE : VHD_VQ_DRIVER,
+			.num = 8,
+			.features = VHD_BIT(VIRTIO_F_VERSION_1) | (packed ? VHD_BIT(VIRTIO_F_RING_PACKED) : 0),
+			.desc = b + lo.desc_off,
+			.driver = b + lo.driver_off,
+			.device = b + lo.device_off,
+			.mem = side ? e->m : NULL,
+			.iotlb = side ? e->t : NULL,
+			.base = packed ? VHD_VQ_PACKED_BASE_INIT : 0,
+		};
+		CHECK_EQ(vhd_vq_create(&c, side ? &q.dev : &q.drv), 0);
+	}
+	return q;
+}
+
+static void wq_free(struct wq *q)
+{
+	vhd_vq_destroy(q->drv);
+	vhd_vq_destroy(q->dev);
+	free(q->ring);
+}
+
+/* The driver posts one 16-byte buffer at iova. */
+static void wq_post(struct wq *q, uint64_t iova, bool writable)
+{
+	struct vhd_vq_seg s = {iova, 16};
+	struct vhd_vq_buf b = {.segs = &s, .nout = !writable, .nin = writable, .token = (void *)1};
+	CHECK_EQ(vhd_vq_add(q->drv, &b, 1), 1);
+}
+
+/* One pop of up to n chains into out[] (their host pointers); what was taken is given back and collected. */
+static int wq_pop(struct wq *q, unsigned n, void **out)
+{
+	struct vhd_vq_chain ch[4];
+	struct iovec iov[4];
+	int got = vhd_vq_pop(q->dev, ch, n, iov, 4);
+	for (int i = 0; i < got; i++) {
+		CHECK_EQ(ch[i].nout + ch[i].nin, 1);
+		out[i] = ch[i].iov[0].iov_base;
+		struct vhd_vq_used u = {ch[i].id, ch[i].ndesc, 0};
+		CHECK_EQ(vhd_vq_push(q->dev, &u, 1), 1);
+		struct vhd_vq_done d;
+		CHECK_EQ(vhd_vq_get(q->drv, &d, 1), 1);
+	}
+	return got;
+}
+
+/*
+ * A queue with an IOTLB maps plain buffers through its window, the read/write entry last hit, without asking
+ * the IOTLB. The IOTLB changes between pops (the queue paused): a replaced, narrowed or invalidated entry must
+ * never be reached through the window after the change.
+ */
+static void window_never_stale(bool packed)
+{
+	struct env e = env_new(0);
+	struct wq q = wq_new(&e, packed);
+	void *p[4];
+	CHECK_EQ(vhd_iotlb_update(e.t, e.m, 0x10000, 0x1000, UA, VHD_IOTLB_RW), 0);
+	wq_post(&q, 0x10010, false);
+	CHECK_EQ(wq_pop(&q, 4, p), 1);
+	CHECK(p[0] == e.ha + 0x10);
+	/* Mapped elsewhere, in place: the new bytes. */
+	CHECK_EQ(vhd_iotlb_update(e.t, e.m, 0x10000, 0x1000, UC, VHD_IOTLB_RW), 0);
+	wq_post(&q, 0x10020, true);
+	CHECK_EQ(wq_pop(&q, 4, p), 1);
+	CHECK(p[0] == e.hc + 0x20);
+	/* Invalidated: a miss, the chain left in the ring. */
+	CHECK_EQ(vhd_iotlb_invalidate(e.t, 0x10000, 0x1000), 1);
+	wq_post(&q, 0x10030, false);
+	CHECK_EQ(wq_pop(&q, 4, p), 0);
+	struct vhd_vq_miss m[2];
+	CHECK_EQ(vhd_vq_take_misses(q.dev, m, 2), 1);
+	CHECK_EQ(m[0].iova, 0x10030);
+	/* Two entries, not mergeable: one pop takes buffers in each, the window following the slow path. */
+	CHECK_EQ(vhd_iotlb_update(e.t, e.m, 0x10000, 0x1000, UA, VHD_IOTLB_RW), 0);
+	CHECK_EQ(vhd_iotlb_update(e.t, e.m, 0x30000, 0x1000, UB, VHD_IOTLB_RW), 0);
+	wq_post(&q, 0x30040, false);
+	wq_post(&q, 0x10050, true);
+	wq_post(&q, 0x30060, false);
+	CHECK_EQ(wq_pop(&q, 4, p), 4);
+	CHECK(p[0] == e.ha + 0x30);
+	CHECK(p[1] == e.hb + 0x40);
+	CHECK(p[2] == e.ha + 0x50);
+	CHECK(p[3] == e.hb + 0x60);
+	/* Narrowed to read-only: readable buffers still map, a writable one is a permission fault. */
+	CHECK_EQ(vhd_iotlb_update(e.t, e.m, 0x30000, 0x1000, UB, VHD_IOTLB_RO), 0);
+	wq_post(&q, 0x30070, false);
+	CHECK_EQ(wq_pop(&q, 4, p), 1);
+	CHECK(p[0] == e.hb + 0x70);
+	wq_post(&q, 0x30080, true);
+	CHECK_EQ(wq_pop(&q, 4, p), -EIO);
+	CHECK_EQ(vhd_vq_error(q.dev), VHD_VQ_E_IOTLB_PERM);
+	wq_free(&q);
+	env_free(&e);
+}
+
+static void test_window_never_stale_split(void) { window_never_stale(false); }
+static void test_window_never_stale_packed(void) { window_never_stale(true); }
+
 /* ---------------------------------------------------------------- cost of a hinted hit */
 
 /* Not an assertion on time: a loop that callgrind counts (scripts or by hand, --toggle-collect). */
@@ -612,6 +733,8 @@ int main(int argc, char **argv)
 		{"invalidate_qemu_devtlb_flush", test_invalidate_qemu_devtlb_flush, 0},
 		{"eviction_at_bound", test_eviction_at_bound, 0},
 		{"hint_never_stale", test_hint_never_stale, 0},
+		{"window_never_stale_split", test_window_never_stale_split, 0},
+		{"window_never_stale_packed", test_window_never_stale_packed, 0},
 		{"model_exact", test_model_exact, 0},
 		{"model_bounded", test_model_bounded, 0},
 		{"hint_hit_loop", test_hint_hit_loop, 0},

@@ -1218,8 +1218,10 @@ static void iommu_queue(bool packed)
 	iommu_rig(&r, packed, &chan);
 	struct guest_q g;
 	setup_queue(&r, 1, &g, 0, packed, false);
+	CHECK(!vhd_vu_dev_iotlb_waiting(r.dev));
 	enable(&r, 1, 1);
 	CHECK_EQ(r.ev.started[1], 0);
+	CHECK(vhd_vu_dev_iotlb_waiting(r.dev)); /* for its rings */
 	uint64_t iova;
 	unsigned perm;
 	CHECK(next_miss(chan, &iova, &perm));
@@ -1228,13 +1230,16 @@ static void iommu_queue(bool packed)
 	CHECK(!next_miss(chan, &iova, &perm));
 	CHECK_EQ(iotlb_map(&r, 0, MEM_SIZE, VHOST_ACCESS_RW), 0);
 	CHECK_EQ(r.ev.started[1], 1);
+	CHECK(!vhd_vu_dev_iotlb_waiting(r.dev));
 	pass_one(&r, 1, &g, 0x41);
+	CHECK(!vhd_vu_dev_iotlb_waiting(r.dev));
 
 	/* A buffer whose page was taken back. */
 	CHECK_EQ(iotlb_unmap(&r, BUF_OFF, 4096), 0);
 	guest_post(&r, &g, 0x42, false);
 	uint8_t b = 0;
 	CHECK_EQ(burst(&r, &g, 1, &b), 0);
+	CHECK(vhd_vu_dev_iotlb_waiting(r.dev)); /* the application is to dispatch at once */
 	CHECK_EQ(burst(&r, &g, 1, &b), -1); /* waiting: not polled again until something changes */
 	vhd_vu_dev_dispatch(r.dev);
 	CHECK(next_miss(chan, &iova, &perm));
@@ -1247,13 +1252,16 @@ static void iommu_queue(bool packed)
 	CHECK_EQ(st.iotlb_misses, 2);
 	CHECK_EQ(st.iotlb_invalidations, 1);
 	/* QEMU's answer: one page. The chain was kept: the same bytes come out. */
+	CHECK(vhd_vu_dev_iotlb_waiting(r.dev)); /* asked, not answered */
 	CHECK_EQ(iotlb_map(&r, BUF_OFF, 4096, VHOST_ACCESS_RO), 0);
+	CHECK(!vhd_vu_dev_iotlb_waiting(r.dev));
 	CHECK_EQ(burst(&r, &g, 1, &b), 1);
 	CHECK_EQ(b, 0x42);
 
 	/* The device area (used ring / device event suppression) taken back while the queue runs. */
 	CHECK_EQ(iotlb_unmap(&r, g.lay.device_off, 64), 0);
 	CHECK_EQ(burst(&r, &g, 1, &b), -1);
+	CHECK(vhd_vu_dev_iotlb_waiting(r.dev)); /* paused for its rings */
 	CHECK(next_miss(chan, &iova, &perm));
 	CHECK_EQ(iova, IOVA + g.lay.device_off);
 	CHECK_EQ(perm, VHOST_ACCESS_RW);
