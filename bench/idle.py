@@ -15,6 +15,7 @@ Medians over BENCH_REPEAT runs, the order of the switches turning round from run
 usage: bench/idle.py BUILD_DIR
 environment: BENCH_REPEAT (3), BENCH_SECONDS (5), BENCH_CPUS (0,1), BENCH_OVS_MAXSLEEP (500, microseconds),
              BENCH_IDLE_ONLY (switches to run, comma-separated: adaptive,poll,ovs,ovs-maxsleep),
+             BENCH_IDLE_LOADS (loads to offer: idle,1k,100k,full),
              BENCH_IDLE_CHART (docs/idle.png; skipped, and said so, without matplotlib)
 Needs root, hugepages and ovs-vswitchd-dpdk for the OVS rows (scripts/deps.sh bench); without them the OVS
 rows are FAILED with the reason and the vhostd rows still run.
@@ -37,7 +38,8 @@ WARMUP = compare.WARMUP
 REPEAT = compare.REPEAT
 MAXSLEEP = int(os.environ.get("BENCH_OVS_MAXSLEEP", "500"))
 CHART = os.environ.get("BENCH_IDLE_CHART", os.path.join(compare.ROOT, "docs", "idle.png"))
-LOADS = [("idle", 1), ("1 kpps", 1000), ("100 kpps", 100000), ("full", None)]
+ALL_LOADS = {"idle": ("idle", 1), "1k": ("1 kpps", 1000), "100k": ("100 kpps", 100000), "full": ("full", None)}
+LOADS = [ALL_LOADS[x] for x in os.environ.get("BENCH_IDLE_LOADS", ",".join(ALL_LOADS)).split(",") if x]
 SWITCHES = {
     "adaptive": ("vhostd (adaptive)", lambda r, a, b: compare.start_vhostd(r, a, b, args=()), False),
     "poll": ("vhostd --poll", lambda r, a, b: compare.start_vhostd(r, a, b, args=("--poll",)), False),
@@ -182,7 +184,7 @@ def main():
         s = fmt.format(med(vals))
         return s + (" (" + ", ".join(fmt.format(v) for v in vals) + ")" if len(vals) > 1 else "")
     for sw in ONLY:
-        row = [SWITCHES[sw][0]] + [cell(sw, load, lambda x: x[0], "{:.1f} %") for load, _ in LOADS]
+        row = [SWITCHES[sw][0]] + [cell(sw, load, lambda x: x[0], "{:.1f} %") for load, _ in ALL_LOADS.values()]
         row.append(cell(sw, "full", lambda x: x[1], "{:.3f}"))
         lats = [x[2] for x in res.get((sw, "1 kpps"), []) if x[2]]
         row.append(f"{med([x['p50_us'] for x in lats]):.1f} / {med([x['p99_us'] for x in lats]):.1f} ("
