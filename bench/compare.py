@@ -917,7 +917,9 @@ def main():
             f"Written by `bench/compare.py` (`make bench`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(t0))}, "
             f"{(time.time() - t0) / 60:.0f} minutes; BENCH_REPEAT={REPEAT}, BENCH_SECONDS={SECONDS:g}, "
             f"BENCH_WARMUP={WARMUP:g}{', BENCH_QUICK=1 (smoke matrix)' if QUICK else ''}"
-            f"{', BENCH_ONLY=' + ','.join(ONLY) if ONLY != GROUPS else ''}.", ""]
+            f"{', BENCH_ONLY=' + ','.join(ONLY) if ONLY != GROUPS else ''}.", "",
+            "Idle CPU and low-rate latency (vhostd's adaptive idle and --poll beside OVS-DPDK with and without "
+            "pmd-maxsleep, chart docs/idle.png) are bench/idle.py's: docs/performance.md, \"Adaptive idle\".", ""]
     if busy:
         head += [f"**The machine was not idle when the run started** (1-minute load average {LOAD0.split()[0]}): "
                  "something else was running or had just finished; the absolute figures are noisy, compare only "
