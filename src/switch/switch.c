@@ -23,7 +23,7 @@
 
 #define IDLE_ROUNDS 1000
 /* Adaptive idle: after IDLE_ROUNDS empty polls the thread sleeps idle_us per round; after SLEEP_ROUNDS such
- * rounds (a few milliseconds of nothing) it arms its queues and sleeps in poll() until one has work or the
+ * rounds (about 2 ms of nothing) it arms its queues and sleeps in poll() until one has work or the
  * control thread wakes it, SLEEP_MAX_MS at most (a bound on what a lost notification could cost). */
 #define SLEEP_ROUNDS 50
 #define SLEEP_MAX_MS 1000
