@@ -260,9 +260,12 @@ def run_pair(workdir, c, driver, device):
 
 # ------------------------------------------------------------------ switches (PVP)
 
-def pvp_pktgen(run, a, b, size, server, latency, flows=None):
+def pvp_pktgen(run, a, b, size, server, latency, flows=None, pps=None):
+    """pps: the offered load in frames per second (None: as fast as the sink takes them)."""
     args = ["taskset", "-c", str(CPU_A), PKTGEN, "--poll", "--frontend", a, "--sink", b,
             "--size", str(buf_len(size)), "--warmup", str(WARMUP), "--duration", str(SECONDS), "--json"]
+    if pps:
+        args += ["--pps", str(pps)]
     if flows:
         # Many flows through a learning switch: the sink announces its MAC so every switch forwards to it as a
         # known address, and the UDP source port runs through `flows` values (flow caches see that many).
@@ -315,13 +318,16 @@ def pvp(workdir, size, latency, start_switch, name, server=False, flows=None, ca
         run.close()  # the switch too: SIGINT, SIGKILL if it hangs, then the run's own cleanups
 
 
-def start_vhostd(run, a, b):
+def start_vhostd(run, a, b, args=("--idle-us", "0")):
+    """vhostd on CPU_B with ports a and b; args: how it idles (bench/idle.py tries the others). Its pid goes
+    into run.switch_pid."""
     vd = vhdrig.Vhostd(run.dir)
     run.cleanups.append(lambda: vd.stop(signal.SIGINT, 5))  # SIGKILL if it hangs
     vd.start([f"add-port a vhost-user path={a}", f"add-port b vhost-user path={b}"],
-             ["--cpus", str(CPU_B), "--threads", "1", "--idle-us", "0"], log_level="warn",
+             ["--cpus", str(CPU_B), "--threads", "1", *args], log_level="warn",
              wrap=["taskset", "-c", str(CPU_B)])
     run.commands.append(" ".join(vd.cmd))
+    run.switch_pid = vd.p.pid  # taskset execs vhostd
     wait_path(b, [vd.p])
 
     def cycles():
@@ -343,11 +349,12 @@ def start_testpmd_io(run, a, b):
     return cycles
 
 
-def start_ovs(run, a, b, normal=False):
+def start_ovs(run, a, b, normal=False, other_config=()):
     """OVS-DPDK in a private directory and network namespace (the netdev bridge's internal port is a tap),
     ovs-vswitchd and its PMD thread on CPU_B; its dpdkvhostuserclient ports connect to vhost-pktgen at a and b.
     The one flow in_port=1,actions=output:2, or with normal the bridge's own NORMAL flow (MAC learning, as
-    vhostd does)."""
+    vhostd does). other_config: more Open_vSwitch other_config settings ("key=value", e.g. pmd-maxsleep=500).
+    ovs-vswitchd's pid goes into run.switch_pid."""
     d = os.path.join(run.dir, "ovs")
     os.makedirs(d)
     env = dict(os.environ, OVS_RUNDIR=d, OVS_DBDIR=d, OVS_LOGDIR=d, OVS_SYSCONFDIR=d)
@@ -374,10 +381,11 @@ def start_ovs(run, a, b, normal=False):
     sh(*vsctl, "--no-wait", "set", "Open_vSwitch", ".", "other_config:dpdk-init=true",
        f"other_config:dpdk-lcore-mask={mask}", f"other_config:pmd-cpu-mask={mask}",
        "other_config:dpdk-socket-mem=512", "other_config:dpdk-socket-limit=512",
-       f"other_config:dpdk-extra=--no-pci --file-prefix={run.prefix()}")
-    run.start("ovs-vswitchd", ["ip", "netns", "exec", ns, "taskset", "-c", str(CPU_B), OVS_VSWITCHD, db,
+       f"other_config:dpdk-extra=--no-pci --file-prefix={run.prefix()}",
+       *(f"other_config:{kv}" for kv in other_config))
+    run.switch_pid = run.start("ovs-vswitchd", ["ip", "netns", "exec", ns, "taskset", "-c", str(CPU_B), OVS_VSWITCHD, db,
                                f"--pidfile={d}/ovs-vswitchd.pid", f"--log-file={d}/ovs-vswitchd.log",
-                               f"--unixctl={d}/vswitchd.ctl", "--no-chdir"], env)
+                               f"--unixctl={d}/vswitchd.ctl", "--no-chdir"], env).p.pid  # both exec it
     sh(*vsctl, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev")
     for port, path, ofport in (("a", a, 1), ("b", b, 2)):
         sh(*vsctl, "add-port", "br0", port, "--", "set", "Interface", port, "type=dpdkvhostuserclient",
@@ -909,7 +917,9 @@ def main():
             f"Written by `bench/compare.py` (`make bench`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(t0))}, "
             f"{(time.time() - t0) / 60:.0f} minutes; BENCH_REPEAT={REPEAT}, BENCH_SECONDS={SECONDS:g}, "
             f"BENCH_WARMUP={WARMUP:g}{', BENCH_QUICK=1 (smoke matrix)' if QUICK else ''}"
-            f"{', BENCH_ONLY=' + ','.join(ONLY) if ONLY != GROUPS else ''}.", ""]
+            f"{', BENCH_ONLY=' + ','.join(ONLY) if ONLY != GROUPS else ''}.", "",
+            "Idle CPU and low-rate latency (vhostd's adaptive idle and --poll beside OVS-DPDK with and without "
+            "pmd-maxsleep, chart docs/idle.png) are bench/idle.py's: docs/performance.md, \"Adaptive idle\".", ""]
     if busy:
         head += [f"**The machine was not idle when the run started** (1-minute load average {LOAD0.split()[0]}): "
                  "something else was running or had just finished; the absolute figures are noisy, compare only "

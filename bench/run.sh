@@ -3,7 +3,8 @@
 # whose groups are loopback, cross, switch, latency (our stack against DPDK testpmd and OVS-DPDK), ring
 # (bench/ringbench: the virtqueues against a plain SPSC pointer ring), kernel (af_xdp against af_packet on a
 # veth) and iommu (the device IOTLB: ours against DPDK's, and on against off). It writes docs/benchmarks.md and
-# docs/benchmarks.png. Then bench/idle.py (group idle): vhostd's adaptive idle against --poll.
+# docs/benchmarks.png. Then bench/idle.py (group idle): CPU and low-rate latency of vhostd's adaptive idle and
+# --poll beside OVS-DPDK with and without pmd-maxsleep (docs/idle.png).
 # Environment: BENCH_REPEAT (3), BENCH_SECONDS (5), BENCH_WARMUP (1),
 # BENCH_ONLY=loopback,cross,switch,latency,ring,kernel,iommu,idle, BENCH_SIZES=64,1518, BENCH_QUICK=1 (smoke matrix),
 # BENCH_VERBOSE=1; see compare.py.
@@ -28,7 +29,7 @@ py=/usr/bin/python3
 [ -x "$py" ] || py=python3
 rc=0
 "$py" "$(dirname "$0")/compare.py" "$build" || rc=1
-# bench/idle.py: adaptive idle against --poll (CPU, rate, latency); BENCH_ONLY without "idle" skips it.
+# bench/idle.py: adaptive idle, --poll, OVS-DPDK (CPU, rate, latency); BENCH_ONLY without "idle" skips it.
 case ",${BENCH_ONLY:-idle}," in
 *,idle,*) "$py" "$(dirname "$0")/idle.py" "$build" || rc=1 ;;
 esac
