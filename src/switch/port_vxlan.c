@@ -291,7 +291,8 @@ struct vx_blob {
 	uint32_t n_tx;
 	uint64_t counters[VX_BLOB_COUNTERS]; /* in the order of counter_fields() */
 };
-_Static_assert(sizeof(struct vx_blob) == 104, "vxlan handover blob layout");
+_Static_assert(sizeof(struct vx_blob) == 104 && offsetof(struct vx_blob, version) == 8,
+	       "vxlan handover blob layout (magic and version where sw_import_blob() reads them)");
 _Static_assert(sizeof(struct vx_blob) <= SW_HANDOVER_MAX && 1 + VX_MAX_SRC_PORTS <= SW_HANDOVER_MAX_FDS,
 	       "a vxlan handover fits the switch's buffers");
 
@@ -336,16 +337,13 @@ static int vx_adopt(struct vx_port *v, struct sw_port_import *imp, unsigned src_
 			close(imp->fds[i]);
 	}
 	struct vx_blob b;
-	if (imp->len != sizeof(b) || n != 1 + src_ports) {
-		snprintf(err, errlen, "vxlan: taking over: %u socket(s) and a %zu-byte state for src_ports=%u", n,
-			 imp->len, src_ports);
+	int rc = sw_import_blob(imp, "vxlan", VX_BLOB_MAGIC, VX_BLOB_VERSION, &b, sizeof(b), err, errlen);
+	if (rc < 0)
+		return rc;
+	if (n != 1 + src_ports || b.n_tx != src_ports) {
+		snprintf(err, errlen, "vxlan: taking over: %u socket(s) and %u transmit socket(s) in the state for "
+			 "src_ports=%u", n, b.n_tx, src_ports);
 		return -EPROTO;
-	}
-	memcpy(&b, imp->blob, sizeof(b));
-	if (b.magic != VX_BLOB_MAGIC || b.version != VX_BLOB_VERSION || b.n_tx != src_ports) {
-		snprintf(err, errlen, "vxlan: taking over: state version %u, this vhostd reads %u", b.version,
-			 VX_BLOB_VERSION);
-		return -EPROTONOSUPPORT;
 	}
 	uint16_t port;
 	if (check_udp(v->rx_fd, v->dstport, &port) < 0) {
