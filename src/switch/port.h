@@ -277,7 +277,8 @@ struct sw_gate {
 static inline bool sw_gate_enter(struct sw_gate *g, atomic_int *busy)
 {
 	/* seq_cst store then load: pairs with sw_gate_close()'s store of open then loads of busy, so either the
-	 * burst sees the gate closed or the close sees busy == 1 and waits. */
+	 * burst sees the gate closed or the close sees busy == 1 and waits. Not acquire/release: each side's load
+	 * could then pass its own store and both miss the other (docs/performance.md, "The upgrade gate's cost"). */
 	atomic_store(busy, 1);
 	if (__builtin_expect(!atomic_load(&g->open), 0)) {
 		atomic_store_explicit(busy, 0, memory_order_relaxed); /* nothing was touched */
