@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/fdio.h"
 #include "util/json.h"
 
 #define DEFAULT_SOCKET "/run/vhostd/vhostd.sock"
@@ -540,22 +541,6 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Wait for events on fd until the deadline. 0, or -ETIMEDOUT. */
-static int wait_fd(int fd, short events, long long deadline)
-{
-	for (;;) {
-		long long left = deadline - now_ms();
-		if (left <= 0)
-			return -ETIMEDOUT;
-		struct pollfd p = {.fd = fd, .events = events};
-		int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
-		if (r > 0)
-			return 0;
-		if (r < 0 && errno != EINTR)
-			return -errno;
-	}
-}
-
 static int unreachable(const char *path, const char *what, int err)
 {
 	const char *hint = err == ENOENT || err == ECONNREFUSED ? " (is vhostd running?)" : "";
@@ -574,7 +559,7 @@ static int exchange(const char *path, int timeout_ms, const char *req, size_t le
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return unreachable(path, "cannot connect to", ENAMETOOLONG);
 	strcpy(sa.sun_path, path);
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = vhdi_now_us() + timeout_ms * 1000LL;
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return unreachable(path, "cannot connect to", errno);
@@ -585,7 +570,7 @@ static int exchange(const char *path, int timeout_ms, const char *req, size_t le
 			close(fd);
 			return unreachable(path, "cannot connect to", e);
 		}
-		if (now_ms() >= deadline) {
+		if (vhdi_now_us() >= deadline) {
 			close(fd);
 			return unreachable(path, "cannot connect to", ETIMEDOUT);
 		}
@@ -594,29 +579,16 @@ static int exchange(const char *path, int timeout_ms, const char *req, size_t le
 	int rc = 0;
 	for (size_t off = 0; off < len && !rc;) {
 		/* pass_fd rides with the first byte of the request line (SCM_RIGHTS). */
-		union {
-			struct cmsghdr h;
-			char buf[CMSG_SPACE(sizeof(int))];
-		} ctrl;
+		VHDI_FD_CTL(1) ctl;
 		struct iovec iov = {.iov_base = (char *)req + off, .iov_len = len - off};
 		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-		if (pass_fd >= 0 && off == 0) {
-			memset(&ctrl, 0, sizeof(ctrl));
-			m.msg_control = ctrl.buf;
-			m.msg_controllen = sizeof(ctrl.buf);
-			struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-			h->cmsg_level = SOL_SOCKET;
-			h->cmsg_type = SCM_RIGHTS;
-			h->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(h), &pass_fd, sizeof(int));
-		}
-		ssize_t r = sendmsg(fd, &m, MSG_NOSIGNAL);
+		if (pass_fd >= 0 && off == 0)
+			vhdi_fds_attach(&m, ctl.buf, &pass_fd, 1);
+		long r = vhdi_sendmsg_by(fd, &m, 0, deadline);
 		if (r >= 0)
 			off += (size_t)r;
-		else if (errno == EAGAIN)
-			rc = wait_fd(fd, POLLOUT, deadline);
-		else if (errno != EINTR)
-			rc = -errno;
+		else
+			rc = (int)r;
 	}
 	if (rc) {
 		close(fd);
@@ -645,7 +617,7 @@ static int exchange(const char *path, int timeout_ms, const char *req, size_t le
 			}
 			continue;
 		}
-		rc = r == 0 ? -ECONNRESET : errno == EAGAIN ? wait_fd(fd, POLLIN, deadline) : errno == EINTR ? 0 : -errno;
+		rc = r == 0 ? -ECONNRESET : errno == EAGAIN ? vhdi_wait_fd(fd, POLLIN, deadline) : errno == EINTR ? 0 : -errno;
 		if (rc) {
 			free(buf);
 			close(fd);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "ctl/ctl.h"
+#include "util/fdio.h"
 #include "vhostd/log.h"
 
 #define ERR_LEN 256
@@ -400,28 +401,19 @@ static int answer_lines(struct sw_ctl *c, struct ctl_client *cl)
  * (as are any the control buffer had no room for, by the kernel). */
 static ssize_t recv_fds(struct ctl_client *cl, size_t room)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(4 * sizeof(int))];
-	} ctrl;
+	VHDI_FD_CTL(4) ctrl;
 	struct iovec iov = {.iov_base = cl->in + cl->in_len, .iov_len = room};
 	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf)};
 	ssize_t r = recvmsg(cl->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	if (r < 0)
 		return r;
-	for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
-		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
-			continue;
-		size_t nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t k = 0; k < nfd; k++) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(h) + k * sizeof(int), sizeof(int));
-			if (cl->passed_fd < 0)
-				cl->passed_fd = fd;
-			else
-				close(fd);
-		}
-	}
+	int fd;
+	unsigned n = 0;
+	vhdi_fds_take(&m, &fd, &n, 1);
+	if (n && cl->passed_fd < 0)
+		cl->passed_fd = fd;
+	else if (n)
+		close(fd);
 	return r;
 }
 

@@ -108,6 +108,26 @@ int sw_kv_required(const struct sw_kv *args, unsigned nargs, const char *key, co
 	return 0;
 }
 
+int sw_import_blob(const struct sw_port_import *imp, const char *type, uint64_t magic, uint32_t version, void *out,
+		   size_t size, char *err, size_t errlen)
+{
+	if (imp->len != size || size < sizeof(uint64_t) + sizeof(uint32_t)) {
+		snprintf(err, errlen, "%s: taking over: a %zu-byte state where %zu were due", type, imp->len, size);
+		return -EPROTO;
+	}
+	uint64_t m;
+	uint32_t v;
+	memcpy(&m, imp->blob, sizeof(m));
+	memcpy(&v, (const uint8_t *)imp->blob + sizeof(m), sizeof(v));
+	if (m != magic || v != version) {
+		snprintf(err, errlen, "%s: taking over: state %sversion %u, this vhostd reads %u", type,
+			 m != magic ? "(bad magic) " : "", v, version);
+		return -EPROTONOSUPPORT;
+	}
+	memcpy(out, imp->blob, size);
+	return 0;
+}
+
 void sw_gate_close(struct sw_gate *g, unsigned queues)
 {
 	atomic_store(&g->open, 0); /* seq_cst: pairs with sw_gate_enter() */

@@ -243,6 +243,14 @@ int sw_kv_on_off(const struct sw_kv *args, unsigned nargs, const char *key, bool
 int sw_kv_check(const struct sw_kv *args, unsigned nargs, const char *const *known, const char *type, char *err,
 		size_t errlen);
 
+/*
+ * The start of a takeover (vhostctl upgrade): imp's blob, which must be exactly size bytes beginning with the
+ * type's uint64_t magic and uint32_t version (offsets 0 and 8), copied into out. type names the port type in err.
+ * @return 0, -EPROTO (another size) or -EPROTONOSUPPORT (another magic or version), with err saying which.
+ */
+int sw_import_blob(const struct sw_port_import *imp, const char *type, uint64_t magic, uint32_t version, void *out,
+		   size_t size, char *err, size_t errlen);
+
 /* rx_arm/rx_disarm of ports whose receive side is a file descriptor the kernel makes readable (tap, af_packet,
  * af_xdp, vxlan): they need not ask anybody to notify them. sw_fd_arm fills pfd with fd, POLLIN. */
 int sw_fd_arm(int fd, struct pollfd *pfd);
@@ -269,7 +277,8 @@ struct sw_gate {
 static inline bool sw_gate_enter(struct sw_gate *g, atomic_int *busy)
 {
 	/* seq_cst store then load: pairs with sw_gate_close()'s store of open then loads of busy, so either the
-	 * burst sees the gate closed or the close sees busy == 1 and waits. */
+	 * burst sees the gate closed or the close sees busy == 1 and waits. Not acquire/release: each side's load
+	 * could then pass its own store and both miss the other (docs/performance.md, "The upgrade gate's cost"). */
 	atomic_store(busy, 1);
 	if (__builtin_expect(!atomic_load(&g->open), 0)) {
 		atomic_store_explicit(busy, 0, memory_order_relaxed); /* nothing was touched */

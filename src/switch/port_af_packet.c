@@ -101,7 +101,8 @@ struct afp_blob {
 	uint32_t tx_frame_size, tx_frame_nr, tx_head;
 	uint64_t rx_too_big, rx_csum_partial, tx_errors, k_packets, k_drops, k_freezes;
 };
-_Static_assert(sizeof(struct afp_blob) == 120 && IFNAMSIZ == 16, "af_packet handover blob layout");
+_Static_assert(sizeof(struct afp_blob) == 120 && IFNAMSIZ == 16 && offsetof(struct afp_blob, version) == 8,
+	       "af_packet handover blob layout (magic and version where sw_import_blob() reads them)");
 _Static_assert(sizeof(struct afp_blob) <= SW_HANDOVER_MAX, "an af_packet handover fits the switch's buffer");
 
 static void count(_Atomic uint64_t *c)
@@ -201,18 +202,14 @@ static int afp_adopt(struct afp_port *a, struct sw_port_import *imp, unsigned *m
 	for (unsigned i = 1; i < imp->nfds; i++)
 		close(imp->fds[i]);
 	a->fd = imp->nfds ? imp->fds[0] : -1;
-	struct afp_blob b;
-	if (imp->nfds != 1 || imp->len != sizeof(b)) {
-		snprintf(err, errlen, "af_packet: taking over: %u fd(s) and a %zu-byte state where 1 and %zu were due",
-			 imp->nfds, imp->len, sizeof(b));
+	if (imp->nfds != 1) {
+		snprintf(err, errlen, "af_packet: taking over: %u fd(s) where 1 was due", imp->nfds);
 		return -EPROTO;
 	}
-	memcpy(&b, imp->blob, sizeof(b));
-	if (b.magic != AFP_BLOB_MAGIC || b.version != AFP_BLOB_VERSION) {
-		snprintf(err, errlen, "af_packet: taking over: state version %u, this vhostd reads %u", b.version,
-			 AFP_BLOB_VERSION);
-		return -EPROTONOSUPPORT;
-	}
+	struct afp_blob b;
+	int rc = sw_import_blob(imp, "af_packet", AFP_BLOB_MAGIC, AFP_BLOB_VERSION, &b, sizeof(b), err, errlen);
+	if (rc < 0)
+		return rc;
 	int dom = 0, ver = -1, vnet = -1;
 	socklen_t l1 = sizeof(dom), l2 = sizeof(ver), l3 = sizeof(vnet);
 	struct sockaddr_ll sll;
@@ -236,7 +233,7 @@ static int afp_adopt(struct afp_port *a, struct sw_port_import *imp, unsigned *m
 	}
 	void *m = mmap(NULL, (size_t)(rx_len + tx_len), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, a->fd, 0);
 	if (m == MAP_FAILED) {
-		int rc = -errno;
+		rc = -errno;
 		snprintf(err, errlen, "af_packet: taking over: mapping the rings: %s", strerror(-rc));
 		return rc;
 	}
@@ -261,7 +258,7 @@ static int afp_adopt(struct afp_port *a, struct sw_port_import *imp, unsigned *m
 	a->k_drops = b.k_drops;
 	a->k_freezes = b.k_freezes;
 	struct ifreq ifr;
-	int rc = sw_iface_ioctl(a->fd, a->ifindex, SIOCGIFMTU, &ifr);
+	rc = sw_iface_ioctl(a->fd, a->ifindex, SIOCGIFMTU, &ifr);
 	if (rc < 0) {
 		snprintf(err, errlen, "af_packet: taking over: interface %d: %s", a->ifindex, strerror(-rc));
 		return rc;

@@ -81,7 +81,8 @@ struct tap_blob {
 	uint8_t pad[2];
 	uint64_t rx_too_big, rx_errors, tx_errors;
 };
-_Static_assert(sizeof(struct tap_blob) == 72 && IFNAMSIZ == 16, "tap handover blob layout");
+_Static_assert(sizeof(struct tap_blob) == 72 && IFNAMSIZ == 16 && offsetof(struct tap_blob, version) == 8,
+	       "tap handover blob layout (magic and version where sw_import_blob() reads them)");
 _Static_assert(sizeof(struct tap_blob) <= SW_HANDOVER_MAX && SW_MAX_QUEUES <= SW_HANDOVER_MAX_FDS,
 	       "a tap's handover fits the switch's buffers");
 
@@ -290,16 +291,9 @@ static int tap_adopt(struct tap_port *t, struct sw_port_import *imp, char *err, 
 	for (unsigned i = SW_MAX_QUEUES; i < imp->nfds; i++)
 		close(imp->fds[i]);
 	struct tap_blob b;
-	if (imp->len != sizeof(b)) {
-		snprintf(err, errlen, "tap: taking over: a %zu-byte state where %zu were due", imp->len, sizeof(b));
-		return -EPROTO;
-	}
-	memcpy(&b, imp->blob, sizeof(b));
-	if (b.magic != TAP_BLOB_MAGIC || b.version != TAP_BLOB_VERSION) {
-		snprintf(err, errlen, "tap: taking over: state version %u, this vhostd reads %u", b.version,
-			 TAP_BLOB_VERSION);
-		return -EPROTONOSUPPORT;
-	}
+	int rc = sw_import_blob(imp, "tap", TAP_BLOB_MAGIC, TAP_BLOB_VERSION, &b, sizeof(b), err, errlen);
+	if (rc < 0)
+		return rc;
 	if (b.queues != t->queues || imp->nfds != t->queues || !memchr(b.ifname, 0, sizeof(b.ifname))) {
 		snprintf(err, errlen, "tap: taking over: %u queue(s) and %u fd(s) for queues=%u", b.queues, imp->nfds,
 			 t->queues);

@@ -296,7 +296,8 @@ struct vx_blob {
 	uint32_t n_vteps;                    /* struct vx_vtep entries after the blob */
 	uint32_t pad;
 };
-_Static_assert(sizeof(struct vx_blob) == 112, "vxlan handover blob layout");
+_Static_assert(sizeof(struct vx_blob) == 112 && offsetof(struct vx_blob, version) == 8,
+	       "vxlan handover blob layout (magic and version where sw_import_blob() reads them)");
 struct vx_vtep {
 	uint64_t word; /* as in fdb[] */
 	uint32_t slot; /* index into fdb[] */
@@ -348,16 +349,17 @@ static int vx_adopt(struct vx_port *v, struct sw_port_import *imp, unsigned src_
 			close(imp->fds[i]);
 	}
 	struct vx_blob b;
-	if (imp->len < sizeof(b) || n != 1 + src_ports) {
-		snprintf(err, errlen, "vxlan: taking over: %u socket(s) and a %zu-byte state for src_ports=%u", n,
-			 imp->len, src_ports);
+	/* The fixed part is checked as every port type's is; the VTEP entries follow it. */
+	struct sw_port_import fixed = *imp;
+	if (fixed.len > sizeof(b))
+		fixed.len = sizeof(b);
+	int rc = sw_import_blob(&fixed, "vxlan", VX_BLOB_MAGIC, VX_BLOB_VERSION, &b, sizeof(b), err, errlen);
+	if (rc < 0)
+		return rc;
+	if (n != 1 + src_ports || b.n_tx != src_ports) {
+		snprintf(err, errlen, "vxlan: taking over: %u socket(s) and %u transmit socket(s) in the state for "
+			 "src_ports=%u", n, b.n_tx, src_ports);
 		return -EPROTO;
-	}
-	memcpy(&b, imp->blob, sizeof(b));
-	if (b.magic != VX_BLOB_MAGIC || b.version != VX_BLOB_VERSION || b.n_tx != src_ports) {
-		snprintf(err, errlen, "vxlan: taking over: state version %u, this vhostd reads %u", b.version,
-			 VX_BLOB_VERSION);
-		return -EPROTONOSUPPORT;
 	}
 	if (b.n_vteps > VX_HANDOVER_VTEPS || imp->len != sizeof(b) + b.n_vteps * sizeof(struct vx_vtep)) {
 		snprintf(err, errlen, "vxlan: taking over: %u VTEP entries in a %zu-byte state", b.n_vteps, imp->len);

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -9,11 +8,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "switch/port.h"
 #include "switch/upgrade.h"
+#include "util/fdio.h"
 #include "vhostd/log.h"
 
 extern char **environ;
@@ -51,57 +50,16 @@ _Static_assert(sizeof(struct upg_fdb) == 12 + SW_PORT_NAME_MAX, "upgrade FDB ent
 #define UPG_MAX_FDS SW_HANDOVER_MAX_FDS
 _Static_assert(UPG_MAX_FDS <= 253, "SCM_RIGHTS carries at most 253 fds per message");
 
-static long long now_us(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
-}
-
-/* Wait for events on fd until deadline (now_us() time); 0, or -ETIMEDOUT / -errno. */
-static int wait_fd(int fd, short events, long long deadline)
-{
-	for (;;) {
-		long long left = deadline - now_us();
-		if (left <= 0)
-			return -ETIMEDOUT;
-		struct pollfd p = {.fd = fd, .events = events};
-		int r = poll(&p, 1, (int)((left + 999) / 1000));
-		if (r > 0)
-			return 0;
-		if (r < 0 && errno != EINTR)
-			return -errno;
-	}
-}
-
 static int upg_send(int fd, uint16_t type, uint64_t val, const void *b1, uint32_t l1, const void *b2, uint32_t l2,
 		    const int *fds, unsigned nfds, long long deadline)
 {
 	struct upg_hdr h = {UPG_MAGIC, UPG_VERSION, type, l1, l2, val};
 	struct iovec iov[3] = {{&h, sizeof(h)}, {(void *)b1, l1}, {(void *)b2, l2}};
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * UPG_MAX_FDS)];
-		struct cmsghdr align;
-	} u;
+	VHDI_FD_CTL(UPG_MAX_FDS) u;
 	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 3};
-	if (nfds) {
-		mh.msg_control = u.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
-	for (;;) {
-		if (sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
-			return 0;
-		if (errno != EAGAIN && errno != EINTR)
-			return -errno;
-		int rc = wait_fd(fd, POLLOUT, deadline);
-		if (rc < 0)
-			return rc;
-	}
+	vhdi_fds_attach(&mh, u.buf, fds, nfds);
+	long r = vhdi_sendmsg_by(fd, &mh, 0, deadline);
+	return r < 0 ? (int)r : 0;
 }
 
 /* One message into buf (UPG_MAX_MSG bytes), its fds into fds (UPG_MAX_FDS, the caller's to close). -EPROTO for
@@ -109,53 +67,30 @@ static int upg_send(int fd, uint16_t type, uint64_t val, const void *b1, uint32_
 static int upg_recv(int fd, struct upg_hdr *h, uint8_t *buf, int *fds, unsigned *nfds, long long deadline,
 		    char *err, size_t errlen)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * UPG_MAX_FDS)];
-		struct cmsghdr align;
-	} u;
+	VHDI_FD_CTL(UPG_MAX_FDS) u;
 	*nfds = 0;
-	ssize_t n;
-	struct msghdr mh;
-	for (;;) {
-		struct iovec iov = {buf, UPG_MAX_MSG};
-		mh = (struct msghdr){.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-				     .msg_controllen = sizeof(u.buf)};
-		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-		if (n >= 0)
-			break;
-		if (errno == ECONNRESET) {
-			snprintf(err, errlen, "the other process went away");
-			return -EPIPE;
-		}
-		if (errno != EAGAIN && errno != EINTR) {
-			snprintf(err, errlen, "%s", strerror(errno));
-			return -errno;
-		}
-		int rc = wait_fd(fd, POLLIN, deadline);
-		if (rc < 0) {
-			snprintf(err, errlen, "no answer within the deadline");
-			return rc;
-		}
+	struct iovec iov = {buf, UPG_MAX_MSG};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+	long n = vhdi_recvmsg_by(fd, &mh, 0, deadline);
+	if (n == -ECONNRESET) {
+		snprintf(err, errlen, "the other process went away");
+		return -EPIPE;
 	}
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		unsigned k = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-		for (unsigned i = 0; i < k; i++) {
-			int f;
-			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (*nfds < UPG_MAX_FDS)
-				fds[(*nfds)++] = f;
-			else
-				close(f);
-		}
+	if (n == -ETIMEDOUT) {
+		snprintf(err, errlen, "no answer within the deadline");
+		return -ETIMEDOUT;
 	}
+	if (n < 0) {
+		snprintf(err, errlen, "%s", strerror((int)-n));
+		return (int)n;
+	}
+	vhdi_fds_take(&mh, fds, nfds, UPG_MAX_FDS);
 	int rc = 0;
 	if (n == 0) {
 		snprintf(err, errlen, "the other process went away");
 		rc = -EPIPE;
 	} else if ((size_t)n < sizeof(*h) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-		snprintf(err, errlen, "a malformed or truncated message (%zd bytes)", n);
+		snprintf(err, errlen, "a malformed or truncated message (%ld bytes)", n);
 		rc = -EPROTO;
 	} else {
 		memcpy(h, buf, sizeof(*h));
@@ -164,7 +99,7 @@ static int upg_recv(int fd, struct upg_hdr *h, uint8_t *buf, int *fds, unsigned 
 				 h->magic != UPG_MAGIC ? "(bad magic) " : "", h->version, UPG_VERSION);
 			rc = -EPROTONOSUPPORT;
 		} else if ((uint64_t)h->len1 + h->len2 != (uint64_t)n - sizeof(*h)) {
-			snprintf(err, errlen, "message lengths %u + %u for %zd bytes", h->len1, h->len2, n);
+			snprintf(err, errlen, "message lengths %u + %u for %ld bytes", h->len1, h->len2, n);
 			rc = -EPROTO;
 		}
 	}
@@ -289,15 +224,15 @@ int sw_upgrade_run(struct sw *sw, char *const argv[], const int *extra, unsigned
 	char why[256] = "";
 	bool paused = false;
 	long long t0 = 0;
-	int rc = upg_recv(sv[0], &h, buf, fds, &nfds, now_us() + SW_UPGRADE_HELLO_MS * 1000LL, why, sizeof(why));
+	int rc = upg_recv(sv[0], &h, buf, fds, &nfds, vhdi_now_us() + SW_UPGRADE_HELLO_MS * 1000LL, why, sizeof(why));
 	close_all(fds, nfds);
 	if (rc == 0 && h.type != UPG_HELLO) {
 		snprintf(why, sizeof(why), "message %u where HELLO was due", h.type);
 		rc = -EPROTO;
 	}
 	if (rc == 0) {
-		long long deadline = now_us() + SW_UPGRADE_STEP_MS * 1000LL;
-		t0 = now_us();
+		long long deadline = vhdi_now_us() + SW_UPGRADE_STEP_MS * 1000LL;
+		t0 = vhdi_now_us();
 		paused = true;
 		rc = upg_send(sv[0], UPG_START, upgrades, NULL, 0, NULL, 0, extra, nextra, deadline);
 		if (rc < 0)
@@ -323,7 +258,7 @@ int sw_upgrade_run(struct sw *sw, char *const argv[], const int *extra, unsigned
 		res->fds = sc.fds;
 	}
 	if (rc == 0) {
-		rc = upg_recv(sv[0], &h, buf, fds, &nfds, now_us() + SW_UPGRADE_STEP_MS * 1000LL, why, sizeof(why));
+		rc = upg_recv(sv[0], &h, buf, fds, &nfds, vhdi_now_us() + SW_UPGRADE_STEP_MS * 1000LL, why, sizeof(why));
 		close_all(fds, nfds);
 		if (rc == 0 && h.type == UPG_FAIL) {
 			snprintf(why, sizeof(why), "it refused: %.*s", (int)(h.len1 < 200 ? h.len1 : 200),
@@ -336,16 +271,16 @@ int sw_upgrade_run(struct sw *sw, char *const argv[], const int *extra, unsigned
 		}
 	}
 	if (rc == 0) {
-		res->pause_us = (uint64_t)(now_us() - t0);
+		res->pause_us = (uint64_t)(vhdi_now_us() - t0);
 		/* From here the new process owns everything: once GO is out, this one must only exit. */
 		rc = upg_send(sv[0], UPG_GO, res->pause_us, NULL, 0, NULL, 0, NULL, 0,
-			      now_us() + SW_UPGRADE_STEP_MS * 1000LL);
+			      vhdi_now_us() + SW_UPGRADE_STEP_MS * 1000LL);
 		if (rc < 0)
 			snprintf(why, sizeof(why), "sending GO: %s", strerror(-rc));
 	}
 	if (rc == -EPIPE || rc == -ECONNRESET) {
 		/* The new process hung up: most likely after saying why. */
-		if (upg_recv(sv[0], &h, buf, fds, &nfds, now_us() + 200 * 1000LL, why + strlen(why), 0) == 0 &&
+		if (upg_recv(sv[0], &h, buf, fds, &nfds, vhdi_now_us() + 200 * 1000LL, why + strlen(why), 0) == 0 &&
 		    h.type == UPG_FAIL)
 			snprintf(why, sizeof(why), "it refused: %.*s", (int)(h.len1 < 200 ? h.len1 : 200),
 				 (const char *)buf + sizeof(h));
@@ -376,12 +311,12 @@ static int takeover(struct sw *sw, int sock, int *extra, unsigned *nextra, uint6
 	int fds[UPG_MAX_FDS];
 	unsigned nfds, ports = 0, macs = 0, refused = 0;
 	struct upg_hdr h;
-	int rc = upg_send(sock, UPG_HELLO, 0, NULL, 0, NULL, 0, NULL, 0, now_us() + SW_UPGRADE_STEP_MS * 1000LL);
+	int rc = upg_send(sock, UPG_HELLO, 0, NULL, 0, NULL, 0, NULL, 0, vhdi_now_us() + SW_UPGRADE_STEP_MS * 1000LL);
 	if (rc < 0) {
 		snprintf(why, wlen, "sending HELLO: %s", strerror(-rc));
 		return rc;
 	}
-	rc = upg_recv(sock, &h, buf, fds, &nfds, now_us() + SW_UPGRADE_STEP_MS * 1000LL, why, wlen);
+	rc = upg_recv(sock, &h, buf, fds, &nfds, vhdi_now_us() + SW_UPGRADE_STEP_MS * 1000LL, why, wlen);
 	if (rc == 0 && (h.type != UPG_START || nfds > SW_UPGRADE_MAX_EXTRA)) {
 		snprintf(why, wlen, "message %u with %u fds where START was due", h.type, nfds);
 		close_all(fds, nfds);
@@ -393,7 +328,7 @@ static int takeover(struct sw *sw, int sock, int *extra, unsigned *nextra, uint6
 	*nextra = nfds;
 	*upgrades = h.val;
 	for (;;) {
-		rc = upg_recv(sock, &h, buf, fds, &nfds, now_us() + SW_UPGRADE_STEP_MS * 1000LL, why, wlen);
+		rc = upg_recv(sock, &h, buf, fds, &nfds, vhdi_now_us() + SW_UPGRADE_STEP_MS * 1000LL, why, wlen);
 		if (rc < 0)
 			return rc;
 		if (h.type == UPG_END)
@@ -440,12 +375,12 @@ static int takeover(struct sw *sw, int sock, int *extra, unsigned *nextra, uint6
 		snprintf(why, wlen, "END says %llu ports, %u came", (unsigned long long)h.val, ports);
 		return -EPROTO;
 	}
-	rc = upg_send(sock, UPG_READY, ports, NULL, 0, NULL, 0, NULL, 0, now_us() + SW_UPGRADE_STEP_MS * 1000LL);
+	rc = upg_send(sock, UPG_READY, ports, NULL, 0, NULL, 0, NULL, 0, vhdi_now_us() + SW_UPGRADE_STEP_MS * 1000LL);
 	if (rc < 0) {
 		snprintf(why, wlen, "sending READY: %s", strerror(-rc));
 		return rc;
 	}
-	rc = upg_recv(sock, &h, buf, fds, &nfds, now_us() + SW_UPGRADE_STEP_MS * 1000LL, why, wlen);
+	rc = upg_recv(sock, &h, buf, fds, &nfds, vhdi_now_us() + SW_UPGRADE_STEP_MS * 1000LL, why, wlen);
 	close_all(fds, nfds);
 	if (rc == 0 && h.type != UPG_GO) {
 		snprintf(why, wlen, "message %u where GO was due", h.type);
@@ -474,7 +409,7 @@ int sw_upgrade_takeover(struct sw *sw, int sock, int *extra, unsigned *nextra, u
 	if (rc < 0 && rc != -EPIPE) {
 		/* Best effort: the old process then resumes at once instead of at its deadline. */
 		upg_send(sock, UPG_FAIL, 0, err, (uint32_t)strlen(err), NULL, 0, NULL, 0,
-			 now_us() + 100 * 1000LL);
+			 vhdi_now_us() + 100 * 1000LL);
 	}
 	close(sock);
 	return rc;

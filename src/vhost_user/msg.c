@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "msg.h"
+#include "util/fdio.h"
 
 #define SZ(field) (uint32_t)sizeof(((union vhost_user_payload *)0)->field)
 
@@ -79,47 +80,7 @@ static void close_all(int *fds, unsigned n)
 }
 
 /* Control-message room for one fd more than a message may carry, so an over-long list shows up. */
-union fd_ctl {
-	char buf[CMSG_SPACE(sizeof(int) * (VHOST_USER_MAX_FDS + 1))];
-	struct cmsghdr align;
-};
-
-/* Attach n fds (n <= VHOST_USER_MAX_FDS) to mh as one SCM_RIGHTS message in ctl. */
-static void attach_fds(struct msghdr *mh, union fd_ctl *ctl, const int *fds, unsigned n)
-{
-	if (!n)
-		return;
-	memset(ctl, 0, sizeof(*ctl));
-	mh->msg_control = ctl->buf;
-	mh->msg_controllen = CMSG_SPACE(sizeof(int) * n);
-	struct cmsghdr *c = CMSG_FIRSTHDR(mh);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-	memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
-}
-
-/* Move the fds a recvmsg() delivered into dst[*n..max); any beyond max are closed. Returns false if some were. */
-static bool take_fds(struct msghdr *mh, int *dst, unsigned *n, unsigned max)
-{
-	bool all = true;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0))
-			continue;
-		size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < k; i++) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (*n < max) {
-				dst[(*n)++] = fd;
-			} else {
-				close(fd);
-				all = false;
-			}
-		}
-	}
-	return all;
-}
+typedef VHDI_FD_CTL(VHOST_USER_MAX_FDS + 1) fd_ctl;
 
 void vhu_msg_close_fds(struct vhu_msg *m)
 {
@@ -157,7 +118,7 @@ static int read_full(int sock, void *buf, size_t len)
 int vhu_msg_recv(int sock, struct vhu_msg *m)
 {
 	/* Room for one more fd than allowed, so an over-long fd list shows up as MSG_CTRUNC or a count we reject. */
-	union fd_ctl ctl;
+	fd_ctl ctl;
 	struct iovec iov = {.iov_base = &m->hdr, .iov_len = sizeof(m->hdr)};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
 	m->nfds = 0;
@@ -173,7 +134,7 @@ int vhu_msg_recv(int sock, struct vhu_msg *m)
 	/* Collect every fd first so that each error path below can close them all. */
 	int got[VHOST_USER_MAX_FDS + 1];
 	unsigned ngot = 0;
-	take_fds(&mh, got, &ngot, VHOST_USER_MAX_FDS + 1);
+	vhdi_fds_take(&mh, got, &ngot, VHOST_USER_MAX_FDS + 1);
 	if ((size_t)r < sizeof(m->hdr)) {
 		close_all(got, ngot);
 		return -ECONNRESET;
@@ -254,10 +215,10 @@ int vhu_msg_send(int sock, const struct vhu_msg *m)
 {
 	if (m->hdr.size > sizeof(m->p) || m->nfds > VHOST_USER_MAX_FDS)
 		return -EINVAL;
-	union fd_ctl ctl;
+	fd_ctl ctl;
 	struct iovec iov[2] = {{(void *)&m->hdr, sizeof(m->hdr)}, {(void *)&m->p, m->hdr.size}};
 	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = m->hdr.size ? 2 : 1};
-	attach_fds(&mh, &ctl, m->fds, m->nfds);
+	vhdi_fds_attach(&mh, ctl.buf, m->fds, m->nfds);
 	size_t total = sizeof(m->hdr) + m->hdr.size, sent = 0;
 	while (sent < total) {
 		ssize_t r = sendmsg(sock, &mh, MSG_NOSIGNAL);
@@ -381,7 +342,7 @@ int vhu_io_recv(struct vhu_io *io, struct vhu_msg *m)
 			dst = (char *)&io->in.p + off;
 			want = io->in.hdr.size - off;
 		}
-		union fd_ctl ctl;
+		fd_ctl ctl;
 		struct iovec iov = {.iov_base = dst, .iov_len = want};
 		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
 				    .msg_controllen = sizeof(ctl.buf)};
@@ -389,7 +350,7 @@ int vhu_io_recv(struct vhu_io *io, struct vhu_msg *m)
 		if (r < 0 && errno == EINTR)
 			continue;
 		/* Fds first, so that no return below can leave one open. */
-		if (r > 0 && (!take_fds(&mh, io->in.fds, &io->in.nfds, VHOST_USER_MAX_FDS) ||
+		if (r > 0 && (!vhdi_fds_take(&mh, io->in.fds, &io->in.nfds, VHOST_USER_MAX_FDS) ||
 			      (mh.msg_flags & MSG_CTRUNC)))
 			io->in_fds_cut = true;
 		if (r == 0) {
@@ -425,9 +386,9 @@ int vhu_io_flush(struct vhu_io *io)
 			size_t poff = o->off > hsz ? o->off - hsz : 0;
 			iov[niov++] = (struct iovec){(char *)&o->p + poff, o->hdr.size - poff};
 		}
-		union fd_ctl ctl;
+		fd_ctl ctl;
 		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)niov};
-		attach_fds(&mh, &ctl, o->fds, o->nfds);
+		vhdi_fds_attach(&mh, ctl.buf, o->fds, o->nfds);
 		ssize_t r = sendmsg(io->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (r < 0) {
 			if (errno == EINTR)

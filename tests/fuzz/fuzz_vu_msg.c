@@ -33,6 +33,7 @@
 
 #include "fuzz_input.h"
 #include "spec/vhost_user.h"
+#include "util/fdio.h"
 #include "vhostd/vhost_user.h"
 #include "vhostd/virtq.h"
 
@@ -148,22 +149,10 @@ static int make_fd(struct fz_in *in)
 
 static void send_msg(int sock, const struct vhost_user_header *h, const void *payload, const int *fds, unsigned nfds)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * (VHOST_USER_MAX_FDS + 1))];
-		struct cmsghdr align;
-	} ctl;
+	VHDI_FD_CTL(VHOST_USER_MAX_FDS + 1) ctl;
 	struct iovec iov[2] = {{(void *)h, sizeof(*h)}, {(void *)payload, h->size}};
 	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = h->size ? 2 : 1};
-	if (nfds) {
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
+	vhdi_fds_attach(&mh, ctl.buf, fds, nfds);
 	/* Small enough for the socket buffer in one go; a device that already left makes this EPIPE, which the
 	 * dispatch below sees as the disconnect it is. */
 	(void)sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);

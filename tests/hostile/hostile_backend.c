@@ -36,6 +36,7 @@
 #include "spec/virtio_config.h"
 #include "spec/virtio_net.h"
 #include "spec/virtio_ring.h"
+#include "util/fdio.h"
 #include "vhost_user/msg.h"
 #include "../unit/vu_raw.h"
 
@@ -104,26 +105,15 @@ static bool peer_closes(int fd, unsigned ms)
 			continue;
 		if (pr <= 0)
 			return false;
-		struct msghdr mh = {0};
+		VHDI_FD_CTL(16) ctl;
 		struct iovec iov = {b, sizeof(b)};
-		union {
-			char c[CMSG_SPACE(sizeof(int) * 16)];
-			struct cmsghdr align;
-		} ctl;
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = ctl.c;
-		mh.msg_controllen = sizeof(ctl.c);
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+				    .msg_controllen = sizeof(ctl.buf)};
 		ssize_t r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
 		if (r <= 0)
 			return true;
-		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-				for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-					int x;
-					memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-					close(x);
-				}
+		unsigned none = 0;
+		vhdi_fds_take(&mh, NULL, &none, 0); /* closes them all */
 	}
 }
 

@@ -2458,9 +2458,31 @@ static void test_vu_send_rarp(void)
 	vhd_pktpool_destroy(pool);
 }
 
+/* sw_import_blob(): the checks every takeover starts with, each failure named. */
+static void test_import_blob(void)
+{
+	struct {
+		uint64_t magic;
+		uint32_t version, x;
+	} b = {0x1122334455667788ull, 3, 42}, out = {0};
+	struct sw_port_import imp = {.blob = &b, .len = sizeof(b)};
+	char err[256] = "";
+	CHECK_EQ(sw_import_blob(&imp, "t", b.magic, 3, &out, sizeof(out), err, sizeof(err)), 0);
+	CHECK(!memcmp(&out, &b, sizeof(b)));
+	imp.len = sizeof(b) - 1;
+	CHECK_EQ(sw_import_blob(&imp, "t", b.magic, 3, &out, sizeof(out), err, sizeof(err)), -EPROTO);
+	CHECK(strstr(err, "t: taking over: a 15-byte state where 16 were due"));
+	imp.len = sizeof(b);
+	CHECK_EQ(sw_import_blob(&imp, "t", b.magic, 4, &out, sizeof(out), err, sizeof(err)), -EPROTONOSUPPORT);
+	CHECK(strstr(err, "state version 3, this vhostd reads 4"));
+	CHECK_EQ(sw_import_blob(&imp, "t", b.magic + 1, 3, &out, sizeof(out), err, sizeof(err)), -EPROTONOSUPPORT);
+	CHECK(strstr(err, "bad magic"));
+}
+
 static const struct th_case cases[] = {
 	{"vu_access_args", test_vu_access_args, 0},
 	{"vu_send_rarp", test_vu_send_rarp, 0},
+	{"import_blob", test_import_blob, 0},
 	{"tap_args", test_tap_args, 0},
 	{"tap_mac", test_tap_mac, 0},
 	{"tap_rx", test_tap_rx, 0},

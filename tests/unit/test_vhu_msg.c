@@ -3,9 +3,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "vu_raw.h"
+#include "util/fdio.h"
 #include "vhost_user/msg.h"
 
 static void pair(int sv[2])
@@ -59,18 +62,10 @@ static void test_too_many_fds(void)
 	int fds[12];
 	for (int i = 0; i < 12; i++)
 		fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	union {
-		char buf[CMSG_SPACE(sizeof(fds))];
-		struct cmsghdr a;
-	} ctl;
-	memset(&ctl, 0, sizeof(ctl));
+	VHDI_FD_CTL(12) ctl;
 	struct iovec iov[2] = {{&m.hdr, sizeof(m.hdr)}, {&m.p, 8}};
-	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(fds));
-	memcpy(CMSG_DATA(c), fds, sizeof(fds));
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+	vhdi_fds_attach(&mh, ctl.buf, fds, 12);
 	CHECK(sendmsg(sv[0], &mh, 0) == (ssize_t)(sizeof(m.hdr) + 8));
 	for (int i = 0; i < 12; i++)
 		close(fds[i]);
@@ -203,11 +198,72 @@ static void test_validate(void)
 	CHECK(!strcmp(vhu_req_info(VHOST_USER_SET_VRING_ENABLE)->name, "SET_VRING_ENABLE"));
 }
 
+/* src/util/fdio: fds ride along and land where asked, the surplus closed; a peer that neither reads nor writes
+ * makes each call give up at its deadline. */
+static void test_fdio(void)
+{
+	int sv[2];
+	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+	int before = th_count_fds();
+	int fds[3];
+	struct stat want[3];
+	for (int i = 0; i < 3; i++) {
+		fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		CHECK(fds[i] >= 0 && fstat(fds[i], &want[i]) == 0);
+	}
+	char out[5] = "hello", in[16];
+	VHDI_FD_CTL(3) sctl;
+	struct iovec siov = {out, sizeof(out)};
+	struct msghdr smh = {.msg_iov = &siov, .msg_iovlen = 1};
+	vhdi_fds_attach(&smh, sctl.buf, fds, 3);
+	CHECK_EQ(vhdi_sendmsg_by(sv[0], &smh, 0, vhdi_now_us() + 1000000), 5);
+	for (int i = 0; i < 3; i++)
+		close(fds[i]);
+	VHDI_FD_CTL(4) rctl;
+	struct iovec riov = {in, sizeof(in)};
+	struct msghdr rmh = {.msg_iov = &riov, .msg_iovlen = 1, .msg_control = rctl.buf,
+			     .msg_controllen = sizeof(rctl.buf)};
+	CHECK_EQ(vhdi_recvmsg_by(sv[1], &rmh, 0, vhdi_now_us() + 1000000), 5);
+	CHECK(!memcmp(in, "hello", 5));
+	int got[2] = {-1, -1};
+	unsigned n = 0;
+	CHECK(!vhdi_fds_take(&rmh, got, &n, 2)); /* the third is closed */
+	CHECK_EQ(n, 2);
+	for (int i = 0; i < 2; i++) {
+		struct stat st;
+		CHECK(fstat(got[i], &st) == 0 && st.st_dev == want[i].st_dev && st.st_ino == want[i].st_ino);
+		CHECK(fcntl(got[i], F_GETFD) & FD_CLOEXEC);
+		close(got[i]);
+	}
+	CHECK_EQ(th_count_fds(), before);
+
+	/* Nothing to read: ETIMEDOUT at the deadline, not before. */
+	long long t0 = vhdi_now_us();
+	rmh.msg_controllen = sizeof(rctl.buf);
+	CHECK_EQ(vhdi_recvmsg_by(sv[1], &rmh, 0, t0 + 50000), -ETIMEDOUT);
+	CHECK(vhdi_now_us() >= t0 + 50000);
+	/* No room: fill the socket, then a send gives up at its deadline. */
+	smh.msg_control = NULL; /* its fds are closed */
+	smh.msg_controllen = 0;
+	while (send(sv[0], out, sizeof(out), MSG_DONTWAIT) > 0)
+		;
+	CHECK_EQ(errno, EAGAIN);
+	CHECK_EQ(vhdi_sendmsg_by(sv[0], &smh, 0, vhdi_now_us() + 50000), -ETIMEDOUT);
+	/* The peer gone (with data unread: ECONNRESET, else EPIPE): the send fails at once, without SIGPIPE. */
+	close(sv[1]);
+	t0 = vhdi_now_us();
+	long r = vhdi_sendmsg_by(sv[0], &smh, 0, t0 + 1000000);
+	CHECK(r == -ECONNRESET || r == -EPIPE);
+	CHECK(vhdi_now_us() < t0 + 1000000);
+	close(sv[0]);
+}
+
 static const struct th_case cases[] = {
 	{"roundtrip_with_fds", test_roundtrip_with_fds, 0},
 	{"too_many_fds", test_too_many_fds, 0},
 	{"bad_header", test_bad_header, 0},
 	{"peer_gone", test_peer_gone, 0},
 	{"validate", test_validate, 0},
+	{"fdio", test_fdio, 0},
 };
 TH_MAIN("test_vhu_msg", cases)
