@@ -297,46 +297,68 @@ static int packed_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n
 	return (int)i;
 }
 
+/* The 8 bytes at offset 8 of a descriptor (len, id, flags) as one word: a used descriptor is one store there. */
+typedef uint64_t __attribute__((may_alias)) desc_tail_t;
+_Static_assert(offsetof(struct pvirtq_desc, len) == 8 && offsetof(struct pvirtq_desc, id) == 12 &&
+		       offsetof(struct pvirtq_desc, flags) == 14,
+	       "packed_push() writes len, id and flags as one 64-bit word");
+
 static int packed_push(struct vhd_vq *vq, const struct vhd_vq_used *used, unsigned n)
 {
 	if (n == 0)
 		return 0;
-	uint32_t slots = 0;
-	bool batch = vq->in_order && n > 1;
+	uint32_t slots = 0, lens = 0;
+	bool bad = false;
 	for (unsigned i = 0; i < n; i++) {
-		if (unlikely(used[i].ndesc == 0 || used[i].ndesc > vq->num))
-			return vhdi_vq_break(vq, VHD_VQ_E_CALLER, "pushing id %u with ndesc %u", used[i].id,
-					    used[i].ndesc), -EINVAL;
+		/* ndesc 0 wraps to UINT16_MAX: one compare for both bounds. */
+		bad |= (uint16_t)(used[i].ndesc - 1) >= vq->num;
 		slots += used[i].ndesc;
-		batch = batch && used[i].len == 0;
+		lens |= used[i].len;
 	}
 	/* Used descriptors overwrite slots the driver filled; only slots we already consumed may be reused. */
-	if (unlikely(n > vq->inflight || slots > vq->dev_slots))
+	if (unlikely(bad || n > vq->inflight || slots > vq->dev_slots)) {
+		for (unsigned i = 0; i < n; i++)
+			if (used[i].ndesc == 0 || used[i].ndesc > vq->num)
+				return vhdi_vq_break(vq, VHD_VQ_E_CALLER, "pushing id %u with ndesc %u", used[i].id,
+						    used[i].ndesc), -EINVAL;
 		return vhdi_vq_break(vq, VHD_VQ_E_CALLER, "pushing %u chains / %u slots with %u / %u popped", n,
 				    (unsigned)slots, vq->inflight, (unsigned)vq->dev_slots), -EINVAL;
+	}
 
 	uint16_t first = vq->used_idx, pos = first;
 	bool w = vq->used_wrap;
+	uint16_t wbits = w ? (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED) : 0;
 	/* WRITE marks a used descriptor whose len means something (2.8.4: without it len is reserved and
 	 * drivers ignore it), so it goes on every element that wrote bytes. */
-	uint16_t first_flags = (uint16_t)((w ? (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED) : 0) |
-					  (!batch && used[0].len ? VIRTQ_DESC_F_WRITE : 0));
-	if (batch) {
+	uint16_t first_flags = (uint16_t)(wbits | (used[0].len ? VIRTQ_DESC_F_WRITE : 0));
+	struct pvirtq_desc *d = &vq->packed.desc[pos];
+	if (vq->in_order && n > 1 && lens == 0) {
 		/* IN_ORDER: one used descriptor with the last buffer's id stands for the batch; the driver skips
 		 * forward by the slots the batch took (2.8.21). */
-		struct pvirtq_desc *d = &vq->packed.desc[pos];
-		WR16(&d->id, used[n - 1].id);
 		WR32(&d->len, 0);
+		WR16(&d->id, used[n - 1].id);
 		advance(vq, &pos, &w, slots);
 	} else {
-		for (unsigned i = 0; i < n; i++) {
-			struct pvirtq_desc *d = &vq->packed.desc[pos];
-			WR16(&d->id, used[i].id);
-			WR32(&d->len, used[i].len);
-			if (i > 0)
-				WR16(&d->flags, (uint16_t)((w ? (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED) : 0) |
-							   (used[i].len ? VIRTQ_DESC_F_WRITE : 0)));
-			advance(vq, &pos, &w, used[i].ndesc);
+		WR32(&d->len, used[0].len);
+		WR16(&d->id, used[0].id);
+		advance(vq, &pos, &w, used[0].ndesc);
+		wbits = w ? (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED) : 0;
+		/* The rest, one store each: len, id and flags are the descriptor's second 8 bytes (the flags,
+		 * whose store is what the driver looks for, with the others, in a single store). Lines of four
+		 * descriptors fill one after another; nothing of the slots is read back. */
+		for (unsigned i = 1; i < n; i++) {
+			uint32_t len = used[i].len;
+			uint64_t f = wbits | (len ? VIRTQ_DESC_F_WRITE : 0);
+			uint64_t word = len | (uint64_t)used[i].id << 32 | f << 48;
+			__atomic_store_n((desc_tail_t *)&vq->packed.desc[pos].len, vhd_cpu_to_le64(word),
+					 __ATOMIC_RELAXED);
+			unsigned p = pos + used[i].ndesc;
+			if (unlikely(p >= vq->num)) {
+				p -= vq->num;
+				w = !w;
+				wbits ^= VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED;
+			}
+			pos = (uint16_t)p;
 		}
 	}
 	/* Release pairs with the driver's acquire load of the flags at its used position (packed_get): the
