@@ -103,7 +103,8 @@ static inline uint32_t vhd_pkt_tailroom(const struct vhd_pkt *pkt)
 }
 
 /**
- * Create a pool of count buffers of buf_size bytes each, in memory the pool allocates (cache-line aligned).
+ * Create a pool of count buffers of buf_size bytes each, in memory the pool allocates (cache-line aligned;
+ * buffers an odd number of cache lines apart, so the same offset in consecutive buffers uses different cache sets).
  * @param out receives the pool; free it with vhd_pktpool_destroy().
  * @return 0; -EINVAL if count is 0 or above 2^24, or buf_size is outside
  *         [VHD_PKT_MIN_BUF_SIZE, VHD_PKT_MAX_BUF_SIZE]; -ENOMEM.

@@ -117,16 +117,9 @@ static int split_pop(struct vhd_vq *vq, struct vhd_vq_chain *chains, unsigned n,
 	const struct virtq_desc *desc = vq->split.desc;
 	const uint16_t mask = vq->mask, num = vq->num;
 	uint16_t last = vq->last_avail;
-	uint64_t r_gpa = 0, r_size = 0;
-	uint8_t *r_host = NULL;
-	/* With an IOTLB the hinted region is the window (vhdi_vq_window()), or empty (r_size 0): then every chain
-	 * takes the general walk. */
-	if (vq->mem_hint < vq->xmem->nregions) {
-		const struct vhd_mem_region *hr = &vq->xmem->r[vq->mem_hint];
-		r_gpa = hr->guest_addr;
-		r_size = hr->size;
-		r_host = hr->host;
-	}
+	const struct vhdi_hint_region hr = vhdi_hint_region(vq);
+	const uint64_t r_gpa = hr.gpa, r_size = hr.size;
+	uint8_t *const r_host = hr.host;
 	struct vhd_chain_acc acc;
 	unsigned used_iov = 0;
 	/* Descriptors walked beyond one per chain taken (the general walk's): with i, what the budget spent. */

@@ -455,8 +455,25 @@ static inline void vhdi_chain_plain(struct vhd_vq_chain *c, uint16_t id, bool w,
 	c->err = 0;
 }
 
+/* The hinted memory region, copied for a pop's fast loop: chains of one plain descriptor inside it are mapped
+ * there directly. With an IOTLB it is the window (vhdi_vq_window(), refreshed at the start of the pop), which
+ * may be empty (size 0): then, as with no hint, every chain takes the general walk. */
+struct vhdi_hint_region {
+	uint64_t gpa, size;
+	uint8_t *host;
+};
+
+static inline struct vhdi_hint_region vhdi_hint_region(const struct vhd_vq *vq)
+{
+	if (vq->xmem && vq->mem_hint < vq->xmem->nregions) {
+		const struct vhd_mem_region *hr = &vq->xmem->r[vq->mem_hint];
+		return (struct vhdi_hint_region){hr->guest_addr, hr->size, hr->host};
+	}
+	return (struct vhdi_hint_region){0, 0, NULL};
+}
+
 /*
- * Packed pop fast path (split_pop() has its own, with the hinted region in locals): a chain of one plain
+ * packed_pop_walks()' fast path (the pops' own loops map with vhdi_hint_region()): a chain of one plain
  * descriptor (no NEXT, no INDIRECT; the caller checked flags) whose buffer lies in the hinted memory region, what
  * net drivers post, becomes chain c over *iov directly. addr, len and flags were read once from the ring by the
  * caller, as the general walk reads them. Returns false, having written nothing, for an empty or unmapped
