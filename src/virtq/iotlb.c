@@ -333,14 +333,14 @@ int vhd_iotlb_translate(const struct vhd_iotlb *t, unsigned *hint, uint64_t iova
 	return (int)n;
 }
 
-bool vhdi_iotlb_window(const struct vhd_iotlb *t, unsigned hint, struct vhd_mem_region *w)
+unsigned vhdi_iotlb_window(const struct vhd_iotlb *t, unsigned hint, struct vhd_mem_region *w)
 {
-	if (hint >= t->n || t->e[hint].perm != VHD_IOTLB_RW)
-		return false;
+	if (hint >= t->n)
+		return 0;
 	w->guest_addr = t->e[hint].iova;
 	w->size = t->e[hint].size;
 	w->host = t->e[hint].host;
-	return true;
+	return t->e[hint].perm;
 }
 
 void *vhd_iotlb_to_host(const struct vhd_iotlb *t, uint64_t iova, uint64_t len, unsigned perm)
