@@ -696,6 +696,56 @@ static void window_never_stale(bool packed)
 	env_free(&e);
 }
 
+/*
+ * Read-only and write-only entries, as a Linux guest behind intel-iommu maps TX and RX buffers: the window of
+ * each direction holds the entry only when it allows that direction, so a buffer of the other direction in the
+ * entry a previous pop warmed is a permission fault, never mapped; and a replaced or invalidated read-only
+ * entry is never reached through the window after the change.
+ */
+static void window_ro_wo(bool packed, bool wo)
+{
+	struct env e = env_new(0);
+	struct wq q = wq_new(&e, packed);
+	void *p[4];
+	unsigned perm = wo ? VHD_IOTLB_WO : VHD_IOTLB_RO;
+	CHECK_EQ(vhd_iotlb_update(e.t, e.m, 0x10000, 0x1000, UA, perm), 0);
+	/* Two pops in the entry, the second through the window the first left. */
+	wq_post(&q, 0x10010, wo);
+	CHECK_EQ(wq_pop(&q, 4, p), 1);
+	CHECK(p[0] == e.ha + 0x10);
+	wq_post(&q, 0x10020, wo);
+	wq_post(&q, 0x10030, wo);
+	CHECK_EQ(wq_pop(&q, 4, p), 2);
+	CHECK(p[0] == e.ha + 0x20);
+	CHECK(p[1] == e.ha + 0x30);
+	/* Replaced in place: the new bytes. */
+	CHECK_EQ(vhd_iotlb_update(e.t, e.m, 0x10000, 0x1000, UC, perm), 0);
+	wq_post(&q, 0x10040, wo);
+	CHECK_EQ(wq_pop(&q, 4, p), 1);
+	CHECK(p[0] == e.hc + 0x40);
+	/* Invalidated: a miss, the chain left in the ring. */
+	CHECK_EQ(vhd_iotlb_invalidate(e.t, 0x10000, 0x1000), 1);
+	wq_post(&q, 0x10050, wo);
+	CHECK_EQ(wq_pop(&q, 4, p), 0);
+	struct vhd_vq_miss m[2];
+	CHECK_EQ(vhd_vq_take_misses(q.dev, m, 2), 1);
+	CHECK_EQ(m[0].iova, 0x10050);
+	CHECK_EQ(vhd_iotlb_update(e.t, e.m, 0x10000, 0x1000, UA, perm), 0);
+	CHECK_EQ(wq_pop(&q, 4, p), 1);
+	CHECK(p[0] == e.ha + 0x50);
+	/* The other direction in the warm entry: a permission fault. */
+	wq_post(&q, 0x10060, !wo);
+	CHECK_EQ(wq_pop(&q, 4, p), -EIO);
+	CHECK_EQ(vhd_vq_error(q.dev), VHD_VQ_E_IOTLB_PERM);
+	wq_free(&q);
+	env_free(&e);
+}
+
+static void test_window_ro_split(void) { window_ro_wo(false, false); }
+static void test_window_wo_split(void) { window_ro_wo(false, true); }
+static void test_window_ro_packed(void) { window_ro_wo(true, false); }
+static void test_window_wo_packed(void) { window_ro_wo(true, true); }
+
 static void test_window_never_stale_split(void) { window_never_stale(false); }
 static void test_window_never_stale_packed(void) { window_never_stale(true); }
 
@@ -735,6 +785,10 @@ int main(int argc, char **argv)
 		{"hint_never_stale", test_hint_never_stale, 0},
 		{"window_never_stale_split", test_window_never_stale_split, 0},
 		{"window_never_stale_packed", test_window_never_stale_packed, 0},
+		{"window_ro_split", test_window_ro_split, 0},
+		{"window_wo_split", test_window_wo_split, 0},
+		{"window_ro_packed", test_window_ro_packed, 0},
+		{"window_wo_packed", test_window_wo_packed, 0},
 		{"model_exact", test_model_exact, 0},
 		{"model_bounded", test_model_bounded, 0},
 		{"hint_hit_loop", test_hint_hit_loop, 0},
