@@ -86,4 +86,11 @@ struct vhd_iotlb;
  */
 unsigned vhdi_iotlb_window(const struct vhd_iotlb *iotlb, unsigned hint, struct vhd_mem_region *w);
 
+/*
+ * vhdi_iotlb_window() of the entry holding iova, found beside *hint first (vhd_iotlb_translate()'s search),
+ * *hint then naming it. 0, nothing written, when no entry holds iova.
+ */
+unsigned vhdi_iotlb_window_at(const struct vhd_iotlb *iotlb, unsigned *hint, uint64_t iova,
+			      struct vhd_mem_region *w);
+
 #endif

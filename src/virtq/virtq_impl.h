@@ -279,6 +279,18 @@ static __attribute__((noinline, cold, unused)) int vhd_chain_check(struct vhd_vq
 	return r < 0 ? vhdi_xlate_fail(vq, r, addr, len) : 0;
 }
 
+/* The descriptor flags a window of an entry with permission perm sends to the general walk, once the flags are
+ * xor'ed with vhdi_window_flip(perm): chains, tables, and the direction perm does not allow. */
+static inline uint16_t vhdi_window_deny(unsigned perm)
+{
+	return VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT | (perm == VHD_IOTLB_RW ? 0 : VIRTQ_DESC_F_WRITE);
+}
+
+static inline uint16_t vhdi_window_flip(unsigned perm)
+{
+	return perm == VHD_IOTLB_WO ? VIRTQ_DESC_F_WRITE : 0;
+}
+
 /*
  * Point a queue's IOTLB windows at the entry its hint names, each as the entry's permission allows, or at
  * nothing. At the start of every pop, so that a translation never outlives the entry it came from: the IOTLB
@@ -294,8 +306,8 @@ static inline void vhdi_vq_window(struct vhd_vq *vq)
 	w[1].nregions = perm & VHD_IOTLB_WO ? 1 : 0;
 	vq->xmem = perm & VHD_IOTLB_RO ? &w[0] : &w[1];
 	vq->xmem_rw = perm == VHD_IOTLB_WO ? &w[0] : &w[1]; /* the other one, empty, unless read/write */
-	vq->xdeny = VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT | (perm == VHD_IOTLB_RW ? 0 : VIRTQ_DESC_F_WRITE);
-	vq->xflip = perm == VHD_IOTLB_WO ? VIRTQ_DESC_F_WRITE : 0;
+	vq->xdeny = vhdi_window_deny(perm);
+	vq->xflip = vhdi_window_flip(perm);
 }
 
 /*
