@@ -37,6 +37,7 @@
 #define IOMMU_GPA 0x40000000ull /* --iommu: where guest-physical addresses start (IOVAs at GPA_BASE) */
 #define BUF_SIZE 2048u
 #define POOL_COUNT 1024u
+#define PAGE 4096u
 #define BURST 32u
 
 struct side_pair {
@@ -59,7 +60,7 @@ static void die(const char *what, int rc)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: netcost [--dir tx|rx] [--size BYTES] [--count N] [--packed] [--no-mrg] [--in-order]\n"
-		   "               [--qsize N] [--log] [--inflight] [--iommu]\n"
+		   "               [--qsize N] [--log] [--inflight] [--iommu] [--iommu-pages] [--iommu-pages-rw]\n"
 		   "  One thread drives both the driver and the device side of a virtio-net queue pair over shared\n"
 		   "  rings and prints ns per packet; under callgrind, instructions / N is the exact cost per packet.\n"
 		   "  --dir     tx: driver xmit -> device dequeue; rx: device enqueue -> driver recv + refill (rx)\n"
@@ -69,12 +70,18 @@ static void usage(FILE *f)
 		   "  --log     the device logs its writes in a dirty log (live migration), rings included\n"
 		   "  --inflight the device tracks the chains it takes in a vhost-user inflight region\n"
 		   "  --iommu   ACCESS_PLATFORM: descriptors carry IOVAs the device translates through an IOTLB\n"
-		   "            holding all of the memory in one read/write entry (warm, as vhost-pktgen --iommu)\n");
+		   "            holding all of the memory in one read/write entry (warm, as vhost-pktgen --iommu)\n"
+		   "  --iommu-pages    as --iommu, but the buffers are mapped as a Linux guest behind intel-iommu\n"
+		   "            maps them and QEMU answers its misses: one 4 KiB entry per page, read-only when the\n"
+		   "            device reads them (tx), write-only when it writes them (rx); neighbouring pages lie\n"
+		   "            apart in host memory, so no two entries merge (the rings: one read/write entry)\n"
+		   "  --iommu-pages-rw the same with every page read/write\n");
 }
 
 int main(int argc, char **argv)
 {
 	bool rx = true, packed = false, mrg = true, in_order = false, dlog = false, infl = false, iommu = false;
+	unsigned pages = 0; /* --iommu-pages: the buffers' permission per 4 KiB entry, 0 for one entry */
 	unsigned size = 64, qsize = 256;
 	unsigned long long count = 10000000ull;
 	static const struct option lo[] = {
@@ -83,7 +90,8 @@ int main(int argc, char **argv)
 		{"no-mrg", no_argument, 0, 'm'},      {"in-order", no_argument, 0, 'i'},
 		{"qsize", required_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
 		{"log", no_argument, 0, 'l'},         {"inflight", no_argument, 0, 'f'},
-		{"iommu", no_argument, 0, 'o'},
+		{"iommu", no_argument, 0, 'o'},       {"iommu-pages", no_argument, 0, 'P'},
+		{"iommu-pages-rw", no_argument, 0, 'R'},
 		{0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -122,6 +130,14 @@ int main(int argc, char **argv)
 		case 'o':
 			iommu = true;
 			break;
+		case 'P':
+			iommu = true;
+			pages = 1; /* set to RO or WO once the direction is known */
+			break;
+		case 'R':
+			iommu = true;
+			pages = VHD_IOTLB_RW;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -150,10 +166,27 @@ int main(int argc, char **argv)
 	struct vhd_vq_layout lay;
 	if ((rc = vhd_vq_layout(packed, (uint16_t)qsize, &lay)) < 0)
 		die("vhd_vq_layout", rc);
-	size_t pool_off = 2 * lay.size, len = pool_off + (size_t)POOL_COUNT * BUF_SIZE;
-	uint8_t *block = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (block == MAP_FAILED)
-		die("mmap", errno);
+	if (pages == 1)
+		pages = rx ? VHD_IOTLB_WO : VHD_IOTLB_RO;
+	/* Page-aligned buffers, so that each 4 KiB entry holds whole buffers (BUF_SIZE divides the page). */
+	size_t pool_off = (2 * lay.size + PAGE - 1) & ~(size_t)(PAGE - 1), len = pool_off + (size_t)POOL_COUNT * BUF_SIZE;
+	/* --iommu-pages: the memory twice, at two host addresses (a memfd mapped twice), the odd pages mapped
+	 * through the second: a guest's pages are scattered in host memory, and contiguous ones would merge. */
+	uint8_t *block, *alias = NULL;
+	if (pages) {
+		int fd = memfd_create("netcost", MFD_CLOEXEC);
+		if (fd < 0 || ftruncate(fd, (off_t)len) < 0)
+			die("memfd", errno);
+		block = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		alias = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (block == MAP_FAILED || alias == MAP_FAILED)
+			die("mmap", errno);
+		close(fd);
+	} else {
+		block = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (block == MAP_FAILED)
+			die("mmap", errno);
+	}
 	struct vhd_mem *mem;
 	if ((rc = vhd_mem_create(&mem)) < 0)
 		die("vhd_mem_create", rc);
@@ -163,10 +196,22 @@ int main(int argc, char **argv)
 					 .host = block};
 	if ((rc = vhd_mem_add(mem, &ri)) < 0)
 		die("vhd_mem_add", rc);
+	struct vhd_mem_region_info ai = {.guest_addr = IOMMU_GPA + len, .size = len, .user_addr = (uintptr_t)alias,
+					 .host = alias};
+	if (pages && (rc = vhd_mem_add(mem, &ai)) < 0)
+		die("vhd_mem_add", rc);
 	struct vhd_iotlb *iotlb = NULL;
-	if (iommu && ((rc = vhd_iotlb_create(0, &iotlb)) < 0 ||
-		      (rc = vhd_iotlb_update(iotlb, mem, GPA_BASE, len, (uintptr_t)block, VHD_IOTLB_RW)) < 0))
+	if (iommu && (rc = vhd_iotlb_create(0, &iotlb)) < 0)
 		die("IOTLB", rc);
+	if (iommu && !pages && (rc = vhd_iotlb_update(iotlb, mem, GPA_BASE, len, (uintptr_t)block, VHD_IOTLB_RW)) < 0)
+		die("IOTLB", rc);
+	if (pages && (rc = vhd_iotlb_update(iotlb, mem, GPA_BASE, pool_off, (uintptr_t)block, VHD_IOTLB_RW)) < 0)
+		die("IOTLB rings", rc);
+	for (size_t off = pool_off; pages && off < len; off += PAGE) {
+		uint8_t *ua = ((off / PAGE) & 1 ? alias : block) + off;
+		if ((rc = vhd_iotlb_update(iotlb, mem, GPA_BASE + off, PAGE, (uintptr_t)ua, pages)) < 0)
+			die("IOTLB page", rc);
+	}
 
 	/* Queue 0 carries the direction measured; both sides see the same bytes, the device through the table. */
 	struct side_pair q;
@@ -257,7 +302,7 @@ int main(int argc, char **argv)
 	}
 	double dt = now() - t0;
 	printf("netcost dir=%s size=%u %s%s%s%s qsize=%u: %llu packets, %.1f ns/packet, %.2f Mpps\n", rx ? "rx" : "tx",
-	       size, packed ? "packed" : "split", mrg ? " mrg" : "", in_order ? " in_order" : "", iommu ? " iommu" : "", qsize, done,
+	       size, packed ? "packed" : "split", mrg ? " mrg" : "", in_order ? " in_order" : "", pages == VHD_IOTLB_RW ? " iommu-pages-rw" : pages ? " iommu-pages" : iommu ? " iommu" : "", qsize, done,
 	       dt * 1e9 / (double)done, (double)done / dt / 1e6);
 	vhd_pktpool_destroy(hpool);
 	vhd_net_drv_release(q.drv);
@@ -269,5 +314,7 @@ int main(int argc, char **argv)
 	vhd_dlog_destroy(log); /* after the queue that used it */
 	free(infl_region);
 	munmap(block, len);
+	if (alias)
+		munmap(alias, len);
 	return 0;
 }

@@ -107,6 +107,33 @@ static unsigned first_ending_after(const struct vhd_iotlb *t, uint64_t addr)
 	return lo;
 }
 
+static inline uint64_t entry_end(const struct vhd_iotlb *t, unsigned i)
+{
+	return t->e[i].iova + t->e[i].size;
+}
+
+/*
+ * first_ending_after(), looking first beside entry h (the caller's hint, which missed): a guest behind
+ * intel-iommu maps each buffer as its own 4 KiB entry, and the buffers a driver posts one after another mostly
+ * lie in the page after or before the last one (its IOVA allocator hands out neighbouring ranges), so the
+ * answer is usually h + 1 or h - 1, found in two comparisons where the search takes about log2(n) rounds. Each
+ * shortcut returns only what the search would: ends ascend with the index.
+ */
+static unsigned first_ending_after_near(const struct vhd_iotlb *t, uint64_t addr, unsigned h)
+{
+	if (h < t->n) {
+		if (entry_end(t, h) <= addr) {
+			if (h + 1 == t->n || entry_end(t, h + 1) > addr)
+				return h + 1;
+		} else if (h == 0 || entry_end(t, h - 1) <= addr) {
+			return h;
+		} else if (h == 1 || entry_end(t, h - 2) <= addr) {
+			return h - 1;
+		}
+	}
+	return first_ending_after(t, addr);
+}
+
 /* Drop the first n bytes of entry x. */
 static void trim_front(struct iotlb_entry *x, uint64_t n)
 {
@@ -301,7 +328,7 @@ int vhd_iotlb_translate(const struct vhd_iotlb *t, unsigned *hint, uint64_t iova
 			return 1;
 		}
 	}
-	unsigned i = first_ending_after(t, iova);
+	unsigned i = first_ending_after_near(t, iova, h);
 	unsigned n = 0;
 	/* Each step consumes one entry, so at most t->n steps. */
 	while (len > 0) {
@@ -333,14 +360,23 @@ int vhd_iotlb_translate(const struct vhd_iotlb *t, unsigned *hint, uint64_t iova
 	return (int)n;
 }
 
-bool vhdi_iotlb_window(const struct vhd_iotlb *t, unsigned hint, struct vhd_mem_region *w)
+unsigned vhdi_iotlb_window(const struct vhd_iotlb *t, unsigned hint, struct vhd_mem_region *w)
 {
-	if (hint >= t->n || t->e[hint].perm != VHD_IOTLB_RW)
-		return false;
+	if (hint >= t->n)
+		return 0;
 	w->guest_addr = t->e[hint].iova;
 	w->size = t->e[hint].size;
 	w->host = t->e[hint].host;
-	return true;
+	return t->e[hint].perm;
+}
+
+unsigned vhdi_iotlb_window_at(const struct vhd_iotlb *t, unsigned *hint, uint64_t iova, struct vhd_mem_region *w)
+{
+	unsigned i = first_ending_after_near(t, iova, *hint);
+	if (i >= t->n || iova < t->e[i].iova)
+		return 0;
+	*hint = i;
+	return vhdi_iotlb_window(t, i, w);
 }
 
 void *vhd_iotlb_to_host(const struct vhd_iotlb *t, uint64_t iova, uint64_t len, unsigned perm)

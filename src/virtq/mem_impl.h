@@ -80,10 +80,17 @@ struct vhd_iotlb;
 
 /*
  * The IOTLB's entry hint as one region for the memory-table fast paths (guest_addr, size and host set; its IOVA
- * range taken as the "guest" range): true when that entry exists and is mapped read/write, so that any
- * descriptor, readable or writable, may be translated through it without a permission check. False: nothing
- * is written. Called with the IOTLB unchanging (its threading contract: a queue using it is not paused).
+ * range taken as the "guest" range). Returns that entry's permission (VHD_IOTLB_RO, _WO or _RW), which the
+ * caller must enforce, or 0 when there is no such entry: then nothing is written. Called with the IOTLB
+ * unchanging (its threading contract: a queue using it is not paused).
  */
-bool vhdi_iotlb_window(const struct vhd_iotlb *iotlb, unsigned hint, struct vhd_mem_region *w);
+unsigned vhdi_iotlb_window(const struct vhd_iotlb *iotlb, unsigned hint, struct vhd_mem_region *w);
+
+/*
+ * vhdi_iotlb_window() of the entry holding iova, found beside *hint first (vhd_iotlb_translate()'s search),
+ * *hint then naming it. 0, nothing written, when no entry holds iova.
+ */
+unsigned vhdi_iotlb_window_at(const struct vhd_iotlb *iotlb, unsigned *hint, uint64_t iova,
+			      struct vhd_mem_region *w);
 
 #endif

@@ -99,18 +99,20 @@ int vhd_vq_create(const struct vhd_vq_config *cfg, struct vhd_vq **out)
 	vq->in_order = cfg->features & VHD_BIT(VIRTIO_F_IN_ORDER);
 	vq->mem = cfg->mem;
 	vq->iotlb = cfg->side == VHD_VQ_DEVICE ? cfg->iotlb : NULL;
-	vq->xmem = vq->mem;
+	vq->xmem = vq->xmem_rw = vq->xmem_dir[0] = vq->xmem_dir[VIRTQ_DESC_F_WRITE] = vq->mem;
+	vq->xdeny = VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT;
 	/* Addresses are IOVAs then: the memory-table fast paths (vhdi_pop_plain(), split_pop()'s hinted region,
-	 * vhd_chain_add()'s hinted lookup) look at the window instead, the read/write IOTLB entry last hit, with
-	 * no test of their own per packet. A warm IOTLB then costs a call per burst, not per packet (callgrind,
+	 * vhd_chain_add()'s hinted lookup) look at the windows instead, the IOTLB entry last hit in the table of
+	 * each direction it allows, with no test of their own per packet. A warm IOTLB then costs a call per burst, not per packet (callgrind,
 	 * docs/viommu.md "Figures"). */
 	if (vq->iotlb) {
-		vq->window = calloc(1, sizeof(*vq->window));
+		vq->window = calloc(2, sizeof(*vq->window));
 		if (!vq->window) {
 			free(vq);
 			return -ENOMEM;
 		}
-		vq->xmem = vq->window;
+		vq->xmem = vq->xmem_rw = vq->xmem_dir[0] = &vq->window[0];
+		vq->xmem_dir[VIRTQ_DESC_F_WRITE] = &vq->window[1];
 	}
 	snprintf(vq->name, sizeof(vq->name), "%s", cfg->name ? cfg->name : "vq");
 

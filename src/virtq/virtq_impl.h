@@ -130,16 +130,24 @@ struct vhd_vq {
 
 	/* ---- device side ---- */
 	const struct vhd_mem *mem;
-	/* What the inlined fast paths translate through, with mem_hint: mem itself, or with an IOTLB the window,
-	 * a table of at most one region holding the IOTLB entry last hit (its IOVA range as the guest range) while
-	 * that entry is read/write, else none (vhdi_vq_window()). mem_hint is 0 then, and nothing but the fast
-	 * paths looks at the window: every other lookup of such a queue goes through vhd_iotlb_translate(). */
+	/* What the inlined fast paths translate through, with mem_hint: mem itself, or with an IOTLB a window, a
+	 * table of at most one region holding the IOTLB entry last hit (its IOVA range as the guest range), one
+	 * per direction: xmem_dir[0] holds it while the entry may be read, xmem_dir[2] while it may be written,
+	 * else none (vhdi_vq_window()). So a fast path picks its table by the descriptor's WRITE flag and never
+	 * checks a permission itself. split_pop() keeps one region in locals: xmem (whichever window holds the
+	 * entry) with xdeny/xflip, the descriptor flags that send a chain to the general walk (NEXT, INDIRECT,
+	 * and WRITE when the entry lacks one of the two permissions) after xflip is applied (WRITE for a
+	 * write-only entry, so a readable descriptor is denied). mem_hint is 0 with an IOTLB, and nothing but the
+	 * fast paths looks at the windows: every other lookup of such a queue goes through vhd_iotlb_translate(). */
 	const struct vhd_mem *xmem;
+	const struct vhd_mem *xmem_dir[3]; /* indexed by a descriptor's flags & VIRTQ_DESC_F_WRITE: 0 or 2 */
+	const struct vhd_mem *xmem_rw;     /* the window only while its entry is read/write, else an empty one */
+	uint16_t xdeny, xflip;
 	unsigned mem_hint;
 	/* ACCESS_PLATFORM: descriptors translate through this instead of mem (NULL: they do not). */
 	const struct vhd_iotlb *iotlb;
 	unsigned iotlb_hint;
-	struct vhd_mem *window; /* with an IOTLB: xmem, owned */
+	struct vhd_mem *window; /* with an IOTLB: the two windows (read, write), owned */
 	/* A pop stopped at a chain whose IOVA miss_iova the IOTLB lacks (vhd_vq_take_miss()). */
 	bool missed;
 	uint8_t miss_perm;
@@ -271,14 +279,35 @@ static __attribute__((noinline, cold, unused)) int vhd_chain_check(struct vhd_vq
 	return r < 0 ? vhdi_xlate_fail(vq, r, addr, len) : 0;
 }
 
+/* The descriptor flags a window of an entry with permission perm sends to the general walk, once the flags are
+ * xor'ed with vhdi_window_flip(perm): chains, tables, and the direction perm does not allow. */
+static inline uint16_t vhdi_window_deny(unsigned perm)
+{
+	return VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT | (perm == VHD_IOTLB_RW ? 0 : VIRTQ_DESC_F_WRITE);
+}
+
+static inline uint16_t vhdi_window_flip(unsigned perm)
+{
+	return perm == VHD_IOTLB_WO ? VIRTQ_DESC_F_WRITE : 0;
+}
+
 /*
- * Point a queue's IOTLB window (xmem) at the entry its hint names, or at nothing. At the start of every pop, so
- * that a translation never outlives the entry it came from: the IOTLB changes only between bursts (the queue
- * paused), never during a pop. One call per burst; within it the slow path moves the window along.
+ * Point a queue's IOTLB windows at the entry its hint names, each as the entry's permission allows, or at
+ * nothing. At the start of every pop, so that a translation never outlives the entry it came from: the IOTLB
+ * changes only between bursts (the queue paused), never during a pop. One call per burst; within it the slow
+ * path moves the windows along.
  */
 static inline void vhdi_vq_window(struct vhd_vq *vq)
 {
-	vq->window->nregions = vhdi_iotlb_window(vq->iotlb, vq->iotlb_hint, &vq->window->r[0]) ? 1 : 0;
+	struct vhd_mem *w = vq->window;
+	unsigned perm = vhdi_iotlb_window(vq->iotlb, vq->iotlb_hint, &w[0].r[0]);
+	w[1].r[0] = w[0].r[0];
+	w[0].nregions = perm & VHD_IOTLB_RO ? 1 : 0;
+	w[1].nregions = perm & VHD_IOTLB_WO ? 1 : 0;
+	vq->xmem = perm & VHD_IOTLB_RO ? &w[0] : &w[1];
+	vq->xmem_rw = perm == VHD_IOTLB_WO ? &w[0] : &w[1]; /* the other one, empty, unless read/write */
+	vq->xdeny = vhdi_window_deny(perm);
+	vq->xflip = vhdi_window_flip(perm);
 }
 
 /*
@@ -323,8 +352,8 @@ static inline int vhd_chain_add(struct vhd_vq *vq, struct vhd_chain_acc *acc, ui
 		return unlikely(vq->iotlb != NULL) ? vhdi_chain_add_iotlb(vq, acc, addr, len, write)
 						   : vhd_chain_check(vq, addr, len);
 	unsigned added;
-	/* With an IOTLB, the window: a read/write entry, so no permission to check. */
-	void *p = vhd_mem_xlate_hint(vq->xmem, vq->mem_hint, addr, len);
+	/* With an IOTLB, the window of this direction: its entry has the permission needed. */
+	void *p = vhd_mem_xlate_hint(vq->xmem_dir[write ? VIRTQ_DESC_F_WRITE : 0], vq->mem_hint, addr, len);
 	if (likely(p != NULL)) {
 		if (unlikely(acc->n >= acc->max)) {
 			acc->full = true;
@@ -482,7 +511,10 @@ static inline struct vhdi_hint_region vhdi_hint_region(const struct vhd_vq *vq)
 static inline bool vhdi_pop_plain(const struct vhd_vq *vq, uint64_t addr, uint32_t len, uint16_t flags, uint16_t id,
 				  struct iovec *iov, struct vhd_vq_chain *c)
 {
-	void *p = len ? vhd_mem_xlate_hint(vq->xmem, vq->mem_hint, addr, len) : NULL;
+	/* xmem_rw, not the window of the descriptor's direction: choosing that cost queues without an IOTLB 2-3
+	 * instructions a chain (callgrind); a read-only or write-only entry's chains take the general walk, whose
+	 * vhd_chain_add() does look at the windows. */
+	void *p = len ? vhd_mem_xlate_hint(vq->xmem_rw, vq->mem_hint, addr, len) : NULL;
 	if (unlikely(p == NULL))
 		return false;
 	*iov = (struct iovec){.iov_base = p, .iov_len = len};

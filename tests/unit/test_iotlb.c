@@ -696,6 +696,118 @@ static void window_never_stale(bool packed)
 	env_free(&e);
 }
 
+/*
+ * Read-only and write-only entries, as a Linux guest behind intel-iommu maps TX and RX buffers: the window of
+ * each direction holds the entry only when it allows that direction, so a buffer of the other direction in the
+ * entry a previous pop warmed is a permission fault, never mapped; and a replaced or invalidated read-only
+ * entry is never reached through the window after the change.
+ */
+static void window_ro_wo(bool packed, bool wo)
+{
+	struct env e = env_new(0);
+	struct wq q = wq_new(&e, packed);
+	void *p[4];
+	unsigned perm = wo ? VHD_IOTLB_WO : VHD_IOTLB_RO;
+	CHECK_EQ(vhd_iotlb_update(e.t, e.m, 0x10000, 0x1000, UA, perm), 0);
+	/* Two pops in the entry, the second through the window the first left. */
+	wq_post(&q, 0x10010, wo);
+	CHECK_EQ(wq_pop(&q, 4, p), 1);
+	CHECK(p[0] == e.ha + 0x10);
+	wq_post(&q, 0x10020, wo);
+	wq_post(&q, 0x10030, wo);
+	CHECK_EQ(wq_pop(&q, 4, p), 2);
+	CHECK(p[0] == e.ha + 0x20);
+	CHECK(p[1] == e.ha + 0x30);
+	/* Replaced in place: the new bytes. */
+	CHECK_EQ(vhd_iotlb_update(e.t, e.m, 0x10000, 0x1000, UC, perm), 0);
+	wq_post(&q, 0x10040, wo);
+	CHECK_EQ(wq_pop(&q, 4, p), 1);
+	CHECK(p[0] == e.hc + 0x40);
+	/* Invalidated: a miss, the chain left in the ring. */
+	CHECK_EQ(vhd_iotlb_invalidate(e.t, 0x10000, 0x1000), 1);
+	wq_post(&q, 0x10050, wo);
+	CHECK_EQ(wq_pop(&q, 4, p), 0);
+	struct vhd_vq_miss m[2];
+	CHECK_EQ(vhd_vq_take_misses(q.dev, m, 2), 1);
+	CHECK_EQ(m[0].iova, 0x10050);
+	CHECK_EQ(vhd_iotlb_update(e.t, e.m, 0x10000, 0x1000, UA, perm), 0);
+	CHECK_EQ(wq_pop(&q, 4, p), 1);
+	CHECK(p[0] == e.ha + 0x50);
+	/* The other direction in the warm entry: a permission fault. */
+	wq_post(&q, 0x10060, !wo);
+	CHECK_EQ(wq_pop(&q, 4, p), -EIO);
+	CHECK_EQ(vhd_vq_error(q.dev), VHD_VQ_E_IOTLB_PERM);
+	wq_free(&q);
+	env_free(&e);
+}
+
+/*
+ * One 4 KiB entry a page, as a guest behind intel-iommu maps its buffers (neighbouring pages apart in host
+ * memory, so nothing merges): a pop walking up and down the pages finds each beside the last (split moves its
+ * window there within the pop), and an invalidated or replaced page is never reached through a window.
+ */
+static void window_pages(bool packed, bool wo)
+{
+	struct env e = env_new(0);
+	struct wq q = wq_new(&e, packed);
+	void *p[4];
+	unsigned perm = wo ? VHD_IOTLB_WO : VHD_IOTLB_RO;
+	const uint64_t base = 0x40000;
+	for (uint64_t k = 0; k < 6; k++)
+		CHECK_EQ(vhd_iotlb_update(e.t, e.m, base + k * 0x1000, 0x1000, (k & 1 ? UC : UA) + k * 0x1000, perm), 0);
+	CHECK_EQ(vhd_iotlb_count(e.t), 6);
+#define PAGE_HOST(k) ((k) & 1 ? e.hc : e.ha) + (k) * 0x1000
+	/* Up: pages 0-3 in one pop. */
+	for (uint64_t k = 0; k < 4; k++)
+		wq_post(&q, base + k * 0x1000 + 0x10 * k, wo);
+	CHECK_EQ(wq_pop(&q, 4, p), 4);
+	for (unsigned k = 0; k < 4; k++)
+		CHECK(p[k] == PAGE_HOST(k) + 0x10 * k);
+	/* Down: 5, 4, 3, 2. */
+	for (uint64_t k = 5; k >= 2; k--)
+		wq_post(&q, base + k * 0x1000 + 0x20, wo);
+	CHECK_EQ(wq_pop(&q, 4, p), 4);
+	for (unsigned i = 0; i < 4; i++)
+		CHECK(p[i] == PAGE_HOST(5 - i) + 0x20);
+	/* Page 4 invalidated: page 3 is taken, the pop stops at page 4 with a miss. */
+	CHECK_EQ(vhd_iotlb_invalidate(e.t, base + 4 * 0x1000, 0x1000), 1);
+	wq_post(&q, base + 3 * 0x1000 + 0x30, wo);
+	wq_post(&q, base + 4 * 0x1000 + 0x30, wo);
+	CHECK_EQ(wq_pop(&q, 4, p), 1);
+	CHECK(p[0] == PAGE_HOST(3) + 0x30);
+	struct vhd_vq_miss m[2];
+	CHECK_EQ(vhd_vq_take_misses(q.dev, m, 2), 1);
+	CHECK_EQ(m[0].iova, base + 4 * 0x1000 + 0x30);
+	/* Mapped again elsewhere: the new bytes. */
+	CHECK_EQ(vhd_iotlb_update(e.t, e.m, base + 4 * 0x1000, 0x1000, UB, perm), 0);
+	CHECK_EQ(wq_pop(&q, 4, p), 1);
+	CHECK(p[0] == e.hb + 0x30);
+	/* Page 2 replaced while page 3 is warm: the new bytes, not the old. */
+	CHECK_EQ(vhd_iotlb_update(e.t, e.m, base + 2 * 0x1000, 0x1000, UB + 0x2000, perm), 0);
+	wq_post(&q, base + 3 * 0x1000 + 0x40, wo);
+	wq_post(&q, base + 2 * 0x1000 + 0x40, wo);
+	CHECK_EQ(wq_pop(&q, 4, p), 2);
+	CHECK(p[0] == PAGE_HOST(3) + 0x40);
+	CHECK(p[1] == e.hb + 0x2000 + 0x40);
+#undef PAGE_HOST
+	/* The other direction in the neighbouring page: a permission fault. */
+	wq_post(&q, base + 1 * 0x1000 + 0x50, !wo);
+	CHECK_EQ(wq_pop(&q, 4, p), -EIO);
+	CHECK_EQ(vhd_vq_error(q.dev), VHD_VQ_E_IOTLB_PERM);
+	wq_free(&q);
+	env_free(&e);
+}
+
+static void test_window_pages_ro_split(void) { window_pages(false, false); }
+static void test_window_pages_wo_split(void) { window_pages(false, true); }
+static void test_window_pages_ro_packed(void) { window_pages(true, false); }
+static void test_window_pages_wo_packed(void) { window_pages(true, true); }
+
+static void test_window_ro_split(void) { window_ro_wo(false, false); }
+static void test_window_wo_split(void) { window_ro_wo(false, true); }
+static void test_window_ro_packed(void) { window_ro_wo(true, false); }
+static void test_window_wo_packed(void) { window_ro_wo(true, true); }
+
 static void test_window_never_stale_split(void) { window_never_stale(false); }
 static void test_window_never_stale_packed(void) { window_never_stale(true); }
 
@@ -735,6 +847,14 @@ int main(int argc, char **argv)
 		{"hint_never_stale", test_hint_never_stale, 0},
 		{"window_never_stale_split", test_window_never_stale_split, 0},
 		{"window_never_stale_packed", test_window_never_stale_packed, 0},
+		{"window_ro_split", test_window_ro_split, 0},
+		{"window_wo_split", test_window_wo_split, 0},
+		{"window_ro_packed", test_window_ro_packed, 0},
+		{"window_wo_packed", test_window_wo_packed, 0},
+		{"window_pages_ro_split", test_window_pages_ro_split, 0},
+		{"window_pages_wo_split", test_window_pages_wo_split, 0},
+		{"window_pages_ro_packed", test_window_pages_ro_packed, 0},
+		{"window_pages_wo_packed", test_window_pages_wo_packed, 0},
 		{"model_exact", test_model_exact, 0},
 		{"model_bounded", test_model_bounded, 0},
 		{"hint_hit_loop", test_hint_hit_loop, 0},
