@@ -485,8 +485,8 @@ static inline void vhdi_chain_plain(struct vhd_vq_chain *c, uint16_t id, bool w,
 }
 
 /* The hinted memory region, copied for a pop's fast loop: chains of one plain descriptor inside it are mapped
- * there directly. With an IOTLB it is the window (vhdi_vq_window(), refreshed at the start of the pop), which
- * may be empty (size 0): then, as with no hint, every chain takes the general walk. */
+ * there directly. With an IOTLB it is the read/write window (vhdi_vq_window(), refreshed at the start of the
+ * pop), which may be empty (size 0): then, as with no hint, every chain takes the general walk. */
 struct vhdi_hint_region {
 	uint64_t gpa, size;
 	uint8_t *host;
@@ -494,8 +494,10 @@ struct vhdi_hint_region {
 
 static inline struct vhdi_hint_region vhdi_hint_region(const struct vhd_vq *vq)
 {
-	if (vq->xmem && vq->mem_hint < vq->xmem->nregions) {
-		const struct vhd_mem_region *hr = &vq->xmem->r[vq->mem_hint];
+	/* xmem_rw: the fast loops using this map either direction without looking at permissions, so an IOTLB
+	 * window serves them only while its entry is read/write (else it is empty). */
+	if (vq->xmem_rw && vq->mem_hint < vq->xmem_rw->nregions) {
+		const struct vhd_mem_region *hr = &vq->xmem_rw->r[vq->mem_hint];
 		return (struct vhdi_hint_region){hr->guest_addr, hr->size, hr->host};
 	}
 	return (struct vhdi_hint_region){0, 0, NULL};
