@@ -36,7 +36,11 @@ listens, then start the sender. The traffic itself only crosses vhostd. Checks:
                       after it, and so do paced datagrams across it (none stale: the pages vhostd wrote were
                       logged; those lost in the pause counted), UDP both ways after it; with split rings and
                       again with packed ones; and with QEMU's default (guest_announce on), where the guest
-                      announces itself and the MAC moves on its gratuitous ARP
+                      announces itself and the MAC moves on its gratuitous ARP; and with vhostd's dirty log
+                      off (VHOSTD_TEST_DIRTY_LOG_OFF=1), the guest's receive ring held full of unread datagrams
+                      (eth0 down) across a migration held after its first pass: the case passes only if the
+                      checks after it catch the damage (they did: the destination's kernel crashed); the same
+                      with the log on (migrate_held, only by name) delivers them intact
   viommu              two guests on ports with the default iommu=on, one behind QEMU's vIOMMU (intel-iommu,
                       strict invalidation), one without (which must not negotiate ACCESS_PLATFORM): ping, UDP and TCP both ways, vhostd's counters equal the guests',
                       and the vIOMMU port's IOTLB counters show its misses, updates and invalidations
