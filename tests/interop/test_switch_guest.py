@@ -757,6 +757,9 @@ def scenario_migrate(rig, packed=False, announce=False, unlogged=False):
         except CaseError as e:
             panic = [x.strip() for x in dst.tail(400) if "Kernel panic" in x or "BUG:" in x or "RIP:" in x][:3]
             log(f"unlogged: {mig}; caught: {e}; the destination's kernel: {panic or 'no oops'}")
+            # Neither would power off (the source is paused for good, the destination broken): 30 s each.
+            src.kill()
+            dst.kill()
             return f"{mig}; caught: {str(e)[:300]}" + (f"; destination kernel: {' / '.join(panic)}" if panic else "")
         raise CaseError(f"the migration with the dirty log off went unnoticed: {mig}; {MIG_HELD_N} datagrams into "
                         f"the held ring, {lost} lost (counted), none stale")
