@@ -115,6 +115,9 @@ struct vhd_vu_dev {
 	bool rarp_pending;
 	struct vhd_mem *mem;
 	struct vhd_dlog *log; /* SET_LOG_BASE; logging is on while VHOST_F_LOG_ALL is negotiated too */
+	/* Testing only (VHOSTD_TEST_DIRTY_LOG_OFF=1 at creation): LOG_ALL and SET_LOG_BASE are accepted as ever but
+	 * no queue is ever given the log, so no bit is set: a migration test must see what that breaks. */
+	bool log_off;
 	/* What SET_LOG_BASE and SET_INFLIGHT_FD carried, kept for vhd_vu_dev_export() (a duplicate of the fd). */
 	int log_fd;
 	struct vhost_user_log log_msg;
@@ -405,7 +408,7 @@ static int ring_translate_iotlb(struct vhd_vu_dev *dev, unsigned qi, struct vu_q
 
 static bool dev_logging(const struct vhd_vu_dev *dev)
 {
-	return dev->log && (dev->features & VHD_BIT(VHOST_F_LOG_ALL));
+	return dev->log && (dev->features & VHD_BIT(VHOST_F_LOG_ALL)) && !dev->log_off;
 }
 
 /* Point a started queue, not running (paused or not resumed yet), at the log, or at none. */
@@ -1524,6 +1527,11 @@ static int dev_alloc(const struct vhd_vu_config *cfg, struct vhd_vu_dev **out)
 	if (!cfg->config_space)
 		dev->proto_offered &= ~VHD_BIT(VHOST_USER_PROTOCOL_F_CONFIG);
 	dev->mtu = cfg->mtu;
+	const char *off = getenv("VHOSTD_TEST_DIRTY_LOG_OFF");
+	dev->log_off = off && !strcmp(off, "1");
+	if (dev->log_off)
+		vhd_log(VHD_LOG_WARN, "%s: VHOSTD_TEST_DIRTY_LOG_OFF=1: dirty pages are NOT logged (testing only: "
+			"a live migration will corrupt the guest)", dev->name);
 	for (unsigned i = 0; i < VU_MAX_QUEUES; i++) {
 		dev->q[i].call_fd = dev->q[i].kick_fd = dev->q[i].err_fd = -1;
 		atomic_init(&dev->q[i].ready, 0);
