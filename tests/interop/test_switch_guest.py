@@ -702,6 +702,9 @@ def scenario_migrate(rig, packed=False, announce=False, unlogged=False):
         ring = rig.show()["vm1new"]["info"].get("ring")
         expect(ring == ("packed" if packed else "split"), f"vm1new ring {ring}")
         how = "SEND_RARP" if rarp else "the guest's announcement"
+        # The source stays paused for good (QEMU's postmigrate state) and would not power off at the scenario's
+        # end: 30 s of waiting per case.
+        src.kill()
         return (f"{ring}, {how}: {mig}; MAC on vm1new {fdb_s:.1f} s after; "
                 f"{MIG_BYTES >> 20} MiB TCP across it intact; {MIG_UDP_N} datagrams across it, {lost_mig} lost "
                 f"(counted), none stale; UDP lost before {lost0}, after {lost1}/{lost2} (all counted)")
